@@ -1,0 +1,95 @@
+"""Loads the host build of the C runtime and declares its functions."""
+
+import ctypes
+import os
+import pathlib
+
+from tflm_training.errors import LibraryNotBuiltError
+
+LIBRARY_ENV = "TFLM_TRAINING_LIBRARY"
+DEFAULT_LIBRARY = pathlib.Path(__file__).parent / "_build" / "libtflm_training.so"
+
+MAX_RANK = 6
+ERROR_MESSAGE_SIZE = 200
+
+
+class TensorRecord(ctypes.Structure):
+    """Mirror of tt_tensor (tt_interpreter.h)."""
+
+    _fields_ = [
+        ("type", ctypes.c_int32),
+        ("rank", ctypes.c_int32),
+        ("dims", ctypes.c_int32 * MAX_RANK),
+        ("num_elements", ctypes.c_int32),
+        ("num_bytes", ctypes.c_int32),
+        ("location", ctypes.c_int32),
+        ("data_offset", ctypes.c_int32),
+        ("scale", ctypes.c_float),
+        ("zero_point", ctypes.c_int32),
+        ("num_scales", ctypes.c_int32),
+        ("scales_pos", ctypes.c_int32),
+        ("num_zero_points", ctypes.c_int32),
+        ("zero_points_pos", ctypes.c_int32),
+        ("quantized_dimension", ctypes.c_int32),
+        ("name_pos", ctypes.c_int32),
+        ("name_length", ctypes.c_int32),
+        ("first_op", ctypes.c_int32),
+        ("last_op", ctypes.c_int32),
+        ("intact_after_invoke", ctypes.c_int32),
+    ]
+
+
+class ErrorRecord(ctypes.Structure):
+    """Mirror of tt_error (tt_status.h)."""
+
+    _fields_ = [("code", ctypes.c_int), ("message", ctypes.c_char * ERROR_MESSAGE_SIZE)]
+
+
+class InterpreterOptions(ctypes.Structure):
+    """Mirror of tt_interpreter_options (tt_interpreter.h)."""
+
+    _fields_ = [("preserve_all_tensors", ctypes.c_bool)]
+
+
+_library = None
+
+
+def _declare(lib):
+    u8p, u32, i32, vp = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int32, ctypes.c_void_p
+    signatures = {
+        "tt_interpreter_init": (ctypes.c_int, [vp, u8p, u32, u8p, u32, vp]),
+        "tt_interpreter_invoke": (ctypes.c_int, [vp]),
+        "tt_interpreter_set_input": (ctypes.c_int, [vp, i32, vp, u32, i32]),
+        "tt_interpreter_input_tensor": (i32, [vp, i32]),
+        "tt_interpreter_output_tensor": (i32, [vp, i32]),
+        "tt_interpreter_tensor": (ctypes.POINTER(TensorRecord), [vp, i32]),
+        "tt_interpreter_tensor_data": (vp, [vp, i32]),
+        "tt_interpreter_arena_used": (u32, [vp]),
+        "tt_interpreter_num_tensors": (i32, [vp]),
+        "tt_interpreter_error": (ctypes.POINTER(ErrorRecord), [vp]),
+        "tt_sizeof_interpreter": (u32, []),
+        "tt_sizeof_tensor": (u32, []),
+    }
+    for name, (restype, argtypes) in signatures.items():
+        function = getattr(lib, name)
+        function.restype = restype
+        function.argtypes = argtypes
+    if lib.tt_sizeof_tensor() != ctypes.sizeof(TensorRecord):
+        raise LibraryNotBuiltError(
+            "the tflm_training host library does not match this Python package "
+            "(tt_tensor layout differs); rebuild it with `python tools/build.py --host`")
+
+
+def library():
+    """The loaded shared library; builds nothing, says how if it is missing."""
+    global _library
+    if _library is None:
+        path = pathlib.Path(os.environ.get(LIBRARY_ENV, DEFAULT_LIBRARY))
+        if not path.is_file():
+            raise LibraryNotBuiltError(
+                f"the tflm_training host library is not built ({path} is missing); "
+                "run `python tools/build.py --host` from the repository root")
+        lib = ctypes.CDLL(str(path))
+        _declare(lib)
+        _library = lib
+    return _library

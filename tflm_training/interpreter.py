@@ -1,0 +1,194 @@
+"""`Interpreter`: runs an int8 .tflite model in the C runtime, shaped like
+`tflite_micro.runtime.Interpreter`."""
+
+import ctypes
+import pathlib
+
+import numpy as np
+
+from tflm_training import _native
+from tflm_training.errors import (ArenaTooSmallError, InputMismatchError,
+                                  InvalidArgumentError, error_for_status)
+
+# tt_tensor_type -> numpy dtype (types the runtime can hold).
+_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64,
+           6: np.bool_, 7: np.int16, 9: np.int8}
+_TYPE_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
+
+_DATA_NONE, _DATA_MODEL, _DATA_ARENA = 0, 1, 2
+_ALIGNMENT = 16
+# Used to measure a model's arena need when the caller gives no size; pages
+# that planning never touches are not committed by the OS.
+_PROBE_ARENA_BYTES = 256 << 20
+
+
+def _aligned_bytes(data, size):
+    """A zeroed uint8 array of `size` bytes holding `data`, 16-byte aligned."""
+    raw = np.zeros(size + _ALIGNMENT, dtype=np.uint8)
+    start = (-raw.ctypes.data) % _ALIGNMENT
+    view = raw[start:start + size]
+    if data is not None:
+        view[:len(data)] = np.frombuffer(data, dtype=np.uint8)
+    return view
+
+
+class Interpreter:
+    """Loads a model into a static arena and runs it.
+
+    `arena_size=None` sizes the arena to exactly what the model needs.
+    `preserve_all_tensors=True` keeps every intermediate tensor for
+    `get_tensor()` after `invoke()` (TFLM's kPreserveAllTensors).
+    """
+
+    def __init__(self, model_data, arena_size=None, preserve_all_tensors=False):
+        if not isinstance(model_data, (bytes, bytearray, memoryview)):
+            raise InvalidArgumentError(
+                f"model_data must be bytes, got {type(model_data).__name__}")
+        self._lib = _native.library()
+        model_data = bytes(model_data)
+        self._model = _aligned_bytes(model_data, len(model_data))
+        self._model_bytes = model_data
+        self._preserve = bool(preserve_all_tensors)
+        if arena_size is None:
+            arena_size = self._measure_arena()
+        if not isinstance(arena_size, int) or arena_size <= 0:
+            raise InvalidArgumentError(
+                f"arena_size must be a positive int or None, got {arena_size!r}")
+        self._init(arena_size)
+
+    @classmethod
+    def from_file(cls, model_path, arena_size=None, preserve_all_tensors=False):
+        path = pathlib.Path(model_path)
+        if not path.is_file():
+            raise InvalidArgumentError(f"model file {path} does not exist")
+        return cls(path.read_bytes(), arena_size, preserve_all_tensors)
+
+    @classmethod
+    def from_bytes(cls, model_data, arena_size=None, preserve_all_tensors=False):
+        return cls(model_data, arena_size, preserve_all_tensors)
+
+    # -- setup ---------------------------------------------------------------
+
+    def _init(self, arena_size):
+        self._arena = _aligned_bytes(None, arena_size)
+        self._state = ctypes.create_string_buffer(self._lib.tt_sizeof_interpreter())
+        options = _native.InterpreterOptions(preserve_all_tensors=self._preserve)
+        status = self._lib.tt_interpreter_init(
+            self._state, self._model.ctypes.data, len(self._model),
+            self._arena.ctypes.data, arena_size, ctypes.byref(options))
+        self._check(status)
+
+    def _measure_arena(self):
+        try:
+            self._init(_PROBE_ARENA_BYTES)
+        except ArenaTooSmallError as error:
+            raise ArenaTooSmallError(
+                f"{error} (the model needs more than {_PROBE_ARENA_BYTES} bytes; "
+                "pass arena_size explicitly)") from None
+        return self.arena_used_bytes()
+
+    def _check(self, status):
+        if status != 0:
+            message = self._lib.tt_interpreter_error(self._state).contents.message
+            raise error_for_status(status, message.decode("utf-8", "replace"))
+
+    # -- running -------------------------------------------------------------
+
+    def set_input(self, input_data, index):
+        details = self.get_input_details(index)
+        array = np.asarray(input_data)
+        if array.dtype != details["dtype"] or tuple(array.shape) != tuple(details["shape"]):
+            raise InputMismatchError(
+                f"input {index} must have shape {tuple(details['shape'])} and dtype "
+                f"{np.dtype(details['dtype']).name}, got shape {tuple(array.shape)} and "
+                f"dtype {array.dtype.name}; for int8 inputs quantize with the scale and "
+                f"zero point in get_input_details({index})")
+        array = np.ascontiguousarray(array)
+        self._check(self._lib.tt_interpreter_set_input(
+            self._state, index, array.ctypes.data, array.nbytes,
+            _TYPE_CODES[array.dtype]))
+
+    def invoke(self):
+        self._check(self._lib.tt_interpreter_invoke(self._state))
+
+    def get_output(self, index):
+        return self.get_tensor(self._graph_tensor(index, output=True))
+
+    def get_tensor(self, tensor_index):
+        """A copy of any tensor: constants, inputs, outputs, intermediates."""
+        record = self._record(tensor_index)
+        if record.location == _DATA_NONE:
+            raise InvalidArgumentError(
+                f"tensor {tensor_index} is not used by any operator and holds no data")
+        if (record.location == _DATA_ARENA and not self._preserve
+                and not record.intact_after_invoke):
+            raise InvalidArgumentError(
+                f"tensor {tensor_index}'s memory is reused by later operators; create "
+                "the Interpreter with preserve_all_tensors=True to inspect it")
+        address = self._lib.tt_interpreter_tensor_data(self._state, tensor_index)
+        dtype = np.dtype(_DTYPES[record.type])
+        raw = ctypes.string_at(address, record.num_bytes)
+        return np.frombuffer(raw, dtype=dtype).reshape(self._shape(record)).copy()
+
+    # -- introspection -------------------------------------------------------
+
+    def get_input_details(self, index):
+        return self._details(self._graph_tensor(index, output=False))
+
+    def get_output_details(self, index):
+        return self._details(self._graph_tensor(index, output=True))
+
+    def arena_used_bytes(self):
+        return int(self._lib.tt_interpreter_arena_used(self._state))
+
+    @property
+    def num_tensors(self):
+        return int(self._lib.tt_interpreter_num_tensors(self._state))
+
+    def _graph_tensor(self, index, output):
+        if not isinstance(index, (int, np.integer)) or index < 0:
+            raise InvalidArgumentError(f"index must be a non-negative int, got {index!r}")
+        lookup = (self._lib.tt_interpreter_output_tensor if output
+                  else self._lib.tt_interpreter_input_tensor)
+        tensor = lookup(self._state, int(index))
+        if tensor < 0:
+            kind = "output" if output else "input"
+            raise InvalidArgumentError(f"the model has no {kind} {index}")
+        return tensor
+
+    def _record(self, tensor_index):
+        if not isinstance(tensor_index, (int, np.integer)):
+            raise InvalidArgumentError(f"tensor index must be an int, got {tensor_index!r}")
+        pointer = self._lib.tt_interpreter_tensor(self._state, int(tensor_index))
+        if not pointer:
+            raise InvalidArgumentError(
+                f"tensor {tensor_index} does not exist; the model has "
+                f"{self.num_tensors} tensors")
+        return pointer.contents
+
+    @staticmethod
+    def _shape(record):
+        return tuple(record.dims[:record.rank])
+
+    def _details(self, tensor_index):
+        record = self._record(tensor_index)
+        model = self._model_bytes
+        name = model[record.name_pos:record.name_pos + record.name_length].decode(
+            "utf-8", "replace")
+        scales = np.frombuffer(model, dtype="<f4", count=record.num_scales,
+                               offset=record.scales_pos).astype(np.float32)
+        zero_points = np.frombuffer(model, dtype="<i8", count=record.num_zero_points,
+                                    offset=record.zero_points_pos).astype(np.int32)
+        if record.type not in _DTYPES:
+            raise InvalidArgumentError(f"tensor {tensor_index} has an unsupported type")
+        return {
+            "name": name,
+            "index": tensor_index,
+            "shape": np.array(self._shape(record), dtype=np.int32),
+            "dtype": _DTYPES[record.type],
+            "quantization_parameters": {
+                "scales": scales,
+                "zero_points": zero_points,
+                "quantized_dimension": int(record.quantized_dimension),
+            },
+        }

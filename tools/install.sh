@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything tflm_training needs on Debian 12 and builds the host
+# library: the Arm toolchain and QEMU (Debian packages), the pinned Python
+# packages into the current Python environment, then the C runtime.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-$(command -v python || command -v python3)}
+DEBIAN_PACKAGES=(gcc make gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)
+
+missing=()
+for package in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "Installing Debian packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+echo "Installing Python packages (pinned in setup.cfg)"
+"$PYTHON" -m pip install -q --upgrade pip
+"$PYTHON" -m pip install -q -e ".[pipeline,test]"
+
+echo "Building the host library"
+"$PYTHON" tools/build.py --host
+echo "Installed. Run the tests with: python -m pytest tests"
