@@ -66,6 +66,8 @@ def _declare(lib):
         "tt_interpreter_tensor_data": (vp, [vp, i32]),
         "tt_interpreter_arena_used": (u32, [vp]),
         "tt_interpreter_num_tensors": (i32, [vp]),
+        "tt_interpreter_num_inputs": (i32, [vp]),
+        "tt_interpreter_num_outputs": (i32, [vp]),
         "tt_interpreter_error": (ctypes.POINTER(ErrorRecord), [vp]),
         "tt_sizeof_interpreter": (u32, []),
         "tt_sizeof_tensor": (u32, []),

@@ -97,9 +97,10 @@ class Interpreter:
     def set_input(self, input_data, index):
         details = self.get_input_details(index)
         array = np.asarray(input_data)
-        if array.dtype != details["dtype"] or tuple(array.shape) != tuple(details["shape"]):
+        shape = tuple(int(d) for d in details["shape"])
+        if array.dtype != details["dtype"] or tuple(array.shape) != shape:
             raise InputMismatchError(
-                f"input {index} must have shape {tuple(details['shape'])} and dtype "
+                f"input {index} must have shape {shape} and dtype "
                 f"{np.dtype(details['dtype']).name}, got shape {tuple(array.shape)} and "
                 f"dtype {array.dtype.name}; for int8 inputs quantize with the scale and "
                 f"zero point in get_input_details({index})")
@@ -144,6 +145,14 @@ class Interpreter:
     @property
     def num_tensors(self):
         return int(self._lib.tt_interpreter_num_tensors(self._state))
+
+    @property
+    def num_inputs(self):
+        return int(self._lib.tt_interpreter_num_inputs(self._state))
+
+    @property
+    def num_outputs(self):
+        return int(self._lib.tt_interpreter_num_outputs(self._state))
 
     def _graph_tensor(self, index, output):
         if not isinstance(index, (int, np.integer)) or index < 0:

@@ -131,5 +131,11 @@ int main(int argc, char** argv) {
   }
   printf("iterations=%ld accepted=%ld rejected=%ld\n", iterations, accepted,
          iterations - accepted);
+  for (int i = 0; i < num_seeds; ++i) free(seeds[i]);
+  free(seeds);
+  free(seed_sizes);
+  free(model);
+  free(arena);
+  free(input);
   return 0;
 }

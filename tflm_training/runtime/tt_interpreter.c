@@ -78,6 +78,14 @@ static int32_t graph_tensor(const tt_interpreter* it, int32_t list_offset,
   return ((const int32_t*)tt_arena_at(it, list_offset))[index];
 }
 
+int32_t tt_interpreter_num_inputs(const tt_interpreter* it) {
+  return (it == NULL || !it->ready) ? 0 : it->num_inputs;
+}
+
+int32_t tt_interpreter_num_outputs(const tt_interpreter* it) {
+  return (it == NULL || !it->ready) ? 0 : it->num_outputs;
+}
+
 int32_t tt_interpreter_input_tensor(const tt_interpreter* it, int32_t index) {
   return graph_tensor(it, it->inputs_offset, it->num_inputs, index);
 }

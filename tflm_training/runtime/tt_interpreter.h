@@ -102,6 +102,8 @@ tt_status tt_interpreter_set_input(tt_interpreter* interpreter, int32_t index,
                                    const void* data, uint32_t num_bytes,
                                    int32_t type);
 
+int32_t tt_interpreter_num_inputs(const tt_interpreter* interpreter);
+int32_t tt_interpreter_num_outputs(const tt_interpreter* interpreter);
 int32_t tt_interpreter_input_tensor(const tt_interpreter* interpreter,
                                     int32_t index); /* -1 if out of range */
 int32_t tt_interpreter_output_tensor(const tt_interpreter* interpreter,

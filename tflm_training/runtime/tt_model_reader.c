@@ -20,7 +20,8 @@ typedef struct {
 
 static tt_status corrupt(reader* r, const char* what) {
   return tt_error_set(&r->it->error, TT_ERR_CORRUPT_MODEL,
-                      "corrupt model: %s; re-export the .tflite file", what);
+                      "corrupt model: %s; the file may be truncated or damaged, "
+                      "re-export it", what);
 }
 
 static tt_status corrupt_tensor(reader* r, int32_t tensor, const char* what) {

@@ -101,7 +101,9 @@ static bool quantize_value(float scale, int32_t zero_point, float value,
                            int32_t* q) {
   const float rounded = tt_round_float(value / scale);
   if (!(rounded >= -2147483648.0f && rounded <= 2147483520.0f)) return false;
-  *q = zero_point + (int32_t)rounded;
+  const int64_t q64 = (int64_t)zero_point + (int32_t)rounded;
+  if (q64 < INT32_MIN || q64 > INT32_MAX) return false;
+  *q = (int32_t)q64;
   return true;
 }
 

@@ -1,0 +1,29 @@
+/* What the firmware app needs from a board. board.json chooses which
+ * driver in boards/drivers/ implements each part: console_<kind>.c,
+ * exit_<kind>.c and counter_<kind>.c. */
+#ifndef BOARDS_COMMON_BOARD_H_
+#define BOARDS_COMMON_BOARD_H_
+
+#include <stdint.h>
+
+void board_console_init(void);
+void board_console_write(const char* text, uint32_t length);
+
+/* Ends the program with `status` (0 = success). On an emulator this becomes
+ * the emulator's exit code; on hardware the board halts. */
+__attribute__((noreturn)) void board_exit(int status);
+
+typedef void (*board_measured_fn)(void* context);
+
+/* Runs fn(context) once and returns how long it took in the counter's unit
+ * (board_counter_unit()), net of the cost of calling an empty function.
+ * Returns -1 when the counter overflowed. */
+void board_counter_init(void);
+int64_t board_counter_measure(board_measured_fn fn, void* context);
+const char* board_counter_unit(void);
+
+/* The stack is painted at reset; this is the most of it ever used. */
+uint32_t board_stack_size(void);
+uint32_t board_stack_high_water(void);
+
+#endif /* BOARDS_COMMON_BOARD_H_ */

@@ -1,0 +1,51 @@
+/* Reset and exception entry for every Cortex-M4F board: vector table,
+ * memory initialisation, FPU enable, stack painting, then main(). */
+#include <stdint.h>
+#include <string.h>
+
+#include "board.h"
+#include "fault.h"
+#include "report.h"
+#include "stack.h"
+
+extern uint32_t __stack_end[];
+extern uint32_t __data_start[], __data_end[], __data_load[];
+extern uint32_t __bss_start[], __bss_end[];
+
+int main(void);
+void board_reset_handler(void);
+void board_systick_handler(void) __attribute__((weak, alias("board_default_handler")));
+void board_default_handler(void);
+
+#define CPACR (*(volatile uint32_t*)0xE000ED88u)
+
+typedef void (*vector)(void);
+
+__attribute__((section(".vectors"), used)) static const vector vectors[16] = {
+    (vector)(uintptr_t)__stack_end, /* initial main stack pointer */
+    board_reset_handler,
+    board_fault_handler, /* NMI */
+    board_fault_handler, /* HardFault */
+    board_fault_handler, /* MemManage */
+    board_fault_handler, /* BusFault */
+    board_fault_handler, /* UsageFault */
+    0, 0, 0, 0,
+    board_default_handler, /* SVCall */
+    board_default_handler, /* DebugMonitor */
+    0,
+    board_default_handler, /* PendSV */
+    board_systick_handler,
+};
+
+void board_default_handler(void) { board_fault_handler(); }
+
+/* Kept free of floating point: the FPU is off until CPACR is written. */
+void board_reset_handler(void) {
+  CPACR |= 0xFu << 20; /* CP10 and CP11: full access */
+  __asm volatile("dsb\n\tisb" ::: "memory");
+  board_stack_paint();
+  memcpy(__data_start, __data_load,
+         (uintptr_t)__data_end - (uintptr_t)__data_start);
+  memset(__bss_start, 0, (uintptr_t)__bss_end - (uintptr_t)__bss_start);
+  report_exit(main());
+}

@@ -1,0 +1,156 @@
+/* What the int8 convolution-like kernels (CONV_2D, DEPTHWISE_CONV_2D,
+ * FULLY_CONNECTED) share: checks of their tensors, the requantization
+ * parameters of each output channel, the sliding-window geometry, and the
+ * step from an int32 accumulator to an int8 output. The arithmetic matches
+ * TFLite Micro's reference kernels bit for bit.
+ *
+ * Op data of these kernels is a fixed header followed by `count` int32
+ * multipliers and then `count` int32 shifts, where count is 1 for a
+ * per-tensor quantized filter and the number of output channels for a
+ * per-channel one. */
+#ifndef TFLM_TRAINING_TT_CONV_PARAMS_H_
+#define TFLM_TRAINING_TT_CONV_PARAMS_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tt_kernel.h"
+#include "tt_kernel_checks.h"
+#include "tt_quant.h"
+
+/* Activation offsets and fused-activation clamp of an int8 op. */
+typedef struct {
+  int32_t input_offset;  /* minus the input zero point */
+  int32_t output_offset; /* the output zero point */
+  int32_t act_min;
+  int32_t act_max;
+} tt_conv_quant;
+
+/* Sliding window over an NHWC image. pad_* is the padding before the first
+ * row / column; the rest of SAME padding falls after the last one. */
+typedef struct {
+  int32_t stride_h;
+  int32_t stride_w;
+  int32_t dilation_h;
+  int32_t dilation_w;
+  int32_t pad_h;
+  int32_t pad_w;
+} tt_conv_window;
+
+/* Signed 32-bit addition that wraps, as TFLM's accumulators do on every
+ * target, without relying on -fwrapv (or tripping a sanitizer). */
+static inline int32_t tt_conv_wrapping_add(int32_t a, int32_t b) {
+  return (int32_t)((uint32_t)a + (uint32_t)b);
+}
+
+/* Rescales an accumulator (bias included) to the output's int8 scale. */
+static inline int8_t tt_conv_requantize(int32_t acc, int32_t multiplier,
+                                        int32_t shift,
+                                        const tt_conv_quant* quant) {
+  int32_t value = tt_multiply_by_quantized_multiplier(acc, multiplier, shift);
+  value = tt_conv_wrapping_add(value, quant->output_offset);
+  return (int8_t)tt_clamp_i32(value, quant->act_min, quant->act_max);
+}
+
+/* Eval-time view of the tensors and the per-channel parameters (built on
+ * the stack; op data itself holds no pointers). */
+typedef struct {
+  const int8_t* input;
+  const int8_t* filter;
+  const uint8_t* bias; /* int32 values, maybe unaligned; NULL if none */
+  int8_t* output;
+  const int32_t* multipliers;
+  const int32_t* shifts;
+  int32_t channel_step; /* 1 with a multiplier per channel, 0 with one */
+  const tt_conv_quant* quant;
+} tt_conv_eval_view;
+
+/* Fills *view from the node's tensors (input 0, filter 1, optional bias 2,
+ * output 0) and from the multipliers/shifts that follow an op data header
+ * of header_size bytes; fails if any of them has no memory. */
+tt_status tt_conv_eval_view_init(tt_interpreter* interpreter,
+                                 const tt_node* node, uint32_t header_size,
+                                 int32_t multiplier_count,
+                                 const tt_conv_quant* quant,
+                                 tt_conv_eval_view* view);
+
+/* Adds the channel's bias to its accumulator and requantizes it. */
+static inline int8_t tt_conv_output_value(const tt_conv_eval_view* view,
+                                          int32_t channel, int32_t acc) {
+  if (view->bias != NULL) {
+    acc = tt_conv_wrapping_add(acc, tt_load_i32(view->bias + 4 * channel));
+  }
+  const int32_t q = channel * view->channel_step;
+  return tt_conv_requantize(acc, view->multipliers[q], view->shifts[q],
+                            view->quant);
+}
+
+/* Every dimension of the tensor is at least 1. */
+tt_status tt_conv_expect_nonempty(tt_interpreter* interpreter,
+                                  const tt_node* node,
+                                  const tt_tensor* tensor, const char* role);
+
+/* Input and output: int8 quantized per tensor (tt_expect_int8_per_tensor);
+ * fills the offsets and the clamp of `activation`. */
+tt_status tt_conv_prepare_io(tt_interpreter* interpreter, const tt_node* node,
+                             const tt_tensor* input, const tt_tensor* output,
+                             int32_t activation, tt_conv_quant* quant);
+
+/* Weights: int8 and quantized. Says clearly when they are packed int4. */
+tt_status tt_conv_expect_filter(tt_interpreter* interpreter,
+                                const tt_node* node, const tt_tensor* filter);
+
+/* Bias (may be NULL): int32, one value per output channel. */
+tt_status tt_conv_expect_bias(tt_interpreter* interpreter, const tt_node* node,
+                              const tt_tensor* bias, int32_t num_channels);
+
+/* Number of multiplier/shift pairs the op data needs: 1 for a filter with
+ * one scale, num_channels when it has one scale per output channel along
+ * quantized_dimension; anything else fails. */
+tt_status tt_conv_multiplier_count(tt_interpreter* interpreter,
+                                   const tt_node* node,
+                                   const tt_tensor* filter,
+                                   int32_t quantized_dimension,
+                                   int32_t num_channels, int32_t* count);
+
+/* Scale `channel` of the filter, which must be finite and non-negative (a
+ * zero scale, an all-zero channel, makes its outputs the zero point, as in
+ * TFLM). */
+tt_status tt_conv_filter_scale(tt_interpreter* interpreter,
+                               const tt_node* node, const tt_tensor* filter,
+                               int32_t channel, float* scale);
+
+/* TFLM's per-channel rule, for each of `count` filter scales:
+ * double(input scale) * double(filter scale) / double(output scale). */
+tt_status tt_conv_channel_multipliers(tt_interpreter* interpreter,
+                                      const tt_node* node,
+                                      const tt_tensor* input,
+                                      const tt_tensor* filter,
+                                      const tt_tensor* output, int32_t count,
+                                      int32_t* multipliers, int32_t* shifts);
+
+/* One real multiplier to (multiplier, shift); fails when it is not finite
+ * or too large for the fixed-point multiply (2^30 and above). */
+tt_status tt_conv_quantize_multiplier(tt_interpreter* interpreter,
+                                      const tt_node* node, double real,
+                                      int32_t channel, int32_t* multiplier,
+                                      int32_t* shift);
+
+/* Checks strides and dilations (stride_*, dilation_* already set in
+ * *window), computes the output size and leading padding of each axis the
+ * way TFLite does, requires the output tensor to have that size, and fills
+ * pad_h / pad_w. Sizes are bounded so that every window coordinate eval
+ * computes fits in int32. */
+tt_status tt_conv_prepare_window(tt_interpreter* interpreter,
+                                 const tt_node* node, int32_t padding,
+                                 int32_t in_h, int32_t in_w, int32_t filter_h,
+                                 int32_t filter_w, int32_t out_h,
+                                 int32_t out_w, tt_conv_window* window);
+
+/* Bytes of op data: a header plus count multiplier/shift pairs. */
+tt_status tt_conv_alloc_op_data(tt_interpreter* interpreter, tt_node* node,
+                                uint32_t header_size, int32_t count,
+                                void** data);
+
+#endif /* TFLM_TRAINING_TT_CONV_PARAMS_H_ */

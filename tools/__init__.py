@@ -1,0 +1,1 @@
+"""Command-line tools (absl apps) and the helpers they share."""

@@ -1,0 +1,87 @@
+"""Builds the runtime: the host shared library, or a board's firmware.
+
+  python tools/build.py --host [--sanitize]
+  python tools/build.py --board nrf52840 [--model M.tflite --inputs I.npy --out DIR]
+
+The firmware build prints flash/RAM use the way arduino-cli does and fails
+when the firmware does not fit the board (limits from boards/<board>/board.json).
+"""
+import pathlib
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+  sys.path.insert(0, str(REPO))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from tools import board_config
+from tools import firmware_build
+from tools import host_build
+
+_HOST = flags.DEFINE_bool("host", False, "Build the host shared library.")
+_SANITIZE = flags.DEFINE_bool(
+    "sanitize", False, "With --host: an ASan+UBSan build, into "
+    f"{host_build.library_path(True).relative_to(REPO)}.")
+_BOARD = flags.DEFINE_string(
+    "board", None, f"Build firmware for this board ({', '.join(board_config.board_names())}).")
+_APP = flags.DEFINE_string(
+    "app", firmware_build.APP, "With --board: the firmware app (boards/app/<app>.c); "
+    "--model/--inputs apply to the inference app only.")
+_MODEL = flags.DEFINE_string(
+    "model", None, "The .tflite model to embed (default "
+    f"{firmware_build.DEFAULT_MODEL.relative_to(REPO)}).")
+_INPUTS = flags.DEFINE_string(
+    "inputs", None, "A .npy of inputs to embed: (N, *input shape), in the input's "
+    f"dtype (default {firmware_build.DEFAULT_INPUTS.relative_to(REPO)}).")
+_OUT = flags.DEFINE_string(
+    "out", None, "Output folder (default build/firmware/<board>, or "
+    "build/firmware/<board>-<app> for other apps).")
+_ARENA_BYTES = flags.DEFINE_integer(
+    "arena_bytes", None, "Override the static arena size (default: exactly what the "
+    "model needs, as measured by the host runtime).")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Print compiler commands.")
+
+
+def build_host():
+  path = host_build.build_host(sanitize=_SANITIZE.value, verbose=_VERBOSE.value)
+  print(f"built {path.relative_to(REPO)}")
+
+
+def build_board():
+  if _APP.value == firmware_build.APP:
+    firmware = firmware_build.build_firmware(
+        _BOARD.value, _MODEL.value, _INPUTS.value, out_dir=_OUT.value,
+        arena_bytes=_ARENA_BYTES.value, verbose=_VERBOSE.value)
+  else:
+    firmware = firmware_build.build_app(_BOARD.value, _APP.value, out_dir=_OUT.value,
+                                        verbose=_VERBOSE.value)
+  print(firmware.report)
+  for path in (firmware.elf, firmware.hex, firmware.bin):
+    print(f"built {path}")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _HOST.value == bool(_BOARD.value):
+    raise app.UsageError("pass exactly one of --host or --board")
+  try:
+    if _HOST.value:
+      build_host()
+    else:
+      build_board()
+  except firmware_build.OverLimitError as e:
+    print(e.report)
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  except (host_build.BuildError, firmware_build.BuildError,
+          board_config.BoardError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

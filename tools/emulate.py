@@ -1,0 +1,57 @@
+"""Runs firmware in QEMU, streaming its console; exits with the firmware's
+exit status.
+
+  python tools/emulate.py [--board mps2_an386] [--elf build/firmware/mps2_an386/firmware.elf]
+
+mps2_an386 is the one emulated board; --board nrf52840 runs it (it carries
+the nRF52840's memory layout and limits). Instructions are counted exactly
+with QEMU's -icount (boards/README.md).
+"""
+import json
+import pathlib
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+  sys.path.insert(0, str(REPO))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from tools import board_config
+from tools import emulation
+from tools import firmware_build
+
+_BOARD = flags.DEFINE_string("board", "mps2_an386", "Board to emulate.")
+_ELF = flags.DEFINE_string(
+    "elf", None, "Firmware ELF (default build/firmware/<emulated board>/firmware.elf).")
+_TIMEOUT = flags.DEFINE_float("timeout", 60.0, "Seconds before QEMU is stopped.")
+_QUIET = flags.DEFINE_bool("quiet", False, "Do not echo the console.")
+_EVENTS_OUT = flags.DEFINE_string(
+    "events_out", None, "Write the parsed events to this JSON file.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    board, note = emulation.resolve_board(_BOARD.value)
+    if note:
+      print(f"note: {note}", file=sys.stderr)
+    elf = _ELF.value or firmware_build.default_out_dir(board.name) / "firmware.elf"
+    result = emulation.run_firmware(
+        elf, board.name, timeout=_TIMEOUT.value,
+        echo=None if _QUIET.value else lambda line: print(line, flush=True))
+  except (emulation.EmulationError, board_config.BoardError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  if _EVENTS_OUT.value:
+    pathlib.Path(_EVENTS_OUT.value).write_text(json.dumps(result.log.events, indent=1))
+  if result.note:
+    print(f"note: {result.note}", file=sys.stderr)
+  print(f"firmware exit status {result.status}", file=sys.stderr)
+  return result.status
+
+
+if __name__ == "__main__":
+  app.run(main)
