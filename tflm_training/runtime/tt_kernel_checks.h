@@ -7,8 +7,9 @@
 
 #include "tt_kernel.h"
 
-/* Room for "[d0,d1,...]" with TT_MAX_RANK dimensions. */
-#define TT_SHAPE_TEXT_SIZE (2 + TT_MAX_RANK * 11)
+/* Room for "[d0,d1,...]" with TT_MAX_RANK dimensions of up to 11
+ * characters each, commas, brackets and the terminator. */
+#define TT_SHAPE_TEXT_SIZE (3 + TT_MAX_RANK * 12)
 
 /* Writes "[d0,d1,...]" into text (TT_SHAPE_TEXT_SIZE bytes); returns text. */
 const char* tt_shape_text(const int32_t* dims, int32_t rank, char* text);

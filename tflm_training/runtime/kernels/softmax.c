@@ -71,8 +71,9 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
   /* An absent SoftmaxOptions leaves beta 0 in TFLM too; it fails below. */
   TT_RETURN_IF_ERROR(tt_option_f32(it, node, TT_SOFTMAX_BETA, 0.0f, &beta));
 
-  /* beta * input_scale as a Q(31-5) multiplier of the integer input
-   * difference, capped below 2^31, which TFLM requires to exceed 1. */
+  /* The multiplier taking an integer input difference to Q5.26:
+   * beta * input_scale * 2^26, capped below 2^31. TFLM requires it to
+   * exceed 1. */
   double real = (double)beta * (double)input->scale *
                 (double)(1 << (31 - SCALED_DIFF_INTEGER_BITS));
   if (real > 2147483647.0) real = 2147483647.0;
