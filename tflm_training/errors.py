@@ -36,13 +36,21 @@ class BadStateError(TflmTrainingError, RuntimeError):
     status = 6
 
 
+class BadPlanError(TflmTrainingError, ValueError):
+    status = 7
+
+
+class DivergedError(TflmTrainingError, ArithmeticError):
+    status = 8
+
+
 class LibraryNotBuiltError(TflmTrainingError, ImportError):
     """The host shared library has not been built yet."""
 
 
 _BY_STATUS = {cls.status: cls for cls in (
     InvalidArgumentError, CorruptModelError, UnsupportedModelError,
-    ArenaTooSmallError, InputMismatchError, BadStateError)}
+    ArenaTooSmallError, InputMismatchError, BadStateError, BadPlanError, DivergedError)}
 
 
 def error_for_status(status, message):

@@ -80,6 +80,8 @@ const char* tt_status_name(tt_status code) {
     case TT_ERR_ARENA_TOO_SMALL: return "arena too small";
     case TT_ERR_INPUT_MISMATCH: return "input mismatch";
     case TT_ERR_BAD_STATE: return "bad state";
+    case TT_ERR_BAD_PLAN: return "bad plan";
+    case TT_ERR_DIVERGED: return "diverged";
   }
   return "unknown status";
 }

@@ -13,6 +13,8 @@ typedef enum {
   TT_ERR_ARENA_TOO_SMALL = 4,  /* the caller's arena cannot hold the plan */
   TT_ERR_INPUT_MISMATCH = 5,   /* input data of the wrong size or type */
   TT_ERR_BAD_STATE = 6,        /* call order violated (e.g. invoke before init) */
+  TT_ERR_BAD_PLAN = 7,         /* training plan malformed or not for this model */
+  TT_ERR_DIVERGED = 8,         /* training produced NaN / infinity */
 } tt_status;
 
 #define TT_ERROR_MESSAGE_SIZE 200

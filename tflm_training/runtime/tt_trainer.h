@@ -1,0 +1,87 @@
+/* On-device training: the public C API.
+ *
+ * A trainer owns an interpreter over the same model and arena, plus what
+ * the plan (tt_plan.h) asks for. One training step runs the int8 forward
+ * pass exactly as inference does, keeping only what the backward pass
+ * needs; computes softmax cross-entropy on the dequantized int8 logits;
+ * then walks the operators backwards in float32, from the logits down to
+ * the earliest operator the plan trains (nothing is computed or kept for
+ * the frozen part before it). Gradients are real-valued: dL/dx for the
+ * dequantized x = scale * (q - zero_point). Each selected channel's weight
+ * gradient is applied right after it is computed (tt_optimizer.h), so
+ * weight gradients never coexist; updated int8 weights / int32 biases feed
+ * the next forward pass directly.
+ *
+ * Arena layout: the interpreter's tables and kernel data; then the
+ * trainer's tables, RAM copies of the trainable weight and bias tensors
+ * (the model may sit in flash), and the optimizer state of the selected
+ * channels; then one planned region holding activations, the activations
+ * kept for backward, 1-bit activation masks, float gradients and kernel
+ * scratch (tt_buffer_planner.h). Inference through the trainer's
+ * interpreter uses the same region.
+ *
+ * Memory timeline used for planning, with N operators: forward step of
+ * operator i is i; the loss is step N; the backward step of operator i is
+ * 2N - i. */
+#ifndef TFLM_TRAINING_TT_TRAINER_H_
+#define TFLM_TRAINING_TT_TRAINER_H_
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tt_interpreter.h"
+
+typedef struct {
+  uint32_t interpreter_tables; /* model tables and kernel data */
+  uint32_t trainer_tables;     /* plan tables and backward bookkeeping */
+  uint32_t weight_copies;      /* RAM copies of trainable weights / biases */
+  uint32_t optimizer_state;    /* residuals, momentum, batch accumulators */
+  uint32_t planned_region;     /* activations, saved tensors, gradients */
+  uint32_t total;              /* == tt_trainer_arena_used() */
+} tt_training_memory;
+
+typedef struct {
+  tt_interpreter interpreter;
+  const uint8_t* plan;
+  uint32_t plan_size;
+  /* Arena offsets of the trainer's tables (tt_trainer.c defines them). */
+  int32_t layers_offset;
+  int32_t num_layers;
+  int32_t tensor_info_offset;
+  int32_t node_info_offset;
+  int32_t first_backward_node; /* earliest operator the backward pass visits */
+  uint32_t weight_copies_bytes;
+  uint32_t optimizer_state_bytes;
+  uint32_t trainer_tables_bytes;
+  int32_t samples_in_batch; /* accumulated since the last update */
+  uint32_t steps;           /* training steps taken */
+  float learning_rate;
+  float momentum;
+  int32_t batch_size;
+  int32_t flags;
+  int32_t logits_tensor;
+  int32_t num_classes;
+  bool ready;
+} tt_trainer;
+
+tt_status tt_trainer_init(tt_trainer* trainer, const uint8_t* model,
+                          uint32_t model_size, const uint8_t* plan,
+                          uint32_t plan_size, uint8_t* arena,
+                          uint32_t arena_size);
+
+/* One sample: forward, loss, backward, and (every batch_size samples) the
+ * update. `input` must match graph input 0 exactly (type and bytes). */
+tt_status tt_trainer_step(tt_trainer* trainer, const void* input,
+                          uint32_t input_bytes, int32_t label, float* loss);
+
+/* Forward only; the class with the largest logit. */
+tt_status tt_trainer_predict(tt_trainer* trainer, const void* input,
+                             uint32_t input_bytes, int32_t* predicted_class);
+
+tt_interpreter* tt_trainer_interpreter(tt_trainer* trainer);
+uint32_t tt_trainer_arena_used(const tt_trainer* trainer);
+void tt_trainer_memory(const tt_trainer* trainer, tt_training_memory* memory);
+const tt_error* tt_trainer_error(const tt_trainer* trainer);
+uint32_t tt_sizeof_trainer(void);
+
+#endif /* TFLM_TRAINING_TT_TRAINER_H_ */
