@@ -51,6 +51,14 @@ class InterpreterOptions(ctypes.Structure):
     _fields_ = [("preserve_all_tensors", ctypes.c_bool)]
 
 
+class TrainingMemory(ctypes.Structure):
+    """Mirror of tt_training_memory (tt_trainer.h)."""
+
+    _fields_ = [(name, ctypes.c_uint32) for name in (
+        "interpreter_tables", "trainer_tables", "weight_copies", "optimizer_state",
+        "planned_region", "total")]
+
+
 _library = None
 
 
@@ -71,6 +79,14 @@ def _declare(lib):
         "tt_interpreter_error": (ctypes.POINTER(ErrorRecord), [vp]),
         "tt_sizeof_interpreter": (u32, []),
         "tt_sizeof_tensor": (u32, []),
+        "tt_trainer_init": (ctypes.c_int, [vp, u8p, u32, u8p, u32, u8p, u32]),
+        "tt_trainer_step": (ctypes.c_int, [vp, vp, u32, i32, ctypes.POINTER(ctypes.c_float)]),
+        "tt_trainer_predict": (ctypes.c_int, [vp, vp, u32, ctypes.POINTER(i32)]),
+        "tt_trainer_interpreter": (vp, [vp]),
+        "tt_trainer_arena_used": (u32, [vp]),
+        "tt_trainer_memory": (None, [vp, ctypes.POINTER(TrainingMemory)]),
+        "tt_trainer_error": (ctypes.POINTER(ErrorRecord), [vp]),
+        "tt_sizeof_trainer": (u32, []),
     }
     for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)

@@ -7,7 +7,7 @@ import pathlib
 import numpy as np
 
 from tflm_training import _native
-from tflm_training.errors import (ArenaTooSmallError, InputMismatchError,
+from tflm_training.errors import (ArenaTooSmallError, BadStateError, InputMismatchError,
                                   InvalidArgumentError, error_for_status)
 
 # tt_tensor_type -> numpy dtype (types the runtime can hold).
@@ -49,6 +49,8 @@ class Interpreter:
         self._model = _aligned_bytes(model_data, len(model_data))
         self._model_bytes = model_data
         self._preserve = bool(preserve_all_tensors)
+        self._activations_valid = True
+        self._persistent_tensors = frozenset()
         if arena_size is None:
             arena_size = self._measure_arena()
         if not isinstance(arena_size, int) or arena_size <= 0:
@@ -66,6 +68,22 @@ class Interpreter:
     @classmethod
     def from_bytes(cls, model_data, arena_size=None, preserve_all_tensors=False):
         return cls(model_data, arena_size, preserve_all_tensors)
+
+    @classmethod
+    def _attach(cls, state, model, model_bytes, persistent_tensors, owner):
+        """A view of an interpreter the runtime set up inside another object
+        (the trainer): `state` is the address of its tt_interpreter;
+        `persistent_tensors` keep their arena bytes across training steps."""
+        self = cls.__new__(cls)
+        self._lib = _native.library()
+        self._state = state
+        self._model = model
+        self._model_bytes = model_bytes
+        self._preserve = False
+        self._activations_valid = True
+        self._persistent_tensors = frozenset(persistent_tensors)
+        self._owner = owner  # keeps the arena alive
+        return self
 
     # -- setup ---------------------------------------------------------------
 
@@ -111,6 +129,7 @@ class Interpreter:
 
     def invoke(self):
         self._check(self._lib.tt_interpreter_invoke(self._state))
+        self._activations_valid = True
 
     def get_output(self, index):
         return self.get_tensor(self._graph_tensor(index, output=True))
@@ -121,6 +140,11 @@ class Interpreter:
         if record.location == _DATA_NONE:
             raise InvalidArgumentError(
                 f"tensor {tensor_index} is not used by any operator and holds no data")
+        if (record.location == _DATA_ARENA and not self._activations_valid
+                and tensor_index not in self._persistent_tensors):
+            raise BadStateError(
+                f"tensor {tensor_index}'s memory was reused by a training step; run "
+                "invoke() (or the trainer's predict()) first")
         if (record.location == _DATA_ARENA and not self._preserve
                 and not record.intact_after_invoke):
             raise InvalidArgumentError(

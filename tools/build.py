@@ -2,6 +2,8 @@
 
   python tools/build.py --host [--sanitize]
   python tools/build.py --board nrf52840 [--model M.tflite --inputs I.npy --out DIR]
+  python tools/build.py --board mps2_an386 --app training_app --model M.tflite \
+      --plan P.bin --train TRAIN.npz [--test TEST.npz] [--epochs E]
 
 The firmware build prints flash/RAM use the way arduino-cli does and fails
 when the firmware does not fit the board (limits from boards/<board>/board.json).
@@ -19,6 +21,7 @@ from absl import flags
 from tools import board_config
 from tools import firmware_build
 from tools import host_build
+from tools import training_firmware
 
 _HOST = flags.DEFINE_bool("host", False, "Build the host shared library.")
 _SANITIZE = flags.DEFINE_bool(
@@ -28,13 +31,30 @@ _BOARD = flags.DEFINE_string(
     "board", None, f"Build firmware for this board ({', '.join(board_config.board_names())}).")
 _APP = flags.DEFINE_string(
     "app", firmware_build.APP, "With --board: the firmware app (boards/app/<app>.c); "
-    "--model/--inputs apply to the inference app only.")
+    "--inputs applies to the inference app; --plan, --train, --test, --epochs and "
+    f"--dump_parameters to {training_firmware.APP}.")
 _MODEL = flags.DEFINE_string(
     "model", None, "The .tflite model to embed (default "
     f"{firmware_build.DEFAULT_MODEL.relative_to(REPO)}).")
 _INPUTS = flags.DEFINE_string(
     "inputs", None, "A .npy of inputs to embed: (N, *input shape), in the input's "
     f"dtype (default {firmware_build.DEFAULT_INPUTS.relative_to(REPO)}).")
+_PLAN = flags.DEFINE_string(
+    "plan", None, f"With --app {training_firmware.APP}: the training plan file "
+    "(TrainingPlan.to_bytes()), or "
+    f"{' or '.join(training_firmware.PLAN_PRESETS)} to make one from the model.")
+_TRAIN = flags.DEFINE_string(
+    "train", None, f"With --app {training_firmware.APP}: a .npz with `x` (quantized "
+    "samples, the input's dtype) and `y` (integer labels) to train on, in order.")
+_TEST = flags.DEFINE_string(
+    "test", None, f"With --app {training_firmware.APP}: a .npz like --train to "
+    "evaluate before and after training (default: the training samples).")
+_EPOCHS = flags.DEFINE_integer(
+    "epochs", 1, f"With --app {training_firmware.APP}: passes over the training "
+    "samples.", lower_bound=1)
+_DUMP_PARAMETERS = flags.DEFINE_bool(
+    "dump_parameters", False, f"With --app {training_firmware.APP}: report the "
+    "trained weight and bias bytes (hex) besides their CRC-32.")
 _OUT = flags.DEFINE_string(
     "out", None, "Output folder (default build/firmware/<board>, or "
     "build/firmware/<board>-<app> for other apps).")
@@ -54,6 +74,12 @@ def build_board():
     firmware = firmware_build.build_firmware(
         _BOARD.value, _MODEL.value, _INPUTS.value, out_dir=_OUT.value,
         arena_bytes=_ARENA_BYTES.value, verbose=_VERBOSE.value)
+  elif _APP.value == training_firmware.APP:
+    firmware = training_firmware.build_from_files(
+        _BOARD.value, _MODEL.value, _PLAN.value, _TRAIN.value, _TEST.value,
+        out_dir=_OUT.value, epochs=_EPOCHS.value,
+        dump_parameters=_DUMP_PARAMETERS.value, arena_bytes=_ARENA_BYTES.value,
+        verbose=_VERBOSE.value)
   else:
     firmware = firmware_build.build_app(_BOARD.value, _APP.value, out_dir=_OUT.value,
                                         verbose=_VERBOSE.value)

@@ -31,6 +31,8 @@ DEFAULT_MODEL = REPO / "tests" / "models" / "ds_cnn.tflite"
 # Three speech_commands12 test clips for ds_cnn (boards/README.md says how
 # they were made).
 DEFAULT_INPUTS = BOARDS_DIR / "app" / "default_inputs.npy"
+# Event helpers every app links (boards/app/app_common.h).
+APP_COMMON = BOARDS_DIR / "app" / "app_common.c"
 
 GCC = "arm-none-eabi-gcc"
 OBJCOPY = "arm-none-eabi-objcopy"
@@ -188,7 +190,7 @@ def compile_all(board, sources, out_dir, defines, app_defines, verbose):
       _run(command, f"compiling {source.relative_to(REPO)}")
 
     command = list(base)
-    if source.parent == app_dir:
+    if source.parent == app_dir and source != APP_COMMON:
       command += [*app_defines, f"-Wa,-I{out_dir}"]
     command += ["-c", str(source)]
     if source.suffix == ".S" and source.parent == app_dir:
@@ -243,13 +245,14 @@ def over_limit_message(usage, board, parts):
 
 
 def app_sources(app):
-  """boards/app/<app>.c and its helpers boards/app/<app>_*.c/.S."""
+  """boards/app/<app>.c, its helpers boards/app/<app>_*.c/.S, and the
+  helpers every app shares (APP_COMMON)."""
   app_dir = BOARDS_DIR / "app"
   main = app_dir / f"{app}.c"
-  if not main.is_file():
+  if not main.is_file() or main == APP_COMMON:
     raise BuildError(f"no app {app!r} ({main} is missing)")
   helpers = sorted(p for p in app_dir.glob(f"{app}_*") if p.suffix in (".c", ".S"))
-  return [main, *helpers]
+  return [main, *helpers, APP_COMMON]
 
 
 def default_out_dir(board_name, app=APP):

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "app_common.h"
 #include "board.h"
 #include "exit_status.h"
 #include "report.h"
@@ -17,6 +18,10 @@ extern const uint8_t app_inputs_start[], app_inputs_end[];
 static uint8_t arena[APP_ARENA_BYTES] __attribute__((aligned(TT_ARENA_ALIGNMENT)));
 static tt_interpreter interpreter;
 
+static int report_failure(const char* stage, tt_status status) {
+  return app_report_failure(stage, status, tt_interpreter_error(&interpreter));
+}
+
 typedef struct {
   tt_interpreter* interpreter;
   tt_status status;
@@ -25,24 +30,6 @@ typedef struct {
 static void invoke_once(void* context) {
   invoke_call* call = context;
   call->status = tt_interpreter_invoke(call->interpreter);
-}
-
-static int report_failure(const char* stage, tt_status status) {
-  report_begin("error");
-  report_string("stage", stage);
-  report_i32("code", (int32_t)status);
-  report_string("status", tt_status_name(status));
-  report_string("message", tt_interpreter_error(&interpreter)->message);
-  report_end();
-  return (int)status;
-}
-
-static int report_bad_data(const char* message) {
-  report_begin("error");
-  report_string("stage", "embedded_data");
-  report_string("message", message);
-  report_end();
-  return EXIT_STATUS_BAD_EMBEDDED_DATA;
 }
 
 static const char* type_name(int32_t type) {
@@ -108,12 +95,7 @@ static void report_output(int32_t input_index, int32_t output_index) {
 static void report_invoke(int32_t input_index, int64_t count) {
   report_begin("invoke");
   report_i32("index", input_index);
-  report_string("counter", board_counter_unit());
-  if (count < 0) {
-    report_null("count"); /* the counter overflowed */
-  } else {
-    report_i64("count", count);
-  }
+  app_report_count(count);
   report_end();
 }
 
@@ -124,17 +106,13 @@ int main(void) {
   tt_status status = tt_interpreter_init(&interpreter, app_model_start, model_size,
                                          arena, sizeof(arena), 0);
   if (status != TT_OK) return report_failure("init", status);
-  if (tt_interpreter_num_inputs(&interpreter) != 1) {
-    return report_bad_data("the firmware app feeds models with exactly one input");
-  }
+  uint32_t input_bytes, num_inputs;
+  const int checked = app_embedded_samples(
+      &interpreter, (uint32_t)(app_inputs_end - app_inputs_start), &input_bytes,
+      &num_inputs);
+  if (checked != EXIT_STATUS_OK) return checked;
   const tt_tensor* input = tt_interpreter_tensor(
       &interpreter, tt_interpreter_input_tensor(&interpreter, 0));
-  const uint32_t input_bytes = (uint32_t)input->num_bytes;
-  const uint32_t inputs_size = (uint32_t)(app_inputs_end - app_inputs_start);
-  if (input_bytes == 0 || inputs_size % input_bytes != 0) {
-    return report_bad_data("embedded inputs are not a whole number of model inputs");
-  }
-  const uint32_t num_inputs = inputs_size / input_bytes;
 
   report_begin("init");
   report_u32("model_bytes", model_size);
@@ -158,9 +136,7 @@ int main(void) {
     report_invoke((int32_t)i, count);
   }
 
-  report_begin("stack");
-  report_u32("used", board_stack_high_water());
-  report_u32("size", board_stack_size());
-  report_end();
+  app_report_stack();
+  app_report_ram((uint32_t)sizeof(arena), tt_interpreter_arena_used(&interpreter));
   return EXIT_STATUS_OK;
 }

@@ -43,8 +43,9 @@ static void put_i64(int64_t value) {
   }
 }
 
+static const char hex_digits[] = "0123456789abcdef";
+
 static void put_quoted(const char* text, uint32_t length) {
-  static const char hex[] = "0123456789abcdef";
   put_char('"');
   for (uint32_t i = 0; i < length; ++i) {
     const unsigned char c = (unsigned char)text[i];
@@ -54,8 +55,8 @@ static void put_quoted(const char* text, uint32_t length) {
     } else if (c < 0x20 || c >= 0x7F) {
       /* Non-ASCII bytes are escaped one by one, keeping lines pure ASCII. */
       put_text("\\u00");
-      put_char(hex[c >> 4]);
-      put_char(hex[c & 0xF]);
+      put_char(hex_digits[c >> 4]);
+      put_char(hex_digits[c & 0xF]);
     } else {
       put_char((char)c);
     }
@@ -112,6 +113,16 @@ void report_string(const char* key, const char* value) {
 void report_string_n(const char* key, const char* value, uint32_t length) {
   put_key(key);
   put_quoted(value, length);
+}
+
+void report_hex(const char* key, const uint8_t* data, uint32_t size) {
+  put_key(key);
+  put_char('"');
+  for (uint32_t i = 0; i < size; ++i) {
+    put_char(hex_digits[data[i] >> 4]);
+    put_char(hex_digits[data[i] & 0xF]);
+  }
+  put_char('"');
 }
 
 void report_array_begin(const char* key) {

@@ -14,6 +14,8 @@ void report_null(const char* key);
 void report_string(const char* key, const char* value);
 /* A string of known length, which need not be NUL-terminated. */
 void report_string_n(const char* key, const char* value, uint32_t length);
+/* Bytes as one string of lowercase hex digits, two per byte. */
+void report_hex(const char* key, const uint8_t* data, uint32_t size);
 void report_array_begin(const char* key);
 void report_array_i32(int32_t value);
 void report_array_u32(uint32_t value);

@@ -45,7 +45,11 @@ typedef struct {
   int32_t builtin_code;
   bool has_parameters; /* weights / biases a plan may select */
   /* Checks the operator can run backward; `update` is NULL when frozen,
-   * else says what will train (kind, channel count). Fills `needs`. */
+   * else says what will train (kind, channels, weights_per_channel; its
+   * optimizer state pointers are still NULL). Fills `needs`, which starts
+   * cleared. Runs once at trainer init, after the forward prepare and
+   * before trainable tensors move to their RAM copies; allocates nothing
+   * (the node's op data stays the forward kernel's). */
   tt_status (*prepare)(tt_interpreter* interpreter, const tt_node* node,
                        const tt_layer_update* update,
                        tt_backward_needs* needs);

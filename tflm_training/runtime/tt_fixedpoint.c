@@ -92,9 +92,10 @@ int32_t tt_fp_exp_on_negative_values(int32_t a, int32_t integer_bits) {
   return result;
 }
 
-int32_t tt_fp_one_over_one_plus_x_for_x_in_0_1(int32_t a) {
-  /* Newton-Raphson on the half denominator d = (1 + a) / 2 in [1/2, 1),
-   * starting from 48/17 - 32/17 * d; all iterates are Q2.29. */
+/* 2 / (1 + a) in Q2.29 for a in [0, 1) in Q0.31: Newton-Raphson on the
+ * half denominator d = (1 + a) / 2 in [1/2, 1), starting from
+ * 48/17 - 32/17 * d, three iterations. */
+static int32_t two_over_one_plus_x(int32_t a) {
   const int32_t half_denominator = tt_fp_rounding_half_sum(a, INT32_MAX);
   const int32_t c48_over_17 = 1515870810;      /* Q2.29 */
   const int32_t c_minus_32_over_17 = -1010580540; /* Q2.29 */
@@ -106,8 +107,37 @@ int32_t tt_fp_one_over_one_plus_x_for_x_in_0_1(int32_t a) {
     const int32_t one_minus = wrapping_sub(one_q2, half_denominator_times_x);
     x = wrapping_add(x, tt_fp_rescale(tt_fp_mul(x, one_minus), 4, 2));
   }
-  /* x approximates 1/d = 2/(1+a); halving it is a Q2 -> Q1 relabel. */
-  return tt_fp_rescale(x, 1, 0);
+  return x;
+}
+
+int32_t tt_fp_one_over_one_plus_x_for_x_in_0_1(int32_t a) {
+  /* 2 / (1 + a) halved is a Q2 -> Q1 relabel of the same raw value. */
+  return tt_fp_rescale(two_over_one_plus_x(a), 1, 0);
+}
+
+int32_t tt_fp_one_minus_x_over_one_plus_x_for_x_in_0_1(int32_t a) {
+  /* (1 - a) / (1 + a) = 2 / (1 + a) - 1. */
+  return tt_fp_rescale(wrapping_sub(two_over_one_plus_x(a), (int32_t)1 << 29),
+                       2, 0);
+}
+
+int32_t tt_fp_logistic(int32_t a, int32_t integer_bits) {
+  if (a == 0) return (int32_t)1 << 30; /* one half */
+  /* logistic(|a|) = 1 / (1 + exp(-|a|)); logistic(-|a|) = 1 - that. */
+  const int32_t minus_abs = a > 0 ? wrapping_sub(0, a) : a;
+  const int32_t positive = tt_fp_one_over_one_plus_x_for_x_in_0_1(
+      tt_fp_exp_on_negative_values(minus_abs, integer_bits));
+  return a > 0 ? positive : wrapping_sub(INT32_MAX, positive);
+}
+
+int32_t tt_fp_tanh(int32_t a, int32_t integer_bits) {
+  if (a == 0) return 0;
+  /* -tanh(-|a|) = (1 - exp(-2|a|)) / (1 + exp(-2|a|)); doubling is a
+   * relabel to one more integer bit. */
+  const int32_t minus_abs = a < 0 ? a : wrapping_sub(0, a);
+  const int32_t t = tt_fp_one_minus_x_over_one_plus_x_for_x_in_0_1(
+      tt_fp_exp_on_negative_values(minus_abs, integer_bits + 1));
+  return a < 0 ? wrapping_sub(0, t) : t;
 }
 
 int32_t tt_fp_reciprocal(int32_t x, int32_t integer_bits,

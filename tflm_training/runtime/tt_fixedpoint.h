@@ -40,6 +40,14 @@ int32_t tt_fp_exp_on_negative_values(int32_t a, int32_t integer_bits);
 /* 1 / (1 + a) for a in [0, 1), both in Q0.31. */
 int32_t tt_fp_one_over_one_plus_x_for_x_in_0_1(int32_t a);
 
+/* (1 - a) / (1 + a) for a in [0, 1), both in Q0.31. */
+int32_t tt_fp_one_minus_x_over_one_plus_x_for_x_in_0_1(int32_t a);
+
+/* 1 / (1 + exp(-a)) and tanh(a) for a in Q(integer_bits), integer_bits in
+ * [0, 28] (tanh) or [0, 29] (logistic); the result is Q0.31. */
+int32_t tt_fp_logistic(int32_t a, int32_t integer_bits);
+int32_t tt_fp_tanh(int32_t a, int32_t integer_bits);
+
 /* For x > 0 in Q(integer_bits): a Q0.31 value r and *num_bits_over_unit
  * such that 1/x == r * 2^-num_bits_over_unit (approximately). */
 int32_t tt_fp_reciprocal(int32_t x, int32_t integer_bits,

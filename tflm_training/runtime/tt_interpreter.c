@@ -24,10 +24,9 @@ static tt_status prepare_nodes(tt_interpreter* it) {
   return TT_OK;
 }
 
-tt_status tt_interpreter_init(tt_interpreter* it, const uint8_t* model,
+tt_status tt_interpreter_load(tt_interpreter* it, const uint8_t* model,
                               uint32_t model_size, uint8_t* arena,
-                              uint32_t arena_size,
-                              const tt_interpreter_options* options) {
+                              uint32_t arena_size) {
   if (it == NULL) return TT_ERR_INVALID_ARGUMENT;
   memset(it, 0, sizeof *it);
   it->current_node = -1;
@@ -49,7 +48,15 @@ tt_status tt_interpreter_init(tt_interpreter* it, const uint8_t* model,
 
   TT_RETURN_IF_ERROR(tt_model_read(it));
   TT_RETURN_IF_ERROR(tt_plan_lifetimes(it));
-  TT_RETURN_IF_ERROR(prepare_nodes(it));
+  return prepare_nodes(it);
+}
+
+tt_status tt_interpreter_init(tt_interpreter* it, const uint8_t* model,
+                              uint32_t model_size, uint8_t* arena,
+                              uint32_t arena_size,
+                              const tt_interpreter_options* options) {
+  TT_RETURN_IF_ERROR(tt_interpreter_load(it, model, model_size, arena,
+                                         arena_size));
   const bool preserve = options != NULL && options->preserve_all_tensors;
   TT_RETURN_IF_ERROR(tt_plan_activations(it, preserve));
   it->ready = true;

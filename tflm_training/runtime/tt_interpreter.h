@@ -97,6 +97,14 @@ tt_status tt_interpreter_init(tt_interpreter* interpreter,
                               const tt_interpreter_options* options);
 tt_status tt_interpreter_invoke(tt_interpreter* interpreter);
 
+/* The first phase of tt_interpreter_init(): validates the model, resolves
+ * and prepares every operator, and sets the tensors' lifetimes, but plans
+ * no activations and leaves the interpreter not ready. The trainer
+ * (tt_trainer.h) continues from here with its own arena layout. */
+tt_status tt_interpreter_load(tt_interpreter* interpreter,
+                              const uint8_t* model, uint32_t model_size,
+                              uint8_t* arena, uint32_t arena_size);
+
 /* Copies input bytes after checking their size and type. */
 tt_status tt_interpreter_set_input(tt_interpreter* interpreter, int32_t index,
                                    const void* data, uint32_t num_bytes,

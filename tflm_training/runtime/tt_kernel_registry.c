@@ -21,6 +21,20 @@ extern const tt_kernel tt_kernel_relu6;
 extern const tt_kernel tt_kernel_reshape;
 extern const tt_kernel tt_kernel_softmax;
 extern const tt_kernel tt_kernel_squeeze;
+extern const tt_kernel tt_kernel_mul;
+extern const tt_kernel tt_kernel_sub;
+extern const tt_kernel tt_kernel_logistic;
+extern const tt_kernel tt_kernel_tanh;
+extern const tt_kernel tt_kernel_hard_swish;
+extern const tt_kernel tt_kernel_leaky_relu;
+extern const tt_kernel tt_kernel_maximum;
+extern const tt_kernel tt_kernel_minimum;
+extern const tt_kernel tt_kernel_strided_slice;
+extern const tt_kernel tt_kernel_transpose;
+extern const tt_kernel tt_kernel_resize_nearest_neighbor;
+extern const tt_kernel tt_kernel_split;
+extern const tt_kernel tt_kernel_split_v;
+extern const tt_kernel tt_kernel_expand_dims;
 
 static const tt_kernel* const kKernels[] = {
     &tt_kernel_add,         &tt_kernel_average_pool_2d,
@@ -31,7 +45,14 @@ static const tt_kernel* const kKernels[] = {
     &tt_kernel_padv2,       &tt_kernel_quantize,
     &tt_kernel_relu,        &tt_kernel_relu6,
     &tt_kernel_reshape,     &tt_kernel_softmax,
-    &tt_kernel_squeeze,
+    &tt_kernel_squeeze,     &tt_kernel_mul,
+    &tt_kernel_sub,         &tt_kernel_logistic,
+    &tt_kernel_tanh,        &tt_kernel_hard_swish,
+    &tt_kernel_leaky_relu,  &tt_kernel_maximum,
+    &tt_kernel_minimum,     &tt_kernel_strided_slice,
+    &tt_kernel_transpose,   &tt_kernel_resize_nearest_neighbor,
+    &tt_kernel_split,       &tt_kernel_split_v,
+    &tt_kernel_expand_dims,
 };
 
 #define NUM_KERNELS ((int32_t)(sizeof kKernels / sizeof kKernels[0]))

@@ -178,7 +178,15 @@ static tt_status read_buffer(reader* r, int32_t index, const tt_fb_table* t,
                         "tensor %d keeps its data outside the flatbuffer "
                         "(models over 2 GB); this is not supported",
                         index);
-  if (data.count == 0) return TT_OK;
+  if (data.count == 0) {
+    /* A zero-element constant (e.g. an empty axis list) has an empty
+     * buffer, like every activation; only its size tells them apart. */
+    if (tensor->num_bytes == 0) {
+      tensor->location = TT_DATA_MODEL;
+      tensor->data_offset = (int32_t)data.pos;
+    }
+    return TT_OK;
+  }
   if (data.count != (uint32_t)tensor->num_bytes || tt_type_size(tensor->type) == 0)
     return corrupt_tensor(r, index, "has a data buffer whose size does not "
                                     "match its shape and type");

@@ -54,4 +54,54 @@ typedef enum {
 /* CRC-32 (IEEE 802.3), the same value as Python's zlib.crc32. */
 uint32_t tt_crc32(const uint8_t* data, uint32_t size);
 
+/* The header fields of a validated plan. */
+typedef struct {
+  int32_t logits_tensor;
+  int32_t num_classes;
+  int32_t batch_size;
+  float learning_rate;
+  float momentum;
+  int32_t flags;
+  int32_t num_layers;
+} tt_plan_info;
+
+/* One entry of a validated plan's layer table. */
+typedef struct {
+  int32_t operator_index;
+  int32_t update_kind;
+  int32_t num_channels;
+  float lr_scale;
+  uint32_t channels_pos; /* plan byte offset of its channel list */
+} tt_plan_layer;
+
+/* Where an operator with parameters (CONV_2D, DEPTHWISE_CONV_2D,
+ * FULLY_CONNECTED: weights are input 1, the optional bias input 2) keeps
+ * them. Output channel c's weights start at element c * channel_step and
+ * lie weight_stride elements apart. */
+typedef struct {
+  int32_t weights_tensor;
+  int32_t bias_tensor; /* -1 when the operator has no bias */
+  int32_t num_channels;
+  int32_t weights_per_channel;
+  int32_t channel_step;
+  int32_t weight_stride;
+} tt_param_layout;
+
+/* Fails (TT_ERR_BAD_PLAN) when the operator's weights are not a constant
+ * int8 tensor or its bias not a constant int32 one per output channel. */
+tt_status tt_param_layout_of(tt_interpreter* interpreter, int32_t node_index,
+                             tt_param_layout* layout);
+
+/* Checks every field of the plan against the model the interpreter has
+ * loaded (tt_interpreter_load) and fills *info. Every failure is
+ * TT_ERR_BAD_PLAN with a message saying what is wrong and what to do. */
+tt_status tt_plan_parse(tt_interpreter* interpreter, const uint8_t* plan,
+                        uint32_t plan_size, tt_plan_info* info);
+
+/* Layer `index` of a plan tt_plan_parse accepted. */
+void tt_plan_layer_at(const uint8_t* plan, int32_t index,
+                      tt_plan_layer* layer);
+int32_t tt_plan_channel(const uint8_t* plan, const tt_plan_layer* layer,
+                        int32_t slot);
+
 #endif /* TFLM_TRAINING_TT_PLAN_H_ */

@@ -103,16 +103,30 @@ enum {
   TT_OP_DEPTHWISE_CONV_2D = 4,
   TT_OP_DEQUANTIZE = 6,
   TT_OP_FULLY_CONNECTED = 9,
+  TT_OP_LOGISTIC = 14,
   TT_OP_MAX_POOL_2D = 17,
+  TT_OP_MUL = 18,
   TT_OP_RELU = 19,
   TT_OP_RELU6 = 21,
   TT_OP_RESHAPE = 22,
   TT_OP_SOFTMAX = 25,
+  TT_OP_TANH = 28,
   TT_OP_PAD = 34,
+  TT_OP_TRANSPOSE = 39,
   TT_OP_MEAN = 40,
+  TT_OP_SUB = 41,
   TT_OP_SQUEEZE = 43,
+  TT_OP_STRIDED_SLICE = 45,
+  TT_OP_SPLIT = 49,
+  TT_OP_MAXIMUM = 55,
+  TT_OP_MINIMUM = 57,
   TT_OP_PADV2 = 60,
+  TT_OP_EXPAND_DIMS = 70,
+  TT_OP_RESIZE_NEAREST_NEIGHBOR = 97,
+  TT_OP_LEAKY_RELU = 98,
+  TT_OP_SPLIT_V = 102,
   TT_OP_QUANTIZE = 114,
+  TT_OP_HARD_SWISH = 117,
 };
 
 /* union BuiltinOptions: the tag an operator's options table carries. */
@@ -126,12 +140,23 @@ enum {
   TT_OPTIONS_CONCATENATION = 10,
   TT_OPTIONS_ADD = 11,
   TT_OPTIONS_RESHAPE = 17,
+  TT_OPTIONS_MUL = 21,
   TT_OPTIONS_PAD = 22,
+  TT_OPTIONS_TRANSPOSE = 26,
   TT_OPTIONS_REDUCER = 27,
+  TT_OPTIONS_SUB = 28,
   TT_OPTIONS_SQUEEZE = 30,
+  TT_OPTIONS_STRIDED_SLICE = 32,
+  TT_OPTIONS_SPLIT = 35,
   TT_OPTIONS_DEQUANTIZE = 38,
+  TT_OPTIONS_MAXIMUM_MINIMUM = 39,
   TT_OPTIONS_PADV2 = 43,
+  TT_OPTIONS_EXPAND_DIMS = 52,
+  TT_OPTIONS_RESIZE_NEAREST_NEIGHBOR = 74,
+  TT_OPTIONS_LEAKY_RELU = 75,
+  TT_OPTIONS_SPLIT_V = 79,
   TT_OPTIONS_QUANTIZE = 89,
+  TT_OPTIONS_HARD_SWISH = 91,
 };
 
 /* Option-table field numbers, one enum per BuiltinOptions table. */
@@ -171,5 +196,20 @@ enum { TT_SOFTMAX_BETA = 0 };           /* SoftmaxOptions */
 enum { TT_CONCAT_AXIS = 0, TT_CONCAT_ACTIVATION = 1 }; /* ConcatenationOptions */
 enum { TT_RESHAPE_NEW_SHAPE = 0 };      /* ReshapeOptions */
 enum { TT_SQUEEZE_DIMS = 0 };           /* SqueezeOptions */
+enum { TT_MUL_ACTIVATION = 0 };         /* MulOptions */
+enum { TT_SUB_ACTIVATION = 0 };         /* SubOptions */
+enum { TT_LEAKY_RELU_ALPHA = 0 };       /* LeakyReluOptions */
+enum { /* StridedSliceOptions */
+  TT_STRIDED_SLICE_BEGIN_MASK = 0,
+  TT_STRIDED_SLICE_END_MASK = 1,
+  TT_STRIDED_SLICE_ELLIPSIS_MASK = 2,
+  TT_STRIDED_SLICE_NEW_AXIS_MASK = 3,
+  TT_STRIDED_SLICE_SHRINK_AXIS_MASK = 4,
+  TT_STRIDED_SLICE_OFFSET = 5,
+};
+enum { /* ResizeNearestNeighborOptions */
+  TT_RESIZE_ALIGN_CORNERS = 0,
+  TT_RESIZE_HALF_PIXEL_CENTERS = 1,
+};
 
 #endif /* TFLM_TRAINING_TT_SCHEMA_H_ */

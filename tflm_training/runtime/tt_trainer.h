@@ -22,7 +22,17 @@
  *
  * Memory timeline used for planning, with N operators: forward step of
  * operator i is i; the loss is step N; the backward step of operator i is
- * 2N - i. */
+ * 2N - i. An activation lives from its producer's step to its last reader
+ * (extended to the backward step of an operator that saves it); a
+ * gradient from the backward step of its last consumer, which zeroes it
+ * before every consumer adds into it, to its producer's; a clamp mask from
+ * its operator's forward step to its backward step; scratch for one
+ * backward step.
+ *
+ * The backward pass visits an operator when the plan trains it or a
+ * gradient reaches it from one that is trained, and its output feeds the
+ * logits; a training step's forward pass stops at the operator writing the
+ * logits (the final SOFTMAX, which the loss replaces, is not run). */
 #ifndef TFLM_TRAINING_TT_TRAINER_H_
 #define TFLM_TRAINING_TT_TRAINER_H_
 
@@ -42,17 +52,18 @@ typedef struct {
 
 typedef struct {
   tt_interpreter interpreter;
-  const uint8_t* plan;
-  uint32_t plan_size;
-  /* Arena offsets of the trainer's tables (tt_trainer.c defines them). */
+  /* Arena offsets of the trainer's tables (tt_trainer_internal.h). */
   int32_t layers_offset;
   int32_t num_layers;
   int32_t tensor_info_offset;
   int32_t node_info_offset;
   int32_t first_backward_node; /* earliest operator the backward pass visits */
+  int32_t loss_node;           /* operator writing the logits: a training
+                                  step's forward pass ends there */
+  uint32_t interpreter_tables_bytes;
+  uint32_t trainer_tables_bytes;
   uint32_t weight_copies_bytes;
   uint32_t optimizer_state_bytes;
-  uint32_t trainer_tables_bytes;
   int32_t samples_in_batch; /* accumulated since the last update */
   uint32_t steps;           /* training steps taken */
   float learning_rate;
@@ -64,13 +75,20 @@ typedef struct {
   bool ready;
 } tt_trainer;
 
+/* Loads the model and checks the plan against it (TT_ERR_BAD_PLAN says
+ * what does not fit), then lays out the arena. The model must stay alive
+ * and unchanged for the trainer's lifetime; the plan is only read here. */
 tt_status tt_trainer_init(tt_trainer* trainer, const uint8_t* model,
                           uint32_t model_size, const uint8_t* plan,
                           uint32_t plan_size, uint8_t* arena,
                           uint32_t arena_size);
 
 /* One sample: forward, loss, backward, and (every batch_size samples) the
- * update. `input` must match graph input 0 exactly (type and bytes). */
+ * update. `input` must match graph input 0 exactly (type and bytes).
+ * TT_ERR_DIVERGED when the loss or a gradient is NaN or infinite: the
+ * channel being updated is left untouched, channels updated earlier in the
+ * same step keep their update, and the sample does not count towards the
+ * batch. Activations other than the weights are not kept after a step. */
 tt_status tt_trainer_step(tt_trainer* trainer, const void* input,
                           uint32_t input_bytes, int32_t label, float* loss);
 

@@ -6,6 +6,8 @@
 #include "tt_kernel.h"
 #include "tt_kernel_checks.h"
 
+#define MAX_INPUTS 10 /* TFLM's limit on the inputs of one CONCATENATION */
+
 typedef struct {
   int32_t axis;
   int32_t outer_size; /* product of the dimensions before the axis */
@@ -46,6 +48,10 @@ static tt_status check_input(tt_interpreter* it, const tt_node* node,
 static tt_status prepare(tt_interpreter* it, tt_node* node) {
   if (node->num_inputs < 1)
     return tt_node_fail(it, node, TT_ERR_CORRUPT_MODEL, "has no inputs");
+  if (node->num_inputs > MAX_INPUTS)
+    return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
+                        "has %d inputs; at most %d are supported, as in TFLM",
+                        node->num_inputs, MAX_INPUTS);
   TT_RETURN_IF_ERROR(
       tt_expect_io_counts(it, node, 1, node->num_inputs, 1));
   const tt_tensor* output = tt_node_output(it, node, 0);

@@ -6,28 +6,11 @@
  * smaller than the input depth is a grouped convolution: output channel oc
  * reads the input channels of group oc / (C_out / groups). The filter zero
  * point is not applied (weights are symmetric), as in TFLM. */
-#include "../tt_conv_params.h"
-
-typedef struct {
-  int32_t batches;
-  int32_t in_h, in_w, in_c;
-  int32_t filter_h, filter_w;
-  int32_t filter_depth; /* input channels each output channel reads */
-  int32_t out_h, out_w, out_c;
-  int32_t filters_per_group;
-} conv_shape;
-
-typedef struct {
-  conv_shape shape;
-  tt_conv_window window;
-  tt_conv_quant quant;
-  int32_t num_multipliers; /* 1, or one per output channel */
-  /* Followed by the multipliers, then the shifts. */
-} conv_op_data;
+#include "../tt_conv_op_data.h"
 
 /* Sum over the receptive field of filter * (input - input zero point) for
  * one output element; padding contributes nothing. No bias. */
-static int32_t conv_accumulate(const conv_shape* s, const tt_conv_window* w,
+static int32_t conv_accumulate(const tt_conv_shape* s, const tt_conv_window* w,
                                int32_t input_offset, const int8_t* input,
                                const int8_t* filter, int32_t batch,
                                int32_t out_y, int32_t out_x,
@@ -98,7 +81,7 @@ static tt_status conv_prepare(tt_interpreter* interpreter, tt_node* node) {
   TT_RETURN_IF_ERROR(
       tt_conv_expect_nonempty(interpreter, node, output, "output"));
 
-  conv_shape s;
+  tt_conv_shape s;
   s.batches = input->dims[0];
   s.in_h = input->dims[1];
   s.in_w = input->dims[2];
@@ -141,9 +124,9 @@ static tt_status conv_prepare(tt_interpreter* interpreter, tt_node* node) {
   TT_RETURN_IF_ERROR(
       tt_conv_multiplier_count(interpreter, node, filter, 0, s.out_c, &count));
   void* raw;
-  TT_RETURN_IF_ERROR(tt_conv_alloc_op_data(interpreter, node,
-                                           sizeof(conv_op_data), count, &raw));
-  conv_op_data* data = (conv_op_data*)raw;
+  TT_RETURN_IF_ERROR(tt_conv_alloc_op_data(
+      interpreter, node, sizeof(tt_conv_op_data), count, &raw));
+  tt_conv_op_data* data = (tt_conv_op_data*)raw;
   int32_t* multipliers = (int32_t*)(data + 1);
   TT_RETURN_IF_ERROR(tt_conv_channel_multipliers(interpreter, node, input,
                                                  filter, output, count,
@@ -157,13 +140,13 @@ static tt_status conv_prepare(tt_interpreter* interpreter, tt_node* node) {
 }
 
 static tt_status conv_eval(tt_interpreter* interpreter, const tt_node* node) {
-  const conv_op_data* data =
-      (const conv_op_data*)tt_node_op_data(interpreter, node);
+  const tt_conv_op_data* data =
+      (const tt_conv_op_data*)tt_node_op_data(interpreter, node);
   tt_conv_eval_view view;
   TT_RETURN_IF_ERROR(tt_conv_eval_view_init(
       interpreter, node, sizeof(*data), data ? data->num_multipliers : 0,
       data ? &data->quant : NULL, &view));
-  const conv_shape* s = &data->shape;
+  const tt_conv_shape* s = &data->shape;
   for (int32_t b = 0; b < s->batches; ++b) {
     for (int32_t y = 0; y < s->out_h; ++y) {
       for (int32_t x = 0; x < s->out_w; ++x) {

@@ -6,28 +6,12 @@
  * multiplier: output channel c * M + m filters input channel c. As in
  * TFLM, the filter zero point is not applied and the depth multiplier is
  * taken from the options (it must agree with the shapes). */
-#include "../tt_conv_params.h"
-
-typedef struct {
-  int32_t batches;
-  int32_t in_h, in_w, in_c;
-  int32_t filter_h, filter_w;
-  int32_t depth_multiplier;
-  int32_t out_h, out_w, out_c;
-} depthwise_shape;
-
-typedef struct {
-  depthwise_shape shape;
-  tt_conv_window window;
-  tt_conv_quant quant;
-  int32_t num_multipliers; /* 1, or one per output channel */
-  /* Followed by the multipliers, then the shifts. */
-} depthwise_op_data;
+#include "../tt_conv_op_data.h"
 
 /* Sum over the window of filter * (input - input zero point) for one output
  * element, reading only the input channel that output channel belongs to;
  * padding contributes nothing. No bias. */
-static int32_t depthwise_accumulate(const depthwise_shape* s,
+static int32_t depthwise_accumulate(const tt_depthwise_shape* s,
                                     const tt_conv_window* w,
                                     int32_t input_offset, const int8_t* input,
                                     const int8_t* filter, int32_t batch,
@@ -98,7 +82,7 @@ static tt_status depthwise_prepare(tt_interpreter* interpreter,
   TT_RETURN_IF_ERROR(
       tt_conv_expect_nonempty(interpreter, node, output, "output"));
 
-  depthwise_shape s;
+  tt_depthwise_shape s;
   s.batches = input->dims[0];
   s.in_h = input->dims[1];
   s.in_w = input->dims[2];
@@ -148,8 +132,8 @@ static tt_status depthwise_prepare(tt_interpreter* interpreter,
       tt_conv_multiplier_count(interpreter, node, filter, 3, s.out_c, &count));
   void* raw;
   TT_RETURN_IF_ERROR(tt_conv_alloc_op_data(
-      interpreter, node, sizeof(depthwise_op_data), count, &raw));
-  depthwise_op_data* data = (depthwise_op_data*)raw;
+      interpreter, node, sizeof(tt_depthwise_op_data), count, &raw));
+  tt_depthwise_op_data* data = (tt_depthwise_op_data*)raw;
   int32_t* multipliers = (int32_t*)(data + 1);
   TT_RETURN_IF_ERROR(tt_conv_channel_multipliers(interpreter, node, input,
                                                  filter, output, count,
@@ -164,13 +148,13 @@ static tt_status depthwise_prepare(tt_interpreter* interpreter,
 
 static tt_status depthwise_eval(tt_interpreter* interpreter,
                                 const tt_node* node) {
-  const depthwise_op_data* data =
-      (const depthwise_op_data*)tt_node_op_data(interpreter, node);
+  const tt_depthwise_op_data* data =
+      (const tt_depthwise_op_data*)tt_node_op_data(interpreter, node);
   tt_conv_eval_view view;
   TT_RETURN_IF_ERROR(tt_conv_eval_view_init(
       interpreter, node, sizeof(*data), data ? data->num_multipliers : 0,
       data ? &data->quant : NULL, &view));
-  const depthwise_shape* s = &data->shape;
+  const tt_depthwise_shape* s = &data->shape;
   for (int32_t b = 0; b < s->batches; ++b) {
     for (int32_t y = 0; y < s->out_h; ++y) {
       for (int32_t x = 0; x < s->out_w; ++x) {

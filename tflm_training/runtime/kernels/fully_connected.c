@@ -10,17 +10,7 @@
  * one subtracts the filter zero point and forms its scale from a float
  * product, the per-channel one ignores the zero point and multiplies in
  * double. Both are reproduced. */
-#include "../tt_conv_params.h"
-
-typedef struct {
-  int32_t batches;     /* rows */
-  int32_t accum_depth; /* D */
-  int32_t units;       /* U */
-  int32_t filter_offset;
-  tt_conv_quant quant;
-  int32_t num_multipliers; /* 1, or one per unit */
-  /* Followed by the multipliers, then the shifts. */
-} fc_op_data;
+#include "../tt_conv_op_data.h"
 
 /* Dot product of one input row with one filter row, zero points removed. */
 static int32_t fc_accumulate(int32_t depth, const int8_t* input_row,
@@ -175,8 +165,8 @@ static tt_status fc_prepare(tt_interpreter* interpreter, tt_node* node) {
   }
   void* raw;
   TT_RETURN_IF_ERROR(tt_conv_alloc_op_data(interpreter, node,
-                                           sizeof(fc_op_data), count, &raw));
-  fc_op_data* data = (fc_op_data*)raw;
+                                           sizeof(tt_fc_op_data), count, &raw));
+  tt_fc_op_data* data = (tt_fc_op_data*)raw;
   int32_t* multipliers = (int32_t*)(data + 1);
   if (count == 1) {
     TT_RETURN_IF_ERROR(fc_per_tensor_multiplier(interpreter, node, input,
@@ -199,8 +189,8 @@ static tt_status fc_prepare(tt_interpreter* interpreter, tt_node* node) {
 }
 
 static tt_status fc_eval(tt_interpreter* interpreter, const tt_node* node) {
-  const fc_op_data* data =
-      (const fc_op_data*)tt_node_op_data(interpreter, node);
+  const tt_fc_op_data* data =
+      (const tt_fc_op_data*)tt_node_op_data(interpreter, node);
   tt_conv_eval_view view;
   TT_RETURN_IF_ERROR(tt_conv_eval_view_init(
       interpreter, node, sizeof(*data), data ? data->num_multipliers : 0,

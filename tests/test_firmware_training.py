@@ -1,0 +1,259 @@
+"""On-device training on the emulated nRF52840 (mps2_an386 under QEMU).
+
+A real transfer task: a DS-CNN pretrained on Speech Commands gets a new
+10-class classifier for the Free Spoken Digit Dataset, and only that layer
+trains. The model is the transfer fixture tests/models/transfer/
+ds_cnn_fsdd.tflite (new head untrained) with tests/data/fsdd_train.npz when
+they exist; until then, tests/models/ds_cnn.tflite with its classifier zeroed
+(12 outputs, labels 0-9) and the training subset of tests/data/fsdd.npz.
+Test samples come from tests/data/fsdd.npz x_test either way.
+
+The firmware (boards/app/training_app.c) embeds the model, the plan and
+class-balanced, shuffled subsets; it evaluates the test subset, trains
+EPOCHS passes over the training subset, and evaluates again. The host
+Trainer replays the same steps on the same samples in the same order, and
+every loss, every trained weight and bias byte, the arena and every
+prediction must be identical. Test accuracy must rise over the starting
+point on both. The same firmware, built for the real nRF52840, must fit its
+256 KB of RAM and 1 MB of flash.
+
+QEMU time: (EPOCHS * train + 2 * test) DS-CNN forward passes of about 108 M
+instructions each, about 25 s.
+"""
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+import training_helpers as th
+from test_board_limits import GLOBALS, SKETCH
+from tflm_training import Interpreter, Trainer, TrainingPlan
+from tools import board_config, emulation, firmware_build, firmware_console
+from tools import training_firmware
+
+BOARD = "mps2_an386"
+REAL_BOARD = "nrf52840"
+TRANSFER_MODEL = th.MODELS / "transfer" / "ds_cnn_fsdd.tflite"
+TRANSFER_TRAIN = th.DATA / "fsdd_train.npz"
+FSDD = th.DATA / "fsdd.npz"
+TRAIN_PER_CLASS = 4
+TEST_PER_CLASS = 5
+EPOCHS = 3
+SETTINGS = {"learning_rate": 0.1, "momentum": 0.9, "batch_size": 5}
+SEED = 0
+QEMU_TIMEOUT_S = 300
+
+
+def _quantized(model, path, split, per_class, seed):
+    """A class-balanced, shuffled subset of a dataset split, as x / 255
+    quantized with the model's input scale and zero point."""
+    details = Interpreter.from_bytes(model).get_input_details(0)
+    quantization = details["quantization_parameters"]
+    with np.load(path) as data:
+        x, y = data[f"x_{split}"], data[f"y_{split}"].astype(np.int64)
+    rng = np.random.default_rng(seed)
+    chosen = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class]
+                             for c in np.unique(y)])
+    chosen = rng.permutation(chosen)
+    real = x[chosen].astype(np.float32) / np.float32(255.0)
+    q = np.round(real / quantization["scales"][0]) + quantization["zero_points"][0]
+    q = np.clip(q, -128, 127).astype(np.int8)
+    return q.reshape((len(chosen),) + tuple(details["shape"][1:])), y[chosen]
+
+
+@pytest.fixture(scope="module")
+def case():
+    """(model, plan bytes, (train x, y), (test x, y))."""
+    if TRANSFER_MODEL.is_file() and TRANSFER_TRAIN.is_file():
+        model, train_file = TRANSFER_MODEL.read_bytes(), TRANSFER_TRAIN
+    else:
+        model, train_file = th.with_zero_classifier(th.model_bytes("ds_cnn")), FSDD
+    plan = TrainingPlan.classifier_only(model, **SETTINGS).to_bytes()
+    train = _quantized(model, train_file, "train", TRAIN_PER_CLASS, SEED)
+    test = _quantized(model, FSDD, "test", TEST_PER_CLASS, SEED)
+    return model, plan, train, test
+
+
+@pytest.fixture(scope="module")
+def mcu(case, tmp_path_factory):
+    """(firmware, emulation result, TrainingRun) of one QEMU run."""
+    model, plan, (train_x, train_y), (test_x, test_y) = case
+    firmware = training_firmware.build_training_firmware(
+        BOARD, model, plan, train_x, train_y, tmp_path_factory.mktemp("training"),
+        test_x=test_x, test_y=test_y, epochs=EPOCHS, dump_parameters=True)
+    result = emulation.run_firmware(firmware.elf, BOARD, timeout=QEMU_TIMEOUT_S)
+    assert result.status == 0, (result.log.errors, result.note)
+    return firmware, result, training_firmware.TrainingRun.from_log(result.log)
+
+
+@pytest.fixture(scope="module")
+def host(case):
+    """The host Trainer after the firmware's steps, with what it saw."""
+    model, plan, (train_x, train_y), (test_x, test_y) = case
+    trainer = Trainer(model, plan)
+    before = trainer.predict(test_x)
+    losses = [trainer.train_step(train_x[i], train_y[i])
+              for _ in range(EPOCHS) for i in range(len(train_y))]
+    after = trainer.predict(test_x)
+    return {"trainer": trainer, "before": before, "after": after,
+            "losses": np.array(losses, dtype=np.float32)}
+
+
+def test_events_arrive_complete_and_in_order(mcu, case):
+    _, result, _ = mcu
+    log = result.log
+    assert log.bad_lines == [] and log.errors == []
+    names = [e["event"] for e in log.events]
+    train, test = len(case[2][1]), len(case[3][1])
+    num_parameters = len(log.named("parameters"))
+    assert names == (["training_init", "evaluation"] + ["train_step"] * (EPOCHS * train)
+                     + ["prediction"] * test + ["evaluation"]
+                     + ["parameters"] * num_parameters + ["stack", "ram", "exit"])
+
+
+def test_arena_is_exactly_what_the_host_trainer_uses(mcu, host):
+    _, _, run = mcu
+    trainer = host["trainer"]
+    assert run.init["arena_size"] == run.init["arena_used"] == trainer.arena_used_bytes()
+    memory = trainer.memory()
+    assert {k: run.init[k] for k in memory if k != "total"} == {
+        k: v for k, v in memory.items() if k != "total"}
+    assert run.init["epochs"] == EPOCHS and run.init["test_set"] == "test"
+
+
+def test_every_loss_is_bit_identical_to_the_host(mcu, host, case):
+    _, _, run = mcu
+    train = len(case[2][1])
+    assert [s["index"] for s in run.steps] == list(range(EPOCHS * train))
+    assert [(s["epoch"], s["sample"]) for s in run.steps] == [
+        (e, i) for e in range(EPOCHS) for i in range(train)]
+    assert run.losses.view(np.uint32).tolist() == host["losses"].view(np.uint32).tolist()
+    assert np.all(np.isfinite(run.losses))
+
+
+def test_trained_weights_and_biases_are_bit_identical_to_the_host(mcu, host, case):
+    _, _, run = mcu
+    trainer = host["trainer"]
+    assert sorted(run.parameters) == trainer.parameter_tensors
+    assert {p["kind"] for p in run.parameters.values()} == {"weights", "bias"}
+    for tensor, event in run.parameters.items():
+        expected = trainer.get_tensor(tensor).tobytes()
+        assert event["bytes"] == len(expected)
+        assert event["data"] == expected, f"tensor {tensor}"
+        assert event["crc32"] == zlib.crc32(expected)
+    # Training changed them.
+    model = case[0]
+    assert any(model.find(p["data"]) < 0 for p in run.parameters.values())
+
+
+def test_test_accuracy_rises_over_the_starting_point_on_mcu_and_host(mcu, host, case):
+    _, _, run = mcu
+    test_y = case[3][1]
+    assert run.before["total"] == run.after["total"] == len(test_y)
+    assert run.before["correct"] == int(np.sum(host["before"] == test_y))
+    assert run.predictions == host["after"].tolist()
+    assert run.after["correct"] == int(np.sum(host["after"] == test_y))
+    assert run.accuracy("after") > run.accuracy("before")
+
+
+def test_reports_instructions_per_step_and_peak_ram(mcu, host):
+    firmware, _, run = mcu
+    counts = run.step_counts
+    assert all(isinstance(c, int) and c > 0 for c in counts), counts
+    assert run.steps[0]["counter"] == "instructions"
+    per_inference = run.count_per_inference()
+    assert per_inference > 0
+    # A step is a forward pass plus the loss and the classifier's backward.
+    assert min(counts) > per_inference
+    ram = run.ram
+    assert ram["static"] == firmware.usage.ram_bytes  # .data + .bss, from the ELF
+    assert ram["arena_size"] == ram["arena_used"] == host["trainer"].arena_used_bytes()
+    assert ram["static"] >= ram["arena_size"]
+    assert 0 < ram["stack_used"] == run.stack["used"] < run.stack["size"]
+    assert ram["peak"] == ram["static"] + ram["stack_used"]
+    assert ram["peak"] <= board_config.load_board(BOARD).ram.size
+    assert "per training step" in run.summary()
+
+
+def test_nrf52840_training_firmware_fits_the_board(case, tmp_path):
+    model, plan, (train_x, train_y), (test_x, test_y) = case
+    (tmp_path / "model.tflite").write_bytes(model)
+    (tmp_path / "plan.bin").write_bytes(plan)
+    np.savez(tmp_path / "train.npz", x=train_x, y=train_y)
+    np.savez(tmp_path / "test.npz", x=test_x, y=test_y)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "tools/build.py", f"--board={REAL_BOARD}",
+         f"--app={training_firmware.APP}", f"--model={tmp_path / 'model.tflite'}",
+         f"--plan={tmp_path / 'plan.bin'}", f"--train={tmp_path / 'train.npz'}",
+         f"--test={tmp_path / 'test.npz'}", f"--epochs={EPOCHS}", f"--out={out}"],
+        cwd=th.TESTS.parent, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    board = board_config.load_board(REAL_BOARD)
+    flash_used, _, flash_max = map(int, SKETCH.search(result.stdout).groups())
+    ram_used, _, ram_left, ram_max = map(int, GLOBALS.search(result.stdout).groups())
+    assert (flash_max, ram_max) == (1024 * 1024, 256 * 1024)
+    assert flash_used <= flash_max
+    assert ram_used + board.stack_size <= ram_max and ram_left == ram_max - ram_used
+    # The model and every sample are in flash; the exact arena is in RAM.
+    assert flash_used > len(model) + train_x.nbytes + test_x.nbytes
+    assert ram_used >= Trainer(model, plan).arena_used_bytes()
+    for name in ("firmware.elf", "firmware.hex", "firmware.bin"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_build_names_what_is_missing_or_wrong(case, tmp_path):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(case[0])
+    missing = subprocess.run(
+        [sys.executable, "tools/build.py", f"--board={BOARD}",
+         f"--app={training_firmware.APP}", f"--model={model}", "--plan=classifier_only",
+         f"--out={tmp_path / 'out'}"],
+        cwd=th.TESTS.parent, capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "--train" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    other_plan = TrainingPlan.classifier_only(th.model_bytes("mlp")).to_bytes()
+    with pytest.raises(firmware_build.BuildError, match="cannot train"):
+        training_firmware.build_training_firmware(
+            BOARD, case[0], other_plan, *case[2], tmp_path / "bad")
+
+
+def test_loss_bits_decode_as_float32():
+    log = firmware_console.ConsoleLog.from_text(
+        'TT {"event":"training_init","epochs":1,"train_samples":1,"test_set":"train"}\n'
+        'TT {"event":"evaluation","phase":"before","correct":0,"total":1,'
+        '"counter":"instructions","count":10}\n'
+        f'TT {{"event":"train_step","index":0,"epoch":0,"sample":0,'
+        f'"loss_bits":{struct.unpack("<I", struct.pack("<f", 2.25))[0]},'
+        '"counter":"instructions","count":30}\n'
+        'TT {"event":"prediction","index":0,"class":3}\n'
+        'TT {"event":"evaluation","phase":"after","correct":1,"total":1,'
+        '"counter":"instructions","count":12}\n'
+        'TT {"event":"parameters","tensor":5,"operator":1,"kind":"bias","bytes":2,'
+        '"crc32":0,"hex":"00ff"}\n'
+        'TT {"event":"stack","used":8,"size":16}\n'
+        'TT {"event":"ram","static":100,"arena_size":64,"arena_used":64,'
+        '"stack_used":8,"peak":108}\n')
+    run = training_firmware.TrainingRun.from_log(log)
+    assert run.losses.tolist() == [2.25] and run.predictions == [3]
+    assert run.parameters[5]["data"] == b"\x00\xff"
+    assert run.count_per_inference() == 11 and run.accuracy("after") == 1.0
+
+
+@pytest.mark.parametrize("problem", ["arena_too_small", "label_out_of_range"])
+def test_runtime_errors_reach_the_console_and_the_exit_status(problem, case, tmp_path):
+    model, plan, (train_x, train_y), _ = case
+    need = Trainer(model, plan).arena_used_bytes()
+    label = 99 if problem == "label_out_of_range" else int(train_y[0])
+    firmware = training_firmware.build_training_firmware(
+        BOARD, model, plan, train_x[:1], [label], tmp_path,
+        arena_bytes=need - 16 if problem == "arena_too_small" else None)
+    result = emulation.run_firmware(firmware.elf, BOARD, timeout=60)
+    (error,) = result.log.errors
+    assert result.status == result.qemu_returncode == error["code"] > 0
+    assert error["stage"] == ("init" if problem == "arena_too_small" else "train_step")
+    assert error["message"]
+    assert result.log.named("exit") == [{"event": "exit", "status": error["code"]}]

@@ -1,0 +1,249 @@
+"""On-device training on the host: real data (tests/data), real models
+(tests/models). Training lowers the loss and raises test accuracy, sparse
+plans touch only what they select, QAS scales updates, the NaN guard holds,
+memory adds up, and an exported model runs in tflite_micro exactly as in
+our runtime."""
+
+import numpy as np
+import pytest
+
+import golden
+import training_helpers as th
+from tflm_training import (BadStateError, DivergedError, InputMismatchError, Interpreter,
+                           InvalidArgumentError, LayerPlan, Trainer, TrainingPlan,
+                           tflite_graph)
+
+# model -> (dataset, input shape)
+DATA = {"mlp": ("mnist", (1, 28, 28, 1)), "reshape_dense": ("fsdd", (1, 49, 40, 1)),
+        "ds_cnn": ("speech_commands12", (1, 49, 40, 1)),
+        "conv_stack": ("gtsrb32", (1, 32, 32, 3))}
+
+
+def _split(model, split, count=None):
+    dataset, shape = DATA[model]
+    return th.quantized_split(dataset, split, shape, count)
+
+
+def _train(trainer, x, y, epochs):
+    """Mean loss of each epoch, the samples reshuffled every epoch."""
+    return [trainer.train_step(*th.shuffled(x, y, epoch)) for epoch in range(epochs)]
+
+
+def _parameters(model, operator_index):
+    graph = tflite_graph.read_graph(model)
+    op = graph.operators[operator_index]
+    return [graph.tensors[op.inputs[1]], graph.tensors[op.inputs[2]]]
+
+
+def _original(model, tensor, dtype):
+    return np.frombuffer(model, dtype=dtype, count=tensor.data_size // np.dtype(dtype).itemsize,
+                         offset=tensor.data_pos).reshape(tensor.shape)
+
+
+# (model, layers or None for classifier-only, learning rate, epochs)
+CASES = {
+    "mlp-classifier": ("mlp", None, 0.05, 3),
+    "mlp-sparse": ("mlp", {2: list(range(0, 32, 2)), 3: None}, 0.02, 3),
+    "reshape_dense-classifier": ("reshape_dense", None, 0.005, 3),
+    "reshape_dense-sparse": ("reshape_dense", {0: [0, 2, 4, 6], 2: list(range(12)), 5: None},
+                             0.005, 3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_training_lowers_the_loss_and_raises_test_accuracy(case):
+    name, layers, lr, epochs = CASES[case]
+    model = th.with_zero_classifier(th.model_bytes(name))
+    if layers is None:
+        plan = TrainingPlan.classifier_only(model, learning_rate=lr)
+    else:
+        plan = TrainingPlan.for_model(model, layers, learning_rate=lr)
+    trainer = Trainer(model, plan)
+    x_test, y_test = _split(name, "test")
+    before = trainer.evaluate(x_test, y_test)
+    losses = _train(trainer, *_split(name, "train"), epochs)
+    after = trainer.evaluate(x_test, y_test)
+    assert before <= 0.15  # a zero classifier ties every class: chance
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert after >= 0.8, (before, after, losses)
+
+
+def test_a_sparse_plan_changes_only_the_selected_channels():
+    model = th.with_zero_classifier(th.model_bytes("reshape_dense"))
+    selected = [1, 4, 7]
+    plan = TrainingPlan.for_model(model, [LayerPlan(0, "weights", selected),
+                                          LayerPlan(2, "bias", [3, 5]), LayerPlan(5)],
+                                  learning_rate=0.005)
+    trainer = Trainer(model, plan)
+    _train(trainer, *_split("reshape_dense", "train", 60), 1)
+    weights, bias = _parameters(model, 0)
+    new_w, old_w = trainer.get_tensor(weights.index), _original(model, weights, np.int8)
+    changed = [c for c in range(8) if not np.array_equal(new_w[c], old_w[c])]
+    assert changed and set(changed) <= set(selected)
+    new_b, old_b = trainer.get_tensor(bias.index), _original(model, bias, "<i4")
+    assert set(np.flatnonzero(new_b != old_b)) <= set(selected)
+    weights, bias = _parameters(model, 2)
+    assert np.array_equal(trainer.get_tensor(weights.index), _original(model, weights, np.int8))
+    new_b, old_b = trainer.get_tensor(bias.index), _original(model, bias, "<i4")
+    changed = set(np.flatnonzero(new_b != old_b))
+    assert changed and changed <= {3, 5}
+    weights, _ = _parameters(model, 4)  # between trained layers, frozen
+    assert weights.index not in trainer.parameter_tensors
+
+
+def test_qas_off_makes_updates_s_squared_smaller():
+    """Without QAS the int8-domain gradient is s_W^2 times the QAS one: with
+    s_W ~ 0.005 one epoch at the same rate moves no weight at all."""
+    model = th.with_zero_classifier(th.model_bytes("mlp"))
+    x, y = _split("mlp", "train", 100)
+    results = {}
+    for qas in (True, False):
+        trainer = Trainer(model, TrainingPlan.classifier_only(model, learning_rate=0.05, qas=qas))
+        trainer.train_step(x, y)
+        weights, bias = _parameters(model, 3)
+        results[qas] = (np.count_nonzero(trainer.get_tensor(weights.index)),
+                        np.count_nonzero(trainer.get_tensor(bias.index)))
+    assert results[True][0] > 100 and results[True][1] == 10
+    assert results[False] == (0, 0)
+
+
+def test_batches_update_once_every_batch_size_samples():
+    model = th.with_zero_classifier(th.model_bytes("mlp"))
+    plan = TrainingPlan.classifier_only(model, learning_rate=0.05, batch_size=4, momentum=0.9)
+    trainer = Trainer(model, plan)
+    x, y = _split("mlp", "train", 8)
+    weights, bias = _parameters(model, 3)
+    trainer.train_step(x[:3], y[:3])
+    assert not trainer.get_tensor(weights.index).any()
+    assert not trainer.get_tensor(bias.index).any()
+    trainer.train_step(x[3], y[3])
+    after_one_batch = trainer.get_tensor(weights.index)
+    assert after_one_batch.any()
+    trainer.train_step(x[4:7], y[4:7])
+    assert np.array_equal(trainer.get_tensor(weights.index), after_one_batch)
+    # Momentum keeps moving the weights on the next update.
+    trainer.train_step(x[7], y[7])
+    assert not np.array_equal(trainer.get_tensor(weights.index), after_one_batch)
+    memory = trainer.memory()
+    # residual + velocity + accumulator, 4 bytes each, per weight and bias
+    assert memory["optimizer_state"] == 3 * 4 * (10 * 32 + 10)
+
+
+def test_nan_guard_raises_and_leaves_the_channel_untouched():
+    model = th.with_zero_classifier(th.model_bytes("mlp"))
+    plan = TrainingPlan.classifier_only(model, learning_rate=3e38)
+    trainer = Trainer(model, plan)
+    x, y = _split("mlp", "train", 1)
+    with pytest.raises(DivergedError, match="NaN or infinite; lower the learning rate") as raised:
+        trainer.train_step(x, y)
+    assert raised.value.status == 8
+    weights, bias = _parameters(model, 3)
+    assert not trainer.get_tensor(weights.index).any()
+    assert not trainer.get_tensor(bias.index).any()
+    assert trainer.predict(x[0]) == 0  # still runs
+
+
+def test_export_runs_in_tflite_micro_exactly_like_our_runtime():
+    original = th.model_bytes("reshape_dense")
+    plan = TrainingPlan.for_model(original, {0: [0, 3, 5], 2: list(range(8)), 5: None},
+                                  learning_rate=0.005)
+    trainer = Trainer(original, plan)
+    _train(trainer, *_split("reshape_dense", "train", 50), 1)
+    exported = trainer.export()
+    assert len(exported) == len(original) and exported != original
+    graph = tflite_graph.read_graph(original)
+    trained = set()
+    for index in trainer.parameter_tensors:
+        t = graph.tensors[index]
+        trained.update(range(t.data_pos, t.data_pos + t.data_size))
+    assert all(i in trained for i in range(len(original)) if exported[i] != original[i])
+
+    reference = golden.GoldenModel(exported)
+    ours = Interpreter(exported)
+    x, _ = _split("reshape_dense", "test", 10)
+    for sample in x:
+        sample = sample[np.newaxis]
+        want = reference.run([sample])
+        trainer.interpreter.set_input(sample, 0)
+        trainer.interpreter.invoke()
+        ours.set_input(sample, 0)
+        ours.invoke()
+        np.testing.assert_array_equal(trainer.interpreter.get_output(0), want)
+        np.testing.assert_array_equal(ours.get_output(0), want)
+
+
+@pytest.mark.parametrize("name", ["mlp", "reshape_dense", "ds_cnn"])
+def test_inference_through_a_trainer_is_bit_exact_with_tflm(name):
+    model = th.model_bytes(name)
+    trainer = Trainer(model, TrainingPlan.classifier_only(model))
+    reference = golden.GoldenModel(model)
+    x, _ = _split(name, "test", 4)
+    for sample in x:
+        sample = sample[np.newaxis]
+        want = reference.run([sample])
+        trainer.interpreter.set_input(sample, 0)
+        trainer.interpreter.invoke()
+        np.testing.assert_array_equal(trainer.interpreter.get_output(0), want)
+        assert trainer.predict(sample) == int(np.argmax(want))
+
+
+@pytest.mark.parametrize("name", ["mlp", "reshape_dense", "ds_cnn", "conv_stack"])
+def test_memory_breakdown_adds_up_to_the_arena_used(name):
+    model = th.model_bytes(name)
+    trainer = Trainer(model, TrainingPlan.classifier_only(model))
+    memory = trainer.memory()
+    parts = [memory[k] for k in ("interpreter_tables", "trainer_tables", "weight_copies",
+                                 "optimizer_state", "planned_region")]
+    assert sum(parts) == memory["total"] == trainer.arena_used_bytes()
+    assert all(p > 0 for p in parts)
+    inference = Interpreter(model)
+    # The same tables as inference; the classifier's copies are its bytes.
+    graph = tflite_graph.read_graph(model)
+    weights, bias = (graph.tensors[i] for i in trainer.parameter_tensors)
+    assert memory["weight_copies"] >= weights.data_size + bias.data_size
+    assert memory["weight_copies"] < weights.data_size + bias.data_size + 16
+    # Nothing is kept for the frozen feature extractor: the region is the
+    # inference activations plus the classifier's small buffers.
+    activations = inference.arena_used_bytes() - memory["interpreter_tables"]
+    assert activations <= memory["planned_region"] <= activations + 2048
+
+
+def test_training_the_first_layer_keeps_activations_for_backward():
+    model = th.model_bytes("reshape_dense")
+    inference = Interpreter(model).arena_used_bytes()
+    head = Trainer(model, TrainingPlan.classifier_only(model)).memory()
+    deep = Trainer(model, TrainingPlan.for_model(model, {0: [0], 5: None})).memory()
+    assert deep["planned_region"] > head["planned_region"]
+    assert deep["total"] > inference
+
+
+def test_samples_and_labels_are_checked():
+    model = th.model_bytes("mlp")
+    trainer = Trainer(model, TrainingPlan.classifier_only(model))
+    x, y = _split("mlp", "train", 2)
+    with pytest.raises(InputMismatchError, match="dtype int8"):
+        trainer.train_step(x.astype(np.float32), y)
+    with pytest.raises(InputMismatchError, match="shape"):
+        trainer.train_step(x[:, :27], y)
+    with pytest.raises(InvalidArgumentError, match="2 samples but 1 labels"):
+        trainer.train_step(x, y[:1])
+    with pytest.raises(InvalidArgumentError, match="label 10 is outside the model's classes "
+                                                   "0 to 9"):
+        trainer.train_step(x[0], 10)
+    trainer.train_step(x[0], 3)
+    with pytest.raises(BadStateError, match="reused by a training step"):
+        trainer.get_tensor(11)
+    trainer.predict(x[0])
+    assert trainer.get_tensor(11).shape == (1, 10)
+
+
+def test_training_is_deterministic():
+    model = th.with_zero_classifier(th.model_bytes("mlp"))
+    plan = TrainingPlan.for_model(model, {2: [0, 1, 2], 3: None}, learning_rate=0.05,
+                                  momentum=0.5)
+    x, y = _split("mlp", "train", 40)
+    runs = []
+    for _ in range(2):
+        trainer = Trainer(model, plan)
+        runs.append((trainer.train_step(x, y), trainer.export()))
+    assert runs[0] == runs[1]

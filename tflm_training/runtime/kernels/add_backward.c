@@ -1,0 +1,113 @@
+/* ADD and SUB backward (SUB's forward shares ADD's code in tt_elementwise.c
+ * too): the identity in real values for each input (negated for SUB's
+ * second), summed over the output elements it was broadcast to.
+ * Nothing is saved. Clamp: the fused activation range, which includes int8
+ * saturation. */
+#include "../tt_backward_helpers.h"
+#include "../tt_backward_math.h"
+#include "../tt_elementwise.h"
+
+#define INNER (TT_MAX_RANK - 1)
+
+void tt_add_sub_grad(const tt_broadcast_params* p, int32_t subtract,
+                     const float* dy, float* dx1, float* dx2) {
+  if (p->num_elements <= 0) return;
+  if (!p->broadcast) {
+    for (int32_t k = 0; k < p->num_elements; ++k) {
+      if (dx1 != NULL) dx1[k] += dy[k];
+      if (dx2 != NULL) dx2[k] = subtract ? dx2[k] - dy[k] : dx2[k] + dy[k];
+    }
+    return;
+  }
+  /* The forward kernel's walk: output in order, an odometer over the outer
+   * dimensions keeping each input's offset, the innermost one a row. */
+  const int32_t inner = p->dims[INNER];
+  const int32_t step1 = p->strides1[INNER];
+  const int32_t step2 = p->strides2[INNER];
+  int32_t index[INNER] = {0};
+  int32_t offset1 = 0, offset2 = 0;
+  for (int32_t done = 0; done < p->num_elements; done += inner) {
+    const float* row = dy + done;
+    for (int32_t k = 0; k < inner; ++k) {
+      if (dx1 != NULL) dx1[offset1 + k * step1] += row[k];
+      if (dx2 != NULL) {
+        float* at = dx2 + offset2 + k * step2;
+        *at = subtract ? *at - row[k] : *at + row[k];
+      }
+    }
+    for (int32_t dim = INNER - 1; dim >= 0; --dim) {
+      offset1 += p->strides1[dim];
+      offset2 += p->strides2[dim];
+      if (++index[dim] < p->dims[dim]) break;
+      offset1 -= p->strides1[dim] * p->dims[dim];
+      offset2 -= p->strides2[dim] * p->dims[dim];
+      index[dim] = 0;
+    }
+  }
+}
+
+static tt_status add_sub_backward_prepare(tt_interpreter* it,
+                                          const tt_node* node,
+                                          bool subtract,
+                                          tt_backward_needs* needs) {
+  tt_backward_needs_clear(needs);
+  const tt_tensor* output = tt_node_output(it, node, 0);
+  if (output == NULL || node->num_inputs != 2) {
+    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
+                        "forward kernel is not prepared");
+  }
+  int32_t activation, act_min, act_max;
+  TT_RETURN_IF_ERROR(tt_option_i8(
+      it, node, subtract ? TT_SUB_ACTIVATION : TT_ADD_ACTIVATION,
+      TT_ACTIVATION_NONE, &activation));
+  TT_RETURN_IF_ERROR(tt_fused_activation_range(it, node, activation, output,
+                                               &act_min, &act_max));
+  tt_backward_clamp(needs, act_min, act_max);
+  return TT_OK;
+}
+
+static tt_status add_backward_prepare(tt_interpreter* it, const tt_node* node,
+                                      const tt_layer_update* update,
+                                      tt_backward_needs* needs) {
+  (void)update;
+  return add_sub_backward_prepare(it, node, false, needs);
+}
+
+static tt_status sub_backward_prepare(tt_interpreter* it, const tt_node* node,
+                                      const tt_layer_update* update,
+                                      tt_backward_needs* needs) {
+  (void)update;
+  return add_sub_backward_prepare(it, node, true, needs);
+}
+
+static tt_status add_sub_backward(tt_interpreter* it, const tt_node* node,
+                                  const tt_backward_io* io, bool subtract) {
+  if (io->input_grads[0] == NULL && io->input_grads[1] == NULL) return TT_OK;
+  /* The broadcast geometry again, as the forward kernel derives it (its op
+   * data is private to tt_elementwise.c); prepare checked it already. */
+  tt_broadcast_params params;
+  TT_RETURN_IF_ERROR(tt_broadcast_prepare(
+      it, node, tt_node_input(it, node, 0), tt_node_input(it, node, 1),
+      tt_node_output(it, node, 0), &params));
+  tt_add_sub_grad(&params, subtract ? 1 : 0, io->output_grad,
+                  io->input_grads[0], io->input_grads[1]);
+  return TT_OK;
+}
+
+static tt_status add_backward(tt_interpreter* it, const tt_node* node,
+                              const tt_backward_io* io) {
+  return add_sub_backward(it, node, io, false);
+}
+
+static tt_status sub_backward(tt_interpreter* it, const tt_node* node,
+                              const tt_backward_io* io) {
+  return add_sub_backward(it, node, io, true);
+}
+
+const tt_backward_kernel tt_backward_add = {
+    TT_OP_ADD, false, add_backward_prepare, add_backward,
+};
+
+const tt_backward_kernel tt_backward_sub = {
+    TT_OP_SUB, false, sub_backward_prepare, sub_backward,
+};

@@ -1,0 +1,40 @@
+/* QUANTIZE backward (float32 or int8 input to int8): the identity in real
+ * values (straight-through rounding); the gradient stops where the output
+ * saturates at -128 / 127, which an int8 input can only reach when the
+ * output's scale or zero point differs from its own. Nothing is saved. */
+#include "../tt_backward_helpers.h"
+#include "../tt_backward_math.h"
+
+static tt_status quantize_backward_prepare(tt_interpreter* it,
+                                           const tt_node* node,
+                                           const tt_layer_update* update,
+                                           tt_backward_needs* needs) {
+  (void)update;
+  tt_backward_needs_clear(needs);
+  const tt_tensor* input = tt_node_input(it, node, 0);
+  const tt_tensor* output = tt_node_output(it, node, 0);
+  if (input == NULL || output == NULL ||
+      input->num_elements != output->num_elements) {
+    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
+                        "forward kernel is not prepared");
+  }
+  if (input->type == TT_TYPE_INT8) {
+    tt_backward_clamp_requantize(needs, input, output);
+  } else {
+    tt_backward_clamp(needs, -128, 127);
+  }
+  return TT_OK;
+}
+
+static tt_status quantize_backward(tt_interpreter* it, const tt_node* node,
+                                   const tt_backward_io* io) {
+  if (io->input_grads[0] == NULL) return TT_OK;
+  const tt_tensor* output = tt_node_output(it, node, 0);
+  tt_grad_scaled_add(output->num_elements, 1.0f, io->output_grad,
+                     io->input_grads[0]);
+  return TT_OK;
+}
+
+const tt_backward_kernel tt_backward_quantize = {
+    TT_OP_QUANTIZE, false, quantize_backward_prepare, quantize_backward,
+};

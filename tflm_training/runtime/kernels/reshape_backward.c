@@ -1,0 +1,54 @@
+/* RESHAPE, SQUEEZE and EXPAND_DIMS backward: the bytes are unchanged, so
+ * the gradient is copied, scaled by output scale / input scale (1 when they
+ * agree, as converters write them). Nothing is saved; no clamp (the values
+ * are not touched). */
+#include "../tt_backward_helpers.h"
+#include "../tt_backward_math.h"
+
+void tt_grad_scaled_add(int32_t count, float gain, const float* dy,
+                        float* dx) {
+  for (int32_t i = 0; i < count; ++i) dx[i] += gain * dy[i];
+}
+
+static tt_status copy_backward_prepare(tt_interpreter* it,
+                                       const tt_node* node,
+                                       const tt_layer_update* update,
+                                       tt_backward_needs* needs) {
+  (void)update;
+  tt_backward_needs_clear(needs);
+  const tt_tensor* input = tt_node_input(it, node, 0);
+  const tt_tensor* output = tt_node_output(it, node, 0);
+  if (input == NULL || output == NULL ||
+      input->num_elements != output->num_elements) {
+    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
+                        "forward kernel is not prepared");
+  }
+  if (input->type != TT_TYPE_INT8 && input->type != TT_TYPE_FLOAT32) {
+    return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
+                        "gradients pass only through INT8 or FLOAT32 "
+                        "tensors, not %s", tt_type_name(input->type));
+  }
+  return TT_OK;
+}
+
+static tt_status copy_backward(tt_interpreter* it, const tt_node* node,
+                               const tt_backward_io* io) {
+  if (io->input_grads[0] == NULL) return TT_OK;
+  const tt_tensor* input = tt_node_input(it, node, 0);
+  const tt_tensor* output = tt_node_output(it, node, 0);
+  tt_grad_scaled_add(input->num_elements, tt_backward_copy_gain(input, output),
+                     io->output_grad, io->input_grads[0]);
+  return TT_OK;
+}
+
+const tt_backward_kernel tt_backward_reshape = {
+    TT_OP_RESHAPE, false, copy_backward_prepare, copy_backward,
+};
+
+const tt_backward_kernel tt_backward_squeeze = {
+    TT_OP_SQUEEZE, false, copy_backward_prepare, copy_backward,
+};
+
+const tt_backward_kernel tt_backward_expand_dims = {
+    TT_OP_EXPAND_DIMS, false, copy_backward_prepare, copy_backward,
+};

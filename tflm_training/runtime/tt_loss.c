@@ -1,0 +1,19 @@
+#include "tt_loss.h"
+
+#include "tt_math.h"
+
+float tt_softmax_cross_entropy(const int8_t* logits, int32_t count,
+                               float scale, int32_t label, float* grad) {
+  /* Shifting by the largest logit keeps every exponent <= 0. */
+  int32_t max_q = logits[0];
+  for (int32_t i = 1; i < count; ++i)
+    if (logits[i] > max_q) max_q = logits[i];
+  float sum = 0.0f;
+  for (int32_t i = 0; i < count; ++i) {
+    grad[i] = tt_expf(scale * (float)(logits[i] - max_q));
+    sum += grad[i];
+  }
+  for (int32_t i = 0; i < count; ++i) grad[i] /= sum;
+  grad[label] -= 1.0f;
+  return tt_logf(sum) - scale * (float)(logits[label] - max_q);
+}

@@ -1,0 +1,167 @@
+#include "tt_optimizer.h"
+
+#include <stddef.h>
+
+#include "tt_math.h"
+#include "tt_plan.h"
+#include "tt_quant.h"
+
+/* Optimizer state of one parameter (NULL where the layer keeps none). */
+typedef struct {
+  float* residual;
+  float* velocity;
+  float* accumulator;
+} param_state;
+
+/* What one parameter's state becomes, and the whole steps to move into its
+ * integer value. */
+typedef struct {
+  float residual;
+  float velocity;
+  float accumulator;
+  float steps;
+} param_step;
+
+static float load_or_zero(const float* p) { return p != NULL ? *p : 0.0f; }
+
+/* grad is the quantized-domain gradient. False when anything would become
+ * NaN or infinite. */
+static bool plan_step(const tt_layer_update* u, const param_state* state,
+                      float grad, param_step* step) {
+  const float accumulated = load_or_zero(state->accumulator) + grad;
+  step->residual = load_or_zero(state->residual);
+  step->velocity = load_or_zero(state->velocity);
+  step->steps = 0.0f;
+  if (!u->apply) {
+    step->accumulator = accumulated;
+    return tt_is_finite(accumulated);
+  }
+  step->accumulator = 0.0f;
+  const float g = accumulated * u->batch_scale;
+  const float v = u->momentum > 0.0f ? u->momentum * step->velocity + g : g;
+  const float r = step->residual - u->learning_rate * v;
+  if (!tt_is_finite(g) || !tt_is_finite(v) || !tt_is_finite(r)) return false;
+  step->velocity = v;
+  step->steps = tt_round_float(r);
+  step->residual = r - step->steps;
+  return true;
+}
+
+static void store_step(const param_state* state, const param_step* step) {
+  if (state->residual != NULL) *state->residual = step->residual;
+  if (state->velocity != NULL) *state->velocity = step->velocity;
+  if (state->accumulator != NULL) *state->accumulator = step->accumulator;
+}
+
+static param_state weight_state(const tt_layer_update* u, int32_t index) {
+  param_state s = {u->weight_residual + index,
+                   u->weight_velocity ? u->weight_velocity + index : NULL,
+                   u->weight_accumulator ? u->weight_accumulator + index
+                                         : NULL};
+  return s;
+}
+
+static param_state bias_state(const tt_layer_update* u, int32_t slot) {
+  param_state s = {u->bias_residual + slot,
+                   u->bias_velocity ? u->bias_velocity + slot : NULL,
+                   u->bias_accumulator ? u->bias_accumulator + slot : NULL};
+  return s;
+}
+
+/* dL/dW_q = s dL/dW; QAS then divides by s^2. */
+static float quantized_grad(const tt_layer_update* u, float grad,
+                            float scale) {
+  return u->qas ? grad / scale : grad * scale;
+}
+
+static int8_t moved_weight(int8_t value, float steps) {
+  if (steps == 0.0f) return value;
+  /* 254 steps reach either end of [-127, 127] from anywhere in it. */
+  const float k = steps > 254.0f ? 254.0f : (steps < -254.0f ? -254.0f : steps);
+  return (int8_t)tt_clamp_i32((int32_t)value + (int32_t)k, -127, 127);
+}
+
+static int32_t moved_bias(int32_t value, float steps) {
+  const float limit = 4294967296.0f; /* 2^32 steps span all of int32 */
+  const float k = steps > limit ? limit : (steps < -limit ? -limit : steps);
+  const int64_t sum = (int64_t)value + (int64_t)k;
+  if (sum > INT32_MAX) return INT32_MAX;
+  if (sum < INT32_MIN) return INT32_MIN;
+  return (int32_t)sum;
+}
+
+static tt_status check_arguments(const tt_layer_update* u, int32_t slot,
+                                 const tt_channel_params* p,
+                                 const float* weight_grad, bool weights) {
+  if (u == NULL) return TT_ERR_INVALID_ARGUMENT;
+  if (p == NULL || slot < 0 || slot >= u->num_channels)
+    return tt_error_set(u->error, TT_ERR_INVALID_ARGUMENT,
+                        "optimizer: channel slot %d is outside the %d "
+                        "selected channels", slot, u->num_channels);
+  const bool momentum = u->momentum > 0.0f;
+  if (weights && (weight_grad == NULL || p->weights == NULL ||
+                  u->weight_residual == NULL ||
+                  (momentum && u->weight_velocity == NULL) ||
+                  (!u->apply && u->weight_accumulator == NULL)))
+    return tt_error_set(u->error, TT_ERR_INVALID_ARGUMENT,
+                        "optimizer: a weight update needs the weights, their "
+                        "gradient and the layer's weight state");
+  if (p->bias != NULL &&
+      (u->bias_residual == NULL || (momentum && u->bias_velocity == NULL) ||
+       (!u->apply && u->bias_accumulator == NULL)))
+    return tt_error_set(u->error, TT_ERR_INVALID_ARGUMENT,
+                        "optimizer: a bias update needs the layer's bias "
+                        "state");
+  if (!(p->weight_scale > 0.0f && tt_is_finite(p->weight_scale)) ||
+      !(p->bias_scale > 0.0f && tt_is_finite(p->bias_scale)))
+    return tt_error_set(u->error, TT_ERR_INVALID_ARGUMENT,
+                        "optimizer: channel slot %d has a scale that is not "
+                        "positive and finite", slot);
+  return TT_OK;
+}
+
+static tt_status diverged(const tt_layer_update* u, int32_t slot) {
+  const int32_t channel = u->channels != NULL ? u->channels[slot] : slot;
+  return tt_error_set(u->error, TT_ERR_DIVERGED,
+                      "training diverged: a gradient or update of output "
+                      "channel %d is NaN or infinite; lower the learning "
+                      "rate", channel);
+}
+
+tt_status tt_update_channel(tt_layer_update* u, int32_t slot,
+                            const tt_channel_params* p,
+                            const float* weight_grad, float bias_grad) {
+  const bool weights = u != NULL && u->kind == TT_UPDATE_WEIGHTS;
+  TT_RETURN_IF_ERROR(check_arguments(u, slot, p, weight_grad, weights));
+  const int32_t count = weights ? u->weights_per_channel : 0;
+  const int32_t base = slot * u->weights_per_channel;
+  param_step step;
+  /* First pass: nothing is stored unless every parameter's step is finite. */
+  for (int32_t i = 0; i < count; ++i) {
+    const param_state state = weight_state(u, base + i);
+    const float g = quantized_grad(u, weight_grad[i], p->weight_scale);
+    if (!tt_is_finite(weight_grad[i]) || !plan_step(u, &state, g, &step))
+      return diverged(u, slot);
+  }
+  if (p->bias != NULL) {
+    const param_state state = bias_state(u, slot);
+    const float g = quantized_grad(u, bias_grad, p->bias_scale);
+    if (!tt_is_finite(bias_grad) || !plan_step(u, &state, g, &step))
+      return diverged(u, slot);
+  }
+  for (int32_t i = 0; i < count; ++i) {
+    const param_state state = weight_state(u, base + i);
+    plan_step(u, &state, quantized_grad(u, weight_grad[i], p->weight_scale),
+              &step);
+    store_step(&state, &step);
+    int8_t* w = p->weights + i * p->weight_stride;
+    *w = moved_weight(*w, step.steps);
+  }
+  if (p->bias != NULL) {
+    const param_state state = bias_state(u, slot);
+    plan_step(u, &state, quantized_grad(u, bias_grad, p->bias_scale), &step);
+    store_step(&state, &step);
+    *p->bias = moved_bias(*p->bias, step.steps);
+  }
+  return TT_OK;
+}

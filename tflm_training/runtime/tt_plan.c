@@ -1,0 +1,314 @@
+#include "tt_plan.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#include "tt_arena.h"
+#include "tt_backward.h"
+#include "tt_kernel.h"
+#include "tt_math.h"
+#include "tt_schema.h"
+
+#define FIELD_VERSION 4
+#define FIELD_TOTAL_SIZE 8
+#define FIELD_CRC 12
+#define FIELD_MODEL_CRC 16
+#define FIELD_NUM_TENSORS 20
+#define FIELD_NUM_OPERATORS 24
+#define FIELD_LOGITS 28
+#define FIELD_NUM_CLASSES 32
+#define FIELD_BATCH 36
+#define FIELD_OPTIMIZER 40
+#define FIELD_LEARNING_RATE 44
+#define FIELD_MOMENTUM 48
+#define FIELD_FLAGS 52
+#define FIELD_NUM_LAYERS 56
+#define FIELD_RESERVED 60
+
+uint32_t tt_crc32(const uint8_t* data, uint32_t size) {
+  /* Reflected polynomial 0xEDB88320, four bits at a time. */
+  static const uint32_t kNibble[16] = {
+      0x00000000u, 0x1db71064u, 0x3b6e20c8u, 0x26d930acu,
+      0x76dc4190u, 0x6b6b51f4u, 0x4db26158u, 0x5005713cu,
+      0xedb88320u, 0xf00f9344u, 0xd6d6a3e8u, 0xcb61b38cu,
+      0x9b64c2b0u, 0x86d3d2d4u, 0xa00ae278u, 0xbdbdf21cu,
+  };
+  uint32_t crc = 0xffffffffu;
+  for (uint32_t i = 0; i < size; ++i) {
+    crc ^= data[i];
+    crc = (crc >> 4) ^ kNibble[crc & 15u];
+    crc = (crc >> 4) ^ kNibble[crc & 15u];
+  }
+  return crc ^ 0xffffffffu;
+}
+
+static int32_t read_i32(const uint8_t* plan, uint32_t pos) {
+  int32_t value;
+  memcpy(&value, plan + pos, sizeof value);
+  return value;
+}
+
+static float read_f32(const uint8_t* plan, uint32_t pos) {
+  float value;
+  memcpy(&value, plan + pos, sizeof value);
+  return value;
+}
+
+static tt_status bad_plan(tt_interpreter* it, const char* format, ...) {
+  tt_error detail;
+  va_list args;
+  va_start(args, format);
+  tt_error_vset(&detail, TT_ERR_BAD_PLAN, format, args);
+  va_end(args);
+  return tt_error_set(&it->error, TT_ERR_BAD_PLAN, "training plan: %s",
+                      detail.message);
+}
+
+tt_status tt_param_layout_of(tt_interpreter* it, int32_t node_index,
+                             tt_param_layout* layout) {
+  const tt_node* node = &it->nodes[node_index];
+  const char* name = tt_builtin_name(node->builtin_code);
+  const tt_tensor* weights = tt_node_input(it, node, 1);
+  const tt_tensor* bias = tt_node_input(it, node, 2);
+  if (weights == NULL || weights->location != TT_DATA_MODEL ||
+      weights->type != TT_TYPE_INT8 || weights->rank < 1)
+    return bad_plan(it, "operator %d (%s) has no constant int8 weights "
+                        "(input 1) to train", node_index, name);
+  /* DEPTHWISE_CONV_2D weights are [1, H, W, C]; the others [C, ...]. */
+  const bool last_axis = node->builtin_code == TT_OP_DEPTHWISE_CONV_2D;
+  const int32_t channels =
+      weights->dims[last_axis ? weights->rank - 1 : 0];
+  if (channels < 1)
+    return bad_plan(it, "operator %d (%s) has no output channels",
+                    node_index, name);
+  layout->weights_tensor = tt_node_input_index(it, node, 1);
+  layout->bias_tensor = bias != NULL ? tt_node_input_index(it, node, 2) : -1;
+  layout->num_channels = channels;
+  layout->weights_per_channel = weights->num_elements / channels;
+  layout->channel_step = last_axis ? 1 : layout->weights_per_channel;
+  layout->weight_stride = last_axis ? channels : 1;
+  if (bias != NULL &&
+      (bias->location != TT_DATA_MODEL || bias->type != TT_TYPE_INT32 ||
+       bias->num_elements != channels))
+    return bad_plan(it, "operator %d (%s) has a bias (input 2) that is not a "
+                        "constant int32 tensor of %d values", node_index,
+                    name, channels);
+  return TT_OK;
+}
+
+static bool produced_by_an_operator(const tt_interpreter* it,
+                                    int32_t tensor) {
+  for (int32_t n = 0; n < it->num_nodes; ++n) {
+    const tt_node* node = &it->nodes[n];
+    const int32_t* out = (const int32_t*)tt_arena_at(it, node->outputs_offset);
+    for (int32_t i = 0; i < node->num_outputs; ++i)
+      if (out[i] == tensor) return true;
+  }
+  return false;
+}
+
+static tt_status check_envelope(tt_interpreter* it, const uint8_t* plan,
+                                uint32_t size) {
+  if (plan == NULL)
+    return bad_plan(it, "no plan given (NULL)");
+  if (size < TT_PLAN_HEADER_SIZE)
+    return bad_plan(it, "%u bytes is shorter than the %d-byte header; write "
+                        "plans with tflm_training.TrainingPlan.to_bytes()",
+                    size, TT_PLAN_HEADER_SIZE);
+  if (memcmp(plan, TT_PLAN_MAGIC, 4) != 0)
+    return bad_plan(it, "the bytes do not start with \"TTPL\"; this is not a "
+                        "training plan");
+  const int32_t version = read_i32(plan, FIELD_VERSION);
+  if (version != TT_PLAN_VERSION)
+    return bad_plan(it, "version %d; this runtime reads version %d, so "
+                        "regenerate the plan with the matching tflm_training",
+                    version, TT_PLAN_VERSION);
+  const uint32_t total = (uint32_t)read_i32(plan, FIELD_TOTAL_SIZE);
+  if (total != size)
+    return bad_plan(it, "the header says %u bytes but %u were given; the "
+                        "plan is truncated or has extra bytes", total, size);
+  const uint32_t stored = (uint32_t)read_i32(plan, FIELD_CRC);
+  const uint32_t computed = tt_crc32(plan + 16, size - 16);
+  if (stored != computed)
+    return bad_plan(it, "checksum mismatch (stored %u, computed %u): the "
+                        "plan is damaged; regenerate it", stored, computed);
+  return TT_OK;
+}
+
+static tt_status check_model(tt_interpreter* it, const uint8_t* plan) {
+  const uint32_t plan_crc = (uint32_t)read_i32(plan, FIELD_MODEL_CRC);
+  const uint32_t model_crc = tt_crc32(it->model.data, it->model.size);
+  if (plan_crc != model_crc)
+    return bad_plan(it, "made for another model (model CRC-32 %u, this "
+                        "model's is %u); make the plan from this .tflite "
+                        "file", plan_crc, model_crc);
+  const int32_t tensors = read_i32(plan, FIELD_NUM_TENSORS);
+  const int32_t operators = read_i32(plan, FIELD_NUM_OPERATORS);
+  if (tensors != it->num_tensors || operators != it->num_nodes)
+    return bad_plan(it, "made for a model with %d tensors and %d operators, "
+                        "but this one has %d and %d", tensors, operators,
+                    it->num_tensors, it->num_nodes);
+  return TT_OK;
+}
+
+static tt_status check_settings(tt_interpreter* it, const uint8_t* plan,
+                                tt_plan_info* info) {
+  info->batch_size = read_i32(plan, FIELD_BATCH);
+  info->learning_rate = read_f32(plan, FIELD_LEARNING_RATE);
+  info->momentum = read_f32(plan, FIELD_MOMENTUM);
+  info->flags = read_i32(plan, FIELD_FLAGS);
+  info->num_layers = read_i32(plan, FIELD_NUM_LAYERS);
+  const int32_t optimizer = read_i32(plan, FIELD_OPTIMIZER);
+  if (optimizer != TT_OPTIMIZER_SGD)
+    return bad_plan(it, "optimizer %d is unknown; 0 (SGD) is the only one",
+                    optimizer);
+  if (info->batch_size < 1)
+    return bad_plan(it, "batch size %d must be at least 1", info->batch_size);
+  if (!(info->learning_rate > 0.0f) || !tt_is_finite(info->learning_rate))
+    return bad_plan(it, "the learning rate must be a positive finite "
+                        "number");
+  if (!(info->momentum >= 0.0f && info->momentum < 1.0f))
+    return bad_plan(it, "momentum must be in [0, 1)");
+  if ((info->flags & ~TT_PLAN_FLAG_QAS) != 0)
+    return bad_plan(it, "flags %d has unknown bits; only bit 0 (QAS) is "
+                        "defined", info->flags);
+  if (read_i32(plan, FIELD_RESERVED) != 0)
+    return bad_plan(it, "the reserved header field must be 0");
+  return TT_OK;
+}
+
+static tt_status check_logits(tt_interpreter* it, const uint8_t* plan,
+                              tt_plan_info* info) {
+  info->logits_tensor = read_i32(plan, FIELD_LOGITS);
+  info->num_classes = read_i32(plan, FIELD_NUM_CLASSES);
+  const int32_t index = info->logits_tensor;
+  if (index < 0 || index >= it->num_tensors)
+    return bad_plan(it, "logits tensor %d does not exist (the model has %d "
+                        "tensors)", index, it->num_tensors);
+  const tt_tensor* t = &it->tensors[index];
+  if (t->type != TT_TYPE_INT8 || t->num_scales == 0 ||
+      !(t->scale > 0.0f) || !tt_is_finite(t->scale))
+    return bad_plan(it, "logits tensor %d is %s without a positive scale; "
+                        "the loss needs a quantized int8 tensor (the input of "
+                        "the final SOFTMAX)", index, tt_type_name(t->type));
+  if (t->location != TT_DATA_ARENA || !produced_by_an_operator(it, index))
+    return bad_plan(it, "logits tensor %d is not computed by an operator",
+                    index);
+  if (info->num_classes < 2 || t->num_elements != info->num_classes)
+    return bad_plan(it, "logits tensor %d has %d values but the plan says %d "
+                        "classes (at least 2)", index, t->num_elements,
+                    info->num_classes);
+  return TT_OK;
+}
+
+static tt_status check_channels(tt_interpreter* it, const uint8_t* plan,
+                                int32_t index, const tt_plan_layer* layer,
+                                const tt_param_layout* layout) {
+  for (int32_t slot = 0; slot < layer->num_channels; ++slot) {
+    const int32_t channel = tt_plan_channel(plan, layer, slot);
+    if (channel < 0 || channel >= layout->num_channels)
+      return bad_plan(it, "layer %d: channel %d is out of range; operator %d "
+                          "has output channels 0 to %d", index, channel,
+                      layer->operator_index, layout->num_channels - 1);
+    if (slot > 0 && channel <= tt_plan_channel(plan, layer, slot - 1))
+      return bad_plan(it, "layer %d: channel %d follows %d; list channels in "
+                          "ascending order, each once", index, channel,
+                      tt_plan_channel(plan, layer, slot - 1));
+  }
+  return TT_OK;
+}
+
+static tt_status check_layer(tt_interpreter* it, const uint8_t* plan,
+                             int32_t index, int32_t previous_operator) {
+  tt_plan_layer layer;
+  tt_plan_layer_at(plan, index, &layer);
+  const int32_t op = layer.operator_index;
+  if (op < 0 || op >= it->num_nodes)
+    return bad_plan(it, "layer %d: operator %d does not exist (the model has "
+                        "%d operators)", index, op, it->num_nodes);
+  if (op <= previous_operator)
+    return bad_plan(it, "layer %d: operator %d does not come after operator "
+                        "%d; list layers by ascending operator index, each "
+                        "once", index, op, previous_operator);
+  const int32_t code = it->nodes[op].builtin_code;
+  const tt_backward_kernel* kernel = tt_backward_find(code);
+  if (kernel == NULL || !kernel->has_parameters)
+    return bad_plan(it, "layer %d: operator %d (%s) has no trainable "
+                        "parameters%s", index, op, tt_builtin_name(code),
+                    kernel == NULL ? " (no backward kernel in this build)"
+                                   : "");
+  if (layer.update_kind != TT_UPDATE_BIAS &&
+      layer.update_kind != TT_UPDATE_WEIGHTS)
+    return bad_plan(it, "layer %d: update kind %d is unknown (0 = bias only, "
+                        "1 = weights and bias)", index, layer.update_kind);
+  if (!(layer.lr_scale > 0.0f) || !tt_is_finite(layer.lr_scale))
+    return bad_plan(it, "layer %d: lr_scale must be a positive finite "
+                        "number", index);
+  tt_param_layout layout;
+  TT_RETURN_IF_ERROR(tt_param_layout_of(it, op, &layout));
+  if (layer.update_kind == TT_UPDATE_BIAS && layout.bias_tensor < 0)
+    return bad_plan(it, "layer %d: operator %d (%s) has no bias, so a "
+                        "bias-only update cannot train it; use update kind 1 "
+                        "(weights)", index, op, tt_builtin_name(code));
+  return check_channels(it, plan, index, &layer, &layout);
+}
+
+static tt_status check_layer_table(tt_interpreter* it, const uint8_t* plan,
+                                   uint32_t size, int32_t num_layers) {
+  if (num_layers < 1)
+    return bad_plan(it, "%d layers; a plan trains at least one", num_layers);
+  if ((uint64_t)num_layers * TT_PLAN_LAYER_SIZE > size - TT_PLAN_HEADER_SIZE)
+    return bad_plan(it, "%d layers do not fit in %u bytes", num_layers, size);
+  uint64_t expected =
+      TT_PLAN_HEADER_SIZE + (uint64_t)num_layers * TT_PLAN_LAYER_SIZE;
+  for (int32_t i = 0; i < num_layers; ++i) {
+    const int32_t channels = read_i32(
+        plan, TT_PLAN_HEADER_SIZE + (uint32_t)i * TT_PLAN_LAYER_SIZE + 8);
+    if (channels < 1)
+      return bad_plan(it, "layer %d selects %d channels; select at least one",
+                      i, channels);
+    expected += 4u * (uint64_t)channels;
+  }
+  if (expected != size)
+    return bad_plan(it, "the layer table and channel lists take %u bytes but "
+                        "the plan has %u", (uint32_t)expected, size);
+  int32_t previous = -1;
+  for (int32_t i = 0; i < num_layers; ++i) {
+    TT_RETURN_IF_ERROR(check_layer(it, plan, i, previous));
+    tt_plan_layer layer;
+    tt_plan_layer_at(plan, i, &layer);
+    previous = layer.operator_index;
+  }
+  return TT_OK;
+}
+
+tt_status tt_plan_parse(tt_interpreter* it, const uint8_t* plan,
+                        uint32_t plan_size, tt_plan_info* info) {
+  memset(info, 0, sizeof *info);
+  TT_RETURN_IF_ERROR(check_envelope(it, plan, plan_size));
+  TT_RETURN_IF_ERROR(check_model(it, plan));
+  TT_RETURN_IF_ERROR(check_settings(it, plan, info));
+  TT_RETURN_IF_ERROR(check_logits(it, plan, info));
+  return check_layer_table(it, plan, plan_size, info->num_layers);
+}
+
+void tt_plan_layer_at(const uint8_t* plan, int32_t index,
+                      tt_plan_layer* layer) {
+  const int32_t num_layers = read_i32(plan, FIELD_NUM_LAYERS);
+  uint32_t channels_pos =
+      TT_PLAN_HEADER_SIZE + (uint32_t)num_layers * TT_PLAN_LAYER_SIZE;
+  for (int32_t i = 0; i < index; ++i)
+    channels_pos += 4u * (uint32_t)read_i32(
+        plan, TT_PLAN_HEADER_SIZE + (uint32_t)i * TT_PLAN_LAYER_SIZE + 8);
+  const uint32_t pos = TT_PLAN_HEADER_SIZE + (uint32_t)index * TT_PLAN_LAYER_SIZE;
+  layer->operator_index = read_i32(plan, pos);
+  layer->update_kind = read_i32(plan, pos + 4);
+  layer->num_channels = read_i32(plan, pos + 8);
+  layer->lr_scale = read_f32(plan, pos + 12);
+  layer->channels_pos = channels_pos;
+}
+
+int32_t tt_plan_channel(const uint8_t* plan, const tt_plan_layer* layer,
+                        int32_t slot) {
+  return read_i32(plan, layer->channels_pos + 4u * (uint32_t)slot);
+}

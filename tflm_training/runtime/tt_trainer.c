@@ -1,0 +1,248 @@
+#include "tt_trainer.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#include "tt_kernel.h"
+#include "tt_loss.h"
+#include "tt_math.h"
+#include "tt_trainer_internal.h"
+
+static float* arena_floats(const tt_interpreter* it, int32_t offset) {
+  return offset < 0 ? NULL : (float*)tt_arena_at(it, offset);
+}
+
+void tt_train_layer_update(tt_trainer* t, const tt_train_layer* layer,
+                           bool apply, tt_layer_update* u) {
+  const tt_interpreter* it = &t->interpreter;
+  u->kind = layer->kind;
+  u->num_channels = layer->num_channels;
+  u->channels = (const int32_t*)tt_arena_at(it, layer->channels_offset);
+  u->weights_per_channel = layer->weights_per_channel;
+  u->learning_rate = layer->learning_rate;
+  u->momentum = t->momentum;
+  u->qas = (t->flags & TT_PLAN_FLAG_QAS) != 0;
+  u->apply = apply;
+  u->batch_scale = apply ? 1.0f / (float)t->batch_size : 1.0f;
+  u->weight_residual = arena_floats(it, layer->state[TT_STATE_WEIGHT_RESIDUAL]);
+  u->weight_velocity = arena_floats(it, layer->state[TT_STATE_WEIGHT_VELOCITY]);
+  u->weight_accumulator =
+      arena_floats(it, layer->state[TT_STATE_WEIGHT_ACCUMULATOR]);
+  u->bias_residual = arena_floats(it, layer->state[TT_STATE_BIAS_RESIDUAL]);
+  u->bias_velocity = arena_floats(it, layer->state[TT_STATE_BIAS_VELOCITY]);
+  u->bias_accumulator =
+      arena_floats(it, layer->state[TT_STATE_BIAS_ACCUMULATOR]);
+  u->error = &t->interpreter.error;
+}
+
+static tt_status check_one_input(tt_interpreter* it) {
+  if (it->num_inputs != 1)
+    return tt_error_set(&it->error, TT_ERR_UNSUPPORTED,
+                        "training needs a model with one input; this one has "
+                        "%d", it->num_inputs);
+  return TT_OK;
+}
+
+tt_status tt_trainer_init(tt_trainer* t, const uint8_t* model,
+                          uint32_t model_size, const uint8_t* plan,
+                          uint32_t plan_size, uint8_t* arena,
+                          uint32_t arena_size) {
+  if (t == NULL) return TT_ERR_INVALID_ARGUMENT;
+  memset(t, 0, sizeof *t);
+  tt_interpreter* it = &t->interpreter;
+  TT_RETURN_IF_ERROR(
+      tt_interpreter_load(it, model, model_size, arena, arena_size));
+  t->interpreter_tables_bytes = it->persistent_used;
+  TT_RETURN_IF_ERROR(check_one_input(it));
+  tt_plan_info info;
+  TT_RETURN_IF_ERROR(tt_plan_parse(it, plan, plan_size, &info));
+  t->learning_rate = info.learning_rate;
+  t->momentum = info.momentum;
+  t->batch_size = info.batch_size;
+  t->flags = info.flags;
+  t->logits_tensor = info.logits_tensor;
+  t->num_classes = info.num_classes;
+  TT_RETURN_IF_ERROR(tt_train_build_tables(t, plan, &info));
+  TT_RETURN_IF_ERROR(tt_train_copy_parameters(t));
+  TT_RETURN_IF_ERROR(tt_train_alloc_state(t));
+  TT_RETURN_IF_ERROR(tt_train_plan_region(t));
+  it->ready = true;
+  t->ready = true;
+  return TT_OK;
+}
+
+static tt_status check_ready(tt_trainer* t) {
+  if (t == NULL) return TT_ERR_INVALID_ARGUMENT;
+  if (!t->ready)
+    return tt_error_set(&t->interpreter.error, TT_ERR_BAD_STATE,
+                        "the trainer did not initialise");
+  return TT_OK;
+}
+
+static tt_status set_input(tt_trainer* t, const void* input,
+                           uint32_t input_bytes) {
+  tt_interpreter* it = &t->interpreter;
+  const int32_t tensor = tt_interpreter_input_tensor(it, 0);
+  return tt_interpreter_set_input(it, 0, input, input_bytes,
+                                  it->tensors[tensor].type);
+}
+
+/* Bit j of the mask: the gradient passes output value j. */
+static void write_mask(const tt_interpreter* it, const tt_node* node,
+                       const tt_train_node* info) {
+  const tt_tensor* out = &it->tensors[tt_train_output(it, node, 0)];
+  const int8_t* q = (const int8_t*)tt_arena_at(it, out->data_offset);
+  uint8_t* mask = (uint8_t*)tt_arena_at(it, info->mask_offset);
+  memset(mask, 0, ((size_t)out->num_elements + 7) / 8);
+  for (int32_t j = 0; j < out->num_elements; ++j)
+    if (q[j] > info->clamp_min && q[j] < info->clamp_max)
+      mask[j >> 3] |= (uint8_t)(1u << (j & 7));
+}
+
+static tt_status forward(tt_trainer* t) {
+  tt_interpreter* it = &t->interpreter;
+  const tt_train_node* nodes = tt_train_nodes(t);
+  for (int32_t n = 0; n <= t->loss_node; ++n) {
+    const tt_node* node = &it->nodes[n];
+    it->current_node = n;
+    TT_RETURN_IF_ERROR(tt_kernel_at(node->kernel_index)->eval(it, node));
+    if (nodes[n].flags & TT_TRAIN_MASKED) write_mask(it, node, &nodes[n]);
+  }
+  it->current_node = -1;
+  return TT_OK;
+}
+
+static tt_status loss(tt_trainer* t, int32_t label, float* value) {
+  tt_interpreter* it = &t->interpreter;
+  const tt_tensor* logits = &it->tensors[t->logits_tensor];
+  float* grad =
+      arena_floats(it, tt_train_tensors(t)[t->logits_tensor].grad_offset);
+  *value = tt_softmax_cross_entropy(
+      (const int8_t*)tt_arena_at(it, logits->data_offset), t->num_classes,
+      logits->scale, label, grad);
+  if (!tt_is_finite(*value))
+    return tt_error_set(&it->error, TT_ERR_DIVERGED,
+                        "training diverged: the loss is NaN or infinite");
+  return TT_OK;
+}
+
+/* Checks the finished output gradient and applies the clamp mask. */
+static tt_status finish_output_grad(tt_interpreter* it, const tt_node* node,
+                                    const tt_train_node* info, float* grad) {
+  const tt_tensor* out = &it->tensors[tt_train_output(it, node, 0)];
+  for (int32_t j = 0; j < out->num_elements; ++j)
+    if (!tt_is_finite(grad[j]))
+      return tt_node_fail(it, node, TT_ERR_DIVERGED,
+                          "training diverged: the gradient of its output is "
+                          "NaN or infinite; lower the learning rate");
+  if (!(info->flags & TT_TRAIN_MASKED)) return TT_OK;
+  const uint8_t* mask = (const uint8_t*)tt_arena_at(it, info->mask_offset);
+  for (int32_t j = 0; j < out->num_elements; ++j)
+    if (!(mask[j >> 3] >> (j & 7) & 1u)) grad[j] = 0.0f;
+  return TT_OK;
+}
+
+static tt_status backward_node(tt_trainer* t, int32_t n, bool apply) {
+  tt_interpreter* it = &t->interpreter;
+  const tt_train_tensor* tensors = tt_train_tensors(t);
+  const tt_train_node* info = &tt_train_nodes(t)[n];
+  const tt_node* node = &it->nodes[n];
+  it->current_node = n;
+  tt_backward_io io;
+  memset(&io, 0, sizeof io);
+  float* out_grad = arena_floats(
+      it, tensors[tt_train_output(it, node, 0)].grad_offset);
+  TT_RETURN_IF_ERROR(finish_output_grad(it, node, info, out_grad));
+  io.output_grad = out_grad;
+  for (int32_t i = 0; i < node->num_inputs; ++i) {
+    const int32_t input = tt_train_input(it, node, i);
+    if (input < 0 || !(tensors[input].flags & TT_TRAIN_HAS_GRAD)) continue;
+    io.input_grads[i] = arena_floats(it, tensors[input].grad_offset);
+    if (tensors[input].grad_writer == n)
+      memset(io.input_grads[i], 0,
+             (size_t)it->tensors[input].num_elements * sizeof(float));
+  }
+  io.scratch = arena_floats(it, info->scratch_offset);
+  tt_layer_update update;
+  if (info->layer >= 0) {
+    tt_train_layer_update(t, &tt_train_layers(t)[info->layer], apply,
+                          &update);
+    io.update = &update;
+  }
+  return tt_backward_find(node->builtin_code)->backward(it, node, &io);
+}
+
+static tt_status backward(tt_trainer* t, bool apply) {
+  const tt_train_node* nodes = tt_train_nodes(t);
+  for (int32_t n = t->loss_node; n >= t->first_backward_node; --n)
+    if (nodes[n].flags & TT_TRAIN_VISITED)
+      TT_RETURN_IF_ERROR(backward_node(t, n, apply));
+  t->interpreter.current_node = -1;
+  return TT_OK;
+}
+
+tt_status tt_trainer_step(tt_trainer* t, const void* input,
+                          uint32_t input_bytes, int32_t label, float* loss_out) {
+  TT_RETURN_IF_ERROR(check_ready(t));
+  tt_interpreter* it = &t->interpreter;
+  if (label < 0 || label >= t->num_classes)
+    return tt_error_set(&it->error, TT_ERR_INVALID_ARGUMENT,
+                        "label %d is outside the model's classes 0 to %d",
+                        label, t->num_classes - 1);
+  TT_RETURN_IF_ERROR(set_input(t, input, input_bytes));
+  TT_RETURN_IF_ERROR(forward(t));
+  float value;
+  TT_RETURN_IF_ERROR(loss(t, label, &value));
+  const bool apply = t->samples_in_batch + 1 >= t->batch_size;
+  TT_RETURN_IF_ERROR(backward(t, apply));
+  t->samples_in_batch = apply ? 0 : t->samples_in_batch + 1;
+  ++t->steps;
+  if (loss_out != NULL) *loss_out = value;
+  return TT_OK;
+}
+
+tt_status tt_trainer_predict(tt_trainer* t, const void* input,
+                             uint32_t input_bytes, int32_t* predicted_class) {
+  TT_RETURN_IF_ERROR(check_ready(t));
+  tt_interpreter* it = &t->interpreter;
+  TT_RETURN_IF_ERROR(set_input(t, input, input_bytes));
+  TT_RETURN_IF_ERROR(tt_interpreter_invoke(it));
+  const tt_tensor* logits = &it->tensors[t->logits_tensor];
+  const int8_t* q = (const int8_t*)tt_arena_at(it, logits->data_offset);
+  int32_t best = 0;
+  for (int32_t i = 1; i < t->num_classes; ++i)
+    if (q[i] > q[best]) best = i;
+  if (predicted_class != NULL) *predicted_class = best;
+  return TT_OK;
+}
+
+tt_interpreter* tt_trainer_interpreter(tt_trainer* t) {
+  return t == NULL ? NULL : &t->interpreter;
+}
+
+uint32_t tt_trainer_arena_used(const tt_trainer* t) {
+  return (t == NULL || !t->ready)
+             ? 0
+             : t->interpreter.activations_offset +
+                   t->interpreter.activations_size;
+}
+
+void tt_trainer_memory(const tt_trainer* t, tt_training_memory* memory) {
+  if (memory == NULL) return;
+  memset(memory, 0, sizeof *memory);
+  if (t == NULL || !t->ready) return;
+  memory->interpreter_tables = t->interpreter_tables_bytes;
+  memory->trainer_tables = t->trainer_tables_bytes;
+  memory->weight_copies = t->weight_copies_bytes;
+  memory->optimizer_state = t->optimizer_state_bytes;
+  memory->total = tt_trainer_arena_used(t);
+  memory->planned_region = memory->total - memory->interpreter_tables -
+                           memory->trainer_tables - memory->weight_copies -
+                           memory->optimizer_state;
+}
+
+const tt_error* tt_trainer_error(const tt_trainer* t) {
+  return t == NULL ? NULL : &t->interpreter.error;
+}
+
+uint32_t tt_sizeof_trainer(void) { return (uint32_t)sizeof(tt_trainer); }

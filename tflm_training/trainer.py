@@ -1,0 +1,197 @@
+"""`Trainer`: on-device training of an int8 .tflite model in the C runtime
+(runtime/tt_trainer.h), following a TrainingPlan."""
+
+import ctypes
+
+import numpy as np
+
+from tflm_training import _native, tflite_graph
+from tflm_training.errors import (ArenaTooSmallError, InputMismatchError,
+                                  InvalidArgumentError, error_for_status)
+from tflm_training.interpreter import Interpreter, _aligned_bytes
+from tflm_training.plan import TrainingPlan, parameter_layout
+
+_PROBE_ARENA_BYTES = 256 << 20
+
+
+class Trainer:
+    """Trains `model_bytes` as `plan` (a TrainingPlan or its bytes) says,
+    in one static arena.
+
+    `arena_size=None` sizes the arena to exactly what training needs;
+    `memory()` says where the bytes go. Samples are quantized exactly like
+    the model's input 0 (same dtype), one at a time or as a batch along a
+    leading axis.
+    """
+
+    def __init__(self, model_bytes, plan, arena_size=None):
+        if not isinstance(model_bytes, (bytes, bytearray, memoryview)):
+            raise InvalidArgumentError(
+                f"model_bytes must be bytes, got {type(model_bytes).__name__}")
+        self._lib = _native.library()
+        self._model_bytes = bytes(model_bytes)
+        self._model = _aligned_bytes(self._model_bytes, len(self._model_bytes))
+        if isinstance(plan, TrainingPlan):
+            plan = plan.to_bytes()
+        if not isinstance(plan, (bytes, bytearray, memoryview)):
+            raise InvalidArgumentError(
+                f"plan must be a TrainingPlan or bytes, got {type(plan).__name__}")
+        self._plan_bytes = bytes(plan)
+        if arena_size is None:
+            arena_size = self._measure_arena()
+        if not isinstance(arena_size, int) or arena_size <= 0:
+            raise InvalidArgumentError(
+                f"arena_size must be a positive int or None, got {arena_size!r}")
+        try:
+            self._init(arena_size)
+        except ArenaTooSmallError as error:
+            need = self._measure_arena()
+            raise ArenaTooSmallError(
+                f"{error}; this model and plan need exactly {need} bytes") from None
+        self.plan = TrainingPlan.from_bytes(self._plan_bytes)
+        self._graph = tflite_graph.read_graph(self._model_bytes)
+        self._parameters = self._parameter_tensors()
+        address = self._lib.tt_trainer_interpreter(self._state)
+        self.interpreter = Interpreter._attach(address, self._model, self._model_bytes,
+                                               self._parameters, self)
+        details = self.interpreter.get_input_details(0)
+        self._input_shape = tuple(int(d) for d in details["shape"])
+        self._input_dtype = np.dtype(details["dtype"])
+
+    # -- setup ---------------------------------------------------------------
+
+    def _init(self, arena_size):
+        self._arena = _aligned_bytes(None, arena_size)
+        self._state = ctypes.create_string_buffer(self._lib.tt_sizeof_trainer())
+        plan = np.frombuffer(self._plan_bytes, dtype=np.uint8)
+        status = self._lib.tt_trainer_init(
+            self._state, self._model.ctypes.data, len(self._model), plan.ctypes.data,
+            len(self._plan_bytes), self._arena.ctypes.data, arena_size)
+        self._check(status)
+
+    def _measure_arena(self):
+        try:
+            self._init(_PROBE_ARENA_BYTES)
+        except ArenaTooSmallError as error:
+            raise ArenaTooSmallError(
+                f"{error} (training needs more than {_PROBE_ARENA_BYTES} bytes; pass "
+                "arena_size explicitly)") from None
+        return self.arena_used_bytes()
+
+    def _check(self, status):
+        if status != 0:
+            message = self._lib.tt_trainer_error(self._state).contents.message
+            raise error_for_status(status, message.decode("utf-8", "replace"))
+
+    def _parameter_tensors(self):
+        """Tensors the trainer copies into the arena and updates."""
+        tensors = []
+        for layer in self.plan.layers:
+            layout = parameter_layout(self._graph, layer.operator_index)
+            if layer.update == "weights":
+                tensors.append(layout["weights"])
+            if layout["bias"] is not None:
+                tensors.append(layout["bias"])
+        return sorted(set(tensors))
+
+    # -- training ------------------------------------------------------------
+
+    def train_step(self, x, y):
+        """One training step per sample; returns the mean loss."""
+        samples, labels = self._samples(x, y)
+        loss = ctypes.c_float()
+        total = 0.0
+        self.interpreter._activations_valid = False
+        for sample, label in zip(samples, labels):
+            self._check(self._lib.tt_trainer_step(
+                self._state, sample.ctypes.data, sample.nbytes, int(label),
+                ctypes.byref(loss)))
+            total += loss.value
+        return total / len(samples)
+
+    def predict(self, x):
+        """The class with the largest logit: an int for one sample, an array
+        for a batch."""
+        samples, single = self._as_samples(x)
+        classes = np.empty(len(samples), dtype=np.int64)
+        predicted = ctypes.c_int32()
+        for i, sample in enumerate(samples):
+            self._check(self._lib.tt_trainer_predict(
+                self._state, sample.ctypes.data, sample.nbytes, ctypes.byref(predicted)))
+            classes[i] = predicted.value
+        self.interpreter._activations_valid = True
+        return int(classes[0]) if single else classes
+
+    def evaluate(self, x, y):
+        """Fraction of samples whose predicted class is the label."""
+        samples, labels = self._samples(x, y)
+        return float(np.mean(self.predict(samples) == labels))
+
+    # -- inspection ----------------------------------------------------------
+
+    def memory(self):
+        """The arena breakdown (tt_training_memory) in bytes."""
+        record = _native.TrainingMemory()
+        self._lib.tt_trainer_memory(self._state, ctypes.byref(record))
+        return {name: int(getattr(record, name)) for name, _ in record._fields_}
+
+    def arena_used_bytes(self):
+        return int(self._lib.tt_trainer_arena_used(self._state))
+
+    @property
+    def parameter_tensors(self):
+        """Indices of the weight and bias tensors training updates."""
+        return list(self._parameters)
+
+    def get_tensor(self, tensor_index):
+        """Any tensor; trained weights and biases hold their current values."""
+        return self.interpreter.get_tensor(tensor_index)
+
+    def export(self):
+        """The original .tflite file with the trained weight and bias bytes
+        written in place: a standard model any TFLite runtime runs."""
+        out = bytearray(self._model_bytes)
+        for index in self._parameters:
+            tensor = self._graph.tensors[index]
+            sharing = [t.index for t in self._graph.tensors
+                       if t.buffer == tensor.buffer and t.index != index]
+            if sharing:
+                raise InvalidArgumentError(
+                    f"tensor {index} shares its buffer with tensor {sharing[0]}; exporting "
+                    "it in place would change both")
+            values = self.get_tensor(index).tobytes()
+            if len(values) != tensor.data_size:
+                raise InvalidArgumentError(f"tensor {index} has {len(values)} bytes but its "
+                                           f"buffer {tensor.data_size}")
+            out[tensor.data_pos:tensor.data_pos + tensor.data_size] = values
+        return bytes(out)
+
+    # -- samples ---------------------------------------------------------------
+
+    def _as_samples(self, x):
+        """(contiguous samples shaped like input 0, whether x was one)."""
+        array = np.asarray(x)
+        shape = self._input_shape
+        if array.dtype != self._input_dtype:
+            raise InputMismatchError(
+                f"samples must have dtype {self._input_dtype.name}, got {array.dtype.name}; "
+                "quantize them with the scale and zero point of input 0")
+        if array.shape == shape or (shape[:1] == (1,) and array.shape == shape[1:]):
+            return [np.ascontiguousarray(array.reshape(shape))], True
+        if array.ndim >= 1 and (array.shape[1:] == shape or
+                                (shape[:1] == (1,) and array.shape[1:] == shape[1:])):
+            return [np.ascontiguousarray(s.reshape(shape)) for s in array], False
+        raise InputMismatchError(
+            f"samples must have shape {shape} (one) or (N, {', '.join(map(str, shape[1:]))}) "
+            f"(a batch), got {array.shape}")
+
+    def _samples(self, x, y):
+        samples, single = self._as_samples(x)
+        labels = np.atleast_1d(np.asarray(y))
+        if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 1:
+            raise InvalidArgumentError("labels must be integers, one per sample")
+        if len(labels) != len(samples):
+            raise InvalidArgumentError(
+                f"{len(samples)} samples but {len(labels)} labels")
+        return samples, labels
+
