@@ -1,40 +1,67 @@
-"""Hostile bytes: thousands of mutated models against an ASan + UBSan build.
+"""Hostile bytes: thousands of mutated models and training plans against an
+ASan + UBSan build.
 
 The driver (tests/fuzz/fuzz_models.c) aborts on any out-of-bounds access or
-undefined behaviour; the timeout catches hangs. The run is bounded by both an
-iteration count and seconds, and seeded, so it is reproducible.
+undefined behaviour; the timeout catches hangs. Runs are bounded by both an
+iteration count and seconds, and seeded, so they are reproducible.
 """
 
 import pathlib
 import re
 import subprocess
 
+import pytest
+
+from tflm_training import plan as training_plan
 from tools import host_build
 
-FUZZ_DIR = pathlib.Path(__file__).resolve().parent / "fuzz"
-MODELS = sorted((pathlib.Path(__file__).resolve().parent / "models").glob("*.tflite"))
-ITERATIONS = 4000
-SECONDS = 60
+TESTS = pathlib.Path(__file__).resolve().parent
+MODELS = sorted((TESTS / "models").rglob("*.tflite"))
+SECONDS = 45
+PLAN_SEEDS = {"mlp": {2: range(0, 32, 3), 3: None}, "conv_stack": {5: range(10), 7: None},
+              "mobilenet_v2_block": {12: [1, 5, 7], 13: range(8), 17: None},
+              "residual_relu": {14: range(0, 48, 2), 17: None},
+              "ds_cnn": {7: range(20), 8: range(4), 11: None}}
 
 
-def _build_fuzzer(out_dir):
-    binary = out_dir / "fuzz_models"
+@pytest.fixture(scope="module")
+def fuzzer(tmp_path_factory):
+    binary = tmp_path_factory.mktemp("fuzz") / "fuzz_models"
     flags = [f for f in host_build.COMMON_FLAGS if f not in ("-shared", "-fPIC")]
     command = ["gcc", *flags, *host_build.SANITIZE_FLAGS,
                *[f"-I{d}" for d in host_build.include_dirs()],
-               "-o", str(binary), str(FUZZ_DIR / "fuzz_models.c"),
+               "-o", str(binary), str(TESTS / "fuzz" / "fuzz_models.c"),
                *map(str, host_build.runtime_sources())]
     subprocess.run(command, check=True, capture_output=True, text=True)
     return binary
 
 
-def test_mutated_models_never_crash_the_runtime(tmp_path):
-    binary = _build_fuzzer(tmp_path)
+def _run(fuzzer, mode, iterations, files):
     result = subprocess.run(
-        [str(binary), str(SECONDS), str(ITERATIONS), "20261122", *map(str, MODELS)],
+        [str(fuzzer), mode, str(SECONDS), str(iterations), "20261122", *map(str, files)],
         capture_output=True, text=True, timeout=SECONDS + 120)
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
-    counts = dict(re.findall(r"(\w+)=(\d+)", result.stdout))
-    assert int(counts["iterations"]) >= 1000, result.stdout
-    # Mutations must exercise both paths: models init rejects and ones it runs.
-    assert int(counts["accepted"]) > 0 and int(counts["rejected"]) > 0, result.stdout
+    counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", result.stdout)}
+    # Mutations must exercise both paths: inputs init rejects and ones it runs.
+    assert counts["accepted"] > 0 and counts["rejected"] > 0, result.stdout
+    return counts
+
+
+def test_mutated_models_never_crash_the_runtime(fuzzer):
+    counts = _run(fuzzer, "models", 6000, MODELS)
+    assert counts["iterations"] >= 1000
+
+
+def test_mutated_plans_never_crash_the_trainer(fuzzer, tmp_path):
+    files = []
+    for name, layers in PLAN_SEEDS.items():
+        model = TESTS / "models" / f"{name}.tflite"
+        model_bytes = model.read_bytes()
+        plans = [training_plan.TrainingPlan.for_model(model_bytes, layers, momentum=0.9),
+                 training_plan.TrainingPlan.bias_only(model_bytes, batch_size=2)]
+        for k, plan in enumerate(plans):
+            path = tmp_path / f"{name}_{k}.bin"
+            path.write_bytes(plan.to_bytes())
+            files += [model, path]
+    counts = _run(fuzzer, "plans", 20000, files)
+    assert counts["iterations"] >= 1000

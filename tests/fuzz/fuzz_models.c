@@ -1,12 +1,17 @@
-/* Feeds mutated .tflite models to the runtime, built with ASan + UBSan.
+/* Feeds mutated models, or mutated training plans, to the runtime, built
+ * with ASan + UBSan.
  *
- *   fuzz_models SECONDS MAX_ITERATIONS SEED model.tflite...
+ *   fuzz_models models SECONDS MAX_ITERATIONS SEED model.tflite...
+ *   fuzz_models plans  SECONDS MAX_ITERATIONS SEED model.tflite plan.bin...
  *
- * Each iteration mutates one seed model (bit flips, interesting values,
- * truncation, copied spans), then runs init and, when init accepts it,
- * invoke on zeroed inputs. The sanitizers abort on any out-of-bounds access
- * or undefined behaviour; a hang is caught by the caller's timeout. Prints
- * how many models init accepted and rejected. */
+ * Each iteration mutates one seed (bit flips, interesting values,
+ * truncation, copied spans). A mutated model runs init and, when init
+ * accepts it, invoke on zeroed inputs. A mutated plan (whose checksum is
+ * recomputed half the time, so mutations reach the deeper checks) runs
+ * trainer init and, when accepted, a training step and a prediction. The
+ * sanitizers abort on any out-of-bounds access or undefined behaviour; a
+ * hang is caught by the caller's timeout. Prints how many inputs were
+ * accepted and rejected. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +19,10 @@
 #include <time.h>
 
 #include "tt_interpreter.h"
+#include "tt_plan.h"
+#include "tt_trainer.h"
 
-#define MAX_MODEL_BYTES (4u << 20)
+#define MAX_INPUT_BYTES (4u << 20)
 #define ARENA_BYTES (8u << 20)
 
 static uint64_t rng_state;
@@ -27,7 +34,7 @@ static uint32_t next_random(void) { /* xorshift64* */
   return (uint32_t)((rng_state * 2685821657736338717ull) >> 32);
 }
 
-static void mutate(uint8_t* data, uint32_t* size, uint32_t capacity) {
+static void mutate(uint8_t* data, uint32_t* size) {
   static const uint32_t kInteresting[] = {
       0u, 1u, 0x7fu, 0x80u, 0xffu, 0x7fffu, 0xffffu, 0x7fffffffu,
       0x80000000u, 0xffffffffu, 16u, 64u, 1024u};
@@ -64,78 +71,131 @@ static void mutate(uint8_t* data, uint32_t* size, uint32_t capacity) {
         break;
     }
   }
-  (void)capacity;
 }
 
 static uint8_t* read_file(const char* path, uint32_t* size) {
   FILE* f = fopen(path, "rb");
   if (!f) return NULL;
-  uint8_t* data = malloc(MAX_MODEL_BYTES);
-  *size = (uint32_t)fread(data, 1, MAX_MODEL_BYTES, f);
+  uint8_t* data = malloc(MAX_INPUT_BYTES);
+  *size = (uint32_t)fread(data, 1, MAX_INPUT_BYTES, f);
   fclose(f);
   return data;
 }
 
+/* A mutated heap copy of exactly the mutated size, so ASan sees any read
+ * past its end. */
+static uint8_t* mutated_copy(const uint8_t* seed, uint32_t seed_size,
+                             uint8_t* work, uint32_t* size) {
+  memcpy(work, seed, seed_size);
+  *size = seed_size;
+  mutate(work, size);
+  uint8_t* exact = malloc(*size ? *size : 1);
+  memcpy(exact, work, *size);
+  return exact;
+}
+
+static void fix_plan_checksum(uint8_t* plan, uint32_t size) {
+  if (size < TT_PLAN_HEADER_SIZE) return;
+  const uint32_t crc = tt_crc32(plan + 16, size - 16);
+  memcpy(plan + 12, &crc, 4);
+}
+
+static int check_message(const tt_error* error, long iteration) {
+  if (error->message[0] != '\0') return 0;
+  fprintf(stderr, "a failure without a message (iteration %ld)\n", iteration);
+  return 1;
+}
+
+static int run_model(const uint8_t* model, uint32_t size, uint8_t* arena,
+                     const uint8_t* zeros, long iteration, long* accepted) {
+  tt_interpreter it;
+  if (tt_interpreter_init(&it, model, size, arena, ARENA_BYTES, NULL) != TT_OK)
+    return check_message(tt_interpreter_error(&it), iteration);
+  ++*accepted;
+  for (int32_t i = 0; i < tt_interpreter_num_inputs(&it); ++i) {
+    const tt_tensor* t =
+        tt_interpreter_tensor(&it, tt_interpreter_input_tensor(&it, i));
+    if ((uint32_t)t->num_bytes <= ARENA_BYTES)
+      tt_interpreter_set_input(&it, i, zeros, (uint32_t)t->num_bytes, t->type);
+  }
+  tt_interpreter_invoke(&it);
+  return 0;
+}
+
+static int run_plan(const uint8_t* model, uint32_t model_size,
+                    const uint8_t* plan, uint32_t plan_size, uint8_t* arena,
+                    const uint8_t* zeros, long iteration, long* accepted) {
+  static tt_trainer trainer;
+  if (tt_trainer_init(&trainer, model, model_size, plan, plan_size, arena,
+                      ARENA_BYTES) != TT_OK)
+    return check_message(tt_trainer_error(&trainer), iteration);
+  ++*accepted;
+  tt_interpreter* it = tt_trainer_interpreter(&trainer);
+  const tt_tensor* input =
+      tt_interpreter_tensor(it, tt_interpreter_input_tensor(it, 0));
+  const uint32_t bytes = (uint32_t)input->num_bytes;
+  float loss;
+  int32_t predicted;
+  tt_trainer_step(&trainer, zeros, bytes, (int32_t)(next_random() % 12),
+                  &loss);
+  tt_trainer_predict(&trainer, zeros, bytes, &predicted);
+  return 0;
+}
+
 int main(int argc, char** argv) {
-  if (argc < 5) {
-    fprintf(stderr, "usage: %s SECONDS MAX_ITERATIONS SEED model.tflite...\n",
-            argv[0]);
+  const int plans = argc > 1 && strcmp(argv[1], "plans") == 0;
+  if (argc < 6 || (!plans && strcmp(argv[1], "models") != 0) ||
+      (plans && argc % 2 != 1)) {
+    fprintf(stderr,
+            "usage: %s models SECONDS MAX_ITERATIONS SEED model.tflite...\n"
+            "       %s plans SECONDS MAX_ITERATIONS SEED model plan...\n",
+            argv[0], argv[0]);
     return 2;
   }
-  const double seconds = atof(argv[1]);
-  const long max_iterations = atol(argv[2]);
-  rng_state = (uint64_t)strtoull(argv[3], NULL, 10) * 0x9E3779B97F4A7C15ull + 1;
-  const int num_seeds = argc - 4;
-  uint8_t** seeds = calloc((size_t)num_seeds, sizeof *seeds);
-  uint32_t* seed_sizes = calloc((size_t)num_seeds, sizeof *seed_sizes);
-  for (int i = 0; i < num_seeds; ++i) {
-    seeds[i] = read_file(argv[4 + i], &seed_sizes[i]);
-    if (!seeds[i]) {
-      fprintf(stderr, "cannot read %s\n", argv[4 + i]);
+  const double seconds = atof(argv[2]);
+  const long max_iterations = atol(argv[3]);
+  rng_state = (uint64_t)strtoull(argv[4], NULL, 10) * 0x9E3779B97F4A7C15ull + 1;
+  const int num_files = argc - 5;
+  uint8_t** files = calloc((size_t)num_files, sizeof *files);
+  uint32_t* sizes = calloc((size_t)num_files, sizeof *sizes);
+  for (int i = 0; i < num_files; ++i) {
+    files[i] = read_file(argv[5 + i], &sizes[i]);
+    if (!files[i]) {
+      fprintf(stderr, "cannot read %s\n", argv[5 + i]);
       return 2;
     }
   }
-  uint8_t* model = malloc(MAX_MODEL_BYTES);
+  uint8_t* work = malloc(MAX_INPUT_BYTES);
   uint8_t* arena = malloc(ARENA_BYTES);
-  uint8_t* input = calloc(1, ARENA_BYTES);
+  uint8_t* zeros = calloc(1, ARENA_BYTES);
   const clock_t start = clock();
   long iterations = 0, accepted = 0;
-  while (iterations < max_iterations &&
+  int failed = 0;
+  while (!failed && iterations < max_iterations &&
          (double)(clock() - start) / CLOCKS_PER_SEC < seconds) {
-    const int s = (int)(next_random() % (uint32_t)num_seeds);
-    uint32_t size = seed_sizes[s];
-    /* An exact-size heap copy lets ASan see any read past the model's end. */
-    memcpy(model, seeds[s], size);
-    mutate(model, &size, MAX_MODEL_BYTES);
-    uint8_t* exact = malloc(size ? size : 1);
-    memcpy(exact, model, size);
-    tt_interpreter it;
-    if (tt_interpreter_init(&it, exact, size, arena, ARENA_BYTES, NULL) ==
-        TT_OK) {
-      ++accepted;
-      for (int32_t i = 0; tt_interpreter_input_tensor(&it, i) >= 0; ++i) {
-        const tt_tensor* t =
-            tt_interpreter_tensor(&it, tt_interpreter_input_tensor(&it, i));
-        if ((uint32_t)t->num_bytes <= ARENA_BYTES)
-          tt_interpreter_set_input(&it, i, input, (uint32_t)t->num_bytes,
-                                   t->type);
-      }
-      tt_interpreter_invoke(&it);
-    } else if (tt_interpreter_error(&it)->message[0] == '\0') {
-      fprintf(stderr, "init failed without a message (iteration %ld)\n",
-              iterations);
-      return 1;
+    uint32_t size;
+    if (plans) {
+      const int pair = 2 * (int)(next_random() % (uint32_t)(num_files / 2));
+      uint8_t* plan = mutated_copy(files[pair + 1], sizes[pair + 1], work, &size);
+      if (next_random() % 2) fix_plan_checksum(plan, size);
+      failed = run_plan(files[pair], sizes[pair], plan, size, arena, zeros,
+                        iterations, &accepted);
+      free(plan);
+    } else {
+      const int s = (int)(next_random() % (uint32_t)num_files);
+      uint8_t* model = mutated_copy(files[s], sizes[s], work, &size);
+      failed = run_model(model, size, arena, zeros, iterations, &accepted);
+      free(model);
     }
-    free(exact);
     ++iterations;
   }
   printf("iterations=%ld accepted=%ld rejected=%ld\n", iterations, accepted,
          iterations - accepted);
-  for (int i = 0; i < num_seeds; ++i) free(seeds[i]);
-  free(seeds);
-  free(seed_sizes);
-  free(model);
+  for (int i = 0; i < num_files; ++i) free(files[i]);
+  free(files);
+  free(sizes);
+  free(work);
   free(arena);
-  free(input);
-  return 0;
+  free(zeros);
+  return failed;
 }

@@ -1,0 +1,1 @@
+"""Benchmarks of the tflm_training runtime (not tests; see README.md)."""

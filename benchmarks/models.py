@@ -1,0 +1,141 @@
+"""The benchmark's models and inputs: the committed test models, real
+inputs from their datasets, MAC counts read from the flatbuffer, and a
+one-operator model that measures the cost of an invoke() call itself."""
+
+import dataclasses
+import json
+import pathlib
+
+import flatbuffers
+import numpy as np
+from tflite_micro.tensorflow.lite.micro.python import (
+    schema_py_generated as schema,
+)
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+MODELS_DIR = REPO / "tests" / "models"
+DATA_DIR = REPO / "tests" / "data"
+MANIFEST_PATH = MODELS_DIR / "manifest.json"
+
+# Operators whose multiply-accumulates are counted.
+MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+_OP_NAMES = {
+    value: name for name, value in vars(schema.BuiltinOperator).items()
+    if not name.startswith("_") and isinstance(value, int)
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchModel:
+    name: str
+    path: pathlib.Path
+    dataset: str
+    buffer: bytes
+
+
+def manifest():
+    return json.loads(MANIFEST_PATH.read_text())["models"]
+
+
+def load_models(names=None):
+    """The manifest's models (all, or `names` in the given order)."""
+    entries = manifest()
+    names = list(names) if names else sorted(entries)
+    unknown = [n for n in names if n not in entries]
+    if unknown:
+        raise ValueError(f"unknown models {unknown}; known: {sorted(entries)}")
+    models = []
+    for name in names:
+        path = MODELS_DIR / entries[name]["file"]
+        models.append(BenchModel(name, path, entries[name]["dataset"],
+                                 path.read_bytes()))
+    return models
+
+
+def dataset_inputs(model, details, count):
+    """The first `count` test samples of the model's dataset, prepared as
+    tests/models/README.md says: x / 255, then quantized with the input's
+    scale and zero point for integer inputs. Shape (count, *input shape)."""
+    x = np.load(DATA_DIR / f"{model.dataset}.npz")["x_test"][:count]
+    shape = tuple(int(d) for d in details["shape"])
+    x = (x.astype(np.float32) / np.float32(255.0)).reshape((len(x),) + shape)
+    dtype = np.dtype(details["dtype"])
+    if dtype == np.float32:
+        return x
+    quant = details["quantization_parameters"]
+    info = np.iinfo(dtype)
+    q = np.round(x / quant["scales"][0]) + quant["zero_points"][0]
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def _read(buffer):
+    return schema.ModelT.InitFromObj(
+        schema.Model.GetRootAsModel(bytearray(buffer), 0))
+
+
+def _op_name(model, op):
+    code = model.operatorCodes[op.opcodeIndex]
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    return _OP_NAMES.get(builtin, f"BUILTIN_{builtin}")
+
+
+def _op_macs(name, output_shape, weight_shape):
+    """Nominal MACs of one operator, taps on padding included."""
+    outputs = int(np.prod(output_shape, dtype=np.int64))
+    if name == "CONV_2D":  # filter [C_out, KH, KW, C_in / groups]
+        return outputs * int(np.prod(weight_shape[1:], dtype=np.int64))
+    if name == "DEPTHWISE_CONV_2D":  # filter [1, KH, KW, C_out]
+        return outputs * int(weight_shape[1]) * int(weight_shape[2])
+    if name == "FULLY_CONNECTED":  # weights [units, inputs]
+        return outputs * int(weight_shape[1])
+    return 0
+
+
+def mac_counts(buffer):
+    """{operator name: MACs per inference} for MAC_OPS, from subgraph 0."""
+    model = _read(buffer)
+    subgraph = model.subgraphs[0]
+    counts = {}
+    for op in subgraph.operators or []:
+        name = _op_name(model, op)
+        if name not in MAC_OPS:
+            continue
+        output = subgraph.tensors[op.outputs[0]].shape
+        weights = subgraph.tensors[op.inputs[1]].shape
+        counts[name] = counts.get(name, 0) + _op_macs(name, output, weights)
+    return counts
+
+
+def _int8_tensor(name):
+    tensor = schema.TensorT()
+    tensor.name = name
+    tensor.shape = [1, 1]
+    tensor.type = schema.TensorType.INT8
+    tensor.buffer = 0
+    tensor.quantization = schema.QuantizationParametersT()
+    tensor.quantization.scale = [1.0]
+    tensor.quantization.zeroPoint = [0]
+    return tensor
+
+
+def tiny_model():
+    """A valid model with one RELU on one int8 value: invoking it costs
+    little more than the Python binding and the interpreter's dispatch."""
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.RELU
+    code.version = 1
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]
+    subgraph = schema.SubGraphT()
+    subgraph.name = "main"
+    subgraph.tensors = [_int8_tensor("x"), _int8_tensor("y")]
+    subgraph.inputs, subgraph.outputs, subgraph.operators = [0], [1], [op]
+    model = schema.ModelT()
+    model.version = 3
+    model.description = "benchmarks: one RELU on one int8 value"
+    model.operatorCodes, model.subgraphs = [code], [subgraph]
+    model.buffers = [schema.BufferT()]
+    builder = flatbuffers.Builder(256)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
