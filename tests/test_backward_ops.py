@@ -50,12 +50,10 @@ import sys
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-pytest.importorskip("tflite_micro",
-                    reason="tests/single_op_models.py needs it")
+import tensorflow as tf
 
-from tflm_training import _native  # noqa: E402
-from tflm_training.interpreter import Interpreter  # noqa: E402
+from tflm_training import _native
+from tflm_training.interpreter import Interpreter
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 if TESTS_DIR not in sys.path:

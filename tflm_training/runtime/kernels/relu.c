@@ -38,8 +38,9 @@ static tt_status prepare_relu(tt_interpreter* it, tt_node* node) {
   const tt_tensor* input = tt_node_input(it, node, 0);
   const tt_tensor* output = tt_node_output(it, node, 0);
   TT_RETURN_IF_ERROR(tt_expect_int8_per_tensor(it, node, output, "output"));
-  /* TFLM divides the scales in float before widening to double. */
-  if (!tt_quantize_multiplier((double)(input->scale / output->scale),
+  /* The tflite-micro release we match divides the scales in double (its
+   * older sources divided in float; one LSB differs in rare cases). */
+  if (!tt_quantize_multiplier((double)input->scale / (double)output->scale,
                               &data->multiplier, &data->shift) ||
       data->shift > 31)
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
