@@ -164,3 +164,19 @@ def read_graph(model_bytes):
         operators.append(Operator(index, codes[opcode], r.numbers(op, 1, "<i"),
                                   r.numbers(op, 2, "<i")))
     return Graph(tensors, operators, r.numbers(subgraph, 1, "<i"), r.numbers(subgraph, 2, "<i"))
+
+
+def builtin_option(model_bytes, operator_index, field, fmt, default):
+    """Field `field` of operator `operator_index`'s builtin options table,
+    read with struct format `fmt` (e.g. "<b"), as the runtime's option
+    readers (tt_option_* in runtime/tt_kernel_helpers.c) see it: `default`
+    when the operator has no options table, its options type is NONE, or
+    the table lacks the field."""
+    r = _Reader(model_bytes)
+    model = r.table(r._unpack("<I", 0))
+    subgraph = r.tables(model, 2)[0]
+    operator = r.tables(subgraph, 3)[operator_index]
+    options = r.subtable(operator, 4)
+    if options is None or r.scalar(operator, 3, "<B", 0) == 0:
+        return default
+    return r.scalar(options, field, fmt, default)
