@@ -67,10 +67,7 @@ def _quantized(model, path, split, per_class, seed):
 @pytest.fixture(scope="module")
 def case():
     """(model, plan bytes, (train x, y), (test x, y))."""
-    if TRANSFER_MODEL.is_file() and TRANSFER_TRAIN.is_file():
-        model, train_file = TRANSFER_MODEL.read_bytes(), TRANSFER_TRAIN
-    else:
-        model, train_file = th.with_zero_classifier(th.model_bytes("ds_cnn")), FSDD
+    model, train_file = TRANSFER_MODEL.read_bytes(), TRANSFER_TRAIN
     plan = TrainingPlan.classifier_only(model, **SETTINGS).to_bytes()
     train = _quantized(model, train_file, "train", TRAIN_PER_CLASS, SEED)
     test = _quantized(model, FSDD, "test", TEST_PER_CLASS, SEED)
