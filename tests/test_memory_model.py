@@ -249,7 +249,8 @@ def _channel_subset(rng, channels):
 def random_plan(rng, model):
     """A random plan: 1 to 4 trainable layers (not necessarily feeding the
     logits, so that some plans must be rejected), each with a random update
-    kind and channel subset; momentum on or off; batch size 1 or more."""
+    kind and channel subset; momentum on or off; batch size 1 or more;
+    with or without residuals."""
     graph = tflite_graph.read_graph(model)
     trainable = trainable_operators(model)
     count = int(rng.integers(1, min(4, len(trainable)) + 1))
@@ -265,7 +266,7 @@ def random_plan(rng, model):
                         logits, graph.tensors[logits].num_elements, layers,
                         learning_rate=0.01, momentum=float(rng.choice([0.0, 0.0, 0.9])),
                         batch_size=int(rng.choice([1, 1, 2, 4, 32])),
-                        qas=bool(rng.integers(2)))
+                        qas=bool(rng.integers(2)), residual=bool(rng.random() < 0.75))
 
 
 def run_both(model, plan):

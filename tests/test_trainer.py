@@ -247,3 +247,27 @@ def test_training_is_deterministic():
         trainer = Trainer(model, plan)
         runs.append((trainer.train_step(x, y), trainer.export()))
     assert runs[0] == runs[1]
+
+
+def test_without_residuals_updates_under_half_a_step_are_lost():
+    """The master-value choice, measured: with a float residual per parameter
+    many small updates add up to whole int8 steps; without one (4 bytes per
+    parameter saved) each update rounds on its own and these are lost."""
+    model = th.with_zero_classifier(th.model_bytes("mlp"))
+    interpreter = Interpreter.from_bytes(model)
+    x, y = th.shuffled(*th.quantized_split("mnist", "train",
+                                           interpreter.get_input_details(0)["shape"], 200), 3)
+    trainers = {}
+    for residual in (True, False):
+        plan = TrainingPlan.classifier_only(model, learning_rate=1e-4, residual=residual)
+        trainers[residual] = Trainer(model, plan)
+        for i in range(len(y)):
+            trainers[residual].train_step(x[i], y[i])
+    weights = {r: t.get_tensor(t.parameter_tensors[0]) for r, t in trainers.items()}
+    assert np.count_nonzero(weights[True]) > 0
+    assert np.count_nonzero(weights[False]) == 0
+    saved = (trainers[True].memory()["optimizer_state"]
+             - trainers[False].memory()["optimizer_state"])
+    layer = TrainingPlan.classifier_only(model).layers[0]
+    parameters = weights[True].size + len(layer.channels)
+    assert saved >= 4 * parameters

@@ -687,10 +687,11 @@ class MemoryModel:
 
     def _alloc_optimizer_state(self, arena, plan):
         """tt_train_alloc_state (tt_trainer_setup.c): per trained layer a
-        residual, plus a velocity with momentum and an accumulator with
-        batches, for the selected channels' weights and biases."""
+        residual (unless the plan drops it), plus a velocity with momentum
+        and an accumulator with batches, for the selected channels' weights
+        and biases."""
         before = arena.used
-        arrays = ["residual"] + ["velocity"] * (plan.momentum > 0)
+        arrays = ["residual"] * plan.residual + ["velocity"] * (plan.momentum > 0)
         arrays += ["accumulator"] * (plan.batch_size > 1)
         for layer in plan.layers:
             op = self.operators[layer.operator_index]

@@ -23,6 +23,7 @@ _HEADER = struct.Struct("<4siIIIiiiiiiffiii")
 _LAYER = struct.Struct("<iiif")
 OPTIMIZER_SGD = 0
 FLAG_QAS = 1
+FLAG_NO_RESIDUAL = 2
 UPDATE_KINDS = {"bias": 0, "weights": 1}  # "weights" trains weights and bias
 TRAINABLE_OPERATORS = (tflite_graph.CONV_2D, tflite_graph.DEPTHWISE_CONV_2D,
                        tflite_graph.FULLY_CONNECTED)
@@ -64,6 +65,7 @@ class TrainingPlan:
     momentum: float = 0.0
     batch_size: int = 1
     qas: bool = True
+    residual: bool = True  # keep a float residual per parameter (tt_optimizer.h)
 
     def __post_init__(self):
         # Stored as float32 in the binary form: keep the values it holds.
@@ -82,10 +84,13 @@ class TrainingPlan:
         total = HEADER_SIZE + len(body)
         fields = [self.model_crc32, self.num_tensors, self.num_operators,
                   self.logits_tensor, self.num_classes, self.batch_size, OPTIMIZER_SGD,
-                  self.learning_rate, self.momentum, FLAG_QAS if self.qas else 0,
+                  self.learning_rate, self.momentum, self._flags(),
                   len(self.layers), 0]
         tail = _HEADER.pack(MAGIC, VERSION, total, 0, *fields)[16:] + body
         return _HEADER.pack(MAGIC, VERSION, total, zlib.crc32(tail), *fields)[:16] + tail
+
+    def _flags(self):
+        return (FLAG_QAS if self.qas else 0) | (0 if self.residual else FLAG_NO_RESIDUAL)
 
     @classmethod
     def from_bytes(cls, data):
@@ -103,7 +108,7 @@ class TrainingPlan:
             raise ValueError(f"the plan header says {total} bytes but {len(data)} were given")
         if zlib.crc32(data[16:]) != crc:
             raise ValueError("training plan checksum mismatch: the plan is damaged")
-        if optimizer != OPTIMIZER_SGD or reserved != 0 or flags & ~FLAG_QAS:
+        if optimizer != OPTIMIZER_SGD or reserved != 0 or flags & ~(FLAG_QAS | FLAG_NO_RESIDUAL):
             raise ValueError("training plan has an unknown optimizer, flags or reserved field")
         if num_layers < 0 or HEADER_SIZE + LAYER_SIZE * num_layers > total:
             raise ValueError(f"training plan: {num_layers} layers do not fit in {total} bytes")
@@ -122,7 +127,7 @@ class TrainingPlan:
             layers.append(LayerPlan(op, kinds[kind], channels, lr_scale))
         plan = cls(model_crc, num_tensors, num_operators, logits, num_classes, layers,
                    learning_rate=lr, momentum=momentum, batch_size=batch,
-                   qas=bool(flags & FLAG_QAS))
+                   qas=bool(flags & FLAG_QAS), residual=not flags & FLAG_NO_RESIDUAL)
         plan.validate()
         return plan
 
@@ -180,7 +185,7 @@ class TrainingPlan:
 
     @classmethod
     def for_model(cls, model_bytes, layers, *, learning_rate=0.05, momentum=0.0,
-                  batch_size=1, qas=True, logits_tensor=None):
+                  batch_size=1, qas=True, residual=True, logits_tensor=None):
         """A checked plan for `model_bytes`.
 
         layers: LayerPlans, or a dict {operator index: channels} (channels
@@ -202,7 +207,7 @@ class TrainingPlan:
         plan = cls(zlib.crc32(model_bytes), len(graph.tensors), len(graph.operators),
                    logits_tensor, graph.tensors[logits_tensor].num_elements, resolved,
                    learning_rate=learning_rate, momentum=momentum, batch_size=batch_size,
-                   qas=qas)
+                   qas=qas, residual=residual)
         plan.check_model(model_bytes)
         return plan
 

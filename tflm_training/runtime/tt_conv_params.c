@@ -232,6 +232,75 @@ tt_status tt_conv_prepare_window(tt_interpreter* interpreter,
                       &window->pad_w);
 }
 
+/* The taps of one window axis that land inside the input: of `taps` taps,
+ * `dilation` apart, the first at input coordinate `origin`, those in
+ * [0, size) are taps *first .. *first + count - 1. Returns count. */
+static int32_t valid_axis_taps(int32_t origin, int32_t dilation,
+                               int32_t size, int32_t taps, int32_t* first) {
+  /* Divisions rounded up, written so that no sum can overflow. */
+  *first = origin < 0 ? (-origin - 1) / dilation + 1 : 0;
+  const int32_t end = origin < size ? (size - origin - 1) / dilation + 1 : 0;
+  const int32_t count = (end < taps ? end : taps) - *first;
+  return count > 0 ? count : 0;
+}
+
+tt_conv_taps tt_conv_pixel_taps(const tt_conv_geometry* g, int32_t out_y,
+                                int32_t out_x) {
+  const tt_conv_window* w = &g->window;
+  const int32_t origin_y = out_y * w->stride_h - w->pad_h;
+  const int32_t origin_x = out_x * w->stride_w - w->pad_w;
+  int32_t first_y, first_x;
+  tt_conv_taps t;
+  t.rows = valid_axis_taps(origin_y, w->dilation_h, g->in_h, g->filter_h,
+                           &first_y);
+  t.cols = valid_axis_taps(origin_x, w->dilation_w, g->in_w, g->filter_w,
+                           &first_x);
+  if (t.rows == 0 || t.cols == 0) {
+    const tt_conv_taps none = {0};
+    return none;
+  }
+  /* A step is only set when it joins two taps inside the input: then it is
+   * less than the image size, while a huge dilation could overflow. */
+  t.input_row_step = t.rows > 1 ? w->dilation_h * g->in_w * g->in_c : 0;
+  t.input_col_step = t.cols > 1 ? w->dilation_w * g->in_c : 0;
+  t.filter_row_step = g->filter_w * g->tap_size;
+  t.filter_col_step = g->tap_size;
+  const int32_t in_y = origin_y + first_y * w->dilation_h;
+  const int32_t in_x = origin_x + first_x * w->dilation_w;
+  t.input_start = (in_y * g->in_w + in_x) * g->in_c;
+  t.filter_start = (first_y * g->filter_w + first_x) * g->tap_size;
+  return t;
+}
+
+void tt_conv_accumulate_quad(const tt_conv_taps* taps, int32_t span,
+                             int32_t input_offset, const int8_t* input,
+                             const int8_t* const filters[4], int32_t acc[4]) {
+  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  for (int32_t row = 0; row < taps->rows; ++row) {
+    for (int32_t col = 0; col < taps->cols; ++col) {
+      const int8_t* in =
+          input + row * taps->input_row_step + col * taps->input_col_step;
+      const int32_t tap =
+          row * taps->filter_row_step + col * taps->filter_col_step;
+      const int8_t* f0 = filters[0] + tap;
+      const int8_t* f1 = filters[1] + tap;
+      const int8_t* f2 = filters[2] + tap;
+      const int8_t* f3 = filters[3] + tap;
+      for (int32_t i = 0; i < span; ++i) {
+        const int32_t value = (int32_t)in[i] + input_offset;
+        a0 = tt_conv_wrapping_add(a0, (int32_t)f0[i] * value);
+        a1 = tt_conv_wrapping_add(a1, (int32_t)f1[i] * value);
+        a2 = tt_conv_wrapping_add(a2, (int32_t)f2[i] * value);
+        a3 = tt_conv_wrapping_add(a3, (int32_t)f3[i] * value);
+      }
+    }
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
 tt_status tt_conv_alloc_op_data(tt_interpreter* interpreter, tt_node* node,
                                 uint32_t header_size, int32_t count,
                                 void** data) {

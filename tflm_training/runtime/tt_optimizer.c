@@ -54,7 +54,7 @@ static void store_step(const param_state* state, const param_step* step) {
 }
 
 static param_state weight_state(const tt_layer_update* u, int32_t index) {
-  param_state s = {u->weight_residual + index,
+  param_state s = {u->weight_residual ? u->weight_residual + index : NULL,
                    u->weight_velocity ? u->weight_velocity + index : NULL,
                    u->weight_accumulator ? u->weight_accumulator + index
                                          : NULL};
@@ -62,7 +62,7 @@ static param_state weight_state(const tt_layer_update* u, int32_t index) {
 }
 
 static param_state bias_state(const tt_layer_update* u, int32_t slot) {
-  param_state s = {u->bias_residual + slot,
+  param_state s = {u->bias_residual ? u->bias_residual + slot : NULL,
                    u->bias_velocity ? u->bias_velocity + slot : NULL,
                    u->bias_accumulator ? u->bias_accumulator + slot : NULL};
   return s;
@@ -100,14 +100,13 @@ static tt_status check_arguments(const tt_layer_update* u, int32_t slot,
                         "selected channels", slot, u->num_channels);
   const bool momentum = u->momentum > 0.0f;
   if (weights && (weight_grad == NULL || p->weights == NULL ||
-                  u->weight_residual == NULL ||
                   (momentum && u->weight_velocity == NULL) ||
                   (!u->apply && u->weight_accumulator == NULL)))
     return tt_error_set(u->error, TT_ERR_INVALID_ARGUMENT,
                         "optimizer: a weight update needs the weights, their "
                         "gradient and the layer's weight state");
   if (p->bias != NULL &&
-      (u->bias_residual == NULL || (momentum && u->bias_velocity == NULL) ||
+      ((momentum && u->bias_velocity == NULL) ||
        (!u->apply && u->bias_accumulator == NULL)))
     return tt_error_set(u->error, TT_ERR_INVALID_ARGUMENT,
                         "optimizer: a bias update needs the layer's bias "

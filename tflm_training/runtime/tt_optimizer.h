@@ -12,7 +12,10 @@
  * whole steps k = round(r) into the integer value (saturating at
  * [-127, 127] for weights, int32 for biases) and keeps r - k (at most
  * 0.5 in magnitude). This equals a float master copy for int8 weights and
- * stays exact for int32 biases of any size. With batch_size > 1 gradients
+ * stays exact for int32 biases of any size. A plan may drop the residual
+ * (TT_PLAN_FLAG_NO_RESIDUAL, residual pointers NULL): each update is then
+ * rounded to whole steps on its own, so updates under half a step are
+ * lost; benchmarks/results/training.md measures what that costs. With batch_size > 1 gradients
  * are summed into a float accumulator (4 more bytes per parameter) and
  * applied, averaged, every batch_size samples. */
 #ifndef TFLM_TRAINING_TT_OPTIMIZER_H_

@@ -169,9 +169,9 @@ static tt_status check_settings(tt_interpreter* it, const uint8_t* plan,
                         "number");
   if (!(info->momentum >= 0.0f && info->momentum < 1.0f))
     return bad_plan(it, "momentum must be in [0, 1)");
-  if ((info->flags & ~TT_PLAN_FLAG_QAS) != 0)
-    return bad_plan(it, "flags %d has unknown bits; only bit 0 (QAS) is "
-                        "defined", info->flags);
+  if ((info->flags & ~(TT_PLAN_FLAG_QAS | TT_PLAN_FLAG_NO_RESIDUAL)) != 0)
+    return bad_plan(it, "flags %d has unknown bits; only bit 0 (QAS) and "
+                        "bit 1 (no residual) are defined", info->flags);
   if (read_i32(plan, FIELD_RESERVED) != 0)
     return bad_plan(it, "the reserved header field must be 0");
   return TT_OK;

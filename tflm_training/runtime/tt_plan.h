@@ -19,7 +19,8 @@
  *       40  optimizer        0 = SGD
  *       44  learning_rate    float32, > 0
  *       48  momentum         float32 in [0, 1)
- *       52  flags            bit 0: QAS (quantization-aware scaling) on
+ *       52  flags            bit 0: QAS (quantization-aware scaling) on;
+ *                            bit 1: no master residual (tt_optimizer.h)
  *       56  num_layers       entries in the layer table
  *       60  reserved         0
  *       64  layer table      num_layers entries of 4 fields:
@@ -44,7 +45,11 @@
 #define TT_PLAN_LAYER_SIZE 16
 
 enum { TT_OPTIMIZER_SGD = 0 };
-enum { TT_PLAN_FLAG_QAS = 1 };
+enum {
+  TT_PLAN_FLAG_QAS = 1,         /* quantization-aware scaling */
+  TT_PLAN_FLAG_NO_RESIDUAL = 2, /* no float residual: updates round to whole
+                                 * steps at once (saves 4 bytes/parameter) */
+};
 
 typedef enum {
   TT_UPDATE_BIAS = 0,    /* biases of the selected channels */

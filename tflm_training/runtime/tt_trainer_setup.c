@@ -254,13 +254,15 @@ tt_status tt_train_alloc_state(tt_trainer* t) {
   const uint32_t before = it->persistent_used;
   const bool momentum = t->momentum > 0.0f;
   const bool accumulate = t->batch_size > 1;
+  const bool residual = (t->flags & TT_PLAN_FLAG_NO_RESIDUAL) == 0;
   for (int32_t l = 0; l < t->num_layers; ++l) {
     tt_train_layer* layer = &tt_train_layers(t)[l];
     if (layer->kind == TT_UPDATE_WEIGHTS) {
       const uint64_t count =
           (uint64_t)layer->num_channels * (uint64_t)layer->weights_per_channel;
-      TT_RETURN_IF_ERROR(
-          alloc_state(it, &layer->state[TT_STATE_WEIGHT_RESIDUAL], count));
+      if (residual)
+        TT_RETURN_IF_ERROR(
+            alloc_state(it, &layer->state[TT_STATE_WEIGHT_RESIDUAL], count));
       if (momentum)
         TT_RETURN_IF_ERROR(
             alloc_state(it, &layer->state[TT_STATE_WEIGHT_VELOCITY], count));
@@ -270,8 +272,9 @@ tt_status tt_train_alloc_state(tt_trainer* t) {
     }
     if (layer->has_bias) {
       const uint64_t count = (uint64_t)layer->num_channels;
-      TT_RETURN_IF_ERROR(
-          alloc_state(it, &layer->state[TT_STATE_BIAS_RESIDUAL], count));
+      if (residual)
+        TT_RETURN_IF_ERROR(
+            alloc_state(it, &layer->state[TT_STATE_BIAS_RESIDUAL], count));
       if (momentum)
         TT_RETURN_IF_ERROR(
             alloc_state(it, &layer->state[TT_STATE_BIAS_VELOCITY], count));

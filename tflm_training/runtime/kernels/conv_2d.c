@@ -8,37 +8,45 @@
  * point is not applied (weights are symmetric), as in TFLM. */
 #include "../tt_conv_op_data.h"
 
-/* Sum over the receptive field of filter * (input - input zero point) for
- * one output element; padding contributes nothing. No bias. */
-static int32_t conv_accumulate(const tt_conv_shape* s, const tt_conv_window* w,
-                               int32_t input_offset, const int8_t* input,
-                               const int8_t* filter, int32_t batch,
-                               int32_t out_y, int32_t out_x,
-                               int32_t out_channel) {
-  const int32_t group = out_channel / s->filters_per_group;
-  const int32_t in_y0 = out_y * w->stride_h - w->pad_h;
-  const int32_t in_x0 = out_x * w->stride_w - w->pad_w;
-  const int8_t* filter_oc =
-      filter + out_channel * s->filter_h * s->filter_w * s->filter_depth;
-  int32_t acc = 0;
-  for (int32_t fy = 0; fy < s->filter_h; ++fy) {
-    const int32_t in_y = in_y0 + fy * w->dilation_h;
-    if (in_y < 0 || in_y >= s->in_h) continue;
-    for (int32_t fx = 0; fx < s->filter_w; ++fx) {
-      const int32_t in_x = in_x0 + fx * w->dilation_w;
-      if (in_x < 0 || in_x >= s->in_w) continue;
-      const int8_t* in_px =
-          input + ((batch * s->in_h + in_y) * s->in_w + in_x) * s->in_c +
-          group * s->filter_depth;
-      const int8_t* f_px =
-          filter_oc + (fy * s->filter_w + fx) * s->filter_depth;
-      for (int32_t c = 0; c < s->filter_depth; ++c) {
-        acc = tt_conv_wrapping_add(
-            acc, (int32_t)f_px[c] * ((int32_t)in_px[c] + input_offset));
-      }
-    }
+/* The valid taps of output pixel (out_y, out_x) as segments of *span
+ * values that are contiguous in both the input and the filter. Without
+ * horizontal dilation or groups the taps of a row are adjacent in both, so
+ * each row becomes one segment. */
+static tt_conv_taps conv_segments(const tt_conv_geometry* geometry,
+                                  int32_t out_y, int32_t out_x,
+                                  int32_t* span) {
+  tt_conv_taps taps = tt_conv_pixel_taps(geometry, out_y, out_x);
+  *span = geometry->tap_size;
+  if (taps.cols > 1 && taps.input_col_step == geometry->tap_size) {
+    *span *= taps.cols;
+    taps.cols = 1;
   }
-  return acc;
+  return taps;
+}
+
+/* All output channels of one output pixel, four at a time. */
+static void conv_pixel(const tt_conv_shape* s, const tt_conv_geometry* g,
+                       const tt_conv_eval_view* view, const int8_t* image,
+                       int32_t out_y, int32_t out_x, int8_t* out_px) {
+  int32_t span;
+  const tt_conv_taps taps = conv_segments(g, out_y, out_x, &span);
+  const int32_t filter_size = s->filter_h * s->filter_w * s->filter_depth;
+  const int8_t* filters = view->filter + taps.filter_start;
+  const int8_t* group_input = image + taps.input_start;
+  for (int32_t group_end = s->filters_per_group; group_end <= s->out_c;
+       group_end += s->filters_per_group) {
+    for (int32_t oc = group_end - s->filters_per_group; oc < group_end;
+         oc += 4) {
+      const int8_t* quad[4];
+      const int32_t n =
+          tt_conv_quad_filters(filters, filter_size, oc, group_end, quad);
+      int32_t acc[4];
+      tt_conv_accumulate_quad(&taps, span, view->quant->input_offset,
+                              group_input, quad, acc);
+      tt_conv_output_values(view, oc, n, acc, out_px + oc);
+    }
+    group_input += s->filter_depth;
+  }
 }
 
 static tt_status conv_prepare(tt_interpreter* interpreter, tt_node* node) {
@@ -147,19 +155,19 @@ static tt_status conv_eval(tt_interpreter* interpreter, const tt_node* node) {
       interpreter, node, sizeof(*data), data ? data->num_multipliers : 0,
       data ? &data->quant : NULL, &view));
   const tt_conv_shape* s = &data->shape;
+  const tt_conv_geometry geometry = {data->window, s->in_h,     s->in_w,
+                                     s->in_c,      s->filter_h, s->filter_w,
+                                     s->filter_depth};
+  const int8_t* image = view.input;
+  int8_t* out_px = view.output;
   for (int32_t b = 0; b < s->batches; ++b) {
     for (int32_t y = 0; y < s->out_h; ++y) {
       for (int32_t x = 0; x < s->out_w; ++x) {
-        int8_t* out_px =
-            view.output + ((b * s->out_h + y) * s->out_w + x) * s->out_c;
-        for (int32_t oc = 0; oc < s->out_c; ++oc) {
-          const int32_t acc =
-              conv_accumulate(s, &data->window, data->quant.input_offset,
-                              view.input, view.filter, b, y, x, oc);
-          out_px[oc] = tt_conv_output_value(&view, oc, acc);
-        }
+        conv_pixel(s, &geometry, &view, image, y, x, out_px);
+        out_px += s->out_c;
       }
     }
+    image += s->in_h * s->in_w * s->in_c;
   }
   return TT_OK;
 }

@@ -8,34 +8,95 @@
  * taken from the options (it must agree with the shapes). */
 #include "../tt_conv_op_data.h"
 
-/* Sum over the window of filter * (input - input zero point) for one output
- * element, reading only the input channel that output channel belongs to;
- * padding contributes nothing. No bias. */
-static int32_t depthwise_accumulate(const tt_depthwise_shape* s,
-                                    const tt_conv_window* w,
+/* acc + filter * (input - input zero point), wrapping. */
+static inline int32_t depthwise_mac(int32_t acc, int8_t filter, int8_t input,
+                                    int32_t input_offset) {
+  return tt_conv_wrapping_add(
+      acc, (int32_t)filter * ((int32_t)input + input_offset));
+}
+
+/* Sum over the taps of filter * (input - input zero point) for one output
+ * channel: input points at its input channel in the first tap's pixel,
+ * filter at its value in the first tap. No bias. A row's walk stops on its
+ * last tap instead of stepping past it, so no pointer leaves its tensor
+ * (a row of taps is never empty). */
+static int32_t depthwise_accumulate(const tt_conv_taps* taps,
                                     int32_t input_offset, const int8_t* input,
-                                    const int8_t* filter, int32_t batch,
-                                    int32_t out_y, int32_t out_x,
-                                    int32_t out_channel) {
-  const int32_t in_channel = out_channel / s->depth_multiplier;
-  const int32_t in_y0 = out_y * w->stride_h - w->pad_h;
-  const int32_t in_x0 = out_x * w->stride_w - w->pad_w;
+                                    const int8_t* filter) {
   int32_t acc = 0;
-  for (int32_t fy = 0; fy < s->filter_h; ++fy) {
-    const int32_t in_y = in_y0 + fy * w->dilation_h;
-    if (in_y < 0 || in_y >= s->in_h) continue;
-    for (int32_t fx = 0; fx < s->filter_w; ++fx) {
-      const int32_t in_x = in_x0 + fx * w->dilation_w;
-      if (in_x < 0 || in_x >= s->in_w) continue;
-      const int32_t in_val =
-          input[((batch * s->in_h + in_y) * s->in_w + in_x) *
-                    s->in_c + in_channel];
-      const int32_t f_val =
-          filter[(fy * s->filter_w + fx) * s->out_c + out_channel];
-      acc = tt_conv_wrapping_add(acc, f_val * (in_val + input_offset));
+  for (int32_t row = 0; row < taps->rows; ++row) {
+    const int8_t* in = input + row * taps->input_row_step;
+    const int8_t* f = filter + row * taps->filter_row_step;
+    const int8_t* f_last = f + (taps->cols - 1) * taps->filter_col_step;
+    for (;;) {
+      acc = depthwise_mac(acc, *f, *in, input_offset);
+      if (f == f_last) break;
+      in += taps->input_col_step;
+      f += taps->filter_col_step;
     }
   }
   return acc;
+}
+
+/* depthwise_accumulate of four adjacent output channels that read four
+ * adjacent input channels (depth multiplier 1), into acc[0 .. 3]: four
+ * accumulators in registers share the walk over the taps. */
+static void depthwise_accumulate_quad(const tt_conv_taps* taps,
+                                      int32_t input_offset,
+                                      const int8_t* input,
+                                      const int8_t* filter, int32_t acc[4]) {
+  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  for (int32_t row = 0; row < taps->rows; ++row) {
+    const int8_t* in = input + row * taps->input_row_step;
+    const int8_t* f = filter + row * taps->filter_row_step;
+    const int8_t* f_last = f + (taps->cols - 1) * taps->filter_col_step;
+    for (;;) {
+      a0 = depthwise_mac(a0, f[0], in[0], input_offset);
+      a1 = depthwise_mac(a1, f[1], in[1], input_offset);
+      a2 = depthwise_mac(a2, f[2], in[2], input_offset);
+      a3 = depthwise_mac(a3, f[3], in[3], input_offset);
+      if (f == f_last) break;
+      in += taps->input_col_step;
+      f += taps->filter_col_step;
+    }
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
+/* All output channels of one output pixel: four at a time with depth
+ * multiplier 1, the rest one by one. */
+static void depthwise_pixel(const tt_depthwise_shape* s,
+                            const tt_conv_geometry* g,
+                            const tt_conv_eval_view* view,
+                            const int8_t* image, int32_t out_y,
+                            int32_t out_x, int8_t* out_px) {
+  const tt_conv_taps taps = tt_conv_pixel_taps(g, out_y, out_x);
+  const int32_t input_offset = view->quant->input_offset;
+  const int8_t* input = image + taps.input_start;
+  const int8_t* filter = view->filter + taps.filter_start;
+  int32_t oc = 0;
+  if (s->depth_multiplier == 1) {
+    for (; oc + 4 <= s->out_c; oc += 4) {
+      int32_t acc[4];
+      depthwise_accumulate_quad(&taps, input_offset, input + oc, filter + oc,
+                                acc);
+      tt_conv_output_values(view, oc, 4, acc, out_px + oc);
+    }
+  }
+  int32_t in_channel = oc / s->depth_multiplier;
+  int32_t m = oc % s->depth_multiplier;
+  for (; oc < s->out_c; ++oc) {
+    const int32_t acc = depthwise_accumulate(&taps, input_offset,
+                                             input + in_channel, filter + oc);
+    tt_conv_output_values(view, oc, 1, &acc, out_px + oc);
+    if (++m == s->depth_multiplier) {
+      m = 0;
+      ++in_channel;
+    }
+  }
 }
 
 static tt_status depthwise_prepare(tt_interpreter* interpreter,
@@ -155,20 +216,19 @@ static tt_status depthwise_eval(tt_interpreter* interpreter,
       interpreter, node, sizeof(*data), data ? data->num_multipliers : 0,
       data ? &data->quant : NULL, &view));
   const tt_depthwise_shape* s = &data->shape;
+  const tt_conv_geometry geometry = {data->window, s->in_h,     s->in_w,
+                                     s->in_c,      s->filter_h, s->filter_w,
+                                     s->out_c};
+  const int8_t* image = view.input;
+  int8_t* out_px = view.output;
   for (int32_t b = 0; b < s->batches; ++b) {
     for (int32_t y = 0; y < s->out_h; ++y) {
       for (int32_t x = 0; x < s->out_w; ++x) {
-        int8_t* out_px =
-            view.output + ((b * s->out_h + y) * s->out_w + x) * s->out_c;
-        for (int32_t oc = 0; oc < s->out_c; ++oc) {
-          const int32_t acc =
-              depthwise_accumulate(s, &data->window,
-                                   data->quant.input_offset, view.input,
-                                   view.filter, b, y, x, oc);
-          out_px[oc] = tt_conv_output_value(&view, oc, acc);
-        }
+        depthwise_pixel(s, &geometry, &view, image, y, x, out_px);
+        out_px += s->out_c;
       }
     }
+    image += s->in_h * s->in_w * s->in_c;
   }
   return TT_OK;
 }

@@ -12,16 +12,25 @@
  * double. Both are reproduced. */
 #include "../tt_conv_op_data.h"
 
-/* Dot product of one input row with one filter row, zero points removed. */
-static int32_t fc_accumulate(int32_t depth, const int8_t* input_row,
-                             const int8_t* filter_row, int32_t input_offset,
-                             int32_t filter_offset) {
-  int32_t acc = 0;
+/* Signed 32-bit multiplication that wraps, like tt_conv_wrapping_add. */
+static int32_t wrapping_mul(int32_t a, int32_t b) {
+  return (int32_t)((uint32_t)a * (uint32_t)b);
+}
+
+/* filter_offset * sum(input + input_offset) over one input row: the
+ * filter zero point's share of every unit's accumulator, since
+ * (filter + filter_offset) . (input + input_offset) =
+ * filter . (input + input_offset) + filter_offset * sum(input +
+ * input_offset), which wrapping int32 arithmetic keeps exact. */
+static int32_t fc_filter_offset_term(int32_t depth, const int8_t* input_row,
+                                     int32_t input_offset,
+                                     int32_t filter_offset) {
+  if (filter_offset == 0) return 0;
+  int32_t sum = 0;
   for (int32_t d = 0; d < depth; ++d) {
-    acc = tt_conv_wrapping_add(acc, ((int32_t)filter_row[d] + filter_offset) *
-                                        ((int32_t)input_row[d] + input_offset));
+    sum = tt_conv_wrapping_add(sum, (int32_t)input_row[d] + input_offset);
   }
-  return acc;
+  return wrapping_mul(filter_offset, sum);
 }
 
 static tt_status fc_check_shapes(tt_interpreter* interpreter,
@@ -196,14 +205,25 @@ static tt_status fc_eval(tt_interpreter* interpreter, const tt_node* node) {
       interpreter, node, sizeof(*data), data ? data->num_multipliers : 0,
       data ? &data->quant : NULL, &view));
   const int32_t depth = data->accum_depth;
+  const int32_t input_offset = data->quant.input_offset;
+  /* An input row is a single tap of `depth` values. */
+  const tt_conv_taps row = {.rows = 1, .cols = 1};
   for (int32_t b = 0; b < data->batches; ++b) {
     const int8_t* input_row = view.input + b * depth;
     int8_t* output_row = view.output + b * data->units;
-    for (int32_t u = 0; u < data->units; ++u) {
-      const int32_t acc =
-          fc_accumulate(depth, input_row, view.filter + u * depth,
-                        data->quant.input_offset, data->filter_offset);
-      output_row[u] = tt_conv_output_value(&view, u, acc);
+    const int32_t offset_term = fc_filter_offset_term(
+        depth, input_row, input_offset, data->filter_offset);
+    for (int32_t u = 0; u < data->units; u += 4) {
+      const int8_t* quad[4];
+      const int32_t n =
+          tt_conv_quad_filters(view.filter, depth, u, data->units, quad);
+      int32_t acc[4];
+      tt_conv_accumulate_quad(&row, depth, input_offset, input_row, quad,
+                              acc);
+      for (int32_t i = 0; i < n; ++i) {
+        acc[i] = tt_conv_wrapping_add(acc[i], offset_term);
+      }
+      tt_conv_output_values(&view, u, n, acc, output_row + u);
     }
   }
   return TT_OK;
