@@ -45,6 +45,14 @@ def _tflite_micro_version():
     return f"{version} ({build})"
 
 
+def package_version(name):
+    """The installed version of a Python distribution, or a note."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def _git(*args):
     return _first_line(["git", "-C", str(REPO), *args])
 

@@ -132,13 +132,9 @@ def measure_host(model, interpreters, samples):
 
 def measure_firmware(model, interpreter, samples, out_dir):
     """Firmware metrics, or {"error": why} when it cannot be built or run."""
-    count = interpreter.num_outputs
-    expected = [host.run_outputs(interpreter, s, count) for s in samples]
-    try:
-        return firmware.measure(_BOARD.value, model, samples, expected,
-                                out_dir, _EMULATION_TIMEOUT.value)
-    except firmware.UNAVAILABLE as error:
-        return {"error": str(error).splitlines()[0]}
+    return firmware.measure_inference(_BOARD.value, model, interpreter,
+                                      samples, out_dir,
+                                      _EMULATION_TIMEOUT.value)
 
 
 def measure_model(model, firmware_dir):

@@ -1,6 +1,7 @@
-"""The benchmark's models and inputs: the committed test models, real
-inputs from their datasets, MAC counts read from the flatbuffer, and a
-one-operator model that measures the cost of an invoke() call itself."""
+"""The benchmark's models and inputs: the committed test models (and the
+transfer-learning models of tests/models/transfer), real inputs from their
+datasets, MAC counts read from the flatbuffer, and a one-operator model that
+measures the cost of an invoke() call itself."""
 
 import dataclasses
 import json
@@ -16,6 +17,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO / "tests" / "models"
 DATA_DIR = REPO / "tests" / "data"
 MANIFEST_PATH = MODELS_DIR / "manifest.json"
+TRANSFER_DIR = MODELS_DIR / "transfer"
+TRANSFER_MANIFEST_PATH = TRANSFER_DIR / "manifest.json"
 
 # Operators whose multiply-accumulates are counted.
 MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -38,26 +41,41 @@ def manifest():
     return json.loads(MANIFEST_PATH.read_text())["models"]
 
 
-def load_models(names=None):
-    """The manifest's models (all, or `names` in the given order)."""
-    entries = manifest()
+def transfer_manifest():
+    """The transfer models' manifest entries ({} when there are none)."""
+    if not TRANSFER_MANIFEST_PATH.is_file():
+        return {}
+    return json.loads(TRANSFER_MANIFEST_PATH.read_text())["models"]
+
+
+def _entries(include_transfer):
+    """{name: (folder, manifest entry)}."""
+    entries = {name: (MODELS_DIR, entry) for name, entry in manifest().items()}
+    if include_transfer:
+        entries.update({name: (TRANSFER_DIR, entry)
+                        for name, entry in transfer_manifest().items()})
+    return entries
+
+
+def load_models(names=None, include_transfer=False):
+    """The manifest's models (all, or `names` in the given order);
+    include_transfer also knows the models of tests/models/transfer."""
+    entries = _entries(include_transfer)
     names = list(names) if names else sorted(entries)
     unknown = [n for n in names if n not in entries]
     if unknown:
         raise ValueError(f"unknown models {unknown}; known: {sorted(entries)}")
     models = []
     for name in names:
-        path = MODELS_DIR / entries[name]["file"]
-        models.append(BenchModel(name, path, entries[name]["dataset"],
+        folder, entry = entries[name]
+        path = folder / entry["file"]
+        models.append(BenchModel(name, path, entry["dataset"],
                                  path.read_bytes()))
     return models
 
 
-def dataset_inputs(model, details, count):
-    """The first `count` test samples of the model's dataset, prepared as
-    tests/models/README.md says: x / 255, then quantized with the input's
-    scale and zero point for integer inputs. Shape (count, *input shape)."""
-    x = np.load(DATA_DIR / f"{model.dataset}.npz")["x_test"][:count]
+def _prepared(x, details):
+    """Raw uint8 dataset samples as the model's input 0 takes them."""
     shape = tuple(int(d) for d in details["shape"])
     x = (x.astype(np.float32) / np.float32(255.0)).reshape((len(x),) + shape)
     dtype = np.dtype(details["dtype"])
@@ -69,18 +87,38 @@ def dataset_inputs(model, details, count):
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
-def _read(buffer):
+def dataset_inputs(model, details, count):
+    """The first `count` test samples of the model's dataset, prepared as
+    tests/models/README.md says: x / 255, then quantized with the input's
+    scale and zero point for integer inputs. Shape (count, *input shape)."""
+    x = np.load(DATA_DIR / f"{model.dataset}.npz")["x_test"][:count]
+    return _prepared(x, details)
+
+
+def labelled_samples(model, details, count):
+    """(x, y): `count` test samples spread evenly over the model's dataset
+    (the subsets are stored class by class, so the first few would share
+    a label), prepared like dataset_inputs; y the integer labels."""
+    with np.load(DATA_DIR / f"{model.dataset}.npz") as data:
+        x, y = data["x_test"], data["y_test"]
+    chosen = np.linspace(0, len(y) - 1, count).round().astype(np.int64)
+    return _prepared(x[chosen], details), y[chosen].astype(np.int64)
+
+
+def read_model(buffer):
+    """The flatbuffer as tflite_micro's schema object tree (ModelT)."""
     return schema.ModelT.InitFromObj(
         schema.Model.GetRootAsModel(bytearray(buffer), 0))
 
 
-def _op_name(model, op):
+def op_name(model, op):
+    """The builtin operator name of `op` (an OperatorT of `model`)."""
     code = model.operatorCodes[op.opcodeIndex]
     builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
     return _OP_NAMES.get(builtin, f"BUILTIN_{builtin}")
 
 
-def _op_macs(name, output_shape, weight_shape):
+def op_macs(name, output_shape, weight_shape):
     """Nominal MACs of one operator, taps on padding included."""
     outputs = int(np.prod(output_shape, dtype=np.int64))
     if name == "CONV_2D":  # filter [C_out, KH, KW, C_in / groups]
@@ -94,16 +132,16 @@ def _op_macs(name, output_shape, weight_shape):
 
 def mac_counts(buffer):
     """{operator name: MACs per inference} for MAC_OPS, from subgraph 0."""
-    model = _read(buffer)
+    model = read_model(buffer)
     subgraph = model.subgraphs[0]
     counts = {}
     for op in subgraph.operators or []:
-        name = _op_name(model, op)
+        name = op_name(model, op)
         if name not in MAC_OPS:
             continue
         output = subgraph.tensors[op.outputs[0]].shape
         weights = subgraph.tensors[op.inputs[1]].shape
-        counts[name] = counts.get(name, 0) + _op_macs(name, output, weights)
+        counts[name] = counts.get(name, 0) + op_macs(name, output, weights)
     return counts
 
 

@@ -3,9 +3,10 @@
 NA = "n/a"
 
 
-def table(headers, rows):
-    """A markdown table; the first column left-aligned, the rest right."""
-    align = [":---"] + ["---:"] * (len(headers) - 1)
+def table(headers, rows, left=1):
+    """A markdown table; the first `left` columns left-aligned, the rest
+    right."""
+    align = [":---"] * left + ["---:"] * (len(headers) - left)
     lines = ["| " + " | ".join(headers) + " |",
              "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |"
@@ -17,11 +18,11 @@ def _us(value):
     return NA if value is None else f"{value:,.1f}"
 
 
-def _int(value):
+def fmt_int(value):
     return NA if value is None else f"{value:,}"
 
 
-def _ratio(numerator, denominator, digits=2):
+def fmt_ratio(numerator, denominator, digits=2):
     if numerator is None or not denominator:
         return NA
     return f"{numerator / denominator:.{digits}f}"
@@ -48,7 +49,7 @@ def _host_time_rows(results):
         tflm = result["host_time"]["tflite_micro"]
         rows.append([name, _us(ours["median_us"]), _us(ours["p90_us"]),
                      _us(tflm["median_us"]), _us(tflm["p90_us"]),
-                     _ratio(ours["median_us"], tflm["median_us"])])
+                     fmt_ratio(ours["median_us"], tflm["median_us"])])
     return rows
 
 
@@ -89,10 +90,10 @@ def arena_section(data):
         arena = result["arena"]
         firmware = _firmware(result)
         rows.append([
-            name, _int(arena["ours_arena_used"]),
-            _int(firmware["arena_used"]) if firmware else NA,
-            _int(arena["tflm_recorded_total"]),
-            _int(arena["tflm_minimal_arena_size"]),
+            name, fmt_int(arena["ours_arena_used"]),
+            fmt_int(firmware["arena_used"]) if firmware else NA,
+            fmt_int(arena["tflm_recorded_total"]),
+            fmt_int(arena["tflm_minimal_arena_size"]),
         ])
     headers = ["model", "ours (host)", "ours (Cortex-M4 firmware)",
                "tflite_micro recorded total (x86-64)",
@@ -116,7 +117,7 @@ def arena_section(data):
 
 def _count_cells(firmware, samples):
     counts = list(firmware["counts"]) + [None] * samples
-    return [_int(count) for count in counts[:samples]]
+    return [fmt_int(count) for count in counts[:samples]]
 
 
 def instructions_section(data):
@@ -126,12 +127,12 @@ def instructions_section(data):
         firmware = _firmware(result)
         macs = result["macs_total"]
         if firmware is None:
-            rows.append([name, *([NA] * samples), _int(macs), NA])
+            rows.append([name, *([NA] * samples), fmt_int(macs), NA])
             continue
         counts = [c for c in firmware["counts"] if c is not None]
         mean = sum(counts) / len(counts) if counts else None
-        rows.append([name, *_count_cells(firmware, samples), _int(macs),
-                     _ratio(mean, macs, 1)])
+        rows.append([name, *_count_cells(firmware, samples), fmt_int(macs),
+                     fmt_ratio(mean, macs, 1)])
     headers = (["model"] + [f"instructions, input {i}" for i in range(samples)]
                + ["MACs", "instructions / MAC"])
     return "\n\n".join([
@@ -157,7 +158,7 @@ def _firmware_floor_note(data):
     firmware = _firmware(data["call_floor"])
     if firmware is None:
         return ""
-    counts = ", ".join(_int(c) for c in firmware["counts"])
+    counts = ", ".join(fmt_int(c) for c in firmware["counts"])
     return ("**Invoke floor.** The one-RELU model (one int8 value) takes "
             f"{counts} instructions per invoke on the same firmware: the "
             "fixed cost of an invoke, included in every count above.")
@@ -167,10 +168,10 @@ def macs_section(data):
     rows = []
     for name, result in data["models"].items():
         macs = result["macs"]
-        rows.append([name, _int(macs.get("CONV_2D", 0)),
-                     _int(macs.get("DEPTHWISE_CONV_2D", 0)),
-                     _int(macs.get("FULLY_CONNECTED", 0)),
-                     _int(result["macs_total"])])
+        rows.append([name, fmt_int(macs.get("CONV_2D", 0)),
+                     fmt_int(macs.get("DEPTHWISE_CONV_2D", 0)),
+                     fmt_int(macs.get("FULLY_CONNECTED", 0)),
+                     fmt_int(result["macs_total"])])
     headers = ["model", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
                "total"]
     return "\n\n".join([
@@ -192,11 +193,12 @@ def memory_section(data):
             rows.append([name] + [NA] * 7)
             continue
         rows.append([
-            name, _int(firmware["flash_bytes"]), _int(firmware["ram_bytes"]),
-            _int(firmware["stack_used"]), _int(firmware["stack_size"]),
-            _int(firmware["model_bytes"]), _int(firmware["inputs_bytes"]),
-            _int(firmware["flash_bytes"] - firmware["model_bytes"]
-                 - firmware["inputs_bytes"]),
+            name, fmt_int(firmware["flash_bytes"]),
+            fmt_int(firmware["ram_bytes"]), fmt_int(firmware["stack_used"]),
+            fmt_int(firmware["stack_size"]), fmt_int(firmware["model_bytes"]),
+            fmt_int(firmware["inputs_bytes"]),
+            fmt_int(firmware["flash_bytes"] - firmware["model_bytes"]
+                    - firmware["inputs_bytes"]),
         ])
     headers = ["model", "flash (program storage)", "RAM (globals)",
                "stack high-water", "stack reserved", "of flash: model",
@@ -207,8 +209,8 @@ def memory_section(data):
         "style: flash = sections in flash + `.data`'s initial values; RAM = "
         "`.data` + `.bss`, which holds the static arena; the stack is "
         "reserved on its own). Limits: flash "
-        f"{_int(data['board_limits']['flash_size'])} bytes, RAM "
-        f"{_int(data['board_limits']['ram_size'])} bytes (the nRF52840's). "
+        f"{fmt_int(data['board_limits']['flash_size'])} bytes, RAM "
+        f"{fmt_int(data['board_limits']['ram_size'])} bytes (the nRF52840's). "
         "The stack high-water mark is measured by stack painting over the "
         "whole run (init, every invoke, reporting).",
         table(headers, rows),

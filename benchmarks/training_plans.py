@@ -1,0 +1,150 @@
+"""The training plans the training benchmark compares, and their gradient
+multiply-accumulates counted from the model's tensor shapes.
+
+Plans (all SGD with the TrainingPlan defaults: learning rate 0.05, batch
+size 1, QAS):
+
+- classifier: the layer computing the logits, weights and biases of every
+  output channel (TrainingPlan.classifier_only);
+- bias: the bias of every layer that has one (TrainingPlan.bias_only);
+- sparse: the classifier, plus weights and biases of every SPARSE_STRIDE-th
+  output channel (0, 4, 8, ...: a quarter of them) of the SPARSE_LAYERS
+  trainable layers just before it;
+- full: weights and biases of every channel of every CONV_2D,
+  DEPTHWISE_CONV_2D and FULLY_CONNECTED layer (full backpropagation).
+"""
+
+from tflm_training import TrainingPlan
+from tflm_training import plan as tt_plan
+from tflm_training import tflite_graph
+
+from benchmarks import models
+
+PLAN_KINDS = ("classifier", "bias", "sparse", "full")
+SPARSE_LAYERS = 2
+SPARSE_STRIDE = 4
+
+
+def _classifier_operator(graph):
+    return graph.producer(tt_plan.find_logits(graph))
+
+
+def _sparse_layers(buffer):
+    graph = tflite_graph.read_graph(buffer)
+    classifier = _classifier_operator(graph)
+    before = [(index, channels) for index, _, channels, _
+              in tt_plan.trainable_operators(buffer) if index < classifier]
+    layers = {index: range(0, channels, SPARSE_STRIDE)
+              for index, channels in before[-SPARSE_LAYERS:]}
+    layers[classifier] = None
+    return layers
+
+
+def _full_layers(buffer):
+    return {index: None for index, *_ in tt_plan.trainable_operators(buffer)}
+
+
+def make_plan(kind, buffer):
+    """The TrainingPlan of one of PLAN_KINDS for the model `buffer`."""
+    if kind == "classifier":
+        return TrainingPlan.classifier_only(buffer)
+    if kind == "bias":
+        return TrainingPlan.bias_only(buffer)
+    if kind == "sparse":
+        return TrainingPlan.for_model(buffer, _sparse_layers(buffer))
+    if kind == "full":
+        return TrainingPlan.for_model(buffer, _full_layers(buffer))
+    raise ValueError(f"unknown plan kind {kind!r}; known: {PLAN_KINDS}")
+
+
+def describe(plan, buffer):
+    """One line per trained layer: 'op 11 FULLY_CONNECTED weights 12/12'."""
+    graph = tflite_graph.read_graph(buffer)
+    lines = []
+    for layer in plan.layers:
+        op = graph.operators[layer.operator_index]
+        total = tt_plan.parameter_layout(graph, op.index)["channels"]
+        lines.append(f"op {op.index} {op.name} {layer.update} "
+                     f"{len(layer.channels)}/{total}")
+    return lines
+
+
+def trained_parameters(buffer, plan):
+    """How many weights and biases the plan updates per step."""
+    graph = tflite_graph.read_graph(buffer)
+    total = 0
+    for layer in plan.layers:
+        layout = tt_plan.parameter_layout(graph, layer.operator_index)
+        channels = len(layer.channels)
+        if layer.update == "weights":
+            weights = graph.tensors[layout["weights"]].num_elements
+            total += weights // layout["channels"] * channels
+        if layout["bias"] is not None:
+            total += channels
+    return total
+
+
+def _loss_ancestors(graph, logits):
+    """Tensors the logits depend on (the logits included)."""
+    needed = {logits}
+    for op in reversed(graph.operators):
+        if needed.intersection(op.outputs):
+            needed.update(i for i in op.inputs if i >= 0)
+    return needed
+
+
+def _backward_operators(graph, plan):
+    """Operators the trainer's backward pass visits, in forward order, with
+    whether each input gets a gradient: those the plan trains or that a
+    gradient reaches from one it trains, and whose output feeds the
+    logits (the rule of tt_trainer_setup.c: find_backward_path)."""
+    logits = plan.logits_tensor
+    feeds_loss = _loss_ancestors(graph, logits)
+    trained = {layer.operator_index for layer in plan.layers}
+    has_grad, visited = set(), []
+    for op in graph.operators[:_classifier_operator(graph) + 1]:
+        inputs_with_grad = [i for i in op.inputs if i in has_grad]
+        needed = op.index in trained or bool(inputs_with_grad)
+        if needed and feeds_loss.intersection(op.outputs):
+            visited.append((op, set(inputs_with_grad)))
+            has_grad.update(op.outputs)
+    return visited
+
+
+def _forward_macs(graph, op):
+    name = op.name
+    output = graph.tensors[op.outputs[0]].shape
+    weights = graph.tensors[op.inputs[1]].shape
+    return models.op_macs(name, output, weights)
+
+
+def gradient_macs(buffer, plan):
+    """{"weight": MACs of the weight gradients the plan computes, "input":
+    MACs of the input gradients its backward pass computes, "per_layer":
+    [...]}, nominal (taps on padding included, like models.mac_counts).
+
+    A selected channel's weight gradient costs the forward MACs of that
+    channel (CONV_2D: out_h * out_w * KH * KW * filter depth; DEPTHWISE:
+    out_h * out_w * KH * KW; FULLY_CONNECTED: rows * input features); a
+    bias-only layer computes none. A layer's input gradient costs its
+    forward MACs, and is computed when its input carries a gradient (an
+    earlier layer trains)."""
+    graph = tflite_graph.read_graph(buffer)
+    layers = {layer.operator_index: layer for layer in plan.layers}
+    totals = {"weight": 0, "input": 0, "per_layer": []}
+    for op, inputs_with_grad in _backward_operators(graph, plan):
+        if op.name not in models.MAC_OPS:
+            continue
+        forward = _forward_macs(graph, op)
+        channels = tt_plan.parameter_layout(graph, op.index)["channels"]
+        layer = layers.get(op.index)
+        selected = (len(layer.channels) if layer and layer.update == "weights"
+                    else 0)
+        weight = forward // channels * selected
+        data_input = forward if op.inputs[0] in inputs_with_grad else 0
+        totals["weight"] += weight
+        totals["input"] += data_input
+        totals["per_layer"].append({"operator": op.index, "name": op.name,
+                                    "weight_macs": weight,
+                                    "input_macs": data_input})
+    return totals
