@@ -15,9 +15,10 @@
  * stays exact for int32 biases of any size. A plan may drop the residual
  * (TT_PLAN_FLAG_NO_RESIDUAL, residual pointers NULL): each update is then
  * rounded to whole steps on its own, so updates under half a step are
- * lost; benchmarks/results/training.md measures what that costs. With batch_size > 1 gradients
- * are summed into a float accumulator (4 more bytes per parameter) and
- * applied, averaged, every batch_size samples. */
+ * lost (tests/test_trainer.py measures both the bytes saved and the
+ * updates lost). With batch_size > 1 gradients are summed into a float
+ * accumulator (4 more bytes per parameter) and applied, averaged, every
+ * batch_size samples. */
 #ifndef TFLM_TRAINING_TT_OPTIMIZER_H_
 #define TFLM_TRAINING_TT_OPTIMIZER_H_
 
