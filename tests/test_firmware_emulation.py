@@ -17,7 +17,7 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
-  sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO))
 
 from tools import emulation  # noqa: E402
 from tools import firmware_build  # noqa: E402
@@ -35,143 +35,143 @@ TT_ERR_ARENA_TOO_SMALL = 4
 
 @pytest.fixture(scope="module", autouse=True)
 def host_library():
-  host_build.build_host_if_stale()
+    host_build.build_host_if_stale()
 
 
 def _interpreter(model_path):
-  import tflm_training  # after the host library is built
-  return tflm_training.Interpreter.from_file(model_path)
+    import tflm_training  # after the host library is built
+    return tflm_training.Interpreter.from_file(model_path)
 
 
 def _dataset_inputs(spec, details, count):
-  """The first test samples of the model's dataset, prepared as in
-  tests/models/README.md: x / 255, quantized for int8 inputs."""
-  x = np.load(DATA_DIR / f"{spec['dataset']}.npz")["x_test"][:count]
-  x = x.astype(np.float32) / np.float32(255.0)
-  x = x.reshape((count,) + tuple(int(d) for d in details["shape"][1:]))
-  if np.dtype(details["dtype"]) == np.float32:
-    return x
-  q = details["quantization_parameters"]
-  info = np.iinfo(details["dtype"])
-  return np.clip(np.round(x / q["scales"][0]) + q["zero_points"][0],
-                 info.min, info.max).astype(details["dtype"])
+    """The first test samples of the model's dataset, prepared as in
+    tests/models/README.md: x / 255, quantized for int8 inputs."""
+    x = np.load(DATA_DIR / f"{spec['dataset']}.npz")["x_test"][:count]
+    x = x.astype(np.float32) / np.float32(255.0)
+    x = x.reshape((count,) + tuple(int(d) for d in details["shape"][1:]))
+    if np.dtype(details["dtype"]) == np.float32:
+        return x
+    q = details["quantization_parameters"]
+    info = np.iinfo(details["dtype"])
+    return np.clip(np.round(x / q["scales"][0]) + q["zero_points"][0],
+                   info.min, info.max).astype(details["dtype"])
 
 
 def _run(elf):
-  result = emulation.run_firmware(elf, BOARD, timeout=TIMEOUT_S)
-  assert not result.timed_out, result.note
-  return result
+    result = emulation.run_firmware(elf, BOARD, timeout=TIMEOUT_S)
+    assert not result.timed_out, result.note
+    return result
 
 
 def _host_outputs(interpreter, sample):
-  import tflm_training
-  interpreter.set_input(sample[np.newaxis], 0)
-  interpreter.invoke()
-  outputs = []
-  while True:
-    try:
-      outputs.append(interpreter.get_output(len(outputs)))
-    except tflm_training.InvalidArgumentError:  # no such output: all collected
-      return outputs
+    import tflm_training
+    interpreter.set_input(sample[np.newaxis], 0)
+    interpreter.invoke()
+    outputs = []
+    while True:
+        try:
+            outputs.append(interpreter.get_output(len(outputs)))
+        except tflm_training.InvalidArgumentError:  # no such output: all collected
+            return outputs
 
 
 @pytest.mark.parametrize("model", sorted(MANIFEST))
 def test_outputs_and_arena_bytes_equal_the_host_runtime(model, tmp_path):
-  model_path = MODELS_DIR / MANIFEST[model]["file"]
-  interpreter = _interpreter(model_path)
-  inputs = _dataset_inputs(MANIFEST[model], interpreter.get_input_details(0),
-                           INPUTS_PER_MODEL)
-  firmware = firmware_build.build_firmware(BOARD, model_path, inputs, out_dir=tmp_path)
-  result = _run(firmware.elf)
+    model_path = MODELS_DIR / MANIFEST[model]["file"]
+    interpreter = _interpreter(model_path)
+    inputs = _dataset_inputs(MANIFEST[model], interpreter.get_input_details(0),
+                             INPUTS_PER_MODEL)
+    firmware = firmware_build.build_firmware(BOARD, model_path, inputs, out_dir=tmp_path)
+    result = _run(firmware.elf)
 
-  assert result.status == 0, (result.log.errors, result.note)
-  assert result.qemu_returncode == 0
-  assert result.log.arena_used == interpreter.arena_used_bytes()
-  assert result.log.init["arena_size"] == interpreter.arena_used_bytes()
-  outputs = result.log.outputs()
-  assert sorted(outputs) == list(range(INPUTS_PER_MODEL))
-  for index, sample in enumerate(inputs):
-    expected = _host_outputs(interpreter, sample)
-    assert len(outputs[index]) == len(expected)
-    for got, want in zip(outputs[index], expected):
-      assert got.dtype == want.dtype and got.shape == want.shape
-      np.testing.assert_array_equal(got, want, err_msg=f"{model} input {index}")
+    assert result.status == 0, (result.log.errors, result.note)
+    assert result.qemu_returncode == 0
+    assert result.log.arena_used == interpreter.arena_used_bytes()
+    assert result.log.init["arena_size"] == interpreter.arena_used_bytes()
+    outputs = result.log.outputs()
+    assert sorted(outputs) == list(range(INPUTS_PER_MODEL))
+    for index, sample in enumerate(inputs):
+        expected = _host_outputs(interpreter, sample)
+        assert len(outputs[index]) == len(expected)
+        for got, want in zip(outputs[index], expected):
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want, err_msg=f"{model} input {index}")
 
 
 @pytest.fixture(scope="module")
 def default_firmware(tmp_path_factory):
-  """The default build: ds_cnn with the committed boards/app inputs."""
-  return firmware_build.build_firmware(BOARD, out_dir=tmp_path_factory.mktemp("default"))
+    """The default build: ds_cnn with the committed boards/app inputs."""
+    return firmware_build.build_firmware(BOARD, out_dir=tmp_path_factory.mktemp("default"))
 
 
 def test_reports_instructions_and_stack_high_water(default_firmware):
-  log = _run(default_firmware.elf).log
-  assert log.bad_lines == [] and log.errors == []
-  num_inputs = len(np.load(firmware_build.DEFAULT_INPUTS))
-  counts = log.counts()
-  assert sorted(counts) == list(range(num_inputs))
-  assert log.counter_unit == "instructions"
-  assert all(isinstance(c, int) and c > 0 for c in counts.values()), counts
-  stack = log.named("stack")[-1]
-  assert 0 < stack["used"] < stack["size"]
-  assert stack["size"] == default_firmware.usage.stack_bytes
+    log = _run(default_firmware.elf).log
+    assert log.bad_lines == [] and log.errors == []
+    num_inputs = len(np.load(firmware_build.DEFAULT_INPUTS))
+    counts = log.counts()
+    assert sorted(counts) == list(range(num_inputs))
+    assert log.counter_unit == "instructions"
+    assert all(isinstance(c, int) and c > 0 for c in counts.values()), counts
+    stack = log.named("stack")[-1]
+    assert 0 < stack["used"] < stack["size"]
+    assert stack["size"] == default_firmware.usage.stack_bytes
 
 
 def test_runs_are_deterministic(default_firmware):
-  first, second = _run(default_firmware.elf).log, _run(default_firmware.elf).log
-  assert first.events == second.events
+    first, second = _run(default_firmware.elf).log, _run(default_firmware.elf).log
+    assert first.events == second.events
 
 
 def test_counter_counts_instructions_exactly(tmp_path):
-  firmware = firmware_build.build_app(BOARD, "counter_selftest", out_dir=tmp_path)
-  result = _run(firmware.elf)
-  assert result.status == 0
-  checks = result.log.named("counter_check")
-  assert len(checks) > 40  # every phase of a 40-instruction SysTick tick
-  assert [c["count"] for c in checks] == [c["nops"] for c in checks]
+    firmware = firmware_build.build_app(BOARD, "counter_selftest", out_dir=tmp_path)
+    result = _run(firmware.elf)
+    assert result.status == 0
+    checks = result.log.named("counter_check")
+    assert len(checks) > 40  # every phase of a 40-instruction SysTick tick
+    assert [c["count"] for c in checks] == [c["nops"] for c in checks]
 
 
 def test_runtime_error_is_reported_and_becomes_the_exit_status(tmp_path):
-  need = _interpreter(firmware_build.DEFAULT_MODEL).arena_used_bytes()
-  firmware = firmware_build.build_firmware(BOARD, out_dir=tmp_path,
-                                           arena_bytes=need - 16)
-  result = _run(firmware.elf)
-  assert result.status == TT_ERR_ARENA_TOO_SMALL
-  assert result.qemu_returncode == TT_ERR_ARENA_TOO_SMALL
-  (error,) = result.log.errors
-  assert error["stage"] == "init" and error["code"] == TT_ERR_ARENA_TOO_SMALL
-  assert "too small" in error["message"]
-  assert result.log.exit_status == TT_ERR_ARENA_TOO_SMALL
+    need = _interpreter(firmware_build.DEFAULT_MODEL).arena_used_bytes()
+    firmware = firmware_build.build_firmware(BOARD, out_dir=tmp_path,
+                                             arena_bytes=need - 16)
+    result = _run(firmware.elf)
+    assert result.status == TT_ERR_ARENA_TOO_SMALL
+    assert result.qemu_returncode == TT_ERR_ARENA_TOO_SMALL
+    (error,) = result.log.errors
+    assert error["stage"] == "init" and error["code"] == TT_ERR_ARENA_TOO_SMALL
+    assert "too small" in error["message"]
+    assert result.log.exit_status == TT_ERR_ARENA_TOO_SMALL
 
-  cli = subprocess.run([sys.executable, "tools/emulate.py", f"--elf={firmware.elf}",
-                        "--quiet"], cwd=REPO, capture_output=True, text=True,
-                       timeout=TIMEOUT_S)
-  assert cli.returncode == TT_ERR_ARENA_TOO_SMALL, cli.stderr
+    cli = subprocess.run([sys.executable, "tools/emulate.py", f"--elf={firmware.elf}",
+                          "--quiet"], cwd=REPO, capture_output=True, text=True,
+                         timeout=TIMEOUT_S)
+    assert cli.returncode == TT_ERR_ARENA_TOO_SMALL, cli.stderr
 
 
 def test_emulate_cli_maps_nrf52840_to_its_emulator(default_firmware, tmp_path):
-  events = tmp_path / "events.json"
-  cli = subprocess.run([sys.executable, "tools/emulate.py", "--board=nrf52840",
-                        f"--elf={default_firmware.elf}", f"--events_out={events}"],
-                       cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S)
-  assert cli.returncode == 0, cli.stderr
-  assert "mps2_an386" in cli.stderr
-  assert cli.stdout.count(firmware_console.PREFIX + '{"event":"output"') == len(
-      np.load(firmware_build.DEFAULT_INPUTS))
-  assert json.loads(events.read_text())[-1] == {"event": "exit", "status": 0}
+    events = tmp_path / "events.json"
+    cli = subprocess.run([sys.executable, "tools/emulate.py", "--board=nrf52840",
+                          f"--elf={default_firmware.elf}", f"--events_out={events}"],
+                         cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert cli.returncode == 0, cli.stderr
+    assert "mps2_an386" in cli.stderr
+    assert cli.stdout.count(firmware_console.PREFIX + '{"event":"output"') == len(
+        np.load(firmware_build.DEFAULT_INPUTS))
+    assert json.loads(events.read_text())[-1] == {"event": "exit", "status": 0}
 
 
 def test_console_parser():
-  log = firmware_console.ConsoleLog.from_text(
-      "boot noise\n"
-      'TT {"event":"output","index":0,"output":0,"type":"float32","shape":[1,2],'
-      '"values":[1065353216,3221225472]}\r\n'
-      'TT {"event":"invoke","index":0,"counter":"cycles","count":null}\n'
-      'TT {"event":"exit","status":3}\n'
-      'TT {"event":"out\n')
-  np.testing.assert_array_equal(log.outputs()[0][0], np.array([[1.0, -2.0]], np.float32))
-  assert log.counts() == {0: None} and log.counter_unit == "cycles"
-  assert log.exit_status == 3 and log.other_lines == ["boot noise"]
-  assert log.bad_lines == ['TT {"event":"out']
-  with pytest.raises(firmware_console.ConsoleFormatError):
-    firmware_console.parse_line("TT {not json")
+    log = firmware_console.ConsoleLog.from_text(
+        "boot noise\n"
+        'TT {"event":"output","index":0,"output":0,"type":"float32","shape":[1,2],'
+        '"values":[1065353216,3221225472]}\r\n'
+        'TT {"event":"invoke","index":0,"counter":"cycles","count":null}\n'
+        'TT {"event":"exit","status":3}\n'
+        'TT {"event":"out\n')
+    np.testing.assert_array_equal(log.outputs()[0][0], np.array([[1.0, -2.0]], np.float32))
+    assert log.counts() == {0: None} and log.counter_unit == "cycles"
+    assert log.exit_status == 3 and log.other_lines == ["boot noise"]
+    assert log.bad_lines == ['TT {"event":"out']
+    with pytest.raises(firmware_console.ConsoleFormatError):
+        firmware_console.parse_line("TT {not json")

@@ -13,7 +13,7 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
-  sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO))
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
@@ -65,49 +65,49 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "Print compiler commands.")
 
 
 def build_host():
-  path = host_build.build_host(sanitize=_SANITIZE.value, verbose=_VERBOSE.value)
-  print(f"built {path.relative_to(REPO)}")
+    path = host_build.build_host(sanitize=_SANITIZE.value, verbose=_VERBOSE.value)
+    print(f"built {path.relative_to(REPO)}")
 
 
 def build_board():
-  if _APP.value == firmware_build.APP:
-    firmware = firmware_build.build_firmware(
-        _BOARD.value, _MODEL.value, _INPUTS.value, out_dir=_OUT.value,
-        arena_bytes=_ARENA_BYTES.value, verbose=_VERBOSE.value)
-  elif _APP.value == training_firmware.APP:
-    firmware = training_firmware.build_from_files(
-        _BOARD.value, _MODEL.value, _PLAN.value, _TRAIN.value, _TEST.value,
-        out_dir=_OUT.value, epochs=_EPOCHS.value,
-        dump_parameters=_DUMP_PARAMETERS.value, arena_bytes=_ARENA_BYTES.value,
-        verbose=_VERBOSE.value)
-  else:
-    firmware = firmware_build.build_app(_BOARD.value, _APP.value, out_dir=_OUT.value,
-                                        verbose=_VERBOSE.value)
-  print(firmware.report)
-  for path in (firmware.elf, firmware.hex, firmware.bin):
-    print(f"built {path}")
+    if _APP.value == firmware_build.APP:
+        firmware = firmware_build.build_firmware(
+            _BOARD.value, _MODEL.value, _INPUTS.value, out_dir=_OUT.value,
+            arena_bytes=_ARENA_BYTES.value, verbose=_VERBOSE.value)
+    elif _APP.value == training_firmware.APP:
+        firmware = training_firmware.build_from_files(
+            _BOARD.value, _MODEL.value, _PLAN.value, _TRAIN.value, _TEST.value,
+            out_dir=_OUT.value, epochs=_EPOCHS.value,
+            dump_parameters=_DUMP_PARAMETERS.value, arena_bytes=_ARENA_BYTES.value,
+            verbose=_VERBOSE.value)
+    else:
+        firmware = firmware_build.build_app(_BOARD.value, _APP.value, out_dir=_OUT.value,
+                                            verbose=_VERBOSE.value)
+    print(firmware.report)
+    for path in (firmware.elf, firmware.hex, firmware.bin):
+        print(f"built {path}")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if _HOST.value == bool(_BOARD.value):
-    raise app.UsageError("pass exactly one of --host or --board")
-  try:
-    if _HOST.value:
-      build_host()
-    else:
-      build_board()
-  except firmware_build.OverLimitError as e:
-    print(e.report)
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  except (host_build.BuildError, firmware_build.BuildError,
-          board_config.BoardError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  return 0
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _HOST.value == bool(_BOARD.value):
+        raise app.UsageError("pass exactly one of --host or --board")
+    try:
+        if _HOST.value:
+            build_host()
+        else:
+            build_board()
+    except firmware_build.OverLimitError as e:
+        print(e.report)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (host_build.BuildError, firmware_build.BuildError,
+            board_config.BoardError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+    app.run(main)

@@ -14,7 +14,7 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
-  sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO))
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
@@ -37,29 +37,29 @@ _EVENTS_OUT = flags.DEFINE_string(
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  try:
-    board, note = emulation.resolve_board(_BOARD.value)
-    if note:
-      print(f"note: {note}", file=sys.stderr)
-    elf = _ELF.value or (
-        firmware_build.default_out_dir(board.name, _APP.value) / "firmware.elf")
-    result = emulation.run_firmware(
-        elf, board.name, timeout=_TIMEOUT.value,
-        echo=None if _QUIET.value else lambda line: print(line, flush=True))
-  except (emulation.EmulationError, board_config.BoardError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  if _EVENTS_OUT.value:
-    pathlib.Path(_EVENTS_OUT.value).write_text(json.dumps(result.log.events, indent=1))
-  if result.status == 0 and result.log.named("training_init"):
-    print(training_firmware.TrainingRun.from_log(result.log).summary(), file=sys.stderr)
-  if result.note:
-    print(f"note: {result.note}", file=sys.stderr)
-  print(f"firmware exit status {result.status}", file=sys.stderr)
-  return result.status
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        board, note = emulation.resolve_board(_BOARD.value)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        elf = _ELF.value or (
+            firmware_build.default_out_dir(board.name, _APP.value) / "firmware.elf")
+        result = emulation.run_firmware(
+            elf, board.name, timeout=_TIMEOUT.value,
+            echo=None if _QUIET.value else lambda line: print(line, flush=True))
+    except (emulation.EmulationError, board_config.BoardError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if _EVENTS_OUT.value:
+        pathlib.Path(_EVENTS_OUT.value).write_text(json.dumps(result.log.events, indent=1))
+    if result.status == 0 and result.log.named("training_init"):
+        print(training_firmware.TrainingRun.from_log(result.log).summary(), file=sys.stderr)
+    if result.note:
+        print(f"note: {result.note}", file=sys.stderr)
+    print(f"firmware exit status {result.status}", file=sys.stderr)
+    return result.status
 
 
 if __name__ == "__main__":
-  app.run(main)
+    app.run(main)

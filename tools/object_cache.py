@@ -13,53 +13,53 @@ import tempfile
 
 
 def _digest(path):
-  try:
-    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
-  except OSError:
-    return None
+    try:
+        return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _dependencies(depfile_text):
-  """Paths listed in a make-style dependency file (`obj: src hdr ...`)."""
-  text = depfile_text.replace("\\\n", " ")
-  paths = []
-  for rule in text.splitlines():
-    _, _, prerequisites = rule.partition(": ")
-    paths += prerequisites.split()
-  return sorted(set(paths))
+    """Paths listed in a make-style dependency file (`obj: src hdr ...`)."""
+    text = depfile_text.replace("\\\n", " ")
+    paths = []
+    for rule in text.splitlines():
+        _, _, prerequisites = rule.partition(": ")
+        paths += prerequisites.split()
+    return sorted(set(paths))
 
 
 class ObjectCache:
 
-  def __init__(self, root):
-    self.root = pathlib.Path(root)
+    def __init__(self, root):
+        self.root = pathlib.Path(root)
 
-  def compile(self, command, obj, run):
-    """command: a compile command without -o; run(command) runs it or raises.
-    Leaves the object at `obj`."""
-    key = hashlib.sha256(json.dumps(command).encode()).hexdigest()[:32]
-    entry = self.root / key
-    try:
-      deps = json.loads((entry / "deps.json").read_text())
-    except (OSError, ValueError):
-      deps = None
-    if deps and all(_digest(path) == digest for path, digest in deps.items()):
-      shutil.copyfile(entry / "object.o", obj)
-      return
-    depfile = pathlib.Path(f"{obj}.d")
-    run([*command, "-MMD", "-MF", str(depfile), "-o", str(obj)])
-    deps = {path: _digest(path) for path in _dependencies(depfile.read_text())}
-    self.root.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(dir=self.root, prefix=".new-"))
-    shutil.copyfile(obj, staging / "object.o")
-    (staging / "deps.json").write_text(json.dumps(deps))
-    try:
-      os.rename(staging, entry)  # atomic; another build may have won the race
-    except OSError:
-      if entry.exists():
-        shutil.rmtree(entry, ignore_errors=True)
+    def compile(self, command, obj, run):
+        """command: a compile command without -o; run(command) runs it or raises.
+        Leaves the object at `obj`."""
+        key = hashlib.sha256(json.dumps(command).encode()).hexdigest()[:32]
+        entry = self.root / key
         try:
-          os.rename(staging, entry)
+            deps = json.loads((entry / "deps.json").read_text())
+        except (OSError, ValueError):
+            deps = None
+        if deps and all(_digest(path) == digest for path, digest in deps.items()):
+            shutil.copyfile(entry / "object.o", obj)
+            return
+        depfile = pathlib.Path(f"{obj}.d")
+        run([*command, "-MMD", "-MF", str(depfile), "-o", str(obj)])
+        deps = {path: _digest(path) for path in _dependencies(depfile.read_text())}
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = pathlib.Path(tempfile.mkdtemp(dir=self.root, prefix=".new-"))
+        shutil.copyfile(obj, staging / "object.o")
+        (staging / "deps.json").write_text(json.dumps(deps))
+        try:
+            os.rename(staging, entry)  # atomic; another build may have won the race
         except OSError:
-          pass
-    shutil.rmtree(staging, ignore_errors=True)
+            if entry.exists():
+                shutil.rmtree(entry, ignore_errors=True)
+                try:
+                    os.rename(staging, entry)
+                except OSError:
+                    pass
+        shutil.rmtree(staging, ignore_errors=True)
