@@ -22,6 +22,24 @@ _ALIGNMENT = 16
 _PROBE_ARENA_BYTES = 256 << 20
 
 
+def measure_arena(init, arena_used, what):
+    """Runs init(probe size) and returns the bytes it really used."""
+    try:
+        init(_PROBE_ARENA_BYTES)
+    except ArenaTooSmallError as error:
+        raise ArenaTooSmallError(
+            f"{error} ({what} needs more than {_PROBE_ARENA_BYTES} bytes; "
+            "pass arena_size explicitly)") from None
+    return arena_used()
+
+
+def raise_for_status(status, error_record):
+    """The exception for a failed runtime call, with the runtime's message."""
+    if status != 0:
+        message = error_record().contents.message
+        raise error_for_status(status, message.decode("utf-8", "replace"))
+
+
 def _aligned_bytes(data, size):
     """A zeroed uint8 array of `size` bytes holding `data`, 16-byte aligned."""
     raw = np.zeros(size + _ALIGNMENT, dtype=np.uint8)
@@ -97,18 +115,10 @@ class Interpreter:
         self._check(status)
 
     def _measure_arena(self):
-        try:
-            self._init(_PROBE_ARENA_BYTES)
-        except ArenaTooSmallError as error:
-            raise ArenaTooSmallError(
-                f"{error} (the model needs more than {_PROBE_ARENA_BYTES} bytes; "
-                "pass arena_size explicitly)") from None
-        return self.arena_used_bytes()
+        return measure_arena(self._init, self.arena_used_bytes, "the model")
 
     def _check(self, status):
-        if status != 0:
-            message = self._lib.tt_interpreter_error(self._state).contents.message
-            raise error_for_status(status, message.decode("utf-8", "replace"))
+        raise_for_status(status, lambda: self._lib.tt_interpreter_error(self._state))
 
     # -- running -------------------------------------------------------------
 

@@ -7,11 +7,11 @@ import numpy as np
 
 from tflm_training import _native, tflite_graph
 from tflm_training.errors import (ArenaTooSmallError, InputMismatchError,
-                                  InvalidArgumentError, error_for_status)
-from tflm_training.interpreter import Interpreter, _aligned_bytes
+                                  InvalidArgumentError)
+from tflm_training.interpreter import (Interpreter, _aligned_bytes, measure_arena,
+                                      raise_for_status)
 from tflm_training.plan import TrainingPlan, parameter_layout
 
-_PROBE_ARENA_BYTES = 256 << 20
 
 
 class Trainer:
@@ -70,18 +70,10 @@ class Trainer:
         self._check(status)
 
     def _measure_arena(self):
-        try:
-            self._init(_PROBE_ARENA_BYTES)
-        except ArenaTooSmallError as error:
-            raise ArenaTooSmallError(
-                f"{error} (training needs more than {_PROBE_ARENA_BYTES} bytes; pass "
-                "arena_size explicitly)") from None
-        return self.arena_used_bytes()
+        return measure_arena(self._init, self.arena_used_bytes, "training")
 
     def _check(self, status):
-        if status != 0:
-            message = self._lib.tt_trainer_error(self._state).contents.message
-            raise error_for_status(status, message.decode("utf-8", "replace"))
+        raise_for_status(status, lambda: self._lib.tt_trainer_error(self._state))
 
     def _parameter_tensors(self):
         """Tensors the trainer copies into the arena and updates."""
