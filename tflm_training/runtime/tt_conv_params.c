@@ -275,6 +275,11 @@ tt_conv_taps tt_conv_pixel_taps(const tt_conv_geometry* g, int32_t out_y,
 void tt_conv_accumulate_quad(const tt_conv_taps* taps, int32_t span,
                              int32_t input_offset, const int8_t* input,
                              const int8_t* const filters[4], int32_t acc[4]) {
+  /* Copied once: read through the array, they were reloaded every row. */
+  const int8_t* const filter0 = filters[0];
+  const int8_t* const filter1 = filters[1];
+  const int8_t* const filter2 = filters[2];
+  const int8_t* const filter3 = filters[3];
   int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
   for (int32_t row = 0; row < taps->rows; ++row) {
     for (int32_t col = 0; col < taps->cols; ++col) {
@@ -282,10 +287,10 @@ void tt_conv_accumulate_quad(const tt_conv_taps* taps, int32_t span,
           input + row * taps->input_row_step + col * taps->input_col_step;
       const int32_t tap =
           row * taps->filter_row_step + col * taps->filter_col_step;
-      const int8_t* f0 = filters[0] + tap;
-      const int8_t* f1 = filters[1] + tap;
-      const int8_t* f2 = filters[2] + tap;
-      const int8_t* f3 = filters[3] + tap;
+      const int8_t* f0 = filter0 + tap;
+      const int8_t* f1 = filter1 + tap;
+      const int8_t* f2 = filter2 + tap;
+      const int8_t* f3 = filter3 + tap;
       for (int32_t i = 0; i < span; ++i) {
         const int32_t value = (int32_t)in[i] + input_offset;
         a0 = tt_conv_wrapping_add(a0, (int32_t)f0[i] * value);

@@ -1,8 +1,11 @@
 /* What the int8 convolution-like kernels (CONV_2D, DEPTHWISE_CONV_2D,
  * FULLY_CONNECTED) share: checks of their tensors, the requantization
- * parameters of each output channel, the sliding-window geometry, and the
- * step from an int32 accumulator to an int8 output. The arithmetic matches
- * TFLite Micro's reference kernels bit for bit.
+ * parameters of each output channel, the sliding-window geometry (down to
+ * which taps of one output pixel's window lie inside the input), the
+ * multiply-accumulate loop of CONV_2D and FULLY_CONNECTED, and the step
+ * from an int32 accumulator to an int8 output. The arithmetic matches
+ * TFLite Micro's reference kernels bit for bit: accumulators wrap like
+ * TFLM's int32 ones, so summing in another order gives the same bits.
  *
  * Op data of these kernels is a fixed header followed by `count` int32
  * multipliers and then `count` int32 shifts, where count is 1 for a
@@ -96,20 +99,6 @@ static inline void tt_conv_output_values(const tt_conv_eval_view* view,
   }
 }
 
-/* The filters of channels first .. first + 3 for tt_conv_accumulate_quad,
- * filter c starting `size` values after filter c - 1 at `filter`; those
- * at or past `end` repeat filter end - 1 (their sums are to be dropped).
- * Returns how many are real: 1 to 4. */
-static inline int32_t tt_conv_quad_filters(const int8_t* filter, int32_t size,
-                                           int32_t first, int32_t end,
-                                           const int8_t* quad[4]) {
-  for (int32_t i = 0; i < 4; ++i) {
-    const int32_t channel = first + i < end ? first + i : end - 1;
-    quad[i] = filter + channel * size;
-  }
-  return end - first < 4 ? end - first : 4;
-}
-
 /* What a sliding window reads: an [in_h, in_w, in_c] image (one batch) and
  * a [filter_h, filter_w, tap_size] filter. */
 typedef struct {
@@ -145,6 +134,21 @@ tt_conv_taps tt_conv_pixel_taps(const tt_conv_geometry* geometry,
 void tt_conv_accumulate_quad(const tt_conv_taps* taps, int32_t span,
                              int32_t input_offset, const int8_t* input,
                              const int8_t* const filters[4], int32_t acc[4]);
+
+/* Points quad[i] at the filter of channel first + i for
+ * tt_conv_accumulate_quad, the filters being `size` values apart from
+ * `filter` on. Channels from `end` on do not exist: their entries repeat
+ * channel end - 1, and the caller drops their sums. Returns the number of
+ * real channels, 1 to 4 (first < end). */
+static inline int32_t tt_conv_quad_filters(const int8_t* filter, int32_t size,
+                                           int32_t first, int32_t end,
+                                           const int8_t* quad[4]) {
+  for (int32_t i = 0; i < 4; ++i) {
+    const int32_t channel = first + i < end ? first + i : end - 1;
+    quad[i] = filter + channel * size;
+  }
+  return end - first < 4 ? end - first : 4;
+}
 
 /* Every dimension of the tensor is at least 1. */
 tt_status tt_conv_expect_nonempty(tt_interpreter* interpreter,

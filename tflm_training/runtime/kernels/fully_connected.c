@@ -17,11 +17,11 @@ static int32_t wrapping_mul(int32_t a, int32_t b) {
   return (int32_t)((uint32_t)a * (uint32_t)b);
 }
 
-/* filter_offset * sum(input + input_offset) over one input row: the
- * filter zero point's share of every unit's accumulator, since
- * (filter + filter_offset) . (input + input_offset) =
- * filter . (input + input_offset) + filter_offset * sum(input +
- * input_offset), which wrapping int32 arithmetic keeps exact. */
+/* The filter zero point's share of every unit's accumulator for one input
+ * row, filter_offset * sum(input + input_offset): the accumulator
+ * sum((filter + filter_offset) * (input + input_offset)) splits into
+ * sum(filter * (input + input_offset)) plus that, and wrapping int32
+ * arithmetic keeps the split exact. */
 static int32_t fc_filter_offset_term(int32_t depth, const int8_t* input_row,
                                      int32_t input_offset,
                                      int32_t filter_offset) {
