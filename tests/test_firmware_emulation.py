@@ -161,6 +161,20 @@ def test_emulate_cli_maps_nrf52840_to_its_emulator(default_firmware, tmp_path):
     assert json.loads(events.read_text())[-1] == {"event": "exit", "status": 0}
 
 
+def test_readme_demo_builds_the_default_firmware_and_runs_it(tmp_path):
+    """`python tools/emulate.py --board nrf52840`, the README's main command."""
+    events = tmp_path / "events.json"
+    cli = subprocess.run([sys.executable, "tools/emulate.py", "--board=nrf52840", "--quiet",
+                          f"--events_out={events}"],
+                         cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S + 120)
+    assert cli.returncode == 0, cli.stderr
+    assert "Sketch uses" in cli.stderr and "Maximum is 262144 bytes" in cli.stderr
+    log = json.loads(events.read_text())
+    outputs = [e for e in log if e["event"] == "output"]
+    assert len(outputs) == len(np.load(firmware_build.DEFAULT_INPUTS))
+    assert log[-1] == {"event": "exit", "status": 0}
+
+
 def test_console_parser():
     log = firmware_console.ConsoleLog.from_text(
         "boot noise\n"

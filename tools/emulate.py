@@ -1,6 +1,7 @@
 """Runs firmware in QEMU, streaming its console; exits with the firmware's
 exit status.
 
+  python tools/emulate.py [--board nrf52840]   # builds the default firmware, then runs it
   python tools/emulate.py [--board mps2_an386] [--elf build/firmware/mps2_an386/firmware.elf]
   python tools/emulate.py --app training_app   # build/firmware/mps2_an386-training_app
 
@@ -43,12 +44,20 @@ def main(argv):
         board, note = emulation.resolve_board(_BOARD.value)
         if note:
             print(f"note: {note}", file=sys.stderr)
-        elf = _ELF.value or (
-            firmware_build.default_out_dir(board.name, _APP.value) / "firmware.elf")
+        elf = _ELF.value
+        if elf is None and _APP.value == firmware_build.APP:
+            # The default demo always runs the current sources (the build
+            # is cached, so this costs little when nothing changed).
+            firmware = firmware_build.build_firmware(board.name)
+            print(firmware.report, file=sys.stderr)
+            elf = firmware.elf
+        elif elf is None:
+            elf = firmware_build.default_out_dir(board.name, _APP.value) / "firmware.elf"
         result = emulation.run_firmware(
             elf, board.name, timeout=_TIMEOUT.value,
             echo=None if _QUIET.value else lambda line: print(line, flush=True))
-    except (emulation.EmulationError, board_config.BoardError) as e:
+    except (emulation.EmulationError, board_config.BoardError,
+            firmware_build.BuildError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if _EVENTS_OUT.value:

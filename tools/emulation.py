@@ -41,8 +41,7 @@ def resolve_board(name):
     note = ""
     if board.name != name:
         note = (f"{name} has no emulator of its own; running {board.name}, which "
-                f"emulates its memory layout and limits (build the firmware with "
-                f"--board {board.name})")
+                f"emulates its memory layout and limits")
     return board, note
 
 
