@@ -2,6 +2,7 @@
 
 #include <stddef.h>
 
+#include "tt_backward_math.h"
 #include "tt_plan.h"
 
 void tt_backward_needs_clear(tt_backward_needs* needs) {
@@ -167,6 +168,82 @@ tt_status tt_backward_update_channels(tt_interpreter* it, const tt_node* node,
         tt_update_channel(update, slot, &params, weight_grad, bias_grad));
   }
   return TT_OK;
+}
+
+tt_status tt_backward_unary_tensors(tt_interpreter* it, const tt_node* node,
+                                    const tt_tensor** input,
+                                    const tt_tensor** output) {
+  *input = tt_node_input(it, node, 0);
+  *output = tt_node_output(it, node, 0);
+  if (*input == NULL || *output == NULL ||
+      (*input)->num_elements != (*output)->num_elements) {
+    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
+                        "forward kernel is not prepared");
+  }
+  return TT_OK;
+}
+
+tt_status tt_backward_copy_grad(tt_interpreter* it, const tt_node* node,
+                                const tt_backward_io* io) {
+  if (io->input_grads[0] == NULL) return TT_OK;
+  const tt_tensor* input = tt_node_input(it, node, 0);
+  const tt_tensor* output = tt_node_output(it, node, 0);
+  tt_grad_scaled_add(input->num_elements, tt_backward_copy_gain(input, output),
+                     io->output_grad, io->input_grads[0]);
+  return TT_OK;
+}
+
+tt_status tt_backward_prepare_layer(tt_interpreter* it, const tt_node* node,
+                                    const tt_layer_update* update,
+                                    const tt_layer_backward* layer,
+                                    tt_backward_needs* needs) {
+  tt_backward_needs_clear(needs);
+  const void* op_data = tt_node_op_data(it, node);
+  if (op_data == NULL || node->num_inputs < 2) {
+    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
+                        "forward kernel is not prepared");
+  }
+  tt_layer_shape shape;
+  layer->shape(op_data, &shape);
+  tt_backward_clamp(needs, shape.act_min, shape.act_max);
+  return tt_backward_prepare_update(
+      it, node, update, tt_node_input(it, node, 1),
+      tt_node_input(it, node, 2), shape.num_channels,
+      shape.weights_per_channel, needs);
+}
+
+tt_status tt_backward_layer(tt_interpreter* it, const tt_node* node,
+                            const tt_backward_io* io,
+                            const tt_layer_backward* layer) {
+  const void* op_data = tt_node_op_data(it, node);
+  const tt_tensor* input = tt_node_input(it, node, 0);
+  const tt_tensor* filter = tt_node_input(it, node, 1);
+  const int8_t* filter_data = (const int8_t*)tt_tensor_data(it, filter);
+  const int8_t* input_data = (const int8_t*)tt_tensor_data(it, input);
+  if (op_data == NULL || filter_data == NULL || io->output_grad == NULL) {
+    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
+                        "backward has no filter or output gradient");
+  }
+  if (io->input_grads[0] != NULL) {
+    const void* scales;
+    int32_t step;
+    tt_backward_scales(it, filter, &scales, &step);
+    layer->input_grad(op_data, filter_data, scales, step, io->output_grad,
+                      io->input_grads[0]);
+  }
+  if (io->update == NULL) return TT_OK;
+  if (io->update->kind == TT_UPDATE_WEIGHTS && input_data == NULL) {
+    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
+                        "the saved input has no memory");
+  }
+  tt_layer_shape shape;
+  layer->shape(op_data, &shape);
+  const tt_layer_grad_context context = {op_data, input_data,
+                                         input->zero_point, input->scale,
+                                         io->output_grad};
+  return tt_backward_update_channels(it, node, io->update, &shape.layout,
+                                     io->scratch, layer->channel_grad,
+                                     &context);
 }
 
 static tt_status find_node(tt_interpreter* it, int32_t node_index,

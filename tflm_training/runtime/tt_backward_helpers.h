@@ -36,6 +36,19 @@ void tt_backward_clamp_requantize(tt_backward_needs* needs,
  * is not quantized, e.g. float32). */
 float tt_backward_copy_gain(const tt_tensor* input, const tt_tensor* output);
 
+/* Input 0 and output 0 of an op with as many elements in both; fails
+ * ("forward kernel is not prepared") when either is missing or they
+ * differ. */
+tt_status tt_backward_unary_tensors(tt_interpreter* interpreter,
+                                    const tt_node* node,
+                                    const tt_tensor** input,
+                                    const tt_tensor** output);
+
+/* The backward of an op that moves values unchanged from input 0 to
+ * output 0: dx += tt_backward_copy_gain * dy. */
+tt_status tt_backward_copy_grad(tt_interpreter* interpreter,
+                                const tt_node* node, const tt_backward_io* io);
+
 /* Channel scales of a quantized weight tensor in the form the math reads
  * (tt_backward_math.h): bytes + step. */
 void tt_backward_scales(const tt_interpreter* interpreter,
@@ -78,6 +91,48 @@ tt_status tt_backward_update_channels(tt_interpreter* interpreter,
                                       const tt_channel_layout* layout,
                                       float* scratch, tt_channel_grad_fn grad,
                                       const void* context);
+
+/* The backward of a layer with parameters (CONV_2D, DEPTHWISE_CONV_2D,
+ * FULLY_CONNECTED: int8 input 0, quantized filter 1, optional bias 2),
+ * given how to read its forward op data. */
+typedef struct {
+  int32_t act_min, act_max; /* the fused activation clamp */
+  int32_t num_channels;     /* output channels */
+  int32_t weights_per_channel;
+  tt_channel_layout layout;
+} tt_layer_shape;
+
+/* What a layer's channel_grad gets as its context. */
+typedef struct {
+  const void* op_data;
+  const int8_t* input;
+  int32_t input_zero_point;
+  float input_scale;
+  const float* dy;
+} tt_layer_grad_context;
+
+typedef struct {
+  void (*shape)(const void* op_data, tt_layer_shape* shape);
+  /* dx += the input gradient of dy, over all output channels. */
+  void (*input_grad)(const void* op_data, const int8_t* filter,
+                     const void* scales, int32_t scale_step,
+                     const float* dy, float* dx);
+  tt_channel_grad_fn channel_grad; /* context: a tt_layer_grad_context */
+} tt_layer_backward;
+
+/* A layer's prepare: fails unless the forward kernel prepared it, clamps to
+ * the fused activation range, then tt_backward_prepare_update. */
+tt_status tt_backward_prepare_layer(tt_interpreter* interpreter,
+                                    const tt_node* node,
+                                    const tt_layer_update* update,
+                                    const tt_layer_backward* layer,
+                                    tt_backward_needs* needs);
+
+/* A layer's backward: the input gradient when asked for, then the update of
+ * the selected channels (tt_backward_update_channels). */
+tt_status tt_backward_layer(tt_interpreter* interpreter, const tt_node* node,
+                            const tt_backward_io* io,
+                            const tt_layer_backward* layer);
 
 /* Runs the backward kernel's prepare / backward of operator node_index:
  * for tools and tests (the trainer calls the kernels itself). Fails with

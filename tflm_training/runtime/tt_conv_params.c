@@ -8,6 +8,23 @@
  * dilation, stays well inside int32. */
 #define TT_CONV_MAX_EXTENT ((int64_t)1 << 29)
 
+tt_status tt_conv_node_tensors(tt_interpreter* interpreter,
+                               const tt_node* node, const tt_tensor** input,
+                               const tt_tensor** filter,
+                               const tt_tensor** bias,
+                               const tt_tensor** output) {
+  TT_RETURN_IF_ERROR(tt_expect_io_counts(interpreter, node, 2, 3, 1));
+  *input = tt_node_input(interpreter, node, 0);
+  *filter = tt_node_input(interpreter, node, 1);
+  *bias = tt_node_input(interpreter, node, 2);
+  *output = tt_node_output(interpreter, node, 0);
+  if (*input == NULL || *filter == NULL || *output == NULL) {
+    return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
+                        "input, filter and output are required");
+  }
+  return TT_OK;
+}
+
 tt_status tt_conv_expect_nonempty(tt_interpreter* interpreter,
                                   const tt_node* node,
                                   const tt_tensor* tensor, const char* role) {
@@ -19,6 +36,18 @@ tt_status tt_conv_expect_nonempty(tt_interpreter* interpreter,
     }
   }
   return TT_OK;
+}
+
+tt_status tt_conv_expect_nonempty_io(tt_interpreter* interpreter,
+                                     const tt_node* node,
+                                     const tt_tensor* input,
+                                     const tt_tensor* filter,
+                                     const tt_tensor* output) {
+  TT_RETURN_IF_ERROR(
+      tt_conv_expect_nonempty(interpreter, node, input, "input"));
+  TT_RETURN_IF_ERROR(
+      tt_conv_expect_nonempty(interpreter, node, filter, "filter"));
+  return tt_conv_expect_nonempty(interpreter, node, output, "output");
 }
 
 /* tt_expect_int8_per_tensor, with a clearer word for 16-bit activations. */
@@ -81,6 +110,21 @@ tt_status tt_conv_expect_filter(tt_interpreter* interpreter,
                         "filter has no quantization parameters");
   }
   return TT_OK;
+}
+
+tt_status tt_conv_prepare_image_io(tt_interpreter* interpreter,
+                                   const tt_node* node,
+                                   const tt_tensor* input,
+                                   const tt_tensor* filter,
+                                   const tt_tensor* output,
+                                   int32_t activation, tt_conv_quant* quant) {
+  TT_RETURN_IF_ERROR(
+      tt_conv_prepare_io(interpreter, node, input, output, activation, quant));
+  TT_RETURN_IF_ERROR(tt_conv_expect_filter(interpreter, node, filter));
+  TT_RETURN_IF_ERROR(tt_expect_rank(interpreter, node, input, "input", 4));
+  TT_RETURN_IF_ERROR(tt_expect_rank(interpreter, node, filter, "filter", 4));
+  TT_RETURN_IF_ERROR(tt_expect_rank(interpreter, node, output, "output", 4));
+  return tt_conv_expect_nonempty_io(interpreter, node, input, filter, output);
 }
 
 tt_status tt_conv_expect_bias(tt_interpreter* interpreter, const tt_node* node,
@@ -316,6 +360,22 @@ tt_status tt_conv_alloc_op_data(tt_interpreter* interpreter, tt_node* node,
                         "%d output channels is too many", count);
   }
   return tt_node_alloc_op_data(interpreter, node, (uint32_t)bytes, data);
+}
+
+tt_status tt_conv_alloc_channel_op_data(
+    tt_interpreter* interpreter, tt_node* node, const tt_tensor* input,
+    const tt_tensor* filter, const tt_tensor* output, uint32_t header_size,
+    int32_t quantized_dimension, int32_t num_channels, int32_t* count,
+    void** data) {
+  TT_RETURN_IF_ERROR(tt_conv_multiplier_count(interpreter, node, filter,
+                                              quantized_dimension,
+                                              num_channels, count));
+  TT_RETURN_IF_ERROR(
+      tt_conv_alloc_op_data(interpreter, node, header_size, *count, data));
+  int32_t* multipliers = (int32_t*)((uint8_t*)*data + header_size);
+  return tt_conv_channel_multipliers(interpreter, node, input, filter, output,
+                                     *count, multipliers,
+                                     multipliers + *count);
 }
 
 tt_status tt_conv_eval_view_init(tt_interpreter* interpreter,

@@ -150,10 +150,25 @@ static inline int32_t tt_conv_quad_filters(const int8_t* filter, int32_t size,
   return end - first < 4 ? end - first : 4;
 }
 
+/* The node's input 0, filter 1, optional bias 2 (NULL when absent) and
+ * output 0: 2 or 3 inputs, one output, all but the bias present. */
+tt_status tt_conv_node_tensors(tt_interpreter* interpreter,
+                               const tt_node* node, const tt_tensor** input,
+                               const tt_tensor** filter,
+                               const tt_tensor** bias,
+                               const tt_tensor** output);
+
 /* Every dimension of the tensor is at least 1. */
 tt_status tt_conv_expect_nonempty(tt_interpreter* interpreter,
                                   const tt_node* node,
                                   const tt_tensor* tensor, const char* role);
+
+/* tt_conv_expect_nonempty of input, filter and output. */
+tt_status tt_conv_expect_nonempty_io(tt_interpreter* interpreter,
+                                     const tt_node* node,
+                                     const tt_tensor* input,
+                                     const tt_tensor* filter,
+                                     const tt_tensor* output);
 
 /* Input and output: int8 quantized per tensor (tt_expect_int8_per_tensor);
  * fills the offsets and the clamp of `activation`. */
@@ -164,6 +179,15 @@ tt_status tt_conv_prepare_io(tt_interpreter* interpreter, const tt_node* node,
 /* Weights: int8 and quantized. Says clearly when they are packed int4. */
 tt_status tt_conv_expect_filter(tt_interpreter* interpreter,
                                 const tt_node* node, const tt_tensor* filter);
+
+/* CONV_2D and DEPTHWISE_CONV_2D: tt_conv_prepare_io, tt_conv_expect_filter,
+ * then input, filter and output 4-D and nonempty. */
+tt_status tt_conv_prepare_image_io(tt_interpreter* interpreter,
+                                   const tt_node* node,
+                                   const tt_tensor* input,
+                                   const tt_tensor* filter,
+                                   const tt_tensor* output,
+                                   int32_t activation, tt_conv_quant* quant);
 
 /* Bias (may be NULL): int32, one value per output channel. */
 tt_status tt_conv_expect_bias(tt_interpreter* interpreter, const tt_node* node,
@@ -216,5 +240,14 @@ tt_status tt_conv_prepare_window(tt_interpreter* interpreter,
 tt_status tt_conv_alloc_op_data(tt_interpreter* interpreter, tt_node* node,
                                 uint32_t header_size, int32_t count,
                                 void** data);
+
+/* tt_conv_multiplier_count, tt_conv_alloc_op_data, then the multipliers and
+ * shifts after the header by tt_conv_channel_multipliers: op data whose
+ * header the caller fills in. */
+tt_status tt_conv_alloc_channel_op_data(
+    tt_interpreter* interpreter, tt_node* node, const tt_tensor* input,
+    const tt_tensor* filter, const tt_tensor* output, uint32_t header_size,
+    int32_t quantized_dimension, int32_t num_channels, int32_t* count,
+    void** data);
 
 #endif /* TFLM_TRAINING_TT_CONV_PARAMS_H_ */

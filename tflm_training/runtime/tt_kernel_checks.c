@@ -72,6 +72,18 @@ tt_status tt_expect_shape(tt_interpreter* it, const tt_node* node,
                       tt_shape_text(tensor->dims, tensor->rank, got));
 }
 
+tt_status tt_expect_movable_io(tt_interpreter* it, const tt_node* node,
+                               const tt_tensor* input,
+                               const tt_tensor* output) {
+  if (input->type != TT_TYPE_INT8 && input->type != TT_TYPE_INT16 &&
+      input->type != TT_TYPE_FLOAT32)
+    return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
+                        "input type %s is not supported (INT8, INT16 or "
+                        "FLOAT32)",
+                        tt_type_name(input->type));
+  return tt_expect_type(it, node, output, "output", input->type);
+}
+
 tt_status tt_expect_constant_i32(tt_interpreter* it, const tt_node* node,
                                  const tt_tensor* tensor, const char* role) {
   TT_RETURN_IF_ERROR(tt_expect_type(it, node, tensor, role, TT_TYPE_INT32));

@@ -50,15 +50,9 @@ static void conv_pixel(const tt_conv_shape* s, const tt_conv_geometry* g,
 }
 
 static tt_status conv_prepare(tt_interpreter* interpreter, tt_node* node) {
-  TT_RETURN_IF_ERROR(tt_expect_io_counts(interpreter, node, 2, 3, 1));
-  const tt_tensor* input = tt_node_input(interpreter, node, 0);
-  const tt_tensor* filter = tt_node_input(interpreter, node, 1);
-  const tt_tensor* bias = tt_node_input(interpreter, node, 2);
-  const tt_tensor* output = tt_node_output(interpreter, node, 0);
-  if (input == NULL || filter == NULL || output == NULL) {
-    return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
-                        "input, filter and output are required");
-  }
+  const tt_tensor *input, *filter, *bias, *output;
+  TT_RETURN_IF_ERROR(
+      tt_conv_node_tensors(interpreter, node, &input, &filter, &bias, &output));
 
   int32_t padding, activation;
   tt_conv_window window = {0, 0, 1, 1, 0, 0};
@@ -76,18 +70,8 @@ static tt_status conv_prepare(tt_interpreter* interpreter, tt_node* node) {
                                    &window.dilation_h));
 
   tt_conv_quant quant;
-  TT_RETURN_IF_ERROR(
-      tt_conv_prepare_io(interpreter, node, input, output, activation, &quant));
-  TT_RETURN_IF_ERROR(tt_conv_expect_filter(interpreter, node, filter));
-  TT_RETURN_IF_ERROR(tt_expect_rank(interpreter, node, input, "input", 4));
-  TT_RETURN_IF_ERROR(tt_expect_rank(interpreter, node, filter, "filter", 4));
-  TT_RETURN_IF_ERROR(tt_expect_rank(interpreter, node, output, "output", 4));
-  TT_RETURN_IF_ERROR(
-      tt_conv_expect_nonempty(interpreter, node, input, "input"));
-  TT_RETURN_IF_ERROR(
-      tt_conv_expect_nonempty(interpreter, node, filter, "filter"));
-  TT_RETURN_IF_ERROR(
-      tt_conv_expect_nonempty(interpreter, node, output, "output"));
+  TT_RETURN_IF_ERROR(tt_conv_prepare_image_io(interpreter, node, input, filter,
+                                              output, activation, &quant));
 
   tt_conv_shape s;
   s.batches = input->dims[0];
@@ -129,17 +113,11 @@ static tt_status conv_prepare(tt_interpreter* interpreter, tt_node* node) {
   TT_RETURN_IF_ERROR(tt_conv_expect_bias(interpreter, node, bias, s.out_c));
 
   int32_t count;
-  TT_RETURN_IF_ERROR(
-      tt_conv_multiplier_count(interpreter, node, filter, 0, s.out_c, &count));
   void* raw;
-  TT_RETURN_IF_ERROR(tt_conv_alloc_op_data(
-      interpreter, node, sizeof(tt_conv_op_data), count, &raw));
+  TT_RETURN_IF_ERROR(tt_conv_alloc_channel_op_data(
+      interpreter, node, input, filter, output, sizeof(tt_conv_op_data), 0, s.out_c,
+      &count, &raw));
   tt_conv_op_data* data = (tt_conv_op_data*)raw;
-  int32_t* multipliers = (int32_t*)(data + 1);
-  TT_RETURN_IF_ERROR(tt_conv_channel_multipliers(interpreter, node, input,
-                                                 filter, output, count,
-                                                 multipliers,
-                                                 multipliers + count));
   data->shape = s;
   data->window = window;
   data->quant = quant;

@@ -101,15 +101,9 @@ static void depthwise_pixel(const tt_depthwise_shape* s,
 
 static tt_status depthwise_prepare(tt_interpreter* interpreter,
                                    tt_node* node) {
-  TT_RETURN_IF_ERROR(tt_expect_io_counts(interpreter, node, 2, 3, 1));
-  const tt_tensor* input = tt_node_input(interpreter, node, 0);
-  const tt_tensor* filter = tt_node_input(interpreter, node, 1);
-  const tt_tensor* bias = tt_node_input(interpreter, node, 2);
-  const tt_tensor* output = tt_node_output(interpreter, node, 0);
-  if (input == NULL || filter == NULL || output == NULL) {
-    return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
-                        "input, filter and output are required");
-  }
+  const tt_tensor *input, *filter, *bias, *output;
+  TT_RETURN_IF_ERROR(
+      tt_conv_node_tensors(interpreter, node, &input, &filter, &bias, &output));
 
   int32_t padding, activation, depth_multiplier;
   tt_conv_window window = {0, 0, 1, 1, 0, 0};
@@ -130,18 +124,8 @@ static tt_status depthwise_prepare(tt_interpreter* interpreter,
                                    &depth_multiplier));
 
   tt_conv_quant quant;
-  TT_RETURN_IF_ERROR(
-      tt_conv_prepare_io(interpreter, node, input, output, activation, &quant));
-  TT_RETURN_IF_ERROR(tt_conv_expect_filter(interpreter, node, filter));
-  TT_RETURN_IF_ERROR(tt_expect_rank(interpreter, node, input, "input", 4));
-  TT_RETURN_IF_ERROR(tt_expect_rank(interpreter, node, filter, "filter", 4));
-  TT_RETURN_IF_ERROR(tt_expect_rank(interpreter, node, output, "output", 4));
-  TT_RETURN_IF_ERROR(
-      tt_conv_expect_nonempty(interpreter, node, input, "input"));
-  TT_RETURN_IF_ERROR(
-      tt_conv_expect_nonempty(interpreter, node, filter, "filter"));
-  TT_RETURN_IF_ERROR(
-      tt_conv_expect_nonempty(interpreter, node, output, "output"));
+  TT_RETURN_IF_ERROR(tt_conv_prepare_image_io(interpreter, node, input, filter,
+                                              output, activation, &quant));
 
   tt_depthwise_shape s;
   s.batches = input->dims[0];
@@ -189,17 +173,11 @@ static tt_status depthwise_prepare(tt_interpreter* interpreter,
                         filter->num_scales, filter->num_zero_points);
   }
   int32_t count;
-  TT_RETURN_IF_ERROR(
-      tt_conv_multiplier_count(interpreter, node, filter, 3, s.out_c, &count));
   void* raw;
-  TT_RETURN_IF_ERROR(tt_conv_alloc_op_data(
-      interpreter, node, sizeof(tt_depthwise_op_data), count, &raw));
+  TT_RETURN_IF_ERROR(tt_conv_alloc_channel_op_data(
+      interpreter, node, input, filter, output, sizeof(tt_depthwise_op_data), 3, s.out_c,
+      &count, &raw));
   tt_depthwise_op_data* data = (tt_depthwise_op_data*)raw;
-  int32_t* multipliers = (int32_t*)(data + 1);
-  TT_RETURN_IF_ERROR(tt_conv_channel_multipliers(interpreter, node, input,
-                                                 filter, output, count,
-                                                 multipliers,
-                                                 multipliers + count));
   data->shape = s;
   data->window = window;
   data->quant = quant;

@@ -11,8 +11,6 @@
  * activation range, which includes int8 saturation. */
 #include "../tt_backward_helpers.h"
 #include "../tt_backward_math.h"
-#include "../tt_kernel_checks.h"
-#include "../tt_plan.h"
 
 void tt_depthwise_input_grad(const tt_depthwise_shape* s,
                              const tt_conv_window* w, const int8_t* filter,
@@ -90,72 +88,47 @@ void tt_depthwise_channel_grad(const tt_depthwise_shape* s,
   if (bias_grad != NULL) *bias_grad = bias_sum;
 }
 
-typedef struct {
-  const tt_depthwise_op_data* data;
-  const int8_t* input;
-  int32_t input_zero_point;
-  float input_scale;
-  const float* dy;
-} depthwise_grad_context;
+static void depthwise_shape(const void* op_data, tt_layer_shape* shape) {
+  const tt_depthwise_op_data* data = (const tt_depthwise_op_data*)op_data;
+  const tt_depthwise_shape* s = &data->shape;
+  shape->act_min = data->quant.act_min;
+  shape->act_max = data->quant.act_max;
+  shape->num_channels = s->out_c;
+  shape->weights_per_channel = s->filter_h * s->filter_w;
+  shape->layout.channel_step = 1;
+  shape->layout.weight_stride = s->out_c;
+}
+
+static void depthwise_input(const void* op_data, const int8_t* filter,
+                            const void* scales, int32_t scale_step,
+                            const float* dy, float* dx) {
+  const tt_depthwise_op_data* data = (const tt_depthwise_op_data*)op_data;
+  tt_depthwise_input_grad(&data->shape, &data->window, filter, scales,
+                          scale_step, dy, dx);
+}
 
 static void depthwise_channel(const void* context, int32_t channel,
                               float* weight_grad, float* bias_grad) {
-  const depthwise_grad_context* c = (const depthwise_grad_context*)context;
-  tt_depthwise_channel_grad(&c->data->shape, &c->data->window, channel,
-                            c->input, c->input_zero_point, c->input_scale,
-                            c->dy, weight_grad, bias_grad);
+  const tt_layer_grad_context* c = (const tt_layer_grad_context*)context;
+  const tt_depthwise_op_data* data = (const tt_depthwise_op_data*)c->op_data;
+  tt_depthwise_channel_grad(&data->shape, &data->window, channel, c->input,
+                            c->input_zero_point, c->input_scale, c->dy,
+                            weight_grad, bias_grad);
 }
+
+static const tt_layer_backward depthwise_layer = {
+    depthwise_shape, depthwise_input, depthwise_channel};
 
 static tt_status depthwise_backward_prepare(tt_interpreter* it,
                                             const tt_node* node,
                                             const tt_layer_update* update,
                                             tt_backward_needs* needs) {
-  tt_backward_needs_clear(needs);
-  const tt_depthwise_op_data* data =
-      (const tt_depthwise_op_data*)tt_node_op_data(it, node);
-  if (data == NULL || node->num_inputs < 2) {
-    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
-                        "forward kernel is not prepared");
-  }
-  const tt_depthwise_shape* s = &data->shape;
-  tt_backward_clamp(needs, data->quant.act_min, data->quant.act_max);
-  return tt_backward_prepare_update(
-      it, node, update, tt_node_input(it, node, 1),
-      tt_node_input(it, node, 2), s->out_c, s->filter_h * s->filter_w,
-      needs);
+  return tt_backward_prepare_layer(it, node, update, &depthwise_layer, needs);
 }
 
 static tt_status depthwise_backward(tt_interpreter* it, const tt_node* node,
                                     const tt_backward_io* io) {
-  const tt_depthwise_op_data* data =
-      (const tt_depthwise_op_data*)tt_node_op_data(it, node);
-  const tt_tensor* input = tt_node_input(it, node, 0);
-  const tt_tensor* filter = tt_node_input(it, node, 1);
-  const int8_t* filter_data = (const int8_t*)tt_tensor_data(it, filter);
-  const int8_t* input_data = (const int8_t*)tt_tensor_data(it, input);
-  if (data == NULL || filter_data == NULL || io->output_grad == NULL) {
-    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
-                        "backward has no filter or output gradient");
-  }
-  const tt_depthwise_shape* s = &data->shape;
-  if (io->input_grads[0] != NULL) {
-    const void* scales;
-    int32_t step;
-    tt_backward_scales(it, filter, &scales, &step);
-    tt_depthwise_input_grad(s, &data->window, filter_data, scales, step,
-                            io->output_grad, io->input_grads[0]);
-  }
-  if (io->update == NULL) return TT_OK;
-  if (io->update->kind == TT_UPDATE_WEIGHTS && input_data == NULL) {
-    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
-                        "the saved input has no memory");
-  }
-  const depthwise_grad_context context = {data, input_data, input->zero_point,
-                                          input->scale, io->output_grad};
-  const tt_channel_layout layout = {1, s->out_c};
-  return tt_backward_update_channels(it, node, io->update, &layout,
-                                     io->scratch, depthwise_channel,
-                                     &context);
+  return tt_backward_layer(it, node, io, &depthwise_layer);
 }
 
 const tt_backward_kernel tt_backward_depthwise_conv_2d = {

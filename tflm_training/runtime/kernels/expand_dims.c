@@ -16,14 +16,7 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
   const tt_tensor* input = tt_node_input(it, node, 0);
   const tt_tensor* axis = tt_node_input(it, node, 1);
   const tt_tensor* output = tt_node_output(it, node, 0);
-  if (input->type != TT_TYPE_INT8 && input->type != TT_TYPE_INT16 &&
-      input->type != TT_TYPE_FLOAT32)
-    return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
-                        "input type %s is not supported (INT8, INT16 or "
-                        "FLOAT32)",
-                        tt_type_name(input->type));
-  TT_RETURN_IF_ERROR(
-      tt_expect_type(it, node, output, "output", input->type));
+  TT_RETURN_IF_ERROR(tt_expect_movable_io(it, node, input, output));
   TT_RETURN_IF_ERROR(tt_expect_constant_i32(it, node, axis, "axis"));
   if (axis->rank > 1 || axis->num_elements < 1) /* TFLM reads the first */
     return tt_node_fail(it, node, TT_ERR_CORRUPT_MODEL,

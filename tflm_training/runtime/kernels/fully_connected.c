@@ -116,15 +116,9 @@ static tt_status fc_per_tensor_multiplier(tt_interpreter* interpreter,
 }
 
 static tt_status fc_prepare(tt_interpreter* interpreter, tt_node* node) {
-  TT_RETURN_IF_ERROR(tt_expect_io_counts(interpreter, node, 2, 3, 1));
-  const tt_tensor* input = tt_node_input(interpreter, node, 0);
-  const tt_tensor* filter = tt_node_input(interpreter, node, 1);
-  const tt_tensor* bias = tt_node_input(interpreter, node, 2);
-  const tt_tensor* output = tt_node_output(interpreter, node, 0);
-  if (input == NULL || filter == NULL || output == NULL) {
-    return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
-                        "input, filter and output are required");
-  }
+  const tt_tensor *input, *filter, *bias, *output;
+  TT_RETURN_IF_ERROR(
+      tt_conv_node_tensors(interpreter, node, &input, &filter, &bias, &output));
 
   int32_t activation, weights_format;
   bool keep_num_dims;
@@ -146,11 +140,7 @@ static tt_status fc_prepare(tt_interpreter* interpreter, tt_node* node) {
   TT_RETURN_IF_ERROR(tt_conv_expect_filter(interpreter, node, filter));
   TT_RETURN_IF_ERROR(tt_expect_rank(interpreter, node, filter, "filter", 2));
   TT_RETURN_IF_ERROR(
-      tt_conv_expect_nonempty(interpreter, node, input, "input"));
-  TT_RETURN_IF_ERROR(
-      tt_conv_expect_nonempty(interpreter, node, filter, "filter"));
-  TT_RETURN_IF_ERROR(
-      tt_conv_expect_nonempty(interpreter, node, output, "output"));
+      tt_conv_expect_nonempty_io(interpreter, node, input, filter, output));
 
   const int32_t units = filter->dims[0];
   const int32_t accum_depth = filter->dims[1];

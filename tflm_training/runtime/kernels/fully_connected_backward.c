@@ -8,8 +8,6 @@
  * range, which includes int8 saturation. */
 #include "../tt_backward_helpers.h"
 #include "../tt_backward_math.h"
-#include "../tt_kernel_checks.h"
-#include "../tt_plan.h"
 
 void tt_fc_input_grad(int32_t batches, int32_t depth, int32_t units,
                       const int8_t* filter, int32_t filter_offset,
@@ -54,66 +52,44 @@ void tt_fc_channel_grad(int32_t batches, int32_t depth, int32_t units,
   if (bias_grad != NULL) *bias_grad = bias_sum;
 }
 
-typedef struct {
-  const tt_fc_op_data* data;
-  const int8_t* input;
-  int32_t input_zero_point;
-  float input_scale;
-  const float* dy;
-} fc_grad_context;
+static void fc_shape(const void* op_data, tt_layer_shape* shape) {
+  const tt_fc_op_data* data = (const tt_fc_op_data*)op_data;
+  shape->act_min = data->quant.act_min;
+  shape->act_max = data->quant.act_max;
+  shape->num_channels = data->units;
+  shape->weights_per_channel = data->accum_depth;
+  shape->layout.channel_step = data->accum_depth;
+  shape->layout.weight_stride = 1;
+}
+
+static void fc_input(const void* op_data, const int8_t* filter,
+                     const void* scales, int32_t scale_step, const float* dy,
+                     float* dx) {
+  const tt_fc_op_data* data = (const tt_fc_op_data*)op_data;
+  tt_fc_input_grad(data->batches, data->accum_depth, data->units, filter,
+                   data->filter_offset, scales, scale_step, dy, dx);
+}
 
 static void fc_channel(const void* context, int32_t channel,
                        float* weight_grad, float* bias_grad) {
-  const fc_grad_context* c = (const fc_grad_context*)context;
-  tt_fc_channel_grad(c->data->batches, c->data->accum_depth, c->data->units,
-                     channel, c->input, c->input_zero_point, c->input_scale,
-                     c->dy, weight_grad, bias_grad);
+  const tt_layer_grad_context* c = (const tt_layer_grad_context*)context;
+  const tt_fc_op_data* data = (const tt_fc_op_data*)c->op_data;
+  tt_fc_channel_grad(data->batches, data->accum_depth, data->units, channel,
+                     c->input, c->input_zero_point, c->input_scale, c->dy,
+                     weight_grad, bias_grad);
 }
+
+static const tt_layer_backward fc_layer = {fc_shape, fc_input, fc_channel};
 
 static tt_status fc_backward_prepare(tt_interpreter* it, const tt_node* node,
                                      const tt_layer_update* update,
                                      tt_backward_needs* needs) {
-  tt_backward_needs_clear(needs);
-  const tt_fc_op_data* data = (const tt_fc_op_data*)tt_node_op_data(it, node);
-  if (data == NULL || node->num_inputs < 2) {
-    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
-                        "forward kernel is not prepared");
-  }
-  tt_backward_clamp(needs, data->quant.act_min, data->quant.act_max);
-  return tt_backward_prepare_update(
-      it, node, update, tt_node_input(it, node, 1),
-      tt_node_input(it, node, 2), data->units, data->accum_depth, needs);
+  return tt_backward_prepare_layer(it, node, update, &fc_layer, needs);
 }
 
 static tt_status fc_backward(tt_interpreter* it, const tt_node* node,
                              const tt_backward_io* io) {
-  const tt_fc_op_data* data = (const tt_fc_op_data*)tt_node_op_data(it, node);
-  const tt_tensor* input = tt_node_input(it, node, 0);
-  const tt_tensor* filter = tt_node_input(it, node, 1);
-  const int8_t* filter_data = (const int8_t*)tt_tensor_data(it, filter);
-  const int8_t* input_data = (const int8_t*)tt_tensor_data(it, input);
-  if (data == NULL || filter_data == NULL || io->output_grad == NULL) {
-    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
-                        "backward has no filter or output gradient");
-  }
-  if (io->input_grads[0] != NULL) {
-    const void* scales;
-    int32_t step;
-    tt_backward_scales(it, filter, &scales, &step);
-    tt_fc_input_grad(data->batches, data->accum_depth, data->units,
-                     filter_data, data->filter_offset, scales, step,
-                     io->output_grad, io->input_grads[0]);
-  }
-  if (io->update == NULL) return TT_OK;
-  if (io->update->kind == TT_UPDATE_WEIGHTS && input_data == NULL) {
-    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
-                        "the saved input has no memory");
-  }
-  const fc_grad_context context = {data, input_data, input->zero_point,
-                                   input->scale, io->output_grad};
-  const tt_channel_layout layout = {data->accum_depth, 1};
-  return tt_backward_update_channels(it, node, io->update, &layout,
-                                     io->scratch, fc_channel, &context);
+  return tt_backward_layer(it, node, io, &fc_layer);
 }
 
 const tt_backward_kernel tt_backward_fully_connected = {

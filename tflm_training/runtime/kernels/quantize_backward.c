@@ -11,13 +11,9 @@ static tt_status quantize_backward_prepare(tt_interpreter* it,
                                            tt_backward_needs* needs) {
   (void)update;
   tt_backward_needs_clear(needs);
-  const tt_tensor* input = tt_node_input(it, node, 0);
-  const tt_tensor* output = tt_node_output(it, node, 0);
-  if (input == NULL || output == NULL ||
-      input->num_elements != output->num_elements) {
-    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
-                        "forward kernel is not prepared");
-  }
+  const tt_tensor* input;
+  const tt_tensor* output;
+  TT_RETURN_IF_ERROR(tt_backward_unary_tensors(it, node, &input, &output));
   if (input->type == TT_TYPE_INT8) {
     tt_backward_clamp_requantize(needs, input, output);
   } else {

@@ -10,19 +10,6 @@
 #include "../tt_backward_math.h"
 #include "../tt_quant.h"
 
-static tt_status relu_tensors(tt_interpreter* it, const tt_node* node,
-                              const tt_tensor** input,
-                              const tt_tensor** output) {
-  *input = tt_node_input(it, node, 0);
-  *output = tt_node_output(it, node, 0);
-  if (*input == NULL || *output == NULL ||
-      (*input)->num_elements != (*output)->num_elements) {
-    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
-                        "forward kernel is not prepared");
-  }
-  return TT_OK;
-}
-
 static tt_status relu_backward_prepare(tt_interpreter* it,
                                        const tt_node* node,
                                        const tt_layer_update* update,
@@ -31,7 +18,7 @@ static tt_status relu_backward_prepare(tt_interpreter* it,
   tt_backward_needs_clear(needs);
   const tt_tensor* input;
   const tt_tensor* output;
-  TT_RETURN_IF_ERROR(relu_tensors(it, node, &input, &output));
+  TT_RETURN_IF_ERROR(tt_backward_unary_tensors(it, node, &input, &output));
   const bool same = input->scale == output->scale &&
                     input->zero_point == output->zero_point;
   tt_backward_clamp(needs, output->zero_point, same ? 128 : 127);
@@ -48,7 +35,7 @@ static tt_status relu6_backward_prepare(tt_interpreter* it,
   tt_backward_needs_clear(needs);
   const tt_tensor* input;
   const tt_tensor* output;
-  TT_RETURN_IF_ERROR(relu_tensors(it, node, &input, &output));
+  TT_RETURN_IF_ERROR(tt_backward_unary_tensors(it, node, &input, &output));
   const float six = tt_round_float(6.0f / input->scale);
   int32_t upper = -128;
   if (six < 2147483648.0f) {
@@ -68,20 +55,10 @@ static tt_status relu_backward(tt_interpreter* it, const tt_node* node,
   return TT_OK;
 }
 
-static tt_status relu6_backward(tt_interpreter* it, const tt_node* node,
-                                const tt_backward_io* io) {
-  if (io->input_grads[0] == NULL) return TT_OK;
-  const tt_tensor* input = tt_node_input(it, node, 0);
-  const tt_tensor* output = tt_node_output(it, node, 0);
-  tt_grad_scaled_add(input->num_elements, tt_backward_copy_gain(input, output),
-                     io->output_grad, io->input_grads[0]);
-  return TT_OK;
-}
-
 const tt_backward_kernel tt_backward_relu = {
     TT_OP_RELU, false, relu_backward_prepare, relu_backward,
 };
 
 const tt_backward_kernel tt_backward_relu6 = {
-    TT_OP_RELU6, false, relu6_backward_prepare, relu6_backward,
+    TT_OP_RELU6, false, relu6_backward_prepare, tt_backward_copy_grad,
 };

@@ -16,13 +16,9 @@ static tt_status copy_backward_prepare(tt_interpreter* it,
                                        tt_backward_needs* needs) {
   (void)update;
   tt_backward_needs_clear(needs);
-  const tt_tensor* input = tt_node_input(it, node, 0);
-  const tt_tensor* output = tt_node_output(it, node, 0);
-  if (input == NULL || output == NULL ||
-      input->num_elements != output->num_elements) {
-    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
-                        "forward kernel is not prepared");
-  }
+  const tt_tensor* input;
+  const tt_tensor* output;
+  TT_RETURN_IF_ERROR(tt_backward_unary_tensors(it, node, &input, &output));
   if (input->type != TT_TYPE_INT8 && input->type != TT_TYPE_FLOAT32) {
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                         "gradients pass only through INT8 or FLOAT32 "
@@ -31,24 +27,17 @@ static tt_status copy_backward_prepare(tt_interpreter* it,
   return TT_OK;
 }
 
-static tt_status copy_backward(tt_interpreter* it, const tt_node* node,
-                               const tt_backward_io* io) {
-  if (io->input_grads[0] == NULL) return TT_OK;
-  const tt_tensor* input = tt_node_input(it, node, 0);
-  const tt_tensor* output = tt_node_output(it, node, 0);
-  tt_grad_scaled_add(input->num_elements, tt_backward_copy_gain(input, output),
-                     io->output_grad, io->input_grads[0]);
-  return TT_OK;
-}
-
 const tt_backward_kernel tt_backward_reshape = {
-    TT_OP_RESHAPE, false, copy_backward_prepare, copy_backward,
+    TT_OP_RESHAPE, false, copy_backward_prepare,
+    tt_backward_copy_grad,
 };
 
 const tt_backward_kernel tt_backward_squeeze = {
-    TT_OP_SQUEEZE, false, copy_backward_prepare, copy_backward,
+    TT_OP_SQUEEZE, false, copy_backward_prepare,
+    tt_backward_copy_grad,
 };
 
 const tt_backward_kernel tt_backward_expand_dims = {
-    TT_OP_EXPAND_DIMS, false, copy_backward_prepare, copy_backward,
+    TT_OP_EXPAND_DIMS, false, copy_backward_prepare,
+    tt_backward_copy_grad,
 };

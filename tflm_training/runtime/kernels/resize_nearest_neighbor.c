@@ -28,14 +28,7 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
   const tt_tensor* input = tt_node_input(it, node, 0);
   const tt_tensor* size = tt_node_input(it, node, 1);
   const tt_tensor* output = tt_node_output(it, node, 0);
-  if (input->type != TT_TYPE_INT8 && input->type != TT_TYPE_INT16 &&
-      input->type != TT_TYPE_FLOAT32)
-    return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
-                        "input type %s is not supported (INT8, INT16 or "
-                        "FLOAT32)",
-                        tt_type_name(input->type));
-  TT_RETURN_IF_ERROR(
-      tt_expect_type(it, node, output, "output", input->type));
+  TT_RETURN_IF_ERROR(tt_expect_movable_io(it, node, input, output));
   TT_RETURN_IF_ERROR(tt_expect_rank(it, node, input, "input", 4));
   TT_RETURN_IF_ERROR(tt_expect_constant_i32(it, node, size, "size"));
   if (size->rank != 1 || size->num_elements != 2)
