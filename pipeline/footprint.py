@@ -1,0 +1,211 @@
+r"""Does an int8 model fit the board? Flash and RAM measured with the
+tflm_training runtime itself (its arena needs the same bytes on the host
+and on the MCU), against the board's limits from boards/<board>/board.json.
+
+    fp = measure(tflite_bytes)            # inference and training arenas
+    problems = check_fits(fp, 'nrf52840') # [] when it fits
+    print('\n'.join(describe(fp)))
+
+What counts: flash = the .tflite bytes + FLASH_RESERVE (firmware code);
+RAM = the arena + the board's stack + RAM_RESERVE (other globals). Two
+training plans are measured: the classifier only, and the classifier with
+the trainable layer before it (the "last layers").
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+
+import numpy as np
+import tf_keras as keras
+
+import tflm_training
+from tflm_training import plan as plan_lib
+from tflm_training import tflite_graph
+
+from pipeline import data as datasets
+from pipeline import qat
+from pipeline import zoo
+
+BOARDS_DIR = os.path.join(datasets.REPO_ROOT, 'boards')
+# The nRF52840 firmware (runtime, kernels incl. backward, app) measured
+# about 50 KB of code; keep room for growth.
+FLASH_RESERVE = 128 * 1024
+# Globals besides the arena (under 1 KB today), beyond the stack.
+RAM_RESERVE = 4 * 1024
+
+
+def board_limits(board='nrf52840'):
+    """{'flash', 'ram', 'stack'} bytes of a board (following 'emulates')."""
+    with open(os.path.join(BOARDS_DIR, board, 'board.json')) as f:
+        data = json.load(f)
+    if 'emulates' in data:
+        base = board_limits(data['emulates'])
+        memory = data.get('memory', {})
+        return {'flash': _size(memory.get('flash'), base['flash']),
+                'ram': _size(memory.get('ram'), base['ram']),
+                'stack': int(data.get('stack_size', base['stack']))}
+    return {'flash': _size(data['memory']['flash'], None),
+            'ram': _size(data['memory']['ram'], None),
+            'stack': int(data.get('stack_size', 16384))}
+
+
+def _size(region, default):
+    if region is None:
+        return default
+    size = region['size']
+    return int(size, 0) if isinstance(size, str) else int(size)
+
+
+def _reaches(graph, operator_index, tensor):
+    """Whether the operator's output flows into `tensor`."""
+    reached = set(graph.operators[operator_index].outputs)
+    for op in graph.operators[operator_index + 1:]:
+        if reached.intersection(op.inputs):
+            reached.update(op.outputs)
+    return tensor in reached
+
+
+def last_layers_plan(buf, count=2):
+    """A plan training the last `count` trainable operators (weights and
+    biases, every channel) that feed the logits."""
+    graph = tflite_graph.read_graph(buf)
+    logits = plan_lib.find_logits(graph)
+    ops = [op.index for op in graph.operators
+           if op.builtin_code in plan_lib.TRAINABLE_OPERATORS and
+           _reaches(graph, op.index, logits)]
+    return tflm_training.TrainingPlan.for_model(
+        buf, {op: None for op in ops[-count:]})
+
+
+def measure(buf):
+    """{'model_bytes', 'inference_arena', 'train_classifier',
+    'train_last_two'}: the two training entries are the trainer's memory
+    breakdown (tt_training_memory; 'total' is its arena)."""
+    buf = bytes(buf)
+    interpreter = tflm_training.Interpreter.from_bytes(buf)
+    result = {'model_bytes': len(buf),
+              'inference_arena': interpreter.arena_used_bytes()}
+    plans = {
+        'train_classifier': tflm_training.TrainingPlan.classifier_only(buf),
+        'train_last_two': last_layers_plan(buf, 2),
+    }
+    for key, plan in plans.items():
+        result[key] = tflm_training.Trainer(buf, plan).memory()
+        result[key]['layers'] = [layer.operator_index for layer in plan.layers]
+    return result
+
+
+def check_fits(fp, board='nrf52840'):
+    """Problems (strings) with running and training `fp` on the board;
+    [] when everything fits."""
+    limits = board_limits(board)
+    flash = fp['model_bytes'] + FLASH_RESERVE
+    problems = []
+    if flash > limits['flash']:
+        problems.append('flash: model %d + firmware %d > %d bytes' % (
+            fp['model_bytes'], FLASH_RESERVE, limits['flash']))
+    ram_left = limits['ram'] - limits['stack'] - RAM_RESERVE
+    for key in ('inference_arena', 'train_classifier', 'train_last_two'):
+        arena = fp[key] if isinstance(fp[key], int) else fp[key]['total']
+        if arena > ram_left:
+            problems.append('RAM: %s arena %d > %d bytes left (%d RAM - %d '
+                            'stack - %d other)' % (
+                                key, arena, ram_left, limits['ram'],
+                                limits['stack'], RAM_RESERVE))
+    return problems
+
+
+def describe(fp, board='nrf52840'):
+    """Human-readable lines."""
+    limits = board_limits(board)
+    lines = ['flash: model %.1f KB (+%d KB firmware) of %d KB' % (
+        fp['model_bytes'] / 1024, FLASH_RESERVE // 1024,
+        limits['flash'] // 1024),
+             'RAM: inference arena %.1f KB' % (fp['inference_arena'] / 1024)]
+    for key in ('train_classifier', 'train_last_two'):
+        m = fp[key]
+        lines.append(
+            'RAM: %s (ops %s) arena %.1f KB = tables %.1f + weight copies '
+            '%.1f + optimizer %.1f + planned %.1f' % (
+                key, m['layers'], m['total'] / 1024,
+                (m['interpreter_tables'] + m['trainer_tables']) / 1024,
+                m['weight_copies'] / 1024, m['optimizer_state'] / 1024,
+                m['planned_region'] / 1024))
+    lines.append('fits %s: %s' % (board, '; '.join(check_fits(fp, board)) or
+                                  'yes'))
+    return lines
+
+
+# --------------------------------------------------------------------------
+# Zoo architectures (no training needed: memory depends on shapes only)
+# --------------------------------------------------------------------------
+
+def randomize_biases(model, rng):
+    """Non-zero BatchNormalization shifts and statistics, and Dense biases,
+    as a trained model has: the converter stores identical constants (the
+    all-zero biases of a fresh model) once, which would understate flash."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([
+                gamma * rng.uniform(0.5, 1.5, gamma.shape),
+                rng.normal(0, 0.1, beta.shape), rng.normal(0, 0.1, mean.shape),
+                variance * rng.uniform(0.5, 1.5, variance.shape)])
+        elif isinstance(layer, keras.layers.Dense) and layer.use_bias:
+            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape))
+
+
+def convert_untrained(config, samples=4, seed=0):
+    """An int8 .tflite of a zoo config with random weights: quantize,
+    activation ranges from random inputs in [0, 1], convert. Its flash and
+    RAM needs are those of the trained model."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    model = zoo.build(config)
+    randomize_biases(model, np.random.RandomState(seed))
+    qat_model = qat.quantize(model)
+    x = np.random.RandomState(seed).rand(
+        samples, *config.input_shape).astype(np.float32)
+    qat.init_activation_ranges(qat_model, model, x, batch=samples)
+    qat.set_input_range(qat_model)
+    return qat.convert(qat_model, config.input_shape, x)
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_enum('model', 'ds_cnn', sorted(zoo.MODELS), 'Zoo model.')
+    flags.DEFINE_integer('num_classes', None, 'Classes of the head '
+                         '(default: the config default).')
+    flags.DEFINE_multi_string('config', [], 'Another config field, '
+                              'field=value (a Python literal); repeatable.')
+    flags.DEFINE_string('tflite', None, 'Measure this .tflite instead.')
+    flags.DEFINE_string('board', 'nrf52840', 'Board (boards/<board>).')
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError('unexpected arguments: %s' % argv[1:])
+    if FLAGS.tflite:
+        with open(FLAGS.tflite, 'rb') as f:
+            buf = f.read()
+    else:
+        overrides = zoo.parse_overrides(FLAGS.config)
+        if FLAGS.num_classes:
+            overrides['num_classes'] = FLAGS.num_classes
+        config = zoo.make_config(FLAGS.model, **overrides)
+        size = zoo.summary(zoo.build(config))
+        print('%s: %d params, %.2f M MACs' % (FLAGS.model, size['params'],
+                                              size['macs'] / 1e6))
+        buf = convert_untrained(config)
+    for line in describe(measure(buf), FLAGS.board):
+        print(line)
+
+
+if __name__ == '__main__':
+    define_flags()
+    app.run(main)
