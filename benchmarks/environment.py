@@ -5,7 +5,9 @@ import importlib
 import importlib.metadata
 import os
 import platform
+import shlex
 import subprocess
+import sys
 
 from tools import emulation
 from tools import firmware_build
@@ -93,3 +95,9 @@ def describe(load_at_start):
         "git_commit": _git("rev-parse", "HEAD"),
         "runtime_uncommitted": _runtime_changes(),
     }
+
+
+def command_line():
+    """The command that reproduces this run, from the repository root."""
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
+    return shlex.join(["python", script, *sys.argv[1:]])

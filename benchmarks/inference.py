@@ -11,9 +11,7 @@ between the runtimes. See benchmarks/README.md.
 
 import hashlib
 import json
-import os
 import pathlib
-import shlex
 import sys
 import tempfile
 
@@ -69,12 +67,6 @@ _OUT = flags.DEFINE_string(
     "Markdown report.")
 _JSON_OUT = flags.DEFINE_string(
     "json_out", None, "Raw numbers (default: --out with a .json suffix).")
-
-
-def command_line():
-    """The command that reproduces this run, from the repository root."""
-    script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
-    return shlex.join(["python", script, *sys.argv[1:]])
 
 
 def config():
@@ -176,7 +168,7 @@ def run_all(firmware_dir):
         print("[tiny_relu] firmware", flush=True)
         floor["firmware"] = firmware_floor(firmware_dir)
     return {
-        "command": command_line(),
+        "command": environment.command_line(),
         "config": config(),
         "environment": environment.describe(load_at_start),
         "board_limits": {"flash_size": board.flash.size,

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import pathlib
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -91,12 +90,6 @@ _OUT = flags.DEFINE_string(
     "Markdown report.")
 _JSON_OUT = flags.DEFINE_string(
     "json_out", None, "Raw numbers (default: --out with a .json suffix).")
-
-
-def command_line():
-    """The command that reproduces this run, from the repository root."""
-    script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
-    return shlex.join(["python", script, *sys.argv[1:]])
 
 
 def config():
@@ -351,7 +344,7 @@ def run_all(firmware_dir):
     env.update({name: environment.package_version(name)
                 for name in ("tensorflow", "tf_keras")})
     return {
-        "command": command_line(),
+        "command": environment.command_line(),
         "config": config(),
         "environment": env,
         "board_limits": {"flash_size": board.flash.size,
