@@ -1,0 +1,476 @@
+"""The steps of tools/deploy.py: adapt a pretrained int8 model to a new task
+on a board (emulated in QEMU), and check the device against the host.
+
+Each step is a small function that either returns what the next one needs
+or raises DeployError with what went wrong and what to do next.
+"""
+import dataclasses
+import math
+import pathlib
+import shutil
+import time
+import zlib
+
+import numpy as np
+
+from tools import board_config
+from tools import emulation
+from tools import firmware_build
+from tools import host_build
+from tools import training_firmware
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = REPO / "tests" / "models" / "transfer" / "ds_cnn_fsdd.tflite"
+DATASETS = {
+    # name: (file with x_train/y_train, file with x_test/y_test)
+    "fsdd": (REPO / "tests" / "data" / "fsdd_train.npz", REPO / "tests" / "data" / "fsdd.npz"),
+}
+SCHEMES = ("classifier", "bias", "sparse", "full")
+# Momentum with a small batch: the settings tests/test_firmware_training.py uses.
+MOMENTUM = 0.9
+BATCH_SIZE = 5
+SPARSE_FRACTION = 4  # sparse trains 1/SPARSE_FRACTION of the last conv's channels
+QEMU_PACKAGE = "qemu-system-arm"
+TOOLCHAIN_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi"
+
+
+class DeployError(RuntimeError):
+    """What went wrong, and the next step."""
+
+
+def _tflm():
+    host_build.build_host_if_stale()
+    import tflm_training  # pylint: disable=import-outside-toplevel
+    return tflm_training
+
+
+# -- board and tools -------------------------------------------------------------
+
+
+def load_board(name):
+    try:
+        return board_config.load_board(name)
+    except board_config.BoardError as e:
+        raise DeployError(f"{e}. Pick one of the known boards with --board "
+                          f"(each is a folder under boards/ with a board.json).") from None
+
+
+def check_tools(board, emulate):
+    """The ARM toolchain always; QEMU when emulating."""
+    if shutil.which(firmware_build.GCC) is None or shutil.which(firmware_build.OBJCOPY) is None:
+        raise DeployError(f"the ARM toolchain ({firmware_build.GCC}) is not installed. Install "
+                          f"it with: sudo apt-get install {TOOLCHAIN_PACKAGES} "
+                          "(or run: bash tools/install.sh)")
+    try:
+        firmware_build.check_toolchain(board.cpu_flags)
+    except firmware_build.BuildError as e:
+        raise DeployError(str(e)) from None
+    if emulate and shutil.which(emulation.QEMU) is None:
+        raise DeployError(f"{emulation.QEMU} is not installed, so the firmware cannot be "
+                          f"emulated. Install it with: sudo apt-get install {QEMU_PACKAGE} "
+                          "(or pass --noemulate to only build the firmware)")
+
+
+def emulator_board(board):
+    try:
+        return emulation.resolve_board(board.name)
+    except board_config.BoardError as e:
+        raise DeployError(f"{e}; pass --noemulate to build the firmware for {board.name} "
+                          "without running it") from None
+
+
+# -- data ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Dataset:
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def load_dataset(name_or_path):
+    """A built-in dataset name or an .npz with x_train, y_train, x_test, y_test."""
+    if name_or_path in DATASETS:
+        train_file, test_file = DATASETS[name_or_path]
+        with np.load(train_file) as train, np.load(test_file) as test:
+            return Dataset(name_or_path, train["x_train"], train["y_train"],
+                           test["x_test"], test["y_test"])
+    path = pathlib.Path(name_or_path)
+    if not path.is_file():
+        raise DeployError(f"dataset {name_or_path!r} is neither a built-in dataset "
+                          f"({', '.join(DATASETS)}) nor an .npz file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DeployError(f"cannot read {path} as an .npz: {e}") from None
+    with data:
+        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in data.files]
+        if missing:
+            raise DeployError(f"{path} lacks {', '.join(missing)}; it must hold x_train, "
+                              f"y_train, x_test and y_test (it has {', '.join(data.files)})")
+        return Dataset(path.stem, data["x_train"], data["y_train"], data["x_test"],
+                       data["y_test"])
+
+
+@dataclasses.dataclass
+class ModelInput:
+    shape: tuple  # without the batch axis
+    dtype: np.dtype
+    scale: float
+    zero_point: int
+    num_classes: int
+
+
+def model_input(model_bytes):
+    tflm = _tflm()
+    try:
+        interpreter = tflm.Interpreter.from_bytes(model_bytes)
+        details = interpreter.get_input_details(0)
+        output = interpreter.get_output_details(0)
+    except tflm.TflmTrainingError as e:
+        raise DeployError(f"the runtime cannot run the model: {e}") from None
+    quantization = details["quantization_parameters"]
+    scales, zero_points = quantization["scales"], quantization["zero_points"]
+    return ModelInput(tuple(int(d) for d in details["shape"][1:]), np.dtype(details["dtype"]),
+                      float(scales[0]) if len(scales) else 1.0,
+                      int(zero_points[0]) if len(zero_points) else 0,
+                      int(np.prod(output["shape"])))
+
+
+def _quantize(x, info, split, dataset):
+    """Samples as the model's input: uint8 data is x / 255 quantized with the
+    input's scale and zero point; data already in the input dtype is used as is."""
+    x = np.asarray(x)
+    shape = info.shape
+    if x.ndim < 1 or x.shape[1:] != shape:
+        if x.ndim >= 1 and int(np.prod(x.shape[1:])) == int(np.prod(shape)):
+            x = x.reshape((len(x),) + shape)
+        else:
+            raise DeployError(
+                f"dataset {dataset}: x_{split} has shape {x.shape}, but the model takes "
+                f"samples of shape {shape}, so x_{split} must be (N, "
+                f"{', '.join(map(str, shape))}); give data made for this model")
+    if x.dtype == info.dtype:
+        return np.ascontiguousarray(x)
+    if x.dtype != np.uint8:
+        raise DeployError(f"dataset {dataset}: x_{split} has dtype {x.dtype}; give uint8 "
+                          f"(0-255, fed as x / 255) or {info.dtype.name} (already quantized)")
+    real = x.astype(np.float32) / np.float32(255.0)
+    q = np.round(real / np.float32(info.scale)) + info.zero_point
+    limits = np.iinfo(info.dtype)
+    return np.clip(q, limits.min, limits.max).astype(info.dtype)
+
+
+def _labels(y, count, info, split, dataset):
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DeployError(f"dataset {dataset}: y_{split} has dtype {y.dtype}; labels must be "
+                          "integer class indices")
+    y = y.reshape(-1)
+    if len(y) != count:
+        raise DeployError(f"dataset {dataset}: x_{split} has {count} samples but y_{split} "
+                          f"has {len(y)} labels")
+    if len(y) and (y.min() < 0 or y.max() >= info.num_classes):
+        raise DeployError(f"dataset {dataset}: y_{split} holds labels {int(y.min())} to "
+                          f"{int(y.max())}, but the model has {info.num_classes} classes "
+                          f"(0 to {info.num_classes - 1}); give a model with a head for "
+                          "this dataset's classes")
+    return y.astype(np.int64)
+
+
+def balanced_subset(y, count, rng):
+    """Up to `count` row indices, as even across classes as possible, shuffled."""
+    classes = np.unique(y)
+    if count is None or count >= len(y):
+        return rng.permutation(len(y))
+    pools = [list(rng.permutation(np.flatnonzero(y == c))) for c in classes]
+    chosen = []
+    while len(chosen) < count:
+        for pool in pools:
+            if pool and len(chosen) < count:
+                chosen.append(pool.pop())
+    return rng.permutation(np.array(chosen, dtype=np.int64))
+
+
+@dataclasses.dataclass
+class Samples:
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
+def prepare_samples(dataset, info, train_samples, test_samples, seed=0):
+    """Checked, quantized, class-balanced and shuffled train and test subsets."""
+    for split in ("train", "test"):
+        x = getattr(dataset, f"x_{split}")
+        if len(x) == 0:
+            raise DeployError(f"dataset {dataset.name}: x_{split} is empty")
+    train_x = _quantize(dataset.x_train, info, "train", dataset.name)
+    test_x = _quantize(dataset.x_test, info, "test", dataset.name)
+    train_y = _labels(dataset.y_train, len(train_x), info, "train", dataset.name)
+    test_y = _labels(dataset.y_test, len(test_x), info, "test", dataset.name)
+    rng = np.random.default_rng(seed)
+    train = balanced_subset(train_y, train_samples, rng)
+    test = balanced_subset(test_y, test_samples, rng)
+    return Samples(train_x[train], train_y[train], test_x[test], test_y[test])
+
+
+# -- model -----------------------------------------------------------------------
+
+
+def _checkpoint_prefix(path):
+    """The checkpoint prefix `path` names (prefix, its .json, or a folder with one)."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("*.json"))
+        found = [p for p in found if p.with_name(p.stem + ".weights.npz").is_file()]
+        if len(found) != 1:
+            names = ", ".join(str(p.with_suffix("")) for p in found) or "none"
+            raise DeployError(f"{path} holds {len(found)} checkpoints ({names}); pass one "
+                              "checkpoint's prefix with --model")
+        return found[0].with_suffix("")
+    for suffix in (".json", ".weights.npz"):
+        if path.name.endswith(suffix):
+            path = path.with_name(path.name[:-len(suffix)])
+    if path.with_name(path.name + ".json").is_file():
+        return path
+    return None
+
+
+def convert_checkpoint(prefix, dataset, out_dir, log=print):
+    """A pipeline checkpoint -> int8 .tflite with a new head for the dataset's
+    classes (pipeline.qat + pipeline.heads; needs TensorFlow)."""
+    try:
+        # pylint: disable=import-outside-toplevel
+        from pipeline import checkpoint, data, heads, qat
+    except ImportError as e:
+        raise DeployError(f"converting a checkpoint needs the pipeline extra ({e}); install "
+                          "it with: pip install '.[pipeline]', or pass a .tflite") from None
+    num_classes = int(np.max(dataset.y_train)) + 1
+    log(f"converting checkpoint {prefix}: QAT (1 epoch) and a new {num_classes}-class head "
+        f"calibrated on {dataset.name} (TensorFlow; a few minutes)")
+    float_model, info = checkpoint.load(str(prefix))
+    x = data.to_float(dataset.x_train)
+    if x.shape[1:] != tuple(float_model.input_shape[1:]):
+        raise DeployError(f"dataset {dataset.name}: samples have shape {x.shape[1:]}, the "
+                          f"checkpoint's model takes {tuple(float_model.input_shape[1:])}")
+    y = np.asarray(dataset.y_train).astype(np.int64)
+    upstream = REPO / "tests" / "data" / info.get("dataset_file", "")
+    if not upstream.is_file():
+        raise DeployError(f"QAT of checkpoint {prefix} needs its upstream data "
+                          f"({info.get('dataset_file')}) in tests/data/; convert it with "
+                          "`python -m pipeline.qat` and pass the .tflite instead")
+    with np.load(upstream) as up:
+        qat_up = qat.quantization_aware_training(
+            float_model, data.to_float(up["x_train"]), up["y_train"].astype(np.int64),
+            epochs=1, log=lambda *a: None)
+    qat_down, _ = heads.new_head_qat(float_model, qat_up, num_classes, x, y)
+    tflite = qat.convert(qat_down, tuple(float_model.input_shape[1:]), x[:200])
+    qat.check_converted(tflite)
+    path = pathlib.Path(out_dir) / f"{pathlib.Path(prefix).name}_{dataset.name}.tflite"
+    path.write_bytes(tflite)
+    log(f"wrote {path}")
+    return tflite
+
+
+def load_model(path, dataset, out_dir, log=print):
+    """(model bytes, description) from a .tflite or a pipeline checkpoint."""
+    path = pathlib.Path(path)
+    if path.suffix == ".tflite":
+        if not path.is_file():
+            raise DeployError(f"model {path} does not exist")
+        return path.read_bytes(), str(path)
+    prefix = _checkpoint_prefix(path)
+    if prefix is not None:
+        return convert_checkpoint(prefix, dataset, out_dir, log), f"checkpoint {prefix}"
+    if path.suffix in (".keras", ".h5"):
+        raise DeployError(f"{path}: Keras model files are not read directly; save it as a "
+                          "pipeline checkpoint (pipeline.checkpoint.save) or convert it "
+                          "with pipeline.qat, then pass that")
+    raise DeployError(f"model {path} is neither a .tflite file nor a pipeline checkpoint "
+                      "(a prefix with .json and .weights.npz, as in pipeline/checkpoints/)")
+
+
+# -- plan and memory ---------------------------------------------------------------
+
+
+def make_plan(model_bytes, scheme, learning_rate):
+    """The TrainingPlan of a scheme."""
+    tflm = _tflm()
+    from tflm_training import plan as plan_module  # pylint: disable=import-outside-toplevel
+    settings = {"learning_rate": learning_rate, "momentum": MOMENTUM,
+                "batch_size": BATCH_SIZE}
+    try:
+        if scheme == "classifier":
+            return tflm.TrainingPlan.classifier_only(model_bytes, **settings)
+        if scheme == "bias":
+            return tflm.TrainingPlan.bias_only(model_bytes, **settings)
+        layers = plan_module.trainable_operators(model_bytes)
+        classifier = tflm.TrainingPlan.classifier_only(model_bytes).layers[0].operator_index
+        if scheme == "full":
+            return tflm.TrainingPlan.for_model(
+                model_bytes, {op: None for op, *_ in layers}, **settings)
+        if scheme == "sparse":
+            before = [(op, channels) for op, _, channels, _ in layers if op < classifier]
+            chosen = {classifier: None}
+            if before:
+                op, channels = before[-1]
+                chosen[op] = range(max(1, channels // SPARSE_FRACTION))
+            return tflm.TrainingPlan.for_model(model_bytes, chosen, **settings)
+    except ValueError as e:
+        raise DeployError(f"cannot make a {scheme} plan for this model: {e}") from None
+    raise DeployError(f"unknown scheme {scheme!r}; pick one of {', '.join(SCHEMES)}")
+
+
+def describe_plan(model_bytes, plan):
+    from tflm_training import plan as plan_module  # pylint: disable=import-outside-toplevel
+    names = {op: (name, channels) for op, name, channels, _ in
+             plan_module.trainable_operators(model_bytes)}
+    return [{"operator": layer.operator_index, "name": names[layer.operator_index][0],
+             "update": layer.update, "channels": len(layer.channels),
+             "of_channels": names[layer.operator_index][1]} for layer in plan.layers]
+
+
+def training_arena(model_bytes, plan):
+    """Bytes of the trainer's arena (tflm_training.memory_model)."""
+    tflm = _tflm()
+    from tflm_training import memory_model  # pylint: disable=import-outside-toplevel
+    try:
+        return memory_model.training_memory(model_bytes, plan).total
+    except tflm.TflmTrainingError as e:
+        raise DeployError(f"the runtime cannot train this model with this plan: {e}") from None
+
+
+def smallest_arena(model_bytes):
+    """The training arena of the cheapest plan: the classifier's biases only."""
+    tflm = _tflm()
+    try:
+        plan = tflm.TrainingPlan.classifier_only(model_bytes, update="bias")
+    except ValueError as e:
+        raise DeployError(f"cannot make any plan for this model: {e}") from None
+    return training_arena(model_bytes, plan)
+
+
+def check_budget(model_bytes, plan, scheme, board, budget_kb):
+    """The plan's arena against --budget_kb and the board's RAM (less its stack)."""
+    need = training_arena(model_bytes, plan)
+    room = board.ram.size - board.stack_size
+    limits = [(room, f"the {board.name}'s {board.ram.size // 1024} KB RAM less its "
+                     f"{board.stack_size // 1024} KB stack")]
+    if budget_kb is not None:
+        limits.append((int(budget_kb * 1024), f"--budget_kb {budget_kb:g}"))
+    for limit, what in limits:
+        if need > limit:
+            smallest = smallest_arena(model_bytes)
+            hint = f"raise --budget_kb to at least {math.ceil(need / 1024)}" \
+                if "budget" in what else "pick a smaller --scheme"
+            raise DeployError(
+                f"the {scheme} plan needs a {need}-byte training arena "
+                f"({math.ceil(need / 1024)} KB) but {what} leaves {limit} bytes; {hint} "
+                f"(the smallest plan, the classifier's biases only, needs {smallest} bytes "
+                f"= {math.ceil(smallest / 1024)} KB)")
+    return need
+
+
+# -- host ------------------------------------------------------------------------
+
+
+def host_training(model_bytes, plan, samples, epochs):
+    """The host Trainer on the same samples in the same order as the firmware."""
+    tflm = _tflm()
+    try:
+        trainer = tflm.Trainer(model_bytes, plan)
+    except tflm.TflmTrainingError as e:
+        raise DeployError(f"the runtime cannot train this model: {e}") from None
+    start = time.monotonic()
+    before = trainer.predict(samples.test_x)
+    losses = [trainer.train_step(samples.train_x[i], samples.train_y[i])
+              for _ in range(epochs) for i in range(len(samples.train_y))]
+    after = trainer.predict(samples.test_x)
+    return {
+        "trainer": trainer,
+        "accuracy_before": float(np.mean(before == samples.test_y)),
+        "accuracy_after": float(np.mean(after == samples.test_y)),
+        "predictions": after.tolist(),
+        "losses": np.array(losses, dtype=np.float32),
+        "seconds": time.monotonic() - start,
+    }
+
+
+def host_crcs(trainer):
+    return {int(t): zlib.crc32(trainer.get_tensor(t).tobytes())
+            for t in trainer.parameter_tensors}
+
+
+# -- firmware ------------------------------------------------------------------------
+
+
+def build(board_name, model_bytes, plan, samples, epochs, out_dir):
+    try:
+        return training_firmware.build_training_firmware(
+            board_name, model_bytes, plan, samples.train_x, samples.train_y, out_dir,
+            test_x=samples.test_x, test_y=samples.test_y, epochs=epochs)
+    except firmware_build.OverLimitError as e:
+        raise DeployError(f"{e.report}\n{e} Train fewer samples (--train_samples) or pick a "
+                          "smaller --scheme.") from None
+    except (firmware_build.BuildError, board_config.BoardError) as e:
+        raise DeployError(str(e)) from None
+
+
+def emulate(firmware, board_name, expected_steps, timeout, log=print):
+    """Runs the training firmware in QEMU; prints progress; a TrainingRun."""
+    state = {"steps": 0, "last": time.monotonic()}
+    every = max(1, expected_steps // 10)
+
+    def echo(line):
+        if '"event":"train_step"' in line:
+            state["steps"] += 1
+            if state["steps"] % every == 0 or state["steps"] == expected_steps:
+                log(f"  device: {state['steps']}/{expected_steps} training steps")
+        elif '"event":"evaluation"' in line:
+            log("  device: evaluation " + ("before" if '"before"' in line else "after")
+                + " done")
+        elif '"event":"error"' in line:
+            log(f"  device: {line.strip()}")
+
+    result = emulation.run_firmware(firmware.elf, board_name, timeout=timeout, echo=echo)
+    if result.status != 0:
+        errors = "; ".join(e.get("message", str(e)) for e in result.log.errors)
+        raise DeployError(f"the firmware failed with status {result.status}: "
+                          f"{errors or result.note or result.stderr.strip()[-300:]}")
+    return training_firmware.TrainingRun.from_log(result.log)
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+def compare(run, host):
+    """Per trained tensor: the device's CRC-32 against the host's."""
+    expected = host_crcs(host["trainer"])
+    tensors = []
+    for tensor in sorted(set(expected) | set(run.parameters)):
+        event = run.parameters.get(tensor, {})
+        tensors.append({"tensor": tensor, "kind": event.get("kind"),
+                        "operator": event.get("operator"), "bytes": event.get("bytes"),
+                        "device_crc32": event.get("crc32"),
+                        "host_crc32": expected.get(tensor),
+                        "equal": event.get("crc32") == expected.get(tensor)})
+    losses_equal = (run.losses.view(np.uint32).tolist()
+                    == host["losses"].view(np.uint32).tolist())
+    return {"tensors": tensors, "weights_bit_identical": all(t["equal"] for t in tensors),
+            "losses_bit_identical": losses_equal,
+            "predictions_identical": run.predictions == host["predictions"]}
+
+
+def memory_report(firmware, board):
+    usage = firmware.usage
+    return {"board": board.name, "flash_used": usage.flash_bytes,
+            "flash_max": board.flash.size, "ram_static": usage.ram_bytes,
+            "ram_stack": usage.stack_bytes, "ram_max": board.ram.size,
+            "fits": (usage.flash_bytes <= board.flash.size
+                     and usage.ram_bytes + usage.stack_bytes <= board.ram.size),
+            "size_report": firmware.report}
