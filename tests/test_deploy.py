@@ -5,6 +5,9 @@ The end-to-end run trains the DS-CNN transfer model's classifier on a
 reduced FSDD subset in QEMU (about 15 s) and checks the report.
 """
 import json
+import os
+import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -13,13 +16,45 @@ import pytest
 
 import training_helpers as th
 from tools import board_config
+from tools import deploy_steps
+from tools import emulation
+from tools import firmware_build
 
 DEPLOY = [sys.executable, "tools/deploy.py"]
 
 
-def _deploy(*args, timeout=300):
+FAST = ("--train_samples", "100", "--epochs", "2", "--test_samples", "50")
+
+
+def _deploy(*args, timeout=300, env=None):
     return subprocess.run([*DEPLOY, *args], cwd=th.TESTS.parent, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=env)
+
+
+def _env_without(tmp_path, hidden, extra_dir=None):
+    """os.environ with a PATH on which the tools named in `hidden` cannot be
+    found: each PATH folder that holds one is replaced by a folder of links to
+    everything else in it. The CLI runs with sys.executable, so python stays."""
+    hidden = set(hidden)
+    entries, seen = [] if extra_dir is None else [str(extra_dir)], set()
+    for i, entry in enumerate(os.environ.get("PATH", "").split(os.pathsep)):
+        real = pathlib.Path(entry).resolve() if entry else None
+        if real is None or not real.is_dir() or real in seen:
+            continue
+        seen.add(real)
+        names = {p.name for p in real.iterdir()}
+        if not names & hidden:
+            entries.append(str(real))
+            continue
+        shadow = tmp_path / f"path{i}"
+        shadow.mkdir()
+        for name in names - hidden:
+            (shadow / name).symlink_to(real / name)
+        entries.append(str(shadow))
+    env = dict(os.environ, PATH=os.pathsep.join(entries))
+    for tool in hidden:
+        assert shutil.which(tool, path=env["PATH"]) is None, tool
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +125,111 @@ def test_budget_too_small_names_the_minimum(tmp_path):
     assert "--budget_kb 10" in result.stderr
     assert "raise --budget_kb to at least 82" in result.stderr
     assert "the smallest plan, the classifier's biases only, needs" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def sparse_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("deploy_sparse")
+    result = _deploy("--board", "nrf52840", "--scheme", "sparse", "--out", str(out), *FAST)
+    return result, out
+
+
+def test_sparse_trains_the_classifier_and_some_channels_of_an_earlier_layer(sparse_run):
+    result, out = sparse_run
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["scheme"] == "sparse"
+    assert len(report["trained"]) == 2
+    earlier, classifier = sorted(report["trained"], key=lambda l: l["operator"])
+    assert classifier == {"operator": 10, "name": "FULLY_CONNECTED", "update": "weights",
+                          "channels": 10, "of_channels": 10}
+    assert earlier["operator"] < classifier["operator"] and earlier["update"] == "weights"
+    assert 0 < earlier["channels"] < earlier["of_channels"]
+    assert earlier["channels"] == earlier["of_channels"] // deploy_steps.SPARSE_FRACTION
+    device, host = report["device"], report["host"]
+    assert device["accuracy_after"] > device["accuracy_before"]
+    assert (device["accuracy_before"], device["accuracy_after"]) == (
+        host["accuracy_before"], host["accuracy_after"])
+    comparison = report["comparison"]
+    assert comparison["weights_bit_identical"] and comparison["losses_bit_identical"]
+    # Two layers' weights and biases, each equal on the device and the host.
+    assert len(comparison["tensors"]) == 4 and all(
+        t["equal"] and t["device_crc32"] == t["host_crc32"] for t in comparison["tensors"])
+    assert report["memory"]["fits"]
+    assert "trained (sparse)" in result.stdout and "bit-identical" in result.stdout
+
+
+def test_noemulate_builds_the_firmware_and_says_how_to_flash(tmp_path):
+    # QEMU and pyocd hidden: the run must not need QEMU, and says to install pyocd.
+    env = _env_without(tmp_path, {emulation.QEMU, "pyocd"})
+    out = tmp_path / "out"
+    result = _deploy("--board", "nrf52840", "--noemulate", "--out", str(out), *FAST, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    hex_file = out / "nrf52840" / "firmware.hex"
+    assert hex_file.is_file() and hex_file.stat().st_size > 0
+    assert "Sketch uses" in result.stdout and "Global variables use" in result.stdout
+    assert "emulating" not in result.stdout and "QEMU" not in result.stdout
+    command = f"pyocd flash --target nrf52840 {hex_file}"
+    assert "install pyocd (pip install pyocd) and connect a debug probe" in result.stdout
+    assert command in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert "device" not in report and "comparison" not in report
+    assert command in report["flash"]
+    assert report["memory"]["fits"] and report["memory"]["board"] == "nrf52840"
+
+
+def test_noemulate_with_pyocd_installed_gives_the_flash_command(tmp_path):
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    marker = tmp_path / "pyocd_ran"
+    (fake / "pyocd").write_text(f"#!/bin/sh\ntouch {marker}\n")
+    (fake / "pyocd").chmod(0o755)
+    env = _env_without(tmp_path, {emulation.QEMU}, extra_dir=fake)
+    out = tmp_path / "out"
+    result = _deploy("--board", "nrf52840", "--noemulate", "--out", str(out), *FAST, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    hex_file = out / "nrf52840" / "firmware.hex"
+    assert f"flash it with: pyocd flash --target nrf52840 {hex_file}" in result.stdout
+    assert not marker.exists()  # says how to flash; flashes nothing
+
+
+@pytest.mark.parametrize("hidden", [firmware_build.GCC, firmware_build.OBJCOPY])
+def test_missing_toolchain_names_the_debian_packages(tmp_path, hidden):
+    env = _env_without(tmp_path, {hidden})
+    result = _deploy("--board", "nrf52840", "--out", str(tmp_path / "out"), *FAST, env=env)
+    assert result.returncode != 0
+    assert f"the ARM toolchain ({firmware_build.GCC}) is not installed" in result.stderr
+    assert "sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_toolchain_is_reported_even_with_noemulate(tmp_path):
+    env = _env_without(tmp_path, {firmware_build.GCC, emulation.QEMU})
+    result = _deploy("--noemulate", "--out", str(tmp_path / "out"), *FAST, env=env)
+    assert result.returncode != 0
+    assert "sudo apt-get install gcc-arm-none-eabi" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_qemu_names_the_debian_package_and_noemulate(tmp_path):
+    env = _env_without(tmp_path, {emulation.QEMU})
+    result = _deploy("--board", "nrf52840", "--out", str(tmp_path / "out"), *FAST, env=env)
+    assert result.returncode != 0
+    assert f"{emulation.QEMU} is not installed" in result.stderr
+    assert "sudo apt-get install qemu-system-arm" in result.stderr
+    assert "--noemulate" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_full_scheme_on_the_default_model_is_refused_with_the_sizes(tmp_path):
+    board = board_config.load_board("nrf52840")
+    result = _deploy("--board", "nrf52840", "--scheme", "full", "--out", str(tmp_path), *FAST)
+    assert result.returncode == 2
+    message = result.stderr
+    assert "the full plan needs a" in message
+    need = int(message.split("the full plan needs a ")[1].split("-byte")[0])
+    limit = board.ram.size - board.stack_size
+    assert need > limit
+    assert f"{board.ram.size // 1024} KB RAM" in message
+    assert f"leaves {limit} bytes" in message
+    assert "pick a smaller --scheme" in message and "Traceback" not in message
+    assert not (tmp_path / "report.json").exists()

@@ -241,24 +241,49 @@ def _checkpoint_prefix(path):
     return None
 
 
-def convert_checkpoint(prefix, dataset, out_dir, log=print):
-    """A pipeline checkpoint -> int8 .tflite with a new head for the dataset's
-    classes (pipeline.qat + pipeline.heads; needs TensorFlow)."""
+def _pipeline():
     try:
         # pylint: disable=import-outside-toplevel
         from pipeline import checkpoint, data, heads, qat
     except ImportError as e:
-        raise DeployError(f"converting a checkpoint needs the pipeline extra ({e}); install "
+        raise DeployError(f"converting a Keras model needs the pipeline extra ({e}); install "
                           "it with: pip install '.[pipeline]', or pass a .tflite") from None
-    num_classes = int(np.max(dataset.y_train)) + 1
-    log(f"converting checkpoint {prefix}: QAT (1 epoch) and a new {num_classes}-class head "
-        f"calibrated on {dataset.name} (TensorFlow; a few minutes)")
-    float_model, info = checkpoint.load(str(prefix))
+    return checkpoint, data, heads, qat
+
+
+def _downstream_float(float_model, dataset, what):
+    """The dataset's training inputs as floats in [0, 1], checked against the model."""
+    _, data, _, _ = _pipeline()
     x = data.to_float(dataset.x_train)
     if x.shape[1:] != tuple(float_model.input_shape[1:]):
         raise DeployError(f"dataset {dataset.name}: samples have shape {x.shape[1:]}, the "
-                          f"checkpoint's model takes {tuple(float_model.input_shape[1:])}")
+                          f"{what} takes {tuple(float_model.input_shape[1:])}")
+    return x
+
+
+def _with_new_head(float_model, qat_model, x, dataset, name, out_dir, log):
+    """The QAT backbone with a new head for the dataset's classes, calibrated
+    so on-device training has room (pipeline.heads), as an int8 .tflite."""
+    _, _, heads, qat = _pipeline()
+    num_classes = int(np.max(dataset.y_train)) + 1
     y = np.asarray(dataset.y_train).astype(np.int64)
+    qat_down, _ = heads.new_head_qat(float_model, qat_model, num_classes, x, y)
+    tflite = qat.convert(qat_down, tuple(float_model.input_shape[1:]), x[:200])
+    qat.check_converted(tflite)
+    path = pathlib.Path(out_dir) / f"{name}_{dataset.name}.tflite"
+    path.write_bytes(tflite)
+    log(f"wrote {path} (a new {num_classes}-class head)")
+    return tflite
+
+
+def convert_checkpoint(prefix, dataset, out_dir, log=print):
+    """A pipeline checkpoint -> int8 .tflite with a new head for the dataset's
+    classes (pipeline.qat + pipeline.heads; needs TensorFlow)."""
+    checkpoint, data, _, qat = _pipeline()
+    log(f"converting checkpoint {prefix}: QAT (1 epoch) and a new head calibrated on "
+        f"{dataset.name} (TensorFlow; a few minutes)")
+    float_model, info = checkpoint.load(str(prefix))
+    x = _downstream_float(float_model, dataset, "checkpoint's model")
     upstream = REPO / "tests" / "data" / info.get("dataset_file", "")
     if not upstream.is_file():
         raise DeployError(f"QAT of checkpoint {prefix} needs its upstream data "
@@ -268,17 +293,38 @@ def convert_checkpoint(prefix, dataset, out_dir, log=print):
         qat_up = qat.quantization_aware_training(
             float_model, data.to_float(up["x_train"]), up["y_train"].astype(np.int64),
             epochs=1, log=lambda *a: None)
-    qat_down, _ = heads.new_head_qat(float_model, qat_up, num_classes, x, y)
-    tflite = qat.convert(qat_down, tuple(float_model.input_shape[1:]), x[:200])
-    qat.check_converted(tflite)
-    path = pathlib.Path(out_dir) / f"{pathlib.Path(prefix).name}_{dataset.name}.tflite"
-    path.write_bytes(tflite)
-    log(f"wrote {path}")
-    return tflite
+    return _with_new_head(float_model, qat_up, x, dataset, pathlib.Path(prefix).name,
+                          out_dir, log)
+
+
+def convert_keras_model(path, dataset, out_dir, log=print):
+    """A trained tf_keras model file -> int8 .tflite with a new head for the
+    dataset's classes. Its upstream data is unknown here, so the backbone is
+    not retrained: it is wrapped for QAT as trained (weights fake-quantized,
+    activation ranges calibrated on the dataset's samples, input range
+    [0, 1]) and only the new head's ranges are fitted."""
+    _, _, _, qat = _pipeline()
+    import tf_keras  # pylint: disable=import-outside-toplevel
+    log(f"converting Keras model {path}: int8 backbone as trained and a new head "
+        f"calibrated on {dataset.name} (TensorFlow)")
+    try:
+        float_model = tf_keras.models.load_model(str(path), compile=False)
+    except Exception as e:  # pylint: disable=broad-except
+        raise DeployError(f"cannot load {path} with tf_keras ({type(e).__name__}: {e}); "
+                          "save the model with tf_keras (Keras 2), as tfmot requires") from None
+    x = _downstream_float(float_model, dataset, "Keras model")
+    try:
+        qat_model = qat.quantize(float_model)
+    except (qat.Keras3ModelError, qat.FakeQuantizationError, TypeError) as e:
+        raise DeployError(f"{path} cannot be quantized: {e}") from None
+    qat.init_activation_ranges(qat_model, float_model, x[:512])
+    qat.set_input_range(qat_model, 0.0, 1.0)
+    return _with_new_head(float_model, qat_model, x, dataset, path.stem, out_dir, log)
 
 
 def load_model(path, dataset, out_dir, log=print):
-    """(model bytes, description) from a .tflite or a pipeline checkpoint."""
+    """(model bytes, description) from a .tflite, a pipeline checkpoint or a
+    tf_keras model file (.keras / .h5)."""
     path = pathlib.Path(path)
     if path.suffix == ".tflite":
         if not path.is_file():
@@ -288,11 +334,12 @@ def load_model(path, dataset, out_dir, log=print):
     if prefix is not None:
         return convert_checkpoint(prefix, dataset, out_dir, log), f"checkpoint {prefix}"
     if path.suffix in (".keras", ".h5"):
-        raise DeployError(f"{path}: Keras model files are not read directly; save it as a "
-                          "pipeline checkpoint (pipeline.checkpoint.save) or convert it "
-                          "with pipeline.qat, then pass that")
-    raise DeployError(f"model {path} is neither a .tflite file nor a pipeline checkpoint "
-                      "(a prefix with .json and .weights.npz, as in pipeline/checkpoints/)")
+        if not path.is_file():
+            raise DeployError(f"model {path} does not exist")
+        return convert_keras_model(path, dataset, out_dir, log), f"Keras model {path}"
+    raise DeployError(f"model {path} is neither a .tflite file, a Keras model file (.keras, "
+                      ".h5) nor a pipeline checkpoint (a prefix with .json and "
+                      ".weights.npz, as in pipeline/checkpoints/)")
 
 
 # -- plan and memory ---------------------------------------------------------------
