@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import training_helpers as th
+from tflm_training import Interpreter, TrainingPlan
 from tools import board_config
 from tools import deploy_steps
 from tools import emulation
@@ -89,6 +90,20 @@ def test_default_run_adapts_on_device_like_the_host(default_run):
     assert report["trained"] == [{"operator": 10, "name": "FULLY_CONNECTED",
                                   "update": "weights", "channels": 10, "of_channels": 10}]
     assert "Sketch uses" in result.stdout and "bit-identical" in result.stdout
+
+
+def test_default_run_writes_the_artifacts(default_run):
+    """The int8 model, the plan the runtime reads, a summary of what trains,
+    and the host-trained model, all standard formats."""
+    result, out = default_run
+    assert result.returncode == 0
+    model = (out / "model.tflite").read_bytes()
+    plan = TrainingPlan.from_bytes((out / "plan.bin").read_bytes())
+    plan.check_model(model)
+    assert "operator 10 FULLY_CONNECTED: weights and bias of 10/10" in (
+        out / "plan.txt").read_text()
+    trained = Interpreter.from_bytes((out / "trained_host.tflite").read_bytes())
+    assert trained.arena_used_bytes() == Interpreter.from_bytes(model).arena_used_bytes()
 
 
 def test_unknown_board_lists_the_known_ones(tmp_path):

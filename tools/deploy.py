@@ -137,12 +137,15 @@ def deploy():
     }
     log(f"model {model_name}: input {info.shape} {info.dtype.name}, {info.num_classes} "
         f"classes; {_SCHEME.value} plan, training arena {arena} bytes")
+    # The artifacts: the int8 model, the plan the runtime reads, and a summary.
+    (out / "model.tflite").write_bytes(model)
+    (out / "plan.bin").write_bytes(plan.to_bytes())
+    (out / "plan.txt").write_text(steps.plan_summary(model_name, plan, trained, arena))
 
     log(f"host: training {len(samples.train_y)} samples x {epochs} epochs ...")
     host = steps.host_training(model, plan, samples, epochs)
     report["host"] = {k: host[k] for k in ("accuracy_before", "accuracy_after", "seconds")}
     report["host"]["crc32"] = {str(t): c for t, c in steps.host_crcs(host["trainer"]).items()}
-    (out / "plan.bin").write_bytes(plan.to_bytes())
     (out / "trained_host.tflite").write_bytes(host["trainer"].export())
 
     log(f"building the {board.name} firmware ...")

@@ -382,6 +382,20 @@ def describe_plan(model_bytes, plan):
              "of_channels": names[layer.operator_index][1]} for layer in plan.layers]
 
 
+def plan_summary(model_name, plan, trained, arena):
+    """What will train, for people: the text written beside plan.bin."""
+    lines = [f"training plan for {model_name}",
+             f"SGD, learning rate {plan.learning_rate:g}, momentum {plan.momentum:g}, "
+             f"batch {plan.batch_size}, QAS {'on' if plan.qas else 'off'}",
+             f"training arena: {arena} bytes"]
+    for layer, entry in zip(plan.layers, trained):
+        what = "weights and bias" if entry["update"] == "weights" else "bias"
+        lines.append(f"operator {entry['operator']} {entry['name']}: {what} of "
+                     f"{entry['channels']}/{entry['of_channels']} output channels "
+                     f"{list(layer.channels)}")
+    return "\n".join(lines) + "\n"
+
+
 def training_arena(model_bytes, plan):
     """Bytes of the trainer's arena (tflm_training.memory_model)."""
     tflm = _tflm()
