@@ -168,3 +168,14 @@ def roomy_board(board_name, ram_bytes=EMULATOR_RAM_BYTES):
             yield data["name"]
         finally:
             board_config.BOARDS_DIR = real_dir
+
+
+def run_with_firmware_dir(run_all, enabled, keep_dir, prefix):
+    """run_all(folder for the firmware builds, or None without firmware):
+    in keep_dir when given, else in a temporary folder deleted afterwards."""
+    if not enabled:
+        return run_all(None)
+    if keep_dir:
+        return run_all(pathlib.Path(keep_dir).resolve())
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        return run_all(pathlib.Path(tmp))

@@ -13,7 +13,6 @@ import hashlib
 import json
 import pathlib
 import sys
-import tempfile
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -194,13 +193,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     host_build.build_host_if_stale()  # the library is loaded lazily
-    if not _FIRMWARE.value:
-        data = run_all(None)
-    elif _FIRMWARE_DIR.value:
-        data = run_all(pathlib.Path(_FIRMWARE_DIR.value).resolve())
-    else:
-        with tempfile.TemporaryDirectory(prefix="tt_bench_firmware_") as tmp:
-            data = run_all(pathlib.Path(tmp))
+    data = firmware.run_with_firmware_dir(run_all, _FIRMWARE.value, _FIRMWARE_DIR.value,
+                                          "tt_bench_firmware_")
     write_results(data)
     if not data["all_outputs_identical"]:
         print("error: some outputs differ between the runtimes (see the "

@@ -376,13 +376,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     _check_flags()
     host_build.build_host_if_stale()  # the library is loaded lazily
-    if not _FIRMWARE.value:
-        data = run_all(None)
-    elif _FIRMWARE_DIR.value:
-        data = run_all(pathlib.Path(_FIRMWARE_DIR.value).resolve())
-    else:
-        with tempfile.TemporaryDirectory(prefix="tt_bench_training_") as tmp:
-            data = run_all(pathlib.Path(tmp))
+    data = firmware.run_with_firmware_dir(run_all, _FIRMWARE.value, _FIRMWARE_DIR.value,
+                                          "tt_bench_training_")
     write_results(data)
     if not data["firmware_agrees_with_host"]:
         print("error: the firmware's losses or arena differ from the host "

@@ -193,6 +193,15 @@ tt_status tt_backward_copy_grad(tt_interpreter* it, const tt_node* node,
   return TT_OK;
 }
 
+tt_status tt_backward_identity_grad(tt_interpreter* it, const tt_node* node,
+                                    const tt_backward_io* io) {
+  if (io->input_grads[0] == NULL) return TT_OK;
+  const tt_tensor* input = tt_node_input(it, node, 0);
+  tt_grad_scaled_add(input->num_elements, 1.0f, io->output_grad,
+                     io->input_grads[0]);
+  return TT_OK;
+}
+
 tt_status tt_backward_prepare_layer(tt_interpreter* it, const tt_node* node,
                                     const tt_layer_update* update,
                                     const tt_layer_backward* layer,

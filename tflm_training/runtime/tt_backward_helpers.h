@@ -49,6 +49,12 @@ tt_status tt_backward_unary_tensors(tt_interpreter* interpreter,
 tt_status tt_backward_copy_grad(tt_interpreter* interpreter,
                                 const tt_node* node, const tt_backward_io* io);
 
+/* The backward of an op that requantizes input 0 to output 0 in the real
+ * domain (dy/dx = 1 inside its clamp): dx += dy. */
+tt_status tt_backward_identity_grad(tt_interpreter* interpreter,
+                                    const tt_node* node,
+                                    const tt_backward_io* io);
+
 /* Channel scales of a quantized weight tensor in the form the math reads
  * (tt_backward_math.h): bytes + step. */
 void tt_backward_scales(const tt_interpreter* interpreter,

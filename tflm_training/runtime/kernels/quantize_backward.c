@@ -22,15 +22,6 @@ static tt_status quantize_backward_prepare(tt_interpreter* it,
   return TT_OK;
 }
 
-static tt_status quantize_backward(tt_interpreter* it, const tt_node* node,
-                                   const tt_backward_io* io) {
-  if (io->input_grads[0] == NULL) return TT_OK;
-  const tt_tensor* output = tt_node_output(it, node, 0);
-  tt_grad_scaled_add(output->num_elements, 1.0f, io->output_grad,
-                     io->input_grads[0]);
-  return TT_OK;
-}
-
 const tt_backward_kernel tt_backward_quantize = {
-    TT_OP_QUANTIZE, false, quantize_backward_prepare, quantize_backward,
+    TT_OP_QUANTIZE, false, quantize_backward_prepare, tt_backward_identity_grad,
 };

@@ -46,17 +46,8 @@ static tt_status relu6_backward_prepare(tt_interpreter* it,
   return TT_OK;
 }
 
-static tt_status relu_backward(tt_interpreter* it, const tt_node* node,
-                               const tt_backward_io* io) {
-  if (io->input_grads[0] == NULL) return TT_OK;
-  const tt_tensor* input = tt_node_input(it, node, 0);
-  tt_grad_scaled_add(input->num_elements, 1.0f, io->output_grad,
-                     io->input_grads[0]);
-  return TT_OK;
-}
-
 const tt_backward_kernel tt_backward_relu = {
-    TT_OP_RELU, false, relu_backward_prepare, relu_backward,
+    TT_OP_RELU, false, relu_backward_prepare, tt_backward_identity_grad,
 };
 
 const tt_backward_kernel tt_backward_relu6 = {
