@@ -107,7 +107,8 @@ LayerUpdate = _struct("LayerUpdate", [
     ("qas", ctypes.c_bool), ("apply", ctypes.c_bool), ("batch_scale", f32),
     ("weight_residual", vp), ("weight_velocity", vp),
     ("weight_accumulator", vp), ("bias_residual", vp), ("bias_velocity", vp),
-    ("bias_accumulator", vp), ("error", vp)])
+    ("bias_accumulator", vp), ("error", vp), ("probe", ctypes.c_bool),
+    ("probe_weight_sq", vp), ("probe_bias_sq", vp)])
 
 _P = ctypes.POINTER
 # Small int32 arrays are passed as numpy arrays, which the call keeps alive.

@@ -19,6 +19,12 @@ point on both. The same firmware, built for the real nRF52840, must fit its
 
 QEMU time: (EPOCHS * train + 2 * test) DS-CNN forward passes of about 108 M
 instructions each, about 25 s.
+
+A second, small run trains a TraDy plan (mlp on MNIST: two hidden layers
+whose channels are redrawn every epoch within a shared state budget, the
+classifier static): the channels each epoch draws, every loss and every
+trained byte must equal the host's, and the draws equal
+channel_sampler.sample_channels (a few seconds of QEMU).
 """
 import struct
 import subprocess
@@ -30,7 +36,9 @@ import pytest
 
 import training_helpers as th
 from test_board_limits import GLOBALS, SKETCH
+from tflm_training import tflite_graph
 from tflm_training import Interpreter, Trainer, TrainingPlan
+from tflm_training.channel_sampler import sample_channels
 from tools import board_config, emulation, firmware_build, firmware_console
 from tools import training_firmware
 
@@ -92,8 +100,10 @@ def host(case):
     model, plan, (train_x, train_y), (test_x, test_y) = case
     trainer = Trainer(model, plan)
     before = trainer.predict(test_x)
-    losses = [trainer.train_step(train_x[i], train_y[i])
-              for _ in range(EPOCHS) for i in range(len(train_y))]
+    losses = []
+    for epoch in range(EPOCHS):
+        trainer.begin_epoch(epoch)  # as the firmware does
+        losses += [trainer.train_step(train_x[i], train_y[i]) for i in range(len(train_y))]
     after = trainer.predict(test_x)
     return {"trainer": trainer, "before": before, "after": after,
             "losses": np.array(losses, dtype=np.float32)}
@@ -254,3 +264,89 @@ def test_runtime_errors_reach_the_console_and_the_exit_status(problem, case, tmp
     assert error["stage"] == ("init" if problem == "arena_too_small" else "train_step")
     assert error["message"]
     assert result.log.named("exit") == [{"event": "exit", "status": error["code"]}]
+
+
+# -- a sampled (TraDy) plan ---------------------------------------------------------
+
+SAMPLED_EPOCHS = 3
+SAMPLED_TRAIN = 16
+
+
+@pytest.fixture(scope="module")
+def sampled_case():
+    """(model, plan, train x, train y): mlp's hidden layers sampled within
+    a budget of about 3 channels of operator 1 or 38 of operator 2 (state:
+    residual, velocity, accumulator), the classifier static."""
+    model = th.model_bytes("mlp")
+    plan = TrainingPlan.sampled(model, [1, 2], budget_bytes=30000, seed=2024,
+                                learning_rate=0.05, momentum=0.9, batch_size=2)
+    x, y = th.shuffled(*th.quantized_split("mnist", "train", (1, 28, 28, 1)), 1)
+    return model, plan, x[:SAMPLED_TRAIN], y[:SAMPLED_TRAIN]
+
+
+@pytest.fixture(scope="module")
+def sampled_runs(sampled_case, tmp_path_factory):
+    """(firmware TrainingRun, its log, host results) of the sampled plan."""
+    model, plan, x, y = sampled_case
+    firmware = training_firmware.build_training_firmware(
+        BOARD, model, plan, x, y, tmp_path_factory.mktemp("sampled"),
+        epochs=SAMPLED_EPOCHS, dump_parameters=True)
+    result = emulation.run_firmware(firmware.elf, BOARD, timeout=QEMU_TIMEOUT_S)
+    assert result.status == 0, (result.log.errors, result.note)
+    trainer = Trainer(model, plan)
+    losses, selections = [], []
+    for epoch in range(SAMPLED_EPOCHS):
+        trainer.begin_epoch(epoch)
+        selections.append(trainer.selected_channels())
+        losses += [trainer.train_step(x[i], y[i]) for i in range(len(y))]
+    host = {"trainer": trainer, "losses": np.array(losses, dtype=np.float32),
+            "selections": selections}
+    return training_firmware.TrainingRun.from_log(result.log), result.log, host
+
+
+def test_sampled_plan_draws_the_same_channels_on_mcu_and_host(sampled_runs, sampled_case):
+    _, log, host = sampled_runs
+    plan = sampled_case[1]
+    events = log.named("selection")
+    assert [(e["epoch"], e["operator"]) for e in events] == [
+        (epoch, op) for epoch in range(SAMPLED_EPOCHS) for op in (1, 2)]
+    for event in events:
+        on_host = host["selections"][event["epoch"]]
+        assert event["channels"] == on_host[event["operator"]]
+        assert event["channels"] == sample_channels(plan, event["epoch"])[event["operator"]]
+    # The draws differ between epochs and fill the budget.
+    draws = [tuple(tuple(s[op]) for op in (1, 2)) for s in host["selections"]]
+    assert len(set(draws)) == SAMPLED_EPOCHS
+    costs = {layer.operator_index: layer.channel_cost for layer in plan.layers}
+    for selection in host["selections"]:
+        used = sum(costs[op] * len(selection[op]) for op in (1, 2))
+        assert plan.sample_budget - min(costs[1], costs[2]) < used <= plan.sample_budget
+        assert selection[3] == list(range(10))  # the classifier trains fully
+
+
+def test_sampled_plan_trains_bit_identically_on_mcu_and_host(sampled_runs, sampled_case):
+    run, log, host = sampled_runs
+    model = sampled_case[0]
+    trainer = host["trainer"]
+    assert log.bad_lines == [] and log.errors == []
+    memory = trainer.memory()
+    assert memory["sampled_state"] >= sampled_case[1].sample_budget
+    assert {k: run.init[k] for k in memory if k != "total"} == {
+        k: v for k, v in memory.items() if k != "total"}
+    assert run.init["arena_used"] == trainer.arena_used_bytes()
+    assert len(run.steps) == SAMPLED_EPOCHS * SAMPLED_TRAIN
+    assert run.losses.view(np.uint32).tolist() == host["losses"].view(np.uint32).tolist()
+    assert np.all(np.isfinite(run.losses))
+    assert sorted(run.parameters) == trainer.parameter_tensors
+    for tensor, event in run.parameters.items():
+        assert event["data"] == trainer.get_tensor(tensor).tobytes(), f"tensor {tensor}"
+    # Every layer's weights moved, the sampled ones only in drawn channels.
+    graph = tflite_graph.read_graph(model)
+    for op in (1, 2, 3):
+        weights = graph.tensors[graph.operators[op].inputs[1]]
+        original = np.frombuffer(model, np.int8, weights.data_size, weights.data_pos)
+        trained = trainer.get_tensor(weights.index)
+        changed = {c for c in range(trained.shape[0])
+                   if not np.array_equal(trained[c], original.reshape(trained.shape)[c])}
+        drawn = set().union(*(s[op] for s in host["selections"]))
+        assert changed and changed <= drawn, (op, changed, drawn)

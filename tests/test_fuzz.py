@@ -22,6 +22,23 @@ PLAN_SEEDS = {"mlp": {2: range(0, 32, 3), 3: None}, "conv_stack": {5: range(10),
               "mobilenet_v2_block": {12: [1, 5, 7], 13: range(8), 17: None},
               "residual_relu": {14: range(0, 48, 2), 17: None},
               "ds_cnn": {7: range(20), 8: range(4), 11: None}}
+# Low-rank seeds, {operator: rank}: the fuzzer's second step refreshes the
+# projectors (refresh_steps 1).
+LOWRANK_SEEDS = {"mlp": {2: 4, 3: 3}, "mobilenet_v2_block": {13: 4, 17: 2},
+                 "ds_cnn": {8: 8, 11: 4}}
+
+
+def _sampled(model_bytes, layers):
+    """The seed's layers sampled (the logits layer static), a budget of
+    about a third of their candidates, residual and momentum state."""
+    plan = training_plan.TrainingPlan.for_model(
+        model_bytes, [training_plan.LayerPlan(op, "sampled", channels, channel_cost=None)
+                      for op, channels in layers.items() if channels is not None] +
+        [training_plan.LayerPlan(op) for op, channels in layers.items() if channels is None],
+        momentum=0.9, seed=7, sample_budget=1 << 30)
+    sampled = [layer for layer in plan.layers if layer.update == "sampled"]
+    plan.sample_budget = sum(layer.channel_cost * len(layer.channels) for layer in sampled) // 3
+    return plan
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +75,17 @@ def test_mutated_plans_never_crash_the_trainer(fuzzer, tmp_path):
         model = TESTS / "models" / f"{name}.tflite"
         model_bytes = model.read_bytes()
         plans = [training_plan.TrainingPlan.for_model(model_bytes, layers, momentum=0.9),
-                 training_plan.TrainingPlan.bias_only(model_bytes, batch_size=2)]
+                 training_plan.TrainingPlan.bias_only(model_bytes, batch_size=2),
+                 _sampled(model_bytes, layers)]
         for k, plan in enumerate(plans):
             path = tmp_path / f"{name}_{k}.bin"
             path.write_bytes(plan.to_bytes())
             files += [model, path]
+    for name, ranks in LOWRANK_SEEDS.items():
+        model = TESTS / "models" / f"{name}.tflite"
+        plan = training_plan.TrainingPlan.lowrank(model.read_bytes(), ranks, refresh_steps=1)
+        path = tmp_path / f"{name}_lowrank.bin"
+        path.write_bytes(plan.to_bytes())
+        files += [model, path]
     counts = _run(fuzzer, "plans", 20000, files)
     assert counts["iterations"] >= 1000

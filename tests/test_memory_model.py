@@ -30,7 +30,8 @@ import pytest
 
 from tflm_training import (Interpreter, LayerPlan, TflmTrainingError, Trainer,
                            TrainingPlan, _native, memory_model, tflite_graph)
-from tflm_training.plan import find_logits, trainable_operators
+from tflm_training.plan import (channel_state_bytes, find_logits, parameter_layout,
+                                trainable_operators)
 
 TESTS = pathlib.Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -76,14 +77,22 @@ class _CTrainer(ctypes.Structure):
         ("samples_in_batch", ctypes.c_int32), ("steps", ctypes.c_uint32),
         ("learning_rate", ctypes.c_float), ("momentum", ctypes.c_float),
         ("batch_size", ctypes.c_int32), ("flags", ctypes.c_int32),
-        ("logits_tensor", ctypes.c_int32), ("num_classes", ctypes.c_int32),
-        ("ready", ctypes.c_bool)]
+        ("logits_tensor", ctypes.c_int32), ("num_classes", ctypes.c_int32)] + [
+        (name, ctypes.c_float) for name in ("adam_beta1", "adam_beta2", "adam_epsilon")] + [
+        (name, ctypes.c_int32) for name in (
+            "sample_order_offset", "sample_pool_offset", "sampled_candidates",
+            "sample_budget")] + [
+        (name, ctypes.c_uint32) for name in ("sampled_state_bytes", "seed", "epoch")] + [
+        ("probe_weight_sq", ctypes.c_void_p), ("probe_bias_sq", ctypes.c_void_p),
+        ("probing", ctypes.c_bool), ("ready", ctypes.c_bool)]
 
 
 _STATE_NAMES = ("weight residual", "weight velocity", "weight accumulator",
                 "bias residual", "bias velocity", "bias accumulator")
 _DATA_ARENA = 2
 _PARAM_COPY = 4
+_SAMPLED = 2  # TT_UPDATE_SAMPLED
+LAYER_WORDS = memory_model.TRAIN_LAYER.size // 4  # tt_train_layer (size checked below)
 
 
 @dataclasses.dataclass
@@ -139,18 +148,25 @@ def measured_training(trainer):
     num_tensors, num_nodes = c_tr.interpreter.num_tensors, c_tr.interpreter.num_nodes
     info = _words(arena, c_tr.tensor_info_offset, num_tensors, 4)
     nodes = _words(arena, c_tr.node_info_offset, num_nodes, 8)
-    layers = _words(arena, c_tr.layers_offset, c_tr.num_layers, 13)
+    layers = _words(arena, c_tr.layers_offset, c_tr.num_layers, LAYER_WORDS)
     copies = {i for i in range(num_tensors) if info[i][0] & _PARAM_COPY}
     layout = _interpreter_layout(c_tr.interpreter, arena, copies)
     layout.allocations.update({
         ("trainer tensor table", -1): c_tr.tensor_info_offset,
         ("trainer operator table", -1): c_tr.node_info_offset,
         ("trainer layer table", -1): c_tr.layers_offset,
-        ("channel lists", -1): int(layers[0][3])})
+        ("channel lists", -1): int(layers[0][13])})  # layer 0's candidates_offset
+    if c_tr.sampled_candidates:
+        layout.allocations[("channel sampler shuffle", -1)] = c_tr.sample_order_offset
+        layout.allocations[("sampled state pool", -1)] = c_tr.sample_pool_offset
     for layer in layers:
+        if layer[1] == _SAMPLED:
+            continue  # its state lies in the pool (test_channel_sampling.py)
         for slot, name in enumerate(_STATE_NAMES):
             if layer[7 + slot] >= 0:
                 layout.allocations[(name, int(layer[0]))] = int(layer[7 + slot])
+        if layer[17] >= 0:  # lowrank_offset
+            layout.allocations[("low-rank state", int(layer[0]))] = int(layer[17])
     for i, record in enumerate(info):
         if record[2] >= 0:
             layout.placements[("gradient", i)] = int(record[2])
@@ -249,24 +265,49 @@ def _channel_subset(rng, channels):
 def random_plan(rng, model):
     """A random plan: 1 to 4 trainable layers (not necessarily feeding the
     logits, so that some plans must be rejected), each with a random update
-    kind and channel subset; momentum on or off; batch size 1 or more;
-    with or without residuals."""
+    kind (bias, weights, sampled with a channel_cost at or above its
+    minimum, or lowrank with a rank up to one too many, on any layer) and
+    channel subset (all channels for most lowrank layers); momentum on or
+    off; batch size 1 or more; with or without residuals; a random sample
+    budget and seed."""
     graph = tflite_graph.read_graph(model)
+    logits = find_logits(graph)
+    plan = TrainingPlan(zlib.crc32(model), len(graph.tensors), len(graph.operators),
+                        logits, graph.tensors[logits].num_elements, [],
+                        learning_rate=0.01, momentum=float(rng.choice([0.0, 0.0, 0.9])),
+                        batch_size=int(rng.choice([1, 1, 2, 4, 32])),
+                        qas=bool(rng.integers(2)), residual=bool(rng.random() < 0.75),
+                        seed=int(rng.integers(2**32)))
     trainable = trainable_operators(model)
     count = int(rng.integers(1, min(4, len(trainable)) + 1))
     chosen = sorted(rng.choice(len(trainable), count, replace=False))
-    layers = []
     for k in chosen:
         op, _, channels, has_bias = trainable[k]
-        update = "bias" if has_bias and rng.random() < 0.4 else "weights"
-        layers.append(LayerPlan(op, update, _channel_subset(rng, channels),
-                                lr_scale=float(rng.choice([0.5, 1.0, 2.0]))))
-    logits = find_logits(graph)
-    return TrainingPlan(zlib.crc32(model), len(graph.tensors), len(graph.operators),
-                        logits, graph.tensors[logits].num_elements, layers,
-                        learning_rate=0.01, momentum=float(rng.choice([0.0, 0.0, 0.9])),
-                        batch_size=int(rng.choice([1, 1, 2, 4, 32])),
-                        qas=bool(rng.integers(2)), residual=bool(rng.random() < 0.75))
+        kind = rng.random()
+        update = "bias" if has_bias and kind < 0.3 else "sampled" if kind > 0.7 else "weights"
+        cost = 0
+        if update == "sampled":
+            per_channel = parameter_layout(graph, op)["weights_per_channel"]
+            cost = max(1, channel_state_bytes(plan, per_channel, has_bias))
+            cost += int(rng.choice([0, 0, 1, 3, 100]))
+        subset = _channel_subset(rng, channels)
+        rank = refresh = 0
+        if update == "weights" and rng.random() < 0.3:
+            update, refresh = "lowrank", int(rng.integers(1, 20))
+            most = min(channels, parameter_layout(graph, op)["weights_per_channel"])
+            rank = int(rng.integers(1, most + 2))
+            subset = list(range(channels)) if rng.random() < 0.8 else subset
+        plan.layers.append(LayerPlan(op, update, subset,
+                                     lr_scale=float(rng.choice([0.5, 1.0, 2.0])),
+                                     channel_cost=cost, rank=rank, refresh_steps=refresh))
+    sampled = [layer for layer in plan.layers if layer.update == "sampled"]
+    if sampled:
+        everything = sum(layer.channel_cost * len(layer.channels) for layer in sampled)
+        cheapest = min(layer.channel_cost for layer in sampled)
+        plan.sample_budget = int(rng.integers(cheapest, everything + 2))
+    if any(layer.update == "lowrank" for layer in plan.layers):
+        plan.adam_beta1, plan.adam_beta2, plan.adam_epsilon = 0.9, 0.999, 1e-8
+    return plan
 
 
 def run_both(model, plan):

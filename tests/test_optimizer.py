@@ -23,7 +23,8 @@ class LayerUpdate(ctypes.Structure):
                 ("batch_scale", ctypes.c_float)] + [
         (name, F32P) for name in ("weight_residual", "weight_velocity", "weight_accumulator",
                                   "bias_residual", "bias_velocity", "bias_accumulator")] + [
-        ("error", ctypes.POINTER(_native.ErrorRecord))]
+        ("error", ctypes.POINTER(_native.ErrorRecord)), ("probe", ctypes.c_bool),
+        ("probe_weight_sq", F32P), ("probe_bias_sq", F32P)]
 
 
 class ChannelParams(ctypes.Structure):

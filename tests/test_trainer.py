@@ -271,3 +271,77 @@ def test_without_residuals_updates_under_half_a_step_are_lost():
     layer = TrainingPlan.classifier_only(model).layers[0]
     parameters = weights[True].size + len(layer.channels)
     assert saved >= 4 * parameters
+
+
+# -- the gradient probe ----------------------------------------------------------
+
+def _reference_norms(model, x, y):
+    """{operator: (sum over samples of |dL/dW_c|^2 per channel c, of
+    (dL/db_c)^2)} from the float64 reference backward pass of
+    test_training_gradients (every FULLY_CONNECTED)."""
+    import test_training_gradients as reference  # noqa: E402 (its float64 backward)
+    totals = {}
+    for sample, label in zip(x, y):
+        _, _, grads = reference._reference_grads(model, sample[np.newaxis], int(label))
+        for op, (d_w, d_b) in grads.items():
+            w, b = totals.get(op, (0.0, 0.0))
+            totals[op] = (w + np.sum(d_w ** 2, axis=1), b + d_b ** 2)
+    return totals
+
+
+@pytest.mark.parametrize("variant", ["chain", "residual"])
+def test_gradient_norms_equal_the_reference_backward_pass(variant):
+    import test_training_gradients as reference  # noqa: E402
+    model = th.model_bytes("mlp") if variant == "chain" else reference._residual_mlp()
+    classifier = 3 if variant == "chain" else 5
+    selected = {1: [5, 40], 2: [0, 2, 3, 7, 11, 20, 31], classifier: list(range(10))}
+    plan = TrainingPlan.for_model(model, selected, learning_rate=0.05)
+    trainer = Trainer(model, plan)
+    x, y = _split("mlp", "train", 3)
+    want = _reference_norms(model, x, y)
+    weights = trainer.gradient_norms(x, y)
+    biases = trainer.gradient_norms(x, y, bias=True)
+    assert list(weights) == list(biases) == sorted(selected)
+    for op, channels in selected.items():
+        assert weights[op].shape == biases[op].shape == (len(channels),)
+        # float32 against float64: about 1e-4 relative where sums cancel.
+        for got, expected in ((weights[op], want[op][0][channels]),
+                              (biases[op], want[op][1][channels])):
+            np.testing.assert_allclose(got, expected, rtol=1e-3,
+                                       atol=1e-5 * np.max(want[op][0]))
+    # Hidden units may be inactive for these samples; most are not.
+    assert np.all(weights[classifier] > 0) and np.count_nonzero(weights[2]) >= 4
+
+
+def test_gradient_norms_change_nothing():
+    """Probing between steps leaves weights, biases, optimizer state
+    (momentum, residuals) and the batch count as they were: training goes
+    on exactly as without the probe."""
+    model = th.with_zero_classifier(th.model_bytes("mlp"))
+    plan = TrainingPlan.for_model(model, [LayerPlan(1, "bias"), LayerPlan(2, "weights", [1, 4]),
+                                          LayerPlan(3)],
+                                  learning_rate=0.05, momentum=0.9, batch_size=2)
+    x, y = _split("mlp", "train", 7)
+    probed, plain = Trainer(model, plan), Trainer(model, plan)
+    losses = {}
+    for name, trainer in (("probed", probed), ("plain", plain)):
+        losses[name] = [trainer.train_step(x[:3], y[:3])]
+        before = trainer.export()
+        if name == "probed":
+            norms = trainer.gradient_norms(x[3:], y[3:])
+            assert not norms[1].any()  # a bias-only layer has no weight gradient
+            assert trainer.gradient_norms(x[3:], y[3:], bias=True)[1].any()
+            assert trainer.export() == before
+        losses[name].append(trainer.train_step(x[3:], y[3:]))
+    assert losses["probed"] == losses["plain"]
+    assert probed.export() == plain.export() != model
+
+
+def test_gradient_norms_check_their_samples():
+    model = th.model_bytes("mlp")
+    trainer = Trainer(model, TrainingPlan.classifier_only(model))
+    x, y = _split("mlp", "train", 2)
+    with pytest.raises(InvalidArgumentError, match="label 12 is outside the model's classes"):
+        trainer.gradient_norms(x[0], 12)
+    with pytest.raises(InputMismatchError, match="shape"):
+        trainer.gradient_norms(x[:, :27], y)

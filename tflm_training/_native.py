@@ -56,7 +56,7 @@ class TrainingMemory(ctypes.Structure):
 
     _fields_ = [(name, ctypes.c_uint32) for name in (
         "interpreter_tables", "trainer_tables", "weight_copies", "optimizer_state",
-        "planned_region", "total")]
+        "sampled_state", "planned_region", "total")]
 
 
 _library = None
@@ -82,6 +82,11 @@ def _declare(lib):
         "tt_trainer_init": (ctypes.c_int, [vp, u8p, u32, u8p, u32, u8p, u32]),
         "tt_trainer_step": (ctypes.c_int, [vp, vp, u32, i32, ctypes.POINTER(ctypes.c_float)]),
         "tt_trainer_predict": (ctypes.c_int, [vp, vp, u32, ctypes.POINTER(i32)]),
+        "tt_trainer_begin_epoch": (ctypes.c_int, [vp, u32]),
+        "tt_trainer_layer_channels": (ctypes.POINTER(i32), [vp, i32, ctypes.POINTER(i32)]),
+        "tt_trainer_selected_slots": (i32, [vp]),
+        "tt_trainer_gradient_norms": (ctypes.c_int, [vp, vp, u32, i32, vp, vp,
+                                                     ctypes.POINTER(ctypes.c_float)]),
         "tt_trainer_interpreter": (vp, [vp]),
         "tt_trainer_arena_used": (u32, [vp]),
         "tt_trainer_memory": (None, [vp, ctypes.POINTER(TrainingMemory)]),

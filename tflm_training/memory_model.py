@@ -33,7 +33,8 @@ import numpy as np
 
 from tflm_training import buffer_planner, tflite_graph
 from tflm_training.errors import BadPlanError, UnsupportedModelError
-from tflm_training.plan import UPDATE_KINDS, TrainingPlan
+from tflm_training.plan import (UPDATE_KINDS, TrainingPlan, channel_state_bytes,
+                                lowrank_state_bytes)
 
 PERSISTENT_ALIGNMENT = 8  # TT_PERSISTENT_ALIGNMENT (tt_arena.h)
 ARENA_ALIGNMENT = 16      # TT_ARENA_ALIGNMENT (tt_interpreter.h)
@@ -43,6 +44,7 @@ _STATE_COUNT = 6          # TT_STATE_COUNT (tt_trainer_internal.h)
 _MAX_BACKWARD_INPUTS = 8  # TT_BACKWARD_MAX_INPUTS (tt_backward.h)
 _UPDATE_BIAS = UPDATE_KINDS["bias"]
 _UPDATE_WEIGHTS = UPDATE_KINDS["weights"]
+_WEIGHT_UPDATES = ("weights", "sampled", "lowrank")  # copy and train the weights
 
 # TensorType -> bytes per element (tt_type_size, tt_model_reader.c).
 _TYPE_SIZES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1}
@@ -73,7 +75,8 @@ NODE_RECORD = CStruct("tt_node", "tt_interpreter.h", _words(9 + 4))  # + tt_fb_t
 PLAN_BUFFER = CStruct("tt_plan_buffer", "tt_buffer_planner.h", _words(4))
 TRAIN_TENSOR = CStruct("tt_train_tensor", "tt_trainer_internal.h", _words(4))
 TRAIN_NODE = CStruct("tt_train_node", "tt_trainer_internal.h", _words(8))
-TRAIN_LAYER = CStruct("tt_train_layer", "tt_trainer_internal.h", _words(7 + _STATE_COUNT))
+# + 4 words of channel sampling, + 3 of low-rank layers.
+TRAIN_LAYER = CStruct("tt_train_layer", "tt_trainer_internal.h", _words(7 + _STATE_COUNT + 4 + 3))
 
 # Forward kernels' op data (what each prepare() passes to
 # tt_node_alloc_op_data).
@@ -489,13 +492,14 @@ class InferenceArena:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingMemory:
-    """What tt_trainer_init lays out: the six fields of tt_training_memory
+    """What tt_trainer_init lays out: the seven fields of tt_training_memory
     (tt_trainer_memory, tt_trainer.c) plus where everything went."""
 
     interpreter_tables: int
     trainer_tables: int
     weight_copies: int
     optimizer_state: int
+    sampled_state: int  # the state pool of sampled layers (sample_budget)
     planned_region: int
     total: int
     persistent_used: int  # tt_interpreter.persistent_used
@@ -505,7 +509,7 @@ class TrainingMemory:
     placements: tuple
 
     FIELDS = ("interpreter_tables", "trainer_tables", "weight_copies", "optimizer_state",
-              "planned_region", "total")
+              "sampled_state", "planned_region", "total")
 
     def as_dict(self):
         """The same dict as Trainer.memory()."""
@@ -636,8 +640,9 @@ class MemoryModel:
 
     def training_memory(self, plan):
         """tt_trainer_init (tt_trainer.c): the interpreter's tables, the
-        trainer's tables, parameter copies, optimizer state, then the
-        planned training region. `plan`: a TrainingPlan or its bytes."""
+        trainer's tables, parameter copies, optimizer state of static
+        layers, the state pool of sampled layers, then the planned training
+        region. `plan`: a TrainingPlan or its bytes."""
         if not isinstance(plan, TrainingPlan):
             plan = TrainingPlan.from_bytes(plan)
         plan.validate()
@@ -648,6 +653,7 @@ class MemoryModel:
         tables = self._alloc_trainer_tables(arena, plan)
         copies = self._alloc_parameter_copies(arena, plan)
         state = self._alloc_optimizer_state(arena, plan)
+        pool = self._alloc_sample_pool(arena, plan)
         buffers = graph.buffers()
         start, region = _plan_region(arena.used, [b for _, _, b in buffers])
         total = start + region
@@ -655,8 +661,8 @@ class MemoryModel:
                            for kind, index, b in buffers)
         return TrainingMemory(
             interpreter_tables=interpreter_tables, trainer_tables=tables,
-            weight_copies=copies, optimizer_state=state,
-            planned_region=total - interpreter_tables - tables - copies - state,
+            weight_copies=copies, optimizer_state=state, sampled_state=pool,
+            planned_region=total - interpreter_tables - tables - copies - state - pool,
             total=total, persistent_used=arena.used, region_offset=start,
             region_size=region,
             allocations=tuple(arena.allocations), placements=placements)
@@ -667,7 +673,13 @@ class MemoryModel:
         arena.alloc(len(self.tensors) * TRAIN_TENSOR.size, "trainer tensor table")
         arena.alloc(len(self.operators) * TRAIN_NODE.size, "trainer operator table")
         arena.alloc(len(plan.layers) * TRAIN_LAYER.size, "trainer layer table")
-        arena.alloc(4 * sum(len(layer.channels) for layer in plan.layers), "channel lists")
+        # Each layer's plan list; a sampled layer's selection list after it.
+        lists = sum(len(layer.channels) * (2 if layer.update == "sampled" else 1)
+                    for layer in plan.layers)
+        arena.alloc(4 * lists, "channel lists")
+        candidates = _sampled_candidates(plan)
+        if candidates:
+            arena.alloc(2 * candidates, "channel sampler shuffle")
         return arena.used - before
 
     def _alloc_parameter_copies(self, arena, plan):
@@ -677,7 +689,7 @@ class MemoryModel:
         copied = set()
         for layer in plan.layers:
             op = self.operators[layer.operator_index]
-            wanted = [op.input(1)] if UPDATE_KINDS[layer.update] == _UPDATE_WEIGHTS else []
+            wanted = [op.input(1)] if layer.update in _WEIGHT_UPDATES else []
             wanted += [op.input(2)] if op.input(2) >= 0 else []
             for index in wanted:
                 if index not in copied:
@@ -686,24 +698,47 @@ class MemoryModel:
         return arena.used - before
 
     def _alloc_optimizer_state(self, arena, plan):
-        """tt_train_alloc_state (tt_trainer_setup.c): per trained layer a
-        residual (unless the plan drops it), plus a velocity with momentum
-        and an accumulator with batches, for the selected channels' weights
-        and biases."""
+        """tt_train_alloc_state (tt_trainer_setup.c): per static trained
+        layer a residual (unless the plan drops it), plus a velocity with
+        momentum and an accumulator with batches, for the selected channels'
+        weights and biases. Sampled layers keep theirs in the pool."""
         before = arena.used
         arrays = ["residual"] * plan.residual + ["velocity"] * (plan.momentum > 0)
         arrays += ["accumulator"] * (plan.batch_size > 1)
         for layer in plan.layers:
+            if layer.update == "sampled":
+                continue
             op = self.operators[layer.operator_index]
             channels = len(layer.channels)
             counts = []
             if UPDATE_KINDS[layer.update] == _UPDATE_WEIGHTS:
                 counts.append(("weight", channels * self._weights_per_channel(op)))
+            if layer.update == "lowrank":
+                self._alloc_lowrank_state(arena, plan, layer, op)
             if op.input(2) >= 0:
                 counts.append(("bias", channels))
             for what, count in counts:
                 for array in arrays:
                     arena.alloc(4 * count, f"{what} {array}", op.index)
+        return arena.used - before
+
+    def _alloc_lowrank_state(self, arena, plan, layer, op):
+        """tt_train_lowrank_alloc (tt_trainer_lowrank.c): a low-rank layer's
+        weight residual (C x D floats, unless the plan drops it) and its
+        state block (tt_lowrank_state_bytes: 32 + 4 (2 C r + 4 r D))."""
+        rows, cols = len(layer.channels), self._weights_per_channel(op)
+        if plan.residual:
+            arena.alloc(4 * rows * cols, "weight residual", op.index)
+        arena.alloc(lowrank_state_bytes(rows, cols, layer.rank), "low-rank state", op.index)
+
+    @staticmethod
+    def _alloc_sample_pool(arena, plan):
+        """The end of tt_train_alloc_state: one pool of sample_budget bytes
+        for the state of the sampled channels (tt_channel_sampler.h)."""
+        if not _sampled_candidates(plan):
+            return 0
+        before = arena.used
+        arena.alloc(plan.sample_budget, "sampled state pool")
         return arena.used - before
 
     def _weights_per_channel(self, op):
@@ -739,7 +774,7 @@ class MemoryModel:
                 f"training needs a model with one input; this one has {len(self.inputs)}")
         self._check_logits(plan.logits_tensor, plan.num_classes)
         for i, layer in enumerate(plan.layers):
-            self._check_layer(i, layer)
+            self._check_layer(plan, i, layer)
 
     def _check_logits(self, index, num_classes):
         """check_logits (tt_plan.c)."""
@@ -757,7 +792,7 @@ class MemoryModel:
             raise BadPlanError(f"training plan: logits tensor {index} has {t.num_elements} "
                                f"values but the plan says {num_classes} classes")
 
-    def _check_layer(self, i, layer):
+    def _check_layer(self, plan, i, layer):
         """check_layer and tt_param_layout_of (tt_plan.c)."""
         if not 0 <= layer.operator_index < len(self.operators):
             raise BadPlanError(f"training plan: layer {i}: operator {layer.operator_index} "
@@ -781,6 +816,36 @@ class MemoryModel:
         if layer.channels[-1] >= channels:
             raise BadPlanError(f"training plan: layer {i}: channel {layer.channels[-1]} is "
                                f"out of range; operator {op.index} has {channels}")
+        if layer.update == "sampled":
+            need = max(1, channel_state_bytes(plan, self._weights_per_channel(op),
+                                              bias is not None))
+            if layer.channel_cost < need:
+                raise BadPlanError(f"training plan: layer {i}: channel_cost "
+                                   f"{layer.channel_cost} must be at least {need} bytes")
+        if layer.update == "lowrank":
+            self._check_lowrank(i, layer, op, channels)
+
+    def _check_lowrank(self, i, layer, op, channels):
+        """check_lowrank (tt_plan.c)."""
+        weights = self.tensors[op.input(1)]
+        if op.code == tflite_graph.CONV_2D:
+            source = self.tensors[op.input(0)] if op.input(0) >= 0 else None
+            if len(weights.dims) != 4 or weights.dims[1:3] != (1, 1):
+                raise BadPlanError(f"training plan: layer {i}: operator {op.index} (CONV_2D) "
+                                   "is not pointwise; low-rank updates need a 1x1 filter")
+            if source is None or not source.dims or source.dims[-1] != weights.dims[3]:
+                raise BadPlanError(f"training plan: layer {i}: operator {op.index} (CONV_2D) "
+                                   "is grouped; low-rank updates need one group")
+        elif op.code != tflite_graph.FULLY_CONNECTED:
+            raise BadPlanError(f"training plan: layer {i}: operator {op.index} "
+                               f"({_name(op.code)}) cannot train low-rank")
+        if len(layer.channels) != channels:
+            raise BadPlanError(f"training plan: layer {i}: a low-rank layer trains all "
+                               f"{channels} output channels")
+        if not 1 <= layer.rank <= min(channels, self._weights_per_channel(op)):
+            raise BadPlanError(f"training plan: layer {i}: rank {layer.rank} is out of range")
+        if layer.refresh_steps < 1:
+            raise BadPlanError(f"training plan: layer {i}: refresh_steps must be at least 1")
 
 
 class _BackwardGraph:
@@ -848,8 +913,9 @@ class _BackwardGraph:
         layer = self.layers.get(n)
         update = None
         if layer is not None:
-            update = _Update(UPDATE_KINDS[layer.update], tuple(layer.channels),
-                             model._weights_per_channel(op))
+            # A sampled layer is checked for all its candidates, as weights.
+            kind = _UPDATE_WEIGHTS if layer.update == "sampled" else UPDATE_KINDS[layer.update]
+            update = _Update(kind, tuple(layer.channels), model._weights_per_channel(op))
         needs = model.backward_needs(op, update)
         if needs.has_clamp and model.tensors[op.outputs[0]].type != _INT8:
             raise UnsupportedModelError(
@@ -894,6 +960,11 @@ class _BackwardGraph:
                 result.append(("scratch", n, buffer_planner.Buffer(
                     self.needs[n].scratch_bytes, steps - n, steps - n)))
         return result
+
+
+def _sampled_candidates(plan):
+    """Candidates of all sampled layers: the sampler's shuffle length."""
+    return sum(len(layer.channels) for layer in plan.layers if layer.update == "sampled")
 
 
 # -- the module's entry points -------------------------------------------------------

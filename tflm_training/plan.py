@@ -1,30 +1,47 @@
 """Training plans: which layers of a model train, which of their output
-channels, and how. The binary form (version 1, described in
+channels, and how. The binary form (version 2, described in
 runtime/tt_plan.h) is what the C trainer reads; this module owns it on the
 Python side.
 
     plan = TrainingPlan.classifier_only(model_bytes, learning_rate=0.05)
     plan = TrainingPlan.for_model(model_bytes, {3: None, 2: range(16)})
+    plan = TrainingPlan.sampled(model_bytes, [5, 7], budget_bytes=4096, seed=1)
+    plan = TrainingPlan.lowrank(model_bytes, {8: 8, 10: 4}, refresh_steps=10)
     Trainer(model_bytes, plan)
+
+Update kinds: "bias" (biases of the listed channels), "weights" (weights
+and biases of the listed channels), "sampled" (weights and biases of
+channels drawn from the listed candidates every epoch within the plan's
+sample_budget: TraDy, see channel_sampler.py) and "lowrank" (weights by Adam
+on a rank-r projection of the gradient, biases by SGD: FULLY_CONNECTED and
+pointwise CONV_2D layers, all channels; runtime/tt_lowrank.h).
 """
 
 import dataclasses
 import math
+import numbers
 import struct
 import zlib
 
 from tflm_training import tflite_graph
 
 MAGIC = b"TTPL"
-VERSION = 1
-HEADER_SIZE = 64
-LAYER_SIZE = 16
-_HEADER = struct.Struct("<4siIIIiiiiiiffiii")
-_LAYER = struct.Struct("<iiif")
+VERSION = 2
+HEADER_SIZE = 80
+LAYER_SIZE = 32
+_HEADER = struct.Struct("<4siIIIiiiiiiffiiIifff")
+_LAYER = struct.Struct("<iiifiiii")
 OPTIMIZER_SGD = 0
 FLAG_QAS = 1
 FLAG_NO_RESIDUAL = 2
-UPDATE_KINDS = {"bias": 0, "weights": 1}  # "weights" trains weights and bias
+# "weights" trains weights and bias; "sampled" weights and bias of channels
+# resampled every epoch; "lowrank" weights by low-rank projected Adam.
+UPDATE_KINDS = {"bias": 0, "weights": 1, "sampled": 2, "lowrank": 3}
+SUPPORTED_UPDATES = ("bias", "weights", "sampled", "lowrank")  # by this runtime build
+# Adam settings TrainingPlan.for_model gives plans with low-rank layers.
+DEFAULT_ADAM = (0.9, 0.999, 1e-8)
+MAX_CANDIDATES = 65535  # TT_PLAN_MAX_CANDIDATES: sampled candidates in all
+_INT32_MAX = 2**31 - 1
 TRAINABLE_OPERATORS = (tflite_graph.CONV_2D, tflite_graph.DEPTHWISE_CONV_2D,
                        tflite_graph.FULLY_CONNECTED)
 
@@ -33,16 +50,28 @@ TRAINABLE_OPERATORS = (tflite_graph.CONV_2D, tflite_graph.DEPTHWISE_CONV_2D,
 class LayerPlan:
     """One operator with parameters to train.
 
-    update: "weights" (weights and bias of the channels) or "bias".
-    channels: the output channels to train, ascending; None means all of
-    them (TrainingPlan.for_model fills them in).
+    update: "weights" (weights and bias of the channels), "bias", or
+    "sampled" (weights and bias of channels drawn from `channels`, the
+    candidates, every epoch; see channel_sampler.py).
+    channels: the output channels to train (or the candidates), ascending;
+    None means all of them (TrainingPlan.for_model fills them in).
     lr_scale: multiplies the plan's learning rate for this layer.
+    channel_cost: "sampled" only: bytes of the plan's sample_budget one of
+    its channels takes, at least its optimizer state
+    (channel_state_bytes); 0 otherwise. None: for_model sets that minimum.
+    rank, refresh_steps: "lowrank" only (0 otherwise): the rank r of the
+    projected gradient, 1 <= r <= min(output channels, weights per channel),
+    and the updates between refreshes of its projector, >= 1. A "lowrank"
+    layer trains every output channel (channels None or all of them).
     """
 
     operator_index: int
     update: str = "weights"
     channels: list = None
     lr_scale: float = 1.0
+    channel_cost: int = 0
+    rank: int = 0
+    refresh_steps: int = 0
 
     def __post_init__(self):
         self.lr_scale = _float32(self.lr_scale)
@@ -66,18 +95,27 @@ class TrainingPlan:
     batch_size: int = 1
     qas: bool = True
     residual: bool = True  # keep a float residual per parameter (tt_optimizer.h)
+    seed: int = 0          # of the channel sampling (channel_sampler.py)
+    sample_budget: int = 0  # bytes of state the sampled channels share
+    adam_beta1: float = 0.0  # Adam settings of low-rank layers (0 without)
+    adam_beta2: float = 0.0
+    adam_epsilon: float = 0.0
 
     def __post_init__(self):
         # Stored as float32 in the binary form: keep the values it holds.
         self.learning_rate = _float32(self.learning_rate)
         self.momentum = _float32(self.momentum)
+        self.adam_beta1 = _float32(self.adam_beta1)
+        self.adam_beta2 = _float32(self.adam_beta2)
+        self.adam_epsilon = _float32(self.adam_epsilon)
 
     # -- the binary format ---------------------------------------------------
 
     def to_bytes(self):
         self.validate()
         body = b"".join(_LAYER.pack(layer.operator_index, UPDATE_KINDS[layer.update],
-                                    len(layer.channels), layer.lr_scale)
+                                    len(layer.channels), layer.lr_scale, layer.channel_cost,
+                                    layer.rank, layer.refresh_steps, 0)
                         for layer in self.layers)
         body += b"".join(struct.pack(f"<{len(layer.channels)}i", *layer.channels)
                          for layer in self.layers)
@@ -85,7 +123,8 @@ class TrainingPlan:
         fields = [self.model_crc32, self.num_tensors, self.num_operators,
                   self.logits_tensor, self.num_classes, self.batch_size, OPTIMIZER_SGD,
                   self.learning_rate, self.momentum, self._flags(),
-                  len(self.layers), 0]
+                  len(self.layers), self.seed, self.sample_budget, self.adam_beta1,
+                  self.adam_beta2, self.adam_epsilon]
         tail = _HEADER.pack(MAGIC, VERSION, total, 0, *fields)[16:] + body
         return _HEADER.pack(MAGIC, VERSION, total, zlib.crc32(tail), *fields)[:16] + tail
 
@@ -98,8 +137,8 @@ class TrainingPlan:
         if len(data) < HEADER_SIZE:
             raise ValueError(f"a training plan has at least {HEADER_SIZE} bytes, got {len(data)}")
         (magic, version, total, crc, model_crc, num_tensors, num_operators, logits,
-         num_classes, batch, optimizer, lr, momentum, flags, num_layers,
-         reserved) = _HEADER.unpack_from(data)
+         num_classes, batch, optimizer, lr, momentum, flags, num_layers, seed,
+         sample_budget, beta1, beta2, epsilon) = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise ValueError("not a training plan (the bytes do not start with TTPL)")
         if version != VERSION:
@@ -108,8 +147,8 @@ class TrainingPlan:
             raise ValueError(f"the plan header says {total} bytes but {len(data)} were given")
         if zlib.crc32(data[16:]) != crc:
             raise ValueError("training plan checksum mismatch: the plan is damaged")
-        if optimizer != OPTIMIZER_SGD or reserved != 0 or flags & ~(FLAG_QAS | FLAG_NO_RESIDUAL):
-            raise ValueError("training plan has an unknown optimizer, flags or reserved field")
+        if optimizer != OPTIMIZER_SGD or flags & ~(FLAG_QAS | FLAG_NO_RESIDUAL):
+            raise ValueError("training plan has an unknown optimizer or flags")
         if num_layers < 0 or HEADER_SIZE + LAYER_SIZE * num_layers > total:
             raise ValueError(f"training plan: {num_layers} layers do not fit in {total} bytes")
         entries = [_LAYER.unpack_from(data, HEADER_SIZE + LAYER_SIZE * i)
@@ -119,15 +158,19 @@ class TrainingPlan:
             raise ValueError("training plan: the channel lists do not fill the plan exactly")
         kinds = {v: k for k, v in UPDATE_KINDS.items()}
         layers = []
-        for op, kind, count, lr_scale in entries:
+        for op, kind, count, lr_scale, cost, rank, refresh, reserved in entries:
             if kind not in kinds:
                 raise ValueError(f"training plan: update kind {kind} is unknown")
+            if reserved != 0:
+                raise ValueError("training plan: a layer's reserved field is not 0")
             channels = list(struct.unpack_from(f"<{count}i", data, pos))
             pos += 4 * count
-            layers.append(LayerPlan(op, kinds[kind], channels, lr_scale))
+            layers.append(LayerPlan(op, kinds[kind], channels, lr_scale, cost, rank, refresh))
         plan = cls(model_crc, num_tensors, num_operators, logits, num_classes, layers,
                    learning_rate=lr, momentum=momentum, batch_size=batch,
-                   qas=bool(flags & FLAG_QAS), residual=not flags & FLAG_NO_RESIDUAL)
+                   qas=bool(flags & FLAG_QAS), residual=not flags & FLAG_NO_RESIDUAL,
+                   seed=seed, sample_budget=sample_budget, adam_beta1=beta1,
+                   adam_beta2=beta2, adam_epsilon=epsilon)
         plan.validate()
         return plan
 
@@ -155,8 +198,11 @@ class TrainingPlan:
                                  "index, each once")
             previous = layer.operator_index
             if layer.update not in UPDATE_KINDS:
-                raise ValueError(f"layer {i}: update must be 'weights' or 'bias', got "
-                                 f"{layer.update!r}")
+                raise ValueError(f"layer {i}: update must be 'weights', 'bias', 'sampled' or "
+                                 f"'lowrank', got {layer.update!r}")
+            if layer.update not in SUPPORTED_UPDATES:
+                raise ValueError(f"layer {i}: update {layer.update!r} is not supported by this "
+                                 f"runtime build; use one of {', '.join(SUPPORTED_UPDATES)}")
             if not (math.isfinite(layer.lr_scale) and layer.lr_scale > 0):
                 raise ValueError(f"layer {i}: lr_scale must be a positive finite number")
             if layer.channels is None or len(layer.channels) == 0:
@@ -165,6 +211,52 @@ class TrainingPlan:
             if channels != sorted(set(channels)) or channels[0] < 0:
                 raise ValueError(f"layer {i}: channels must be non-negative, ascending and "
                                  "unique")
+            if layer.update != "lowrank" and (layer.rank, layer.refresh_steps) != (0, 0):
+                raise ValueError(f"layer {i}: rank and refresh_steps are for 'lowrank' layers; "
+                                 "set both to 0")
+            if layer.update == "lowrank":
+                _validate_lowrank(i, layer)
+            if layer.update == "sampled":
+                if not _is_int(layer.channel_cost) or not 1 <= layer.channel_cost <= _INT32_MAX:
+                    raise ValueError(f"layer {i}: channel_cost must be a positive int (bytes of "
+                                     f"the sample budget one channel takes), got "
+                                     f"{layer.channel_cost!r}")
+            elif layer.channel_cost != 0:
+                raise ValueError(f"layer {i}: channel_cost is for 'sampled' layers; set it to 0")
+        self._validate_sampling()
+
+    def _validate_sampling(self):
+        """The header fields of sampled and low-rank layers (check_sampling,
+        tt_plan.c)."""
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be an int in [0, 2**32), got {self.seed!r}")
+        if not _is_int(self.sample_budget) or not -2**31 <= self.sample_budget <= _INT32_MAX:
+            raise ValueError(f"sample_budget must be an int32 number of bytes, got "
+                             f"{self.sample_budget!r}")
+        sampled = [layer for layer in self.layers if layer.update == "sampled"]
+        if not sampled and self.sample_budget != 0:
+            raise ValueError(f"sample_budget is {self.sample_budget} but no layer is "
+                             "'sampled'; set it to 0")
+        if sampled:
+            cheapest = min(layer.channel_cost for layer in sampled)
+            if self.sample_budget < cheapest:
+                raise ValueError(f"sample_budget {self.sample_budget} bytes is less than the "
+                                 f"cheapest sampled channel (channel_cost {cheapest}): no "
+                                 "channel could ever train; raise the budget")
+            candidates = sum(len(layer.channels) for layer in sampled)
+            if candidates > MAX_CANDIDATES:
+                raise ValueError(f"the sampled layers have {candidates} candidate channels in "
+                                 f"all; at most {MAX_CANDIDATES} are supported")
+        adam = (self.adam_beta1, self.adam_beta2, self.adam_epsilon)
+        if not any(layer.update == "lowrank" for layer in self.layers):
+            if adam != (0, 0, 0):
+                raise ValueError("adam_beta1, adam_beta2 and adam_epsilon are for 'lowrank' "
+                                 "layers; with none, set them to 0")
+            return
+        if not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in adam[:2]):
+            raise ValueError("adam_beta1 and adam_beta2 must be in [0, 1)")
+        if not (isinstance(adam[2], (int, float)) and math.isfinite(adam[2]) and adam[2] > 0):
+            raise ValueError("adam_epsilon must be a positive finite number")
 
     def check_model(self, model_bytes):
         """Checks the plan against the model it is for; ValueError if wrong."""
@@ -180,36 +272,122 @@ class TrainingPlan:
         _check_logits(graph, self.logits_tensor, self.num_classes)
         for i, layer in enumerate(self.layers):
             _check_layer(graph, i, layer, self.logits_tensor)
+            if layer.update == "lowrank":
+                _check_lowrank(graph, i, layer)
+            if layer.update == "sampled":
+                layout = parameter_layout(graph, layer.operator_index)
+                need = max(1, channel_state_bytes(self, layout["weights_per_channel"],
+                                                  layout["bias"] is not None))
+                if layer.channel_cost < need:
+                    raise ValueError(f"layer {i}: channel_cost {layer.channel_cost} must be at "
+                                     f"least {need} bytes (the optimizer state of one of its "
+                                     "channels, and at least 1); raise it")
 
     # -- making plans ------------------------------------------------------------
 
     @classmethod
     def for_model(cls, model_bytes, layers, *, learning_rate=0.05, momentum=0.0,
-                  batch_size=1, qas=True, residual=True, logits_tensor=None):
+                  batch_size=1, qas=True, residual=True, logits_tensor=None, seed=0,
+                  sample_budget=0, adam_beta1=None, adam_beta2=None, adam_epsilon=None):
         """A checked plan for `model_bytes`.
 
         layers: LayerPlans, or a dict {operator index: channels} (channels
-        None for all; update "weights"). logits_tensor defaults to the input
-        of the final SOFTMAX, or the graph output if there is none.
+        None for all; update "weights"). A "sampled" layer whose
+        channel_cost is None gets the minimum, its channels' optimizer
+        state in bytes. logits_tensor defaults to the input of the final
+        SOFTMAX, or the graph output if there is none. The Adam settings
+        (None: DEFAULT_ADAM with "lowrank" layers, else 0) are for
+        "lowrank" layers.
         """
         model_bytes = bytes(model_bytes)
         graph = tflite_graph.read_graph(model_bytes)
         if isinstance(layers, dict):
             layers = [LayerPlan(op, "weights", channels) for op, channels in layers.items()]
-        resolved = []
-        for layer in sorted(layers, key=lambda l: l.operator_index):
-            channels = layer.channels
-            if channels is None:
-                channels = range(parameter_layout(graph, layer.operator_index)["channels"])
-            resolved.append(dataclasses.replace(layer, channels=[int(c) for c in channels]))
         if logits_tensor is None:
             logits_tensor = find_logits(graph)
+        lowrank = any(layer.update == "lowrank" for layer in layers)
+        defaults = DEFAULT_ADAM if lowrank else (0, 0, 0)
+        adam = [d if v is None else v
+                for v, d in zip((adam_beta1, adam_beta2, adam_epsilon), defaults)]
         plan = cls(zlib.crc32(model_bytes), len(graph.tensors), len(graph.operators),
-                   logits_tensor, graph.tensors[logits_tensor].num_elements, resolved,
+                   logits_tensor, graph.tensors[logits_tensor].num_elements, [],
                    learning_rate=learning_rate, momentum=momentum, batch_size=batch_size,
-                   qas=qas, residual=residual)
+                   qas=qas, residual=residual, seed=seed, sample_budget=sample_budget,
+                   adam_beta1=adam[0], adam_beta2=adam[1], adam_epsilon=adam[2])
+        for layer in sorted(layers, key=lambda l: l.operator_index):
+            channels, cost = layer.channels, layer.channel_cost
+            if channels is None or (layer.update == "sampled" and cost is None):
+                layout = parameter_layout(graph, layer.operator_index)
+                if channels is None:
+                    channels = range(layout["channels"])
+                if layer.update == "sampled" and cost is None:
+                    cost = max(1, channel_state_bytes(plan, layout["weights_per_channel"],
+                                                      layout["bias"] is not None))
+            plan.layers.append(dataclasses.replace(layer, channels=[int(c) for c in channels],
+                                                   channel_cost=cost))
         plan.check_model(model_bytes)
         return plan
+
+    @classmethod
+    def sampled(cls, model_bytes, candidates, budget_bytes, seed=0, *, classifier=True,
+                **settings):
+        """A TraDy plan: the layers in `candidates` train channels drawn anew
+        every epoch (channel_sampler.py) whose optimizer state shares
+        `budget_bytes`; the classifier (the layer computing the logits)
+        trains fully as a static "weights" layer unless classifier=False.
+
+        candidates: operator indices (all their channels are candidates),
+        a dict {operator index: candidate channels or None}, or LayerPlans
+        with update "sampled" (to set channel_cost or lr_scale). Each
+        channel costs its optimizer state in bytes unless a LayerPlan says
+        otherwise. settings: as for for_model.
+        """
+        graph = tflite_graph.read_graph(model_bytes)
+        if isinstance(candidates, dict):
+            layers = [LayerPlan(op, "sampled", channels, channel_cost=None)
+                      for op, channels in candidates.items()]
+        else:
+            layers = [c if isinstance(c, LayerPlan) else
+                      LayerPlan(int(c), "sampled", None, channel_cost=None) for c in candidates]
+        if classifier:
+            producer = graph.producer(find_logits(graph) if settings.get("logits_tensor") is None
+                                      else settings["logits_tensor"])
+            if any(layer.operator_index == producer for layer in layers):
+                raise ValueError(f"operator {producer} computes the logits and trains fully "
+                                 "(classifier=True); leave it out of the candidates or pass "
+                                 "classifier=False")
+            if producer is None or graph.operators[producer].builtin_code not in \
+                    TRAINABLE_OPERATORS:
+                raise ValueError("the logits are not computed by a layer with parameters; "
+                                 "pass classifier=False")
+            layers.append(LayerPlan(producer, "weights"))
+        return cls.for_model(model_bytes, layers, seed=seed, sample_budget=budget_bytes,
+                             **settings)
+
+    @classmethod
+    def lowrank(cls, model_bytes, layers, refresh_steps=10, *, static=(), **settings):
+        """Low-rank layers (runtime/tt_lowrank.h): the weights of each layer
+        in `layers`, a dict {operator index: rank}, train by Adam on the
+        rank-r projection of their gradient (projector refreshed every
+        refresh_steps updates), their biases by SGD; every output channel
+        trains. static: more layers to train as usual, LayerPlans or a dict
+        {operator index: channels}. settings: as for for_model (also
+        adam_beta1, adam_beta2, adam_epsilon; the seed picks the initial
+        projectors).
+
+        The learning rate is in quantization steps per unit of the Adam step
+        (QAS as for SGD), so Adam wants a far smaller rate than SGD, e.g.
+        0.01 to 0.1.
+        """
+        if isinstance(static, dict):
+            static = [LayerPlan(op, "weights", channels) for op, channels in static.items()]
+        chosen = [LayerPlan(int(op), "lowrank", None, rank=rank, refresh_steps=refresh_steps)
+                  for op, rank in dict(layers).items()]
+        clash = ({layer.operator_index for layer in chosen}
+                 & {layer.operator_index for layer in static})
+        if clash:
+            raise ValueError(f"operator {min(clash)} is both low-rank and static; list it once")
+        return cls.for_model(model_bytes, chosen + list(static), **settings)
 
     @classmethod
     def classifier_only(cls, model_bytes, update="weights", **settings):
@@ -229,6 +407,19 @@ class TrainingPlan:
                   if op.index >= first_operator and op.builtin_code in TRAINABLE_OPERATORS
                   and len(op.inputs) > 2 and op.inputs[2] >= 0]
         return cls.for_model(model_bytes, layers, **settings)
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def channel_state_bytes(plan, weights_per_channel, has_bias):
+    """tt_plan_channel_state_bytes (tt_plan.c): optimizer state bytes of one
+    output channel (weights and bias) under the plan's settings: a float
+    residual unless residual=False, a velocity with momentum, an
+    accumulator with batches."""
+    arrays = int(plan.residual) + int(plan.momentum > 0) + int(plan.batch_size > 1)
+    return 4 * arrays * (weights_per_channel + int(has_bias))
 
 
 def _float32(value):
@@ -275,7 +466,9 @@ def parameter_layout(graph, operator_index):
         raise ValueError(f"operator {operator_index} ({op.name}) has no constant int8 weights")
     axis = -1 if op.builtin_code == tflite_graph.DEPTHWISE_CONV_2D else 0
     bias = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-    return {"weights": weights.index, "bias": bias, "channels": weights.shape[axis]}
+    channels = weights.shape[axis]
+    return {"weights": weights.index, "bias": bias, "channels": channels,
+            "weights_per_channel": weights.num_elements // channels if channels > 0 else 0}
 
 
 def _check_logits(graph, tensor, num_classes):
@@ -297,6 +490,52 @@ def _feeds(graph, operator_index, tensor):
         if reached.intersection(op.inputs):
             reached.update(op.outputs)
     return tensor in reached
+
+
+def _validate_lowrank(i, layer):
+    """A "lowrank" layer's own fields (check_lowrank, tt_plan.c)."""
+    if not _is_int(layer.rank) or not 1 <= layer.rank <= _INT32_MAX:
+        raise ValueError(f"layer {i}: rank must be an int >= 1 (the rank of the projected "
+                         f"gradient), got {layer.rank!r}")
+    if not _is_int(layer.refresh_steps) or not 1 <= layer.refresh_steps <= _INT32_MAX:
+        raise ValueError(f"layer {i}: refresh_steps must be an int >= 1 (updates between "
+                         f"projector refreshes), got {layer.refresh_steps!r}")
+
+
+def _check_lowrank(graph, i, layer):
+    """check_lowrank (tt_plan.c): a FULLY_CONNECTED or pointwise CONV_2D
+    with one group, all output channels, rank <= min(C, D)."""
+    op = graph.operators[layer.operator_index]
+    layout = parameter_layout(graph, op.index)
+    if op.builtin_code == tflite_graph.CONV_2D:
+        shape = graph.tensors[op.inputs[1]].shape
+        if len(shape) != 4 or tuple(shape[1:3]) != (1, 1):
+            raise ValueError(f"layer {i}: operator {op.index} ({op.name}) has a "
+                             f"{'x'.join(map(str, shape[1:3]))} filter; 'lowrank' trains only "
+                             "FULLY_CONNECTED and pointwise (1x1) CONV_2D layers, so use "
+                             "update='weights'")
+        if graph.tensors[op.inputs[0]].shape[-1] != shape[3]:
+            raise ValueError(f"layer {i}: operator {op.index} ({op.name}) is a grouped "
+                             "convolution; 'lowrank' needs one group, so use update='weights'")
+    elif op.builtin_code != tflite_graph.FULLY_CONNECTED:
+        raise ValueError(f"layer {i}: operator {op.index} ({op.name}) is not FULLY_CONNECTED or a "
+                         "pointwise CONV_2D; 'lowrank' trains only those, so use "
+                         "update='weights'")
+    if len(layer.channels) != layout["channels"]:
+        raise ValueError(f"layer {i}: a 'lowrank' layer trains all {layout['channels']} output "
+                         f"channels of operator {op.index} ({op.name}), but "
+                         f"{len(layer.channels)} are listed; list them all (channels=None)")
+    most = min(layout["channels"], layout["weights_per_channel"])
+    if layer.rank > most:
+        raise ValueError(f"layer {i}: rank {layer.rank} must be between 1 and {most}, the "
+                         f"smaller of operator {op.index}'s {layout['channels']} output "
+                         f"channels and {layout['weights_per_channel']} weights per channel")
+
+
+def lowrank_state_bytes(rows, cols, rank):
+    """tt_lowrank_state_bytes (tt_lowrank.h): a low-rank layer's state block
+    (header, P and Y of C x r floats, R, R_prev, M and V of r x D floats)."""
+    return 32 + 4 * (2 * rows * rank + 4 * rank * cols)
 
 
 def _check_layer(graph, i, layer, logits):

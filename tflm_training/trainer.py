@@ -2,6 +2,7 @@
 (runtime/tt_trainer.h), following a TrainingPlan."""
 
 import ctypes
+import numbers
 
 import numpy as np
 
@@ -80,7 +81,7 @@ class Trainer:
         tensors = []
         for layer in self.plan.layers:
             layout = parameter_layout(self._graph, layer.operator_index)
-            if layer.update == "weights":
+            if layer.update in ("weights", "sampled", "lowrank"):
                 tensors.append(layout["weights"])
             if layout["bias"] is not None:
                 tensors.append(layout["bias"])
@@ -100,6 +101,56 @@ class Trainer:
                 ctypes.byref(loss)))
             total += loss.value
         return total / len(samples)
+
+    def begin_epoch(self, epoch):
+        """Starts epoch `epoch` (an int in [0, 2**32)): every "sampled"
+        layer draws the channels it trains until the next call and restarts
+        their optimizer state (runtime/tt_channel_sampler.h; the same draw
+        as channel_sampler.sample_channels(plan, epoch)). The constructor
+        draws epoch 0. Call it at the start of every epoch, as the firmware
+        does; plans without sampled layers are unaffected."""
+        if (not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool)
+                or not 0 <= epoch < 2**32):
+            raise InvalidArgumentError(f"epoch must be an int in [0, 2**32), got {epoch!r}")
+        self._check(self._lib.tt_trainer_begin_epoch(self._state, int(epoch)))
+
+    def selected_channels(self):
+        """{operator index: [output channels it trains now]}, read from the
+        trainer's arena: the plan's channels for static layers, this
+        epoch's draw for sampled ones."""
+        result = {}
+        count = ctypes.c_int32()
+        for i, layer in enumerate(self.plan.layers):
+            pointer = self._lib.tt_trainer_layer_channels(self._state, i, ctypes.byref(count))
+            result[layer.operator_index] = [int(pointer[k]) for k in range(count.value)]
+        return result
+
+    def gradient_norms(self, x, y, bias=False):
+        """The gradient probe: {operator index: squared L2 norms} of the
+        real-valued gradient dL/dW of each channel the layer trains now
+        (selected_channels() order), summed over the samples; with
+        bias=True, of dL/db instead. Runs forward and backward per sample
+        and changes nothing: weights, biases, optimizer state and batch
+        progress stay as they were. Bias-only layers have no weight
+        gradient (zeros)."""
+        samples, labels = self._samples(x, y)
+        slots = int(self._lib.tt_trainer_selected_slots(self._state))
+        weights = np.zeros(max(slots, 1), dtype=np.float32)
+        biases = np.zeros(max(slots, 1), dtype=np.float32)
+        total = np.zeros(slots, dtype=np.float64)
+        self.interpreter._activations_valid = False
+        for sample, label in zip(samples, labels):
+            weights[:] = 0
+            biases[:] = 0
+            self._check(self._lib.tt_trainer_gradient_norms(
+                self._state, sample.ctypes.data, sample.nbytes, int(label),
+                weights.ctypes.data, biases.ctypes.data, None))
+            total += (biases if bias else weights)[:slots]
+        result, start = {}, 0
+        for op, channels in self.selected_channels().items():
+            result[op] = total[start:start + len(channels)]
+            start += len(channels)
+        return result
 
     def predict(self, x):
         """The class with the largest logit: an int for one sample, an array

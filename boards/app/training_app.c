@@ -4,6 +4,8 @@
  *
  *   training_init           arena breakdown, sample counts, epochs
  *   evaluation "before"     test accuracy of the starting model
+ *   selection               per epoch and sampled layer: the channels it
+ *                           trains in that epoch (tt_trainer_begin_epoch)
  *   train_step              per step: loss (IEEE-754 bits), instructions
  *   prediction, evaluation "after"
  *   parameters              per trained weight / bias tensor: CRC-32 (and,
@@ -11,7 +13,8 @@
  *   stack, ram              stack high-water mark; static + stack peak
  *
  * Steps visit the training samples in their embedded order, APP_EPOCHS
- * times, so the host replays them exactly (tests/test_firmware_training.py).
+ * times, each epoch begun with tt_trainer_begin_epoch, so the host replays
+ * them exactly (tests/test_firmware_training.py).
  * With no test samples embedded, the training samples are evaluated.
  * APP_ARENA_BYTES, APP_EPOCHS and APP_DUMP_PARAMETERS come from the build
  * tool (tools/training_firmware.py). */
@@ -113,6 +116,7 @@ static void report_init(const sample_set* train, const sample_set* test,
   report_u32("trainer_tables", memory.trainer_tables);
   report_u32("weight_copies", memory.weight_copies);
   report_u32("optimizer_state", memory.optimizer_state);
+  report_u32("sampled_state", memory.sampled_state);
   report_u32("planned_region", memory.planned_region);
   report_u32("train_samples", train->count);
   report_u32("test_samples", test->count);
@@ -148,9 +152,30 @@ static int evaluate(const sample_set* set, const char* phase,
   return EXIT_STATUS_OK;
 }
 
+/* The channels each sampled layer trains in this epoch. */
+static void report_selection(uint32_t epoch) {
+  for (int32_t i = 0; i < trainer.num_layers; ++i) {
+    tt_plan_layer layer;
+    tt_plan_layer_at(app_plan_start, i, &layer);
+    if (layer.update_kind != TT_UPDATE_SAMPLED) continue;
+    int32_t count;
+    const int32_t* channels = tt_trainer_layer_channels(&trainer, i, &count);
+    report_begin("selection");
+    report_u32("epoch", epoch);
+    report_i32("operator", layer.operator_index);
+    report_array_begin("channels");
+    for (int32_t c = 0; c < count; ++c) report_array_i32(channels[c]);
+    report_array_end();
+    report_end();
+  }
+}
+
 static int train(const sample_set* set) {
   uint32_t step = 0;
   for (uint32_t epoch = 0; epoch < APP_EPOCHS; ++epoch) {
+    const tt_status begun = tt_trainer_begin_epoch(&trainer, epoch);
+    if (begun != TT_OK) return report_failure("begin_epoch", begun);
+    report_selection(epoch);
     for (uint32_t i = 0; i < set->count; ++i, ++step) {
       trainer_call call = {set->inputs + i * input_bytes, label_at(set, i),
                            0.0f, -1, TT_OK};
@@ -196,7 +221,9 @@ static void report_parameters(void) {
     tt_plan_layer layer;
     tt_plan_layer_at(app_plan_start, i, &layer);
     const tt_node* node = &interpreter->nodes[layer.operator_index];
-    if (layer.update_kind == TT_UPDATE_WEIGHTS) {
+    if (layer.update_kind == TT_UPDATE_WEIGHTS ||
+        layer.update_kind == TT_UPDATE_SAMPLED ||
+        layer.update_kind == TT_UPDATE_LOWRANK) {
       report_tensor(tt_node_input_index(interpreter, node, 1),
                     layer.operator_index, "weights");
     }

@@ -8,7 +8,9 @@
  * truncation, copied spans). A mutated model runs init and, when init
  * accepts it, invoke on zeroed inputs. A mutated plan (whose checksum is
  * recomputed half the time, so mutations reach the deeper checks) runs
- * trainer init and, when accepted, a training step and a prediction. The
+ * trainer init and, when accepted, a training step, a new epoch (channel
+ * sampling, with a random epoch number), the gradient probe, a look at
+ * every layer's selected channels, another step and a prediction. The
  * sanitizers abort on any out-of-bounds access or undefined behaviour; a
  * hang is caught by the caller's timeout. Prints how many inputs were
  * accepted and rejected. */
@@ -136,6 +138,30 @@ static int run_plan(const uint8_t* model, uint32_t model_size,
   const uint32_t bytes = (uint32_t)input->num_bytes;
   float loss;
   int32_t predicted;
+  tt_trainer_step(&trainer, zeros, bytes, (int32_t)(next_random() % 12),
+                  &loss);
+  /* A new epoch (channel sampling), the gradient probe into arrays of
+   * exactly the selected size, and every layer's selection. */
+  if (tt_trainer_begin_epoch(&trainer, next_random()) != TT_OK)
+    return check_message(tt_trainer_error(&trainer), iteration);
+  const int32_t slots = tt_trainer_selected_slots(&trainer);
+  float* norms = malloc(2 * sizeof(float) * (size_t)(slots > 0 ? slots : 1));
+  memset(norms, 0, 2 * sizeof(float) * (size_t)(slots > 0 ? slots : 1));
+  tt_trainer_gradient_norms(&trainer, zeros, bytes,
+                            (int32_t)(next_random() % 12), norms,
+                            norms + (slots > 0 ? slots : 1), &loss);
+  free(norms);
+  int32_t selected = 0;
+  for (int32_t l = 0; l < trainer.num_layers; ++l) {
+    int32_t count;
+    const int32_t* channels = tt_trainer_layer_channels(&trainer, l, &count);
+    for (int32_t c = 0; c < count; ++c) selected += channels[c] >= 0;
+  }
+  if (selected != slots) {
+    fprintf(stderr, "selected channels do not add up (iteration %ld)\n",
+            iteration);
+    return 1;
+  }
   tt_trainer_step(&trainer, zeros, bytes, (int32_t)(next_random() % 12),
                   &loss);
   tt_trainer_predict(&trainer, zeros, bytes, &predicted);

@@ -72,10 +72,11 @@ tt_status tt_backward_prepare_update(tt_interpreter* it, const tt_node* node,
                                      int32_t weights_per_channel,
                                      tt_backward_needs* needs) {
   if (update == NULL) return TT_OK;
-  if (update->kind != TT_UPDATE_BIAS && update->kind != TT_UPDATE_WEIGHTS) {
+  if (update->kind != TT_UPDATE_BIAS && update->kind != TT_UPDATE_WEIGHTS &&
+      update->kind != TT_UPDATE_LOWRANK) {
     return tt_node_fail(it, node, TT_ERR_BAD_PLAN,
-                        "update kind %d is neither BIAS (0) nor WEIGHTS (1)",
-                        update->kind);
+                        "update kind %d is neither BIAS (0), WEIGHTS (1) nor "
+                        "LOWRANK (3)", update->kind);
   }
   if (update->num_channels < 1 || update->num_channels > num_channels ||
       update->channels == NULL) {
@@ -133,7 +134,9 @@ tt_status tt_backward_update_channels(tt_interpreter* it, const tt_node* node,
   const tt_tensor* input = tt_node_input(it, node, 0);
   const tt_tensor* filter = tt_node_input(it, node, 1);
   const tt_tensor* bias = tt_node_input(it, node, 2);
-  const bool weights = update->kind == TT_UPDATE_WEIGHTS;
+  /* Low-rank layers need every channel's weight gradient as well. */
+  const bool weights = update->kind == TT_UPDATE_WEIGHTS ||
+                       update->kind == TT_UPDATE_LOWRANK;
   int8_t* filter_data = NULL;
   int32_t* bias_data = NULL;
   if (weights) {
@@ -241,7 +244,7 @@ tt_status tt_backward_layer(tt_interpreter* it, const tt_node* node,
                       io->input_grads[0]);
   }
   if (io->update == NULL) return TT_OK;
-  if (io->update->kind == TT_UPDATE_WEIGHTS && input_data == NULL) {
+  if (io->update->kind != TT_UPDATE_BIAS && input_data == NULL) {
     return tt_node_fail(it, node, TT_ERR_BAD_STATE,
                         "the saved input has no memory");
   }

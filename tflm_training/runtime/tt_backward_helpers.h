@@ -65,8 +65,9 @@ void tt_backward_scales(const tt_interpreter* interpreter,
  * of weights_per_channel weights each (update NULL: frozen, nothing to
  * check): the kind, ascending channels in range, the optimizer's slot size,
  * a bias to train for TT_UPDATE_BIAS, positive finite weight scales of the
- * selected channels. For TT_UPDATE_WEIGHTS it asks for input 0 to be saved
- * and scratch for one channel's float weight gradient. */
+ * selected channels. For TT_UPDATE_WEIGHTS and TT_UPDATE_LOWRANK it asks
+ * for input 0 to be saved and scratch for one channel's float weight
+ * gradient. */
 tt_status tt_backward_prepare_update(tt_interpreter* interpreter,
                                      const tt_node* node,
                                      const tt_layer_update* update,

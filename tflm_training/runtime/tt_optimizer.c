@@ -2,6 +2,7 @@
 
 #include <stddef.h>
 
+#include "tt_lowrank.h"
 #include "tt_math.h"
 #include "tt_plan.h"
 #include "tt_quant.h"
@@ -127,9 +128,71 @@ static tt_status diverged(const tt_layer_update* u, int32_t slot) {
                       "rate", channel);
 }
 
+/* The probe: squared norms of the real-valued gradients, before QAS. */
+static tt_status probe_channel(const tt_layer_update* u, int32_t slot,
+                               const tt_channel_params* p,
+                               const float* weight_grad, float bias_grad) {
+  if (p == NULL || slot < 0 || slot >= u->num_channels)
+    return tt_error_set(u->error, TT_ERR_INVALID_ARGUMENT,
+                        "optimizer: channel slot %d is outside the %d "
+                        "selected channels", slot, u->num_channels);
+  float weight_sq = 0.0f;
+  if ((u->kind == TT_UPDATE_WEIGHTS || u->kind == TT_UPDATE_LOWRANK) &&
+      weight_grad != NULL) {
+    for (int32_t i = 0; i < u->weights_per_channel; ++i) {
+      if (!tt_is_finite(weight_grad[i])) return diverged(u, slot);
+      weight_sq += weight_grad[i] * weight_grad[i];
+    }
+  }
+  const float bias_sq = p->bias != NULL ? bias_grad * bias_grad : 0.0f;
+  if (!tt_is_finite(weight_sq) || !tt_is_finite(bias_sq))
+    return diverged(u, slot);
+  if (u->probe_weight_sq != NULL) u->probe_weight_sq[slot] += weight_sq;
+  if (u->probe_bias_sq != NULL) u->probe_bias_sq[slot] += bias_sq;
+  return TT_OK;
+}
+
+/* TT_UPDATE_LOWRANK: the bias by SGD, the weight gradient into the
+ * layer's compact gradient. On a NaN or infinity nothing of the channel
+ * changes and the layer's gradient accumulated since its last update is
+ * dropped (tt_lowrank_discard), so the next update starts clean. */
+static tt_status lowrank_channel(const tt_layer_update* u, int32_t slot,
+                                 const tt_channel_params* p,
+                                 const float* weight_grad, float bias_grad) {
+  TT_RETURN_IF_ERROR(check_arguments(u, slot, p, weight_grad, false));
+  if (u->lowrank == NULL || weight_grad == NULL || p->weights == NULL)
+    return tt_error_set(u->error, TT_ERR_INVALID_ARGUMENT,
+                        "optimizer: a low-rank update needs the layer's "
+                        "low-rank state, its weights and their gradient");
+  const int32_t channel = u->channels != NULL ? u->channels[slot] : slot;
+  param_step step;
+  const param_state state = bias_state(u, slot);
+  if (p->bias != NULL &&
+      (!tt_is_finite(bias_grad) ||
+       !plan_step(u, &state, quantized_grad(u, bias_grad, p->bias_scale),
+                  &step))) {
+    tt_lowrank_discard(u->lowrank);
+    return diverged(u, slot);
+  }
+  if (!tt_lowrank_accumulate(u->lowrank, channel, weight_grad,
+                             p->weight_scale, u->qas)) {
+    tt_lowrank_discard(u->lowrank);
+    return diverged(u, slot);
+  }
+  if (p->bias != NULL) {
+    store_step(&state, &step);
+    *p->bias = moved_bias(*p->bias, step.steps);
+  }
+  return TT_OK;
+}
+
 tt_status tt_update_channel(tt_layer_update* u, int32_t slot,
                             const tt_channel_params* p,
                             const float* weight_grad, float bias_grad) {
+  if (u != NULL && u->probe)
+    return probe_channel(u, slot, p, weight_grad, bias_grad);
+  if (u != NULL && u->kind == TT_UPDATE_LOWRANK)
+    return lowrank_channel(u, slot, p, weight_grad, bias_grad);
   const bool weights = u != NULL && u->kind == TT_UPDATE_WEIGHTS;
   TT_RETURN_IF_ERROR(check_arguments(u, slot, p, weight_grad, weights));
   const int32_t count = weights ? u->weights_per_channel : 0;

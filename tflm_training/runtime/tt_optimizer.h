@@ -18,7 +18,10 @@
  * lost (tests/test_trainer.py measures both the bytes saved and the
  * updates lost). With batch_size > 1 gradients are summed into a float
  * accumulator (4 more bytes per parameter) and applied, averaged, every
- * batch_size samples. */
+ * batch_size samples.
+ *
+ * Low-rank layers (TT_UPDATE_LOWRANK, tt_lowrank.h) train their weights by
+ * Adam on a projected gradient instead; see `lowrank` below. */
 #ifndef TFLM_TRAINING_TT_OPTIMIZER_H_
 #define TFLM_TRAINING_TT_OPTIMIZER_H_
 
@@ -47,6 +50,21 @@ typedef struct {
   float* bias_velocity;
   float* bias_accumulator;
   tt_error* error;
+  /* The gradient probe (tt_trainer_gradient_norms): when `probe` is set,
+   * tt_update_channel changes nothing and adds the squared L2 norm of the
+   * channel's real-valued weight gradient to probe_weight_sq[slot] and the
+   * square of its bias gradient to probe_bias_sq[slot] (either may be
+   * NULL). */
+  bool probe;
+  float* probe_weight_sq;
+  float* probe_bias_sq;
+  /* TT_UPDATE_LOWRANK: the layer's state block (tt_lowrank.h). Each
+   * channel's weight gradient is added to the layer's compact gradient
+   * (tt_lowrank_accumulate, quantized domain as above); the weights change
+   * only at the layer's Adam step (tt_lowrank_apply, which the trainer runs
+   * after the layer's backward pass of the sample that completes a batch).
+   * Biases take the SGD step of TT_UPDATE_WEIGHTS. NULL for other kinds. */
+  void* lowrank;
 } tt_layer_update;
 
 /* One selected channel's parameters, in the RAM copies. */
@@ -61,7 +79,8 @@ typedef struct {
 /* Applies (or accumulates) the real-valued gradients of channel slot
  * `slot`: weight_grad has weights_per_channel values (ignored for
  * TT_UPDATE_BIAS). Fails with TT_ERR_DIVERGED, leaving the channel
- * untouched, when a gradient is NaN or infinite. */
+ * untouched, when a gradient is NaN or infinite. With update->probe it
+ * only adds the gradients' squared norms (see tt_layer_update). */
 tt_status tt_update_channel(tt_layer_update* update, int32_t slot,
                             const tt_channel_params* params,
                             const float* weight_grad, float bias_grad);

@@ -1,12 +1,12 @@
 /* The training plan: which layers train and how, written by Python
  * (tflm_training/plan.py) and validated here against the model.
  *
- * Binary format, version 1. Little-endian; every field is 4 bytes (int32
- * unless marked float32):
+ * Binary format, version 2. Little-endian; every field is 4 bytes (int32
+ * unless marked float32 / uint32):
  *
  *   offset  field
  *        0  magic            "TTPL"
- *        4  version          1
+ *        4  version          2
  *        8  total_size       bytes of the whole plan
  *       12  crc32            CRC-32 (IEEE 802.3, as zlib.crc32) of bytes
  *                            [16, total_size)
@@ -22,27 +22,56 @@
  *       52  flags            bit 0: QAS (quantization-aware scaling) on;
  *                            bit 1: no master residual (tt_optimizer.h)
  *       56  num_layers       entries in the layer table
- *       60  reserved         0
- *       64  layer table      num_layers entries of 4 fields:
+ *       60  seed             uint32: seeds the channel sampling of sampled
+ *                            layers (tt_channel_sampler.h) and the initial
+ *                            projectors of low-rank layers (tt_lowrank.h)
+ *       64  sample_budget    bytes of optimizer state the sampled channels
+ *                            share; 0 when no layer is sampled, > 0 (and at
+ *                            least the cheapest channel_cost) when one is
+ *       68  adam_beta1       float32  Adam settings of low-rank layers:
+ *       72  adam_beta2       float32  all 0 when no layer is low-rank;
+ *       76  adam_epsilon     float32  else 0 <= beta < 1, epsilon > 0
+ *       80  layer table      num_layers entries of 8 fields:
  *                              operator_index  (ascending, unique)
  *                              update_kind     TT_UPDATE_*
  *                              num_channels    selected output channels
+ *                                              (kind 2: the candidates;
+ *                                              kind 3: all of them)
  *                              lr_scale        float32, > 0
+ *                              channel_cost    kind 2: bytes of the
+ *                                              sample_budget one of its
+ *                                              channels takes, at least
+ *                                              its optimizer state
+ *                                              (tt_plan_channel_state_bytes)
+ *                                              and 1; else 0
+ *                              rank            kind 3: the projector's
+ *                                              rank r, 1 <= r <= min(output
+ *                                              channels, weights per
+ *                                              channel); else 0
+ *                              refresh_steps   kind 3: updates between
+ *                                              projector refreshes, >= 1
+ *                                              (tt_lowrank.h); else 0
+ *                              reserved        0
  *           channel lists    for each layer in order, num_channels
  *                            ascending output-channel indices
  *
- * total_size must equal 64 + 16 * num_layers + 4 * (sum of num_channels). */
+ * total_size must equal 80 + 32 * num_layers + 4 * (sum of num_channels).
+ * The candidates of all sampled layers together are at most
+ * TT_PLAN_MAX_CANDIDATES. */
 #ifndef TFLM_TRAINING_TT_PLAN_H_
 #define TFLM_TRAINING_TT_PLAN_H_
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "tt_interpreter.h"
 
 #define TT_PLAN_MAGIC "TTPL"
-#define TT_PLAN_VERSION 1
-#define TT_PLAN_HEADER_SIZE 64
-#define TT_PLAN_LAYER_SIZE 16
+#define TT_PLAN_VERSION 2
+#define TT_PLAN_HEADER_SIZE 80
+#define TT_PLAN_LAYER_SIZE 32
+/* The sampler's shuffle holds candidate indices as uint16. */
+#define TT_PLAN_MAX_CANDIDATES 65535
 
 enum { TT_OPTIMIZER_SGD = 0 };
 enum {
@@ -54,6 +83,12 @@ enum {
 typedef enum {
   TT_UPDATE_BIAS = 0,    /* biases of the selected channels */
   TT_UPDATE_WEIGHTS = 1, /* weights and biases of the selected channels */
+  /* Weights and biases of channels drawn from the candidates every epoch
+   * within the plan's sample_budget (TraDy, tt_channel_sampler.h). */
+  TT_UPDATE_SAMPLED = 2,
+  /* Weights by low-rank gradient projection with Adam (tt_lowrank.h),
+   * biases by SGD: FULLY_CONNECTED and pointwise CONV_2D, all channels. */
+  TT_UPDATE_LOWRANK = 3,
 } tt_update_kind;
 
 /* CRC-32 (IEEE 802.3), the same value as Python's zlib.crc32. */
@@ -68,6 +103,12 @@ typedef struct {
   float momentum;
   int32_t flags;
   int32_t num_layers;
+  uint32_t seed;
+  int32_t sample_budget;
+  float adam_beta1;
+  float adam_beta2;
+  float adam_epsilon;
+  int32_t sampled_candidates; /* candidates of all sampled layers */
 } tt_plan_info;
 
 /* One entry of a validated plan's layer table. */
@@ -76,6 +117,9 @@ typedef struct {
   int32_t update_kind;
   int32_t num_channels;
   float lr_scale;
+  int32_t channel_cost;
+  int32_t rank;
+  int32_t refresh_steps;
   uint32_t channels_pos; /* plan byte offset of its channel list */
 } tt_plan_layer;
 
@@ -96,6 +140,13 @@ typedef struct {
  * int8 tensor or its bias not a constant int32 one per output channel. */
 tt_status tt_param_layout_of(tt_interpreter* interpreter, int32_t node_index,
                              tt_param_layout* layout);
+
+/* Bytes of optimizer state one output channel of a layer keeps (weights
+ * and bias: a float residual unless TT_PLAN_FLAG_NO_RESIDUAL, a velocity
+ * with momentum, an accumulator with batches), per what `info` says. */
+uint64_t tt_plan_channel_state_bytes(const tt_plan_info* info,
+                                     int32_t weights_per_channel,
+                                     bool has_bias);
 
 /* Checks every field of the plan against the model the interpreter has
  * loaded (tt_interpreter_load) and fills *info. Every failure is

@@ -15,7 +15,8 @@ static float* arena_floats(const tt_interpreter* it, int32_t offset) {
 void tt_train_layer_update(tt_trainer* t, const tt_train_layer* layer,
                            bool apply, tt_layer_update* u) {
   const tt_interpreter* it = &t->interpreter;
-  u->kind = layer->kind;
+  /* Sampled channels train like static ones: weights and bias. */
+  u->kind = layer->kind == TT_UPDATE_SAMPLED ? TT_UPDATE_WEIGHTS : layer->kind;
   u->num_channels = layer->num_channels;
   u->channels = (const int32_t*)tt_arena_at(it, layer->channels_offset);
   u->weights_per_channel = layer->weights_per_channel;
@@ -33,6 +34,12 @@ void tt_train_layer_update(tt_trainer* t, const tt_train_layer* layer,
   u->bias_accumulator =
       arena_floats(it, layer->state[TT_STATE_BIAS_ACCUMULATOR]);
   u->error = &t->interpreter.error;
+  u->probe = false;
+  u->probe_weight_sq = NULL;
+  u->probe_bias_sq = NULL;
+  u->lowrank = layer->lowrank_offset >= 0
+                   ? (void*)tt_arena_at(it, layer->lowrank_offset)
+                   : NULL;
 }
 
 static tt_status check_one_input(tt_interpreter* it) {
@@ -62,10 +69,14 @@ tt_status tt_trainer_init(tt_trainer* t, const uint8_t* model,
   t->flags = info.flags;
   t->logits_tensor = info.logits_tensor;
   t->num_classes = info.num_classes;
+  t->adam_beta1 = info.adam_beta1;
+  t->adam_beta2 = info.adam_beta2;
+  t->adam_epsilon = info.adam_epsilon;
   TT_RETURN_IF_ERROR(tt_train_build_tables(t, plan, &info));
   TT_RETURN_IF_ERROR(tt_train_copy_parameters(t));
   TT_RETURN_IF_ERROR(tt_train_alloc_state(t));
   TT_RETURN_IF_ERROR(tt_train_plan_region(t));
+  tt_train_resample(t, 0);
   it->ready = true;
   t->ready = true;
   return TT_OK;
@@ -164,12 +175,29 @@ static tt_status backward_node(tt_trainer* t, int32_t n, bool apply) {
   }
   io.scratch = arena_floats(it, info->scratch_offset);
   tt_layer_update update;
-  if (info->layer >= 0) {
-    tt_train_layer_update(t, &tt_train_layers(t)[info->layer], apply,
-                          &update);
+  /* A sampled layer without channels this epoch only passes gradients. */
+  if (info->layer >= 0 && tt_train_layers(t)[info->layer].num_channels > 0) {
+    const tt_train_layer* layers = tt_train_layers(t);
+    tt_train_layer_update(t, &layers[info->layer], apply, &update);
+    if (t->probing) {
+      int32_t first_slot = 0;
+      for (int32_t l = 0; l < info->layer; ++l)
+        first_slot += layers[l].num_channels;
+      update.probe = true;
+      update.probe_weight_sq =
+          t->probe_weight_sq != NULL ? t->probe_weight_sq + first_slot : NULL;
+      update.probe_bias_sq =
+          t->probe_bias_sq != NULL ? t->probe_bias_sq + first_slot : NULL;
+    }
     io.update = &update;
   }
-  return tt_backward_find(node->builtin_code)->backward(it, node, &io);
+  TT_RETURN_IF_ERROR(
+      tt_backward_find(node->builtin_code)->backward(it, node, &io));
+  /* A low-rank layer has every channel's gradient now: its Adam step. */
+  if (io.update != NULL && apply && !t->probing &&
+      io.update->kind == TT_UPDATE_LOWRANK)
+    return tt_train_lowrank_apply(t, &tt_train_layers(t)[info->layer]);
+  return TT_OK;
 }
 
 static tt_status backward(tt_trainer* t, bool apply) {
@@ -199,6 +227,57 @@ tt_status tt_trainer_step(tt_trainer* t, const void* input,
   ++t->steps;
   if (loss_out != NULL) *loss_out = value;
   return TT_OK;
+}
+
+tt_status tt_trainer_gradient_norms(tt_trainer* t, const void* input,
+                                    uint32_t input_bytes, int32_t label,
+                                    float* weight_sq_norms,
+                                    float* bias_sq_norms, float* loss_out) {
+  TT_RETURN_IF_ERROR(check_ready(t));
+  tt_interpreter* it = &t->interpreter;
+  if (label < 0 || label >= t->num_classes)
+    return tt_error_set(&it->error, TT_ERR_INVALID_ARGUMENT,
+                        "label %d is outside the model's classes 0 to %d",
+                        label, t->num_classes - 1);
+  TT_RETURN_IF_ERROR(set_input(t, input, input_bytes));
+  TT_RETURN_IF_ERROR(forward(t));
+  float value;
+  TT_RETURN_IF_ERROR(loss(t, label, &value));
+  t->probing = true;
+  t->probe_weight_sq = weight_sq_norms;
+  t->probe_bias_sq = bias_sq_norms;
+  const tt_status status = backward(t, true);
+  t->probing = false;
+  t->probe_weight_sq = NULL;
+  t->probe_bias_sq = NULL;
+  t->interpreter.current_node = -1;
+  if (status == TT_OK && loss_out != NULL) *loss_out = value;
+  return status;
+}
+
+tt_status tt_trainer_begin_epoch(tt_trainer* t, uint32_t epoch) {
+  TT_RETURN_IF_ERROR(check_ready(t));
+  tt_train_resample(t, epoch);
+  return TT_OK;
+}
+
+const int32_t* tt_trainer_layer_channels(const tt_trainer* t, int32_t layer,
+                                         int32_t* count) {
+  if (count != NULL) *count = 0;
+  if (t == NULL || !t->ready || layer < 0 || layer >= t->num_layers)
+    return NULL;
+  const tt_train_layer* record = &tt_train_layers(t)[layer];
+  if (count != NULL) *count = record->num_channels;
+  return (const int32_t*)tt_arena_at(&t->interpreter,
+                                     record->channels_offset);
+}
+
+int32_t tt_trainer_selected_slots(const tt_trainer* t) {
+  if (t == NULL || !t->ready) return 0;
+  int32_t slots = 0;
+  for (int32_t l = 0; l < t->num_layers; ++l)
+    slots += tt_train_layers(t)[l].num_channels;
+  return slots;
 }
 
 tt_status tt_trainer_predict(tt_trainer* t, const void* input,
@@ -235,10 +314,11 @@ void tt_trainer_memory(const tt_trainer* t, tt_training_memory* memory) {
   memory->trainer_tables = t->trainer_tables_bytes;
   memory->weight_copies = t->weight_copies_bytes;
   memory->optimizer_state = t->optimizer_state_bytes;
+  memory->sampled_state = t->sampled_state_bytes;
   memory->total = tt_trainer_arena_used(t);
   memory->planned_region = memory->total - memory->interpreter_tables -
                            memory->trainer_tables - memory->weight_copies -
-                           memory->optimizer_state;
+                           memory->optimizer_state - memory->sampled_state;
 }
 
 const tt_error* tt_trainer_error(const tt_trainer* t) {

@@ -9,13 +9,17 @@
  * the frozen part before it). Gradients are real-valued: dL/dx for the
  * dequantized x = scale * (q - zero_point). Each selected channel's weight
  * gradient is applied right after it is computed (tt_optimizer.h), so
- * weight gradients never coexist; updated int8 weights / int32 biases feed
+ * weight gradients never coexist (a low-rank layer adds it to its compact
+ * gradient instead and makes its Adam step after its backward pass); updated int8 weights / int32 biases feed
  * the next forward pass directly.
  *
  * Arena layout: the interpreter's tables and kernel data; then the
  * trainer's tables, RAM copies of the trainable weight and bias tensors
  * (the model may sit in flash), and the optimizer state of the selected
- * channels; then one planned region holding activations, the activations
+ * channels (for a low-rank layer its weight residual and tt_lowrank.h
+ * state block, counted as optimizer_state), then the one pool of the
+ * sampled layers' state (sampled_state, tt_channel_sampler.h); then one
+ * planned region holding activations, the activations
  * kept for backward, 1-bit activation masks, float gradients and kernel
  * scratch (tt_buffer_planner.h). Inference through the trainer's
  * interpreter uses the same region.
@@ -45,7 +49,10 @@ typedef struct {
   uint32_t interpreter_tables; /* model tables and kernel data */
   uint32_t trainer_tables;     /* plan tables and backward bookkeeping */
   uint32_t weight_copies;      /* RAM copies of trainable weights / biases */
-  uint32_t optimizer_state;    /* residuals, momentum, batch accumulators */
+  uint32_t optimizer_state;    /* residuals, momentum, batch accumulators
+                                  of the static layers (kinds 0 and 1) */
+  uint32_t sampled_state;      /* the pool of the sampled layers' state
+                                  (sample_budget bytes, tt_channel_sampler.h) */
   uint32_t planned_region;     /* activations, saved tensors, gradients */
   uint32_t total;              /* == tt_trainer_arena_used() */
 } tt_training_memory;
@@ -72,6 +79,23 @@ typedef struct {
   int32_t flags;
   int32_t logits_tensor;
   int32_t num_classes;
+  /* Adam settings of the low-rank layers (tt_lowrank.h); 0 without. */
+  float adam_beta1;
+  float adam_beta2;
+  float adam_epsilon;
+  /* Channel sampling (tt_channel_sampler.h); offsets are -1 and counts 0
+   * when no layer is sampled. */
+  int32_t sample_order_offset; /* uint16 per candidate: the shuffle */
+  int32_t sample_pool_offset;  /* the state pool, sample_budget bytes */
+  int32_t sampled_candidates;  /* of all sampled layers */
+  int32_t sample_budget;
+  uint32_t sampled_state_bytes;
+  uint32_t seed;
+  uint32_t epoch; /* of the current channel selection */
+  /* Set only inside tt_trainer_gradient_norms. */
+  float* probe_weight_sq;
+  float* probe_bias_sq;
+  bool probing;
   bool ready;
 } tt_trainer;
 
@@ -91,6 +115,37 @@ tt_status tt_trainer_init(tt_trainer* trainer, const uint8_t* model,
  * batch. Activations other than the weights are not kept after a step. */
 tt_status tt_trainer_step(tt_trainer* trainer, const void* input,
                           uint32_t input_bytes, int32_t label, float* loss);
+
+/* Starts epoch `epoch`: draws the channels every sampled layer
+ * (TT_UPDATE_SAMPLED) trains until the next call and zeroes their
+ * optimizer state (tt_channel_sampler.h). The draw depends only on the
+ * plan's seed and `epoch`. tt_trainer_init draws epoch 0; nothing happens
+ * for a plan without sampled layers. */
+tt_status tt_trainer_begin_epoch(tt_trainer* trainer, uint32_t epoch);
+
+/* The output channels plan layer `layer` trains now, ascending; *count of
+ * them (0 is possible for a sampled layer). NULL (and *count 0) for a
+ * layer that does not exist. Valid until the next tt_trainer_begin_epoch. */
+const int32_t* tt_trainer_layer_channels(const tt_trainer* trainer,
+                                         int32_t layer, int32_t* count);
+
+/* The selected channels of all layers together: the length of the
+ * gradient probe's arrays. */
+int32_t tt_trainer_selected_slots(const tt_trainer* trainer);
+
+/* The gradient probe, for ranking layers and channels: one sample's
+ * forward pass, loss and backward pass, updating nothing (no weight,
+ * bias, optimizer state or batch count changes). For each layer in plan
+ * order and each of its selected channels in slot order (the layout of
+ * tt_trainer_layer_channels, concatenated), adds the squared L2 norm of
+ * the real-valued dL/dW of that channel (before QAS scaling; 0 for
+ * bias-only layers) to weight_sq_norms[i] and (dL/db)^2 to
+ * bias_sq_norms[i] (0 without a bias). Either array may be NULL; each has
+ * tt_trainer_selected_slots() floats. *loss gets the loss (may be NULL). */
+tt_status tt_trainer_gradient_norms(tt_trainer* trainer, const void* input,
+                                    uint32_t input_bytes, int32_t label,
+                                    float* weight_sq_norms,
+                                    float* bias_sq_norms, float* loss);
 
 /* Forward only; the class with the largest logit. */
 tt_status tt_trainer_predict(tt_trainer* trainer, const void* input,

@@ -52,13 +52,25 @@ enum { /* tt_train_layer.state: optimizer state arrays */
 
 typedef struct {
   int32_t operator_index;
-  int32_t kind;            /* tt_update_kind */
-  int32_t num_channels;
-  int32_t channels_offset; /* arena offset of the int32 channel list */
+  int32_t kind;            /* tt_update_kind of the plan */
+  int32_t num_channels;    /* selected now */
+  int32_t channels_offset; /* arena offset of the int32 selected channels */
   int32_t weights_per_channel;
   int32_t has_bias;
   float learning_rate;     /* the plan's rate times the layer's lr_scale */
-  int32_t state[TT_STATE_COUNT]; /* arena offsets of float arrays, or -1 */
+  int32_t state[TT_STATE_COUNT]; /* arena offsets of float arrays, or -1;
+                                    in the sample pool for sampled layers */
+  /* The plan's channel list: the selection itself for kinds 0 and 1, the
+   * candidates for a sampled layer, whose selection list (channels_offset)
+   * follows it with room for all of them. */
+  int32_t candidates_offset;
+  int32_t num_candidates;
+  int32_t channel_cost;    /* sampled layers: bytes of the budget */
+  int32_t sample_base;     /* sampled candidates of the layers before it */
+  /* Low-rank layers (tt_lowrank.h); -1 / 0 for the others. */
+  int32_t lowrank_offset;  /* arena offset of the state block */
+  int32_t rank;
+  int32_t refresh_steps;
 } tt_train_layer;
 
 static inline tt_train_tensor* tt_train_tensors(const tt_trainer* t) {
@@ -95,6 +107,17 @@ tt_status tt_train_build_tables(tt_trainer* trainer, const uint8_t* plan,
                                 const tt_plan_info* info);
 tt_status tt_train_copy_parameters(tt_trainer* trainer);
 tt_status tt_train_alloc_state(tt_trainer* trainer);
+
+/* Low-rank layers (tt_trainer_lowrank.c): allocates and initialises the
+ * layer's state block (in tt_train_alloc_state), and makes its Adam step
+ * once its backward pass has handed over every channel of an update. */
+tt_status tt_train_lowrank_alloc(tt_trainer* trainer, tt_train_layer* layer);
+tt_status tt_train_lowrank_apply(tt_trainer* trainer,
+                                 const tt_train_layer* layer);
+
+/* Channel sampling (tt_channel_sampler.c): draws the selection of every
+ * sampled layer for `epoch`, places their state in the pool, zeroes it. */
+void tt_train_resample(tt_trainer* trainer, uint32_t epoch);
 
 /* The planned region (tt_trainer_region.c), after everything persistent. */
 tt_status tt_train_plan_region(tt_trainer* trainer);

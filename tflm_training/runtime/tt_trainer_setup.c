@@ -8,7 +8,7 @@
 #include "tt_trainer_internal.h"
 
 static tt_status alloc_tables(tt_trainer* t, const tt_plan_info* info,
-                              int32_t total_channels,
+                              int64_t total_channels,
                               int32_t* channels_offset) {
   tt_interpreter* it = &t->interpreter;
   TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(
@@ -23,6 +23,15 @@ static tt_status alloc_tables(tt_trainer* t, const tt_plan_info* info,
   TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(
       it, (uint64_t)total_channels * 4, "the selected channel lists",
       channels_offset));
+  t->sample_order_offset = -1;
+  t->sample_pool_offset = -1;
+  t->sampled_candidates = info->sampled_candidates;
+  t->sample_budget = info->sample_budget;
+  t->seed = info->seed;
+  if (info->sampled_candidates > 0)
+    TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(
+        it, (uint64_t)info->sampled_candidates * sizeof(uint16_t),
+        "the channel sampler's shuffle", &t->sample_order_offset));
   t->num_layers = info->num_layers;
   tt_train_tensor* tensors = tt_train_tensors(t);
   for (int32_t i = 0; i < it->num_tensors; ++i) {
@@ -42,9 +51,11 @@ static tt_status alloc_tables(tt_trainer* t, const tt_plan_info* info,
   return TT_OK;
 }
 
+/* Fills layer `index`; *channels_offset and *sample_base advance past
+ * its channel lists and sampled candidates. */
 static tt_status fill_layer(tt_trainer* t, const uint8_t* plan,
                             const tt_plan_info* info, int32_t index,
-                            int32_t channels_offset) {
+                            int32_t* channels_offset, int32_t* sample_base) {
   tt_interpreter* it = &t->interpreter;
   tt_plan_layer entry;
   tt_plan_layer_at(plan, index, &entry);
@@ -53,15 +64,31 @@ static tt_status fill_layer(tt_trainer* t, const uint8_t* plan,
   tt_train_layer* layer = &tt_train_layers(t)[index];
   layer->operator_index = entry.operator_index;
   layer->kind = entry.update_kind;
-  layer->num_channels = entry.num_channels;
-  layer->channels_offset = channels_offset;
   layer->weights_per_channel = layout.weights_per_channel;
   layer->has_bias = layout.bias_tensor >= 0;
   layer->learning_rate = info->learning_rate * entry.lr_scale;
   for (int32_t s = 0; s < TT_STATE_COUNT; ++s) layer->state[s] = -1;
-  int32_t* channels = (int32_t*)tt_arena_at(it, layer->channels_offset);
+  layer->lowrank_offset = -1; /* tt_train_lowrank_alloc */
+  layer->rank = entry.rank;
+  layer->refresh_steps = entry.refresh_steps;
+  layer->candidates_offset = *channels_offset;
+  layer->num_candidates = entry.num_channels;
+  layer->sample_base = *sample_base;
+  int32_t* channels = (int32_t*)tt_arena_at(it, layer->candidates_offset);
   for (int32_t c = 0; c < entry.num_channels; ++c)
     channels[c] = tt_plan_channel(plan, &entry, c);
+  *channels_offset += 4 * entry.num_channels;
+  if (entry.update_kind == TT_UPDATE_SAMPLED) {
+    /* Nothing selected until tt_train_resample. */
+    layer->num_channels = 0;
+    layer->channels_offset = *channels_offset;
+    layer->channel_cost = entry.channel_cost;
+    *channels_offset += 4 * entry.num_channels;
+    *sample_base += entry.num_channels;
+  } else {
+    layer->num_channels = entry.num_channels;
+    layer->channels_offset = layer->candidates_offset;
+  }
   tt_train_node* node = &tt_train_nodes(t)[entry.operator_index];
   node->layer = index;
   node->flags |= TT_TRAIN_TRAINED;
@@ -161,9 +188,14 @@ static tt_status prepare_backward(tt_trainer* t) {
     if (!(info->flags & TT_TRAIN_VISITED)) continue;
     const tt_node* node = &it->nodes[n];
     tt_layer_update update;
-    if (info->layer >= 0)
-      tt_train_layer_update(t, &tt_train_layers(t)[info->layer], true,
-                            &update);
+    if (info->layer >= 0) {
+      /* A sampled layer is checked for all its candidates. */
+      const tt_train_layer* layer = &tt_train_layers(t)[info->layer];
+      tt_train_layer_update(t, layer, true, &update);
+      update.channels =
+          (const int32_t*)tt_arena_at(it, layer->candidates_offset);
+      update.num_channels = layer->num_candidates;
+    }
     tt_backward_needs needs = {0, 0, false, -129, 128};
     it->current_node = n;
     TT_RETURN_IF_ERROR(tt_backward_find(node->builtin_code)
@@ -190,18 +222,20 @@ tt_status tt_train_build_tables(tt_trainer* t, const uint8_t* plan,
                                 const tt_plan_info* info) {
   tt_interpreter* it = &t->interpreter;
   const uint32_t before = it->persistent_used;
-  int32_t total_channels = 0;
+  /* Each layer's plan list, and a selection list as long for a sampled
+   * layer. */
+  int64_t total_channels = 0;
   for (int32_t l = 0; l < info->num_layers; ++l) {
     tt_plan_layer entry;
     tt_plan_layer_at(plan, l, &entry);
-    total_channels += entry.num_channels;
+    total_channels += (int64_t)entry.num_channels *
+                      (entry.update_kind == TT_UPDATE_SAMPLED ? 2 : 1);
   }
-  int32_t channels_offset;
+  int32_t channels_offset, sample_base = 0;
   TT_RETURN_IF_ERROR(alloc_tables(t, info, total_channels, &channels_offset));
-  for (int32_t l = 0; l < info->num_layers; ++l) {
-    TT_RETURN_IF_ERROR(fill_layer(t, plan, info, l, channels_offset));
-    channels_offset += 4 * tt_train_layers(t)[l].num_channels;
-  }
+  for (int32_t l = 0; l < info->num_layers; ++l)
+    TT_RETURN_IF_ERROR(
+        fill_layer(t, plan, info, l, &channels_offset, &sample_base));
   t->first_backward_node = tt_train_layers(t)[0].operator_index;
   t->loss_node = tt_train_tensors(t)[t->logits_tensor].producer;
   TT_RETURN_IF_ERROR(find_backward_path(t));
@@ -234,7 +268,8 @@ tt_status tt_train_copy_parameters(tt_trainer* t) {
   for (int32_t l = 0; l < t->num_layers; ++l) {
     const tt_train_layer* layer = &tt_train_layers(t)[l];
     const tt_node* node = &it->nodes[layer->operator_index];
-    if (layer->kind == TT_UPDATE_WEIGHTS)
+    if (layer->kind == TT_UPDATE_WEIGHTS || layer->kind == TT_UPDATE_SAMPLED ||
+        layer->kind == TT_UPDATE_LOWRANK)
       TT_RETURN_IF_ERROR(copy_tensor(t, tt_train_input(it, node, 1)));
     if (layer->has_bias)
       TT_RETURN_IF_ERROR(copy_tensor(t, tt_train_input(it, node, 2)));
@@ -257,6 +292,7 @@ tt_status tt_train_alloc_state(tt_trainer* t) {
   const bool residual = (t->flags & TT_PLAN_FLAG_NO_RESIDUAL) == 0;
   for (int32_t l = 0; l < t->num_layers; ++l) {
     tt_train_layer* layer = &tt_train_layers(t)[l];
+    if (layer->kind == TT_UPDATE_SAMPLED) continue; /* in the pool */
     if (layer->kind == TT_UPDATE_WEIGHTS) {
       const uint64_t count =
           (uint64_t)layer->num_channels * (uint64_t)layer->weights_per_channel;
@@ -270,6 +306,8 @@ tt_status tt_train_alloc_state(tt_trainer* t) {
         TT_RETURN_IF_ERROR(alloc_state(
             it, &layer->state[TT_STATE_WEIGHT_ACCUMULATOR], count));
     }
+    if (layer->kind == TT_UPDATE_LOWRANK)
+      TT_RETURN_IF_ERROR(tt_train_lowrank_alloc(t, layer));
     if (layer->has_bias) {
       const uint64_t count = (uint64_t)layer->num_channels;
       if (residual)
@@ -284,5 +322,12 @@ tt_status tt_train_alloc_state(tt_trainer* t) {
     }
   }
   t->optimizer_state_bytes = it->persistent_used - before;
+  if (t->sampled_candidates == 0) return TT_OK;
+  const uint32_t pool_start = it->persistent_used;
+  TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(
+      it, (uint64_t)t->sample_budget,
+      "the optimizer state pool of the sampled channels",
+      &t->sample_pool_offset));
+  t->sampled_state_bytes = it->persistent_used - pool_start;
   return TT_OK;
 }
