@@ -1,0 +1,273 @@
+"""Memory-budgeted sparse update search (Lin et al. 2022, section 3.2): the
+evolutionary search over which biases and which layers' weight channels to
+train, scored with the contribution analysis (pipeline/contribution.py) and
+constrained by the EXACT training arena (tflm_training.memory_model).
+
+    table = contribution.analyze(model_bytes, x, y, ...)
+    result = search(model_bytes, table, budget_bytes=inference + 32 * 1024, seed=0)
+    result.plan, result.score, result.arena
+
+Genome: (k, r_1 .. r_N): k in 0..N is the bias depth (the biases of the
+last k analysed layers train), r_i in RATIOS_WITH_ZERO = (0, 1/8, 1/4, 1/2,
+1) (0 and the table's ratios) is the share of analysed layer i's output channels whose weights train
+(the first ceil(r_i * C_i) channels, contribution.ratio_channels). The
+classifier always trains fully (weights and biases, every channel).
+
+Plan of a genome: the classifier ("weights", every channel); each layer
+with r_i > 0: "weights" on its first ceil(r_i * C_i) channels (which
+trains those channels' biases too); each other layer within the bias
+depth: "bias", every channel. A layer with 0 < r_i < 1 inside the bias
+depth trains the biases of its selected channels only (a plan layer has
+one channel list).
+
+Fitness: Δacc_bias[k] + Σ_i Δacc_weight[i, r_i] (the paper's additive
+approximation), over genomes whose training arena (memory_model, to the
+byte) is at most budget_bytes; choices the analysis found unavailable are
+never made.
+
+Search (deterministic from `seed`, numpy's default_rng):
+* population (default 40): the first holds the classifier-only genome
+  and EVERY feasible one-gene genome (only k, or only one r_i), so the
+  result is never worse than the best single-layer plan, plus
+  `population` random genomes (each gene uniform over its choices)
+  repaired to fit; the best `population` of them start.
+* each of `generations` (default 20) generations keeps the best `parents`
+  genomes (default a quarter of the population; elitism, ranked by
+  fitness, then the smaller arena, then the genome), and fills the
+  population with children: a share `crossover` (0.5) of them by
+  uniform crossover of two random parents (each gene from either), the
+  rest by mutation of one random parent (each gene resampled with
+  probability `mutation_rate`, 0.2); an infeasible child is repaired by
+  lowering random genes one step until it fits; at most 2 x population
+  children are tried per generation (small feasible sets).
+* cost evaluations are memoised per genome (`result.evaluations` counts
+  the distinct plans measured).
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+import tflm_training
+from tflm_training import memory_model
+from tflm_training import plan as plan_lib
+
+from pipeline import contribution
+
+RATIOS_WITH_ZERO = (0.0,) + contribution.RATIOS
+
+
+class InfeasibleBudgetError(ValueError):
+    """The budget is below the cheapest plan the search can make."""
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """The best plan found."""
+
+    plan: object            # TrainingPlan
+    genome: tuple           # (k, r_1, ..., r_N)
+    layers: list            # the analysed operators, r_i belongs to layers[i]
+    score: float            # predicted Δaccuracy vs the classifier-only baseline
+    arena: int              # training arena in bytes (memory_model)
+    budget: int
+    evaluations: int        # distinct plans whose arena was computed
+    history: list           # best score after each generation
+
+    def describe(self):
+        k, ratios = self.genome[0], self.genome[1:]
+        parts = ['bias depth %d' % k] + [
+            'op %d weights %s' % (op, contribution.ratio_name(r))
+            for op, r in zip(self.layers, ratios) if r]
+        return ['searched sparse plan: %s; predicted Δaccuracy %+.1f points; arena %d bytes '
+                '(%.1f KB) of budget %d (%.1f KB)' % (
+                    ', '.join(parts), 100 * self.score, self.arena, self.arena / 1024,
+                    self.budget, self.budget / 1024)]
+
+
+def genome_layers(table, genome, classifier_channels=None):
+    """The LayerPlans (ascending) of a genome, classifier included; channel
+    lists are filled in when classifier_channels is given (else the
+    classifier's and bias layers' channels are None: every channel)."""
+    k, ratios = genome[0], genome[1:]
+    layers = {}
+    for op in table.bias_layers(k):
+        layers[op] = plan_lib.LayerPlan(
+            op, 'bias', None if classifier_channels is None else
+            list(range(table.channels[op])))
+    for op, ratio in zip(table.layers, ratios):
+        if ratio:
+            layers[op] = plan_lib.LayerPlan(
+                op, 'weights', contribution.ratio_channels(ratio, table.channels[op]))
+    layers[table.classifier] = plan_lib.LayerPlan(
+        table.classifier, 'weights', None if classifier_channels is None else
+        list(range(classifier_channels)))
+    return [layers[op] for op in sorted(layers)]
+
+
+def _settings(table, overrides):
+    settings = {name: table.settings[name] for name in
+                ('learning_rate', 'momentum', 'batch_size', 'qas')}
+    settings.update(overrides or {})
+    return settings
+
+
+def genome_plan(model_bytes, table, genome, **settings):
+    """The TrainingPlan of a genome (settings default to the table's)."""
+    return tflm_training.TrainingPlan.for_model(model_bytes, genome_layers(table, genome),
+                                                **_settings(table, settings))
+
+
+class _Problem:
+    """Choices, fitness and memoised cost of the genomes of one table."""
+
+    def __init__(self, model_bytes, table, budget, settings):
+        self.model_bytes = bytes(model_bytes)
+        self.table = table
+        self.budget = budget
+        self.settings = _settings(table, settings)
+        self.model = memory_model.for_model(self.model_bytes)
+        self.choices = [[k for k in range(len(table.layers) + 1)
+                         if table.delta_bias(k) is not None]]
+        for op in table.layers:
+            self.choices.append([r for r in [0.0] + list(table.ratios)
+                                 if table.delta_weight(op, r) is not None])
+        self._costs = {}
+        # Plans for cost evaluation are made from this checked one by
+        # replacing the layers: TrainingPlan.for_model re-reads the model,
+        # and memory_model checks every plan against it anyway.
+        self.template = tflm_training.TrainingPlan.for_model(
+            self.model_bytes, genome_layers(table, self.zero()), **self.settings)
+        self.classifier_channels = len(self.template.layers[-1].channels)
+
+    def fitness(self, genome):
+        total = self.table.delta_bias(genome[0])
+        for op, ratio in zip(self.table.layers, genome[1:]):
+            total += self.table.delta_weight(op, ratio)
+        return total
+
+    def cost(self, genome):
+        """The training arena (math.inf when the runtime cannot train it)."""
+        if genome not in self._costs:
+            plan = dataclasses.replace(self.template, layers=genome_layers(
+                self.table, genome, self.classifier_channels))
+            try:
+                self._costs[genome] = self.model.training_memory(plan).total
+            except (tflm_training.BadPlanError, tflm_training.UnsupportedModelError,
+                    ValueError):
+                self._costs[genome] = math.inf
+        return self._costs[genome]
+
+    def feasible(self, genome):
+        return self.cost(genome) <= self.budget
+
+    @property
+    def evaluations(self):
+        return len(self._costs)
+
+    def rank_key(self, genome):
+        return (-self.fitness(genome), self.cost(genome), genome)
+
+    def zero(self):
+        return tuple(options[0] for options in self.choices)
+
+    def random(self, rng):
+        return tuple(options[rng.integers(len(options))] for options in self.choices)
+
+    def repair(self, genome, rng):
+        """Lowers random non-zero genes one step until the genome fits."""
+        genome = list(genome)
+        while not self.feasible(tuple(genome)):
+            raised = [i for i, g in enumerate(genome) if g != self.choices[i][0]]
+            if not raised:
+                break
+            i = raised[rng.integers(len(raised))]
+            genome[i] = self.choices[i][self.choices[i].index(genome[i]) - 1]
+        return tuple(genome)
+
+
+def minimum_arena(model_bytes, table, **settings):
+    """(bytes, description) of the cheapest plan the search can make: the
+    classifier alone."""
+    plan = genome_plan(model_bytes, table, tuple(0 for _ in range(len(table.layers) + 1)),
+                       **settings)
+    return memory_model.training_memory(bytes(model_bytes), plan).total
+
+
+def _budget_error(model_bytes, table, budget, settings):
+    need = minimum_arena(model_bytes, table, **settings)
+    try:
+        bias_plan = tflm_training.TrainingPlan.classifier_only(
+            model_bytes, update='bias', **_settings(table, settings))
+        cheapest = memory_model.training_memory(bytes(model_bytes), bias_plan).total
+        other = ('; the cheapest plan of all, the classifier\'s biases only, needs %d '
+                 'bytes' % cheapest)
+    except (tflm_training.TflmTrainingError, ValueError):
+        other = ''
+    return InfeasibleBudgetError(
+        'budget %d bytes (%.1f KB) is below the smallest plan the search makes: the '
+        'classifier (operator %d) alone needs a %d-byte training arena (%.1f KB); give a '
+        'budget of at least %d bytes%s' % (budget, budget / 1024, table.classifier, need,
+                                           need / 1024, need, other))
+
+
+def search(model_bytes, table, budget_bytes, *, population=40, generations=20, parents=None,
+           mutation_rate=0.2, crossover=0.5, seed=0, **settings):
+    """The best plan under budget_bytes (a SearchResult); see the module doc.
+    settings (learning_rate, momentum, batch_size, qas) default to the
+    contribution table's: they change the optimizer state and so the arena."""
+    model_bytes = bytes(model_bytes)
+    budget = int(budget_bytes)
+    if parents is None:
+        parents = max(2, population // 4)
+    if population < 2 or parents < 1 or parents > population or generations < 0:
+        raise ValueError('need population >= 2, 1 <= parents <= population, generations >= 0')
+    if not 0 <= mutation_rate <= 1 or not 0 <= crossover <= 1:
+        raise ValueError('mutation_rate and crossover are probabilities in [0, 1]')
+    if table.baseline_accuracy is None:
+        raise ValueError('the contribution table has no baseline (the classifier-only run '
+                         'was unavailable: %s)' % table.baseline.get('reason'))
+    problem = _Problem(model_bytes, table, budget, settings)
+    zero = problem.zero()
+    if not problem.feasible(zero):
+        raise _budget_error(model_bytes, table, budget, settings)
+    rng = np.random.default_rng(seed)
+
+    pool = [zero]
+    for i, options in enumerate(problem.choices):
+        for value in options[1:]:
+            genome = list(zero)
+            genome[i] = value
+            genome = tuple(genome)
+            if problem.feasible(genome):
+                pool.append(genome)
+    for _ in range(population):
+        pool.append(problem.repair(problem.random(rng), rng))
+    current = sorted(set(pool), key=problem.rank_key)[:population]
+    history = [problem.fitness(current[0])]
+
+    for _ in range(generations):
+        elite = current[:parents]
+        children = set(elite)
+        for _ in range(2 * population):  # small feasible sets: stop anyway
+            if len(children) >= population:
+                break
+            if rng.random() < crossover and len(elite) > 1:
+                a, b = rng.choice(len(elite), 2, replace=False)
+                child = tuple(elite[a][i] if rng.random() < 0.5 else elite[b][i]
+                              for i in range(len(zero)))
+            else:
+                parent = elite[rng.integers(len(elite))]
+                child = tuple(
+                    options[rng.integers(len(options))] if rng.random() < mutation_rate
+                    else gene for gene, options in zip(parent, problem.choices))
+            children.add(problem.repair(child, rng))
+        current = sorted(children, key=problem.rank_key)[:population]
+        history.append(problem.fitness(current[0]))
+
+    best = current[0]
+    plan = genome_plan(model_bytes, table, best, **settings)
+    return SearchResult(plan=plan, genome=best, layers=list(table.layers),
+                        score=problem.fitness(best), arena=problem.cost(best), budget=budget,
+                        evaluations=problem.evaluations, history=history)

@@ -1,0 +1,289 @@
+"""TraDy (Quélennec et al. 2025): rank layers by their channels' relative
+gradient norms on the user's data, keep the layers that matter, and train
+channels drawn anew every epoch within a fixed memory budget.
+
+    ranking = rank_layers(model_bytes, x, y, samples=64)
+    result = plan_for_budget(model_bytes, ranking, budget_bytes, seed=0)
+    result.plan      # a TrainingPlan with "sampled" layers (+ the classifier)
+
+Relative gradient norm, adapted to our runtime. The paper scores input
+channels of a weight tensor; our runtime trains (and samples) OUTPUT
+channels, so the score is per output channel c of layer i:
+
+    RGN_c = ||dL/dW_i||_{c,2} / (C_W + C_A)
+
+* ||dL/dW_i||_{c,2} = sqrt(sum over samples of the squared L2 norm of the
+  real-valued gradient of channel c's weights), from
+  Trainer.gradient_norms(x, y) (which returns those summed squares) under a
+  probe plan that trains every channel of every ranked layer and the
+  classifier ("weights" updates; on the host memory is no concern);
+* C_W = the weights of one output channel: C_in * D_h * D_w for CONV_2D,
+  D_h * D_w for DEPTHWISE_CONV_2D, C_in for FULLY_CONNECTED
+  (plan.parameter_layout's weights_per_channel);
+* C_A = H_out * W_out, the size of that channel's output map (1 for
+  FULLY_CONNECTED): the activation the channel's update involves.
+
+Layer score = sum_c RGN_c. The classifier always trains fully and is not
+ranked. Layers are ranked by score (ties: the later operator first), and
+the top K whose cumulative share of the total score first reaches
+`coverage` (97%) are the candidates.
+
+Fitting a budget (total training arena, memory_model, to the byte): the
+arena of a sampled plan is the candidates' fixed part (tables incl. the
+channel lists and the sampler's shuffle array, weight and bias copies,
+saved activations, gradients, masks and scratch of the backward pass down
+to the earliest candidate, and the classifier's static state: everything
+that does not change with the number of sampled channels) plus the pool of
+sample_budget bytes. The pool is budget - fixed part, made exact against
+memory_model (its 8- and 16-byte alignments included). While the pool
+cannot hold one channel of every remaining candidate (channel_cost = the
+runtime's minimum, that channel's optimizer state: 4 bytes per array
+(residual, velocity with momentum, accumulator with batches) per weight
+and bias, plan.channel_state_bytes), the lowest-ranked candidate is
+dropped. No candidate left: InfeasibleBudgetError with the bytes the
+top-ranked layer needs.
+"""
+
+import dataclasses
+
+import numpy as np
+
+import tflm_training
+from tflm_training import memory_model
+from tflm_training import plan as plan_lib
+from tflm_training import tflite_graph
+
+from pipeline import contribution
+
+COVERAGE = 0.97
+
+
+class InfeasibleBudgetError(ValueError):
+    """The budget cannot hold the fixed part of any TraDy plan and a pool."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerScore:
+    """One ranked layer."""
+
+    operator: int
+    name: str
+    channels: int
+    score: float            # sum of RGN_c
+    share: float            # score / the total of all ranked layers
+    cumulative: float       # share of this layer and every better one
+    weights_per_channel: int  # C_W
+    map_size: int           # C_A
+    channel_cost: int       # bytes of one channel's optimizer state (sample pool)
+    selected: bool          # within the coverage
+
+
+@dataclasses.dataclass
+class Ranking:
+    """Layers best first, and what produced them."""
+
+    layers: list            # LayerScore, best first
+    rgn: dict               # operator -> RGN per output channel (np.ndarray)
+    norms: dict             # operator -> summed squared gradient norms per channel
+    classifier: int
+    coverage: float
+    settings: dict
+    samples: int
+
+    @property
+    def selected(self):
+        """The candidate operators, best first."""
+        return [layer.operator for layer in self.layers if layer.selected]
+
+    def describe(self):
+        lines = ['TraDy layer ranking (%d samples; RGN per output channel = gradient L2 norm '
+                 '/ (C_W + C_A); classifier op %d always trains):' % (self.samples,
+                                                                      self.classifier),
+                 ' rank   op  name                 C    score    share  cumul.  C_W+C_A  '
+                 'bytes/ch']
+        for rank, layer in enumerate(self.layers, start=1):
+            lines.append('%5d %4d  %-18s %3d  %8.3g  %5.1f%%  %5.1f%%  %7d  %8d%s' % (
+                rank, layer.operator, layer.name, layer.channels, layer.score,
+                100 * layer.share, 100 * layer.cumulative,
+                layer.weights_per_channel + layer.map_size, layer.channel_cost,
+                '  *' if layer.selected else ''))
+        lines.append('* = candidates: the top %d layers cover %.0f%% of the score' % (
+            len(self.selected), 100 * self.coverage))
+        return lines
+
+
+def _settings(learning_rate, momentum, batch_size, qas, residual=True):
+    return {'learning_rate': learning_rate, 'momentum': momentum, 'batch_size': batch_size,
+            'qas': qas, 'residual': residual}
+
+
+def probe_plan(model_bytes, layers, **settings):
+    """The probe: every channel of `layers` and of the classifier, "weights"."""
+    classifier = contribution.classifier_operator(model_bytes)
+    return tflm_training.TrainingPlan.for_model(
+        model_bytes, [plan_lib.LayerPlan(op, 'weights') for op in sorted(layers)]
+        + [plan_lib.LayerPlan(classifier, 'weights')], **settings)
+
+
+def gradient_norms(model_bytes, x, y, layers, **settings):
+    """{operator: summed squared gradient norm per output channel} from
+    Trainer.gradient_norms under the probe plan (classifier excluded)."""
+    trainer = tflm_training.Trainer(model_bytes, probe_plan(model_bytes, layers, **settings))
+    norms = trainer.gradient_norms(x, y)
+    return {op: np.asarray(norms[op], np.float64) for op in layers}
+
+
+def channel_sizes(model_bytes, operator):
+    """(C_W, C_A) of an operator's output channels (see the module doc)."""
+    graph = tflite_graph.read_graph(model_bytes)
+    layout = plan_lib.parameter_layout(graph, operator)
+    output = graph.tensors[graph.operators[operator].outputs[0]]
+    map_size = output.num_elements // layout['channels']
+    return layout['weights_per_channel'], map_size
+
+
+def relative_gradient_norms(model_bytes, norms):
+    """{operator: RGN_c per output channel} from summed squared norms."""
+    result = {}
+    for op, squared in norms.items():
+        c_w, c_a = channel_sizes(model_bytes, op)
+        result[op] = np.sqrt(np.asarray(squared, np.float64)) / (c_w + c_a)
+    return result
+
+
+def rank_layers(model_bytes, x, y, *, samples=None, max_layers=None, coverage=COVERAGE,
+                learning_rate=0.02, momentum=0.9, batch_size=5, qas=True, seed=0):
+    """The Ranking of the trainable layers before the classifier (the last
+    max_layers of them when given) on the user's samples (x quantized as
+    the model's input, y labels; a class-balanced subset of `samples` of
+    them, drawn with `seed`). The settings only set the probe plan's (and
+    so the channel costs')."""
+    model_bytes = bytes(model_bytes)
+    if not 0 < coverage <= 1:
+        raise ValueError('coverage must be in (0, 1], got %r' % (coverage,))
+    x, y = np.asarray(x), np.asarray(y).astype(np.int64).reshape(-1)
+    rows = contribution.balanced_subset(y, samples, np.random.default_rng(seed))
+    x, y = np.ascontiguousarray(x[rows]), y[rows]
+    if not len(y):
+        raise ValueError('the TraDy ranking needs at least one sample')
+    classifier = contribution.classifier_operator(model_bytes)
+    candidates = contribution.candidate_layers(model_bytes, max_layers)
+    if not candidates:
+        raise ValueError('the model has no trainable layer before the classifier to rank')
+    settings = _settings(learning_rate, momentum, batch_size, qas)
+    ops = [op for op, _, _ in candidates]
+    norms = gradient_norms(model_bytes, x, y, ops, **settings)
+    rgn = relative_gradient_norms(model_bytes, norms)
+    return make_ranking(model_bytes, norms, rgn, classifier, coverage, settings, len(y))
+
+
+def make_ranking(model_bytes, norms, rgn, classifier, coverage, settings, samples):
+    """The Ranking from per-channel norms and RGNs."""
+    graph = tflite_graph.read_graph(model_bytes)
+    probe = probe_plan(model_bytes, list(rgn), **settings)
+    scores = {op: float(np.sum(values)) for op, values in rgn.items()}
+    total = sum(scores.values())
+    order = sorted(scores, key=lambda op: (-scores[op], -op))
+    layers, cumulative, reached = [], 0.0, False
+    for op in order:
+        share = scores[op] / total if total > 0 else 0.0
+        cumulative += share
+        layout = plan_lib.parameter_layout(graph, op)
+        c_w, c_a = channel_sizes(model_bytes, op)
+        cost = max(1, plan_lib.channel_state_bytes(probe, layout['weights_per_channel'],
+                                                   layout['bias'] is not None))
+        selected = not reached and share > 0
+        reached = reached or cumulative >= coverage - 1e-12
+        layers.append(LayerScore(op, graph.operators[op].name, layout['channels'],
+                                 scores[op], share, cumulative, c_w, c_a, cost, selected))
+    return Ranking(layers=layers, rgn=rgn, norms=norms, classifier=classifier,
+                   coverage=coverage, settings=dict(settings), samples=samples)
+
+
+# -- fitting the budget -------------------------------------------------------------------
+
+@dataclasses.dataclass
+class TradyPlan:
+    """The sampled plan under a budget."""
+
+    plan: object            # TrainingPlan ("sampled" candidates + the classifier)
+    candidates: list        # sampled operators, best first
+    dropped: list           # ranked candidates dropped to fit, best first
+    fixed: int              # arena bytes besides the pool
+    pool: int               # the plan's sample_budget
+    arena: int              # the whole training arena (memory_model)
+    budget: int
+
+    def describe(self):
+        costs = {layer.operator_index: layer.channel_cost for layer in self.plan.layers}
+        return ['TraDy plan: sampled ops %s (%s bytes per channel), classifier op %d fully; '
+                'pool %d bytes (%.1f KB) + fixed %d bytes = arena %d bytes (%.1f KB) of '
+                'budget %d (%.1f KB); seed %d%s' % (
+                    ', '.join(map(str, self.candidates)),
+                    ', '.join(str(costs[op]) for op in self.candidates),
+                    self.plan.layers[-1].operator_index, self.pool, self.pool / 1024,
+                    self.fixed, self.arena, self.arena / 1024, self.budget,
+                    self.budget / 1024, self.plan.seed,
+                    '; dropped to fit: ops %s' % ', '.join(map(str, self.dropped))
+                    if self.dropped else '')]
+
+
+def _sampled_plan(model_bytes, candidates, pool, seed, settings):
+    return tflm_training.TrainingPlan.sampled(model_bytes, sorted(candidates), pool, seed,
+                                              **settings)
+
+
+def _largest_pool(model_bytes, candidates, budget, seed, settings, smallest):
+    """(plan, arena) with the largest sample_budget >= smallest whose arena
+    fits `budget`, or None."""
+    model = memory_model.for_model(model_bytes)
+
+    def arena(pool):
+        plan = _sampled_plan(model_bytes, candidates, pool, seed, settings)
+        return plan, model.training_memory(plan).total
+
+    plan, total = arena(smallest)
+    if total > budget:
+        return None
+    pool = smallest + (budget - total)  # total grows by the pool, up to alignment
+    plan, total = arena(pool)
+    while total > budget:
+        pool -= 1
+        plan, total = arena(pool)
+    while True:  # the alignment may leave a few bytes
+        bigger, bigger_total = arena(pool + 1)
+        if bigger_total > budget:
+            return plan, total
+        pool, plan, total = pool + 1, bigger, bigger_total
+
+
+def plan_for_budget(model_bytes, ranking, budget_bytes, seed=0):
+    """The TradyPlan of `ranking`'s candidates under budget_bytes (the
+    whole training arena), with the ranking's settings."""
+    model_bytes = bytes(model_bytes)
+    budget = int(budget_bytes)
+    settings = {k: ranking.settings[k] for k in
+                ('learning_rate', 'momentum', 'batch_size', 'qas', 'residual')}
+    costs = {layer.operator: layer.channel_cost for layer in ranking.layers}
+    candidates = list(ranking.selected)
+    dropped = []
+    while candidates:
+        fitted = _largest_pool(model_bytes, candidates, budget, seed, settings,
+                               max(costs[op] for op in candidates))
+        if fitted is not None:
+            plan, total = fitted
+            return TradyPlan(plan=plan, candidates=candidates, dropped=dropped,
+                             fixed=total - plan.sample_budget, pool=plan.sample_budget,
+                             arena=total, budget=budget)
+        dropped.insert(0, candidates.pop())
+    top = ranking.selected[0] if ranking.selected else ranking.layers[0].operator
+    plan = _sampled_plan(model_bytes, [top], costs[top], seed, settings)
+    need = memory_model.training_memory(model_bytes, plan).total
+    classifier = memory_model.training_memory(model_bytes, tflm_training.TrainingPlan.
+                                              classifier_only(model_bytes, **settings)).total
+    raise InfeasibleBudgetError(
+        'budget %d bytes (%.1f KB) cannot hold a TraDy plan: the top-ranked layer, op %d, '
+        'sampled with a pool for one channel (%d bytes) and the classifier need a %d-byte '
+        'training arena (%.1f KB); give a budget of at least %d bytes (the cheapest plan, '
+        'the classifier alone, needs %d bytes)' % (
+            budget, budget / 1024, top, costs[top], need, need / 1024, need, classifier))

@@ -1,0 +1,428 @@
+"""Memory-budgeted update schemes: the cost model (pipeline/cost_model.py)
+against the runtime, the contribution analysis (pipeline/contribution.py),
+the evolutionary sparse-update search (pipeline/sparse_search.py) and the
+TraDy plan (pipeline/trady.py), on the committed DS-CNN transfer model."""
+
+import dataclasses
+import itertools
+import json
+import pathlib
+import subprocess
+import sys
+import zlib
+
+import matplotlib
+import matplotlib.image
+import numpy as np
+import pytest
+
+import tflm_training
+from tflm_training import (BadPlanError, Interpreter, LayerPlan, Trainer, TrainingPlan,
+                           memory_model, tflite_graph)
+from tflm_training.plan import find_logits, trainable_operators
+
+from pipeline import contribution, cost_model, sparse_search, trady
+
+TESTS = pathlib.Path(__file__).resolve().parent
+REPO = TESTS.parent
+MODEL_PATH = TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite"
+MODEL = MODEL_PATH.read_bytes()
+CLASSIFIER = 10
+SETTINGS = {"learning_rate": 0.02, "momentum": 0.9, "batch_size": 5}
+COST_MODELS = [MODEL_PATH, TESTS / "models" / "residual_relu.tflite",
+               TESTS / "models" / "mobilenet_v2_block.tflite"]
+
+
+@pytest.fixture(scope="module")
+def fsdd():
+    """The committed FSDD training clips quantized for the model."""
+    with np.load(TESTS / "data" / "fsdd_train.npz") as data:
+        return contribution.quantize_samples(MODEL, data["x_train"]), data["y_train"]
+
+
+# -- cost model -----------------------------------------------------------------------------
+
+def _channel_subset(rng, channels):
+    kind = rng.integers(3)
+    if kind == 0:
+        return list(range(channels))
+    if kind == 1:
+        return list(range(int(rng.integers(1, channels + 1))))
+    count = int(rng.integers(1, channels + 1))
+    return sorted(int(c) for c in rng.choice(channels, count, replace=False))
+
+
+def _random_static_plan(rng, model):
+    """1 to 4 trainable layers (weights or bias, random channel subsets),
+    momentum on or off, batch 1 or more, residual on or off."""
+    graph = tflite_graph.read_graph(model)
+    logits = find_logits(graph)
+    trainable = trainable_operators(model)
+    chosen = sorted(rng.choice(len(trainable), int(rng.integers(1, 5)), replace=False))
+    layers = []
+    for k in chosen:
+        op, _, channels, has_bias = trainable[k]
+        update = "bias" if has_bias and rng.random() < 0.35 else "weights"
+        layers.append(LayerPlan(op, update, _channel_subset(rng, channels)))
+    return TrainingPlan(zlib.crc32(model), len(graph.tensors), len(graph.operators), logits,
+                        graph.tensors[logits].num_elements, layers, learning_rate=0.01,
+                        momentum=float(rng.choice([0.0, 0.9])),
+                        batch_size=int(rng.choice([1, 1, 5, 32])),
+                        residual=bool(rng.random() < 0.75))
+
+
+@pytest.mark.parametrize("path", COST_MODELS, ids=lambda p: p.stem)
+def test_cost_model_equals_trainer_over_random_static_plans(path):
+    model = path.read_bytes()
+    rng = np.random.default_rng(7)
+    inference = Interpreter.from_bytes(model).arena_used_bytes()
+    for _ in range(40):
+        plan = _random_static_plan(rng, model)
+        trainer = Trainer(model, plan)
+        cost = cost_model.plan_cost(model, plan, board=None)
+        assert cost.total == trainer.arena_used_bytes()
+        assert cost.parts == trainer.memory()
+        assert cost.inference == inference
+        assert cost.extra == cost.total - inference
+        assert (cost.tables + cost.parameter_copies + cost.optimizer_state
+                + cost.sampled_pool + sum(cost.other_parts.values())
+                + cost.planned_region) == cost.total
+        assert 0 < sum(cost.region_peak.values()) <= cost.planned_region
+        assert cost_model.training_arena(model, plan) == cost.total
+
+
+def test_cost_model_board_room_follows_board_json():
+    from pipeline import footprint  # pylint: disable=import-outside-toplevel
+    limits = footprint.board_limits("nrf52840")
+    room = limits["ram"] - limits["stack"] - footprint.RAM_RESERVE
+    assert cost_model.ram_room("nrf52840") == room
+    small = cost_model.plan_cost(MODEL, TrainingPlan.classifier_only(MODEL, **SETTINGS))
+    assert small.room == room and small.fits
+    everything = TrainingPlan.for_model(
+        MODEL, {op: None for op, *_ in trainable_operators(MODEL)}, **SETTINGS)
+    big = cost_model.plan_cost(MODEL, everything)
+    assert big.total > room and not big.fits
+    assert any("does NOT fit" in line for line in big.describe())
+    assert json.loads(json.dumps(big.as_dict()))["fits"] is False
+
+
+# -- contribution analysis ------------------------------------------------------------------
+
+def _small_analysis(fsdd, tmp_path, **overrides):
+    x, y = fsdd
+    options = dict(samples=20, val_samples=20, epochs=1, max_layers=2, seeds=(0,),
+                   cache_path=str(tmp_path / "cache.json"), **SETTINGS)
+    options.update(overrides)
+    return contribution.analyze(MODEL, x, y, **options)
+
+
+def test_contribution_runs_are_the_trainer_runs(fsdd, tmp_path):
+    table = _small_analysis(fsdd, tmp_path, seeds=(0, 1))
+    assert table.classifier == CLASSIFIER and table.layers == [7, 8]
+    assert table.ratios == list(contribution.RATIOS) and not table.from_cache
+    data = contribution.prepare_data(*fsdd, samples=20, val_samples=20)
+    settings = contribution.Settings(seeds=(0, 1), **SETTINGS)
+
+    def accuracy(layers):
+        plan = contribution.make_plan(MODEL, layers, settings)
+        return np.mean([contribution.train_and_evaluate(MODEL, plan, data, settings, seed)
+                        for seed in (0, 1)])
+
+    head = LayerPlan(CLASSIFIER, "weights")
+    baseline = accuracy([head])
+    assert table.baseline_accuracy == pytest.approx(baseline)
+    assert table.delta_bias(0) == 0.0
+    assert table.delta_bias(1) == pytest.approx(
+        accuracy([LayerPlan(8, "bias"), head]) - baseline)
+    assert table.delta_bias(2) == pytest.approx(
+        accuracy([LayerPlan(7, "bias"), LayerPlan(8, "bias"), head]) - baseline)
+    # ceil(r * 64) first channels: 1/8 -> channels 0..7.
+    assert contribution.ratio_channels(0.125, 64) == list(range(8))
+    assert contribution.ratio_channels(0.125, 10) == [0, 1]
+    assert table.delta_weight(7, 0.125) == pytest.approx(
+        accuracy([LayerPlan(7, "weights", range(8)), head]) - baseline)
+    assert table.delta_weight(8, 0) == 0.0
+    assert all(len(run["runs"]) == 2 for run in table.weight[8])
+    assert table.weight[8][-1]["arena"] == memory_model.training_memory(
+        MODEL, contribution.make_plan(MODEL, [LayerPlan(8, "weights"), head],
+                                      settings)).total
+    lines = table.describe()
+    assert any(line.split()[:2] == ["8", "64"] for line in lines)
+
+
+def test_contribution_cache_reads_same_inputs_and_recomputes_others(fsdd, tmp_path,
+                                                                     monkeypatch):
+    first = _small_analysis(fsdd, tmp_path, max_layers=1)
+    assert not first.from_cache
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached analysis must not train")
+    monkeypatch.setattr(contribution, "train_and_evaluate", no_training)
+    again = _small_analysis(fsdd, tmp_path, max_layers=1)
+    assert again.from_cache and again.as_json() == first.as_json()
+    monkeypatch.undo()
+    other_lr = _small_analysis(fsdd, tmp_path, max_layers=1, learning_rate=0.05)
+    assert not other_lr.from_cache and other_lr.key != first.key
+    x, y = fsdd
+    other_data = _small_analysis((x[::-1].copy(), y[::-1].copy()), tmp_path, max_layers=1)
+    assert not other_data.from_cache and other_data.key != first.key
+    entries = json.loads((tmp_path / "cache.json").read_text())
+    assert set(entries) == {first.key, other_lr.key, other_data.key}
+
+
+def test_untrainable_plans_are_recorded_unavailable(fsdd, tmp_path, monkeypatch):
+    real = memory_model.training_memory
+
+    def refuses_op_7_weights(model, plan):
+        if any(l.operator_index == 7 and l.update == "weights" for l in plan.layers):
+            raise BadPlanError("training plan: operator 7 refused by this test")
+        return real(model, plan)
+    monkeypatch.setattr(contribution.memory_model, "training_memory", refuses_op_7_weights)
+    table = _small_analysis(fsdd, tmp_path, cache_path=None)
+    assert all(not run["available"] and "refused by this test" in run["reason"]
+               for run in table.weight[7])
+    assert all(table.delta_weight(7, r) is None for r in contribution.RATIOS)
+    assert table.delta_bias(2) is not None and table.delta_weight(8, 1.0) is not None
+    assert any("unavailable: op 7 weights" in line for line in table.describe())
+    # The search never picks an unavailable choice.
+    result = sparse_search.search(MODEL, table, 10**6, population=10, generations=3)
+    assert result.genome[1] == 0
+
+
+# -- sparse search ----------------------------------------------------------------------------
+
+def _synthetic_table(layers, seed):
+    """A Contributions table with random gains (larger for more channels)
+    over `layers` of the DS-CNN."""
+    rng = np.random.default_rng(seed)
+    base = 0.5
+
+    def run(delta):
+        return {"available": True, "accuracy": base + delta, "runs": [base + delta]}
+    weight = {op: [run(d) for d in np.sort(rng.uniform(-0.02, 0.1, 4))] for op in layers}
+    bias = [run(d) for d in rng.uniform(-0.02, 0.06, len(layers))]
+    return contribution.Contributions(
+        key="synthetic", settings=dict(SETTINGS, qas=True, epochs=1, seeds=[0]),
+        classifier=CLASSIFIER, layers=list(layers), channels={op: 64 for op in layers},
+        ratios=list(contribution.RATIOS), before=0.1, baseline=run(0.0), bias=bias,
+        weight=weight, has_bias={op: True for op in layers})
+
+
+def _all_genomes(table):
+    return itertools.product(range(len(table.layers) + 1),
+                             *[sparse_search.RATIOS_WITH_ZERO] * len(table.layers))
+
+
+def _brute_force(table, budget):
+    best = None
+    for genome in _all_genomes(table):
+        plan = sparse_search.genome_plan(MODEL, table, genome)
+        if memory_model.training_memory(MODEL, plan).total > budget:
+            continue
+        score = table.delta_bias(genome[0]) + sum(
+            table.delta_weight(op, r) for op, r in zip(table.layers, genome[1:]))
+        if best is None or score > best[0] + 1e-12:
+            best = (score, genome)
+    return best
+
+
+BUDGET = cost_model.inference_arena(MODEL) + 32 * 1024
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_search_finds_the_brute_force_optimum(seed):
+    table = _synthetic_table([6, 7, 8], seed)
+    best_score, _ = _brute_force(table, BUDGET)
+    result = sparse_search.search(MODEL, table, BUDGET, population=20, generations=15,
+                                  parents=5, seed=seed)
+    assert result.score == pytest.approx(best_score)
+    assert result.arena <= BUDGET
+
+
+def test_search_is_feasible_reproducible_and_beats_single_layers():
+    table = _synthetic_table([1, 2, 3, 4, 5, 6, 7, 8], 3)
+    result = sparse_search.search(MODEL, table, BUDGET, seed=5)
+    assert result.arena <= BUDGET
+    trainer = Trainer(MODEL, result.plan)
+    assert trainer.arena_used_bytes() == result.arena
+    assert result.plan.layers[-1].operator_index == CLASSIFIER
+    assert result.plan.layers[-1].update == "weights"
+    assert len(result.plan.layers[-1].channels) == 10
+    assert result.history == sorted(result.history)
+    again = sparse_search.search(MODEL, table, BUDGET, seed=5)
+    assert (again.genome, again.score, again.arena) == (result.genome, result.score,
+                                                        result.arena)
+    assert again.plan.to_bytes() == result.plan.to_bytes()
+    zero = (0,) + (0.0,) * len(table.layers)
+    singles = [zero[:1 + i] + (r,) + zero[2 + i:] for i in range(len(table.layers))
+               for r in contribution.RATIOS] + [(k,) + zero[1:] for k in range(9)]
+    for genome in singles:
+        plan = sparse_search.genome_plan(MODEL, table, genome)
+        if memory_model.training_memory(MODEL, plan).total <= BUDGET:
+            score = table.delta_bias(genome[0]) + sum(
+                table.delta_weight(op, r) for op, r in zip(table.layers, genome[1:]))
+            assert result.score >= score - 1e-12
+
+
+def test_search_refuses_an_impossible_budget_with_the_minimum():
+    table = _synthetic_table([7, 8], 0)
+    need = memory_model.training_memory(
+        MODEL, TrainingPlan.classifier_only(MODEL, **SETTINGS)).total
+    with pytest.raises(sparse_search.InfeasibleBudgetError) as error:
+        sparse_search.search(MODEL, table, need - 1)
+    assert f"at least {need} bytes" in str(error.value)
+    assert "biases only" in str(error.value)
+    result = sparse_search.search(MODEL, table, need, population=6, generations=2)
+    assert result.arena == need and result.genome == (0, 0.0, 0.0)
+
+
+# -- cost model of sampled plans ----------------------------------------------------------------
+
+def test_cost_model_equals_trainer_over_random_sampled_plans():
+    rng = np.random.default_rng(11)
+    trainable = [op for op, *_ in trainable_operators(MODEL) if op != CLASSIFIER]
+    for _ in range(20):
+        ops = sorted(int(op) for op in rng.choice(trainable, int(rng.integers(1, 4)),
+                                                  replace=False))
+        candidates = {op: _channel_subset(rng, 64) for op in ops}
+        settings = {"momentum": float(rng.choice([0.0, 0.9])),
+                    "batch_size": int(rng.choice([1, 5])),
+                    "residual": bool(rng.random() < 0.75)}
+        cheapest = min(max(1, tflm_training.plan.channel_state_bytes(
+            TrainingPlan(0, 0, 0, 0, 2, [LayerPlan(0)], **settings),
+            _weights_per_channel(op), True)) for op in ops)
+        plan = TrainingPlan.sampled(MODEL, candidates, cheapest + int(rng.integers(0, 9000)),
+                                    seed=int(rng.integers(2**32)), **settings)
+        cost = cost_model.plan_cost(MODEL, plan, board=None)
+        trainer = Trainer(MODEL, plan)
+        assert cost.total == trainer.arena_used_bytes()
+        assert cost.parts == trainer.memory()
+        assert cost.sampled_pool >= plan.sample_budget > 0
+        assert sum(v for k, v in cost.parts.items() if k != "total") == cost.total
+        assert any("sampled from" in line for line in cost.describe())
+
+
+def _weights_per_channel(op):
+    graph = tflite_graph.read_graph(MODEL)
+    return tflm_training.plan.parameter_layout(graph, op)["weights_per_channel"]
+
+
+# -- TraDy --------------------------------------------------------------------------------------
+
+# DS-CNN shapes: (C_W, C_A) per trainable operator before the classifier.
+DS_CNN_SIZES = {0: (10 * 4 * 1, 25 * 20), 1: (9, 25 * 20), 2: (64, 25 * 20), 3: (9, 13 * 10),
+                4: (64, 13 * 10), 5: (9, 13 * 10), 6: (64, 13 * 10), 7: (9, 13 * 10),
+                8: (64, 13 * 10)}
+RANK_SAMPLES = 24
+
+
+@pytest.fixture(scope="module")
+def ranking(fsdd):
+    return trady.rank_layers(MODEL, *fsdd, samples=RANK_SAMPLES, seed=3, **SETTINGS)
+
+
+def test_trady_ranking_matches_numpy_from_gradient_norms(fsdd, ranking):
+    x, y = fsdd
+    rows = contribution.balanced_subset(np.asarray(y), RANK_SAMPLES, np.random.default_rng(3))
+    probe = TrainingPlan.for_model(MODEL, {op: None for op in list(DS_CNN_SIZES) + [10]},
+                                   **SETTINGS)
+    norms = Trainer(MODEL, probe).gradient_norms(x[rows], y[rows])
+    scores = {op: float(np.sum(np.sqrt(norms[op]) / (c_w + c_a)))
+              for op, (c_w, c_a) in DS_CNN_SIZES.items()}
+    order = sorted(scores, key=lambda op: -scores[op])
+    assert [layer.operator for layer in ranking.layers] == order
+    assert CLASSIFIER not in [layer.operator for layer in ranking.layers]
+    total = sum(scores.values())
+    cumulative = np.cumsum([scores[op] / total for op in order])
+    keep = int(np.argmax(cumulative >= 0.97)) + 1
+    assert ranking.selected == order[:keep]
+    for layer, cum in zip(ranking.layers, cumulative):
+        assert layer.score == pytest.approx(scores[layer.operator], rel=1e-9)
+        assert layer.cumulative == pytest.approx(cum)
+        assert (layer.weights_per_channel, layer.map_size) == DS_CNN_SIZES[layer.operator]
+        np.testing.assert_array_equal(ranking.norms[layer.operator], norms[layer.operator])
+    again = trady.rank_layers(MODEL, x, y, samples=RANK_SAMPLES, seed=3, **SETTINGS)
+    assert again.describe() == ranking.describe()
+    assert [l.score for l in again.layers] == [l.score for l in ranking.layers]
+
+
+@pytest.mark.parametrize("extra_kb", [32, 96])
+def test_trady_plan_fills_the_budget_exactly(ranking, extra_kb):
+    budget = cost_model.inference_arena(MODEL) + extra_kb * 1024
+    result = trady.plan_for_budget(MODEL, ranking, budget, seed=4)
+    plan = result.plan
+    assert plan.layers[-1].operator_index == CLASSIFIER
+    assert plan.layers[-1].update == "weights" and len(plan.layers[-1].channels) == 10
+    assert [l.operator_index for l in plan.layers[:-1]] == sorted(result.candidates)
+    assert all(l.update == "sampled" for l in plan.layers[:-1])
+    assert result.candidates + result.dropped == ranking.selected
+    assert plan.seed == 4 and plan.sample_budget == result.pool
+    trainer = Trainer(MODEL, plan)
+    assert trainer.arena_used_bytes() == result.arena <= budget
+    assert memory_model.training_memory(MODEL, plan).total == result.arena
+    assert result.fixed + result.pool == result.arena
+    bigger = dataclasses.replace(plan, sample_budget=plan.sample_budget + 1)
+    assert memory_model.training_memory(MODEL, bigger).total > budget
+    # The pool holds a channel of every candidate.
+    assert result.pool >= max(l.channel_cost for l in plan.layers[:-1])
+    # Training draws channels within the pool.
+    trainer.begin_epoch(1)
+    drawn = trainer.selected_channels()
+    spent = sum(len(drawn[l.operator_index]) * l.channel_cost for l in plan.layers[:-1])
+    assert 0 < spent <= result.pool
+
+
+def test_trady_refuses_a_too_small_budget(ranking):
+    top = ranking.selected[0]
+    with pytest.raises(trady.InfeasibleBudgetError) as error:
+        trady.plan_for_budget(MODEL, ranking, cost_model.inference_arena(MODEL))
+    message = str(error.value)
+    need = int(message.split("at least ")[1].split(" bytes")[0])
+    assert f"op {top}" in message and "classifier alone" in message
+    result = trady.plan_for_budget(MODEL, ranking, need)
+    assert result.candidates == [top] and result.arena == need
+
+
+# -- tools/analyze.py ---------------------------------------------------------------------------
+
+def _run_analyze(out, *flags):
+    command = [sys.executable, str(REPO / "tools" / "analyze.py"), "--samples", "20",
+               "--val_samples", "20", "--rank_samples", "16", "--epochs", "1",
+               "--max_layers", "2", "--cache", "none", "--out", str(out), *flags]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+
+
+def test_analyze_tool_prints_the_ranking_and_writes_plots(tmp_path):
+    result = _run_analyze(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from tools import deploy_steps  # pylint: disable=import-outside-toplevel
+    samples = deploy_steps.prepare_samples(deploy_steps.load_dataset("fsdd"),
+                                           deploy_steps.model_input(MODEL), None, None, 0)
+    expected = trady.rank_layers(MODEL, samples.train_x, samples.train_y, samples=16,
+                                 max_layers=2, seed=0, **SETTINGS)
+    lines = result.stdout.splitlines()
+    start = lines.index(expected.describe()[0])
+    assert lines[start:start + len(expected.describe())] == expected.describe()
+    assert any(line.startswith("searched sparse plan: ") for line in lines)
+    assert any(line.startswith("TraDy plan: sampled ops ") for line in lines)
+    assert any(line.split()[:2] == ["8", "64"] for line in lines)  # contribution table row
+    for name in ("ranking.png", "contribution.png", "plans.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        image = matplotlib.image.imread(str(tmp_path / name))
+        assert image.shape[0] > 100 and image.shape[1] > 100
+    report = json.loads((tmp_path / "analysis.json").read_text())
+    budget = cost_model.inference_arena(MODEL) + 32 * 1024
+    assert report["budget_bytes"] == budget
+    for name in ("sparse", "trady"):
+        plan = TrainingPlan.from_bytes((tmp_path / f"{name}_plan.bin").read_bytes())
+        assert Trainer(MODEL, plan).arena_used_bytes() == report[name]["arena"] <= budget
+
+
+def test_analyze_tool_says_the_minimum_for_a_too_small_budget(tmp_path):
+    result = _run_analyze(tmp_path, "--budget_kb", "60")
+    assert result.returncode == 1
+    need = memory_model.training_memory(
+        MODEL, TrainingPlan.classifier_only(MODEL, **SETTINGS)).total
+    assert f"give a budget of at least {need} bytes" in result.stderr
+    assert "contribution analysis" not in result.stdout

@@ -1,0 +1,299 @@
+"""Which layers to train on the board, and how: the contribution analysis,
+the memory-budgeted sparse-update search (Lin et al. 2022) and the TraDy
+layer ranking and sampled plan (Quélennec et al. 2025), for one model and
+the user's data, under one training-arena budget.
+
+  python tools/analyze.py --budget_kb 104 --samples 200 --out build/analyze
+
+Prints the TraDy ranking (score, share, cumulative share, per-channel
+cost), the contribution table (accuracy gains of bias depths and of weight
+ratios per layer, measured by short int8 fine-tuning runs in the host
+Trainer), the searched sparse plan and the TraDy plan with their exact
+training arenas (tflm_training.memory_model) against the budget and the
+board's RAM, and writes into --out: ranking.png (bar chart with the 97%
+cut), contribution.png (heat map, layers x ratios), plans.png (what each
+plan trains and where its bytes go), the plans (sparse_plan.bin,
+trady_plan.bin) and analysis.json. Contribution runs are cached in
+--cache.
+"""
+import json
+import pathlib
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+import numpy as np
+
+from tools import deploy_steps as steps
+
+_MODEL = flags.DEFINE_string(
+    "model", str(steps.DEFAULT_MODEL.relative_to(REPO)), "The int8 .tflite to analyse.")
+_DATASET = flags.DEFINE_string(
+    "dataset", "fsdd", f"A built-in dataset ({', '.join(steps.DATASETS)}) or an .npz with "
+    "x_train, y_train, x_test, y_test; only the training part is used (a held-out share "
+    "of it scores the contribution runs).")
+_BUDGET_KB = flags.DEFINE_float(
+    "budget_kb", None, "Training arena budget in KB (default: the inference arena + "
+    "--extra_kb).")
+_EXTRA_KB = flags.DEFINE_float(
+    "extra_kb", 32.0, "Without --budget_kb: KB allowed beyond the inference arena.")
+_BOARD = flags.DEFINE_string("board", "nrf52840", "Board whose RAM the plans must fit.")
+_SAMPLES = flags.DEFINE_integer(
+    "samples", 200, "Training samples per contribution run (class-balanced).", lower_bound=1)
+_VAL_SAMPLES = flags.DEFINE_integer(
+    "val_samples", 100, "Held-out samples scoring each contribution run.", lower_bound=1)
+_RANK_SAMPLES = flags.DEFINE_integer(
+    "rank_samples", 100, "Samples of the TraDy gradient probe.", lower_bound=1)
+_EPOCHS = flags.DEFINE_integer("epochs", 2, "Epochs per contribution run.", lower_bound=1)
+_SEEDS = flags.DEFINE_multi_integer(
+    "seeds", [0], "Seeds of the contribution runs (accuracies averaged); repeatable.")
+_MAX_LAYERS = flags.DEFINE_integer(
+    "max_layers", None, "Analyse only the last N trainable layers before the classifier.",
+    lower_bound=1)
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.02, "SGD learning rate.")
+_MOMENTUM = flags.DEFINE_float("momentum", steps.MOMENTUM, "SGD momentum.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", steps.BATCH_SIZE, "Batch size.",
+                                   lower_bound=1)
+_COVERAGE = flags.DEFINE_float("coverage", 0.97, "TraDy: share of the score the kept "
+                               "layers cover.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the sample choice, the search and the "
+                             "TraDy channel sampling.")
+_OUT = flags.DEFINE_string("out", "build/analyze", "Output folder (PNG plots, plans, JSON).")
+_CACHE = flags.DEFINE_string(
+    "cache", None, "Contribution cache (JSON; default <out>/contribution_cache.json; "
+    "'none' disables it).")
+
+
+def log(message):
+    print(message, flush=True)
+
+
+def _plot_ranking(plt, ranking, path):
+    layers = ranking.layers
+    labels = [f"op {l.operator}\n{l.name.split('_')[0].lower()}" for l in layers]
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(layers) + 2), 4))
+    colors = ["tab:blue" if l.selected else "tab:gray" for l in layers]
+    ax.bar(range(len(layers)), [100 * l.share for l in layers], color=colors)
+    ax2 = ax.twinx()
+    ax2.plot(range(len(layers)), [100 * l.cumulative for l in layers], "o-", color="tab:red")
+    ax2.axhline(100 * ranking.coverage, color="tab:red", ls="--", lw=1)
+    ax2.set_ylim(0, 105)
+    ax2.set_ylabel("cumulative share (%)")
+    kept = len(ranking.selected)
+    ax.axvline(kept - 0.5, color="k", ls=":", lw=1)
+    ax.set_xticks(range(len(layers)), labels, fontsize=8)
+    ax.set_ylabel("share of the RGN score (%)")
+    ax.set_title(f"TraDy layer ranking: top {kept} cover {100 * ranking.coverage:.0f}% "
+                 f"(classifier op {ranking.classifier} always trains)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_contribution(plt, table, path):
+    from pipeline import contribution  # pylint: disable=import-outside-toplevel
+    rows = table.rows()
+    columns = ["bias@k"] + [f"w {contribution.ratio_name(r)}" for r in table.ratios]
+    values = np.full((len(rows), len(columns)), np.nan)
+    for i, (_, _, bias, weights) in enumerate(rows):
+        for j, v in enumerate([bias] + weights):
+            if v is not None:
+                values[i, j] = 100 * v
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.8))
+    limit = max(1.0, float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdYlGn", vmin=-limit, vmax=limit,
+                      aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            text = "n/a" if np.isnan(values[i, j]) else f"{values[i, j]:+.1f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_yticks(range(len(rows)), [f"op {op} ({c} ch)" for op, c, _, _ in rows])
+    fig.colorbar(image, ax=ax, label="Δ accuracy vs classifier only (points)")
+    base = table.baseline_accuracy
+    ax.set_title("contribution analysis (baseline %s)" % (
+        "n/a" if base is None else f"{base:.3f}"))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_plans(plt, model, plans, costs, budget, room, inference, path):
+    from tflm_training import plan as plan_module  # pylint: disable=import-outside-toplevel
+    from tflm_training import channel_sampler  # pylint: disable=import-outside-toplevel
+    ops = [(op, channels) for op, _, channels, _ in plan_module.trainable_operators(model)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2),
+                                      gridspec_kw={"width_ratios": [3, 2]})
+    from matplotlib.patches import Patch  # pylint: disable=import-outside-toplevel
+    width = 0.8 / max(1, len(plans))
+    handles = []
+    for k, (name, plan) in enumerate(plans.items()):
+        drawn = channel_sampler.sample_channels(plan, 0)
+        layers = {l.operator_index: l for l in plan.layers}
+        heights, hatches = [], []
+        for op, channels in ops:
+            layer = layers.get(op)
+            if layer is None:
+                heights.append(0.0)
+                hatches.append("")
+            elif layer.update == "sampled":
+                heights.append(len(drawn[op]) / channels)
+                hatches.append("//")
+            elif layer.update == "bias":
+                heights.append(0.03)
+                hatches.append("..")
+            else:
+                heights.append(len(layer.channels) / channels)
+                hatches.append("")
+        x = np.arange(len(ops)) + (k - (len(plans) - 1) / 2) * width
+        for xi, h, hatch in zip(x, heights, hatches):
+            left.bar(xi, h, width, color=f"C{k}", hatch=hatch, edgecolor="k", lw=0.3)
+        handles.append(Patch(facecolor=f"C{k}", edgecolor="k", label=name))
+    left.set_xticks(range(len(ops)), [f"op {op}" for op, _ in ops], fontsize=8)
+    left.set_ylabel("share of output channels trained")
+    left.set_title("what trains (hatched //: sampled, epoch 0; dotted: biases only)",
+                   fontsize=9)
+    left.legend(handles=handles, fontsize=8)
+    parts = [("tables", lambda c: c.tables), ("parameter copies", lambda c: c.parameter_copies),
+             ("optimizer state", lambda c: c.optimizer_state),
+             ("sampled pool", lambda c: c.sampled_pool),
+             ("planned region", lambda c: c.planned_region)]
+    names = list(costs)
+    bottom = np.zeros(len(names))
+    for j, (label, part) in enumerate(parts):
+        values = np.array([part(costs[n]) for n in names], float) / 1024
+        right.bar(names, values, bottom=bottom, label=label, color=f"C{j + 3}")
+        bottom += values
+    right.axhline(budget / 1024, color="k", ls="--", lw=1, label="budget")
+    right.axhline(inference / 1024, color="tab:blue", ls="-.", lw=1, label="inference arena")
+    if room is not None:
+        right.axhline(room / 1024, color="tab:red", ls=":", lw=1, label="board RAM room")
+    right.set_ylabel("training arena (KB)")
+    right.set_title("where the bytes go (memory_model, exact)", fontsize=9)
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def analyze():
+    # pylint: disable=import-outside-toplevel
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipeline import contribution, cost_model, sparse_search, trady
+    # pylint: enable=import-outside-toplevel
+    out = pathlib.Path(_OUT.value)
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = pathlib.Path(_MODEL.value)
+    if model_path.suffix != ".tflite" or not model_path.is_file():
+        raise steps.DeployError(f"model {model_path} is not a .tflite file; convert Keras "
+                                "models first (python -m pipeline.qat, or tools/deploy.py)")
+    model = model_path.read_bytes()
+    dataset = steps.load_dataset(_DATASET.value)
+    info = steps.model_input(model)
+    samples = steps.prepare_samples(dataset, info, None, None, _SEED.value)
+    x, y = samples.train_x, samples.train_y
+    settings = {"learning_rate": _LEARNING_RATE.value, "momentum": _MOMENTUM.value,
+                "batch_size": _BATCH_SIZE.value}
+    inference = cost_model.inference_arena(model)
+    budget = int((_BUDGET_KB.value if _BUDGET_KB.value is not None
+                  else inference / 1024 + _EXTRA_KB.value) * 1024)
+    # Every plan of both methods trains the classifier fully: fail fast.
+    from tflm_training import TrainingPlan, memory_model  # pylint: disable=import-outside-toplevel
+    smallest = memory_model.training_memory(
+        model, TrainingPlan.classifier_only(model, **settings)).total
+    if budget < smallest:
+        print(f"error: the budget of {budget} bytes ({budget / 1024:.1f} KB) is below the "
+              f"smallest plan either method makes: the classifier alone needs a {smallest}-"
+              f"byte training arena; give a budget of at least {smallest} bytes (--budget_kb "
+              f"{-(-smallest // 1024)})", file=sys.stderr)
+        return 1
+
+    room = cost_model.ram_room(_BOARD.value)
+    log(f"model {model_path} ({len(model)} bytes), dataset {dataset.name} ({len(y)} training "
+        f"samples); inference arena {inference} bytes; budget {budget} bytes "
+        f"({budget / 1024:.1f} KB); {_BOARD.value} RAM room {room} bytes")
+    log("")
+
+    ranking = trady.rank_layers(model, x, y, samples=_RANK_SAMPLES.value,
+                                max_layers=_MAX_LAYERS.value, coverage=_COVERAGE.value,
+                                seed=_SEED.value, **settings)
+    for line in ranking.describe():
+        log(line)
+    log("")
+
+    cache = _CACHE.value or str(out / "contribution_cache.json")
+    table = contribution.analyze(
+        model, x, y, samples=_SAMPLES.value, val_samples=_VAL_SAMPLES.value,
+        epochs=_EPOCHS.value, seeds=tuple(_SEEDS.value), max_layers=_MAX_LAYERS.value,
+        cache_path=None if cache == "none" else cache, log=log, **settings)
+    for line in table.describe():
+        log(line)
+    log("")
+
+    plans, costs, report = {}, {}, {"budget_bytes": budget, "inference_arena": inference,
+                                    "board": _BOARD.value, "ram_room": room}
+    try:
+        found = sparse_search.search(model, table, budget, seed=_SEED.value)
+        plans["sparse"] = found.plan
+        for line in found.describe():
+            log(line)
+        report["sparse"] = {"genome": list(found.genome), "layers": found.layers,
+                            "score": found.score, "arena": found.arena}
+    except sparse_search.InfeasibleBudgetError as error:
+        log(f"searched sparse plan: none: {error}")
+        report["sparse"] = {"error": str(error)}
+    try:
+        fitted = trady.plan_for_budget(model, ranking, budget, seed=_SEED.value)
+        plans["TraDy"] = fitted.plan
+        for line in fitted.describe():
+            log(line)
+        report["trady"] = {"candidates": fitted.candidates, "dropped": fitted.dropped,
+                           "pool": fitted.pool, "fixed": fitted.fixed, "arena": fitted.arena}
+    except trady.InfeasibleBudgetError as error:
+        log(f"TraDy plan: none: {error}")
+        report["trady"] = {"error": str(error)}
+    for name, plan in plans.items():
+        costs[name] = cost_model.plan_cost(model, plan, board=_BOARD.value)
+        log(f"{name} plan memory:")
+        for line in costs[name].describe():
+            log("  " + line)
+        (out / f"{name.lower()}_plan.bin").write_bytes(plan.to_bytes())
+        report[name.lower()]["cost"] = costs[name].as_dict()
+    report["ranking"] = [{"operator": l.operator, "score": l.score, "share": l.share,
+                          "cumulative": l.cumulative, "channel_cost": l.channel_cost,
+                          "selected": l.selected} for l in ranking.layers]
+    report["contribution"] = table.as_json()
+
+    _plot_ranking(plt, ranking, out / "ranking.png")
+    _plot_contribution(plt, table, out / "contribution.png")
+    _plot_plans(plt, model, plans, costs, budget, room, inference, out / "plans.png")
+    (out / "analysis.json").write_text(json.dumps(report, indent=1) + "\n")
+    log("")
+    log(f"wrote {out}/ranking.png, contribution.png, plans.png, analysis.json and the plans")
+    if not plans:
+        print(f"error: no plan fits the budget of {budget} bytes; see above for the minimum",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        return analyze()
+    except (steps.DeployError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    app.run(main)
