@@ -248,3 +248,46 @@ def test_full_scheme_on_the_default_model_is_refused_with_the_sizes(tmp_path):
     assert f"leaves {limit} bytes" in message
     assert "pick a smaller --scheme" in message and "Traceback" not in message
     assert not (tmp_path / "report.json").exists()
+
+
+SEARCH_BUDGET_KB = "140"  # the DS-CNN's 72 KB inference arena + 68 KB
+
+
+@pytest.fixture(scope="module", params=["sparse-search", "trady", "lowrank"])
+def searched_run(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f"deploy_{request.param}")
+    result = _deploy("--board", "nrf52840", "--scheme", request.param, "--budget_kb",
+                     SEARCH_BUDGET_KB, "--out", str(out), *FAST)
+    return request.param, result, out
+
+
+def test_searched_schemes_fit_the_budget_and_train_on_device_like_the_host(searched_run):
+    scheme, result, out = searched_run
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["scheme"] == scheme
+    assert report["arena_bytes"] <= int(SEARCH_BUDGET_KB) * 1024
+    plan = TrainingPlan.from_bytes((out / "plan.bin").read_bytes())
+    updates = {layer.operator_index: layer.update for layer in plan.layers}
+    assert updates.pop(10) == "weights"  # the classifier always trains fully
+    expected = {"sparse-search": {"weights", "bias"}, "trady": {"sampled"},
+                "lowrank": {"lowrank"}}[scheme]
+    assert updates and set(updates.values()) <= expected
+    if scheme == "trady":
+        assert report["sample_budget"] == plan.sample_budget > 0
+    device, host = report["device"], report["host"]
+    assert (device["accuracy_before"], device["accuracy_after"]) == (
+        host["accuracy_before"], host["accuracy_after"])
+    comparison = report["comparison"]
+    assert comparison["weights_bit_identical"] and comparison["losses_bit_identical"]
+    assert all(t["equal"] for t in comparison["tensors"])
+    assert f"trained ({scheme})" in result.stdout
+
+
+@pytest.mark.parametrize("scheme", ["sparse-search", "trady", "lowrank"])
+def test_searched_scheme_with_too_small_a_budget_names_the_minimum(tmp_path, scheme):
+    result = _deploy("--scheme", scheme, "--budget_kb", "60", "--out", str(tmp_path),
+                     "--noemulate", *FAST)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"error: {scheme}:" in result.stderr and "at least" in result.stderr
+    assert "(--budget_kb)" in result.stderr and "Traceback" not in result.stderr

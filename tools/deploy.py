@@ -39,10 +39,14 @@ _DATASET = flags.DEFINE_string(
 _SCHEME = flags.DEFINE_enum(
     "scheme", "classifier", steps.SCHEMES, "What trains: the classifier; every bias; "
     "sparse (classifier + a quarter of the channels of the layer before it); full "
-    "(every layer, only when it fits).")
+    "(every layer, only when it fits); sparse-search (contribution analysis + "
+    "evolutionary search for the budget); trady (layers ranked by relative gradient norm, "
+    "channels resampled on the device every epoch within the budget); lowrank (Adam on "
+    "low-rank projected gradients of FC / pointwise layers).")
 _BUDGET_KB = flags.DEFINE_float(
     "budget_kb", None, "Training arena budget in KB (checked with "
-    "tflm_training.memory_model; default: the board's RAM less its stack).")
+    "tflm_training.memory_model; default: the board's RAM less its stack). The searched "
+    "schemes find the best plan for it.")
 _EPOCHS = flags.DEFINE_integer("epochs", 4, "Passes over the training samples.",
                                lower_bound=1)
 _TRAIN_SAMPLES = flags.DEFINE_integer(
@@ -70,10 +74,11 @@ def print_report(report):
     log("")
     log("=" * 72)
     log(f"deploy report: {report['model']} on {report['dataset']} ({report['board']})")
-    trained = ", ".join(
-        f"op {l['operator']} {l['name']} ({l['update']}, {l['channels']}/"
-        f"{l['of_channels']} channels)" for l in report["trained"])
+    trained = ", ".join(steps.describe_layer(entry) for entry in report["trained"])
     log(f"  trained ({report['scheme']}): {trained}")
+    if report.get("sample_budget"):
+        log(f"  sampled channels' optimizer state: {report['sample_budget']} bytes per epoch "
+            f"(seed {report['seed']})")
     log(f"  samples: {report['train_samples']} train x {report['epochs']} epochs, "
         f"{report['test_samples']} test; lr {report['learning_rate']:g}")
     host = report["host"]
@@ -123,7 +128,12 @@ def deploy():
     info = steps.model_input(model)
     samples = steps.prepare_samples(dataset, info, _TRAIN_SAMPLES.value,
                                     _TEST_SAMPLES.value, _SEED.value)
-    plan = steps.make_plan(model, _SCHEME.value, _LEARNING_RATE.value)
+    if _SCHEME.value in steps.SEARCHED_SCHEMES:
+        plan = steps.search_plan(model, _SCHEME.value, samples,
+                                 steps.budget_bytes(board, _BUDGET_KB.value),
+                                 _LEARNING_RATE.value, _SEED.value, out, log)
+    else:
+        plan = steps.make_plan(model, _SCHEME.value, _LEARNING_RATE.value)
     arena = steps.check_budget(model, plan, _SCHEME.value, board, _BUDGET_KB.value)
     trained = steps.describe_plan(model, plan)
     epochs = _EPOCHS.value
@@ -134,6 +144,7 @@ def deploy():
         "batch_size": steps.BATCH_SIZE, "train_samples": len(samples.train_y),
         "test_samples": len(samples.test_y), "arena_bytes": arena,
         "budget_bytes": None if _BUDGET_KB.value is None else int(_BUDGET_KB.value * 1024),
+        "sample_budget": plan.sample_budget, "seed": _SEED.value,
     }
     log(f"model {model_name}: input {info.shape} {info.dtype.name}, {info.num_classes} "
         f"classes; {_SCHEME.value} plan, training arena {arena} bytes")

@@ -25,7 +25,10 @@ DATASETS = {
     # name: (file with x_train/y_train, file with x_test/y_test)
     "fsdd": (REPO / "tests" / "data" / "fsdd_train.npz", REPO / "tests" / "data" / "fsdd.npz"),
 }
-SCHEMES = ("classifier", "bias", "sparse", "full")
+SCHEMES = ("classifier", "bias", "sparse", "full", "sparse-search", "trady", "lowrank")
+# Schemes whose plan is found for the budget on the user's training samples
+# (pipeline.sparse_search, pipeline.trady, pipeline.lowrank).
+SEARCHED_SCHEMES = ("sparse-search", "trady", "lowrank")
 # Momentum with a small batch: the settings tests/test_firmware_training.py uses.
 MOMENTUM = 0.9
 BATCH_SIZE = 5
@@ -373,13 +376,88 @@ def make_plan(model_bytes, scheme, learning_rate):
     raise DeployError(f"unknown scheme {scheme!r}; pick one of {', '.join(SCHEMES)}")
 
 
+def budget_bytes(board, budget_kb):
+    """--budget_kb in bytes; the board's RAM less its stack when not given."""
+    room = board.ram.size - board.stack_size
+    return room if budget_kb is None else min(room, int(budget_kb * 1024))
+
+
+def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_dir,
+                log=print):
+    """The plan of a searched scheme for `budget` bytes of training arena,
+    found on the training samples only (the test samples stay unseen).
+
+    sparse-search: contribution analysis (short host fine-tuning runs,
+    cached in out_dir) and the evolutionary search; trady: layers ranked by
+    relative gradient norm, channels drawn anew every epoch on the device;
+    lowrank: Adam on low-rank projected gradients of the FC and pointwise
+    layers nearest the logits.
+    """
+    # pylint: disable=import-outside-toplevel
+    from pipeline import contribution, lowrank, sparse_search, trady
+    settings = {"learning_rate": learning_rate, "momentum": MOMENTUM,
+                "batch_size": BATCH_SIZE}
+    x, y = samples.train_x, samples.train_y
+    try:
+        if scheme == "sparse-search":
+            log(f"contribution analysis on {len(y)} training samples (cached in {out_dir}) ...")
+            table = contribution.analyze(
+                model_bytes, x, y, epochs=1, seeds=(seed,),
+                cache_path=str(pathlib.Path(out_dir) / "contributions.json"), log=log,
+                **settings)
+            result = sparse_search.search(model_bytes, table, budget, seed=seed)
+            _log_lines(log, result.describe())
+            return result.plan
+        if scheme == "trady":
+            ranking = trady.rank_layers(model_bytes, x, y, samples=min(len(y), 100),
+                                        seed=seed, **settings)
+            _log_lines(log, ranking.describe())
+            result = trady.plan_for_budget(model_bytes, ranking, budget, seed=seed)
+            _log_lines(log, result.describe())
+            return result.plan
+        if scheme == "lowrank":
+            result = lowrank.plan_for_budget(model_bytes, budget, **settings)
+            _log_lines(log, result.describe())
+            return result.plan
+    except (sparse_search.InfeasibleBudgetError, trady.InfeasibleBudgetError,
+            lowrank.InfeasibleBudgetError) as e:
+        raise DeployError(f"{scheme}: {e} (--budget_kb)") from None
+    except ValueError as e:
+        raise DeployError(f"cannot make a {scheme} plan for this model: {e}") from None
+    raise DeployError(f"unknown scheme {scheme!r}; pick one of {', '.join(SCHEMES)}")
+
+
+def _log_lines(log, lines):
+    for line in lines:
+        log(line)
+
+
 def describe_plan(model_bytes, plan):
     from tflm_training import plan as plan_module  # pylint: disable=import-outside-toplevel
     names = {op: (name, channels) for op, name, channels, _ in
              plan_module.trainable_operators(model_bytes)}
-    return [{"operator": layer.operator_index, "name": names[layer.operator_index][0],
-             "update": layer.update, "channels": len(layer.channels),
-             "of_channels": names[layer.operator_index][1]} for layer in plan.layers]
+    trained = []
+    for layer in plan.layers:
+        entry = {"operator": layer.operator_index, "name": names[layer.operator_index][0],
+                 "update": layer.update, "channels": len(layer.channels),
+                 "of_channels": names[layer.operator_index][1]}
+        if layer.update == "sampled":
+            entry["bytes_per_channel"] = layer.channel_cost
+        if layer.update == "lowrank":
+            entry["rank"] = layer.rank
+        trained.append(entry)
+    return trained
+
+
+def describe_layer(entry):
+    """One trained layer of describe_plan, for people."""
+    what = {"sampled": f"channels drawn every epoch from {entry['channels']}/"
+                       f"{entry['of_channels']}",
+            "lowrank": f"low-rank Adam, rank {entry.get('rank')}, "
+                       f"{entry['channels']}/{entry['of_channels']} channels"}.get(
+        entry["update"], f"{entry['update']}, {entry['channels']}/{entry['of_channels']} "
+                         "channels")
+    return f"op {entry['operator']} {entry['name']} ({what})"
 
 
 def plan_summary(model_name, plan, trained, arena):
@@ -388,12 +466,28 @@ def plan_summary(model_name, plan, trained, arena):
              f"SGD, learning rate {plan.learning_rate:g}, momentum {plan.momentum:g}, "
              f"batch {plan.batch_size}, QAS {'on' if plan.qas else 'off'}",
              f"training arena: {arena} bytes"]
+    if plan.sample_budget:
+        lines.append(f"sampled layers: channels drawn anew every epoch (seed {plan.seed}) "
+                     f"while their optimizer state fits {plan.sample_budget} bytes")
     for layer, entry in zip(plan.layers, trained):
-        what = "weights and bias" if entry["update"] == "weights" else "bias"
-        lines.append(f"operator {entry['operator']} {entry['name']}: {what} of "
-                     f"{entry['channels']}/{entry['of_channels']} output channels "
-                     f"{list(layer.channels)}")
+        lines.append(f"operator {entry['operator']} {entry['name']}: "
+                     f"{_UPDATE_WORDS[entry['update']]} of {entry['channels']}/"
+                     f"{entry['of_channels']} output channels {list(layer.channels)}"
+                     + _layer_detail(layer))
     return "\n".join(lines) + "\n"
+
+
+_UPDATE_WORDS = {"weights": "weights and bias", "bias": "bias",
+                 "sampled": "weights and bias, sampled among",
+                 "lowrank": "weights (low-rank Adam) and bias"}
+
+
+def _layer_detail(layer):
+    if layer.update == "sampled":
+        return f"; {layer.channel_cost} bytes per sampled channel"
+    if layer.update == "lowrank":
+        return f"; rank {layer.rank}, projector refreshed every {layer.refresh_steps} updates"
+    return ""
 
 
 def training_arena(model_bytes, plan):
@@ -449,8 +543,11 @@ def host_training(model_bytes, plan, samples, epochs):
         raise DeployError(f"the runtime cannot train this model: {e}") from None
     start = time.monotonic()
     before = trainer.predict(samples.test_x)
-    losses = [trainer.train_step(samples.train_x[i], samples.train_y[i])
-              for _ in range(epochs) for i in range(len(samples.train_y))]
+    losses = []
+    for epoch in range(epochs):
+        trainer.begin_epoch(epoch)  # as the firmware does: sampled layers redraw
+        losses += [trainer.train_step(samples.train_x[i], samples.train_y[i])
+                   for i in range(len(samples.train_y))]
     after = trainer.predict(samples.test_x)
     return {
         "trainer": trainer,
