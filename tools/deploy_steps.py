@@ -287,11 +287,14 @@ def convert_checkpoint(prefix, dataset, out_dir, log=print):
         f"{dataset.name} (TensorFlow; a few minutes)")
     float_model, info = checkpoint.load(str(prefix))
     x = _downstream_float(float_model, dataset, "checkpoint's model")
-    upstream = REPO / "tests" / "data" / info.get("dataset_file", "")
-    if not upstream.is_file():
-        raise DeployError(f"QAT of checkpoint {prefix} needs its upstream data "
-                          f"({info.get('dataset_file')}) in tests/data/; convert it with "
+    name = info.get("dataset_file", "")
+    folders = [REPO / "tests" / "data", pathlib.Path(data.SHARED_DATA_DIR)]
+    found = [folder / name for folder in folders if name and (folder / name).is_file()]
+    if not found:
+        raise DeployError(f"QAT of checkpoint {prefix} needs its upstream data ({name}) in "
+                          f"{' or '.join(str(f) for f in folders)}; convert it with "
                           "`python -m pipeline.qat` and pass the .tflite instead")
+    upstream = found[0]
     with np.load(upstream) as up:
         qat_up = qat.quantization_aware_training(
             float_model, data.to_float(up["x_train"]), up["y_train"].astype(np.int64),
