@@ -52,6 +52,8 @@ from tflm_training import memory_model
 from tflm_training import plan as plan_lib
 from tflm_training import tflite_graph
 
+from pipeline import data as datasets
+
 RATIOS = (0.125, 0.25, 0.5, 1.0)
 DEFAULT_CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              'build', 'contribution_cache.json')
@@ -81,21 +83,12 @@ def candidate_layers(model_bytes, max_layers=None):
     classifier = classifier_operator(model_bytes)
     layers = [(op, channels, bias) for op, _, channels, bias in
               plan_lib.trainable_operators(model_bytes)
-              if op < classifier and _feeds(graph, op, logits)]
+              if op < classifier and plan_lib.feeds(graph, op, logits)]
     if max_layers is not None:
         if max_layers < 1:
             raise ValueError('max_layers must be at least 1, got %r' % (max_layers,))
         layers = layers[-max_layers:]
     return layers
-
-
-def _feeds(graph, operator_index, tensor):
-    """Whether the operator's output flows into `tensor`."""
-    reached = set(graph.operators[operator_index].outputs)
-    for op in graph.operators[operator_index + 1:]:
-        if reached.intersection(op.inputs):
-            reached.update(op.outputs)
-    return tensor in reached
 
 
 def ratio_channels(ratio, channels):
@@ -147,20 +140,6 @@ def balanced_split(y, holdout, rng):
         held.extend(rows[:n])
         train.extend(rows[n:])
     return rng.permutation(np.array(train, np.int64)), rng.permutation(np.array(held, np.int64))
-
-
-def balanced_subset(y, count, rng):
-    """Up to `count` rows, as even across classes as possible, shuffled."""
-    y = np.asarray(y)
-    if count is None or count >= len(y):
-        return rng.permutation(len(y))
-    pools = [list(rng.permutation(np.flatnonzero(y == c))) for c in np.unique(y)]
-    chosen = []
-    while len(chosen) < count:
-        for pool in pools:
-            if pool and len(chosen) < count:
-                chosen.append(pool.pop())
-    return rng.permutation(np.array(chosen, np.int64))
 
 
 # -- settings and one run --------------------------------------------------------
@@ -395,8 +374,8 @@ def prepare_data(x, y, x_val=None, y_val=None, *, samples=None, val_samples=None
     else:
         x_val = np.asarray(x_val)
         y_val = np.asarray(y_val).astype(np.int64).reshape(-1)
-    train = balanced_subset(y, samples, rng)
-    val = balanced_subset(y_val, val_samples, rng)
+    train = datasets.balanced_subset(y, samples, rng)
+    val = datasets.balanced_subset(y_val, val_samples, rng)
     data = {'x_train': np.ascontiguousarray(x[train]), 'y_train': y[train],
             'x_val': np.ascontiguousarray(x_val[val]), 'y_val': y_val[val]}
     if not len(data['y_train']) or not len(data['y_val']):

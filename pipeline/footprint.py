@@ -59,15 +59,6 @@ def _size(region, default):
     return int(size, 0) if isinstance(size, str) else int(size)
 
 
-def _reaches(graph, operator_index, tensor):
-    """Whether the operator's output flows into `tensor`."""
-    reached = set(graph.operators[operator_index].outputs)
-    for op in graph.operators[operator_index + 1:]:
-        if reached.intersection(op.inputs):
-            reached.update(op.outputs)
-    return tensor in reached
-
-
 def last_layers_plan(buf, count=2):
     """A plan training the last `count` trainable operators (weights and
     biases, every channel) that feed the logits."""
@@ -75,7 +66,7 @@ def last_layers_plan(buf, count=2):
     logits = plan_lib.find_logits(graph)
     ops = [op.index for op in graph.operators
            if op.builtin_code in plan_lib.TRAINABLE_OPERATORS and
-           _reaches(graph, op.index, logits)]
+           plan_lib.feeds(graph, op.index, logits)]
     return tflm_training.TrainingPlan.for_model(
         buf, {op: None for op in ops[-count:]})
 

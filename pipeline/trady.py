@@ -54,6 +54,7 @@ from tflm_training import plan as plan_lib
 from tflm_training import tflite_graph
 
 from pipeline import contribution
+from pipeline import data as datasets
 
 COVERAGE = 0.97
 
@@ -162,7 +163,7 @@ def rank_layers(model_bytes, x, y, *, samples=None, max_layers=None, coverage=CO
     if not 0 < coverage <= 1:
         raise ValueError('coverage must be in (0, 1], got %r' % (coverage,))
     x, y = np.asarray(x), np.asarray(y).astype(np.int64).reshape(-1)
-    rows = contribution.balanced_subset(y, samples, np.random.default_rng(seed))
+    rows = datasets.balanced_subset(y, samples, np.random.default_rng(seed))
     x, y = np.ascontiguousarray(x[rows]), y[rows]
     if not len(y):
         raise ValueError('the TraDy ranking needs at least one sample')

@@ -22,6 +22,7 @@ from tflm_training import (BadPlanError, Interpreter, LayerPlan, Trainer, Traini
 from tflm_training.plan import find_logits, trainable_operators
 
 from pipeline import contribution, cost_model, sparse_search, trady
+from pipeline import data as datasets
 
 TESTS = pathlib.Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -323,7 +324,7 @@ def ranking(fsdd):
 
 def test_trady_ranking_matches_numpy_from_gradient_norms(fsdd, ranking):
     x, y = fsdd
-    rows = contribution.balanced_subset(np.asarray(y), RANK_SAMPLES, np.random.default_rng(3))
+    rows = datasets.balanced_subset(np.asarray(y), RANK_SAMPLES, np.random.default_rng(3))
     probe = TrainingPlan.for_model(MODEL, {op: None for op in list(DS_CNN_SIZES) + [10]},
                                    **SETTINGS)
     norms = Trainer(MODEL, probe).gradient_norms(x[rows], y[rows])

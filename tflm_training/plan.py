@@ -483,7 +483,7 @@ def _check_logits(graph, tensor, num_classes):
                          f"says {num_classes} classes")
 
 
-def _feeds(graph, operator_index, tensor):
+def feeds(graph, operator_index, tensor):
     """Whether operator_index's output reaches `tensor`."""
     reached = set(graph.operators[operator_index].outputs)
     for op in graph.operators[operator_index + 1:]:
@@ -548,6 +548,6 @@ def _check_layer(graph, i, layer, logits):
     if bad:
         raise ValueError(f"layer {i}: channel {bad[0]} is out of range; operator {op.index} "
                          f"({op.name}) has output channels 0 to {layout['channels'] - 1}")
-    if not _feeds(graph, op.index, logits):
+    if not feeds(graph, op.index, logits):
         raise ValueError(f"layer {i}: operator {op.index} ({op.name}) does not feed the logits "
                          f"(tensor {logits}), so training it cannot change the loss")

@@ -13,6 +13,7 @@ import zlib
 
 import numpy as np
 
+from pipeline import data as datasets
 from tools import board_config
 from tools import emulation
 from tools import firmware_build
@@ -184,20 +185,6 @@ def _labels(y, count, info, split, dataset):
     return y.astype(np.int64)
 
 
-def balanced_subset(y, count, rng):
-    """Up to `count` row indices, as even across classes as possible, shuffled."""
-    classes = np.unique(y)
-    if count is None or count >= len(y):
-        return rng.permutation(len(y))
-    pools = [list(rng.permutation(np.flatnonzero(y == c))) for c in classes]
-    chosen = []
-    while len(chosen) < count:
-        for pool in pools:
-            if pool and len(chosen) < count:
-                chosen.append(pool.pop())
-    return rng.permutation(np.array(chosen, dtype=np.int64))
-
-
 @dataclasses.dataclass
 class Samples:
     train_x: np.ndarray
@@ -217,8 +204,8 @@ def prepare_samples(dataset, info, train_samples, test_samples, seed=0):
     train_y = _labels(dataset.y_train, len(train_x), info, "train", dataset.name)
     test_y = _labels(dataset.y_test, len(test_x), info, "test", dataset.name)
     rng = np.random.default_rng(seed)
-    train = balanced_subset(train_y, train_samples, rng)
-    test = balanced_subset(test_y, test_samples, rng)
+    train = datasets.balanced_subset(train_y, train_samples, rng)
+    test = datasets.balanced_subset(test_y, test_samples, rng)
     return Samples(train_x[train], train_y[train], test_x[test], test_y[test])
 
 

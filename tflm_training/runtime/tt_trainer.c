@@ -209,18 +209,24 @@ static tt_status backward(tt_trainer* t, bool apply) {
   return TT_OK;
 }
 
-tt_status tt_trainer_step(tt_trainer* t, const void* input,
-                          uint32_t input_bytes, int32_t label, float* loss_out) {
+/* The forward pass and the loss of one labelled sample. */
+static tt_status forward_and_loss(tt_trainer* t, const void* input,
+                                  uint32_t input_bytes, int32_t label,
+                                  float* value) {
   TT_RETURN_IF_ERROR(check_ready(t));
-  tt_interpreter* it = &t->interpreter;
   if (label < 0 || label >= t->num_classes)
-    return tt_error_set(&it->error, TT_ERR_INVALID_ARGUMENT,
+    return tt_error_set(&t->interpreter.error, TT_ERR_INVALID_ARGUMENT,
                         "label %d is outside the model's classes 0 to %d",
                         label, t->num_classes - 1);
   TT_RETURN_IF_ERROR(set_input(t, input, input_bytes));
   TT_RETURN_IF_ERROR(forward(t));
+  return loss(t, label, value);
+}
+
+tt_status tt_trainer_step(tt_trainer* t, const void* input,
+                          uint32_t input_bytes, int32_t label, float* loss_out) {
   float value;
-  TT_RETURN_IF_ERROR(loss(t, label, &value));
+  TT_RETURN_IF_ERROR(forward_and_loss(t, input, input_bytes, label, &value));
   const bool apply = t->samples_in_batch + 1 >= t->batch_size;
   TT_RETURN_IF_ERROR(backward(t, apply));
   t->samples_in_batch = apply ? 0 : t->samples_in_batch + 1;
@@ -233,16 +239,8 @@ tt_status tt_trainer_gradient_norms(tt_trainer* t, const void* input,
                                     uint32_t input_bytes, int32_t label,
                                     float* weight_sq_norms,
                                     float* bias_sq_norms, float* loss_out) {
-  TT_RETURN_IF_ERROR(check_ready(t));
-  tt_interpreter* it = &t->interpreter;
-  if (label < 0 || label >= t->num_classes)
-    return tt_error_set(&it->error, TT_ERR_INVALID_ARGUMENT,
-                        "label %d is outside the model's classes 0 to %d",
-                        label, t->num_classes - 1);
-  TT_RETURN_IF_ERROR(set_input(t, input, input_bytes));
-  TT_RETURN_IF_ERROR(forward(t));
   float value;
-  TT_RETURN_IF_ERROR(loss(t, label, &value));
+  TT_RETURN_IF_ERROR(forward_and_loss(t, input, input_bytes, label, &value));
   t->probing = true;
   t->probe_weight_sq = weight_sq_norms;
   t->probe_bias_sq = bias_sq_norms;
