@@ -1,0 +1,162 @@
+"""The schemes built by other modules of the project: the searched sparse
+update (pipeline.contribution + pipeline.sparse_search), TraDy
+(pipeline.trady: sampled layers resampled every epoch) and low-rank Adam
+layers ("lowrank" plan layers). Each builder returns a
+update_schemes_methods.Scheme; when its module (or the runtime's support)
+is not in this tree, a Scheme with no plan and the reason, so the harness
+runs and the report says what is missing.
+"""
+
+import importlib
+import pathlib
+
+import tflm_training
+from tflm_training import plan as tt_plan
+
+from benchmarks import update_schemes_methods as methods
+
+
+def _module(name):
+    """The module, or None when it does not exist (yet)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name == name:
+            return None
+        raise
+
+
+def missing_reason(method):
+    """Why `method` cannot run in this tree, or None when it can."""
+    if method == "sparse":
+        for name in ("pipeline.contribution", "pipeline.sparse_search"):
+            if _module(name) is None:
+                return f"{name} is not in this tree"
+    elif method == "trady":
+        if _module("pipeline.trady") is None:
+            return "pipeline.trady is not in this tree"
+        if not hasattr(tflm_training.Trainer, "begin_epoch"):
+            return "tflm_training.Trainer has no begin_epoch (plan format v2)"
+    elif method == "lowrank":
+        if "lowrank" not in getattr(tt_plan, "SUPPORTED_UPDATES", ()):
+            return "this runtime build does not train 'lowrank' plan layers yet"
+    return None
+
+
+# -- sparse: contribution analysis + evolutionary search ---------------------------
+
+
+def contribution_table(model_bytes, samples, settings, config, seed, cache_path):
+    """pipeline.contribution's analysis on the seed's TRAINING samples only
+    (it holds out part of them itself); cached in cache_path."""
+    contribution = importlib.import_module("pipeline.contribution")
+    pathlib.Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
+    return contribution.analyze(
+        model_bytes, samples.train_x, samples.train_y,
+        learning_rate=settings.learning_rate, momentum=settings.momentum,
+        batch_size=settings.batch_size, qas=settings.qas,
+        epochs=config["analysis_epochs"], samples=config["analysis_samples"],
+        val_samples=config["analysis_val_samples"], seeds=(seed,),
+        max_layers=config["analysis_layers"], cache_path=str(cache_path))
+
+
+def sparse_scheme(model_bytes, budget, settings, table, seed):
+    sparse_search = importlib.import_module("pipeline.sparse_search")
+    try:
+        result = sparse_search.search(model_bytes, table, budget, seed=seed,
+                                      **settings.plan_settings())
+    except sparse_search.InfeasibleBudgetError as error:
+        return methods.Scheme("sparse", budget, None, reason=str(error), over_budget=True)
+    return methods.Scheme("sparse", budget, result.plan, info={
+        "genome": list(result.genome), "analysed_layers": list(result.layers),
+        "predicted_delta": result.score, "arena": result.arena,
+        "evaluations": result.evaluations})
+
+
+# -- TraDy ----------------------------------------------------------------------------
+
+
+class SampledSchedule:
+    """A plan with sampled layers: one Trainer, begin_epoch(epoch) before
+    each epoch's pass (the runtime redraws the channels)."""
+
+    def __init__(self, model_bytes, plan):
+        self.model_bytes = model_bytes
+        self.plan = plan
+
+    def trainer(self, seed):  # pylint: disable=unused-argument
+        return tflm_training.Trainer(self.model_bytes, self.plan)
+
+    def begin_epoch(self, trainer, epoch, seed):  # pylint: disable=unused-argument
+        trainer.begin_epoch(epoch)
+        return trainer
+
+    def epoch_plans(self, epochs):
+        """Static plans with each epoch's drawn channels (for the metrics)."""
+        sampler = importlib.import_module("tflm_training.channel_sampler")
+        plans = []
+        for epoch in range(epochs):
+            drawn = sampler.sample_channels(self.plan, epoch)
+            layers = []
+            for layer in self.plan.layers:
+                if layer.update == "sampled":
+                    channels = list(drawn.get(layer.operator_index, []))
+                    if not channels:
+                        continue
+                    layers.append(tt_plan.LayerPlan(layer.operator_index, "weights",
+                                                    channels))
+                else:
+                    layers.append(tt_plan.LayerPlan(layer.operator_index, layer.update,
+                                                    list(layer.channels)))
+            plans.append(tflm_training.TrainingPlan.for_model(
+                self.model_bytes, layers, learning_rate=self.plan.learning_rate,
+                momentum=self.plan.momentum, batch_size=self.plan.batch_size,
+                qas=self.plan.qas, residual=self.plan.residual))
+        return plans
+
+
+def trady_ranking(model_bytes, samples, settings, config, seed):
+    """pipeline.trady's layer ranking on the seed's TRAINING samples."""
+    trady = importlib.import_module("pipeline.trady")
+    return trady.rank_layers(
+        model_bytes, samples.train_x, samples.train_y, samples=config["trady_samples"],
+        max_layers=config["trady_layers"] or None, learning_rate=settings.learning_rate,
+        momentum=settings.momentum, batch_size=settings.batch_size, qas=settings.qas,
+        seed=seed)
+
+
+def trady_scheme(model_bytes, budget, ranking, seed):
+    """pipeline.trady's sampled plan of `ranking` within `budget`."""
+    trady = importlib.import_module("pipeline.trady")
+    try:
+        result = trady.plan_for_budget(model_bytes, ranking, budget, seed=seed)
+    except trady.InfeasibleBudgetError as error:
+        return methods.Scheme("trady", budget, None, reason=str(error), over_budget=True)
+    return methods.Scheme("trady", budget, None,
+                          schedule=SampledSchedule(model_bytes, result.plan), info={
+                              "candidates": list(result.candidates),
+                              "dropped": list(result.dropped), "pool": result.pool,
+                              "arena": result.arena,
+                              "ranked": [layer.operator for layer in ranking.layers]})
+
+
+# -- low-rank ---------------------------------------------------------------------------
+
+
+def lowrank_scheme(model_bytes, budget, settings):
+    """pipeline.lowrank's plan for `budget` (the one deploy.py --scheme
+    lowrank trains): Adam at settings.lowrank_learning_rate on the
+    projected gradients of the FC / pointwise layers nearest the logits,
+    at the largest ranks that fit, and the classifier by SGD."""
+    lowrank = importlib.import_module("pipeline.lowrank")
+    try:
+        result = lowrank.plan_for_budget(
+            model_bytes, budget, adam_learning_rate=settings.lowrank_learning_rate,
+            **settings.plan_settings())
+    except lowrank.InfeasibleBudgetError as error:
+        return methods.Scheme("lowrank", budget, None, over_budget=True, reason=str(error))
+    except ValueError as error:
+        return methods.Scheme("lowrank", budget, None, reason=str(error))
+    return methods.Scheme("lowrank", budget, result.plan, info={
+        "ranks": result.ranks, "arena": result.arena,
+        "refresh_steps": lowrank.REFRESH_STEPS})
