@@ -18,17 +18,15 @@ import zlib
 import numpy as np
 import pytest
 
-from test_firmware_training import FSDD, TRANSFER_MODEL, TRANSFER_TRAIN, _quantized
+from test_firmware_training import (FSDD, TRANSFER_MODEL, TRANSFER_TRAIN, _quantized,
+                                    train_on_mcu)
 from tflm_training import Trainer, TrainingPlan, memory_model
-from tools import emulation, training_firmware
 
-BOARD = "mps2_an386"
 TRAIN_PER_CLASS = 1
 TEST_PER_CLASS = 1
 EPOCHS = 2
 RANKS = {8: 8, 10: 4}
 SETTINGS = {"learning_rate": 0.5, "batch_size": 2, "seed": 11}
-QEMU_TIMEOUT_S = 300
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +41,9 @@ def case():
 
 @pytest.fixture(scope="module")
 def mcu(case, tmp_path_factory):
-    model, plan, (train_x, train_y), (test_x, test_y) = case
-    firmware = training_firmware.build_training_firmware(
-        BOARD, model, plan, train_x, train_y, tmp_path_factory.mktemp("lowrank"),
-        test_x=test_x, test_y=test_y, epochs=EPOCHS, dump_parameters=True)
-    result = emulation.run_firmware(firmware.elf, BOARD, timeout=QEMU_TIMEOUT_S)
-    assert result.status == 0, (result.log.errors, result.note)
-    return training_firmware.TrainingRun.from_log(result.log)
+    model, plan, train, test = case
+    return train_on_mcu(model, plan, train, test, tmp_path_factory.mktemp("lowrank"),
+                        EPOCHS)[2]
 
 
 @pytest.fixture(scope="module")

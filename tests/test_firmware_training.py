@@ -82,16 +82,23 @@ def case():
     return model, plan, train, test
 
 
-@pytest.fixture(scope="module")
-def mcu(case, tmp_path_factory):
-    """(firmware, emulation result, TrainingRun) of one QEMU run."""
-    model, plan, (train_x, train_y), (test_x, test_y) = case
+def train_on_mcu(model, plan, train, test, out_dir, epochs):
+    """(firmware, emulation result, TrainingRun) of one QEMU training run
+    on `train` (x, y), evaluated on `test` (x, y) or None."""
+    test_x, test_y = test if test is not None else (None, None)
     firmware = training_firmware.build_training_firmware(
-        BOARD, model, plan, train_x, train_y, tmp_path_factory.mktemp("training"),
-        test_x=test_x, test_y=test_y, epochs=EPOCHS, dump_parameters=True)
+        BOARD, model, plan, *train, out_dir, test_x=test_x, test_y=test_y, epochs=epochs,
+        dump_parameters=True)
     result = emulation.run_firmware(firmware.elf, BOARD, timeout=QEMU_TIMEOUT_S)
     assert result.status == 0, (result.log.errors, result.note)
     return firmware, result, training_firmware.TrainingRun.from_log(result.log)
+
+
+@pytest.fixture(scope="module")
+def mcu(case, tmp_path_factory):
+    """(firmware, emulation result, TrainingRun) of one QEMU run."""
+    model, plan, train, test = case
+    return train_on_mcu(model, plan, train, test, tmp_path_factory.mktemp("training"), EPOCHS)
 
 
 @pytest.fixture(scope="module")
@@ -288,11 +295,8 @@ def sampled_case():
 def sampled_runs(sampled_case, tmp_path_factory):
     """(firmware TrainingRun, its log, host results) of the sampled plan."""
     model, plan, x, y = sampled_case
-    firmware = training_firmware.build_training_firmware(
-        BOARD, model, plan, x, y, tmp_path_factory.mktemp("sampled"),
-        epochs=SAMPLED_EPOCHS, dump_parameters=True)
-    result = emulation.run_firmware(firmware.elf, BOARD, timeout=QEMU_TIMEOUT_S)
-    assert result.status == 0, (result.log.errors, result.note)
+    _, result, run = train_on_mcu(model, plan, (x, y), None,
+                                  tmp_path_factory.mktemp("sampled"), SAMPLED_EPOCHS)
     trainer = Trainer(model, plan)
     losses, selections = [], []
     for epoch in range(SAMPLED_EPOCHS):
@@ -301,7 +305,7 @@ def sampled_runs(sampled_case, tmp_path_factory):
         losses += [trainer.train_step(x[i], y[i]) for i in range(len(y))]
     host = {"trainer": trainer, "losses": np.array(losses, dtype=np.float32),
             "selections": selections}
-    return training_firmware.TrainingRun.from_log(result.log), result.log, host
+    return run, result.log, host
 
 
 def test_sampled_plan_draws_the_same_channels_on_mcu_and_host(sampled_runs, sampled_case):
