@@ -42,7 +42,7 @@ import tflm_training
 from tflm_training import memory_model
 from tflm_training import plan as tt_plan
 from tflm_training import tflite_graph
-from tools import board_config
+from pipeline import cost_model
 
 METHODS = ("float_full", "classifier", "bias", "sparse", "trady", "lowrank")
 INT8_METHODS = METHODS[1:]
@@ -70,9 +70,9 @@ class Settings:
 
 
 def board_room(board="nrf52840"):
-    """Bytes an arena may use on the board: RAM less the stack."""
-    board = board_config.load_board(board)
-    return board.ram.size - board.stack_size
+    """Bytes an arena may use on the board (pipeline.cost_model.ram_room:
+    RAM less the stack and the firmware's other globals)."""
+    return cost_model.ram_room(board)
 
 
 def inference_arena(model_bytes):

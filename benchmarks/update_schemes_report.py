@@ -107,7 +107,7 @@ def detail_section(data):
              "schemes the mean over seeds / epochs; the arena is the largest). Arena: "
              f"bytes of the trainer's arena (memory_model, exact); nRF52840: whether it "
              f"fits {fmt_int(data['board_room'])} bytes (256 KB RAM less the 16 KB "
-             "stack). Trains: the first seed's plan, `op <operator index> <update> "
+             "stack and 4 KB of other globals). Trains: the first seed's plan, `op <operator index> <update> "
              "<channels>/<of>` (searched plans differ between seeds; the .json has "
              "them all)."]
     headers = ["budget", "method", "int8 accuracy", "training arena (KB)", "fits budget",
@@ -158,7 +158,8 @@ def definitions_section(data):
         "* **Peak SRAM** = that training arena, in bytes (exact: the runtime allocates "
         "it to the byte on the host and on the Cortex-M4). The firmware adds its own "
         "globals and the stack; \"fits nRF52840\" compares the arena with 256 KB less "
-        "the board's 16 KB stack.",
+        "the board's 16 KB stack and 4 KB of the firmware's other globals "
+        "(pipeline.cost_model.ram_room).",
         "* **Weight-derivative MACs per sample**: for every layer whose weights train, "
         "trained output channels x weights per channel x output positions "
         "(CONV_2D and DEPTHWISE_CONV_2D: out_h x out_w; FULLY_CONNECTED: 1), i.e. the "

@@ -28,25 +28,54 @@ numbers:
   region is smaller than the sum of its buffers; `region_peak` gives the
   bytes live at the busiest step, by kind.
 
-The board's RAM room is pipeline.footprint's: RAM - stack - RAM_RESERVE
-(other globals), from boards/<board>/board.json.
+The board's RAM room (ram_room) is RAM - stack - RAM_RESERVE (the
+firmware's other globals), from boards/<board>/board.json; deploy.py,
+pipeline.footprint and the benchmarks use the same rule.
 """
 
 import dataclasses
 import functools
+import json
+import os
 
 from tflm_training import memory_model
 from tflm_training import plan as plan_lib
 
 
+BOARDS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          'boards')
+# Globals besides the arena (under 1 KB today), beyond the stack.
+RAM_RESERVE = 4 * 1024
+
+
+def board_limits(board='nrf52840'):
+    """{'flash', 'ram', 'stack'} bytes of a board (following 'emulates')."""
+    with open(os.path.join(BOARDS_DIR, board, 'board.json')) as f:
+        data = json.load(f)
+    if 'emulates' in data:
+        base = board_limits(data['emulates'])
+        memory = data.get('memory', {})
+        return {'flash': _size(memory.get('flash'), base['flash']),
+                'ram': _size(memory.get('ram'), base['ram']),
+                'stack': int(data.get('stack_size', base['stack']))}
+    return {'flash': _size(data['memory']['flash'], None),
+            'ram': _size(data['memory']['ram'], None),
+            'stack': int(data.get('stack_size', 16384))}
+
+
+def _size(region, default):
+    if region is None:
+        return default
+    size = region['size']
+    return int(size, 0) if isinstance(size, str) else int(size)
+
+
 @functools.lru_cache(maxsize=8)
 def ram_room(board='nrf52840'):
     """Bytes a training arena may use on `board`: RAM less the stack and
-    footprint.RAM_RESERVE (pipeline/footprint.py's rule)."""
-    # Imported here: pipeline.footprint imports TensorFlow (seconds).
-    from pipeline import footprint  # pylint: disable=import-outside-toplevel
-    limits = footprint.board_limits(board)
-    return limits['ram'] - limits['stack'] - footprint.RAM_RESERVE
+    RAM_RESERVE."""
+    limits = board_limits(board)
+    return limits['ram'] - limits['stack'] - RAM_RESERVE
 
 
 @functools.lru_cache(maxsize=16)

@@ -12,9 +12,6 @@ training plans are measured: the classifier only, and the classifier with
 the trainable layer before it (the "last layers").
 """
 
-import json
-import os
-
 from absl import app
 from absl import flags
 
@@ -25,38 +22,13 @@ import tflm_training
 from tflm_training import plan as plan_lib
 from tflm_training import tflite_graph
 
-from pipeline import data as datasets
 from pipeline import qat
 from pipeline import zoo
+from pipeline.cost_model import RAM_RESERVE, board_limits
 
-BOARDS_DIR = os.path.join(datasets.REPO_ROOT, 'boards')
 # The nRF52840 firmware (runtime, kernels incl. backward, app) measured
 # about 50 KB of code; keep room for growth.
 FLASH_RESERVE = 128 * 1024
-# Globals besides the arena (under 1 KB today), beyond the stack.
-RAM_RESERVE = 4 * 1024
-
-
-def board_limits(board='nrf52840'):
-    """{'flash', 'ram', 'stack'} bytes of a board (following 'emulates')."""
-    with open(os.path.join(BOARDS_DIR, board, 'board.json')) as f:
-        data = json.load(f)
-    if 'emulates' in data:
-        base = board_limits(data['emulates'])
-        memory = data.get('memory', {})
-        return {'flash': _size(memory.get('flash'), base['flash']),
-                'ram': _size(memory.get('ram'), base['ram']),
-                'stack': int(data.get('stack_size', base['stack']))}
-    return {'flash': _size(data['memory']['flash'], None),
-            'ram': _size(data['memory']['ram'], None),
-            'stack': int(data.get('stack_size', 16384))}
-
-
-def _size(region, default):
-    if region is None:
-        return default
-    size = region['size']
-    return int(size, 0) if isinstance(size, str) else int(size)
 
 
 def last_layers_plan(buf, count=2):

@@ -97,10 +97,12 @@ def make_plan(model_bytes, ranks, *, learning_rate, adam_learning_rate=ADAM_LEAR
 
 
 def _arena(model_bytes, plan):
+    """(training arena bytes, None), or (None, why) when the runtime cannot
+    train the plan."""
     try:
-        return memory_model.training_memory(model_bytes, plan).total
-    except TflmTrainingError:
-        return None
+        return memory_model.training_memory(model_bytes, plan).total, None
+    except TflmTrainingError as error:
+        return None, str(error)
 
 
 def plan_for_budget(model_bytes, budget_bytes, *, max_rank=MAX_RANK, learning_rate=0.02,
@@ -123,8 +125,10 @@ def plan_for_budget(model_bytes, budget_bytes, *, max_rank=MAX_RANK, learning_ra
         rank = min(max_rank, largest_rank(model_bytes, op))
         while rank >= 1:
             trial = {**ranks, op: rank}
-            total = _arena(model_bytes, make_plan(model_bytes, trial, **options))
-            if total is not None and total <= budget:
+            total, why = _arena(model_bytes, make_plan(model_bytes, trial, **options))
+            if why is not None:
+                raise ValueError(f"operator {op} cannot train low-rank: {why}")
+            if total <= budget:
                 chosen = (rank, total)
                 break
             rank //= 2
@@ -138,7 +142,7 @@ def plan_for_budget(model_bytes, budget_bytes, *, max_rank=MAX_RANK, learning_ra
 
 
 def _raise_infeasible(model_bytes, op, budget, options):
-    need = _arena(model_bytes, make_plan(model_bytes, {op: 1}, **options))
+    need, _ = _arena(model_bytes, make_plan(model_bytes, {op: 1}, **options))
     raise InfeasibleBudgetError(
         f"budget {budget} bytes ({budget / 1024:.1f} KB) cannot hold a low-rank plan: the "
         f"classifier and operator {op} at rank 1 need a {need}-byte training arena "

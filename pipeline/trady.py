@@ -36,7 +36,7 @@ to the earliest candidate, and the classifier's static state: everything
 that does not change with the number of sampled channels) plus the pool of
 sample_budget bytes. The pool is budget - fixed part, made exact against
 memory_model (its 8- and 16-byte alignments included). While the pool
-cannot hold one channel of every remaining candidate (channel_cost = the
+cannot hold one channel of the costliest remaining candidate (channel_cost = the
 runtime's minimum, that channel's optimizer state: 4 bytes per array
 (residual, velocity with momentum, accumulator with batches) per weight
 and bias, plan.channel_state_bytes), the lowest-ranked candidate is
@@ -266,6 +266,9 @@ def plan_for_budget(model_bytes, ranking, budget_bytes, seed=0):
     settings = {k: ranking.settings[k] for k in
                 ('learning_rate', 'momentum', 'batch_size', 'qas', 'residual')}
     costs = {layer.operator: layer.channel_cost for layer in ranking.layers}
+    if not ranking.selected:
+        raise ValueError('no layer has a nonzero gradient on these samples, so TraDy has no '
+                         'candidates; check the labels and the model, or rank on more samples')
     candidates = list(ranking.selected)
     dropped = []
     while candidates:
@@ -277,7 +280,7 @@ def plan_for_budget(model_bytes, ranking, budget_bytes, seed=0):
                              fixed=total - plan.sample_budget, pool=plan.sample_budget,
                              arena=total, budget=budget)
         dropped.insert(0, candidates.pop())
-    top = ranking.selected[0] if ranking.selected else ranking.layers[0].operator
+    top = ranking.selected[0]
     plan = _sampled_plan(model_bytes, [top], costs[top], seed, settings)
     need = memory_model.training_memory(model_bytes, plan).total
     classifier = memory_model.training_memory(model_bytes, tflm_training.TrainingPlan.

@@ -7,7 +7,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from tflm_training import Trainer, memory_model, tflite_graph
+from tflm_training import Trainer, UnsupportedModelError, memory_model, tflite_graph
 from tflm_training.plan import parameter_layout
 
 from pipeline import contribution, lowrank
@@ -84,3 +84,13 @@ def test_a_low_rank_plan_trains():
     losses = [trainer.train_step(x, y) for _ in range(3)]
     assert losses[-1] < losses[0]
     assert not np.array_equal(trainer.get_tensor(weights), before)
+
+
+def test_a_layer_the_runtime_cannot_train_is_named_not_reported_as_a_budget(monkeypatch):
+    def refuse(model_bytes, plan):
+        raise UnsupportedModelError("operator 8 (CONV_2D): not in this build")
+    monkeypatch.setattr(memory_model, "training_memory", refuse)
+    with pytest.raises(ValueError, match="operator 8 cannot train low-rank: operator 8 "
+                                         r"\(CONV_2D\): not in this build") as error:
+        lowrank.plan_for_budget(MODEL, INFERENCE + 64 * 1024, **SETTINGS)
+    assert not isinstance(error.value, lowrank.InfeasibleBudgetError)

@@ -384,6 +384,13 @@ def test_trady_refuses_a_too_small_budget(ranking):
     assert result.candidates == [top] and result.arena == need
 
 
+def test_trady_without_candidates_says_the_gradients_are_zero(ranking):
+    none = dataclasses.replace(ranking, layers=[dataclasses.replace(layer, selected=False)
+                                                for layer in ranking.layers])
+    with pytest.raises(ValueError, match="no layer has a nonzero gradient"):
+        trady.plan_for_budget(MODEL, none, 10**6)
+
+
 # -- tools/analyze.py ---------------------------------------------------------------------------
 
 def _run_analyze(out, *flags):

@@ -45,7 +45,7 @@ _SCHEME = flags.DEFINE_enum(
     "low-rank projected gradients of FC / pointwise layers).")
 _BUDGET_KB = flags.DEFINE_float(
     "budget_kb", None, "Training arena budget in KB (checked with "
-    "tflm_training.memory_model; default: the board's RAM less its stack). The searched "
+    "tflm_training.memory_model; default: the board's RAM less its stack and 4 KB of other globals). The searched "
     "schemes find the best plan for it.")
 _EPOCHS = flags.DEFINE_integer("epochs", 4, "Passes over the training samples.",
                                lower_bound=1)

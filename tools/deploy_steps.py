@@ -13,6 +13,7 @@ import zlib
 
 import numpy as np
 
+from pipeline import cost_model
 from pipeline import data as datasets
 from tools import board_config
 from tools import emulation
@@ -367,8 +368,8 @@ def make_plan(model_bytes, scheme, learning_rate):
 
 
 def budget_bytes(board, budget_kb):
-    """--budget_kb in bytes; the board's RAM less its stack when not given."""
-    room = board.ram.size - board.stack_size
+    """--budget_kb in bytes; the board's room for an arena when not given."""
+    room = cost_model.ram_room(board.name)
     return room if budget_kb is None else min(room, int(budget_kb * 1024))
 
 
@@ -412,7 +413,7 @@ def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_d
     except (sparse_search.InfeasibleBudgetError, trady.InfeasibleBudgetError,
             lowrank.InfeasibleBudgetError) as e:
         raise DeployError(f"{scheme}: {e} (--budget_kb)") from None
-    except ValueError as e:
+    except (ValueError, _tflm().TflmTrainingError) as e:
         raise DeployError(f"cannot make a {scheme} plan for this model: {e}") from None
     raise DeployError(f"unknown scheme {scheme!r}; pick one of {', '.join(SCHEMES)}")
 
@@ -503,9 +504,10 @@ def smallest_arena(model_bytes):
 def check_budget(model_bytes, plan, scheme, board, budget_kb):
     """The plan's arena against --budget_kb and the board's RAM (less its stack)."""
     need = training_arena(model_bytes, plan)
-    room = board.ram.size - board.stack_size
+    room = cost_model.ram_room(board.name)
     limits = [(room, f"the {board.name}'s {board.ram.size // 1024} KB RAM less its "
-                     f"{board.stack_size // 1024} KB stack")]
+                     f"{board.stack_size // 1024} KB stack and "
+                     f"{cost_model.RAM_RESERVE // 1024} KB for the firmware's other globals")]
     if budget_kb is not None:
         limits.append((int(budget_kb * 1024), f"--budget_kb {budget_kb:g}"))
     for limit, what in limits:

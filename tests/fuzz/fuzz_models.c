@@ -151,15 +151,20 @@ static int run_plan(const uint8_t* model, uint32_t model_size,
                             (int32_t)(next_random() % 12), norms,
                             norms + (slots > 0 ? slots : 1), &loss);
   free(norms);
+  /* Every layer's selection: ascending, non-negative, adding up to the
+   * selected slots. */
   int32_t selected = 0;
+  bool ordered = true;
   for (int32_t l = 0; l < trainer.num_layers; ++l) {
     int32_t count;
     const int32_t* channels = tt_trainer_layer_channels(&trainer, l, &count);
-    for (int32_t c = 0; c < count; ++c) selected += channels[c] >= 0;
+    for (int32_t c = 0; c < count; ++c)
+      ordered &= channels[c] >= 0 && (c == 0 || channels[c] > channels[c - 1]);
+    selected += count;
   }
-  if (selected != slots) {
-    fprintf(stderr, "selected channels do not add up (iteration %ld)\n",
-            iteration);
+  if (selected != slots || !ordered) {
+    fprintf(stderr, "selected channels are out of order or do not add up "
+                    "(iteration %ld)\n", iteration);
     return 1;
   }
   tt_trainer_step(&trainer, zeros, bytes, (int32_t)(next_random() % 12),
