@@ -227,13 +227,12 @@ def run_jobs(cfg, jobs):
 
 
 def preload():
-    """Loads the runtime library and the scheme modules before the workers
-    fork, so that every job runs the same code even if the files change
-    during the run (other work may rebuild the library)."""
+    """Loads the runtime library before the workers fork (the scheme
+    modules are imported already), so that every job runs the same code
+    even if the files change during the run (other work may rebuild the
+    library)."""
     from tflm_training import _native  # pylint: disable=import-outside-toplevel
     _native.library()
-    for method in methods.BUDGETED:
-        runs.extra.missing_reason(method)  # imports the modules that exist
 
 
 def run_all(cfg):
@@ -266,8 +265,6 @@ def run_all(cfg):
         "wall_seconds": {"total": round(time.time() - started, 1),
                          "conversion": round(converted - started, 1),
                          "jobs": round(time.time() - converted, 1)},
-        "missing": {m: runs.extra.missing_reason(m) for m in cfg["methods"]
-                    if runs.extra.missing_reason(m)},
         "models": models,
         "backbone_comparison": backbone_comparison(cfg, records, compare, other),
         "summary": runs.aggregate(main_records, cfg["budgets_kb"], inference),

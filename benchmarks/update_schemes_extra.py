@@ -1,46 +1,20 @@
 """The schemes built by other modules of the project: the searched sparse
 update (pipeline.contribution + pipeline.sparse_search), TraDy
 (pipeline.trady: sampled layers resampled every epoch) and low-rank Adam
-layers ("lowrank" plan layers). Each builder returns a
-update_schemes_methods.Scheme; when its module (or the runtime's support)
-is not in this tree, a Scheme with no plan and the reason, so the harness
-runs and the report says what is missing.
+layers (pipeline.lowrank). Each builder returns a
+update_schemes_methods.Scheme; a budget the scheme cannot meet gives a
+Scheme with no plan and the reason.
 """
 
-import importlib
 import pathlib
 
 import tflm_training
+from tflm_training import channel_sampler
 from tflm_training import plan as tt_plan
 
+from pipeline import contribution, lowrank, sparse_search, trady
+
 from benchmarks import update_schemes_methods as methods
-
-
-def _module(name):
-    """The module, or None when it does not exist (yet)."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name == name:
-            return None
-        raise
-
-
-def missing_reason(method):
-    """Why `method` cannot run in this tree, or None when it can."""
-    if method == "sparse":
-        for name in ("pipeline.contribution", "pipeline.sparse_search"):
-            if _module(name) is None:
-                return f"{name} is not in this tree"
-    elif method == "trady":
-        if _module("pipeline.trady") is None:
-            return "pipeline.trady is not in this tree"
-        if not hasattr(tflm_training.Trainer, "begin_epoch"):
-            return "tflm_training.Trainer has no begin_epoch (plan format v2)"
-    elif method == "lowrank":
-        if "lowrank" not in getattr(tt_plan, "SUPPORTED_UPDATES", ()):
-            return "this runtime build does not train 'lowrank' plan layers yet"
-    return None
 
 
 # -- sparse: contribution analysis + evolutionary search ---------------------------
@@ -49,7 +23,6 @@ def missing_reason(method):
 def contribution_table(model_bytes, samples, settings, config, seed, cache_path):
     """pipeline.contribution's analysis on the seed's TRAINING samples only
     (it holds out part of them itself); cached in cache_path."""
-    contribution = importlib.import_module("pipeline.contribution")
     pathlib.Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
     return contribution.analyze(
         model_bytes, samples.train_x, samples.train_y,
@@ -61,7 +34,6 @@ def contribution_table(model_bytes, samples, settings, config, seed, cache_path)
 
 
 def sparse_scheme(model_bytes, budget, settings, table, seed):
-    sparse_search = importlib.import_module("pipeline.sparse_search")
     try:
         result = sparse_search.search(model_bytes, table, budget, seed=seed,
                                       **settings.plan_settings())
@@ -93,10 +65,9 @@ class SampledSchedule:
 
     def epoch_plans(self, epochs):
         """Static plans with each epoch's drawn channels (for the metrics)."""
-        sampler = importlib.import_module("tflm_training.channel_sampler")
         plans = []
         for epoch in range(epochs):
-            drawn = sampler.sample_channels(self.plan, epoch)
+            drawn = channel_sampler.sample_channels(self.plan, epoch)
             layers = []
             for layer in self.plan.layers:
                 if layer.update == "sampled":
@@ -117,7 +88,6 @@ class SampledSchedule:
 
 def trady_ranking(model_bytes, samples, settings, config, seed):
     """pipeline.trady's layer ranking on the seed's TRAINING samples."""
-    trady = importlib.import_module("pipeline.trady")
     return trady.rank_layers(
         model_bytes, samples.train_x, samples.train_y, samples=config["trady_samples"],
         max_layers=config["trady_layers"] or None, learning_rate=settings.learning_rate,
@@ -127,7 +97,6 @@ def trady_ranking(model_bytes, samples, settings, config, seed):
 
 def trady_scheme(model_bytes, budget, ranking, seed):
     """pipeline.trady's sampled plan of `ranking` within `budget`."""
-    trady = importlib.import_module("pipeline.trady")
     try:
         result = trady.plan_for_budget(model_bytes, ranking, budget, seed=seed)
     except trady.InfeasibleBudgetError as error:
@@ -148,7 +117,6 @@ def lowrank_scheme(model_bytes, budget, settings):
     lowrank trains): Adam at settings.lowrank_learning_rate on the
     projected gradients of the FC / pointwise layers nearest the logits,
     at the largest ranks that fit, and the classifier by SGD."""
-    lowrank = importlib.import_module("pipeline.lowrank")
     try:
         result = lowrank.plan_for_budget(
             model_bytes, budget, adam_learning_rate=settings.lowrank_learning_rate,

@@ -57,7 +57,7 @@ def summary_section(data):
              "budget (the same number in every column). \"over budget\": the scheme's "
              "one plan needs more than the budget (the accuracy is shown in "
              "parentheses for reference); \"does not fit\": no plan of the scheme fits; "
-             "n/a: the scheme could not run (see Missing)."]
+             "n/a: the scheme could not run (the per-task tables say why)."]
     for name, by_method in data["summary"].items():
         model = data["models"][name]
         headers = ["method"] + [f"+{kb} KB" for kb in cfg["budgets_kb"]]
@@ -354,10 +354,6 @@ def weak_section(data):
     collapsed = loss_section(data)
     if collapsed:
         lines.append(collapsed)
-    missing = data.get("missing") or {}
-    if missing:
-        lines.append("* **Missing schemes**: " + "; ".join(
-            f"{SHORT[m]}: {why}" for m, why in missing.items()) + ".")
     return "\n".join(lines)
 
 

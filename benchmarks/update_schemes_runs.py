@@ -125,9 +125,6 @@ def _schemes(job, model_bytes, samples, config, folder):
         return [(None, methods.classifier_scheme(model_bytes, settings))]
     inference = methods.inference_arena(model_bytes)
     budgets = [(kb, inference + kb * 1024) for kb in job.budgets_kb]
-    missing = extra.missing_reason(job.method)
-    if missing:
-        return [(kb, methods.Scheme(job.method, b, None, reason=missing)) for kb, b in budgets]
     if job.method == "bias":
         return [(kb, methods.bias_scheme(model_bytes, b, settings)) for kb, b in budgets]
     if job.method == "sparse":

@@ -14,7 +14,6 @@ from tflm_training import memory_model
 
 from pipeline import data as datasets
 
-from benchmarks import update_schemes_extra as extra
 from benchmarks import update_schemes_methods as methods
 from benchmarks import update_schemes_report as report
 from benchmarks import update_schemes_runs as runs
@@ -133,15 +132,9 @@ def test_int8_records_classifier_and_bias(samples, tmp_path):
 
 @pytest.mark.parametrize("method", ["sparse", "trady", "lowrank"])
 def test_int8_records_other_schemes(method, samples, tmp_path):
-    """Runs the scheme when its module is in the tree; otherwise the
-    records say what is missing."""
     records = runs.int8_records(_job(method, (64,)), MODEL, samples, CONFIG, tmp_path)
     assert len(records) == 1
     record = records[0]
-    missing = extra.missing_reason(method)
-    if missing:
-        assert not record["available"] and record["reason"] == missing
-        return
     assert record["available"], record["reason"]
     assert 0.0 <= record["accuracy"] <= 1.0
     assert record["metrics"]["training_arena"] <= methods.inference_arena(MODEL) + 64 * 1024
@@ -188,7 +181,7 @@ def _data(tmp_path):
     return {"command": "python benchmarks/update_schemes.py", "config": config,
             "environment": env, "board_room": 245760,
             "wall_seconds": {"total": 60, "conversion": 0, "jobs": 60},
-            "missing": {"lowrank": "missing"}, "models": {"fsdd": model},
+            "models": {"fsdd": model},
             "backbone_comparison": [], "summary": summary, "accuracy_before": {"fsdd": 0.1},
             "records": records, "outputs": {"png": str(tmp_path / "u.png")}}
 

@@ -292,3 +292,11 @@ def test_searched_scheme_with_too_small_a_budget_names_the_minimum(tmp_path, sch
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"error: {scheme}:" in result.stderr and "at least" in result.stderr
     assert "(--budget_kb)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_trady_with_a_partial_last_batch_says_how_many_samples(tmp_path):
+    result = _deploy("--scheme", "trady", "--train_samples", "7", "--out", str(tmp_path),
+                     "--noemulate")
+    assert result.returncode == 2
+    assert "multiple of 5" in result.stderr and "not 7" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -37,7 +37,6 @@ FLAG_NO_RESIDUAL = 2
 # "weights" trains weights and bias; "sampled" weights and bias of channels
 # resampled every epoch; "lowrank" weights by low-rank projected Adam.
 UPDATE_KINDS = {"bias": 0, "weights": 1, "sampled": 2, "lowrank": 3}
-SUPPORTED_UPDATES = ("bias", "weights", "sampled", "lowrank")  # by this runtime build
 # Adam settings TrainingPlan.for_model gives plans with low-rank layers.
 DEFAULT_ADAM = (0.9, 0.999, 1e-8)
 MAX_CANDIDATES = 65535  # TT_PLAN_MAX_CANDIDATES: sampled candidates in all
@@ -200,9 +199,6 @@ class TrainingPlan:
             if layer.update not in UPDATE_KINDS:
                 raise ValueError(f"layer {i}: update must be 'weights', 'bias', 'sampled' or "
                                  f"'lowrank', got {layer.update!r}")
-            if layer.update not in SUPPORTED_UPDATES:
-                raise ValueError(f"layer {i}: update {layer.update!r} is not supported by this "
-                                 f"runtime build; use one of {', '.join(SUPPORTED_UPDATES)}")
             if not (math.isfinite(layer.lr_scale) and layer.lr_scale > 0):
                 raise ValueError(f"layer {i}: lr_scale must be a positive finite number")
             if layer.channels is None or len(layer.channels) == 0:

@@ -400,6 +400,11 @@ def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_d
             _log_lines(log, result.describe())
             return result.plan
         if scheme == "trady":
+            if len(y) % BATCH_SIZE:
+                # An epoch's redraw drops the sampled channels' unfinished batch.
+                raise DeployError(f"trady needs whole batches per epoch: give "
+                                  f"--train_samples as a multiple of {BATCH_SIZE} (the batch "
+                                  f"size), not {len(y)}")
             ranking = trady.rank_layers(model_bytes, x, y, samples=min(len(y), 100),
                                         seed=seed, **settings)
             _log_lines(log, ranking.describe())
