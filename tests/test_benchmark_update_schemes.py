@@ -202,7 +202,7 @@ def test_report_and_plot(tmp_path):
     data = _data(tmp_path)
     text = report.render(data)
     assert "0.550 ± 0.050" in text and "over budget" in text
-    assert "## Definitions" in text and "Missing schemes" in text
+    assert "## Definitions" in text and "## What is weak" in text
     report.plot(data, tmp_path / "u.png")
     assert (tmp_path / "u.png").stat().st_size > 0
     json.dumps(data)  # the report's data stays JSON
