@@ -39,6 +39,7 @@ from benchmarks import update_schemes_report as report  # noqa: E402
 from benchmarks import update_schemes_runs as runs  # noqa: E402
 from benchmarks import update_schemes_tasks as tasks  # noqa: E402
 from tools import host_build  # noqa: E402
+from pipeline import contribution  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -197,7 +198,7 @@ def model_summary(cfg, task_name, backbone):
         "full_backprop_arena": methods.training_arena(
             model, methods.full_plan(model, runs.settings_of(cfg))),
         "all_weights": methods.all_weights(model),
-        "trainable_layers": len(methods.layers_before_classifier(model)) + 1,
+        "trainable_layers": len(contribution.candidate_layers(model)) + 1,
         "convert": convert, "path": str(folder / "model.tflite"),
     }
 

@@ -42,7 +42,7 @@ import tflm_training
 from tflm_training import memory_model
 from tflm_training import plan as tt_plan
 from tflm_training import tflite_graph
-from pipeline import cost_model
+from pipeline import contribution, cost_model
 
 METHODS = ("float_full", "classifier", "bias", "sparse", "trady", "lowrank")
 INT8_METHODS = METHODS[1:]
@@ -83,28 +83,6 @@ def training_arena(model_bytes, plan):
     return memory_model.training_memory(bytes(model_bytes), plan).total
 
 
-def classifier_operator(model_bytes):
-    graph = tflite_graph.read_graph(model_bytes)
-    return graph.producer(tt_plan.find_logits(graph))
-
-
-def layers_before_classifier(model_bytes):
-    """[(operator, channels, has bias)] of the trainable layers before the
-    classifier that feed the logits, ascending."""
-    graph = tflite_graph.read_graph(model_bytes)
-    logits = tt_plan.find_logits(graph)
-    classifier = graph.producer(logits)
-    feeds = {logits}  # tensors the logits depend on
-    for op in reversed(graph.operators):
-        if feeds.intersection(op.outputs):
-            feeds.update(i for i in op.inputs if i >= 0)
-    result = []
-    for op, _, channels, has_bias in tt_plan.trainable_operators(model_bytes):
-        if op < classifier and feeds.intersection(graph.operators[op].outputs):
-            result.append((op, channels, has_bias))
-    return result
-
-
 # -- schemes --------------------------------------------------------------------------
 
 
@@ -138,8 +116,8 @@ def classifier_scheme(model_bytes, settings):
 def bias_plan(model_bytes, depth, settings):
     """The classifier plus the biases of the last `depth` layers with a
     bias before it."""
-    classifier = classifier_operator(model_bytes)
-    with_bias = [op for op, _, has_bias in layers_before_classifier(model_bytes) if has_bias]
+    classifier = contribution.classifier_operator(model_bytes)
+    with_bias = [op for op, _, has_bias in contribution.candidate_layers(model_bytes) if has_bias]
     chosen = with_bias[len(with_bias) - depth:] if depth else []
     layers = [tt_plan.LayerPlan(op, "bias") for op in chosen]
     layers.append(tt_plan.LayerPlan(classifier, "weights"))
@@ -149,7 +127,7 @@ def bias_plan(model_bytes, depth, settings):
 
 def bias_scheme(model_bytes, budget, settings):
     """The deepest bias plan within `budget` bytes (arena)."""
-    with_bias = [op for op, _, has_bias in layers_before_classifier(model_bytes) if has_bias]
+    with_bias = [op for op, _, has_bias in contribution.candidate_layers(model_bytes) if has_bias]
     best, best_depth, arena = None, None, None
     for depth in range(len(with_bias) + 1):
         try:

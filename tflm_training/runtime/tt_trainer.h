@@ -50,7 +50,8 @@ typedef struct {
   uint32_t trainer_tables;     /* plan tables and backward bookkeeping */
   uint32_t weight_copies;      /* RAM copies of trainable weights / biases */
   uint32_t optimizer_state;    /* residuals, momentum, batch accumulators
-                                  of the static layers (kinds 0 and 1) */
+                                  of the static layers (kinds 0 and 1) and
+                                  low-rank layers' state (tt_lowrank.h) */
   uint32_t sampled_state;      /* the pool of the sampled layers' state
                                   (sample_budget bytes, tt_channel_sampler.h) */
   uint32_t planned_region;     /* activations, saved tensors, gradients */
