@@ -14,8 +14,8 @@ import pytest
 
 import test_memory_model as layouts
 import training_helpers as th
-from tflm_training import (InvalidArgumentError, LayerPlan, Trainer, TrainingPlan, _native,
-                           tflite_graph)
+from tflm_training import (BadStateError, InvalidArgumentError, LayerPlan, Trainer, TrainingPlan,
+                           _native, tflite_graph)
 from tflm_training.channel_sampler import SplitMix, sample_channels
 from tflm_training.plan import channel_state_bytes, parameter_layout
 
@@ -235,7 +235,7 @@ def test_sampled_state_lies_in_the_pool_and_restarts_every_epoch():
                     assert record[7 + slot] == c_trainer.sample_pool_offset + placed[key]
                 else:
                     assert record[7 + slot] == -1
-        trainer.train_step(x[:3], y[:3])  # an odd count: a batch is half summed
+        trainer.train_step(x[:4], y[:4])  # two whole batches: residuals and velocities
         assert pool.any()
 
 
@@ -293,3 +293,19 @@ def test_begin_epoch_checks_its_argument_and_static_plans_ignore_it():
     trainer.begin_epoch(5)
     assert trainer.selected_channels() == before == {3: list(range(10))}
     assert trainer.memory()["sampled_state"] == 0
+
+
+def test_an_epoch_of_a_sampled_plan_must_start_on_a_batch_boundary():
+    plan = TrainingPlan.sampled(MLP, [1, 2], budget_bytes=30000, seed=3, learning_rate=0.05,
+                                batch_size=3)
+    trainer = Trainer(MLP, plan)
+    x, y = th.quantized_split("mnist", "train", (1, 28, 28, 1))
+    trainer.train_step(x[:4], y[:4])  # one whole batch and one sample of the next
+    selected = trainer.selected_channels()
+    with pytest.raises(BadStateError, match="epoch 1 starts 1 samples into a batch of 3"):
+        trainer.begin_epoch(1)
+    assert trainer.selected_channels() == selected  # nothing redrawn, nothing dropped
+    trainer.train_step(x[4:6], y[4:6])
+    trainer.begin_epoch(1)
+    drawn = trainer.selected_channels()
+    assert {op: drawn[op] for op in (1, 2)} == sample_channels(plan, 1)

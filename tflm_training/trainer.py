@@ -108,7 +108,9 @@ class Trainer:
         their optimizer state (runtime/tt_channel_sampler.h; the same draw
         as channel_sampler.sample_channels(plan, epoch)). The constructor
         draws epoch 0. Call it at the start of every epoch, as the firmware
-        does; plans without sampled layers are unaffected."""
+        does; plans without sampled layers are unaffected. With sampled
+        layers an epoch starts on a batch boundary (BadStateError
+        otherwise)."""
         if (not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool)
                 or not 0 <= epoch < 2**32):
             raise InvalidArgumentError(f"epoch must be an int in [0, 2**32), got {epoch!r}")

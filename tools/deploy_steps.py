@@ -401,7 +401,7 @@ def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_d
             return result.plan
         if scheme == "trady":
             if len(y) % BATCH_SIZE:
-                # An epoch's redraw drops the sampled channels' unfinished batch.
+                # The runtime refuses to redraw inside a batch (tt_trainer.h).
                 raise DeployError(f"trady needs whole batches per epoch: give "
                                   f"--train_samples as a multiple of {BATCH_SIZE} (the batch "
                                   f"size), not {len(y)}")

@@ -45,8 +45,8 @@
  *
  * State restarts every epoch: the residual (the sub-step remainder of
  * each weight, under half a quantization step) and the momentum velocity
- * of sampled channels are dropped, as are gradients a batch has
- * accumulated so far (begin epochs on batch boundaries to lose none). */
+ * of sampled channels are dropped. An unfinished batch would be dropped
+ * too, so tt_trainer_begin_epoch refuses to start an epoch inside one. */
 #ifndef TFLM_TRAINING_TT_CHANNEL_SAMPLER_H_
 #define TFLM_TRAINING_TT_CHANNEL_SAMPLER_H_
 

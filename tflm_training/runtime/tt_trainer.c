@@ -255,6 +255,15 @@ tt_status tt_trainer_gradient_norms(tt_trainer* t, const void* input,
 
 tt_status tt_trainer_begin_epoch(tt_trainer* t, uint32_t epoch) {
   TT_RETURN_IF_ERROR(check_ready(t));
+  /* The redraw restarts the sampled channels' state, batch sums included:
+   * refuse rather than drop an unfinished batch. */
+  if (t->sample_budget > 0 && t->samples_in_batch != 0)
+    return tt_error_set(&t->interpreter.error, TT_ERR_BAD_STATE,
+                        "epoch %d starts %d samples into a batch of %d; the "
+                        "redraw of sampled channels would drop them, so give "
+                        "each epoch a multiple of %d samples",
+                        (int32_t)epoch, t->samples_in_batch, t->batch_size,
+                        t->batch_size);
   tt_train_resample(t, epoch);
   return TT_OK;
 }

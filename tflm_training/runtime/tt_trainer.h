@@ -121,7 +121,9 @@ tt_status tt_trainer_step(tt_trainer* trainer, const void* input,
  * (TT_UPDATE_SAMPLED) trains until the next call and zeroes their
  * optimizer state (tt_channel_sampler.h). The draw depends only on the
  * plan's seed and `epoch`. tt_trainer_init draws epoch 0; nothing happens
- * for a plan without sampled layers. */
+ * for a plan without sampled layers. With sampled layers an epoch must
+ * start on a batch boundary (TT_ERR_BAD_STATE otherwise: the redraw would
+ * drop the unfinished batch). */
 tt_status tt_trainer_begin_epoch(tt_trainer* trainer, uint32_t epoch);
 
 /* The output channels plan layer `layer` trains now, ascending; *count of
