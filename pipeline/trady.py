@@ -35,13 +35,24 @@ saved activations, gradients, masks and scratch of the backward pass down
 to the earliest candidate, and the classifier's static state: everything
 that does not change with the number of sampled channels) plus the pool of
 sample_budget bytes. The pool is budget - fixed part, made exact against
-memory_model (its 8- and 16-byte alignments included). While the pool
-cannot hold one channel of the costliest remaining candidate (channel_cost = the
-runtime's minimum, that channel's optimizer state: 4 bytes per array
-(residual, velocity with momentum, accumulator with batches) per weight
-and bias, plan.channel_state_bytes), the lowest-ranked candidate is
-dropped. No candidate left: InfeasibleBudgetError with the bytes the
-top-ranked layer needs.
+memory_model (its 8- and 16-byte alignments included); it must hold one
+channel of the costliest candidate (channel_cost = the runtime's minimum,
+that channel's optimizer state: 4 bytes per array (residual, velocity with
+momentum, accumulator with batches) per weight and bias,
+plan.channel_state_bytes).
+
+How many candidates: each further candidate adds its score but also fixed
+bytes (a deeper backward pass, its channel list), which the pool loses, so
+every channel is drawn less often. plan_for_budget tries the top k
+candidates for every k (the best-ranked first, down to the coverage) and
+keeps the k with the largest expected score drawn per epoch,
+
+    (sum of the k layers' scores) * min(1, pool / (their channels' bytes))
+
+(channels are drawn uniformly until the pool is full, so each is drawn with
+probability about pool / all candidates' channel bytes); ties go to the
+smaller k. The rest are reported as dropped. No k fits:
+InfeasibleBudgetError with the bytes the top-ranked layer needs.
 """
 
 import dataclasses
@@ -209,7 +220,7 @@ class TradyPlan:
 
     plan: object            # TrainingPlan ("sampled" candidates + the classifier)
     candidates: list        # sampled operators, best first
-    dropped: list           # ranked candidates dropped to fit, best first
+    dropped: list           # ranked candidates left out, best first
     fixed: int              # arena bytes besides the pool
     pool: int               # the plan's sample_budget
     arena: int              # the whole training arena (memory_model)
@@ -225,7 +236,7 @@ class TradyPlan:
                     self.plan.layers[-1].operator_index, self.pool, self.pool / 1024,
                     self.fixed, self.arena, self.arena / 1024, self.budget,
                     self.budget / 1024, self.plan.seed,
-                    '; dropped to fit: ops %s' % ', '.join(map(str, self.dropped))
+                    '; left out: ops %s' % ', '.join(map(str, self.dropped))
                     if self.dropped else '')]
 
 
@@ -258,28 +269,43 @@ def _largest_pool(model_bytes, candidates, budget, seed, settings, smallest):
         pool, plan, total = pool + 1, bigger, bigger_total
 
 
+def expected_score(ranking, candidates, pool):
+    """The RGN score drawn per epoch on average: the candidates' summed
+    score times the share of their channels a pool of `pool` bytes holds."""
+    layers = {layer.operator: layer for layer in ranking.layers}
+    channel_bytes = sum(layers[op].channels * layers[op].channel_cost for op in candidates)
+    score = sum(layers[op].score for op in candidates)
+    return score * min(1.0, pool / channel_bytes)
+
+
 def plan_for_budget(model_bytes, ranking, budget_bytes, seed=0):
-    """The TradyPlan of `ranking`'s candidates under budget_bytes (the
-    whole training arena), with the ranking's settings."""
+    """The TradyPlan under budget_bytes (the whole training arena) with the
+    ranking's settings: the top k candidates, k chosen for the largest
+    expected_score (see the module doc)."""
     model_bytes = bytes(model_bytes)
     budget = int(budget_bytes)
     settings = {k: ranking.settings[k] for k in
                 ('learning_rate', 'momentum', 'batch_size', 'qas', 'residual')}
     costs = {layer.operator: layer.channel_cost for layer in ranking.layers}
-    if not ranking.selected:
+    selected = ranking.selected
+    if not selected:
         raise ValueError('no layer has a nonzero gradient on these samples, so TraDy has no '
                          'candidates; check the labels and the model, or rank on more samples')
-    candidates = list(ranking.selected)
-    dropped = []
-    while candidates:
+    best, best_score = None, None
+    for k in range(1, len(selected) + 1):
+        candidates = selected[:k]
         fitted = _largest_pool(model_bytes, candidates, budget, seed, settings,
                                max(costs[op] for op in candidates))
-        if fitted is not None:
-            plan, total = fitted
-            return TradyPlan(plan=plan, candidates=candidates, dropped=dropped,
-                             fixed=total - plan.sample_budget, pool=plan.sample_budget,
-                             arena=total, budget=budget)
-        dropped.insert(0, candidates.pop())
+        if fitted is None:
+            continue
+        score = expected_score(ranking, candidates, fitted[0].sample_budget)
+        if best is None or score > best_score:
+            best, best_score = (candidates, fitted), score
+    if best is not None:
+        candidates, (plan, total) = best
+        return TradyPlan(plan=plan, candidates=candidates, dropped=selected[len(candidates):],
+                         fixed=total - plan.sample_budget, pool=plan.sample_budget,
+                         arena=total, budget=budget)
     top = ranking.selected[0]
     plan = _sampled_plan(model_bytes, [top], costs[top], seed, settings)
     need = memory_model.training_memory(model_bytes, plan).total
