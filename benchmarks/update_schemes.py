@@ -79,8 +79,11 @@ _ANALYSIS_VAL = flags.DEFINE_integer(
 _ANALYSIS_EPOCHS = flags.DEFINE_integer("analysis_epochs", 1, "Epochs of each "
                                         "contribution-analysis run.", lower_bound=1)
 _ANALYSIS_LAYERS = flags.DEFINE_integer("analysis_layers", 6, "Trainable layers before "
-                                        "the classifier the analysis (and the search) "
-                                        "considers.", lower_bound=1)
+                                        "the classifier whose weight ratios the analysis "
+                                        "(and the search) considers.", lower_bound=1)
+_ANALYSIS_BIAS_LAYERS = flags.DEFINE_integer(
+    "analysis_bias_layers", 0, "Trainable layers before the classifier the analysis's bias "
+    "depths (and the search's) reach over (0: all).", lower_bound=0)
 _TRADY_SAMPLES = flags.DEFINE_integer(
     "trady_samples", 128, "Training samples TraDy ranks the layers' gradient norms on "
     "(from the seed's training samples).", lower_bound=1)
@@ -111,7 +114,8 @@ _FROM_JSON = flags.DEFINE_string("from_json", None, "Only write the report and p
 
 QUICK = {"seeds": [0], "budgets_kb": [32, 128], "train_samples": 60, "test_samples": 60,
          "epochs": 1, "analysis_samples": 40, "analysis_val_samples": 20,
-         "analysis_layers": 2, "trady_samples": 20, "compare_backbones": False}
+         "analysis_layers": 2, "analysis_bias_layers": 4, "trady_samples": 20,
+         "compare_backbones": False}
 
 
 def config():
@@ -130,6 +134,7 @@ def config():
         "analysis_val_samples": _ANALYSIS_VAL.value,
         "analysis_epochs": _ANALYSIS_EPOCHS.value,
         "analysis_layers": _ANALYSIS_LAYERS.value,
+        "analysis_bias_layers": _ANALYSIS_BIAS_LAYERS.value,
         "trady_samples": _TRADY_SAMPLES.value, "trady_layers": _TRADY_LAYERS.value,
         "vision_backbone": _VISION.value, "compare_backbones": _COMPARE.value,
         "jobs": _JOBS.value, "data_dir": str(pathlib.Path(_DATA_DIR.value).resolve()),

@@ -22,7 +22,10 @@ from benchmarks import update_schemes_methods as methods
 
 def contribution_table(model_bytes, samples, settings, config, seed, cache_path):
     """pipeline.contribution's analysis on the seed's TRAINING samples only
-    (it holds out part of them itself); cached in cache_path."""
+    (it holds out part of them itself): weight ratios of the last
+    config["analysis_layers"] layers, bias depths over the last
+    config["analysis_bias_layers"] (0 or absent: all); cached in
+    cache_path."""
     pathlib.Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
     return contribution.analyze(
         model_bytes, samples.train_x, samples.train_y,
@@ -30,7 +33,8 @@ def contribution_table(model_bytes, samples, settings, config, seed, cache_path)
         batch_size=settings.batch_size, qas=settings.qas,
         epochs=config["analysis_epochs"], samples=config["analysis_samples"],
         val_samples=config["analysis_val_samples"], seeds=(seed,),
-        max_layers=config["analysis_layers"], cache_path=str(cache_path))
+        max_layers=config["analysis_layers"],
+        max_bias_layers=config.get("analysis_bias_layers") or None, cache_path=str(cache_path))
 
 
 def sparse_scheme(model_bytes, budget, settings, table, seed):

@@ -107,9 +107,9 @@ def detail_section(data):
              "schemes the mean over seeds / epochs; the arena is the largest). Arena: "
              f"bytes of the trainer's arena (memory_model, exact); nRF52840: whether it "
              f"fits {fmt_int(data['board_room'])} bytes (256 KB RAM less the 16 KB "
-             "stack and 4 KB of other globals). Trains: the first seed's plan, `op <operator index> <update> "
-             "<channels>/<of>` (searched plans differ between seeds; the .json has "
-             "them all)."]
+             "stack and 4 KB of other globals). Trains: the first seed's plan, "
+             "`op <operator index> <update> <channels>/<of>` (searched plans differ "
+             "between seeds; the .json has them all)."]
     headers = ["budget", "method", "int8 accuracy", "training arena (KB)", "fits budget",
                "fits nRF52840", "weight-derivative MACs / sample", "activation sparsity",
                "weight-derivative sparsity", "trains"]
@@ -194,6 +194,18 @@ def definitions_section(data):
     ])
 
 
+def _analysed_layers(cfg):
+    """What the contribution analysis measured, in words."""
+    weights = cfg["analysis_layers"]
+    if "analysis_bias_layers" not in cfg:  # a run from before the bias depths went deeper
+        return (f"bias depths 1..{weights} and the weights of the last {weights} layers "
+                "before the classifier")
+    reach = cfg["analysis_bias_layers"] or "all of them"
+    return ("the biases of the last k layers before the classifier for k in "
+            f"`contribution.bias_depths` up to {reach} (every k up to 8, then 10, 12, 16, "
+            f"20, 24, 32, ... and the last), the weights of the last {weights}")
+
+
 def schemes_section(data):
     cfg = data["config"]
     settings = cfg["settings"]
@@ -206,22 +218,23 @@ def schemes_section(data):
         "* **searched sparse update**: `pipeline.contribution.analyze` on the seed's "
         f"TRAINING samples only ({cfg['analysis_samples']} training and "
         f"{cfg['analysis_val_samples']} held-out samples drawn from them, "
-        f"{cfg['analysis_epochs']} epoch(s) per run, the last {cfg['analysis_layers']} "
-        "layers before the classifier; the same SGD settings), then "
-        "`pipeline.sparse_search.search` (evolutionary, its seed = the run's seed) for "
-        "the plan with the best predicted accuracy gain whose exact arena fits the "
-        "budget: a bias depth and, per analysed layer, a share (0, 1/8, 1/4, 1/2, 1) of "
-        "its output channels whose weights train, plus the whole classifier.",
+        f"{cfg['analysis_epochs']} epoch(s) per run, {_analysed_layers(cfg)}; the same "
+        "SGD settings), then `pipeline.sparse_search.search` (evolutionary, its seed = "
+        "the run's seed) for the plan with the best predicted accuracy gain whose exact "
+        "arena fits the budget: a measured bias depth and, per weight-analysed layer, a "
+        "share (0, 1/8, 1/4, 1/2, 1) of its output channels whose weights train, plus "
+        "the whole classifier.",
         "* **TraDy**: `pipeline.trady.rank_layers` ranks the layers before the "
         "classifier by their channels' relative gradient norms "
         f"(`Trainer.gradient_norms`) on {cfg.get('trady_samples', NA)} of the seed's "
         "training samples ("
         + (f"the last {cfg['trady_layers']} layers" if cfg.get("trady_layers")
            else "all layers") + "); `pipeline.trady.plan_for_budget` keeps the top "
-        "layers covering 97% of the score as \"sampled\" candidates with the largest "
-        "channel pool that fits the budget (dropping the lowest-ranked candidates "
-        "until one does), plus the whole classifier; `Trainer.begin_epoch(epoch)` "
-        "redraws the trained channels before every epoch (plan seed = the run's seed).",
+        "layers covering 97% of the score as \"sampled\" candidates, of them the top k "
+        "whose largest channel pool within the budget draws the most score per epoch "
+        "(score x min(1, pool / their channel bytes)), plus the whole classifier; "
+        "`Trainer.begin_epoch(epoch)` redraws the trained channels before every epoch "
+        "(plan seed = the run's seed).",
         "* **low-rank**: `pipeline.lowrank.plan_for_budget` (what `deploy.py --scheme "
         "lowrank` trains): `TrainingPlan.lowrank` layers (runtime/tt_lowrank.h: Adam on the "
         "rank-r projection of the weight gradient, the projector refreshed every 10 "

@@ -144,8 +144,9 @@ def _schemes(job, model_bytes, samples, config, folder):
 
 def _config_digest(config):
     keys = ("train_samples", "test_samples", "settings", "analysis_samples",
-            "analysis_val_samples", "analysis_epochs", "analysis_layers")
-    text = json.dumps({k: config[k] for k in keys}, sort_keys=True)
+            "analysis_val_samples", "analysis_epochs", "analysis_layers",
+            "analysis_bias_layers")
+    text = json.dumps({k: config.get(k) for k in keys}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 

@@ -5,24 +5,34 @@ measured with the runtime that will train on the board.
     x, y = quantize_samples(model_bytes, x_uint8), labels  # the USER's data
     table = analyze(model_bytes, x, y, epochs=1, samples=200, max_layers=4)
     table.baseline                # int8 accuracy after training the classifier only
+    table.bias_depths             # the measured bias depths: 1..8, then a geometric grid
     table.delta_bias(k)           # gain of also updating the biases of the last k layers
     table.delta_weight(op, 0.25)  # gain of also updating op's weights, 1/4 of its channels
 
 Every number is the held-out int8 accuracy after a short fine-tuning run of
 the int8 model in tflm_training.Trainer (the C runtime, bit-exact with the
 board), with the deploy settings (SGD, learning rate, momentum, batch size,
-QAS). The runs:
+QAS). Two sets of layers are analysed, both counted back from the
+classifier among the trainable layers before it that feed the logits
+(candidate_layers): the bias-analysed layers, the last max_bias_layers
+(default every one, as the paper searches the bias depth over the whole
+network), and the weight-analysed layers, the last max_layers (default
+every one). The runs:
 
 * baseline: the classifier (the operator computing the logits) trains its
   weights and biases, every channel; nothing else trains.
-* bias[k], k = 1..K: the classifier plus the biases (every channel) of the
-  last k analysed layers, i.e. the k trainable layers nearest the
-  classifier. Layers without a bias add nothing to deeper k.
-* weight[i, r], r in RATIOS = (1/8, 1/4, 1/2, 1): the classifier plus layer
-  i's weights on its FIRST ceil(r * C) output channels (channels 0 ..
-  ceil(r * C) - 1 of the C output channels; at least one). Our runtime
-  selects output channels, and a "weights" update also trains the bias of
-  each selected channel.
+* bias[k], k in bias_depths(L) (every depth 1..8, then 10, 12, 16, 20,
+  24, 32, ..., x1.2 to x1.33 per step, and L itself; L = the number of
+  bias-analysed layers): the classifier plus the biases (every channel) of
+  the last k bias-analysed layers, i.e. the k trainable layers nearest the
+  classifier. Layers without a bias add nothing to deeper k (a depth
+  training the same biases as the depth measured before it reuses its
+  run).
+* weight[i, r], r in RATIOS = (1/8, 1/4, 1/2, 1), i a weight-analysed
+  layer: the classifier plus layer i's weights on its FIRST ceil(r * C)
+  output channels (channels 0 .. ceil(r * C) - 1 of the C output channels;
+  at least one). Our runtime selects output channels, and a "weights"
+  update also trains the bias of each selected channel.
 
 Δ values are mean accuracy of the run minus mean accuracy of the baseline
 (over the same seeds). A plan the runtime cannot train (memory_model raises
@@ -35,8 +45,9 @@ given. Seeds change the order of the training samples (a fresh permutation
 per epoch); with several seeds every accuracy is the mean over them.
 
 Results are cached in a JSON file (cache_path) under a SHA-256 of the model
-bytes, the training and held-out samples and the settings: the same inputs
-read the cache, anything different recomputes.
+bytes, the training and held-out samples, the settings, the analysed layers
+and the measured depths: the same inputs read the cache, anything different
+recomputes.
 """
 
 import dataclasses
@@ -57,7 +68,7 @@ from pipeline import data as datasets
 RATIOS = (0.125, 0.25, 0.5, 1.0)
 DEFAULT_CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              'build', 'contribution_cache.json')
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _UNTRAINABLE = (tflm_training.BadPlanError, tflm_training.UnsupportedModelError, ValueError)
 
 
@@ -96,6 +107,21 @@ def ratio_channels(ratio, channels):
     (at least one, at most all)."""
     count = min(channels, max(1, math.ceil(ratio * channels)))
     return list(range(count))
+
+
+def bias_depths(layers):
+    """The bias depths the analysis measures over `layers` bias-analysed
+    layers, ascending: every depth 1..min(8, layers), then the grid 10, 12,
+    16, 20, 24, 32, 40, 48, 64, ... (5, 6 and 8 times a power of two, x1.2
+    to x1.33 per step) below `layers`, then `layers` itself."""
+    depths = list(range(1, min(8, layers) + 1))
+    scale = 2
+    while 5 * scale < layers:
+        depths.extend(m * scale for m in (5, 6, 8) if m * scale < layers)
+        scale *= 2
+    if layers > 8:
+        depths.append(layers)
+    return depths
 
 
 # -- samples --------------------------------------------------------------------
@@ -204,21 +230,23 @@ def _run(model_bytes, layers, data, settings):
 
 @dataclasses.dataclass
 class Contributions:
-    """The measured table (see the module doc). bias[k-1] is the run for
-    depth k; weight[op][j] the run for RATIOS[j]; each run a dict with
-    'available', 'accuracy', 'runs', 'arena' or 'reason'."""
+    """The measured table (see the module doc). bias[j] is the run for
+    depth bias_depths[j]; weight[op][j] the run for RATIOS[j]; each run a
+    dict with 'available', 'accuracy', 'runs', 'arena' or 'reason'."""
 
     key: str
     settings: dict
     classifier: int
-    layers: list            # analysed operators, ascending
-    channels: dict          # operator -> output channels
+    layers: list            # weight-analysed operators, ascending
+    bias_analysed: list     # bias-analysed operators, ascending: depth k = the last k
+    channels: dict          # operator -> output channels (every analysed operator)
+    has_bias: dict          # operator -> bool (every analysed operator)
     ratios: list
     before: float           # held-out accuracy of the model as given
     baseline: dict          # the classifier-only run
-    bias: list
+    bias_depths: list       # the measured depths, ascending
+    bias: list              # their runs
     weight: dict
-    has_bias: dict = dataclasses.field(default_factory=dict)  # operator -> bool
     train_samples: int = 0
     val_samples: int = 0
     from_cache: bool = False
@@ -229,10 +257,14 @@ class Contributions:
 
     def delta_bias(self, k):
         """Accuracy gain of also training the biases of the last k layers;
-        0 for k = 0, None when unavailable."""
+        0 for k = 0, None when unavailable; a depth the analysis did not
+        measure raises ValueError."""
         if k == 0:
             return 0.0
-        run = self.bias[k - 1]
+        if k not in self.bias_depths:
+            raise ValueError('bias depth %r was not measured; the contribution analysis '
+                             'measured depths %s' % (k, self.bias_depths))
+        run = self.bias[self.bias_depths.index(k)]
         if not run.get('available') or self.baseline_accuracy is None:
             return None
         return run['accuracy'] - self.baseline_accuracy
@@ -248,18 +280,29 @@ class Contributions:
         return run['accuracy'] - self.baseline_accuracy
 
     def bias_layers(self, k):
-        """The operators whose biases depth k trains (the last k analysed
-        layers that have a bias)."""
-        return [op for op in self.layers[len(self.layers) - k:] if self.has_bias[op]] \
-            if k else []
+        """The operators whose biases depth k trains (the last k
+        bias-analysed layers that have a bias), k in 0..len(bias_analysed)."""
+        if not 0 <= k <= len(self.bias_analysed):
+            raise ValueError('bias depth %r is outside 0..%d, the bias-analysed layers' % (
+                k, len(self.bias_analysed)))
+        return [op for op in self.bias_analysed[len(self.bias_analysed) - k:]
+                if self.has_bias[op]] if k else []
+
+    def depth(self, operator):
+        """The bias depth reaching `operator` (down to it), None when it is
+        not bias-analysed."""
+        if operator not in self.bias_analysed:
+            return None
+        return len(self.bias_analysed) - self.bias_analysed.index(operator)
 
     def as_json(self):
         return {'version': CACHE_VERSION, 'key': self.key, 'settings': self.settings,
                 'classifier': self.classifier, 'layers': self.layers,
+                'bias_analysed': self.bias_analysed,
                 'channels': {str(k): v for k, v in self.channels.items()},
                 'has_bias': {str(k): v for k, v in self.has_bias.items()},
                 'ratios': self.ratios, 'before': self.before, 'baseline': self.baseline,
-                'bias': self.bias,
+                'bias_depths': self.bias_depths, 'bias': self.bias,
                 'weight': {str(k): v for k, v in self.weight.items()},
                 'train_samples': self.train_samples, 'val_samples': self.val_samples}
 
@@ -267,21 +310,31 @@ class Contributions:
     def from_json(cls, data, from_cache=False):
         return cls(key=data['key'], settings=data['settings'],
                    classifier=data['classifier'], layers=list(data['layers']),
+                   bias_analysed=list(data['bias_analysed']),
                    channels={int(k): v for k, v in data['channels'].items()},
+                   has_bias={int(k): v for k, v in data['has_bias'].items()},
                    ratios=list(data['ratios']), before=data['before'],
-                   baseline=data['baseline'], bias=list(data['bias']),
+                   baseline=data['baseline'], bias_depths=list(data['bias_depths']),
+                   bias=list(data['bias']),
                    weight={int(k): v for k, v in data['weight'].items()},
                    train_samples=data['train_samples'], val_samples=data['val_samples'],
-                   has_bias={int(k): v for k, v in data['has_bias'].items()},
                    from_cache=from_cache)
 
     def rows(self):
         """[(operator, channels, Δbias at the depth reaching it, [Δweight per
-        ratio])] for tables, last layer first; None where unavailable."""
+        ratio])] for tables, last layer first: the weight-analysed layers
+        and the bias-analysed layers at a measured depth; None where
+        unavailable or not measured."""
         rows = []
-        for depth, op in enumerate(reversed(self.layers), start=1):
-            rows.append((op, self.channels[op], self.delta_bias(depth),
-                         [self.delta_weight(op, r) for r in self.ratios]))
+        for op in sorted(set(self.layers) | set(self.bias_analysed), reverse=True):
+            depth = self.depth(op)
+            measured = depth in self.bias_depths
+            if not measured and op not in self.layers:
+                continue
+            weights = [self.delta_weight(op, r) if op in self.layers else None
+                       for r in self.ratios]
+            rows.append((op, self.channels[op], self.delta_bias(depth) if measured else None,
+                         weights))
         return rows
 
     def describe(self):
@@ -294,12 +347,17 @@ class Contributions:
                 '%s %s' % (k, v) for k, v in self.settings.items())),
                  'held-out accuracy: as given %.3f, classifier only (baseline) %s' % (
                      self.before, 'n/a' if base is None else '%.3f' % base),
+                 'biases: depths %s of the last %d layers; weights: the last %d layers' % (
+                     ', '.join(map(str, self.bias_depths)) or 'none',
+                     len(self.bias_analysed), len(self.layers)),
                  'Δaccuracy in points vs the baseline; bias@k = biases of the last k '
                  'layers (down to this one); w r = weights of the first ceil(r*C) channels',
-                 '  op  C   bias@k ' + ' '.join('w %-5s' % ratio_name(r)
-                                                for r in self.ratios)]
+                 '  op  C    k  bias@k ' + ' '.join('w %-5s' % ratio_name(r)
+                                                    for r in self.ratios)]
         for op, channels, bias, weights in self.rows():
-            lines.append('%4d %3d  %s  ' % (op, channels, fmt(bias)) + ' '.join(
+            depth = self.depth(op)
+            lines.append('%4d %3d %4s  %s  ' % (op, channels, '-' if depth is None else depth,
+                                                fmt(bias)) + ' '.join(
                 '%6s ' % fmt(w).strip() if w is not None else '   n/a ' for w in weights))
         unavailable = [(name, run['reason']) for name, run in self._all_runs()
                        if not run.get('available')]
@@ -309,7 +367,7 @@ class Contributions:
 
     def _all_runs(self):
         yield 'baseline', self.baseline
-        for k, run in enumerate(self.bias, start=1):
+        for k, run in zip(self.bias_depths, self.bias):
             yield 'bias@%d' % k, run
         for op in self.layers:
             for r, run in zip(self.ratios, self.weight[op]):
@@ -323,7 +381,7 @@ def ratio_name(r):
 
 # -- the cache ------------------------------------------------------------------------
 
-def cache_key(model_bytes, data, settings, layers, ratios):
+def cache_key(model_bytes, data, settings, layers, bias_analysed, depths, ratios):
     digest = hashlib.sha256()
     digest.update(b'contribution v%d\0' % CACHE_VERSION)
     digest.update(bytes(model_bytes))
@@ -332,6 +390,7 @@ def cache_key(model_bytes, data, settings, layers, ratios):
         digest.update(('%s %s %s\0' % (name, array.dtype.str, array.shape)).encode())
         digest.update(array.tobytes())
     digest.update(json.dumps({'settings': settings.as_dict(), 'layers': layers,
+                              'bias_analysed': bias_analysed, 'bias_depths': depths,
                               'ratios': list(ratios)}, sort_keys=True).encode())
     return digest.hexdigest()
 
@@ -386,16 +445,18 @@ def prepare_data(x, y, x_val=None, y_val=None, *, samples=None, val_samples=None
 
 def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, momentum=0.9,
             batch_size=5, qas=True, epochs=1, samples=None, val_samples=None, holdout=0.25,
-            seeds=(0,), max_layers=None, ratios=RATIOS, cache_path=DEFAULT_CACHE,
-            log=None):
+            seeds=(0,), max_layers=None, max_bias_layers=None, ratios=RATIOS,
+            cache_path=DEFAULT_CACHE, log=None):
     """The Contributions table of `model_bytes` on the user's samples.
 
     x, y: samples quantized as the model's input 0 (quantize_samples) and
     integer labels; x_val / y_val: the held-out samples (default: `holdout`
     of x, y, class-balanced). samples / val_samples: at most this many
     (class-balanced). epochs: passes per run. seeds: one run per seed,
-    accuracies averaged. max_layers: analyse only the last N trainable
-    layers before the classifier. cache_path: the JSON cache (None: no
+    accuracies averaged. max_layers: measure the weight ratios of only the
+    last N trainable layers before the classifier (default all).
+    max_bias_layers: measure the bias depths over only the last N of them
+    (default all), at bias_depths(N). cache_path: the JSON cache (None: no
     cache). log: a function taking progress lines.
     """
     model_bytes = bytes(model_bytes)
@@ -407,8 +468,11 @@ def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, mo
                         holdout=holdout)
     classifier = classifier_operator(model_bytes)
     layers = candidate_layers(model_bytes, max_layers)
+    bias_analysed = candidate_layers(model_bytes, max_bias_layers)
+    depths = bias_depths(len(bias_analysed))
     ratios = [float(r) for r in ratios]
-    key = cache_key(model_bytes, data, settings, [op for op, _, _ in layers], ratios)
+    key = cache_key(model_bytes, data, settings, [op for op, _, _ in layers],
+                    [op for op, _, _ in bias_analysed], depths, ratios)
     if cache_path:
         entry = _read_cache(cache_path).get(key)
         if entry is not None and entry.get('version') == CACHE_VERSION:
@@ -428,9 +492,8 @@ def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, mo
     say('contribution: baseline (classifier only)')
     baseline = _run(model_bytes, [classifier_layer], data, settings)
     bias_runs, previous = [], None
-    with_bias = [op for op, _, has_bias in layers if has_bias]
-    for k in range(1, len(layers) + 1):
-        ops = [op for op, _, _ in layers[len(layers) - k:] if op in with_bias]
+    for k in depths:
+        ops = [op for op, _, has_bias in bias_analysed[len(bias_analysed) - k:] if has_bias]
         if ops == previous:
             bias_runs.append(dict(bias_runs[-1]))
             continue
@@ -448,11 +511,13 @@ def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, mo
             weight_runs[op].append(_run(
                 model_bytes, [plan_lib.LayerPlan(op, 'weights', ratio_channels(r, channels)),
                               classifier_layer], data, settings))
+    analysed = layers + bias_analysed
     table = Contributions(
         key=key, settings=settings.as_dict(), classifier=classifier,
-        layers=[op for op, _, _ in layers], channels={op: c for op, c, _ in layers},
-        ratios=ratios, before=before, baseline=baseline, bias=bias_runs, weight=weight_runs,
-        has_bias={op: bool(b) for op, _, b in layers},
+        layers=[op for op, _, _ in layers], bias_analysed=[op for op, _, _ in bias_analysed],
+        channels={op: c for op, c, _ in analysed},
+        has_bias={op: bool(b) for op, _, b in analysed}, ratios=ratios, before=before,
+        baseline=baseline, bias_depths=depths, bias=bias_runs, weight=weight_runs,
         train_samples=int(len(data['y_train'])), val_samples=int(len(data['y_val'])))
     if cache_path:
         _write_cache(cache_path, key, table.as_json())

@@ -7,18 +7,22 @@ constrained by the EXACT training arena (tflm_training.memory_model).
     result = search(model_bytes, table, budget_bytes=inference + 32 * 1024, seed=0)
     result.plan, result.score, result.arena
 
-Genome: (k, r_1 .. r_N): k in 0..N is the bias depth (the biases of the
-last k analysed layers train), r_i in RATIOS_WITH_ZERO = (0, 1/8, 1/4, 1/2,
-1) (0 and the table's ratios) is the share of analysed layer i's output channels whose weights train
-(the first ceil(r_i * C_i) channels, contribution.ratio_channels). The
-classifier always trains fully (weights and biases, every channel).
+Genome: (k, r_1 .. r_N): k is the bias depth, 0 or one of the depths the
+table measured (table.bias_depths: every depth 1..8, then a geometric grid
+up to all the bias-analysed layers, so k may reach far deeper than the N
+weight-analysed layers); the biases of the last k bias-analysed layers
+train. r_i in RATIOS_WITH_ZERO = (0, 1/8, 1/4, 1/2, 1) (0 and the table's
+ratios) is the share of weight-analysed layer i's output channels whose
+weights train (the first ceil(r_i * C_i) channels,
+contribution.ratio_channels). The classifier always trains fully (weights
+and biases, every channel).
 
-Plan of a genome: the classifier ("weights", every channel); each layer
-with r_i > 0: "weights" on its first ceil(r_i * C_i) channels (which
-trains those channels' biases too); each other layer within the bias
-depth: "bias", every channel. A layer with 0 < r_i < 1 inside the bias
-depth trains the biases of its selected channels only (a plan layer has
-one channel list).
+Plan of a genome: the classifier ("weights", every channel); each
+weight-analysed layer with r_i > 0: "weights" on its first ceil(r_i * C_i)
+channels (which trains those channels' biases too); each other layer
+within the bias depth (table.bias_layers(k)): "bias", every channel. A
+layer with 0 < r_i < 1 inside the bias depth trains the biases of its
+selected channels only (a plan layer has one channel list).
 
 Fitness: Δacc_bias[k] + Σ_i Δacc_weight[i, r_i] (the paper's additive
 approximation), over genomes whose training arena (memory_model, to the
@@ -27,8 +31,9 @@ never made.
 
 Search (deterministic from `seed`, numpy's default_rng):
 * population (default 40): the first holds the classifier-only genome
-  and EVERY feasible one-gene genome (only k, or only one r_i), so the
-  result is never worse than the best single-layer plan, plus
+  and EVERY feasible one-gene genome (only k, at every measured depth, or
+  only one r_i), so the result is never worse than the best bias-only
+  plan at a measured depth or the best single-layer plan, plus
   `population` random genomes (each gene uniform over its choices)
   repaired to fit; the best `population` of them start.
 * each of `generations` (default 20) generations keeps the best `parents`
@@ -36,10 +41,11 @@ Search (deterministic from `seed`, numpy's default_rng):
   fitness, then the smaller arena, then the genome), and fills the
   population with children: a share `crossover` (0.5) of them by
   uniform crossover of two random parents (each gene from either), the
-  rest by mutation of one random parent (each gene resampled with
-  probability `mutation_rate`, 0.2); an infeasible child is repaired by
-  lowering random genes one step until it fits; at most 2 x population
-  children are tried per generation (small feasible sets).
+  rest by mutation of one random parent (each gene resampled among its
+  choices with probability `mutation_rate`, 0.2); an infeasible child is
+  repaired by lowering random genes one step until it fits (k to the
+  measured depth below it); at most 2 x population children are tried per
+  generation (small feasible sets).
 * cost evaluations are memoised per genome (`result.evaluations` counts
   the distinct plans measured).
 """
@@ -68,7 +74,7 @@ class SearchResult:
 
     plan: object            # TrainingPlan
     genome: tuple           # (k, r_1, ..., r_N)
-    layers: list            # the analysed operators, r_i belongs to layers[i]
+    layers: list            # the weight-analysed operators, r_i belongs to layers[i]
     score: float            # predicted Δaccuracy vs the classifier-only baseline
     arena: int              # training arena in bytes (memory_model)
     budget: int
@@ -128,7 +134,7 @@ class _Problem:
         self.budget = budget
         self.settings = _settings(table, settings)
         self.model = memory_model.for_model(self.model_bytes)
-        self.choices = [[k for k in range(len(table.layers) + 1)
+        self.choices = [[k for k in [0] + list(table.bias_depths)
                          if table.delta_bias(k) is not None]]
         for op in table.layers:
             self.choices.append([r for r in [0.0] + list(table.ratios)
@@ -188,8 +194,8 @@ class _Problem:
 
 
 def minimum_arena(model_bytes, table, **settings):
-    """(bytes, description) of the cheapest plan the search can make: the
-    classifier alone."""
+    """The training arena (bytes) of the cheapest plan the search can make:
+    the classifier alone."""
     plan = genome_plan(model_bytes, table, tuple(0 for _ in range(len(table.layers) + 1)),
                        **settings)
     return memory_model.training_memory(bytes(model_bytes), plan).total

@@ -120,6 +120,8 @@ def _small_analysis(fsdd, tmp_path, **overrides):
 def test_contribution_runs_are_the_trainer_runs(fsdd, tmp_path):
     table = _small_analysis(fsdd, tmp_path, seeds=(0, 1))
     assert table.classifier == CLASSIFIER and table.layers == [7, 8]
+    # Bias depths over all 9 layers before the classifier by default.
+    assert table.bias_analysed == list(range(9)) and table.bias_depths == list(range(1, 10))
     assert table.ratios == list(contribution.RATIOS) and not table.from_cache
     data = contribution.prepare_data(*fsdd, samples=20, val_samples=20)
     settings = contribution.Settings(seeds=(0, 1), **SETTINGS)
@@ -137,6 +139,8 @@ def test_contribution_runs_are_the_trainer_runs(fsdd, tmp_path):
         accuracy([LayerPlan(8, "bias"), head]) - baseline)
     assert table.delta_bias(2) == pytest.approx(
         accuracy([LayerPlan(7, "bias"), LayerPlan(8, "bias"), head]) - baseline)
+    assert table.delta_bias(9) == pytest.approx(
+        accuracy([LayerPlan(op, "bias") for op in range(9)] + [head]) - baseline)
     # ceil(r * 64) first channels: 1/8 -> channels 0..7.
     assert contribution.ratio_channels(0.125, 64) == list(range(8))
     assert contribution.ratio_channels(0.125, 10) == [0, 1]
@@ -149,26 +153,90 @@ def test_contribution_runs_are_the_trainer_runs(fsdd, tmp_path):
                                       settings)).total
     lines = table.describe()
     assert any(line.split()[:2] == ["8", "64"] for line in lines)
+    assert any(line.split()[:4] == ["0", "64", "9", "%+.1f" % (100 * table.delta_bias(9))]
+               and line.split()[4:] == ["n/a"] * 4 for line in lines)
+
+
+def test_bias_depths_are_every_depth_to_8_then_a_geometric_grid():
+    assert contribution.bias_depths(0) == []
+    assert contribution.bias_depths(6) == [1, 2, 3, 4, 5, 6]
+    assert contribution.bias_depths(9) == list(range(1, 10))
+    assert contribution.bias_depths(17) == list(range(1, 9)) + [10, 12, 16, 17]
+    assert contribution.bias_depths(30) == list(range(1, 9)) + [10, 12, 16, 20, 24, 30]
+    assert contribution.bias_depths(40) == list(range(1, 9)) + [10, 12, 16, 20, 24, 32, 40]
+    assert contribution.bias_depths(100)[-5:] == [48, 64, 80, 96, 100]
+    for layers in range(1, 300):
+        depths = contribution.bias_depths(layers)
+        assert depths[:8] == list(range(1, min(8, layers) + 1)) and depths[-1] == layers
+        assert all(a < b <= 4 * a / 3 for a, b in zip(depths[7:], depths[8:]))
+
+
+def test_contribution_measures_bias_depths_beyond_the_weight_layers(tmp_path, monkeypatch):
+    """mobilenet_v2_block has 13 trainable layers before its classifier:
+    biases at depths 1..8, 10, 12 and 13 over all of them, weights of the
+    last 2 only."""
+    model = (TESTS / "models" / "mobilenet_v2_block.tflite").read_bytes()
+    ops = [op for op, _, _ in contribution.candidate_layers(model)]
+    assert len(ops) == 13
+    x = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), np.uint8)
+    y = np.arange(40) % 5
+    trained = []
+    real = contribution.train_and_evaluate
+
+    def recording(model_bytes, plan, data, settings, seed):
+        trained.append(sorted((l.operator_index, l.update) for l in plan.layers))
+        return real(model_bytes, plan, data, settings, seed)
+    monkeypatch.setattr(contribution, "train_and_evaluate", recording)
+    table = contribution.analyze(model, contribution.quantize_samples(model, x), y,
+                                 max_layers=2, cache_path=None, **SETTINGS)
+    assert table.layers == ops[-2:] and table.bias_analysed == ops
+    assert table.bias_depths == list(range(1, 9)) + [10, 12, 13]
+    head = (table.classifier, "weights")
+    assert trained[0] == [head]
+    assert trained[1:1 + len(table.bias_depths)] == [
+        sorted([(op, "bias") for op in ops[-k:]] + [head]) for k in table.bias_depths]
+    assert len(trained) == 1 + len(table.bias_depths) + 2 * len(table.ratios)
+    assert table.bias_layers(10) == ops[-10:] and table.bias_layers(0) == []
+    assert table.delta_bias(12) is not None
+    for depth in (9, 11, 14):
+        with pytest.raises(ValueError, match=f"bias depth {depth} was not measured"):
+            table.delta_bias(depth)
+    rows = table.rows()
+    assert [op for op, *_ in rows] == [ops[-k] for k in table.bias_depths]
+    assert [bias for _, _, bias, _ in rows] == [table.delta_bias(k) for k in table.bias_depths]
+    assert all(weights == [None] * 4 for _, _, _, weights in rows[2:])
+    assert rows[0][3] == [table.delta_weight(ops[-1], r) for r in table.ratios]
+    assert "biases: depths 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 13 of the last 13 layers; " \
+        "weights: the last 2 layers" in table.describe()
 
 
 def test_contribution_cache_reads_same_inputs_and_recomputes_others(fsdd, tmp_path,
                                                                      monkeypatch):
-    first = _small_analysis(fsdd, tmp_path, max_layers=1)
-    assert not first.from_cache
+    first = _small_analysis(fsdd, tmp_path, max_layers=1, max_bias_layers=3)
+    assert not first.from_cache and first.bias_depths == [1, 2, 3]
+    assert first.bias_analysed == [6, 7, 8] and first.layers == [8]
+    round_trip = contribution.Contributions.from_json(json.loads(json.dumps(first.as_json())))
+    assert round_trip == first
 
     def no_training(*args, **kwargs):
         raise AssertionError("a cached analysis must not train")
     monkeypatch.setattr(contribution, "train_and_evaluate", no_training)
-    again = _small_analysis(fsdd, tmp_path, max_layers=1)
+    again = _small_analysis(fsdd, tmp_path, max_layers=1, max_bias_layers=3)
     assert again.from_cache and again.as_json() == first.as_json()
+    assert dataclasses.replace(again, from_cache=False) == first
     monkeypatch.undo()
-    other_lr = _small_analysis(fsdd, tmp_path, max_layers=1, learning_rate=0.05)
+    other_lr = _small_analysis(fsdd, tmp_path, max_layers=1, max_bias_layers=3,
+                               learning_rate=0.05)
     assert not other_lr.from_cache and other_lr.key != first.key
     x, y = fsdd
-    other_data = _small_analysis((x[::-1].copy(), y[::-1].copy()), tmp_path, max_layers=1)
+    other_data = _small_analysis((x[::-1].copy(), y[::-1].copy()), tmp_path, max_layers=1,
+                                 max_bias_layers=3)
     assert not other_data.from_cache and other_data.key != first.key
+    deeper = _small_analysis(fsdd, tmp_path, max_layers=1, max_bias_layers=4)
+    assert not deeper.from_cache and deeper.key != first.key
+    assert deeper.bias[:3] == first.bias
     entries = json.loads((tmp_path / "cache.json").read_text())
-    assert set(entries) == {first.key, other_lr.key, other_data.key}
+    assert set(entries) == {first.key, other_lr.key, other_data.key, deeper.key}
 
 
 def test_untrainable_plans_are_recorded_unavailable(fsdd, tmp_path, monkeypatch):
@@ -192,25 +260,33 @@ def test_untrainable_plans_are_recorded_unavailable(fsdd, tmp_path, monkeypatch)
 
 # -- sparse search ----------------------------------------------------------------------------
 
-def _synthetic_table(layers, seed):
-    """A Contributions table with random gains (larger for more channels)
-    over `layers` of the DS-CNN."""
-    rng = np.random.default_rng(seed)
-    base = 0.5
+def _synthetic_run(delta):
+    """A run 0.5 + delta accurate."""
+    return {"available": True, "accuracy": 0.5 + delta, "runs": [0.5 + delta]}
 
-    def run(delta):
-        return {"available": True, "accuracy": base + delta, "runs": [base + delta]}
-    weight = {op: [run(d) for d in np.sort(rng.uniform(-0.02, 0.1, 4))] for op in layers}
-    bias = [run(d) for d in rng.uniform(-0.02, 0.06, len(layers))]
+
+def _synthetic_table(layers, seed, bias_analysed=None, depths=None):
+    """A Contributions table with random gains (larger for more channels)
+    over `layers` of the DS-CNN (weights) and bias depths `depths`
+    (default contribution.bias_depths) over `bias_analysed` (default
+    `layers`)."""
+    rng = np.random.default_rng(seed)
+    bias_analysed = list(layers if bias_analysed is None else bias_analysed)
+    depths = contribution.bias_depths(len(bias_analysed)) if depths is None else list(depths)
+    weight = {op: [_synthetic_run(d) for d in np.sort(rng.uniform(-0.02, 0.1, 4))]
+              for op in layers}
+    bias = [_synthetic_run(d) for d in rng.uniform(-0.02, 0.06, len(depths))]
+    analysed = set(layers) | set(bias_analysed)
     return contribution.Contributions(
         key="synthetic", settings=dict(SETTINGS, qas=True, epochs=1, seeds=[0]),
-        classifier=CLASSIFIER, layers=list(layers), channels={op: 64 for op in layers},
-        ratios=list(contribution.RATIOS), before=0.1, baseline=run(0.0), bias=bias,
-        weight=weight, has_bias={op: True for op in layers})
+        classifier=CLASSIFIER, layers=list(layers), bias_analysed=bias_analysed,
+        channels={op: 64 for op in analysed}, has_bias={op: True for op in analysed},
+        ratios=list(contribution.RATIOS), before=0.1, baseline=_synthetic_run(0.0),
+        bias_depths=depths, bias=bias, weight=weight)
 
 
 def _all_genomes(table):
-    return itertools.product(range(len(table.layers) + 1),
+    return itertools.product([0] + table.bias_depths,
                              *[sparse_search.RATIOS_WITH_ZERO] * len(table.layers))
 
 
@@ -230,14 +306,41 @@ def _brute_force(table, budget):
 BUDGET = cost_model.inference_arena(MODEL) + 32 * 1024
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_search_finds_the_brute_force_optimum(seed):
-    table = _synthetic_table([6, 7, 8], seed)
+@pytest.mark.parametrize("seed, bias_analysed, depths", [
+    (1, None, None), (2, None, None), (1, range(9), [1, 2, 4, 6, 9]),
+    (2, range(9), [1, 3, 5, 6, 9])])
+def test_search_finds_the_brute_force_optimum(seed, bias_analysed, depths):
+    table = _synthetic_table([6, 7, 8], seed, bias_analysed, depths)
     best_score, _ = _brute_force(table, BUDGET)
     result = sparse_search.search(MODEL, table, BUDGET, population=20, generations=15,
                                   parents=5, seed=seed)
     assert result.score == pytest.approx(best_score)
     assert result.arena <= BUDGET
+    assert result.genome[0] in [0] + table.bias_depths
+
+
+def test_search_chooses_deep_biases_beyond_the_weight_layers():
+    """Bias depths over all 9 layers before the classifier, weights of the
+    last 2: where deeper biases gain more than any weights, the search
+    trains biases far below the weight-analysed layers."""
+    table = _synthetic_table([7, 8], 4, bias_analysed=range(9))
+    assert table.bias_depths == list(range(1, 10))
+    table.bias = [_synthetic_run(0.1 * k) for k in table.bias_depths]
+    best_score, _ = _brute_force(table, BUDGET)
+    result = sparse_search.search(MODEL, table, BUDGET, population=20, generations=10)
+    assert result.score == pytest.approx(best_score) and result.arena <= BUDGET
+    k, ratios = result.genome[0], result.genome[1:]
+    assert k > len(table.layers)
+    weights = {op for op, r in zip(table.layers, ratios) if r}
+    assert {l.operator_index for l in result.plan.layers if l.update == "bias"} == \
+        set(table.bias_layers(k)) - weights
+    # With room for everything, the deepest biases (all 9 layers).
+    everything = sparse_search.search(MODEL, table, 10**6, population=20, generations=10)
+    assert everything.genome[0] == 9
+    weights = {op for op, r in zip(table.layers, everything.genome[1:]) if r}
+    assert {l.operator_index for l in everything.plan.layers if l.update == "bias"} == \
+        set(range(9)) - weights
+    assert "bias depth 9" in everything.describe()[0]
 
 
 def test_search_is_feasible_reproducible_and_beats_single_layers():
@@ -256,7 +359,7 @@ def test_search_is_feasible_reproducible_and_beats_single_layers():
     assert again.plan.to_bytes() == result.plan.to_bytes()
     zero = (0,) + (0.0,) * len(table.layers)
     singles = [zero[:1 + i] + (r,) + zero[2 + i:] for i in range(len(table.layers))
-               for r in contribution.RATIOS] + [(k,) + zero[1:] for k in range(9)]
+               for r in contribution.RATIOS] + [(k,) + zero[1:] for k in table.bias_depths]
     for genome in singles:
         plan = sparse_search.genome_plan(MODEL, table, genome)
         if memory_model.training_memory(MODEL, plan).total <= BUDGET:
@@ -371,6 +474,42 @@ def test_trady_plan_fills_the_budget_exactly(ranking, extra_kb):
     drawn = trainer.selected_channels()
     spent = sum(len(drawn[l.operator_index]) * l.channel_cost for l in plan.layers[:-1])
     assert 0 < spent <= result.pool
+
+
+def _largest_pool(candidates, costs, budget):
+    """The largest sample pool whose sampled plan fits `budget`, or None."""
+    def arena(pool):
+        plan = TrainingPlan.sampled(MODEL, sorted(candidates), pool, 4, **SETTINGS)
+        return memory_model.training_memory(MODEL, plan).total
+    pool = max(costs[op] for op in candidates)
+    if arena(pool) > budget:
+        return None
+    while arena(pool + 1) <= budget:
+        pool += max(1, (budget - arena(pool + 1)) // 2)
+    while arena(pool) > budget:
+        pool -= 1
+    return pool
+
+
+@pytest.mark.parametrize("extra_kb", [32, 128, 200])
+def test_trady_keeps_the_top_layers_that_draw_the_most_score(ranking, extra_kb):
+    budget = cost_model.inference_arena(MODEL) + extra_kb * 1024
+    layers = {layer.operator: layer for layer in ranking.layers}
+    costs = {op: layer.channel_cost for op, layer in layers.items()}
+    values = []
+    for k in range(1, len(ranking.selected) + 1):
+        top = ranking.selected[:k]
+        pool = _largest_pool(top, costs, budget)
+        channel_bytes = sum(layers[op].channels * costs[op] for op in top)
+        values.append(-1.0 if pool is None else
+                      sum(layers[op].score for op in top) * min(1.0, pool / channel_bytes))
+    best_k = int(np.argmax(values)) + 1
+    result = trady.plan_for_budget(MODEL, ranking, budget, seed=4)
+    assert result.candidates == ranking.selected[:best_k]
+    assert result.dropped == ranking.selected[best_k:]
+    assert result.pool == _largest_pool(result.candidates, costs, budget)
+    assert trady.expected_score(ranking, result.candidates, result.pool) == \
+        pytest.approx(max(values))
 
 
 def test_trady_refuses_a_too_small_budget(ranking):

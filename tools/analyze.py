@@ -6,13 +6,14 @@ the user's data, under one training-arena budget.
   python tools/analyze.py --budget_kb 104 --samples 200 --out build/analyze
 
 Prints the TraDy ranking (score, share, cumulative share, per-channel
-cost), the contribution table (accuracy gains of bias depths and of weight
-ratios per layer, measured by short int8 fine-tuning runs in the host
-Trainer), the searched sparse plan and the TraDy plan with their exact
-training arenas (tflm_training.memory_model) against the budget and the
-board's RAM, and writes into --out: ranking.png (bar chart with the 97%
-cut), contribution.png (heat map, layers x ratios), plans.png (what each
-plan trains and where its bytes go), the plans (sparse_plan.bin,
+cost), the contribution table (accuracy gains of bias depths, over every
+layer unless --max_bias_layers, and of weight ratios per layer, measured
+by short int8 fine-tuning runs in the host Trainer), the searched sparse
+plan and the TraDy plan with their exact training arenas
+(tflm_training.memory_model) against the budget and the board's RAM, and
+writes into --out: ranking.png (bar chart with the 97% cut),
+contribution.png (heat map, layers x ratios), plans.png (what each plan
+trains and where its bytes go), the plans (sparse_plan.bin,
 trady_plan.bin) and analysis.json. Contribution runs are cached in
 --cache.
 """
@@ -53,8 +54,11 @@ _EPOCHS = flags.DEFINE_integer("epochs", 2, "Epochs per contribution run.", lowe
 _SEEDS = flags.DEFINE_multi_integer(
     "seeds", [0], "Seeds of the contribution runs (accuracies averaged); repeatable.")
 _MAX_LAYERS = flags.DEFINE_integer(
-    "max_layers", None, "Analyse only the last N trainable layers before the classifier.",
-    lower_bound=1)
+    "max_layers", None, "Rank (TraDy) and measure the weight ratios of (contribution "
+    "analysis) only the last N trainable layers before the classifier.", lower_bound=1)
+_MAX_BIAS_LAYERS = flags.DEFINE_integer(
+    "max_bias_layers", None, "Measure the contribution of bias depths over only the last N "
+    "trainable layers before the classifier (default all).", lower_bound=1)
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.02, "SGD learning rate.")
 _MOMENTUM = flags.DEFINE_float("momentum", steps.MOMENTUM, "SGD momentum.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", steps.BATCH_SIZE, "Batch size.",
@@ -233,7 +237,8 @@ def analyze():
     table = contribution.analyze(
         model, x, y, samples=_SAMPLES.value, val_samples=_VAL_SAMPLES.value,
         epochs=_EPOCHS.value, seeds=tuple(_SEEDS.value), max_layers=_MAX_LAYERS.value,
-        cache_path=None if cache == "none" else cache, log=log, **settings)
+        max_bias_layers=_MAX_BIAS_LAYERS.value, cache_path=None if cache == "none" else cache,
+        log=log, **settings)
     for line in table.describe():
         log(line)
     log("")

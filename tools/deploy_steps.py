@@ -378,7 +378,8 @@ def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_d
     """The plan of a searched scheme for `budget` bytes of training arena,
     found on the training samples only (the test samples stay unseen).
 
-    sparse-search: contribution analysis (short host fine-tuning runs,
+    sparse-search: contribution analysis (short host fine-tuning runs of
+    bias depths and weight ratios over every layer before the classifier,
     cached in out_dir) and the evolutionary search; trady: layers ranked by
     relative gradient norm, channels drawn anew every epoch on the device;
     lowrank: Adam on low-rank projected gradients of the FC and pointwise
