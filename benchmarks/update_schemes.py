@@ -71,13 +71,16 @@ _FLOAT_LR = flags.DEFINE_float("float_learning_rate", 1e-3, "Adam learning rate 
 _FLOAT_BATCH = flags.DEFINE_integer("float_batch_size", 8, "Batch size of the float "
                                     "fine-tuning.", lower_bound=1)
 _ANALYSIS_SAMPLES = flags.DEFINE_integer(
-    "analysis_samples", 300, "Training samples of each contribution-analysis run (drawn "
+    "analysis_samples", 600, "Training samples of each contribution-analysis run (drawn "
     "from the seed's training samples).", lower_bound=1)
 _ANALYSIS_VAL = flags.DEFINE_integer(
-    "analysis_val_samples", 150, "Held-out samples of the contribution analysis (also "
+    "analysis_val_samples", 200, "Held-out samples of the contribution analysis (also "
     "from the seed's TRAINING samples; never the test split).", lower_bound=1)
-_ANALYSIS_EPOCHS = flags.DEFINE_integer("analysis_epochs", 1, "Epochs of each "
+_ANALYSIS_EPOCHS = flags.DEFINE_integer("analysis_epochs", 3, "Epochs of each "
                                         "contribution-analysis run.", lower_bound=1)
+_ANALYSIS_METRIC = flags.DEFINE_enum("analysis_metric", "loss", ["loss", "accuracy"],
+                                     "What a contribution is: the drop of the held-out "
+                                     "loss or the held-out accuracy gain.")
 _ANALYSIS_LAYERS = flags.DEFINE_integer("analysis_layers", 6, "Trainable layers before "
                                         "the classifier whose weight ratios the analysis "
                                         "(and the search) considers.", lower_bound=1)
@@ -135,6 +138,7 @@ def config():
         "analysis_epochs": _ANALYSIS_EPOCHS.value,
         "analysis_layers": _ANALYSIS_LAYERS.value,
         "analysis_bias_layers": _ANALYSIS_BIAS_LAYERS.value,
+        "analysis_metric": _ANALYSIS_METRIC.value,
         "trady_samples": _TRADY_SAMPLES.value, "trady_layers": _TRADY_LAYERS.value,
         "vision_backbone": _VISION.value, "compare_backbones": _COMPARE.value,
         "jobs": _JOBS.value, "data_dir": str(pathlib.Path(_DATA_DIR.value).resolve()),

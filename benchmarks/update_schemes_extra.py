@@ -34,7 +34,8 @@ def contribution_table(model_bytes, samples, settings, config, seed, cache_path)
         epochs=config["analysis_epochs"], samples=config["analysis_samples"],
         val_samples=config["analysis_val_samples"], seeds=(seed,),
         max_layers=config["analysis_layers"],
-        max_bias_layers=config.get("analysis_bias_layers") or None, cache_path=str(cache_path))
+        max_bias_layers=config.get("analysis_bias_layers") or None,
+        metric=config.get("analysis_metric", "accuracy"), cache_path=str(cache_path))
 
 
 def sparse_scheme(model_bytes, budget, settings, table, seed):

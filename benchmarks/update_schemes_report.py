@@ -219,8 +219,12 @@ def schemes_section(data):
         f"TRAINING samples only ({cfg['analysis_samples']} training and "
         f"{cfg['analysis_val_samples']} held-out samples drawn from them, "
         f"{cfg['analysis_epochs']} epoch(s) per run, {_analysed_layers(cfg)}; the same "
-        "SGD settings), then `pipeline.sparse_search.search` (evolutionary, its seed = "
-        "the run's seed) for the plan with the best predicted accuracy gain whose exact "
+        "SGD settings; a contribution is "
+        + ("the drop of the held-out mean cross-entropy"
+           if cfg.get("analysis_metric", "accuracy") == "loss" else
+           "the held-out accuracy gain")
+        + "), then `pipeline.sparse_search.search` (evolutionary, its seed = "
+        "the run's seed) for the plan with the best predicted gain whose exact "
         "arena fits the budget: a measured bias depth and, per weight-analysed layer, a "
         "share (0, 1/8, 1/4, 1/2, 1) of its output channels whose weights train, plus "
         "the whole classifier.",

@@ -34,8 +34,13 @@ every one). The runs:
   at least one). Our runtime selects output channels, and a "weights"
   update also trains the bias of each selected channel.
 
-Δ values are mean accuracy of the run minus mean accuracy of the baseline
-(over the same seeds). A plan the runtime cannot train (memory_model raises
+Δ values (gains) are, with metric='accuracy' (the paper's), mean held-out
+accuracy of the run minus that of the baseline; with metric='loss', the
+baseline's mean held-out cross-entropy (Trainer.evaluate_loss) minus the
+run's (means over the same seeds). Accuracy on a few hundred held-out
+samples moves in steps of 1/N and mostly measures which samples happen to
+flip; the loss sees every sample's confidence, so short runs rank the
+choices far more reliably on small data. A plan the runtime cannot train (memory_model raises
 BadPlanError / UnsupportedModelError, or the plan is invalid) or a run that
 diverges is recorded as unavailable with the reason, never a crash.
 
@@ -66,9 +71,11 @@ from tflm_training import tflite_graph
 from pipeline import data as datasets
 
 RATIOS = (0.125, 0.25, 0.5, 1.0)
+METRICS = {'accuracy': 'gain = Δheld-out accuracy in points',
+           'loss': 'gain = drop of the held-out mean cross-entropy in hundredths of a nat'}
 DEFAULT_CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              'build', 'contribution_cache.json')
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 _UNTRAINABLE = (tflm_training.BadPlanError, tflm_training.UnsupportedModelError, ValueError)
 
 
@@ -198,18 +205,21 @@ def make_plan(model_bytes, layers, settings):
 
 
 def train_and_evaluate(model_bytes, plan, data, settings, seed):
-    """Held-out accuracy after `settings.epochs` passes over data's
-    training samples, in an order drawn from `seed`."""
+    """(held-out accuracy, held-out mean cross-entropy) after
+    `settings.epochs` passes over data's training samples, in an order
+    drawn from `seed`."""
     trainer = tflm_training.Trainer(model_bytes, plan)
     rng = np.random.default_rng(seed)
     for _ in range(settings.epochs):
         order = rng.permutation(len(data['y_train']))
         trainer.train_step(data['x_train'][order], data['y_train'][order])
-    return trainer.evaluate(data['x_val'], data['y_val'])
+    return (trainer.evaluate(data['x_val'], data['y_val']),
+            trainer.evaluate_loss(data['x_val'], data['y_val']))
 
 
 def _run(model_bytes, layers, data, settings):
-    """{'available', 'accuracy', 'runs', 'arena', 'reason'} of one plan."""
+    """{'available', 'accuracy', 'runs', 'loss', 'loss_runs', 'arena',
+    'reason'} of one plan."""
     try:
         plan = make_plan(model_bytes, layers, settings)
         arena = memory_model.training_memory(model_bytes, plan).total
@@ -222,8 +232,10 @@ def _run(model_bytes, layers, data, settings):
         return {'available': False, 'reason': 'training diverged: %s' % error}
     except (tflm_training.BadPlanError, tflm_training.UnsupportedModelError) as error:
         return {'available': False, 'reason': str(error)}
-    return {'available': True, 'accuracy': float(np.mean(runs)),
-            'runs': [float(r) for r in runs], 'arena': arena}
+    accuracies, losses = zip(*runs)
+    return {'available': True, 'accuracy': float(np.mean(accuracies)),
+            'runs': [float(r) for r in accuracies], 'loss': float(np.mean(losses)),
+            'loss_runs': [float(r) for r in losses], 'arena': arena}
 
 
 # -- the table --------------------------------------------------------------------
@@ -232,7 +244,8 @@ def _run(model_bytes, layers, data, settings):
 class Contributions:
     """The measured table (see the module doc). bias[j] is the run for
     depth bias_depths[j]; weight[op][j] the run for RATIOS[j]; each run a
-    dict with 'available', 'accuracy', 'runs', 'arena' or 'reason'."""
+    dict with 'available', 'accuracy', 'runs', 'loss', 'loss_runs', 'arena'
+    or 'reason'. metric: what a gain is (METRICS)."""
 
     key: str
     settings: dict
@@ -250,34 +263,39 @@ class Contributions:
     train_samples: int = 0
     val_samples: int = 0
     from_cache: bool = False
+    metric: str = 'loss'   # not cached: every run holds both metrics
 
     @property
     def baseline_accuracy(self):
         return self.baseline['accuracy'] if self.baseline.get('available') else None
 
+    def _gain(self, run):
+        """The run's gain over the baseline in the table's metric, None
+        when either is unavailable."""
+        if not run.get('available') or not self.baseline.get('available'):
+            return None
+        if self.metric == 'loss':
+            return self.baseline['loss'] - run['loss']
+        return run['accuracy'] - self.baseline['accuracy']
+
     def delta_bias(self, k):
-        """Accuracy gain of also training the biases of the last k layers;
-        0 for k = 0, None when unavailable; a depth the analysis did not
-        measure raises ValueError."""
+        """Gain (the metric's) of also training the biases of the last k
+        layers; 0 for k = 0, None when unavailable; a depth the analysis
+        did not measure raises ValueError."""
         if k == 0:
             return 0.0
         if k not in self.bias_depths:
             raise ValueError('bias depth %r was not measured; the contribution analysis '
                              'measured depths %s' % (k, self.bias_depths))
-        run = self.bias[self.bias_depths.index(k)]
-        if not run.get('available') or self.baseline_accuracy is None:
-            return None
-        return run['accuracy'] - self.baseline_accuracy
+        return self._gain(self.bias[self.bias_depths.index(k)])
 
     def delta_weight(self, operator, ratio):
-        """Accuracy gain of also training `operator`'s weights on the first
-        ceil(ratio * C) channels; 0 for ratio 0, None when unavailable."""
+        """Gain (the metric's) of also training `operator`'s weights on the
+        first ceil(ratio * C) channels; 0 for ratio 0, None when
+        unavailable."""
         if ratio == 0:
             return 0.0
-        run = self.weight[operator][self.ratios.index(ratio)]
-        if not run.get('available') or self.baseline_accuracy is None:
-            return None
-        return run['accuracy'] - self.baseline_accuracy
+        return self._gain(self.weight[operator][self.ratios.index(ratio)])
 
     def bias_layers(self, k):
         """The operators whose biases depth k trains (the last k
@@ -338,20 +356,22 @@ class Contributions:
         return rows
 
     def describe(self):
-        """The table as lines for people (accuracy points, i.e. x100)."""
+        """The table as lines for people (gains x100: accuracy points, or
+        hundredths of a nat of held-out loss)."""
         def fmt(v):
             return '   n/a' if v is None else '%+6.1f' % (100 * v)
         base = self.baseline_accuracy
         lines = ['contribution analysis: %d training / %d held-out samples, %s' % (
             self.train_samples, self.val_samples, ', '.join(
                 '%s %s' % (k, v) for k, v in self.settings.items())),
-                 'held-out accuracy: as given %.3f, classifier only (baseline) %s' % (
-                     self.before, 'n/a' if base is None else '%.3f' % base),
+                 'held-out accuracy: as given %.3f, classifier only (baseline) %s%s' % (
+                     self.before, 'n/a' if base is None else '%.3f' % base,
+                     '' if base is None else ', its loss %.3f' % self.baseline['loss']),
                  'biases: depths %s of the last %d layers; weights: the last %d layers' % (
                      ', '.join(map(str, self.bias_depths)) or 'none',
                      len(self.bias_analysed), len(self.layers)),
-                 'Δaccuracy in points vs the baseline; bias@k = biases of the last k '
-                 'layers (down to this one); w r = weights of the first ceil(r*C) channels',
+                 '%s vs the baseline; bias@k = biases of the last k layers (down to this '
+                 'one); w r = weights of the first ceil(r*C) channels' % METRICS[self.metric],
                  '  op  C    k  bias@k ' + ' '.join('w %-5s' % ratio_name(r)
                                                     for r in self.ratios)]
         for op, channels, bias, weights in self.rows():
@@ -446,7 +466,7 @@ def prepare_data(x, y, x_val=None, y_val=None, *, samples=None, val_samples=None
 def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, momentum=0.9,
             batch_size=5, qas=True, epochs=1, samples=None, val_samples=None, holdout=0.25,
             seeds=(0,), max_layers=None, max_bias_layers=None, ratios=RATIOS,
-            cache_path=DEFAULT_CACHE, log=None):
+            metric='loss', cache_path=DEFAULT_CACHE, log=None):
     """The Contributions table of `model_bytes` on the user's samples.
 
     x, y: samples quantized as the model's input 0 (quantize_samples) and
@@ -456,9 +476,15 @@ def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, mo
     accuracies averaged. max_layers: measure the weight ratios of only the
     last N trainable layers before the classifier (default all).
     max_bias_layers: measure the bias depths over only the last N of them
-    (default all), at bias_depths(N). cache_path: the JSON cache (None: no
-    cache). log: a function taking progress lines.
+    (default all), at bias_depths(N). metric: what a gain is, 'accuracy'
+    (the paper's: held-out accuracy) or 'loss' (the drop of the held-out
+    mean cross-entropy, which moves with every sample's confidence and so
+    is far less noisy than accuracy on a few hundred held-out samples);
+    every run records both, so the cache serves either. cache_path: the
+    JSON cache (None: no cache). log: a function taking progress lines.
     """
+    if metric not in METRICS:
+        raise ValueError('metric must be one of %s, got %r' % (', '.join(METRICS), metric))
     model_bytes = bytes(model_bytes)
     settings = Settings(float(learning_rate), float(momentum), int(batch_size), bool(qas),
                         int(epochs), tuple(int(s) for s in seeds))
@@ -478,7 +504,8 @@ def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, mo
         if entry is not None and entry.get('version') == CACHE_VERSION:
             if log:
                 log('contribution analysis: read from %s' % cache_path)
-            return Contributions.from_json(entry, from_cache=True)
+            return dataclasses.replace(Contributions.from_json(entry, from_cache=True),
+                                       metric=metric)
     say = log or (lambda line: None)
     classifier_layer = plan_lib.LayerPlan(classifier, 'weights')
 
@@ -518,7 +545,8 @@ def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, mo
         channels={op: c for op, c, _ in analysed},
         has_bias={op: bool(b) for op, _, b in analysed}, ratios=ratios, before=before,
         baseline=baseline, bias_depths=depths, bias=bias_runs, weight=weight_runs,
-        train_samples=int(len(data['y_train'])), val_samples=int(len(data['y_val'])))
+        train_samples=int(len(data['y_train'])), val_samples=int(len(data['y_val'])),
+        metric=metric)
     if cache_path:
         _write_cache(cache_path, key, table.as_json())
     return table

@@ -126,26 +126,39 @@ def test_contribution_runs_are_the_trainer_runs(fsdd, tmp_path):
     data = contribution.prepare_data(*fsdd, samples=20, val_samples=20)
     settings = contribution.Settings(seeds=(0, 1), **SETTINGS)
 
-    def accuracy(layers):
+    def measured(layers):
+        """(accuracy, loss) of the plan, means over the seeds."""
         plan = contribution.make_plan(MODEL, layers, settings)
-        return np.mean([contribution.train_and_evaluate(MODEL, plan, data, settings, seed)
-                        for seed in (0, 1)])
+        runs = [contribution.train_and_evaluate(MODEL, plan, data, settings, seed)
+                for seed in (0, 1)]
+        return tuple(np.mean(values) for values in zip(*runs))
+
+    def accuracy(layers):
+        return measured(layers)[0] - measured([head])[0]
+
+    def loss_drop(layers):
+        return measured([head])[1] - measured(layers)[1]
 
     head = LayerPlan(CLASSIFIER, "weights")
-    baseline = accuracy([head])
-    assert table.baseline_accuracy == pytest.approx(baseline)
+    assert table.metric == "loss"
+    assert table.baseline_accuracy == pytest.approx(measured([head])[0])
+    assert table.baseline["loss"] == pytest.approx(measured([head])[1])
     assert table.delta_bias(0) == 0.0
-    assert table.delta_bias(1) == pytest.approx(
-        accuracy([LayerPlan(8, "bias"), head]) - baseline)
+    assert table.delta_bias(1) == pytest.approx(loss_drop([LayerPlan(8, "bias"), head]))
     assert table.delta_bias(2) == pytest.approx(
-        accuracy([LayerPlan(7, "bias"), LayerPlan(8, "bias"), head]) - baseline)
-    assert table.delta_bias(9) == pytest.approx(
-        accuracy([LayerPlan(op, "bias") for op in range(9)] + [head]) - baseline)
+        loss_drop([LayerPlan(7, "bias"), LayerPlan(8, "bias"), head]))
+    all_biases = [LayerPlan(op, "bias") for op in range(9)] + [head]
+    assert table.delta_bias(9) == pytest.approx(loss_drop(all_biases))
+    by_accuracy = _small_analysis(fsdd, tmp_path, seeds=(0, 1), metric="accuracy")
+    assert by_accuracy.from_cache and by_accuracy.metric == "accuracy"
+    assert by_accuracy.delta_bias(9) == pytest.approx(accuracy(all_biases))
+    assert by_accuracy.delta_weight(7, 0.125) == pytest.approx(
+        accuracy([LayerPlan(7, "weights", range(8)), head]))
     # ceil(r * 64) first channels: 1/8 -> channels 0..7.
     assert contribution.ratio_channels(0.125, 64) == list(range(8))
     assert contribution.ratio_channels(0.125, 10) == [0, 1]
     assert table.delta_weight(7, 0.125) == pytest.approx(
-        accuracy([LayerPlan(7, "weights", range(8)), head]) - baseline)
+        loss_drop([LayerPlan(7, "weights", range(8)), head]))
     assert table.delta_weight(8, 0) == 0.0
     assert all(len(run["runs"]) == 2 for run in table.weight[8])
     assert table.weight[8][-1]["arena"] == memory_model.training_memory(
@@ -155,6 +168,11 @@ def test_contribution_runs_are_the_trainer_runs(fsdd, tmp_path):
     assert any(line.split()[:2] == ["8", "64"] for line in lines)
     assert any(line.split()[:4] == ["0", "64", "9", "%+.1f" % (100 * table.delta_bias(9))]
                and line.split()[4:] == ["n/a"] * 4 for line in lines)
+
+
+def test_contribution_metric_must_be_known(fsdd, tmp_path):
+    with pytest.raises(ValueError, match="metric must be one of accuracy, loss"):
+        _small_analysis(fsdd, tmp_path, metric="f1")
 
 
 def test_bias_depths_are_every_depth_to_8_then_a_geometric_grid():
@@ -261,8 +279,10 @@ def test_untrainable_plans_are_recorded_unavailable(fsdd, tmp_path, monkeypatch)
 # -- sparse search ----------------------------------------------------------------------------
 
 def _synthetic_run(delta):
-    """A run 0.5 + delta accurate."""
-    return {"available": True, "accuracy": 0.5 + delta, "runs": [0.5 + delta]}
+    """A run 0.5 + delta accurate whose loss is 2 - delta (the same gain in
+    both metrics)."""
+    return {"available": True, "accuracy": 0.5 + delta, "runs": [0.5 + delta],
+            "loss": 2.0 - delta, "loss_runs": [2.0 - delta]}
 
 
 def _synthetic_table(layers, seed, bias_analysed=None, depths=None):

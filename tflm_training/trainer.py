@@ -11,7 +11,7 @@ from tflm_training.errors import (ArenaTooSmallError, InputMismatchError,
                                   InvalidArgumentError)
 from tflm_training.interpreter import (Interpreter, _aligned_bytes, measure_arena,
                                       raise_for_status)
-from tflm_training.plan import TrainingPlan, parameter_layout
+from tflm_training.plan import TrainingPlan, find_logits, parameter_layout
 
 
 
@@ -171,6 +171,29 @@ class Trainer:
         """Fraction of samples whose predicted class is the label."""
         samples, labels = self._samples(x, y)
         return float(np.mean(self.predict(samples) == labels))
+
+    def logits(self, x):
+        """The logits the loss reads (the output of the layer computing
+        them, before SOFTMAX), dequantized: float64, (samples, classes)."""
+        samples, _ = self._as_samples(x)
+        index = find_logits(self._graph)
+        tensor = self._graph.tensors[index]
+        scale = float(tensor.scales[0]) if len(tensor.scales) else 1.0
+        zero_point = int(tensor.zero_points[0]) if len(tensor.zero_points) else 0
+        rows = np.empty((len(samples), tensor.num_elements), dtype=np.float64)
+        for i, sample in enumerate(samples):
+            self.predict(sample)
+            rows[i] = self.get_tensor(index).reshape(-1)
+        return (rows - zero_point) * scale
+
+    def evaluate_loss(self, x, y):
+        """Mean softmax cross-entropy (natural log) of the logits against
+        the labels."""
+        samples, labels = self._samples(x, y)
+        logits = self.logits(samples)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return float(-np.mean(log_probabilities[np.arange(len(labels)), labels]))
 
     # -- inspection ----------------------------------------------------------
 
