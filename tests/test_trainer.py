@@ -4,6 +4,8 @@ plans touch only what they select, QAS scales updates, the NaN guard holds,
 memory adds up, and an exported model runs in tflite_micro exactly as in
 our runtime."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ import training_helpers as th
 from tflm_training import (BadStateError, DivergedError, InputMismatchError, Interpreter,
                            InvalidArgumentError, LayerPlan, Trainer, TrainingPlan,
                            tflite_graph)
+from tflm_training.plan import find_logits
 
 # model -> (dataset, input shape)
 DATA = {"mlp": ("mnist", (1, 28, 28, 1)), "reshape_dense": ("fsdd", (1, 49, 40, 1)),
@@ -170,6 +173,30 @@ def test_export_runs_in_tflite_micro_exactly_like_our_runtime():
         ours.invoke()
         np.testing.assert_array_equal(trainer.interpreter.get_output(0), want)
         np.testing.assert_array_equal(ours.get_output(0), want)
+
+
+def test_logits_and_loss_are_those_of_the_trained_model():
+    original = th.model_bytes("reshape_dense")
+    trainer = Trainer(original, TrainingPlan.classifier_only(original, learning_rate=0.005))
+    _train(trainer, *_split("reshape_dense", "train", 50), 1)
+    x, y = _split("reshape_dense", "test", 12)
+    logits = trainer.logits(x)
+    graph = tflite_graph.read_graph(original)
+    index = find_logits(graph)
+    tensor = graph.tensors[index]
+    exported = Interpreter(trainer.export(), preserve_all_tensors=True)
+    losses = []
+    for sample, label, row in zip(x, y, logits):
+        exported.set_input(sample[np.newaxis], 0)
+        exported.invoke()
+        values = exported.get_tensor(index).reshape(-1).astype(np.float64)
+        np.testing.assert_array_equal(row, (values - tensor.zero_points[0]) * tensor.scales[0])
+        assert trainer.predict(sample) == int(np.argmax(values))
+        losses.append(math.log(sum(math.exp(v) for v in row)) - row[label])
+    assert logits.shape == (12, 10)
+    assert trainer.evaluate_loss(x, y) == pytest.approx(np.mean(losses), rel=1e-12)
+    with pytest.raises(InputMismatchError):
+        trainer.logits(x.astype(np.float32))
 
 
 @pytest.mark.parametrize("name", ["mlp", "reshape_dense", "ds_cnn"])

@@ -6,9 +6,10 @@ the user's data, under one training-arena budget.
   python tools/analyze.py --budget_kb 104 --samples 200 --out build/analyze
 
 Prints the TraDy ranking (score, share, cumulative share, per-channel
-cost), the contribution table (accuracy gains of bias depths, over every
-layer unless --max_bias_layers, and of weight ratios per layer, measured
-by short int8 fine-tuning runs in the host Trainer), the searched sparse
+cost), the contribution table (gains, by default drops of the held-out
+loss, of bias depths, over every layer unless --max_bias_layers, and of
+weight ratios per layer, measured by short int8 fine-tuning runs in the
+host Trainer), the searched sparse
 plan and the TraDy plan with their exact training arenas
 (tflm_training.memory_model) against the budget and the board's RAM, and
 writes into --out: ranking.png (bar chart with the 97% cut),
@@ -52,7 +53,10 @@ _RANK_SAMPLES = flags.DEFINE_integer(
     "rank_samples", 100, "Samples of the TraDy gradient probe.", lower_bound=1)
 _EPOCHS = flags.DEFINE_integer("epochs", 2, "Epochs per contribution run.", lower_bound=1)
 _SEEDS = flags.DEFINE_multi_integer(
-    "seeds", [0], "Seeds of the contribution runs (accuracies averaged); repeatable.")
+    "seeds", [0], "Seeds of the contribution runs (results averaged); repeatable.")
+_METRIC = flags.DEFINE_enum(
+    "metric", "loss", ["accuracy", "loss"], "What a contribution is: the drop of "
+    "the held-out cross-entropy (loss) or the held-out accuracy gain (accuracy).")
 _MAX_LAYERS = flags.DEFINE_integer(
     "max_layers", None, "Rank (TraDy) and measure the weight ratios of (contribution "
     "analysis) only the last N trainable layers before the classifier.", lower_bound=1)
@@ -118,7 +122,9 @@ def _plot_contribution(plt, table, path):
             ax.text(j, i, text, ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(columns)), columns)
     ax.set_yticks(range(len(rows)), [f"op {op} ({c} ch)" for op, c, _, _ in rows])
-    fig.colorbar(image, ax=ax, label="Δ accuracy vs classifier only (points)")
+    fig.colorbar(image, ax=ax, label=("Δ accuracy vs classifier only (points)"
+                                      if table.metric == "accuracy" else
+                                      "held-out loss drop vs classifier only (x100 nats)"))
     base = table.baseline_accuracy
     ax.set_title("contribution analysis (baseline %s)" % (
         "n/a" if base is None else f"{base:.3f}"))
@@ -237,8 +243,8 @@ def analyze():
     table = contribution.analyze(
         model, x, y, samples=_SAMPLES.value, val_samples=_VAL_SAMPLES.value,
         epochs=_EPOCHS.value, seeds=tuple(_SEEDS.value), max_layers=_MAX_LAYERS.value,
-        max_bias_layers=_MAX_BIAS_LAYERS.value, cache_path=None if cache == "none" else cache,
-        log=log, **settings)
+        max_bias_layers=_MAX_BIAS_LAYERS.value, metric=_METRIC.value,
+        cache_path=None if cache == "none" else cache, log=log, **settings)
     for line in table.describe():
         log(line)
     log("")
