@@ -39,8 +39,12 @@ accuracy of the run minus that of the baseline; with metric='loss', the
 baseline's mean held-out cross-entropy (Trainer.evaluate_loss) minus the
 run's (means over the same seeds). Accuracy on a few hundred held-out
 samples moves in steps of 1/N and mostly measures which samples happen to
-flip; the loss sees every sample's confidence, so short runs rank the
-choices far more reliably on small data. A plan the runtime cannot train (memory_model raises
+flip; the loss sees every sample's confidence, so its gains grow smoothly
+with depth and ratio where accuracy's jump around (see
+benchmarks/results/update_schemes.md, which uses it). It is not always
+the better guide: it also rewards confidence that does not change a
+decision (deploy's default FSDD task picks a weaker plan with it), so
+accuracy, the paper's metric, stays the default. A plan the runtime cannot train (memory_model raises
 BadPlanError / UnsupportedModelError, or the plan is invalid) or a run that
 diverges is recorded as unavailable with the reason, never a crash.
 
@@ -263,7 +267,7 @@ class Contributions:
     train_samples: int = 0
     val_samples: int = 0
     from_cache: bool = False
-    metric: str = 'loss'   # not cached: every run holds both metrics
+    metric: str = 'accuracy'  # not cached: every run holds both metrics
 
     @property
     def baseline_accuracy(self):
@@ -466,7 +470,7 @@ def prepare_data(x, y, x_val=None, y_val=None, *, samples=None, val_samples=None
 def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, momentum=0.9,
             batch_size=5, qas=True, epochs=1, samples=None, val_samples=None, holdout=0.25,
             seeds=(0,), max_layers=None, max_bias_layers=None, ratios=RATIOS,
-            metric='loss', cache_path=DEFAULT_CACHE, log=None):
+            metric='accuracy', cache_path=DEFAULT_CACHE, log=None):
     """The Contributions table of `model_bytes` on the user's samples.
 
     x, y: samples quantized as the model's input 0 (quantize_samples) and
@@ -478,9 +482,8 @@ def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, mo
     max_bias_layers: measure the bias depths over only the last N of them
     (default all), at bias_depths(N). metric: what a gain is, 'accuracy'
     (the paper's: held-out accuracy) or 'loss' (the drop of the held-out
-    mean cross-entropy, which moves with every sample's confidence and so
-    is far less noisy than accuracy on a few hundred held-out samples);
-    every run records both, so the cache serves either. cache_path: the
+    mean cross-entropy; see the module doc); every run records both, so
+    the cache serves either. cache_path: the
     JSON cache (None: no cache). log: a function taking progress lines.
     """
     if metric not in METRICS:

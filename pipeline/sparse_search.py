@@ -75,20 +75,23 @@ class SearchResult:
     plan: object            # TrainingPlan
     genome: tuple           # (k, r_1, ..., r_N)
     layers: list            # the weight-analysed operators, r_i belongs to layers[i]
-    score: float            # predicted Δaccuracy vs the classifier-only baseline
+    score: float            # predicted gain vs the classifier-only baseline (table's metric)
     arena: int              # training arena in bytes (memory_model)
     budget: int
     evaluations: int        # distinct plans whose arena was computed
     history: list           # best score after each generation
+    metric: str = 'accuracy'  # the contribution table's (contribution.METRICS)
 
     def describe(self):
         k, ratios = self.genome[0], self.genome[1:]
         parts = ['bias depth %d' % k] + [
             'op %d weights %s' % (op, contribution.ratio_name(r))
             for op, r in zip(self.layers, ratios) if r]
-        return ['searched sparse plan: %s; predicted Δaccuracy %+.1f points; arena %d bytes '
+        unit = ('Δaccuracy %+.1f points' if self.metric == 'accuracy' else
+                'held-out loss drop %+.1f hundredths of a nat') % (100 * self.score)
+        return ['searched sparse plan: %s; predicted %s; arena %d bytes '
                 '(%.1f KB) of budget %d (%.1f KB)' % (
-                    ', '.join(parts), 100 * self.score, self.arena, self.arena / 1024,
+                    ', '.join(parts), unit, self.arena, self.arena / 1024,
                     self.budget, self.budget / 1024)]
 
 
@@ -276,4 +279,5 @@ def search(model_bytes, table, budget_bytes, *, population=40, generations=20, p
     plan = genome_plan(model_bytes, table, best, **settings)
     return SearchResult(plan=plan, genome=best, layers=list(table.layers),
                         score=problem.fitness(best), arena=problem.cost(best), budget=budget,
-                        evaluations=problem.evaluations, history=history)
+                        evaluations=problem.evaluations, history=history,
+                        metric=table.metric)

@@ -118,7 +118,7 @@ def _small_analysis(fsdd, tmp_path, **overrides):
 
 
 def test_contribution_runs_are_the_trainer_runs(fsdd, tmp_path):
-    table = _small_analysis(fsdd, tmp_path, seeds=(0, 1))
+    table = _small_analysis(fsdd, tmp_path, seeds=(0, 1), metric="loss")
     assert table.classifier == CLASSIFIER and table.layers == [7, 8]
     # Bias depths over all 9 layers before the classifier by default.
     assert table.bias_analysed == list(range(9)) and table.bias_depths == list(range(1, 10))
@@ -361,6 +361,12 @@ def test_search_chooses_deep_biases_beyond_the_weight_layers():
     assert {l.operator_index for l in everything.plan.layers if l.update == "bias"} == \
         set(range(9)) - weights
     assert "bias depth 9" in everything.describe()[0]
+    assert "predicted Δaccuracy" in everything.describe()[0]
+    by_loss = sparse_search.search(MODEL, dataclasses.replace(table, metric="loss"), 10**6,
+                                   population=20, generations=10)
+    assert by_loss.metric == "loss" and by_loss.genome == everything.genome
+    assert "predicted held-out loss drop %+.1f hundredths of a nat" % (
+        100 * by_loss.score) in by_loss.describe()[0]
 
 
 def test_search_is_feasible_reproducible_and_beats_single_layers():

@@ -6,10 +6,10 @@ the user's data, under one training-arena budget.
   python tools/analyze.py --budget_kb 104 --samples 200 --out build/analyze
 
 Prints the TraDy ranking (score, share, cumulative share, per-channel
-cost), the contribution table (gains, by default drops of the held-out
-loss, of bias depths, over every layer unless --max_bias_layers, and of
-weight ratios per layer, measured by short int8 fine-tuning runs in the
-host Trainer), the searched sparse
+cost), the contribution table (held-out accuracy gains, or with --metric
+loss drops of the held-out loss, of bias depths, over every layer unless
+--max_bias_layers, and of weight ratios per layer, measured by short int8
+fine-tuning runs in the host Trainer), the searched sparse
 plan and the TraDy plan with their exact training arenas
 (tflm_training.memory_model) against the budget and the board's RAM, and
 writes into --out: ranking.png (bar chart with the 97% cut),
@@ -55,7 +55,7 @@ _EPOCHS = flags.DEFINE_integer("epochs", 2, "Epochs per contribution run.", lowe
 _SEEDS = flags.DEFINE_multi_integer(
     "seeds", [0], "Seeds of the contribution runs (results averaged); repeatable.")
 _METRIC = flags.DEFINE_enum(
-    "metric", "loss", ["accuracy", "loss"], "What a contribution is: the drop of "
+    "metric", "accuracy", ["accuracy", "loss"], "What a contribution is: the drop of "
     "the held-out cross-entropy (loss) or the held-out accuracy gain (accuracy).")
 _MAX_LAYERS = flags.DEFINE_integer(
     "max_layers", None, "Rank (TraDy) and measure the weight ratios of (contribution "
