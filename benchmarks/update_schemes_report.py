@@ -339,10 +339,11 @@ def weak_section(data):
         items.append(f"`{model['checkpoint']}` reaches {upstream:.3f} top-1 upstream")
     lines.append(
         "* **The backbones are weak**: " + "; ".join(dict.fromkeys(items)) + ". The "
-        "image checkpoints were pretrained for a few CPU minutes on 20,000 32x32 Tiny "
-        "ImageNet images (pipeline/checkpoints/README.md), so their features transfer "
-        "poorly and absolute image accuracies are low; compare schemes with each other "
-        "and with the float reference, not with the literature.")
+        "image checkpoints were pretrained on 2 CPU cores (MCUNet: 30 CPU minutes) on "
+        "20,000 32x32 Tiny ImageNet images, 100 per class "
+        "(pipeline/checkpoints/README.md), so absolute image accuracies are low; "
+        "compare schemes with each other and with the float reference, not with the "
+        "literature.")
     lines.append(
         "* **Small data and short training**, to keep the whole benchmark to about "
         f"{data['wall_seconds']['total'] / 60:.0f} minutes on 2 shared CPU cores: "
@@ -355,9 +356,12 @@ def weak_section(data):
         "flowers. The std over seeds shows the noise: differences within it are not "
         "results.")
     lines.append(
-        "* **The contribution analysis is cheap and noisy**: one short run per "
-        "choice on a few hundred of the seed's training samples; the search's "
-        "additive accuracy model is only as good as that.")
+        "* **The searched plan rests on an additive model**: one short run per "
+        "choice on a few hundred of the seed's training samples, and the search adds "
+        "the gains of the choices it combines; gains overlap (deep biases and a "
+        "layer's weights both move the same features), so the search overrates "
+        "combinations, and a plan it prefers can train worse than the deepest "
+        "bias-only plan (compare the two rows at each budget).")
     lines.append(
         "* The new head has the same init for all seeds in the int8 model (it is "
         "converted once per task); seeds change the samples, their order and the "
