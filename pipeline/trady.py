@@ -51,7 +51,9 @@ keeps the k with the largest expected score drawn per epoch,
 
 (channels are drawn uniformly until the pool is full, so each is drawn with
 probability about pool / all candidates' channel bytes); ties go to the
-smaller k. The rest are reported as dropped. No k fits:
+smaller k. The rest are reported as dropped. A pool larger than the
+chosen candidates' channel bytes is cut to them (every channel is drawn
+every epoch, and the arena stays below the budget). No k fits:
 InfeasibleBudgetError with the bytes the top-ranked layer needs.
 """
 
@@ -269,13 +271,19 @@ def _largest_pool(model_bytes, candidates, budget, seed, settings, smallest):
         pool, plan, total = pool + 1, bigger, bigger_total
 
 
+def channel_bytes(ranking, candidates):
+    """Bytes of the optimizer state of every channel of the candidates:
+    the largest pool that can be used (all of them drawn)."""
+    layers = {layer.operator: layer for layer in ranking.layers}
+    return sum(layers[op].channels * layers[op].channel_cost for op in candidates)
+
+
 def expected_score(ranking, candidates, pool):
     """The RGN score drawn per epoch on average: the candidates' summed
     score times the share of their channels a pool of `pool` bytes holds."""
     layers = {layer.operator: layer for layer in ranking.layers}
-    channel_bytes = sum(layers[op].channels * layers[op].channel_cost for op in candidates)
     score = sum(layers[op].score for op in candidates)
-    return score * min(1.0, pool / channel_bytes)
+    return score * min(1.0, pool / channel_bytes(ranking, candidates))
 
 
 def plan_for_budget(model_bytes, ranking, budget_bytes, seed=0):
@@ -303,6 +311,10 @@ def plan_for_budget(model_bytes, ranking, budget_bytes, seed=0):
             best, best_score = (candidates, fitted), score
     if best is not None:
         candidates, (plan, total) = best
+        everything = channel_bytes(ranking, candidates)
+        if plan.sample_budget > everything:  # every channel drawn: the rest would lie idle
+            plan = _sampled_plan(model_bytes, candidates, everything, seed, settings)
+            total = memory_model.training_memory(model_bytes, plan).total
         return TradyPlan(plan=plan, candidates=candidates, dropped=selected[len(candidates):],
                          fixed=total - plan.sample_budget, pool=plan.sample_budget,
                          arena=total, budget=budget)

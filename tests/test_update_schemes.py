@@ -476,8 +476,8 @@ def test_trady_ranking_matches_numpy_from_gradient_norms(fsdd, ranking):
     assert [l.score for l in again.layers] == [l.score for l in ranking.layers]
 
 
-@pytest.mark.parametrize("extra_kb", [32, 96])
-def test_trady_plan_fills_the_budget_exactly(ranking, extra_kb):
+@pytest.mark.parametrize("extra_kb,fills", [(32, True), (96, False)])
+def test_trady_plan_fills_the_budget_or_holds_every_channel(ranking, extra_kb, fills):
     budget = cost_model.inference_arena(MODEL) + extra_kb * 1024
     result = trady.plan_for_budget(MODEL, ranking, budget, seed=4)
     plan = result.plan
@@ -491,8 +491,13 @@ def test_trady_plan_fills_the_budget_exactly(ranking, extra_kb):
     assert trainer.arena_used_bytes() == result.arena <= budget
     assert memory_model.training_memory(MODEL, plan).total == result.arena
     assert result.fixed + result.pool == result.arena
-    bigger = dataclasses.replace(plan, sample_budget=plan.sample_budget + 1)
-    assert memory_model.training_memory(MODEL, bigger).total > budget
+    everything = trady.channel_bytes(ranking, result.candidates)
+    assert (result.pool < everything) == fills
+    if fills:
+        bigger = dataclasses.replace(plan, sample_budget=plan.sample_budget + 1)
+        assert memory_model.training_memory(MODEL, bigger).total > budget
+    else:  # room for every channel: the pool holds exactly them, the arena stays below
+        assert result.pool == everything and result.arena < budget
     # The pool holds a channel of every candidate.
     assert result.pool >= max(l.channel_cost for l in plan.layers[:-1])
     # Training draws channels within the pool.
@@ -533,7 +538,8 @@ def test_trady_keeps_the_top_layers_that_draw_the_most_score(ranking, extra_kb):
     result = trady.plan_for_budget(MODEL, ranking, budget, seed=4)
     assert result.candidates == ranking.selected[:best_k]
     assert result.dropped == ranking.selected[best_k:]
-    assert result.pool == _largest_pool(result.candidates, costs, budget)
+    assert result.pool == min(_largest_pool(result.candidates, costs, budget),
+                              trady.channel_bytes(ranking, result.candidates))
     assert trady.expected_score(ranking, result.candidates, result.pool) == \
         pytest.approx(max(values))
 
