@@ -46,7 +46,7 @@ def sparse_scheme(model_bytes, budget, settings, table, seed):
         return methods.Scheme("sparse", budget, None, reason=str(error), over_budget=True)
     return methods.Scheme("sparse", budget, result.plan, info={
         "genome": list(result.genome), "analysed_layers": list(result.layers),
-        "predicted_delta": result.score, "arena": result.arena,
+        "predicted_delta": result.score, "metric": result.metric, "arena": result.arena,
         "evaluations": result.evaluations})
 
 

@@ -7,6 +7,7 @@ measured with the runtime that will train on the board.
     table.baseline                # int8 accuracy after training the classifier only
     table.bias_depths             # the measured bias depths: 1..8, then a geometric grid
     table.delta_bias(k)           # gain of also updating the biases of the last k layers
+                                  # (k in table.bias_depths; another k raises ValueError)
     table.delta_weight(op, 0.25)  # gain of also updating op's weights, 1/4 of its channels
 
 Every number is the held-out int8 accuracy after a short fine-tuning run of
@@ -209,16 +210,20 @@ def make_plan(model_bytes, layers, settings):
 
 
 def train_and_evaluate(model_bytes, plan, data, settings, seed):
-    """(held-out accuracy, held-out mean cross-entropy) after
-    `settings.epochs` passes over data's training samples, in an order
-    drawn from `seed`."""
+    """(held-out accuracy, held-out mean cross-entropy or None when the
+    logits cannot be read) after `settings.epochs` passes over data's
+    training samples, in an order drawn from `seed`."""
     trainer = tflm_training.Trainer(model_bytes, plan)
     rng = np.random.default_rng(seed)
     for _ in range(settings.epochs):
         order = rng.permutation(len(data['y_train']))
         trainer.train_step(data['x_train'][order], data['y_train'][order])
-    return (trainer.evaluate(data['x_val'], data['y_val']),
-            trainer.evaluate_loss(data['x_val'], data['y_val']))
+    accuracy = trainer.evaluate(data['x_val'], data['y_val'])
+    try:
+        loss = trainer.evaluate_loss(data['x_val'], data['y_val'])
+    except (tflm_training.InvalidArgumentError, tflm_training.BadStateError):
+        loss = None  # the logits are not readable after inference in this model
+    return accuracy, loss
 
 
 def _run(model_bytes, layers, data, settings):
@@ -237,9 +242,11 @@ def _run(model_bytes, layers, data, settings):
     except (tflm_training.BadPlanError, tflm_training.UnsupportedModelError) as error:
         return {'available': False, 'reason': str(error)}
     accuracies, losses = zip(*runs)
+    readable = None not in losses
     return {'available': True, 'accuracy': float(np.mean(accuracies)),
-            'runs': [float(r) for r in accuracies], 'loss': float(np.mean(losses)),
-            'loss_runs': [float(r) for r in losses], 'arena': arena}
+            'runs': [float(r) for r in accuracies],
+            'loss': float(np.mean(losses)) if readable else None,
+            'loss_runs': [float(r) for r in losses] if readable else None, 'arena': arena}
 
 
 # -- the table --------------------------------------------------------------------
@@ -279,6 +286,8 @@ class Contributions:
         if not run.get('available') or not self.baseline.get('available'):
             return None
         if self.metric == 'loss':
+            if run['loss'] is None or self.baseline['loss'] is None:
+                return None
             return self.baseline['loss'] - run['loss']
         return run['accuracy'] - self.baseline['accuracy']
 
@@ -324,7 +333,7 @@ class Contributions:
                 'channels': {str(k): v for k, v in self.channels.items()},
                 'has_bias': {str(k): v for k, v in self.has_bias.items()},
                 'ratios': self.ratios, 'before': self.before, 'baseline': self.baseline,
-                'bias_depths': self.bias_depths, 'bias': self.bias,
+                'bias_depths': self.bias_depths, 'bias': self.bias, 'metric': self.metric,
                 'weight': {str(k): v for k, v in self.weight.items()},
                 'train_samples': self.train_samples, 'val_samples': self.val_samples}
 
@@ -340,7 +349,7 @@ class Contributions:
                    bias=list(data['bias']),
                    weight={int(k): v for k, v in data['weight'].items()},
                    train_samples=data['train_samples'], val_samples=data['val_samples'],
-                   from_cache=from_cache)
+                   metric=data.get('metric', 'accuracy'), from_cache=from_cache)
 
     def rows(self):
         """[(operator, channels, Δbias at the depth reaching it, [Δweight per
@@ -370,7 +379,8 @@ class Contributions:
                 '%s %s' % (k, v) for k, v in self.settings.items())),
                  'held-out accuracy: as given %.3f, classifier only (baseline) %s%s' % (
                      self.before, 'n/a' if base is None else '%.3f' % base,
-                     '' if base is None else ', its loss %.3f' % self.baseline['loss']),
+                     '' if self.baseline.get('loss') is None else
+                     ', its loss %.3f' % self.baseline['loss']),
                  'biases: depths %s of the last %d layers; weights: the last %d layers' % (
                      ', '.join(map(str, self.bias_depths)) or 'none',
                      len(self.bias_analysed), len(self.layers)),
@@ -477,7 +487,7 @@ def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, mo
     integer labels; x_val / y_val: the held-out samples (default: `holdout`
     of x, y, class-balanced). samples / val_samples: at most this many
     (class-balanced). epochs: passes per run. seeds: one run per seed,
-    accuracies averaged. max_layers: measure the weight ratios of only the
+    results averaged. max_layers: measure the weight ratios of only the
     last N trainable layers before the classifier (default all).
     max_bias_layers: measure the bias depths over only the last N of them
     (default all), at bias_depths(N). metric: what a gain is, 'accuracy'

@@ -24,8 +24,9 @@ within the bias depth (table.bias_layers(k)): "bias", every channel. A
 layer with 0 < r_i < 1 inside the bias depth trains the biases of its
 selected channels only (a plan layer has one channel list).
 
-Fitness: Δacc_bias[k] + Σ_i Δacc_weight[i, r_i] (the paper's additive
-approximation), over genomes whose training arena (memory_model, to the
+Fitness: Δ_bias[k] + Σ_i Δ_weight[i, r_i] (the paper's additive
+approximation; Δ in the table's metric, held-out accuracy gain or loss
+drop), over genomes whose training arena (memory_model, to the
 byte) is at most budget_bytes; choices the analysis found unavailable are
 never made.
 

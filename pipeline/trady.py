@@ -51,9 +51,9 @@ keeps the k with the largest expected score drawn per epoch,
 
 (channels are drawn uniformly until the pool is full, so each is drawn with
 probability about pool / all candidates' channel bytes); ties go to the
-smaller k. The rest are reported as dropped. A pool larger than the
-chosen candidates' channel bytes is cut to them (every channel is drawn
-every epoch, and the arena stays below the budget). No k fits:
+smaller k. The rest are reported as dropped. The pool never exceeds the
+candidates' channel bytes (then every channel is drawn every epoch, and
+the arena stays below the budget). No k fits:
 InfeasibleBudgetError with the bytes the top-ranked layer needs.
 """
 
@@ -247,9 +247,9 @@ def _sampled_plan(model_bytes, candidates, pool, seed, settings):
                                               **settings)
 
 
-def _largest_pool(model_bytes, candidates, budget, seed, settings, smallest):
-    """(plan, arena) with the largest sample_budget >= smallest whose arena
-    fits `budget`, or None."""
+def _largest_pool(model_bytes, candidates, budget, seed, settings, smallest, largest):
+    """(plan, arena) with the largest sample_budget in smallest..largest
+    whose arena fits `budget`, or None."""
     model = memory_model.for_model(model_bytes)
 
     def arena(pool):
@@ -259,16 +259,17 @@ def _largest_pool(model_bytes, candidates, budget, seed, settings, smallest):
     plan, total = arena(smallest)
     if total > budget:
         return None
-    pool = smallest + (budget - total)  # total grows by the pool, up to alignment
+    pool = min(largest, smallest + (budget - total))  # the arena grows by the pool
     plan, total = arena(pool)
     while total > budget:
         pool -= 1
         plan, total = arena(pool)
-    while True:  # the alignment may leave a few bytes
+    while pool < largest:  # the alignment may leave a few bytes
         bigger, bigger_total = arena(pool + 1)
         if bigger_total > budget:
-            return plan, total
+            break
         pool, plan, total = pool + 1, bigger, bigger_total
+    return plan, total
 
 
 def channel_bytes(ranking, candidates):
@@ -281,6 +282,8 @@ def channel_bytes(ranking, candidates):
 def expected_score(ranking, candidates, pool):
     """The RGN score drawn per epoch on average: the candidates' summed
     score times the share of their channels a pool of `pool` bytes holds."""
+    if not candidates:
+        return 0.0
     layers = {layer.operator: layer for layer in ranking.layers}
     score = sum(layers[op].score for op in candidates)
     return score * min(1.0, pool / channel_bytes(ranking, candidates))
@@ -303,7 +306,8 @@ def plan_for_budget(model_bytes, ranking, budget_bytes, seed=0):
     for k in range(1, len(selected) + 1):
         candidates = selected[:k]
         fitted = _largest_pool(model_bytes, candidates, budget, seed, settings,
-                               max(costs[op] for op in candidates))
+                               max(costs[op] for op in candidates),
+                               channel_bytes(ranking, candidates))
         if fitted is None:
             continue
         score = expected_score(ranking, candidates, fitted[0].sample_budget)
@@ -311,10 +315,6 @@ def plan_for_budget(model_bytes, ranking, budget_bytes, seed=0):
             best, best_score = (candidates, fitted), score
     if best is not None:
         candidates, (plan, total) = best
-        everything = channel_bytes(ranking, candidates)
-        if plan.sample_budget > everything:  # every channel drawn: the rest would lie idle
-            plan = _sampled_plan(model_bytes, candidates, everything, seed, settings)
-            total = memory_model.training_memory(model_bytes, plan).total
         return TradyPlan(plan=plan, candidates=candidates, dropped=selected[len(candidates):],
                          fixed=total - plan.sample_budget, pool=plan.sample_budget,
                          arena=total, budget=budget)

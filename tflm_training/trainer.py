@@ -11,7 +11,7 @@ from tflm_training.errors import (ArenaTooSmallError, InputMismatchError,
                                   InvalidArgumentError)
 from tflm_training.interpreter import (Interpreter, _aligned_bytes, measure_arena,
                                       raise_for_status)
-from tflm_training.plan import TrainingPlan, find_logits, parameter_layout
+from tflm_training.plan import TrainingPlan, parameter_layout
 
 
 
@@ -176,7 +176,7 @@ class Trainer:
         """The logits the loss reads (the output of the layer computing
         them, before SOFTMAX), dequantized: float64, (samples, classes)."""
         samples, _ = self._as_samples(x)
-        index = find_logits(self._graph)
+        index = self.plan.logits_tensor
         tensor = self._graph.tensors[index]
         scale = float(tensor.scales[0]) if len(tensor.scales) else 1.0
         zero_point = int(tensor.zero_points[0]) if len(tensor.zero_points) else 0

@@ -257,7 +257,8 @@ def analyze():
         for line in found.describe():
             log(line)
         report["sparse"] = {"genome": list(found.genome), "layers": found.layers,
-                            "score": found.score, "arena": found.arena}
+                            "score": found.score, "metric": found.metric,
+                            "arena": found.arena}
     except sparse_search.InfeasibleBudgetError as error:
         log(f"searched sparse plan: none: {error}")
         report["sparse"] = {"error": str(error)}
