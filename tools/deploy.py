@@ -47,6 +47,9 @@ _BUDGET_KB = flags.DEFINE_float(
     "budget_kb", None, "Training arena budget in KB (checked with "
     "tflm_training.memory_model; default: the board's RAM less its stack and 4 KB of other globals). The searched "
     "schemes find the best plan for it.")
+_METRIC = flags.DEFINE_enum(
+    "contribution_metric", "accuracy", ["accuracy", "loss"], "sparse-search: what a "
+    "contribution is, the held-out accuracy gain or the drop of the held-out loss.")
 _EPOCHS = flags.DEFINE_integer("epochs", 4, "Passes over the training samples.",
                                lower_bound=1)
 _TRAIN_SAMPLES = flags.DEFINE_integer(
@@ -131,7 +134,8 @@ def deploy():
     if _SCHEME.value in steps.SEARCHED_SCHEMES:
         plan = steps.search_plan(model, _SCHEME.value, samples,
                                  steps.budget_bytes(board, _BUDGET_KB.value),
-                                 _LEARNING_RATE.value, _SEED.value, out, log)
+                                 _LEARNING_RATE.value, _SEED.value, out, log,
+                                 metric=_METRIC.value)
     else:
         plan = steps.make_plan(model, _SCHEME.value, _LEARNING_RATE.value)
     arena = steps.check_budget(model, plan, _SCHEME.value, board, _BUDGET_KB.value)

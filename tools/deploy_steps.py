@@ -374,13 +374,13 @@ def budget_bytes(board, budget_kb):
 
 
 def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_dir,
-                log=print):
+                log=print, metric="accuracy"):
     """The plan of a searched scheme for `budget` bytes of training arena,
     found on the training samples only (the test samples stay unseen).
 
     sparse-search: contribution analysis (short host fine-tuning runs of
     bias depths and weight ratios over every layer before the classifier,
-    cached in out_dir) and the evolutionary search; trady: layers ranked by
+    cached in out_dir; gains by `metric`) and the evolutionary search; trady: layers ranked by
     relative gradient norm, channels drawn anew every epoch on the device;
     lowrank: Adam on low-rank projected gradients of the FC and pointwise
     layers nearest the logits.
@@ -394,7 +394,7 @@ def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_d
         if scheme == "sparse-search":
             log(f"contribution analysis on {len(y)} training samples (cached in {out_dir}) ...")
             table = contribution.analyze(
-                model_bytes, x, y, epochs=1, seeds=(seed,),
+                model_bytes, x, y, epochs=1, seeds=(seed,), metric=metric,
                 cache_path=str(pathlib.Path(out_dir) / "contributions.json"), log=log,
                 **settings)
             result = sparse_search.search(model_bytes, table, budget, seed=seed)
