@@ -41,20 +41,36 @@ that channel's optimizer state: 4 bytes per array (residual, velocity with
 momentum, accumulator with batches) per weight and bias,
 plan.channel_state_bytes).
 
-How many candidates: each further candidate adds its score but also fixed
+Which candidates: each further candidate adds its score but also fixed
 bytes (a deeper backward pass, its channel list), which the pool loses, so
-every channel is drawn less often. plan_for_budget tries the top k
-candidates for every k (the best-ranked first, down to the coverage) and
-keeps the k with the largest expected score drawn per epoch,
+every channel is drawn less often. A set of candidates is worth its
+expected score drawn per epoch,
 
-    (sum of the k layers' scores) * min(1, pool / (their channels' bytes))
+    (sum of the layers' scores) * min(1, pool / (their channels' bytes))
 
 (channels are drawn uniformly until the pool is full, so each is drawn with
-probability about pool / all candidates' channel bytes); ties go to the
-smaller k. The rest are reported as dropped. The pool never exceeds the
-candidates' channel bytes (then every channel is drawn every epoch, and
-the arena stays below the budget). No k fits:
-InfeasibleBudgetError with the bytes the top-ranked layer needs.
+probability about pool / all candidates' channel bytes). plan_for_budget
+first tries the paper's order: the top k layers for every k (down to the
+coverage), and keeps the k with the largest expected score among those
+whose pool holds at least MIN_DRAWN_SHARE (1/8) of their channels' bytes.
+Below that share a channel is drawn less than once in 8 epochs, so on a
+few epochs on the device most channels never train; this happens when the
+budget barely holds the top-ranked layer's backward pass. The arena is
+not monotonic in depth (a deep layer may need less than a shallow one
+whose backward pass crosses a wide activation): tinyimagenet32 ->
+flowers32 at +16 KB, op 32 (ranked first) leaves a 304-byte pool, op 21
+(ranked fifth) alone 3.5 KB. So when no top-k set holds that share, the
+sets considered are the top-k sets and the greedy path, which starts from
+nothing and adds, one at a time, the layer that raises the expected score
+most, until none does; the largest expected score wins. (The greedy path
+is not used when the top k qualify: on tinyimagenet32 -> gtsrb32 at +128
+KB it prefers ops 32, 39 and 21 to ops 32 and 35 for their larger drawn
+share, and reaches 0.27 where ops 32 and 35 reach 0.31.) Ties go to fewer
+layers, then to the top-k sets. The layers within the coverage left out
+are reported as dropped. The pool never exceeds the candidates' channel
+bytes (then every channel is drawn every epoch, and the arena stays below
+the budget). No layer fits: InfeasibleBudgetError with the bytes the
+cheapest one needs.
 """
 
 import dataclasses
@@ -70,6 +86,7 @@ from pipeline import contribution
 from pipeline import data as datasets
 
 COVERAGE = 0.97
+MIN_DRAWN_SHARE = 1 / 8
 
 
 class InfeasibleBudgetError(ValueError):
@@ -289,10 +306,19 @@ def expected_score(ranking, candidates, pool):
     return score * min(1.0, pool / channel_bytes(ranking, candidates))
 
 
+def _trady_plan(ranking, budget, selected, candidates, fitted):
+    plan, total = fitted[candidates][1]
+    return TradyPlan(plan=plan, candidates=list(candidates),
+                     dropped=[op for op in selected if op not in candidates],
+                     fixed=total - plan.sample_budget, pool=plan.sample_budget, arena=total,
+                     budget=budget)
+
+
 def plan_for_budget(model_bytes, ranking, budget_bytes, seed=0):
     """The TradyPlan under budget_bytes (the whole training arena) with the
-    ranking's settings: the top k candidates, k chosen for the largest
-    expected_score (see the module doc)."""
+    ranking's settings: the top-k candidates with the largest
+    expected_score, or the greedy path's when no top k hold
+    MIN_DRAWN_SHARE of their channels (see the module doc)."""
     model_bytes = bytes(model_bytes)
     budget = int(budget_bytes)
     settings = {k: ranking.settings[k] for k in
@@ -302,30 +328,51 @@ def plan_for_budget(model_bytes, ranking, budget_bytes, seed=0):
     if not selected:
         raise ValueError('no layer has a nonzero gradient on these samples, so TraDy has no '
                          'candidates; check the labels and the model, or rank on more samples')
-    best, best_score = None, None
-    for k in range(1, len(selected) + 1):
-        candidates = selected[:k]
-        fitted = _largest_pool(model_bytes, candidates, budget, seed, settings,
-                               max(costs[op] for op in candidates),
-                               channel_bytes(ranking, candidates))
-        if fitted is None:
-            continue
-        score = expected_score(ranking, candidates, fitted[0].sample_budget)
-        if best is None or score > best_score:
-            best, best_score = (candidates, fitted), score
-    if best is not None:
-        candidates, (plan, total) = best
-        return TradyPlan(plan=plan, candidates=candidates, dropped=selected[len(candidates):],
-                         fixed=total - plan.sample_budget, pool=plan.sample_budget,
-                         arena=total, budget=budget)
-    top = ranking.selected[0]
-    plan = _sampled_plan(model_bytes, [top], costs[top], seed, settings)
-    need = memory_model.training_memory(model_bytes, plan).total
+    fitted = {}
+
+    def fit(candidates):
+        """(expected score, (plan, arena)) of a set, None when it does not fit."""
+        key = tuple(sorted(candidates, key=selected.index))
+        if key not in fitted:
+            found = _largest_pool(model_bytes, list(key), budget, seed, settings,
+                                  max(costs[op] for op in key), channel_bytes(ranking, key))
+            fitted[key] = None if found is None else (
+                expected_score(ranking, key, found[0].sample_budget), found)
+        return fitted[key]
+
+    def drawn_share(key):
+        return fitted[key][1][0].sample_budget / channel_bytes(ranking, key)
+
+    top = [tuple(selected[:k]) for k in range(1, len(selected) + 1)]
+    qualified = [key for key in top if fit(key) is not None
+                 and drawn_share(key) >= MIN_DRAWN_SHARE]
+    if qualified:
+        return _trady_plan(ranking, budget, selected, max(
+            qualified, key=lambda key: (fitted[key][0], -len(key))), fitted)
+    path, reached = [], 0.0
+    while True:
+        options = [(fit(path + [op])[0], op) for op in selected
+                   if op not in path and fit(path + [op]) is not None]
+        best = max(options, key=lambda option: option[0], default=None)  # ties: better rank
+        if best is None or best[0] <= reached:
+            break
+        reached = best[0]
+        path.append(best[1])
+    feasible = [key for key, value in fitted.items() if value is not None]
+    if feasible:
+        return _trady_plan(ranking, budget, selected, max(
+            feasible, key=lambda key: (fitted[key][0], -len(key))), fitted)
+    needs = {op: memory_model.training_memory(
+        model_bytes, _sampled_plan(model_bytes, [op], costs[op], seed, settings)).total
+             for op in selected}
+    cheapest = min(selected, key=lambda op: (needs[op], selected.index(op)))
+    need = needs[cheapest]
     classifier = memory_model.training_memory(model_bytes, tflm_training.TrainingPlan.
                                               classifier_only(model_bytes, **settings)).total
     raise InfeasibleBudgetError(
-        'budget %d bytes (%.1f KB) cannot hold a TraDy plan: the top-ranked layer, op %d, '
-        'sampled with a pool for one channel (%d bytes) and the classifier need a %d-byte '
-        'training arena (%.1f KB); give a budget of at least %d bytes (the cheapest plan, '
-        'the classifier alone, needs %d bytes)' % (
-            budget, budget / 1024, top, costs[top], need, need / 1024, need, classifier))
+        'budget %d bytes (%.1f KB) cannot hold a TraDy plan: the cheapest candidate layer, '
+        'op %d, sampled with a pool for one channel (%d bytes) and the classifier need a '
+        '%d-byte training arena (%.1f KB); give a budget of at least %d bytes (the cheapest '
+        'plan, the classifier alone, needs %d bytes)' % (
+            budget, budget / 1024, cheapest, costs[cheapest], need, need / 1024, need,
+            classifier))
