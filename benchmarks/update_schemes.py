@@ -87,6 +87,10 @@ _ANALYSIS_LAYERS = flags.DEFINE_integer("analysis_layers", 6, "Trainable layers 
 _ANALYSIS_BIAS_LAYERS = flags.DEFINE_integer(
     "analysis_bias_layers", 0, "Trainable layers before the classifier the analysis's bias "
     "depths (and the search's) reach over (0: all).", lower_bound=0)
+_SEARCH_TRIALS = flags.DEFINE_integer(
+    "search_trials", 4, "The searched sparse plan is the best measured of the search's "
+    "best N plans and the best bias-only plan, each trained like an analysis run "
+    "(pipeline.search_trials); 0: the search's best predicted plan.", lower_bound=0)
 _TRADY_SAMPLES = flags.DEFINE_integer(
     "trady_samples", 128, "Training samples TraDy ranks the layers' gradient norms on "
     "(from the seed's training samples).", lower_bound=1)
@@ -117,8 +121,8 @@ _FROM_JSON = flags.DEFINE_string("from_json", None, "Only write the report and p
 
 QUICK = {"seeds": [0], "budgets_kb": [32, 128], "train_samples": 60, "test_samples": 60,
          "epochs": 1, "analysis_samples": 40, "analysis_val_samples": 20,
-         "analysis_layers": 2, "analysis_bias_layers": 4, "trady_samples": 20,
-         "compare_backbones": False}
+         "analysis_layers": 2, "analysis_bias_layers": 4, "search_trials": 2,
+         "trady_samples": 20, "compare_backbones": False}
 
 
 def config():
@@ -139,6 +143,7 @@ def config():
         "analysis_layers": _ANALYSIS_LAYERS.value,
         "analysis_bias_layers": _ANALYSIS_BIAS_LAYERS.value,
         "analysis_metric": _ANALYSIS_METRIC.value,
+        "search_trials": _SEARCH_TRIALS.value,
         "trady_samples": _TRADY_SAMPLES.value, "trady_layers": _TRADY_LAYERS.value,
         "vision_backbone": _VISION.value, "compare_backbones": _COMPARE.value,
         "jobs": _JOBS.value, "data_dir": str(pathlib.Path(_DATA_DIR.value).resolve()),

@@ -12,7 +12,7 @@ import tflm_training
 from tflm_training import channel_sampler
 from tflm_training import plan as tt_plan
 
-from pipeline import contribution, lowrank, sparse_search, trady
+from pipeline import contribution, lowrank, search_trials, sparse_search, trady
 
 from benchmarks import update_schemes_methods as methods
 
@@ -38,16 +38,31 @@ def contribution_table(model_bytes, samples, settings, config, seed, cache_path)
         metric=config.get("analysis_metric", "accuracy"), cache_path=str(cache_path))
 
 
-def sparse_scheme(model_bytes, budget, settings, table, seed):
+def analysis_data(samples, config):
+    """The training and held-out split contribution_table measured on."""
+    return contribution.prepare_data(samples.train_x, samples.train_y,
+                                     samples=config["analysis_samples"],
+                                     val_samples=config["analysis_val_samples"])
+
+
+def sparse_scheme(model_bytes, budget, settings, table, seed, trials=None):
+    """The searched plan; with trials=(data, top, cache_path), the best
+    measured of the search's finalists (pipeline.search_trials)."""
     try:
         result = sparse_search.search(model_bytes, table, budget, seed=seed,
                                       **settings.plan_settings())
     except sparse_search.InfeasibleBudgetError as error:
         return methods.Scheme("sparse", budget, None, reason=str(error), over_budget=True)
+    searched = result.genome
+    if trials is not None:
+        data, top, cache_path = trials
+        result = search_trials.verify(model_bytes, table, result, data, top=top,
+                                      cache_path=str(cache_path), **settings.plan_settings())
     return methods.Scheme("sparse", budget, result.plan, info={
         "genome": list(result.genome), "analysed_layers": list(result.layers),
         "predicted_delta": result.score, "metric": result.metric, "arena": result.arena,
-        "evaluations": result.evaluations})
+        "evaluations": result.evaluations, "searched_genome": list(searched),
+        "trials": [t.as_dict() for t in result.trials or ()]})
 
 
 # -- TraDy ----------------------------------------------------------------------------

@@ -227,7 +227,12 @@ def schemes_section(data):
         "the run's seed) for the plan with the best predicted gain whose exact "
         "arena fits the budget: a measured bias depth and, per weight-analysed layer, a "
         "share (0, 1/8, 1/4, 1/2, 1) of its output channels whose weights train, plus "
-        "the whole classifier.",
+        "the whole classifier"
+        + (f"; then `pipeline.search_trials.verify` trains the search's best "
+           f"{cfg['search_trials']} plans and the best bias-only plan that fits, each "
+           "like an analysis run, and keeps the best measured (the additive prediction "
+           "overrates deep biases combined with weights)." if cfg.get("search_trials")
+           else "."),
         "* **TraDy**: `pipeline.trady.rank_layers` ranks the layers before the "
         "classifier by their channels' relative gradient norms "
         f"(`Trainer.gradient_norms`) on {cfg.get('trady_samples', NA)} of the seed's "

@@ -131,7 +131,9 @@ def _schemes(job, model_bytes, samples, config, folder):
         cache = folder / "contribution" / f"seed{job.seed}-{_config_digest(config)}.json"
         table = extra.contribution_table(model_bytes, samples, settings, config, job.seed,
                                          cache)
-        return [(kb, extra.sparse_scheme(model_bytes, b, settings, table, job.seed))
+        top = config.get("search_trials", 0)
+        trials = (extra.analysis_data(samples, config), top, cache) if top else None
+        return [(kb, extra.sparse_scheme(model_bytes, b, settings, table, job.seed, trials))
                 for kb, b in budgets]
     if job.method == "trady":
         ranking = extra.trady_ranking(model_bytes, samples, settings, config, job.seed)

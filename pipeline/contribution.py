@@ -202,6 +202,13 @@ class Settings:
                 'batch_size': self.batch_size, 'qas': self.qas, 'epochs': self.epochs,
                 'seeds': list(self.seeds)}
 
+    @classmethod
+    def from_dict(cls, data):
+        """The inverse of as_dict (a table's settings)."""
+        return cls(float(data['learning_rate']), float(data['momentum']),
+                   int(data['batch_size']), bool(data['qas']), int(data['epochs']),
+                   tuple(int(s) for s in data['seeds']))
+
 
 def make_plan(model_bytes, layers, settings):
     """A checked TrainingPlan from [LayerPlan] with the settings."""
@@ -226,7 +233,7 @@ def train_and_evaluate(model_bytes, plan, data, settings, seed):
     return accuracy, loss
 
 
-def _run(model_bytes, layers, data, settings):
+def run_plan(model_bytes, layers, data, settings):
     """{'available', 'accuracy', 'runs', 'loss', 'loss_runs', 'arena',
     'reason'} of one plan."""
     try:
@@ -280,7 +287,7 @@ class Contributions:
     def baseline_accuracy(self):
         return self.baseline['accuracy'] if self.baseline.get('available') else None
 
-    def _gain(self, run):
+    def gain(self, run):
         """The run's gain over the baseline in the table's metric, None
         when either is unavailable."""
         if not run.get('available') or not self.baseline.get('available'):
@@ -300,7 +307,7 @@ class Contributions:
         if k not in self.bias_depths:
             raise ValueError('bias depth %r was not measured; the contribution analysis '
                              'measured depths %s' % (k, self.bias_depths))
-        return self._gain(self.bias[self.bias_depths.index(k)])
+        return self.gain(self.bias[self.bias_depths.index(k)])
 
     def delta_weight(self, operator, ratio):
         """Gain (the metric's) of also training `operator`'s weights on the
@@ -308,7 +315,7 @@ class Contributions:
         unavailable."""
         if ratio == 0:
             return 0.0
-        return self._gain(self.weight[operator][self.ratios.index(ratio)])
+        return self.gain(self.weight[operator][self.ratios.index(ratio)])
 
     def bias_layers(self, k):
         """The operators whose biases depth k trains (the last k
@@ -429,7 +436,7 @@ def cache_key(model_bytes, data, settings, layers, bias_analysed, depths, ratios
     return digest.hexdigest()
 
 
-def _read_cache(path):
+def read_cache(path):
     try:
         with open(path) as f:
             data = json.load(f)
@@ -438,8 +445,8 @@ def _read_cache(path):
     return data if isinstance(data, dict) else {}
 
 
-def _write_cache(path, key, entry):
-    entries = _read_cache(path)
+def write_cache(path, key, entry):
+    entries = read_cache(path)
     entries[key] = entry
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -513,7 +520,7 @@ def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, mo
     key = cache_key(model_bytes, data, settings, [op for op, _, _ in layers],
                     [op for op, _, _ in bias_analysed], depths, ratios)
     if cache_path:
-        entry = _read_cache(cache_path).get(key)
+        entry = read_cache(cache_path).get(key)
         if entry is not None and entry.get('version') == CACHE_VERSION:
             if log:
                 log('contribution analysis: read from %s' % cache_path)
@@ -530,7 +537,7 @@ def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, mo
                          'model, so there is nothing to analyse: %s' % (classifier, error)) \
             from None
     say('contribution: baseline (classifier only)')
-    baseline = _run(model_bytes, [classifier_layer], data, settings)
+    baseline = run_plan(model_bytes, [classifier_layer], data, settings)
     bias_runs, previous = [], None
     for k in depths:
         ops = [op for op, _, has_bias in bias_analysed[len(bias_analysed) - k:] if has_bias]
@@ -538,8 +545,8 @@ def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, mo
             bias_runs.append(dict(bias_runs[-1]))
             continue
         say('contribution: biases of the last %d layers' % k)
-        bias_runs.append(_run(model_bytes, [plan_lib.LayerPlan(op, 'bias') for op in ops]
-                              + [classifier_layer], data, settings) if ops else
+        bias_runs.append(run_plan(model_bytes, [plan_lib.LayerPlan(op, 'bias') for op in ops]
+                                  + [classifier_layer], data, settings) if ops else
                          dict(baseline))
         previous = ops
     weight_runs = {}
@@ -548,7 +555,7 @@ def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, mo
         for r in ratios:
             say('contribution: op %d weights, %s of %d channels' % (
                 op, ratio_name(r), channels))
-            weight_runs[op].append(_run(
+            weight_runs[op].append(run_plan(
                 model_bytes, [plan_lib.LayerPlan(op, 'weights', ratio_channels(r, channels)),
                               classifier_layer], data, settings))
     analysed = layers + bias_analysed
@@ -561,6 +568,6 @@ def analyze(model_bytes, x, y, x_val=None, y_val=None, *, learning_rate=0.02, mo
         train_samples=int(len(data['y_train'])), val_samples=int(len(data['y_val'])),
         metric=metric)
     if cache_path:
-        _write_cache(cache_path, key, table.as_json())
+        write_cache(cache_path, key, table.as_json())
     return table
 

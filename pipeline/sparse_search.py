@@ -82,18 +82,34 @@ class SearchResult:
     evaluations: int        # distinct plans whose arena was computed
     history: list           # best score after each generation
     metric: str = 'accuracy'  # the contribution table's (contribution.METRICS)
+    finalists: list = dataclasses.field(default_factory=list)  # last population, best first
+    trials: list = None     # pipeline.search_trials.Trial per finalist run, when verified
 
     def describe(self):
-        k, ratios = self.genome[0], self.genome[1:]
-        parts = ['bias depth %d' % k] + [
-            'op %d weights %s' % (op, contribution.ratio_name(r))
-            for op, r in zip(self.layers, ratios) if r]
-        unit = ('Δaccuracy %+.1f points' if self.metric == 'accuracy' else
-                'held-out loss drop %+.1f hundredths of a nat') % (100 * self.score)
-        return ['searched sparse plan: %s; predicted %s; arena %d bytes '
-                '(%.1f KB) of budget %d (%.1f KB)' % (
-                    ', '.join(parts), unit, self.arena, self.arena / 1024,
-                    self.budget, self.budget / 1024)]
+        lines = ['searched sparse plan: %s; predicted %s; arena %d bytes '
+                 '(%.1f KB) of budget %d (%.1f KB)' % (
+                     describe_genome(self.layers, self.genome), self._gain(self.score),
+                     self.arena, self.arena / 1024, self.budget, self.budget / 1024)]
+        for trial in self.trials or ():
+            lines.append('  trial %-10s %s: predicted %s, measured %s%s' % (
+                trial.origin, describe_genome(self.layers, trial.genome),
+                self._gain(trial.predicted),
+                'n/a (%s)' % trial.run.get('reason') if trial.measured is None else
+                self._gain(trial.measured), '  <- chosen' if trial.genome == self.genome
+                else ''))
+        return lines
+
+    def _gain(self, value):
+        return ('Δaccuracy %+.1f points' if self.metric == 'accuracy' else
+                'held-out loss drop %+.1f hundredths of a nat') % (100 * value)
+
+
+def describe_genome(layers, genome):
+    """'bias depth 12, op 36 weights 1/2' (layers: the weight-analysed
+    operators)."""
+    return ', '.join(['bias depth %d' % genome[0]] + [
+        'op %d weights %s' % (op, contribution.ratio_name(r))
+        for op, r in zip(layers, genome[1:]) if r])
 
 
 def genome_layers(table, genome, classifier_channels=None):
@@ -129,7 +145,7 @@ def genome_plan(model_bytes, table, genome, **settings):
                                                 **_settings(table, settings))
 
 
-class _Problem:
+class Problem:
     """Choices, fitness and memoised cost of the genomes of one table."""
 
     def __init__(self, model_bytes, table, budget, settings):
@@ -238,7 +254,7 @@ def search(model_bytes, table, budget_bytes, *, population=40, generations=20, p
     if table.baseline_accuracy is None:
         raise ValueError('the contribution table has no baseline (the classifier-only run '
                          'was unavailable: %s)' % table.baseline.get('reason'))
-    problem = _Problem(model_bytes, table, budget, settings)
+    problem = Problem(model_bytes, table, budget, settings)
     zero = problem.zero()
     if not problem.feasible(zero):
         raise _budget_error(model_bytes, table, budget, settings)
@@ -281,4 +297,4 @@ def search(model_bytes, table, budget_bytes, *, population=40, generations=20, p
     return SearchResult(plan=plan, genome=best, layers=list(table.layers),
                         score=problem.fitness(best), arena=problem.cost(best), budget=budget,
                         evaluations=problem.evaluations, history=history,
-                        metric=table.metric)
+                        metric=table.metric, finalists=list(current))

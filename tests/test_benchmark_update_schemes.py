@@ -27,7 +27,7 @@ CONFIG = {
     "epochs": 1, "train_samples": 30, "test_samples": 30,
     "settings": dataclasses.asdict(SETTINGS),
     "analysis_samples": 16, "analysis_val_samples": 10, "analysis_epochs": 1,
-    "analysis_layers": 1, "trady_samples": 8, "trady_layers": 2,
+    "analysis_layers": 1, "search_trials": 2, "trady_samples": 8, "trady_layers": 2,
 }
 
 
@@ -138,6 +138,13 @@ def test_int8_records_other_schemes(method, samples, tmp_path):
     assert record["available"], record["reason"]
     assert 0.0 <= record["accuracy"] <= 1.0
     assert record["metrics"]["training_arena"] <= methods.inference_arena(MODEL) + 64 * 1024
+    if method == "sparse":  # the best measured of the search's 2 best and bias-only plans
+        trials = record["info"]["trials"]
+        assert 2 <= len(trials) <= 3
+        assert trials[0]["genome"] == record["info"]["searched_genome"]
+        best = max((t for t in trials if t["measured"] is not None),
+                   key=lambda t: (t["measured"], t["predicted"], -t["arena"]))
+        assert record["info"]["genome"] == best["genome"]
 
 
 def _record(method, budget_kb, seed, accuracy, arena):

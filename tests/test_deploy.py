@@ -276,6 +276,9 @@ def test_searched_schemes_fit_the_budget_and_train_on_device_like_the_host(searc
     assert updates and set(updates.values()) <= expected
     if scheme == "trady":
         assert report["sample_budget"] == plan.sample_budget > 0
+    if scheme == "sparse-search":  # the finalists ran; one was chosen
+        assert result.stdout.count("  trial search #") >= 2
+        assert result.stdout.count("<- chosen") == 1
     device, host = report["device"], report["host"]
     assert (device["accuracy_before"], device["accuracy_after"]) == (
         host["accuracy_before"], host["accuracy_after"])

@@ -485,7 +485,8 @@ def test_trady_plan_fills_the_budget_or_holds_every_channel(ranking, extra_kb, f
     assert plan.layers[-1].update == "weights" and len(plan.layers[-1].channels) == 10
     assert [l.operator_index for l in plan.layers[:-1]] == sorted(result.candidates)
     assert all(l.update == "sampled" for l in plan.layers[:-1])
-    assert result.candidates + result.dropped == ranking.selected
+    assert sorted(result.candidates + result.dropped) == sorted(ranking.selected)
+    assert result.candidates == sorted(result.candidates, key=ranking.selected.index)
     assert plan.seed == 4 and plan.sample_budget == result.pool
     trainer = Trainer(MODEL, plan)
     assert trainer.arena_used_bytes() == result.arena <= budget
@@ -522,39 +523,75 @@ def _largest_pool(candidates, costs, budget):
     return pool
 
 
-@pytest.mark.parametrize("extra_kb,larger_fits", [(32, False), (128, True), (200, True)])
-def test_trady_keeps_the_top_layers_that_draw_the_most_score(ranking, extra_kb, larger_fits):
-    budget = cost_model.inference_arena(MODEL) + extra_kb * 1024
+def _fit(ranking, candidates, budget):
+    """(Σscore x min(1, pool / channel bytes), pool / channel bytes) of a
+    set, (-1, 0) when it does not fit."""
     layers = {layer.operator: layer for layer in ranking.layers}
     costs = {op: layer.channel_cost for op, layer in layers.items()}
-    values = []
-    for k in range(1, len(ranking.selected) + 1):
-        top = ranking.selected[:k]
-        pool = _largest_pool(top, costs, budget)
-        channel_bytes = sum(layers[op].channels * costs[op] for op in top)
-        values.append(-1.0 if pool is None else
-                      sum(layers[op].score for op in top) * min(1.0, pool / channel_bytes))
-    best_k = int(np.argmax(values)) + 1
-    # Where a larger k fits, it draws less score per epoch and is left out.
-    assert any(v >= 0 for v in values[best_k:]) == larger_fits
+    pool = _largest_pool(candidates, costs, budget)
+    channel_bytes = sum(layers[op].channels * costs[op] for op in candidates)
+    if pool is None:
+        return -1.0, 0.0
+    share = pool / channel_bytes
+    return sum(layers[op].score for op in candidates) * min(1.0, share), share
+
+
+# 16 KB: op 6 (ranked first) does not fit; 32 KB: it fits with a pool for 8% of its
+# channels, so the greedy path (op 5 alone) is taken.
+@pytest.mark.parametrize("extra_kb,kind", [(16, "greedy"), (32, "greedy"), (96, "top-k"),
+                                           (128, "top-k"), (200, "top-k")])
+def test_trady_keeps_the_candidates_that_draw_the_most_score(ranking, extra_kb, kind):
+    """The top k with the largest expected score among those whose pool
+    holds 1/8 of their channels; when none does, the best of the top-k
+    sets and the greedy path (each step adds the layer that raises the
+    expected score most)."""
+    budget = cost_model.inference_arena(MODEL) + extra_kb * 1024
+    selected = ranking.selected
+    sets = [selected[:k] for k in range(1, len(selected) + 1)]
+    fits = [_fit(ranking, chosen, budget) for chosen in sets]
+    qualified = [i for i, (_, share) in enumerate(fits) if share >= 1 / 8]
+    if not qualified:
+        path, reached = [], 0.0
+        while True:
+            steps = [(_fit(ranking, path + [op], budget)[0], op)
+                     for op in selected if op not in path]
+            value, op = max(steps, key=lambda step: step[0], default=(-1.0, None))
+            if value <= reached:
+                break
+            path, reached = path + [op], value
+            sets.append(sorted(path, key=selected.index))
+            fits.append(_fit(ranking, sets[-1], budget))
+        qualified = range(len(sets))
+    best = max(qualified, key=lambda i: (fits[i][0], -len(sets[i]), -i))
+    assert (best < len(selected)) == (kind == "top-k")
+    if extra_kb == 32:
+        assert 0 < fits[0][1] < 1 / 8  # the top layer fits, with too small a pool
     result = trady.plan_for_budget(MODEL, ranking, budget, seed=4)
-    assert result.candidates == ranking.selected[:best_k]
-    assert result.dropped == ranking.selected[best_k:]
-    assert result.pool == min(_largest_pool(result.candidates, costs, budget),
-                              trady.channel_bytes(ranking, result.candidates))
+    assert result.candidates == sets[best]
+    assert result.dropped == [op for op in selected if op not in sets[best]]
+    layers = {layer.operator: layer for layer in ranking.layers}
+    assert result.pool == min(
+        _largest_pool(sets[best], {op: l.channel_cost for op, l in layers.items()}, budget),
+        trady.channel_bytes(ranking, sets[best]))
     assert trady.expected_score(ranking, result.candidates, result.pool) == \
-        pytest.approx(max(values))
+        pytest.approx(fits[best][0])
 
 
 def test_trady_refuses_a_too_small_budget(ranking):
-    top = ranking.selected[0]
     with pytest.raises(trady.InfeasibleBudgetError) as error:
         trady.plan_for_budget(MODEL, ranking, cost_model.inference_arena(MODEL))
     message = str(error.value)
     need = int(message.split("at least ")[1].split(" bytes")[0])
-    assert f"op {top}" in message and "classifier alone" in message
+    cheapest = int(message.split("cheapest candidate layer, op ")[1].split(",")[0])
+    needs = [memory_model.training_memory(MODEL, TrainingPlan.sampled(
+        MODEL, [op], layer.channel_cost, 0, **SETTINGS)).total
+             for op, layer in ((l.operator, l) for l in ranking.layers if l.selected)]
+    assert need == min(needs) and cheapest in ranking.selected
+    assert "classifier alone" in message
     result = trady.plan_for_budget(MODEL, ranking, need)
-    assert result.candidates == [top] and result.arena == need
+    assert result.candidates == [cheapest] and result.arena == need
+    with pytest.raises(trady.InfeasibleBudgetError):
+        trady.plan_for_budget(MODEL, ranking, need - 1)
 
 
 def test_trady_without_candidates_says_the_gradients_are_zero(ranking):
@@ -585,6 +622,7 @@ def test_analyze_tool_prints_the_ranking_and_writes_plots(tmp_path):
     start = lines.index(expected.describe()[0])
     assert lines[start:start + len(expected.describe())] == expected.describe()
     assert any(line.startswith("searched sparse plan: ") for line in lines)
+    assert sum(line.endswith("<- chosen") for line in lines) == 1  # --search_trials 4
     assert any(line.startswith("TraDy plan: sampled ops ") for line in lines)
     assert any(line.split()[:2] == ["8", "64"] for line in lines)  # contribution table row
     for name in ("ranking.png", "contribution.png", "plans.png"):
@@ -595,6 +633,8 @@ def test_analyze_tool_prints_the_ranking_and_writes_plots(tmp_path):
     report = json.loads((tmp_path / "analysis.json").read_text())
     budget = cost_model.inference_arena(MODEL) + 32 * 1024
     assert report["budget_bytes"] == budget
+    trials = report["sparse"]["trials"]
+    assert 4 <= len(trials) <= 5 and report["sparse"]["genome"] in [t["genome"] for t in trials]
     for name in ("sparse", "trady"):
         plan = TrainingPlan.from_bytes((tmp_path / f"{name}_plan.bin").read_bytes())
         assert Trainer(MODEL, plan).arena_used_bytes() == report[name]["arena"] <= budget

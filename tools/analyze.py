@@ -63,6 +63,10 @@ _MAX_LAYERS = flags.DEFINE_integer(
 _MAX_BIAS_LAYERS = flags.DEFINE_integer(
     "max_bias_layers", None, "Measure the contribution of bias depths over only the last N "
     "trainable layers before the classifier (default all).", lower_bound=1)
+_SEARCH_TRIALS = flags.DEFINE_integer(
+    "search_trials", 4, "Train the search's best N plans and the best bias-only plan like "
+    "the contribution runs and keep the best measured (0: the best predicted).",
+    lower_bound=0)
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.02, "SGD learning rate.")
 _MOMENTUM = flags.DEFINE_float("momentum", steps.MOMENTUM, "SGD momentum.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", steps.BATCH_SIZE, "Batch size.",
@@ -197,7 +201,7 @@ def analyze():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipeline import contribution, cost_model, sparse_search, trady
+    from pipeline import contribution, cost_model, search_trials, sparse_search, trady
     # pylint: enable=import-outside-toplevel
     out = pathlib.Path(_OUT.value)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,12 +257,19 @@ def analyze():
                                     "board": _BOARD.value, "ram_room": room}
     try:
         found = sparse_search.search(model, table, budget, seed=_SEED.value)
+        if _SEARCH_TRIALS.value:
+            data = contribution.prepare_data(x, y, samples=_SAMPLES.value,
+                                             val_samples=_VAL_SAMPLES.value)
+            found = search_trials.verify(
+                model, table, found, data, top=_SEARCH_TRIALS.value,
+                cache_path=None if cache == "none" else cache, log=log)
         plans["sparse"] = found.plan
         for line in found.describe():
             log(line)
         report["sparse"] = {"genome": list(found.genome), "layers": found.layers,
                             "score": found.score, "metric": found.metric,
-                            "arena": found.arena}
+                            "arena": found.arena,
+                            "trials": [t.as_dict() for t in found.trials or ()]}
     except sparse_search.InfeasibleBudgetError as error:
         log(f"searched sparse plan: none: {error}")
         report["sparse"] = {"error": str(error)}

@@ -50,6 +50,10 @@ _BUDGET_KB = flags.DEFINE_float(
 _METRIC = flags.DEFINE_enum(
     "contribution_metric", "accuracy", ["accuracy", "loss"], "sparse-search: what a "
     "contribution is, the held-out accuracy gain or the drop of the held-out loss.")
+_SEARCH_TRIALS = flags.DEFINE_integer(
+    "search_trials", 4, "sparse-search: train the search's best N plans and the best "
+    "bias-only plan on the training samples like the analysis runs and keep the best "
+    "measured (0: the search's best predicted plan).", lower_bound=0)
 _EPOCHS = flags.DEFINE_integer("epochs", 4, "Passes over the training samples.",
                                lower_bound=1)
 _TRAIN_SAMPLES = flags.DEFINE_integer(
@@ -135,7 +139,7 @@ def deploy():
         plan = steps.search_plan(model, _SCHEME.value, samples,
                                  steps.budget_bytes(board, _BUDGET_KB.value),
                                  _LEARNING_RATE.value, _SEED.value, out, log,
-                                 metric=_METRIC.value)
+                                 metric=_METRIC.value, trials=_SEARCH_TRIALS.value)
     else:
         plan = steps.make_plan(model, _SCHEME.value, _LEARNING_RATE.value)
     arena = steps.check_budget(model, plan, _SCHEME.value, board, _BUDGET_KB.value)

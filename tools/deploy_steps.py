@@ -374,30 +374,35 @@ def budget_bytes(board, budget_kb):
 
 
 def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_dir,
-                log=print, metric="accuracy"):
+                log=print, metric="accuracy", trials=4):
     """The plan of a searched scheme for `budget` bytes of training arena,
     found on the training samples only (the test samples stay unseen).
 
     sparse-search: contribution analysis (short host fine-tuning runs of
     bias depths and weight ratios over every layer before the classifier,
-    cached in out_dir; gains by `metric`) and the evolutionary search; trady: layers ranked by
+    cached in out_dir; gains by `metric`), the evolutionary search, and
+    (trials > 0) real runs of its best `trials` plans and the best
+    bias-only plan, the best measured kept; trady: layers ranked by
     relative gradient norm, channels drawn anew every epoch on the device;
     lowrank: Adam on low-rank projected gradients of the FC and pointwise
     layers nearest the logits.
     """
     # pylint: disable=import-outside-toplevel
-    from pipeline import contribution, lowrank, sparse_search, trady
+    from pipeline import contribution, lowrank, search_trials, sparse_search, trady
     settings = {"learning_rate": learning_rate, "momentum": MOMENTUM,
                 "batch_size": BATCH_SIZE}
     x, y = samples.train_x, samples.train_y
     try:
         if scheme == "sparse-search":
             log(f"contribution analysis on {len(y)} training samples (cached in {out_dir}) ...")
-            table = contribution.analyze(
-                model_bytes, x, y, epochs=1, seeds=(seed,), metric=metric,
-                cache_path=str(pathlib.Path(out_dir) / "contributions.json"), log=log,
-                **settings)
+            cache = str(pathlib.Path(out_dir) / "contributions.json")
+            table = contribution.analyze(model_bytes, x, y, epochs=1, seeds=(seed,),
+                                         metric=metric, cache_path=cache, log=log, **settings)
             result = sparse_search.search(model_bytes, table, budget, seed=seed)
+            if trials:
+                result = search_trials.verify(model_bytes, table, result,
+                                              contribution.prepare_data(x, y), top=trials,
+                                              cache_path=cache, log=log)
             _log_lines(log, result.describe())
             return result.plan
         if scheme == "trady":
