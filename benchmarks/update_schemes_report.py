@@ -241,7 +241,9 @@ def schemes_section(data):
            else "all layers") + "); `pipeline.trady.plan_for_budget` keeps the top "
         "layers covering 97% of the score as \"sampled\" candidates, of them the top k "
         "whose largest channel pool within the budget draws the most score per epoch "
-        "(score x min(1, pool / their channel bytes)), plus the whole classifier; "
+        "(score x min(1, pool / their channel bytes)) among those whose pool holds an "
+        "eighth of their channels (when none does: the best of those and of the greedy "
+        "path that adds the layer raising that score most), plus the whole classifier; "
         "`Trainer.begin_epoch(epoch)` redraws the trained channels before every epoch "
         "(plan seed = the run's seed).",
         "* **low-rank**: `pipeline.lowrank.plan_for_budget` (what `deploy.py --scheme "
