@@ -57,7 +57,7 @@ def sparse_scheme(model_bytes, budget, settings, table, seed, trials=None):
     if trials is not None:
         data, top, cache_path = trials
         result = search_trials.verify(model_bytes, table, result, data, top=top,
-                                      cache_path=str(cache_path), **settings.plan_settings())
+                                      cache_path=str(cache_path))
     return methods.Scheme("sparse", budget, result.plan, info={
         "genome": list(result.genome), "analysed_layers": list(result.layers),
         "predicted_delta": result.score, "metric": result.metric, "arena": result.arena,

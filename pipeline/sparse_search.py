@@ -84,6 +84,7 @@ class SearchResult:
     metric: str = 'accuracy'  # the contribution table's (contribution.METRICS)
     finalists: list = dataclasses.field(default_factory=list)  # last population, best first
     trials: list = None     # pipeline.search_trials.Trial per finalist run, when verified
+    settings: dict = dataclasses.field(default_factory=dict)  # search()'s plan settings
 
     def describe(self):
         lines = ['searched sparse plan: %s; predicted %s; arena %d bytes '
@@ -91,12 +92,12 @@ class SearchResult:
                      describe_genome(self.layers, self.genome), self._gain(self.score),
                      self.arena, self.arena / 1024, self.budget, self.budget / 1024)]
         for trial in self.trials or ():
+            chosen = trial.genome == self.genome and trial.measured is not None
             lines.append('  trial %-10s %s: predicted %s, measured %s%s' % (
                 trial.origin, describe_genome(self.layers, trial.genome),
                 self._gain(trial.predicted),
                 'n/a (%s)' % trial.run.get('reason') if trial.measured is None else
-                self._gain(trial.measured), '  <- chosen' if trial.genome == self.genome
-                else ''))
+                self._gain(trial.measured), '  <- chosen' if chosen else ''))
         return lines
 
     def _gain(self, value):
@@ -297,4 +298,5 @@ def search(model_bytes, table, budget_bytes, *, population=40, generations=20, p
     return SearchResult(plan=plan, genome=best, layers=list(table.layers),
                         score=problem.fitness(best), arena=problem.cost(best), budget=budget,
                         evaluations=problem.evaluations, history=history,
-                        metric=table.metric, finalists=list(current))
+                        metric=table.metric, finalists=list(current),
+                        settings=dict(settings))

@@ -317,8 +317,9 @@ def _trady_plan(ranking, budget, selected, candidates, fitted):
 def plan_for_budget(model_bytes, ranking, budget_bytes, seed=0):
     """The TradyPlan under budget_bytes (the whole training arena) with the
     ranking's settings: the top-k candidates with the largest
-    expected_score, or the greedy path's when no top k hold
-    MIN_DRAWN_SHARE of their channels (see the module doc)."""
+    expected_score among those whose pool holds MIN_DRAWN_SHARE of their
+    channels; when none does, the best of every top-k set that fits and
+    the greedy path (see the module doc)."""
     model_bytes = bytes(model_bytes)
     budget = int(budget_bytes)
     settings = {k: ranking.settings[k] for k in

@@ -1,6 +1,7 @@
 """pipeline.search_trials: the search's finalists are trained for real and
 the best measured one is chosen."""
 
+import dataclasses
 import pathlib
 
 import numpy as np
@@ -19,7 +20,8 @@ BUDGET = cost_model.inference_arena(MODEL) + 32 * 1024
 
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory):
-    """(x, y, table, search result) of a small real analysis on FSDD clips."""
+    """(x, y, table, search result) of a small real analysis on FSDD clips
+    (weights of ops 7 and 8, bias depths over all 9 layers)."""
     with np.load(TESTS / "data" / "fsdd_train.npz") as data:
         x = contribution.quantize_samples(MODEL, data["x_train"])
         y = data["y_train"]
@@ -35,12 +37,22 @@ def _data(x, y):
     return contribution.prepare_data(x, y, **ANALYSIS)
 
 
+def _plan(table, genome):
+    return [(l.operator_index, l.update, l.channels)
+            for l in sparse_search.genome_layers(table, genome)]
+
+
 def test_trials_are_real_runs_and_the_best_measured_wins(analysed, tmp_path):
     x, y, table, found = analysed
     chosen = search_trials.verify(MODEL, table, found, _data(x, y), top=3,
                                   cache_path=str(tmp_path / "trials.json"))
     trials = chosen.trials
-    assert [t.genome for t in trials[:3]] == list(dict.fromkeys(found.finalists))[:3]
+    # The search's 3 best distinct plans, best first.
+    distinct = []
+    for genome in found.finalists:
+        if _plan(table, genome) not in [_plan(table, g) for g in distinct]:
+            distinct.append(genome)
+    assert [t.genome for t in trials[:3]] == distinct[:3]
     assert trials[0].genome == found.genome
     settings = contribution.Settings.from_dict(table.settings)
     for trial in trials:
@@ -64,17 +76,47 @@ def test_trials_are_real_runs_and_the_best_measured_wins(analysed, tmp_path):
     assert len([line for line in lines if line.startswith("  trial")]) == len(trials)
 
 
+def test_genomes_making_one_plan_are_one_trial_and_analysis_plans_are_not_rerun(
+        analysed, monkeypatch):
+    """(1, 0, 1) and (0, 0, 1) both train op 8's weights (with its bias) and
+    the classifier; (0, 0, 1) and (2, 0, 0) are plans the analysis ran."""
+    x, y, table, found = analysed
+    same = [(1, 0.0, 1.0), (0, 0.0, 1.0)]
+    assert _plan(table, same[0]) == _plan(table, same[1])
+    result = dataclasses.replace(found, finalists=same + [(2, 0.0, 0.0)], budget=10**6)
+
+    def no_runs(*args, **kwargs):
+        raise AssertionError("a plan the analysis ran was trained again")
+
+    monkeypatch.setattr(contribution, "run_plan", no_runs)
+    chosen = search_trials.verify(MODEL, table, result, _data(x, y), top=3, cache_path=None)
+    trials = {t.genome: t for t in chosen.trials}
+    assert (1, 0.0, 1.0) in trials and (0, 0.0, 1.0) not in trials
+    assert trials[(2, 0.0, 0.0)].run is table.bias[table.bias_depths.index(2)]
+    assert trials[(2, 0.0, 0.0)].measured == table.delta_bias(2)
+
+
 def test_trials_are_cached_under_the_table_and_the_plan(analysed, tmp_path, monkeypatch):
     x, y, table, found = analysed
     cache = str(tmp_path / "trials.json")
-    first = search_trials.verify(MODEL, table, found, _data(x, y), top=2, cache_path=cache)
+    result = dataclasses.replace(found, finalists=[(3, 0.0, 0.25), (1, 0.5, 0.0)],
+                                 budget=10**6)
+    first = search_trials.verify(MODEL, table, result, _data(x, y), top=2, cache_path=cache)
+    assert [t.origin for t in first.trials][:2] == ["search #1", "search #2"]
+    assert len(contribution.read_cache(cache)) == 2  # two plans the analysis did not run
 
     def no_runs(*args, **kwargs):
         raise AssertionError("a cached trial ran again")
 
     monkeypatch.setattr(contribution, "run_plan", no_runs)
-    again = search_trials.verify(MODEL, table, found, _data(x, y), top=2, cache_path=cache)
+    again = search_trials.verify(MODEL, table, result, _data(x, y), top=2, cache_path=cache)
     assert again.trials == first.trials and again.genome == first.genome
+
+
+def _fake_measure(runs):
+    def measure(model_bytes, table, genome, data, settings, cache_path):
+        return runs.get(genome, table.baseline)
+    return measure
 
 
 def test_a_finalist_that_measures_better_beats_the_predicted_best(analysed, monkeypatch):
@@ -85,25 +127,37 @@ def test_a_finalist_that_measures_better_beats_the_predicted_best(analysed, monk
     assert len(finalists) >= 2
     favourite, broken = finalists[-1][0], finalists[0][0]
     baseline = table.baseline
-
-    def fake_run(model_bytes, layers, data, settings):
-        ops = [(l.operator_index, l.update, tuple(l.channels or ())) for l in layers]
-        if ops == _ops(table, broken):
-            return {"available": False, "reason": "diverged"}
-        if ops == _ops(table, favourite):
-            return dict(baseline, accuracy=1.0, loss=baseline["loss"] - 1.0)
-        return dict(baseline)
-
-    monkeypatch.setattr(contribution, "run_plan", fake_run)
+    monkeypatch.setattr(search_trials, "_measure", _fake_measure({
+        broken: {"available": False, "reason": "diverged"},
+        favourite: dict(baseline, accuracy=1.0, loss=baseline["loss"] - 1.0)}))
     chosen = search_trials.verify(MODEL, table, found, _data(x, y), top=3, cache_path=None)
     assert chosen.genome == favourite
     assert chosen.trials[0].measured is None
     assert "n/a (diverged)" in chosen.describe()[1]
 
 
-def _ops(table, genome):
-    return [(l.operator_index, l.update, tuple(l.channels or ()))
-            for l in sparse_search.genome_layers(table, genome)]
+def test_when_no_finalist_can_be_measured_the_search_plan_stays(analysed, monkeypatch):
+    x, y, table, found = analysed
+    finalists, _ = search_trials.finalists(MODEL, table, found, 2)
+    monkeypatch.setattr(search_trials, "_measure", _fake_measure({
+        genome: {"available": False, "reason": "diverged"} for genome, _ in finalists}))
+    chosen = search_trials.verify(MODEL, table, found, _data(x, y), top=2, cache_path=None)
+    assert chosen.genome == found.genome and chosen.plan is found.plan
+    assert all(t.measured is None for t in chosen.trials)
+    assert not any("<- chosen" in line for line in chosen.describe())
+
+
+def test_trials_keep_the_search_settings_and_its_budget(analysed, monkeypatch):
+    """A search with other plan settings (a different optimizer state, so
+    other arenas) is verified under those settings."""
+    x, y, table, _ = analysed
+    found = sparse_search.search(MODEL, table, BUDGET, population=12, generations=4, seed=1,
+                                 batch_size=1, momentum=0.0)
+    monkeypatch.setattr(search_trials, "_measure", _fake_measure({}))
+    chosen = search_trials.verify(MODEL, table, found, _data(x, y), top=4, cache_path=None)
+    assert all(t.arena <= BUDGET for t in chosen.trials)
+    assert (chosen.plan.batch_size, chosen.plan.momentum) == (1, 0.0)
+    assert memory_model.training_memory(MODEL, chosen.plan).total == chosen.arena <= BUDGET
 
 
 def test_trials_refuse_samples_the_table_was_not_measured_on(analysed):
@@ -113,4 +167,3 @@ def test_trials_refuse_samples_the_table_was_not_measured_on(analysed):
         search_trials.verify(MODEL, table, found, other, cache_path=None)
     with pytest.raises(ValueError, match="top >= 1"):
         search_trials.verify(MODEL, table, found, _data(x, y), top=0, cache_path=None)
-

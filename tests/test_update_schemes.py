@@ -566,6 +566,7 @@ def test_trady_keeps_the_candidates_that_draw_the_most_score(ranking, extra_kb, 
     assert (best < len(selected)) == (kind == "top-k")
     if extra_kb == 32:
         assert 0 < fits[0][1] < 1 / 8  # the top layer fits, with too small a pool
+        assert sets[best] == [5]
     result = trady.plan_for_budget(MODEL, ranking, budget, seed=4)
     assert result.candidates == sets[best]
     assert result.dropped == [op for op in selected if op not in sets[best]]
@@ -575,6 +576,22 @@ def test_trady_keeps_the_candidates_that_draw_the_most_score(ranking, extra_kb, 
         trady.channel_bytes(ranking, sets[best]))
     assert trady.expected_score(ranking, result.candidates, result.pool) == \
         pytest.approx(fits[best][0])
+
+
+def test_trady_prefers_a_top_k_set_whose_pool_holds_an_eighth_of_its_channels(ranking):
+    """With op 4's score raised a thousandfold, ops 6 and 4 draw the most
+    expected score at +52 KB, but their pool holds under 1/8 of their
+    channels, so op 6 alone (a pool for half of its channels) is kept."""
+    boosted = dataclasses.replace(ranking, layers=[
+        dataclasses.replace(layer, score=layer.score * (1000 if layer.operator == 4 else 1))
+        for layer in ranking.layers])
+    assert boosted.selected[:2] == [6, 4]
+    budget = cost_model.inference_arena(MODEL) + 52 * 1024
+    both, both_share = _fit(boosted, [6, 4], budget)
+    alone, alone_share = _fit(boosted, [6], budget)
+    assert both > alone and 0 < both_share < 1 / 8 <= alone_share
+    result = trady.plan_for_budget(MODEL, boosted, budget)
+    assert result.candidates == [6]
 
 
 def test_trady_refuses_a_too_small_budget(ranking):
