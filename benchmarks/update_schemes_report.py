@@ -352,8 +352,9 @@ def weak_section(data):
         "compare schemes with each other and with the float reference, not with the "
         "literature.")
     lines.append(
-        "* **Small data and short training**, to keep the whole benchmark to about "
-        f"{data['wall_seconds']['total'] / 60:.0f} minutes on 2 shared CPU cores: "
+        "* **Small data and short training**, to keep the benchmark short on 2 shared "
+        f"CPU cores (this run: {data['wall_seconds']['total'] / 60:.0f} minutes; without "
+        "cached contribution analyses and float runs, about 50): "
         f"{data['config']['train_samples']} training samples, "
         f"{data['config']['epochs']} epochs, {data['config']['test_samples']} test "
         f"samples, {len(data['config']['seeds'])} seeds; one SGD learning rate for "
