@@ -81,7 +81,7 @@ _ANALYSIS_EPOCHS = flags.DEFINE_integer("analysis_epochs", 3, "Epochs of each "
 _ANALYSIS_METRIC = flags.DEFINE_enum("analysis_metric", "loss", ["loss", "accuracy"],
                                      "What a contribution is: the drop of the held-out "
                                      "loss or the held-out accuracy gain.")
-_ANALYSIS_LAYERS = flags.DEFINE_integer("analysis_layers", 12, "Trainable layers before "
+_ANALYSIS_LAYERS = flags.DEFINE_integer("analysis_layers", 16, "Trainable layers before "
                                         "the classifier whose weight ratios the analysis "
                                         "(and the search) considers.", lower_bound=1)
 _ANALYSIS_BIAS_LAYERS = flags.DEFINE_integer(

@@ -226,10 +226,11 @@ def schemes_section(data):
         + "), then `pipeline.sparse_search.search` (evolutionary, its seed = "
         "the run's seed) for the plan with the best predicted gain whose exact "
         "arena fits the budget: a measured bias depth and, per weight-analysed layer, a "
-        "share (0, 1/8, 1/4, 1/2, 1) of its output channels whose weights train, plus "
-        "the whole classifier"
-        + (f"; then `pipeline.search_trials.verify` trains the search's best "
-           f"{cfg['search_trials']} plans and the best bias-only plan that fits, each "
+        "share of its output channels whose weights train (0, a measured ratio, or a "
+        "multiple of 1/16 between them, its gain interpolated), plus the whole classifier"
+        + (f"; then `pipeline.search_trials.verify` trains the search's best plans of "
+           f"{cfg['search_trials']} shapes (bias depth and the layers whose weights "
+           "train) and the best bias-only plan that fits, each "
            "like an analysis run, and keeps the best measured (the additive prediction "
            "overrates deep biases combined with weights)." if cfg.get("search_trials")
            else "."),

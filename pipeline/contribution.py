@@ -62,6 +62,7 @@ recomputes.
 """
 
 import dataclasses
+import fractions
 import hashlib
 import json
 import math
@@ -417,8 +418,8 @@ class Contributions:
 
 
 def ratio_name(r):
-    """"1/8" for 0.125 and so on."""
-    return {0.125: '1/8', 0.25: '1/4', 0.5: '1/2', 1.0: '1'}.get(r, '%g' % r)
+    """"1/8" for 0.125, "7/16" for 0.4375 and so on."""
+    return str(fractions.Fraction(r).limit_denominator(1024))
 
 
 # -- the cache ------------------------------------------------------------------------

@@ -14,9 +14,11 @@ chosen, the finalists are trained for real:
     chosen = search_trials.verify(model_bytes, table, found, data, top=4)
     chosen.plan, chosen.trials
 
-Finalists: the search's best `top` distinct PLANS (its last population,
-best first; genomes that differ only in the biases of layers whose weights
-train anyway make one plan, the best-ranked genome stands for it) and the
+Finalists: the search's best `top` distinct SHAPES of plan (its last
+population, best first; a shape is the bias depth and the set of layers
+whose weights train, so genomes that differ only in how many channels of
+those layers train, or in the biases of layers whose weights train anyway,
+are one finalist, the best-ranked genome stands for it) and the
 best bias-only genome that fits the budget (the measured bias depth with
 the largest gain, 0 = the classifier alone; ties: the smaller arena), all
 within the budget under the search's settings. Each is measured like a
@@ -58,6 +60,13 @@ class Trial:
                 'predicted': self.predicted, 'measured': self.measured, 'arena': self.arena}
 
 
+def _shape(table, genome):
+    """What the finalists must differ in: the trained biases and the
+    layers whose weights train (not how many of their channels)."""
+    return tuple((layer.operator_index, layer.update)
+                 for layer in sparse_search.genome_layers(table, genome))
+
+
 def _plan_key(table, genome):
     return tuple((layer.operator_index, layer.update,
                   None if layer.channels is None else tuple(layer.channels))
@@ -66,23 +75,24 @@ def _plan_key(table, genome):
 
 def finalists(model_bytes, table, result, top):
     """([(genome, origin)], the search's Problem): see the module doc."""
-    problem = sparse_search.Problem(model_bytes, table, result.budget, result.settings)
+    problem = sparse_search.Problem(model_bytes, table, result.budget, result.settings,
+                                    result.grid)
     zero = problem.zero()
     if not problem.feasible(zero):
         raise ValueError('the search result does not fit its own budget under its settings '
                          '(%d bytes); search again' % result.budget)
-    chosen, plans = [], set()
+    chosen, shapes = [], set()
     for genome in result.finalists:
         if len(chosen) == top:
             break
-        key = _plan_key(table, genome)
-        if key not in plans and problem.feasible(genome):
-            plans.add(key)
+        shape = _shape(table, genome)
+        if shape not in shapes and problem.feasible(genome):
+            shapes.add(shape)
             chosen.append((genome, 'search #%d' % (len(chosen) + 1)))
     bias_only = [(k,) + zero[1:] for k in problem.choices[0]]
     best = max([g for g in bias_only if problem.feasible(g)],
                key=lambda g: (problem.fitness(g), -problem.cost(g)))
-    if _plan_key(table, best) not in plans:
+    if _shape(table, best) not in shapes:
         chosen.append((best, 'bias only'))
     return chosen, problem
 
@@ -104,7 +114,7 @@ def _table_run(table, genome):
     ran = {(k,) + zeros: table.baseline if k == 0 else table.bias[table.bias_depths.index(k)]
            for k in [0] + list(table.bias_depths)}
     for i, (op, ratio) in enumerate(zip(table.layers, genome[1:])):
-        if ratio:
+        if ratio in table.ratios:
             ran[(0,) + zeros[:i] + (ratio,) + zeros[i + 1:]] = \
                 table.weight[op][table.ratios.index(ratio)]
     plan = _plan_key(table, genome)

@@ -11,11 +11,15 @@ Genome: (k, r_1 .. r_N): k is the bias depth, 0 or one of the depths the
 table measured (table.bias_depths: every depth 1..8, then a geometric grid
 up to all the bias-analysed layers, so k may reach far deeper than the N
 weight-analysed layers); the biases of the last k bias-analysed layers
-train. r_i in RATIOS_WITH_ZERO = (0, 1/8, 1/4, 1/2, 1) (0 and the table's
-ratios) is the share of weight-analysed layer i's output channels whose
+train. r_i is the share of weight-analysed layer i's output channels whose
 weights train (the first ceil(r_i * C_i) channels,
-contribution.ratio_channels). The classifier always trains fully (weights
-and biases, every channel).
+contribution.ratio_channels): 0, a ratio the table measured (1/8, 1/4,
+1/2, 1), or a multiple of 1/`grid` (default GRID = 16) between them, one
+ratio per channel count (the measured one where it selects that count).
+The classifier always trains fully (weights and biases, every channel).
+The grid lets a plan use the budget the measured ratios leave: at
+speech_commands12 -> fsdd +16 KB the last pointwise layer fits 28 of its
+64 channels, where the measured ratios stop at 16.
 
 Plan of a genome: the classifier ("weights", every channel); each
 weight-analysed layer with r_i > 0: "weights" on its first ceil(r_i * C_i)
@@ -27,8 +31,11 @@ selected channels only (a plan layer has one channel list).
 Fitness: Δ_bias[k] + Σ_i Δ_weight[i, r_i] (the paper's additive
 approximation; Δ in the table's metric, held-out accuracy gain or loss
 drop), over genomes whose training arena (memory_model, to the
-byte) is at most budget_bytes; choices the analysis found unavailable are
-never made.
+byte) is at most budget_bytes. Δ_weight of a ratio the table did not
+measure is the straight line between the measured ratios on either side
+(0 gains 0; predicted_weight_gain); choices the analysis found
+unavailable, and ratios next to them, are never made. pipeline/
+search_trials.py measures the finalists before one is chosen.
 
 Search (deterministic from `seed`, numpy's default_rng):
 * population (default 40): the first holds the classifier-only genome
@@ -62,7 +69,7 @@ from tflm_training import plan as plan_lib
 
 from pipeline import contribution
 
-RATIOS_WITH_ZERO = (0.0,) + contribution.RATIOS
+GRID = 16
 
 
 class InfeasibleBudgetError(ValueError):
@@ -85,6 +92,7 @@ class SearchResult:
     finalists: list = dataclasses.field(default_factory=list)  # last population, best first
     trials: list = None     # pipeline.search_trials.Trial per finalist run, when verified
     settings: dict = dataclasses.field(default_factory=dict)  # search()'s plan settings
+    grid: int = GRID        # search()'s ratio grid
 
     def describe(self):
         lines = ['searched sparse plan: %s; predicted %s; arena %d bytes '
@@ -103,6 +111,41 @@ class SearchResult:
     def _gain(self, value):
         return ('Δaccuracy %+.1f points' if self.metric == 'accuracy' else
                 'held-out loss drop %+.1f hundredths of a nat') % (100 * value)
+
+
+def predicted_weight_gain(table, operator, ratio):
+    """Δ_weight of `operator` at `ratio`: the table's where it measured
+    that ratio, else the straight line between the measured ratios on
+    either side (0 at ratio 0); None when a run it needs was unavailable."""
+    if ratio == 0 or ratio in table.ratios:
+        return table.delta_weight(operator, ratio)
+    below = max([0.0] + [r for r in table.ratios if r < ratio])
+    above = [r for r in table.ratios if r > ratio]
+    if not above:
+        return None
+    above = min(above)
+    low, high = table.delta_weight(operator, below), table.delta_weight(operator, above)
+    if low is None or high is None:
+        return None
+    return low + (high - low) * (ratio - below) / (above - below)
+
+
+def weight_choices(table, operator, grid=GRID):
+    """The ratios the search may give `operator`, ascending: 0, the
+    measured ones and the multiples of 1/grid, one per channel count (the
+    measured ratio where it selects that count, else the smallest), those
+    with a predicted gain."""
+    channels = table.channels[operator]
+    candidates = sorted(set([0.0] + list(table.ratios) +
+                            ([j / grid for j in range(1, grid)] if grid else [])))
+    by_count = {}
+    for ratio in candidates:
+        count = len(contribution.ratio_channels(ratio, channels)) if ratio else 0
+        if count not in by_count or (ratio in table.ratios and
+                                     by_count[count] not in table.ratios):
+            by_count[count] = ratio
+    return [r for _, r in sorted(by_count.items())
+            if predicted_weight_gain(table, operator, r) is not None]
 
 
 def describe_genome(layers, genome):
@@ -149,7 +192,7 @@ def genome_plan(model_bytes, table, genome, **settings):
 class Problem:
     """Choices, fitness and memoised cost of the genomes of one table."""
 
-    def __init__(self, model_bytes, table, budget, settings):
+    def __init__(self, model_bytes, table, budget, settings, grid=GRID):
         self.model_bytes = bytes(model_bytes)
         self.table = table
         self.budget = budget
@@ -158,8 +201,7 @@ class Problem:
         self.choices = [[k for k in [0] + list(table.bias_depths)
                          if table.delta_bias(k) is not None]]
         for op in table.layers:
-            self.choices.append([r for r in [0.0] + list(table.ratios)
-                                 if table.delta_weight(op, r) is not None])
+            self.choices.append(weight_choices(table, op, grid))
         self._costs = {}
         # Plans for cost evaluation are made from this checked one by
         # replacing the layers: TrainingPlan.for_model re-reads the model,
@@ -171,7 +213,7 @@ class Problem:
     def fitness(self, genome):
         total = self.table.delta_bias(genome[0])
         for op, ratio in zip(self.table.layers, genome[1:]):
-            total += self.table.delta_weight(op, ratio)
+            total += predicted_weight_gain(self.table, op, ratio)
         return total
 
     def cost(self, genome):
@@ -240,10 +282,12 @@ def _budget_error(model_bytes, table, budget, settings):
 
 
 def search(model_bytes, table, budget_bytes, *, population=40, generations=20, parents=None,
-           mutation_rate=0.2, crossover=0.5, seed=0, **settings):
+           mutation_rate=0.2, crossover=0.5, seed=0, grid=GRID, **settings):
     """The best plan under budget_bytes (a SearchResult); see the module doc.
-    settings (learning_rate, momentum, batch_size, qas) default to the
-    contribution table's: they change the optimizer state and so the arena."""
+    grid: weight ratios are multiples of 1/grid besides the measured ones
+    (0 or None: the measured ones only). settings (learning_rate,
+    momentum, batch_size, qas) default to the contribution table's: they
+    change the optimizer state and so the arena."""
     model_bytes = bytes(model_bytes)
     budget = int(budget_bytes)
     if parents is None:
@@ -255,7 +299,10 @@ def search(model_bytes, table, budget_bytes, *, population=40, generations=20, p
     if table.baseline_accuracy is None:
         raise ValueError('the contribution table has no baseline (the classifier-only run '
                          'was unavailable: %s)' % table.baseline.get('reason'))
-    problem = Problem(model_bytes, table, budget, settings)
+    if grid and (int(grid) != grid or grid < 1):
+        raise ValueError('grid must be a positive whole number (or 0 for the measured '
+                         'ratios only), got %r' % (grid,))
+    problem = Problem(model_bytes, table, budget, settings, grid)
     zero = problem.zero()
     if not problem.feasible(zero):
         raise _budget_error(model_bytes, table, budget, settings)
@@ -299,4 +346,4 @@ def search(model_bytes, table, budget_bytes, *, population=40, generations=20, p
                         score=problem.fitness(best), arena=problem.cost(best), budget=budget,
                         evaluations=problem.evaluations, history=history,
                         metric=table.metric, finalists=list(current),
-                        settings=dict(settings))
+                        settings=dict(settings), grid=grid)

@@ -42,15 +42,20 @@ def _plan(table, genome):
             for l in sparse_search.genome_layers(table, genome)]
 
 
+def _shape(table, genome):
+    return [(op, update) for op, update, _ in _plan(table, genome)]
+
+
 def test_trials_are_real_runs_and_the_best_measured_wins(analysed, tmp_path):
     x, y, table, found = analysed
     chosen = search_trials.verify(MODEL, table, found, _data(x, y), top=3,
                                   cache_path=str(tmp_path / "trials.json"))
     trials = chosen.trials
-    # The search's 3 best distinct plans, best first.
+    # The search's 3 best plans of distinct shapes (bias depth and layers
+    # whose weights train), best first.
     distinct = []
     for genome in found.finalists:
-        if _plan(table, genome) not in [_plan(table, g) for g in distinct]:
+        if _shape(table, genome) not in [_shape(table, g) for g in distinct]:
             distinct.append(genome)
     assert [t.genome for t in trials[:3]] == distinct[:3]
     assert trials[0].genome == found.genome
@@ -94,6 +99,20 @@ def test_genomes_making_one_plan_are_one_trial_and_analysis_plans_are_not_rerun(
     assert (1, 0.0, 1.0) in trials and (0, 0.0, 1.0) not in trials
     assert trials[(2, 0.0, 0.0)].run is table.bias[table.bias_depths.index(2)]
     assert trials[(2, 0.0, 0.0)].measured == table.delta_bias(2)
+
+
+def test_plans_differing_only_in_channel_counts_are_one_trial(analysed, monkeypatch):
+    """The grid makes neighbours of every plan (op 8 at 15/16, 7/8, ...):
+    the finalists are the best plan of each shape, so the trials still
+    compare different ideas."""
+    x, y, table, found = analysed
+    finalists = [(0, 0.0, 1.0), (0, 0.0, 0.9375), (0, 0.0, 0.875), (1, 0.5, 0.0),
+                 (0, 0.4375, 0.0)]
+    result = dataclasses.replace(found, finalists=finalists, budget=10**6)
+    monkeypatch.setattr(search_trials, "_measure", _fake_measure({}))
+    chosen = search_trials.verify(MODEL, table, result, _data(x, y), top=3, cache_path=None)
+    assert [t.genome for t in chosen.trials][:3] == [(0, 0.0, 1.0), (1, 0.5, 0.0),
+                                                      (0, 0.4375, 0.0)]
 
 
 def test_trials_are_cached_under_the_table_and_the_plan(analysed, tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ the evolutionary sparse-update search (pipeline/sparse_search.py) and the
 TraDy plan (pipeline/trady.py), on the committed DS-CNN transfer model."""
 
 import dataclasses
+import functools
 import itertools
 import json
 import pathlib
@@ -305,19 +306,21 @@ def _synthetic_table(layers, seed, bias_analysed=None, depths=None):
         bias_depths=depths, bias=bias, weight=weight)
 
 
-def _all_genomes(table):
+def _all_genomes(table, grid):
     return itertools.product([0] + table.bias_depths,
-                             *[sparse_search.RATIOS_WITH_ZERO] * len(table.layers))
+                             *[sparse_search.weight_choices(table, op, grid)
+                               for op in table.layers])
 
 
-def _brute_force(table, budget):
+def _brute_force(table, budget, grid=sparse_search.GRID):
     best = None
-    for genome in _all_genomes(table):
+    for genome in _all_genomes(table, grid):
         plan = sparse_search.genome_plan(MODEL, table, genome)
         if memory_model.training_memory(MODEL, plan).total > budget:
             continue
         score = table.delta_bias(genome[0]) + sum(
-            table.delta_weight(op, r) for op, r in zip(table.layers, genome[1:]))
+            sparse_search.predicted_weight_gain(table, op, r)
+            for op, r in zip(table.layers, genome[1:]))
         if best is None or score > best[0] + 1e-12:
             best = (score, genome)
     return best
@@ -326,17 +329,19 @@ def _brute_force(table, budget):
 BUDGET = cost_model.inference_arena(MODEL) + 32 * 1024
 
 
-@pytest.mark.parametrize("seed, bias_analysed, depths", [
-    (1, None, None), (2, None, None), (1, range(9), [1, 2, 4, 6, 9]),
-    (2, range(9), [1, 3, 5, 6, 9])])
-def test_search_finds_the_brute_force_optimum(seed, bias_analysed, depths):
+@pytest.mark.parametrize("seed, bias_analysed, depths, grid", [
+    (1, None, None, 0), (2, None, None, 4), (1, range(9), [1, 2, 4, 6, 9], 4),
+    (2, range(9), [1, 3, 5, 6, 9], 0)])
+def test_search_finds_the_brute_force_optimum(seed, bias_analysed, depths, grid):
     table = _synthetic_table([6, 7, 8], seed, bias_analysed, depths)
-    best_score, _ = _brute_force(table, BUDGET)
+    best_score, _ = _brute_force(table, BUDGET, grid)
     result = sparse_search.search(MODEL, table, BUDGET, population=20, generations=15,
-                                  parents=5, seed=seed)
+                                  parents=5, seed=seed, grid=grid)
     assert result.score == pytest.approx(best_score)
     assert result.arena <= BUDGET
     assert result.genome[0] in [0] + table.bias_depths
+    assert all(r in [0.0] + list(contribution.RATIOS) or (grid and (r * grid) % 1 == 0)
+               for r in result.genome[1:])
 
 
 def test_search_chooses_deep_biases_beyond_the_weight_layers():
@@ -392,6 +397,52 @@ def test_search_is_feasible_reproducible_and_beats_single_layers():
             score = table.delta_bias(genome[0]) + sum(
                 table.delta_weight(op, r) for op, r in zip(table.layers, genome[1:]))
             assert result.score >= score - 1e-12
+
+
+def test_unmeasured_ratios_are_predicted_on_the_line_between_measured_ones():
+    table = _synthetic_table([7, 8], 6)
+    gain = {r: table.delta_weight(8, r) for r in contribution.RATIOS}
+    predict = functools.partial(sparse_search.predicted_weight_gain, table, 8)
+    assert predict(0.0) == 0.0 and predict(0.25) == gain[0.25]
+    assert predict(1 / 16) == pytest.approx(gain[0.125] / 2)
+    assert predict(3 / 16) == pytest.approx((gain[0.125] + gain[0.25]) / 2)
+    assert predict(0.875) == pytest.approx(gain[0.5] + 0.75 * (gain[1.0] - gain[0.5]))
+    # 16 grid ratios on 64 channels: one ratio per channel count, 1/16 to 1.
+    assert sparse_search.weight_choices(table, 8) == [j / 16 for j in range(17)]
+    assert sparse_search.weight_choices(table, 8, grid=0) == [0.0] + list(contribution.RATIOS)
+    # On 10 channels the grid's ratios collapse to one per count, the
+    # measured ratio standing for its count.
+    table.channels[8] = 10
+    choices = sparse_search.weight_choices(table, 8)
+    counts = [len(contribution.ratio_channels(r, 10)) if r else 0 for r in choices]
+    assert counts == list(range(11))
+    assert set(contribution.RATIOS) <= set(choices)
+    # An unavailable measurement takes the ratios next to it out too.
+    table.channels[8] = 64
+    table.weight[8][2] = {"available": False, "reason": "diverged"}
+    assert predict(0.5) is None and predict(7 / 16) is None and predict(9 / 16) is None
+    assert predict(0.25) == gain[0.25] and predict(1.0) == gain[1.0]
+    assert sparse_search.weight_choices(table, 8) == [j / 16 for j in range(5)] + [1.0]
+
+
+def test_search_uses_the_room_the_measured_ratios_leave():
+    """A budget between op 8's 1/4 and 1/2 (gains rising with channels):
+    the measured ratios stop at 1/4; the grid trains as many channels as fit."""
+    table = _synthetic_table([8], 7, bias_analysed=[8], depths=[1])
+    table.bias = [_synthetic_run(-0.05)]
+    cost = {r: memory_model.training_memory(MODEL, sparse_search.genome_plan(
+        MODEL, table, (0, r))).total for r in (0.25, 7 / 16, 0.5)}
+    assert cost[0.25] < cost[7 / 16] < cost[0.5]
+    coarse = sparse_search.search(MODEL, table, cost[7 / 16], grid=0, population=8,
+                                  generations=3)
+    assert coarse.genome == (0, 0.25)
+    fine = sparse_search.search(MODEL, table, cost[7 / 16], population=8, generations=3)
+    assert fine.genome == (0, 7 / 16) and fine.arena == cost[7 / 16]
+    assert fine.score == pytest.approx(sparse_search.predicted_weight_gain(table, 8, 7 / 16))
+    assert "op 8 weights 7/16" in fine.describe()[0]
+    assert [len(l.channels) for l in fine.plan.layers] == [28, 10]
+    with pytest.raises(ValueError, match="grid must be a positive whole number"):
+        sparse_search.search(MODEL, table, cost[0.5], grid=2.5)
 
 
 def test_search_refuses_an_impossible_budget_with_the_minimum():
