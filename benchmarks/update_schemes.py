@@ -89,7 +89,7 @@ _ANALYSIS_BIAS_LAYERS = flags.DEFINE_integer(
     "depths (and the search's) reach over (0: all).", lower_bound=0)
 _SEARCH_TRIALS = flags.DEFINE_integer(
     "search_trials", 4, "The searched sparse plan is the best measured of the search's "
-    "best N plans and the best bias-only plan, each trained like an analysis run "
+    "best plans of N shapes and the best bias-only plan, each trained like an analysis run "
     "(pipeline.search_trials); 0: the search's best predicted plan.", lower_bound=0)
 _TRADY_SAMPLES = flags.DEFINE_integer(
     "trady_samples", 128, "Training samples TraDy ranks the layers' gradient norms on "

@@ -51,7 +51,7 @@ _METRIC = flags.DEFINE_enum(
     "contribution_metric", "accuracy", ["accuracy", "loss"], "sparse-search: what a "
     "contribution is, the held-out accuracy gain or the drop of the held-out loss.")
 _SEARCH_TRIALS = flags.DEFINE_integer(
-    "search_trials", 4, "sparse-search: train the search's best N plans and the best "
+    "search_trials", 4, "sparse-search: train the search's best plans of N shapes and the best "
     "bias-only plan on the training samples like the analysis runs and keep the best "
     "measured (0: the search's best predicted plan).", lower_bound=0)
 _EPOCHS = flags.DEFINE_integer("epochs", 4, "Passes over the training samples.",

@@ -381,8 +381,8 @@ def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_d
     sparse-search: contribution analysis (short host fine-tuning runs of
     bias depths and weight ratios over every layer before the classifier,
     cached in out_dir; gains by `metric`), the evolutionary search, and
-    (trials > 0) real runs of its best `trials` plans and the best
-    bias-only plan, the best measured kept; trady: layers ranked by
+    (trials > 0) real runs of its best plans of `trials` shapes and the
+    best bias-only plan, the best measured kept; trady: layers ranked by
     relative gradient norm, channels drawn anew every epoch on the device;
     lowrank: Adam on low-rank projected gradients of the FC and pointwise
     layers nearest the logits.
