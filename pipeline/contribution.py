@@ -418,8 +418,10 @@ class Contributions:
 
 
 def ratio_name(r):
-    """"1/8" for 0.125, "7/16" for 0.4375 and so on."""
-    return str(fractions.Fraction(r).limit_denominator(1024))
+    """"1/8" for 0.125, "7/16" for 0.4375 and so on ("%g" unless a
+    fraction over at most 64 is exact)."""
+    fraction = fractions.Fraction(r).limit_denominator(64)
+    return str(fraction) if fraction == r else '%g' % r
 
 
 # -- the cache ------------------------------------------------------------------------

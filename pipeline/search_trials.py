@@ -14,11 +14,12 @@ chosen, the finalists are trained for real:
     chosen = search_trials.verify(model_bytes, table, found, data, top=4)
     chosen.plan, chosen.trials
 
-Finalists: the search's best `top` distinct SHAPES of plan (its last
-population, best first; a shape is the bias depth and the set of layers
-whose weights train, so genomes that differ only in how many channels of
-those layers train, or in the biases of layers whose weights train anyway,
-are one finalist, the best-ranked genome stands for it) and the
+Finalists: the search's best plans of `top` different SHAPES (a shape is
+the bias depth and the set of layers whose weights train,
+sparse_search.genome_shape: genomes that differ only in how many channels
+of those layers train, or in the biases of layers whose weights train
+anyway, are one finalist, the best-ranked genome of the shape among all
+the search evaluated stands for it; SearchResult.finalists) and the
 best bias-only genome that fits the budget (the measured bias depth with
 the largest gain, 0 = the classifier alone; ties: the smaller arena), all
 within the budget under the search's settings. Each is measured like a
@@ -60,13 +61,6 @@ class Trial:
                 'predicted': self.predicted, 'measured': self.measured, 'arena': self.arena}
 
 
-def _shape(table, genome):
-    """What the finalists must differ in: the trained biases and the
-    layers whose weights train (not how many of their channels)."""
-    return tuple((layer.operator_index, layer.update)
-                 for layer in sparse_search.genome_layers(table, genome))
-
-
 def _plan_key(table, genome):
     return tuple((layer.operator_index, layer.update,
                   None if layer.channels is None else tuple(layer.channels))
@@ -85,14 +79,14 @@ def finalists(model_bytes, table, result, top):
     for genome in result.finalists:
         if len(chosen) == top:
             break
-        shape = _shape(table, genome)
+        shape = sparse_search.genome_shape(table, genome)
         if shape not in shapes and problem.feasible(genome):
             shapes.add(shape)
             chosen.append((genome, 'search #%d' % (len(chosen) + 1)))
     bias_only = [(k,) + zero[1:] for k in problem.choices[0]]
     best = max([g for g in bias_only if problem.feasible(g)],
                key=lambda g: (problem.fitness(g), -problem.cost(g)))
-    if _shape(table, best) not in shapes:
+    if sparse_search.genome_shape(table, best) not in shapes:
         chosen.append((best, 'bias only'))
     return chosen, problem
 
@@ -113,10 +107,9 @@ def _table_run(table, genome):
     zeros = (0.0,) * len(table.layers)
     ran = {(k,) + zeros: table.baseline if k == 0 else table.bias[table.bias_depths.index(k)]
            for k in [0] + list(table.bias_depths)}
-    for i, (op, ratio) in enumerate(zip(table.layers, genome[1:])):
-        if ratio in table.ratios:
-            ran[(0,) + zeros[:i] + (ratio,) + zeros[i + 1:]] = \
-                table.weight[op][table.ratios.index(ratio)]
+    for i, op in enumerate(table.layers):
+        for ratio, run in zip(table.ratios, table.weight[op]):
+            ran[(0,) + zeros[:i] + (ratio,) + zeros[i + 1:]] = run
     plan = _plan_key(table, genome)
     return next((run for analysed, run in ran.items() if _plan_key(table, analysed) == plan),
                 None)

@@ -89,7 +89,9 @@ class SearchResult:
     evaluations: int        # distinct plans whose arena was computed
     history: list           # best score after each generation
     metric: str = 'accuracy'  # the contribution table's (contribution.METRICS)
-    finalists: list = dataclasses.field(default_factory=list)  # last population, best first
+    # The best genome of each shape (genome_shape) the search evaluated,
+    # best first, at most `population` of them: what search_trials runs.
+    finalists: list = dataclasses.field(default_factory=list)
     trials: list = None     # pipeline.search_trials.Trial per finalist run, when verified
     settings: dict = dataclasses.field(default_factory=dict)  # search()'s plan settings
     grid: int = GRID        # search()'s ratio grid
@@ -113,21 +115,32 @@ class SearchResult:
                 'held-out loss drop %+.1f hundredths of a nat') % (100 * value)
 
 
+def _count(ratio, channels):
+    return len(contribution.ratio_channels(ratio, channels)) if ratio else 0
+
+
 def predicted_weight_gain(table, operator, ratio):
     """Δ_weight of `operator` at `ratio`: the table's where it measured
-    that ratio, else the straight line between the measured ratios on
-    either side (0 at ratio 0); None when a run it needs was unavailable."""
+    that ratio (or one selecting as many channels), else the straight line,
+    over the number of channels, between the measured ratios on either
+    side (0 channels gain 0); None when a run it needs was unavailable."""
     if ratio == 0 or ratio in table.ratios:
         return table.delta_weight(operator, ratio)
-    below = max([0.0] + [r for r in table.ratios if r < ratio])
-    above = [r for r in table.ratios if r > ratio]
+    channels = table.channels[operator]
+    count = _count(ratio, channels)
+    points = [(0, 0.0)] + [(_count(r, channels), table.delta_weight(operator, r))
+                           for r in table.ratios]
+    same = [gain for n, gain in points if n == count]
+    if same:
+        return same[0]
+    below = max((p for p in points if p[0] < count), key=lambda p: p[0])
+    above = [p for p in points if p[0] > count]
     if not above:
         return None
-    above = min(above)
-    low, high = table.delta_weight(operator, below), table.delta_weight(operator, above)
-    if low is None or high is None:
+    above = min(above, key=lambda p: p[0])
+    if below[1] is None or above[1] is None:
         return None
-    return low + (high - low) * (ratio - below) / (above - below)
+    return below[1] + (above[1] - below[1]) * (count - below[0]) / (above[0] - below[0])
 
 
 def weight_choices(table, operator, grid=GRID):
@@ -140,12 +153,19 @@ def weight_choices(table, operator, grid=GRID):
                             ([j / grid for j in range(1, grid)] if grid else [])))
     by_count = {}
     for ratio in candidates:
-        count = len(contribution.ratio_channels(ratio, channels)) if ratio else 0
+        count = _count(ratio, channels)
         if count not in by_count or (ratio in table.ratios and
                                      by_count[count] not in table.ratios):
             by_count[count] = ratio
     return [r for _, r in sorted(by_count.items())
             if predicted_weight_gain(table, operator, r) is not None]
+
+
+def genome_shape(table, genome):
+    """What tells plans apart beyond their channel counts: the layers that
+    train and how ((operator, update) pairs), the bias depth included."""
+    return tuple((layer.operator_index, layer.update)
+                 for layer in genome_layers(table, genome))
 
 
 def describe_genome(layers, genome):
@@ -200,8 +220,11 @@ class Problem:
         self.model = memory_model.for_model(self.model_bytes)
         self.choices = [[k for k in [0] + list(table.bias_depths)
                          if table.delta_bias(k) is not None]]
+        self.gains = []
         for op in table.layers:
             self.choices.append(weight_choices(table, op, grid))
+            self.gains.append({r: predicted_weight_gain(table, op, r)
+                               for r in self.choices[-1]})
         self._costs = {}
         # Plans for cost evaluation are made from this checked one by
         # replacing the layers: TrainingPlan.for_model re-reads the model,
@@ -212,8 +235,8 @@ class Problem:
 
     def fitness(self, genome):
         total = self.table.delta_bias(genome[0])
-        for op, ratio in zip(self.table.layers, genome[1:]):
-            total += predicted_weight_gain(self.table, op, ratio)
+        for gains, ratio in zip(self.gains, genome[1:]):
+            total += gains[ratio]
         return total
 
     def cost(self, genome):
@@ -237,6 +260,21 @@ class Problem:
 
     def rank_key(self, genome):
         return (-self.fitness(genome), self.cost(genome), genome)
+
+    def best_of_each_shape(self, limit):
+        """The best feasible genome of each shape among those evaluated,
+        best first, at most `limit`."""
+        feasible = sorted((g for g, cost in self._costs.items() if cost <= self.budget),
+                          key=self.rank_key)
+        shapes, best = set(), []
+        for genome in feasible:
+            shape = genome_shape(self.table, genome)
+            if shape not in shapes:
+                shapes.add(shape)
+                best.append(genome)
+                if len(best) == limit:
+                    break
+        return best
 
     def zero(self):
         return tuple(options[0] for options in self.choices)
@@ -302,6 +340,7 @@ def search(model_bytes, table, budget_bytes, *, population=40, generations=20, p
     if grid and (int(grid) != grid or grid < 1):
         raise ValueError('grid must be a positive whole number (or 0 for the measured '
                          'ratios only), got %r' % (grid,))
+    grid = int(grid or 0)
     problem = Problem(model_bytes, table, budget, settings, grid)
     zero = problem.zero()
     if not problem.feasible(zero):
@@ -345,5 +384,6 @@ def search(model_bytes, table, budget_bytes, *, population=40, generations=20, p
     return SearchResult(plan=plan, genome=best, layers=list(table.layers),
                         score=problem.fitness(best), arena=problem.cost(best), budget=budget,
                         evaluations=problem.evaluations, history=history,
-                        metric=table.metric, finalists=list(current),
+                        metric=table.metric,
+                        finalists=problem.best_of_each_shape(population),
                         settings=dict(settings), grid=grid)

@@ -330,7 +330,7 @@ BUDGET = cost_model.inference_arena(MODEL) + 32 * 1024
 
 
 @pytest.mark.parametrize("seed, bias_analysed, depths, grid", [
-    (1, None, None, 0), (2, None, None, 4), (1, range(9), [1, 2, 4, 6, 9], 4),
+    (1, None, None, 0), (2, None, None, 8), (1, range(9), [1, 2, 4, 6, 9], 4),
     (2, range(9), [1, 3, 5, 6, 9], 0)])
 def test_search_finds_the_brute_force_optimum(seed, bias_analysed, depths, grid):
     table = _synthetic_table([6, 7, 8], seed, bias_analysed, depths)
@@ -340,8 +340,11 @@ def test_search_finds_the_brute_force_optimum(seed, bias_analysed, depths, grid)
     assert result.score == pytest.approx(best_score)
     assert result.arena <= BUDGET
     assert result.genome[0] in [0] + table.bias_depths
-    assert all(r in [0.0] + list(contribution.RATIOS) or (grid and (r * grid) % 1 == 0)
-               for r in result.genome[1:])
+    # The finalists: the best genome of each shape, the result first.
+    shapes = [sparse_search.genome_shape(table, g) for g in result.finalists]
+    assert result.finalists[0] == result.genome and len(set(shapes)) == len(shapes) > 1
+    assert all(memory_model.training_memory(MODEL, sparse_search.genome_plan(
+        MODEL, table, g)).total <= BUDGET for g in result.finalists)
 
 
 def test_search_chooses_deep_biases_beyond_the_weight_layers():
@@ -410,6 +413,10 @@ def test_unmeasured_ratios_are_predicted_on_the_line_between_measured_ones():
     # 16 grid ratios on 64 channels: one ratio per channel count, 1/16 to 1.
     assert sparse_search.weight_choices(table, 8) == [j / 16 for j in range(17)]
     assert sparse_search.weight_choices(table, 8, grid=0) == [0.0] + list(contribution.RATIOS)
+    # On 40 channels the line runs over channel counts: 5/16 trains 13,
+    # between 1/4's 10 and 1/2's 20.
+    table.channels[8] = 40
+    assert predict(5 / 16) == pytest.approx(gain[0.25] + 0.3 * (gain[0.5] - gain[0.25]))
     # On 10 channels the grid's ratios collapse to one per count, the
     # measured ratio standing for its count.
     table.channels[8] = 10
@@ -440,6 +447,7 @@ def test_search_uses_the_room_the_measured_ratios_leave():
     assert fine.genome == (0, 7 / 16) and fine.arena == cost[7 / 16]
     assert fine.score == pytest.approx(sparse_search.predicted_weight_gain(table, 8, 7 / 16))
     assert "op 8 weights 7/16" in fine.describe()[0]
+    assert [contribution.ratio_name(r) for r in (0.125, 1.0, 0.3)] == ["1/8", "1", "0.3"]
     assert [len(l.channels) for l in fine.plan.layers] == [28, 10]
     with pytest.raises(ValueError, match="grid must be a positive whole number"):
         sparse_search.search(MODEL, table, cost[0.5], grid=2.5)
