@@ -14,8 +14,9 @@ weight-analysed layers); the biases of the last k bias-analysed layers
 train. r_i is the share of weight-analysed layer i's output channels whose
 weights train (the first ceil(r_i * C_i) channels,
 contribution.ratio_channels): 0, a ratio the table measured (1/8, 1/4,
-1/2, 1), or a multiple of 1/`grid` (default GRID = 16) between them, one
-ratio per channel count (the measured one where it selects that count).
+1/2, 1), or a multiple of 1/`grid` (default GRID = 16) between them (not
+below the smallest), one ratio per channel count (the measured one where
+it selects that count).
 The classifier always trains fully (weights and biases, every channel).
 The grid lets a plan use the budget the measured ratios leave: at
 speech_commands12 -> fsdd +16 KB the last pointwise layer fits 28 of its
@@ -145,12 +146,15 @@ def predicted_weight_gain(table, operator, ratio):
 
 def weight_choices(table, operator, grid=GRID):
     """The ratios the search may give `operator`, ascending: 0, the
-    measured ones and the multiples of 1/grid, one per channel count (the
-    measured ratio where it selects that count, else the smallest), those
-    with a predicted gain."""
+    measured ones and the multiples of 1/grid between the smallest and the
+    largest measured (below the smallest the gain would be a guess, not a
+    line between measurements), one per channel count (the measured ratio
+    where it selects that count, else the smallest), those with a
+    predicted gain."""
     channels = table.channels[operator]
-    candidates = sorted(set([0.0] + list(table.ratios) +
-                            ([j / grid for j in range(1, grid)] if grid else [])))
+    low, high = min(table.ratios), max(table.ratios)
+    between = [j / grid for j in range(1, grid) if low < j / grid < high] if grid else []
+    candidates = sorted(set([0.0] + list(table.ratios) + between))
     by_count = {}
     for ratio in candidates:
         count = _count(ratio, channels)

@@ -407,11 +407,12 @@ def test_unmeasured_ratios_are_predicted_on_the_line_between_measured_ones():
     gain = {r: table.delta_weight(8, r) for r in contribution.RATIOS}
     predict = functools.partial(sparse_search.predicted_weight_gain, table, 8)
     assert predict(0.0) == 0.0 and predict(0.25) == gain[0.25]
-    assert predict(1 / 16) == pytest.approx(gain[0.125] / 2)
+    assert predict(1 / 16) == pytest.approx(gain[0.125] / 2)  # 4 of 64 channels
     assert predict(3 / 16) == pytest.approx((gain[0.125] + gain[0.25]) / 2)
     assert predict(0.875) == pytest.approx(gain[0.5] + 0.75 * (gain[1.0] - gain[0.5]))
-    # 16 grid ratios on 64 channels: one ratio per channel count, 1/16 to 1.
-    assert sparse_search.weight_choices(table, 8) == [j / 16 for j in range(17)]
+    # 16 grid ratios on 64 channels: one ratio per channel count, from the
+    # smallest measured (1/8) to 1.
+    assert sparse_search.weight_choices(table, 8) == [0.0] + [j / 16 for j in range(2, 17)]
     assert sparse_search.weight_choices(table, 8, grid=0) == [0.0] + list(contribution.RATIOS)
     # On 40 channels the line runs over channel counts: 5/16 trains 13,
     # between 1/4's 10 and 1/2's 20.
@@ -422,14 +423,14 @@ def test_unmeasured_ratios_are_predicted_on_the_line_between_measured_ones():
     table.channels[8] = 10
     choices = sparse_search.weight_choices(table, 8)
     counts = [len(contribution.ratio_channels(r, 10)) if r else 0 for r in choices]
-    assert counts == list(range(11))
+    assert counts == [0] + list(range(2, 11))
     assert set(contribution.RATIOS) <= set(choices)
     # An unavailable measurement takes the ratios next to it out too.
     table.channels[8] = 64
     table.weight[8][2] = {"available": False, "reason": "diverged"}
     assert predict(0.5) is None and predict(7 / 16) is None and predict(9 / 16) is None
     assert predict(0.25) == gain[0.25] and predict(1.0) == gain[1.0]
-    assert sparse_search.weight_choices(table, 8) == [j / 16 for j in range(5)] + [1.0]
+    assert sparse_search.weight_choices(table, 8) == [0.0] + [j / 16 for j in range(2, 5)] + [1.0]
 
 
 def test_search_uses_the_room_the_measured_ratios_leave():
