@@ -64,8 +64,8 @@ _MAX_BIAS_LAYERS = flags.DEFINE_integer(
     "max_bias_layers", None, "Measure the contribution of bias depths over only the last N "
     "trainable layers before the classifier (default all).", lower_bound=1)
 _SEARCH_TRIALS = flags.DEFINE_integer(
-    "search_trials", 4, "Train the search's best plans of N shapes and the best bias-only plan like "
-    "the contribution runs and keep the best measured (0: the best predicted).",
+    "search_trials", 4, "Train the search's best plans of N shapes and the best bias-only "
+    "plan like the contribution runs and keep the best measured (0: the best predicted).",
     lower_bound=0)
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.02, "SGD learning rate.")
 _MOMENTUM = flags.DEFINE_float("momentum", steps.MOMENTUM, "SGD momentum.")
