@@ -59,6 +59,11 @@ class TrainingMemory(ctypes.Structure):
         "sampled_state", "planned_region", "total")]
 
 
+# tt_link's callbacks (tt_learner.h), for tt_host_learner_serve_one.
+READ_BYTE = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8),
+                             ctypes.c_uint32)
+WRITE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8), ctypes.c_uint32)
+
 _library = None
 
 
@@ -92,6 +97,17 @@ def _declare(lib):
         "tt_trainer_memory": (None, [vp, ctypes.POINTER(TrainingMemory)]),
         "tt_trainer_error": (ctypes.POINTER(ErrorRecord), [vp]),
         "tt_sizeof_trainer": (u32, []),
+        "tt_trainer_state_bytes": (u32, [vp]),
+        "tt_trainer_state_write": (ctypes.c_int, [vp, vp, u32]),
+        "tt_trainer_state_load": (ctypes.c_int, [vp, vp, u32]),
+        "tt_trainer_trained_tensor": (i32, [vp, i32]),
+        "tt_sizeof_host_learner": (u32, []),
+        "tt_host_learner_init": (ctypes.c_int, [vp, vp, u32, vp, u32, vp, u32, vp, u32, u32,
+                                                ctypes.c_int64, i32, vp, u32, u32]),
+        "tt_host_learner_error": (ctypes.c_char_p, [vp]),
+        "tt_host_learner_serve_one": (None, [vp, READ_BYTE, WRITE, u32, vp, u32]),
+        "tt_host_learner_flash_events": (ctypes.c_int64, [vp]),
+        "tt_host_learner_powered_off": (ctypes.c_bool, [vp]),
     }
     for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)

@@ -195,6 +195,51 @@ class Trainer:
         log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         return float(-np.mean(log_probabilities[np.arange(len(labels)), labels]))
 
+    # -- learned state (runtime/tt_trainer_state.h) -------------------------
+
+    def state_bytes(self):
+        """Bytes of the learned state: counters, trained parameters,
+        optimizer state."""
+        return int(self._lib.tt_trainer_state_bytes(self._state))
+
+    def state(self):
+        """The learned state, as a device saves it to flash."""
+        out = (ctypes.c_uint8 * self.state_bytes())()
+        self._check(self._lib.tt_trainer_state_write(self._state, out, len(out)))
+        return bytes(out)
+
+    def load_state(self, state):
+        """Continues from a learned state (of this model and plan)."""
+        data = np.frombuffer(bytes(state), dtype=np.uint8)
+        self._check(self._lib.tt_trainer_state_load(self._state, data.ctypes.data, len(data)))
+        self.interpreter._activations_valid = False
+
+    def trained_tensors(self):
+        """The trained tensors in the runtime's order (plan order, weights
+        before bias): the order a device's PULL answer concatenates them."""
+        tensors = []
+        while True:
+            index = self._lib.tt_trainer_trained_tensor(self._state, len(tensors))
+            if index < 0:
+                return tensors
+            tensors.append(int(index))
+
+    def trained_bytes(self):
+        """Every trained tensor's bytes, concatenated as PULL gives them."""
+        return b"".join(self.get_tensor(t).tobytes() for t in self.trained_tensors())
+
+    def split_trained_bytes(self, data):
+        """{tensor index: bytes} of a PULL answer (trained_bytes' layout)."""
+        parts, position = {}, 0
+        for index in self.trained_tensors():
+            size = self.get_tensor(index).nbytes
+            parts[index] = bytes(data[position:position + size])
+            position += size
+        if position != len(data):
+            raise InvalidArgumentError(f"{len(data)} parameter bytes; this model and plan "
+                                       f"train {position}")
+        return parts
+
     # -- inspection ----------------------------------------------------------
 
     def memory(self):
@@ -215,9 +260,13 @@ class Trainer:
         """Any tensor; trained weights and biases hold their current values."""
         return self.interpreter.get_tensor(tensor_index)
 
-    def export(self):
+    def export(self, parameters=None):
         """The original .tflite file with the trained weight and bias bytes
-        written in place: a standard model any TFLite runtime runs."""
+        written in place: a standard model any TFLite runtime runs.
+
+        parameters: {tensor index: bytes} to write instead of this
+        trainer's own values (e.g. what a device's PULL gave).
+        """
         out = bytearray(self._model_bytes)
         for index in self._parameters:
             tensor = self._graph.tensors[index]
@@ -228,6 +277,8 @@ class Trainer:
                     f"tensor {index} shares its buffer with tensor {sharing[0]}; exporting "
                     "it in place would change both")
             values = self.get_tensor(index).tobytes()
+            if parameters is not None:
+                values = bytes(parameters[index])
             if len(values) != tensor.data_size:
                 raise InvalidArgumentError(f"tensor {index} has {len(values)} bytes but its "
                                            f"buffer {tensor.data_size}")

@@ -42,6 +42,8 @@ TOOLCHAIN_HINT = ("On Debian/Ubuntu install it with: "
 C_FLAGS = ["-std=c11", "-O2", "-g", "-fwrapv", "-ffp-contract=off", "-Wall",
            "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections"]
 LINK_FLAGS = ["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections"]
+# Drivers only some apps need (the learner: its link to the host, its flash).
+OPTIONAL_PARTS = ("link", "flash_store")
 # Relinking with this much more memory lets an over-limit build report
 # how much it would need, instead of only the linker's first complaint.
 OVERSIZE_FACTOR = 64
@@ -135,17 +137,22 @@ def _define(name, value):
 def board_defines(board):
     """-DBOARD_<PART>_<KEY> for every scalar in the board's driver parts."""
     defines = []
-    for part in ("console", "exit", "counter", "qemu"):
+    for part in ("console", "exit", "counter", "qemu", *OPTIONAL_PARTS):
         for key, value in sorted((board.data.get(part) or {}).items()):
             if key != "kind" and isinstance(value, (int, str)):
                 defines.append(_define(f"BOARD_{part.upper()}_{key.upper()}", value))
     return defines
 
 
-def board_sources(board):
+def board_sources(board, parts=()):
+    """Startup, common code and the drivers of the console, exit, counter
+    and `parts` (of OPTIONAL_PARTS) that board.json picks."""
     sources = sorted((BOARDS_DIR / "common").glob("*.c"))
     drivers = BOARDS_DIR / "drivers"
-    for part in ("console", "exit", "counter"):
+    for part in ("console", "exit", "counter", *parts):
+        if part in OPTIONAL_PARTS and not board.data.get(part):
+            raise BuildError(f"board {board.name} has no \"{part}\" in its board.json, which "
+                             f"this app needs")
         kind = board.part(part)["kind"]
         found = sorted(p for p in drivers.iterdir() if p.suffix in (".c", ".S") and (
             p.stem == f"{part}_{kind}" or p.stem.startswith(f"{part}_{kind}_")))
@@ -203,11 +210,11 @@ def compile_all(board, sources, out_dir, defines, app_defines, verbose):
         return list(pool.map(compile_one, sources))
 
 
-def link(board, objects, elf, scale=1):
+def link(board, objects, elf, scale=1, state_bytes=0):
     flash, ram = board.flash, board.ram
     symbols = {"__flash_origin": flash.origin, "__flash_size": flash.size * scale,
                "__ram_origin": ram.origin, "__ram_size": ram.size * scale,
-               "__stack_size": board.stack_size}
+               "__stack_size": board.stack_size, "__state_size": state_bytes}
     command = [GCC, *board.cpu_flags, *LINK_FLAGS, "-T", str(LINKER_SCRIPT),
                *(f"-Wl,--defsym={k}={v}" for k, v in symbols.items()),
                f"-Wl,-Map={elf.with_suffix('.map')}", *map(str, objects), "-o", str(elf)]
@@ -261,10 +268,12 @@ def default_out_dir(board_name, app=APP):
 
 
 def build_app(board_name, app, out_dir=None, defines=(), with_runtime=False,
-              embedded=None, verbose=False):
+              embedded=None, verbose=False, parts=(), state_bytes=0):
     """Compiles and links one app for a board; checks it fits.
 
     embedded: {name: byte size} of the big parts, for the over-limit message.
+    parts: OPTIONAL_PARTS whose drivers the app needs; state_bytes: flash
+    kept at its end for the learned state (whole pages).
     """
     board = board_config.load_board(board_name)
     check_toolchain(board.cpu_flags)
@@ -272,19 +281,20 @@ def build_app(board_name, app, out_dir=None, defines=(), with_runtime=False,
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("firmware.elf", "firmware.hex", "firmware.bin", "build.json"):
         (out_dir / stale).unlink(missing_ok=True)
-    sources = [*board_sources(board), *app_sources(app)]
+    sources = [*board_sources(board, parts), *app_sources(app)]
     if with_runtime:
         sources += host_build.runtime_sources()
     objects = compile_all(board, sources, out_dir, board_defines(board), defines,
                           verbose)
 
     elf = out_dir / "firmware.elf"
-    result = link(board, objects, elf)
+    result = link(board, objects, elf, state_bytes=state_bytes)
     if result.returncode != 0:
         if "overflowed" not in result.stderr and "will not fit" not in result.stderr:
             raise BuildError(f"linking failed:\n{result.stdout}{result.stderr}")
         probe = out_dir / "oversized.elf"
-        if link(board, objects, probe, scale=OVERSIZE_FACTOR).returncode != 0:
+        if link(board, objects, probe, scale=OVERSIZE_FACTOR,
+                state_bytes=state_bytes).returncode != 0:
             raise BuildError(f"linking failed:\n{result.stdout}{result.stderr}")
         usage = elf_sizes.usage(probe.read_bytes(), _scaled(board.flash),
                                 _scaled(board.ram))

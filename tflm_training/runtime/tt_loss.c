@@ -1,5 +1,7 @@
 #include "tt_loss.h"
 
+#include <stddef.h>
+
 #include "tt_math.h"
 
 float tt_softmax_cross_entropy(const int8_t* logits, int32_t count,
@@ -10,10 +12,13 @@ float tt_softmax_cross_entropy(const int8_t* logits, int32_t count,
     if (logits[i] > max_q) max_q = logits[i];
   float sum = 0.0f;
   for (int32_t i = 0; i < count; ++i) {
-    grad[i] = tt_expf(scale * (float)(logits[i] - max_q));
-    sum += grad[i];
+    const float e = tt_expf(scale * (float)(logits[i] - max_q));
+    if (grad != NULL) grad[i] = e;
+    sum += e;
   }
-  for (int32_t i = 0; i < count; ++i) grad[i] /= sum;
-  grad[label] -= 1.0f;
+  if (grad != NULL) {
+    for (int32_t i = 0; i < count; ++i) grad[i] /= sum;
+    grad[label] -= 1.0f;
+  }
   return tt_logf(sum) - scale * (float)(logits[label] - max_q);
 }

@@ -93,6 +93,9 @@ typedef enum {
 
 /* CRC-32 (IEEE 802.3), the same value as Python's zlib.crc32. */
 uint32_t tt_crc32(const uint8_t* data, uint32_t size);
+/* The CRC-32 of earlier bytes (crc) continued over more, as
+ * zlib.crc32(data, crc); tt_crc32 is tt_crc32_update(0, ...). */
+uint32_t tt_crc32_update(uint32_t crc, const uint8_t* data, uint32_t size);
 
 /* The header fields of a validated plan. */
 typedef struct {

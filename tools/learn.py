@@ -1,0 +1,149 @@
+"""Streams a dataset to a learner device that trains on it, keeps what it
+learned in flash, and gives the adapted model back.
+
+  python tools/learn.py --model M.tflite --plan P.bin --dataset fsdd
+  python tools/learn.py --model M.tflite --plan P.bin --dataset D.npz --port /dev/ttyACM0
+
+Without --port the device is the learner firmware in QEMU (built for the
+model and plan unless --elf names one), its flash kept in --out/flash.bin
+across runs. Every step's loss and the final parameters are checked bit
+for bit against the host Trainer fed the same stream; the adapted model is
+written as --out/trained_device.tflite, a standard .tflite, and the
+session's numbers as --out/learn.json.
+"""
+import json
+import pathlib
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from tflm_training import learner as wire
+from tools import deploy_steps as steps
+from tools import emulation
+from tools import firmware_build
+from tools import learner_firmware
+from tools import learning
+from tools import training_firmware
+
+GUARDS = {"none": 0, "accuracy": wire.GUARD_ACCURACY, "loss": wire.GUARD_LOSS,
+          "both": wire.GUARD_ACCURACY | wire.GUARD_LOSS}
+
+_MODEL = flags.DEFINE_string("model", None, "The int8 .tflite the device trains.")
+_PLAN = flags.DEFINE_string(
+    "plan", "classifier_only", "A plan file (plan.bin, e.g. from deploy.py) or "
+    f"{' / '.join(training_firmware.PLAN_PRESETS)}.")
+_DATASET = flags.DEFINE_string(
+    "dataset", "fsdd", f"A built-in dataset ({', '.join(steps.DATASETS)}) or an .npz with "
+    "x_train, y_train, x_test, y_test.")
+_TRAIN_SAMPLES = flags.DEFINE_integer("train_samples", 300, "Samples streamed per epoch.",
+                                      lower_bound=1)
+_TEST_SAMPLES = flags.DEFINE_integer("test_samples", 100, "Samples evaluated before and "
+                                     "after.", lower_bound=0)
+_HELDOUT_SAMPLES = flags.DEFINE_integer(
+    "heldout_samples", learner_firmware.DEFAULT_HELDOUT_SAMPLES, "Training-set samples "
+    "(not trained on) the device keeps for guarded saves.", lower_bound=0)
+_EPOCHS = flags.DEFINE_integer("epochs", 2, "Passes over the streamed samples.", lower_bound=1)
+_SAVE_EVERY = flags.DEFINE_integer("save_every", 0, "Save every N steps (0: once, at the "
+                                   "end).", lower_bound=0)
+_GUARD = flags.DEFINE_enum("guard", "none", list(GUARDS), "A save must not lower held-out "
+                           "accuracy (by more than --max_drop samples) / let the held-out "
+                           "loss diverge; otherwise the device rolls back.")
+_MAX_DROP = flags.DEFINE_integer("max_drop", 0, "Held-out samples a guarded save may lose.",
+                                 lower_bound=0)
+_PORT = flags.DEFINE_string("port", None, "A board's serial port (e.g. /dev/ttyACM0) running "
+                            "the learner firmware; without it the device is emulated.")
+_BAUDRATE = flags.DEFINE_integer("baudrate", 115200, "With --port.")
+_ELF = flags.DEFINE_string("elf", None, "Emulation: learner firmware to run (default: build "
+                           "it for --model and --plan).")
+_FACTORY_RESET = flags.DEFINE_bool("factory_reset", False, "Start from the model's own "
+                                   "weights (erases the device's learned state).")
+_POWER_CYCLE = flags.DEFINE_bool("power_cycle", True, "Emulation: power-cycle after the last "
+                                 "save and check the state came back.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the sample subsets and their order.")
+_TIMEOUT = flags.DEFINE_float("timeout", 60.0, "Seconds to wait for one answer.")
+_OUT = flags.DEFINE_string("out", "build/learn", "Output folder.")
+
+
+def log(message):
+    print(message, flush=True)
+
+
+def split_stream(samples, heldout):
+    """The last `heldout` of the (shuffled) training samples stay out of training."""
+    keep = len(samples.train_y) - heldout
+    return learning.Stream(samples.train_x[:keep], samples.train_y[:keep], samples.test_x,
+                           samples.test_y, samples.train_x[keep:], samples.train_y[keep:])
+
+
+def learn():
+    start = time.monotonic()
+    out = pathlib.Path(_OUT.value).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if _MODEL.value is None:
+        raise learning.SessionError("give the model with --model (the .tflite the device runs)")
+    model_path = pathlib.Path(_MODEL.value)
+    if not model_path.is_file():
+        raise learning.SessionError(f"model {model_path} does not exist")
+    model = model_path.read_bytes()
+    try:
+        plan = training_firmware.resolve_plan(_PLAN.value, model)
+    except firmware_build.BuildError as e:
+        raise learning.SessionError(str(e)) from None
+    info = steps.model_input(model)
+    samples = steps.prepare_samples(steps.load_dataset(_DATASET.value), info,
+                                    _TRAIN_SAMPLES.value + _HELDOUT_SAMPLES.value,
+                                    max(_TEST_SAMPLES.value, 1), _SEED.value)
+    stream = split_stream(samples, _HELDOUT_SAMPLES.value)
+    if _TEST_SAMPLES.value == 0:
+        stream.test_x, stream.test_y = stream.test_x[:0], stream.test_y[:0]
+    elf = _ELF.value
+    if _PORT.value is None and elf is None:
+        log("building the learner firmware (emulated nrf52840) ...")
+        firmware, _ = learner_firmware.build_learner_firmware(
+            "mps2_an386", model, plan, out / "firmware",
+            heldout_samples=max(_HELDOUT_SAMPLES.value, 1))
+        elf = firmware.elf
+    device = learning.Device(elf=elf, flash_path=out / "flash.bin", port=_PORT.value,
+                             baudrate=_BAUDRATE.value, timeout=_TIMEOUT.value)
+    try:
+        session = learning.Session(device, model, plan, log)
+        settings = learning.JobSettings(
+            epochs=_EPOCHS.value, save_every=_SAVE_EVERY.value, guard=GUARDS[_GUARD.value],
+            max_drop=_MAX_DROP.value, power_cycle=_POWER_CYCLE.value,
+            factory_reset=_FACTORY_RESET.value)
+        report = learning.run_job(session, stream, settings, out, log)
+    finally:
+        device.close()
+    report["wall_seconds"] = time.monotonic() - start
+    (out / "learn.json").write_text(json.dumps(report, indent=2) + "\n")
+    before, after = report["before"], report["after"]
+    if before["accuracy"] is not None:
+        log(f"device accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f} on "
+            f"{len(stream.test_y)} test samples")
+    log(f"{report['samples_per_second']:.1f} samples/s; device == host bit for bit: "
+        f"{'yes' if report['bit_identical'] else 'NO'}")
+    for mismatch in report["mismatches"]:
+        log(f"  mismatch: {mismatch}")
+    log(f"wrote {report['trained_device_tflite']} and {out / 'learn.json'}")
+    return 0 if report["bit_identical"] else 1
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        return learn()
+    except (learning.SessionError, steps.DeployError, firmware_build.BuildError,
+            emulation.EmulationError, wire.DeviceError, wire.LinkError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    app.run(main)
