@@ -10,6 +10,7 @@ returns fewer bytes when the timeout passes): a serial port, a socket, or
 import collections
 import ctypes
 import dataclasses
+import functools
 import struct
 import time
 import zlib
@@ -265,6 +266,16 @@ class LearnerClient:
         return struct.unpack("<HH", self.request(COMMANDS["HOLDOUT"]))
 
 
+@functools.lru_cache(maxsize=16)
+def _sizes(model_bytes, plan_bytes):
+    """(arena, state, input bytes, plan layers) of a model and plan."""
+    from tflm_training.trainer import Trainer  # pylint: disable=import-outside-toplevel
+    probe = Trainer(model_bytes, plan_bytes)
+    details = probe.interpreter.get_input_details(0)
+    input_bytes = np.dtype(details["dtype"]).itemsize * int(np.prod(details["shape"]))
+    return probe.arena_used_bytes(), probe.state_bytes(), input_bytes, len(probe.plan.layers)
+
+
 class HostLearner:
     """The C learner in this process: a device whose flash is `flash` (a
     bytearray that outlives it, so a new HostLearner over the same bytes
@@ -278,13 +289,9 @@ class HostLearner:
             plan = plan.to_bytes()
         self._model = _aligned_bytes(bytes(model_bytes), len(model_bytes))
         self._plan = bytes(plan)
-        from tflm_training.trainer import Trainer  # pylint: disable=import-outside-toplevel
-        probe = Trainer(model_bytes, plan)
-        self.arena_bytes = probe.arena_used_bytes()
-        self.state_bytes = probe.state_bytes()
-        input_bytes = probe.interpreter.get_input_details(0)["dtype"](0).nbytes * int(
-            np.prod(probe.interpreter.get_input_details(0)["shape"]))
-        self.buffer_bytes = max(input_bytes + 8, 256 + 8 * len(probe.plan.layers)) + 16
+        self.arena_bytes, self.state_bytes, input_bytes, layers = _sizes(bytes(model_bytes),
+                                                                        self._plan)
+        self.buffer_bytes = max(input_bytes + 8, 256 + 8 * layers) + 16
         self._arena = _aligned_bytes(None, self.arena_bytes)
         self._buffer = (ctypes.c_uint8 * self.buffer_bytes)()
         self._heldout = (ctypes.c_uint8 * max(1, heldout_samples * (input_bytes + 4)))()

@@ -149,7 +149,7 @@ def evaluate(client, host, x, y):
     device = [client.evaluate(x[i], y[i]) for i in range(len(y))]
     predicted = np.array([p for p, _ in device])
     losses = np.array([l for _, l in device], dtype=np.float32)
-    host_predicted = host.predict(x) if len(y) else predicted
+    host_predicted = np.atleast_1d(host.predict(x)) if len(y) else predicted
     return {"accuracy": float(np.mean(predicted == y)) if len(y) else None,
             "loss": float(np.mean(losses)) if len(y) else None,
             "predictions_match_host": bool(np.array_equal(predicted, host_predicted))}
