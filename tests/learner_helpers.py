@@ -4,7 +4,7 @@ import numpy as np
 
 import tflm_training
 from tflm_training import learner
-from tests.training_helpers import MODELS, quantized_split, shuffled
+from training_helpers import MODELS, quantized_split, shuffled
 
 MODEL = (MODELS / "transfer" / "ds_cnn_fsdd.tflite").read_bytes()
 SETTINGS = {"learning_rate": 0.02, "momentum": 0.9, "batch_size": 3}

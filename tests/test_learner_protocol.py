@@ -12,7 +12,7 @@ import pytest
 import tflm_training
 from tflm_training import learner
 from tflm_training.learner import COMMANDS, DeviceError, HostLearner, LearnerClient
-from tests.learner_helpers import MODEL, blank_flash, plans, samples
+from learner_helpers import MODEL, blank_flash, plans, samples
 
 PLANS = plans()
 PLAN = PLANS["classifier"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tflm_training
-from tests.learner_helpers import MODEL, plans, samples
+from learner_helpers import MODEL, plans, samples
 
 PLANS = plans()
 

@@ -12,7 +12,7 @@ import pytest
 
 import tflm_training
 from tflm_training.learner import DeviceError, HostLearner, LearnerClient
-from tests.learner_helpers import MODEL, blank_flash, samples
+from learner_helpers import MODEL, blank_flash, samples
 
 SMALL = tflm_training.TrainingPlan.classifier_only(
     MODEL, update="bias", learning_rate=0.02, momentum=0.9, batch_size=2).to_bytes()

@@ -26,6 +26,7 @@ VERSION = 1
 MAGIC = b"TL"
 HEADER = struct.Struct("<2sBBHHI")  # magic, version, command, sequence, 0, payload bytes
 ERROR = 0xFF
+BAD_FRAME = 1  # tt_wire_error: the device received a broken frame
 COMMANDS = {"INFO": 0x01, "TRAIN": 0x02, "PREDICT": 0x03, "EVALUATE": 0x04,
             "BEGIN_EPOCH": 0x05, "SAVE": 0x06, "PULL": 0x07, "FACTORY_RESET": 0x08,
             "HOLDOUT": 0x09, "PULL_STATE": 0x0A}
@@ -159,12 +160,18 @@ class LearnerClient:
 
     # -- frames --------------------------------------------------------------
 
-    def request(self, command, payload=b"", timeout=None):
+    def request(self, command, payload=b"", timeout=None, retries=2):
         """Sends one request and returns the answer's payload; raises
-        DeviceError for an ERROR answer."""
-        self._sequence = (self._sequence + 1) & 0xFFFF
-        self.link.write(encode(command, self._sequence, payload))
-        return self.receive(command, self._sequence, timeout)
+        DeviceError for an ERROR answer. A frame the device received
+        broken was not acted on, so it is sent again (`retries` times)."""
+        for attempt in range(retries + 1):
+            self._sequence = (self._sequence + 1) & 0xFFFF
+            self.link.write(encode(command, self._sequence, payload))
+            try:
+                return self.receive(command, self._sequence, timeout)
+            except DeviceError as error:
+                if error.code != BAD_FRAME or attempt == retries:
+                    raise
 
     def receive(self, command, sequence, timeout=None):
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)

@@ -124,7 +124,13 @@ class EmulatedLearner:
         emulation.check_elf(elf, board)
         self._dir = tempfile.TemporaryDirectory(prefix="tt-learner-")
         socket_path = os.path.join(self._dir.name, "uart")
-        args = ["learner", f"flash={pathlib.Path(flash_path).resolve()}"]
+        flash_path = str(pathlib.Path(flash_path).resolve())
+        if " " in flash_path:
+            raise emulation.EmulationError(
+                f"the emulated flash file {flash_path} has a space in its path, which QEMU's "
+                "semihosting command line cannot carry; use a path without spaces (--out)")
+        # QEMU's option syntax doubles a comma inside a value.
+        args = ["learner", "flash=" + flash_path.replace(",", ",,")]
         if cut is not None:
             args.append(f"cut={int(cut)}")
         if worn_page is not None:
@@ -169,9 +175,9 @@ class EmulatedLearner:
                 time.sleep(0.01)
 
     def _read_pty_path(self, deadline):
-        seen = b""
+        seen = b""  # QEMU names the pty on its standard output
         while time.monotonic() < deadline:
-            line = self.process.stderr.readline()
+            line = self.process.stdout.readline()
             seen += line
             found = re.search(rb"(/dev/pts/\d+)", line)
             if found:
