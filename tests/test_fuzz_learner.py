@@ -27,7 +27,7 @@ MLP = TESTS / "models" / "mlp.tflite"
 DS_CNN = TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite"
 SEED = 20261206
 # Iterations per mode, each a few CPU seconds under the sanitizers.
-ITERATIONS = {"frames": 1500, "state": 400, "store": 1200}
+ITERATIONS = {"frames": 1200, "state": 300, "store": 900}
 TIMEOUT = 180
 SANITIZER_REPORT = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:")
 

@@ -97,9 +97,10 @@ class Info:
     slot_status: tuple
     trained_bytes: int
     restore_count: int
+    link_rx_buffer: int  # > a frame: the next request may be sent early
     layers: list  # (operator, update kind, channels trained now)
 
-    FORMAT = struct.Struct("<HHIIIIIIBBHIIIIIIIIIHHBBHIq")
+    FORMAT = struct.Struct("<HHIIIIIIBBHIIIIIIIIIHHBBHIqI")
 
     @classmethod
     def decode(cls, payload):
@@ -107,7 +108,7 @@ class Info:
         (protocol, fmt, fw, model, plan, arena, used, input_bytes, input_type, restored,
          classes, max_payload, state_bytes, slot_bytes, sequence, state_crc, steps, epoch,
          in_batch, since, held, capacity, slot0, slot1, num_layers, trained,
-         restore) = fixed
+         restore, rx_buffer) = fixed
         layers = []
         for i in range(num_layers):
             op, kind, _, channels = struct.unpack_from("<iBBH", payload,
@@ -117,7 +118,7 @@ class Info:
                    bool(restored), classes, max_payload, state_bytes, slot_bytes, sequence,
                    state_crc, steps, epoch, in_batch, since, held, capacity,
                    (SLOT_STATUS.get(slot0, slot0), SLOT_STATUS.get(slot1, slot1)), trained,
-                   restore, layers)
+                   restore, rx_buffer, layers)
 
 
 @dataclasses.dataclass
@@ -147,6 +148,11 @@ class StepResult:
     loss: np.float32
     steps: int
     count: int  # board counter units of the step; -1 unknown
+
+
+def _step(answer):
+    loss, steps, count = struct.unpack("<fIq", answer)
+    return np.float32(loss), steps, count
 
 
 class LearnerClient:
@@ -217,9 +223,44 @@ class LearnerClient:
         return self._info
 
     def train(self, x, label):
-        loss, steps, count = struct.unpack(
-            "<fIq", self.request(COMMANDS["TRAIN"], sample_payload(x, label)))
-        return StepResult(np.float32(loss), steps, count)
+        return StepResult(*_step(self.request(COMMANDS["TRAIN"], sample_payload(x, label))))
+
+    def train_many(self, xs, ys):
+        """TRAIN for each sample in order; yields a StepResult or the
+        DeviceError each got. When the device's link buffers a whole frame
+        while it computes (Info.link_rx_buffer), the next sample is sent
+        before this one's answer, so the link and the training overlap."""
+        info = self._info or self.info()
+        frame_bytes = len(encode(0, 0, sample_payload(xs[0], 0))) if len(ys) else 0
+        window = 2 if info.link_rx_buffer >= frame_bytes else 1
+        pending = collections.deque()
+        sent = 0
+        while sent < len(ys) or pending:
+            while sent < len(ys) and len(pending) < window:
+                self._sequence = (self._sequence + 1) & 0xFFFF
+                self.link.write(encode(COMMANDS["TRAIN"], self._sequence,
+                                       sample_payload(xs[sent], ys[sent])))
+                pending.append((sent, self._sequence))
+                sent += 1
+            i, sequence = pending.popleft()
+            try:
+                yield StepResult(*_step(self.receive(COMMANDS["TRAIN"], sequence)))
+            except DeviceError as error:
+                if error.code != BAD_FRAME:
+                    yield error
+                    continue
+                # The device dropped this frame and drained the line after
+                # it, most likely with the frame sent behind it.
+                for later, later_sequence in pending:
+                    try:
+                        self.receive(COMMANDS["TRAIN"], later_sequence, timeout=1.0)
+                        raise LinkError(f"sample {later} trained before sample {i}, which "
+                                        "arrived broken: the stream is out of order") from None
+                    except (LinkError, DeviceError) as late:
+                        if isinstance(late, LinkError) and "out of order" in str(late):
+                            raise
+                sent = i  # send them again, this one first
+                pending.clear()
 
     def predict(self, x):
         answer = self.request(COMMANDS["PREDICT"], sample_payload(x))

@@ -8,8 +8,6 @@ import dataclasses
 import math
 import pathlib
 import shutil
-import time
-import zlib
 
 import numpy as np
 
@@ -19,7 +17,7 @@ from tools import board_config
 from tools import emulation
 from tools import firmware_build
 from tools import host_build
-from tools import training_firmware
+from tools import learner_firmware
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "tests" / "models" / "transfer" / "ds_cnn_fsdd.tflite"
@@ -192,10 +190,13 @@ class Samples:
     train_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+    heldout_x: np.ndarray = None  # training-set samples kept out of training
+    heldout_y: np.ndarray = None
 
 
-def prepare_samples(dataset, info, train_samples, test_samples, seed=0):
-    """Checked, quantized, class-balanced and shuffled train and test subsets."""
+def prepare_samples(dataset, info, train_samples, test_samples, seed=0, heldout_samples=0):
+    """Checked, quantized, class-balanced and shuffled train and test subsets
+    (and heldout_samples more from the training set, not in the train subset)."""
     for split in ("train", "test"):
         x = getattr(dataset, f"x_{split}")
         if len(x) == 0:
@@ -207,7 +208,11 @@ def prepare_samples(dataset, info, train_samples, test_samples, seed=0):
     rng = np.random.default_rng(seed)
     train = datasets.balanced_subset(train_y, train_samples, rng)
     test = datasets.balanced_subset(test_y, test_samples, rng)
-    return Samples(train_x[train], train_y[train], test_x[test], test_y[test])
+    rest = np.setdiff1d(np.arange(len(train_y)), train)
+    heldout = rest[datasets.balanced_subset(train_y[rest], heldout_samples, rng)] \
+        if heldout_samples and len(rest) else rest[:0]
+    return Samples(train_x[train], train_y[train], test_x[test], test_y[test],
+                   train_x[heldout], train_y[heldout])
 
 
 # -- model -----------------------------------------------------------------------
@@ -367,9 +372,26 @@ def make_plan(model_bytes, scheme, learning_rate):
     raise DeployError(f"unknown scheme {scheme!r}; pick one of {', '.join(SCHEMES)}")
 
 
-def budget_bytes(board, budget_kb):
-    """--budget_kb in bytes; the board's room for an arena when not given."""
-    room = cost_model.ram_room(board.name)
+def learner_ram(model_bytes, info, heldout_samples, board):
+    """RAM the learner firmware needs besides the arena (frame buffer,
+    held-out samples, the link's receive ring on every board it may run
+    on), for the largest plan this model can have."""
+    from tflm_training import plan as plan_module  # pylint: disable=import-outside-toplevel
+    layers = len(plan_module.trainable_operators(model_bytes))
+    input_bytes = int(np.prod(info.shape)) * info.dtype.itemsize
+    boards = [board]
+    try:
+        boards.append(emulation.resolve_board(board.name)[0])
+    except board_config.BoardError:
+        pass
+    ring = max(int((b.data.get("link") or {}).get("rx_ring", 0)) for b in boards)
+    return learner_firmware.ram_besides_arena(input_bytes, layers, heldout_samples) + ring
+
+
+def budget_bytes(board, budget_kb, reserved=0):
+    """--budget_kb in bytes; the board's room for an arena when not given.
+    reserved: RAM the firmware needs besides the arena (learner_ram)."""
+    room = cost_model.ram_room(board.name) - reserved
     return room if budget_kb is None else min(room, int(budget_kb * 1024))
 
 
@@ -512,13 +534,16 @@ def smallest_arena(model_bytes):
     return training_arena(model_bytes, plan)
 
 
-def check_budget(model_bytes, plan, scheme, board, budget_kb):
-    """The plan's arena against --budget_kb and the board's RAM (less its stack)."""
+def check_budget(model_bytes, plan, scheme, board, budget_kb, reserved=0):
+    """The plan's arena against --budget_kb and the board's RAM (less its
+    stack, other globals and `reserved`)."""
     need = training_arena(model_bytes, plan)
-    room = cost_model.ram_room(board.name)
+    room = cost_model.ram_room(board.name) - reserved
     limits = [(room, f"the {board.name}'s {board.ram.size // 1024} KB RAM less its "
-                     f"{board.stack_size // 1024} KB stack and "
-                     f"{cost_model.RAM_RESERVE // 1024} KB for the firmware's other globals")]
+                     f"{board.stack_size // 1024} KB stack, "
+                     f"{cost_model.RAM_RESERVE // 1024} KB for the firmware's other globals "
+                     f"and {reserved} bytes for the learner's frame buffer and held-out "
+                     "samples")]
     if budget_kb is not None:
         limits.append((int(budget_kb * 1024), f"--budget_kb {budget_kb:g}"))
     for limit, what in limits:
@@ -534,97 +559,18 @@ def check_budget(model_bytes, plan, scheme, board, budget_kb):
     return need
 
 
-# -- host ------------------------------------------------------------------------
-
-
-def host_training(model_bytes, plan, samples, epochs):
-    """The host Trainer on the same samples in the same order as the firmware."""
-    tflm = _tflm()
-    try:
-        trainer = tflm.Trainer(model_bytes, plan)
-    except tflm.TflmTrainingError as e:
-        raise DeployError(f"the runtime cannot train this model: {e}") from None
-    start = time.monotonic()
-    before = trainer.predict(samples.test_x)
-    losses = []
-    for epoch in range(epochs):
-        trainer.begin_epoch(epoch)  # as the firmware does: sampled layers redraw
-        losses += [trainer.train_step(samples.train_x[i], samples.train_y[i])
-                   for i in range(len(samples.train_y))]
-    after = trainer.predict(samples.test_x)
-    return {
-        "trainer": trainer,
-        "accuracy_before": float(np.mean(before == samples.test_y)),
-        "accuracy_after": float(np.mean(after == samples.test_y)),
-        "predictions": after.tolist(),
-        "losses": np.array(losses, dtype=np.float32),
-        "seconds": time.monotonic() - start,
-    }
-
-
-def host_crcs(trainer):
-    return {int(t): zlib.crc32(trainer.get_tensor(t).tobytes())
-            for t in trainer.parameter_tensors}
-
-
 # -- firmware ------------------------------------------------------------------------
 
 
-def build(board_name, model_bytes, plan, samples, epochs, out_dir):
+def build_learner(board_name, model_bytes, plan, out_dir, heldout_samples):
     try:
-        return training_firmware.build_training_firmware(
-            board_name, model_bytes, plan, samples.train_x, samples.train_y, out_dir,
-            test_x=samples.test_x, test_y=samples.test_y, epochs=epochs)
+        return learner_firmware.build_learner_firmware(board_name, model_bytes, plan, out_dir,
+                                                       heldout_samples=heldout_samples)
     except firmware_build.OverLimitError as e:
-        raise DeployError(f"{e.report}\n{e} Train fewer samples (--train_samples) or pick a "
-                          "smaller --scheme.") from None
+        raise DeployError(f"{e.report}\n{e} Pick a smaller --scheme or --budget_kb, or "
+                          "fewer --heldout_samples.") from None
     except (firmware_build.BuildError, board_config.BoardError) as e:
         raise DeployError(str(e)) from None
-
-
-def emulate(firmware, board_name, expected_steps, timeout, log=print):
-    """Runs the training firmware in QEMU; prints progress; a TrainingRun."""
-    state = {"steps": 0, "last": time.monotonic()}
-    every = max(1, expected_steps // 10)
-
-    def echo(line):
-        if '"event":"train_step"' in line:
-            state["steps"] += 1
-            if state["steps"] % every == 0 or state["steps"] == expected_steps:
-                log(f"  device: {state['steps']}/{expected_steps} training steps")
-        elif '"event":"evaluation"' in line:
-            log("  device: evaluation " + ("before" if '"before"' in line else "after")
-                + " done")
-        elif '"event":"error"' in line:
-            log(f"  device: {line.strip()}")
-
-    result = emulation.run_firmware(firmware.elf, board_name, timeout=timeout, echo=echo)
-    if result.status != 0:
-        errors = "; ".join(e.get("message", str(e)) for e in result.log.errors)
-        raise DeployError(f"the firmware failed with status {result.status}: "
-                          f"{errors or result.note or result.stderr.strip()[-300:]}")
-    return training_firmware.TrainingRun.from_log(result.log)
-
-
-# -- the report ------------------------------------------------------------------------
-
-
-def compare(run, host):
-    """Per trained tensor: the device's CRC-32 against the host's."""
-    expected = host_crcs(host["trainer"])
-    tensors = []
-    for tensor in sorted(set(expected) | set(run.parameters)):
-        event = run.parameters.get(tensor, {})
-        tensors.append({"tensor": tensor, "kind": event.get("kind"),
-                        "operator": event.get("operator"), "bytes": event.get("bytes"),
-                        "device_crc32": event.get("crc32"),
-                        "host_crc32": expected.get(tensor),
-                        "equal": event.get("crc32") == expected.get(tensor)})
-    losses_equal = (run.losses.view(np.uint32).tolist()
-                    == host["losses"].view(np.uint32).tolist())
-    return {"tensors": tensors, "weights_bit_identical": all(t["equal"] for t in tensors),
-            "losses_bit_identical": losses_equal,
-            "predictions_identical": run.predictions == host["predictions"]}
 
 
 def memory_report(firmware, board):

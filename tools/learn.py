@@ -31,9 +31,6 @@ from tools import learner_firmware
 from tools import learning
 from tools import training_firmware
 
-GUARDS = {"none": 0, "accuracy": wire.GUARD_ACCURACY, "loss": wire.GUARD_LOSS,
-          "both": wire.GUARD_ACCURACY | wire.GUARD_LOSS}
-
 _MODEL = flags.DEFINE_string("model", None, "The int8 .tflite the device trains.")
 _PLAN = flags.DEFINE_string(
     "plan", "classifier_only", "A plan file (plan.bin, e.g. from deploy.py) or "
@@ -51,7 +48,7 @@ _HELDOUT_SAMPLES = flags.DEFINE_integer(
 _EPOCHS = flags.DEFINE_integer("epochs", 2, "Passes over the streamed samples.", lower_bound=1)
 _SAVE_EVERY = flags.DEFINE_integer("save_every", 0, "Save every N steps (0: once, at the "
                                    "end).", lower_bound=0)
-_GUARD = flags.DEFINE_enum("guard", "none", list(GUARDS), "A save must not lower held-out "
+_GUARD = flags.DEFINE_enum("guard", "none", list(learning.GUARDS), "A save must not lower held-out "
                            "accuracy (by more than --max_drop samples) / let the held-out "
                            "loss diverge; otherwise the device rolls back.")
 _MAX_DROP = flags.DEFINE_integer("max_drop", 0, "Held-out samples a guarded save may lose.",
@@ -114,7 +111,7 @@ def learn():
     try:
         session = learning.Session(device, model, plan, log)
         settings = learning.JobSettings(
-            epochs=_EPOCHS.value, save_every=_SAVE_EVERY.value, guard=GUARDS[_GUARD.value],
+            epochs=_EPOCHS.value, save_every=_SAVE_EVERY.value, guard=learning.GUARDS[_GUARD.value],
             max_drop=_MAX_DROP.value, power_cycle=_POWER_CYCLE.value,
             factory_reset=_FACTORY_RESET.value)
         report = learning.run_job(session, stream, settings, out, log)

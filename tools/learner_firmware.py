@@ -47,6 +47,18 @@ class LearnerLayout:
         return self.arena_bytes + self.buffer_bytes + self.heldout_bytes
 
 
+def buffer_bytes(input_bytes, plan_layers):
+    """The frame buffer: a sample with its header, or INFO / PULL answers."""
+    payload = max(input_bytes + 8, MIN_PAYLOAD + 8 * plan_layers)
+    return -(-(payload + 16) // 4) * 4
+
+
+def ram_besides_arena(input_bytes, plan_layers, heldout_samples=DEFAULT_HELDOUT_SAMPLES):
+    """RAM the learner needs besides the training arena: the frame buffer
+    and the held-out samples (each with its int32 label)."""
+    return buffer_bytes(input_bytes, plan_layers) + heldout_samples * (input_bytes + 4)
+
+
 def layout(model_bytes, plan_bytes, board, heldout_samples=DEFAULT_HELDOUT_SAMPLES):
     tflm_training = training_firmware._tflm_training()  # pylint: disable=protected-access
     from tflm_training import learner  # pylint: disable=import-outside-toplevel
@@ -57,10 +69,9 @@ def layout(model_bytes, plan_bytes, board, heldout_samples=DEFAULT_HELDOUT_SAMPL
     facts = firmware_build.model_facts(model_bytes)
     input_bytes = int(np.prod(facts.input_shape)) * facts.input_dtype.itemsize
     page = int(board.data["flash_store"]["page_bytes"])
-    payload = max(input_bytes + 8, MIN_PAYLOAD + 8 * len(trainer.plan.layers))
-    buffer_bytes = -(-(payload + 16) // 4) * 4
     return LearnerLayout(trainer.arena_used_bytes(), trainer.state_bytes(),
-                         learner.region_bytes(trainer.state_bytes(), page), buffer_bytes,
+                         learner.region_bytes(trainer.state_bytes(), page),
+                         buffer_bytes(input_bytes, len(trainer.plan.layers)),
                          int(heldout_samples) * (input_bytes + 4), input_bytes)
 
 

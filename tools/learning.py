@@ -15,6 +15,11 @@ from tflm_training import learner as wire
 from tools import learner_firmware
 
 
+# --guard of learn.py and deploy.py: what a save must not make worse.
+GUARDS = {"none": 0, "accuracy": wire.GUARD_ACCURACY, "loss": wire.GUARD_LOSS,
+          "both": wire.GUARD_ACCURACY | wire.GUARD_LOSS}
+
+
 class SessionError(RuntimeError):
     """What went wrong, and the next step."""
 
@@ -144,15 +149,34 @@ def check_device(client, model_bytes, plan_bytes):
     return info
 
 
-def evaluate(client, host, x, y):
-    """Device and host predictions and losses on (x, y); nothing trains."""
-    device = [client.evaluate(x[i], y[i]) for i in range(len(y))]
-    predicted = np.array([p for p, _ in device])
-    losses = np.array([l for _, l in device], dtype=np.float32)
-    host_predicted = np.atleast_1d(host.predict(x)) if len(y) else predicted
-    return {"accuracy": float(np.mean(predicted == y)) if len(y) else None,
-            "loss": float(np.mean(losses)) if len(y) else None,
-            "predictions_match_host": bool(np.array_equal(predicted, host_predicted))}
+def evaluate(client, host, x, y, model=None):
+    """Accuracy on (x, y) of `model` (the device's, as pulled; default: the
+    device's current parameters, read with PULL), the host Trainer's, and the
+    device's own answer on its held-out samples. The test samples run in
+    the host runtime: with the device's parameters bit for bit, its
+    predictions are the device's (tests/test_learner_firmware.py), and
+    nothing has to cross the slow link."""
+    from tflm_training import Interpreter  # pylint: disable=import-outside-toplevel
+    result = {"accuracy": None, "host_accuracy": None, "predictions_match_host": True}
+    correct, count, loss = client.evaluate_heldout()
+    result["heldout"] = {"correct": correct, "count": count, "loss": float(loss)}
+    if not len(y):
+        return result
+    host_predicted = np.atleast_1d(host.predict(x))
+    predicted = host_predicted
+    if model is not None:
+        interpreter = Interpreter.from_bytes(model)
+        predicted = np.array([_predict(interpreter, sample) for sample in x])
+    result.update({"accuracy": float(np.mean(predicted == y)),
+                   "host_accuracy": float(np.mean(host_predicted == y)),
+                   "predictions_match_host": bool(np.array_equal(predicted, host_predicted))})
+    return result
+
+
+def _predict(interpreter, sample):
+    interpreter.set_input(sample.reshape(interpreter.get_input_details(0)["shape"]), 0)
+    interpreter.invoke()
+    return int(np.argmax(interpreter.get_output(0)))
 
 
 class Session:
@@ -233,32 +257,42 @@ class Session:
         for epoch in range(first_epoch, first_epoch + epochs):
             self.client.begin_epoch(epoch)
             self.host.begin_epoch(epoch)
-            for i in range(len(y)):
-                try:
-                    step = self.client.train(x[i], y[i])
-                except wire.DeviceError as e:
-                    if e.code != 10:  # only a diverged step goes on
-                        raise
-                    self.log(f"  {e}")
-                    step = None
-                host_loss = self._host_step(x[i], y[i])
-                if step is not None:
-                    losses.append(float(step.loss))
-                    if step.loss.view(np.uint32) != host_loss.view(np.uint32):
-                        self.mismatches.append(f"step {step.steps}: device loss {step.loss!r}, "
-                                               f"host {host_loss!r}")
-                    if step.count >= 0:
-                        self.step_counts.append(step.count)
-                done += 1
-                since_save += 1
-                recent = np.mean(losses[-len(y):]) if losses else float("nan")
-                progress.update(done, f"epoch {epoch} loss {recent:.4f}")
+            start_of_chunk = 0
+            while start_of_chunk < len(y):
+                # A save waits for every step before it: streams end at saves.
+                end = len(y) if not save_every else min(
+                    len(y), start_of_chunk + save_every - since_save)
+                chunk = slice(start_of_chunk, end)
+                for i, step in enumerate(self.client.train_many(x[chunk], y[chunk]),
+                                         start_of_chunk):
+                    self._check_step(step, x[i], y[i], losses)
+                    done += 1
+                    since_save += 1
+                    recent = np.mean(losses[-len(y):]) if losses else float("nan")
+                    progress.update(done, f"epoch {epoch} loss {recent:.4f}")
                 if save_every and since_save >= save_every:
                     self.save(guard, max_drop)
                     since_save = 0
+                start_of_chunk = end
         self.train_seconds += time.monotonic() - start
         self.samples_trained += done
         return losses
+
+    def _check_step(self, step, x, y, losses):
+        """The host replays the step; their losses must be the same bits."""
+        if isinstance(step, wire.DeviceError):
+            if step.code != 10:  # only a diverged step lets the stream go on
+                raise step
+            self.log(f"  {step}")
+        host_loss = self._host_step(x, y)
+        if isinstance(step, wire.DeviceError):
+            return
+        losses.append(float(step.loss))
+        if step.loss.view(np.uint32) != host_loss.view(np.uint32):
+            self.mismatches.append(f"step {step.steps}: device loss {step.loss!r}, "
+                                   f"host {host_loss!r}")
+        if step.count >= 0:
+            self.step_counts.append(step.count)
 
     def _host_step(self, x, y):
         from tflm_training import DivergedError  # pylint: disable=import-outside-toplevel
@@ -286,13 +320,18 @@ class Session:
                 "state_came_back": came_back, "restore_count": after.restore_count}
 
     def pull_model(self):
-        """(the adapted .tflite from the device's parameters, bit-identical?)"""
-        pulled = self.client.pull()
-        identical = pulled == self.host.trained_bytes()
-        if not identical:
+        """(the adapted .tflite from the device's parameters, per trained
+        tensor: its CRC-32 on the device and on the host)."""
+        pulled = self.host.split_trained_bytes(self.client.pull())
+        tensors = []
+        for index, data in pulled.items():
+            host = self.host.get_tensor(index).tobytes()
+            tensors.append({"tensor": index, "bytes": len(data),
+                            "device_crc32": zlib.crc32(data), "host_crc32": zlib.crc32(host),
+                            "equal": data == host})
+        if not all(t["equal"] for t in tensors):
             self.mismatches.append("the pulled parameters differ from the host's")
-        model = self.host.export(self.host.split_trained_bytes(pulled))
-        return model, identical
+        return self.host.export(pulled), tensors
 
 
 def write_outputs(out_dir, model, state):
@@ -323,7 +362,9 @@ def run_job(session, stream, settings, out_dir, log=print):
     if len(stream.heldout_y):
         count, capacity = session.load_heldout(stream.heldout_x, stream.heldout_y)
         report["heldout_samples"] = {"count": count, "capacity": capacity}
-    log(f"device: evaluating {len(stream.test_y)} test samples ...")
+    session.check_state("before training")
+    # Before training the device holds the model's own weights (or, without
+    # a factory reset, a state the host mirror loaded): the host's predictions.
     report["before"] = evaluate(session.client, session.host, stream.test_x, stream.test_y)
     first_epoch = session.info.epoch + (1 if session.info.steps else 0)
     log(f"device: streaming {len(stream.train_y)} samples x {settings.epochs} epochs "
@@ -341,10 +382,12 @@ def run_job(session, stream, settings, out_dir, log=print):
         report["power_cycle"] = session.power_cycle()
         log("device: the saved state came back" if report["power_cycle"]["state_came_back"]
             else "device: the saved state did NOT come back")
-    log(f"device: evaluating {len(stream.test_y)} test samples ...")
-    report["after"] = evaluate(session.client, session.host, stream.test_x, stream.test_y)
-    model, identical = session.pull_model()
+        if len(stream.heldout_y):  # held-out samples live in RAM
+            session.load_heldout(stream.heldout_x, stream.heldout_y)
+    model, tensors = session.pull_model()
     write_outputs(out_dir, model, session.saved_state)
+    report["after"] = evaluate(session.client, session.host, stream.test_x, stream.test_y,
+                               model)
     counts = session.step_counts
     report.update({
         "losses_mean_per_epoch": [float(np.mean(e)) for e in
@@ -352,7 +395,9 @@ def run_job(session, stream, settings, out_dir, log=print):
         "samples_per_second": session.samples_trained / max(session.train_seconds, 1e-9),
         "counter_per_step": int(np.mean(counts)) if counts else None,
         "saves": session.saves,
-        "parameters_bit_identical": identical,
+        "tensors": tensors,
+        "parameters_bit_identical": all(t["equal"] for t in tensors),
+        "losses_bit_identical": not any(m.startswith("step ") for m in session.mismatches),
         "mismatches": session.mismatches,
         "bit_identical": not session.mismatches,
         "state_sequence": session.client.info().state_sequence,

@@ -66,7 +66,8 @@ int main(void) {
       app_model_start, (uint32_t)(app_model_end - app_model_start),
       app_plan_start, (uint32_t)(app_plan_end - app_plan_start),
       arena, sizeof arena, &flash, heldout, sizeof heldout,
-      tt_crc32(__image_start, (uint32_t)(__image_end - __image_start)), board_counter_measure};
+      tt_crc32(__image_start, (uint32_t)(__image_end - __image_start)), board_counter_measure,
+      board_link_rx_buffer_bytes()};
   const tt_link link = {read_byte, write, 0, BOARD_LINK_IDLE_MS};
   if (tt_learner_init(&learner, &config) != TT_OK) serve_failure(&link);
   for (;;) tt_learner_serve_one(&learner, &link, buffer, sizeof buffer);

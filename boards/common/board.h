@@ -37,6 +37,10 @@ uint32_t board_stack_high_water(void);
 void board_link_init(void);
 bool board_link_read_byte(uint8_t* byte, uint32_t timeout_ms);
 void board_link_write(const uint8_t* data, uint32_t length);
+/* Bytes the link keeps receiving into while the device computes (an
+ * interrupt-driven ring); 0 when it receives only while it waits. A host
+ * may send the next frame early when it fits. */
+uint32_t board_link_rx_buffer_bytes(void);
 
 /* The flash that holds the learned state (board.json "flash_store"): the
  * linker reserves [__state_start, __state_end), whole pages at the end of

@@ -15,13 +15,24 @@ extern uint32_t __bss_start[], __bss_end[];
 int main(void);
 void board_reset_handler(void);
 void board_systick_handler(void) __attribute__((weak, alias("board_default_handler")));
+/* The link's receive interrupt (board.json "link": "rx_irq"), when it has one. */
+void board_link_irq_handler(void) __attribute__((weak, alias("board_default_handler")));
 void board_default_handler(void);
 
 #define CPACR (*(volatile uint32_t*)0xE000ED88u)
 
 typedef void (*vector)(void);
 
-__attribute__((section(".vectors"), used)) static const vector vectors[16] = {
+/* The 16 system exceptions, then the external interrupts (48 cover the
+ * nRF52840 and the mps2); unused ones fault. */
+#define EXTERNAL_INTERRUPTS 48
+
+/* Every external interrupt defaults to a fault; the link's entry then
+ * overrides its range default on purpose. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Woverride-init"
+__attribute__((section(".vectors"), used)) static const vector
+    vectors[16 + EXTERNAL_INTERRUPTS] = {
     (vector)(uintptr_t)__stack_end, /* initial main stack pointer */
     board_reset_handler,
     board_fault_handler, /* NMI */
@@ -35,7 +46,12 @@ __attribute__((section(".vectors"), used)) static const vector vectors[16] = {
     0,
     board_default_handler, /* PendSV */
     board_systick_handler,
+    [16 ... 16 + EXTERNAL_INTERRUPTS - 1] = board_default_handler,
+#ifdef BOARD_LINK_RX_IRQ
+    [16 + BOARD_LINK_RX_IRQ] = board_link_irq_handler,
+#endif
 };
+#pragma GCC diagnostic pop
 
 void board_default_handler(void) { board_fault_handler(); }
 

@@ -78,6 +78,8 @@ bool board_link_read_byte(uint8_t* byte, uint32_t timeout_ms) {
   return true;
 }
 
+uint32_t board_link_rx_buffer_bytes(void) { return 0; }
+
 void board_link_write(const uint8_t* data, uint32_t length) {
   while (length > 0) {
     const uint32_t n = length < sizeof(tx_buffer) ? length : sizeof(tx_buffer);

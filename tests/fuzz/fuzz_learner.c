@@ -316,8 +316,13 @@ typedef struct {
   uint8_t *arena, *heldout, *buffer, *info_buffer;
   uint32_t heldout_bytes, capacity;
   bool measured;
+  uint32_t link_rx_buffer;
   int persisted; /* 1: persisted_crc is the newest saved state; 0: none; -1 unknown */
   uint32_t persisted_crc;
+  /* States of SAVEs that failed since: a cut in the header's last word
+   * may still leave one whole (when the CRC's high half is all ones). */
+  uint32_t failed_saves[8];
+  int num_failed_saves;
   info_view last;
 } session;
 
@@ -380,8 +385,9 @@ static info_view query_info(session* s) {
   CHECK(count == (v.restored ? (s->measured ? MEASURED : -1) : 0) ||
             (!v.restored && count == (s->measured ? MEASURED : -1)),
         "INFO restore_count %lld", (long long)count);
+  CHECK(get_u32(q + 88) == s->link_rx_buffer, "INFO link_rx_buffer");
   for (int32_t l = 0; l < p->num_layers; ++l)
-    CHECK(q[88 + 8 * l + 5] == 0, "INFO layer %d reserved byte", l);
+    CHECK(q[TT_LEARNER_INFO_BYTES + 8 * l + 5] == 0, "INFO layer %d reserved byte", l);
   /* The CRC is the learned state's. */
   const tt_trainer* t = &s->learner->trainer;
   uint8_t counters[TT_STATE_COUNTERS_BYTES];
@@ -397,12 +403,25 @@ static info_view query_info(session* s) {
   return v;
 }
 
+static tt_learner_config session_config(const session* s, const tt_flash* flash) {
+  const seed_pair* p = s->pair;
+  return (tt_learner_config){.model = p->model,
+                             .model_size = p->model_size,
+                             .plan = p->plan,
+                             .plan_size = p->plan_size,
+                             .arena = s->arena,
+                             .arena_size = p->arena_bytes,
+                             .flash = flash,
+                             .heldout = s->heldout,
+                             .heldout_bytes = s->heldout_bytes,
+                             .firmware_crc32 = FIRMWARE_CRC,
+                             .measure = s->measured ? measure : NULL,
+                             .link_rx_buffer = s->link_rx_buffer};
+}
+
 static void boot(session* s) {
   tt_flash_ram_power_on(&s->ram);
-  const tt_learner_config config = {
-      s->pair->model, s->pair->model_size, s->pair->plan, s->pair->plan_size,
-      s->arena, s->pair->arena_bytes, &s->flash, s->heldout, s->heldout_bytes,
-      FIRMWARE_CRC, s->measured ? measure : NULL};
+  const tt_learner_config config = session_config(s, &s->flash);
   const tt_status status = tt_learner_init(s->learner, &config);
   CHECK(status == TT_OK, "learner init: %s", s->learner->error.message);
   const info_view v = query_info(s);
@@ -410,13 +429,17 @@ static void boot(session* s) {
   restored_boots += v.restored;
   CHECK(v.since_save == 0 && v.heldout == 0, "a boot with %u steps unsaved",
         v.since_save);
+  bool failed_save = false;
+  for (int i = 0; i < s->num_failed_saves; ++i)
+    failed_save |= v.restored && v.state_crc == s->failed_saves[i];
   if (s->persisted == 1)
-    CHECK(v.restored && v.state_crc == s->persisted_crc,
+    CHECK((v.restored && v.state_crc == s->persisted_crc) || failed_save,
           "the boot did not restore the last saved state (restored %u)",
           v.restored);
   if (s->persisted == 0)
-    CHECK(!v.restored && v.state_crc == s->pair->fresh_crc,
+    CHECK((!v.restored && v.state_crc == s->pair->fresh_crc) || failed_save,
           "the boot restored a state where none was saved");
+  s->num_failed_saves = 0;
   s->persisted = v.restored ? 1 : 0;
   s->persisted_crc = v.state_crc;
   s->last = v;
@@ -452,6 +475,7 @@ static void open_session(session* s, seed_pair* p, uint32_t page_bytes,
   s->heldout_bytes = (1 + below(4)) * (p->input_bytes + 4) + below(p->input_bytes);
   s->heldout = xmalloc(s->heldout_bytes);
   s->measured = one_in(2);
+  s->link_rx_buffer = one_in(2) ? 0 : rnd();
   s->persisted = flash_image != NULL ? -1 : 0;
   sessions++;
 }
@@ -469,9 +493,7 @@ static void close_session(session* s) {
 static void find_fresh_crc(seed_pair* p) {
   session s;
   open_session(&s, p, 4096, NULL, 4096);
-  const tt_learner_config config = {p->model, p->model_size, p->plan,
-                                    p->plan_size, s.arena, p->arena_bytes,
-                                    NULL, NULL, 0, FIRMWARE_CRC, NULL};
+  const tt_learner_config config = session_config(&s, NULL);
   CHECK(tt_learner_init(s.learner, &config) == TT_OK, "learner init: %s",
         s.learner->error.message);
   uint32_t bytes;
@@ -938,6 +960,10 @@ static void check_transition(session* s, const response* r,
     if (r->code == TT_WIRE_FLASH &&
         (request == NULL || request[3] != TT_CMD_SAVE))
       s->persisted = -1; /* a FACTORY_RESET may have erased one slot */
+    else if (r->code == TT_WIRE_FLASH && s->num_failed_saves < 8)
+      s->failed_saves[s->num_failed_saves++] = before->state_crc;
+    else if (r->code == TT_WIRE_FLASH)
+      s->persisted = -1;
     if (r->code == TT_WIRE_DIVERGED) CHECK(after->steps == before->steps,
                                            "a diverged step counted");
     return;
@@ -1000,6 +1026,7 @@ static void check_transition(session* s, const response* r,
               "SAVED: sequence %u -> %u", before->sequence, after->sequence);
         s->persisted = 1;
         s->persisted_crc = after->state_crc;
+        s->num_failed_saves = 0;
       } else {
         rolled_back++;
         CHECK(outcome == TT_SAVE_ROLLED_BACK && reason >= 1 && reason <= 4 &&
@@ -1025,6 +1052,7 @@ static void check_transition(session* s, const response* r,
                 after->steps == 0 && after->sequence == 0 && !after->restored,
             "FACTORY_RESET left a state behind");
       s->persisted = 0;
+      s->num_failed_saves = 0;
       break;
     case TT_CMD_HOLDOUT:
       CHECK(r->payload_bytes == 4 && get_u16(q) == after->heldout &&
@@ -1094,7 +1122,6 @@ static void run_frames(seed_pair* pairs, int num_pairs, long iterations) {
   phase = "frames";
   static const uint32_t kPages[] = {256, 1024, 4096};
   session s;
-  int next_pair = 0;
   bool open = false;
   line l;
   memset(&l, 0, sizeof l);
@@ -1111,11 +1138,22 @@ static void run_frames(seed_pair* pairs, int num_pairs, long iterations) {
   uint8_t* f = xmalloc(max_capacity);
   uint8_t* g = xmalloc(max_capacity);
   expectation ex[MAX_EXPECT];
+  /* Each pair after the first (slower ones) gets a 40th of the streams. */
+  const long share = iterations / 40 > 0 ? iterations / 40 : 1;
+  long first_share = iterations - share * (num_pairs - 1);
+  if (first_share < 0) first_share = 0;
+  int pair = 0;
+  long pair_end = first_share;
   for (iteration = 0; iteration < iterations; ++iteration) {
-    if (!open || one_in(150)) {
+    bool switched = false;
+    while (iteration >= pair_end && pair + 1 < num_pairs) {
+      pair++;
+      pair_end += share;
+      switched = true;
+    }
+    if (!open || switched || one_in(150)) {
       if (open) close_session(&s);
-      /* The first pair (the fast one) gets most sessions. */
-      seed_pair* p = &pairs[one_in(3) ? next_pair++ % num_pairs : 0];
+      seed_pair* p = &pairs[pair];
       const uint32_t page = kPages[below(3)];
       open_session(&s, p, page, NULL, region_bytes(p, page) + (one_in(4) ? page : 0));
       boot(&s);
@@ -1253,6 +1291,19 @@ static void mutate_state(const tt_trainer* t, uint8_t* s, uint32_t size) {
   }
 }
 
+/* Every optimizer float of the payload finite, by the ranges above. */
+static bool optimizer_finite(const tt_trainer* t, const uint8_t* payload) {
+  float_range ranges[MAX_RANGES];
+  uint32_t lowrank[MAX_RANGES];
+  int num_lowrank;
+  const int n = float_ranges(t, ranges, lowrank, &num_lowrank);
+  for (int r = 0; r < n; ++r)
+    for (uint32_t i = 0; i < ranges[r].count; ++i)
+      if ((get_u32(payload + ranges[r].at + 4 * i) & 0x7F800000u) == 0x7F800000u)
+        return false;
+  return true;
+}
+
 typedef struct {
   uint32_t steps, epoch;
   int32_t in_batch;
@@ -1362,6 +1413,7 @@ static void run_state(seed_pair* pairs, int num_pairs, long iterations) {
                 t->steps == get_u32(payload) && t->epoch == get_u32(payload + 4) &&
                 (uint32_t)t->samples_in_batch == get_u32(payload + 8),
             "an accepted state is not what the trainer holds");
+      CHECK(optimizer_finite(t, payload), "a state with a NaN or infinity accepted");
       exercise(p);
       CHECK(tt_trainer_state_load(t, p->good_state, p->state_bytes) == TT_OK,
             "the good state no longer loads: %s", tt_trainer_error(t)->message);
@@ -1588,10 +1640,7 @@ static void boot_hostile(seed_pair* p) {
   put_u32(h + 28, tt_crc32(h, 28));
   session s;
   open_session(&s, p, page, image, size);
-  const tt_learner_config config = {p->model, p->model_size, p->plan,
-                                    p->plan_size, s.arena, p->arena_bytes,
-                                    &s.flash, s.heldout, s.heldout_bytes,
-                                    FIRMWARE_CRC, s.measured ? measure : NULL};
+  const tt_learner_config config = session_config(&s, &s.flash);
   const tt_status status = tt_learner_init(s.learner, &config);
   if (status != TT_OK) {
     boot_refused++;

@@ -33,7 +33,7 @@ tt_status tt_host_learner_init(tt_host_learner* h, const uint8_t* model,
   const tt_learner_config config = {
       model, model_size, plan, plan_size, arena, arena_size,
       flash != NULL ? &h->flash : NULL, heldout, heldout_bytes, firmware_crc32,
-      NULL};
+      NULL, 0};
   const tt_status status = tt_learner_init(&h->learner, &config);
   if (status != TT_OK) h->error = h->learner.error;
   return status;

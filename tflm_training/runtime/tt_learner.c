@@ -251,6 +251,7 @@ static uint32_t handle_info(call* c) {
   put(w, (uint32_t)t->num_layers, 2);
   put(w, trained_bytes(t), 4);
   put(w, (uint64_t)l->restore_count, 8);
+  put(w, l->config.link_rx_buffer, 4);
   for (int32_t i = 0; i < t->num_layers; ++i) {
     const tt_train_layer* layer = &tt_train_layers(t)[i];
     put(w, (uint32_t)layer->operator_index, 4);

@@ -117,9 +117,12 @@ typedef struct {
   uint16_t num_layers;
   uint32_t trained_bytes;    /* what PULL gives */
   int64_t restore_count;     /* board counter units the boot restore took */
+  uint32_t link_rx_buffer;   /* bytes the link receives into while the
+                                device computes: a host may send the next
+                                frame before the answer when it fits */
 } tt_learner_info;
 
-#define TT_LEARNER_INFO_BYTES 88u
+#define TT_LEARNER_INFO_BYTES 92u
 
 typedef struct {
   uint8_t outcome;
@@ -152,6 +155,7 @@ typedef struct {
   uint32_t heldout_bytes;
   uint32_t firmware_crc32; /* reported by INFO */
   tt_measure_fn measure;   /* times TRAIN, SAVE and the restore; may be NULL */
+  uint32_t link_rx_buffer; /* reported by INFO (tt_learner_info) */
 } tt_learner_config;
 
 typedef struct {
