@@ -67,35 +67,40 @@ def default_run(tmp_path_factory):
     return result, out
 
 
-def test_default_run_adapts_on_device_like_the_host(default_run):
+def test_default_run_learns_on_the_device_like_the_host(default_run):
     result, out = default_run
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
+    assert report["scheme"] == "trady"  # the default: the best scheme that fits
     device, host = report["device"], report["host"]
     assert device["accuracy_after"] > device["accuracy_before"]
-    assert host["accuracy_after"] > host["accuracy_before"]
     assert (device["accuracy_before"], device["accuracy_after"]) == (
         host["accuracy_before"], host["accuracy_after"])
     comparison = report["comparison"]
     assert comparison["weights_bit_identical"] and comparison["losses_bit_identical"]
+    assert comparison["predictions_identical"] and comparison["mismatches"] == []
     assert comparison["tensors"] and all(
         t["device_crc32"] == t["host_crc32"] for t in comparison["tensors"])
-    assert {t["kind"] for t in comparison["tensors"]} == {"weights", "bias"}
-    assert device["instructions_per_step"] > 0
+    assert device["instructions_per_step"] > 0 and device["samples_per_second"] > 0
+    # Saved once, power-cycled, and the state came back from flash.
+    assert [s["saved"] for s in device["saves"]] == [True]
+    assert device["power_cycle"]["state_came_back"] and device["power_cycle"]["restored"]
+    assert device["heldout_after"]["count"] == report["heldout_samples"] == 10
     board = board_config.load_board("nrf52840")
     memory = report["memory"]
-    assert memory["fits"]
+    assert memory["fits"] and memory["state_flash"] > 0
     assert memory["flash_used"] <= memory["flash_max"] == board.flash.size
     assert memory["ram_static"] + memory["ram_stack"] <= memory["ram_max"] == board.ram.size
-    assert device["peak_ram"] <= board.ram.size
-    assert report["trained"] == [{"operator": 10, "name": "FULLY_CONNECTED",
-                                  "update": "weights", "channels": 10, "of_channels": 10}]
+    updates = {t["operator"]: t["update"] for t in report["trained"]}
+    assert updates.pop(10) == "weights" and set(updates.values()) == {"sampled"}
     assert "Sketch uses" in result.stdout and "bit-identical" in result.stdout
+    assert "the saved state came back" in result.stdout
 
 
 def test_default_run_writes_the_artifacts(default_run):
     """The int8 model, the plan the runtime reads, a summary of what trains,
-    and the host-trained model, all standard formats."""
+    and the adapted models (from the device and from the host replay), all
+    standard formats; the device's model runs in TFLM's own runtime."""
     result, out = default_run
     assert result.returncode == 0
     model = (out / "model.tflite").read_bytes()
@@ -103,8 +108,18 @@ def test_default_run_writes_the_artifacts(default_run):
     plan.check_model(model)
     assert "operator 10 FULLY_CONNECTED: weights and bias of 10/10" in (
         out / "plan.txt").read_text()
-    trained = Interpreter.from_bytes((out / "trained_host.tflite").read_bytes())
+    device_model = (out / "trained_device.tflite").read_bytes()
+    assert device_model == (out / "trained_host.tflite").read_bytes() != model
+    trained = Interpreter.from_bytes(device_model)
     assert trained.arena_used_bytes() == Interpreter.from_bytes(model).arena_used_bytes()
+    tflm = pytest.importorskip("tflite_micro")
+    reference = tflm.runtime.Interpreter.from_bytes(device_model)
+    x = np.zeros(trained.get_input_details(0)["shape"], np.int8)
+    reference.set_input(x, 0)
+    reference.invoke()
+    trained.set_input(x, 0)
+    trained.invoke()
+    assert np.array_equal(reference.get_output(0), trained.get_output(0))
 
 
 def test_unknown_board_lists_the_known_ones(tmp_path):
@@ -136,7 +151,7 @@ def test_dataset_with_labels_beyond_the_head_says_so(tmp_path):
 
 
 def test_budget_too_small_names_the_minimum(tmp_path):
-    result = _deploy("--budget_kb", "10", "--out", str(tmp_path))
+    result = _deploy("--scheme", "classifier", "--budget_kb", "10", "--out", str(tmp_path))
     assert result.returncode == 2
     assert "--budget_kb 10" in result.stderr
     assert "raise --budget_kb to at least 82" in result.stderr
@@ -168,6 +183,7 @@ def test_sparse_trains_the_classifier_and_some_channels_of_an_earlier_layer(spar
         host["accuracy_before"], host["accuracy_after"])
     comparison = report["comparison"]
     assert comparison["weights_bit_identical"] and comparison["losses_bit_identical"]
+    assert device["power_cycle"]["state_came_back"]
     # Two layers' weights and biases, each equal on the device and the host.
     assert len(comparison["tensors"]) == 4 and all(
         t["equal"] and t["device_crc32"] == t["host_crc32"] for t in comparison["tensors"])
@@ -243,9 +259,13 @@ def test_full_scheme_on_the_default_model_is_refused_with_the_sizes(tmp_path):
     message = result.stderr
     assert "the full plan needs a" in message
     need = int(message.split("the full plan needs a ")[1].split("-byte")[0])
-    limit = board.ram.size - board.stack_size - cost_model.RAM_RESERVE
+    model = deploy_steps.DEFAULT_MODEL.read_bytes()
+    reserved = deploy_steps.learner_ram(model, deploy_steps.model_input(model), 10, board)
+    assert reserved > 1960 * 10  # the held-out samples, the frame buffer, the UART ring
+    limit = board.ram.size - board.stack_size - cost_model.RAM_RESERVE - reserved
     assert need > limit
     assert f"{board.ram.size // 1024} KB RAM" in message
+    assert f"and {reserved} bytes for the learner's frame buffer" in message
     assert f"leaves {limit} bytes" in message
     assert "pick a smaller --scheme" in message and "Traceback" not in message
     assert not (tmp_path / "report.json").exists()

@@ -38,7 +38,7 @@ static tt_frame_event bad(tt_frame_reader* r, tt_frame_problem problem) {
 tt_frame_event tt_frame_reader_push(tt_frame_reader* r, uint8_t byte) {
   if (r->problem != TT_FRAME_FINE) return TT_FRAME_BAD;
   if (r->have == 0) {
-    if (byte == MAGIC0) {
+    if (byte == MAGIC0 && r->capacity > 0) {
       r->buffer[r->have++] = byte;
     } else {
       r->skipped++;
@@ -53,6 +53,7 @@ tt_frame_event tt_frame_reader_push(tt_frame_reader* r, uint8_t byte) {
     }
     return TT_FRAME_MORE;
   }
+  if (r->have >= r->capacity) return bad(r, TT_FRAME_OVERSIZED);
   r->buffer[r->have++] = byte;
   if (r->have == 3 && byte != TT_FRAME_VERSION)
     return bad(r, TT_FRAME_BAD_VERSION);

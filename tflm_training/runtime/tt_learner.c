@@ -36,6 +36,7 @@ static uint32_t float_bits(float value) {
 uint32_t tt_learner_error_frame(uint8_t* buffer, uint32_t capacity,
                                 uint16_t sequence, tt_wire_error code,
                                 const char* message) {
+  if (capacity < TT_FRAME_OVERHEAD + 4) return 0;
   writer w = {buffer + TT_FRAME_HEADER_BYTES, 0};
   put(&w, (uint32_t)code, 2);
   put(&w, 0, 2);
@@ -632,6 +633,7 @@ static uint32_t handle_factory_reset(call* c) {
 
 uint32_t tt_learner_handle(tt_learner* l, const tt_frame* request,
                            uint8_t* buffer, uint32_t capacity) {
+  if (capacity < TT_LEARNER_MIN_BUFFER) return 0;
   call c = {l, buffer, capacity, request, {buffer + TT_FRAME_HEADER_BYTES, 0}};
   const bool empty = request->payload_bytes == 0;
   switch (request->command) {

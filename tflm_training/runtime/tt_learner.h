@@ -185,13 +185,19 @@ typedef struct {
  * says so). Errors leave error.message set. */
 tt_status tt_learner_init(tt_learner* learner, const tt_learner_config* config);
 
+/* The smallest frame buffer the learner answers with: room for every
+ * fixed-size answer (SAVE's is the largest, 60 bytes). */
+#define TT_LEARNER_MIN_BUFFER 64u
+
 /* Answers one intact request frame: the response replaces it in
- * `buffer` (capacity bytes, the same the frame was read into). Returns
- * the response frame's length. */
+ * `buffer` (capacity bytes, the same the frame was read into, at least
+ * TT_LEARNER_MIN_BUFFER). Returns the response frame's length (0, and
+ * nothing written, for a smaller buffer). */
 uint32_t tt_learner_handle(tt_learner* learner, const tt_frame* request,
                            uint8_t* buffer, uint32_t capacity);
 
-/* An ERROR frame in `buffer`; returns its length. */
+/* An ERROR frame in `buffer` (the message cut to fit); returns its
+ * length, 0 when not even an empty message fits. */
 uint32_t tt_learner_error_frame(uint8_t* buffer, uint32_t capacity,
                                 uint16_t sequence, tt_wire_error code,
                                 const char* message);
@@ -207,7 +213,8 @@ typedef struct {
 } tt_link;
 
 /* Receives bytes until a frame (or a broken one, then the rest of it:
- * until the line is quiet for idle_ms) and sends the answer. */
+ * until the line is quiet for idle_ms) and sends the answer. Returns at
+ * once, reading nothing, when capacity < TT_LEARNER_MIN_BUFFER. */
 void tt_learner_serve_one(tt_learner* learner, const tt_link* link,
                           uint8_t* buffer, uint32_t capacity);
 

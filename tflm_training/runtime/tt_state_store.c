@@ -45,7 +45,16 @@ static tt_slot_status check_slot(const tt_state_store* s, int32_t slot,
   if (tt_crc32(h + TT_STATE_HEADER_BYTES, s->payload_bytes) != get_u32(h + 24))
     return TT_SLOT_CORRUPT;
   *sequence = get_u32(h + 16);
-  return TT_SLOT_VALID;
+  /* Sequences count from 1 and skip 0 when they wrap (next_sequence). */
+  return *sequence == 0 ? TT_SLOT_OTHER_FORMAT : TT_SLOT_VALID;
+}
+
+/* Whether sequence a comes after b, counting around the wrap (serial
+ * number arithmetic): two live slots are never 2^31 saves apart. */
+static bool later(uint32_t a, uint32_t b) { return (int32_t)(a - b) > 0; }
+
+static uint32_t next_sequence(uint32_t sequence) {
+  return sequence == UINT32_MAX ? 1 : sequence + 1;
 }
 
 static void scan(tt_state_store* s) {
@@ -54,7 +63,8 @@ static void scan(tt_state_store* s) {
   for (int32_t slot = 0; slot < TT_STATE_SLOTS; ++slot) {
     uint32_t sequence = 0;
     s->slots[slot] = check_slot(s, slot, &sequence);
-    if (s->slots[slot] == TT_SLOT_VALID && sequence > s->sequence) {
+    if (s->slots[slot] == TT_SLOT_VALID &&
+        (s->newest < 0 || later(sequence, s->sequence))) {
       s->newest = slot;
       s->sequence = sequence;
     }
@@ -197,7 +207,7 @@ tt_status tt_state_store_commit(tt_state_store* s, tt_save_stats* stats) {
   put_u32(header + 4, TT_STATE_FORMAT_VERSION | TT_STATE_HEADER_BYTES << 16);
   put_u32(header + 8, s->model_crc32);
   put_u32(header + 12, s->plan_crc32);
-  put_u32(header + 16, s->sequence + 1);
+  put_u32(header + 16, next_sequence(s->sequence));
   put_u32(header + 20, s->payload_bytes);
   put_u32(header + 24, s->staged_crc32);
   put_u32(header + 28, tt_crc32(header, 28));

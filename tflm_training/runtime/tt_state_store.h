@@ -10,6 +10,8 @@
  *        8  model_crc32     CRC-32 of the .tflite the state belongs to
  *       12  plan_crc32      CRC-32 of the plan (its bytes, as tt_crc32)
  *       16  sequence        uint32, 1 for the first save, +1 for each
+ *                           (after 0xFFFFFFFF comes 1; the newer of two
+ *                           slots is found counting around the wrap)
  *       20  payload_bytes   uint32
  *       24  payload_crc32   CRC-32 of the payload
  *       28  header_crc32    CRC-32 of header bytes [0, 28)
