@@ -84,7 +84,8 @@ _PORT = flags.DEFINE_string("port", None, "With --noemulate: the serial port of 
                             "already flashed with the learner firmware (e.g. /dev/ttyACM0); "
                             "the job runs on it.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the sample subsets and their order.")
-_TIMEOUT = flags.DEFINE_float("timeout", 600.0, "Seconds before QEMU is stopped.")
+_TIMEOUT = flags.DEFINE_float("timeout", 60.0, "Seconds to wait for one answer from the "
+                              "device.")
 _OUT = flags.DEFINE_string("out", "build/deploy", "Output folder (report.json, firmware).")
 
 

@@ -314,7 +314,8 @@ class Session:
                 f"after the power cycle the device holds state {after.state_sequence} "
                 f"(CRC {after.state_crc32:#010x}, restored {after.restored}); it saved "
                 f"{before.state_sequence} (CRC {expected or 0:#010x})")
-        self.host.load_state(self.saved_state) if self.saved_state is not None else None
+        if self.saved_state is not None:
+            self.host.load_state(self.saved_state)
         self.info = after
         return {"restored": after.restored, "state_sequence": after.state_sequence,
                 "state_came_back": came_back, "restore_count": after.restore_count}

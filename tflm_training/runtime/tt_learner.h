@@ -89,39 +89,20 @@ enum { /* tt_learner_save_result.reason */
   TT_SAVE_REASON_NOT_FINITE = 4,
 };
 
-/* Fixed part of the INFO answer, in wire order. */
-typedef struct {
-  uint16_t protocol_version; /* TT_FRAME_VERSION */
-  uint16_t state_format;     /* TT_STATE_FORMAT_VERSION */
-  uint32_t firmware_crc32;
-  uint32_t model_crc32;
-  uint32_t plan_crc32;
-  uint32_t arena_bytes;
-  uint32_t arena_used;
-  uint32_t input_bytes;
-  uint8_t input_type;        /* TFLite type code */
-  uint8_t restored;          /* 1: the state came from flash at boot */
-  uint16_t num_classes;
-  uint32_t max_payload;      /* largest request payload the buffer takes */
-  uint32_t state_bytes;      /* learned state payload */
-  uint32_t slot_bytes;       /* flash per slot; 0 without flash */
-  uint32_t state_sequence;   /* of the newest saved state; 0 when none */
-  uint32_t state_crc32;      /* CRC-32 of the learned state in RAM now */
-  uint32_t steps;
-  uint32_t epoch;
-  uint32_t samples_in_batch;
-  uint32_t steps_since_save;
-  uint16_t heldout_count;
-  uint16_t heldout_capacity;
-  uint8_t slot_status[2];    /* tt_slot_status found at boot */
-  uint16_t num_layers;
-  uint32_t trained_bytes;    /* what PULL gives */
-  int64_t restore_count;     /* board counter units the boot restore took */
-  uint32_t link_rx_buffer;   /* bytes the link receives into while the
-                                device computes: a host may send the next
-                                frame before the answer when it fits */
-} tt_learner_info;
-
+/* The fixed part of the INFO answer, in wire order (little-endian):
+ *   u16 protocol version (TT_FRAME_VERSION), u16 state format
+ *   (TT_STATE_FORMAT_VERSION), u32 firmware CRC-32, u32 model CRC-32,
+ *   u32 plan CRC-32, u32 arena bytes, u32 arena used, u32 input bytes,
+ *   u8 input type (TFLite code), u8 restored (1: the state came from flash
+ *   at boot), u16 classes, u32 max request payload, u32 learned-state
+ *   bytes, u32 flash per slot (0 without flash), u32 sequence of the
+ *   newest saved state (0: none), u32 CRC-32 of the learned state in RAM,
+ *   u32 steps, u32 epoch, u32 samples into the batch, u32 steps since the
+ *   last save, u16 held-out samples, u16 their capacity, u8 x 2 the slots'
+ *   tt_slot_status at boot, u16 plan layers, u32 trained parameter bytes
+ *   (what PULL gives), i64 board counter units of the boot restore, u32
+ *   bytes the link receives into while the device computes (a host may
+ *   send the next frame before the answer when it fits). */
 #define TT_LEARNER_INFO_BYTES 92u
 
 typedef struct {
