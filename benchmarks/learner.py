@@ -182,7 +182,7 @@ class CutSweep:
                 try:
                     client.save()
                     status = 0
-                except (learner.LinkError, ConnectionError):
+                except learner.LinkError:
                     status = device.wait(10)
             finally:
                 device.close()

@@ -120,8 +120,6 @@ def test_power_cuts_in_the_emulated_flash_leave_the_old_or_the_new_state(firmwar
                 finished = True
             except learner.LinkError:
                 finished = False
-            except ConnectionError:
-                finished = False
             if not finished:
                 assert device.wait(10) == 71, f"cut {cut}: the power cut did not stop the device"
         finally:

@@ -199,7 +199,10 @@ class LearnerClient:
             if left <= 0:
                 raise LinkError(f"no answer from the device within {self.timeout:g} s "
                                 f"({len(data)} of {size} bytes came)")
-            data += self.link.read(size - len(data), min(left, 1.0))
+            try:
+                data += self.link.read(size - len(data), min(left, 1.0))
+            except OSError as error:  # the device's end closed (ConnectionError too)
+                raise LinkError(f"the link to the device closed: {error}") from None
         return data
 
     def _read_frame(self, deadline):
