@@ -323,3 +323,13 @@ def test_trady_with_a_partial_last_batch_says_how_many_samples(tmp_path):
     assert result.returncode == 2
     assert "multiple of 5" in result.stderr and "not 7" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_auto_falls_back_to_a_scheme_that_fits_the_budget(tmp_path):
+    result = _deploy("--budget_kb", "80", "--noemulate", "--out", str(tmp_path), *FAST)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["requested_scheme"] == "auto"
+    assert report["scheme"] in ("bias", "classifier-bias")
+    assert report["arena_bytes"] <= 80 * 1024
+    assert "auto: trady does not fit" in result.stdout

@@ -45,7 +45,8 @@ _DATASET = flags.DEFINE_string(
     "dataset", "fsdd", f"A built-in dataset ({', '.join(steps.DATASETS)}) or an .npz with "
     "x_train, y_train, x_test, y_test (x uint8 0-255, or already in the input's dtype).")
 _SCHEME = flags.DEFINE_enum(
-    "scheme", "trady", steps.SCHEMES, "What trains: the classifier; every bias; "
+    "scheme", "auto", ("auto",) + steps.SCHEMES, "What trains: auto (trady when it fits "
+    "the budget, else every bias, else the classifier's biases); the classifier; every bias; "
     "sparse (classifier + a quarter of the channels of the layer before it); full "
     "(every layer, only when it fits); sparse-search (contribution analysis + "
     "evolutionary search for the budget); trady (layers ranked by relative gradient norm, "
@@ -164,6 +165,30 @@ def flash_instructions(firmware, board):
     return f"flash it with: {command}"
 
 
+def plan_for(scheme, model, samples, board, reserved, out):
+    if scheme in steps.SEARCHED_SCHEMES:
+        return steps.search_plan(model, scheme, samples,
+                                 steps.budget_bytes(board, _BUDGET_KB.value, reserved),
+                                 _LEARNING_RATE.value, _SEED.value, out, log,
+                                 metric=_METRIC.value, trials=_SEARCH_TRIALS.value)
+    return steps.make_plan(model, scheme, _LEARNING_RATE.value)
+
+
+def choose_plan(model, samples, board, reserved, out):
+    """(scheme, plan): --scheme's, or for auto the best that fits: TraDy,
+    else every bias, else the classifier's biases."""
+    if _SCHEME.value != "auto":
+        return _SCHEME.value, plan_for(_SCHEME.value, model, samples, board, reserved, out)
+    for scheme in ("trady", "bias"):
+        try:
+            plan = plan_for(scheme, model, samples, board, reserved, out)
+            steps.check_budget(model, plan, scheme, board, _BUDGET_KB.value, reserved)
+            return scheme, plan
+        except steps.DeployError as e:
+            log(f"auto: {scheme} does not fit ({e}); trying a smaller scheme")
+    return "classifier-bias", steps.make_plan(model, "classifier-bias", _LEARNING_RATE.value)
+
+
 def run_on_device(device, model, plan, samples, out, log_fn=log):
     """The learning job on a learner device; (device report, session)."""
     stream = learning.Stream(samples.train_x, samples.train_y, samples.test_x,
@@ -191,19 +216,15 @@ def deploy():
     samples = steps.prepare_samples(dataset, info, _TRAIN_SAMPLES.value, _TEST_SAMPLES.value,
                                     _SEED.value, heldout_samples=heldout)
     reserved = steps.learner_ram(model, info, heldout, board)
-    if _SCHEME.value in steps.SEARCHED_SCHEMES:
-        plan = steps.search_plan(model, _SCHEME.value, samples,
-                                 steps.budget_bytes(board, _BUDGET_KB.value, reserved),
-                                 _LEARNING_RATE.value, _SEED.value, out, log,
-                                 metric=_METRIC.value, trials=_SEARCH_TRIALS.value)
-    else:
-        plan = steps.make_plan(model, _SCHEME.value, _LEARNING_RATE.value)
-    arena = steps.check_budget(model, plan, _SCHEME.value, board, _BUDGET_KB.value, reserved)
+    steps.check_model_trains_on(model, board, reserved)
+    scheme, plan = choose_plan(model, samples, board, reserved, out)
+    arena = steps.check_budget(model, plan, scheme, board, _BUDGET_KB.value, reserved)
     trained = steps.describe_plan(model, plan)
     plan_bytes = plan.to_bytes()
     report = {
         "board": board.name, "model": model_name, "dataset": dataset.name,
-        "scheme": _SCHEME.value, "trained": trained, "epochs": _EPOCHS.value,
+        "scheme": scheme, "requested_scheme": _SCHEME.value, "trained": trained,
+        "epochs": _EPOCHS.value,
         "learning_rate": _LEARNING_RATE.value, "momentum": steps.MOMENTUM,
         "batch_size": steps.BATCH_SIZE, "train_samples": len(samples.train_y),
         "heldout_samples": len(samples.heldout_y),
@@ -212,7 +233,7 @@ def deploy():
         "sample_budget": plan.sample_budget, "seed": _SEED.value,
     }
     log(f"model {model_name}: input {info.shape} {info.dtype.name}, {info.num_classes} "
-        f"classes; {_SCHEME.value} plan, training arena {arena} bytes")
+        f"classes; {scheme} plan, training arena {arena} bytes")
     # The artifacts: the int8 model, the plan the runtime reads, and a summary.
     (out / "model.tflite").write_bytes(model)
     (out / "plan.bin").write_bytes(plan_bytes)

@@ -355,6 +355,8 @@ def make_plan(model_bytes, scheme, learning_rate):
             return tflm.TrainingPlan.classifier_only(model_bytes, **settings)
         if scheme == "bias":
             return tflm.TrainingPlan.bias_only(model_bytes, **settings)
+        if scheme == "classifier-bias":
+            return tflm.TrainingPlan.classifier_only(model_bytes, update="bias", **settings)
         layers = plan_module.trainable_operators(model_bytes)
         classifier = tflm.TrainingPlan.classifier_only(model_bytes).layers[0].operator_index
         if scheme == "full":
@@ -532,6 +534,20 @@ def smallest_arena(model_bytes):
     except ValueError as e:
         raise DeployError(f"cannot make any plan for this model: {e}") from None
     return training_arena(model_bytes, plan)
+
+
+def check_model_trains_on(model_bytes, board, reserved=0):
+    """Refuses a model whose cheapest plan cannot fit the board at all."""
+    smallest = smallest_arena(model_bytes)
+    room = cost_model.ram_room(board.name) - reserved
+    if smallest > room:
+        raise DeployError(
+            f"this model cannot train on the {board.name}: even its cheapest plan (the "
+            f"classifier's biases only) needs a {smallest}-byte training arena "
+            f"({math.ceil(smallest / 1024)} KB), and the board's {board.ram.size // 1024} KB "
+            f"RAM leaves {room} bytes for it (less the stack, other globals and {reserved} "
+            "bytes for the learner's buffers). Use a smaller model or input (e.g. the "
+            "pipeline's mcunet or ds_cnn checkpoints)")
 
 
 def check_budget(model_bytes, plan, scheme, board, budget_kb, reserved=0):
