@@ -4,6 +4,7 @@
   python tools/build.py --board nrf52840 [--model M.tflite --inputs I.npy --out DIR]
   python tools/build.py --board mps2_an386 --app training_app --model M.tflite \
       --plan P.bin --train TRAIN.npz [--test TEST.npz] [--epochs E]
+  python tools/build.py --board nrf52840 --app learner_app --model M.tflite --plan P.bin
 
 The firmware build prints flash/RAM use the way arduino-cli does and fails
 when the firmware does not fit the board (limits from boards/<board>/board.json).
@@ -21,6 +22,7 @@ from absl import flags
 from tools import board_config
 from tools import firmware_build
 from tools import host_build
+from tools import learner_firmware
 from tools import training_firmware
 
 _HOST = flags.DEFINE_bool("host", False, "Build the host shared library.")
@@ -40,7 +42,8 @@ _INPUTS = flags.DEFINE_string(
     "inputs", None, "A .npy of inputs to embed: (N, *input shape), in the input's "
     f"dtype (default {firmware_build.DEFAULT_INPUTS.relative_to(REPO)}).")
 _PLAN = flags.DEFINE_string(
-    "plan", None, f"With --app {training_firmware.APP}: the training plan file "
+    "plan", None, f"With --app {training_firmware.APP} or {learner_firmware.APP}: the "
+    "training plan file "
     "(TrainingPlan.to_bytes()), or "
     f"{' or '.join(training_firmware.PLAN_PRESETS)} to make one from the model.")
 _TRAIN = flags.DEFINE_string(
@@ -61,6 +64,10 @@ _OUT = flags.DEFINE_string(
 _ARENA_BYTES = flags.DEFINE_integer(
     "arena_bytes", None, "Override the static arena size (default: exactly what the "
     "model needs, as measured by the host runtime).")
+_HELDOUT_SAMPLES = flags.DEFINE_integer(
+    "heldout_samples", learner_firmware.DEFAULT_HELDOUT_SAMPLES,
+    f"With --app {learner_firmware.APP}: room for this many held-out samples.",
+    lower_bound=0)
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print compiler commands.")
 
 
@@ -80,6 +87,16 @@ def build_board():
             out_dir=_OUT.value, epochs=_EPOCHS.value,
             dump_parameters=_DUMP_PARAMETERS.value, arena_bytes=_ARENA_BYTES.value,
             verbose=_VERBOSE.value)
+    elif _APP.value == learner_firmware.APP:
+        if _MODEL.value is None or _PLAN.value is None:
+            raise firmware_build.BuildError(f"--app {learner_firmware.APP} needs --model "
+                                            "and --plan")
+        model = pathlib.Path(_MODEL.value)
+        if not model.is_file():
+            raise firmware_build.BuildError(f"model file {model} does not exist")
+        firmware, _ = learner_firmware.build_learner_firmware(
+            _BOARD.value, model.read_bytes(), _PLAN.value, out_dir=_OUT.value,
+            heldout_samples=_HELDOUT_SAMPLES.value, verbose=_VERBOSE.value)
     else:
         firmware = firmware_build.build_app(_BOARD.value, _APP.value, out_dir=_OUT.value,
                                             verbose=_VERBOSE.value)
