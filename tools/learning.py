@@ -150,13 +150,13 @@ def check_device(client, model_bytes, plan_bytes):
 
 
 def evaluate(client, host, x, y, model=None):
-    """Accuracy on (x, y) of `model` (the device's, as pulled; default: the
-    device's current parameters, read with PULL), the host Trainer's, and the
-    device's own answer on its held-out samples. The test samples run in
-    the host runtime: with the device's parameters bit for bit, its
-    predictions are the device's (tests/test_learner_firmware.py), and
-    nothing has to cross the slow link."""
-    from tflm_training import Interpreter  # pylint: disable=import-outside-toplevel
+    """Accuracy on (x, y) of the device's adapted `model` (as pulled) and of
+    the host Trainer, and the device's own answer on its held-out samples.
+    The test samples run in the host runtime, which computes what the
+    device computes bit for bit, so nothing has to cross the slow link.
+    Without `model` (before training, when the device's learned state was
+    just checked equal to the host's) the host's predictions stand for
+    the device's."""
     result = {"accuracy": None, "host_accuracy": None, "predictions_match_host": True}
     correct, count, loss = client.evaluate_heldout()
     result["heldout"] = {"correct": correct, "count": count, "loss": float(loss)}
@@ -165,18 +165,25 @@ def evaluate(client, host, x, y, model=None):
     host_predicted = np.atleast_1d(host.predict(x))
     predicted = host_predicted
     if model is not None:
-        interpreter = Interpreter.from_bytes(model)
-        predicted = np.array([_predict(interpreter, sample) for sample in x])
+        predicted = predict_with(model, host.plan.logits_tensor, x)
     result.update({"accuracy": float(np.mean(predicted == y)),
                    "host_accuracy": float(np.mean(host_predicted == y)),
                    "predictions_match_host": bool(np.array_equal(predicted, host_predicted))})
     return result
 
 
-def _predict(interpreter, sample):
-    interpreter.set_input(sample.reshape(interpreter.get_input_details(0)["shape"]), 0)
-    interpreter.invoke()
-    return int(np.argmax(interpreter.get_output(0)))
+def predict_with(model, logits_tensor, x):
+    """The class with the largest logit, as Trainer.predict picks it, for
+    each sample of x, run by a .tflite in the host runtime."""
+    from tflm_training import Interpreter  # pylint: disable=import-outside-toplevel
+    interpreter = Interpreter.from_bytes(model, preserve_all_tensors=True)
+    shape = interpreter.get_input_details(0)["shape"]
+    classes = []
+    for sample in x:
+        interpreter.set_input(sample.reshape(shape), 0)
+        interpreter.invoke()
+        classes.append(int(np.argmax(interpreter.get_tensor(logits_tensor))))
+    return np.array(classes)
 
 
 class Session:
