@@ -63,8 +63,11 @@ static void serve_failure(const tt_link* link) {
 }
 
 int main(void) {
-  board_link_init();
+  /* The counter calibrates its own cost first: once the link is up, its
+   * receive interrupt may run (the host can send before the device is
+   * ready) and would be counted as part of that cost. */
   board_counter_init();
+  board_link_init();
   board_flash_open(&flash);
   const tt_learner_config config = {
       app_model_start, (uint32_t)(app_model_end - app_model_start),
