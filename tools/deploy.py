@@ -235,9 +235,10 @@ def deploy():
     log(f"model {model_name}: input {info.shape} {info.dtype.name}, {info.num_classes} "
         f"classes; {scheme} plan, training arena {arena} bytes")
     # The artifacts: the int8 model, the plan the runtime reads, and a summary.
-    (out / "model.tflite").write_bytes(model)
-    (out / "plan.bin").write_bytes(plan_bytes)
-    (out / "plan.txt").write_text(steps.plan_summary(model_name, plan, trained, arena))
+    learning.write_atomically(out / "model.tflite", model)
+    learning.write_atomically(out / "plan.bin", plan_bytes)
+    learning.write_atomically(out / "plan.txt", steps.plan_summary(model_name, plan, trained,
+                                                                   arena))
 
     log(f"building the {board.name} learner firmware ...")
     real, sizes = steps.build_learner(board.name, model, plan, out / board.name, heldout)
@@ -266,7 +267,7 @@ def deploy():
             job, session = run_on_device(device, model, plan_bytes, samples, out)
         finally:
             device.close()
-        (out / "trained_host.tflite").write_bytes(session.host.export())
+        learning.write_atomically(out / "trained_host.tflite", session.host.export())
         report["host"] = {"accuracy_before": job["before"]["host_accuracy"],
                           "accuracy_after": job["after"]["host_accuracy"]}
         report["device"] = {
@@ -286,7 +287,7 @@ def deploy():
             "mismatches": job["mismatches"]}
     report["wall_seconds"] = time.monotonic() - start
     report["report_path"] = str(out / "report.json")
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    learning.write_atomically(out / "report.json", json.dumps(report, indent=2) + "\n")
     print_report(report)
     if device is None:
         log(f"built {real.hex}; {report['flash']}")

@@ -8,6 +8,8 @@ import dataclasses
 import math
 import pathlib
 import shutil
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -107,15 +109,21 @@ def load_dataset(name_or_path):
                           f"({', '.join(DATASETS)}) nor an .npz file")
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DeployError(f"cannot read {path} as an .npz: {e}") from None
-    with data:
-        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in data.files]
-        if missing:
-            raise DeployError(f"{path} lacks {', '.join(missing)}; it must hold x_train, "
-                              f"y_train, x_test and y_test (it has {', '.join(data.files)})")
-        return Dataset(path.stem, data["x_train"], data["y_train"], data["x_test"],
-                       data["y_test"])
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("it holds one array, not named arrays")
+        with data:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test")
+                       if k not in data.files]
+            if missing:
+                raise DeployError(f"{path} lacks {', '.join(missing)}; it must hold x_train, "
+                                  f"y_train, x_test and y_test (it has "
+                                  f"{', '.join(data.files)})")
+            return Dataset(path.stem, data["x_train"], data["y_train"], data["x_test"],
+                           data["y_test"])
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DeployError(f"cannot read {path} as an .npz ({type(e).__name__}: {e}); give "
+                          "an .npz written by numpy.savez with x_train, y_train, x_test "
+                          "and y_test") from None
 
 
 @dataclasses.dataclass

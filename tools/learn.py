@@ -118,7 +118,7 @@ def learn():
     finally:
         device.close()
     report["wall_seconds"] = time.monotonic() - start
-    (out / "learn.json").write_text(json.dumps(report, indent=2) + "\n")
+    learning.write_atomically(out / "learn.json", json.dumps(report, indent=2) + "\n")
     before, after = report["before"], report["after"]
     if before["accuracy"] is not None:
         log(f"device accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f} on "

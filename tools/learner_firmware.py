@@ -6,12 +6,14 @@ end of flash for two slots of learned state; RAM holds the training arena,
 one frame buffer and the held-out samples. Samples arrive at run time
 (tflm_training.learner speaks the protocol; tools/learn.py drives it).
 """
+import ctypes
 import dataclasses
 import json
 import os
 import pathlib
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -114,6 +116,13 @@ def build_learner_firmware(board_name, model_bytes, plan, out_dir=None,
 # -- the emulated device ----------------------------------------------------------
 
 
+def _die_with_parent():
+    """In the QEMU child: the kernel kills it when the host tool dies, even
+    by SIGKILL, so no emulated device lingers on its flash file."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class EmulatedLearner:
     """The learner firmware running in QEMU: its UART is this object's link
     (a Unix socket), or with serial="pty" a pseudo-terminal at .pty_path
@@ -160,7 +169,8 @@ class EmulatedLearner:
                    "-semihosting-config",
                    "enable=on,target=native," + ",".join(f"arg={a}" for a in args)]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        preexec_fn=_die_with_parent)
         self.pty_path = None
         self._socket = None
         deadline = time.monotonic() + connect_timeout

@@ -342,12 +342,20 @@ class Session:
         return self.host.export(pulled), tensors
 
 
+def write_atomically(path, data):
+    """Writes a whole file or nothing: a killed run leaves the old one."""
+    path = pathlib.Path(path)
+    staging = path.with_name(path.name + ".partial")
+    staging.write_bytes(data.encode() if isinstance(data, str) else data)
+    staging.replace(path)
+
+
 def write_outputs(out_dir, model, state):
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "trained_device.tflite").write_bytes(model)
+    write_atomically(out_dir / "trained_device.tflite", model)
     if state is not None:
-        (out_dir / "device_state.bin").write_bytes(state)
+        write_atomically(out_dir / "device_state.bin", state)
 
 
 @dataclasses.dataclass
