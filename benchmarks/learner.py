@@ -261,12 +261,13 @@ def main(argv):
         work = pathlib.Path(tmp)
         x, y = task_samples(_STREAM.value)
         results["streams"] = []
-        for name, plan in plans().items():
+        measured_plans = plans()
+        for name, plan in measured_plans.items():
             print(f"streaming {len(y)} samples with the {name} plan ...", flush=True)
             folder = work / name.split()[0]
             folder.mkdir()
             results["streams"].append(stream_and_save(name, plan, x, y, folder))
-        sweep = CutSweep(plans()["classifier"], work)
+        sweep = CutSweep(measured_plans["classifier"], work)
         points = sweep.points(_CUTS.value)
         print(f"cutting the power at {len(points)} of {sweep.events} flash events ...",
               flush=True)
