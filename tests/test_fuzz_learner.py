@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 def _plans():
     """(model, plan) pairs: the first (small, fast) is the one the frames
     mode serves most; the others add sampled and low-rank layers (the
-    ds_cnn operators near its end)."""
+    ds_cnn operators near its end) and steps that diverge."""
     mlp, ds_cnn = MLP.read_bytes(), DS_CNN.read_bytes()
     trainable = [op for op, *_ in training_plan.trainable_operators(ds_cnn)]
     assert {6, 8} <= set(trainable), trainable
@@ -48,6 +48,8 @@ def _plans():
                                                     momentum=0.9, batch_size=2)),
         (DS_CNN, training_plan.TrainingPlan.lowrank(ds_cnn, {8: 4}, refresh_steps=1,
                                                     batch_size=2)),
+        # Its steps overflow: diverged answers, with and without an undo buffer.
+        (MLP, training_plan.TrainingPlan.bias_only(mlp, learning_rate=3e38)),
     ]
 
 
@@ -119,7 +121,7 @@ def test_the_fuzzer_reached_every_path(runs):
                  "ok_holdout", "ok_begin_epoch", "ok_factory_reset",
                  "error_bad_frame", "error_unknown_command", "error_bad_request",
                  "error_bad_sample", "error_bad_label", "error_nothing_trained",
-                 "error_flash", "error_heldout_full",
+                 "error_flash", "error_heldout_full", "error_diverged",
                  "saved", "restored_boots", "power_cuts"):
         assert frames[name] > 0, (name, frames)
     # Most answers were checked against what tt_learner.h promises.

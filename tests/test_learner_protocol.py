@@ -226,21 +226,41 @@ def test_worn_flash_fails_the_save_and_keeps_the_saved_state():
     assert info.state_sequence == 1 and info.state_crc32 == zlib.crc32(saved)
 
 
-def test_a_diverged_step_never_reaches_flash():
-    x, y = samples(8)
-    plan = tflm_training.TrainingPlan.classifier_only(MODEL, learning_rate=3e38,
-                                                      batch_size=1).to_bytes()
-    flash = blank_flash(plan)
-    client = _device(flash, plan)
-    with pytest.raises(DeviceError, match="diverged.*next SAVE rolls back") as caught:
+# A bias plan whose first step on samples()[0] overflows in a layer before
+# the classifier after the classifier's biases were updated
+# (tests/test_training_safety.py).
+DIVERGING = tflm_training.TrainingPlan.bias_only(MODEL, learning_rate=1e35).to_bytes()
+
+
+def test_a_diverged_step_takes_a_device_without_undo_back_to_its_saved_state():
+    x, y = samples(1)
+    flash = blank_flash(DIVERGING)
+    client = _device(flash, DIVERGING)
+    assert client.info().undo_bytes == 0
+    with pytest.raises(DeviceError, match="channel 11 .*went back to its saved state 0") as caught:
         client.train(x[0], y[0])
     assert caught.value.code == 10
-    result = client.save()
-    assert not result.saved and result.reason == "a training step diverged"
     info = client.info()
-    assert info.steps == 0 and info.state_sequence == 0
-    assert info.state_crc32 == zlib.crc32(tflm_training.Trainer(MODEL, plan).state())
+    assert info.steps == 0 and info.steps_since_save == 0 and info.state_sequence == 0
+    # Not the half-updated model: the model's own weights, as never trained.
+    assert info.state_crc32 == zlib.crc32(tflm_training.Trainer(MODEL, DIVERGING).state())
+    with pytest.raises(DeviceError, match="nothing to save") as caught:
+        client.save()
+    assert caught.value.code == 6
     assert set(flash) == {0xFF}
+
+
+def test_with_an_undo_buffer_a_diverged_step_changes_nothing_on_the_device():
+    x, y = samples(1)
+    host = tflm_training.Trainer(MODEL, DIVERGING)
+    client = _device(blank_flash(DIVERGING), DIVERGING, atomic_steps=True)
+    assert client.info().undo_bytes == learner.undo_bytes(host.state_bytes())
+    with pytest.raises(DeviceError, match="channel 11 .*the step changed nothing"):
+        client.train(x[0], y[0])
+    with pytest.raises(tflm_training.DivergedError):
+        host.train_step(x[0], y[0])
+    assert client.info().state_crc32 == zlib.crc32(host.state())
+    assert client.pull_state() == host.state()
 
 
 def _heldout_results(trainer, x, y):

@@ -8,7 +8,8 @@ from tflm_training.errors import (ArenaTooSmallError, BadPlanError,
                                   BadStateError, CorruptModelError,
                                   DivergedError, InputMismatchError,
                                   InvalidArgumentError, LibraryNotBuiltError,
-                                  TflmTrainingError, UnsupportedModelError)
+                                  SaturationError, TflmTrainingError,
+                                  UnsupportedModelError)
 from tflm_training.interpreter import Interpreter
 from tflm_training.plan import LayerPlan, TrainingPlan
 from tflm_training.trainer import Trainer
@@ -17,5 +18,6 @@ __all__ = [
     "Interpreter", "TflmTrainingError", "InvalidArgumentError", "CorruptModelError",
     "UnsupportedModelError", "ArenaTooSmallError", "InputMismatchError",
     "BadStateError", "LibraryNotBuiltError", "BadPlanError", "DivergedError",
+    "SaturationError",
     "Trainer", "TrainingPlan", "LayerPlan",
 ]

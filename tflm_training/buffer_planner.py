@@ -4,6 +4,8 @@ runtime's arena to the byte without running the runtime."""
 
 import dataclasses
 
+from tflm_training.errors import UnsupportedModelError
+
 ALIGNMENT = 16
 _MAX_REGION = 0x7FFFFFFF
 
@@ -39,7 +41,7 @@ def plan_buffers(buffers, sequential=False):
         b = buffers[index]
         offset = region if sequential else _lowest_free_offset(buffers, b, placed)
         if offset + _padded(b.size) > _MAX_REGION:
-            raise ValueError("the planned region would exceed 2 GB")
+            raise UnsupportedModelError("the planned region would exceed 2 GB")
         b.offset = offset
         position = len(placed)
         while position > 0 and buffers[placed[position - 1]].offset > offset:

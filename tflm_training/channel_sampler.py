@@ -30,6 +30,8 @@ residuals (the sub-step remainders, under half a quantization step per
 weight), momentum and partial batch sums of sampled channels are dropped.
 """
 
+from tflm_training.errors import InvalidArgumentError
+
 _MASK64 = (1 << 64) - 1
 _MASK32 = (1 << 32) - 1
 _GAMMA = 0x9E3779B97F4A7C15
@@ -46,7 +48,7 @@ class SplitMix:
 
     def __init__(self, seed, epoch):
         if not (0 <= seed <= _MASK32 and 0 <= epoch <= _MASK32):
-            raise ValueError("seed and epoch must be in [0, 2**32)")
+            raise InvalidArgumentError("seed and epoch must be in [0, 2**32)")
         self.state = _mix((seed << 32) | epoch)
 
     def next32(self):

@@ -44,6 +44,11 @@ class DivergedError(TflmTrainingError, ArithmeticError):
     status = 8
 
 
+class SaturationError(TflmTrainingError, ArithmeticError):
+    """Training pinned too many trained parameters at their integer limits
+    (tflm_training.saturation)."""
+
+
 class LibraryNotBuiltError(TflmTrainingError, ImportError):
     """The host shared library has not been built yet."""
 

@@ -2,11 +2,12 @@
 `tflite_micro.runtime.Interpreter`."""
 
 import ctypes
+import numbers
 import pathlib
 
 import numpy as np
 
-from tflm_training import _native
+from tflm_training import _checks, _native
 from tflm_training.errors import (ArenaTooSmallError, BadStateError, InputMismatchError,
                                   InvalidArgumentError, error_for_status)
 
@@ -69,11 +70,9 @@ class Interpreter:
         self._preserve = bool(preserve_all_tensors)
         self._activations_valid = True
         self._persistent_tensors = frozenset()
+        arena_size = _checks.arena_size(arena_size)
         if arena_size is None:
             arena_size = self._measure_arena()
-        if not isinstance(arena_size, int) or arena_size <= 0:
-            raise InvalidArgumentError(
-                f"arena_size must be a positive int or None, got {arena_size!r}")
         self._init(arena_size)
 
     @classmethod
@@ -123,6 +122,7 @@ class Interpreter:
     # -- running -------------------------------------------------------------
 
     def set_input(self, input_data, index):
+        index = _checks.c_int(index, "the input index", 0, _checks.INT32_MAX)
         details = self.get_input_details(index)
         array = np.asarray(input_data)
         shape = tuple(int(d) for d in details["shape"])
@@ -160,7 +160,7 @@ class Interpreter:
             raise InvalidArgumentError(
                 f"tensor {tensor_index}'s memory is reused by later operators; create "
                 "the Interpreter with preserve_all_tensors=True to inspect it")
-        address = self._lib.tt_interpreter_tensor_data(self._state, tensor_index)
+        address = self._lib.tt_interpreter_tensor_data(self._state, int(tensor_index))
         dtype = np.dtype(_DTYPES[record.type])
         raw = ctypes.string_at(address, record.num_bytes)
         return np.frombuffer(raw, dtype=dtype).reshape(self._shape(record)).copy()
@@ -189,24 +189,26 @@ class Interpreter:
         return int(self._lib.tt_interpreter_num_outputs(self._state))
 
     def _graph_tensor(self, index, output):
-        if not isinstance(index, (int, np.integer)) or index < 0:
-            raise InvalidArgumentError(f"index must be a non-negative int, got {index!r}")
+        kind = "output" if output else "input"
+        index = _checks.c_int(index, f"the {kind} index", 0, _checks.INT32_MAX)
         lookup = (self._lib.tt_interpreter_output_tensor if output
                   else self._lib.tt_interpreter_input_tensor)
-        tensor = lookup(self._state, int(index))
+        tensor = lookup(self._state, index)
         if tensor < 0:
-            kind = "output" if output else "input"
             raise InvalidArgumentError(f"the model has no {kind} {index}")
         return tensor
 
     def _record(self, tensor_index):
-        if not isinstance(tensor_index, (int, np.integer)):
-            raise InvalidArgumentError(f"tensor index must be an int, got {tensor_index!r}")
-        pointer = self._lib.tt_interpreter_tensor(self._state, int(tensor_index))
-        if not pointer:
+        count = self.num_tensors
+        if (isinstance(tensor_index, numbers.Integral) and not isinstance(tensor_index, bool)
+                and not 0 <= tensor_index < count):
             raise InvalidArgumentError(
-                f"tensor {tensor_index} does not exist; the model has "
-                f"{self.num_tensors} tensors")
+                f"tensor {tensor_index} does not exist; the model has {count} tensors "
+                f"(0 to {count - 1})")
+        tensor_index = _checks.c_int(tensor_index, "the tensor index", 0, count - 1)
+        pointer = self._lib.tt_interpreter_tensor(self._state, tensor_index)
+        if not pointer:
+            raise InvalidArgumentError(f"tensor {tensor_index} does not exist")
         return pointer.contents
 
     @staticmethod

@@ -39,10 +39,11 @@ UPDATE_KINDS = {0: "bias", 1: "weights", 2: "sampled", 3: "lowrank"}
 # TFLite type codes of sample data (the TensorType enum).
 TYPE_CODES = {np.dtype(np.float32): 1, np.dtype(np.uint8): 3, np.dtype(np.int16): 7,
               np.dtype(np.int8): 9}
+STATE_COUNTERS_BYTES = 16  # TT_STATE_COUNTERS_BYTES
 GUARD_ACCURACY = 1
 GUARD_LOSS = 2
 SAVE_REASONS = {0: "", 1: "held-out accuracy dropped", 2: "held-out loss diverged",
-                3: "a training step diverged", 4: "the state held NaN or infinity"}
+                4: "the state held NaN or infinity"}
 
 
 class DeviceError(TflmTrainingError):
@@ -98,9 +99,10 @@ class Info:
     trained_bytes: int
     restore_count: int
     link_rx_buffer: int  # > a frame: the next request may be sent early
+    undo_bytes: int  # > 0: every step is all or nothing; 0: a diverged one restores the save
     layers: list  # (operator, update kind, channels trained now)
 
-    FORMAT = struct.Struct("<HHIIIIIIBBHIIIIIIIIIHHBBHIqI")
+    FORMAT = struct.Struct("<HHIIIIIIBBHIIIIIIIIIHHBBHIqII")
 
     @classmethod
     def decode(cls, payload):
@@ -108,7 +110,7 @@ class Info:
         (protocol, fmt, fw, model, plan, arena, used, input_bytes, input_type, restored,
          classes, max_payload, state_bytes, slot_bytes, sequence, state_crc, steps, epoch,
          in_batch, since, held, capacity, slot0, slot1, num_layers, trained,
-         restore, rx_buffer) = fixed
+         restore, rx_buffer, undo) = fixed
         layers = []
         for i in range(num_layers):
             op, kind, _, channels = struct.unpack_from("<iBBH", payload,
@@ -118,7 +120,7 @@ class Info:
                    bool(restored), classes, max_payload, state_bytes, slot_bytes, sequence,
                    state_crc, steps, epoch, in_batch, since, held, capacity,
                    (SLOT_STATUS.get(slot0, slot0), SLOT_STATUS.get(slot1, slot1)), trained,
-                   restore, rx_buffer, layers)
+                   restore, rx_buffer, undo, layers)
 
 
 @dataclasses.dataclass
@@ -333,7 +335,8 @@ class HostLearner:
     is the device after a power cycle). It is its own link."""
 
     def __init__(self, model_bytes, plan, flash=None, page_bytes=4096, cut_at=-1,
-                 worn_page=-1, heldout_samples=8, idle_ms=1, firmware_crc32=0):
+                 worn_page=-1, heldout_samples=8, idle_ms=1, firmware_crc32=0,
+                 atomic_steps=False):
         lib = _native.library()
         self._lib = lib
         if isinstance(plan, TrainingPlan):
@@ -346,6 +349,7 @@ class HostLearner:
         self._arena = _aligned_bytes(None, self.arena_bytes)
         self._buffer = (ctypes.c_uint8 * self.buffer_bytes)()
         self._heldout = (ctypes.c_uint8 * max(1, heldout_samples * (input_bytes + 4)))()
+        self._undo = (ctypes.c_uint8 * undo_bytes(self.state_bytes))() if atomic_steps else None
         self.flash = flash
         self._flash_buffer = None
         if flash is not None:
@@ -361,7 +365,8 @@ class HostLearner:
             self._state, self._model.ctypes.data, len(self._model), plan_array.ctypes.data,
             len(self._plan), self._arena.ctypes.data, self.arena_bytes, self._flash_buffer,
             len(flash) if flash is not None else 0, page_bytes, cut_at, worn_page,
-            self._heldout, ctypes.sizeof(self._heldout), firmware_crc32)
+            self._heldout, ctypes.sizeof(self._heldout), firmware_crc32, self._undo,
+            ctypes.sizeof(self._undo) if atomic_steps else 0)
         if status != 0:
             from tflm_training.errors import error_for_status  # pylint: disable=import-outside-toplevel
             raise error_for_status(status, lib.tt_host_learner_error(self._state).decode())
@@ -394,6 +399,12 @@ class HostLearner:
     @property
     def powered_off(self):
         return bool(self._lib.tt_host_learner_powered_off(self._state))
+
+
+def undo_bytes(state_bytes):
+    """RAM of the undo buffer that makes a learner's steps all or nothing:
+    the learned state less its counters (tt_trainer_undo_bytes)."""
+    return state_bytes - STATE_COUNTERS_BYTES
 
 
 def region_bytes(state_bytes, page_bytes=4096):

@@ -24,6 +24,7 @@ import struct
 import zlib
 
 from tflm_training import tflite_graph
+from tflm_training.errors import BadPlanError
 
 MAGIC = b"TTPL"
 VERSION = 2
@@ -41,6 +42,7 @@ UPDATE_KINDS = {"bias": 0, "weights": 1, "sampled": 2, "lowrank": 3}
 DEFAULT_ADAM = (0.9, 0.999, 1e-8)
 MAX_CANDIDATES = 65535  # TT_PLAN_MAX_CANDIDATES: sampled candidates in all
 _INT32_MAX = 2**31 - 1
+_FLOAT32_MAX = 3.4028234663852886e38
 TRAINABLE_OPERATORS = (tflite_graph.CONV_2D, tflite_graph.DEPTHWISE_CONV_2D,
                        tflite_graph.FULLY_CONNECTED)
 
@@ -134,34 +136,34 @@ class TrainingPlan:
     def from_bytes(cls, data):
         data = bytes(data)
         if len(data) < HEADER_SIZE:
-            raise ValueError(f"a training plan has at least {HEADER_SIZE} bytes, got {len(data)}")
+            raise BadPlanError(f"a training plan has at least {HEADER_SIZE} bytes, got {len(data)}")
         (magic, version, total, crc, model_crc, num_tensors, num_operators, logits,
          num_classes, batch, optimizer, lr, momentum, flags, num_layers, seed,
          sample_budget, beta1, beta2, epsilon) = _HEADER.unpack_from(data)
         if magic != MAGIC:
-            raise ValueError("not a training plan (the bytes do not start with TTPL)")
+            raise BadPlanError("not a training plan (the bytes do not start with TTPL)")
         if version != VERSION:
-            raise ValueError(f"training plan version {version}; this package reads {VERSION}")
+            raise BadPlanError(f"training plan version {version}; this package reads {VERSION}")
         if total != len(data):
-            raise ValueError(f"the plan header says {total} bytes but {len(data)} were given")
+            raise BadPlanError(f"the plan header says {total} bytes but {len(data)} were given")
         if zlib.crc32(data[16:]) != crc:
-            raise ValueError("training plan checksum mismatch: the plan is damaged")
+            raise BadPlanError("training plan checksum mismatch: the plan is damaged")
         if optimizer != OPTIMIZER_SGD or flags & ~(FLAG_QAS | FLAG_NO_RESIDUAL):
-            raise ValueError("training plan has an unknown optimizer or flags")
+            raise BadPlanError("training plan has an unknown optimizer or flags")
         if num_layers < 0 or HEADER_SIZE + LAYER_SIZE * num_layers > total:
-            raise ValueError(f"training plan: {num_layers} layers do not fit in {total} bytes")
+            raise BadPlanError(f"training plan: {num_layers} layers do not fit in {total} bytes")
         entries = [_LAYER.unpack_from(data, HEADER_SIZE + LAYER_SIZE * i)
                    for i in range(num_layers)]
         pos = HEADER_SIZE + LAYER_SIZE * num_layers
         if any(e[2] < 0 for e in entries) or pos + 4 * sum(e[2] for e in entries) != total:
-            raise ValueError("training plan: the channel lists do not fill the plan exactly")
+            raise BadPlanError("training plan: the channel lists do not fill the plan exactly")
         kinds = {v: k for k, v in UPDATE_KINDS.items()}
         layers = []
         for op, kind, count, lr_scale, cost, rank, refresh, reserved in entries:
             if kind not in kinds:
-                raise ValueError(f"training plan: update kind {kind} is unknown")
+                raise BadPlanError(f"training plan: update kind {kind} is unknown")
             if reserved != 0:
-                raise ValueError("training plan: a layer's reserved field is not 0")
+                raise BadPlanError("training plan: a layer's reserved field is not 0")
             channels = list(struct.unpack_from(f"<{count}i", data, pos))
             pos += 4 * count
             layers.append(LayerPlan(op, kinds[kind], channels, lr_scale, cost, rank, refresh))
@@ -176,93 +178,107 @@ class TrainingPlan:
     # -- checks ----------------------------------------------------------------
 
     def validate(self):
-        """Checks what can be checked without the model; ValueError if wrong."""
-        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
-                and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be a positive finite number, got "
-                             f"{self.learning_rate!r}")
+        """Checks what can be checked without the model; BadPlanError if wrong."""
+        if not _is_float32(self.learning_rate):
+            raise BadPlanError(f"learning_rate must be a positive finite float32 number (at "
+                               f"most {_FLOAT32_MAX:.4g}), got {self.learning_rate!r}")
         if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+            raise BadPlanError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if not _is_int(self.batch_size) or not 1 <= self.batch_size <= _INT32_MAX:
+            raise BadPlanError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
+        if not _is_int(self.num_classes) or not 2 <= self.num_classes <= _INT32_MAX:
+            raise BadPlanError(f"num_classes must be an int of at least 2, got "
+                               f"{self.num_classes!r}")
+        if not _is_int(self.model_crc32) or not 0 <= self.model_crc32 < 2**32:
+            raise BadPlanError(f"model_crc32 must be a CRC-32 (an int in [0, 2**32)), got "
+                               f"{self.model_crc32!r}")
+        for name in ("num_tensors", "num_operators", "logits_tensor"):
+            value = getattr(self, name)
+            if not _is_int(value) or not 0 <= value <= _INT32_MAX:
+                raise BadPlanError(f"{name} must be a non-negative int32, got {value!r}")
         if not self.layers:
-            raise ValueError("the plan trains no layers; give at least one")
+            raise BadPlanError("the plan trains no layers; give at least one")
         previous = -1
         for i, layer in enumerate(self.layers):
             if layer.operator_index <= previous:
-                raise ValueError(f"layer {i}: operator {layer.operator_index} does not come after "
+                raise BadPlanError(f"layer {i}: operator {layer.operator_index} does not come after "
                                  f"operator {previous}; list layers by ascending operator "
                                  "index, each once")
+            if not _is_int(layer.operator_index) or not 0 <= layer.operator_index <= _INT32_MAX:
+                raise BadPlanError(f"layer {i}: operator_index must be a non-negative int32, "
+                                   f"got {layer.operator_index!r}")
             previous = layer.operator_index
             if layer.update not in UPDATE_KINDS:
-                raise ValueError(f"layer {i}: update must be 'weights', 'bias', 'sampled' or "
+                raise BadPlanError(f"layer {i}: update must be 'weights', 'bias', 'sampled' or "
                                  f"'lowrank', got {layer.update!r}")
-            if not (math.isfinite(layer.lr_scale) and layer.lr_scale > 0):
-                raise ValueError(f"layer {i}: lr_scale must be a positive finite number")
+            if not (_is_float32(layer.lr_scale)
+                    and _is_float32(self.learning_rate * layer.lr_scale)):
+                raise BadPlanError(f"layer {i}: lr_scale must be a positive finite number "
+                                   "whose product with learning_rate is a float32 number")
             if layer.channels is None or len(layer.channels) == 0:
-                raise ValueError(f"layer {i}: no channels selected (use for_model to select all)")
+                raise BadPlanError(f"layer {i}: no channels selected (use for_model to select all)")
             channels = list(layer.channels)
+            if not all(_is_int(c) for c in channels) or channels[-1] > _INT32_MAX:
+                raise BadPlanError(f"layer {i}: channels must be int32 channel indices")
             if channels != sorted(set(channels)) or channels[0] < 0:
-                raise ValueError(f"layer {i}: channels must be non-negative, ascending and "
+                raise BadPlanError(f"layer {i}: channels must be non-negative, ascending and "
                                  "unique")
             if layer.update != "lowrank" and (layer.rank, layer.refresh_steps) != (0, 0):
-                raise ValueError(f"layer {i}: rank and refresh_steps are for 'lowrank' layers; "
+                raise BadPlanError(f"layer {i}: rank and refresh_steps are for 'lowrank' layers; "
                                  "set both to 0")
             if layer.update == "lowrank":
                 _validate_lowrank(i, layer)
             if layer.update == "sampled":
                 if not _is_int(layer.channel_cost) or not 1 <= layer.channel_cost <= _INT32_MAX:
-                    raise ValueError(f"layer {i}: channel_cost must be a positive int (bytes of "
+                    raise BadPlanError(f"layer {i}: channel_cost must be a positive int (bytes of "
                                      f"the sample budget one channel takes), got "
                                      f"{layer.channel_cost!r}")
             elif layer.channel_cost != 0:
-                raise ValueError(f"layer {i}: channel_cost is for 'sampled' layers; set it to 0")
+                raise BadPlanError(f"layer {i}: channel_cost is for 'sampled' layers; set it to 0")
         self._validate_sampling()
 
     def _validate_sampling(self):
         """The header fields of sampled and low-rank layers (check_sampling,
         tt_plan.c)."""
         if not _is_int(self.seed) or not 0 <= self.seed < 2**32:
-            raise ValueError(f"seed must be an int in [0, 2**32), got {self.seed!r}")
+            raise BadPlanError(f"seed must be an int in [0, 2**32), got {self.seed!r}")
         if not _is_int(self.sample_budget) or not -2**31 <= self.sample_budget <= _INT32_MAX:
-            raise ValueError(f"sample_budget must be an int32 number of bytes, got "
+            raise BadPlanError(f"sample_budget must be an int32 number of bytes, got "
                              f"{self.sample_budget!r}")
         sampled = [layer for layer in self.layers if layer.update == "sampled"]
         if not sampled and self.sample_budget != 0:
-            raise ValueError(f"sample_budget is {self.sample_budget} but no layer is "
+            raise BadPlanError(f"sample_budget is {self.sample_budget} but no layer is "
                              "'sampled'; set it to 0")
         if sampled:
             cheapest = min(layer.channel_cost for layer in sampled)
             if self.sample_budget < cheapest:
-                raise ValueError(f"sample_budget {self.sample_budget} bytes is less than the "
+                raise BadPlanError(f"sample_budget {self.sample_budget} bytes is less than the "
                                  f"cheapest sampled channel (channel_cost {cheapest}): no "
                                  "channel could ever train; raise the budget")
             candidates = sum(len(layer.channels) for layer in sampled)
             if candidates > MAX_CANDIDATES:
-                raise ValueError(f"the sampled layers have {candidates} candidate channels in "
+                raise BadPlanError(f"the sampled layers have {candidates} candidate channels in "
                                  f"all; at most {MAX_CANDIDATES} are supported")
         adam = (self.adam_beta1, self.adam_beta2, self.adam_epsilon)
         if not any(layer.update == "lowrank" for layer in self.layers):
             if adam != (0, 0, 0):
-                raise ValueError("adam_beta1, adam_beta2 and adam_epsilon are for 'lowrank' "
+                raise BadPlanError("adam_beta1, adam_beta2 and adam_epsilon are for 'lowrank' "
                                  "layers; with none, set them to 0")
             return
         if not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in adam[:2]):
-            raise ValueError("adam_beta1 and adam_beta2 must be in [0, 1)")
-        if not (isinstance(adam[2], (int, float)) and math.isfinite(adam[2]) and adam[2] > 0):
-            raise ValueError("adam_epsilon must be a positive finite number")
+            raise BadPlanError("adam_beta1 and adam_beta2 must be in [0, 1)")
+        if not _is_float32(adam[2]):
+            raise BadPlanError("adam_epsilon must be a positive finite number")
 
     def check_model(self, model_bytes):
-        """Checks the plan against the model it is for; ValueError if wrong."""
+        """Checks the plan against the model it is for; BadPlanError if wrong."""
         self.validate()
         graph = tflite_graph.read_graph(model_bytes)
         if zlib.crc32(bytes(model_bytes)) != self.model_crc32:
-            raise ValueError("the plan was made for another model (CRC-32 differs); make it "
+            raise BadPlanError("the plan was made for another model (CRC-32 differs); make it "
                              "from this .tflite file")
         if (len(graph.tensors), len(graph.operators)) != (self.num_tensors, self.num_operators):
-            raise ValueError(f"the plan is for a model with {self.num_tensors} tensors and "
+            raise BadPlanError(f"the plan is for a model with {self.num_tensors} tensors and "
                              f"{self.num_operators} operators, this one has "
                              f"{len(graph.tensors)} and {len(graph.operators)}")
         _check_logits(graph, self.logits_tensor, self.num_classes)
@@ -275,7 +291,7 @@ class TrainingPlan:
                 need = max(1, channel_state_bytes(self, layout["weights_per_channel"],
                                                   layout["bias"] is not None))
                 if layer.channel_cost < need:
-                    raise ValueError(f"layer {i}: channel_cost {layer.channel_cost} must be at "
+                    raise BadPlanError(f"layer {i}: channel_cost {layer.channel_cost} must be at "
                                      f"least {need} bytes (the optimizer state of one of its "
                                      "channels, and at least 1); raise it")
 
@@ -349,12 +365,12 @@ class TrainingPlan:
             producer = graph.producer(find_logits(graph) if settings.get("logits_tensor") is None
                                       else settings["logits_tensor"])
             if any(layer.operator_index == producer for layer in layers):
-                raise ValueError(f"operator {producer} computes the logits and trains fully "
+                raise BadPlanError(f"operator {producer} computes the logits and trains fully "
                                  "(classifier=True); leave it out of the candidates or pass "
                                  "classifier=False")
             if producer is None or graph.operators[producer].builtin_code not in \
                     TRAINABLE_OPERATORS:
-                raise ValueError("the logits are not computed by a layer with parameters; "
+                raise BadPlanError("the logits are not computed by a layer with parameters; "
                                  "pass classifier=False")
             layers.append(LayerPlan(producer, "weights"))
         return cls.for_model(model_bytes, layers, seed=seed, sample_budget=budget_bytes,
@@ -382,7 +398,7 @@ class TrainingPlan:
         clash = ({layer.operator_index for layer in chosen}
                  & {layer.operator_index for layer in static})
         if clash:
-            raise ValueError(f"operator {min(clash)} is both low-rank and static; list it once")
+            raise BadPlanError(f"operator {min(clash)} is both low-rank and static; list it once")
         return cls.for_model(model_bytes, chosen + list(static), **settings)
 
     @classmethod
@@ -391,7 +407,7 @@ class TrainingPlan:
         graph = tflite_graph.read_graph(model_bytes)
         producer = graph.producer(find_logits(graph))
         if producer is None or graph.operators[producer].builtin_code not in TRAINABLE_OPERATORS:
-            raise ValueError("the logits are not computed by a layer with parameters; name the "
+            raise BadPlanError("the logits are not computed by a layer with parameters; name the "
                              "layers to train with for_model()")
         return cls.for_model(model_bytes, [LayerPlan(producer, update)], **settings)
 
@@ -407,6 +423,12 @@ class TrainingPlan:
 
 def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_float32(value):
+    """A positive number the plan's float32 fields hold without overflow."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value) and 0 < value <= _FLOAT32_MAX)
 
 
 def channel_state_bytes(plan, weights_per_channel, has_bias):
@@ -449,17 +471,17 @@ def find_logits(graph):
 
 def parameter_layout(graph, operator_index):
     """{"weights": tensor, "bias": tensor or None, "channels": count} of a
-    layer with parameters; ValueError for any other operator."""
+    layer with parameters; BadPlanError for any other operator."""
     if not 0 <= operator_index < len(graph.operators):
-        raise ValueError(f"operator {operator_index} does not exist (the model has "
+        raise BadPlanError(f"operator {operator_index} does not exist (the model has "
                          f"{len(graph.operators)} operators)")
     op = graph.operators[operator_index]
     if op.builtin_code not in TRAINABLE_OPERATORS:
-        raise ValueError(f"operator {operator_index} ({op.name}) has no trainable parameters; "
+        raise BadPlanError(f"operator {operator_index} ({op.name}) has no trainable parameters; "
                          "only CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED train")
     weights = graph.tensors[op.inputs[1]]
     if not weights.is_constant or weights.type != tflite_graph.INT8:
-        raise ValueError(f"operator {operator_index} ({op.name}) has no constant int8 weights")
+        raise BadPlanError(f"operator {operator_index} ({op.name}) has no constant int8 weights")
     axis = -1 if op.builtin_code == tflite_graph.DEPTHWISE_CONV_2D else 0
     bias = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
     channels = weights.shape[axis]
@@ -469,13 +491,13 @@ def parameter_layout(graph, operator_index):
 
 def _check_logits(graph, tensor, num_classes):
     if not 0 <= tensor < len(graph.tensors):
-        raise ValueError(f"logits tensor {tensor} does not exist")
+        raise BadPlanError(f"logits tensor {tensor} does not exist")
     t = graph.tensors[tensor]
     if t.type != tflite_graph.INT8 or graph.producer(tensor) is None:
-        raise ValueError(f"logits tensor {tensor} must be an int8 tensor an operator computes "
+        raise BadPlanError(f"logits tensor {tensor} must be an int8 tensor an operator computes "
                          "(the input of the final SOFTMAX)")
     if t.num_elements != num_classes:
-        raise ValueError(f"logits tensor {tensor} has {t.num_elements} values, but the plan "
+        raise BadPlanError(f"logits tensor {tensor} has {t.num_elements} values, but the plan "
                          f"says {num_classes} classes")
 
 
@@ -491,10 +513,10 @@ def feeds(graph, operator_index, tensor):
 def _validate_lowrank(i, layer):
     """A "lowrank" layer's own fields (check_lowrank, tt_plan.c)."""
     if not _is_int(layer.rank) or not 1 <= layer.rank <= _INT32_MAX:
-        raise ValueError(f"layer {i}: rank must be an int >= 1 (the rank of the projected "
+        raise BadPlanError(f"layer {i}: rank must be an int >= 1 (the rank of the projected "
                          f"gradient), got {layer.rank!r}")
     if not _is_int(layer.refresh_steps) or not 1 <= layer.refresh_steps <= _INT32_MAX:
-        raise ValueError(f"layer {i}: refresh_steps must be an int >= 1 (updates between "
+        raise BadPlanError(f"layer {i}: refresh_steps must be an int >= 1 (updates between "
                          f"projector refreshes), got {layer.refresh_steps!r}")
 
 
@@ -506,24 +528,24 @@ def _check_lowrank(graph, i, layer):
     if op.builtin_code == tflite_graph.CONV_2D:
         shape = graph.tensors[op.inputs[1]].shape
         if len(shape) != 4 or tuple(shape[1:3]) != (1, 1):
-            raise ValueError(f"layer {i}: operator {op.index} ({op.name}) has a "
+            raise BadPlanError(f"layer {i}: operator {op.index} ({op.name}) has a "
                              f"{'x'.join(map(str, shape[1:3]))} filter; 'lowrank' trains only "
                              "FULLY_CONNECTED and pointwise (1x1) CONV_2D layers, so use "
                              "update='weights'")
         if graph.tensors[op.inputs[0]].shape[-1] != shape[3]:
-            raise ValueError(f"layer {i}: operator {op.index} ({op.name}) is a grouped "
+            raise BadPlanError(f"layer {i}: operator {op.index} ({op.name}) is a grouped "
                              "convolution; 'lowrank' needs one group, so use update='weights'")
     elif op.builtin_code != tflite_graph.FULLY_CONNECTED:
-        raise ValueError(f"layer {i}: operator {op.index} ({op.name}) is not FULLY_CONNECTED or a "
+        raise BadPlanError(f"layer {i}: operator {op.index} ({op.name}) is not FULLY_CONNECTED or a "
                          "pointwise CONV_2D; 'lowrank' trains only those, so use "
                          "update='weights'")
     if len(layer.channels) != layout["channels"]:
-        raise ValueError(f"layer {i}: a 'lowrank' layer trains all {layout['channels']} output "
+        raise BadPlanError(f"layer {i}: a 'lowrank' layer trains all {layout['channels']} output "
                          f"channels of operator {op.index} ({op.name}), but "
                          f"{len(layer.channels)} are listed; list them all (channels=None)")
     most = min(layout["channels"], layout["weights_per_channel"])
     if layer.rank > most:
-        raise ValueError(f"layer {i}: rank {layer.rank} must be between 1 and {most}, the "
+        raise BadPlanError(f"layer {i}: rank {layer.rank} must be between 1 and {most}, the "
                          f"smaller of operator {op.index}'s {layout['channels']} output "
                          f"channels and {layout['weights_per_channel']} weights per channel")
 
@@ -538,12 +560,12 @@ def _check_layer(graph, i, layer, logits):
     layout = parameter_layout(graph, layer.operator_index)
     op = graph.operators[layer.operator_index]
     if layer.update == "bias" and layout["bias"] is None:
-        raise ValueError(f"layer {i}: operator {op.index} ({op.name}) has no bias, so a "
+        raise BadPlanError(f"layer {i}: operator {op.index} ({op.name}) has no bias, so a "
                          "bias-only update cannot train it; use update='weights'")
     bad = [c for c in layer.channels if not 0 <= c < layout["channels"]]
     if bad:
-        raise ValueError(f"layer {i}: channel {bad[0]} is out of range; operator {op.index} "
+        raise BadPlanError(f"layer {i}: channel {bad[0]} is out of range; operator {op.index} "
                          f"({op.name}) has output channels 0 to {layout['channels'] - 1}")
     if not feeds(graph, op.index, logits):
-        raise ValueError(f"layer {i}: operator {op.index} ({op.name}) does not feed the logits "
+        raise BadPlanError(f"layer {i}: operator {op.index} ({op.name}) does not feed the logits "
                          f"(tensor {logits}), so training it cannot change the loss")

@@ -6,6 +6,8 @@ C runtime validates the model fully when it loads it."""
 import dataclasses
 import struct
 
+from tflm_training.errors import CorruptModelError, UnsupportedModelError
+
 # BuiltinOperator codes this module names.
 CONV_2D = 3
 DEPTHWISE_CONV_2D = 4
@@ -82,7 +84,7 @@ class _Reader:
     def _unpack(self, fmt, pos):
         size = struct.calcsize(fmt)
         if pos < 0 or pos + size > len(self.data):
-            raise ValueError("corrupt .tflite model: an offset points outside the file")
+            raise CorruptModelError("corrupt .tflite model: an offset points outside the file")
         return struct.unpack_from(fmt, self.data, pos)[0]
 
     def table(self, pos):
@@ -124,7 +126,7 @@ class _Reader:
         start, count = self.vector(table, field)
         size = struct.calcsize(fmt)
         if start + size * count > len(self.data):
-            raise ValueError("corrupt .tflite model: a vector runs past the end of the file")
+            raise CorruptModelError("corrupt .tflite model: a vector runs past the end of the file")
         return tuple(struct.unpack_from(f"<{count}{fmt[-1]}", self.data, start)) if count else ()
 
     def string(self, table, field):
@@ -136,14 +138,14 @@ def read_graph(model_bytes):
     """The single subgraph of a .tflite model."""
     r = _Reader(model_bytes)
     if len(r.data) < 8 or r.data[4:8] != b"TFL3":
-        raise ValueError("not a .tflite model (no TFL3 file identifier)")
+        raise CorruptModelError("not a .tflite model (no TFL3 file identifier)")
     model = r.table(r._unpack("<I", 0))
     codes = [max(r.scalar(c, 0, "<b", 0), r.scalar(c, 3, "<i", 0))
              for c in r.tables(model, 1)]
     buffers = [r.vector(b, 0) for b in r.tables(model, 4)]
     subgraphs = r.tables(model, 2)
     if len(subgraphs) != 1:
-        raise ValueError(f"the model has {len(subgraphs)} subgraphs; only one is supported")
+        raise UnsupportedModelError(f"the model has {len(subgraphs)} subgraphs; only one is supported")
     subgraph = subgraphs[0]
     tensors = []
     for index, t in enumerate(r.tables(subgraph, 0)):
@@ -160,7 +162,7 @@ def read_graph(model_bytes):
     for index, op in enumerate(r.tables(subgraph, 3)):
         opcode = r.scalar(op, 0, "<I", 0)
         if opcode >= len(codes):
-            raise ValueError(f"corrupt .tflite model: operator {index} has no operator code")
+            raise CorruptModelError(f"corrupt .tflite model: operator {index} has no operator code")
         operators.append(Operator(index, codes[opcode], r.numbers(op, 1, "<i"),
                                   r.numbers(op, 2, "<i")))
     return Graph(tensors, operators, r.numbers(subgraph, 1, "<i"), r.numbers(subgraph, 2, "<i"))

@@ -6,13 +6,12 @@ import numbers
 
 import numpy as np
 
-from tflm_training import _native, tflite_graph
+from tflm_training import _checks, _native, saturation, tflite_graph
 from tflm_training.errors import (ArenaTooSmallError, InputMismatchError,
                                   InvalidArgumentError)
 from tflm_training.interpreter import (Interpreter, _aligned_bytes, measure_arena,
                                       raise_for_status)
 from tflm_training.plan import TrainingPlan, parameter_layout
-
 
 
 class Trainer:
@@ -23,9 +22,17 @@ class Trainer:
     `memory()` says where the bytes go. Samples are quantized exactly like
     the model's input 0 (same dtype), one at a time or as a batch along a
     leading axis.
+
+    Every step is all or nothing (`atomic_steps`, runtime
+    tt_trainer_set_undo): a step that diverges raises DivergedError and
+    leaves every weight, bias and optimizer value as it was. `losses`
+    holds every step's loss (NaN for a diverged one). `export()` refuses a
+    model whose training pinned more than `max_saturation` of a layer's
+    trained weights or biases at their integer limits (saturation.py).
     """
 
-    def __init__(self, model_bytes, plan, arena_size=None):
+    def __init__(self, model_bytes, plan, arena_size=None, atomic_steps=True,
+                 max_saturation=saturation.DEFAULT_LIMIT):
         if not isinstance(model_bytes, (bytes, bytearray, memoryview)):
             raise InvalidArgumentError(
                 f"model_bytes must be bytes, got {type(model_bytes).__name__}")
@@ -38,11 +45,13 @@ class Trainer:
             raise InvalidArgumentError(
                 f"plan must be a TrainingPlan or bytes, got {type(plan).__name__}")
         self._plan_bytes = bytes(plan)
+        if not 0 <= max_saturation <= 1:
+            raise InvalidArgumentError(f"max_saturation must be a share in [0, 1], got "
+                                       f"{max_saturation!r}")
+        self.max_saturation = float(max_saturation)
+        arena_size = _checks.arena_size(arena_size)
         if arena_size is None:
             arena_size = self._measure_arena()
-        if not isinstance(arena_size, int) or arena_size <= 0:
-            raise InvalidArgumentError(
-                f"arena_size must be a positive int or None, got {arena_size!r}")
         try:
             self._init(arena_size)
         except ArenaTooSmallError as error:
@@ -58,6 +67,13 @@ class Trainer:
         details = self.interpreter.get_input_details(0)
         self._input_shape = tuple(int(d) for d in details["shape"])
         self._input_dtype = np.dtype(details["dtype"])
+        self._undo = None
+        if atomic_steps:
+            self._undo = np.zeros(max(1, self._lib.tt_trainer_undo_bytes(self._state)),
+                                  dtype=np.uint8)
+            self._check(self._lib.tt_trainer_set_undo(self._state, self._undo.ctypes.data,
+                                                      len(self._undo)))
+        self.losses = []
 
     # -- setup ---------------------------------------------------------------
 
@@ -90,15 +106,18 @@ class Trainer:
     # -- training ------------------------------------------------------------
 
     def train_step(self, x, y):
-        """One training step per sample; returns the mean loss."""
+        """One training step per sample, in order; returns the mean loss.
+        A sample whose step diverges raises DivergedError: that step
+        changed nothing, the samples before it keep their steps."""
         samples, labels = self._samples(x, y)
         loss = ctypes.c_float()
         total = 0.0
         self.interpreter._activations_valid = False
         for sample, label in zip(samples, labels):
-            self._check(self._lib.tt_trainer_step(
-                self._state, sample.ctypes.data, sample.nbytes, int(label),
-                ctypes.byref(loss)))
+            status = self._lib.tt_trainer_step(self._state, sample.ctypes.data, sample.nbytes,
+                                               int(label), ctypes.byref(loss))
+            self.losses.append(loss.value if status == 0 else float("nan"))
+            self._check(status)
             total += loss.value
         return total / len(samples)
 
@@ -260,13 +279,27 @@ class Trainer:
         """Any tensor; trained weights and biases hold their current values."""
         return self.interpreter.get_tensor(tensor_index)
 
-    def export(self, parameters=None):
+    def saturation(self, parameters=None):
+        """[saturation.LayerSaturation] of the trained layers now (or of
+        `parameters`, as for export)."""
+        return saturation.measure(self._model_bytes, self._exported(parameters), self.plan)
+
+    def export(self, parameters=None, force=False):
         """The original .tflite file with the trained weight and bias bytes
         written in place: a standard model any TFLite runtime runs.
 
         parameters: {tensor index: bytes} to write instead of this
-        trainer's own values (e.g. what a device's PULL gave).
+        trainer's own values (e.g. what a device's PULL gave). A model
+        whose training saturated a layer past max_saturation raises
+        SaturationError unless force=True.
         """
+        model = self._exported(parameters)
+        if not force:
+            saturation.check(saturation.measure(self._model_bytes, model, self.plan),
+                             self.max_saturation)
+        return model
+
+    def _exported(self, parameters):
         out = bytearray(self._model_bytes)
         for index in self._parameters:
             tensor = self._graph.tensors[index]
@@ -295,22 +328,31 @@ class Trainer:
             raise InputMismatchError(
                 f"samples must have dtype {self._input_dtype.name}, got {array.dtype.name}; "
                 "quantize them with the scale and zero point of input 0")
+        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+            raise InputMismatchError("samples hold NaN or infinity; give finite values")
         if array.shape == shape or (shape[:1] == (1,) and array.shape == shape[1:]):
             return [np.ascontiguousarray(array.reshape(shape))], True
         if array.ndim >= 1 and (array.shape[1:] == shape or
                                 (shape[:1] == (1,) and array.shape[1:] == shape[1:])):
+            if len(array) == 0:
+                raise InvalidArgumentError("the batch holds no samples; give at least one")
             return [np.ascontiguousarray(s.reshape(shape)) for s in array], False
         raise InputMismatchError(
             f"samples must have shape {shape} (one) or (N, {', '.join(map(str, shape[1:]))}) "
             f"(a batch), got {array.shape}")
 
     def _samples(self, x, y):
-        samples, single = self._as_samples(x)
+        samples, _ = self._as_samples(x)
         labels = np.atleast_1d(np.asarray(y))
         if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 1:
             raise InvalidArgumentError("labels must be integers, one per sample")
         if len(labels) != len(samples):
             raise InvalidArgumentError(
                 f"{len(samples)} samples but {len(labels)} labels")
-        return samples, labels
+        classes = self.plan.num_classes
+        outside = labels[(labels < 0) | (labels >= classes)]
+        if len(outside):
+            raise InvalidArgumentError(f"label {outside[0]} is outside the model's classes 0 "
+                                       f"to {classes - 1}")
+        return samples, labels.astype(np.int64)
 

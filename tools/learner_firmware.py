@@ -29,7 +29,7 @@ from tools import training_firmware
 APP = "learner_app"
 PARTS = ("link", "flash_store")
 DEFAULT_HELDOUT_SAMPLES = 10
-# The frame buffer also carries INFO (88 bytes + 8 per plan layer) and
+# The frame buffer also carries INFO (96 bytes + 8 per plan layer) and
 # PULL answers; it is at least this big.
 MIN_PAYLOAD = 256
 
@@ -43,10 +43,11 @@ class LearnerLayout:
     buffer_bytes: int  # the largest frame
     heldout_bytes: int
     input_bytes: int
+    undo_bytes: int = 0  # > 0: every training step is all or nothing
 
     @property
     def ram_bytes(self):
-        return self.arena_bytes + self.buffer_bytes + self.heldout_bytes
+        return self.arena_bytes + self.buffer_bytes + self.heldout_bytes + self.undo_bytes
 
 
 def buffer_bytes(input_bytes, plan_layers):
@@ -61,7 +62,8 @@ def ram_besides_arena(input_bytes, plan_layers, heldout_samples=DEFAULT_HELDOUT_
     return buffer_bytes(input_bytes, plan_layers) + heldout_samples * (input_bytes + 4)
 
 
-def layout(model_bytes, plan_bytes, board, heldout_samples=DEFAULT_HELDOUT_SAMPLES):
+def layout(model_bytes, plan_bytes, board, heldout_samples=DEFAULT_HELDOUT_SAMPLES,
+           atomic_steps=False):
     tflm_training = training_firmware._tflm_training()  # pylint: disable=protected-access
     from tflm_training import learner  # pylint: disable=import-outside-toplevel
     try:
@@ -74,12 +76,17 @@ def layout(model_bytes, plan_bytes, board, heldout_samples=DEFAULT_HELDOUT_SAMPL
     return LearnerLayout(trainer.arena_used_bytes(), trainer.state_bytes(),
                          learner.region_bytes(trainer.state_bytes(), page),
                          buffer_bytes(input_bytes, len(trainer.plan.layers)),
-                         int(heldout_samples) * (input_bytes + 4), input_bytes)
+                         int(heldout_samples) * (input_bytes + 4), input_bytes,
+                         learner.undo_bytes(trainer.state_bytes()) if atomic_steps else 0)
 
 
 def build_learner_firmware(board_name, model_bytes, plan, out_dir=None,
-                           heldout_samples=DEFAULT_HELDOUT_SAMPLES, verbose=False):
-    """Builds the learner app; returns (Firmware, LearnerLayout)."""
+                           heldout_samples=DEFAULT_HELDOUT_SAMPLES, verbose=False,
+                           atomic_steps=False):
+    """Builds the learner app; returns (Firmware, LearnerLayout).
+    atomic_steps: give it an undo buffer (the learned state's size in RAM)
+    so every training step is all or nothing; without, a diverged step
+    restores the saved state."""
     board = board_config.load_board(board_name)
     model_bytes = bytes(model_bytes)
     plan_bytes = training_firmware.resolve_plan(plan, model_bytes)
@@ -91,17 +98,19 @@ def build_learner_firmware(board_name, model_bytes, plan, out_dir=None,
             raise firmware_build.BuildError(
                 f"board {board.name} has no \"{part}\" in its board.json, which the learner "
                 "firmware needs (see boards/README.md)")
-    sizes = layout(model_bytes, plan_bytes, board, heldout_samples)
+    sizes = layout(model_bytes, plan_bytes, board, heldout_samples, atomic_steps)
     out_dir = pathlib.Path(out_dir or firmware_build.default_out_dir(board.name, APP)).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "model.tflite").write_bytes(model_bytes)
     (out_dir / "plan.bin").write_bytes(plan_bytes)
     defines = [f"-DAPP_ARENA_BYTES={sizes.arena_bytes}",
                f"-DAPP_BUFFER_BYTES={sizes.buffer_bytes}",
-               f"-DAPP_HELDOUT_BYTES={max(4, sizes.heldout_bytes)}"]
+               f"-DAPP_HELDOUT_BYTES={max(4, sizes.heldout_bytes)}",
+               f"-DAPP_UNDO_BYTES={sizes.undo_bytes}"]
     embedded = {"model": len(model_bytes), "plan": len(plan_bytes),
                 "learned state (2 slots)": sizes.state_region_bytes,
-                "arena": sizes.arena_bytes, "held-out samples": sizes.heldout_bytes}
+                "arena": sizes.arena_bytes, "held-out samples": sizes.heldout_bytes,
+                "undo buffer": sizes.undo_bytes}
     firmware = firmware_build.build_app(
         board_name, APP, out_dir, defines=defines, with_runtime=True, embedded=embedded,
         verbose=verbose, parts=PARTS, state_bytes=sizes.state_region_bytes)

@@ -197,6 +197,7 @@ class Session:
         self.info = check_device(device.client, self.model_bytes, self.plan_bytes)
         self.host = Trainer(self.model_bytes, self.plan_bytes)
         self.mismatches = []
+        self.diverged_steps = 0
         self.saves = []
         self.step_counts = []
         self.saved_state = None  # the host's copy of the device's saved state
@@ -238,6 +239,11 @@ class Session:
         return info
 
     def save(self, guard=0, max_drop=0):
+        """SAVE, mirrored on the host; None when the device has trained no
+        step since its saved state (e.g. a diverged step took it back)."""
+        if not self.client.info().steps_since_save:
+            self.log("  device: nothing to save since its saved state")
+            return None
         result = self.client.save(guard, max_drop)
         if result.saved:
             self.saved_state = self.host.state()
@@ -293,6 +299,7 @@ class Session:
             self.log(f"  {step}")
         host_loss = self._host_step(x, y)
         if isinstance(step, wire.DeviceError):
+            self._diverged(host_loss)
             return
         losses.append(float(step.loss))
         if step.loss.view(np.uint32) != host_loss.view(np.uint32):
@@ -300,6 +307,17 @@ class Session:
                                    f"host {host_loss!r}")
         if step.count >= 0:
             self.step_counts.append(step.count)
+
+    def _diverged(self, host_loss):
+        """The device's step diverged. With an undo buffer it changed
+        nothing, as the host's all-or-nothing step; without, the device went
+        back to its saved state, and so does the host."""
+        self.diverged_steps += 1
+        if not np.isnan(host_loss):
+            self.mismatches.append(f"the device diverged on a step the host trained (loss "
+                                   f"{host_loss!r})")
+        if not self.info.undo_bytes:
+            self._host_roll_back()
 
     def _host_step(self, x, y):
         from tflm_training import DivergedError  # pylint: disable=import-outside-toplevel
@@ -339,7 +357,8 @@ class Session:
                             "equal": data == host})
         if not all(t["equal"] for t in tensors):
             self.mismatches.append("the pulled parameters differ from the host's")
-        return self.host.export(pulled), tensors
+        # Saturation is reported (run_job), not refused, here.
+        return self.host.export(pulled, force=True), tensors
 
 
 def write_atomically(path, data):
@@ -356,6 +375,14 @@ def write_outputs(out_dir, model, state):
     write_atomically(out_dir / "trained_device.tflite", model)
     if state is not None:
         write_atomically(out_dir / "device_state.bin", state)
+
+
+def loss_curve(losses, points=100):
+    """The training loss for a report: {"steps_per_point": k, "mean_loss":
+    the mean of every k consecutive steps}, at most `points` of them."""
+    steps = max(1, -(-len(losses) // points))
+    means = [float(np.mean(losses[i:i + steps])) for i in range(0, len(losses), steps)]
+    return {"steps_per_point": steps, "mean_loss": means}
 
 
 @dataclasses.dataclass
@@ -402,6 +429,9 @@ def run_job(session, stream, settings, out_dir, log=print):
             session.load_heldout(stream.heldout_x, stream.heldout_y)
     model, tensors = session.pull_model()
     write_outputs(out_dir, model, session.saved_state)
+    from tflm_training import saturation  # pylint: disable=import-outside-toplevel
+    report["saturation"] = saturation.as_dicts(
+        saturation.measure(session.model_bytes, model, session.host.plan))
     report["after"] = evaluate(session.client, session.host, stream.test_x, stream.test_y,
                                model)
     counts = session.step_counts
@@ -410,6 +440,8 @@ def run_job(session, stream, settings, out_dir, log=print):
                                   np.array_split(np.array(losses), settings.epochs)] if losses else [],
         "samples_per_second": session.samples_trained / max(session.train_seconds, 1e-9),
         "counter_per_step": int(np.mean(counts)) if counts else None,
+        "loss_curve": loss_curve(losses),
+        "diverged_steps": session.diverged_steps,
         "saves": session.saves,
         "tensors": tensors,
         "parameters_bit_identical": all(t["equal"] for t in tensors),

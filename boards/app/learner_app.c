@@ -6,7 +6,8 @@
  * At boot it restores the newest learned state from flash
  * (tt_state_store.h), or starts from the model's own weights; then it
  * answers frames for ever. APP_ARENA_BYTES, APP_BUFFER_BYTES (the largest
- * frame) and APP_HELDOUT_BYTES come from the build tool
+ * frame), APP_HELDOUT_BYTES and APP_UNDO_BYTES (0: no undo buffer, a
+ * diverged step restores the saved state) come from the build tool
  * (tools/learner_firmware.py). */
 #include <stdint.h>
 
@@ -29,6 +30,13 @@ static uint8_t arena[APP_ARENA_BYTES] __attribute__((aligned(TT_ARENA_ALIGNMENT)
 static uint8_t frame_storage[APP_BUFFER_BYTES + 4] __attribute__((aligned(8)));
 static uint8_t* const buffer = frame_storage + 4;
 static uint8_t heldout[APP_HELDOUT_BYTES] __attribute__((aligned(4)));
+#if APP_UNDO_BYTES > 0
+/* Makes every training step all or nothing (tt_trainer_set_undo). */
+static uint8_t undo[APP_UNDO_BYTES] __attribute__((aligned(4)));
+#define APP_UNDO undo
+#else
+#define APP_UNDO 0
+#endif
 static tt_learner learner;
 static tt_flash flash;
 
@@ -74,7 +82,7 @@ int main(void) {
       app_plan_start, (uint32_t)(app_plan_end - app_plan_start),
       arena, sizeof arena, &flash, heldout, sizeof heldout,
       tt_crc32(__image_start, (uint32_t)(__image_end - __image_start)), board_counter_measure,
-      board_link_rx_buffer_bytes()};
+      board_link_rx_buffer_bytes(), APP_UNDO, APP_UNDO_BYTES};
   const tt_link link = {read_byte, write, 0, BOARD_LINK_IDLE_MS};
   if (tt_learner_init(&learner, &config) != TT_OK) serve_failure(&link);
   for (;;) tt_learner_serve_one(&learner, &link, buffer, APP_BUFFER_BYTES);

@@ -326,6 +326,8 @@ typedef struct {
   uint32_t heldout_bytes, capacity;
   bool measured;
   uint32_t link_rx_buffer;
+  uint8_t* undo; /* NULL: a diverged step restores the saved state */
+  uint32_t undo_bytes;
   int persisted; /* 1: persisted_crc is the newest saved state; 0: none; -1 unknown */
   uint32_t persisted_crc;
   /* States of SAVEs that failed since: a cut in the header's last word
@@ -425,7 +427,9 @@ static tt_learner_config session_config(const session* s, const tt_flash* flash)
                              .heldout_bytes = s->heldout_bytes,
                              .firmware_crc32 = FIRMWARE_CRC,
                              .measure = s->measured ? measure : NULL,
-                             .link_rx_buffer = s->link_rx_buffer};
+                             .link_rx_buffer = s->link_rx_buffer,
+                             .undo = s->undo,
+                             .undo_bytes = s->undo_bytes};
 }
 
 static void boot(session* s) {
@@ -485,6 +489,8 @@ static void open_session(session* s, seed_pair* p, uint32_t page_bytes,
   s->heldout = xmalloc(s->heldout_bytes);
   s->measured = one_in(2);
   s->link_rx_buffer = one_in(2) ? 0 : rnd();
+  s->undo_bytes = one_in(2) ? p->state_bytes - TT_STATE_COUNTERS_BYTES : 0;
+  s->undo = s->undo_bytes ? xmalloc(s->undo_bytes) : NULL;
   s->persisted = flash_image != NULL ? -1 : 0;
   sessions++;
 }
@@ -496,6 +502,7 @@ static void close_session(session* s) {
   free(s->buffer);
   free(s->info_buffer);
   free(s->heldout);
+  free(s->undo);
 }
 
 /* The model's own state CRC: a learner without flash. */
@@ -608,7 +615,7 @@ static uint32_t range_answer(const session* s, const uint8_t* payload,
 /* The answers tt_learner.h allows an intact request, from the learner's
  * state before it (where it leaves the order of checks open, either). */
 static uint32_t expected_answer(const session* s, const info_view* before,
-                                bool diverged, uint8_t command,
+                                uint8_t command,
                                 const uint8_t* payload, uint32_t n) {
   const seed_pair* p = s->pair;
   uint32_t bad;
@@ -631,7 +638,7 @@ static uint32_t expected_answer(const session* s, const info_view* before,
       if (n != 4 || (payload[0] & ~3u) != 0 || payload[1] != 0 ||
           (payload[0] != 0 && before->heldout == 0))
         return ANSWER_ERROR(TT_WIRE_BAD_REQUEST);
-      if (before->since_save == 0 && !diverged) return ANSWER_ERROR(TT_WIRE_NOTHING_TRAINED);
+      if (before->since_save == 0) return ANSWER_ERROR(TT_WIRE_NOTHING_TRAINED);
       return ANSWER_OK | ANSWER_ERROR(TT_WIRE_FLASH);
     case TT_CMD_PULL:
       bad = range_answer(s, payload, n, p->trained_bytes);
@@ -954,6 +961,23 @@ static void check_pull_state(const session* s, const uint8_t* request,
   free(state);
 }
 
+/* A diverged step changes nothing with an undo buffer; without one the
+ * learner is back at its saved state (the model's own without one). */
+static void check_diverged(const session* s, const info_view* before,
+                           const info_view* after) {
+  if (s->undo != NULL) {
+    CHECK(same_state(before, after), "a diverged step changed the state despite the undo");
+    return;
+  }
+  CHECK(after->since_save == 0 && after->sequence == before->sequence,
+        "a diverged step left %u unsaved steps", after->since_save);
+  if (s->persisted == 1)
+    CHECK(after->state_crc == s->persisted_crc, "a diverged step did not restore the save");
+  if (s->persisted == 0)
+    CHECK(after->state_crc == s->pair->fresh_crc && after->steps == 0,
+          "a diverged step did not go back to the model's own weights");
+}
+
 /* The learner's state went from `before` to `after` with answer r; the
  * request is known when `request` is not NULL. */
 static void check_transition(session* s, const response* r,
@@ -973,8 +997,7 @@ static void check_transition(session* s, const response* r,
       s->failed_saves[s->num_failed_saves++] = before->state_crc;
     else if (r->code == TT_WIRE_FLASH)
       s->persisted = -1;
-    if (r->code == TT_WIRE_DIVERGED) CHECK(after->steps == before->steps,
-                                           "a diverged step counted");
+    if (r->code == TT_WIRE_DIVERGED) check_diverged(s, before, after);
     return;
   }
   const uint8_t* q = r->payload;
@@ -1038,7 +1061,9 @@ static void check_transition(session* s, const response* r,
         s->num_failed_saves = 0;
       } else {
         rolled_back++;
-        CHECK(outcome == TT_SAVE_ROLLED_BACK && reason >= 1 && reason <= 4 &&
+        CHECK(outcome == TT_SAVE_ROLLED_BACK &&
+                  (reason == TT_SAVE_REASON_ACCURACY || reason == TT_SAVE_REASON_LOSS ||
+                   reason == TT_SAVE_REASON_NOT_FINITE) &&
                   after->sequence == before->sequence,
               "SAVE outcome %u reason %u", outcome, reason);
         if (s->persisted >= 0)
@@ -1076,7 +1101,7 @@ static void check_transition(session* s, const response* r,
 
 static void check_expected(const session* s, const expectation* e,
                            const line* l, const response* r,
-                           const info_view* before, bool diverged) {
+                           const info_view* before) {
   expected_checked++;
   if (e->kind == EXPECT_BAD_FRAME) {
     CHECK(r->error && r->code == TT_WIRE_BAD_FRAME && message_starts(r, e->problem),
@@ -1090,7 +1115,7 @@ static void check_expected(const session* s, const expectation* e,
   const uint8_t* f = l->data + e->frame_at;
   const uint8_t command = f[3];
   const uint32_t n = get_u32(f + 8);
-  const uint32_t allowed = expected_answer(s, before, diverged, command,
+  const uint32_t allowed = expected_answer(s, before, command,
                                            f + TT_FRAME_HEADER_BYTES, n);
   CHECK(r->sequence == get_u16(f + 4), "sequence %u answered as %u",
         get_u16(f + 4), r->sequence);
@@ -1109,7 +1134,6 @@ static void serve_line(session* s, line* l, const expectation* ex, int count) {
     l->first = UINT32_MAX;
     l->writes = 0;
     const info_view before = s->last;
-    const bool diverged = s->learner->diverged;
     tt_learner_serve_one(s->learner, &link, s->buffer, s->capacity);
     CHECK(l->writes == 1, "serve_one wrote %d answers", l->writes);
     frames_served++;
@@ -1118,7 +1142,7 @@ static void serve_line(session* s, line* l, const expectation* ex, int count) {
     const expectation* e = NULL;
     for (int i = 0; i < count; ++i)
       if (ex[i].start == l->first) e = &ex[i];
-    if (e != NULL) check_expected(s, e, l, &r, &before, diverged);
+    if (e != NULL) check_expected(s, e, l, &r, &before);
     const info_view after = query_info(s);
     const uint8_t* request =
         e != NULL && e->kind == EXPECT_REQUEST ? l->data + e->frame_at : NULL;
@@ -1250,8 +1274,9 @@ static void train_seed(seed_pair* p) {
     const int32_t label = (int32_t)below((uint32_t)p->num_classes);
     fill_input(input, p->input_bytes, label);
     float loss;
-    CHECK(tt_trainer_step(p->trainer, input, p->input_bytes, label, &loss) == TT_OK,
-          "step: %s", tt_trainer_error(p->trainer)->message);
+    const tt_status status = tt_trainer_step(p->trainer, input, p->input_bytes, label, &loss);
+    CHECK(status == TT_OK || status == TT_ERR_DIVERGED, "step: %s",
+          tt_trainer_error(p->trainer)->message);
   }
   free(input);
   p->good_state = xmalloc(p->state_bytes);

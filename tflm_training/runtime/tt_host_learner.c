@@ -23,7 +23,8 @@ tt_status tt_host_learner_init(tt_host_learner* h, const uint8_t* model,
                                uint32_t flash_size, uint32_t page_bytes,
                                int64_t cut_at, int32_t worn_page,
                                uint8_t* heldout, uint32_t heldout_bytes,
-                               uint32_t firmware_crc32) {
+                               uint32_t firmware_crc32, uint8_t* undo,
+                               uint32_t undo_bytes) {
   memset(h, 0, sizeof *h);
   if (flash != NULL) {
     tt_flash_ram_init(&h->ram, flash, flash_size, page_bytes, &h->flash);
@@ -33,7 +34,7 @@ tt_status tt_host_learner_init(tt_host_learner* h, const uint8_t* model,
   const tt_learner_config config = {
       model, model_size, plan, plan_size, arena, arena_size,
       flash != NULL ? &h->flash : NULL, heldout, heldout_bytes, firmware_crc32,
-      NULL, 0};
+      NULL, 0, undo, undo_bytes};
   const tt_status status = tt_learner_init(&h->learner, &config);
   if (status != TT_OK) h->error = h->learner.error;
   return status;

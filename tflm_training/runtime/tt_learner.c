@@ -61,8 +61,11 @@ static void measure_none(void (*fn)(void*), void* context, int64_t* count,
 
 static tt_status init_trainer(tt_learner* l) {
   const tt_learner_config* c = &l->config;
-  return tt_trainer_init(&l->trainer, c->model, c->model_size, c->plan,
-                         c->plan_size, c->arena, c->arena_size);
+  TT_RETURN_IF_ERROR(tt_trainer_init(&l->trainer, c->model, c->model_size,
+                                     c->plan, c->plan_size, c->arena,
+                                     c->arena_size));
+  if (c->undo == NULL) return TT_OK;
+  return tt_trainer_set_undo(&l->trainer, c->undo, c->undo_bytes);
 }
 
 /* The newest saved state into the trainer, or the model's own weights. */
@@ -253,6 +256,7 @@ static uint32_t handle_info(call* c) {
   put(w, trained_bytes(t), 4);
   put(w, (uint64_t)l->restore_count, 8);
   put(w, l->config.link_rx_buffer, 4);
+  put(w, l->config.undo != NULL ? l->config.undo_bytes : 0, 4);
   for (int32_t i = 0; i < t->num_layers; ++i) {
     const tt_train_layer* layer = &tt_train_layers(t)[i];
     put(w, (uint32_t)layer->operator_index, 4);
@@ -278,6 +282,22 @@ static void step_once(void* context) {
                               &s->loss);
 }
 
+/* A diverged step: with an undo buffer it changed nothing; without one
+ * the device goes back to its saved state rather than train on a
+ * half-updated model. */
+static uint32_t diverged(call* c) {
+  tt_learner* l = c->learner;
+  tt_error error = *tt_trainer_error(&l->trainer);
+  if (l->config.undo != NULL)
+    return fail(c, TT_WIRE_DIVERGED, "%s; the step changed nothing",
+                error.message);
+  if (load_saved(l) != TT_OK) return fail_runtime(c, TT_WIRE_RUNTIME);
+  l->steps_at_save = l->trainer.steps;
+  return fail(c, TT_WIRE_DIVERGED,
+              "%s; the device went back to its saved state %u (%u steps)",
+              error.message, l->store.sequence, l->trainer.steps);
+}
+
 static uint32_t handle_train(call* c) {
   tt_learner* l = c->learner;
   int32_t label;
@@ -287,12 +307,7 @@ static uint32_t handle_train(call* c) {
   step_call s = {&l->trainer, input, l->input_bytes, label, 0.0f, TT_OK};
   int64_t count;
   measure_none(step_once, &s, &count, l->config.measure);
-  if (s.status == TT_ERR_DIVERGED) {
-    l->diverged = true;
-    return fail(c, TT_WIRE_DIVERGED,
-                "%s; the next SAVE rolls back to the saved state",
-                tt_trainer_error(&l->trainer)->message);
-  }
+  if (s.status == TT_ERR_DIVERGED) return diverged(c);
   if (s.status != TT_OK) return fail_runtime(c, TT_WIRE_RUNTIME);
   put(&c->out, float_bits(s.loss), 4);
   put(&c->out, l->trainer.steps, 4);
@@ -429,7 +444,6 @@ static void roll_back(save_call* s, uint8_t reason) {
     s->error = TT_WIRE_RUNTIME;
     return;
   }
-  l->diverged = false;
   l->steps_at_save = l->trainer.steps;
   s->result->outcome = TT_SAVE_ROLLED_BACK;
   s->result->reason = reason;
@@ -449,7 +463,6 @@ static void save_once(void* context) {
   save_call* s = context;
   tt_learner* l = s->learner;
   tt_learner_save_result* r = s->result;
-  if (l->diverged) return roll_back(s, TT_SAVE_REASON_DIVERGED);
   uint32_t bytes;
   const uint8_t* block = tt_trainer_learned_block(&l->trainer, &bytes);
   if (!tt_trainer_state_is_finite(&l->trainer, block))
@@ -518,7 +531,7 @@ static uint32_t handle_save(call* c) {
   if (guard != 0 && l->heldout_count == 0)
     return fail(c, TT_WIRE_BAD_REQUEST,
                 "a guarded SAVE needs held-out samples: send them with HOLDOUT");
-  if (l->trainer.steps == l->steps_at_save && !l->diverged)
+  if (l->trainer.steps == l->steps_at_save)
     return fail(c, TT_WIRE_NOTHING_TRAINED,
                 "nothing to save: no training step since the %s (state %u)",
                 l->store.sequence ? "saved state" : "model's own weights",
@@ -624,7 +637,6 @@ static uint32_t handle_factory_reset(call* c) {
                                   TT_WIRE_FLASH, l->store.error.message);
   if (init_trainer(l) != TT_OK) return fail_runtime(c, TT_WIRE_RUNTIME);
   l->steps_at_save = 0;
-  l->diverged = false;
   l->restored = false;
   l->baseline_known = false;
   put(&c->out, stats.pages_erased, 4);

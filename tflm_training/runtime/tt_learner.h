@@ -34,10 +34,13 @@
  *                         mirror the device or keep a backup
  *   0xFF ERROR         u16 tt_wire_error, u16 0, then a message (UTF-8)
  *
- * A request that fails changes nothing, except a TRAIN step that
- * diverges: it answers TT_WIRE_DIVERGED, and the next SAVE rolls back to
- * the saved state instead of saving. SAVE also rolls back when the state
- * holds a NaN or infinity, or when a guard fails; the answer says so. */
+ * A request that fails changes nothing. A TRAIN step that diverges
+ * answers TT_WIRE_DIVERGED: with an undo buffer (tt_learner_config.undo)
+ * the step changed nothing; without one the device goes back to its
+ * saved state (or the model's own weights) at once, losing the steps
+ * since the save but never training on, or saving, a half-updated model.
+ * SAVE rolls back when the state holds a NaN or infinity, or when a
+ * guard fails; the answer says so. */
 #ifndef TFLM_TRAINING_TT_LEARNER_H_
 #define TFLM_TRAINING_TT_LEARNER_H_
 
@@ -85,7 +88,6 @@ enum { /* tt_learner_save_result.reason */
   TT_SAVE_REASON_NONE = 0,
   TT_SAVE_REASON_ACCURACY = 1, /* held-out accuracy dropped */
   TT_SAVE_REASON_LOSS = 2,     /* held-out loss diverged */
-  TT_SAVE_REASON_DIVERGED = 3, /* a training step diverged */
   TT_SAVE_REASON_NOT_FINITE = 4,
 };
 
@@ -102,8 +104,9 @@ enum { /* tt_learner_save_result.reason */
  *   tt_slot_status at boot, u16 plan layers, u32 trained parameter bytes
  *   (what PULL gives), i64 board counter units of the boot restore, u32
  *   bytes the link receives into while the device computes (a host may
- *   send the next frame before the answer when it fits). */
-#define TT_LEARNER_INFO_BYTES 92u
+ *   send the next frame before the answer when it fits), u32 bytes of the
+ *   undo buffer (0: none, a diverged step restores the saved state). */
+#define TT_LEARNER_INFO_BYTES 96u
 
 typedef struct {
   uint8_t outcome;
@@ -137,6 +140,10 @@ typedef struct {
   uint32_t firmware_crc32; /* reported by INFO */
   tt_measure_fn measure;   /* times TRAIN, SAVE and the restore; may be NULL */
   uint32_t link_rx_buffer; /* reported by INFO (tt_learner_info) */
+  /* tt_trainer_set_undo's buffer, at least tt_trainer_undo_bytes(): every
+   * step all or nothing. NULL: a diverged step restores the saved state. */
+  uint8_t* undo;
+  uint32_t undo_bytes;
 } tt_learner_config;
 
 typedef struct {
@@ -154,7 +161,6 @@ typedef struct {
   uint32_t heldout_count;
   uint32_t heldout_capacity;
   uint32_t steps_at_save;  /* trainer steps when last saved or restored */
-  bool diverged;           /* a step diverged since then */
   bool baseline_known;     /* the saved state's held-out results: */
   uint32_t baseline_correct;
   float baseline_loss;

@@ -7,6 +7,7 @@
 #include "tt_loss.h"
 #include "tt_math.h"
 #include "tt_trainer_internal.h"
+#include "tt_trainer_state.h"
 
 static float* arena_floats(const tt_interpreter* it, int32_t offset) {
   return offset < 0 ? NULL : (float*)tt_arena_at(it, offset);
@@ -228,7 +229,15 @@ tt_status tt_trainer_step(tt_trainer* t, const void* input,
   float value;
   TT_RETURN_IF_ERROR(forward_and_loss(t, input, input_bytes, label, &value));
   const bool apply = t->samples_in_batch + 1 >= t->batch_size;
-  TT_RETURN_IF_ERROR(backward(t, apply));
+  /* Only the backward pass writes the learned block. */
+  uint32_t block_bytes;
+  uint8_t* block = (uint8_t*)tt_trainer_learned_block(t, &block_bytes);
+  if (t->undo != NULL) memcpy(t->undo, block, block_bytes);
+  const tt_status status = backward(t, apply);
+  if (status != TT_OK) {
+    if (t->undo != NULL) memcpy(block, t->undo, block_bytes);
+    return status;
+  }
   t->samples_in_batch = apply ? 0 : t->samples_in_batch + 1;
   ++t->steps;
   if (loss_out != NULL) *loss_out = value;

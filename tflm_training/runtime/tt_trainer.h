@@ -98,6 +98,9 @@ typedef struct {
   float* probe_bias_sq;
   bool probing;
   bool ready;
+  /* tt_trainer_set_undo: where a step keeps the learned block; NULL when
+   * steps are not all or nothing. */
+  uint8_t* undo;
 } tt_trainer;
 
 /* Loads the model and checks the plan against it (TT_ERR_BAD_PLAN says
@@ -110,12 +113,28 @@ tt_status tt_trainer_init(tt_trainer* trainer, const uint8_t* model,
 
 /* One sample: forward, loss, backward, and (every batch_size samples) the
  * update. `input` must match graph input 0 exactly (type and bytes).
- * TT_ERR_DIVERGED when the loss or a gradient is NaN or infinite: the
- * channel being updated is left untouched, channels updated earlier in the
- * same step keep their update, and the sample does not count towards the
- * batch. Activations other than the weights are not kept after a step. */
+ * TT_ERR_DIVERGED when the loss or a gradient is NaN or infinite. A failed
+ * step does not count towards the batch. With an undo buffer
+ * (tt_trainer_set_undo) a step is all or nothing: a failed one leaves
+ * every weight, bias and optimizer value as it was. Without one, the
+ * channel being updated is left untouched but channels updated earlier in
+ * the same step keep their update (the learner then rolls back to its
+ * saved state, tt_learner.h). Activations other than the weights are not
+ * kept after a step. */
 tt_status tt_trainer_step(tt_trainer* trainer, const void* input,
                           uint32_t input_bytes, int32_t label, float* loss);
+
+/* Makes every later step all or nothing: before a step the trainer copies
+ * what a step changes (the learned block of tt_trainer_state.h: trained
+ * weights and biases, optimizer state) into `undo`, and copies it back when
+ * the step fails. `undo` (tt_trainer_undo_bytes() bytes, outside the
+ * arena) must live as long as the trainer; NULL (size 0) turns it off.
+ * The copy costs one memcpy of the block per step, and its RAM. */
+tt_status tt_trainer_set_undo(tt_trainer* trainer, uint8_t* undo,
+                              uint32_t size);
+
+/* Bytes an undo buffer needs (0 before init). */
+uint32_t tt_trainer_undo_bytes(const tt_trainer* trainer);
 
 /* Starts epoch `epoch`: draws the channels every sampled layer
  * (TT_UPDATE_SAMPLED) trains until the next call and zeroes their

@@ -1,5 +1,6 @@
 #include "tt_trainer_state.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "tt_arena.h"
@@ -148,6 +149,30 @@ tt_status tt_trainer_state_load(tt_trainer* t, const uint8_t* payload,
   t->steps = steps;
   t->epoch = epoch;
   t->samples_in_batch = in_batch;
+  return TT_OK;
+}
+
+uint32_t tt_trainer_undo_bytes(const tt_trainer* t) {
+  return (t == NULL || !t->ready) ? 0 : block_bytes(t);
+}
+
+tt_status tt_trainer_set_undo(tt_trainer* t, uint8_t* undo, uint32_t size) {
+  if (t == NULL) return TT_ERR_INVALID_ARGUMENT;
+  if (!t->ready)
+    return tt_error_set(&t->interpreter.error, TT_ERR_BAD_STATE,
+                        "the trainer did not initialise");
+  if (undo != NULL && size < block_bytes(t))
+    return tt_error_set(&t->interpreter.error, TT_ERR_INVALID_ARGUMENT,
+                        "an undo buffer of %u bytes; this trainer's steps "
+                        "change %u", size, block_bytes(t));
+  const uintptr_t arena = (uintptr_t)t->interpreter.arena;
+  const uintptr_t start = (uintptr_t)undo;
+  if (undo != NULL && start < arena + t->interpreter.arena_size &&
+      start + size > arena)
+    return tt_error_set(&t->interpreter.error, TT_ERR_INVALID_ARGUMENT,
+                        "the undo buffer overlaps the trainer's arena; give "
+                        "it its own memory");
+  t->undo = undo;
   return TT_OK;
 }
 
