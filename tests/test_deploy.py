@@ -6,6 +6,7 @@ reduced FSDD subset in QEMU (about 15 s) and checks the report.
 """
 import json
 import os
+import re
 import pathlib
 import shutil
 import subprocess
@@ -333,3 +334,85 @@ def test_auto_falls_back_to_a_scheme_that_fits_the_budget(tmp_path):
     assert report["scheme"] in ("bias", "classifier-bias")
     assert report["arena_bytes"] <= 80 * 1024
     assert "auto: trady does not fit" in result.stdout
+
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+CLASSIFIER_FAST = ("--scheme", "classifier", "--train_samples", "30", "--epochs", "1",
+                   "--test_samples", "20")
+
+
+@pytest.fixture(scope="module")
+def previous_out(tmp_path_factory):
+    """An --out a successful run wrote."""
+    out = tmp_path_factory.mktemp("previous") / "out"
+    result = _deploy("--out", str(out), *CLASSIFIER_FAST)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out
+
+
+def _failed_run(previous_out, *args):
+    """(result, the partial folder it left) of a run that must fail and
+    leave --out exactly as it was."""
+    before = _tree(previous_out)
+    result = _deploy("--out", str(previous_out), *args)
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert _tree(previous_out) == before
+    partial = pathlib.Path(result.stderr.rsplit("partial files of this run are in ", 1)[1]
+                           .strip())
+    return result, partial
+
+
+def test_a_rate_that_saturates_the_model_is_refused_and_out_kept(previous_out):
+    """--learning_rate 1e6 does not diverge: it pins the classifier at +-127.
+    The device and the host agree bit for bit, and the run is refused."""
+    result, partial = _failed_run(previous_out, *CLASSIFIER_FAST, "--learning_rate", "1e6")
+    assert "error: training saturated the model: operator 10:" in result.stderr
+    assert "--max_saturation" in result.stderr
+    assert "warning: training saturated operator 10" in result.stdout
+    report = json.loads((partial / "report.json").read_text())
+    (layer,) = report["device"]["saturation"]
+    assert layer["operator"] == 10 and layer["weights_newly_pinned"] > 0.5
+    assert report["comparison"]["weights_bit_identical"]
+    assert len(report["device"]["loss_curve"]["mean_loss"]) == 30
+    shutil.rmtree(partial)
+    # The user may accept it.
+    result = _deploy("--out", str(partial), *CLASSIFIER_FAST, "--learning_rate", "1e6",
+                     "--max_saturation", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "warning: training saturated operator 10" in result.stdout
+
+
+def test_steps_that_diverge_change_nothing_on_the_device(previous_out):
+    """At 3e38 the updates overflow: with its undo buffer the device
+    changes nothing (as the host), and the run is refused."""
+    result, partial = _failed_run(previous_out, *CLASSIFIER_FAST, "--learning_rate", "3e38")
+    assert re.search(r"error: \d+ of 30 training steps diverged \(NaN or infinity; each "
+                     r"changed nothing\).*lower --learning_rate", result.stderr)
+    assert "the step changed nothing" in result.stdout
+    report = json.loads((partial / "report.json").read_text())
+    assert report["device"]["diverged_steps"] > 0 and report["device"]["undo_bytes"] > 0
+    assert report["comparison"]["weights_bit_identical"]
+    # Every batch's update diverged: the adapted model is the model itself.
+    assert (partial / "trained_device.tflite").read_bytes() == (
+        partial / "model.tflite").read_bytes()
+
+
+def test_a_float_input_model_learns_on_the_device_like_the_host(tmp_path):
+    """float32 in and out (QUANTIZE and DEQUANTIZE at the ends): uint8 data
+    is fed as x / 255, sent to the device as float32 samples."""
+    out = tmp_path / "float"
+    result = _deploy("--model", "tests/models/float_io.tflite", "--dataset",
+                     "tests/data/mnist.npz", "--out", str(out), "--scheme", "classifier",
+                     "--train_samples", "40", "--epochs", "1", "--test_samples", "30",
+                     "--heldout_samples", "4")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["comparison"]["weights_bit_identical"]
+    assert report["comparison"]["losses_bit_identical"]
+    assert report["comparison"]["predictions_identical"]
+    assert report["device"]["accuracy_before"] == report["host"]["accuracy_before"] > 0.5

@@ -84,7 +84,8 @@ class _CTrainer(ctypes.Structure):
             "sample_budget")] + [
         (name, ctypes.c_uint32) for name in ("sampled_state_bytes", "seed", "epoch")] + [
         ("probe_weight_sq", ctypes.c_void_p), ("probe_bias_sq", ctypes.c_void_p),
-        ("probing", ctypes.c_bool), ("ready", ctypes.c_bool)]
+        ("probing", ctypes.c_bool), ("ready", ctypes.c_bool),
+        ("undo", ctypes.c_void_p)]
 
 
 _STATE_NAMES = ("weight residual", "weight velocity", "weight accumulator",

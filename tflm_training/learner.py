@@ -36,8 +36,10 @@ WIRE_ERRORS = {1: "bad frame", 2: "unknown command", 3: "bad request", 4: "bad s
 SLOT_STATUS = {0: "valid", 1: "empty", 2: "corrupt", 3: "another model or plan",
                4: "another format"}
 UPDATE_KINDS = {0: "bias", 1: "weights", 2: "sampled", 3: "lowrank"}
-# TFLite type codes of sample data (the TensorType enum).
-TYPE_CODES = {np.dtype(np.float32): 1, np.dtype(np.uint8): 3, np.dtype(np.int16): 7,
+# TFLite type codes of sample data (the TensorType enum); a dtype without
+# one is sent as UNKNOWN_TYPE, which the device refuses.
+UNKNOWN_TYPE = 0xFF
+TYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.uint8): 3, np.dtype(np.int16): 7,
               np.dtype(np.int8): 9}
 STATE_COUNTERS_BYTES = 16  # TT_STATE_COUNTERS_BYTES
 GUARD_ACCURACY = 1
@@ -67,7 +69,7 @@ def encode(command, sequence, payload=b""):
 
 def sample_payload(x, label=-1):
     x = np.ascontiguousarray(x)
-    code = TYPE_CODES.get(x.dtype, 0)
+    code = TYPE_CODES.get(x.dtype, UNKNOWN_TYPE)
     return struct.pack("<B3xi", code, int(label)) + x.tobytes()
 
 

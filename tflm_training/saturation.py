@@ -26,6 +26,8 @@ BIAS_LIMITS = (np.iinfo(np.int32).min, np.iinfo(np.int32).max)
 # Default of check(): more than this share of a layer's trained weights or
 # biases newly pinned flags the model.
 DEFAULT_LIMIT = 0.25
+# More than this share newly pinned is worth a warning (tools report it).
+WARNING_SHARE = 0.02
 
 
 @dataclasses.dataclass
@@ -112,3 +114,7 @@ def check(report, limit=DEFAULT_LIMIT):
 
 def as_dicts(report):
     return [dataclasses.asdict(layer) for layer in report]
+
+
+def from_dicts(dicts):
+    return [LayerSaturation(**entry) for entry in dicts]

@@ -31,7 +31,9 @@ from absl import flags
 
 import numpy as np
 
+import tflm_training
 from tools import deploy_steps as steps
+from tools import output_folder
 
 _MODEL = flags.DEFINE_string(
     "model", str(steps.DEFAULT_MODEL.relative_to(REPO)), "The int8 .tflite to analyse.")
@@ -76,6 +78,7 @@ _COVERAGE = flags.DEFINE_float("coverage", 0.97, "TraDy: share of the score the 
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the sample choice, the search and the "
                              "TraDy channel sampling.")
 _OUT = flags.DEFINE_string("out", "build/analyze", "Output folder (PNG plots, plans, JSON).")
+CACHE_NAME = "contribution_cache.json"
 _CACHE = flags.DEFINE_string(
     "cache", None, "Contribution cache (JSON; default <out>/contribution_cache.json; "
     "'none' disables it).")
@@ -195,6 +198,18 @@ def _plot_plans(plt, model, plans, costs, budget, room, inference, path):
     plt.close(fig)
 
 
+def _cache(out):
+    """(cache, carry): --cache's file (None: 'none'). One inside --out is
+    given relative to it and carried over from the last run (carry)."""
+    if _CACHE.value == "none":
+        return None, []
+    cache = pathlib.Path(_CACHE.value or out / CACHE_NAME).resolve()
+    if out in cache.parents:
+        relative = cache.relative_to(out)
+        return relative, [relative]
+    return cache, []
+
+
 def analyze():
     # pylint: disable=import-outside-toplevel
     import matplotlib
@@ -203,12 +218,13 @@ def analyze():
 
     from pipeline import contribution, cost_model, search_trials, sparse_search, trady
     # pylint: enable=import-outside-toplevel
-    out = pathlib.Path(_OUT.value)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder.check(_OUT.value)
     model_path = pathlib.Path(_MODEL.value)
     if model_path.suffix != ".tflite" or not model_path.is_file():
         raise steps.DeployError(f"model {model_path} is not a .tflite file; convert Keras "
                                 "models first (python -m pipeline.qat, or tools/deploy.py)")
+    dataset_file = None if _DATASET.value in steps.DATASETS else _DATASET.value
+    output_folder.check_inputs_outside(out, {"--model": model_path, "--dataset": dataset_file})
     model = model_path.read_bytes()
     dataset = steps.load_dataset(_DATASET.value)
     info = steps.model_input(model)
@@ -230,82 +246,87 @@ def analyze():
               f"{-(-smallest // 1024)})", file=sys.stderr)
         return 1
 
-    room = cost_model.ram_room(_BOARD.value)
-    log(f"model {model_path} ({len(model)} bytes), dataset {dataset.name} ({len(y)} training "
-        f"samples); inference arena {inference} bytes; budget {budget} bytes "
-        f"({budget / 1024:.1f} KB); {_BOARD.value} RAM room {room} bytes")
-    log("")
+    cache, carry = _cache(out)
+    with output_folder.transaction(out, carry=carry) as tx:
+        work = tx.work
+        if carry:  # the cache lies in --out: this run reads and updates its copy
+            cache = work / cache
+        cache = None if cache is None else str(cache)
+        room = cost_model.ram_room(_BOARD.value)
+        log(f"model {model_path} ({len(model)} bytes), dataset {dataset.name} ({len(y)} training "
+            f"samples); inference arena {inference} bytes; budget {budget} bytes "
+            f"({budget / 1024:.1f} KB); {_BOARD.value} RAM room {room} bytes")
+        log("")
 
-    ranking = trady.rank_layers(model, x, y, samples=_RANK_SAMPLES.value,
-                                max_layers=_MAX_LAYERS.value, coverage=_COVERAGE.value,
-                                seed=_SEED.value, **settings)
-    for line in ranking.describe():
-        log(line)
-    log("")
-
-    cache = _CACHE.value or str(out / "contribution_cache.json")
-    table = contribution.analyze(
-        model, x, y, samples=_SAMPLES.value, val_samples=_VAL_SAMPLES.value,
-        epochs=_EPOCHS.value, seeds=tuple(_SEEDS.value), max_layers=_MAX_LAYERS.value,
-        max_bias_layers=_MAX_BIAS_LAYERS.value, metric=_METRIC.value,
-        cache_path=None if cache == "none" else cache, log=log, **settings)
-    for line in table.describe():
-        log(line)
-    log("")
-
-    plans, costs, report = {}, {}, {"budget_bytes": budget, "inference_arena": inference,
-                                    "board": _BOARD.value, "ram_room": room}
-    try:
-        found = sparse_search.search(model, table, budget, seed=_SEED.value)
-        if _SEARCH_TRIALS.value:
-            data = contribution.prepare_data(x, y, samples=_SAMPLES.value,
-                                             val_samples=_VAL_SAMPLES.value)
-            found = search_trials.verify(
-                model, table, found, data, top=_SEARCH_TRIALS.value,
-                cache_path=None if cache == "none" else cache, log=log)
-        plans["sparse"] = found.plan
-        for line in found.describe():
+        ranking = trady.rank_layers(model, x, y, samples=_RANK_SAMPLES.value,
+                                    max_layers=_MAX_LAYERS.value, coverage=_COVERAGE.value,
+                                    seed=_SEED.value, **settings)
+        for line in ranking.describe():
             log(line)
-        report["sparse"] = {"genome": list(found.genome), "layers": found.layers,
-                            "score": found.score, "metric": found.metric,
-                            "arena": found.arena,
-                            "trials": [t.as_dict() for t in found.trials or ()]}
-    except sparse_search.InfeasibleBudgetError as error:
-        log(f"searched sparse plan: none: {error}")
-        report["sparse"] = {"error": str(error)}
-    try:
-        fitted = trady.plan_for_budget(model, ranking, budget, seed=_SEED.value)
-        plans["TraDy"] = fitted.plan
-        for line in fitted.describe():
-            log(line)
-        report["trady"] = {"candidates": fitted.candidates, "dropped": fitted.dropped,
-                           "pool": fitted.pool, "fixed": fitted.fixed, "arena": fitted.arena}
-    except trady.InfeasibleBudgetError as error:
-        log(f"TraDy plan: none: {error}")
-        report["trady"] = {"error": str(error)}
-    for name, plan in plans.items():
-        costs[name] = cost_model.plan_cost(model, plan, board=_BOARD.value)
-        log(f"{name} plan memory:")
-        for line in costs[name].describe():
-            log("  " + line)
-        (out / f"{name.lower()}_plan.bin").write_bytes(plan.to_bytes())
-        report[name.lower()]["cost"] = costs[name].as_dict()
-    report["ranking"] = [{"operator": l.operator, "score": l.score, "share": l.share,
-                          "cumulative": l.cumulative, "channel_cost": l.channel_cost,
-                          "selected": l.selected} for l in ranking.layers]
-    report["contribution"] = table.as_json()
+        log("")
 
-    _plot_ranking(plt, ranking, out / "ranking.png")
-    _plot_contribution(plt, table, out / "contribution.png")
-    _plot_plans(plt, model, plans, costs, budget, room, inference, out / "plans.png")
-    (out / "analysis.json").write_text(json.dumps(report, indent=1) + "\n")
-    log("")
-    log(f"wrote {out}/ranking.png, contribution.png, plans.png, analysis.json and the plans")
-    if not plans:
-        print(f"error: no plan fits the budget of {budget} bytes; see above for the minimum",
-              file=sys.stderr)
-        return 1
-    return 0
+        table = contribution.analyze(
+            model, x, y, samples=_SAMPLES.value, val_samples=_VAL_SAMPLES.value,
+            epochs=_EPOCHS.value, seeds=tuple(_SEEDS.value), max_layers=_MAX_LAYERS.value,
+            max_bias_layers=_MAX_BIAS_LAYERS.value, metric=_METRIC.value,
+            cache_path=cache, log=log, **settings)
+        for line in table.describe():
+            log(line)
+        log("")
+
+        plans, costs, report = {}, {}, {"budget_bytes": budget, "inference_arena": inference,
+                                        "board": _BOARD.value, "ram_room": room}
+        try:
+            found = sparse_search.search(model, table, budget, seed=_SEED.value)
+            if _SEARCH_TRIALS.value:
+                data = contribution.prepare_data(x, y, samples=_SAMPLES.value,
+                                                 val_samples=_VAL_SAMPLES.value)
+                found = search_trials.verify(
+                    model, table, found, data, top=_SEARCH_TRIALS.value,
+                    cache_path=cache, log=log)
+            plans["sparse"] = found.plan
+            for line in found.describe():
+                log(line)
+            report["sparse"] = {"genome": list(found.genome), "layers": found.layers,
+                                "score": found.score, "metric": found.metric,
+                                "arena": found.arena,
+                                "trials": [t.as_dict() for t in found.trials or ()]}
+        except sparse_search.InfeasibleBudgetError as error:
+            log(f"searched sparse plan: none: {error}")
+            report["sparse"] = {"error": str(error)}
+        try:
+            fitted = trady.plan_for_budget(model, ranking, budget, seed=_SEED.value)
+            plans["TraDy"] = fitted.plan
+            for line in fitted.describe():
+                log(line)
+            report["trady"] = {"candidates": fitted.candidates, "dropped": fitted.dropped,
+                               "pool": fitted.pool, "fixed": fitted.fixed, "arena": fitted.arena}
+        except trady.InfeasibleBudgetError as error:
+            log(f"TraDy plan: none: {error}")
+            report["trady"] = {"error": str(error)}
+        for name, plan in plans.items():
+            costs[name] = cost_model.plan_cost(model, plan, board=_BOARD.value)
+            log(f"{name} plan memory:")
+            for line in costs[name].describe():
+                log("  " + line)
+            (work / f"{name.lower()}_plan.bin").write_bytes(plan.to_bytes())
+            report[name.lower()]["cost"] = costs[name].as_dict()
+        report["ranking"] = [{"operator": l.operator, "score": l.score, "share": l.share,
+                              "cumulative": l.cumulative, "channel_cost": l.channel_cost,
+                              "selected": l.selected} for l in ranking.layers]
+        report["contribution"] = table.as_json()
+
+        _plot_ranking(plt, ranking, work / "ranking.png")
+        _plot_contribution(plt, table, work / "contribution.png")
+        _plot_plans(plt, model, plans, costs, budget, room, inference, work / "plans.png")
+        (work / "analysis.json").write_text(json.dumps(report, indent=1) + "\n")
+        log("")
+        log(f"wrote {out}/ranking.png, contribution.png, plans.png, analysis.json and the plans")
+        if not plans:
+            print(f"error: no plan fits the budget of {budget} bytes; see above for the minimum",
+                  file=sys.stderr)
+            return 1
+        return 0
 
 
 def main(argv):
@@ -313,9 +334,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
         return analyze()
-    except (steps.DeployError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (steps.DeployError, output_folder.OutputFolderError, tflm_training.TflmTrainingError,
+            ValueError) as e:
+        return steps.fail(e, log)
 
 
 if __name__ == "__main__":

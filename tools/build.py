@@ -23,6 +23,7 @@ from tools import board_config
 from tools import firmware_build
 from tools import host_build
 from tools import learner_firmware
+from tools import output_folder
 from tools import training_firmware
 
 _HOST = flags.DEFINE_bool("host", False, "Build the host shared library.")
@@ -77,32 +78,43 @@ def build_host():
 
 
 def build_board():
+    """Into --out as one transaction (output_folder) when it is given, else
+    into the board's default folder under build/firmware."""
+    if _OUT.value is None:
+        firmware = build_app_into(None)
+        paths = (firmware.elf, firmware.hex, firmware.bin)
+    else:
+        with output_folder.transaction(_OUT.value) as tx:
+            firmware = build_app_into(tx.work)
+            paths = [tx.final(p) for p in (firmware.elf, firmware.hex, firmware.bin)]
+    print(firmware.report)
+    for path in paths:
+        print(f"built {path}")
+
+
+def build_app_into(out_dir):
     if _APP.value == firmware_build.APP:
-        firmware = firmware_build.build_firmware(
-            _BOARD.value, _MODEL.value, _INPUTS.value, out_dir=_OUT.value,
+        return firmware_build.build_firmware(
+            _BOARD.value, _MODEL.value, _INPUTS.value, out_dir=out_dir,
             arena_bytes=_ARENA_BYTES.value, verbose=_VERBOSE.value)
-    elif _APP.value == training_firmware.APP:
-        firmware = training_firmware.build_from_files(
+    if _APP.value == training_firmware.APP:
+        return training_firmware.build_from_files(
             _BOARD.value, _MODEL.value, _PLAN.value, _TRAIN.value, _TEST.value,
-            out_dir=_OUT.value, epochs=_EPOCHS.value,
+            out_dir=out_dir, epochs=_EPOCHS.value,
             dump_parameters=_DUMP_PARAMETERS.value, arena_bytes=_ARENA_BYTES.value,
             verbose=_VERBOSE.value)
-    elif _APP.value == learner_firmware.APP:
+    if _APP.value == learner_firmware.APP:
         if _MODEL.value is None or _PLAN.value is None:
             raise firmware_build.BuildError(f"--app {learner_firmware.APP} needs --model "
                                             "and --plan")
         model = pathlib.Path(_MODEL.value)
         if not model.is_file():
             raise firmware_build.BuildError(f"model file {model} does not exist")
-        firmware, _ = learner_firmware.build_learner_firmware(
-            _BOARD.value, model.read_bytes(), _PLAN.value, out_dir=_OUT.value,
-            heldout_samples=_HELDOUT_SAMPLES.value, verbose=_VERBOSE.value)
-    else:
-        firmware = firmware_build.build_app(_BOARD.value, _APP.value, out_dir=_OUT.value,
-                                            verbose=_VERBOSE.value)
-    print(firmware.report)
-    for path in (firmware.elf, firmware.hex, firmware.bin):
-        print(f"built {path}")
+        return learner_firmware.build_learner_firmware(
+            _BOARD.value, model.read_bytes(), _PLAN.value, out_dir=out_dir,
+            heldout_samples=_HELDOUT_SAMPLES.value, verbose=_VERBOSE.value)[0]
+    return firmware_build.build_app(_BOARD.value, _APP.value, out_dir=out_dir,
+                                    verbose=_VERBOSE.value)
 
 
 def main(argv):
@@ -117,11 +129,11 @@ def main(argv):
             build_board()
     except firmware_build.OverLimitError as e:
         print(e.report)
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {output_folder.with_notes(str(e), e)}", file=sys.stderr)
         return 1
-    except (host_build.BuildError, firmware_build.BuildError,
-            board_config.BoardError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (host_build.BuildError, firmware_build.BuildError, board_config.BoardError,
+            output_folder.OutputFolderError) as e:
+        print(f"error: {output_folder.with_notes(str(e), e)}", file=sys.stderr)
         return 1
     return 0
 

@@ -15,7 +15,12 @@ before/after, RAM and flash against the board's limits, and instructions
 per training step. Everything also goes to --out/report.json. With
 --noemulate it builds the firmware for the real board and says how to
 flash it; --port then runs the same job on the board.
+
+Every input is checked before any work (a bad one is exit status 2 and one
+line on stderr); --out is replaced whole when the job has run to its end,
+and left as it was when it fails (tools/output_folder.py).
 """
+import dataclasses
 import json
 import pathlib
 import shutil
@@ -29,11 +34,14 @@ if str(REPO) not in sys.path:
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
+import tflm_training
+from tflm_training import saturation
 from tools import board_config
 from tools import deploy_steps as steps
 from tools import emulation
 from tools import learner_firmware
 from tools import learning
+from tools import output_folder
 
 _BOARD = flags.DEFINE_string(
     "board", "nrf52840", f"Target board ({', '.join(board_config.board_names())}).")
@@ -87,6 +95,15 @@ _PORT = flags.DEFINE_string("port", None, "With --noemulate: the serial port of 
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the sample subsets and their order.")
 _TIMEOUT = flags.DEFINE_float("timeout", 60.0, "Seconds to wait for one answer from the "
                               "device.")
+_ATOMIC_STEPS = flags.DEFINE_enum(
+    "atomic_steps", "auto", ["auto", "on", "off"], "Give the learner firmware an undo buffer "
+    "(the learned state's size in RAM again) so a training step that diverges changes "
+    "nothing; auto: when the firmware still fits the board. Without one a diverged step "
+    "sends the device back to its saved state.")
+_MAX_SATURATION = flags.DEFINE_float(
+    "max_saturation", saturation.DEFAULT_LIMIT, "Refuse the adapted model when training "
+    "pinned more than this share of a layer's trained weights or biases at their integer "
+    "limits (the sign of a learning rate too large); 1 never refuses.")
 _OUT = flags.DEFINE_string("out", "build/deploy", "Output folder (report.json, firmware).")
 
 
@@ -131,6 +148,16 @@ def print_report(report):
         verdict = "bit-identical" if comparison["weights_bit_identical"] else "DIFFERENT"
         log(f"  device weights vs host: {verdict}; losses "
             f"{'identical' if comparison['losses_bit_identical'] else 'DIFFERENT'}")
+        if device["diverged_steps"]:
+            log(f"  {device['diverged_steps']} training steps diverged and changed nothing"
+                if device["undo_bytes"] else
+                f"  {device['diverged_steps']} training steps diverged; each sent the device "
+                "back to its saved state")
+        log(f"  training steps all or nothing on the device (a {device['undo_bytes']}-byte undo "
+            "buffer)" if device["undo_bytes"] else "  no RAM for an undo buffer on the device: "
+            "a diverged step would send it back to its saved state")
+        for layer in saturation.from_dicts(device["saturation"]):
+            log(f"  saturation: {layer.describe()}")
         for save in device["saves"]:
             log(f"  save: state {save['sequence']}, {save['bytes_written']} bytes written, "
                 f"{save['pages_erased']} pages erased" + ("" if save["saved"] else
@@ -155,33 +182,33 @@ def print_report(report):
     log(f"  wall time: {report['wall_seconds']:.1f} s; report: {report['report_path']}")
 
 
-def flash_instructions(firmware, board):
+def flash_instructions(hex_path, board):
     tool = board.data.get("flash_tool", {})
     name, target = tool.get("tool", "pyocd"), tool.get("target", board.name)
-    command = f"pyocd flash --target {target} {firmware.hex}"
+    command = f"pyocd flash --target {target} {hex_path}"
     if shutil.which(name) is None:
         return (f"to flash it, install {name} (pip install {name}) and connect a debug "
                 f"probe, then run: {command}")
     return f"flash it with: {command}"
 
 
-def plan_for(scheme, model, samples, board, reserved, out):
+def plan_for(scheme, model, samples, board, reserved, work):
     if scheme in steps.SEARCHED_SCHEMES:
         return steps.search_plan(model, scheme, samples,
                                  steps.budget_bytes(board, _BUDGET_KB.value, reserved),
-                                 _LEARNING_RATE.value, _SEED.value, out, log,
+                                 _LEARNING_RATE.value, _SEED.value, work, log,
                                  metric=_METRIC.value, trials=_SEARCH_TRIALS.value)
     return steps.make_plan(model, scheme, _LEARNING_RATE.value)
 
 
-def choose_plan(model, samples, board, reserved, out):
+def choose_plan(model, samples, board, reserved, work):
     """(scheme, plan): --scheme's, or for auto the best that fits: TraDy,
     else every bias, else the classifier's biases."""
     if _SCHEME.value != "auto":
-        return _SCHEME.value, plan_for(_SCHEME.value, model, samples, board, reserved, out)
+        return _SCHEME.value, plan_for(_SCHEME.value, model, samples, board, reserved, work)
     for scheme in ("trady", "bias"):
         try:
-            plan = plan_for(scheme, model, samples, board, reserved, out)
+            plan = plan_for(scheme, model, samples, board, reserved, work)
             steps.check_budget(model, plan, scheme, board, _BUDGET_KB.value, reserved)
             return scheme, plan
         except steps.DeployError as e:
@@ -200,116 +227,223 @@ def run_on_device(device, model, plan, samples, out, log_fn=log):
     return learning.run_job(session, stream, settings, out, log_fn), session
 
 
-def deploy():
-    start = time.monotonic()
-    out = pathlib.Path(_OUT.value).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    board = steps.load_board(_BOARD.value)
-    steps.check_tools(board, _EMULATE.value)
+def check_flags():
+    """Every flag, before any work; returns --out as an absolute path."""
+    steps.check_learning_rate(_LEARNING_RATE.value)
+    steps.check_positive("budget_kb", _BUDGET_KB.value)
+    steps.check_positive("timeout", _TIMEOUT.value)
+    steps.check_seed(_SEED.value)
+    steps.check_share("max_saturation", _MAX_SATURATION.value)
     if _PORT.value is not None and _EMULATE.value:
         raise steps.DeployError("--port runs the job on a real board: pass --noemulate too")
+    out = output_folder.check(_OUT.value)
+    _, model_path = steps.model_source(_MODEL.value)
+    dataset_path = None if _DATASET.value in steps.DATASETS else _DATASET.value
+    output_folder.check_inputs_outside(out, {"--model": model_path, "--dataset": dataset_path})
+    return out
 
-    dataset = steps.load_dataset(_DATASET.value)
-    model, model_name = steps.load_model(_MODEL.value, dataset, out, log)
+
+@dataclasses.dataclass
+class Job:
+    """What the firmware and the device run, checked and planned."""
+    board: board_config.Board
+    dataset_name: str
+    model: bytes
+    model_name: str
+    info: steps.ModelInput
+    samples: steps.Samples
+    scheme: str
+    plan: object  # tflm_training.TrainingPlan
+    arena: int
+
+
+def prepare(board, dataset, work):
+    """The model (converted into work when it is not a .tflite), the
+    samples checked against it, and the plan for the budget."""
+    model, model_name = steps.load_model(_MODEL.value, dataset, work, log)
     info = steps.model_input(model)
-    heldout = _HELDOUT_SAMPLES.value
+    steps.check_learner_input(info)
     samples = steps.prepare_samples(dataset, info, _TRAIN_SAMPLES.value, _TEST_SAMPLES.value,
-                                    _SEED.value, heldout_samples=heldout)
-    reserved = steps.learner_ram(model, info, heldout, board)
+                                    _SEED.value, heldout_samples=_HELDOUT_SAMPLES.value)
+    reserved = steps.learner_ram(model, info, _HELDOUT_SAMPLES.value, board)
     steps.check_model_trains_on(model, board, reserved)
-    scheme, plan = choose_plan(model, samples, board, reserved, out)
+    scheme, plan = choose_plan(model, samples, board, reserved, work)
     arena = steps.check_budget(model, plan, scheme, board, _BUDGET_KB.value, reserved)
-    trained = steps.describe_plan(model, plan)
-    plan_bytes = plan.to_bytes()
-    report = {
-        "board": board.name, "model": model_name, "dataset": dataset.name,
-        "scheme": scheme, "requested_scheme": _SCHEME.value, "trained": trained,
+    return Job(board, dataset.name, model, model_name, info, samples, scheme, plan, arena)
+
+
+def write_plan(job, work):
+    """The int8 model, the plan the runtime reads, and a summary; the
+    report's start."""
+    trained = steps.describe_plan(job.model, job.plan)
+    (work / "model.tflite").write_bytes(job.model)
+    (work / "plan.bin").write_bytes(job.plan.to_bytes())
+    (work / "plan.txt").write_text(steps.plan_summary(job.model_name, job.plan, trained,
+                                                      job.arena))
+    samples = job.samples
+    return {
+        "board": job.board.name, "model": job.model_name, "dataset": job.dataset_name,
+        "scheme": job.scheme, "requested_scheme": _SCHEME.value, "trained": trained,
         "epochs": _EPOCHS.value,
         "learning_rate": _LEARNING_RATE.value, "momentum": steps.MOMENTUM,
         "batch_size": steps.BATCH_SIZE, "train_samples": len(samples.train_y),
         "heldout_samples": len(samples.heldout_y),
-        "test_samples": len(samples.test_y), "arena_bytes": arena,
+        "test_samples": len(samples.test_y), "arena_bytes": job.arena,
         "budget_bytes": None if _BUDGET_KB.value is None else int(_BUDGET_KB.value * 1024),
-        "sample_budget": plan.sample_budget, "seed": _SEED.value,
+        "sample_budget": job.plan.sample_budget, "seed": _SEED.value,
     }
-    log(f"model {model_name}: input {info.shape} {info.dtype.name}, {info.num_classes} "
-        f"classes; {scheme} plan, training arena {arena} bytes")
-    # The artifacts: the int8 model, the plan the runtime reads, and a summary.
-    learning.write_atomically(out / "model.tflite", model)
-    learning.write_atomically(out / "plan.bin", plan_bytes)
-    learning.write_atomically(out / "plan.txt", steps.plan_summary(model_name, plan, trained,
-                                                                   arena))
 
-    log(f"building the {board.name} learner firmware ...")
-    real, sizes = steps.build_learner(board.name, model, plan, out / board.name, heldout)
+
+def build_firmware(job, tx, report):
+    """The learner firmware for the board, into work/<board>."""
+    log(f"building the {job.board.name} learner firmware ...")
+    atomic = {"auto": "auto", "on": True, "off": False}[_ATOMIC_STEPS.value]
+    real, sizes = steps.build_learner(job.board.name, job.model, job.plan,
+                                      tx.work / job.board.name, _HELDOUT_SAMPLES.value, log,
+                                      atomic_steps=atomic)
     log(real.report)
-    report["memory"] = steps.memory_report(real, board)
+    report["memory"] = steps.memory_report(real, job.board)
     report["memory"]["state_flash"] = sizes.state_region_bytes
+    report["memory"]["undo_bytes"] = sizes.undo_bytes
+    return real
 
-    device = None
+
+def open_device(job, real, tx, report):
+    """The emulated device (a fresh folder: its flash starts erased), the
+    board on --port, or None (--noemulate alone: say how to flash)."""
     if _EMULATE.value:
-        emulated, note = steps.emulator_board(board)
+        emulated, note = steps.emulator_board(job.board)
         if note:
             log(f"note: {note}")
-        firmware = real if emulated.name == board.name else steps.build_learner(
-            emulated.name, model, plan, out / emulated.name, heldout)[0]
-        flash = out / "flash.bin"
-        flash.unlink(missing_ok=True)  # a new device: erased flash
+        firmware = real if emulated.name == job.board.name else steps.build_learner(
+            emulated.name, job.model, job.plan, tx.work / emulated.name,
+            _HELDOUT_SAMPLES.value, log,
+            atomic_steps=report["memory"]["undo_bytes"] > 0)[0]
         report["emulated_board"] = emulated.name
-        device = learning.Device(elf=firmware.elf, flash_path=flash, timeout=_TIMEOUT.value)
-    elif _PORT.value is not None:
+        return learning.Device(elf=firmware.elf, flash_path=tx.work / "flash.bin",
+                               timeout=_TIMEOUT.value)
+    if _PORT.value is not None:
         report["port"] = _PORT.value
-        device = learning.Device(port=_PORT.value, timeout=_TIMEOUT.value)
-    else:
-        report["flash"] = flash_instructions(real, board)
+        return learning.Device(port=_PORT.value, timeout=_TIMEOUT.value)
+    report["flash"] = flash_instructions(tx.final(real.hex), job.board)
+    return None
+
+
+def run_device(job, device, tx, report):
+    """The learning job on the device; its results into the report."""
+    try:
+        job_report, session = run_on_device(device, job.model, job.plan.to_bytes(),
+                                            job.samples, tx.work)
+    finally:
+        device.close()
+    # Saturation is judged once the report is written (produce).
+    (tx.work / "trained_host.tflite").write_bytes(session.host.export(force=True))
+    report["host"] = {"accuracy_before": job_report["before"]["host_accuracy"],
+                      "accuracy_after": job_report["after"]["host_accuracy"]}
+    report["device"] = {
+        "accuracy_before": job_report["before"]["accuracy"],
+        "accuracy_after": job_report["after"]["accuracy"],
+        "instructions_per_step": job_report["counter_per_step"],
+        "heldout_before": job_report["before"]["heldout"],
+        "heldout_after": job_report["after"]["heldout"],
+        **{k: job_report[k] for k in ("samples_per_second", "saves", "losses_mean_per_epoch",
+                                      "loss_curve", "diverged_steps", "saturation",
+                                      "state_sequence")},
+        "undo_bytes": session.info.undo_bytes,
+        "trained_device_tflite": str(tx.final(job_report["trained_device_tflite"])),
+        "power_cycle": job_report.get("power_cycle"),
+    }
+    report["comparison"] = {
+        "tensors": job_report["tensors"],
+        "weights_bit_identical": job_report["parameters_bit_identical"],
+        "losses_bit_identical": job_report["losses_bit_identical"],
+        "predictions_identical": job_report["before"]["predictions_match_host"]
+        and job_report["after"]["predictions_match_host"],
+        "mismatches": job_report["mismatches"]}
+
+
+def produce(board, dataset, tx, start):
+    """The whole job, writing into tx.work; returns the exit status."""
+    job = prepare(board, dataset, tx.work)
+    log(f"model {job.model_name}: input {job.info.shape} {job.info.dtype.name}, "
+        f"{job.info.num_classes} classes; {job.scheme} plan, training arena {job.arena} bytes")
+    report = write_plan(job, tx.work)
+    real = build_firmware(job, tx, report)
+    device = open_device(job, real, tx, report)
     if device is not None:
-        try:
-            job, session = run_on_device(device, model, plan_bytes, samples, out)
-        finally:
-            device.close()
-        learning.write_atomically(out / "trained_host.tflite", session.host.export())
-        report["host"] = {"accuracy_before": job["before"]["host_accuracy"],
-                          "accuracy_after": job["after"]["host_accuracy"]}
-        report["device"] = {
-            "accuracy_before": job["before"]["accuracy"],
-            "accuracy_after": job["after"]["accuracy"],
-            "instructions_per_step": job["counter_per_step"],
-            "heldout_before": job["before"]["heldout"], "heldout_after": job["after"]["heldout"],
-            **{k: job[k] for k in ("samples_per_second", "saves", "losses_mean_per_epoch",
-                                   "trained_device_tflite", "state_sequence")},
-            "power_cycle": job.get("power_cycle"),
-        }
-        report["comparison"] = {
-            "tensors": job["tensors"], "weights_bit_identical": job["parameters_bit_identical"],
-            "losses_bit_identical": job["losses_bit_identical"],
-            "predictions_identical": job["before"]["predictions_match_host"]
-            and job["after"]["predictions_match_host"],
-            "mismatches": job["mismatches"]}
+        run_device(job, device, tx, report)
     report["wall_seconds"] = time.monotonic() - start
-    report["report_path"] = str(out / "report.json")
-    learning.write_atomically(out / "report.json", json.dumps(report, indent=2) + "\n")
+    report["report_path"] = str(tx.out / "report.json")
+    (tx.work / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print_report(report)
     if device is None:
-        log(f"built {real.hex}; {report['flash']}")
+        log(f"built {tx.final(real.hex)}; {report['flash']}")
         log(f"then run the job on it: python tools/deploy.py --noemulate --port /dev/ttyACM0 "
             f"(same flags), or stream your own data with tools/learn.py --port")
+    if device is not None:
+        check_training_was_sound(report)
     comparison = report.get("comparison")
     if comparison and comparison["mismatches"]:
-        log("error: the device differs from the host: " + "; ".join(comparison["mismatches"]))
-        return 1
+        raise DeviceMismatchError("the device differs from the host: "
+                                  + "; ".join(comparison["mismatches"]))
     return 0
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def check_training_was_sound(report):
+    """Refuses a run whose learning rate made steps diverge (each changed
+    nothing) or saturated the model past --max_saturation."""
+    device = report["device"]
+    if device["diverged_steps"]:
+        raise steps.DeployError(
+            f"{device['diverged_steps']} of {report['train_samples'] * report['epochs']} "
+            "training steps diverged (NaN or infinity; each changed nothing): the learning "
+            "rate is too large for this model; lower --learning_rate")
     try:
+        learning.check_saturation(device["saturation"], _MAX_SATURATION.value, log)
+    except tflm_training.SaturationError as e:
+        raise steps.DeployError(f"{e} (--learning_rate), or accept it with a higher "
+                                "--max_saturation") from None
+
+
+class DeviceMismatchError(RuntimeError):
+    """The device computed other bits than the host (exit status 1)."""
+
+
+def deploy():
+    """Checks every input before any work, then runs the job in a private
+    folder that replaces --out only when the job has run to its end."""
+    start = time.monotonic()
+    out = check_flags()
+    board = steps.load_board(_BOARD.value)
+    steps.check_tools(board, _EMULATE.value)
+    dataset = steps.load_dataset(_DATASET.value)
+    with output_folder.transaction(out, carry=[steps.CONTRIBUTIONS_FILE]) as tx:
+        return produce(board, dataset, tx, start)
+
+
+# What a user can cause or fix; anything else is a bug and keeps its traceback.
+USER_ERRORS = (steps.DeployError, output_folder.OutputFolderError, learning.SessionError,
+               emulation.EmulationError, tflm_training.TflmTrainingError)
+
+
+def main(argv):
+    try:
+        if len(argv) > 1:
+            raise steps.DeployError(f"unexpected arguments {argv[1:]}; every option is a "
+                                    "--flag (--helpfull lists them)")
         return deploy()
-    except (steps.DeployError, learning.SessionError, emulation.EmulationError,
-            learning.wire.DeviceError, learning.wire.LinkError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as e:
+        return steps.fail(e, log)
+    except DeviceMismatchError as e:
+        steps.fail(e, log)
+        return 1
+
+
+def run(argv):
+    """deploy.py in-process: argv as on the command line (argv[0] the program
+    name); returns the exit status."""
+    return steps.run_in_process(main, argv)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=steps.exit_on_bad_flags)

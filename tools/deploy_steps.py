@@ -5,12 +5,16 @@ Each step is a small function that either returns what the next one needs
 or raises DeployError with what went wrong and what to do next.
 """
 import dataclasses
+import itertools
 import math
 import pathlib
 import shutil
+import sys
+import tokenize
 import zipfile
 import zlib
 
+from absl import flags
 import numpy as np
 
 from pipeline import cost_model
@@ -20,6 +24,7 @@ from tools import emulation
 from tools import firmware_build
 from tools import host_build
 from tools import learner_firmware
+from tools import output_folder
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "tests" / "models" / "transfer" / "ds_cnn_fsdd.tflite"
@@ -31,6 +36,8 @@ SCHEMES = ("classifier", "bias", "sparse", "full", "sparse-search", "trady", "lo
 # Schemes whose plan is found for the budget on the user's training samples
 # (pipeline.sparse_search, pipeline.trady, pipeline.lowrank).
 SEARCHED_SCHEMES = ("sparse-search", "trady", "lowrank")
+# sparse-search's contribution runs, cached in --out across runs.
+CONTRIBUTIONS_FILE = "contributions.json"
 # Momentum with a small batch: the settings tests/test_firmware_training.py uses.
 MOMENTUM = 0.9
 BATCH_SIZE = 5
@@ -41,6 +48,78 @@ TOOLCHAIN_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi"
 
 class DeployError(RuntimeError):
     """What went wrong, and the next step."""
+
+
+# -- command line ------------------------------------------------------------------
+
+
+def parse_flags(argv):
+    """absl's FLAGS(argv); a bad or unknown flag is a one-line DeployError."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        raise DeployError(f"{' '.join(str(e).split())} (--helpfull lists the flags)") from None
+
+
+def exit_on_bad_flags(argv):
+    """app.run's flags_parser: parse_flags; a bad flag exits with status 2."""
+    try:
+        return parse_flags(argv)
+    except DeployError as e:
+        sys.exit(fail(e))
+
+
+def fail(error, log=print):
+    """Prints `error: ...` on one line on stderr, with the notes of
+    output_folder (where partial files are); the other lines of a
+    multi-line message go to stdout through log first. Returns 2."""
+    first, *rest = str(error).splitlines() or [type(error).__name__]
+    for line in rest:
+        log(line)
+    message = first + (" (the details are above)" if rest else "")
+    print(f"error: {output_folder.with_notes(message, error)}", file=sys.stderr, flush=True)
+    return 2
+
+
+def run_in_process(main, argv):
+    """A tool's main with its flags parsed from argv (argv[0]: the program
+    name), as its command line runs it; returns the exit status. The flags
+    are reset afterwards, so each call starts from the defaults."""
+    try:
+        try:
+            rest = parse_flags(argv)
+        except DeployError as e:
+            return fail(e)
+        return main(rest)
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def check_positive(flag, value):
+    """--flag is a finite number > 0 (None: not given)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise DeployError(f"--{flag} must be a finite number > 0, not {value:g}")
+
+
+def check_share(flag, value):
+    """--flag is a share from 0 to 1."""
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        raise DeployError(f"--{flag} must be a share from 0 to 1, not {value:g}")
+
+
+def check_learning_rate(value):
+    """Finite, > 0, and a normal float32 (the plan stores it as one)."""
+    check_positive("learning_rate", value)
+    low, high = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+    if not low <= value <= high:
+        raise DeployError(f"--learning_rate {value:g} does not fit a float32, which the plan "
+                          f"stores; give a value from {low:.3g} to {high:.3g} (e.g. 0.02)")
+
+
+def check_seed(value):
+    if not 0 <= value < 2**32:
+        raise DeployError(f"--seed must be from 0 to {2**32 - 1} (the plan stores it as a "
+                          f"uint32), not {value}")
 
 
 def _tflm():
@@ -87,43 +166,125 @@ def emulator_board(board):
 # -- data ------------------------------------------------------------------------
 
 
+DATASET_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# What numpy and zipfile raise on a damaged .npz: a truncated or bit-flipped
+# archive, a mangled array header (parsed as a Python literal), a shape too
+# big to allocate, or an object array (pickles are never loaded).
+_NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, SyntaxError, tokenize.TokenError,
+               TypeError, MemoryError, OverflowError, zipfile.BadZipFile, zlib.error)
+
+
 @dataclasses.dataclass
 class Dataset:
     name: str
     x_train: np.ndarray
-    y_train: np.ndarray
+    y_train: np.ndarray  # (N,) integer class indices >= 0
     x_test: np.ndarray
     y_test: np.ndarray
 
 
 def load_dataset(name_or_path):
-    """A built-in dataset name or an .npz with x_train, y_train, x_test, y_test."""
+    """A built-in dataset name or an .npz with x_train, y_train, x_test,
+    y_test, read and checked (see check_split); every problem is a
+    one-line DeployError."""
     if name_or_path in DATASETS:
         train_file, test_file = DATASETS[name_or_path]
-        with np.load(train_file) as train, np.load(test_file) as test:
-            return Dataset(name_or_path, train["x_train"], train["y_train"],
-                           test["x_test"], test["y_test"])
-    path = pathlib.Path(name_or_path)
-    if not path.is_file():
-        raise DeployError(f"dataset {name_or_path!r} is neither a built-in dataset "
-                          f"({', '.join(DATASETS)}) nor an .npz file")
+        name, arrays = name_or_path, {**_read_npz(train_file, DATASET_KEYS[:2]),
+                                      **_read_npz(test_file, DATASET_KEYS[2:])}
+    else:
+        path = pathlib.Path(name_or_path)
+        if not path.is_file():
+            raise DeployError(f"dataset {name_or_path!r} is neither a built-in dataset "
+                              f"({', '.join(DATASETS)}) nor an .npz file")
+        name, arrays = path.stem, _read_npz(path, DATASET_KEYS)
+    for split in ("train", "test"):
+        arrays[f"y_{split}"] = check_split(name, split, arrays[f"x_{split}"],
+                                           arrays[f"y_{split}"])
+    return Dataset(name, **arrays)
+
+
+def _read_npz(path, keys):
+    """{key: array} from an .npz written by numpy.savez."""
+    redo = ("; write it again with numpy.savez(path, x_train=..., y_train=..., x_test=..., "
+            "y_test=...)")
     try:
+        with open(path, "rb") as f:
+            start = f.read(6)
+        # np.load takes any other start for a pickle, and says so.
+        if start == b"\x93NUMPY":
+            raise DeployError(f"{path} holds a single array (.npy), not named arrays{redo}")
+        if start[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise DeployError(f"{path} is not an .npz (it does not start like a zip archive: "
+                              f"damaged, or another format){redo}")
         data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("it holds one array, not named arrays")
-        with data:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test")
-                       if k not in data.files]
-            if missing:
-                raise DeployError(f"{path} lacks {', '.join(missing)}; it must hold x_train, "
-                                  f"y_train, x_test and y_test (it has "
-                                  f"{', '.join(data.files)})")
-            return Dataset(path.stem, data["x_train"], data["y_train"], data["x_test"],
-                           data["y_test"])
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise DeployError(f"cannot read {path} as an .npz ({type(e).__name__}: {e}); give "
-                          "an .npz written by numpy.savez with x_train, y_train, x_test "
-                          "and y_test") from None
+    except _NPZ_ERRORS as e:
+        raise DeployError(f"cannot read {path} as an .npz ({_why(e)}){redo}") from None
+    with data:
+        missing = [k for k in keys if k not in data.files]
+        if missing:
+            raise DeployError(f"{path} lacks {', '.join(missing)}; it must hold "
+                              f"{', '.join(keys)} (it has {', '.join(data.files) or 'nothing'})")
+        return {key: _read_array(data, key, path, redo) for key in keys}
+
+
+def _read_array(data, key, path, redo):
+    try:
+        return data[key]
+    except _NPZ_ERRORS as e:
+        if isinstance(e, ValueError) and "allow_pickle" in str(e):
+            raise DeployError(f"{key} in {path} is an object array (Python objects, e.g. "
+                              "rows of different lengths); give a numeric array of shape "
+                              f"(N, ...){redo}") from None
+        raise DeployError(f"cannot read {key} from {path}: the file is damaged "
+                          f"({_why(e)}){redo}") from None
+
+
+def _why(error):
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:160]}" if text else type(error).__name__
+
+
+def check_split(name, split, x, y):
+    """Refuses samples that are not numbers (or not finite) and labels that
+    are not one integer class index >= 0 per sample; returns y as (N,)."""
+    x_key, y_key = f"x_{split}", f"y_{split}"
+    where = f"dataset {name}: "
+    if x.ndim == 0:
+        raise DeployError(f"{where}{x_key} is a single value (a 0-d array); it must hold "
+                          "samples, shaped (N, *the model's input shape)")
+    if x.dtype.kind not in "uif":
+        raise DeployError(f"{where}{x_key} has dtype {x.dtype}; samples must be numbers: "
+                          "uint8 (0-255), already in the model input's dtype, or floats")
+    if len(x) == 0:
+        raise DeployError(f"{where}{x_key} is empty; give at least one sample")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+        raise DeployError(f"{where}{x_key} holds NaN or infinite values in {len(bad)} "
+                          f"samples (the first is sample {bad[0]}); drop or fix them")
+    return _check_labels(where, y_key, x_key, y, len(x))
+
+
+def _check_labels(where, y_key, x_key, y, count):
+    if y.ndim == 0:
+        raise DeployError(f"{where}{y_key} is a single value (a 0-d array); give one "
+                          "integer class index per sample, shaped (N,)")
+    if y.dtype.kind not in "ui":
+        hint = f" ({y_key}.astype(np.int64) if they are whole numbers)" \
+            if y.dtype.kind == "f" else ""
+        raise DeployError(f"{where}{y_key} has dtype {y.dtype}; labels must be integer "
+                          f"class indices{hint}")
+    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+        raise DeployError(f"{where}{y_key} has shape {y.shape}; labels must be (N,) or "
+                          "(N, 1), one class index per sample (for one-hot labels give "
+                          f"{y_key}.argmax(axis=1))")
+    y = y.reshape(-1)
+    if len(y) != count:
+        raise DeployError(f"{where}{x_key} has {count} samples but {y_key} has {len(y)} "
+                          "labels; give one label per sample")
+    if y.min() < 0:
+        raise DeployError(f"{where}{y_key} holds the negative label {int(y.min())}; labels "
+                          "are class indices 0, 1, ...")
+    return y
 
 
 @dataclasses.dataclass
@@ -143,31 +304,65 @@ def model_input(model_bytes):
         output = interpreter.get_output_details(0)
     except tflm.TflmTrainingError as e:
         raise DeployError(f"the runtime cannot run the model: {e}") from None
+    dtype = np.dtype(details["dtype"])
+    if dtype.kind not in "uif":
+        raise DeployError(f"the model's input is {dtype.name}; deploy feeds integer "
+                          "(quantized) or float32 inputs")
     quantization = details["quantization_parameters"]
     scales, zero_points = quantization["scales"], quantization["zero_points"]
-    return ModelInput(tuple(int(d) for d in details["shape"][1:]), np.dtype(details["dtype"]),
+    return ModelInput(tuple(int(d) for d in details["shape"][1:]), dtype,
                       float(scales[0]) if len(scales) else 1.0,
                       int(zero_points[0]) if len(zero_points) else 0,
                       int(np.prod(output["shape"])))
 
 
-def _quantize(x, info, split, dataset):
-    """Samples as the model's input: uint8 data is x / 255 quantized with the
-    input's scale and zero point; data already in the input dtype is used as is."""
-    x = np.asarray(x)
-    shape = info.shape
-    if x.ndim < 1 or x.shape[1:] != shape:
-        if x.ndim >= 1 and int(np.prod(x.shape[1:])) == int(np.prod(shape)):
-            x = x.reshape((len(x),) + shape)
-        else:
-            raise DeployError(
-                f"dataset {dataset}: x_{split} has shape {x.shape}, but the model takes "
-                f"samples of shape {shape}, so x_{split} must be (N, "
-                f"{', '.join(map(str, shape))}); give data made for this model")
+def check_learner_input(info):
+    """Refuses a model whose samples the learner protocol cannot carry."""
+    from tflm_training import learner as wire  # pylint: disable=import-outside-toplevel
+    if info.dtype not in wire.TYPE_CODES:
+        raise DeployError(
+            f"the model's input is {info.dtype.name}, which the learner protocol cannot carry "
+            f"to the device (it sends {', '.join(d.name for d in wire.TYPE_CODES)}); give a "
+            "model with an int8 or float32 input")
+
+
+def _check_shape(x, shape, key, dataset):
+    if x.shape[1:] != shape:
+        dims = ", ".join(map(str, shape))
+        raise DeployError(
+            f"dataset {dataset}: {key} has shape {x.shape}, but the model takes samples of "
+            f"shape {shape}, so {key} must be (N, {dims}); "
+            + _shape_hint(x.shape[1:], shape, key))
+
+
+def _shape_hint(got, shape, key):
+    """How to turn samples of shape `got` into `shape`, when it is plain."""
+    if len(got) == len(shape) <= 6 and sorted(got) == sorted(shape):
+        order = next(p for p in itertools.permutations(range(len(shape)))
+                     if tuple(got[i] for i in p) == shape)
+        axes = ", ".join(str(i + 1) for i in order)
+        return f"it looks transposed: np.transpose({key}, (0, {axes}))"
+    if got + (1,) == shape:
+        return f"add the channel axis: {key}[..., None]"
+    if got == shape + (1,):
+        return f"drop the last axis: {key}[..., 0]"
+    if [d for d in got if d != 1] == [d for d in shape if d != 1]:
+        return f"it differs only in size-1 axes: {key}.reshape((-1, {', '.join(map(str, shape))}))"
+    return "give data made for this model"
+
+
+def _as_input(x, info, key, dataset):
+    """Samples as the model's input. Integer (quantized) inputs: uint8 data
+    is x / 255 quantized with the input's scale and zero point. Float
+    inputs: uint8 data is x / 255, float data is used as is. Data already
+    in the input's dtype is used as is."""
+    _check_shape(x, info.shape, key, dataset)
     if x.dtype == info.dtype:
         return np.ascontiguousarray(x)
+    if info.dtype.kind == "f":
+        return _as_float_input(x, info, key, dataset)
     if x.dtype != np.uint8:
-        raise DeployError(f"dataset {dataset}: x_{split} has dtype {x.dtype}; give uint8 "
+        raise DeployError(f"dataset {dataset}: {key} has dtype {x.dtype}; give uint8 "
                           f"(0-255, fed as x / 255) or {info.dtype.name} (already quantized)")
     real = x.astype(np.float32) / np.float32(255.0)
     q = np.round(real / np.float32(info.scale)) + info.zero_point
@@ -175,17 +370,24 @@ def _quantize(x, info, split, dataset):
     return np.clip(q, limits.min, limits.max).astype(info.dtype)
 
 
-def _labels(y, count, info, split, dataset):
-    y = np.asarray(y)
-    if not np.issubdtype(y.dtype, np.integer):
-        raise DeployError(f"dataset {dataset}: y_{split} has dtype {y.dtype}; labels must be "
-                          "integer class indices")
-    y = y.reshape(-1)
-    if len(y) != count:
-        raise DeployError(f"dataset {dataset}: x_{split} has {count} samples but y_{split} "
-                          f"has {len(y)} labels")
-    if len(y) and (y.min() < 0 or y.max() >= info.num_classes):
-        raise DeployError(f"dataset {dataset}: y_{split} holds labels {int(y.min())} to "
+def _as_float_input(x, info, key, dataset):
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) / np.float32(255.0)).astype(info.dtype)
+    if x.dtype.kind != "f":
+        raise DeployError(f"dataset {dataset}: {key} has dtype {x.dtype}; the model takes "
+                          f"{info.dtype.name}: give uint8 (0-255, fed as x / 255) or floats "
+                          "(fed as they are)")
+    with np.errstate(over="ignore"):
+        real = x.astype(info.dtype)
+    if not np.isfinite(real).all():
+        raise DeployError(f"dataset {dataset}: {key} holds values beyond {info.dtype.name}'s "
+                          "range; scale the samples (e.g. to 0-1)")
+    return np.ascontiguousarray(real)
+
+
+def _labels(y, info, key, dataset):
+    if y.max() >= info.num_classes:
+        raise DeployError(f"dataset {dataset}: {key} holds labels {int(y.min())} to "
                           f"{int(y.max())}, but the model has {info.num_classes} classes "
                           f"(0 to {info.num_classes - 1}); give a model with a head for "
                           "this dataset's classes")
@@ -205,14 +407,10 @@ class Samples:
 def prepare_samples(dataset, info, train_samples, test_samples, seed=0, heldout_samples=0):
     """Checked, quantized, class-balanced and shuffled train and test subsets
     (and heldout_samples more from the training set, not in the train subset)."""
-    for split in ("train", "test"):
-        x = getattr(dataset, f"x_{split}")
-        if len(x) == 0:
-            raise DeployError(f"dataset {dataset.name}: x_{split} is empty")
-    train_x = _quantize(dataset.x_train, info, "train", dataset.name)
-    test_x = _quantize(dataset.x_test, info, "test", dataset.name)
-    train_y = _labels(dataset.y_train, len(train_x), info, "train", dataset.name)
-    test_y = _labels(dataset.y_test, len(test_x), info, "test", dataset.name)
+    train_x = _as_input(dataset.x_train, info, "x_train", dataset.name)
+    test_x = _as_input(dataset.x_test, info, "x_test", dataset.name)
+    train_y = _labels(dataset.y_train, info, "y_train", dataset.name)
+    test_y = _labels(dataset.y_test, info, "y_test", dataset.name)
     rng = np.random.default_rng(seed)
     train = datasets.balanced_subset(train_y, train_samples, rng)
     test = datasets.balanced_subset(test_y, test_samples, rng)
@@ -329,24 +527,34 @@ def convert_keras_model(path, dataset, out_dir, log=print):
     return _with_new_head(float_model, qat_model, x, dataset, path.stem, out_dir, log)
 
 
+def model_source(path):
+    """(kind, path) of --model: ("tflite", file), ("checkpoint", prefix) or
+    ("keras", file); refuses what is none of them or does not exist. Cheap:
+    nothing is read or converted."""
+    path = pathlib.Path(path)
+    prefix = None if path.suffix == ".tflite" else _checkpoint_prefix(path)
+    if prefix is not None:
+        return "checkpoint", prefix
+    kind = {".tflite": "tflite", ".keras": "keras", ".h5": "keras"}.get(path.suffix)
+    if kind is None:
+        raise DeployError(f"--model {path} is neither a .tflite file, a Keras model file "
+                          "(.keras, .h5) nor a pipeline checkpoint (a prefix with .json and "
+                          ".weights.npz, as in pipeline/checkpoints/)")
+    if not path.is_file():
+        raise DeployError(f"--model {path} does not exist; give an int8 .tflite, a Keras "
+                          "model file or a pipeline checkpoint")
+    return kind, path
+
+
 def load_model(path, dataset, out_dir, log=print):
     """(model bytes, description) from a .tflite, a pipeline checkpoint or a
     tf_keras model file (.keras / .h5)."""
-    path = pathlib.Path(path)
-    if path.suffix == ".tflite":
-        if not path.is_file():
-            raise DeployError(f"model {path} does not exist")
+    kind, path = model_source(path)
+    if kind == "tflite":
         return path.read_bytes(), str(path)
-    prefix = _checkpoint_prefix(path)
-    if prefix is not None:
-        return convert_checkpoint(prefix, dataset, out_dir, log), f"checkpoint {prefix}"
-    if path.suffix in (".keras", ".h5"):
-        if not path.is_file():
-            raise DeployError(f"model {path} does not exist")
-        return convert_keras_model(path, dataset, out_dir, log), f"Keras model {path}"
-    raise DeployError(f"model {path} is neither a .tflite file, a Keras model file (.keras, "
-                      ".h5) nor a pipeline checkpoint (a prefix with .json and "
-                      ".weights.npz, as in pipeline/checkpoints/)")
+    if kind == "checkpoint":
+        return convert_checkpoint(path, dataset, out_dir, log), f"checkpoint {path}"
+    return convert_keras_model(path, dataset, out_dir, log), f"Keras model {path}"
 
 
 # -- plan and memory ---------------------------------------------------------------
@@ -424,10 +632,12 @@ def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_d
     settings = {"learning_rate": learning_rate, "momentum": MOMENTUM,
                 "batch_size": BATCH_SIZE}
     x, y = samples.train_x, samples.train_y
+    check_scheme_budget(model_bytes, scheme, budget, learning_rate)
     try:
         if scheme == "sparse-search":
-            log(f"contribution analysis on {len(y)} training samples (cached in {out_dir}) ...")
-            cache = str(pathlib.Path(out_dir) / "contributions.json")
+            log(f"contribution analysis on {len(y)} training samples (cached in --out's "
+                f"{CONTRIBUTIONS_FILE}) ...")
+            cache = str(pathlib.Path(out_dir) / CONTRIBUTIONS_FILE)
             table = contribution.analyze(model_bytes, x, y, epochs=1, seeds=(seed,),
                                          metric=metric, cache_path=cache, log=log, **settings)
             result = sparse_search.search(model_bytes, table, budget, seed=seed)
@@ -459,6 +669,45 @@ def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_d
     except (ValueError, _tflm().TflmTrainingError) as e:
         raise DeployError(f"cannot make a {scheme} plan for this model: {e}") from None
     raise DeployError(f"unknown scheme {scheme!r}; pick one of {', '.join(SCHEMES)}")
+
+
+def check_scheme_budget(model_bytes, scheme, budget, learning_rate):
+    """Before any analysis: refuses a budget below the smallest plan the
+    searched scheme can make."""
+    need, what = _scheme_minimum(model_bytes, scheme, learning_rate)
+    if need > budget:
+        raise DeployError(
+            f"{scheme}: the budget of {budget} bytes ({budget / 1024:.1f} KB) cannot hold its "
+            f"smallest plan ({what}), which needs a {need}-byte training arena "
+            f"({need / 1024:.1f} KB); give a budget of at least {math.ceil(need / 1024)} KB "
+            "(--budget_kb)")
+
+
+def _scheme_minimum(model_bytes, scheme, learning_rate):
+    """(arena bytes, what) of the smallest plan a searched scheme makes.
+    Every sparse-search and TraDy plan trains the classifier fully (TraDy
+    adds sampled channels, so its real minimum is a little higher); lowrank
+    trains the classifier and the nearest projectable layer at rank >= 1."""
+    from pipeline import lowrank  # pylint: disable=import-outside-toplevel
+    tflm = _tflm()
+    settings = {"learning_rate": learning_rate, "momentum": MOMENTUM,
+                "batch_size": BATCH_SIZE}
+    try:
+        if scheme != "lowrank":
+            plan = tflm.TrainingPlan.classifier_only(model_bytes, **settings)
+            what = "the classifier alone" + (", before any sampled channel"
+                                             if scheme == "trady" else "")
+            return training_arena(model_bytes, plan), what
+        candidates = lowrank.candidate_layers(model_bytes)
+        if not candidates:
+            raise DeployError("lowrank: the model has no FULLY_CONNECTED or pointwise CONV_2D "
+                              "layer before the classifier to train low-rank; pick another "
+                              "--scheme")
+        plan = lowrank.make_plan(model_bytes, {candidates[0]: 1}, **settings)
+    except ValueError as e:
+        raise DeployError(f"cannot make a {scheme} plan for this model: {e}") from None
+    return (training_arena(model_bytes, plan),
+            f"the classifier and operator {candidates[0]} at rank 1")
 
 
 def _log_lines(log, lines):
@@ -586,13 +835,16 @@ def check_budget(model_bytes, plan, scheme, board, budget_kb, reserved=0):
 # -- firmware ------------------------------------------------------------------------
 
 
-def build_learner(board_name, model_bytes, plan, out_dir, heldout_samples):
+def build_learner(board_name, model_bytes, plan, out_dir, heldout_samples, log=print,
+                  atomic_steps=False):
     try:
         return learner_firmware.build_learner_firmware(board_name, model_bytes, plan, out_dir,
-                                                       heldout_samples=heldout_samples)
+                                                       heldout_samples=heldout_samples,
+                                                       atomic_steps=atomic_steps)
     except firmware_build.OverLimitError as e:
-        raise DeployError(f"{e.report}\n{e} Pick a smaller --scheme or --budget_kb, or "
-                          "fewer --heldout_samples.") from None
+        log(e.report)
+        raise DeployError(f"{e} Pick a smaller --scheme or --budget_kb, or fewer "
+                          "--heldout_samples (the size report is above).") from None
     except (firmware_build.BuildError, board_config.BoardError) as e:
         raise DeployError(str(e)) from None
 

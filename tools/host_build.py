@@ -2,11 +2,15 @@
 import pathlib
 import shutil
 import subprocess
+import tempfile
+
+from tools import output_folder
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RUNTIME = REPO / "tflm_training" / "runtime"
 BUILD_DIR = REPO / "tflm_training" / "_build"
 LIBRARY_NAME = "libtflm_training.so"
+LOCK_NAME = ".lock"  # in BUILD_DIR: builds by concurrent processes take turns
 
 COMMON_FLAGS = [
     "-std=c11", "-O2", "-fPIC", "-shared", "-fwrapv", "-ffp-contract=off",
@@ -38,8 +42,18 @@ def library_path(sanitize=False):
     return BUILD_DIR / LIBRARY_NAME
 
 
+def _locked():
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    return output_folder.file_lock(BUILD_DIR / LOCK_NAME)
+
+
 def build_host(sanitize=False, compiler="gcc", verbose=False):
     """Compiles and links all runtime sources; returns the library path."""
+    with _locked():
+        return _build(sanitize, compiler, verbose)
+
+
+def _build(sanitize, compiler, verbose):
     if shutil.which(compiler) is None:
         raise BuildError(f"C compiler '{compiler}' not found (Debian: apt-get install gcc)")
     sources = runtime_sources()
@@ -47,30 +61,42 @@ def build_host(sanitize=False, compiler="gcc", verbose=False):
         raise BuildError(f"no C sources under {RUNTIME}")
     out = library_path(sanitize)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    command = [compiler, *COMMON_FLAGS]
-    if sanitize:
-        command += SANITIZE_FLAGS
-    command += [f"-I{d}" for d in include_dirs()]
-    # Missing symbols fail here, by name, rather than at ctypes load time.
-    command += ["-Wl,--no-undefined", "-o", str(tmp), *map(str, sources)]
-    if verbose:
-        print(" ".join(command))
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if result.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise BuildError(f"host build failed:\n{result.stdout}{result.stderr}")
-    # Rename so a concurrently loading process never sees a half-written file.
-    tmp.replace(out)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=".build-", dir=out.parent))
+    try:
+        tmp = staging / out.name
+        command = [compiler, *COMMON_FLAGS]
+        if sanitize:
+            command += SANITIZE_FLAGS
+        command += [f"-I{d}" for d in include_dirs()]
+        # Missing symbols fail here, by name, rather than at ctypes load time.
+        command += ["-Wl,--no-undefined", "-o", str(tmp), *map(str, sources)]
+        if verbose:
+            print(" ".join(command))
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BuildError(f"host build failed:\n{result.stdout}{result.stderr}")
+        # Rename so a concurrently loading process never sees a half-written file.
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
+def _fresh(out):
+    if not out.is_file():
+        return False
+    built = out.stat().st_mtime
+    inputs = [*runtime_sources(), *RUNTIME.rglob("*.h")]
+    return all(p.stat().st_mtime <= built for p in inputs)
+
+
 def build_host_if_stale(sanitize=False):
-    """Rebuilds the library when a runtime source or header is newer."""
+    """Rebuilds the library when a runtime source or header is newer. Under
+    the build lock, so a process waiting on another's build finds it fresh."""
     out = library_path(sanitize)
-    if out.is_file():
-        built = out.stat().st_mtime
-        inputs = [*runtime_sources(), *RUNTIME.rglob("*.h")]
-        if all(p.stat().st_mtime <= built for p in inputs):
+    if _fresh(out):
+        return out
+    with _locked():
+        if _fresh(out):
             return out
-    return build_host(sanitize=sanitize)
+        return _build(sanitize, "gcc", False)

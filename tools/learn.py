@@ -9,7 +9,9 @@ model and plan unless --elf names one), its flash kept in --out/flash.bin
 across runs. Every step's loss and the final parameters are checked bit
 for bit against the host Trainer fed the same stream; the adapted model is
 written as --out/trained_device.tflite, a standard .tflite, and the
-session's numbers as --out/learn.json.
+session's numbers as --out/learn.json. --out is replaced whole when the
+session has run to its end (flash.bin carried over from the last run), and
+left as it was when it fails (tools/output_folder.py).
 """
 import json
 import pathlib
@@ -23,12 +25,14 @@ if str(REPO) not in sys.path:
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from tflm_training import learner as wire
+import tflm_training
+from tflm_training import saturation
 from tools import deploy_steps as steps
 from tools import emulation
 from tools import firmware_build
 from tools import learner_firmware
 from tools import learning
+from tools import output_folder
 from tools import training_firmware
 
 _MODEL = flags.DEFINE_string("model", None, "The int8 .tflite the device trains.")
@@ -55,7 +59,7 @@ _MAX_DROP = flags.DEFINE_integer("max_drop", 0, "Held-out samples a guarded save
                                  lower_bound=0)
 _PORT = flags.DEFINE_string("port", None, "A board's serial port (e.g. /dev/ttyACM0) running "
                             "the learner firmware; without it the device is emulated.")
-_BAUDRATE = flags.DEFINE_integer("baudrate", 115200, "With --port.")
+_BAUDRATE = flags.DEFINE_integer("baudrate", 115200, "With --port.", lower_bound=1)
 _ELF = flags.DEFINE_string("elf", None, "Emulation: learner firmware to run (default: build "
                            "it for --model and --plan).")
 _FACTORY_RESET = flags.DEFINE_bool("factory_reset", False, "Start from the model's own "
@@ -64,6 +68,13 @@ _POWER_CYCLE = flags.DEFINE_bool("power_cycle", True, "Emulation: power-cycle af
                                  "save and check the state came back.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the sample subsets and their order.")
 _TIMEOUT = flags.DEFINE_float("timeout", 60.0, "Seconds to wait for one answer.")
+_ATOMIC_STEPS = flags.DEFINE_enum(
+    "atomic_steps", "auto", ["auto", "on", "off"], "Emulation: give the learner firmware an "
+    "undo buffer so a diverged training step changes nothing (auto: when it fits the "
+    "board); without one a diverged step sends the device back to its saved state.")
+_MAX_SATURATION = flags.DEFINE_float(
+    "max_saturation", saturation.DEFAULT_LIMIT, "Fail when training pinned more than this "
+    "share of a layer's trained weights or biases at their integer limits; 1 never fails.")
 _OUT = flags.DEFINE_string("out", "build/learn", "Output folder.")
 
 
@@ -78,35 +89,74 @@ def split_stream(samples, heldout):
                            samples.test_y, samples.train_x[keep:], samples.train_y[keep:])
 
 
-def learn():
-    start = time.monotonic()
-    out = pathlib.Path(_OUT.value).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+def check_flags():
+    """Every flag, before any work; returns --out as an absolute path."""
+    steps.check_positive("timeout", _TIMEOUT.value)
+    steps.check_seed(_SEED.value)
+    steps.check_share("max_saturation", _MAX_SATURATION.value)
     if _MODEL.value is None:
         raise learning.SessionError("give the model with --model (the .tflite the device runs)")
-    model_path = pathlib.Path(_MODEL.value)
-    if not model_path.is_file():
-        raise learning.SessionError(f"model {model_path} does not exist")
-    model = model_path.read_bytes()
+    for flag, path in (("--model", _MODEL.value), ("--elf", _ELF.value)):
+        if path is not None and not pathlib.Path(path).is_file():
+            raise learning.SessionError(f"{flag} {path} does not exist")
+    out = output_folder.check(_OUT.value)
+    plan_file = None if _PLAN.value in training_firmware.PLAN_PRESETS else _PLAN.value
+    dataset_file = None if _DATASET.value in steps.DATASETS else _DATASET.value
+    output_folder.check_inputs_outside(out, {
+        "--model": _MODEL.value, "--plan": plan_file, "--dataset": dataset_file,
+        "--elf": _ELF.value})
+    return out
+
+
+def load_plan(model):
+    """--plan's bytes, checked against the model."""
     try:
         plan = training_firmware.resolve_plan(_PLAN.value, model)
+        tflm_training.TrainingPlan.from_bytes(plan).check_model(model)
     except firmware_build.BuildError as e:
         raise learning.SessionError(str(e)) from None
+    except tflm_training.TflmTrainingError as e:
+        raise learning.SessionError(f"--plan {_PLAN.value} cannot train --model "
+                                    f"{_MODEL.value}: {e}") from None
+    return plan
+
+
+def load_stream(model):
+    """The dataset checked against the model: the stream of samples."""
     info = steps.model_input(model)
+    steps.check_learner_input(info)
     samples = steps.prepare_samples(steps.load_dataset(_DATASET.value), info,
                                     _TRAIN_SAMPLES.value + _HELDOUT_SAMPLES.value,
                                     max(_TEST_SAMPLES.value, 1), _SEED.value)
     stream = split_stream(samples, _HELDOUT_SAMPLES.value)
     if _TEST_SAMPLES.value == 0:
         stream.test_x, stream.test_y = stream.test_x[:0], stream.test_y[:0]
+    return stream
+
+
+def learn():
+    """Checks every input before any work, then runs the session in a
+    private folder that replaces --out when it has run to its end (the
+    emulated device's flash.bin is carried over from the last run)."""
+    start = time.monotonic()
+    out = check_flags()
+    model = pathlib.Path(_MODEL.value).read_bytes()
+    stream = load_stream(model)
+    plan = load_plan(model)
+    with output_folder.transaction(out, carry=["flash.bin"]) as tx:
+        return run_session(model, plan, stream, tx, start)
+
+
+def run_session(model, plan, stream, tx, start):
     elf = _ELF.value
     if _PORT.value is None and elf is None:
         log("building the learner firmware (emulated nrf52840) ...")
         firmware, _ = learner_firmware.build_learner_firmware(
-            "mps2_an386", model, plan, out / "firmware",
-            heldout_samples=max(_HELDOUT_SAMPLES.value, 1))
+            "mps2_an386", model, plan, tx.work / "firmware",
+            heldout_samples=max(_HELDOUT_SAMPLES.value, 1),
+            atomic_steps={"auto": "auto", "on": True, "off": False}[_ATOMIC_STEPS.value])
         elf = firmware.elf
-    device = learning.Device(elf=elf, flash_path=out / "flash.bin", port=_PORT.value,
+    device = learning.Device(elf=elf, flash_path=tx.work / "flash.bin", port=_PORT.value,
                              baudrate=_BAUDRATE.value, timeout=_TIMEOUT.value)
     try:
         session = learning.Session(device, model, plan, log)
@@ -114,11 +164,12 @@ def learn():
             epochs=_EPOCHS.value, save_every=_SAVE_EVERY.value, guard=learning.GUARDS[_GUARD.value],
             max_drop=_MAX_DROP.value, power_cycle=_POWER_CYCLE.value,
             factory_reset=_FACTORY_RESET.value)
-        report = learning.run_job(session, stream, settings, out, log)
+        report = learning.run_job(session, stream, settings, tx.work, log)
     finally:
         device.close()
     report["wall_seconds"] = time.monotonic() - start
-    learning.write_atomically(out / "learn.json", json.dumps(report, indent=2) + "\n")
+    report["trained_device_tflite"] = str(tx.final(report["trained_device_tflite"]))
+    (tx.work / "learn.json").write_text(json.dumps(report, indent=2) + "\n")
     before, after = report["before"], report["after"]
     if before["accuracy"] is not None:
         log(f"device accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f} on "
@@ -127,20 +178,32 @@ def learn():
         f"{'yes' if report['bit_identical'] else 'NO'}")
     for mismatch in report["mismatches"]:
         log(f"  mismatch: {mismatch}")
-    log(f"wrote {report['trained_device_tflite']} and {out / 'learn.json'}")
+    learning.check_saturation(report["saturation"], _MAX_SATURATION.value, log)
+    log(f"wrote {report['trained_device_tflite']} and {tx.out / 'learn.json'}")
     return 0 if report["bit_identical"] else 1
 
 
+# What a user can cause or fix; anything else is a bug and keeps its traceback.
+USER_ERRORS = (learning.SessionError, steps.DeployError, output_folder.OutputFolderError,
+               firmware_build.BuildError, emulation.EmulationError,
+               tflm_training.TflmTrainingError)
+
+
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
+        if len(argv) > 1:
+            raise steps.DeployError(f"unexpected arguments {argv[1:]}; every option is a "
+                                    "--flag (--helpfull lists them)")
         return learn()
-    except (learning.SessionError, steps.DeployError, firmware_build.BuildError,
-            emulation.EmulationError, wire.DeviceError, wire.LinkError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as e:
+        return steps.fail(e, log)
+
+
+def run(argv):
+    """learn.py in-process: argv as on the command line (argv[0] the program
+    name); returns the exit status."""
+    return steps.run_in_process(main, argv)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=steps.exit_on_bad_flags)

@@ -84,9 +84,22 @@ def build_learner_firmware(board_name, model_bytes, plan, out_dir=None,
                            heldout_samples=DEFAULT_HELDOUT_SAMPLES, verbose=False,
                            atomic_steps=False):
     """Builds the learner app; returns (Firmware, LearnerLayout).
-    atomic_steps: give it an undo buffer (the learned state's size in RAM)
-    so every training step is all or nothing; without, a diverged step
-    restores the saved state."""
+    atomic_steps: True gives it an undo buffer (the learned state's size in
+    RAM again) so every training step is all or nothing; without one a
+    diverged step restores the saved state. "auto": with one when the
+    firmware still fits the board."""
+    if atomic_steps == "auto":
+        try:
+            return _build(board_name, model_bytes, plan, out_dir, heldout_samples, verbose,
+                          True)
+        except firmware_build.OverLimitError:
+            return _build(board_name, model_bytes, plan, out_dir, heldout_samples, verbose,
+                          False)
+    return _build(board_name, model_bytes, plan, out_dir, heldout_samples, verbose,
+                  bool(atomic_steps))
+
+
+def _build(board_name, model_bytes, plan, out_dir, heldout_samples, verbose, atomic_steps):
     board = board_config.load_board(board_name)
     model_bytes = bytes(model_bytes)
     plan_bytes = training_firmware.resolve_plan(plan, model_bytes)

@@ -385,6 +385,18 @@ def loss_curve(losses, points=100):
     return {"steps_per_point": steps, "mean_loss": means}
 
 
+def check_saturation(layers, limit, log=print):
+    """A job report's "saturation": warns about every layer with more than
+    saturation.WARNING_SHARE of its trained parameters newly pinned at their
+    limits; SaturationError when one exceeds `limit`."""
+    from tflm_training import saturation  # pylint: disable=import-outside-toplevel
+    layers = saturation.from_dicts(layers)
+    for layer in layers:
+        if layer.worst > saturation.WARNING_SHARE:
+            log(f"warning: training saturated {layer.describe()}")
+    saturation.check(layers, limit)
+
+
 @dataclasses.dataclass
 class JobSettings:
     epochs: int = 4
@@ -415,6 +427,9 @@ def run_job(session, stream, settings, out_dir, log=print):
     losses = session.train(stream.train_x, stream.train_y, settings.epochs,
                            settings.save_every, settings.guard, settings.max_drop,
                            first_epoch=first_epoch)
+    if session.diverged_steps and not losses:
+        raise SessionError(f"all {session.diverged_steps} training steps diverged (NaN or "
+                           "infinity), so nothing was learned; lower the learning rate")
     if session.client.info().steps_since_save:
         final = session.save(settings.guard, settings.max_drop)
         log(f"device: saved state {final.sequence} ({final.bytes_written} bytes, "

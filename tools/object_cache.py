@@ -39,12 +39,7 @@ class ObjectCache:
         Leaves the object at `obj`."""
         key = hashlib.sha256(json.dumps(command).encode()).hexdigest()[:32]
         entry = self.root / key
-        try:
-            deps = json.loads((entry / "deps.json").read_text())
-        except (OSError, ValueError):
-            deps = None
-        if deps and all(_digest(path) == digest for path, digest in deps.items()):
-            shutil.copyfile(entry / "object.o", obj)
+        if _restore(entry, obj):
             return
         depfile = pathlib.Path(f"{obj}.d")
         run([*command, "-MMD", "-MF", str(depfile), "-o", str(obj)])
@@ -54,12 +49,32 @@ class ObjectCache:
         shutil.copyfile(obj, staging / "object.o")
         (staging / "deps.json").write_text(json.dumps(deps))
         try:
-            os.rename(staging, entry)  # atomic; another build may have won the race
+            os.rename(staging, entry)  # atomic; fails when the entry exists
         except OSError:
-            if entry.exists():
-                shutil.rmtree(entry, ignore_errors=True)
-                try:
-                    os.rename(staging, entry)
-                except OSError:
-                    pass
+            _replace(staging, entry)
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _restore(entry, obj):
+    """Copies the entry's object to obj when it is still valid; False otherwise
+    (absent, stale, or replaced by another build while we read it)."""
+    try:
+        deps = json.loads((entry / "deps.json").read_text())
+        if not deps or not all(_digest(path) == digest for path, digest in deps.items()):
+            return False
+        shutil.copyfile(entry / "object.o", obj)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _replace(staging, entry):
+    """Swaps staging in for an existing entry with renames, so a concurrent
+    reader sees the old entry or the new one, never a half-deleted one."""
+    aside = tempfile.mkdtemp(dir=entry.parent, prefix=".old-")
+    try:
+        os.rename(entry, aside)  # onto an empty folder: allowed, atomic
+        os.rename(staging, entry)
+    except OSError:
+        pass  # another build replaced it meanwhile: theirs stays
+    shutil.rmtree(aside, ignore_errors=True)

@@ -161,7 +161,7 @@ static uint32_t answer(call* c) {
 
 static const char* type_name(int32_t type) {
   switch (type) {
-    case 1: return "float32";
+    case 0: return "float32";
     case 3: return "uint8";
     case 7: return "int16";
     case 9: return "int8";

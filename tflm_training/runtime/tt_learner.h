@@ -6,7 +6,7 @@
  *
  * Frames are tt_frame.h's. Requests and their responses (code | 0x80),
  * payloads little-endian; a "sample" is: u8 dtype (the TFLite type code
- * of the data: 9 int8, 3 uint8, 1 float32, 7 int16), 3 bytes 0, i32 label
+ * of the data: 9 int8, 3 uint8, 0 float32, 7 int16), 3 bytes 0, i32 label
  * (-1 for PREDICT), then the input's bytes.
  *
  *   0x01 INFO          -> tt_learner_info (TT_LEARNER_INFO_BYTES), then
