@@ -23,6 +23,7 @@ import glob
 import os
 import pathlib
 import shutil
+import stat
 import tempfile
 
 MARKER = ".tflm_training_output"
@@ -51,7 +52,7 @@ def check(out):
     if out.parent == out:
         raise OutputFolderError(f"--out {out} is the filesystem root; give a folder for "
                                 "this run's outputs")
-    if out.exists() and not out.is_dir():
+    if _is_other_than_folder(out):
         raise OutputFolderError(f"--out {out} is a file, not a folder; give a folder path "
                                 "(it is created, or replaced whole by this run)")
     if out.is_dir() and not _replaceable(out):
@@ -63,8 +64,19 @@ def check(out):
     return out
 
 
+def _is_other_than_folder(path):
+    """One stat: a run swapping --out may rename it away at any moment."""
+    try:
+        return not stat.S_ISDIR(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
 def _replaceable(folder):
-    return (folder / MARKER).is_file() or not any(folder.iterdir())
+    try:
+        return (folder / MARKER).is_file() or not any(folder.iterdir())
+    except FileNotFoundError:  # another run is swapping it; _commit checks again
+        return True
 
 
 def check_inputs_outside(out, inputs):
