@@ -348,8 +348,7 @@ def run_device(job, device, tx, report):
         "heldout_after": job_report["after"]["heldout"],
         **{k: job_report[k] for k in ("samples_per_second", "saves", "losses_mean_per_epoch",
                                       "loss_curve", "diverged_steps", "saturation",
-                                      "state_sequence")},
-        "undo_bytes": session.info.undo_bytes,
+                                      "undo_bytes", "state_sequence")},
         "trained_device_tflite": str(tx.final(job_report["trained_device_tflite"])),
         "power_cycle": job_report.get("power_cycle"),
     }

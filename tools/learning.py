@@ -6,6 +6,7 @@ same stream. tools/learn.py and tools/deploy.py drive it.
 import dataclasses
 import pathlib
 import sys
+import tempfile
 import time
 import zlib
 
@@ -362,11 +363,15 @@ class Session:
 
 
 def write_atomically(path, data):
-    """Writes a whole file or nothing: a killed run leaves the old one."""
+    """Writes a whole file or nothing: a killed run leaves the old one, and
+    concurrent writers each stage under their own name."""
     path = pathlib.Path(path)
-    staging = path.with_name(path.name + ".partial")
-    staging.write_bytes(data.encode() if isinstance(data, str) else data)
-    staging.replace(path)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
+                                     delete=False) as staging:
+        staging.write(data.encode() if isinstance(data, str) else data)
+    staged = pathlib.Path(staging.name)
+    staged.chmod(0o644)  # as a plain write would leave it, not the temporary's 0600
+    staged.replace(path)
 
 
 def write_outputs(out_dir, model, state):
@@ -457,6 +462,7 @@ def run_job(session, stream, settings, out_dir, log=print):
         "counter_per_step": int(np.mean(counts)) if counts else None,
         "loss_curve": loss_curve(losses),
         "diverged_steps": session.diverged_steps,
+        "undo_bytes": session.info.undo_bytes,
         "saves": session.saves,
         "tensors": tensors,
         "parameters_bit_identical": all(t["equal"] for t in tensors),
