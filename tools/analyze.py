@@ -337,6 +337,8 @@ def main(argv):
     except (steps.DeployError, output_folder.OutputFolderError, tflm_training.TflmTrainingError,
             ValueError) as e:
         return steps.fail(e, log)
+    except KeyboardInterrupt as e:
+        return steps.interrupted(e)
 
 
 if __name__ == "__main__":

@@ -433,6 +433,8 @@ def main(argv):
         return deploy()
     except USER_ERRORS as e:
         return steps.fail(e, log)
+    except KeyboardInterrupt as e:
+        return steps.interrupted(e)
     except DeviceMismatchError as e:
         steps.fail(e, log)
         return 1

@@ -81,6 +81,14 @@ def fail(error, log=print):
     return 2
 
 
+def interrupted(error):
+    """Says a run was stopped (Ctrl-C) with --out untouched; returns 130,
+    the shell's status for SIGINT."""
+    print(f"interrupted: {output_folder.with_notes('--out is as it was before this run', error)}",
+          file=sys.stderr, flush=True)
+    return 130
+
+
 def run_in_process(main, argv):
     """A tool's main with its flags parsed from argv (argv[0]: the program
     name), as its command line runs it; returns the exit status. The flags

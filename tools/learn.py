@@ -197,6 +197,8 @@ def main(argv):
         return learn()
     except USER_ERRORS as e:
         return steps.fail(e, log)
+    except KeyboardInterrupt as e:
+        return steps.interrupted(e)
 
 
 def run(argv):
