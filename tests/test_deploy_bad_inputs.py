@@ -144,7 +144,8 @@ def extra_axis(rng, arrays):
 
 def sample_dtype(rng, arrays):
     key = f"x_{_split(rng)}"
-    dtype = [np.int16, np.int32, np.uint16, np.float32, np.float64, np.bool_, np.complex64,
+    # Floats are real values the model's input quantizes: not among them.
+    dtype = [np.int16, np.int32, np.uint16, np.int64, np.uint32, np.bool_, np.complex64,
              "U3", "S3", "V4", "datetime64[s]"][rng.integers(11)]
     arrays[key] = np.zeros(arrays[key].shape, dtype)
     return key, "dtype"
@@ -518,3 +519,15 @@ def test_learn_refuses_a_plan_for_another_model(tmp_path, previous_out):
                   str(previous_out))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert f"--plan {plan} cannot train --model {MODEL}" in result.stderr
+
+
+def test_float_samples_are_real_values_quantized_like_uint8_ones():
+    info = deploy_steps.model_input(MODEL.read_bytes())
+    assert info.dtype == np.int8
+    x = np.random.default_rng(1).integers(0, 256, (20, *info.shape), dtype=np.uint8)
+    y = np.arange(20) % 10
+    fed = [deploy_steps.prepare_samples(deploy_steps.Dataset("d", data, y, data, y), info,
+                                        None, None)
+           for data in (x, x.astype(np.float32) / np.float32(255))]
+    assert fed[0].train_x.dtype == fed[1].train_x.dtype == np.int8
+    assert np.array_equal(fed[0].train_x, fed[1].train_x)

@@ -51,7 +51,8 @@ _MODEL = flags.DEFINE_string(
     "pipeline/checkpoints/ds_cnn_speech_commands12: QAT and a new head, needs TensorFlow).")
 _DATASET = flags.DEFINE_string(
     "dataset", "fsdd", f"A built-in dataset ({', '.join(steps.DATASETS)}) or an .npz with "
-    "x_train, y_train, x_test, y_test (x uint8 0-255, or already in the input's dtype).")
+    "x_train, y_train, x_test, y_test (x: uint8 0-255, fed as x / 255; floats, the real "
+    "values; or already in the input's dtype).")
 _SCHEME = flags.DEFINE_enum(
     "scheme", "auto", ("auto",) + steps.SCHEMES, "What trains: auto (trady when it fits "
     "the budget, else every bias, else the classifier's biases); the classifier; every bias; "

@@ -276,15 +276,15 @@ def _check_labels(where, y_key, x_key, y, count):
     if y.ndim == 0:
         raise DeployError(f"{where}{y_key} is a single value (a 0-d array); give one "
                           "integer class index per sample, shaped (N,)")
+    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+        raise DeployError(f"{where}{y_key} has shape {y.shape}; labels must be (N,) or "
+                          "(N, 1), one class index per sample (for one-hot labels give "
+                          f"{y_key}.argmax(axis=1))")
     if y.dtype.kind not in "ui":
         hint = f" ({y_key}.astype(np.int64) if they are whole numbers)" \
             if y.dtype.kind == "f" else ""
         raise DeployError(f"{where}{y_key} has dtype {y.dtype}; labels must be integer "
                           f"class indices{hint}")
-    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
-        raise DeployError(f"{where}{y_key} has shape {y.shape}; labels must be (N,) or "
-                          "(N, 1), one class index per sample (for one-hot labels give "
-                          f"{y_key}.argmax(axis=1))")
     y = y.reshape(-1)
     if len(y) != count:
         raise DeployError(f"{where}{x_key} has {count} samples but {y_key} has {len(y)} "
@@ -360,35 +360,33 @@ def _shape_hint(got, shape, key):
 
 
 def _as_input(x, info, key, dataset):
-    """Samples as the model's input. Integer (quantized) inputs: uint8 data
-    is x / 255 quantized with the input's scale and zero point. Float
-    inputs: uint8 data is x / 255, float data is used as is. Data already
-    in the input's dtype is used as is."""
+    """Samples as the model's input: uint8 data is x / 255, float data the
+    real values themselves; for an integer (quantized) input both are then
+    quantized with its scale and zero point. Data already in the input's
+    dtype is used as is."""
     _check_shape(x, info.shape, key, dataset)
     if x.dtype == info.dtype:
         return np.ascontiguousarray(x)
+    real = _real_values(x, info, key, dataset)
     if info.dtype.kind == "f":
-        return _as_float_input(x, info, key, dataset)
-    if x.dtype != np.uint8:
-        raise DeployError(f"dataset {dataset}: {key} has dtype {x.dtype}; give uint8 "
-                          f"(0-255, fed as x / 255) or {info.dtype.name} (already quantized)")
-    real = x.astype(np.float32) / np.float32(255.0)
+        return real.astype(info.dtype)
     q = np.round(real / np.float32(info.scale)) + info.zero_point
     limits = np.iinfo(info.dtype)
     return np.clip(q, limits.min, limits.max).astype(info.dtype)
 
 
-def _as_float_input(x, info, key, dataset):
+def _real_values(x, info, key, dataset):
+    """float32 samples: uint8 data as x / 255, floats as they are."""
     if x.dtype == np.uint8:
-        return (x.astype(np.float32) / np.float32(255.0)).astype(info.dtype)
+        return x.astype(np.float32) / np.float32(255.0)
     if x.dtype.kind != "f":
         raise DeployError(f"dataset {dataset}: {key} has dtype {x.dtype}; the model takes "
-                          f"{info.dtype.name}: give uint8 (0-255, fed as x / 255) or floats "
-                          "(fed as they are)")
+                          f"{info.dtype.name}: give uint8 (0-255, fed as x / 255), real "
+                          f"values as floats, or {info.dtype.name} samples as they are")
     with np.errstate(over="ignore"):
-        real = x.astype(info.dtype)
+        real = x.astype(np.float32)
     if not np.isfinite(real).all():
-        raise DeployError(f"dataset {dataset}: {key} holds values beyond {info.dtype.name}'s "
+        raise DeployError(f"dataset {dataset}: {key} holds values beyond float32's "
                           "range; scale the samples (e.g. to 0-1)")
     return np.ascontiguousarray(real)
 

@@ -60,7 +60,7 @@ def check(out):
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         raise OutputFolderError(
             f"--out {out} is a folder these tools did not write (it holds {shown}); a run "
-            "replaces --out whole, so give a new or empty folder, or remove this one")
+            "replaces --out whole, so give a new or empty folder for this run's outputs")
     return out
 
 
