@@ -60,6 +60,7 @@ def _metrics(built, result, host_outputs):
         "arena_used": init.get("arena_used"),
         "arena_size": init.get("arena_size"),
         "flash_bytes": built.usage.flash_bytes,
+        "code_bytes": built.summary["code_bytes"],
         "ram_bytes": built.usage.ram_bytes,
         "stack_reserved": built.usage.stack_bytes,
         "flash_size": built.summary["flash_size"],

@@ -190,7 +190,7 @@ def memory_section(data):
     for name, result in data["models"].items():
         firmware = _firmware(result)
         if firmware is None:
-            rows.append([name] + [NA] * 7)
+            rows.append([name] + [NA] * 8)
             continue
         rows.append([
             name, fmt_int(firmware["flash_bytes"]),
@@ -199,10 +199,12 @@ def memory_section(data):
             fmt_int(firmware["inputs_bytes"]),
             fmt_int(firmware["flash_bytes"] - firmware["model_bytes"]
                     - firmware["inputs_bytes"]),
+            fmt_int(firmware.get("code_bytes")),
         ])
     headers = ["model", "flash (program storage)", "RAM (globals)",
                "stack high-water", "stack reserved", "of flash: model",
-               "of flash: inputs", "of flash: the rest (code, constants)"]
+               "of flash: inputs", "of flash: the rest (code, constants)",
+               "of the rest: code (functions; the image links only its model's kernels)"]
     return "\n\n".join([
         "## Firmware image and stack",
         "Flash and RAM as `tools/elf_sizes.py` counts them (arduino-cli "

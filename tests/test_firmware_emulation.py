@@ -117,6 +117,35 @@ def test_reports_instructions_and_stack_high_water(default_firmware):
     assert stack["size"] == default_firmware.usage.stack_bytes
 
 
+def _defined_kernels(elf):
+    """The forward and backward kernel objects an image defines."""
+    result = subprocess.run([firmware_build.NM, str(elf)], capture_output=True, text=True,
+                            check=True)
+    names = {line.split()[-1] for line in result.stdout.splitlines()}
+    return {n for n in names if n.startswith(("tt_kernel_", "tt_backward_"))
+            and n not in ("tt_kernel_find", "tt_kernel_at", "tt_backward_find")}
+
+
+def test_an_image_links_only_the_kernels_of_its_model(default_firmware, tmp_path):
+    """ds_cnn's six operators, no other kernel and no backward one; an image
+    with every kernel holds more code for the same model and runs it alike."""
+    linked = _defined_kernels(default_firmware.elf)
+    assert linked == {"tt_kernel_average_pool_2d", "tt_kernel_conv_2d",
+                      "tt_kernel_depthwise_conv_2d", "tt_kernel_fully_connected",
+                      "tt_kernel_quantize", "tt_kernel_softmax"}
+    assert set(firmware_build.kernel_symbols(firmware_build.DEFAULT_MODEL.read_bytes())) \
+        == linked
+    for name in ("model.tflite", "inputs.bin"):
+        (tmp_path / name).write_bytes((default_firmware.out_dir / name).read_bytes())
+    everything = firmware_build.build_app(
+        BOARD, firmware_build.APP, tmp_path,
+        defines=[f"-DAPP_ARENA_BYTES={default_firmware.summary['arena_bytes']}"],
+        with_runtime=True)
+    assert _defined_kernels(everything.elf) > linked | {"tt_kernel_add", "tt_kernel_mul"}
+    assert everything.summary["code_bytes"] > default_firmware.summary["code_bytes"] + 10000
+    assert _run(everything.elf).log.events == _run(default_firmware.elf).log.events
+
+
 def test_runs_are_deterministic(default_firmware):
     first, second = _run(default_firmware.elf).log, _run(default_firmware.elf).log
     assert first.events == second.events

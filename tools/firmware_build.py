@@ -16,6 +16,7 @@ import subprocess
 
 import numpy as np
 
+from tflm_training import tflite_graph
 from tools import board_config
 from tools import elf_sizes
 from tools import host_build
@@ -36,6 +37,11 @@ APP_COMMON = BOARDS_DIR / "app" / "app_common.c"
 
 GCC = "arm-none-eabi-gcc"
 OBJCOPY = "arm-none-eabi-objcopy"
+AR = "arm-none-eabi-ar"
+NM = "arm-none-eabi-nm"
+# Forward and backward kernels: archived, and linked only when a model uses
+# their operator (kernel_symbols; the registries refer to them weakly).
+KERNELS_DIR = host_build.RUNTIME / "kernels"
 TOOLCHAIN_HINT = ("On Debian/Ubuntu install it with: "
                   "sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi")
 
@@ -210,15 +216,49 @@ def compile_all(board, sources, out_dir, defines, app_defines, verbose):
         return list(pool.map(compile_one, sources))
 
 
-def link(board, objects, elf, scale=1, state_bytes=0):
+def link(board, objects, elf, scale=1, state_bytes=0, required=()):
+    """required: symbols to pull from the archives among the objects."""
     flash, ram = board.flash, board.ram
     symbols = {"__flash_origin": flash.origin, "__flash_size": flash.size * scale,
                "__ram_origin": ram.origin, "__ram_size": ram.size * scale,
                "__stack_size": board.stack_size, "__state_size": state_bytes}
     command = [GCC, *board.cpu_flags, *LINK_FLAGS, "-T", str(LINKER_SCRIPT),
                *(f"-Wl,--defsym={k}={v}" for k, v in symbols.items()),
+               *(f"-Wl,--undefined={name}" for name in required),
                f"-Wl,-Map={elf.with_suffix('.map')}", *map(str, objects), "-o", str(elf)]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+
+
+def kernel_symbols(model_bytes, training=False):
+    """The kernels a model's operators need (tt_kernel_<op>, and with
+    training tt_backward_<op>), by the registries' naming; operators the
+    runtime lacks name symbols no archive defines, which is harmless."""
+    names = sorted({tflite_graph.operator_name(op.builtin_code).lower()
+                    for op in tflite_graph.read_graph(model_bytes).operators})
+    prefixes = ("tt_kernel_", "tt_backward_") if training else ("tt_kernel_",)
+    return [prefix + name for name in names for prefix in prefixes]
+
+
+def _archive_kernels(objects, sources, obj_dir):
+    """(the other objects, with the kernel objects replaced by one archive)."""
+    kernels = [o for o, s in zip(objects, sources) if s.parent == KERNELS_DIR]
+    archive = obj_dir / "libtt_kernels.a"
+    archive.unlink(missing_ok=True)
+    _run([AR, "rcs", str(archive), *map(str, kernels)], "archiving the kernels")
+    return [o for o, s in zip(objects, sources) if s.parent != KERNELS_DIR] + [archive]
+
+
+def code_bytes(elf):
+    """Bytes of machine code in the image: the sizes of its functions."""
+    result = subprocess.run([NM, "--print-size", str(elf)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BuildError(f"{NM} failed on {elf}: {result.stderr.strip()}")
+    total = 0
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[2] in ("t", "T"):
+            total += int(fields[1], 16)
+    return total
 
 
 def size_report(usage, board):
@@ -268,12 +308,13 @@ def default_out_dir(board_name, app=APP):
 
 
 def build_app(board_name, app, out_dir=None, defines=(), with_runtime=False,
-              embedded=None, verbose=False, parts=(), state_bytes=0):
+              embedded=None, verbose=False, parts=(), state_bytes=0, kernels=None):
     """Compiles and links one app for a board; checks it fits.
 
     embedded: {name: byte size} of the big parts, for the over-limit message.
     parts: OPTIONAL_PARTS whose drivers the app needs; state_bytes: flash
-    kept at its end for the learned state (whole pages).
+    kept at its end for the learned state (whole pages). kernels: with the
+    runtime, the kernel symbols to link (kernel_symbols), or None for all.
     """
     board = board_config.load_board(board_name)
     check_toolchain(board.cpu_flags)
@@ -286,15 +327,18 @@ def build_app(board_name, app, out_dir=None, defines=(), with_runtime=False,
         sources += host_build.runtime_sources()
     objects = compile_all(board, sources, out_dir, board_defines(board), defines,
                           verbose)
+    if with_runtime and kernels is not None:
+        objects = _archive_kernels(objects, sources, out_dir / "obj")
 
     elf = out_dir / "firmware.elf"
-    result = link(board, objects, elf, state_bytes=state_bytes)
+    required = kernels or ()
+    result = link(board, objects, elf, state_bytes=state_bytes, required=required)
     if result.returncode != 0:
         if "overflowed" not in result.stderr and "will not fit" not in result.stderr:
             raise BuildError(f"linking failed:\n{result.stdout}{result.stderr}")
         probe = out_dir / "oversized.elf"
-        if link(board, objects, probe, scale=OVERSIZE_FACTOR,
-                state_bytes=state_bytes).returncode != 0:
+        if link(board, objects, probe, scale=OVERSIZE_FACTOR, state_bytes=state_bytes,
+                required=required).returncode != 0:
             raise BuildError(f"linking failed:\n{result.stdout}{result.stderr}")
         usage = elf_sizes.usage(probe.read_bytes(), _scaled(board.flash),
                                 _scaled(board.ram))
@@ -312,6 +356,7 @@ def build_app(board_name, app, out_dir=None, defines=(), with_runtime=False,
         "emulates": board.emulates,
         "app": app,
         "flash_bytes": usage.flash_bytes,
+        "code_bytes": code_bytes(elf),
         "ram_bytes": usage.ram_bytes,
         "stack_bytes": usage.stack_bytes,
         "flash_size": board.flash.size,
@@ -349,7 +394,8 @@ def build_firmware(board_name, model_path=None, inputs=None, out_dir=None,
                 "arena": arena_bytes}
     firmware = build_app(board_name, APP, out_dir,
                          defines=[f"-DAPP_ARENA_BYTES={arena_bytes}"],
-                         with_runtime=True, embedded=embedded, verbose=verbose)
+                         with_runtime=True, embedded=embedded, verbose=verbose,
+                         kernels=kernel_symbols(model_bytes))
     firmware.summary.update({
         "model": str(model_path),
         "model_bytes": len(model_bytes),

@@ -136,7 +136,9 @@ def build_training_firmware(board_name, model_bytes, plan, train_x, train_y,
                f"-DAPP_DUMP_PARAMETERS={int(bool(dump_parameters))}"]
     firmware = firmware_build.build_app(board_name, APP, out_dir, defines=defines,
                                         with_runtime=True, embedded=embedded,
-                                        verbose=verbose)
+                                        verbose=verbose,
+                                        kernels=firmware_build.kernel_symbols(
+                                            model_bytes, training=True))
     firmware.summary.update({
         "model_bytes": len(model_bytes), "plan_bytes": len(plan_bytes),
         "train_samples": int(len(train_x)), "test_samples": int(len(test_x)),

@@ -4,23 +4,23 @@
 
 #include "tt_backward.h"
 
-extern const tt_backward_kernel tt_backward_add;
-extern const tt_backward_kernel tt_backward_average_pool_2d;
-extern const tt_backward_kernel tt_backward_concatenation;
-extern const tt_backward_kernel tt_backward_conv_2d;
-extern const tt_backward_kernel tt_backward_depthwise_conv_2d;
-extern const tt_backward_kernel tt_backward_expand_dims;
-extern const tt_backward_kernel tt_backward_fully_connected;
-extern const tt_backward_kernel tt_backward_max_pool_2d;
-extern const tt_backward_kernel tt_backward_mean;
-extern const tt_backward_kernel tt_backward_pad;
-extern const tt_backward_kernel tt_backward_padv2;
-extern const tt_backward_kernel tt_backward_quantize;
-extern const tt_backward_kernel tt_backward_relu;
-extern const tt_backward_kernel tt_backward_relu6;
-extern const tt_backward_kernel tt_backward_reshape;
-extern const tt_backward_kernel tt_backward_squeeze;
-extern const tt_backward_kernel tt_backward_sub;
+extern const tt_backward_kernel tt_backward_add TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_average_pool_2d TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_concatenation TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_conv_2d TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_depthwise_conv_2d TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_expand_dims TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_fully_connected TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_max_pool_2d TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_mean TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_pad TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_padv2 TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_quantize TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_relu TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_relu6 TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_reshape TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_squeeze TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_sub TT_KERNEL_IF_LINKED;
 
 static const tt_backward_kernel* const kBackwardKernels[] = {
     &tt_backward_add,
@@ -47,7 +47,8 @@ static const tt_backward_kernel* const kBackwardKernels[] = {
 
 const tt_backward_kernel* tt_backward_find(int32_t builtin_code) {
   for (int32_t i = 0; i < NUM_BACKWARD_KERNELS; ++i) {
-    if (kBackwardKernels[i]->builtin_code == builtin_code) {
+    if (kBackwardKernels[i] != NULL &&
+        kBackwardKernels[i]->builtin_code == builtin_code) {
       return kBackwardKernels[i];
     }
   }

@@ -20,6 +20,12 @@ typedef struct {
   tt_status (*eval)(tt_interpreter* interpreter, const tt_node* node);
 } tt_kernel;
 
+/* The registries refer to kernels weakly: a firmware links only the
+ * kernels its model uses (tools/firmware_build.py pulls them by name from
+ * an archive) and the others read as NULL, so they are neither found nor
+ * linked. */
+#define TT_KERNEL_IF_LINKED __attribute__((weak))
+
 /* Registry (tt_kernel_registry.c). */
 const tt_kernel* tt_kernel_find(int32_t builtin_code, int32_t* index);
 const tt_kernel* tt_kernel_at(int32_t index);

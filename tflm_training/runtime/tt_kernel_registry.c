@@ -1,40 +1,41 @@
-/* The builtin operators this runtime can run, and their kernels. */
+/* The builtin operators this runtime can run, and their kernels (those a
+ * firmware did not link are NULL: tt_kernel.h). */
 #include <stddef.h>
 
 #include "tt_builtin_names.h"
 #include "tt_kernel.h"
 
-extern const tt_kernel tt_kernel_add;
-extern const tt_kernel tt_kernel_average_pool_2d;
-extern const tt_kernel tt_kernel_concatenation;
-extern const tt_kernel tt_kernel_conv_2d;
-extern const tt_kernel tt_kernel_depthwise_conv_2d;
-extern const tt_kernel tt_kernel_dequantize;
-extern const tt_kernel tt_kernel_fully_connected;
-extern const tt_kernel tt_kernel_max_pool_2d;
-extern const tt_kernel tt_kernel_mean;
-extern const tt_kernel tt_kernel_pad;
-extern const tt_kernel tt_kernel_padv2;
-extern const tt_kernel tt_kernel_quantize;
-extern const tt_kernel tt_kernel_relu;
-extern const tt_kernel tt_kernel_relu6;
-extern const tt_kernel tt_kernel_reshape;
-extern const tt_kernel tt_kernel_softmax;
-extern const tt_kernel tt_kernel_squeeze;
-extern const tt_kernel tt_kernel_mul;
-extern const tt_kernel tt_kernel_sub;
-extern const tt_kernel tt_kernel_logistic;
-extern const tt_kernel tt_kernel_tanh;
-extern const tt_kernel tt_kernel_hard_swish;
-extern const tt_kernel tt_kernel_leaky_relu;
-extern const tt_kernel tt_kernel_maximum;
-extern const tt_kernel tt_kernel_minimum;
-extern const tt_kernel tt_kernel_strided_slice;
-extern const tt_kernel tt_kernel_transpose;
-extern const tt_kernel tt_kernel_resize_nearest_neighbor;
-extern const tt_kernel tt_kernel_split;
-extern const tt_kernel tt_kernel_split_v;
-extern const tt_kernel tt_kernel_expand_dims;
+extern const tt_kernel tt_kernel_add TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_average_pool_2d TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_concatenation TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_conv_2d TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_depthwise_conv_2d TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_dequantize TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_fully_connected TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_max_pool_2d TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_mean TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_pad TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_padv2 TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_quantize TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_relu TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_relu6 TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_reshape TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_softmax TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_squeeze TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_mul TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_sub TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_logistic TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_tanh TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_hard_swish TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_leaky_relu TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_maximum TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_minimum TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_strided_slice TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_transpose TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_resize_nearest_neighbor TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_split TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_split_v TT_KERNEL_IF_LINKED;
+extern const tt_kernel tt_kernel_expand_dims TT_KERNEL_IF_LINKED;
 
 static const tt_kernel* const kKernels[] = {
     &tt_kernel_add,         &tt_kernel_average_pool_2d,
@@ -59,7 +60,7 @@ static const tt_kernel* const kKernels[] = {
 
 const tt_kernel* tt_kernel_find(int32_t builtin_code, int32_t* index) {
   for (int32_t i = 0; i < NUM_KERNELS; ++i) {
-    if (kKernels[i]->builtin_code == builtin_code) {
+    if (kKernels[i] != NULL && kKernels[i]->builtin_code == builtin_code) {
       *index = i;
       return kKernels[i];
     }
