@@ -1,5 +1,7 @@
 #include "tt_conv_params.h"
 
+#include "tt_dsp.h"
+
 /* TensorType INT4: two weights packed per byte, not in tt_tensor_type. */
 #define TT_CONV_TYPE_INT4 17
 
@@ -316,6 +318,31 @@ tt_conv_taps tt_conv_pixel_taps(const tt_conv_geometry* g, int32_t out_y,
   return t;
 }
 
+#if TT_HAVE_DSP
+/* The first span - span % 4 taps of four filters, four at a time. */
+static int32_t accumulate_quad_dsp(const int8_t* in, int32_t span,
+                                   int32_t input_offset, const int8_t* f0,
+                                   const int8_t* f1, const int8_t* f2,
+                                   const int8_t* f3, int32_t a[4]) {
+  const int16x2_t offsets = tt_dsp_pair(input_offset);
+  int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+  int32_t i = 0;
+  for (; i + 4 <= span; i += 4) {
+    int16x2_t even, odd;
+    tt_dsp_widen(tt_dsp_load4(in + i), offsets, &even, &odd);
+    a0 = tt_dsp_mac4(a0, even, odd, tt_dsp_load4(f0 + i));
+    a1 = tt_dsp_mac4(a1, even, odd, tt_dsp_load4(f1 + i));
+    a2 = tt_dsp_mac4(a2, even, odd, tt_dsp_load4(f2 + i));
+    a3 = tt_dsp_mac4(a3, even, odd, tt_dsp_load4(f3 + i));
+  }
+  a[0] = a0;
+  a[1] = a1;
+  a[2] = a2;
+  a[3] = a3;
+  return i;
+}
+#endif
+
 void tt_conv_accumulate_quad(const tt_conv_taps* taps, int32_t span,
                              int32_t input_offset, const int8_t* input,
                              const int8_t* const filters[4], int32_t acc[4]) {
@@ -335,7 +362,16 @@ void tt_conv_accumulate_quad(const tt_conv_taps* taps, int32_t span,
       const int8_t* f1 = filter1 + tap;
       const int8_t* f2 = filter2 + tap;
       const int8_t* f3 = filter3 + tap;
-      for (int32_t i = 0; i < span; ++i) {
+      int32_t i = 0;
+#if TT_HAVE_DSP
+      int32_t sums[4] = {a0, a1, a2, a3};
+      i = accumulate_quad_dsp(in, span, input_offset, f0, f1, f2, f3, sums);
+      a0 = sums[0];
+      a1 = sums[1];
+      a2 = sums[2];
+      a3 = sums[3];
+#endif
+      for (; i < span; ++i) {
         const int32_t value = (int32_t)in[i] + input_offset;
         a0 = tt_conv_wrapping_add(a0, (int32_t)f0[i] * value);
         a1 = tt_conv_wrapping_add(a1, (int32_t)f1[i] * value);
