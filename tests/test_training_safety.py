@@ -125,7 +125,7 @@ def test_saturation_counts_only_the_trained_channels():
         saturation.check([layer], limit=0.0)
 
 
-@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan")])
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), "0.5", None])
 def test_max_saturation_is_a_share(value):
     with pytest.raises(InvalidArgumentError, match="max_saturation"):
         Trainer(MODEL, TrainingPlan.classifier_only(MODEL), max_saturation=value)

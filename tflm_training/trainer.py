@@ -45,7 +45,8 @@ class Trainer:
             raise InvalidArgumentError(
                 f"plan must be a TrainingPlan or bytes, got {type(plan).__name__}")
         self._plan_bytes = bytes(plan)
-        if not 0 <= max_saturation <= 1:
+        if (not isinstance(max_saturation, numbers.Real) or isinstance(max_saturation, bool)
+                or not 0 <= max_saturation <= 1):
             raise InvalidArgumentError(f"max_saturation must be a share in [0, 1], got "
                                        f"{max_saturation!r}")
         self.max_saturation = float(max_saturation)
