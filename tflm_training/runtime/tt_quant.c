@@ -63,9 +63,13 @@ bool tt_quantize_multiplier(double real_multiplier, int32_t* multiplier,
 
 int32_t tt_saturating_rounding_doubling_high_mul(int32_t a, int32_t b) {
   if (a == b && a == INT32_MIN) return INT32_MAX;
+  /* TFLM rounds half away from zero: (ab + 2^30) / 2^31 for ab >= 0 and
+   * (ab + 1 - 2^30) / 2^31, truncated, below. Writing ab = k 2^31 + r
+   * with 0 <= r < 2^31, both are k + (r >= 2^30), which is one floor:
+   * an add and an arithmetic shift (SMULL, ADDS, ADC and a funnel shift
+   * on a Cortex-M4 instead of a branch and a 64-bit division). */
   const int64_t ab = (int64_t)a * (int64_t)b;
-  const int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-  return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+  return (int32_t)((ab + ((int64_t)1 << 30)) >> 31);
 }
 
 int32_t tt_rounding_divide_by_pot(int32_t x, int32_t exponent) {
