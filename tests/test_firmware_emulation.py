@@ -9,6 +9,7 @@ deterministic, and runtime errors reach the console and the exit status.
 """
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -124,6 +125,46 @@ def _defined_kernels(elf):
     names = {line.split()[-1] for line in result.stdout.splitlines()}
     return {n for n in names if n.startswith(("tt_kernel_", "tt_backward_"))
             and n not in ("tt_kernel_find", "tt_kernel_at", "tt_backward_find")}
+
+
+EXTRA_OPS = MODELS_DIR / "extra_ops"
+
+
+def test_every_kernel_is_named_as_the_build_asks_for_it():
+    """kernel_symbols names tt_kernel_<op> / tt_backward_<op> by the
+    runtime's operator names: every kernel the runtime defines must carry
+    its operator's name, or no image would link it."""
+    import tflm_training.interpreter  # after the host library is built
+    schema = (host_build.RUNTIME / "tt_schema.h").read_text()
+    codes = {name: int(value) for name, value in
+             re.findall(r"TT_OP_(\w+)\s*=\s*(\d+)", schema)}
+    defined = []
+    for source in sorted(firmware_build.KERNELS_DIR.glob("*.c")):
+        defined += re.findall(r"const tt_(?:backward_)?kernel tt_(?:kernel|backward)_(\w+) = "
+                              r"\{\s*TT_OP_(\w+)", source.read_text())
+    assert len(defined) > 40
+    for suffix, op in defined:
+        assert tflm_training.interpreter.builtin_name(codes[op]).lower() == suffix, op
+
+
+@pytest.mark.parametrize("name", ["activations", "expand_dims", "resize_nearest_neighbor",
+                                  "split", "squeeze_excite", "strided_slice", "transpose",
+                                  "unary_ops"])
+def test_extra_operators_run_in_the_firmware_like_on_the_host(name, tmp_path):
+    """Each image links its own operators' kernels (MUL, LOGISTIC, TANH,
+    HARD_SWISH, SPLIT, TRANSPOSE, ...), and computes what the host does."""
+    model_path = EXTRA_OPS / f"{name}.tflite"
+    interpreter = _interpreter(model_path)
+    details = interpreter.get_input_details(0)
+    inputs = np.random.default_rng(0).integers(
+        -128, 128, (INPUTS_PER_MODEL, *details["shape"][1:]), dtype=np.int8)
+    firmware = firmware_build.build_firmware(BOARD, model_path, inputs, out_dir=tmp_path)
+    result = _run(firmware.elf)
+    assert result.status == 0, (result.log.errors, result.note)
+    outputs = result.log.outputs()
+    for index, sample in enumerate(inputs):
+        for got, want in zip(outputs[index], _host_outputs(interpreter, sample), strict=True):
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} input {index}")
 
 
 def test_an_image_links_only_the_kernels_of_its_model(default_firmware, tmp_path):

@@ -82,6 +82,7 @@ def _declare(lib):
         "tt_interpreter_num_inputs": (i32, [vp]),
         "tt_interpreter_num_outputs": (i32, [vp]),
         "tt_interpreter_error": (ctypes.POINTER(ErrorRecord), [vp]),
+        "tt_builtin_name": (ctypes.c_char_p, [i32]),
         "tt_sizeof_interpreter": (u32, []),
         "tt_sizeof_tensor": (u32, []),
         "tt_trainer_init": (ctypes.c_int, [vp, u8p, u32, u8p, u32, u8p, u32]),

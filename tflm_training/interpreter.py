@@ -34,6 +34,13 @@ def measure_arena(init, arena_used, what):
     return arena_used()
 
 
+def builtin_name(code):
+    """The runtime's name of builtin operator `code` (e.g. 18: "MUL"), from
+    its schema table (tt_builtin_names.c), the names its kernels carry."""
+    code = _checks.c_int(code, "the builtin operator code", 0, _checks.INT32_MAX)
+    return _native.library().tt_builtin_name(code).decode()
+
+
 def raise_for_status(status, error_record):
     """The exception for a failed runtime call, with the runtime's message."""
     if status != 0:

@@ -16,6 +16,7 @@ import subprocess
 
 import numpy as np
 
+from tflm_training import interpreter
 from tflm_training import tflite_graph
 from tools import board_config
 from tools import elf_sizes
@@ -231,9 +232,10 @@ def link(board, objects, elf, scale=1, state_bytes=0, required=()):
 
 def kernel_symbols(model_bytes, training=False):
     """The kernels a model's operators need (tt_kernel_<op>, and with
-    training tt_backward_<op>), by the registries' naming; operators the
-    runtime lacks name symbols no archive defines, which is harmless."""
-    names = sorted({tflite_graph.operator_name(op.builtin_code).lower()
+    training tt_backward_<op>), named as the registries name them (the
+    runtime's operator names, lower case); operators the runtime lacks name
+    symbols no archive defines, which is harmless."""
+    names = sorted({interpreter.builtin_name(op.builtin_code).lower()
                     for op in tflite_graph.read_graph(model_bytes).operators})
     prefixes = ("tt_kernel_", "tt_backward_") if training else ("tt_kernel_",)
     return [prefix + name for name in names for prefix in prefixes]
