@@ -299,3 +299,14 @@ def test_guarded_saves_keep_only_states_that_do_not_lose_held_out_accuracy():
         assert client.info().state_crc32 == zlib.crc32(host.state())
     assert decisions[:2] == [True, False]  # the wrong labels were not kept
     assert _device(flash, plan).info().state_crc32 == zlib.crc32(saved.state())
+
+
+def test_an_info_answer_of_another_firmware_version_is_refused_by_name():
+    """A device still running firmware with the 92-byte INFO (before undo
+    bytes), or a truncated answer, is not misread."""
+    client = _device(blank_flash(PLAN))
+    answer = client.request(COMMANDS["INFO"])
+    assert learner.Info.decode(answer).num_classes == 10
+    for bad in (answer[:92] + answer[96:], answer[:50], answer + bytes(8)):
+        with pytest.raises(learner.LinkError, match="learner firmware of another version"):
+            learner.Info.decode(bad)

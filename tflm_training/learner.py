@@ -105,9 +105,16 @@ class Info:
     layers: list  # (operator, update kind, channels trained now)
 
     FORMAT = struct.Struct("<HHIIIIIIBBHIIIIIIIIIHHBBHIqII")
+    LAYERS_FIELD = 24  # FORMAT's u16 count of plan layers
 
     @classmethod
     def decode(cls, payload):
+        if (len(payload) < cls.FORMAT.size or len(payload) != cls.FORMAT.size
+                + 8 * cls.FORMAT.unpack_from(payload)[cls.LAYERS_FIELD]):
+            raise LinkError(f"the device's INFO answer has {len(payload)} bytes; this host "
+                            f"reads {cls.FORMAT.size} + 8 per plan layer: the device runs "
+                            "learner firmware of another version; build and flash it again "
+                            "(tools/deploy.py --noemulate)")
         fixed = cls.FORMAT.unpack_from(payload)
         (protocol, fmt, fw, model, plan, arena, used, input_bytes, input_type, restored,
          classes, max_payload, state_bytes, slot_bytes, sequence, state_crc, steps, epoch,

@@ -330,15 +330,8 @@ def analyze():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        return analyze()
-    except (steps.DeployError, output_folder.OutputFolderError, tflm_training.TflmTrainingError,
-            ValueError) as e:
-        return steps.fail(e, log)
-    except KeyboardInterrupt as e:
-        return steps.interrupted(e)
+    return steps.run_tool(analyze, argv, (steps.DeployError, output_folder.OutputFolderError,
+                                          tflm_training.TflmTrainingError, ValueError), log)
 
 
 if __name__ == "__main__":

@@ -428,14 +428,7 @@ USER_ERRORS = (steps.DeployError, output_folder.OutputFolderError, learning.Sess
 
 def main(argv):
     try:
-        if len(argv) > 1:
-            raise steps.DeployError(f"unexpected arguments {argv[1:]}; every option is a "
-                                    "--flag (--helpfull lists them)")
-        return deploy()
-    except USER_ERRORS as e:
-        return steps.fail(e, log)
-    except KeyboardInterrupt as e:
-        return steps.interrupted(e)
+        return steps.run_tool(deploy, argv, USER_ERRORS, log)
     except DeviceMismatchError as e:
         steps.fail(e, log)
         return 1

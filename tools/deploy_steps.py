@@ -89,6 +89,21 @@ def interrupted(error):
     return 130
 
 
+def run_tool(job, argv, user_errors, log=print):
+    """A tool's main: job() with no positional arguments; an error the user
+    can cause or fix (user_errors) is one line and exit status 2, Ctrl-C
+    exit status 130. Anything else is a bug and keeps its traceback."""
+    try:
+        if len(argv) > 1:
+            raise DeployError(f"unexpected arguments {argv[1:]}; every option is a --flag "
+                              "(--helpfull lists them)")
+        return job()
+    except user_errors as e:
+        return fail(e, log)
+    except KeyboardInterrupt as e:
+        return interrupted(e)
+
+
 def run_in_process(main, argv):
     """A tool's main with its flags parsed from argv (argv[0]: the program
     name), as its command line runs it; returns the exit status. The flags

@@ -190,15 +190,7 @@ USER_ERRORS = (learning.SessionError, steps.DeployError, output_folder.OutputFol
 
 
 def main(argv):
-    try:
-        if len(argv) > 1:
-            raise steps.DeployError(f"unexpected arguments {argv[1:]}; every option is a "
-                                    "--flag (--helpfull lists them)")
-        return learn()
-    except USER_ERRORS as e:
-        return steps.fail(e, log)
-    except KeyboardInterrupt as e:
-        return steps.interrupted(e)
+    return steps.run_tool(learn, argv, USER_ERRORS, log)
 
 
 def run(argv):

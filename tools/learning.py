@@ -211,6 +211,11 @@ class Session:
             self.saved_state = state if self.info.steps_since_save == 0 else None
             log(f"the device holds learned state {self.info.state_sequence} "
                 f"({self.info.steps} steps); the host mirror starts from it")
+        unusable = [s for s in self.info.slot_status if s not in ("valid", "empty")]
+        if unusable:
+            log(f"warning: the device's state slots were {' and '.join(self.info.slot_status)} "
+                "at boot; " + ("it restored the other one" if self.info.restored else
+                               "nothing was restored: it starts from the model's own weights"))
 
     @property
     def client(self):
