@@ -41,16 +41,26 @@ def _sampled(model_bytes, layers):
     return plan
 
 
-@pytest.fixture(scope="module")
-def fuzzer(tmp_path_factory):
-    binary = tmp_path_factory.mktemp("fuzz") / "fuzz_models"
+def _build_fuzzer(directory, extra_flags=()):
+    binary = directory / "fuzz_models"
     flags = [f for f in host_build.COMMON_FLAGS if f not in ("-shared", "-fPIC")]
-    command = ["gcc", *flags, *host_build.SANITIZE_FLAGS,
+    command = ["gcc", *flags, *host_build.SANITIZE_FLAGS, *extra_flags,
                *[f"-I{d}" for d in host_build.include_dirs()],
                "-o", str(binary), str(TESTS / "fuzz" / "fuzz_models.c"),
                *map(str, host_build.runtime_sources())]
     subprocess.run(command, check=True, capture_output=True, text=True)
     return binary
+
+
+@pytest.fixture(scope="module")
+def fuzzer(tmp_path_factory):
+    return _build_fuzzer(tmp_path_factory.mktemp("fuzz"))
+
+
+@pytest.fixture(scope="module")
+def dsp_fuzzer(tmp_path_factory):
+    """The fuzzer with the Cortex-M4 DSP kernel paths, emulated in C."""
+    return _build_fuzzer(tmp_path_factory.mktemp("fuzz_dsp"), host_build.EMULATE_DSP_FLAGS)
 
 
 def _run(fuzzer, mode, iterations, files):
@@ -66,6 +76,11 @@ def _run(fuzzer, mode, iterations, files):
 
 def test_mutated_models_never_crash_the_runtime(fuzzer):
     counts = _run(fuzzer, "models", 6000, MODELS)
+    assert counts["iterations"] >= 1000
+
+
+def test_mutated_models_never_crash_the_dsp_paths(dsp_fuzzer):
+    counts = _run(dsp_fuzzer, "models", 6000, MODELS)
     assert counts["iterations"] >= 1000
 
 

@@ -85,6 +85,7 @@ def _declare(lib):
         "tt_builtin_name": (ctypes.c_char_p, [i32]),
         "tt_sizeof_interpreter": (u32, []),
         "tt_sizeof_tensor": (u32, []),
+        "tt_dsp_paths_enabled": (i32, []),
         "tt_trainer_init": (ctypes.c_int, [vp, u8p, u32, u8p, u32, u8p, u32]),
         "tt_trainer_step": (ctypes.c_int, [vp, vp, u32, i32, ctypes.POINTER(ctypes.c_float)]),
         "tt_trainer_predict": (ctypes.c_int, [vp, vp, u32, ctypes.POINTER(i32)]),

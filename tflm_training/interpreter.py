@@ -41,6 +41,13 @@ def builtin_name(code):
     return _native.library().tt_builtin_name(code).decode()
 
 
+def dsp_paths_enabled():
+    """Whether the loaded runtime library runs the Cortex-M4 DSP kernel
+    paths: never in the normal host build; in the one `python
+    tools/build.py --host --emulate_dsp` makes (TFLM_TRAINING_LIBRARY)."""
+    return bool(_native.library().tt_dsp_paths_enabled())
+
+
 def raise_for_status(status, error_record):
     """The exception for a failed runtime call, with the runtime's message."""
     if status != 0:

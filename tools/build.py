@@ -1,6 +1,6 @@
 """Builds the runtime: the host shared library, or a board's firmware.
 
-  python tools/build.py --host [--sanitize]
+  python tools/build.py --host [--sanitize] [--emulate_dsp]
   python tools/build.py --board nrf52840 [--model M.tflite --inputs I.npy --out DIR]
   python tools/build.py --board mps2_an386 --app training_app --model M.tflite \
       --plan P.bin --train TRAIN.npz [--test TEST.npz] [--epochs E]
@@ -30,6 +30,11 @@ _HOST = flags.DEFINE_bool("host", False, "Build the host shared library.")
 _SANITIZE = flags.DEFINE_bool(
     "sanitize", False, "With --host: an ASan+UBSan build, into "
     f"{host_build.library_path(True).relative_to(REPO)}.")
+_EMULATE_DSP = flags.DEFINE_bool(
+    "emulate_dsp", False, "With --host: build the Cortex-M4 DSP kernel paths on C "
+    "definitions of the DSP instructions (to test them on the host), into "
+    f"{host_build.library_path(False, True).relative_to(REPO)}; use it by setting "
+    "TFLM_TRAINING_LIBRARY to that path.")
 _BOARD = flags.DEFINE_string(
     "board", None, f"Build firmware for this board ({', '.join(board_config.board_names())}).")
 _APP = flags.DEFINE_string(
@@ -73,7 +78,8 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "Print compiler commands.")
 
 
 def build_host():
-    path = host_build.build_host(sanitize=_SANITIZE.value, verbose=_VERBOSE.value)
+    path = host_build.build_host(sanitize=_SANITIZE.value, verbose=_VERBOSE.value,
+                                 emulate_dsp=_EMULATE_DSP.value)
     print(f"built {path.relative_to(REPO)}")
 
 

@@ -35,11 +35,20 @@ def include_dirs():
     return [RUNTIME]
 
 
-def library_path(sanitize=False):
-    """Where --host (or --host --sanitize) puts the shared library."""
+# Builds the Cortex-M4 DSP paths on C definitions of the instructions
+# (tt_dsp.h), so that the host can test them against the portable ones.
+EMULATE_DSP_FLAGS = ["-DTT_EMULATE_DSP=1"]
+
+
+def library_path(sanitize=False, emulate_dsp=False):
+    """Where --host (or --host --sanitize) puts the shared library; the
+    emulated-DSP variant goes beside it."""
+    folder = BUILD_DIR
     if sanitize:
-        return BUILD_DIR / "sanitize" / LIBRARY_NAME
-    return BUILD_DIR / LIBRARY_NAME
+        folder = folder / "sanitize"
+    if emulate_dsp:
+        folder = folder / "emulated_dsp"
+    return folder / LIBRARY_NAME
 
 
 def _locked():
@@ -47,19 +56,19 @@ def _locked():
     return output_folder.file_lock(BUILD_DIR / LOCK_NAME)
 
 
-def build_host(sanitize=False, compiler="gcc", verbose=False):
+def build_host(sanitize=False, compiler="gcc", verbose=False, emulate_dsp=False):
     """Compiles and links all runtime sources; returns the library path."""
     with _locked():
-        return _build(sanitize, compiler, verbose)
+        return _build(sanitize, compiler, verbose, emulate_dsp)
 
 
-def _build(sanitize, compiler, verbose):
+def _build(sanitize, compiler, verbose, emulate_dsp=False):
     if shutil.which(compiler) is None:
         raise BuildError(f"C compiler '{compiler}' not found (Debian: apt-get install gcc)")
     sources = runtime_sources()
     if not sources:
         raise BuildError(f"no C sources under {RUNTIME}")
-    out = library_path(sanitize)
+    out = library_path(sanitize, emulate_dsp)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".build-", dir=out.parent))
     try:
@@ -67,6 +76,8 @@ def _build(sanitize, compiler, verbose):
         command = [compiler, *COMMON_FLAGS]
         if sanitize:
             command += SANITIZE_FLAGS
+        if emulate_dsp:
+            command += EMULATE_DSP_FLAGS
         command += [f"-I{d}" for d in include_dirs()]
         # Missing symbols fail here, by name, rather than at ctypes load time.
         command += ["-Wl,--no-undefined", "-o", str(tmp), *map(str, sources)]
@@ -90,13 +101,13 @@ def _fresh(out):
     return all(p.stat().st_mtime <= built for p in inputs)
 
 
-def build_host_if_stale(sanitize=False):
+def build_host_if_stale(sanitize=False, emulate_dsp=False):
     """Rebuilds the library when a runtime source or header is newer. Under
     the build lock, so a process waiting on another's build finds it fresh."""
-    out = library_path(sanitize)
+    out = library_path(sanitize, emulate_dsp)
     if _fresh(out):
         return out
     with _locked():
         if _fresh(out):
             return out
-        return _build(sanitize, "gcc", False)
+        return _build(sanitize, "gcc", False, emulate_dsp)

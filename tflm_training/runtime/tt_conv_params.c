@@ -324,11 +324,11 @@ static int32_t accumulate_quad_dsp(const int8_t* in, int32_t span,
                                    int32_t input_offset, const int8_t* f0,
                                    const int8_t* f1, const int8_t* f2,
                                    const int8_t* f3, int32_t a[4]) {
-  const int16x2_t offsets = tt_dsp_pair(input_offset);
+  const tt_i16x2 offsets = tt_dsp_pair(input_offset);
   int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
   int32_t i = 0;
   for (; i + 4 <= span; i += 4) {
-    int16x2_t even, odd;
+    tt_i16x2 even, odd;
     tt_dsp_widen(tt_dsp_load4(in + i), offsets, &even, &odd);
     a0 = tt_dsp_mac4(a0, even, odd, tt_dsp_load4(f0 + i));
     a1 = tt_dsp_mac4(a1, even, odd, tt_dsp_load4(f1 + i));

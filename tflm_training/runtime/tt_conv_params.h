@@ -47,15 +47,6 @@ static inline int32_t tt_conv_wrapping_add(int32_t a, int32_t b) {
   return (int32_t)((uint32_t)a + (uint32_t)b);
 }
 
-/* Rescales an accumulator (bias included) to the output's int8 scale. */
-static inline int8_t tt_conv_requantize(int32_t acc, int32_t multiplier,
-                                        int32_t shift,
-                                        const tt_conv_quant* quant) {
-  int32_t value = tt_multiply_by_quantized_multiplier(acc, multiplier, shift);
-  value = tt_conv_wrapping_add(value, quant->output_offset);
-  return (int8_t)tt_clamp_i32(value, quant->act_min, quant->act_max);
-}
-
 /* Eval-time view of the tensors and the per-channel parameters (built on
  * the stack; op data itself holds no pointers). */
 typedef struct {
@@ -78,15 +69,89 @@ tt_status tt_conv_eval_view_init(tt_interpreter* interpreter,
                                  const tt_conv_quant* quant,
                                  tt_conv_eval_view* view);
 
+/* The high word of x * m + (high:low), the 64-bit number whose words
+ * are high and low: one SMLAL on Arm. */
+static inline int32_t tt_conv_mul_add_high(int32_t x, int32_t m,
+                                           uint32_t low, int32_t high) {
+#if defined(__arm__) && defined(__ARM_ARCH_7EM__)
+  __asm__("smlal %0, %1, %2, %3" : "+r"(low), "+r"(high) : "r"(x), "r"(m));
+  return high;
+#else
+  const int64_t addend = (int64_t)(((uint64_t)(uint32_t)high << 32) | low);
+  return (int32_t)(((int64_t)x * m + addend) >> 32);
+#endif
+}
+
+/* One output channel's bias and requantization, unpacked once to serve
+ * many pixels. */
+typedef struct {
+  int32_t bias;
+  int32_t multiplier; /* in [0, 2^31): prepare derives it from scales */
+  int32_t left_shift;
+  int32_t right_shift;
+  /* The words of 2^30 + 2^(30 + right_shift), then of that minus 2^31
+   * (tt_conv_scaled_output). */
+  uint32_t round_low[2];
+  int32_t round_high[2];
+} tt_conv_channel_scale;
+
+static inline tt_conv_channel_scale tt_conv_channel_scale_of(
+    const tt_conv_eval_view* view, int32_t channel) {
+  const int32_t q = channel * view->channel_step;
+  const int32_t shift = view->shifts[q];
+  tt_conv_channel_scale c;
+  c.bias = view->bias != NULL ? tt_load_i32(view->bias + 4 * channel) : 0;
+  c.multiplier = view->multipliers[q];
+  c.left_shift = shift > 0 ? shift : 0;
+  c.right_shift = shift > 0 ? 0 : -shift;
+  /* Built from words, without a variable 64-bit shift (right_shift is at
+   * most 31; below 1 the words are not used). */
+  const int32_t high = c.right_shift >= 2 ? 1 << (c.right_shift - 2) : 0;
+  const bool low_has_two_bits = c.right_shift == 1; /* 2^30 + 2^31 */
+  c.round_low[0] = low_has_two_bits ? 0xC0000000u : 0x40000000u;
+  c.round_high[0] = high;
+  c.round_low[1] = low_has_two_bits ? 0x40000000u : 0xC0000000u;
+  c.round_high[1] = low_has_two_bits ? high : high - 1;
+  return c;
+}
+
+/* The channel's output for accumulator `acc` (bias not yet added):
+ * tt_multiply_by_quantized_multiplier of acc + bias, then the output
+ * offset and the clamp, with TFLM's two roundings done as one.
+ *
+ * With x the shifted sum, P = x * multiplier and e = right_shift >= 1,
+ * TFLM computes r = floor((P + 2^30) / 2^31) (its doubling high multiply,
+ * which cannot saturate with a multiplier below 2^31), then rounds r / 2^e
+ * half away from zero: floor((r + 2^(e-1) - [r < 0]) / 2^e). As
+ * floor((floor(y) + h) / c) = floor((y + h) / c) for integers h and c > 0,
+ * that is floor((P + 2^30 + 2^(30+e) - [r < 0] 2^31) / 2^(31+e)), one
+ * 64-bit sum (below 2^63) whose high word shifted by e - 1 is the result.
+ * [r < 0] may be replaced by [x < 0]: they differ only for -2^30 <= P < 0,
+ * where both forms give 0. */
+static inline int8_t tt_conv_scaled_output(const tt_conv_channel_scale* c,
+                                           const tt_conv_quant* quant,
+                                           int32_t acc) {
+  const int32_t x =
+      (int32_t)((uint32_t)tt_conv_wrapping_add(acc, c->bias) << c->left_shift);
+  int32_t value;
+  if (c->right_shift > 0) {
+    const int32_t negative = x < 0;
+    value = tt_conv_mul_add_high(x, c->multiplier, c->round_low[negative],
+                                 c->round_high[negative]) >>
+            (c->right_shift - 1);
+  } else {
+    value = (int32_t)(((int64_t)x * c->multiplier + ((int64_t)1 << 30)) >> 31);
+  }
+  return (int8_t)tt_clamp_i32(
+      tt_conv_wrapping_add(value, quant->output_offset), quant->act_min,
+      quant->act_max);
+}
+
 /* Adds the channel's bias to its accumulator and requantizes it. */
 static inline int8_t tt_conv_output_value(const tt_conv_eval_view* view,
                                           int32_t channel, int32_t acc) {
-  if (view->bias != NULL) {
-    acc = tt_conv_wrapping_add(acc, tt_load_i32(view->bias + 4 * channel));
-  }
-  const int32_t q = channel * view->channel_step;
-  return tt_conv_requantize(acc, view->multipliers[q], view->shifts[q],
-                            view->quant);
+  const tt_conv_channel_scale c = tt_conv_channel_scale_of(view, channel);
+  return tt_conv_scaled_output(&c, view->quant, acc);
 }
 
 /* tt_conv_output_value of channels first .. first + n - 1, from acc[0 ..
@@ -124,6 +189,32 @@ typedef struct {
 /* The taps of output pixel (out_y, out_x). */
 tt_conv_taps tt_conv_pixel_taps(const tt_conv_geometry* geometry,
                                 int32_t out_y, int32_t out_x);
+
+/* tt_conv_pixel_taps, with its most common case inline: the whole window
+ * inside the input. */
+static inline tt_conv_taps tt_conv_pixel_taps_inline(
+    const tt_conv_geometry* g, int32_t out_y, int32_t out_x) {
+  const tt_conv_window* w = &g->window;
+  const int32_t origin_y = out_y * w->stride_h - w->pad_h;
+  const int32_t origin_x = out_x * w->stride_w - w->pad_w;
+  /* Window extents are below 2^29 (tt_conv_prepare_window): no overflow. */
+  if (origin_y < 0 || origin_x < 0 ||
+      origin_y >= g->in_h - (g->filter_h - 1) * w->dilation_h ||
+      origin_x >= g->in_w - (g->filter_w - 1) * w->dilation_w) {
+    return tt_conv_pixel_taps(g, out_y, out_x);
+  }
+  tt_conv_taps t;
+  t.rows = g->filter_h;
+  t.cols = g->filter_w;
+  /* As there: a step only where a second tap lies inside the input. */
+  t.input_row_step = t.rows > 1 ? w->dilation_h * g->in_w * g->in_c : 0;
+  t.input_col_step = t.cols > 1 ? w->dilation_w * g->in_c : 0;
+  t.filter_row_step = g->filter_w * g->tap_size;
+  t.filter_col_step = g->tap_size;
+  t.input_start = (origin_y * g->in_w + origin_x) * g->in_c;
+  t.filter_start = 0;
+  return t;
+}
 
 /* acc[k] = the sum over the taps of filters[k] * (input + input_offset),
  * for four filters at once; each tap is `span` values contiguous in both

@@ -6,6 +6,7 @@
  * smaller than the input depth is a grouped convolution: output channel oc
  * reads the input channels of group oc / (C_out / groups). The filter zero
  * point is not applied (weights are symmetric), as in TFLM. */
+#include "../tt_conv_dsp.h"
 #include "../tt_conv_op_data.h"
 
 /* The valid taps of output pixel (out_y, out_x) as segments of *span
@@ -136,6 +137,12 @@ static tt_status conv_eval(tt_interpreter* interpreter, const tt_node* node) {
   const tt_conv_geometry geometry = {data->window, s->in_h,     s->in_w,
                                      s->in_c,      s->filter_h, s->filter_w,
                                      s->filter_depth};
+#if TT_HAVE_DSP
+  if (tt_conv_dsp_supports(s)) {
+    tt_conv_dsp_eval(s, &geometry, &view);
+    return TT_OK;
+  }
+#endif
   const int8_t* image = view.input;
   int8_t* out_px = view.output;
   for (int32_t b = 0; b < s->batches; ++b) {

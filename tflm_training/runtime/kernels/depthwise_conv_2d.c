@@ -7,6 +7,7 @@
  * TFLM, the filter zero point is not applied and the depth multiplier is
  * taken from the options (it must agree with the shapes). */
 #include "../tt_conv_op_data.h"
+#include "../tt_depthwise_dsp.h"
 
 /* acc + filter * (input - input zero point), wrapping. */
 static inline int32_t depthwise_mac(int32_t acc, int8_t filter, int8_t input,
@@ -66,18 +67,18 @@ static void depthwise_accumulate_quad(const tt_conv_taps* taps,
   acc[3] = a3;
 }
 
-/* All output channels of one output pixel: four at a time with depth
- * multiplier 1, the rest one by one. */
+/* Output channels first .. out_c - 1 of one output pixel: four at a time
+ * with depth multiplier 1, the rest one by one. */
 static void depthwise_pixel(const tt_depthwise_shape* s,
                             const tt_conv_geometry* g,
                             const tt_conv_eval_view* view,
                             const int8_t* image, int32_t out_y,
-                            int32_t out_x, int8_t* out_px) {
+                            int32_t out_x, int32_t first, int8_t* out_px) {
   const tt_conv_taps taps = tt_conv_pixel_taps(g, out_y, out_x);
   const int32_t input_offset = view->quant->input_offset;
   const int8_t* input = image + taps.input_start;
   const int8_t* filter = view->filter + taps.filter_start;
-  int32_t oc = 0;
+  int32_t oc = first;
   if (s->depth_multiplier == 1) {
     for (; oc + 4 <= s->out_c; oc += 4) {
       int32_t acc[4];
@@ -197,12 +198,18 @@ static tt_status depthwise_eval(tt_interpreter* interpreter,
   const tt_conv_geometry geometry = {data->window, s->in_h,     s->in_w,
                                      s->in_c,      s->filter_h, s->filter_w,
                                      s->out_c};
+  int32_t first = 0; /* channels before it are done */
+#if TT_HAVE_DSP
+  first = tt_depthwise_dsp_channels(s);
+  if (first > 0) tt_depthwise_dsp_eval(s, &data->window, &view);
+  if (first == s->out_c) return TT_OK;
+#endif
   const int8_t* image = view.input;
   int8_t* out_px = view.output;
   for (int32_t b = 0; b < s->batches; ++b) {
     for (int32_t y = 0; y < s->out_h; ++y) {
       for (int32_t x = 0; x < s->out_w; ++x) {
-        depthwise_pixel(s, &geometry, &view, image, y, x, out_px);
+        depthwise_pixel(s, &geometry, &view, image, y, x, first, out_px);
         out_px += s->out_c;
       }
     }

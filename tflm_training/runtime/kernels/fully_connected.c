@@ -10,6 +10,7 @@
  * one subtracts the filter zero point and forms its scale from a float
  * product, the per-channel one ignores the zero point and multiplies in
  * double. Both are reproduced. */
+#include "../tt_conv_dsp.h"
 #include "../tt_conv_op_data.h"
 
 /* Signed 32-bit multiplication that wraps, like tt_conv_wrapping_add. */
@@ -198,6 +199,21 @@ static tt_status fc_eval(tt_interpreter* interpreter, const tt_node* node) {
   const int32_t input_offset = data->quant.input_offset;
   /* An input row is a single tap of `depth` values. */
   const tt_conv_taps row = {.rows = 1, .cols = 1};
+#if TT_HAVE_DSP
+  const int32_t rows_at_once = tt_fc_dsp_rows(depth);
+  if (rows_at_once > 0) {
+    for (int32_t b = 0; b < data->batches; b += rows_at_once) {
+      const int32_t count = b + 1 < data->batches ? rows_at_once : 1;
+      int32_t terms[2] = {0, 0};
+      for (int32_t i = 0; i < count; ++i) {
+        terms[i] = fc_filter_offset_term(depth, view.input + (b + i) * depth,
+                                         input_offset, data->filter_offset);
+      }
+      tt_fc_dsp_eval_rows(&view, depth, data->units, b, count, terms);
+    }
+    return TT_OK;
+  }
+#endif
   for (int32_t b = 0; b < data->batches; ++b) {
     const int8_t* input_row = view.input + b * depth;
     int8_t* output_row = view.output + b * data->units;

@@ -1,0 +1,133 @@
+#include "tt_depthwise_dsp.h"
+
+#if TT_HAVE_DSP
+
+/* How the inputs of a group of four output channels sit in one tap's
+ * pixel: the even pair feeds channels 0 and 2, the odd pair 1 and 3. */
+typedef enum {
+  GATHER_FOUR,      /* multiplier 1: four adjacent input channels */
+  GATHER_TWO_TWICE, /* multiplier 2: channels 0, 1 read c, 2, 3 read c + 1 */
+  GATHER_ONE,       /* a multiple of 4: all four read one channel */
+} gather_kind;
+
+static inline void gather(gather_kind kind, const int8_t* in,
+                          tt_i16x2 offsets, tt_i16x2* even, tt_i16x2* odd) {
+  if (kind == GATHER_FOUR) {
+    tt_dsp_widen(tt_dsp_load4(in), offsets, even, odd);
+    return;
+  }
+  uint32_t bytes; /* the value for the low half in byte 0, high in byte 2 */
+  if (kind == GATHER_TWO_TWICE) {
+    const uint32_t two = (uint8_t)in[0] | (uint32_t)(uint8_t)in[1] << 8;
+    bytes = two | two << 8;
+  } else {
+    bytes = (uint8_t)in[0] * 0x10001u;
+  }
+  *even = *odd = tt_dsp_sxtab16(offsets, bytes);
+}
+
+int32_t tt_depthwise_dsp_channels(const tt_depthwise_shape* s) {
+  const int32_t m = s->depth_multiplier;
+  if (m != 1 && m != 2 && m % 4 != 0) return 0;
+  if ((int64_t)s->filter_h * s->filter_w > TT_DEPTHWISE_DSP_MAX_TAPS) {
+    return 0;
+  }
+  return s->out_c & ~3;
+}
+
+/* The sums of one output pixel for the group: `input` points at the
+ * group's first input channel in the image, weights[2 t] and
+ * weights[2 t + 1] are tap t's even and odd weight pairs. Offsets into
+ * the input stay integers, so no pointer steps past the image. */
+static inline __attribute__((always_inline)) void accumulate(
+    gather_kind kind, const tt_conv_taps* taps, const int8_t* input,
+    const tt_i16x2* weights, tt_i16x2 offsets, int32_t acc[4]) {
+  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  for (int32_t row = 0; row < taps->rows; ++row) {
+    int32_t at = taps->input_start + row * taps->input_row_step;
+    const tt_i16x2* w =
+        weights + 2 * (taps->filter_start + row * taps->filter_row_step);
+    for (int32_t col = 0; col < taps->cols; ++col) {
+      tt_i16x2 even, odd;
+      gather(kind, input + at, offsets, &even, &odd);
+      a0 = tt_dsp_smlabb(even, w[0], a0);
+      a2 = tt_dsp_smlatt(even, w[0], a2);
+      a1 = tt_dsp_smlabb(odd, w[1], a1);
+      a3 = tt_dsp_smlatt(odd, w[1], a3);
+      at += taps->input_col_step;
+      w += 2;
+    }
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
+/* Output channels oc .. oc + 3 of every pixel of one image. */
+static inline __attribute__((always_inline)) void group_over_image(
+    gather_kind kind, const tt_depthwise_shape* s, const tt_conv_geometry* g,
+    const tt_conv_eval_view* view, const int8_t* image, int8_t* out,
+    int32_t oc, const tt_i16x2* weights) {
+  const tt_conv_quant quant = *view->quant;
+  tt_conv_channel_scale scales[4];
+  for (int32_t i = 0; i < 4; ++i) {
+    scales[i] = tt_conv_channel_scale_of(view, oc + i);
+  }
+  const tt_i16x2 offsets = tt_dsp_pair(quant.input_offset);
+  const int8_t* input = image + oc / s->depth_multiplier;
+  for (int32_t y = 0; y < s->out_h; ++y) {
+    for (int32_t x = 0; x < s->out_w; ++x) {
+      const tt_conv_taps taps = tt_conv_pixel_taps_inline(g, y, x);
+      int32_t acc[4];
+      accumulate(kind, &taps, input, weights, offsets, acc);
+      for (int32_t i = 0; i < 4; ++i) {
+        out[oc + i] = tt_conv_scaled_output(&scales[i], &quant, acc[i]);
+      }
+      out += s->out_c;
+    }
+  }
+}
+
+static __attribute__((noinline)) void group_over_image_any(
+    gather_kind kind, const tt_depthwise_shape* s, const tt_conv_geometry* g,
+    const tt_conv_eval_view* view, const int8_t* image, int8_t* out,
+    int32_t oc, const tt_i16x2* weights) {
+  group_over_image(kind, s, g, view, image, out, oc, weights);
+}
+
+void tt_depthwise_dsp_eval(const tt_depthwise_shape* s,
+                           const tt_conv_window* window,
+                           const tt_conv_eval_view* view) {
+  tt_i16x2 weights[2 * TT_DEPTHWISE_DSP_MAX_TAPS];
+  /* Taps counted one by one (tap size 1): filter_start is a tap index. */
+  const tt_conv_geometry g = {*window,     s->in_h,     s->in_w, s->in_c,
+                              s->filter_h, s->filter_w, 1};
+  const int32_t taps = s->filter_h * s->filter_w;
+  const int32_t channels = tt_depthwise_dsp_channels(s);
+  const gather_kind kind = s->depth_multiplier == 1   ? GATHER_FOUR
+                           : s->depth_multiplier == 2 ? GATHER_TWO_TWICE
+                                                      : GATHER_ONE;
+  const int32_t image_size = s->in_h * s->in_w * s->in_c;
+  const int32_t out_size = s->out_h * s->out_w * s->out_c;
+  for (int32_t oc = 0; oc < channels; oc += 4) {
+    for (int32_t t = 0; t < taps; ++t) {
+      const uint32_t w = tt_dsp_load4(view->filter + t * s->out_c + oc);
+      weights[2 * t] = tt_dsp_sxtb16(w);
+      weights[2 * t + 1] = tt_dsp_sxtb16_ror8(w);
+    }
+    for (int32_t b = 0; b < s->batches; ++b) {
+      const int8_t* image = view->input + b * image_size;
+      int8_t* out = view->output + b * out_size;
+      /* Multiplier 1, by far the most common, gets code of its own; the
+       * others share one copy (flash matters more for them). */
+      if (kind == GATHER_FOUR) {
+        group_over_image(GATHER_FOUR, s, &g, view, image, out, oc, weights);
+      } else {
+        group_over_image_any(kind, s, &g, view, image, out, oc, weights);
+      }
+    }
+  }
+}
+
+#endif
