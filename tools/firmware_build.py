@@ -183,6 +183,24 @@ def _run(command, what):
     return result
 
 
+# Runtime sources whose code runs once (reading the model and the plan,
+# planning memory, registries, checks, messages) and the board support:
+# optimized for size, since their speed does not matter and flash does.
+# Everything on the per-inference and per-step path stays at -O2.
+RUN_ONCE_RUNTIME_SOURCES = frozenset({
+    "tt_arena.c", "tt_buffer_planner.c", "tt_builtin_names.c", "tt_flatbuffer.c",
+    "tt_kernel_checks.c", "tt_kernel_registry.c", "tt_model_reader.c", "tt_plan.c",
+    "tt_planner.c", "tt_status.c", "tt_trainer_setup.c", "tt_conv_params.c",
+})
+SIZE_OPTIMIZATION = "-Os"
+
+
+def _runs_once(source):
+    if BOARDS_DIR in source.parents:
+        return True
+    return source.parent == host_build.RUNTIME and source.name in RUN_ONCE_RUNTIME_SOURCES
+
+
 def compile_all(board, sources, out_dir, defines, app_defines, verbose):
     """Compiles in parallel. App sources also get app_defines and, for the
     assembler's .incbin, out_dir on the include path; everything but the
@@ -204,6 +222,8 @@ def compile_all(board, sources, out_dir, defines, app_defines, verbose):
             _run(command, f"compiling {source.relative_to(REPO)}")
 
         command = list(base)
+        if _runs_once(source):
+            command = [SIZE_OPTIMIZATION if f == "-O2" else f for f in command]
         if source.parent == app_dir and source != APP_COMMON:
             command += [*app_defines, f"-Wa,-I{out_dir}"]
         command += ["-c", str(source)]

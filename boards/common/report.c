@@ -24,12 +24,26 @@ static void put_text(const char* text) {
   while (*text) put_char(*text++);
 }
 
+/* *value / 10, returning the remainder: long division on 16-bit digits
+ * with 32-bit divisions (no 64-bit division routine in the image). */
+static uint32_t divide_by_ten(uint64_t* value) {
+  uint64_t quotient = 0;
+  uint32_t remainder = 0;
+  for (int shift = 48; shift >= 0; shift -= 16) {
+    const uint32_t part =
+        (remainder << 16) | (uint32_t)((*value >> shift) & 0xFFFFu);
+    quotient |= (uint64_t)(part / 10u) << shift;
+    remainder = part % 10u;
+  }
+  *value = quotient;
+  return remainder;
+}
+
 static void put_u64(uint64_t value) {
   char digits[20];
   int n = 0;
   do {
-    digits[n++] = (char)('0' + (int)(value % 10u));
-    value /= 10u;
+    digits[n++] = (char)('0' + (int)divide_by_ten(&value));
   } while (value != 0);
   while (n > 0) put_char(digits[--n]);
 }

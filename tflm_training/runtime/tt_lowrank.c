@@ -177,14 +177,15 @@ bool tt_lowrank_accumulate(void* state, int32_t row, const float* grad,
   const lowrank_arrays a = arrays(state);
   const float* p_row = a.p + (size_t)row * (size_t)rank;
   const bool refresh = tt_lowrank_refreshing(state);
+  /* The quantized-domain factor, as tt_optimizer.c computes it. */
+  const float factor = qas ? 1.0f / scale : scale;
   for (int32_t k = 0; k < rank; ++k) {
     const float pk = p_row[k];
     float* r_row = a.r + (size_t)k * (size_t)cols;
     const float* prev_row = a.r_prev + (size_t)k * (size_t)cols;
     float y = 0.0f;
     for (int32_t j = 0; j < cols; ++j) {
-      /* The quantized-domain gradient, as tt_optimizer.c computes it. */
-      const float g = qas ? grad[j] / scale : grad[j] * scale;
+      const float g = grad[j] * factor;
       r_row[j] += pk * g;
       if (refresh) y += g * prev_row[j];
     }

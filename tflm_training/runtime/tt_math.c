@@ -22,8 +22,6 @@ static float float_of(uint32_t bits) {
   return x;
 }
 
-bool tt_is_finite(float x) { return (bits_of(x) & 0x7f800000u) != 0x7f800000u; }
-
 float tt_expf(float x) {
   if (x != x) return x;
   if (x > 88.72283f) return float_of(0x7f800000u);

@@ -6,9 +6,15 @@
 #define TFLM_TRAINING_TT_MATH_H_
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
 
-/* False for NaN and +-infinity. */
-bool tt_is_finite(float x);
+/* False for NaN and +-infinity (inline: the optimizer asks per weight). */
+static inline bool tt_is_finite(float x) {
+  uint32_t bits;
+  memcpy(&bits, &x, sizeof bits);
+  return (bits & 0x7f800000u) != 0x7f800000u;
+}
 
 /* e^x: +infinity above 88.72, 0 below -87.33 (no subnormal results). */
 float tt_expf(float x);

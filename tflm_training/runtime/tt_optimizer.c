@@ -69,10 +69,11 @@ static param_state bias_state(const tt_layer_update* u, int32_t slot) {
   return s;
 }
 
-/* dL/dW_q = s dL/dW; QAS then divides by s^2. */
-static float quantized_grad(const tt_layer_update* u, float grad,
-                            float scale) {
-  return u->qas ? grad / scale : grad * scale;
+/* What a real-valued gradient is multiplied by in the quantized domain:
+ * dL/dW_q = s dL/dW, and QAS then divides by s^2, so 1 / s with QAS and s
+ * without. Once per channel: one division, not one per weight. */
+static float grad_factor(const tt_layer_update* u, float scale) {
+  return u->qas ? 1.0f / scale : scale;
 }
 
 static int8_t moved_weight(int8_t value, float steps) {
@@ -169,7 +170,7 @@ static tt_status lowrank_channel(const tt_layer_update* u, int32_t slot,
   const param_state state = bias_state(u, slot);
   if (p->bias != NULL &&
       (!tt_is_finite(bias_grad) ||
-       !plan_step(u, &state, quantized_grad(u, bias_grad, p->bias_scale),
+       !plan_step(u, &state, bias_grad * grad_factor(u, p->bias_scale),
                   &step))) {
     tt_lowrank_discard(u->lowrank);
     return diverged(u, slot);
@@ -198,30 +199,31 @@ tt_status tt_update_channel(tt_layer_update* u, int32_t slot,
   const int32_t count = weights ? u->weights_per_channel : 0;
   const int32_t base = slot * u->weights_per_channel;
   param_step step;
+  const float weight_factor = grad_factor(u, p->weight_scale);
+  const float bias_factor = grad_factor(u, p->bias_scale);
   /* First pass: nothing is stored unless every parameter's step is finite. */
   for (int32_t i = 0; i < count; ++i) {
     const param_state state = weight_state(u, base + i);
-    const float g = quantized_grad(u, weight_grad[i], p->weight_scale);
+    const float g = weight_grad[i] * weight_factor;
     if (!tt_is_finite(weight_grad[i]) || !plan_step(u, &state, g, &step))
       return diverged(u, slot);
   }
   if (p->bias != NULL) {
     const param_state state = bias_state(u, slot);
-    const float g = quantized_grad(u, bias_grad, p->bias_scale);
+    const float g = bias_grad * bias_factor;
     if (!tt_is_finite(bias_grad) || !plan_step(u, &state, g, &step))
       return diverged(u, slot);
   }
   for (int32_t i = 0; i < count; ++i) {
     const param_state state = weight_state(u, base + i);
-    plan_step(u, &state, quantized_grad(u, weight_grad[i], p->weight_scale),
-              &step);
+    plan_step(u, &state, weight_grad[i] * weight_factor, &step);
     store_step(&state, &step);
     int8_t* w = p->weights + i * p->weight_stride;
     *w = moved_weight(*w, step.steps);
   }
   if (p->bias != NULL) {
     const param_state state = bias_state(u, slot);
-    plan_step(u, &state, quantized_grad(u, bias_grad, p->bias_scale), &step);
+    plan_step(u, &state, bias_grad * bias_factor, &step);
     store_step(&state, &step);
     *p->bias = moved_bias(*p->bias, step.steps);
   }

@@ -13,15 +13,6 @@ double tt_round_double(double x) {
   return whole;
 }
 
-float tt_round_float(float x) {
-  if (!(x > -8388608.0f && x < 8388608.0f)) return x;
-  const float whole = (float)(int32_t)x;
-  const float rest = x - whole;
-  if (rest >= 0.5f) return whole + 1.0f;
-  if (rest <= -0.5f) return whole - 1.0f;
-  return whole;
-}
-
 double tt_frexp(double x, int32_t* exponent) {
   uint64_t bits;
   memcpy(&bits, &x, sizeof bits);
@@ -142,13 +133,28 @@ bool tt_activation_range_quantized(int32_t activation, float scale,
   return true;
 }
 
+/* (int32_t)(n / d), n / d rounded toward zero, for d >= 1 and |n| < 2^32,
+ * with a 32-bit division (a 64-bit one would link a large routine into
+ * the firmware); beyond that range, the int32 limit of n's sign. */
+static int32_t divide_toward_zero(int64_t n, int32_t d) {
+  const int64_t limit = (int64_t)1 << 32;
+  if (n >= limit) return INT32_MAX;
+  if (n <= -limit) return INT32_MIN;
+  const uint32_t quotient = (uint32_t)(n < 0 ? -n : n) / (uint32_t)d;
+  return (int32_t)(n < 0 ? 0u - quotient : quotient);
+}
+
 int32_t tt_window_output_size(int32_t padding, int32_t in_size,
                               int32_t filter_size, int32_t stride,
                               int32_t dilation) {
   const int64_t effective = ((int64_t)filter_size - 1) * dilation + 1;
-  if (padding == TT_PADDING_SAME) return (int32_t)((in_size + (int64_t)stride - 1) / stride);
-  if (padding == TT_PADDING_VALID)
-    return (int32_t)((in_size - effective + stride) / stride);
+  if (stride < 1) return 0;
+  if (padding == TT_PADDING_SAME) {
+    return divide_toward_zero((int64_t)in_size + stride - 1, stride);
+  }
+  if (padding == TT_PADDING_VALID) {
+    return divide_toward_zero(in_size - effective + stride, stride);
+  }
   return 0;
 }
 

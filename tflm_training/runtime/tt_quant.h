@@ -11,7 +11,14 @@
 
 /* Round half away from zero, like std::round, without libm. */
 double tt_round_double(double x);
-float tt_round_float(float x);
+static inline float tt_round_float(float x) {
+  if (!(x > -8388608.0f && x < 8388608.0f)) return x; /* whole already */
+  const float whole = (float)(int32_t)x;
+  const float rest = x - whole;
+  if (rest >= 0.5f) return whole + 1.0f;
+  if (rest <= -0.5f) return whole - 1.0f;
+  return whole;
+}
 /* x = fraction * 2^exponent with |fraction| in [0.5, 1), like frexp. */
 double tt_frexp(double x, int32_t* exponent);
 
