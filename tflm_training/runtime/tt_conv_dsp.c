@@ -96,45 +96,54 @@ static void column_from_pixel(const column_set* set, int32_t q,
   }
 }
 
-/* Sums of filters f0 and f1 with both columns of a two-column set:
- * acc[2 * f + q] for filter f and column q. */
-static void dot_2x2(const column_set* set, const int8_t* f0,
-                    const int8_t* f1, int32_t acc[4]) {
-  int32_t a00 = 0, a01 = 0, a10 = 0, a11 = 0;
+/* The four sums of dot_2x2 in registers: filter f, column q in aFQ. */
+typedef struct {
+  int32_t a00, a01, a10, a11;
+} sums_2x2;
+
+/* s + one group of four values: the two filters' weights at f0, f1 and
+ * the two columns' widened values at c. */
+static inline __attribute__((always_inline)) sums_2x2 group_2x2(
+    sums_2x2 s, const int8_t* f0, const int8_t* f1, const int16_t* c) {
+  const uint32_t w0 = tt_dsp_load4(f0);
+  const uint32_t w1 = tt_dsp_load4(f1);
+  const tt_i16x2 w0_even = tt_dsp_sxtb16(w0);
+  const tt_i16x2 w0_odd = tt_dsp_sxtb16_ror8(w0);
+  const tt_i16x2 w1_even = tt_dsp_sxtb16(w1);
+  const tt_i16x2 w1_odd = tt_dsp_sxtb16_ror8(w1);
+  tt_i16x2 even, odd;
+  tt_dsp_load_pairs(c, &even, &odd);
+  s.a00 = tt_dsp_smlad(even, w0_even, s.a00);
+  s.a10 = tt_dsp_smlad(even, w1_even, s.a10);
+  s.a00 = tt_dsp_smlad(odd, w0_odd, s.a00);
+  s.a10 = tt_dsp_smlad(odd, w1_odd, s.a10);
+  tt_dsp_load_pairs(c + 4, &even, &odd);
+  s.a01 = tt_dsp_smlad(even, w0_even, s.a01);
+  s.a11 = tt_dsp_smlad(even, w1_even, s.a11);
+  s.a01 = tt_dsp_smlad(odd, w0_odd, s.a01);
+  s.a11 = tt_dsp_smlad(odd, w1_odd, s.a11);
+  return s;
+}
+
+/* Sums of filters f0 and f1 with both columns of a two-column set. */
+static sums_2x2 dot_2x2(const column_set* set, const int8_t* f0,
+                        const int8_t* f1) {
+  sums_2x2 s = {0, 0, 0, 0};
   const int16_t* c = set->values;
   for (int32_t n = set->grouped >> 2; n > 0; --n) {
-    const uint32_t w0 = tt_dsp_load4(f0);
-    const uint32_t w1 = tt_dsp_load4(f1);
+    s = group_2x2(s, f0, f1, c);
     f0 += 4;
     f1 += 4;
-    const tt_i16x2 w0_even = tt_dsp_sxtb16(w0);
-    const tt_i16x2 w0_odd = tt_dsp_sxtb16_ror8(w0);
-    const tt_i16x2 w1_even = tt_dsp_sxtb16(w1);
-    const tt_i16x2 w1_odd = tt_dsp_sxtb16_ror8(w1);
-    tt_i16x2 even, odd;
-    tt_dsp_load_pairs(c, &even, &odd);
-    a00 = tt_dsp_smlad(even, w0_even, a00);
-    a10 = tt_dsp_smlad(even, w1_even, a10);
-    a00 = tt_dsp_smlad(odd, w0_odd, a00);
-    a10 = tt_dsp_smlad(odd, w1_odd, a10);
-    tt_dsp_load_pairs(c + 4, &even, &odd);
-    a01 = tt_dsp_smlad(even, w0_even, a01);
-    a11 = tt_dsp_smlad(even, w1_even, a11);
-    a01 = tt_dsp_smlad(odd, w0_odd, a01);
-    a11 = tt_dsp_smlad(odd, w1_odd, a11);
     c += 8;
   }
   for (int32_t t = 0; t < set->tail; ++t) {
     const int32_t x0 = c[t], x1 = c[4 + t];
-    a00 = tt_conv_wrapping_add(a00, f0[t] * x0);
-    a01 = tt_conv_wrapping_add(a01, f0[t] * x1);
-    a10 = tt_conv_wrapping_add(a10, f1[t] * x0);
-    a11 = tt_conv_wrapping_add(a11, f1[t] * x1);
+    s.a00 = tt_conv_wrapping_add(s.a00, f0[t] * x0);
+    s.a01 = tt_conv_wrapping_add(s.a01, f0[t] * x1);
+    s.a10 = tt_conv_wrapping_add(s.a10, f1[t] * x0);
+    s.a11 = tt_conv_wrapping_add(s.a11, f1[t] * x1);
   }
-  acc[0] = a00;
-  acc[1] = a01;
-  acc[2] = a10;
-  acc[3] = a11;
+  return s;
 }
 
 /* Sums of filters f[0 .. 3] with the one column of a one-column set. */
@@ -169,45 +178,63 @@ static void dot_4x1(const column_set* set, const int8_t* const f[4],
   acc[3] = a3;
 }
 
-/* Every output channel of the columns of `set`: out[q] receives column
- * q's channels, each accumulator plus terms[q] before the bias. */
+/* Output channels first .. first + count - 1 of the columns of `set`
+ * (scales[i] is channel first + i's): out[q] receives column q's, each
+ * accumulator plus terms[q] before the bias. */
 static void columns_times_filters(const column_set* set,
                                   const tt_conv_eval_view* view,
-                                  int32_t depth, int32_t channels,
+                                  int32_t depth, int32_t first, int32_t count,
+                                  const tt_conv_channel_scale* scales,
                                   const int32_t terms[2], int8_t* out[2]) {
   /* Copied into locals: the int8 output stores may alias anything, so
    * values read through pointers would be reloaded after every store. */
   const tt_conv_quant quant = *view->quant;
-  int8_t* const out0 = out[0];
-  int8_t* const out1 = out[1];
+  int8_t* const out0 = out[0] + first;
+  int8_t* const out1 = out[1] + first;
   const int32_t term0 = terms[0], term1 = terms[1];
+  const int8_t* const filters = view->filter + first * depth;
   int32_t acc[4];
   if (set->width == 2) {
-    for (int32_t oc = 0; oc < channels; oc += 2) {
-      const int8_t* f0 = view->filter + oc * depth;
-      const bool pair = oc + 1 < channels;
-      dot_2x2(set, f0, pair ? f0 + depth : f0, acc);
-      for (int32_t f = 0; f < (pair ? 2 : 1); ++f) {
-        const tt_conv_channel_scale c = tt_conv_channel_scale_of(view, oc + f);
-        out0[oc + f] = tt_conv_scaled_output(
-            &c, &quant, tt_conv_wrapping_add(acc[2 * f], term0));
-        out1[oc + f] = tt_conv_scaled_output(
-            &c, &quant, tt_conv_wrapping_add(acc[2 * f + 1], term1));
+    for (int32_t i = 0; i < count; i += 2) {
+      const int8_t* f0 = filters + i * depth;
+      const bool pair = i + 1 < count;
+      const sums_2x2 sum = dot_2x2(set, f0, pair ? f0 + depth : f0);
+      out0[i] = tt_conv_scaled_output(&scales[i], &quant,
+                                      tt_conv_wrapping_add(sum.a00, term0));
+      out1[i] = tt_conv_scaled_output(&scales[i], &quant,
+                                      tt_conv_wrapping_add(sum.a01, term1));
+      if (pair) {
+        out0[i + 1] = tt_conv_scaled_output(
+            &scales[i + 1], &quant, tt_conv_wrapping_add(sum.a10, term0));
+        out1[i + 1] = tt_conv_scaled_output(
+            &scales[i + 1], &quant, tt_conv_wrapping_add(sum.a11, term1));
       }
     }
     return;
   }
-  for (int32_t oc = 0; oc < channels; oc += 4) {
+  for (int32_t i = 0; i < count; i += 4) {
     const int8_t* quad[4];
-    const int32_t n =
-        tt_conv_quad_filters(view->filter, depth, oc, channels, quad);
+    const int32_t n = tt_conv_quad_filters(filters, depth, i, count, quad);
     dot_4x1(set, quad, acc);
-    for (int32_t i = 0; i < n; ++i) {
-      const tt_conv_channel_scale c = tt_conv_channel_scale_of(view, oc + i);
-      out0[oc + i] = tt_conv_scaled_output(
-          &c, &quant, tt_conv_wrapping_add(acc[i], term0));
+    for (int32_t k = 0; k < n; ++k) {
+      out0[i + k] = tt_conv_scaled_output(&scales[i + k], &quant,
+                                          tt_conv_wrapping_add(acc[k], term0));
     }
   }
+}
+
+/* Channels are taken in chunks whose scales are unpacked once. */
+#define CHANNEL_CHUNK 64
+
+static int32_t chunk_scales(const tt_conv_eval_view* view, int32_t first,
+                            int32_t channels,
+                            tt_conv_channel_scale scales[CHANNEL_CHUNK]) {
+  const int32_t count =
+      channels - first < CHANNEL_CHUNK ? channels - first : CHANNEL_CHUNK;
+  for (int32_t i = 0; i < count; ++i) {
+    scales[i] = tt_conv_channel_scale_of(view, first + i);
+  }
+  return count;
 }
 
 bool tt_conv_dsp_supports(const tt_conv_shape* s) {
@@ -224,18 +251,23 @@ void tt_conv_dsp_eval(const tt_conv_shape* s, const tt_conv_geometry* g,
   const int32_t image_size = s->in_h * s->in_w * s->in_c;
   const int32_t input_offset = view->quant->input_offset;
   const int32_t no_terms[2] = {0, 0};
-  for (int32_t p = 0; p < total; p += 2) {
-    const int32_t width = p + 1 < total ? 2 : 1;
-    const column_set set = column_set_make(values, width, depth);
-    int8_t* out[2] = {NULL, NULL};
-    for (int32_t q = 0; q < width; ++q) {
-      const int32_t b = (p + q) / pixels, in_batch = (p + q) % pixels;
-      column_from_pixel(&set, q, g, view->input + b * image_size,
-                        in_batch / s->out_w, in_batch % s->out_w,
-                        input_offset);
-      out[q] = view->output + (p + q) * s->out_c;
+  tt_conv_channel_scale scales[CHANNEL_CHUNK];
+  for (int32_t first = 0; first < s->out_c; first += CHANNEL_CHUNK) {
+    const int32_t count = chunk_scales(view, first, s->out_c, scales);
+    for (int32_t p = 0; p < total; p += 2) {
+      const int32_t width = p + 1 < total ? 2 : 1;
+      const column_set set = column_set_make(values, width, depth);
+      int8_t* out[2] = {NULL, NULL};
+      for (int32_t q = 0; q < width; ++q) {
+        const int32_t b = (p + q) / pixels, in_batch = (p + q) % pixels;
+        column_from_pixel(&set, q, g, view->input + b * image_size,
+                          in_batch / s->out_w, in_batch % s->out_w,
+                          input_offset);
+        out[q] = view->output + (p + q) * s->out_c;
+      }
+      columns_times_filters(&set, view, depth, first, count, scales, no_terms,
+                            out);
     }
-    columns_times_filters(&set, view, depth, s->out_c, no_terms, out);
   }
 }
 
@@ -255,7 +287,13 @@ void tt_fc_dsp_eval_rows(const tt_conv_eval_view* view, int32_t depth,
                view->quant->input_offset);
     out[q] = view->output + (first + q) * units;
   }
-  columns_times_filters(&set, view, depth, units, terms, out);
+  tt_conv_channel_scale scales[CHANNEL_CHUNK];
+  for (int32_t first_unit = 0; first_unit < units;
+       first_unit += CHANNEL_CHUNK) {
+    const int32_t count = chunk_scales(view, first_unit, units, scales);
+    columns_times_filters(&set, view, depth, first_unit, count, scales, terms,
+                          out);
+  }
 }
 
 #endif

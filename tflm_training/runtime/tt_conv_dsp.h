@@ -7,7 +7,8 @@
  * kernels: the same int32 products, summed with wrap-around.
  *
  * Buffer needs: two columns of at most TT_CONV_DSP_MAX_DEPTH int16 values
- * (or one of twice that) on the stack (2 KB), nothing in the arena.
+ * (or one of twice that) and the unpacked scales of 64 output channels on
+ * the stack (3.5 KB), nothing in the arena.
  * Deeper windows take the portable path. */
 #ifndef TFLM_TRAINING_TT_CONV_DSP_H_
 #define TFLM_TRAINING_TT_CONV_DSP_H_

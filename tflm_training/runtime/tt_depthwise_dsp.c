@@ -35,33 +35,56 @@ int32_t tt_depthwise_dsp_channels(const tt_depthwise_shape* s) {
   return s->out_c & ~3;
 }
 
+/* The four channels' sums so far, in registers. */
+typedef struct {
+  int32_t a0, a1, a2, a3;
+} sums;
+
+/* s + the products of one tap: `in` points at the group's first input
+ * channel in the tap's pixel, w at the tap's even and odd weight pairs. */
+static inline __attribute__((always_inline)) sums mac_tap(
+    gather_kind kind, const int8_t* in, tt_i16x2 offsets, const tt_i16x2* w,
+    sums s) {
+  tt_i16x2 even, odd;
+  gather(kind, in, offsets, &even, &odd);
+  s.a0 = tt_dsp_smlabb(even, w[0], s.a0);
+  s.a2 = tt_dsp_smlatt(even, w[0], s.a2);
+  s.a1 = tt_dsp_smlabb(odd, w[1], s.a1);
+  s.a3 = tt_dsp_smlatt(odd, w[1], s.a3);
+  return s;
+}
+
 /* The sums of one output pixel for the group: `input` points at the
  * group's first input channel in the image, weights[2 t] and
- * weights[2 t + 1] are tap t's even and odd weight pairs. Offsets into
- * the input stay integers, so no pointer steps past the image. */
-static inline __attribute__((always_inline)) void accumulate(
+ * weights[2 t + 1] are tap t's even and odd weight pairs. With
+ * multiplier 1, rows of three taps (3x3 windows, the common case) are
+ * unrolled; the other multipliers keep the code small. Offsets into the
+ * input stay integers, so no pointer steps past the image. */
+static inline __attribute__((always_inline)) sums accumulate(
     gather_kind kind, const tt_conv_taps* taps, const int8_t* input,
-    const tt_i16x2* weights, tt_i16x2 offsets, int32_t acc[4]) {
-  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    const tt_i16x2* weights, tt_i16x2 offsets) {
+  sums s = {0, 0, 0, 0};
+  const int32_t step = taps->input_col_step;
+  const int8_t* in = input + taps->input_start;
+  const tt_i16x2* w = weights + 2 * taps->filter_start;
   for (int32_t row = 0; row < taps->rows; ++row) {
-    int32_t at = taps->input_start + row * taps->input_row_step;
-    const tt_i16x2* w =
-        weights + 2 * (taps->filter_start + row * taps->filter_row_step);
-    for (int32_t col = 0; col < taps->cols; ++col) {
-      tt_i16x2 even, odd;
-      gather(kind, input + at, offsets, &even, &odd);
-      a0 = tt_dsp_smlabb(even, w[0], a0);
-      a2 = tt_dsp_smlatt(even, w[0], a2);
-      a1 = tt_dsp_smlabb(odd, w[1], a1);
-      a3 = tt_dsp_smlatt(odd, w[1], a3);
-      at += taps->input_col_step;
-      w += 2;
+    if (kind == GATHER_FOUR && taps->cols == 3) {
+      s = mac_tap(kind, in, offsets, w, s);
+      s = mac_tap(kind, in + step, offsets, w + 2, s);
+      s = mac_tap(kind, in + 2 * step, offsets, w + 4, s);
+    } else {
+      int32_t at = 0;
+      for (int32_t col = 0; col < taps->cols; ++col) {
+        s = mac_tap(kind, in + at, offsets, w + 2 * col, s);
+        at += step;
+      }
+    }
+    if (row + 1 < taps->rows) { /* no step past the last row */
+      in += taps->input_row_step;
+      w += 2 * taps->filter_row_step;
     }
   }
-  acc[0] = a0;
-  acc[1] = a1;
-  acc[2] = a2;
-  acc[3] = a3;
+  return s;
 }
 
 /* Output channels oc .. oc + 3 of every pixel of one image. */
@@ -79,11 +102,11 @@ static inline __attribute__((always_inline)) void group_over_image(
   for (int32_t y = 0; y < s->out_h; ++y) {
     for (int32_t x = 0; x < s->out_w; ++x) {
       const tt_conv_taps taps = tt_conv_pixel_taps_inline(g, y, x);
-      int32_t acc[4];
-      accumulate(kind, &taps, input, weights, offsets, acc);
-      for (int32_t i = 0; i < 4; ++i) {
-        out[oc + i] = tt_conv_scaled_output(&scales[i], &quant, acc[i]);
-      }
+      const sums acc = accumulate(kind, &taps, input, weights, offsets);
+      out[oc] = tt_conv_scaled_output(&scales[0], &quant, acc.a0);
+      out[oc + 1] = tt_conv_scaled_output(&scales[1], &quant, acc.a1);
+      out[oc + 2] = tt_conv_scaled_output(&scales[2], &quant, acc.a2);
+      out[oc + 3] = tt_conv_scaled_output(&scales[3], &quant, acc.a3);
       out += s->out_c;
     }
   }
