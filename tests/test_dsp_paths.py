@@ -37,6 +37,22 @@ MIN_RUN_SHARE = 0.9
 BOARD = "mps2_an386"
 
 
+def _defines(elf, symbol):
+    names = subprocess.run([firmware_build.NM, str(elf)], capture_output=True, text=True,
+                           check=True).stdout.split()
+    return symbol in names
+
+
+def test_images_link_the_multiplied_depthwise_path_only_when_needed(tmp_path):
+    import tflm_training
+    for name, needed in (("ds_cnn", False), ("depth_multiplier", True)):
+        model = REPO / "tests" / "models" / f"{name}.tflite"
+        details = tflm_training.Interpreter.from_bytes(model.read_bytes()).get_input_details(0)
+        sample = np.zeros((1, *details["shape"]), details["dtype"])
+        built = firmware_build.build_firmware(BOARD, model, sample, out_dir=tmp_path / name)
+        assert _defines(built.elf, "tt_depthwise_dsp_group_multiplied") == needed, name
+
+
 def _tflm(case):
     try:
         interpreter = tflm_runtime.Interpreter.from_bytes(case.model, arena_size=1 << 22)
@@ -124,6 +140,9 @@ def test_kernel_cases_match_tflm_in_the_firmware(tmp_path):
         model.write_bytes(case.model)
         built = firmware_build.build_firmware(BOARD, model, case.feeds[0][None],
                                               out_dir=tmp_path / name)
+        if case.op == "DEPTHWISE_CONV_2D" and case.config["multiplier"] > 1:
+            # Its DSP path is linked only into images that need it.
+            assert _defines(built.elf, "tt_depthwise_dsp_group_multiplied")
         result = emulation.run_firmware(built.elf, BOARD, timeout=60)
         outputs = result.log.outputs().get(0)
         ran += 1
