@@ -1,5 +1,8 @@
 """Writes the inference benchmark's results as markdown."""
 
+import json
+import pathlib
+
 NA = "n/a"
 
 
@@ -154,6 +157,30 @@ def instructions_section(data):
     ])
 
 
+REFERENCE = pathlib.Path(__file__).resolve().parent / "reference" / "tflm_cmsis_nn.json"
+
+
+def reference_section(data):
+    """Our instruction counts against TFLM + CMSIS-NN's (quoted figures)."""
+    reference = json.loads(REFERENCE.read_text())
+    rows = []
+    for name, theirs in reference["instructions"].items():
+        firmware = _firmware(data["models"].get(name, {}))
+        counts = [c for c in (firmware or {}).get("counts", []) if c is not None]
+        if not counts:
+            continue
+        ours = counts[0]
+        rows.append([name, fmt_int(ours), fmt_int(theirs), fmt_ratio(ours, theirs),
+                     "yes" if ours < theirs else "no"])
+    if not rows:
+        return ""
+    return "\n\n".join([
+        "## Against TFLM + CMSIS-NN",
+        f"{reference['what']} Source: {reference['source']}. Ours: input 0 above.",
+        table(["model", "ours", "TFLM + CMSIS-NN", "ours / theirs", "fewer"], rows),
+    ])
+
+
 def _firmware_floor_note(data):
     firmware = _firmware(data["call_floor"])
     if firmware is None:
@@ -301,6 +328,7 @@ def render(data):
         host_time_section(data),
         arena_section(data),
         instructions_section(data),
+        reference_section(data),
         macs_section(data),
         memory_section(data),
         environment_section(data),
