@@ -141,16 +141,24 @@ static tt_status loss(tt_trainer* t, int32_t label, float* value) {
 /* Checks the finished output gradient and applies the clamp mask. */
 static tt_status finish_output_grad(tt_interpreter* it, const tt_node* node,
                                     const tt_train_node* info, float* grad) {
-  const tt_tensor* out = &it->tensors[tt_train_output(it, node, 0)];
-  for (int32_t j = 0; j < out->num_elements; ++j)
-    if (!tt_is_finite(grad[j]))
-      return tt_node_fail(it, node, TT_ERR_DIVERGED,
-                          "training diverged: the gradient of its output is "
-                          "NaN or infinite; lower the learning rate");
-  if (!(info->flags & TT_TRAIN_MASKED)) return TT_OK;
-  const uint8_t* mask = (const uint8_t*)tt_arena_at(it, info->mask_offset);
-  for (int32_t j = 0; j < out->num_elements; ++j)
-    if (!(mask[j >> 3] >> (j & 7) & 1u)) grad[j] = 0.0f;
+  const int32_t count =
+      it->tensors[tt_train_output(it, node, 0)].num_elements;
+  const uint8_t* mask = (info->flags & TT_TRAIN_MASKED)
+                            ? (const uint8_t*)tt_arena_at(it, info->mask_offset)
+                            : NULL;
+  /* One pass, eight values per mask byte. Values are zeroed before a later
+   * one may turn out not finite: a diverged step's gradients are dropped. */
+  for (int32_t base = 0; base < count; base += 8) {
+    const uint32_t kept = mask != NULL ? mask[base >> 3] : 0xFFu;
+    const int32_t end = count - base < 8 ? count : base + 8;
+    for (int32_t j = base; j < end; ++j) {
+      if (!tt_is_finite(grad[j]))
+        return tt_node_fail(it, node, TT_ERR_DIVERGED,
+                            "training diverged: the gradient of its output is "
+                            "NaN or infinite; lower the learning rate");
+      if (!(kept >> (j - base) & 1u)) grad[j] = 0.0f;
+    }
+  }
   return TT_OK;
 }
 

@@ -12,32 +12,59 @@
 #include "../tt_backward_helpers.h"
 #include "../tt_backward_math.h"
 
+/* Output channels taken at once: their gradients times their scales are
+ * worked out once per output pixel (a stack buffer of this many floats). */
+#define INPUT_GRAD_CHUNK 64
+
+/* Taps outer and channels inner, contiguous in dy, the filter and dx. Each
+ * dx value still receives its additions in the order of the plain loops
+ * (output pixels, then output channels, then taps): one output pixel
+ * reaches one dx pixel through one tap only, so the same bits. */
 void tt_depthwise_input_grad(const tt_depthwise_shape* s,
                              const tt_conv_window* w, const int8_t* filter,
                              const void* scales, int32_t scale_step,
                              const float* dy, float* dx) {
   const uint8_t* scale_bytes = (const uint8_t*)scales;
+  const int32_t m = s->depth_multiplier;
+  /* Taps counted one by one: filter_start is a tap index. */
+  const tt_conv_geometry g = {*w, s->in_h, s->in_w, s->in_c,
+                              s->filter_h, s->filter_w, 1};
+  float grads[INPUT_GRAD_CHUNK];
   for (int32_t b = 0; b < s->batches; ++b) {
+    float* dx_image = dx + b * s->in_h * s->in_w * s->in_c;
     for (int32_t y = 0; y < s->out_h; ++y) {
-      const int32_t in_y0 = y * w->stride_h - w->pad_h;
       for (int32_t x = 0; x < s->out_w; ++x) {
-        const int32_t in_x0 = x * w->stride_w - w->pad_w;
         const float* dy_px =
             dy + ((b * s->out_h + y) * s->out_w + x) * s->out_c;
-        for (int32_t oc = 0; oc < s->out_c; ++oc) {
-          const float g =
-              dy_px[oc] * tt_load_f32(scale_bytes + oc * scale_step);
-          if (g == 0.0f) continue;
-          const int32_t in_channel = oc / s->depth_multiplier;
-          for (int32_t fy = 0; fy < s->filter_h; ++fy) {
-            const int32_t in_y = in_y0 + fy * w->dilation_h;
-            if (in_y < 0 || in_y >= s->in_h) continue;
-            for (int32_t fx = 0; fx < s->filter_w; ++fx) {
-              const int32_t in_x = in_x0 + fx * w->dilation_w;
-              if (in_x < 0 || in_x >= s->in_w) continue;
-              dx[((b * s->in_h + in_y) * s->in_w + in_x) * s->in_c +
-                 in_channel] +=
-                  g * (float)filter[(fy * s->filter_w + fx) * s->out_c + oc];
+        const tt_conv_taps taps = tt_conv_pixel_taps(&g, y, x);
+        for (int32_t first = 0; first < s->out_c; first += INPUT_GRAD_CHUNK) {
+          const int32_t count = s->out_c - first < INPUT_GRAD_CHUNK
+                                    ? s->out_c - first
+                                    : INPUT_GRAD_CHUNK;
+          for (int32_t i = 0; i < count; ++i) {
+            grads[i] = dy_px[first + i] *
+                       tt_load_f32(scale_bytes + (first + i) * scale_step);
+          }
+          for (int32_t row = 0; row < taps.rows; ++row) {
+            for (int32_t col = 0; col < taps.cols; ++col) {
+              float* dx_px = dx_image + taps.input_start +
+                             row * taps.input_row_step +
+                             col * taps.input_col_step;
+              const int8_t* f = filter +
+                                (taps.filter_start + row * taps.filter_row_step +
+                                 col) * s->out_c + first;
+              if (m == 1) {
+                float* dx_c = dx_px + first;
+                for (int32_t i = 0; i < count; ++i) {
+                  if (grads[i] != 0.0f) dx_c[i] += grads[i] * (float)f[i];
+                }
+              } else {
+                for (int32_t i = 0; i < count; ++i) {
+                  if (grads[i] != 0.0f) {
+                    dx_px[(first + i) / m] += grads[i] * (float)f[i];
+                  }
+                }
+              }
             }
           }
         }
