@@ -53,9 +53,8 @@ static inline __attribute__((always_inline)) sums mac_tap(
 
 /* The sums of one output pixel for the group: `input` points at the
  * group's first input channel in the image, weights[2 t] and
- * weights[2 t + 1] are tap t's even and odd weight pairs. With
- * multiplier 1, rows of three taps (3x3 windows, the common case) are
- * unrolled; the other multipliers keep the code small. Offsets into the
+ * weights[2 t + 1] are tap t's even and odd weight pairs. Rows of three
+ * taps (3x3 windows, the common case) are unrolled. Offsets into the
  * input stay integers, so no pointer steps past the image. */
 static inline __attribute__((always_inline)) sums accumulate(
     gather_kind kind, const tt_conv_taps* taps, const int8_t* input,
@@ -65,8 +64,7 @@ static inline __attribute__((always_inline)) sums accumulate(
   const int8_t* in = input + taps->input_start;
   const tt_i16x2* w = weights + 2 * taps->filter_start;
   /* A whole 3x3 window (the common case) straight through. */
-  if (kind == GATHER_FOUR && taps->rows == 3 && taps->cols == 3 &&
-      taps->filter_row_step == 3) {
+  if (taps->rows == 3 && taps->cols == 3 && taps->filter_row_step == 3) {
     const int8_t* row1 = in + taps->input_row_step;
     const int8_t* row2 = row1 + taps->input_row_step;
     s = mac_tap(kind, in, offsets, w, s);
@@ -81,7 +79,7 @@ static inline __attribute__((always_inline)) sums accumulate(
     return s;
   }
   for (int32_t row = 0; row < taps->rows; ++row) {
-    if (kind == GATHER_FOUR && taps->cols == 3) {
+    if (taps->cols == 3) {
       s = mac_tap(kind, in, offsets, w, s);
       s = mac_tap(kind, in + step, offsets, w + 2, s);
       s = mac_tap(kind, in + 2 * step, offsets, w + 4, s);
