@@ -107,9 +107,9 @@ def _io(rng, q, in_shape, out_shape):
     return x, y
 
 
-def _filter(rng, q, shape):
+def _filter(rng, q, shape, zero_point=0):
     return Tensor(shape, TensorType.INT8, q["filter_scales"],
-                  [0] * len(q["filter_scales"]),
+                  [zero_point] * len(q["filter_scales"]),
                   quantized_dimension=q["quantized_dimension"],
                   data=_int8(rng, shape), name="filter")
 
@@ -174,11 +174,17 @@ def _fully_connected(rng):
     batches = int(_pick(rng, (1, 1, 2, 3)))
     q = _quantized(rng, depth, units, 0)
     x, y = _io(rng, q, [batches, depth], [batches, units])
-    inputs = [x, _filter(rng, q, [units, depth])]
+    # A per-tensor filter may have a zero point here (the DSP path adds its
+    # share to each row's sums).
+    filter_zero_point = 0
+    if not q["per_channel"] and rng.random() < 0.4:
+        filter_zero_point = int(rng.integers(-20, 21))
+    inputs = [x, _filter(rng, q, [units, depth], filter_zero_point)]
     if q["bias"]:
         inputs.append(_bias(rng, q["in_scale"], q["filter_scales"], units))
     opts = options("FullyConnected", fusedActivationFunction=q["activation"])
     config = dict(q, depth=depth, units=units, batches=batches,
+                  filter_zero_point=filter_zero_point,
                   dsp=depth <= 2 * CONV_DSP_MAX_DEPTH)
     return config, build_model("FULLY_CONNECTED", inputs, [y], opts), x.shape
 
