@@ -147,8 +147,11 @@ static sums_2x2 dot_2x2(const column_set* set, const int8_t* f0,
 }
 
 /* Sums of filters f[0 .. 3] with the one column of a one-column set. */
-static void dot_4x1(const column_set* set, const int8_t* const f[4],
-                    int32_t acc[4]) {
+typedef struct {
+  int32_t a0, a1, a2, a3;
+} sums_4x1;
+
+static sums_4x1 dot_4x1(const column_set* set, const int8_t* const f[4]) {
   const int8_t *f0 = f[0], *f1 = f[1], *f2 = f[2], *f3 = f[3];
   int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
   const int16_t* c = set->values;
@@ -172,10 +175,8 @@ static void dot_4x1(const column_set* set, const int8_t* const f[4],
     a2 = tt_conv_wrapping_add(a2, f2[t] * x);
     a3 = tt_conv_wrapping_add(a3, f3[t] * x);
   }
-  acc[0] = a0;
-  acc[1] = a1;
-  acc[2] = a2;
-  acc[3] = a3;
+  const sums_4x1 sums = {a0, a1, a2, a3};
+  return sums;
 }
 
 /* Output channels first .. first + count - 1 of the columns of `set`
@@ -193,7 +194,6 @@ static void columns_times_filters(const column_set* set,
   int8_t* const out1 = out[1] + first;
   const int32_t term0 = terms[0], term1 = terms[1];
   const int8_t* const filters = view->filter + first * depth;
-  int32_t acc[4];
   if (set->width == 2) {
     for (int32_t i = 0; i < count; i += 2) {
       const int8_t* f0 = filters + i * depth;
@@ -215,7 +215,8 @@ static void columns_times_filters(const column_set* set,
   for (int32_t i = 0; i < count; i += 4) {
     const int8_t* quad[4];
     const int32_t n = tt_conv_quad_filters(filters, depth, i, count, quad);
-    dot_4x1(set, quad, acc);
+    const sums_4x1 sums = dot_4x1(set, quad);
+    const int32_t acc[4] = {sums.a0, sums.a1, sums.a2, sums.a3};
     for (int32_t k = 0; k < n; ++k) {
       out0[i + k] = tt_conv_scaled_output(&scales[i + k], &quant,
                                           tt_conv_wrapping_add(acc[k], term0));

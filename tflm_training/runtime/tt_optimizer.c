@@ -119,19 +119,31 @@ static run_settings settings_of(const tt_layer_update* u) {
   return s;
 }
 
+/* Weight i's gradient in the quantized domain plus what the batch has
+ * accumulated. */
+static inline float run_sum(const weight_run* r, int32_t i) {
+  const float g = r->grad[i] * r->factor;
+  return r->accumulator != NULL ? r->accumulator[i] + g : g;
+}
+
+/* Its new velocity (the batch mean, with momentum when the layer has it). */
+static inline float run_velocity(const run_settings* s, const weight_run* r,
+                                 int32_t i, float sum) {
+  const float g = sum * s->batch_scale;
+  return s->momentum ? s->momentum_rate * r->velocity[i] + g : g;
+}
+
 static bool weight_run_is_finite(const tt_layer_update* u,
                                  const weight_run* run) {
   const run_settings s = settings_of(u);
   const weight_run r = *run;
   for (int32_t i = 0; i < r.count; ++i) {
-    float sum = r.grad[i] * r.factor;
-    if (r.accumulator != NULL) sum = r.accumulator[i] + sum;
+    const float sum = run_sum(&r, i);
     if (!s.apply) {
       if (!tt_is_finite(sum)) return false;
       continue;
     }
-    const float g = sum * s.batch_scale;
-    const float v = s.momentum ? s.momentum_rate * r.velocity[i] + g : g;
+    const float v = run_velocity(&s, &r, i, sum);
     const float residual = r.residual != NULL ? r.residual[i] : 0.0f;
     if (!tt_is_finite(residual - s.learning_rate * v)) return false;
   }
@@ -144,15 +156,13 @@ static void weight_run_store(const tt_layer_update* u, const weight_run* run,
   const run_settings s = settings_of(u);
   const weight_run r = *run;
   for (int32_t i = 0; i < r.count; ++i) {
-    float sum = r.grad[i] * r.factor;
-    if (r.accumulator != NULL) sum = r.accumulator[i] + sum;
+    const float sum = run_sum(&r, i);
     if (!s.apply) {
       r.accumulator[i] = sum;
       continue;
     }
     if (r.accumulator != NULL) r.accumulator[i] = 0.0f;
-    const float g = sum * s.batch_scale;
-    const float v = s.momentum ? s.momentum_rate * r.velocity[i] + g : g;
+    const float v = run_velocity(&s, &r, i, sum);
     if (r.velocity != NULL) r.velocity[i] = v;
     const float residual = (r.residual != NULL ? r.residual[i] : 0.0f) -
                            s.learning_rate * v;
