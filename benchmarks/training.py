@@ -261,7 +261,7 @@ def measure_plans(model, samples, out_dir):
     for kind in _PLANS.value:
         print(f"[{model.name}] plan {kind}", flush=True)
         try:
-            plan = training_plans.make_plan(kind, model.buffer)
+            plan = training_plans.make_plan(kind, model.buffer, rank_samples(model, kind))
         except ValueError as error:
             results[kind] = {"error": str(error)}
             continue
@@ -271,6 +271,14 @@ def measure_plans(model, samples, out_dir):
                 model, plan.to_bytes(), samples, out_dir / kind)
         results[kind] = result
     return results
+
+
+def rank_samples(model, kind):
+    """The labelled samples a data-chosen plan kind ranks layers on."""
+    if kind != "trady_64k":
+        return None
+    details = tflm_training.Interpreter.from_bytes(model.buffer).get_input_details(0)
+    return models.labelled_samples(model, details, training_plans.RANK_SAMPLES)
 
 
 def model_samples(model):

@@ -11,18 +11,25 @@ size 1, QAS):
   output channel (0, 4, 8, ...: a quarter of them) of the SPARSE_LAYERS
   trainable layers just before it;
 - full: weights and biases of every channel of every CONV_2D,
-  DEPTHWISE_CONV_2D and FULLY_CONNECTED layer (full backpropagation).
+  DEPTHWISE_CONV_2D and FULLY_CONNECTED layer (full backpropagation);
+- trady_64k: TraDy (pipeline/trady.py, the deploy default's scheme, with
+  its settings there: learning rate 0.02, momentum 0.9, batch size 5) for
+  a training arena of the inference arena plus 64 KB, its layers ranked on
+  RANK_SAMPLES labelled samples of the model's dataset.
 """
 
-from tflm_training import TrainingPlan
+from tflm_training import Interpreter, TrainingPlan
 from tflm_training import plan as tt_plan
 from tflm_training import tflite_graph
 
 from benchmarks import models
 
-PLAN_KINDS = ("classifier", "bias", "sparse", "full")
+PLAN_KINDS = ("classifier", "bias", "sparse", "full", "trady_64k")
 SPARSE_LAYERS = 2
 SPARSE_STRIDE = 4
+TRADY_EXTRA_BYTES = 64 * 1024
+TRADY_SETTINGS = {"learning_rate": 0.02, "momentum": 0.9, "batch_size": 5}
+RANK_SAMPLES = 100
 
 
 def _classifier_operator(graph):
@@ -44,8 +51,21 @@ def _full_layers(buffer):
     return {index: None for index, *_ in tt_plan.trainable_operators(buffer)}
 
 
-def make_plan(kind, buffer):
-    """The TrainingPlan of one of PLAN_KINDS for the model `buffer`."""
+def _trady_plan(buffer, labelled):
+    from pipeline import trady  # pylint: disable=import-outside-toplevel
+    if labelled is None:
+        raise ValueError("trady_64k needs labelled samples to rank the layers")
+    x, y = labelled
+    ranking = trady.rank_layers(buffer, x, y, samples=len(y), seed=0, **TRADY_SETTINGS)
+    arena = Interpreter.from_bytes(buffer).arena_used_bytes()
+    return trady.plan_for_budget(buffer, ranking, arena + TRADY_EXTRA_BYTES, seed=0).plan
+
+
+def make_plan(kind, buffer, labelled=None):
+    """The TrainingPlan of one of PLAN_KINDS for the model `buffer`;
+    `labelled` = (x, y) samples for the plans chosen from data."""
+    if kind == "trady_64k":
+        return _trady_plan(buffer, labelled)
     if kind == "classifier":
         return TrainingPlan.classifier_only(buffer)
     if kind == "bias":
