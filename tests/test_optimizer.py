@@ -20,7 +20,7 @@ class LayerUpdate(ctypes.Structure):
                 ("channels", ctypes.POINTER(ctypes.c_int32)),
                 ("weights_per_channel", ctypes.c_int32), ("learning_rate", ctypes.c_float),
                 ("momentum", ctypes.c_float), ("qas", ctypes.c_bool), ("apply", ctypes.c_bool),
-                ("batch_scale", ctypes.c_float)] + [
+                ("restored_on_failure", ctypes.c_bool), ("batch_scale", ctypes.c_float)] + [
         (name, F32P) for name in ("weight_residual", "weight_velocity", "weight_accumulator",
                                   "bias_residual", "bias_velocity", "bias_accumulator")] + [
         ("error", ctypes.POINTER(_native.ErrorRecord)), ("probe", ctypes.c_bool),
@@ -42,15 +42,16 @@ def _ptr(array, ctype):
 class Layer:
     """One channel of `n` weights (stride 2) and a bias, with its state."""
 
-    def __init__(self, n=4, kind=WEIGHTS, lr=0.1, momentum=0.0, batch=1, qas=True):
+    def __init__(self, n=4, kind=WEIGHTS, lr=0.1, momentum=0.0, batch=1, qas=True,
+                 restored_on_failure=False):
         self.weights = np.zeros(2 * n, np.int8)
         self.bias = np.zeros(1, np.int32)
         self.state = {name: np.zeros(n if name.startswith("weight") else 1, np.float32)
-                      for name, _ in LayerUpdate._fields_[9:15]}
+                      for name, _ in LayerUpdate._fields_[10:16]}
         self.channels = np.array([5], np.int32)
         self.error = _native.ErrorRecord()
         self.update = LayerUpdate(kind, 1, _ptr(self.channels, ctypes.c_int32), n, lr, momentum,
-                                  qas, True, 1.0 / batch)
+                                  qas, True, restored_on_failure, 1.0 / batch)
         for name, array in self.state.items():
             uses = (name.endswith("residual") or (momentum > 0 and name.endswith("velocity"))
                     or (batch > 1 and name.endswith("accumulator")))
@@ -197,3 +198,29 @@ def test_crc32_equals_zlib():
     lib = _native.library()
     for data in (b"", b"a", bytes(range(256)) * 3):
         assert lib.tt_crc32(data, len(data)) == zlib.crc32(data)
+
+
+@pytest.mark.parametrize("momentum,batch", [(0.0, 1), (0.9, 1), (0.9, 3)])
+def test_one_pass_update_gives_the_two_pass_bits(momentum, batch):
+    """With restored_on_failure (the trainer's undo buffer) a channel is
+    updated in one pass; the values are the same bits."""
+    rng = np.random.default_rng(7)
+    layers = [Layer(n=64, lr=0.3, momentum=momentum, batch=batch, restored_on_failure=flag)
+              for flag in (False, True)]
+    for step in range(12):
+        grads = rng.normal(0, 2.0, 64).astype(np.float32)
+        bias_grad = float(rng.normal(0, 0.1))
+        apply = (step + 1) % batch == 0
+        assert [layer.step(grads, bias_grad, apply=apply) for layer in layers] == [TT_OK, TT_OK]
+    two_pass, one_pass = layers
+    assert np.array_equal(two_pass.weights, one_pass.weights) and two_pass.weights.any()
+    assert np.array_equal(two_pass.bias, one_pass.bias)
+    for name, values in two_pass.state.items():
+        assert values.tobytes() == one_pass.state[name].tobytes(), name
+
+
+def test_one_pass_update_reports_a_divergence():
+    layer = Layer(n=4, restored_on_failure=True)
+    assert layer.step([1.0, np.inf, 1.0, 1.0], 0.0) == TT_ERR_DIVERGED
+    assert "diverged" in layer.message
+

@@ -150,22 +150,27 @@ static bool weight_run_is_finite(const tt_layer_update* u,
   return true;
 }
 
-/* The steps of a run that weight_run_is_finite accepted. */
-static void weight_run_store(const tt_layer_update* u, const weight_run* run,
-                             int8_t* weights, int32_t stride) {
+/* The steps of a run. With `check`, false at the first weight whose step
+ * is not finite, the weights before it already written (the caller then
+ * restores the channel); without, for a run weight_run_is_finite accepted. */
+static inline __attribute__((always_inline)) bool weight_run_store(
+    const tt_layer_update* u, const weight_run* run, int8_t* weights,
+    int32_t stride, bool check) {
   const run_settings s = settings_of(u);
   const weight_run r = *run;
   for (int32_t i = 0; i < r.count; ++i) {
     const float sum = run_sum(&r, i);
     if (!s.apply) {
+      if (check && !tt_is_finite(sum)) return false;
       r.accumulator[i] = sum;
       continue;
     }
-    if (r.accumulator != NULL) r.accumulator[i] = 0.0f;
     const float v = run_velocity(&s, &r, i, sum);
-    if (r.velocity != NULL) r.velocity[i] = v;
     const float residual = (r.residual != NULL ? r.residual[i] : 0.0f) -
                            s.learning_rate * v;
+    if (check && !tt_is_finite(residual)) return false;
+    if (r.accumulator != NULL) r.accumulator[i] = 0.0f;
+    if (r.velocity != NULL) r.velocity[i] = v;
     if (residual < 0.5f && residual > -0.5f) { /* no whole step: most */
       if (r.residual != NULL) r.residual[i] = residual; /* = residual - 0 */
       continue;
@@ -177,6 +182,7 @@ static void weight_run_store(const tt_layer_update* u, const weight_run* run,
       *w = moved_weight(*w, steps);
     }
   }
+  return true;
 }
 
 static tt_status check_arguments(const tt_layer_update* u, int32_t slot,
@@ -292,15 +298,21 @@ tt_status tt_update_channel(tt_layer_update* u, int32_t slot,
       u->weight_residual ? u->weight_residual + base : NULL,
       u->weight_velocity ? u->weight_velocity + base : NULL,
       u->weight_accumulator ? u->weight_accumulator + base : NULL, count};
-  /* First pass: nothing is stored unless every parameter's step is finite. */
-  if (!weight_run_is_finite(u, &run)) return diverged(u, slot);
   if (p->bias != NULL) {
     const param_state state = bias_state(u, slot);
     const float g = bias_grad * bias_factor;
     if (!tt_is_finite(bias_grad) || !plan_step(u, &state, g, &step))
       return diverged(u, slot);
   }
-  weight_run_store(u, &run, p->weights, p->weight_stride);
+  if (u->restored_on_failure) {
+    /* One pass: a failure part-way is undone by the caller. */
+    if (!weight_run_store(u, &run, p->weights, p->weight_stride, true))
+      return diverged(u, slot);
+  } else {
+    /* Nothing is stored unless every parameter's step is finite. */
+    if (!weight_run_is_finite(u, &run)) return diverged(u, slot);
+    weight_run_store(u, &run, p->weights, p->weight_stride, false);
+  }
   if (p->bias != NULL) {
     const param_state state = bias_state(u, slot);
     plan_step(u, &state, bias_grad * bias_factor, &step);

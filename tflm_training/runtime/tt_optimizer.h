@@ -39,6 +39,11 @@ typedef struct {
   float momentum;
   bool qas;
   bool apply;            /* false while accumulating a batch */
+  /* Set when the caller restores the whole learned block if an update
+   * fails (the trainer's undo buffer): a channel is then updated in one
+   * pass and may be left part-way on failure. Otherwise a failed update
+   * leaves the channel untouched (a check pass first). */
+  bool restored_on_failure;
   float batch_scale;     /* 1 / batch_size when applying */
   /* Optimizer state, slot-major: channel slot s owns
    * [s * weights_per_channel, (s + 1) * weights_per_channel). NULL when
@@ -79,7 +84,8 @@ typedef struct {
 /* Applies (or accumulates) the real-valued gradients of channel slot
  * `slot`: weight_grad has weights_per_channel values (ignored for
  * TT_UPDATE_BIAS). Fails with TT_ERR_DIVERGED, leaving the channel
- * untouched, when a gradient is NaN or infinite. With update->probe it
+ * untouched (unless restored_on_failure), when a gradient is NaN or
+ * infinite. With update->probe it
  * only adds the gradients' squared norms (see tt_layer_update). */
 tt_status tt_update_channel(tt_layer_update* update, int32_t slot,
                             const tt_channel_params* params,

@@ -25,6 +25,7 @@ void tt_train_layer_update(tt_trainer* t, const tt_train_layer* layer,
   u->momentum = t->momentum;
   u->qas = (t->flags & TT_PLAN_FLAG_QAS) != 0;
   u->apply = apply;
+  u->restored_on_failure = t->undo != NULL;
   u->batch_scale = apply ? 1.0f / (float)t->batch_size : 1.0f;
   u->weight_residual = arena_floats(it, layer->state[TT_STATE_WEIGHT_RESIDUAL]);
   u->weight_velocity = arena_floats(it, layer->state[TT_STATE_WEIGHT_VELOCITY]);
