@@ -55,27 +55,32 @@ typedef struct {
   uint32_t count;
 } sample_set;
 
-/* The arguments and results of one measured trainer call. */
+/* The arguments and results of one measured trainer call, laid out as
+ * the learner's (tt_learner.c): the measured wrapper then costs the same
+ * instructions in both firmwares, which the learner benchmark compares
+ * step for step. */
 typedef struct {
+  tt_trainer* trainer;
   const uint8_t* input;
+  uint32_t input_bytes;
   int32_t label;
   float loss;
-  int32_t predicted;
   tt_status status;
+  int32_t predicted;
 } trainer_call;
 
 static uint32_t input_bytes;
 
 static void step_once(void* context) {
   trainer_call* call = context;
-  call->status = tt_trainer_step(&trainer, call->input, input_bytes,
-                                 call->label, &call->loss);
+  call->status = tt_trainer_step(call->trainer, call->input,
+                                 call->input_bytes, call->label, &call->loss);
 }
 
 static void predict_once(void* context) {
   trainer_call* call = context;
-  call->status = tt_trainer_predict(&trainer, call->input, input_bytes,
-                                    &call->predicted);
+  call->status = tt_trainer_predict(call->trainer, call->input,
+                                    call->input_bytes, &call->predicted);
 }
 
 static int report_failure(const char* stage, tt_status status) {
@@ -132,7 +137,8 @@ static int evaluate(const sample_set* set, const char* phase,
   uint32_t correct = 0;
   int64_t total_count = 0;
   for (uint32_t i = 0; i < set->count; ++i) {
-    trainer_call call = {set->inputs + i * input_bytes, 0, 0.0f, -1, TT_OK};
+    trainer_call call = {&trainer, set->inputs + i * input_bytes, input_bytes,
+                         0, 0.0f, TT_OK, -1};
     app_add_count(&total_count, board_counter_measure(predict_once, &call));
     if (call.status != TT_OK) return report_failure("predict", call.status);
     if (call.predicted == label_at(set, i)) correct++;
@@ -177,8 +183,8 @@ static int train(const sample_set* set) {
     if (begun != TT_OK) return report_failure("begin_epoch", begun);
     report_selection(epoch);
     for (uint32_t i = 0; i < set->count; ++i, ++step) {
-      trainer_call call = {set->inputs + i * input_bytes, label_at(set, i),
-                           0.0f, -1, TT_OK};
+      trainer_call call = {&trainer, set->inputs + i * input_bytes,
+                           input_bytes, label_at(set, i), 0.0f, TT_OK, -1};
       const int64_t count = board_counter_measure(step_once, &call);
       if (call.status != TT_OK) return report_failure("train_step", call.status);
       uint32_t loss_bits;
