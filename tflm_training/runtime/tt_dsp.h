@@ -116,7 +116,7 @@ static inline uint32_t tt_dsp_load4(const int8_t* p) {
   return word;
 }
 
-/* Two int16 values as one pair (lower address in the low half). */
+/* A pair as two int16 values (its low half at the lower address). */
 static inline void tt_dsp_store_pair(int16_t* p, tt_i16x2 pair) {
   memcpy(p, &pair, sizeof pair);
 }
