@@ -192,6 +192,10 @@ def write_results(data):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        models.load_models(_MODELS.value)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
     host_build.build_host_if_stale()  # the library is loaded lazily
     data = firmware.run_with_firmware_dir(run_all, _FIRMWARE.value, _FIRMWARE_DIR.value,
                                           "tt_bench_firmware_")

@@ -30,7 +30,7 @@ from tflite_micro.python.tflite_micro import runtime as tflm_runtime  # noqa: E4
 from benchmarks import environment  # noqa: E402
 from benchmarks import report  # noqa: E402
 from single_op_models import Tensor, TensorType, build_model, options  # noqa: E402
-from tools import emulation, firmware_build, host_build  # noqa: E402
+from tools import board_config, emulation, firmware_build, host_build  # noqa: E402
 
 _OUT = flags.DEFINE_string(
     "out", str(REPO / "benchmarks" / "results" / "kernels.md"), "Markdown report.")
@@ -182,6 +182,13 @@ def render(data):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        board = board_config.load_board(_BOARD.value)
+    except board_config.BoardError as error:
+        raise app.UsageError(str(error)) from None
+    if not board.emulates:
+        raise app.UsageError(f"board {board.name} is not emulated; use an emulated "
+                             "board such as mps2_an386")
     host_build.build_host_if_stale()
     load = environment.load_average()
     with tempfile.TemporaryDirectory(prefix="tt_kernels_") as tmp:

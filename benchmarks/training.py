@@ -377,6 +377,10 @@ def _check_flags():
     if unknown:
         raise app.UsageError(f"unknown plans {sorted(unknown)}; known: "
                              f"{training_plans.PLAN_KINDS}")
+    try:
+        models.load_models(model_names(), include_transfer=True)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
 
 
 def main(argv):

@@ -269,9 +269,11 @@ OPTIONAL_RUNTIME_PARTS = {
 
 def _depth_multiplier(graph, op):
     """Output over input channels of a DEPTHWISE_CONV_2D (0 for others)."""
+    tensors = len(graph.tensors)
     if interpreter.builtin_name(op.builtin_code) != "DEPTHWISE_CONV_2D" or \
-            len(op.inputs) < 1 or len(op.outputs) < 1 or min(op.inputs[0], op.outputs[0]) < 0:
-        return 0
+            len(op.inputs) < 1 or len(op.outputs) < 1 or \
+            not (0 <= op.inputs[0] < tensors and 0 <= op.outputs[0] < tensors):
+        return 0  # a corrupt model: the runtime says what is wrong with it
     in_shape = graph.tensors[op.inputs[0]].shape
     out_shape = graph.tensors[op.outputs[0]].shape
     if not in_shape or not out_shape or in_shape[-1] <= 0:

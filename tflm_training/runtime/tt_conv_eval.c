@@ -23,26 +23,17 @@ tt_conv_taps tt_conv_pixel_taps(const tt_conv_geometry* g, int32_t out_y,
   const int32_t origin_y = out_y * w->stride_h - w->pad_h;
   const int32_t origin_x = out_x * w->stride_w - w->pad_w;
   int32_t first_y, first_x;
-  tt_conv_taps t;
-  t.rows = valid_axis_taps(origin_y, w->dilation_h, g->in_h, g->filter_h,
-                           &first_y);
-  t.cols = valid_axis_taps(origin_x, w->dilation_w, g->in_w, g->filter_w,
-                           &first_x);
-  if (t.rows == 0 || t.cols == 0) {
+  const int32_t rows = valid_axis_taps(origin_y, w->dilation_h, g->in_h,
+                                       g->filter_h, &first_y);
+  const int32_t cols = valid_axis_taps(origin_x, w->dilation_w, g->in_w,
+                                       g->filter_w, &first_x);
+  if (rows == 0 || cols == 0) {
     const tt_conv_taps none = {0};
     return none;
   }
-  /* A step is only set when it joins two taps inside the input: then it is
-   * less than the image size, while a huge dilation could overflow. */
-  t.input_row_step = t.rows > 1 ? w->dilation_h * g->in_w * g->in_c : 0;
-  t.input_col_step = t.cols > 1 ? w->dilation_w * g->in_c : 0;
-  t.filter_row_step = g->filter_w * g->tap_size;
-  t.filter_col_step = g->tap_size;
-  const int32_t in_y = origin_y + first_y * w->dilation_h;
-  const int32_t in_x = origin_x + first_x * w->dilation_w;
-  t.input_start = (in_y * g->in_w + in_x) * g->in_c;
-  t.filter_start = (first_y * g->filter_w + first_x) * g->tap_size;
-  return t;
+  return tt_conv_taps_of_grid(g, rows, cols, first_y, first_x,
+                              origin_y + first_y * w->dilation_h,
+                              origin_x + first_x * w->dilation_w);
 }
 
 #if TT_HAVE_DSP

@@ -190,6 +190,28 @@ typedef struct {
 tt_conv_taps tt_conv_pixel_taps(const tt_conv_geometry* geometry,
                                 int32_t out_y, int32_t out_x);
 
+/* The taps struct of a rows x cols grid of valid taps whose first is
+ * filter tap (first_y, first_x), at input pixel (in_y, in_x). A step is
+ * only set when it joins two taps inside the input: then it is less than
+ * the image size, while a huge dilation could overflow. */
+static inline tt_conv_taps tt_conv_taps_of_grid(const tt_conv_geometry* g,
+                                                int32_t rows, int32_t cols,
+                                                int32_t first_y,
+                                                int32_t first_x, int32_t in_y,
+                                                int32_t in_x) {
+  tt_conv_taps t;
+  t.rows = rows;
+  t.cols = cols;
+  t.input_row_step =
+      rows > 1 ? g->window.dilation_h * g->in_w * g->in_c : 0;
+  t.input_col_step = cols > 1 ? g->window.dilation_w * g->in_c : 0;
+  t.filter_row_step = g->filter_w * g->tap_size;
+  t.filter_col_step = g->tap_size;
+  t.input_start = (in_y * g->in_w + in_x) * g->in_c;
+  t.filter_start = (first_y * g->filter_w + first_x) * g->tap_size;
+  return t;
+}
+
 /* tt_conv_pixel_taps, with its most common case inline: the whole window
  * inside the input. */
 static inline tt_conv_taps tt_conv_pixel_taps_inline(
@@ -203,17 +225,8 @@ static inline tt_conv_taps tt_conv_pixel_taps_inline(
       origin_x >= g->in_w - (g->filter_w - 1) * w->dilation_w) {
     return tt_conv_pixel_taps(g, out_y, out_x);
   }
-  tt_conv_taps t;
-  t.rows = g->filter_h;
-  t.cols = g->filter_w;
-  /* As there: a step only where a second tap lies inside the input. */
-  t.input_row_step = t.rows > 1 ? w->dilation_h * g->in_w * g->in_c : 0;
-  t.input_col_step = t.cols > 1 ? w->dilation_w * g->in_c : 0;
-  t.filter_row_step = g->filter_w * g->tap_size;
-  t.filter_col_step = g->tap_size;
-  t.input_start = (origin_y * g->in_w + origin_x) * g->in_c;
-  t.filter_start = 0;
-  return t;
+  return tt_conv_taps_of_grid(g, g->filter_h, g->filter_w, 0, 0, origin_y,
+                              origin_x);
 }
 
 /* acc[k] = the sum over the taps of filters[k] * (input + input_offset),
