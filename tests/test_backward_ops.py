@@ -97,10 +97,11 @@ BroadcastParams = _struct("BroadcastParams", [
     ("strides1", i32 * MAX_RANK), ("strides2", i32 * MAX_RANK)])
 BackwardNeeds = _struct("BackwardNeeds", [
     ("saved_inputs", ctypes.c_uint32), ("scratch_bytes", ctypes.c_uint32),
-    ("has_clamp", ctypes.c_bool), ("clamp_min", i32), ("clamp_max", i32)])
+    ("has_clamp", ctypes.c_bool), ("clamp_min", i32), ("clamp_max", i32),
+    ("in_place", ctypes.c_bool), ("in_place_scratch_bytes", ctypes.c_uint32)])
 BackwardIO = _struct("BackwardIO", [
     ("output_grad", vp), ("input_grads", vp * MAX_INPUTS), ("scratch", vp),
-    ("update", vp)])
+    ("update", vp), ("in_place", ctypes.c_bool)])
 LayerUpdate = _struct("LayerUpdate", [
     ("kind", i32), ("num_channels", i32), ("channels", vp),
     ("weights_per_channel", i32), ("learning_rate", f32), ("momentum", f32),
@@ -760,13 +761,14 @@ class OneOp:
                                                    ctypes.byref(needs))
         return status, needs
 
-    def backward(self, dy, input_grads, update=None, scratch=None):
+    def backward(self, dy, input_grads, update=None, scratch=None, in_place=False):
         io = BackwardIO()
         io.output_grad = ptr(dy)
         for i, grad in enumerate(input_grads):
             io.input_grads[i] = ptr(grad)
         io.scratch = ptr(scratch)
         io.update = None if update is None else ctypes.addressof(update)
+        io.in_place = in_place
         return self.lib.tt_backward_run_node(self.state, 0, ctypes.byref(io))
 
     def error(self):

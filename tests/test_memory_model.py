@@ -182,7 +182,8 @@ def measured_training(trainer):
 def predicted_layout(prediction):
     """The same view of an InferenceArena or a TrainingMemory."""
     allocations = {(a.what, a.index): a.offset for a in prediction.allocations}
-    placements = {(p.kind, p.index): p.offset for p in prediction.placements}
+    placements = {(p.kind, index): p.offset for p in prediction.placements
+                  for index in (p.index,) + p.shared_by}
     if isinstance(prediction, memory_model.InferenceArena):
         region = (prediction.activations_offset, prediction.activations)
     else:

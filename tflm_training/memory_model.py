@@ -192,21 +192,35 @@ class BackwardNeeds:
     saved_inputs: int = 0  # bit i: forward input i is kept until backward
     scratch_bytes: int = 0
     has_clamp: bool = False  # a 1-bit mask of the output is kept
+    in_place: bool = False  # input 0's gradient can take the output gradient's place
+    in_place_scratch_bytes: int = 0
 
 
 # -- backward kernels: needs ----------------------------------------------------
 
 def _no_needs(model, op, update):
     """Backward kernels that move values only: nothing saved, no clamp
-    (concatenation, pad, reshape / squeeze / expand_dims)."""
+    (concatenation, pad)."""
     return BackwardNeeds()
 
 
-def _always_clamp(model, op, update):
-    """tt_backward_clamp without a condition: ADD, SUB (the fused
-    activation's range, kernels/add_backward.c), RELU, RELU6
-    (kernels/relu_backward.c)."""
-    return BackwardNeeds(has_clamp=True)
+def _copy_needs(model, op, update):
+    """kernels/reshape_backward.c (reshape / squeeze / expand_dims): nothing
+    saved, no clamp, in place."""
+    return BackwardNeeds(in_place=True)
+
+
+def _relu_needs(model, op, update):
+    """kernels/relu_backward.c: a clamp, in place."""
+    return BackwardNeeds(has_clamp=True, in_place=True)
+
+
+def _add_sub_needs(model, op, update):
+    """kernels/add_backward.c: the fused activation's clamp; in place when
+    input 0 is as large as the output (not broadcast)."""
+    return BackwardNeeds(has_clamp=True, in_place=(
+        model.tensors[op.inputs[0]].num_elements
+        == model.tensors[op.outputs[0]].num_elements))
 
 
 def _requantize_clamp(input_tensor, output_tensor):
@@ -228,8 +242,8 @@ def _quantize_needs(model, op, update):
     clamp at -128 / 127."""
     source, output = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
     if source.type == _INT8:
-        return BackwardNeeds(has_clamp=_requantize_clamp(source, output))
-    return BackwardNeeds(has_clamp=True)
+        return BackwardNeeds(has_clamp=_requantize_clamp(source, output), in_place=True)
+    return BackwardNeeds(has_clamp=True, in_place=True)
 
 
 def _pool_needs(saves_input):
@@ -244,22 +258,38 @@ def _pool_needs(saves_input):
     return needs
 
 
-def _conv_like_needs(channel_count, weights_per_channel):
+def _conv_like_needs(channel_count, weights_per_channel, in_place=None):
     """conv_2d / depthwise_conv_2d / fully_connected backward prepare: a
     clamp to the fused activation always; for a trained operator
     tt_backward_prepare_update (tt_backward_helpers.c), which for a weights
     update keeps input 0 and asks scratch for one channel's float weight
-    gradient."""
+    gradient. `in_place(model, op)`: the in-place scratch bytes of a layer
+    that can write its input gradient in place unless its weights train,
+    or None."""
     def needs(model, op, update):
+        frozen_or_bias = update is None or update.kind == _UPDATE_BIAS
+        scratch = in_place(model, op) if in_place and frozen_or_bias else None
+        clamp = BackwardNeeds(has_clamp=True, in_place=scratch is not None,
+                              in_place_scratch_bytes=scratch or 0)
         if update is None:
-            return BackwardNeeds(has_clamp=True)
+            return clamp
         weights = model.tensors[op.input(1)]
         per_channel = weights_per_channel(weights)
         _check_update(model, op, update, weights, channel_count(model, op), per_channel)
         if update.kind == _UPDATE_BIAS:
-            return BackwardNeeds(has_clamp=True)
+            return clamp
         return BackwardNeeds(saved_inputs=1, scratch_bytes=4 * per_channel, has_clamp=True)
     return needs
+
+
+def _pointwise_in_place(model, op):
+    """conv_backward_prepare (kernels/conv_2d_backward.c): a 1x1 filter
+    keeping the image size; scratch for one pixel's C_out gradients."""
+    weights = model.tensors[op.input(1)]
+    source, output = model.tensors[op.input(0)], model.tensors[op.outputs[0]]
+    if weights.dims[1:3] == (1, 1) and source.dims[1:3] == output.dims[1:3]:
+        return 4 * output.dims[3]
+    return None
 
 
 def _check_update(model, op, update, weights, num_channels, weights_per_channel):
@@ -382,11 +412,12 @@ def _fc_weights_per_channel(weights):
 
 
 KERNELS = {
-    0: Kernel("ADD", ADD_SUB_DATA, backward=_always_clamp),
+    0: Kernel("ADD", ADD_SUB_DATA, backward=_add_sub_needs),
     1: Kernel("AVERAGE_POOL_2D", POOL_PARAMS, backward=_pool_needs(saves_input=False)),
     2: Kernel("CONCATENATION", CONCATENATION_DATA, backward=_no_needs),
     3: Kernel("CONV_2D", CONV_OP_DATA, channel_axis=0, has_parameters=True,
-              backward=_conv_like_needs(_conv_channels, _conv_weights_per_channel)),
+              backward=_conv_like_needs(_conv_channels, _conv_weights_per_channel,
+                                        _pointwise_in_place)),
     4: Kernel("DEPTHWISE_CONV_2D", DEPTHWISE_OP_DATA, channel_axis=3, has_parameters=True,
               backward=_conv_like_needs(_depthwise_channels, _depthwise_weights_per_channel)),
     6: Kernel("DEQUANTIZE", DEQUANTIZE_DATA),
@@ -395,22 +426,22 @@ KERNELS = {
     14: Kernel("LOGISTIC", LOGISTIC_TANH_DATA),
     17: Kernel("MAX_POOL_2D", POOL_PARAMS, backward=_pool_needs(saves_input=True)),
     18: Kernel("MUL", MUL_DATA),
-    19: Kernel("RELU", RELU_DATA, backward=_always_clamp),
-    21: Kernel("RELU6", RELU_DATA, backward=_always_clamp),
-    22: Kernel("RESHAPE", RESHAPE_DATA, backward=_no_needs),
+    19: Kernel("RELU", RELU_DATA, backward=_relu_needs),
+    21: Kernel("RELU6", RELU_DATA, backward=_relu_needs),
+    22: Kernel("RESHAPE", RESHAPE_DATA, backward=_copy_needs),
     25: Kernel("SOFTMAX", SOFTMAX_DATA),
     28: Kernel("TANH", LOGISTIC_TANH_DATA),
     34: Kernel("PAD", PAD_DATA, backward=_no_needs),
     39: Kernel("TRANSPOSE", TRANSPOSE_DATA),
     40: Kernel("MEAN", MEAN_DATA, backward=_mean_needs),
-    41: Kernel("SUB", ADD_SUB_DATA, backward=_always_clamp),
-    43: Kernel("SQUEEZE", RESHAPE_DATA, backward=_no_needs),
+    41: Kernel("SUB", ADD_SUB_DATA, backward=_add_sub_needs),
+    43: Kernel("SQUEEZE", RESHAPE_DATA, backward=_copy_needs),
     45: Kernel("STRIDED_SLICE", STRIDED_SLICE_DATA),
     49: Kernel("SPLIT", SPLIT_DATA),
     55: Kernel("MAXIMUM", MAXIMUM_MINIMUM_DATA),
     57: Kernel("MINIMUM", MAXIMUM_MINIMUM_DATA),
     60: Kernel("PADV2", PAD_DATA, backward=_no_needs),
-    70: Kernel("EXPAND_DIMS", EXPAND_DIMS_DATA, backward=_no_needs),
+    70: Kernel("EXPAND_DIMS", EXPAND_DIMS_DATA, backward=_copy_needs),
     97: Kernel("RESIZE_NEAREST_NEIGHBOR", RESIZE_DATA),
     98: Kernel("LEAKY_RELU", LEAKY_RELU_DATA),
     102: Kernel("SPLIT_V", SPLIT_DATA),
@@ -454,7 +485,9 @@ class Allocation:
 class Placement:
     """One buffer of a planned region: `kind` is "activation" or
     "gradient" (index: tensor), "mask" or "scratch" (index: operator);
-    live from step `first` to `last`; `offset` is from the arena start."""
+    live from step `first` to `last`; `offset` is from the arena start.
+    A gradient buffer also holds, in place, the gradients of the tensors
+    in `shared_by`."""
 
     kind: str
     index: int
@@ -462,6 +495,7 @@ class Placement:
     first: int
     last: int
     offset: int
+    shared_by: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -507,6 +541,10 @@ class TrainingMemory:
     region_size: int
     allocations: tuple
     placements: tuple
+    # The planned region with every gradient in its own buffer, which
+    # tt_train_plan_region compares with the shared layout (region_size
+    # when that one is not smaller).
+    separate_region: int
 
     FIELDS = ("interpreter_tables", "trainer_tables", "weight_copies", "optimizer_state",
               "sampled_state", "planned_region", "total")
@@ -536,15 +574,20 @@ class _Persistent:
         return _Persistent(self.used, self.allocations)
 
 
+def region_lists(count):
+    """Bytes of the planner's lists for `count` buffers: the records and
+    tt_plan_order_bytes."""
+    return count * (PLAN_BUFFER.size + 4)
+
+
 def _plan_region(persistent_used, buffers, sequential=False):
     """tt_plan_activations (tt_planner.c) / tt_train_plan_region
     (tt_trainer_region.c): the region starts 16-byte aligned and is at
     least as large as the planner's own lists, which live there while it
     runs. Returns (region offset, region size)."""
     start = _align(persistent_used, ARENA_ALIGNMENT)
-    lists = len(buffers) * (PLAN_BUFFER.size + 4)  # + tt_plan_order_bytes
     planned = buffer_planner.plan_buffers(buffers, sequential)
-    return start, max(planned, lists)
+    return start, max(planned, region_lists(len(buffers)))
 
 
 # -- one model ---------------------------------------------------------------------
@@ -654,17 +697,29 @@ class MemoryModel:
         copies = self._alloc_parameter_copies(arena, plan)
         state = self._alloc_optimizer_state(arena, plan)
         pool = self._alloc_sample_pool(arena, plan)
-        buffers = graph.buffers()
+        buffers = graph.buffers(in_place=False)
         start, region = _plan_region(arena.used, [b for _, _, b in buffers])
+        separate_region, sharing = region, False
+        if graph.in_place:
+            # tt_train_plan_region: gradients share in place only where that
+            # makes the region smaller; it still held the separate lists.
+            shared = graph.buffers(in_place=True)
+            _, shared_region = _plan_region(arena.used, [b for _, _, b in shared])
+            if shared_region < region:
+                region = max(shared_region, region_lists(len(buffers)))
+                buffers, sharing = shared, True
         total = start + region
-        placements = tuple(Placement(kind, index, b.size, b.first, b.last, start + b.offset)
-                           for kind, index, b in buffers)
+        placements = tuple(
+            Placement(kind, index, b.size, b.first, b.last, start + b.offset,
+                      tuple(graph.sharing_chain(index)) if sharing and kind == "gradient"
+                      else ())
+            for kind, index, b in buffers)
         return TrainingMemory(
             interpreter_tables=interpreter_tables, trainer_tables=tables,
             weight_copies=copies, optimizer_state=state, sampled_state=pool,
             planned_region=total - interpreter_tables - tables - copies - state - pool,
             total=total, persistent_used=arena.used, region_offset=start,
-            region_size=region,
+            region_size=region, separate_region=separate_region,
             allocations=tuple(arena.allocations), placements=placements)
 
     def _alloc_trainer_tables(self, arena, plan):
@@ -864,6 +919,8 @@ class _BackwardGraph:
         self.feeds_loss = self._loss_ancestors()
         self.visited, self.has_grad, self.grad_writer = self._backward_path()
         self.needs = {n: self._needs(n) for n in self.visited}
+        self.in_place = {n for n in self.visited if self._can_share_input_grad(n)}
+        self.producer = {o: op.index for op in model.operators for o in op.outputs}
 
     def _loss_ancestors(self):
         """mark_loss_ancestors: tensors the logits depend on."""
@@ -923,6 +980,24 @@ class _BackwardGraph:
                 "needs an int8 output")
         return needs
 
+    def _can_share_input_grad(self, n):
+        """can_share_input_grad (tt_trainer_setup.c)."""
+        needs, op = self.needs[n], self.model.operators[n]
+        if not needs.in_place or needs.scratch_bytes or not op.inputs:
+            return False
+        source = op.inputs[0]
+        return (source >= 0 and source in self.has_grad and self.grad_writer[source] == n
+                and source not in op.inputs[1:])
+
+    def sharing_chain(self, tensor):
+        """next_sharing (tt_trainer_region.c) from `tensor`: the tensors whose
+        gradients take its gradient's place, nearest the logits first."""
+        chain = []
+        while self.producer.get(tensor) in self.in_place:
+            tensor = self.model.operators[self.producer[tensor]].inputs[0]
+            chain.append(tensor)
+        return chain
+
     def keep_until(self, tensor):
         """keep_until: the last step a tensor's int8 values are read."""
         last = self.model.tensors[tensor].last_op
@@ -936,29 +1011,36 @@ class _BackwardGraph:
                     last = self.steps - n
         return last
 
-    def buffers(self):
+    def buffers(self, in_place):
         """walk_buffers: (kind, index, Buffer) for activations and
-        gradients (by tensor), masks and scratch (by operator)."""
+        gradients (by tensor), masks and scratch (by operator). With
+        `in_place`, the operators of self.in_place write input 0's gradient
+        over their output gradient: a chain of such gradients is one buffer
+        (add_gradient), named after the tensor nearest the logits."""
         model, steps = self.model, self.steps
         saved = {i for n in self.visited if self.needs[n].saved_inputs
                  for i in model.operators[n].inputs}
         result = [("activation", index, buffer) for index, buffer in model._activation_buffers(
             lambda t: self.keep_until(t) if t in saved or t == self.logits
             else model.tensors[t].last_op)]
-        producer = {o: op.index for op in model.operators for o in op.outputs}
-        for index in sorted(self.has_grad):
+        sharing = self.in_place if in_place else set()
+        shared = {model.operators[n].inputs[0] for n in sharing}
+        for index in sorted(self.has_grad - shared):
+            chain = [index] + (self.sharing_chain(index) if in_place else [])
             result.append(("gradient", index, buffer_planner.Buffer(
-                4 * model.tensors[index].num_elements, steps - self.grad_writer[index],
-                steps - producer[index])))
+                max(4 * model.tensors[t].num_elements for t in chain),
+                steps - self.grad_writer[index], steps - self.producer[chain[-1]])))
         for n in self.visited:
             if self.needs[n].has_clamp:
                 elements = model.tensors[model.operators[n].outputs[0]].num_elements
                 result.append(("mask", n, buffer_planner.Buffer((elements + 7) // 8, n,
                                                                 steps - n)))
         for n in self.visited:
-            if self.needs[n].scratch_bytes:
+            scratch = (self.needs[n].in_place_scratch_bytes if n in self.in_place
+                       else self.needs[n].scratch_bytes)
+            if scratch and (n not in self.in_place or in_place):
                 result.append(("scratch", n, buffer_planner.Buffer(
-                    self.needs[n].scratch_bytes, steps - n, steps - n)))
+                    scratch, steps - n, steps - n)))
         return result
 
 

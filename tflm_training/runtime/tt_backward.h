@@ -30,6 +30,12 @@ typedef struct {
   bool has_clamp;         /* output passes gradient only inside a range */
   int32_t clamp_min;      /* gradient flows where clamp_min < q < clamp_max */
   int32_t clamp_max;
+  /* The kernel can write input 0's gradient over the output gradient's
+   * memory (tt_backward_io.in_place), given this scratch instead of
+   * scratch_bytes. Offered only where the bits are those of the separate
+   * buffers; the trainer decides whether to take it. */
+  bool in_place;
+  uint32_t in_place_scratch_bytes;
 } tt_backward_needs;
 
 typedef struct {
@@ -39,6 +45,10 @@ typedef struct {
   float* input_grads[TT_BACKWARD_MAX_INPUTS];
   float* scratch;             /* needs.scratch_bytes, 16-byte aligned */
   tt_layer_update* update;    /* NULL for an operator the plan freezes */
+  /* input_grads[0] is output_grad's memory (needs.in_place; scratch is
+   * needs.in_place_scratch_bytes): the kernel writes dL/dx there, as if
+   * adding to zeros, after its last read of dL/dy. */
+  bool in_place;
 } tt_backward_io;
 
 typedef struct {

@@ -11,6 +11,8 @@ void tt_backward_needs_clear(tt_backward_needs* needs) {
   needs->has_clamp = false;
   needs->clamp_min = -129;
   needs->clamp_max = 128;
+  needs->in_place = false;
+  needs->in_place_scratch_bytes = 0;
 }
 
 void tt_backward_clamp(tt_backward_needs* needs, int32_t clamp_min,
@@ -186,23 +188,29 @@ tt_status tt_backward_unary_tensors(tt_interpreter* it, const tt_node* node,
   return TT_OK;
 }
 
+/* dx = or += gain * dy over input 0's elements. */
+static tt_status scaled_grad(tt_interpreter* it, const tt_node* node,
+                             const tt_backward_io* io, float gain) {
+  if (io->input_grads[0] == NULL) return TT_OK;
+  const int32_t count = tt_node_input(it, node, 0)->num_elements;
+  if (io->in_place) {
+    tt_grad_scaled_write(count, gain, io->output_grad, io->input_grads[0]);
+  } else {
+    tt_grad_scaled_add(count, gain, io->output_grad, io->input_grads[0]);
+  }
+  return TT_OK;
+}
+
 tt_status tt_backward_copy_grad(tt_interpreter* it, const tt_node* node,
                                 const tt_backward_io* io) {
-  if (io->input_grads[0] == NULL) return TT_OK;
-  const tt_tensor* input = tt_node_input(it, node, 0);
-  const tt_tensor* output = tt_node_output(it, node, 0);
-  tt_grad_scaled_add(input->num_elements, tt_backward_copy_gain(input, output),
-                     io->output_grad, io->input_grads[0]);
-  return TT_OK;
+  return scaled_grad(it, node, io,
+                     tt_backward_copy_gain(tt_node_input(it, node, 0),
+                                           tt_node_output(it, node, 0)));
 }
 
 tt_status tt_backward_identity_grad(tt_interpreter* it, const tt_node* node,
                                     const tt_backward_io* io) {
-  if (io->input_grads[0] == NULL) return TT_OK;
-  const tt_tensor* input = tt_node_input(it, node, 0);
-  tt_grad_scaled_add(input->num_elements, 1.0f, io->output_grad,
-                     io->input_grads[0]);
-  return TT_OK;
+  return scaled_grad(it, node, io, 1.0f);
 }
 
 tt_status tt_backward_prepare_layer(tt_interpreter* it, const tt_node* node,
@@ -224,26 +232,12 @@ tt_status tt_backward_prepare_layer(tt_interpreter* it, const tt_node* node,
       shape.weights_per_channel, needs);
 }
 
-tt_status tt_backward_layer(tt_interpreter* it, const tt_node* node,
-                            const tt_backward_io* io,
-                            const tt_layer_backward* layer) {
-  const void* op_data = tt_node_op_data(it, node);
-  const tt_tensor* input = tt_node_input(it, node, 0);
-  const tt_tensor* filter = tt_node_input(it, node, 1);
-  const int8_t* filter_data = (const int8_t*)tt_tensor_data(it, filter);
-  const int8_t* input_data = (const int8_t*)tt_tensor_data(it, input);
-  if (op_data == NULL || filter_data == NULL || io->output_grad == NULL) {
-    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
-                        "backward has no filter or output gradient");
-  }
-  if (io->input_grads[0] != NULL) {
-    const void* scales;
-    int32_t step;
-    tt_backward_scales(it, filter, &scales, &step);
-    layer->input_grad(op_data, filter_data, scales, step, io->output_grad,
-                      io->input_grads[0]);
-  }
+static tt_status update_layer(tt_interpreter* it, const tt_node* node,
+                              const tt_backward_io* io,
+                              const tt_layer_backward* layer,
+                              const void* op_data, const int8_t* input_data) {
   if (io->update == NULL) return TT_OK;
+  const tt_tensor* input = tt_node_input(it, node, 0);
   if (io->update->kind != TT_UPDATE_BIAS && input_data == NULL) {
     return tt_node_fail(it, node, TT_ERR_BAD_STATE,
                         "the saved input has no memory");
@@ -256,6 +250,42 @@ tt_status tt_backward_layer(tt_interpreter* it, const tt_node* node,
   return tt_backward_update_channels(it, node, io->update, &shape.layout,
                                      io->scratch, layer->channel_grad,
                                      &context);
+}
+
+tt_status tt_backward_layer(tt_interpreter* it, const tt_node* node,
+                            const tt_backward_io* io,
+                            const tt_layer_backward* layer) {
+  const void* op_data = tt_node_op_data(it, node);
+  const tt_tensor* filter = tt_node_input(it, node, 1);
+  const int8_t* filter_data = (const int8_t*)tt_tensor_data(it, filter);
+  const int8_t* input_data =
+      (const int8_t*)tt_tensor_data(it, tt_node_input(it, node, 0));
+  if (op_data == NULL || filter_data == NULL || io->output_grad == NULL) {
+    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
+                        "backward has no filter or output gradient");
+  }
+  const bool in_place = io->in_place && io->input_grads[0] != NULL;
+  if (in_place && (layer->input_grad_in_place == NULL ||
+                   (io->update != NULL && io->update->kind != TT_UPDATE_BIAS))) {
+    return tt_node_fail(it, node, TT_ERR_BAD_STATE,
+                        "its input gradient cannot be written in place");
+  }
+  if (in_place) {
+    TT_RETURN_IF_ERROR(update_layer(it, node, io, layer, op_data, input_data));
+  }
+  if (io->input_grads[0] != NULL) {
+    const void* scales;
+    int32_t step;
+    tt_backward_scales(it, filter, &scales, &step);
+    if (in_place) {
+      layer->input_grad_in_place(op_data, filter_data, scales, step,
+                                 io->input_grads[0], io->scratch);
+      return TT_OK;
+    }
+    layer->input_grad(op_data, filter_data, scales, step, io->output_grad,
+                      io->input_grads[0]);
+  }
+  return update_layer(it, node, io, layer, op_data, input_data);
 }
 
 static tt_status find_node(tt_interpreter* it, int32_t node_index,

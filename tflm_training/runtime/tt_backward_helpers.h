@@ -45,12 +45,12 @@ tt_status tt_backward_unary_tensors(tt_interpreter* interpreter,
                                     const tt_tensor** output);
 
 /* The backward of an op that moves values unchanged from input 0 to
- * output 0: dx += tt_backward_copy_gain * dy. */
+ * output 0: dx += tt_backward_copy_gain * dy (written, in place). */
 tt_status tt_backward_copy_grad(tt_interpreter* interpreter,
                                 const tt_node* node, const tt_backward_io* io);
 
 /* The backward of an op that requantizes input 0 to output 0 in the real
- * domain (dy/dx = 1 inside its clamp): dx += dy. */
+ * domain (dy/dx = 1 inside its clamp): dx += dy (written, in place). */
 tt_status tt_backward_identity_grad(tt_interpreter* interpreter,
                                     const tt_node* node,
                                     const tt_backward_io* io);
@@ -125,6 +125,11 @@ typedef struct {
                      const void* scales, int32_t scale_step,
                      const float* dy, float* dx);
   tt_channel_grad_fn channel_grad; /* context: a tt_layer_grad_context */
+  /* dx = the input gradient of dy, written over dy (`grad`) with `scratch`
+   * (needs.in_place_scratch_bytes); NULL when the layer never offers it. */
+  void (*input_grad_in_place)(const void* op_data, const int8_t* filter,
+                              const void* scales, int32_t scale_step,
+                              float* grad, float* scratch);
 } tt_layer_backward;
 
 /* A layer's prepare: fails unless the forward kernel prepared it, clamps to
@@ -136,7 +141,9 @@ tt_status tt_backward_prepare_layer(tt_interpreter* interpreter,
                                     tt_backward_needs* needs);
 
 /* A layer's backward: the input gradient when asked for, then the update of
- * the selected channels (tt_backward_update_channels). */
+ * the selected channels (tt_backward_update_channels). In place, the bias
+ * update comes first: it reads dY, and the input gradient then overwrites
+ * dY with the weights it would have read anyway. */
 tt_status tt_backward_layer(tt_interpreter* interpreter, const tt_node* node,
                             const tt_backward_io* io,
                             const tt_layer_backward* layer);

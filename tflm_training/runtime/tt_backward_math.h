@@ -37,6 +37,11 @@
 void tt_grad_scaled_add(int32_t count, float gain, const float* dy,
                         float* dx);
 
+/* dx[i] = 0 + gain * dy[i]: the same bits as tt_grad_scaled_add into
+ * zeros; dx may be dy (in place). */
+void tt_grad_scaled_write(int32_t count, float gain, const float* dy,
+                          float* dx);
+
 /* FULLY_CONNECTED, y[b, u] = sum_d W[u, d] x[b, d] + bias[u] over
  * `batches` rows of `depth` inputs and `units` outputs.
  *
@@ -66,6 +71,19 @@ void tt_conv_input_grad(const tt_conv_shape* shape,
                         const tt_conv_window* window, const int8_t* filter,
                         const void* scales, int32_t scale_step,
                         const float* dy, float* dx);
+
+/* The input gradient of a 1x1 CONV_2D with stride 1 (input and output
+ * pixels are the same), written over dy: one pixel at a time, its dy times
+ * the channel scales first into `pixel_grads` (C_out floats), then its dx
+ * (0 plus the same terms in the same order as tt_conv_input_grad). Pixels
+ * run forward when C_in <= C_out and backward otherwise, so a pixel's dx
+ * covers only dy of pixels already done. The buffer holds
+ * max(C_in, C_out) floats per pixel. */
+void tt_conv_pointwise_input_grad_in_place(const tt_conv_shape* shape,
+                                           const int8_t* filter,
+                                           const void* scales,
+                                           int32_t scale_step, float* grad,
+                                           float* pixel_grads);
 
 /* Output channel `channel`: weight_grad (KH * KW * filter_depth values, in
  * the filter's order; NULL for none) = s_x * sum over output positions of
@@ -97,6 +115,11 @@ void tt_depthwise_channel_grad(const tt_depthwise_shape* shape,
  * elements it was broadcast to, in output order. Either may be NULL. */
 void tt_add_sub_grad(const tt_broadcast_params* params, int32_t subtract,
                      const float* dy, float* dx1, float* dx2);
+
+/* The same, with dx1 written over dy (in place; input 1 not broadcast):
+ * dx1 = 0 + dy, each dy value read before it is overwritten. */
+void tt_add_sub_grad_in_place(const tt_broadcast_params* params,
+                              int32_t subtract, float* dy_dx1, float* dx2);
 
 /* AVERAGE_POOL_2D: each output's gain * dy / n goes to the n inputs of its
  * window that lie inside the image (padding is not counted, as forward). */

@@ -175,11 +175,12 @@ static tt_status backward_node(tt_trainer* t, int32_t n, bool apply) {
       it, tensors[tt_train_output(it, node, 0)].grad_offset);
   TT_RETURN_IF_ERROR(finish_output_grad(it, node, info, out_grad));
   io.output_grad = out_grad;
+  io.in_place = (info->flags & TT_TRAIN_IN_PLACE) != 0;
   for (int32_t i = 0; i < node->num_inputs; ++i) {
     const int32_t input = tt_train_input(it, node, i);
     if (input < 0 || !(tensors[input].flags & TT_TRAIN_HAS_GRAD)) continue;
     io.input_grads[i] = arena_floats(it, tensors[input].grad_offset);
-    if (tensors[input].grad_writer == n)
+    if (tensors[input].grad_writer == n && !(io.in_place && i == 0))
       memset(io.input_grads[i], 0,
              (size_t)it->tensors[input].num_elements * sizeof(float));
   }

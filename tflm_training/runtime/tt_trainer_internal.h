@@ -27,6 +27,10 @@ enum { /* tt_train_node.flags */
   TT_TRAIN_VISITED = 1,   /* the backward pass runs this operator */
   TT_TRAIN_TRAINED = 2,   /* the plan updates its parameters */
   TT_TRAIN_MASKED = 4,    /* its output gradient passes a clamp mask */
+  /* It writes input 0's gradient over its output gradient: set where the
+   * kernel offers it and the node is the gradient's only writer before
+   * the others add, kept only when sharing makes the region smaller. */
+  TT_TRAIN_IN_PLACE = 8,
 };
 
 typedef struct {
@@ -36,7 +40,7 @@ typedef struct {
   int32_t clamp_min;      /* gradient flows where clamp_min < q < clamp_max */
   int32_t clamp_max;
   int32_t scratch_offset; /* or -1 */
-  uint32_t scratch_bytes;
+  uint32_t scratch_bytes; /* in place: the in-place scratch */
   uint32_t saved_inputs;  /* tt_backward_needs.saved_inputs */
 } tt_train_node;
 

@@ -32,11 +32,33 @@ static bool is_activation(const tt_trainer* t, int32_t tensor) {
          !(tt_train_tensors(t)[tensor].flags & TT_TRAIN_PARAM_COPY);
 }
 
+/* Gradients shared in place: tensor i's gradient lives in the output
+ * gradient of its writer when that writer works in place; a chain of them
+ * is one buffer, named after the tensor nearest the logits. */
+static bool shares_writer_grad(const tt_trainer* t, int32_t i) {
+  const tt_interpreter* it = &t->interpreter;
+  const int32_t writer = tt_train_tensors(t)[i].grad_writer;
+  return writer >= 0 && writer < it->num_nodes &&
+         (tt_train_nodes(t)[writer].flags & TT_TRAIN_IN_PLACE) &&
+         tt_train_input(it, &it->nodes[writer], 0) == i;
+}
+
+/* The tensor whose gradient takes tensor i's place (its producer's input
+ * 0), or -1. */
+static int32_t next_sharing(const tt_trainer* t, int32_t i) {
+  const tt_interpreter* it = &t->interpreter;
+  const int32_t producer = tt_train_tensors(t)[i].producer;
+  if (producer < 0 || !(tt_train_nodes(t)[producer].flags & TT_TRAIN_IN_PLACE))
+    return -1;
+  return tt_train_input(it, &it->nodes[producer], 0);
+}
+
 /* One buffer: fills it, or (assign) hands its offset to where it belongs. */
 typedef struct {
   tt_plan_buffer* buffers; /* NULL: only count */
   int32_t count;
   bool assign;
+  bool in_place;  /* gradients share buffers (TT_TRAIN_IN_PLACE) */
   uint32_t start; /* arena offset of the region */
 } walk;
 
@@ -54,6 +76,31 @@ static bool add(walk* w, uint64_t size, int32_t first, int32_t last,
     }
   }
   ++w->count;
+  return true;
+}
+
+/* The gradient buffer of tensor i and, in place, of the tensors sharing
+ * it: as large as the largest, live from i's writer to the last one's
+ * producer. */
+static bool add_gradient(tt_trainer* t, walk* w, int32_t i) {
+  tt_interpreter* it = &t->interpreter;
+  tt_train_tensor* tensors = tt_train_tensors(t);
+  uint64_t size = (uint64_t)it->tensors[i].num_elements * sizeof(float);
+  int32_t last = i;
+  for (int32_t j = w->in_place ? next_sharing(t, i) : -1; j >= 0;
+       j = next_sharing(t, j)) {
+    const uint64_t bytes =
+        (uint64_t)it->tensors[j].num_elements * sizeof(float);
+    if (bytes > size) size = bytes;
+    last = j;
+  }
+  const int32_t steps = 2 * it->num_nodes;
+  if (!add(w, size, steps - tensors[i].grad_writer,
+           steps - tensors[last].producer, &tensors[i].grad_offset))
+    return false;
+  for (int32_t j = w->in_place ? next_sharing(t, i) : -1; j >= 0;
+       j = next_sharing(t, j))
+    tensors[j].grad_offset = tensors[i].grad_offset;
   return true;
 }
 
@@ -75,9 +122,8 @@ static int32_t walk_buffers(tt_trainer* t, walk* w) {
   const int32_t activations = w->count;
   for (int32_t i = 0; i < it->num_tensors; ++i) {
     if (!(tensors[i].flags & TT_TRAIN_HAS_GRAD)) continue;
-    ok &= add(w, (uint64_t)it->tensors[i].num_elements * sizeof(float),
-              steps - tensors[i].grad_writer, steps - tensors[i].producer,
-              &tensors[i].grad_offset);
+    if (w->in_place && shares_writer_grad(t, i)) continue;
+    ok &= add_gradient(t, w, i);
   }
   for (int32_t n = 0; n < it->num_nodes; ++n) {
     if (!(nodes[n].flags & TT_TRAIN_MASKED)) continue;
@@ -86,7 +132,10 @@ static int32_t walk_buffers(tt_trainer* t, walk* w) {
               &nodes[n].mask_offset);
   }
   for (int32_t n = 0; n < it->num_nodes; ++n) {
-    if (nodes[n].scratch_bytes == 0) continue;
+    /* In-place scratch exists only when the gradients share. */
+    if (nodes[n].scratch_bytes == 0 ||
+        ((nodes[n].flags & TT_TRAIN_IN_PLACE) && !w->in_place))
+      continue;
     ok &= add(w, nodes[n].scratch_bytes, steps - n, steps - n,
               &nodes[n].scratch_offset);
   }
@@ -101,12 +150,34 @@ static tt_status too_small(tt_interpreter* it, uint32_t start,
                       it->arena_size, start + region, start, region);
 }
 
+/* Fills and plans the buffers of one layout in the lists at the region's
+ * start; returns the region's size (at least the lists'), or UINT64_MAX
+ * past 2 GB. */
+static uint64_t plan_layout(tt_trainer* t, walk* w, int32_t* activations) {
+  w->count = 0;
+  w->assign = false;
+  *activations = walk_buffers(t, w);
+  const uint64_t planned = tt_plan_buffers(
+      w->buffers, w->count, (int32_t*)(w->buffers + w->count), false);
+  if (planned == UINT64_MAX) return UINT64_MAX;
+  const uint64_t lists = (uint64_t)w->count * sizeof(tt_plan_buffer) +
+                         tt_plan_order_bytes(w->count);
+  return planned > lists ? planned : lists;
+}
+
+static bool any_in_place(const tt_trainer* t) {
+  for (int32_t n = 0; n < t->interpreter.num_nodes; ++n)
+    if (tt_train_nodes(t)[n].flags & TT_TRAIN_IN_PLACE) return true;
+  return false;
+}
+
 tt_status tt_train_plan_region(tt_trainer* t) {
   tt_interpreter* it = &t->interpreter;
-  walk counter = {NULL, 0, false, 0};
+  walk counter = {NULL, 0, false, false, 0};
   if (walk_buffers(t, &counter) < 0)
     return tt_error_set(&it->error, TT_ERR_UNSUPPORTED,
                         "a gradient of the training plan would be over 2 GB");
+  /* Sharing only removes buffers: the separate layout has the most. */
   const int32_t count = counter.count;
   /* The planner's lists sit where the region will be, as in inference. */
   const uint32_t start = tt_align_up(it->persistent_used, TT_ARENA_ALIGNMENT);
@@ -117,14 +188,32 @@ tt_status tt_train_plan_region(tt_trainer* t) {
                         "arena of %u bytes is too small: training needs more "
                         "than %u bytes", it->arena_size,
                         (uint32_t)(start + lists));
-  walk w = {(tt_plan_buffer*)(it->arena + start), 0, false, start};
-  const int32_t activations = walk_buffers(t, &w);
-  const uint64_t planned = tt_plan_buffers(
-      w.buffers, count, (int32_t*)(w.buffers + count), false);
-  if (planned == UINT64_MAX)
+  walk w = {(tt_plan_buffer*)(it->arena + start), 0, false, false, start};
+  int32_t activations;
+  uint64_t region = plan_layout(t, &w, &activations);
+  /* Gradients share in place only where that makes the region smaller. */
+  if (any_in_place(t)) {
+    w.in_place = true;
+    const uint64_t shared = plan_layout(t, &w, &activations);
+    if (shared < region) {
+      region = shared;
+    } else {
+      /* Their only scratch was the in-place one. */
+      tt_train_node* nodes = tt_train_nodes(t);
+      for (int32_t n = 0; n < it->num_nodes; ++n) {
+        if (!(nodes[n].flags & TT_TRAIN_IN_PLACE)) continue;
+        nodes[n].flags &= ~TT_TRAIN_IN_PLACE;
+        nodes[n].scratch_bytes = 0;
+      }
+      w.in_place = false;
+      region = plan_layout(t, &w, &activations);
+    }
+  }
+  if (region == UINT64_MAX)
     return tt_error_set(&it->error, TT_ERR_UNSUPPORTED,
                         "the training region would be over 2 GB");
-  const uint64_t region = planned > lists ? planned : lists;
+  /* It held the separate layout's lists while planning. */
+  if (region < lists) region = lists;
   if (start + region > it->arena_size)
     return too_small(it, start, (uint32_t)region);
   /* Survival after a forward-only run: only activations can overwrite. */

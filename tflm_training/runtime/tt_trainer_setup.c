@@ -180,6 +180,26 @@ static tt_status find_backward_path(tt_trainer* t) {
   return TT_OK;
 }
 
+/* Whether operator n may write input 0's gradient over its output
+ * gradient: its kernel offers it (with no other scratch), it is the first
+ * to write that gradient (the others add to it later), and input 0 is no
+ * other input of n. */
+static bool can_share_input_grad(const tt_trainer* t, int32_t n,
+                                 const tt_backward_needs* needs) {
+  const tt_interpreter* it = &t->interpreter;
+  const tt_node* node = &it->nodes[n];
+  if (!needs->in_place || needs->scratch_bytes != 0 || node->num_inputs < 1)
+    return false;
+  const int32_t input = tt_train_input(it, node, 0);
+  if (input < 0) return false;
+  const tt_train_tensor* info = &tt_train_tensors(t)[input];
+  if (!(info->flags & TT_TRAIN_HAS_GRAD) || info->grad_writer != n)
+    return false;
+  for (int32_t i = 1; i < node->num_inputs; ++i)
+    if (tt_train_input(it, node, i) == input) return false;
+  return true;
+}
+
 static tt_status prepare_backward(tt_trainer* t) {
   tt_interpreter* it = &t->interpreter;
   tt_train_node* nodes = tt_train_nodes(t);
@@ -196,7 +216,7 @@ static tt_status prepare_backward(tt_trainer* t) {
           (const int32_t*)tt_arena_at(it, layer->candidates_offset);
       update.num_channels = layer->num_candidates;
     }
-    tt_backward_needs needs = {0, 0, false, -129, 128};
+    tt_backward_needs needs = {0, 0, false, -129, 128, false, 0};
     it->current_node = n;
     TT_RETURN_IF_ERROR(tt_backward_find(node->builtin_code)
                            ->prepare(it, node,
@@ -204,6 +224,10 @@ static tt_status prepare_backward(tt_trainer* t) {
                                      &needs));
     info->saved_inputs = needs.saved_inputs;
     info->scratch_bytes = needs.scratch_bytes;
+    if (can_share_input_grad(t, n, &needs)) {
+      info->flags |= TT_TRAIN_IN_PLACE;
+      info->scratch_bytes = needs.in_place_scratch_bytes;
+    }
     info->clamp_min = needs.clamp_min;
     info->clamp_max = needs.clamp_max;
     if (needs.has_clamp) {

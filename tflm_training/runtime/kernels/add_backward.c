@@ -2,20 +2,25 @@
  * too): the identity in real values for each input (negated for SUB's
  * second), summed over the output elements it was broadcast to.
  * Nothing is saved. Clamp: the fused activation range, which includes int8
- * saturation. */
+ * saturation. Input 0's gradient can be written in place when input 0 is
+ * not broadcast. */
 #include "../tt_backward_helpers.h"
 #include "../tt_backward_math.h"
 #include "../tt_elementwise.h"
 
 #define INNER (TT_MAX_RANK - 1)
 
-void tt_add_sub_grad(const tt_broadcast_params* p, int32_t subtract,
-                     const float* dy, float* dx1, float* dx2) {
+/* dx1 = 0 + g instead of dx1 + g when in_place (then dx1 is dy, input 0 is
+ * not broadcast, and each dy value is read before it is written). */
+static void add_sub_grad(const tt_broadcast_params* p, int32_t subtract,
+                         const float* dy, float* dx1, float* dx2,
+                         bool in_place) {
   if (p->num_elements <= 0) return;
   if (!p->broadcast) {
     for (int32_t k = 0; k < p->num_elements; ++k) {
-      if (dx1 != NULL) dx1[k] += dy[k];
-      if (dx2 != NULL) dx2[k] = subtract ? dx2[k] - dy[k] : dx2[k] + dy[k];
+      const float g = dy[k];
+      if (dx2 != NULL) dx2[k] = subtract ? dx2[k] - g : dx2[k] + g;
+      if (dx1 != NULL) dx1[k] = in_place ? 0.0f + g : dx1[k] + g;
     }
     return;
   }
@@ -29,10 +34,14 @@ void tt_add_sub_grad(const tt_broadcast_params* p, int32_t subtract,
   for (int32_t done = 0; done < p->num_elements; done += inner) {
     const float* row = dy + done;
     for (int32_t k = 0; k < inner; ++k) {
-      if (dx1 != NULL) dx1[offset1 + k * step1] += row[k];
+      const float g = row[k];
       if (dx2 != NULL) {
         float* at = dx2 + offset2 + k * step2;
-        *at = subtract ? *at - row[k] : *at + row[k];
+        *at = subtract ? *at - g : *at + g;
+      }
+      if (dx1 != NULL) {
+        float* at = dx1 + offset1 + k * step1;
+        *at = in_place ? 0.0f + g : *at + g;
       }
     }
     for (int32_t dim = INNER - 1; dim >= 0; --dim) {
@@ -44,6 +53,16 @@ void tt_add_sub_grad(const tt_broadcast_params* p, int32_t subtract,
       index[dim] = 0;
     }
   }
+}
+
+void tt_add_sub_grad(const tt_broadcast_params* p, int32_t subtract,
+                     const float* dy, float* dx1, float* dx2) {
+  add_sub_grad(p, subtract, dy, dx1, dx2, false);
+}
+
+void tt_add_sub_grad_in_place(const tt_broadcast_params* p, int32_t subtract,
+                              float* dy_dx1, float* dx2) {
+  add_sub_grad(p, subtract, dy_dx1, dy_dx1, dx2, true);
 }
 
 static tt_status add_sub_backward_prepare(tt_interpreter* it,
@@ -63,6 +82,11 @@ static tt_status add_sub_backward_prepare(tt_interpreter* it,
   TT_RETURN_IF_ERROR(tt_fused_activation_range(it, node, activation, output,
                                                &act_min, &act_max));
   tt_backward_clamp(needs, act_min, act_max);
+  /* Input 0 as large as the output is not broadcast: its gradient can
+   * take the output gradient's place. */
+  const tt_tensor* input = tt_node_input(it, node, 0);
+  needs->in_place =
+      input != NULL && input->num_elements == output->num_elements;
   return TT_OK;
 }
 
@@ -89,8 +113,13 @@ static tt_status add_sub_backward(tt_interpreter* it, const tt_node* node,
   TT_RETURN_IF_ERROR(tt_broadcast_prepare(
       it, node, tt_node_input(it, node, 0), tt_node_input(it, node, 1),
       tt_node_output(it, node, 0), &params));
-  tt_add_sub_grad(&params, subtract ? 1 : 0, io->output_grad,
-                  io->input_grads[0], io->input_grads[1]);
+  if (io->in_place) {
+    tt_add_sub_grad_in_place(&params, subtract ? 1 : 0, io->input_grads[0],
+                             io->input_grads[1]);
+  } else {
+    tt_add_sub_grad(&params, subtract ? 1 : 0, io->output_grad,
+                    io->input_grads[0], io->input_grads[1]);
+  }
   return TT_OK;
 }
 

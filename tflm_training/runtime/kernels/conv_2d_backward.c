@@ -6,9 +6,13 @@
  *
  * Saved: input 0 only when weights train. Scratch: one output channel's
  * weight gradient (KH * KW * filter_depth floats) when weights train.
- * Clamp: the fused activation range, which includes int8 saturation. */
+ * Clamp: the fused activation range, which includes int8 saturation.
+ * In place: a 1x1 filter with stride 1 whose weights do not train writes
+ * the input gradient over the output gradient, one pixel at a time (one
+ * pixel's scaled dY as scratch), after the bias update. */
 #include "../tt_backward_helpers.h"
 #include "../tt_backward_math.h"
+#include "../tt_plan.h"
 
 void tt_conv_input_grad(const tt_conv_shape* s, const tt_conv_window* w,
                         const int8_t* filter, const void* scales,
@@ -45,6 +49,35 @@ void tt_conv_input_grad(const tt_conv_shape* s, const tt_conv_window* w,
             }
           }
         }
+      }
+    }
+  }
+}
+
+void tt_conv_pointwise_input_grad_in_place(const tt_conv_shape* s,
+                                           const int8_t* filter,
+                                           const void* scales,
+                                           int32_t scale_step, float* grad,
+                                           float* pixel_grads) {
+  const uint8_t* scale_bytes = (const uint8_t*)scales;
+  const int32_t pixels = s->batches * s->out_h * s->out_w;
+  const bool forward = s->in_c <= s->out_c;
+  for (int32_t i = 0; i < pixels; ++i) {
+    const int32_t p = forward ? i : pixels - 1 - i;
+    const float* dy_px = grad + p * s->out_c;
+    for (int32_t oc = 0; oc < s->out_c; ++oc) {
+      pixel_grads[oc] =
+          dy_px[oc] * tt_load_f32(scale_bytes + oc * scale_step);
+    }
+    float* dx_px = grad + p * s->in_c;
+    for (int32_t c = 0; c < s->in_c; ++c) dx_px[c] = 0.0f;
+    for (int32_t oc = 0; oc < s->out_c; ++oc) {
+      const float g = pixel_grads[oc];
+      if (g == 0.0f) continue;
+      float* dx_group = dx_px + (oc / s->filters_per_group) * s->filter_depth;
+      const int8_t* f = filter + oc * s->filter_depth;
+      for (int32_t c = 0; c < s->filter_depth; ++c) {
+        dx_group[c] += g * (float)f[c];
       }
     }
   }
@@ -124,14 +157,34 @@ static void conv_channel(const void* context, int32_t channel,
                        weight_grad, bias_grad);
 }
 
-static const tt_layer_backward conv_layer = {conv_shape, conv_input,
-                                             conv_channel};
+static void conv_input_in_place(const void* op_data, const int8_t* filter,
+                                const void* scales, int32_t scale_step,
+                                float* grad, float* scratch) {
+  const tt_conv_op_data* data = (const tt_conv_op_data*)op_data;
+  tt_conv_pointwise_input_grad_in_place(&data->shape, filter, scales,
+                                        scale_step, grad, scratch);
+}
+
+static const tt_layer_backward conv_layer = {
+    conv_shape, conv_input, conv_channel, conv_input_in_place};
 
 static tt_status conv_backward_prepare(tt_interpreter* it,
                                        const tt_node* node,
                                        const tt_layer_update* update,
                                        tt_backward_needs* needs) {
-  return tt_backward_prepare_layer(it, node, update, &conv_layer, needs);
+  TT_RETURN_IF_ERROR(
+      tt_backward_prepare_layer(it, node, update, &conv_layer, needs));
+  /* A 1x1 filter that keeps the image size maps each pixel to itself. The
+   * weights must not change before the input gradient reads them. */
+  const tt_conv_shape* s =
+      &((const tt_conv_op_data*)tt_node_op_data(it, node))->shape;
+  if (s->filter_h == 1 && s->filter_w == 1 && s->in_h == s->out_h &&
+      s->in_w == s->out_w &&
+      (update == NULL || update->kind == TT_UPDATE_BIAS)) {
+    needs->in_place = true;
+    needs->in_place_scratch_bytes = (uint32_t)s->out_c * sizeof(float);
+  }
+  return TT_OK;
 }
 
 static tt_status conv_backward(tt_interpreter* it, const tt_node* node,

@@ -144,7 +144,7 @@ static void depthwise_channel(const void* context, int32_t channel,
 }
 
 static const tt_layer_backward depthwise_layer = {
-    depthwise_shape, depthwise_input, depthwise_channel};
+    depthwise_shape, depthwise_input, depthwise_channel, NULL};
 
 static tt_status depthwise_backward_prepare(tt_interpreter* it,
                                             const tt_node* node,

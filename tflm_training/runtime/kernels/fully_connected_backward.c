@@ -79,7 +79,8 @@ static void fc_channel(const void* context, int32_t channel,
                      weight_grad, bias_grad);
 }
 
-static const tt_layer_backward fc_layer = {fc_shape, fc_input, fc_channel};
+static const tt_layer_backward fc_layer = {fc_shape, fc_input, fc_channel,
+                                           NULL};
 
 static tt_status fc_backward_prepare(tt_interpreter* it, const tt_node* node,
                                      const tt_layer_update* update,

@@ -1,7 +1,8 @@
 /* QUANTIZE backward (float32 or int8 input to int8): the identity in real
  * values (straight-through rounding); the gradient stops where the output
  * saturates at -128 / 127, which an int8 input can only reach when the
- * output's scale or zero point differs from its own. Nothing is saved. */
+ * output's scale or zero point differs from its own. Nothing is saved;
+ * the gradient can be written in place. */
 #include "../tt_backward_helpers.h"
 #include "../tt_backward_math.h"
 
@@ -19,6 +20,7 @@ static tt_status quantize_backward_prepare(tt_interpreter* it,
   } else {
     tt_backward_clamp(needs, -128, 127);
   }
+  needs->in_place = true;
   return TT_OK;
 }
 

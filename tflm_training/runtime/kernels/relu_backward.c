@@ -5,7 +5,7 @@
  *   RELU6 clamps the input's int8 values between its zero point and the
  *   quantized 6.0, unchanged, as TFLM does (derivative output scale /
  *   input scale, 1 when they agree).
- * Nothing is saved. */
+ * Nothing is saved; the gradient can be written in place. */
 #include "../tt_backward_helpers.h"
 #include "../tt_backward_math.h"
 #include "../tt_quant.h"
@@ -22,6 +22,7 @@ static tt_status relu_backward_prepare(tt_interpreter* it,
   const bool same = input->scale == output->scale &&
                     input->zero_point == output->zero_point;
   tt_backward_clamp(needs, output->zero_point, same ? 128 : 127);
+  needs->in_place = true;
   return TT_OK;
 }
 
@@ -43,6 +44,7 @@ static tt_status relu6_backward_prepare(tt_interpreter* it,
     upper = (int32_t)(q > 127 ? 127 : (q < -128 ? -128 : q));
   }
   tt_backward_clamp(needs, input->zero_point, upper);
+  needs->in_place = true;
   return TT_OK;
 }
 

@@ -1,13 +1,18 @@
 /* RESHAPE, SQUEEZE and EXPAND_DIMS backward: the bytes are unchanged, so
  * the gradient is copied, scaled by output scale / input scale (1 when they
  * agree, as converters write them). Nothing is saved; no clamp (the values
- * are not touched). */
+ * are not touched); the gradient can be written in place. */
 #include "../tt_backward_helpers.h"
 #include "../tt_backward_math.h"
 
 void tt_grad_scaled_add(int32_t count, float gain, const float* dy,
                         float* dx) {
   for (int32_t i = 0; i < count; ++i) dx[i] += gain * dy[i];
+}
+
+void tt_grad_scaled_write(int32_t count, float gain, const float* dy,
+                          float* dx) {
+  for (int32_t i = 0; i < count; ++i) dx[i] = 0.0f + gain * dy[i];
 }
 
 static tt_status copy_backward_prepare(tt_interpreter* it,
@@ -24,6 +29,7 @@ static tt_status copy_backward_prepare(tt_interpreter* it,
                         "gradients pass only through INT8 or FLOAT32 "
                         "tensors, not %s", tt_type_name(input->type));
   }
+  needs->in_place = true;
   return TT_OK;
 }
 
