@@ -169,6 +169,9 @@ class _Operator:
     inputs: tuple   # -1 for an absent optional input
     outputs: tuple
     activation: int = 0  # fused activation, read only where a kernel needs it
+    # (stride_h, stride_w, dilation_h, dilation_w), read only for
+    # DEPTHWISE_CONV_2D (its in-place backward depends on them)
+    window: tuple = ()
 
     def input(self, i):
         """tt_node_input_index: -1 when absent or past the list."""
@@ -280,6 +283,21 @@ def _conv_like_needs(channel_count, weights_per_channel, in_place=None):
             return clamp
         return BackwardNeeds(saved_inputs=1, scratch_bytes=4 * per_channel, has_clamp=True)
     return needs
+
+
+def _depthwise_in_place(model, op):
+    """depthwise_backward_prepare (kernels/depthwise_conv_2d_backward.c):
+    multiplier 1, stride 1 and the image size kept; scratch for
+    tt_depthwise_in_place_rows rows of out_w * C gradients."""
+    weights = model.tensors[op.input(1)]
+    source, output = model.tensors[op.input(0)], model.tensors[op.outputs[0]]
+    stride_h, stride_w, dilation_h, _ = op.window
+    if (source.dims[3] != output.dims[3] or (stride_h, stride_w) != (1, 1)
+            or source.dims[1:3] != output.dims[1:3]):
+        return None
+    span = (weights.dims[1] - 1) * dilation_h
+    rows = span - span // 2 + 1  # tt_window_padding: the leading half
+    return 4 * rows * output.dims[2] * output.dims[3]
 
 
 def _pointwise_in_place(model, op):
@@ -419,7 +437,8 @@ KERNELS = {
               backward=_conv_like_needs(_conv_channels, _conv_weights_per_channel,
                                         _pointwise_in_place)),
     4: Kernel("DEPTHWISE_CONV_2D", DEPTHWISE_OP_DATA, channel_axis=3, has_parameters=True,
-              backward=_conv_like_needs(_depthwise_channels, _depthwise_weights_per_channel)),
+              backward=_conv_like_needs(_depthwise_channels, _depthwise_weights_per_channel,
+                                        _depthwise_in_place)),
     6: Kernel("DEQUANTIZE", DEQUANTIZE_DATA),
     9: Kernel("FULLY_CONNECTED", FC_OP_DATA, channel_axis=0, has_parameters=True,
               backward=_conv_like_needs(_conv_channels, _fc_weights_per_channel)),
@@ -455,6 +474,9 @@ C_STRUCTS = tuple(dict.fromkeys(
 # Operators whose option table memory depends on: field of the fused
 # activation (Pool2DOptions.fused_activation_function, TT_POOL_ACTIVATION).
 _ACTIVATION_OPTION = {1: 5, 17: 5}
+# DepthwiseConv2DOptions fields stride_h, stride_w, dilation_h, dilation_w
+# and their defaults (kernels/depthwise_conv_2d.c).
+_DEPTHWISE_WINDOW = ((2, 0), (1, 0), (6, 1), (5, 1))
 
 
 def _name(code):
@@ -612,6 +634,10 @@ class MemoryModel:
             if op.code in _ACTIVATION_OPTION:
                 op.activation = tflite_graph.builtin_option(
                     model_bytes, op.index, _ACTIVATION_OPTION[op.code], "<b", 0)
+            if op.code == tflite_graph.DEPTHWISE_CONV_2D:
+                op.window = tuple(tflite_graph.builtin_option(
+                    model_bytes, op.index, field, "<i", default)
+                    for field, default in _DEPTHWISE_WINDOW)
         self._set_lifetimes()
         self._loaded, self.op_data = self._load()
         self._frozen_needs = {}
@@ -987,7 +1013,9 @@ class _BackwardGraph:
             return False
         source = op.inputs[0]
         return (source >= 0 and source in self.has_grad and self.grad_writer[source] == n
-                and source not in op.inputs[1:])
+                and source not in op.inputs[1:]
+                and (self.model.tensors[source].num_elements
+                     >= self.model.tensors[op.outputs[0]].num_elements))
 
     def sharing_chain(self, tensor):
         """next_sharing (tt_trainer_region.c) from `tensor`: the tensors whose

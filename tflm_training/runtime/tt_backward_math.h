@@ -104,6 +104,19 @@ void tt_depthwise_input_grad(const tt_depthwise_shape* shape,
                              const int8_t* filter, const void* scales,
                              int32_t scale_step, const float* dy,
                              float* dx);
+/* The input gradient of a stride-1 DEPTHWISE_CONV_2D with multiplier 1
+ * that keeps the image size, written over dy (`grad`): dy is scaled by the
+ * channel scales in place, then each input row is gathered (0 plus the
+ * same terms in the same order as tt_depthwise_input_grad) once the rows
+ * it needs that it overwrites are saved in `ring`,
+ * tt_depthwise_in_place_rows rows of out_w * C floats. */
+uint32_t tt_depthwise_in_place_rows(const tt_depthwise_shape* shape,
+                                    const tt_conv_window* window);
+void tt_depthwise_input_grad_in_place(const tt_depthwise_shape* shape,
+                                      const tt_conv_window* window,
+                                      const int8_t* filter,
+                                      const void* scales, int32_t scale_step,
+                                      float* grad, float* ring);
 void tt_depthwise_channel_grad(const tt_depthwise_shape* shape,
                                const tt_conv_window* window, int32_t channel,
                                const int8_t* input, int32_t input_zero_point,

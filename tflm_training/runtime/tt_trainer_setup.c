@@ -182,8 +182,9 @@ static tt_status find_backward_path(tt_trainer* t) {
 
 /* Whether operator n may write input 0's gradient over its output
  * gradient: its kernel offers it (with no other scratch), it is the first
- * to write that gradient (the others add to it later), and input 0 is no
- * other input of n. */
+ * to write that gradient (the others add to it later), input 0 is no
+ * other input of n, and its gradient is not smaller than the output's (a
+ * small gradient would hold a large buffer for the rest of its life). */
 static bool can_share_input_grad(const tt_trainer* t, int32_t n,
                                  const tt_backward_needs* needs) {
   const tt_interpreter* it = &t->interpreter;
@@ -197,7 +198,8 @@ static bool can_share_input_grad(const tt_trainer* t, int32_t n,
     return false;
   for (int32_t i = 1; i < node->num_inputs; ++i)
     if (tt_train_input(it, node, i) == input) return false;
-  return true;
+  return it->tensors[input].num_elements >=
+         it->tensors[tt_train_output(it, node, 0)].num_elements;
 }
 
 static tt_status prepare_backward(tt_trainer* t) {

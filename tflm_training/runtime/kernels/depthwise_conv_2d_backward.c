@@ -8,9 +8,14 @@
  *
  * Saved: input 0 only when weights train. Scratch: one output channel's
  * weight gradient (KH * KW floats) when weights train. Clamp: the fused
- * activation range, which includes int8 saturation. */
+ * activation range, which includes int8 saturation. In place: with
+ * multiplier 1, stride 1 and the image size kept, and weights that do not
+ * train, the input gradient is written over the output gradient row by
+ * row, the rows it still needs saved in a ring
+ * (tt_depthwise_in_place_rows rows of scratch), after the bias update. */
 #include "../tt_backward_helpers.h"
 #include "../tt_backward_math.h"
+#include "../tt_plan.h"
 
 /* Output channels taken at once: their gradients times their scales are
  * worked out once per output pixel (a stack buffer of this many floats). */
@@ -67,6 +72,60 @@ void tt_depthwise_input_grad(const tt_depthwise_shape* s,
               }
             }
           }
+        }
+      }
+    }
+  }
+}
+
+uint32_t tt_depthwise_in_place_rows(const tt_depthwise_shape* s,
+                                    const tt_conv_window* w) {
+  return (uint32_t)((s->filter_h - 1) * w->dilation_h - w->pad_h + 1);
+}
+
+/* Gathers each dx value from the output pixels that reach it, latest tap
+ * first so that the pixels come in raster order, as they scatter in
+ * tt_depthwise_input_grad. Rows at or above the one being written come from
+ * the ring, the rows below are still intact. */
+void tt_depthwise_input_grad_in_place(const tt_depthwise_shape* s,
+                                      const tt_conv_window* w,
+                                      const int8_t* filter,
+                                      const void* scales, int32_t scale_step,
+                                      float* grad, float* ring) {
+  const uint8_t* scale_bytes = (const uint8_t*)scales;
+  const int32_t channels = s->out_c;
+  const int32_t row = s->out_w * channels;
+  const int32_t ring_rows = (int32_t)tt_depthwise_in_place_rows(s, w);
+  for (int32_t b = 0; b < s->batches; ++b) {
+    float* g = grad + b * s->out_h * row;
+    for (int32_t p = 0; p < s->out_h * s->out_w; ++p) {
+      for (int32_t c = 0; c < channels; ++c) {
+        g[p * channels + c] *= tt_load_f32(scale_bytes + c * scale_step);
+      }
+    }
+    for (int32_t y = 0; y < s->out_h; ++y) {
+      float* saved = ring + (y % ring_rows) * row;
+      for (int32_t i = 0; i < row; ++i) saved[i] = g[y * row + i];
+      for (int32_t x = 0; x < s->out_w; ++x) {
+        for (int32_t c = 0; c < channels; ++c) {
+          float sum = 0.0f;
+          for (int32_t fy = s->filter_h - 1; fy >= 0; --fy) {
+            const int32_t from_y = y + w->pad_h - fy * w->dilation_h;
+            if (from_y < 0 || from_y >= s->out_h) continue;
+            const float* source = from_y <= y
+                                      ? ring + (from_y % ring_rows) * row
+                                      : g + from_y * row;
+            for (int32_t fx = s->filter_w - 1; fx >= 0; --fx) {
+              const int32_t from_x = x + w->pad_w - fx * w->dilation_w;
+              if (from_x < 0 || from_x >= s->out_w) continue;
+              const float value = source[from_x * channels + c];
+              if (value != 0.0f) {
+                sum += value *
+                       (float)filter[(fy * s->filter_w + fx) * channels + c];
+              }
+            }
+          }
+          g[y * row + x * channels + c] = sum;
         }
       }
     }
@@ -143,14 +202,43 @@ static void depthwise_channel(const void* context, int32_t channel,
                             weight_grad, bias_grad);
 }
 
+static void depthwise_input_in_place(const void* op_data,
+                                     const int8_t* filter, const void* scales,
+                                     int32_t scale_step, float* grad,
+                                     float* scratch) {
+  const tt_depthwise_op_data* data = (const tt_depthwise_op_data*)op_data;
+  tt_depthwise_input_grad_in_place(&data->shape, &data->window, filter,
+                                   scales, scale_step, grad, scratch);
+}
+
 static const tt_layer_backward depthwise_layer = {
-    depthwise_shape, depthwise_input, depthwise_channel, NULL};
+    depthwise_shape, depthwise_input, depthwise_channel,
+    depthwise_input_in_place};
 
 static tt_status depthwise_backward_prepare(tt_interpreter* it,
                                             const tt_node* node,
                                             const tt_layer_update* update,
                                             tt_backward_needs* needs) {
-  return tt_backward_prepare_layer(it, node, update, &depthwise_layer, needs);
+  TT_RETURN_IF_ERROR(
+      tt_backward_prepare_layer(it, node, update, &depthwise_layer, needs));
+  /* One input channel per output channel, stride 1, the image size kept:
+   * each input row is finished once the rows below it are read. */
+  const tt_depthwise_op_data* data =
+      (const tt_depthwise_op_data*)tt_node_op_data(it, node);
+  const tt_depthwise_shape* s = &data->shape;
+  if (s->depth_multiplier == 1 && data->window.stride_h == 1 &&
+      data->window.stride_w == 1 && s->in_h == s->out_h &&
+      s->in_w == s->out_w &&
+      (update == NULL || update->kind == TT_UPDATE_BIAS)) {
+    const uint64_t bytes = (uint64_t)tt_depthwise_in_place_rows(s, &data->window) *
+                           (uint64_t)s->out_w * (uint64_t)s->out_c *
+                           sizeof(float);
+    if (bytes <= UINT32_MAX) {
+      needs->in_place = true;
+      needs->in_place_scratch_bytes = (uint32_t)bytes;
+    }
+  }
+  return TT_OK;
 }
 
 static tt_status depthwise_backward(tt_interpreter* it, const tt_node* node,
