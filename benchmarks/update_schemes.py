@@ -20,9 +20,7 @@ Converted models and prepared samples are cached under --cache_dir.
 
 import json
 import multiprocessing
-import os
 import pathlib
-import subprocess
 import sys
 import time
 
@@ -177,26 +175,6 @@ def output_paths(cfg):
 # -- models --------------------------------------------------------------------------
 
 
-def ensure_model(cfg, task_name, backbone):
-    """The converted model's folder (converting in a TensorFlow child
-    process when it is not cached)."""
-    task = tasks.make_tasks(backbone)[task_name]
-    folder = tasks.model_dir(cfg["cache_dir"], task, cfg["data_dir"])
-    if (folder / "model.tflite").is_file() and (folder / "convert.json").is_file():
-        return folder
-    print(f"[{task_name}] converting {task.checkpoint} (QAT, new head; TensorFlow)",
-          flush=True)
-    command = [sys.executable, str(runs.KERAS_SCRIPT), "--mode", "convert", "--task",
-               task_name, "--vision_backbone", backbone, "--data_dir", cfg["data_dir"],
-               "--out_dir", str(folder), f"--threads={cfg['jobs']}"]
-    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    if result.returncode != 0:
-        raise RuntimeError(f"converting {task.checkpoint} for {task_name} failed:\n"
-                           + "\n".join(result.stderr.strip().splitlines()[-15:]))
-    return folder
-
-
 def model_summary(cfg, task_name, backbone):
     import hashlib  # pylint: disable=import-outside-toplevel
     task = tasks.make_tasks(backbone)[task_name]
@@ -255,11 +233,11 @@ def run_all(cfg):
     load_at_start = environment.load_average()
     host_build.build_host_if_stale()
     for name in cfg["tasks"]:
-        ensure_model(cfg, name, cfg["vision_backbone"])
+        runs.ensure_model(cfg, name, cfg["vision_backbone"])
     other = [b for b in tasks.VISION_BACKBONES if b != cfg["vision_backbone"]]
     compare = [n for n in cfg["tasks"] if n != "fsdd"] if cfg["compare_backbones"] else []
     for name in compare:
-        ensure_model(cfg, name, other[0])
+        runs.ensure_model(cfg, name, other[0])
     converted = time.time()
     preload()
     jobs = runs.make_jobs(cfg["tasks"], cfg["methods"], cfg["seeds"], cfg["budgets_kb"])

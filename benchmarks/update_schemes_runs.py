@@ -302,3 +302,23 @@ def _summary(group, budget):
             summary[key] = float(np.mean(values)) if values else None
         summary["layers"] = metrics[0].get("layers")
     return summary
+
+
+def ensure_model(cfg, task_name, backbone):
+    """The converted model's folder (converting in a TensorFlow child
+    process when it is not cached)."""
+    task = tasks.make_tasks(backbone)[task_name]
+    folder = tasks.model_dir(cfg["cache_dir"], task, cfg["data_dir"])
+    if (folder / "model.tflite").is_file() and (folder / "convert.json").is_file():
+        return folder
+    print(f"[{task_name}] converting {task.checkpoint} (QAT, new head; TensorFlow)",
+          flush=True)
+    command = [sys.executable, str(KERAS_SCRIPT), "--mode", "convert", "--task",
+               task_name, "--vision_backbone", backbone, "--data_dir", cfg["data_dir"],
+               "--out_dir", str(folder), f"--threads={cfg['jobs']}"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    if result.returncode != 0:
+        raise RuntimeError(f"converting {task.checkpoint} for {task_name} failed:\n"
+                           + "\n".join(result.stderr.strip().splitlines()[-15:]))
+    return folder

@@ -379,8 +379,8 @@ class Kernel:
 
     op_data: the struct its prepare() allocates (tt_node_alloc_op_data).
     channel_axis: for CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED, the
-    filter axis of the output channels: their op data is followed by a
-    multiplier and a shift per filter scale.
+    filter axis of the output channels: their op data is followed by an
+    int32 multiplier per filter scale, then an int8 shift per filter scale.
     backward(model, operator, update) -> BackwardNeeds, or None when it has
     no backward kernel (tt_backward_registry.c); update is None for a
     frozen operator. has_parameters: a plan may train it.
@@ -395,13 +395,13 @@ class Kernel:
     def op_data_bytes(self, model, op):
         """The size prepare() passes to tt_node_alloc_op_data; for the
         convolution-like kernels tt_conv_alloc_op_data (tt_conv_params.c)
-        with tt_conv_multiplier_count: 1 pair for a per-tensor filter, else
-        one per output channel."""
+        with tt_conv_multiplier_count: an int32 multiplier and an int8 shift
+        for a per-tensor filter, else one of each per output channel."""
         if self.channel_axis is None:
             return self.op_data.size
         weights = model.tensors[op.input(1)]
         count = 1 if len(weights.scales) == 1 else weights.dims[self.channel_axis]
-        return self.op_data.size + 8 * count
+        return self.op_data.size + 5 * count
 
 
 def _conv_channels(model, op):

@@ -124,7 +124,7 @@ tt_status tt_conv_eval_view_init(tt_interpreter* interpreter,
                         "a tensor or the op data has no memory");
   }
   view->multipliers = (const int32_t*)(op_data + header_size);
-  view->shifts = view->multipliers + multiplier_count;
+  view->shifts = (const int8_t*)(view->multipliers + multiplier_count);
   view->channel_step = multiplier_count > 1 ? 1 : 0;
   view->quant = quant;
   return TT_OK;

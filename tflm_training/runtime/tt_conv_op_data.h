@@ -3,7 +3,7 @@
  * (kernels/<op>_backward.c) so that those reuse the shapes and clamps the
  * forward pass checked instead of deriving them again. Each struct is
  * followed in the arena by num_multipliers int32 multipliers, then as
- * many shifts (tt_conv_params.h). */
+ * many int8 shifts (tt_conv_params.h). */
 #ifndef TFLM_TRAINING_TT_CONV_OP_DATA_H_
 #define TFLM_TRAINING_TT_CONV_OP_DATA_H_
 

@@ -177,19 +177,21 @@ tt_status tt_conv_multiplier_count(tt_interpreter* interpreter,
 tt_status tt_conv_quantize_multiplier(tt_interpreter* interpreter,
                                       const tt_node* node, double real,
                                       int32_t channel, int32_t* multiplier,
-                                      int32_t* shift) {
-  if (!tt_quantize_multiplier(real, multiplier, shift)) {
+                                      int8_t* shift) {
+  int32_t exponent;
+  if (!tt_quantize_multiplier(real, multiplier, &exponent)) {
     return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
                         "requantization scale of channel %d is not a finite "
                         "non-negative number", channel);
   }
   /* The fixed-point multiply shifts left by up to `shift` bits first. */
-  if (*shift > 30) {
+  if (exponent > 30) {
     return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
                         "requantization scale of channel %d (input scale * "
                         "filter scale / output scale) is 2^%d or more; it "
-                        "must be below 2^30", channel, *shift - 1);
+                        "must be below 2^30", channel, exponent - 1);
   }
+  *shift = (int8_t)exponent; /* at least -31 */
   return TT_OK;
 }
 
@@ -210,7 +212,7 @@ tt_status tt_conv_channel_multipliers(tt_interpreter* interpreter,
                                       const tt_tensor* input,
                                       const tt_tensor* filter,
                                       const tt_tensor* output, int32_t count,
-                                      int32_t* multipliers, int32_t* shifts) {
+                                      int32_t* multipliers, int8_t* shifts) {
   for (int32_t i = 0; i < count; ++i) {
     float filter_scale;
     TT_RETURN_IF_ERROR(
@@ -279,8 +281,8 @@ tt_status tt_conv_prepare_window(tt_interpreter* interpreter,
 tt_status tt_conv_alloc_op_data(tt_interpreter* interpreter, tt_node* node,
                                 uint32_t header_size, int32_t count,
                                 void** data) {
-  const uint64_t bytes =
-      (uint64_t)header_size + (uint64_t)count * 2u * sizeof(int32_t);
+  const uint64_t bytes = (uint64_t)header_size +
+                        (uint64_t)count * (sizeof(int32_t) + sizeof(int8_t));
   if (count < 1 || bytes > UINT32_MAX) {
     return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
                         "%d output channels is too many", count);
@@ -301,5 +303,5 @@ tt_status tt_conv_alloc_channel_op_data(
   int32_t* multipliers = (int32_t*)((uint8_t*)*data + header_size);
   return tt_conv_channel_multipliers(interpreter, node, input, filter, output,
                                      *count, multipliers,
-                                     multipliers + *count);
+                                     tt_conv_shifts(multipliers, *count));
 }

@@ -8,9 +8,9 @@
  * TFLM's int32 ones, so summing in another order gives the same bits.
  *
  * Op data of these kernels is a fixed header followed by `count` int32
- * multipliers and then `count` int32 shifts, where count is 1 for a
- * per-tensor quantized filter and the number of output channels for a
- * per-channel one. */
+ * multipliers and then `count` int8 shifts (tt_quantize_multiplier's
+ * exponents lie in [-31, 30]), where count is 1 for a per-tensor quantized
+ * filter and the number of output channels for a per-channel one. */
 #ifndef TFLM_TRAINING_TT_CONV_PARAMS_H_
 #define TFLM_TRAINING_TT_CONV_PARAMS_H_
 
@@ -55,7 +55,7 @@ typedef struct {
   const uint8_t* bias; /* int32 values, maybe unaligned; NULL if none */
   int8_t* output;
   const int32_t* multipliers;
-  const int32_t* shifts;
+  const int8_t* shifts;
   int32_t channel_step; /* 1 with a multiplier per channel, 0 with one */
   const tt_conv_quant* quant;
 } tt_conv_eval_view;
@@ -320,14 +320,19 @@ tt_status tt_conv_channel_multipliers(tt_interpreter* interpreter,
                                       const tt_tensor* input,
                                       const tt_tensor* filter,
                                       const tt_tensor* output, int32_t count,
-                                      int32_t* multipliers, int32_t* shifts);
+                                      int32_t* multipliers, int8_t* shifts);
 
 /* One real multiplier to (multiplier, shift); fails when it is not finite
  * or too large for the fixed-point multiply (2^30 and above). */
 tt_status tt_conv_quantize_multiplier(tt_interpreter* interpreter,
                                       const tt_node* node, double real,
                                       int32_t channel, int32_t* multiplier,
-                                      int32_t* shift);
+                                      int8_t* shift);
+
+/* Where the shifts start: after `count` multipliers. */
+static inline int8_t* tt_conv_shifts(int32_t* multipliers, int32_t count) {
+  return (int8_t*)(multipliers + count);
+}
 
 /* Checks strides and dilations (stride_*, dilation_* already set in
  * *window), computes the output size and leading padding of each axis the
@@ -340,7 +345,7 @@ tt_status tt_conv_prepare_window(tt_interpreter* interpreter,
                                  int32_t filter_w, int32_t out_h,
                                  int32_t out_w, tt_conv_window* window);
 
-/* Bytes of op data: a header plus count multiplier/shift pairs. */
+/* Op data: a header plus count int32 multipliers and count int8 shifts. */
 tt_status tt_conv_alloc_op_data(tt_interpreter* interpreter, tt_node* node,
                                 uint32_t header_size, int32_t count,
                                 void** data);

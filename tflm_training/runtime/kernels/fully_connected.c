@@ -94,7 +94,7 @@ static tt_status fc_per_tensor_multiplier(tt_interpreter* interpreter,
                                           const tt_tensor* bias,
                                           const tt_tensor* output,
                                           int32_t* multiplier,
-                                          int32_t* shift) {
+                                          int8_t* shift) {
   float filter_scale;
   TT_RETURN_IF_ERROR(
       tt_conv_filter_scale(interpreter, node, filter, 0, &filter_scale));
@@ -172,12 +172,13 @@ static tt_status fc_prepare(tt_interpreter* interpreter, tt_node* node) {
     TT_RETURN_IF_ERROR(fc_per_tensor_multiplier(interpreter, node, input,
                                                 filter, bias, output,
                                                 &multipliers[0],
-                                                &multipliers[1]));
+                                                tt_conv_shifts(multipliers, 1)));
   } else {
     TT_RETURN_IF_ERROR(tt_conv_channel_multipliers(interpreter, node, input,
                                                    filter, output, count,
                                                    multipliers,
-                                                   multipliers + count));
+                                                   tt_conv_shifts(multipliers,
+                                                                  count)));
   }
   data->batches = batches;
   data->accum_depth = accum_depth;
