@@ -14,6 +14,7 @@ import training_helpers as th
 from tflm_training import (BadStateError, DivergedError, InputMismatchError, Interpreter,
                            InvalidArgumentError, LayerPlan, Trainer, TrainingPlan,
                            tflite_graph)
+from tflm_training import memory_model
 from tflm_training.plan import find_logits
 
 # model -> (dataset, input shape)
@@ -223,7 +224,6 @@ def test_memory_breakdown_adds_up_to_the_arena_used(name):
                                  "optimizer_state", "planned_region")]
     assert sum(parts) == memory["total"] == trainer.arena_used_bytes()
     assert all(p > 0 for p in parts)
-    inference = Interpreter(model)
     # The same tables as inference; the classifier's copies are its bytes.
     graph = tflite_graph.read_graph(model)
     weights, bias = (graph.tensors[i] for i in trainer.parameter_tensors)
@@ -231,7 +231,7 @@ def test_memory_breakdown_adds_up_to_the_arena_used(name):
     assert memory["weight_copies"] < weights.data_size + bias.data_size + 16
     # Nothing is kept for the frozen feature extractor: the region is the
     # inference activations plus the classifier's small buffers.
-    activations = inference.arena_used_bytes() - memory["interpreter_tables"]
+    activations = memory_model.inference_arena(model).activations
     assert activations <= memory["planned_region"] <= activations + 2048
 
 
