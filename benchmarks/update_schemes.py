@@ -4,10 +4,14 @@ extra training memory beyond the model's inference arena.
 
   python benchmarks/update_schemes.py            # the full benchmark (30-45 min, 2 cores)
   python benchmarks/update_schemes.py --quick    # a smoke run (a few minutes)
+  python benchmarks/update_schemes.py --task_model my.tflite --task_data my.npz
+                                                 # every scheme on your own task
 
 Tasks: tinyimagenet32 -> gtsrb32, tinyimagenet32 -> flowers32 (the
 --vision_backbone checkpoint) and speech_commands12 -> fsdd (the DS-CNN
-checkpoint), from pipeline/checkpoints and --data_dir. Methods: float full
+checkpoint), from pipeline/checkpoints and --data_dir; or one task of your
+own (--task_model: an int8 .tflite trained as it is, or a checkpoint given a
+new head; --task_data: its .npz). Methods: float full
 fine-tuning in TensorFlow (the reference, no budget), and in the int8
 runtime (tflm_training.Trainer on the host, bit-identical to the device):
 classifier-only, bias-only, searched sparse update, TraDy, low-rank.
@@ -18,6 +22,7 @@ Writes a markdown report (--out), the raw numbers (--json_out, default
 Converted models and prepared samples are cached under --cache_dir.
 """
 
+import dataclasses
 import json
 import multiprocessing
 import pathlib
@@ -43,6 +48,16 @@ RESULTS = REPO / "benchmarks" / "results"
 
 _TASKS = flags.DEFINE_list("tasks", list(tasks.TASK_NAMES),
                            f"Tasks, any of {', '.join(tasks.TASK_NAMES)}.")
+_TASK_MODEL = flags.DEFINE_string(
+    "task_model", None, "Your own task instead of the built-in ones: an int8 .tflite "
+    "(trained as it is; no float reference) or the name of a checkpoint in "
+    "pipeline/checkpoints (QAT on its upstream dataset from --data_dir and a new head). "
+    "Needs --task_data.")
+_TASK_DATA = flags.DEFINE_string(
+    "task_data", None, "Your task's dataset: an .npz with x_train, y_train, x_test, y_test "
+    "(uint8 samples shaped like the model's input, quantized as x / 255).")
+_TASK_NAME = flags.DEFINE_string("task_name", None, "Your task's name in the report "
+                                 "(default: the --task_data file's stem).")
 _METHODS = flags.DEFINE_list("methods", list(methods.METHODS),
                              f"Methods, any of {', '.join(methods.METHODS)}.")
 _BUDGETS = flags.DEFINE_list("budgets_kb", ["16", "32", "64", "128"],
@@ -123,9 +138,24 @@ QUICK = {"seeds": [0], "budgets_kb": [32, 128], "train_samples": 60, "test_sampl
          "trady_samples": 20, "compare_backbones": False}
 
 
+def user_task():
+    """The command-line task as a dict of Task fields, or None."""
+    if _TASK_MODEL.value is None and _TASK_DATA.value is None:
+        return None
+    if _TASK_MODEL.value is None or _TASK_DATA.value is None:
+        raise app.UsageError("--task_model and --task_data go together: give both")
+    try:
+        task = tasks.user_task(_TASK_MODEL.value, _TASK_DATA.value, _TASK_NAME.value)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    return dataclasses.asdict(task)
+
+
 def config():
+    user = user_task()
     result = {
-        "tasks": list(_TASKS.value), "methods": list(_METHODS.value),
+        "tasks": [user["name"]] if user else list(_TASKS.value),
+        "user_task": user, "methods": list(_METHODS.value),
         "budgets_kb": [int(b) for b in _BUDGETS.value],
         "seeds": [int(s) for s in _SEEDS.value],
         "epochs": _EPOCHS.value, "train_samples": _TRAIN.value,
@@ -143,7 +173,8 @@ def config():
         "analysis_metric": _ANALYSIS_METRIC.value,
         "search_trials": _SEARCH_TRIALS.value,
         "trady_samples": _TRADY_SAMPLES.value, "trady_layers": _TRADY_LAYERS.value,
-        "vision_backbone": _VISION.value, "compare_backbones": _COMPARE.value,
+        "vision_backbone": _VISION.value,
+        "compare_backbones": _COMPARE.value and user is None,
         "jobs": _JOBS.value, "data_dir": str(pathlib.Path(_DATA_DIR.value).resolve()),
         "cache_dir": str(pathlib.Path(_CACHE_DIR.value).resolve()),
         "reuse_float": _REUSE_FLOAT.value, "quick": _QUICK.value,
@@ -177,7 +208,7 @@ def output_paths(cfg):
 
 def model_summary(cfg, task_name, backbone):
     import hashlib  # pylint: disable=import-outside-toplevel
-    task = tasks.make_tasks(backbone)[task_name]
+    task = tasks.task_of(cfg, task_name, backbone)
     folder = tasks.model_dir(cfg["cache_dir"], task, cfg["data_dir"])
     model = (folder / "model.tflite").read_bytes()
     convert = json.loads((folder / "convert.json").read_text())
@@ -233,9 +264,13 @@ def run_all(cfg):
     load_at_start = environment.load_average()
     host_build.build_host_if_stale()
     for name in cfg["tasks"]:
-        runs.ensure_model(cfg, name, cfg["vision_backbone"])
+        try:
+            runs.ensure_model(cfg, name, cfg["vision_backbone"])
+        except ValueError as e:
+            raise app.UsageError(str(e)) from None
     other = [b for b in tasks.VISION_BACKBONES if b != cfg["vision_backbone"]]
-    compare = [n for n in cfg["tasks"] if n != "fsdd"] if cfg["compare_backbones"] else []
+    compare = ([n for n in cfg["tasks"] if n in ("gtsrb32", "flowers32")]
+               if cfg["compare_backbones"] else [])
     for name in compare:
         runs.ensure_model(cfg, name, other[0])
     converted = time.time()

@@ -34,7 +34,9 @@ import numpy as np  # noqa: E402
 from benchmarks import update_schemes_tasks as tasks  # noqa: E402
 
 _MODE = flags.DEFINE_enum("mode", None, ["convert", "finetune"], "What to do.")
-_TASK = flags.DEFINE_enum("task", None, list(tasks.TASK_NAMES), "The task.")
+_TASK = flags.DEFINE_enum("task", None, list(tasks.TASK_NAMES), "A built-in task.")
+_TASK_SPEC = flags.DEFINE_string("task_spec", None, "A command-line task, as the JSON of its "
+                                 "fields (update_schemes_tasks.Task).")
 _VISION = flags.DEFINE_enum("vision_backbone", tasks.VISION_BACKBONES[0],
                             list(tasks.VISION_BACKBONES), "Checkpoint of the image tasks.")
 _DATA_DIR = flags.DEFINE_string("data_dir", str(tasks.DEFAULT_DATA_DIR), "Datasets folder.")
@@ -80,7 +82,7 @@ def convert(task, data_dir, out_dir):
     qat_up = qat.quantization_aware_training(
         float_model, up_x if augment else datasets.to_float(up_x), up_y,
         epochs=task.qat_epochs, augment=augment, rng=rng, log=lambda *a: None)
-    x_train, y_train, _, _ = tasks.load_arrays(data_dir, task.downstream)
+    x_train, y_train, _, _ = tasks.load_downstream(task, data_dir)
     calibration, _ = tasks.split_rows(task, y_train)
     x_calib = datasets.to_float(x_train[calibration])
     y_calib = y_train[calibration]
@@ -158,9 +160,12 @@ def finetune(task, samples_path, seed, epochs, batch_size, learning_rate, out):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if _MODE.value is None or _TASK.value is None:
-        raise app.UsageError("--mode and --task are required")
-    task = tasks.make_tasks(_VISION.value)[_TASK.value]
+    if _MODE.value is None or (_TASK.value is None) == (_TASK_SPEC.value is None):
+        raise app.UsageError("--mode and one of --task and --task_spec are required")
+    if _TASK_SPEC.value:
+        task = tasks.Task(**json.loads(_TASK_SPEC.value))
+    else:
+        task = tasks.make_tasks(_VISION.value)[_TASK.value]
     if _MODE.value == "convert":
         if not _OUT_DIR.value:
             raise app.UsageError("convert needs --out_dir")

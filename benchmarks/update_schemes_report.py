@@ -70,11 +70,12 @@ def summary_section(data):
                 cells = [_cell(entries.get(str(kb))) for kb in cfg["budgets_kb"]]
             rows.append([SHORT[method]] + cells)
         before = data.get("accuracy_before", {}).get(name)
+        start = "Before training" if "source" in model["convert"] else "Untrained new head"
         parts += [f"### {model['title']} ({model['checkpoint']})",
                   f"Inference arena {fmt_int(model['inference_arena'])} bytes; budgets "
                   + ", ".join(f"+{kb} KB = {fmt_int(model['inference_arena'] + kb * 1024)}"
                               for kb in cfg["budgets_kb"]) + " bytes."
-                  + (f" Untrained new head: {before:.3f}." if before is not None else ""),
+                  + (f" {start}: {before:.3f}." if before is not None else ""),
                   table(headers, rows)]
     return "\n\n".join(parts)
 
@@ -284,9 +285,10 @@ def setup_section(data):
     rows = []
     for name, model in data["models"].items():
         convert = model["convert"]
+        given = "source" in convert  # a .tflite task: no conversion
         rows.append([model["title"], model["checkpoint"],
-                     f"{convert['checkpoint_upstream_test_accuracy']:.3f}",
-                     f"{convert['head']['probe_calibration_accuracy']:.3f}",
+                     NA if given else f"{convert['checkpoint_upstream_test_accuracy']:.3f}",
+                     NA if given else f"{convert['head']['probe_calibration_accuracy']:.3f}",
                      fmt_int(model["model_bytes"]), fmt_int(model["inference_arena"]),
                      fmt_int(model["classifier_arena"]), fmt_int(model["full_backprop_arena"]),
                      fmt_int(model["all_weights"])])
@@ -306,8 +308,23 @@ def setup_section(data):
         "(all of them when the split is smaller) are the same for every seed and "
         "method. Converted models and samples are cached under "
         "`build/benchmarks/update_schemes/`.",
+        *_user_task_text(cfg),
         table(headers, rows),
     ])
+
+
+def _user_task_text(cfg):
+    """What the command line's task is (--task_model / --task_data)."""
+    user = cfg.get("user_task")
+    if not user:
+        return []
+    if user["model_file"]:
+        return [f"This run's task is given on the command line: `{user['model_file']}` "
+                f"trained as it is (no QAT, no new head, so no float reference) on "
+                f"`{user['data_file']}`, every training row in the pool."]
+    return [f"This run's task is given on the command line: checkpoint "
+            f"`{user['checkpoint']}` (upstream {user['upstream']}) with a new head for "
+            f"`{user['data_file']}`, {user['calibration']} calibration rows."]
 
 
 def backbone_section(data):
@@ -343,15 +360,17 @@ def weak_section(data):
     lines = ["## What is weak", ""]
     items = []
     for name, model in data["models"].items():
-        upstream = model["convert"]["checkpoint_upstream_test_accuracy"]
-        items.append(f"`{model['checkpoint']}` reaches {upstream:.3f} top-1 upstream")
-    lines.append(
-        "* **The backbones are weak**: " + "; ".join(dict.fromkeys(items)) + ". The "
-        "image checkpoints were pretrained on 2 CPU cores (MCUNet: 30 CPU minutes) on "
-        "20,000 32x32 Tiny ImageNet images, 100 per class "
-        "(pipeline/checkpoints/README.md), so absolute image accuracies are low; "
-        "compare schemes with each other and with the float reference, not with the "
-        "literature.")
+        upstream = model["convert"].get("checkpoint_upstream_test_accuracy")
+        if upstream is not None:
+            items.append(f"`{model['checkpoint']}` reaches {upstream:.3f} top-1 upstream")
+    if items:
+        lines.append(
+            "* **The backbones are weak**: " + "; ".join(dict.fromkeys(items)) + ". The "
+            "image checkpoints were pretrained on 2 CPU cores (MCUNet: 30 CPU minutes) on "
+            "20,000 32x32 Tiny ImageNet images, 100 per class "
+            "(pipeline/checkpoints/README.md), so absolute image accuracies are low; "
+            "compare schemes with each other and with the float reference, not with the "
+            "literature.")
     lines.append(
         "* **Small data and short training**, to keep the benchmark short on 2 shared "
         f"CPU cores (this run: {data['wall_seconds']['total'] / 60:.0f} minutes; without "

@@ -53,7 +53,7 @@ def make_jobs(task_names, method_names, seeds, budgets_kb):
 
 def load_model(config, task_name, vision_backbone=None):
     """(task, model bytes, model folder) of a converted task model."""
-    task = tasks.make_tasks(vision_backbone or config["vision_backbone"])[task_name]
+    task = tasks.task_of(config, task_name, vision_backbone)
     folder = tasks.model_dir(config["cache_dir"], task, config["data_dir"])
     return task, (folder / "model.tflite").read_bytes(), folder
 
@@ -186,8 +186,20 @@ def int8_records(job, model_bytes, samples, config, folder):
 # -- the float reference --------------------------------------------------------------
 
 
+def _task_args(task):
+    """How the Keras script is told the task: by name, or whole (a
+    command-line task)."""
+    if task.data_file:
+        return ["--task_spec", json.dumps(dataclasses.asdict(task))]
+    return ["--task", task.name]
+
+
 def run_float_job(job, config):
     task, model_bytes, _ = load_model(config, job.task)
+    if task.model_file:
+        return [_record(job, None, methods.Scheme(
+            "float_full", None, None, reason="the float reference needs a Keras checkpoint; "
+            "this task's model is a .tflite"))]
     samples_for(config, task, model_bytes, job.seed)  # makes sure the cache file exists
     samples_path = _samples_path(config, task, model_bytes, job.seed)
     out = pathlib.Path(config["cache_dir"]) / task.name / "float" / (
@@ -195,7 +207,7 @@ def run_float_job(job, config):
     if not (config["reuse_float"] and out.is_file()):
         out.parent.mkdir(parents=True, exist_ok=True)
         float_config = config["float"]
-        command = [sys.executable, str(KERAS_SCRIPT), "--mode", "finetune", "--task", task.name,
+        command = [sys.executable, str(KERAS_SCRIPT), "--mode", "finetune", *_task_args(task),
                    "--vision_backbone", config["vision_backbone"],
                    "--samples", str(samples_path), "--seed", str(job.seed),
                    "--epochs", str(config["epochs"]),
@@ -306,15 +318,24 @@ def _summary(group, budget):
 
 def ensure_model(cfg, task_name, backbone):
     """The converted model's folder (converting in a TensorFlow child
-    process when it is not cached)."""
-    task = tasks.make_tasks(backbone)[task_name]
+    process when it is not cached; a .tflite task's model is copied)."""
+    task = tasks.task_of(cfg, task_name, backbone)
     folder = tasks.model_dir(cfg["cache_dir"], task, cfg["data_dir"])
     if (folder / "model.tflite").is_file() and (folder / "convert.json").is_file():
         return folder
+    if task.model_file:
+        model = pathlib.Path(task.model_file).read_bytes()
+        check_task_model(task, model, cfg["data_dir"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.tflite").write_bytes(model)
+        (folder / "convert.json").write_text(json.dumps(
+            {"key": tasks.model_key(task, cfg["data_dir"])[0], "source": task.model_file},
+            indent=1))
+        return folder
     print(f"[{task_name}] converting {task.checkpoint} (QAT, new head; TensorFlow)",
           flush=True)
-    command = [sys.executable, str(KERAS_SCRIPT), "--mode", "convert", "--task",
-               task_name, "--vision_backbone", backbone, "--data_dir", cfg["data_dir"],
+    command = [sys.executable, str(KERAS_SCRIPT), "--mode", "convert", *_task_args(task),
+               "--vision_backbone", backbone, "--data_dir", cfg["data_dir"],
                "--out_dir", str(folder), f"--threads={cfg['jobs']}"]
     result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
@@ -322,3 +343,29 @@ def ensure_model(cfg, task_name, backbone):
         raise RuntimeError(f"converting {task.checkpoint} for {task_name} failed:\n"
                            + "\n".join(result.stderr.strip().splitlines()[-15:]))
     return folder
+
+
+def check_task_model(task, model_bytes, data_dir):
+    """A .tflite task's model against its data: one int8 input shaped like
+    the samples, as many logits as the labels need. Raises ValueError."""
+    import tflm_training  # pylint: disable=import-outside-toplevel
+    try:
+        interpreter = tflm_training.Interpreter.from_bytes(model_bytes)
+    except tflm_training.TflmTrainingError as e:
+        raise ValueError(f"--task_model {task.model_file}: {e}") from None
+    details = interpreter.get_input_details(0)
+    x_train, y_train, _, y_test = tasks.load_downstream(task, data_dir)
+    expected = tuple(int(d) for d in details["shape"][1:])
+    if details["dtype"] != np.int8 or tuple(x_train.shape[1:]) != expected:
+        raise ValueError(
+            f"--task_model {task.model_file} takes {np.dtype(details['dtype'])} inputs shaped "
+            f"{expected}, but --task_data {task.data_file} has x_train samples shaped "
+            f"{tuple(x_train.shape[1:])} ({x_train.dtype}); give data shaped like the model's "
+            "input (uint8 samples, quantized as x / 255)")
+    classes = int(np.prod(interpreter.get_output_details(0)["shape"]))
+    labels = int(max(y_train.max(), y_test.max())) + 1
+    if labels > classes:
+        raise ValueError(
+            f"--task_model {task.model_file} has {classes} outputs but the labels of "
+            f"--task_data {task.data_file} go up to {labels - 1}; give a model with "
+            f"{labels} outputs, or a checkpoint (which gets a new head)")

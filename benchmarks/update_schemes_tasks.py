@@ -3,7 +3,10 @@ TensorFlow here: the Keras steps run in a child process,
 benchmarks/update_schemes_keras.py).
 
 A task is an upstream checkpoint (pipeline/checkpoints) and a downstream
-dataset (an .npz in --data_dir). Its downstream train split is cut once,
+dataset (an .npz in --data_dir), or one given on the command line
+(user_task: a checkpoint or an int8 .tflite, and an .npz file anywhere). A
+.tflite is trained as it is: no QAT, no new head, no float reference. Its
+downstream train split is cut once,
 class-balanced and seeded, into
 
 - a CALIBRATION split (the new head's quantization ranges are fitted on
@@ -44,10 +47,13 @@ class Task:
     calibration: int   # downstream train rows kept for the head's ranges
     qat_epochs: int    # upstream QAT epochs before the new head
     qat_samples: int   # upstream samples QAT trains on (None: all)
+    model_file: str = None  # an int8 .tflite used as it is, instead of a checkpoint
+    data_file: str = None   # the downstream .npz, instead of --data_dir/<downstream>.npz
 
     @property
     def title(self):
-        return f"{self.upstream} → {self.downstream}"
+        source = pathlib.Path(self.model_file).name if self.model_file else self.upstream
+        return f"{source} → {self.downstream}"
 
 
 def make_tasks(vision_backbone):
@@ -61,6 +67,56 @@ def make_tasks(vision_backbone):
 
 
 TASK_NAMES = ("gtsrb32", "flowers32", "fsdd")
+# A command-line task's calibration split: at most this many rows, at most
+# this share of its training split.
+USER_CALIBRATION, USER_CALIBRATION_SHARE = 500, 0.2
+
+
+def user_task(model, data, name=None):
+    """The Task of --task_model / --task_data: `model` an int8 .tflite
+    (trained as it is) or the name of a checkpoint in pipeline/checkpoints
+    (QAT on its upstream dataset from --data_dir and a new head, like the
+    built-in tasks); `data` an .npz with x_train, y_train, x_test, y_test
+    (uint8 samples). Raises ValueError saying what is wrong."""
+    data_path = pathlib.Path(data)
+    if not data_path.is_file():
+        raise ValueError(f"--task_data {data} is not a file; give an .npz with x_train, "
+                         "y_train, x_test, y_test")
+    try:
+        with np.load(data_path) as arrays:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test")
+                       if k not in arrays.files]
+            train_rows = len(arrays["y_train"]) if "y_train" in arrays.files else 0
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--task_data {data} is not a readable .npz ({e})") from None
+    if missing:
+        raise ValueError(f"--task_data {data} lacks {', '.join(missing)}; it needs x_train, "
+                         "y_train, x_test, y_test")
+    stem = data_path.stem
+    name = name or stem
+    if str(model).endswith(".tflite"):
+        model_path = pathlib.Path(model)
+        if not model_path.is_file():
+            raise ValueError(f"--task_model {model} is not a file")
+        return Task(name, model_path.stem, "", stem, 0, 0, None,
+                    model_file=str(model_path.resolve()), data_file=str(data_path.resolve()))
+    info = CHECKPOINTS / f"{model}.json"
+    if not info.is_file():
+        known = ", ".join(sorted(p.stem for p in CHECKPOINTS.glob("*.json")))
+        raise ValueError(f"--task_model {model} is neither an int8 .tflite file nor a "
+                         f"checkpoint in pipeline/checkpoints ({known})")
+    calibration = min(USER_CALIBRATION, int(train_rows * USER_CALIBRATION_SHARE))
+    return Task(name, model, json.loads(info.read_text())["dataset"], stem, calibration, 1,
+                5000, data_file=str(data_path.resolve()))
+
+
+def task_of(config, name, vision_backbone=None):
+    """The task called `name`: the command-line one (config["user_task"])
+    or a built-in one."""
+    user = config.get("user_task")
+    if user and user["name"] == name:
+        return Task(**user)
+    return make_tasks(vision_backbone or config["vision_backbone"])[name]
 
 
 def dataset_path(data_dir, name):
@@ -71,9 +127,23 @@ def dataset_path(data_dir, name):
     return path
 
 
+def downstream_path(task, data_dir):
+    return pathlib.Path(task.data_file) if task.data_file else dataset_path(
+        data_dir, task.downstream)
+
+
 def load_arrays(data_dir, name):
     """(x_train, y_train, x_test, y_test) of a dataset, NHWC uint8 and int64."""
-    with np.load(dataset_path(data_dir, name)) as data:
+    return load_arrays_at(dataset_path(data_dir, name))
+
+
+def load_downstream(task, data_dir):
+    """load_arrays of the task's downstream dataset."""
+    return load_arrays_at(downstream_path(task, data_dir))
+
+
+def load_arrays_at(path):
+    with np.load(path) as data:
         arrays = [data[k] for k in ("x_train", "y_train", "x_test", "y_test")]
     x_train, y_train, x_test, y_test = arrays
     if x_train.ndim == 3:
@@ -84,6 +154,8 @@ def load_arrays(data_dir, name):
 def split_rows(task, y_train):
     """(calibration rows, training pool rows) of the downstream train split."""
     rng = np.random.default_rng(SPLIT_SEED)
+    if task.calibration == 0:
+        return np.zeros(0, np.int64), np.arange(len(y_train))
     calibration = np.sort(datasets.balanced_subset(y_train, task.calibration, rng))
     pool = np.setdiff1d(np.arange(len(y_train)), calibration)
     return calibration, pool
@@ -106,16 +178,21 @@ def file_sha256(path):
 
 def model_key(task, data_dir):
     """What the converted model depends on, as a dict and a short hash."""
-    prefix = CHECKPOINTS / task.checkpoint
-    info = json.loads(prefix.with_suffix(".json").read_text())
+    # The command-line fields only where set: built-in tasks keep their keys.
+    fields = {k: v for k, v in dataclasses.asdict(task).items()
+              if v is not None or k not in ("model_file", "data_file")}
     key = {
         "convert_version": CONVERT_VERSION,
-        "task": dataclasses.asdict(task),
-        "checkpoint_weights_sha256": info["weights_sha256"],
-        "downstream_bytes": dataset_path(data_dir, task.downstream).stat().st_size,
-        "upstream_bytes": dataset_path(data_dir, task.upstream).stat().st_size,
+        "task": fields,
+        "downstream_bytes": downstream_path(task, data_dir).stat().st_size,
         "split_seed": SPLIT_SEED,
     }
+    if task.model_file:
+        key["model_sha256"] = file_sha256(task.model_file)
+    else:
+        info = json.loads((CHECKPOINTS / task.checkpoint).with_suffix(".json").read_text())
+        key["checkpoint_weights_sha256"] = info["weights_sha256"]
+        key["upstream_bytes"] = dataset_path(data_dir, task.upstream).stat().st_size
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return key, digest
 
@@ -150,7 +227,7 @@ def samples_path(task, data_dir, input_quant, train_count, test_count, seed, cac
     scale, zero_point = input_quant
     key = json.dumps([task.name, task.calibration, SPLIT_SEED, train_count, test_count,
                       seed, float(scale), int(zero_point),
-                      dataset_path(data_dir, task.downstream).stat().st_size])
+                      downstream_path(task, data_dir).stat().st_size])
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return pathlib.Path(cache_dir) / task.name / "samples" / f"seed{seed}-{digest}.npz"
 
@@ -162,7 +239,7 @@ def load_samples(task, data_dir, input_quant, train_count, test_count, seed, cac
     if path.is_file():
         with np.load(path) as data:
             return Samples(**{k: data[k] for k in data.files})
-    x_train, y_train, x_test, y_test = load_arrays(data_dir, task.downstream)
+    x_train, y_train, x_test, y_test = load_downstream(task, data_dir)
     _, pool = split_rows(task, y_train)
     train = train_rows(y_train, pool, train_count, seed)
     test = test_rows(y_test, test_count)

@@ -6,6 +6,8 @@ tests/data. No TensorFlow, no timing assertions."""
 import dataclasses
 import json
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -213,3 +215,75 @@ def test_report_and_plot(tmp_path):
     report.plot(data, tmp_path / "u.png")
     assert (tmp_path / "u.png").stat().st_size > 0
     json.dumps(data)  # the report's data stays JSON
+
+
+# -- a task given on the command line -------------------------------------------------------
+
+REPO = TESTS.parent
+SCRIPT = REPO / "benchmarks" / "update_schemes.py"
+
+
+def _digits(tmp_path, shape=None, labels=None):
+    """The committed FSDD subset as a task dataset (optionally reshaped or
+    relabelled)."""
+    with np.load(TESTS / "data" / "fsdd.npz") as data:
+        arrays = {k: data[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    if shape is not None:
+        arrays["x_train"] = arrays["x_train"].reshape((len(arrays["x_train"]),) + shape)
+    if labels is not None:
+        arrays["y_train"] = arrays["y_train"] % labels + (labels - 10 if labels > 10 else 0)
+    path = tmp_path / "digits.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def _run_benchmark(tmp_path, *args):
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args, "--seeds", "0", "--budgets_kb", "32",
+         "--train_samples", "30", "--test_samples", "30", "--epochs", "1", "--jobs", "1",
+         "--cache_dir", str(tmp_path / "cache"), "--out", str(tmp_path / "report.md")],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_every_scheme_runs_on_a_task_given_on_the_command_line(tmp_path):
+    data = _digits(tmp_path)
+    model = TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite"
+    result = _run_benchmark(tmp_path, "--task_model", str(model), "--task_data", str(data),
+                            "--methods", "float_full,classifier,bias")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["config"]["tasks"] == ["digits"]
+    assert report["config"]["user_task"]["model_file"] == str(model)
+    assert report["models"]["digits"]["model_sha256"] == tasks.file_sha256(model)
+    by_method = {r["method"]: r for r in report["records"]}
+    assert set(by_method) == {"float_full", "classifier", "bias"}
+    assert by_method["float_full"]["accuracy"] is None
+    assert "needs a Keras checkpoint" in by_method["float_full"]["reason"]
+    for method in ("classifier", "bias"):
+        assert 0.0 <= by_method[method]["accuracy"] <= 1.0
+        assert by_method[method]["metrics"]["training_arena"] > 0
+    text = (tmp_path / "report.md").read_text()
+    assert "ds_cnn_fsdd.tflite → digits" in text and "Before training" in text
+
+
+@pytest.mark.parametrize("problem,message", [
+    ("shape", "shaped (49, 40, 1)"),
+    ("labels", "outputs but the labels"),
+    ("no data", "--task_model and --task_data go together"),
+    ("not a model", "neither an int8 .tflite file nor a checkpoint"),
+])
+def test_a_task_that_does_not_fit_its_model_is_refused_with_the_reason(tmp_path, problem,
+                                                                      message):
+    model = str(TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite")
+    if problem == "shape":
+        args = ["--task_model", model, "--task_data", str(_digits(tmp_path, shape=(40, 49, 1)))]
+    elif problem == "labels":
+        args = ["--task_model", model, "--task_data", str(_digits(tmp_path, labels=12))]
+    elif problem == "no data":
+        args = ["--task_model", model]
+    else:
+        args = ["--task_model", "no_such_model", "--task_data", str(_digits(tmp_path))]
+    result = _run_benchmark(tmp_path, *args, "--methods", "classifier")
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "report.md").exists()
