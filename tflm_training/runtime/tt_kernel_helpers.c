@@ -150,9 +150,16 @@ tt_status tt_expect_type(tt_interpreter* it, const tt_node* node,
                          const tt_tensor* tensor, const char* role,
                          int32_t type) {
   if (tensor->type == type) return TT_OK;
+  /* Name the feature for the two common cases: TFLM's 16x8 quantization
+   * (int16 activations) and float kernels. */
+  const char* why = "";
+  if (type == TT_TYPE_INT8 && tensor->type == TT_TYPE_INT16)
+    why = " (int16 activations are not supported, only int8)";
+  else if (type == TT_TYPE_INT8 && tensor->type == TT_TYPE_FLOAT32)
+    why = " (float kernels are not supported, only int8)";
   return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
-                      "%s must be %s, got %s", role, tt_type_name(type),
-                      tt_type_name(tensor->type));
+                      "%s must be %s, got %s%s", role, tt_type_name(type),
+                      tt_type_name(tensor->type), why);
 }
 
 tt_status tt_expect_rank(tt_interpreter* it, const tt_node* node,

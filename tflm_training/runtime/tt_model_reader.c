@@ -7,6 +7,7 @@
 #include "tt_schema.h"
 
 #define BUILTIN_CUSTOM 32
+#define TYPE_INT4 17 /* TensorType INT4: two weights packed per byte */
 #define MAX_TENSOR_BYTES 0x7fffffff
 
 typedef struct {
@@ -15,6 +16,7 @@ typedef struct {
   tt_fb_vector opcodes;
   tt_fb_vector buffers;
   tt_fb_vector tensors;
+  tt_fb_vector operators;
   tt_fb_table subgraph;
 } reader;
 
@@ -135,17 +137,23 @@ static tt_status read_quantization(reader* r, int32_t index,
                         "are not supported",
                         index);
   if (scales.count == 0) return TT_OK; /* min/max only: not quantized */
-  if (zero_points.count != 0 && zero_points.count != scales.count)
-    return corrupt_tensor(r, index, "has different numbers of scales and "
-                                    "zero points");
+  /* TFLM (micro_allocator.cc) gives channel i zero point i when the
+   * counts match and the first zero point to every channel otherwise
+   * (weights may store a single one for all channels). Keep only the
+   * first then: tt_tensor_channel_zero_point broadcasts it. */
+  if (zero_points.count > 1 && zero_points.count != scales.count)
+    zero_points.count = 1;
   for (uint32_t i = 0; i < zero_points.count; ++i) {
     const int64_t zp = tt_fb_vector_i64(r->fb, &zero_points, i);
     if (zp < INT32_MIN || zp > INT32_MAX)
       return corrupt_tensor(r, index, "has a zero point outside int32");
   }
-  if (dimension < 0 || (tensor->rank > 0 && dimension >= tensor->rank))
-    return corrupt_tensor(r, index, "has a quantized dimension outside its "
-                                    "rank");
+  /* The quantized dimension is kept as written, even outside the rank:
+   * TFLM copies it unchecked (micro_allocator.cc) and only a per-channel
+   * filter's is ever used, and TFLM's own models carry such values (the
+   * bias tensors of models/person_detect.tflite: rank 1, dimension 3).
+   * Nothing here indexes with it: the kernels compare a filter's against
+   * the dimension they expect (tt_conv_multiplier_count). */
   tensor->num_scales = (int32_t)scales.count;
   tensor->scales_pos = (int32_t)scales.pos;
   tensor->num_zero_points = (int32_t)zero_points.count;
@@ -155,6 +163,37 @@ static tt_status read_quantization(reader* r, int32_t index,
   tensor->zero_point =
       zero_points.count ? (int32_t)tt_fb_vector_i64(r->fb, &zero_points, 0) : 0;
   return TT_OK;
+}
+
+/* For messages: the first operator that takes `tensor` as an input, and
+ * its builtin code. False when none does or a table cannot be read (the
+ * operators are validated later; this only reads within the buffer). */
+static bool first_user(reader* r, int32_t tensor, int32_t* op_index,
+                       int32_t* code) {
+  for (uint32_t k = 0; k < r->operators.count; ++k) {
+    tt_fb_table op, opcode;
+    tt_fb_vector inputs;
+    uint32_t opcode_index;
+    if (!tt_fb_vector_table(r->fb, &r->operators, k, &op) ||
+        !tt_fb_get_vector(r->fb, &op, TT_OPERATOR_INPUTS, 4, &inputs))
+      return false;
+    for (uint32_t i = 0; i < inputs.count; ++i) {
+      if (tt_fb_vector_i32(r->fb, &inputs, i) != tensor) continue;
+      int8_t deprecated_code;
+      if (!tt_fb_get_u32(r->fb, &op, TT_OPERATOR_OPCODE_INDEX, 0,
+                         &opcode_index) ||
+          opcode_index >= r->opcodes.count ||
+          !tt_fb_vector_table(r->fb, &r->opcodes, opcode_index, &opcode) ||
+          !tt_fb_get_i8(r->fb, &opcode, TT_OPCODE_DEPRECATED_BUILTIN_CODE, 0,
+                        &deprecated_code) ||
+          !tt_fb_get_i32(r->fb, &opcode, TT_OPCODE_BUILTIN_CODE, 0, code))
+        return false;
+      if (deprecated_code > *code) *code = deprecated_code;
+      *op_index = (int32_t)k;
+      return true;
+    }
+  }
+  return false;
 }
 
 static tt_status read_buffer(reader* r, int32_t index, const tt_fb_table* t,
@@ -187,7 +226,23 @@ static tt_status read_buffer(reader* r, int32_t index, const tt_fb_table* t,
     }
     return TT_OK;
   }
-  if (data.count != (uint32_t)tensor->num_bytes || tt_type_size(tensor->type) == 0)
+  if (tt_type_size(tensor->type) == 0) {
+    /* A constant of a type this runtime has no size for (TFLM's packed
+     * INT4 weights, UINT32, STRING, ...): a feature, not corruption. */
+    int32_t user, code;
+    if (first_user(r, index, &user, &code))
+      return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
+                          "tensor %d, an input of operator %d (%s), is a "
+                          "constant of type %s, which is not supported%s",
+                          index, user, tt_builtin_name(code),
+                          tt_type_name(tensor->type),
+                          tensor->type == TYPE_INT4 ? " (4-bit weights)"
+                                                       : "");
+    return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
+                        "tensor %d is a constant of type %s, which is not "
+                        "supported", index, tt_type_name(tensor->type));
+  }
+  if (data.count != (uint32_t)tensor->num_bytes)
     return corrupt_tensor(r, index, "has a data buffer whose size does not "
                                     "match its shape and type");
   tensor->location = TT_DATA_MODEL;
@@ -214,10 +269,19 @@ static tt_status read_tensor(reader* r, int32_t index, tt_tensor* tensor) {
     return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
                         "tensor %d is sparse; sparse tensors are not "
                         "supported", index);
-  if (is_variable)
+  if (is_variable) {
+    /* TFLM keeps such tensors (LSTM and SVDF state) across invocations;
+     * this runtime plans every activation afresh each time. */
+    int32_t user, code;
+    if (first_user(r, index, &user, &code))
+      return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
+                          "tensor %d is a variable tensor, the state of "
+                          "operator %d (%s); stateful models are not "
+                          "supported", index, user, tt_builtin_name(code));
     return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
                         "tensor %d is a variable tensor; stateful models are "
                         "not supported", index);
+  }
   TT_RETURN_IF_ERROR(read_shape(r, index, &t, tensor));
   TT_RETURN_IF_ERROR(read_quantization(r, index, &t, tensor));
   return read_buffer(r, index, &t, tensor);
@@ -246,6 +310,21 @@ static tt_status read_index_list(reader* r, const tt_fb_table* table,
   return TT_OK;
 }
 
+/* A custom operator's custom_code, as printable ASCII ('?' for any other
+ * byte), cut to fit `size` bytes with its NUL; "" when absent. */
+static void custom_code_name(reader* r, const tt_fb_table* opcode, char* out,
+                             uint32_t size) {
+  tt_fb_vector name;
+  uint32_t n = 0;
+  if (tt_fb_get_vector(r->fb, opcode, TT_OPCODE_CUSTOM_CODE, 1, &name)) {
+    for (uint32_t i = 0; i < name.count && n + 1 < size; ++i) {
+      const uint8_t c = r->fb->data[name.pos + i];
+      out[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+  }
+  out[n] = '\0';
+}
+
 static tt_status read_operator(reader* r, const tt_fb_vector* operators,
                                int32_t index, tt_node* node) {
   r->it->current_node = index;
@@ -269,11 +348,14 @@ static tt_status read_operator(reader* r, const tt_fb_vector* operators,
   if (deprecated_code > code) code = deprecated_code;
   node->builtin_code = code;
   node->version = version;
-  if (code == BUILTIN_CUSTOM)
+  if (code == BUILTIN_CUSTOM) {
+    char name[48];
+    custom_code_name(r, &opcode, name, sizeof name);
     return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
-                        "operator %d is a custom operator; custom operators "
-                        "are not supported",
-                        index);
+                        "operator %d is the custom operator '%s'; custom "
+                        "operators are not supported",
+                        index, name);
+  }
   if (tt_kernel_find(code, &node->kernel_index) == NULL)
     return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
                         "operator %d is %s (builtin code %d), which "
@@ -310,6 +392,7 @@ tt_status tt_model_read(tt_interpreter* it) {
       !tt_fb_get_vector(r.fb, &r.subgraph, TT_SUBGRAPH_OPERATORS, 4,
                         &operators))
     return corrupt(&r, "tensor or operator list out of bounds");
+  r.operators = operators;
   it->num_tensors = (int32_t)r.tensors.count;
   it->num_nodes = (int32_t)operators.count;
 

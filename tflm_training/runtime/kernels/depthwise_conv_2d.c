@@ -168,7 +168,11 @@ static tt_status depthwise_prepare(tt_interpreter* interpreter,
                                             &window));
   TT_RETURN_IF_ERROR(tt_conv_expect_bias(interpreter, node, bias, s.out_c));
 
-  if (filter->num_zero_points != filter->num_scales) {
+  /* TFLM requires the filter's zero points to exist; one stands for every
+   * channel (micro_allocator.cc broadcasts it to the scales' count, so
+   * depthwise_conv_common.cc's equal-sizes check holds). */
+  if (filter->num_zero_points != filter->num_scales &&
+      filter->num_zero_points != 1) {
     return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
                         "filter has %d scales but %d zero points",
                         filter->num_scales, filter->num_zero_points);

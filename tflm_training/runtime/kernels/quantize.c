@@ -21,8 +21,12 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
   const tt_tensor* output = tt_node_output(it, node, 0);
   if (input->type != TT_TYPE_FLOAT32 && input->type != TT_TYPE_INT8)
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
-                        "input must be FLOAT32 or INT8, got %s",
-                        tt_type_name(input->type));
+                        "input must be FLOAT32 or INT8, got %s%s",
+                        tt_type_name(input->type),
+                        input->type == TT_TYPE_INT16
+                            ? " (int16 activations are not supported, only "
+                              "int8)"
+                            : "");
   TT_RETURN_IF_ERROR(tt_expect_int8_per_tensor(it, node, output, "output"));
   TT_RETURN_IF_ERROR(tt_expect_shape(it, node, output, "output", input->dims,
                                      input->rank));
