@@ -20,6 +20,7 @@ void board_link_irq_handler(void) __attribute__((weak, alias("board_default_hand
 void board_default_handler(void);
 
 #define CPACR (*(volatile uint32_t*)0xE000ED88u)
+#define VTOR (*(volatile uint32_t*)0xE000ED08u)
 
 typedef void (*vector)(void);
 
@@ -55,8 +56,12 @@ __attribute__((section(".vectors"), used)) static const vector
 
 void board_default_handler(void) { board_fault_handler(); }
 
-/* Kept free of floating point: the FPU is off until CPACR is written. */
+/* Kept free of floating point: the FPU is off until CPACR is written.
+ * Behind a bootloader (board.json "app_offset") exceptions and interrupts
+ * must reach this image's table, not the bootloader's: VTOR points at it
+ * (the table starts the image, so it is aligned as VTOR needs). */
 void board_reset_handler(void) {
+  VTOR = (uint32_t)(uintptr_t)vectors;
   CPACR |= 0xFu << 20; /* CP10 and CP11: full access */
   __asm volatile("dsb\n\tisb" ::: "memory");
   board_stack_paint();
