@@ -58,7 +58,8 @@ _GUARD = flags.DEFINE_enum("guard", "none", list(learning.GUARDS), "A save must 
 _MAX_DROP = flags.DEFINE_integer("max_drop", 0, "Held-out samples a guarded save may lose.",
                                  lower_bound=0)
 _PORT = flags.DEFINE_string("port", None, "A board's serial port (e.g. /dev/ttyACM0) running "
-                            "the learner firmware; without it the device is emulated.")
+                            "the learner firmware, or socket://HOST:PORT (the learner under "
+                            "Renode, tools/renode.py); without it the device is emulated.")
 _BAUDRATE = flags.DEFINE_integer("baudrate", 115200, "With --port.", lower_bound=1)
 _ELF = flags.DEFINE_string("elf", None, "Emulation: learner firmware to run (default: build "
                            "it for --model and --plan).")

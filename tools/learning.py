@@ -29,7 +29,9 @@ class SessionError(RuntimeError):
 
 
 class SerialLink:
-    """A board's serial port (pyserial): the learner's UART."""
+    """A board's serial port (pyserial): the learner's UART. `port` may also
+    be a pyserial URL, e.g. socket://localhost:3456 for the learner under
+    Renode (tools/renode.py)."""
 
     def __init__(self, port, baudrate=115200):
         try:
@@ -38,8 +40,8 @@ class SerialLink:
             raise SessionError("talking to a board needs pyserial: pip install pyserial==3.5 "
                                "(or run: bash tools/install.sh)") from None
         try:
-            self.port = serial.Serial(port, baudrate=baudrate, timeout=0.1)
-        except (serial.SerialException, OSError) as e:
+            self.port = serial.serial_for_url(port, baudrate=baudrate, timeout=0.1)
+        except (serial.SerialException, OSError, ValueError) as e:  # ValueError: bad URL
             raise SessionError(f"cannot open serial port {port}: {e}. Check the board is "
                                "connected and the port name (ls /dev/ttyACM* /dev/ttyUSB*), "
                                "and that you may use it (group dialout)") from None
