@@ -146,7 +146,7 @@ def test_dataset_with_labels_beyond_the_head_says_so(tmp_path):
     path = tmp_path / "labels.npz"
     np.savez(path, x_train=np.zeros((20, 49, 40, 1), np.uint8), y_train=np.arange(20),
              x_test=np.zeros((10, 49, 40, 1), np.uint8), y_test=np.arange(10))
-    result = _deploy("--dataset", str(path), "--out", str(tmp_path / "out"))
+    result = _deploy("--dataset", str(path), "--head", "keep", "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     assert "labels 0 to 19" in result.stderr and "10 classes" in result.stderr
 
@@ -197,25 +197,9 @@ def test_sparse_trains_the_classifier_and_some_channels_of_an_earlier_layer(spar
 
 
 def test_noemulate_builds_the_firmware_and_says_how_to_flash(tmp_path):
-    # QEMU and pyocd hidden: the run must not need QEMU, and says to install pyocd.
-    env = _env_without(tmp_path, {emulation.QEMU, "pyocd"})
-    out = tmp_path / "out"
-    result = _deploy("--board", "nrf52840", "--noemulate", "--out", str(out), *FAST, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    hex_file = out / "nrf52840" / "firmware.hex"
-    assert hex_file.is_file() and hex_file.stat().st_size > 0
-    assert "Sketch uses" in result.stdout and "Global variables use" in result.stdout
-    assert "emulating" not in result.stdout and "QEMU" not in result.stdout
-    command = f"pyocd flash --target nrf52840 {hex_file}"
-    assert "install pyocd (pip install pyocd) and connect a debug probe" in result.stdout
-    assert command in result.stdout
-    report = json.loads((out / "report.json").read_text())
-    assert "device" not in report and "comparison" not in report
-    assert command in report["flash"]
-    assert report["memory"]["fits"] and report["memory"]["board"] == "nrf52840"
-
-
-def test_noemulate_with_pyocd_installed_gives_the_flash_command(tmp_path):
+    """QEMU hidden: the run must not need it. It flashes nothing (a pyocd on
+    PATH is not run) and names the tools/flash.py command, which flashes
+    that very build."""
     fake = tmp_path / "fakebin"
     fake.mkdir()
     marker = tmp_path / "pyocd_ran"
@@ -226,8 +210,20 @@ def test_noemulate_with_pyocd_installed_gives_the_flash_command(tmp_path):
     result = _deploy("--board", "nrf52840", "--noemulate", "--out", str(out), *FAST, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     hex_file = out / "nrf52840" / "firmware.hex"
-    assert f"flash it with: pyocd flash --target nrf52840 {hex_file}" in result.stdout
-    assert not marker.exists()  # says how to flash; flashes nothing
+    assert hex_file.is_file() and hex_file.stat().st_size > 0
+    assert "Sketch uses" in result.stdout and "Global variables use" in result.stdout
+    assert "emulating" not in result.stdout and "QEMU" not in result.stdout
+    command = f"python tools/flash.py --board nrf52840 --firmware {hex_file.parent}"
+    assert f"flash it with: {command}" in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert "device" not in report and "comparison" not in report
+    assert command in report["flash"]
+    assert report["memory"]["fits"] and report["memory"]["board"] == "nrf52840"
+    dry = subprocess.run([sys.executable, *command.split()[1:], "--dry_run"],
+                         cwd=th.TESTS.parent, capture_output=True, text=True, env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert f"$ pyocd flash --target nrf52840 {hex_file}" in dry.stdout
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("hidden", [firmware_build.GCC, firmware_build.OBJCOPY])

@@ -345,7 +345,10 @@ def make_case(kind, index, folder):
     else:
         data, mentions = mutation(rng, arrays)
         path.write_bytes(data)
-    return ["--dataset", str(path)], mentions
+    # Labels beyond the head are refused when the head is kept; by default a
+    # .tflite gets a new head for them.
+    keep = ["--head", "keep"] if mutation is label_beyond_head else []
+    return ["--dataset", str(path), *keep], mentions
 
 
 @pytest.mark.parametrize("kind,index", CASES, ids=[f"{k}-{i}" for k, i in CASES])
@@ -531,3 +534,101 @@ def test_float_samples_are_real_values_quantized_like_uint8_ones():
            for data in (x, x.astype(np.float32) / np.float32(255))]
     assert fed[0].train_x.dtype == fed[1].train_x.dtype == np.int8
     assert np.array_equal(fed[0].train_x, fed[1].train_x)
+
+
+# -- a new head (--head) and resized images (--resize) ------------------------------
+
+
+EXTRA_OPS = REPO / "tests" / "models" / "extra_ops"
+
+
+def test_new_head_on_a_model_without_a_classifier_is_one_line(capsys, tmp_path, previous_out):
+    model = EXTRA_OPS / "strided_slice.tflite"  # input (6, 6, 4), logits from STRIDED_SLICE
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x_train=rng.integers(0, 256, (12, 6, 6, 4), dtype=np.uint8),
+             y_train=np.arange(12) % 3, x_test=rng.integers(0, 256, (6, 6, 6, 4), np.uint8),
+             y_test=np.arange(6) % 3)
+    assert_refused(capsys, previous_out, ["--model", str(model), "--dataset",
+                                          str(tmp_path / "d.npz")],
+                   ["cannot replace this model's head for the dataset's 3 classes",
+                    "operator 3", "not by a FULLY_CONNECTED or 1x1 CONV_2D classifier",
+                    "--head keep"])
+
+
+def test_labels_beyond_a_kept_head_suggest_a_new_one(capsys, tmp_path, previous_out):
+    arrays = good_arrays(np.random.default_rng(0))
+    arrays["y_train"] = np.arange(len(arrays["y_train"])) % 12
+    np.savez(tmp_path / "d.npz", **arrays)
+    assert_refused(capsys, previous_out, ["--dataset", str(tmp_path / "d.npz"), "--head",
+                                          "keep"],
+                   ["labels 0 to 11", "10 classes", "leave out --head keep",
+                    "fresh 12-class one"])
+
+
+def test_new_head_with_a_single_class_is_one_line(capsys, tmp_path, previous_out):
+    arrays = good_arrays(np.random.default_rng(0))
+    arrays["y_train"], arrays["y_test"] = (np.zeros_like(arrays[k]) for k in ("y_train",
+                                                                                "y_test"))
+    np.savez(tmp_path / "d.npz", **arrays)
+    assert_refused(capsys, previous_out, ["--head", "new", "--dataset",
+                                          str(tmp_path / "d.npz")],
+                   ["a new head needs at least 2 classes"])
+
+
+def test_new_head_is_only_for_tflite_models(capsys, previous_out):
+    checkpoint = REPO / "pipeline" / "checkpoints" / "ds_cnn_speech_commands12"
+    assert_refused(capsys, previous_out, ["--head", "new", "--model", str(checkpoint)],
+                   ["--head new replaces the classifier of a .tflite", "leave out --head"])
+
+
+def test_resize_on_a_model_that_takes_no_images_states_its_input(capsys, tmp_path,
+                                                                 previous_out):
+    model = EXTRA_OPS / "unary_ops.tflite"  # input (256,)
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((4, 16, 16), np.uint8),
+             y_train=np.arange(4) % 2, x_test=np.zeros((2, 16, 16), np.uint8),
+             y_test=np.arange(2))
+    assert_refused(capsys, previous_out, ["--model", str(model), "--resize", "nearest",
+                                          "--dataset", str(tmp_path / "d.npz")],
+                   ["--resize resizes images", "(256,)", "leave out --resize"])
+
+
+def test_resize_of_samples_that_are_not_images_states_both_shapes(capsys, tmp_path,
+                                                                  previous_out):
+    arrays = good_arrays(np.random.default_rng(0))
+    arrays["x_test"] = arrays["x_test"][..., 0]  # (N, 49, 40): no channel axis
+    np.savez(tmp_path / "d.npz", **arrays)
+    assert_refused(capsys, previous_out, ["--resize", "bilinear", "--dataset",
+                                          str(tmp_path / "d.npz")],
+                   ["x_test has shape", "not (N, height, width, 1) images", "(49, 40, 1)"])
+
+
+def test_images_of_another_size_without_resize_suggest_it(capsys, tmp_path, previous_out):
+    arrays = good_arrays(np.random.default_rng(0))
+    arrays["x_train"] = np.zeros((len(arrays["y_train"]), 32, 20, 1), np.uint8)
+    np.savez(tmp_path / "d.npz", **arrays)
+    assert_refused(capsys, previous_out, ["--dataset", str(tmp_path / "d.npz")],
+                   ["x_train has shape", "(49, 40, 1)", "--resize nearest",
+                    "--resize bilinear"])
+
+
+@pytest.mark.parametrize("method", deploy_steps.RESIZE_METHODS)
+def test_resized_images_pass_every_check(tmp_path, previous_out, method):
+    arrays = good_arrays(np.random.default_rng(0))
+    arrays["x_train"] = np.zeros((len(arrays["y_train"]), 32, 20, 1), np.uint8)
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(ReachedExpensiveWork):
+        deploy.run(["deploy.py", "--noemulate", "--out", str(previous_out), "--resize", method,
+                    "--dataset", str(tmp_path / "d.npz")])
+
+
+def test_resize_methods_sample_at_half_pixel_centres():
+    x = np.arange(4, dtype=np.float32).reshape(1, 1, 4, 1)
+    info = deploy_steps.ModelInput((1, 8, 1), np.dtype(np.int8), 1.0, 0, 2)
+    data = deploy_steps.Dataset("d", x, np.zeros(1, np.int64), x, np.zeros(1, np.int64))
+    nearest = deploy_steps.resize_dataset(data, info, "nearest").x_train.reshape(-1)
+    bilinear = deploy_steps.resize_dataset(data, info, "bilinear").x_train.reshape(-1)
+    assert nearest.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert bilinear.tolist() == [0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3]
+    small = deploy_steps.ModelInput((1, 2, 1), np.dtype(np.int8), 1.0, 0, 2)
+    assert deploy_steps.resize_dataset(data, small, "bilinear").x_train.reshape(-1).tolist() \
+        == [0.5, 2.5]

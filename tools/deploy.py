@@ -23,7 +23,6 @@ and left as it was when it fails (tools/output_folder.py).
 import dataclasses
 import json
 import pathlib
-import shutil
 import sys
 import time
 
@@ -53,6 +52,17 @@ _DATASET = flags.DEFINE_string(
     "dataset", "fsdd", f"A built-in dataset ({', '.join(steps.DATASETS)}) or an .npz with "
     "x_train, y_train, x_test, y_test (x: uint8 0-255, fed as x / 255; floats, the real "
     "values; or already in the input's dtype).")
+_HEAD = flags.DEFINE_enum(
+    "head", "auto", ["auto", "keep", "new"], "A .tflite's classifier (the FULLY_CONNECTED or "
+    "1x1 CONV_2D computing the logits): auto replaces it with a fresh one for the dataset's "
+    "classes (its largest label + 1) when their number differs from the model's outputs, "
+    "int8 ranges calibrated on the training samples (tflm_training.new_head; no TensorFlow); "
+    "keep never replaces it (labels beyond the model's classes are refused); new always "
+    "does.")
+_RESIZE = flags.DEFINE_enum(
+    "resize", None, list(steps.RESIZE_METHODS), "Resize image samples (N, height, width, "
+    "channels) to the model's input height and width: nearest or bilinear (half-pixel "
+    "centres, as tf.image.resize). Without it, samples must have the model's input shape.")
 _SCHEME = flags.DEFINE_enum(
     "scheme", "auto", ("auto",) + steps.SCHEMES, "What trains: auto (trady when it fits "
     "the budget, else every bias, else the classifier's biases); the classifier; every bias; "
@@ -184,13 +194,10 @@ def print_report(report):
 
 
 def flash_instructions(hex_path, board):
-    tool = board.data.get("flash_tool", {})
-    name, target = tool.get("tool", "pyocd"), tool.get("target", board.name)
-    command = f"pyocd flash --target {target} {hex_path}"
-    if shutil.which(name) is None:
-        return (f"to flash it, install {name} (pip install {name}) and connect a debug "
-                f"probe, then run: {command}")
-    return f"flash it with: {command}"
+    """The tools/flash.py command that flashes the built learner onto the
+    board (pyocd, bossac or a UF2 copy, as the board is flashed)."""
+    return (f"flash it with: python tools/flash.py --board {board.name} --firmware "
+            f"{hex_path.parent}")
 
 
 def plan_for(scheme, model, samples, board, reserved, work):
@@ -241,6 +248,11 @@ def check_flags():
     _, model_path = steps.model_source(_MODEL.value)
     dataset_path = None if _DATASET.value in steps.DATASETS else _DATASET.value
     output_folder.check_inputs_outside(out, {"--model": model_path, "--dataset": dataset_path})
+    kind, _ = steps.model_source(_MODEL.value)
+    if _HEAD.value == "new" and kind != "tflite":
+        raise steps.DeployError(f"--head new replaces the classifier of a .tflite; a {kind} "
+                                "--model gets a new head for the dataset when it is converted: "
+                                "leave out --head")
     return out
 
 
@@ -256,6 +268,7 @@ class Job:
     scheme: str
     plan: object  # tflm_training.TrainingPlan
     arena: int
+    new_head: object = None  # tflm_training.new_head.NewHead, when the head was replaced
 
 
 def prepare(board, dataset, work):
@@ -264,13 +277,19 @@ def prepare(board, dataset, work):
     model, model_name = steps.load_model(_MODEL.value, dataset, work, log)
     info = steps.model_input(model)
     steps.check_learner_input(info)
+    dataset = steps.resize_dataset(dataset, info, _RESIZE.value)
+    head = None
+    if steps.wants_new_head(_HEAD.value, steps.model_source(_MODEL.value)[0], dataset, info):
+        model, head = steps.new_head(model, dataset, info, _SEED.value, log)
+        info = steps.model_input(model)
     samples = steps.prepare_samples(dataset, info, _TRAIN_SAMPLES.value, _TEST_SAMPLES.value,
                                     _SEED.value, heldout_samples=_HELDOUT_SAMPLES.value)
     reserved = steps.learner_ram(model, info, _HELDOUT_SAMPLES.value, board)
     steps.check_model_trains_on(model, board, reserved)
     scheme, plan = choose_plan(model, samples, board, reserved, work)
     arena = steps.check_budget(model, plan, scheme, board, _BUDGET_KB.value, reserved)
-    return Job(board, dataset.name, model, model_name, info, samples, scheme, plan, arena)
+    return Job(board, dataset.name, model, model_name, info, samples, scheme, plan, arena,
+               head)
 
 
 def write_plan(job, work):
@@ -292,6 +311,8 @@ def write_plan(job, work):
         "test_samples": len(samples.test_y), "arena_bytes": job.arena,
         "budget_bytes": None if _BUDGET_KB.value is None else int(_BUDGET_KB.value * 1024),
         "sample_budget": job.plan.sample_budget, "seed": _SEED.value,
+        "new_head": job.new_head and dataclasses.asdict(job.new_head),
+        "resize": _RESIZE.value,
     }
 
 

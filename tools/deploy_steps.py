@@ -371,6 +371,9 @@ def _shape_hint(got, shape, key):
         return f"drop the last axis: {key}[..., 0]"
     if [d for d in got if d != 1] == [d for d in shape if d != 1]:
         return f"it differs only in size-1 axes: {key}.reshape((-1, {', '.join(map(str, shape))}))"
+    if len(got) == len(shape) == 3 and got[2] == shape[2]:
+        return (f"both are images ({shape[2]} channels): pass --resize nearest or --resize "
+                "bilinear to resize them to the model's height and width")
     return "give data made for this model"
 
 
@@ -411,8 +414,106 @@ def _labels(y, info, key, dataset):
         raise DeployError(f"dataset {dataset}: {key} holds labels {int(y.min())} to "
                           f"{int(y.max())}, but the model has {info.num_classes} classes "
                           f"(0 to {info.num_classes - 1}); give a model with a head for "
-                          "this dataset's classes")
+                          f"this dataset's classes, or leave out --head keep to replace its "
+                          f"classifier with a fresh {int(y.max()) + 1}-class one")
     return y.astype(np.int64)
+
+
+RESIZE_METHODS = ("nearest", "bilinear")
+# Samples whose features calibrate a new head (class-balanced, from x_train).
+CALIBRATION_SAMPLES = 256
+
+
+def resize_dataset(dataset, info, method):
+    """The dataset's images resized to the model's height and width with
+    `method` (None: unchanged). Half-pixel centres, as tf.image.resize
+    without antialiasing: nearest takes the pixel whose centre is nearest,
+    bilinear interpolates the 4 around (edges clamped). Integer samples
+    are rounded back to their dtype."""
+    if method is None:
+        return dataset
+    if method not in RESIZE_METHODS:
+        raise DeployError(f"--resize {method!r} is not a method; pick one of "
+                          f"{', '.join(RESIZE_METHODS)}")
+    if len(info.shape) != 3:
+        raise DeployError(f"--resize resizes images, but the model's input has shape "
+                          f"{info.shape}, not (height, width, channels); give samples of "
+                          f"shape (N, {', '.join(map(str, info.shape))}) and leave out --resize")
+    arrays = {}
+    for key in ("x_train", "x_test"):
+        x = getattr(dataset, key)
+        if x.ndim != 4 or x.shape[3] != info.shape[2]:
+            raise DeployError(
+                f"--resize resizes images: dataset {dataset.name}: {key} has shape {x.shape}, "
+                f"not (N, height, width, {info.shape[2]}) images like the model's input "
+                f"{info.shape}")
+        arrays[key] = _resize(x, info.shape[:2], method)
+    return dataclasses.replace(dataset, **arrays)
+
+
+def _resize(x, size, method):
+    """(N, h, w, C) -> (N, *size, C) (see resize_dataset)."""
+    if x.shape[1:3] == tuple(size):
+        return x
+    real = x.astype(np.float32)
+    for axis, (old, new) in enumerate(zip(x.shape[1:3], size), start=1):
+        centres = (np.arange(new, dtype=np.float64) + 0.5) * old / new
+        if method == "nearest":
+            real = np.take(real, np.minimum(np.floor(centres), old - 1).astype(np.int64),
+                           axis=axis)
+            continue
+        position = np.clip(centres - 0.5, 0, old - 1)
+        low = np.floor(position).astype(np.int64)
+        high = np.minimum(low + 1, old - 1)
+        weight = (position - low).astype(np.float32).reshape(
+            [-1 if a == axis else 1 for a in range(4)])
+        real = np.take(real, low, axis=axis) * (1 - weight) + np.take(real, high,
+                                                                      axis=axis) * weight
+    if x.dtype.kind == "f":
+        return real.astype(x.dtype)
+    limits = np.iinfo(x.dtype)
+    return np.clip(np.round(real), limits.min, limits.max).astype(x.dtype)
+
+
+def dataset_classes(dataset):
+    """The class count the dataset's labels need (the largest + 1)."""
+    return int(max(dataset.y_train.max(), dataset.y_test.max())) + 1
+
+
+def wants_new_head(head, model_kind, dataset, info):
+    """Whether deploy replaces the classifier (--head): always with "new";
+    with "auto", for a .tflite whose outputs are not the dataset's
+    classes (a converted checkpoint already has a head for them; labels of
+    one class train the head as it is)."""
+    if head == "new":
+        return True
+    classes = dataset_classes(dataset)
+    return (head == "auto" and model_kind == "tflite" and classes >= 2
+            and classes != info.num_classes)
+
+
+def new_head(model_bytes, dataset, info, seed, log=print):
+    """(the model with a fresh classifier for the dataset's classes, its
+    tflm_training.new_head.NewHead), ranges calibrated on a class-balanced
+    subset of x_train (tflm_training.new_head)."""
+    _tflm()
+    from tflm_training import new_head as heads  # pylint: disable=import-outside-toplevel
+    classes = dataset_classes(dataset)
+    if classes < 2:
+        raise DeployError(f"dataset {dataset.name}: a new head needs at least 2 classes, "
+                          "but every label is 0")
+    chosen = datasets.balanced_subset(dataset.y_train, CALIBRATION_SAMPLES,
+                                      np.random.default_rng(seed))
+    x = _as_input(dataset.x_train[chosen], info, "x_train", dataset.name)
+    try:
+        model, head = heads.replace_head(model_bytes, x, dataset.y_train[chosen], classes,
+                                         seed=seed)
+    except heads.NoClassifierError as e:
+        raise DeployError(f"cannot replace this model's head for the dataset's {classes} "
+                          f"classes: {e}; give a model whose outputs are the dataset's classes "
+                          "(or --head keep to train the head it has)") from None
+    log(head.describe())
+    return model, head
 
 
 @dataclasses.dataclass
