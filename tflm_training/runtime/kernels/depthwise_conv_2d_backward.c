@@ -104,28 +104,29 @@ void tt_depthwise_input_grad_in_place(const tt_depthwise_shape* s,
       }
     }
     for (int32_t y = 0; y < s->out_h; ++y) {
+      /* Row y moves to the ring; its memory starts dx's row y at zero. */
+      float* dx_row = g + y * row;
       float* saved = ring + (y % ring_rows) * row;
-      for (int32_t i = 0; i < row; ++i) saved[i] = g[y * row + i];
+      for (int32_t i = 0; i < row; ++i) {
+        saved[i] = dx_row[i];
+        dx_row[i] = 0.0f;
+      }
       for (int32_t x = 0; x < s->out_w; ++x) {
-        for (int32_t c = 0; c < channels; ++c) {
-          float sum = 0.0f;
-          for (int32_t fy = s->filter_h - 1; fy >= 0; --fy) {
-            const int32_t from_y = y + w->pad_h - fy * w->dilation_h;
-            if (from_y < 0 || from_y >= s->out_h) continue;
-            const float* source = from_y <= y
-                                      ? ring + (from_y % ring_rows) * row
-                                      : g + from_y * row;
-            for (int32_t fx = s->filter_w - 1; fx >= 0; --fx) {
-              const int32_t from_x = x + w->pad_w - fx * w->dilation_w;
-              if (from_x < 0 || from_x >= s->out_w) continue;
-              const float value = source[from_x * channels + c];
-              if (value != 0.0f) {
-                sum += value *
-                       (float)filter[(fy * s->filter_w + fx) * channels + c];
-              }
+        float* dx = dx_row + x * channels;
+        for (int32_t fy = s->filter_h - 1; fy >= 0; --fy) {
+          const int32_t from_y = y + w->pad_h - fy * w->dilation_h;
+          if (from_y < 0 || from_y >= s->out_h) continue;
+          const float* source = from_y <= y ? ring + (from_y % ring_rows) * row
+                                            : g + from_y * row;
+          for (int32_t fx = s->filter_w - 1; fx >= 0; --fx) {
+            const int32_t from_x = x + w->pad_w - fx * w->dilation_w;
+            if (from_x < 0 || from_x >= s->out_w) continue;
+            const float* value = source + from_x * channels;
+            const int8_t* f = filter + (fy * s->filter_w + fx) * channels;
+            for (int32_t c = 0; c < channels; ++c) {
+              if (value[c] != 0.0f) dx[c] += value[c] * (float)f[c];
             }
           }
-          g[y * row + x * channels + c] = sum;
         }
       }
     }
