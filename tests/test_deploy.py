@@ -123,6 +123,26 @@ def test_default_run_writes_the_artifacts(default_run):
     assert np.array_equal(reference.get_output(0), trained.get_output(0))
 
 
+def test_default_run_reports_every_layer(default_run):
+    """report.json and layers/ hold the plan per operator, with the
+    instructions of each operator's forward and backward work measured on
+    the emulated board."""
+    result, out = default_run
+    report = json.loads((out / "report.json").read_text())
+    rows = report["layers"]
+    assert [r["operator"] for r in rows] == list(range(11))  # up to the logits
+    trained = {t["operator"] for t in report["trained"]}
+    assert {r["operator"] for r in rows if r["trains"]} == trained
+    assert all(r["instructions_forward"] > 0 for r in rows)
+    visited = [r for r in rows if r["arena_backward"] is not None]
+    assert visited and all(r["instructions_backward"] > 0 for r in visited)
+    assert max(max(r["arena_forward"], r["arena_backward"] or 0) for r in rows) <= \
+        report["arena_bytes"]
+    assert json.loads((out / "layers" / "layers.json").read_text()) == rows
+    assert (out / "layers" / "layers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| 10 | FULLY_CONNECTED | weights 10/10 |" in (out / "layers" / "layers.md").read_text()
+
+
 def test_unknown_board_lists_the_known_ones(tmp_path):
     result = _deploy("--board", "nosuchboard", "--out", str(tmp_path))
     assert result.returncode == 2

@@ -715,6 +715,17 @@ def test_analyze_tool_prints_the_ranking_and_writes_plots(tmp_path):
     for name in ("sparse", "trady"):
         plan = TrainingPlan.from_bytes((tmp_path / f"{name}_plan.bin").read_bytes())
         assert Trainer(MODEL, plan).arena_used_bytes() == report[name]["arena"] <= budget
+        # Its per-layer report, instructions measured on the emulated board.
+        rows = report[name]["layers"]
+        assert [r["operator"] for r in rows] == list(range(CLASSIFIER + 1))
+        assert {r["operator"] for r in rows if r["trains"]} == {
+            layer.operator_index for layer in plan.layers}
+        assert all(r["instructions_forward"] > 0 for r in rows)
+        assert all(r["instructions_backward"] > 0 for r in rows
+                   if r["arena_backward"] is not None)
+        assert (tmp_path / f"layers_{name}" / "layers.png").is_file()
+        assert "| 10 | FULLY_CONNECTED | weights 10/10 |" in (
+            tmp_path / f"layers_{name}" / "layers.md").read_text()
 
 
 def test_analyze_tool_says_the_minimum_for_a_too_small_budget(tmp_path):

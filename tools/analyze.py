@@ -15,8 +15,11 @@ plan and the TraDy plan with their exact training arenas
 writes into --out: ranking.png (bar chart with the 97% cut),
 contribution.png (heat map, layers x ratios), plans.png (what each plan
 trains and where its bytes go), the plans (sparse_plan.bin,
-trady_plan.bin) and analysis.json. Contribution runs are cached in
---cache.
+trady_plan.bin), each plan's per-layer report (layers_<plan>/layers.md and
+.png: per operator its MACs forward and backward, the training arena live
+while it runs, what it trains, and the instructions of its forward and
+backward work measured on the emulated board; pipeline.layer_report) and
+analysis.json. Contribution runs are cached in --cache.
 """
 import json
 import pathlib
@@ -32,7 +35,9 @@ from absl import flags
 import numpy as np
 
 import tflm_training
+from pipeline import layer_report
 from tools import deploy_steps as steps
+from tools import layer_profile
 from tools import output_folder
 
 _MODEL = flags.DEFINE_string(
@@ -78,6 +83,10 @@ _COVERAGE = flags.DEFINE_float("coverage", 0.97, "TraDy: share of the score the 
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the sample choice, the search and the "
                              "TraDy channel sampling.")
 _OUT = flags.DEFINE_string("out", "build/analyze", "Output folder (PNG plots, plans, JSON).")
+_PROFILE_LAYERS = flags.DEFINE_bool(
+    "profile_layers", True, "Measure each operator's forward and backward instructions "
+    "for the per-layer reports: a few training steps of each plan under QEMU (the board's "
+    "emulator). Without it the reports give MACs and memory only.")
 CACHE_NAME = "contribution_cache.json"
 _CACHE = flags.DEFINE_string(
     "cache", None, "Contribution cache (JSON; default <out>/contribution_cache.json; "
@@ -311,6 +320,7 @@ def analyze():
                 log("  " + line)
             (work / f"{name.lower()}_plan.bin").write_bytes(plan.to_bytes())
             report[name.lower()]["cost"] = costs[name].as_dict()
+            report[name.lower()]["layers"] = _layer_report(model, plan, x, y, work, name)
         report["ranking"] = [{"operator": l.operator, "score": l.score, "share": l.share,
                               "cumulative": l.cumulative, "channel_cost": l.channel_cost,
                               "selected": l.selected} for l in ranking.layers]
@@ -321,12 +331,25 @@ def analyze():
         _plot_plans(plt, model, plans, costs, budget, room, inference, work / "plans.png")
         (work / "analysis.json").write_text(json.dumps(report, indent=1) + "\n")
         log("")
-        log(f"wrote {out}/ranking.png, contribution.png, plans.png, analysis.json and the plans")
+        log(f"wrote {out}/ranking.png, contribution.png, plans.png, analysis.json, the plans "
+            "and their per-layer reports (layers_<plan>/layers.md, .png)")
         if not plans:
             print(f"error: no plan fits the budget of {budget} bytes; see above for the minimum",
                   file=sys.stderr)
             return 1
         return 0
+
+
+def _layer_report(model, plan, x, y, work, name):
+    """The plan's per-layer report (pipeline.layer_report) into
+    work/layers_<name>/, with emulated instructions per operator unless
+    --noprofile_layers; logged as a table. Returns its rows as dicts."""
+    title = f"{name} plan, per layer"
+    rows = layer_profile.write_report(model, plan, x, y, work / f"layers_{name.lower()}",
+                                      title, _BOARD.value, emulate=_PROFILE_LAYERS.value)
+    log(f"{title}:")
+    log(layer_report.markdown(rows))
+    return [row.as_dict() for row in rows]
 
 
 def main(argv):

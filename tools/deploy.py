@@ -38,6 +38,7 @@ from tflm_training import saturation
 from tools import board_config
 from tools import deploy_steps as steps
 from tools import emulation
+from tools import layer_profile
 from tools import learner_firmware
 from tools import learning
 from tools import output_folder
@@ -316,6 +317,17 @@ def write_plan(job, work):
     }
 
 
+def layer_report(job, work):
+    """The plan per operator (pipeline.layer_report) in work/layers/
+    (layers.md, .png, .json): with the emulator, the instructions of each
+    operator's forward and backward work measured over a few steps."""
+    rows = layer_profile.write_report(
+        job.model, job.plan, job.samples.train_x, job.samples.train_y, work / "layers",
+        f"{job.model_name}, {job.scheme} plan, per layer", job.board.name,
+        emulate=_EMULATE.value)
+    return [row.as_dict() for row in rows]
+
+
 def build_firmware(job, tx, report):
     """The learner firmware for the board, into work/<board>."""
     log(f"building the {job.board.name} learner firmware ...")
@@ -389,6 +401,7 @@ def produce(board, dataset, tx, start):
     log(f"model {job.model_name}: input {job.info.shape} {job.info.dtype.name}, "
         f"{job.info.num_classes} classes; {job.scheme} plan, training arena {job.arena} bytes")
     report = write_plan(job, tx.work)
+    report["layers"] = layer_report(job, tx.work)
     real = build_firmware(job, tx, report)
     device = open_device(job, real, tx, report)
     if device is not None:

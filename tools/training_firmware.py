@@ -89,14 +89,17 @@ def _labels(y, count, what):
 
 def build_training_firmware(board_name, model_bytes, plan, train_x, train_y,
                             out_dir=None, test_x=None, test_y=None, epochs=1,
-                            dump_parameters=False, arena_bytes=None, verbose=False):
+                            dump_parameters=False, arena_bytes=None, verbose=False,
+                            profile_operators=False):
     """Builds the training app.
 
     plan: its bytes, a TrainingPlan, a preset name or a file path.
     train_x, test_x: (N, *input shape) quantized samples; train_y, test_y:
     N class indices. Without a test set the firmware evaluates the training
     samples. The firmware trains on the samples in the given order, `epochs`
-    times; dump_parameters adds the trained tensors' bytes to its report.
+    times; dump_parameters adds the trained tensors' bytes to its report;
+    profile_operators measures each operator's forward and backward work
+    (TrainingRun.operator_profile).
     """
     model_bytes = bytes(model_bytes)
     plan_bytes = resolve_plan(plan, model_bytes)
@@ -133,7 +136,8 @@ def build_training_firmware(board_name, model_bytes, plan, train_x, train_y,
                 "training samples": train_x.nbytes + train_y.nbytes,
                 "test samples": test_x.nbytes + test_y.nbytes, "arena": arena_bytes}
     defines = [f"-DAPP_ARENA_BYTES={int(arena_bytes)}", f"-DAPP_EPOCHS={epochs}",
-               f"-DAPP_DUMP_PARAMETERS={int(bool(dump_parameters))}"]
+               f"-DAPP_DUMP_PARAMETERS={int(bool(dump_parameters))}",
+               f"-DAPP_PROFILE_OPERATORS={int(bool(profile_operators))}"]
     firmware = firmware_build.build_app(board_name, APP, out_dir, defines=defines,
                                         with_runtime=True, embedded=embedded,
                                         verbose=verbose,
@@ -143,6 +147,7 @@ def build_training_firmware(board_name, model_bytes, plan, train_x, train_y,
         "model_bytes": len(model_bytes), "plan_bytes": len(plan_bytes),
         "train_samples": int(len(train_x)), "test_samples": int(len(test_x)),
         "epochs": epochs, "dump_parameters": bool(dump_parameters),
+        "profile_operators": bool(profile_operators),
         "input_shape": list(facts.input_shape), "input_dtype": facts.input_dtype.name,
         "arena_bytes": int(arena_bytes)})
     (out_dir / "build.json").write_text(json.dumps(firmware.summary, indent=2) + "\n")
@@ -183,6 +188,9 @@ class TrainingRun:
     parameters: dict  # {tensor: "parameters" event (+ "data": bytes if dumped)}
     stack: dict
     ram: dict
+    # {operator: "operator_profile" event} of a profiling build: instructions
+    # of its forward and backward work summed over `steps` steps.
+    operator_profile: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_log(cls, log):
@@ -202,7 +210,8 @@ class TrainingRun:
         return cls(single("training_init"), single("evaluation", phase="before"),
                    single("evaluation", phase="after"), log.named("train_step"),
                    [e["class"] for e in log.named("prediction")], parameters,
-                   single("stack"), single("ram"))
+                   single("stack"), single("ram"),
+                   {e["operator"]: e for e in log.named("operator_profile")})
 
     @property
     def losses(self):

@@ -11,6 +11,10 @@
  *   parameters              per trained weight / bias tensor: CRC-32 (and,
  *                           with APP_DUMP_PARAMETERS, its bytes in hex)
  *   stack, ram              stack high-water mark; static + stack peak
+ *   operator_profile        with APP_PROFILE_OPERATORS: per operator, the
+ *                           instructions of its forward and of its backward
+ *                           work summed over the steps (the steps' own
+ *                           counts are then the sums of their operators')
  *
  * Steps visit the training samples in their embedded order, APP_EPOCHS
  * times, each epoch begun with tt_trainer_begin_epoch, so the host replays
@@ -36,6 +40,11 @@
 #ifndef APP_DUMP_PARAMETERS
 #define APP_DUMP_PARAMETERS 0
 #endif
+#ifndef APP_PROFILE_OPERATORS
+#define APP_PROFILE_OPERATORS 0
+#endif
+/* Operators a profile keeps apart; later ones are not reported. */
+#define PROFILE_MAX_OPERATORS 256
 
 /* training_app_data.S; labels are little-endian int32, one per sample. */
 extern const uint8_t app_model_start[], app_model_end[];
@@ -81,6 +90,67 @@ static void predict_once(void* context) {
   trainer_call* call = context;
   call->status = tt_trainer_predict(call->trainer, call->input,
                                     call->input_bytes, &call->predicted);
+}
+
+/* APP_PROFILE_OPERATORS: each operator's work measured on its own (the
+ * counter cannot nest, so the step around it is not measured). */
+static int64_t profile_counts[2][PROFILE_MAX_OPERATORS];
+static int64_t profile_step_total;
+
+typedef struct {
+  tt_operator_run run;
+  void* work;
+  tt_status status;
+} profiled_work;
+
+static void run_profiled(void* context) {
+  profiled_work* call = context;
+  call->status = call->run(call->work);
+}
+
+static tt_status profile_operator(void* context, int32_t operator_index,
+                                  int32_t phase, tt_operator_run run,
+                                  void* work) {
+  (void)context;
+  profiled_work call = {run, work, TT_OK};
+  const int64_t count = board_counter_measure(run_profiled, &call);
+  if (operator_index < PROFILE_MAX_OPERATORS && (phase == TT_PHASE_FORWARD ||
+                                                 phase == TT_PHASE_BACKWARD)) {
+    app_add_count(&profile_counts[phase][operator_index], count);
+  }
+  app_add_count(&profile_step_total, count);
+  return call.status;
+}
+
+/* The step's instructions: measured whole, or with a profile the sum of
+ * its operators' work. */
+static int64_t measured_step(trainer_call* call) {
+  if (!APP_PROFILE_OPERATORS) return board_counter_measure(step_once, call);
+  profile_step_total = 0;
+  step_once(call);
+  return profile_step_total;
+}
+
+static void report_operator_count(const char* key, int64_t count) {
+  if (count < 0) {
+    report_null(key); /* the counter overflowed */
+  } else {
+    report_i64(key, count);
+  }
+}
+
+static void report_profile(uint32_t steps) {
+  const int32_t operators = tt_trainer_interpreter(&trainer)->num_nodes;
+  for (int32_t n = 0; n < operators && n < PROFILE_MAX_OPERATORS; ++n) {
+    if (profile_counts[0][n] == 0 && profile_counts[1][n] == 0) continue;
+    report_begin("operator_profile");
+    report_i32("operator", n);
+    report_u32("steps", steps);
+    report_string("counter", board_counter_unit());
+    report_operator_count("forward", profile_counts[0][n]);
+    report_operator_count("backward", profile_counts[1][n]);
+    report_end();
+  }
 }
 
 static int report_failure(const char* stage, tt_status status) {
@@ -185,7 +255,7 @@ static int train(const sample_set* set) {
     for (uint32_t i = 0; i < set->count; ++i, ++step) {
       trainer_call call = {&trainer, set->inputs + i * input_bytes,
                            input_bytes, label_at(set, i), 0.0f, TT_OK, -1};
-      const int64_t count = board_counter_measure(step_once, &call);
+      const int64_t count = measured_step(&call);
       if (call.status != TT_OK) return report_failure("train_step", call.status);
       uint32_t loss_bits;
       memcpy(&loss_bits, &call.loss, sizeof(loss_bits));
@@ -246,6 +316,8 @@ int main(void) {
       app_plan_start, (uint32_t)(app_plan_end - app_plan_start), arena,
       sizeof(arena));
   if (status != TT_OK) return report_failure("init", status);
+  if (APP_PROFILE_OPERATORS)
+    tt_trainer_set_operator_hook(&trainer, profile_operator, NULL);
 
   sample_set train_set, test_set;
   int result = load_set(app_train_inputs_start, app_train_inputs_end,
@@ -270,6 +342,7 @@ int main(void) {
   if (result == EXIT_STATUS_OK) result = evaluate(&test_set, "after", true);
   if (result != EXIT_STATUS_OK) return result;
   report_parameters();
+  if (APP_PROFILE_OPERATORS) report_profile(APP_EPOCHS * train_set.count);
 
   app_report_stack();
   app_report_ram((uint32_t)sizeof(arena), tt_trainer_arena_used(&trainer));

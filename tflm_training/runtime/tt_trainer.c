@@ -112,16 +112,36 @@ static void write_mask(const tt_interpreter* it, const tt_node* node,
       mask[j >> 3] |= (uint8_t)(1u << (j & 7));
 }
 
+/* One operator's work in a step, as tt_operator_run sees it. */
+typedef struct {
+  tt_trainer* trainer;
+  int32_t node;
+  bool apply; /* backward */
+} operator_work;
+
+static tt_status run_operator(tt_trainer* t, int32_t n, int32_t phase,
+                              tt_operator_run run, bool apply) {
+  operator_work work = {t, n, apply};
+  if (t->operator_hook == NULL) return run(&work);
+  return t->operator_hook(t->operator_hook_context, n, phase, run, &work);
+}
+
+static tt_status forward_node(void* context) {
+  const operator_work* work = (const operator_work*)context;
+  tt_interpreter* it = &work->trainer->interpreter;
+  const tt_train_node* info = &tt_train_nodes(work->trainer)[work->node];
+  const tt_node* node = &it->nodes[work->node];
+  it->current_node = work->node;
+  TT_RETURN_IF_ERROR(tt_kernel_at(node->kernel_index)->eval(it, node));
+  if (info->flags & TT_TRAIN_MASKED) write_mask(it, node, info);
+  return TT_OK;
+}
+
 static tt_status forward(tt_trainer* t) {
-  tt_interpreter* it = &t->interpreter;
-  const tt_train_node* nodes = tt_train_nodes(t);
-  for (int32_t n = 0; n <= t->loss_node; ++n) {
-    const tt_node* node = &it->nodes[n];
-    it->current_node = n;
-    TT_RETURN_IF_ERROR(tt_kernel_at(node->kernel_index)->eval(it, node));
-    if (nodes[n].flags & TT_TRAIN_MASKED) write_mask(it, node, &nodes[n]);
-  }
-  it->current_node = -1;
+  for (int32_t n = 0; n <= t->loss_node; ++n)
+    TT_RETURN_IF_ERROR(
+        run_operator(t, n, TT_PHASE_FORWARD, forward_node, false));
+  t->interpreter.current_node = -1;
   return TT_OK;
 }
 
@@ -211,11 +231,17 @@ static tt_status backward_node(tt_trainer* t, int32_t n, bool apply) {
   return TT_OK;
 }
 
+static tt_status run_backward_node(void* context) {
+  const operator_work* work = (const operator_work*)context;
+  return backward_node(work->trainer, work->node, work->apply);
+}
+
 static tt_status backward(tt_trainer* t, bool apply) {
   const tt_train_node* nodes = tt_train_nodes(t);
   for (int32_t n = t->loss_node; n >= t->first_backward_node; --n)
     if (nodes[n].flags & TT_TRAIN_VISITED)
-      TT_RETURN_IF_ERROR(backward_node(t, n, apply));
+      TT_RETURN_IF_ERROR(run_operator(t, n, TT_PHASE_BACKWARD,
+                                      run_backward_node, apply));
   t->interpreter.current_node = -1;
   return TT_OK;
 }
@@ -319,6 +345,13 @@ tt_status tt_trainer_predict(tt_trainer* t, const void* input,
     if (q[i] > q[best]) best = i;
   if (predicted_class != NULL) *predicted_class = best;
   return TT_OK;
+}
+
+void tt_trainer_set_operator_hook(tt_trainer* t, tt_operator_hook hook,
+                                  void* context) {
+  if (t == NULL) return;
+  t->operator_hook = hook;
+  t->operator_hook_context = context;
 }
 
 tt_interpreter* tt_trainer_interpreter(tt_trainer* t) {

@@ -58,6 +58,15 @@ typedef struct {
   uint32_t total;              /* == tt_trainer_arena_used() */
 } tt_training_memory;
 
+/* A training step's work per operator, for profilers
+ * (tt_trainer_set_operator_hook): `run(work)` does the operator's forward
+ * (TT_PHASE_FORWARD) or backward (TT_PHASE_BACKWARD) work of the step. */
+enum { TT_PHASE_FORWARD = 0, TT_PHASE_BACKWARD = 1 };
+typedef tt_status (*tt_operator_run)(void* work);
+typedef tt_status (*tt_operator_hook)(void* context, int32_t operator_index,
+                                      int32_t phase, tt_operator_run run,
+                                      void* work);
+
 typedef struct {
   tt_interpreter interpreter;
   /* Arena offsets of the trainer's tables (tt_trainer_internal.h). */
@@ -101,6 +110,9 @@ typedef struct {
   /* tt_trainer_set_undo: where a step keeps the learned block; NULL when
    * steps are not all or nothing. */
   uint8_t* undo;
+  /* tt_trainer_set_operator_hook; NULL: operators run directly. */
+  tt_operator_hook operator_hook;
+  void* operator_hook_context;
 } tt_trainer;
 
 /* Loads the model and checks the plan against it (TT_ERR_BAD_PLAN says
@@ -135,6 +147,13 @@ tt_status tt_trainer_set_undo(tt_trainer* trainer, uint8_t* undo,
 
 /* Bytes an undo buffer needs (0 before init). */
 uint32_t tt_trainer_undo_bytes(const tt_trainer* trainer);
+
+/* Profiling: from now on, tt_trainer_step and tt_trainer_gradient_norms
+ * hand each operator's forward and backward work to hook(context,
+ * operator, phase, run, work), which must call run(work) once and return
+ * its status (e.g. measuring the instructions it takes). NULL removes it. */
+void tt_trainer_set_operator_hook(tt_trainer* trainer, tt_operator_hook hook,
+                                  void* context);
 
 /* Starts epoch `epoch`: draws the channels every sampled layer
  * (TT_UPDATE_SAMPLED) trains until the next call and zeroes their
