@@ -85,7 +85,8 @@ class _CTrainer(ctypes.Structure):
         (name, ctypes.c_uint32) for name in ("sampled_state_bytes", "seed", "epoch")] + [
         ("probe_weight_sq", ctypes.c_void_p), ("probe_bias_sq", ctypes.c_void_p),
         ("probing", ctypes.c_bool), ("ready", ctypes.c_bool),
-        ("undo", ctypes.c_void_p)]
+        ("undo", ctypes.c_void_p), ("operator_hook", ctypes.c_void_p),
+        ("operator_hook_context", ctypes.c_void_p)]
 
 
 _STATE_NAMES = ("weight residual", "weight velocity", "weight accumulator",

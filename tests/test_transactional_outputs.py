@@ -305,7 +305,7 @@ def test_deploy_replaces_out_whole_and_reports_the_final_paths(capsys, previous_
     report = json.loads((previous_out / "report.json").read_text())
     assert report["report_path"] == str(previous_out / "report.json")
     hex_file = previous_out / "nrf52840" / "firmware.hex"
-    assert str(hex_file) in report["flash"] and f"built {hex_file};" in out
+    assert f"--firmware {hex_file.parent}" in report["flash"] and f"built {hex_file};" in out
 
 
 @pytest.mark.skipif(shutil.which(firmware_build.GCC) is None, reason="needs arm-none-eabi-gcc")

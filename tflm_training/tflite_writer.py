@@ -20,7 +20,7 @@ for an object of the original.
 import struct
 
 from tflm_training import tflite_graph
-from tflm_training.errors import UnsupportedModelError
+from tflm_training.errors import BadStateError, UnsupportedModelError
 
 OFFSET = "o"  # a field or element that is a uoffset to another object
 ALIGNMENT = 16  # the original file starts at a multiple of this
@@ -108,7 +108,8 @@ class Builder:
     @staticmethod
     def _forward(at, ref):
         if at - ref <= 0:
-            raise AssertionError("a flatbuffer offset must point forward: build children first")
+            raise BadStateError("tflite_writer: a flatbuffer offset must point forward "
+                                "(tables are built children first)")
         return at - ref
 
     def finish(self, root, identifier=b"TFL3"):

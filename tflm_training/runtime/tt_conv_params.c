@@ -164,7 +164,13 @@ tt_status tt_conv_multiplier_count(tt_interpreter* interpreter,
                         "filter has %d scales but %d output channels",
                         filter->num_scales, num_channels);
   }
-  if (filter->quantized_dimension != quantized_dimension) {
+  /* TFLM (kernel_util.cc PopulateConvolutionQuantizationParams) only needs
+   * the quantized dimension to hold as many values as there are channels;
+   * scale i then goes to output channel i whatever that dimension is. */
+  if (filter->quantized_dimension != quantized_dimension &&
+      (filter->quantized_dimension < 0 ||
+       filter->quantized_dimension >= filter->rank ||
+       filter->dims[filter->quantized_dimension] != num_channels)) {
     return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
                         "filter is quantized along dimension %d; output "
                         "channels are dimension %d",
@@ -200,9 +206,11 @@ tt_status tt_conv_filter_scale(tt_interpreter* interpreter,
                                int32_t channel, float* scale) {
   *scale = tt_tensor_channel_scale(interpreter, filter, channel);
   if (!(*scale >= 0.0f && *scale <= 3.40282347e38f)) {
-    return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
+    /* TFLM's QuantizeMultiplier takes a negative scale and runs. */
+    return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
                         "filter scale of channel %d is not a finite "
-                        "non-negative number", channel);
+                        "non-negative number; such scales are not supported",
+                        channel);
   }
   return TT_OK;
 }
@@ -232,8 +240,9 @@ static tt_status prepare_axis(tt_interpreter* interpreter, const tt_node* node,
                               int32_t stride, int32_t dilation,
                               int32_t out_size, int32_t* pad) {
   if (stride < 1 || dilation < 1) {
-    return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
-                        "%s stride %d and dilation %d must be at least 1",
+    return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
+                        "%s stride %d and dilation %d below 1 are not "
+                        "supported",
                         axis, stride, dilation);
   }
   const int64_t effective = ((int64_t)filter_size - 1) * dilation + 1;
@@ -247,14 +256,16 @@ static tt_status prepare_axis(tt_interpreter* interpreter, const tt_node* node,
   const int32_t expected = tt_window_output_size(padding, in_size, filter_size,
                                                  stride, dilation);
   if (expected < 1) {
-    return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
+    return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
                         "%s: a filter spanning %d exceeds the input size %d "
-                        "with VALID padding",
+                        "with VALID padding; such windows are not supported",
                         axis, (int32_t)effective, in_size);
   }
   if (out_size != expected) {
-    return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
-                        "output %s is %d but the window gives %d", axis,
+    return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
+                        "output %s is %d but the window gives %d; outputs "
+                        "whose size differs from the window's are not "
+                        "supported", axis,
                         out_size, expected);
   }
   *pad = tt_window_padding(in_size, filter_size, stride, dilation, out_size);
@@ -267,8 +278,9 @@ tt_status tt_conv_prepare_window(tt_interpreter* interpreter,
                                  int32_t filter_w, int32_t out_h,
                                  int32_t out_w, tt_conv_window* window) {
   if (padding != TT_PADDING_SAME && padding != TT_PADDING_VALID) {
-    return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
-                        "padding %d is neither SAME nor VALID", padding);
+    return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
+                        "padding %d is neither SAME nor VALID; TFLM's "
+                        "unknown padding is not supported", padding);
   }
   TT_RETURN_IF_ERROR(prepare_axis(interpreter, node, "height", padding, in_h,
                                   filter_h, window->stride_h,

@@ -180,9 +180,11 @@ tt_status tt_expect_quantized(tt_interpreter* it, const tt_node* node,
   for (int32_t c = 0; c < tensor->num_scales; ++c) {
     const float scale = tt_tensor_channel_scale(it, tensor, c);
     if (!(scale > 0.0f && scale < 3.0e38f))
-      return tt_node_fail(it, node, TT_ERR_CORRUPT_MODEL,
+      /* TFLM divides by such a scale and runs; we do not. */
+      return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                           "%s has a scale that is not a positive finite "
-                          "number (channel %d)", role, c);
+                          "number (channel %d); such scales are not "
+                          "supported", role, c);
   }
   return TT_OK;
 }

@@ -96,8 +96,10 @@ static tt_status conv_prepare(tt_interpreter* interpreter, tt_node* node) {
                         output->dims[3], s.out_c);
   }
   if (s.in_c % s.filter_depth != 0) {
-    return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
-                        "input depth %d is not a multiple of filter depth %d",
+    /* TFLM runs it, reading the first groups * filter depth channels. */
+    return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
+                        "input depth %d is not a multiple of filter depth %d; "
+                        "such grouped convolutions are not supported",
                         s.in_c, s.filter_depth);
   }
   const int32_t groups = s.in_c / s.filter_depth;

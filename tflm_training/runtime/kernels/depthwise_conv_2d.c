@@ -140,8 +140,10 @@ static tt_status depthwise_prepare(tt_interpreter* interpreter,
   s.out_w = output->dims[2];
   s.depth_multiplier = depth_multiplier;
   if (filter->dims[0] != 1) {
-    return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
-                        "filter dimension 0 is %d; it must be 1",
+    /* TFLM reads only the filter's first slice and runs. */
+    return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
+                        "filter dimension 0 is %d; filters whose dimension 0 "
+                        "is not 1 are not supported",
                         filter->dims[0]);
   }
   if (output->dims[0] != s.batches) {

@@ -39,12 +39,24 @@ static tt_status fc_check_shapes(tt_interpreter* interpreter,
                                  const tt_tensor* output, bool keep_num_dims,
                                  int32_t accum_depth, int32_t units,
                                  int32_t* batches) {
+  /* TFLM's kernel takes its rows from the output (reference
+   * fully_connected.h: batches = output elements / output depth) and
+   * Prepare checks no shapes. When those rows, times the filter depth, fit
+   * in the input, TFLM runs the model: a shape rule below is then a
+   * feature we lack. Otherwise TFLM reads past the input: corrupt. */
+  const bool ends_in_units =
+      output->rank >= 1 && output->dims[output->rank - 1] == units;
+  const tt_status code =
+      ends_in_units && (int64_t)(output->num_elements / units) * accum_depth <=
+                           (int64_t)input->num_elements
+          ? TT_ERR_UNSUPPORTED
+          : TT_ERR_CORRUPT_MODEL;
   if (input->rank < 1) {
-    return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
+    return tt_node_fail(interpreter, node, code,
                         "input is a scalar; it needs at least one dimension");
   }
   if (input->num_elements % accum_depth != 0) {
-    return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
+    return tt_node_fail(interpreter, node, code,
                         "input has %d elements, not a multiple of the filter "
                         "depth %d", input->num_elements, accum_depth);
   }
@@ -55,19 +67,19 @@ static tt_status fc_check_shapes(tt_interpreter* interpreter,
   }
   if (keep_num_dims) {
     if (input->dims[input->rank - 1] != accum_depth) {
-      return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
+      return tt_node_fail(interpreter, node, code,
                           "with keep_num_dims the input must end in the "
                           "filter depth %d, not %d", accum_depth,
                           input->dims[input->rank - 1]);
     }
     if (output->rank != input->rank) {
-      return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
+      return tt_node_fail(interpreter, node, code,
                           "with keep_num_dims the output rank %d must equal "
                           "the input rank %d", output->rank, input->rank);
     }
     for (int32_t i = 0; i + 1 < input->rank; ++i) {
       if (output->dims[i] != input->dims[i]) {
-        return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
+        return tt_node_fail(interpreter, node, code,
                             "with keep_num_dims output dimension %d is %d "
                             "but the input's is %d", i, output->dims[i],
                             input->dims[i]);
@@ -77,7 +89,7 @@ static tt_status fc_check_shapes(tt_interpreter* interpreter,
   /* Without keep_num_dims TFLite writes [rows, units]; any shape holding
    * exactly that many values is accepted, as TFLM does. */
   if ((int64_t)*batches * units != output->num_elements) {
-    return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
+    return tt_node_fail(interpreter, node, code,
                         "output has %d elements but %d rows of %d units need "
                         "%d", output->num_elements, *batches, units,
                         (int32_t)((int64_t)*batches * units));
@@ -157,8 +169,10 @@ static tt_status fc_prepare(tt_interpreter* interpreter, tt_node* node) {
   int32_t filter_offset = 0;
   if (count == 1) {
     if (filter->zero_point < -128 || filter->zero_point > 127) {
-      return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
-                          "filter zero point %d is outside int8",
+      /* TFLM runs it (fully_connected_common.cc takes it as int32). */
+      return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
+                          "filter zero point %d is outside int8; such zero "
+                          "points are not supported",
                           filter->zero_point);
     }
     filter_offset = -filter->zero_point;
