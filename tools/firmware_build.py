@@ -193,7 +193,8 @@ def _run(command, what):
 # Everything on the per-inference and per-step path stays at -O2.
 RUN_ONCE_RUNTIME_SOURCES = frozenset({
     "tt_arena.c", "tt_buffer_planner.c", "tt_builtin_names.c", "tt_flatbuffer.c",
-    "tt_kernel_checks.c", "tt_kernel_registry.c", "tt_model_reader.c", "tt_plan.c",
+    "tt_kernel_checks.c", "tt_kernel_prepare.c", "tt_kernel_registry.c",
+    "tt_model_reader.c", "tt_plan.c",
     "tt_planner.c", "tt_status.c", "tt_trainer_setup.c", "tt_conv_params.c",
 })
 SIZE_OPTIMIZATION = "-Os"

@@ -16,7 +16,6 @@ typedef struct {
   tt_fb_vector opcodes;
   tt_fb_vector buffers;
   tt_fb_vector tensors;
-  tt_fb_vector operators;
   tt_fb_table subgraph;
 } reader;
 
@@ -165,37 +164,6 @@ static tt_status read_quantization(reader* r, int32_t index,
   return TT_OK;
 }
 
-/* For messages: the first operator that takes `tensor` as an input, and
- * its builtin code. False when none does or a table cannot be read (the
- * operators are validated later; this only reads within the buffer). */
-static bool first_user(reader* r, int32_t tensor, int32_t* op_index,
-                       int32_t* code) {
-  for (uint32_t k = 0; k < r->operators.count; ++k) {
-    tt_fb_table op, opcode;
-    tt_fb_vector inputs;
-    uint32_t opcode_index;
-    if (!tt_fb_vector_table(r->fb, &r->operators, k, &op) ||
-        !tt_fb_get_vector(r->fb, &op, TT_OPERATOR_INPUTS, 4, &inputs))
-      return false;
-    for (uint32_t i = 0; i < inputs.count; ++i) {
-      if (tt_fb_vector_i32(r->fb, &inputs, i) != tensor) continue;
-      int8_t deprecated_code;
-      if (!tt_fb_get_u32(r->fb, &op, TT_OPERATOR_OPCODE_INDEX, 0,
-                         &opcode_index) ||
-          opcode_index >= r->opcodes.count ||
-          !tt_fb_vector_table(r->fb, &r->opcodes, opcode_index, &opcode) ||
-          !tt_fb_get_i8(r->fb, &opcode, TT_OPCODE_DEPRECATED_BUILTIN_CODE, 0,
-                        &deprecated_code) ||
-          !tt_fb_get_i32(r->fb, &opcode, TT_OPCODE_BUILTIN_CODE, 0, code))
-        return false;
-      if (deprecated_code > *code) *code = deprecated_code;
-      *op_index = (int32_t)k;
-      return true;
-    }
-  }
-  return false;
-}
-
 static tt_status read_buffer(reader* r, int32_t index, const tt_fb_table* t,
                              tt_tensor* tensor) {
   uint32_t buffer_index;
@@ -229,18 +197,10 @@ static tt_status read_buffer(reader* r, int32_t index, const tt_fb_table* t,
   if (tt_type_size(tensor->type) == 0) {
     /* A constant of a type this runtime has no size for (TFLM's packed
      * INT4 weights, UINT32, STRING, ...): a feature, not corruption. */
-    int32_t user, code;
-    if (first_user(r, index, &user, &code))
-      return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
-                          "tensor %d, an input of operator %d (%s), is a "
-                          "constant of type %s, which is not supported%s",
-                          index, user, tt_builtin_name(code),
-                          tt_type_name(tensor->type),
-                          tensor->type == TYPE_INT4 ? " (4-bit weights)"
-                                                       : "");
     return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
                         "tensor %d is a constant of type %s, which is not "
-                        "supported", index, tt_type_name(tensor->type));
+                        "supported%s", index, tt_type_name(tensor->type),
+                        tensor->type == TYPE_INT4 ? " (4-bit weights)" : "");
   }
   if (data.count != (uint32_t)tensor->num_bytes)
     return corrupt_tensor(r, index, "has a data buffer whose size does not "
@@ -270,17 +230,12 @@ static tt_status read_tensor(reader* r, int32_t index, tt_tensor* tensor) {
                         "tensor %d is sparse; sparse tensors are not "
                         "supported", index);
   if (is_variable) {
-    /* TFLM keeps such tensors (LSTM and SVDF state) across invocations;
-     * this runtime plans every activation afresh each time. */
-    int32_t user, code;
-    if (first_user(r, index, &user, &code))
-      return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
-                          "tensor %d is a variable tensor, the state of "
-                          "operator %d (%s); stateful models are not "
-                          "supported", index, user, tt_builtin_name(code));
+    /* TFLM keeps such tensors (the state of LSTM and SVDF operators)
+     * across invocations; this runtime plans every activation afresh. */
     return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
-                        "tensor %d is a variable tensor; stateful models are "
-                        "not supported", index);
+                        "tensor %d is a variable tensor (an operator's state "
+                        "kept between invocations, as LSTM and SVDF keep "
+                        "theirs); stateful models are not supported", index);
   }
   TT_RETURN_IF_ERROR(read_shape(r, index, &t, tensor));
   TT_RETURN_IF_ERROR(read_quantization(r, index, &t, tensor));
@@ -392,7 +347,6 @@ tt_status tt_model_read(tt_interpreter* it) {
       !tt_fb_get_vector(r.fb, &r.subgraph, TT_SUBGRAPH_OPERATORS, 4,
                         &operators))
     return corrupt(&r, "tensor or operator list out of bounds");
-  r.operators = operators;
   it->num_tensors = (int32_t)r.tensors.count;
   it->num_nodes = (int32_t)operators.count;
 
