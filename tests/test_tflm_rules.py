@@ -130,6 +130,9 @@ UNSUPPORTED = {
     "fully connected output with fewer rows": (
         lambda: fully_connected([act((2, 6)), weights((3, 6)), bias(3)], act((1, 3), 0.1)),
         "output has 3 elements"),
+    "conv bias with more values than channels": (
+        lambda: conv([act((1, 5, 5, 2)), weights((3, 3, 3, 2)), bias(4)], act((1, 3, 3, 3), 0.1)),
+        "values past the channels are not supported"),
     "fully connected keep_num_dims with other leading dimensions": (
         lambda: fully_connected([act((2, 2, 6)), weights((3, 6)), bias(3)], act((1, 4, 3), 0.1),
                                 keepNumDims=True),

@@ -141,9 +141,17 @@ tt_status tt_conv_expect_bias(tt_interpreter* interpreter, const tt_node* node,
                         tt_type_name(bias->type));
   }
   TT_RETURN_IF_ERROR(tt_conv_expect_nonempty(interpreter, node, bias, "bias"));
-  if (bias->num_elements != num_channels) {
+  /* Fewer values: TFLM would read past the bias. More: TFLM runs and
+   * ignores the rest, but trained biases here are one per channel. */
+  if (bias->num_elements < num_channels) {
     return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
                         "bias has %d values but %d output channels",
+                        bias->num_elements, num_channels);
+  }
+  if (bias->num_elements > num_channels) {
+    return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
+                        "bias has %d values for %d output channels; values "
+                        "past the channels are not supported",
                         bias->num_elements, num_channels);
   }
   return TT_OK;
