@@ -143,11 +143,8 @@ def user_task():
     if _TASK_MODEL.value is None and _TASK_DATA.value is None:
         return None
     if _TASK_MODEL.value is None or _TASK_DATA.value is None:
-        raise app.UsageError("--task_model and --task_data go together: give both")
-    try:
-        task = tasks.user_task(_TASK_MODEL.value, _TASK_DATA.value, _TASK_NAME.value)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
+        raise tasks.TaskError("--task_model and --task_data go together: give both")
+    task = tasks.user_task(_TASK_MODEL.value, _TASK_DATA.value, _TASK_NAME.value)
     return dataclasses.asdict(task)
 
 
@@ -264,10 +261,7 @@ def run_all(cfg):
     load_at_start = environment.load_average()
     host_build.build_host_if_stale()
     for name in cfg["tasks"]:
-        try:
-            runs.ensure_model(cfg, name, cfg["vision_backbone"])
-        except ValueError as e:
-            raise app.UsageError(str(e)) from None
+        runs.ensure_model(cfg, name, cfg["vision_backbone"])
     other = [b for b in tasks.VISION_BACKBONES if b != cfg["vision_backbone"]]
     compare = ([n for n in cfg["tasks"] if n in ("gtsrb32", "flowers32")]
                if cfg["compare_backbones"] else [])
@@ -356,9 +350,13 @@ def main(argv):
         data = json.loads(pathlib.Path(_FROM_JSON.value).read_text())
         write_results(data, output_paths(data["config"]))
         return 0
-    cfg = config()
-    paths = output_paths(cfg)
-    data = run_all(cfg)
+    try:
+        cfg = config()
+        paths = output_paths(cfg)
+        data = run_all(cfg)
+    except tasks.TaskError as e:  # a command-line task that does not fit its model
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     write_results(data, paths)
     return 0
 

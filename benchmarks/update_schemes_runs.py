@@ -347,17 +347,17 @@ def ensure_model(cfg, task_name, backbone):
 
 def check_task_model(task, model_bytes, data_dir):
     """A .tflite task's model against its data: one int8 input shaped like
-    the samples, as many logits as the labels need. Raises ValueError."""
+    the samples, as many logits as the labels need. Raises tasks.TaskError."""
     import tflm_training  # pylint: disable=import-outside-toplevel
     try:
         interpreter = tflm_training.Interpreter.from_bytes(model_bytes)
     except tflm_training.TflmTrainingError as e:
-        raise ValueError(f"--task_model {task.model_file}: {e}") from None
+        raise tasks.TaskError(f"--task_model {task.model_file}: {e}") from None
     details = interpreter.get_input_details(0)
     x_train, y_train, _, y_test = tasks.load_downstream(task, data_dir)
     expected = tuple(int(d) for d in details["shape"][1:])
     if details["dtype"] != np.int8 or tuple(x_train.shape[1:]) != expected:
-        raise ValueError(
+        raise tasks.TaskError(
             f"--task_model {task.model_file} takes {np.dtype(details['dtype'])} inputs shaped "
             f"{expected}, but --task_data {task.data_file} has x_train samples shaped "
             f"{tuple(x_train.shape[1:])} ({x_train.dtype}); give data shaped like the model's "
@@ -365,7 +365,7 @@ def check_task_model(task, model_bytes, data_dir):
     classes = int(np.prod(interpreter.get_output_details(0)["shape"]))
     labels = int(max(y_train.max(), y_test.max())) + 1
     if labels > classes:
-        raise ValueError(
+        raise tasks.TaskError(
             f"--task_model {task.model_file} has {classes} outputs but the labels of "
             f"--task_data {task.data_file} go up to {labels - 1}; give a model with "
             f"{labels} outputs, or a checkpoint (which gets a new head)")

@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import pathlib
+import zipfile
 
 import numpy as np
 
@@ -72,38 +73,43 @@ TASK_NAMES = ("gtsrb32", "flowers32", "fsdd")
 USER_CALIBRATION, USER_CALIBRATION_SHARE = 500, 0.2
 
 
+class TaskError(ValueError):
+    """A command-line task that cannot run: the message says why."""
+
+
 def user_task(model, data, name=None):
     """The Task of --task_model / --task_data: `model` an int8 .tflite
     (trained as it is) or the name of a checkpoint in pipeline/checkpoints
     (QAT on its upstream dataset from --data_dir and a new head, like the
     built-in tasks); `data` an .npz with x_train, y_train, x_test, y_test
-    (uint8 samples). Raises ValueError saying what is wrong."""
+    (uint8 samples). Raises TaskError saying what is wrong."""
     data_path = pathlib.Path(data)
     if not data_path.is_file():
-        raise ValueError(f"--task_data {data} is not a file; give an .npz with x_train, "
+        raise TaskError(f"--task_data {data} is not a file; give an .npz with x_train, "
                          "y_train, x_test, y_test")
-    try:
+    try:  # every array read whole: a damaged one fails here, not in a job
         with np.load(data_path) as arrays:
             missing = [k for k in ("x_train", "y_train", "x_test", "y_test")
                        if k not in arrays.files]
-            train_rows = len(arrays["y_train"]) if "y_train" in arrays.files else 0
-    except (OSError, ValueError) as e:
-        raise ValueError(f"--task_data {data} is not a readable .npz ({e})") from None
+            read = {k: arrays[k] for k in arrays.files if k not in missing}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise TaskError(f"--task_data {data} is not a readable .npz ({e})") from None
+    train_rows = len(read.get("y_train", ()))
     if missing:
-        raise ValueError(f"--task_data {data} lacks {', '.join(missing)}; it needs x_train, "
+        raise TaskError(f"--task_data {data} lacks {', '.join(missing)}; it needs x_train, "
                          "y_train, x_test, y_test")
     stem = data_path.stem
     name = name or stem
     if str(model).endswith(".tflite"):
         model_path = pathlib.Path(model)
         if not model_path.is_file():
-            raise ValueError(f"--task_model {model} is not a file")
+            raise TaskError(f"--task_model {model} is not a file")
         return Task(name, model_path.stem, "", stem, 0, 0, None,
                     model_file=str(model_path.resolve()), data_file=str(data_path.resolve()))
     info = CHECKPOINTS / f"{model}.json"
     if not info.is_file():
         known = ", ".join(sorted(p.stem for p in CHECKPOINTS.glob("*.json")))
-        raise ValueError(f"--task_model {model} is neither an int8 .tflite file nor a "
+        raise TaskError(f"--task_model {model} is neither an int8 .tflite file nor a "
                          f"checkpoint in pipeline/checkpoints ({known})")
     calibration = min(USER_CALIBRATION, int(train_rows * USER_CALIBRATION_SHARE))
     return Task(name, model, json.loads(info.read_text())["dataset"], stem, calibration, 1,
