@@ -16,6 +16,8 @@ def plans():
     return {
         "classifier": P.classifier_only(MODEL, **SETTINGS).to_bytes(),
         "bias": P.bias_only(MODEL, first_operator=6, **SETTINGS).to_bytes(),
+        "bias_16_bit": P.bias_only(MODEL, first_operator=6, gradient_bits=16,
+                                   **SETTINGS).to_bytes(),
         "sparse": P.for_model(MODEL, {8: range(16), 10: None}, **SETTINGS).to_bytes(),
         "sampled": P.sampled(MODEL, [6, 8], 6000, seed=3, **SETTINGS).to_bytes(),
         "lowrank": P.lowrank(MODEL, {8: 4}, refresh_steps=2, static={10: None},

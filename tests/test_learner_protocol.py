@@ -26,7 +26,7 @@ def _fresh():
     return tflm_training.Trainer(MODEL, PLAN)
 
 
-@pytest.mark.parametrize("name", ["classifier", "sampled", "lowrank"])
+@pytest.mark.parametrize("name", ["classifier", "sampled", "lowrank", "bias_16_bit"])
 def test_streamed_training_saved_restored_and_pulled_equals_the_host(name):
     plan = PLANS[name]
     x, y = samples(24)

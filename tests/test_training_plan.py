@@ -232,7 +232,7 @@ def test_c_checks_the_model():
     (44, "<f", float("inf"), "learning rate must be a positive finite number"),
     (44, "<f", -0.1, "learning rate must be a positive finite number"),
     (48, "<f", 1.0, r"momentum must be in \[0, 1\)"),
-    (52, "<i", 6, "unknown bits"),
+    (52, "<i", 9, "unknown bits"),
     (64, "<i", 1, "sample_budget is 1 but no layer is sampled .update kind 2.; set it to 0"),
     (68, "<f", 0.9, "adam_beta1, adam_beta2 and adam_epsilon are for low-rank layers"),
     (76, "<f", 1e-8, "adam_beta1, adam_beta2 and adam_epsilon are for low-rank layers"),

@@ -8,6 +8,11 @@ from tflm_training.errors import LibraryNotBuiltError
 
 LIBRARY_ENV = "TFLM_TRAINING_LIBRARY"
 DEFAULT_LIBRARY = pathlib.Path(__file__).parent / "_build" / "libtflm_training.so"
+# The runtime built with 16-bit gradients (TT_GRADIENT_BITS=16), for plans
+# that ask for them; its own environment variable overrides it.
+GRADIENTS_16_LIBRARY_ENV = "TFLM_TRAINING_LIBRARY_GRADIENTS_16"
+GRADIENTS_16_LIBRARY = (pathlib.Path(__file__).parent / "_build" / "gradients_16"
+                        / "libtflm_training.so")
 
 MAX_RANK = 6
 ERROR_MESSAGE_SIZE = 200
@@ -64,7 +69,7 @@ READ_BYTE = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.POINTER(ctyp
                              ctypes.c_uint32)
 WRITE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8), ctypes.c_uint32)
 
-_library = None
+_libraries = {}
 
 
 def _declare(lib):
@@ -86,6 +91,7 @@ def _declare(lib):
         "tt_sizeof_interpreter": (u32, []),
         "tt_sizeof_tensor": (u32, []),
         "tt_dsp_paths_enabled": (i32, []),
+        "tt_gradient_bits": (i32, []),
         "tt_trainer_init": (ctypes.c_int, [vp, u8p, u32, u8p, u32, u8p, u32]),
         "tt_trainer_step": (ctypes.c_int, [vp, vp, u32, i32, ctypes.POINTER(ctypes.c_float)]),
         "tt_trainer_predict": (ctypes.c_int, [vp, vp, u32, ctypes.POINTER(i32)]),
@@ -123,16 +129,26 @@ def _declare(lib):
             "(tt_tensor layout differs); rebuild it with `python tools/build.py --host`")
 
 
-def library():
-    """The loaded shared library; builds nothing, says how if it is missing."""
-    global _library
-    if _library is None:
-        path = pathlib.Path(os.environ.get(LIBRARY_ENV, DEFAULT_LIBRARY))
+def library(gradient_bits=32):
+    """The loaded shared library whose activation gradients have
+    `gradient_bits` (32, or 16 for plans that ask for 16-bit gradients);
+    builds nothing, says how if it is missing."""
+    if gradient_bits not in _libraries:
+        if gradient_bits == 16:
+            path = pathlib.Path(os.environ.get(GRADIENTS_16_LIBRARY_ENV, GRADIENTS_16_LIBRARY))
+            how = "python tools/build.py --host --gradient_bits 16"
+        else:
+            path = pathlib.Path(os.environ.get(LIBRARY_ENV, DEFAULT_LIBRARY))
+            how = "python tools/build.py --host"
         if not path.is_file():
             raise LibraryNotBuiltError(
                 f"the tflm_training host library is not built ({path} is missing); "
-                "run `python tools/build.py --host` from the repository root")
+                f"run `{how}` from the repository root")
         lib = ctypes.CDLL(str(path))
         _declare(lib)
-        _library = lib
-    return _library
+        if lib.tt_gradient_bits() != gradient_bits:
+            raise LibraryNotBuiltError(
+                f"{path} stores gradients in {lib.tt_gradient_bits()} bits, not "
+                f"{gradient_bits}; rebuild it with `{how}`")
+        _libraries[gradient_bits] = lib
+    return _libraries[gradient_bits]

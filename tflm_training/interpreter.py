@@ -101,12 +101,13 @@ class Interpreter:
         return cls(model_data, arena_size, preserve_all_tensors)
 
     @classmethod
-    def _attach(cls, state, model, model_bytes, persistent_tensors, owner):
+    def _attach(cls, state, model, model_bytes, persistent_tensors, owner, lib):
         """A view of an interpreter the runtime set up inside another object
-        (the trainer): `state` is the address of its tt_interpreter;
-        `persistent_tensors` keep their arena bytes across training steps."""
+        (the trainer): `state` is the address of its tt_interpreter, made by
+        the loaded library `lib`; `persistent_tensors` keep their arena bytes
+        across training steps."""
         self = cls.__new__(cls)
-        self._lib = _native.library()
+        self._lib = lib
         self._state = state
         self._model = model
         self._model_bytes = model_bytes

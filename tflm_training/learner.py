@@ -20,7 +20,7 @@ import numpy as np
 from tflm_training import _native
 from tflm_training.errors import TflmTrainingError
 from tflm_training.interpreter import _aligned_bytes
-from tflm_training.plan import TrainingPlan
+from tflm_training.plan import TrainingPlan, gradient_bits_of
 
 VERSION = 1
 MAGIC = b"TL"
@@ -346,10 +346,10 @@ class HostLearner:
     def __init__(self, model_bytes, plan, flash=None, page_bytes=4096, cut_at=-1,
                  worn_page=-1, heldout_samples=8, idle_ms=1, firmware_crc32=0,
                  atomic_steps=False):
-        lib = _native.library()
-        self._lib = lib
         if isinstance(plan, TrainingPlan):
             plan = plan.to_bytes()
+        lib = _native.library(gradient_bits_of(bytes(plan)))
+        self._lib = lib
         self._model = _aligned_bytes(bytes(model_bytes), len(model_bytes))
         self._plan = bytes(plan)
         self.arena_bytes, self.state_bytes, input_bytes, layers = _sizes(bytes(model_bytes),

@@ -197,6 +197,8 @@ class BackwardNeeds:
     has_clamp: bool = False  # a 1-bit mask of the output is kept
     in_place: bool = False  # input 0's gradient can take the output gradient's place
     in_place_scratch_bytes: int = 0
+    # and this many stored gradients (sizeof(tt_grad): the plan's gradient_bits)
+    in_place_scratch_grads: int = 0
 
 
 # -- backward kernels: needs ----------------------------------------------------
@@ -266,14 +268,15 @@ def _conv_like_needs(channel_count, weights_per_channel, in_place=None):
     clamp to the fused activation always; for a trained operator
     tt_backward_prepare_update (tt_backward_helpers.c), which for a weights
     update keeps input 0 and asks scratch for one channel's float weight
-    gradient. `in_place(model, op)`: the in-place scratch bytes of a layer
-    that can write its input gradient in place unless its weights train,
-    or None."""
+    gradient. `in_place(model, op)`: the in-place scratch of a layer that
+    can write its input gradient in place unless its weights train, as
+    (float bytes, stored gradients), or None."""
     def needs(model, op, update):
         frozen_or_bias = update is None or update.kind == _UPDATE_BIAS
         scratch = in_place(model, op) if in_place and frozen_or_bias else None
         clamp = BackwardNeeds(has_clamp=True, in_place=scratch is not None,
-                              in_place_scratch_bytes=scratch or 0)
+                              in_place_scratch_bytes=scratch[0] if scratch else 0,
+                              in_place_scratch_grads=scratch[1] if scratch else 0)
         if update is None:
             return clamp
         weights = model.tensors[op.input(1)]
@@ -297,7 +300,7 @@ def _depthwise_in_place(model, op):
         return None
     span = (weights.dims[1] - 1) * dilation_h
     rows = span - span // 2 + 1  # tt_window_padding: the leading half
-    return 4 * rows * output.dims[2] * output.dims[3]
+    return 0, rows * output.dims[2] * output.dims[3]
 
 
 def _pointwise_in_place(model, op):
@@ -306,7 +309,7 @@ def _pointwise_in_place(model, op):
     weights = model.tensors[op.input(1)]
     source, output = model.tensors[op.input(0)], model.tensors[op.outputs[0]]
     if weights.dims[1:3] == (1, 1) and source.dims[1:3] == output.dims[1:3]:
-        return 4 * output.dims[3]
+        return 4 * output.dims[3], 0
     return None
 
 
@@ -939,6 +942,7 @@ class _BackwardGraph:
         self.model = model
         self.logits = plan.logits_tensor
         self.steps = 2 * len(model.operators)
+        self.grad_bytes = plan.gradient_bits // 8  # sizeof(tt_grad)
         self.layers = {layer.operator_index: layer for layer in plan.layers}
         self.first = plan.layers[0].operator_index
         self.loss_node = next(op.index for op in model.operators if self.logits in op.outputs)
@@ -1056,7 +1060,7 @@ class _BackwardGraph:
         for index in sorted(self.has_grad - shared):
             chain = [index] + (self.sharing_chain(index) if in_place else [])
             result.append(("gradient", index, buffer_planner.Buffer(
-                max(4 * model.tensors[t].num_elements for t in chain),
+                max(self.grad_bytes * model.tensors[t].num_elements for t in chain),
                 steps - self.grad_writer[index], steps - self.producer[chain[-1]])))
         for n in self.visited:
             if self.needs[n].has_clamp:
@@ -1064,8 +1068,10 @@ class _BackwardGraph:
                 result.append(("mask", n, buffer_planner.Buffer((elements + 7) // 8, n,
                                                                 steps - n)))
         for n in self.visited:
-            scratch = (self.needs[n].in_place_scratch_bytes if n in self.in_place
-                       else self.needs[n].scratch_bytes)
+            needs = self.needs[n]
+            scratch = (needs.in_place_scratch_bytes
+                       + self.grad_bytes * needs.in_place_scratch_grads
+                       if n in self.in_place else needs.scratch_bytes)
             if scratch and (n not in self.in_place or in_place):
                 result.append(("scratch", n, buffer_planner.Buffer(
                     scratch, steps - n, steps - n)))

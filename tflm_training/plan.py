@@ -32,9 +32,12 @@ HEADER_SIZE = 80
 LAYER_SIZE = 32
 _HEADER = struct.Struct("<4siIIIiiiiiiffiiIifff")
 _LAYER = struct.Struct("<iiifiiii")
+_FLAGS_OFFSET = 52
 OPTIMIZER_SGD = 0
 FLAG_QAS = 1
 FLAG_NO_RESIDUAL = 2
+FLAG_GRADIENTS_16 = 4
+GRADIENT_BITS = (32, 16)
 # "weights" trains weights and bias; "sampled" weights and bias of channels
 # resampled every epoch; "lowrank" weights by low-rank projected Adam.
 UPDATE_KINDS = {"bias": 0, "weights": 1, "sampled": 2, "lowrank": 3}
@@ -101,6 +104,9 @@ class TrainingPlan:
     adam_beta1: float = 0.0  # Adam settings of low-rank layers (0 without)
     adam_beta2: float = 0.0
     adam_epsilon: float = 0.0
+    # Bits of a stored activation gradient: 16 (bfloat16) halves the
+    # gradient buffers; it needs the runtime built for it (runtime/tt_grad.h).
+    gradient_bits: int = 32
 
     def __post_init__(self):
         # Stored as float32 in the binary form: keep the values it holds.
@@ -130,7 +136,8 @@ class TrainingPlan:
         return _HEADER.pack(MAGIC, VERSION, total, zlib.crc32(tail), *fields)[:16] + tail
 
     def _flags(self):
-        return (FLAG_QAS if self.qas else 0) | (0 if self.residual else FLAG_NO_RESIDUAL)
+        return ((FLAG_QAS if self.qas else 0) | (0 if self.residual else FLAG_NO_RESIDUAL)
+                | (FLAG_GRADIENTS_16 if self.gradient_bits == 16 else 0))
 
     @classmethod
     def from_bytes(cls, data):
@@ -148,7 +155,8 @@ class TrainingPlan:
             raise BadPlanError(f"the plan header says {total} bytes but {len(data)} were given")
         if zlib.crc32(data[16:]) != crc:
             raise BadPlanError("training plan checksum mismatch: the plan is damaged")
-        if optimizer != OPTIMIZER_SGD or flags & ~(FLAG_QAS | FLAG_NO_RESIDUAL):
+        if optimizer != OPTIMIZER_SGD or flags & ~(FLAG_QAS | FLAG_NO_RESIDUAL
+                                                   | FLAG_GRADIENTS_16):
             raise BadPlanError("training plan has an unknown optimizer or flags")
         if num_layers < 0 or HEADER_SIZE + LAYER_SIZE * num_layers > total:
             raise BadPlanError(f"training plan: {num_layers} layers do not fit in {total} bytes")
@@ -171,7 +179,8 @@ class TrainingPlan:
                    learning_rate=lr, momentum=momentum, batch_size=batch,
                    qas=bool(flags & FLAG_QAS), residual=not flags & FLAG_NO_RESIDUAL,
                    seed=seed, sample_budget=sample_budget, adam_beta1=beta1,
-                   adam_beta2=beta2, adam_epsilon=epsilon)
+                   adam_beta2=beta2, adam_epsilon=epsilon,
+                   gradient_bits=16 if flags & FLAG_GRADIENTS_16 else 32)
         plan.validate()
         return plan
 
@@ -196,6 +205,8 @@ class TrainingPlan:
             value = getattr(self, name)
             if not _is_int(value) or not 0 <= value <= _INT32_MAX:
                 raise BadPlanError(f"{name} must be a non-negative int32, got {value!r}")
+        if self.gradient_bits not in GRADIENT_BITS or isinstance(self.gradient_bits, bool):
+            raise BadPlanError(f"gradient_bits must be 32 or 16, got {self.gradient_bits!r}")
         if not self.layers:
             raise BadPlanError("the plan trains no layers; give at least one")
         previous = -1
@@ -300,7 +311,8 @@ class TrainingPlan:
     @classmethod
     def for_model(cls, model_bytes, layers, *, learning_rate=0.05, momentum=0.0,
                   batch_size=1, qas=True, residual=True, logits_tensor=None, seed=0,
-                  sample_budget=0, adam_beta1=None, adam_beta2=None, adam_epsilon=None):
+                  sample_budget=0, adam_beta1=None, adam_beta2=None, adam_epsilon=None,
+                  gradient_bits=32):
         """A checked plan for `model_bytes`.
 
         layers: LayerPlans, or a dict {operator index: channels} (channels
@@ -309,7 +321,8 @@ class TrainingPlan:
         state in bytes. logits_tensor defaults to the input of the final
         SOFTMAX, or the graph output if there is none. The Adam settings
         (None: DEFAULT_ADAM with "lowrank" layers, else 0) are for
-        "lowrank" layers.
+        "lowrank" layers. gradient_bits: 32, or 16 to store activation
+        gradients as bfloat16 (half the gradient memory).
         """
         model_bytes = bytes(model_bytes)
         graph = tflite_graph.read_graph(model_bytes)
@@ -325,7 +338,8 @@ class TrainingPlan:
                    logits_tensor, graph.tensors[logits_tensor].num_elements, [],
                    learning_rate=learning_rate, momentum=momentum, batch_size=batch_size,
                    qas=qas, residual=residual, seed=seed, sample_budget=sample_budget,
-                   adam_beta1=adam[0], adam_beta2=adam[1], adam_epsilon=adam[2])
+                   adam_beta1=adam[0], adam_beta2=adam[1], adam_epsilon=adam[2],
+                   gradient_bits=gradient_bits)
         for layer in sorted(layers, key=lambda l: l.operator_index):
             channels, cost = layer.channels, layer.channel_cost
             if channels is None or (layer.update == "sampled" and cost is None):
@@ -419,6 +433,15 @@ class TrainingPlan:
                   if op.index >= first_operator and op.builtin_code in TRAINABLE_OPERATORS
                   and len(op.inputs) > 2 and op.inputs[2] >= 0]
         return cls.for_model(model_bytes, layers, **settings)
+
+
+def gradient_bits_of(plan_bytes):
+    """The activation gradient width plan bytes ask for (32 when they are
+    too short to say), read without checking the rest."""
+    if len(plan_bytes) < HEADER_SIZE:
+        return 32
+    flags = struct.unpack_from("<i", plan_bytes, _FLAGS_OFFSET)[0]
+    return 16 if flags & FLAG_GRADIENTS_16 else 32
 
 
 def _is_int(value):

@@ -11,7 +11,7 @@ from tflm_training.errors import (ArenaTooSmallError, InputMismatchError,
                                   InvalidArgumentError)
 from tflm_training.interpreter import (Interpreter, _aligned_bytes, measure_arena,
                                       raise_for_status)
-from tflm_training.plan import TrainingPlan, parameter_layout
+from tflm_training.plan import TrainingPlan, gradient_bits_of, parameter_layout
 
 
 class Trainer:
@@ -36,7 +36,6 @@ class Trainer:
         if not isinstance(model_bytes, (bytes, bytearray, memoryview)):
             raise InvalidArgumentError(
                 f"model_bytes must be bytes, got {type(model_bytes).__name__}")
-        self._lib = _native.library()
         self._model_bytes = bytes(model_bytes)
         self._model = _aligned_bytes(self._model_bytes, len(self._model_bytes))
         if isinstance(plan, TrainingPlan):
@@ -45,6 +44,9 @@ class Trainer:
             raise InvalidArgumentError(
                 f"plan must be a TrainingPlan or bytes, got {type(plan).__name__}")
         self._plan_bytes = bytes(plan)
+        # The runtime built for the plan's gradient width; a damaged plan
+        # goes to the default one, whose parser says what is wrong.
+        self._lib = _native.library(gradient_bits_of(self._plan_bytes))
         if (not isinstance(max_saturation, numbers.Real) or isinstance(max_saturation, bool)
                 or not 0 <= max_saturation <= 1):
             raise InvalidArgumentError(f"max_saturation must be a share in [0, 1], got "
@@ -64,7 +66,7 @@ class Trainer:
         self._parameters = self._parameter_tensors()
         address = self._lib.tt_trainer_interpreter(self._state)
         self.interpreter = Interpreter._attach(address, self._model, self._model_bytes,
-                                               self._parameters, self)
+                                               self._parameters, self, self._lib)
         details = self.interpreter.get_input_details(0)
         self._input_shape = tuple(int(d) for d in details["shape"])
         self._input_dtype = np.dtype(details["dtype"])

@@ -1,6 +1,6 @@
 """Builds the runtime: the host shared library, or a board's firmware.
 
-  python tools/build.py --host [--sanitize] [--emulate_dsp]
+  python tools/build.py --host [--sanitize] [--emulate_dsp] [--gradient_bits 16]
   python tools/build.py --board nrf52840 [--model M.tflite --inputs I.npy --out DIR]
   python tools/build.py --board mps2_an386 --app training_app --model M.tflite \
       --plan P.bin --train TRAIN.npz [--test TEST.npz] [--epochs E]
@@ -35,6 +35,11 @@ _EMULATE_DSP = flags.DEFINE_bool(
     "definitions of the DSP instructions (to test them on the host), into "
     f"{host_build.library_path(False, True).relative_to(REPO)}; use it by setting "
     "TFLM_TRAINING_LIBRARY to that path.")
+_GRADIENT_BITS = flags.DEFINE_enum(
+    "gradient_bits", "32", ["32", "16"], "With --host: the bits of a stored activation "
+    "gradient; 16 builds the runtime that trains plans made with gradient_bits=16, into "
+    f"{host_build.library_path(gradient_bits=16).relative_to(REPO)}. Firmware takes "
+    "the plan's.")
 _BOARD = flags.DEFINE_string(
     "board", None, f"Build firmware for this board ({', '.join(board_config.board_names())}).")
 _APP = flags.DEFINE_string(
@@ -79,7 +84,8 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "Print compiler commands.")
 
 def build_host():
     path = host_build.build_host(sanitize=_SANITIZE.value, verbose=_VERBOSE.value,
-                                 emulate_dsp=_EMULATE_DSP.value)
+                                 emulate_dsp=_EMULATE_DSP.value,
+                                 gradient_bits=int(_GRADIENT_BITS.value))
     print(f"built {path.relative_to(REPO)}")
 
 

@@ -374,13 +374,15 @@ def default_out_dir(board_name, app=APP):
 
 
 def build_app(board_name, app, out_dir=None, defines=(), with_runtime=False,
-              embedded=None, verbose=False, parts=(), state_bytes=0, kernels=None):
+              embedded=None, verbose=False, parts=(), state_bytes=0, kernels=None,
+              gradient_bits=32):
     """Compiles and links one app for a board; checks it fits.
 
     embedded: {name: byte size} of the big parts, for the over-limit message.
     parts: OPTIONAL_PARTS whose drivers the app needs; state_bytes: flash
     kept at its end for the learned state (whole pages). kernels: with the
     runtime, the kernel symbols to link (kernel_symbols), or None for all.
+    gradient_bits: of the runtime's stored activation gradients (the plan's).
     """
     board = board_config.load_board(board_name)
     check_toolchain(board.cpu_flags)
@@ -391,8 +393,9 @@ def build_app(board_name, app, out_dir=None, defines=(), with_runtime=False,
     sources = [*board_sources(board, parts), *app_sources(app)]
     if with_runtime:
         sources += host_build.runtime_sources()
-    objects = compile_all(board, sources, out_dir, board_defines(board), defines,
-                          verbose)
+    objects = compile_all(board, sources, out_dir,
+                          board_defines(board) + host_build.gradient_flags(gradient_bits),
+                          defines, verbose)
     if with_runtime and kernels is not None:
         objects = _archive_kernels(objects, sources, out_dir / "obj")
 

@@ -127,7 +127,8 @@ def _build(board_name, model_bytes, plan, out_dir, heldout_samples, verbose, ato
     firmware = firmware_build.build_app(
         board_name, APP, out_dir, defines=defines, with_runtime=True, embedded=embedded,
         verbose=verbose, parts=PARTS, state_bytes=sizes.state_region_bytes,
-        kernels=firmware_build.kernel_symbols(model_bytes, training=True))
+        kernels=firmware_build.kernel_symbols(model_bytes, training=True),
+        gradient_bits=training_firmware.gradient_bits(plan_bytes))
     firmware.summary.update({
         "model_bytes": len(model_bytes), "plan_bytes": len(plan_bytes),
         "image_bytes": firmware.bin.stat().st_size,

@@ -31,6 +31,11 @@ def _tflm_training():
     return tflm_training
 
 
+def gradient_bits(plan_bytes):
+    """The runtime's gradient width the plan needs (runtime/tt_grad.h)."""
+    return _tflm_training().plan.gradient_bits_of(plan_bytes)
+
+
 def resolve_plan(plan, model_bytes):
     """Plan bytes from bytes, a TrainingPlan, a preset name or a file path."""
     tflm_training = _tflm_training()
@@ -142,7 +147,8 @@ def build_training_firmware(board_name, model_bytes, plan, train_x, train_y,
                                         with_runtime=True, embedded=embedded,
                                         verbose=verbose,
                                         kernels=firmware_build.kernel_symbols(
-                                            model_bytes, training=True))
+                                            model_bytes, training=True),
+                                        gradient_bits=gradient_bits(plan_bytes))
     firmware.summary.update({
         "model_bytes": len(model_bytes), "plan_bytes": len(plan_bytes),
         "train_samples": int(len(train_x)), "test_samples": int(len(test_x)),

@@ -3,8 +3,9 @@
  * Each operator that training can pass through has a backward kernel in
  * kernels/<op>_backward.c, beside its forward twin, defining
  * `const tt_backward_kernel tt_backward_<name>` listed in
- * tt_backward_registry.c. Gradients are float32 and real-valued (dL/dx for
- * the dequantized tensor). Inputs to backward kernels are the int8 tensors
+ * tt_backward_registry.c. Gradients are real-valued (dL/dx for the
+ * dequantized tensor), stored as tt_grad (tt_grad.h: float32, or bfloat16
+ * in the 16-bit build) and computed in float32. Inputs to backward kernels are the int8 tensors
  * of the forward pass (the trainer keeps the ones `prepare` asks for) and
  * the output's gradient with the fused-activation / saturation mask
  * already applied by the trainer.
@@ -17,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "tt_grad.h"
 #include "tt_kernel.h"
 #include "tt_optimizer.h"
 
@@ -39,10 +41,10 @@ typedef struct {
 } tt_backward_needs;
 
 typedef struct {
-  const float* output_grad;   /* dL/dy for output 0, already masked */
+  const tt_grad* output_grad; /* dL/dy for output 0, already masked */
   /* += dL/dx for each input; NULL where no gradient is wanted (constants,
    * and inputs produced before the earliest trained operator). */
-  float* input_grads[TT_BACKWARD_MAX_INPUTS];
+  tt_grad* input_grads[TT_BACKWARD_MAX_INPUTS];
   float* scratch;             /* needs.scratch_bytes, 16-byte aligned */
   tt_layer_update* update;    /* NULL for an operator the plan freezes */
   /* input_grads[0] is output_grad's memory (needs.in_place; scratch is

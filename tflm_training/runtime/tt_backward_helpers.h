@@ -115,7 +115,7 @@ typedef struct {
   const int8_t* input;
   int32_t input_zero_point;
   float input_scale;
-  const float* dy;
+  const tt_grad* dy;
 } tt_layer_grad_context;
 
 typedef struct {
@@ -123,13 +123,13 @@ typedef struct {
   /* dx += the input gradient of dy, over all output channels. */
   void (*input_grad)(const void* op_data, const int8_t* filter,
                      const void* scales, int32_t scale_step,
-                     const float* dy, float* dx);
+                     const tt_grad* dy, tt_grad* dx);
   tt_channel_grad_fn channel_grad; /* context: a tt_layer_grad_context */
   /* dx = the input gradient of dy, written over dy (`grad`) with `scratch`
    * (needs.in_place_scratch_bytes); NULL when the layer never offers it. */
   void (*input_grad_in_place)(const void* op_data, const int8_t* filter,
                               const void* scales, int32_t scale_step,
-                              float* grad, float* scratch);
+                              tt_grad* grad, float* scratch);
 } tt_layer_backward;
 
 /* A layer's prepare: fails unless the forward kernel prepared it, clamps to

@@ -5,6 +5,7 @@
 
 #include "tt_arena.h"
 #include "tt_backward.h"
+#include "tt_grad.h"
 #include "tt_kernel.h"
 #include "tt_math.h"
 #include "tt_schema.h"
@@ -192,9 +193,17 @@ static tt_status check_settings(tt_interpreter* it, const uint8_t* plan,
                         "number");
   if (!(info->momentum >= 0.0f && info->momentum < 1.0f))
     return bad_plan(it, "momentum must be in [0, 1)");
-  if ((info->flags & ~(TT_PLAN_FLAG_QAS | TT_PLAN_FLAG_NO_RESIDUAL)) != 0)
-    return bad_plan(it, "flags %d has unknown bits; only bit 0 (QAS) and "
-                        "bit 1 (no residual) are defined", info->flags);
+  if ((info->flags & ~(TT_PLAN_FLAG_QAS | TT_PLAN_FLAG_NO_RESIDUAL |
+                       TT_PLAN_FLAG_GRADIENTS_16)) != 0)
+    return bad_plan(it, "flags %d has unknown bits; only bit 0 (QAS), bit 1 "
+                        "(no residual) and bit 2 (16-bit gradients) are "
+                        "defined", info->flags);
+  const int32_t bits = (info->flags & TT_PLAN_FLAG_GRADIENTS_16) ? 16 : 32;
+  if (bits != TT_GRADIENT_BITS)
+    return bad_plan(it, "it stores gradients in %d bits, this runtime in %d; "
+                        "build the runtime with TT_GRADIENT_BITS=%d (the "
+                        "tools build the one a plan needs)", bits,
+                    TT_GRADIENT_BITS, bits);
   return TT_OK;
 }
 

@@ -20,7 +20,8 @@
  *       44  learning_rate    float32, > 0
  *       48  momentum         float32 in [0, 1)
  *       52  flags            bit 0: QAS (quantization-aware scaling) on;
- *                            bit 1: no master residual (tt_optimizer.h)
+ *                            bit 1: no master residual (tt_optimizer.h);
+ *                            bit 2: 16-bit gradients (tt_grad.h)
  *       56  num_layers       entries in the layer table
  *       60  seed             uint32: seeds the channel sampling of sampled
  *                            layers (tt_channel_sampler.h) and the initial
@@ -78,6 +79,9 @@ enum {
   TT_PLAN_FLAG_QAS = 1,         /* quantization-aware scaling */
   TT_PLAN_FLAG_NO_RESIDUAL = 2, /* no float residual: updates round to whole
                                  * steps at once (saves 4 bytes/parameter) */
+  /* Activation gradients stored as bfloat16 (tt_grad.h): needs a runtime
+   * built with TT_GRADIENT_BITS=16, which runs only such plans. */
+  TT_PLAN_FLAG_GRADIENTS_16 = 4,
 };
 
 typedef enum {

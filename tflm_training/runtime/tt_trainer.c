@@ -13,6 +13,10 @@ static float* arena_floats(const tt_interpreter* it, int32_t offset) {
   return offset < 0 ? NULL : (float*)tt_arena_at(it, offset);
 }
 
+static tt_grad* arena_grads(const tt_interpreter* it, int32_t offset) {
+  return offset < 0 ? NULL : (tt_grad*)tt_arena_at(it, offset);
+}
+
 void tt_train_layer_update(tt_trainer* t, const tt_train_layer* layer,
                            bool apply, tt_layer_update* u) {
   const tt_interpreter* it = &t->interpreter;
@@ -148,8 +152,8 @@ static tt_status forward(tt_trainer* t) {
 static tt_status loss(tt_trainer* t, int32_t label, float* value) {
   tt_interpreter* it = &t->interpreter;
   const tt_tensor* logits = &it->tensors[t->logits_tensor];
-  float* grad =
-      arena_floats(it, tt_train_tensors(t)[t->logits_tensor].grad_offset);
+  tt_grad* grad =
+      arena_grads(it, tt_train_tensors(t)[t->logits_tensor].grad_offset);
   *value = tt_softmax_cross_entropy(
       (const int8_t*)tt_arena_at(it, logits->data_offset), t->num_classes,
       logits->scale, label, grad);
@@ -161,7 +165,7 @@ static tt_status loss(tt_trainer* t, int32_t label, float* value) {
 
 /* Checks the finished output gradient and applies the clamp mask. */
 static tt_status finish_output_grad(tt_interpreter* it, const tt_node* node,
-                                    const tt_train_node* info, float* grad) {
+                                    const tt_train_node* info, tt_grad* grad) {
   const int32_t count =
       it->tensors[tt_train_output(it, node, 0)].num_elements;
   const uint8_t* mask = (info->flags & TT_TRAIN_MASKED)
@@ -173,11 +177,11 @@ static tt_status finish_output_grad(tt_interpreter* it, const tt_node* node,
     const uint32_t kept = mask != NULL ? mask[base >> 3] : 0xFFu;
     const int32_t end = count - base < 8 ? count : base + 8;
     for (int32_t j = base; j < end; ++j) {
-      if (!tt_is_finite(grad[j]))
+      if (!tt_is_finite(tt_grad_value(grad[j])))
         return tt_node_fail(it, node, TT_ERR_DIVERGED,
                             "training diverged: the gradient of its output is "
                             "NaN or infinite; lower the learning rate");
-      if (!(kept >> (j - base) & 1u)) grad[j] = 0.0f;
+      if (!(kept >> (j - base) & 1u)) grad[j] = tt_grad_from_float(0.0f);
     }
   }
   return TT_OK;
@@ -191,7 +195,7 @@ static tt_status backward_node(tt_trainer* t, int32_t n, bool apply) {
   it->current_node = n;
   tt_backward_io io;
   memset(&io, 0, sizeof io);
-  float* out_grad = arena_floats(
+  tt_grad* out_grad = arena_grads(
       it, tensors[tt_train_output(it, node, 0)].grad_offset);
   TT_RETURN_IF_ERROR(finish_output_grad(it, node, info, out_grad));
   io.output_grad = out_grad;
@@ -199,10 +203,10 @@ static tt_status backward_node(tt_trainer* t, int32_t n, bool apply) {
   for (int32_t i = 0; i < node->num_inputs; ++i) {
     const int32_t input = tt_train_input(it, node, i);
     if (input < 0 || !(tensors[input].flags & TT_TRAIN_HAS_GRAD)) continue;
-    io.input_grads[i] = arena_floats(it, tensors[input].grad_offset);
+    io.input_grads[i] = arena_grads(it, tensors[input].grad_offset);
     if (tensors[input].grad_writer == n && !(io.in_place && i == 0))
       memset(io.input_grads[i], 0,
-             (size_t)it->tensors[input].num_elements * sizeof(float));
+             (size_t)it->tensors[input].num_elements * sizeof(tt_grad));
   }
   io.scratch = arena_floats(it, info->scratch_offset);
   tt_layer_update update;
@@ -385,3 +389,5 @@ const tt_error* tt_trainer_error(const tt_trainer* t) {
 }
 
 uint32_t tt_sizeof_trainer(void) { return (uint32_t)sizeof(tt_trainer); }
+
+int32_t tt_gradient_bits(void) { return TT_GRADIENT_BITS; }

@@ -198,4 +198,8 @@ void tt_trainer_memory(const tt_trainer* trainer, tt_training_memory* memory);
 const tt_error* tt_trainer_error(const tt_trainer* trainer);
 uint32_t tt_sizeof_trainer(void);
 
+/* The bits of a stored activation gradient in this build: 32, or 16
+ * (TT_GRADIENT_BITS, tt_grad.h). */
+int32_t tt_gradient_bits(void);
+
 #endif /* TFLM_TRAINING_TT_TRAINER_H_ */

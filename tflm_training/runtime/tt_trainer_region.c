@@ -85,12 +85,12 @@ static bool add(walk* w, uint64_t size, int32_t first, int32_t last,
 static bool add_gradient(tt_trainer* t, walk* w, int32_t i) {
   tt_interpreter* it = &t->interpreter;
   tt_train_tensor* tensors = tt_train_tensors(t);
-  uint64_t size = (uint64_t)it->tensors[i].num_elements * sizeof(float);
+  uint64_t size = (uint64_t)it->tensors[i].num_elements * sizeof(tt_grad);
   int32_t last = i;
   for (int32_t j = w->in_place ? next_sharing(t, i) : -1; j >= 0;
        j = next_sharing(t, j)) {
     const uint64_t bytes =
-        (uint64_t)it->tensors[j].num_elements * sizeof(float);
+        (uint64_t)it->tensors[j].num_elements * sizeof(tt_grad);
     if (bytes > size) size = bytes;
     last = j;
   }

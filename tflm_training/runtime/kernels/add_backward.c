@@ -13,14 +13,17 @@
 /* dx1 = 0 + g instead of dx1 + g when in_place (then dx1 is dy, input 0 is
  * not broadcast, and each dy value is read before it is written). */
 static void add_sub_grad(const tt_broadcast_params* p, int32_t subtract,
-                         const float* dy, float* dx1, float* dx2,
+                         const tt_grad* dy, tt_grad* dx1, tt_grad* dx2,
                          bool in_place) {
   if (p->num_elements <= 0) return;
   if (!p->broadcast) {
     for (int32_t k = 0; k < p->num_elements; ++k) {
-      const float g = dy[k];
-      if (dx2 != NULL) dx2[k] = subtract ? dx2[k] - g : dx2[k] + g;
-      if (dx1 != NULL) dx1[k] = in_place ? 0.0f + g : dx1[k] + g;
+      const float g = tt_grad_value(dy[k]);
+      if (dx2 != NULL) tt_grad_add(&dx2[k], subtract ? -g : g);
+      if (dx1 != NULL) {
+        dx1[k] = in_place ? tt_grad_from_float(0.0f + g)
+                          : tt_grad_from_float(tt_grad_value(dx1[k]) + g);
+      }
     }
     return;
   }
@@ -32,16 +35,14 @@ static void add_sub_grad(const tt_broadcast_params* p, int32_t subtract,
   int32_t index[INNER] = {0};
   int32_t offset1 = 0, offset2 = 0;
   for (int32_t done = 0; done < p->num_elements; done += inner) {
-    const float* row = dy + done;
+    const tt_grad* row = dy + done;
     for (int32_t k = 0; k < inner; ++k) {
-      const float g = row[k];
-      if (dx2 != NULL) {
-        float* at = dx2 + offset2 + k * step2;
-        *at = subtract ? *at - g : *at + g;
-      }
+      const float g = tt_grad_value(row[k]);
+      if (dx2 != NULL) tt_grad_add(dx2 + offset2 + k * step2, subtract ? -g : g);
       if (dx1 != NULL) {
-        float* at = dx1 + offset1 + k * step1;
-        *at = in_place ? 0.0f + g : *at + g;
+        tt_grad* at = dx1 + offset1 + k * step1;
+        *at = in_place ? tt_grad_from_float(0.0f + g)
+                       : tt_grad_from_float(tt_grad_value(*at) + g);
       }
     }
     for (int32_t dim = INNER - 1; dim >= 0; --dim) {
@@ -56,12 +57,12 @@ static void add_sub_grad(const tt_broadcast_params* p, int32_t subtract,
 }
 
 void tt_add_sub_grad(const tt_broadcast_params* p, int32_t subtract,
-                     const float* dy, float* dx1, float* dx2) {
+                     const tt_grad* dy, tt_grad* dx1, tt_grad* dx2) {
   add_sub_grad(p, subtract, dy, dx1, dx2, false);
 }
 
 void tt_add_sub_grad_in_place(const tt_broadcast_params* p, int32_t subtract,
-                              float* dy_dx1, float* dx2) {
+                              tt_grad* dy_dx1, tt_grad* dx2) {
   add_sub_grad(p, subtract, dy_dx1, dy_dx1, dx2, true);
 }
 

@@ -7,24 +7,24 @@
 #include "../tt_pool_params.h"
 
 void tt_average_pool_grad(const tt_pool_params* p, float gain,
-                          const float* dy, float* dx) {
+                          const tt_grad* dy, tt_grad* dx) {
   const int32_t depth = p->depth;
   const int32_t row_stride = p->input_width * depth;
   for (int32_t b = 0; b < p->batches; ++b) {
-    float* batch_dx = dx + b * p->input_height * row_stride;
+    tt_grad* batch_dx = dx + b * p->input_height * row_stride;
     for (int32_t out_y = 0; out_y < p->output_height; ++out_y) {
       for (int32_t out_x = 0; out_x < p->output_width; ++out_x) {
         int32_t oy, ox, y0, y1, x0, x1;
         tt_pool_window(p, out_y, out_x, &oy, &ox, &y0, &y1, &x0, &x1);
         const int32_t count = (y1 - y0) * (x1 - x0);
         for (int32_t c = 0; c < depth; ++c) {
-          const float g = *dy++;
+          const float g = tt_grad_value(*dy++);
           if (count <= 0 || g == 0.0f) continue;
           const float share = gain * g / (float)count;
           for (int32_t fy = y0; fy < y1; ++fy) {
-            float* row = batch_dx + (oy + fy) * row_stride + c;
+            tt_grad* row = batch_dx + (oy + fy) * row_stride + c;
             for (int32_t fx = x0; fx < x1; ++fx) {
-              row[(ox + fx) * depth] += share;
+              tt_grad_add(&row[(ox + fx) * depth], share);
             }
           }
         }

@@ -7,11 +7,11 @@
 #include "../tt_kernel_checks.h"
 
 void tt_concatenation_grad(int32_t outer, int32_t output_row, int32_t offset,
-                           int32_t chunk, const float* dy, float* dx) {
+                           int32_t chunk, const tt_grad* dy, tt_grad* dx) {
   for (int32_t k = 0; k < outer; ++k) {
-    const float* from = dy + k * output_row + offset;
-    float* to = dx + k * chunk;
-    for (int32_t j = 0; j < chunk; ++j) to[j] += from[j];
+    const tt_grad* from = dy + k * output_row + offset;
+    tt_grad* to = dx + k * chunk;
+    for (int32_t j = 0; j < chunk; ++j) tt_grad_add(&to[j], tt_grad_value(from[j]));
   }
 }
 

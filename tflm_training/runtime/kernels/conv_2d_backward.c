@@ -16,7 +16,7 @@
 
 void tt_conv_input_grad(const tt_conv_shape* s, const tt_conv_window* w,
                         const int8_t* filter, const void* scales,
-                        int32_t scale_step, const float* dy, float* dx) {
+                        int32_t scale_step, const tt_grad* dy, tt_grad* dx) {
   const uint8_t* scale_bytes = (const uint8_t*)scales;
   const int32_t filter_size = s->filter_h * s->filter_w * s->filter_depth;
   for (int32_t b = 0; b < s->batches; ++b) {
@@ -24,11 +24,11 @@ void tt_conv_input_grad(const tt_conv_shape* s, const tt_conv_window* w,
       const int32_t in_y0 = y * w->stride_h - w->pad_h;
       for (int32_t x = 0; x < s->out_w; ++x) {
         const int32_t in_x0 = x * w->stride_w - w->pad_w;
-        const float* dy_px =
+        const tt_grad* dy_px =
             dy + ((b * s->out_h + y) * s->out_w + x) * s->out_c;
         for (int32_t oc = 0; oc < s->out_c; ++oc) {
-          const float g =
-              dy_px[oc] * tt_load_f32(scale_bytes + oc * scale_step);
+          const float g = tt_grad_value(dy_px[oc]) *
+                          tt_load_f32(scale_bytes + oc * scale_step);
           if (g == 0.0f) continue;
           const int32_t group = oc / s->filters_per_group;
           const int8_t* filter_oc = filter + oc * filter_size;
@@ -38,13 +38,13 @@ void tt_conv_input_grad(const tt_conv_shape* s, const tt_conv_window* w,
             for (int32_t fx = 0; fx < s->filter_w; ++fx) {
               const int32_t in_x = in_x0 + fx * w->dilation_w;
               if (in_x < 0 || in_x >= s->in_w) continue;
-              float* dx_px = dx +
+              tt_grad* dx_px = dx +
                              ((b * s->in_h + in_y) * s->in_w + in_x) * s->in_c +
                              group * s->filter_depth;
               const int8_t* f_px =
                   filter_oc + (fy * s->filter_w + fx) * s->filter_depth;
               for (int32_t c = 0; c < s->filter_depth; ++c) {
-                dx_px[c] += g * (float)f_px[c];
+                tt_grad_add(&dx_px[c], g * (float)f_px[c]);
               }
             }
           }
@@ -57,27 +57,27 @@ void tt_conv_input_grad(const tt_conv_shape* s, const tt_conv_window* w,
 void tt_conv_pointwise_input_grad_in_place(const tt_conv_shape* s,
                                            const int8_t* filter,
                                            const void* scales,
-                                           int32_t scale_step, float* grad,
+                                           int32_t scale_step, tt_grad* grad,
                                            float* pixel_grads) {
   const uint8_t* scale_bytes = (const uint8_t*)scales;
   const int32_t pixels = s->batches * s->out_h * s->out_w;
   const bool forward = s->in_c <= s->out_c;
   for (int32_t i = 0; i < pixels; ++i) {
     const int32_t p = forward ? i : pixels - 1 - i;
-    const float* dy_px = grad + p * s->out_c;
+    const tt_grad* dy_px = grad + p * s->out_c;
     for (int32_t oc = 0; oc < s->out_c; ++oc) {
-      pixel_grads[oc] =
-          dy_px[oc] * tt_load_f32(scale_bytes + oc * scale_step);
+      pixel_grads[oc] = tt_grad_value(dy_px[oc]) *
+                        tt_load_f32(scale_bytes + oc * scale_step);
     }
-    float* dx_px = grad + p * s->in_c;
-    for (int32_t c = 0; c < s->in_c; ++c) dx_px[c] = 0.0f;
+    tt_grad* dx_px = grad + p * s->in_c;
+    for (int32_t c = 0; c < s->in_c; ++c) dx_px[c] = tt_grad_from_float(0.0f);
     for (int32_t oc = 0; oc < s->out_c; ++oc) {
       const float g = pixel_grads[oc];
       if (g == 0.0f) continue;
-      float* dx_group = dx_px + (oc / s->filters_per_group) * s->filter_depth;
+      tt_grad* dx_group = dx_px + (oc / s->filters_per_group) * s->filter_depth;
       const int8_t* f = filter + oc * s->filter_depth;
       for (int32_t c = 0; c < s->filter_depth; ++c) {
-        dx_group[c] += g * (float)f[c];
+        tt_grad_add(&dx_group[c], g * (float)f[c]);
       }
     }
   }
@@ -86,7 +86,7 @@ void tt_conv_pointwise_input_grad_in_place(const tt_conv_shape* s,
 void tt_conv_channel_grad(const tt_conv_shape* s, const tt_conv_window* w,
                           int32_t channel, const int8_t* input,
                           int32_t input_zero_point, float input_scale,
-                          const float* dy, float* weight_grad,
+                          const tt_grad* dy, float* weight_grad,
                           float* bias_grad) {
   const int32_t filter_size = s->filter_h * s->filter_w * s->filter_depth;
   const int32_t group = channel / s->filters_per_group;
@@ -98,8 +98,8 @@ void tt_conv_channel_grad(const tt_conv_shape* s, const tt_conv_window* w,
     for (int32_t y = 0; y < s->out_h; ++y) {
       const int32_t in_y0 = y * w->stride_h - w->pad_h;
       for (int32_t x = 0; x < s->out_w; ++x) {
-        const float g =
-            dy[((b * s->out_h + y) * s->out_w + x) * s->out_c + channel];
+        const float g = tt_grad_value(
+            dy[((b * s->out_h + y) * s->out_w + x) * s->out_c + channel]);
         bias_sum += g;
         if (weight_grad == NULL || g == 0.0f) continue;
         const int32_t in_x0 = x * w->stride_w - w->pad_w;
@@ -142,7 +142,7 @@ static void conv_shape(const void* op_data, tt_layer_shape* shape) {
 
 static void conv_input(const void* op_data, const int8_t* filter,
                        const void* scales, int32_t scale_step,
-                       const float* dy, float* dx) {
+                       const tt_grad* dy, tt_grad* dx) {
   const tt_conv_op_data* data = (const tt_conv_op_data*)op_data;
   tt_conv_input_grad(&data->shape, &data->window, filter, scales, scale_step,
                      dy, dx);
@@ -159,7 +159,7 @@ static void conv_channel(const void* context, int32_t channel,
 
 static void conv_input_in_place(const void* op_data, const int8_t* filter,
                                 const void* scales, int32_t scale_step,
-                                float* grad, float* scratch) {
+                                tt_grad* grad, float* scratch) {
   const tt_conv_op_data* data = (const tt_conv_op_data*)op_data;
   tt_conv_pointwise_input_grad_in_place(&data->shape, filter, scales,
                                         scale_step, grad, scratch);

@@ -12,7 +12,8 @@
  * multiplier 1, stride 1 and the image size kept, and weights that do not
  * train, the input gradient is written over the output gradient row by
  * row, the rows it still needs saved in a ring
- * (tt_depthwise_in_place_rows rows of scratch), after the bias update. */
+ * (tt_depthwise_in_place_rows rows of scratch, stored gradients), after the
+ * bias update. */
 #include "../tt_backward_helpers.h"
 #include "../tt_backward_math.h"
 #include "../tt_plan.h"
@@ -28,7 +29,7 @@
 void tt_depthwise_input_grad(const tt_depthwise_shape* s,
                              const tt_conv_window* w, const int8_t* filter,
                              const void* scales, int32_t scale_step,
-                             const float* dy, float* dx) {
+                             const tt_grad* dy, tt_grad* dx) {
   const uint8_t* scale_bytes = (const uint8_t*)scales;
   const int32_t m = s->depth_multiplier;
   /* Taps counted one by one: filter_start is a tap index. */
@@ -36,10 +37,10 @@ void tt_depthwise_input_grad(const tt_depthwise_shape* s,
                               s->filter_h, s->filter_w, 1};
   float grads[INPUT_GRAD_CHUNK];
   for (int32_t b = 0; b < s->batches; ++b) {
-    float* dx_image = dx + b * s->in_h * s->in_w * s->in_c;
+    tt_grad* dx_image = dx + b * s->in_h * s->in_w * s->in_c;
     for (int32_t y = 0; y < s->out_h; ++y) {
       for (int32_t x = 0; x < s->out_w; ++x) {
-        const float* dy_px =
+        const tt_grad* dy_px =
             dy + ((b * s->out_h + y) * s->out_w + x) * s->out_c;
         const tt_conv_taps taps = tt_conv_pixel_taps(&g, y, x);
         for (int32_t first = 0; first < s->out_c; first += INPUT_GRAD_CHUNK) {
@@ -47,26 +48,28 @@ void tt_depthwise_input_grad(const tt_depthwise_shape* s,
                                     ? s->out_c - first
                                     : INPUT_GRAD_CHUNK;
           for (int32_t i = 0; i < count; ++i) {
-            grads[i] = dy_px[first + i] *
+            grads[i] = tt_grad_value(dy_px[first + i]) *
                        tt_load_f32(scale_bytes + (first + i) * scale_step);
           }
           for (int32_t row = 0; row < taps.rows; ++row) {
             for (int32_t col = 0; col < taps.cols; ++col) {
-              float* dx_px = dx_image + taps.input_start +
+              tt_grad* dx_px = dx_image + taps.input_start +
                              row * taps.input_row_step +
                              col * taps.input_col_step;
               const int8_t* f = filter +
                                 (taps.filter_start + row * taps.filter_row_step +
                                  col) * s->out_c + first;
               if (m == 1) {
-                float* dx_c = dx_px + first;
+                tt_grad* dx_c = dx_px + first;
                 for (int32_t i = 0; i < count; ++i) {
-                  if (grads[i] != 0.0f) dx_c[i] += grads[i] * (float)f[i];
+                  if (grads[i] != 0.0f) {
+                    tt_grad_add(&dx_c[i], grads[i] * (float)f[i]);
+                  }
                 }
               } else {
                 for (int32_t i = 0; i < count; ++i) {
                   if (grads[i] != 0.0f) {
-                    dx_px[(first + i) / m] += grads[i] * (float)f[i];
+                    tt_grad_add(&dx_px[(first + i) / m], grads[i] * (float)f[i]);
                   }
                 }
               }
@@ -91,40 +94,43 @@ void tt_depthwise_input_grad_in_place(const tt_depthwise_shape* s,
                                       const tt_conv_window* w,
                                       const int8_t* filter,
                                       const void* scales, int32_t scale_step,
-                                      float* grad, float* ring) {
+                                      tt_grad* grad, tt_grad* ring) {
   const uint8_t* scale_bytes = (const uint8_t*)scales;
   const int32_t channels = s->out_c;
   const int32_t row = s->out_w * channels;
   const int32_t ring_rows = (int32_t)tt_depthwise_in_place_rows(s, w);
   for (int32_t b = 0; b < s->batches; ++b) {
-    float* g = grad + b * s->out_h * row;
+    tt_grad* g = grad + b * s->out_h * row;
     for (int32_t p = 0; p < s->out_h * s->out_w; ++p) {
       for (int32_t c = 0; c < channels; ++c) {
-        g[p * channels + c] *= tt_load_f32(scale_bytes + c * scale_step);
+        tt_grad* at = &g[p * channels + c];
+        *at = tt_grad_from_float(tt_grad_value(*at) *
+                                 tt_load_f32(scale_bytes + c * scale_step));
       }
     }
     for (int32_t y = 0; y < s->out_h; ++y) {
       /* Row y moves to the ring; its memory starts dx's row y at zero. */
-      float* dx_row = g + y * row;
-      float* saved = ring + (y % ring_rows) * row;
+      tt_grad* dx_row = g + y * row;
+      tt_grad* saved = ring + (y % ring_rows) * row;
       for (int32_t i = 0; i < row; ++i) {
         saved[i] = dx_row[i];
-        dx_row[i] = 0.0f;
+        dx_row[i] = tt_grad_from_float(0.0f);
       }
       for (int32_t x = 0; x < s->out_w; ++x) {
-        float* dx = dx_row + x * channels;
+        tt_grad* dx = dx_row + x * channels;
         for (int32_t fy = s->filter_h - 1; fy >= 0; --fy) {
           const int32_t from_y = y + w->pad_h - fy * w->dilation_h;
           if (from_y < 0 || from_y >= s->out_h) continue;
-          const float* source = from_y <= y ? ring + (from_y % ring_rows) * row
+          const tt_grad* source = from_y <= y ? ring + (from_y % ring_rows) * row
                                             : g + from_y * row;
           for (int32_t fx = s->filter_w - 1; fx >= 0; --fx) {
             const int32_t from_x = x + w->pad_w - fx * w->dilation_w;
             if (from_x < 0 || from_x >= s->out_w) continue;
-            const float* value = source + from_x * channels;
+            const tt_grad* value = source + from_x * channels;
             const int8_t* f = filter + (fy * s->filter_w + fx) * channels;
             for (int32_t c = 0; c < channels; ++c) {
-              if (value[c] != 0.0f) dx[c] += value[c] * (float)f[c];
+              const float v = tt_grad_value(value[c]);
+              if (v != 0.0f) tt_grad_add(&dx[c], v * (float)f[c]);
             }
           }
         }
@@ -136,7 +142,7 @@ void tt_depthwise_input_grad_in_place(const tt_depthwise_shape* s,
 void tt_depthwise_channel_grad(const tt_depthwise_shape* s,
                                const tt_conv_window* w, int32_t channel,
                                const int8_t* input, int32_t input_zero_point,
-                               float input_scale, const float* dy,
+                               float input_scale, const tt_grad* dy,
                                float* weight_grad, float* bias_grad) {
   const int32_t filter_size = s->filter_h * s->filter_w;
   const int32_t in_channel = channel / s->depth_multiplier;
@@ -148,8 +154,8 @@ void tt_depthwise_channel_grad(const tt_depthwise_shape* s,
     for (int32_t y = 0; y < s->out_h; ++y) {
       const int32_t in_y0 = y * w->stride_h - w->pad_h;
       for (int32_t x = 0; x < s->out_w; ++x) {
-        const float g =
-            dy[((b * s->out_h + y) * s->out_w + x) * s->out_c + channel];
+        const float g = tt_grad_value(
+            dy[((b * s->out_h + y) * s->out_w + x) * s->out_c + channel]);
         bias_sum += g;
         if (weight_grad == NULL || g == 0.0f) continue;
         const int32_t in_x0 = x * w->stride_w - w->pad_w;
@@ -188,7 +194,7 @@ static void depthwise_shape(const void* op_data, tt_layer_shape* shape) {
 
 static void depthwise_input(const void* op_data, const int8_t* filter,
                             const void* scales, int32_t scale_step,
-                            const float* dy, float* dx) {
+                            const tt_grad* dy, tt_grad* dx) {
   const tt_depthwise_op_data* data = (const tt_depthwise_op_data*)op_data;
   tt_depthwise_input_grad(&data->shape, &data->window, filter, scales,
                           scale_step, dy, dx);
@@ -205,11 +211,12 @@ static void depthwise_channel(const void* context, int32_t channel,
 
 static void depthwise_input_in_place(const void* op_data,
                                      const int8_t* filter, const void* scales,
-                                     int32_t scale_step, float* grad,
+                                     int32_t scale_step, tt_grad* grad,
                                      float* scratch) {
   const tt_depthwise_op_data* data = (const tt_depthwise_op_data*)op_data;
   tt_depthwise_input_grad_in_place(&data->shape, &data->window, filter,
-                                   scales, scale_step, grad, scratch);
+                                   scales, scale_step, grad,
+                                   (tt_grad*)(void*)scratch);
 }
 
 static const tt_layer_backward depthwise_layer = {
@@ -233,7 +240,7 @@ static tt_status depthwise_backward_prepare(tt_interpreter* it,
       (update == NULL || update->kind == TT_UPDATE_BIAS)) {
     const uint64_t bytes = (uint64_t)tt_depthwise_in_place_rows(s, &data->window) *
                            (uint64_t)s->out_w * (uint64_t)s->out_c *
-                           sizeof(float);
+                           sizeof(tt_grad);
     if (bytes <= UINT32_MAX) {
       needs->in_place = true;
       needs->in_place_scratch_bytes = (uint32_t)bytes;

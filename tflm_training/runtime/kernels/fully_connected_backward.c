@@ -12,17 +12,18 @@
 void tt_fc_input_grad(int32_t batches, int32_t depth, int32_t units,
                       const int8_t* filter, int32_t filter_offset,
                       const void* scales, int32_t scale_step,
-                      const float* dy, float* dx) {
+                      const tt_grad* dy, tt_grad* dx) {
   const uint8_t* scale_bytes = (const uint8_t*)scales;
   for (int32_t b = 0; b < batches; ++b) {
-    const float* dy_row = dy + b * units;
-    float* dx_row = dx + b * depth;
+    const tt_grad* dy_row = dy + b * units;
+    tt_grad* dx_row = dx + b * depth;
     for (int32_t u = 0; u < units; ++u) {
-      const float g = dy_row[u] * tt_load_f32(scale_bytes + u * scale_step);
+      const float g = tt_grad_value(dy_row[u]) *
+                      tt_load_f32(scale_bytes + u * scale_step);
       if (g == 0.0f) continue;
       const int8_t* w = filter + u * depth;
       for (int32_t d = 0; d < depth; ++d) {
-        dx_row[d] += g * (float)((int32_t)w[d] + filter_offset);
+        tt_grad_add(&dx_row[d], g * (float)((int32_t)w[d] + filter_offset));
       }
     }
   }
@@ -31,14 +32,14 @@ void tt_fc_input_grad(int32_t batches, int32_t depth, int32_t units,
 void tt_fc_channel_grad(int32_t batches, int32_t depth, int32_t units,
                         int32_t unit, const int8_t* input,
                         int32_t input_zero_point, float input_scale,
-                        const float* dy, float* weight_grad,
+                        const tt_grad* dy, float* weight_grad,
                         float* bias_grad) {
   if (weight_grad != NULL) {
     for (int32_t d = 0; d < depth; ++d) weight_grad[d] = 0.0f;
   }
   float bias_sum = 0.0f;
   for (int32_t b = 0; b < batches; ++b) {
-    const float g = dy[b * units + unit];
+    const float g = tt_grad_value(dy[b * units + unit]);
     bias_sum += g;
     if (weight_grad == NULL || g == 0.0f) continue;
     const int8_t* x = input + b * depth;
@@ -63,8 +64,8 @@ static void fc_shape(const void* op_data, tt_layer_shape* shape) {
 }
 
 static void fc_input(const void* op_data, const int8_t* filter,
-                     const void* scales, int32_t scale_step, const float* dy,
-                     float* dx) {
+                     const void* scales, int32_t scale_step,
+                     const tt_grad* dy, tt_grad* dx) {
   const tt_fc_op_data* data = (const tt_fc_op_data*)op_data;
   tt_fc_input_grad(data->batches, data->accum_depth, data->units, filter,
                    data->filter_offset, scales, scale_step, dy, dx);

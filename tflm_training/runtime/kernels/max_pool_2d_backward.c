@@ -8,7 +8,7 @@
 #include "../tt_pool_params.h"
 
 void tt_max_pool_grad(const tt_pool_params* p, const int8_t* input,
-                      float gain, const float* dy, float* dx) {
+                      float gain, const tt_grad* dy, tt_grad* dx) {
   const int32_t depth = p->depth;
   const int32_t row_stride = p->input_width * depth;
   for (int32_t b = 0; b < p->batches; ++b) {
@@ -18,7 +18,7 @@ void tt_max_pool_grad(const tt_pool_params* p, const int8_t* input,
         int32_t oy, ox, y0, y1, x0, x1;
         tt_pool_window(p, out_y, out_x, &oy, &ox, &y0, &y1, &x0, &x1);
         for (int32_t c = 0; c < depth; ++c) {
-          const float g = *dy++;
+          const float g = tt_grad_value(*dy++);
           if (y0 >= y1 || x0 >= x1 || g == 0.0f) continue;
           int32_t best = -1;
           int32_t best_value = -129;
@@ -32,7 +32,7 @@ void tt_max_pool_grad(const tt_pool_params* p, const int8_t* input,
               }
             }
           }
-          dx[best] += gain * g;
+          tt_grad_add(&dx[best], gain * g);
         }
       }
     }

@@ -7,7 +7,8 @@
 #include "../tt_kernel_checks.h"
 
 void tt_mean_grad(int32_t rank, const int32_t* input_dims,
-                  uint32_t reduced_mask, const float* dy, float* dx) {
+                  uint32_t reduced_mask, const tt_grad* dy,
+                  tt_grad* dx) {
   /* Each input dimension's element stride in the output (0 if reduced),
    * and the number of inputs per output. */
   int32_t out_strides[TT_MAX_RANK];
@@ -29,7 +30,7 @@ void tt_mean_grad(int32_t rank, const int32_t* input_dims,
   int32_t index[TT_MAX_RANK] = {0};
   int32_t out = 0;
   for (int32_t i = 0; i < total; ++i) {
-    dx[i] += dy[out] / n;
+    tt_grad_add(&dx[i], tt_grad_value(dy[out]) / n);
     for (int32_t d = rank - 1; d >= 0; --d) {
       out += out_strides[d];
       if (++index[d] < input_dims[d]) break;

@@ -8,9 +8,9 @@
 
 void tt_pad_grad(int32_t rank, const int32_t* input_dims,
                  const int32_t* before, const int32_t* after, float gain,
-                 const float* dy, float* dx, float* value_grad) {
+                 const tt_grad* dy, tt_grad* dx, tt_grad* value_grad) {
   if (rank <= 0) {
-    if (dx != NULL) dx[0] += gain * dy[0];
+    if (dx != NULL) tt_grad_add(&dx[0], gain * tt_grad_value(dy[0]));
     return;
   }
   int32_t out_dims[TT_MAX_RANK];
@@ -28,7 +28,7 @@ void tt_pad_grad(int32_t rank, const int32_t* input_dims,
   int32_t index[TT_MAX_RANK] = {0};
   int32_t in = 0;
   for (int32_t r = 0; r < rows; ++r) {
-    const float* row = dy + r * width;
+    const tt_grad* row = dy + r * width;
     bool inside = true;
     for (int32_t d = 0; d < last; ++d) {
       if (index[d] < before[d] || index[d] >= before[d] + input_dims[d]) {
@@ -37,18 +37,20 @@ void tt_pad_grad(int32_t rank, const int32_t* input_dims,
     }
     const int32_t start = inside ? before[last] : width;
     const int32_t end = inside ? before[last] + input_dims[last] : width;
-    for (int32_t k = 0; k < start; ++k) padding_sum += row[k];
+    for (int32_t k = 0; k < start; ++k) padding_sum += tt_grad_value(row[k]);
     for (int32_t k = start; k < end; ++k) {
-      if (dx != NULL) dx[in] += gain * row[k];
+      if (dx != NULL) tt_grad_add(&dx[in], gain * tt_grad_value(row[k]));
       ++in;
     }
-    for (int32_t k = end; k < width; ++k) padding_sum += row[k];
+    for (int32_t k = end; k < width; ++k) {
+      padding_sum += tt_grad_value(row[k]);
+    }
     for (int32_t d = last - 1; d >= 0; --d) {
       if (++index[d] < out_dims[d]) break;
       index[d] = 0;
     }
   }
-  if (value_grad != NULL) *value_grad += padding_sum;
+  if (value_grad != NULL) tt_grad_add(value_grad, padding_sum);
 }
 
 /* Rank and padding amounts from the constant paddings tensor. */
@@ -86,7 +88,7 @@ static tt_status pad_backward_prepare(tt_interpreter* it, const tt_node* node,
 
 static tt_status pad_backward(tt_interpreter* it, const tt_node* node,
                               const tt_backward_io* io) {
-  float* value_grad = node->num_inputs > 2 ? io->input_grads[2] : NULL;
+  tt_grad* value_grad = node->num_inputs > 2 ? io->input_grads[2] : NULL;
   if (io->input_grads[0] == NULL && value_grad == NULL) return TT_OK;
   int32_t before[TT_MAX_RANK], after[TT_MAX_RANK];
   TT_RETURN_IF_ERROR(pad_geometry(it, node, before, after));

@@ -5,14 +5,18 @@
 #include "../tt_backward_helpers.h"
 #include "../tt_backward_math.h"
 
-void tt_grad_scaled_add(int32_t count, float gain, const float* dy,
-                        float* dx) {
-  for (int32_t i = 0; i < count; ++i) dx[i] += gain * dy[i];
+void tt_grad_scaled_add(int32_t count, float gain, const tt_grad* dy,
+                        tt_grad* dx) {
+  for (int32_t i = 0; i < count; ++i) {
+    tt_grad_add(&dx[i], gain * tt_grad_value(dy[i]));
+  }
 }
 
-void tt_grad_scaled_write(int32_t count, float gain, const float* dy,
-                          float* dx) {
-  for (int32_t i = 0; i < count; ++i) dx[i] = 0.0f + gain * dy[i];
+void tt_grad_scaled_write(int32_t count, float gain, const tt_grad* dy,
+                          tt_grad* dx) {
+  for (int32_t i = 0; i < count; ++i) {
+    dx[i] = tt_grad_from_float(0.0f + gain * tt_grad_value(dy[i]));
+  }
 }
 
 static tt_status copy_backward_prepare(tt_interpreter* it,
