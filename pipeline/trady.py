@@ -143,9 +143,9 @@ class Ranking:
         return lines
 
 
-def _settings(learning_rate, momentum, batch_size, qas, residual=True):
+def _settings(learning_rate, momentum, batch_size, qas, residual=True, gradient_bits=32):
     return {'learning_rate': learning_rate, 'momentum': momentum, 'batch_size': batch_size,
-            'qas': qas, 'residual': residual}
+            'qas': qas, 'residual': residual, 'gradient_bits': gradient_bits}
 
 
 def probe_plan(model_bytes, layers, **settings):
@@ -183,7 +183,8 @@ def relative_gradient_norms(model_bytes, norms):
 
 
 def rank_layers(model_bytes, x, y, *, samples=None, max_layers=None, coverage=COVERAGE,
-                learning_rate=0.02, momentum=0.9, batch_size=5, qas=True, seed=0):
+                learning_rate=0.02, momentum=0.9, batch_size=5, qas=True, seed=0,
+                gradient_bits=32):
     """The Ranking of the trainable layers before the classifier (the last
     max_layers of them when given) on the user's samples (x quantized as
     the model's input, y labels; a class-balanced subset of `samples` of
@@ -201,7 +202,7 @@ def rank_layers(model_bytes, x, y, *, samples=None, max_layers=None, coverage=CO
     candidates = contribution.candidate_layers(model_bytes, max_layers)
     if not candidates:
         raise ValueError('the model has no trainable layer before the classifier to rank')
-    settings = _settings(learning_rate, momentum, batch_size, qas)
+    settings = _settings(learning_rate, momentum, batch_size, qas, gradient_bits=gradient_bits)
     ops = [op for op, _, _ in candidates]
     norms = gradient_norms(model_bytes, x, y, ops, **settings)
     rgn = relative_gradient_norms(model_bytes, norms)
@@ -324,6 +325,7 @@ def plan_for_budget(model_bytes, ranking, budget_bytes, seed=0):
     budget = int(budget_bytes)
     settings = {k: ranking.settings[k] for k in
                 ('learning_rate', 'momentum', 'batch_size', 'qas', 'residual')}
+    settings['gradient_bits'] = ranking.settings.get('gradient_bits', 32)
     costs = {layer.operator: layer.channel_cost for layer in ranking.layers}
     selected = ranking.selected
     if not selected:

@@ -329,6 +329,22 @@ def test_searched_schemes_fit_the_budget_and_train_on_device_like_the_host(searc
     assert f"trained ({scheme})" in result.stdout
 
 
+def test_16_bit_gradients_train_on_the_device_like_the_host_in_less_memory(tmp_path):
+    result = _deploy("--board", "nrf52840", "--scheme", "bias", "--gradient_bits", "16",
+                     "--out", str(tmp_path), *FAST)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    plan = TrainingPlan.from_bytes((tmp_path / "plan.bin").read_bytes())
+    assert plan.gradient_bits == report["gradient_bits"] == 16
+    assert "16-bit gradients" in (tmp_path / "plan.txt").read_text()
+    wide = deploy_steps.make_plan((tmp_path / "model.tflite").read_bytes(), "bias", 0.02)
+    assert report["arena_bytes"] < 0.75 * deploy_steps.training_arena(
+        (tmp_path / "model.tflite").read_bytes(), wide)
+    comparison = report["comparison"]
+    assert comparison["weights_bit_identical"] and comparison["losses_bit_identical"]
+    assert comparison["predictions_identical"]
+
+
 @pytest.mark.parametrize("scheme", ["sparse-search", "trady", "lowrank"])
 def test_searched_scheme_with_too_small_a_budget_names_the_minimum(tmp_path, scheme):
     result = _deploy("--scheme", scheme, "--budget_kb", "60", "--out", str(tmp_path),

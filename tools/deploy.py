@@ -90,6 +90,10 @@ _TRAIN_SAMPLES = flags.DEFINE_integer(
 _TEST_SAMPLES = flags.DEFINE_integer(
     "test_samples", 100, "Test samples (class-balanced subset).", lower_bound=1)
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.02, "SGD learning rate.")
+_GRADIENT_BITS = flags.DEFINE_enum(
+    "gradient_bits", "32", ["32", "16"], "Bits of a stored activation gradient on the device: "
+    "16 (bfloat16) halves the gradient buffers, so the budget holds deeper plans; the "
+    "gradients then differ from float32's by a few parts in a thousand.")
 _HELDOUT_SAMPLES = flags.DEFINE_integer(
     "heldout_samples", learner_firmware.DEFAULT_HELDOUT_SAMPLES, "Training samples (not "
     "trained on) the device keeps to guard its saves (--guard).", lower_bound=0)
@@ -206,8 +210,9 @@ def plan_for(scheme, model, samples, board, reserved, work):
         return steps.search_plan(model, scheme, samples,
                                  steps.budget_bytes(board, _BUDGET_KB.value, reserved),
                                  _LEARNING_RATE.value, _SEED.value, work, log,
-                                 metric=_METRIC.value, trials=_SEARCH_TRIALS.value)
-    return steps.make_plan(model, scheme, _LEARNING_RATE.value)
+                                 metric=_METRIC.value, trials=_SEARCH_TRIALS.value,
+                                 gradient_bits=int(_GRADIENT_BITS.value))
+    return steps.make_plan(model, scheme, _LEARNING_RATE.value, int(_GRADIENT_BITS.value))
 
 
 def choose_plan(model, samples, board, reserved, work):
@@ -222,7 +227,8 @@ def choose_plan(model, samples, board, reserved, work):
             return scheme, plan
         except steps.DeployError as e:
             log(f"auto: {scheme} does not fit ({e}); trying a smaller scheme")
-    return "classifier-bias", steps.make_plan(model, "classifier-bias", _LEARNING_RATE.value)
+    return "classifier-bias", steps.make_plan(model, "classifier-bias", _LEARNING_RATE.value,
+                                              int(_GRADIENT_BITS.value))
 
 
 def run_on_device(device, model, plan, samples, out, log_fn=log):
@@ -307,7 +313,8 @@ def write_plan(job, work):
         "scheme": job.scheme, "requested_scheme": _SCHEME.value, "trained": trained,
         "epochs": _EPOCHS.value,
         "learning_rate": _LEARNING_RATE.value, "momentum": steps.MOMENTUM,
-        "batch_size": steps.BATCH_SIZE, "train_samples": len(samples.train_y),
+        "batch_size": steps.BATCH_SIZE, "gradient_bits": job.plan.gradient_bits,
+        "train_samples": len(samples.train_y),
         "heldout_samples": len(samples.heldout_y),
         "test_samples": len(samples.test_y), "arena_bytes": job.arena,
         "budget_bytes": None if _BUDGET_KB.value is None else int(_BUDGET_KB.value * 1024),

@@ -682,12 +682,17 @@ def load_model(path, dataset, out_dir, log=print):
 # -- plan and memory ---------------------------------------------------------------
 
 
-def make_plan(model_bytes, scheme, learning_rate):
+def plan_settings(learning_rate, gradient_bits=32):
+    """The TrainingPlan settings every scheme's plan gets."""
+    return {"learning_rate": learning_rate, "momentum": MOMENTUM, "batch_size": BATCH_SIZE,
+            "gradient_bits": gradient_bits}
+
+
+def make_plan(model_bytes, scheme, learning_rate, gradient_bits=32):
     """The TrainingPlan of a scheme."""
     tflm = _tflm()
     from tflm_training import plan as plan_module  # pylint: disable=import-outside-toplevel
-    settings = {"learning_rate": learning_rate, "momentum": MOMENTUM,
-                "batch_size": BATCH_SIZE}
+    settings = plan_settings(learning_rate, gradient_bits)
     try:
         if scheme == "classifier":
             return tflm.TrainingPlan.classifier_only(model_bytes, **settings)
@@ -736,7 +741,7 @@ def budget_bytes(board, budget_kb, reserved=0):
 
 
 def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_dir,
-                log=print, metric="accuracy", trials=4):
+                log=print, metric="accuracy", trials=4, gradient_bits=32):
     """The plan of a searched scheme for `budget` bytes of training arena,
     found on the training samples only (the test samples stay unseen).
 
@@ -747,22 +752,24 @@ def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_d
     best bias-only plan, the best measured kept; trady: layers ranked by
     relative gradient norm, channels drawn anew every epoch on the device;
     lowrank: Adam on low-rank projected gradients of the FC and pointwise
-    layers nearest the logits.
+    layers nearest the logits. gradient_bits: of the plan's stored
+    activation gradients (the contribution analysis trains with 32).
     """
     # pylint: disable=import-outside-toplevel
     from pipeline import contribution, lowrank, search_trials, sparse_search, trady
-    settings = {"learning_rate": learning_rate, "momentum": MOMENTUM,
-                "batch_size": BATCH_SIZE}
+    settings = plan_settings(learning_rate, gradient_bits)
+    analysis = {k: v for k, v in settings.items() if k != "gradient_bits"}
     x, y = samples.train_x, samples.train_y
-    check_scheme_budget(model_bytes, scheme, budget, learning_rate)
+    check_scheme_budget(model_bytes, scheme, budget, learning_rate, gradient_bits)
     try:
         if scheme == "sparse-search":
             log(f"contribution analysis on {len(y)} training samples (cached in --out's "
                 f"{CONTRIBUTIONS_FILE}) ...")
             cache = str(pathlib.Path(out_dir) / CONTRIBUTIONS_FILE)
             table = contribution.analyze(model_bytes, x, y, epochs=1, seeds=(seed,),
-                                         metric=metric, cache_path=cache, log=log, **settings)
-            result = sparse_search.search(model_bytes, table, budget, seed=seed)
+                                         metric=metric, cache_path=cache, log=log, **analysis)
+            result = sparse_search.search(model_bytes, table, budget, seed=seed,
+                                          gradient_bits=gradient_bits)
             if trials:
                 result = search_trials.verify(model_bytes, table, result,
                                               contribution.prepare_data(x, y), top=trials,
@@ -793,10 +800,10 @@ def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_d
     raise DeployError(f"unknown scheme {scheme!r}; pick one of {', '.join(SCHEMES)}")
 
 
-def check_scheme_budget(model_bytes, scheme, budget, learning_rate):
+def check_scheme_budget(model_bytes, scheme, budget, learning_rate, gradient_bits=32):
     """Before any analysis: refuses a budget below the smallest plan the
     searched scheme can make."""
-    need, what = _scheme_minimum(model_bytes, scheme, learning_rate)
+    need, what = _scheme_minimum(model_bytes, scheme, learning_rate, gradient_bits)
     if need > budget:
         raise DeployError(
             f"{scheme}: the budget of {budget} bytes ({budget / 1024:.1f} KB) cannot hold its "
@@ -805,15 +812,14 @@ def check_scheme_budget(model_bytes, scheme, budget, learning_rate):
             "(--budget_kb)")
 
 
-def _scheme_minimum(model_bytes, scheme, learning_rate):
+def _scheme_minimum(model_bytes, scheme, learning_rate, gradient_bits=32):
     """(arena bytes, what) of the smallest plan a searched scheme makes.
     Every sparse-search and TraDy plan trains the classifier fully (TraDy
     adds sampled channels, so its real minimum is a little higher); lowrank
     trains the classifier and the nearest projectable layer at rank >= 1."""
     from pipeline import lowrank  # pylint: disable=import-outside-toplevel
     tflm = _tflm()
-    settings = {"learning_rate": learning_rate, "momentum": MOMENTUM,
-                "batch_size": BATCH_SIZE}
+    settings = plan_settings(learning_rate, gradient_bits)
     try:
         if scheme != "lowrank":
             plan = tflm.TrainingPlan.classifier_only(model_bytes, **settings)
@@ -869,7 +875,8 @@ def plan_summary(model_name, plan, trained, arena):
     """What will train, for people: the text written beside plan.bin."""
     lines = [f"training plan for {model_name}",
              f"SGD, learning rate {plan.learning_rate:g}, momentum {plan.momentum:g}, "
-             f"batch {plan.batch_size}, QAS {'on' if plan.qas else 'off'}",
+             f"batch {plan.batch_size}, QAS {'on' if plan.qas else 'off'}, "
+             f"{plan.gradient_bits}-bit gradients",
              f"training arena: {arena} bytes"]
     if plan.sample_budget:
         lines.append(f"sampled layers: channels drawn anew every epoch (seed {plan.seed}) "
