@@ -76,6 +76,10 @@ _LR = flags.DEFINE_float("learning_rate", 0.02, "SGD learning rate of the int8 s
 _MOMENTUM = flags.DEFINE_float("momentum", 0.0, "SGD momentum of the int8 schemes.")
 _BATCH = flags.DEFINE_integer("batch_size", 1, "Batch size of the int8 schemes.",
                               lower_bound=1)
+_GRADIENT_BITS = flags.DEFINE_enum(
+    "gradient_bits", "32", ["32", "16"], "Bits of the int8 schemes' stored activation "
+    "gradients: 16 (bfloat16) halves their buffers, so budgets hold deeper plans "
+    "(benchmarks/gradient_bits.py compares a run of each).")
 _LOWRANK_LR = flags.DEFINE_float(
     "lowrank_learning_rate", 0.02, "Adam learning rate of the low-rank layers (in "
     "quantization steps per Adam step, QAS; pipeline.lowrank).")
@@ -159,7 +163,8 @@ def config():
         "test_samples": _TEST.value,
         "settings": {"learning_rate": _LR.value, "momentum": _MOMENTUM.value,
                      "batch_size": _BATCH.value, "qas": True, "residual": True,
-                     "lowrank_learning_rate": _LOWRANK_LR.value},
+                     "lowrank_learning_rate": _LOWRANK_LR.value,
+                     "gradient_bits": int(_GRADIENT_BITS.value)},
         "float": {"learning_rate": _FLOAT_LR.value, "batch_size": _FLOAT_BATCH.value,
                   "optimizer": "Adam"},
         "analysis_samples": _ANALYSIS_SAMPLES.value,
@@ -254,6 +259,7 @@ def preload():
     library)."""
     from tflm_training import _native  # pylint: disable=import-outside-toplevel
     _native.library()
+    _native.library(16)
 
 
 def run_all(cfg):

@@ -102,7 +102,8 @@ class SampledSchedule:
             plans.append(tflm_training.TrainingPlan.for_model(
                 self.model_bytes, layers, learning_rate=self.plan.learning_rate,
                 momentum=self.plan.momentum, batch_size=self.plan.batch_size,
-                qas=self.plan.qas, residual=self.plan.residual))
+                qas=self.plan.qas, residual=self.plan.residual,
+                gradient_bits=self.plan.gradient_bits))
         return plans
 
 
@@ -112,7 +113,7 @@ def trady_ranking(model_bytes, samples, settings, config, seed):
         model_bytes, samples.train_x, samples.train_y, samples=config["trady_samples"],
         max_layers=config["trady_layers"] or None, learning_rate=settings.learning_rate,
         momentum=settings.momentum, batch_size=settings.batch_size, qas=settings.qas,
-        seed=seed)
+        seed=seed, gradient_bits=settings.gradient_bits)
 
 
 def trady_scheme(model_bytes, budget, ranking, seed):

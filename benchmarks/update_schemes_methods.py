@@ -61,6 +61,7 @@ class Settings:
     qas: bool = True
     residual: bool = True
     lowrank_learning_rate: float = 0.02  # Adam's rate of "lowrank" layers
+    gradient_bits: int = 32  # of the stored activation gradients (32 or 16)
 
     def plan_settings(self):
         """TrainingPlan settings (SGD)."""

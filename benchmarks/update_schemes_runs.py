@@ -148,7 +148,11 @@ def _config_digest(config):
     keys = ("train_samples", "test_samples", "settings", "analysis_samples",
             "analysis_val_samples", "analysis_epochs", "analysis_layers",
             "analysis_bias_layers")
-    text = json.dumps({k: config.get(k) for k in keys}, sort_keys=True)
+    values = {k: config.get(k) for k in keys}
+    # The analysis trains with float32 gradients whatever the schemes use.
+    values["settings"] = {k: v for k, v in (values["settings"] or {}).items()
+                          if k != "gradient_bits"}
+    text = json.dumps(values, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
