@@ -1,0 +1,179 @@
+"""16-bit against 32-bit gradients on the update-scheme benchmark: accuracy,
+training arena and the layers each scheme picks, side by side.
+
+  python benchmarks/update_schemes.py --gradient_bits 32 --out R/update_schemes_32bit.md ...
+  python benchmarks/update_schemes.py --gradient_bits 16 --out R/update_schemes_16bit.md ...
+  python benchmarks/gradient_bits.py --wide R/update_schemes_32bit.json \
+      --narrow R/update_schemes_16bit.json [--out benchmarks/results/gradient_bits.md]
+
+(R = benchmarks/results/gradient_bits; the two runs must share every other
+setting.) With 16-bit gradients (runtime/tt_grad.h) every activation
+gradient is stored as bfloat16, so a budget holds a deeper plan: where a
+scheme picks the same layers at both widths, the accuracy difference is
+the gradients' precision alone; where it picks others, it is also the
+plan's.
+"""
+
+import json
+import pathlib
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from benchmarks import report  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results" / "gradient_bits"
+_WIDE = flags.DEFINE_string("wide", str(RESULTS / "update_schemes_32bit.json"),
+                            "The update-scheme run with --gradient_bits 32 (its .json).")
+_NARROW = flags.DEFINE_string("narrow", str(RESULTS / "update_schemes_16bit.json"),
+                              "The same run with --gradient_bits 16.")
+_OUT = flags.DEFINE_string("out", str(REPO / "benchmarks" / "results" / "gradient_bits.md"),
+                           "Markdown report.")
+# Settings that must agree for the comparison to mean anything.
+SHARED = ("tasks", "methods", "budgets_kb", "seeds", "epochs", "train_samples",
+          "test_samples", "analysis_samples", "analysis_val_samples", "analysis_epochs",
+          "analysis_layers", "analysis_bias_layers", "search_trials", "trady_samples",
+          "trady_layers")
+
+
+class MismatchError(ValueError):
+    pass
+
+
+def _load(path, bits):
+    data = json.loads(pathlib.Path(path).read_text())
+    got = data["config"]["settings"].get("gradient_bits", 32)
+    if got != bits:
+        raise MismatchError(f"{path} is a run with {got}-bit gradients, not {bits}")
+    return data
+
+
+def _check_same_settings(wide, narrow):
+    for key in SHARED:
+        if wide["config"].get(key) != narrow["config"].get(key):
+            raise MismatchError(f"the two runs differ in {key}: {wide['config'].get(key)!r} "
+                                f"and {narrow['config'].get(key)!r}")
+    settings = [{k: v for k, v in run["config"]["settings"].items() if k != "gradient_bits"}
+                for run in (wide, narrow)]
+    if settings[0] != settings[1]:
+        raise MismatchError(f"the two runs train differently: {settings[0]} and {settings[1]}")
+
+
+def _records(data):
+    """{(task, method, budget_kb, seed): record} of the runs that trained."""
+    return {(r["task"], r["method"], r["budget_kb"], r["seed"]): r
+            for r in data["records"] if not r.get("backbone")}
+
+
+def compare(wide, narrow):
+    """One row per task, method, budget and seed, and the summary."""
+    a, b = _records(wide), _records(narrow)
+    rows = []
+    for key in sorted(set(a) | set(b), key=lambda k: (k[0], k[1], k[2] or 0, k[3])):
+        ra, rb = a.get(key), b.get(key)
+        row = {"task": key[0], "method": key[1], "budget_kb": key[2], "seed": key[3]}
+        for name, record in (("wide", ra), ("narrow", rb)):
+            trained = record is not None and record["accuracy"] is not None
+            row[name] = None if not trained else {
+                "accuracy": record["accuracy"],
+                "arena": record["metrics"]["training_arena"],
+                "layers": record["metrics"].get("layers", [])}
+        if row["wide"] and row["narrow"]:
+            row["same_layers"] = row["wide"]["layers"] == row["narrow"]["layers"]
+            row["accuracy_change"] = row["narrow"]["accuracy"] - row["wide"]["accuracy"]
+        rows.append(row)
+    both = [r for r in rows if r["wide"] and r["narrow"]]
+    same = [r for r in both if r["same_layers"]]
+
+    def mean(values):
+        values = list(values)
+        return sum(values) / len(values) if values else None
+
+    summary = {
+        "compared": len(both), "same_layers": len(same),
+        "mean_change_same_layers": mean(r["accuracy_change"] for r in same),
+        "worst_change_same_layers": min((r["accuracy_change"] for r in same), default=None),
+        "mean_change_all": mean(r["accuracy_change"] for r in both),
+        "arena_saving_same_layers": mean(1 - r["narrow"]["arena"] / r["wide"]["arena"]
+                                         for r in same),
+        "only_16_bit": sum(1 for r in rows if r["narrow"] and not r["wide"]),
+    }
+    return rows, summary
+
+
+def _pct(value):
+    return "-" if value is None else f"{100 * value:+.1f} pt"
+
+
+def render(rows, summary, wide, narrow):
+    lines = ["# 16-bit gradients on the update-scheme benchmark", "",
+             "Generated by `benchmarks/gradient_bits.py` from two runs of "
+             "`benchmarks/update_schemes.py` that differ only in `--gradient_bits` (see the "
+             "script's docstring for the commands):", "", "```",
+             wide["command"], narrow["command"], "```", "",
+             "Every int8 scheme trains with 32-bit (float32) or 16-bit (bfloat16, rounded to "
+             "nearest even, `runtime/tt_grad.h`) activation gradients; weight gradients and "
+             "optimizer state stay float32. Budgets are extra training memory beyond the "
+             "model's inference arena; with 16-bit gradients a scheme may pick more layers "
+             "within the same budget. Accuracy is on the task's test samples after training "
+             "(one run per seed: differences of a few points are within the seed-to-seed "
+             "spread that results/update_schemes.md shows).", "",
+             "## Summary", ""]
+    lines += [f"- Runs compared: {summary['compared']}; the same layers trained at both "
+              f"widths in {summary['same_layers']} of them.",
+              f"- Same layers: accuracy change {_pct(summary['mean_change_same_layers'])} "
+              f"on average (worst {_pct(summary['worst_change_same_layers'])}), training "
+              "arena " + ("-" if summary["arena_saving_same_layers"] is None else
+                          f"{summary['arena_saving_same_layers']:.1%}") + " smaller.",
+              f"- All compared runs: accuracy change {_pct(summary['mean_change_all'])} on "
+              "average.",
+              f"- Budgets only 16-bit gradients can train in: {summary['only_16_bit']}.", ""]
+    table = []
+    for r in rows:
+        def cell(side):
+            return ("-", "-", "-") if r[side] is None else (
+                f"{r[side]['accuracy']:.3f}", report.fmt_int(r[side]["arena"]),
+                str(len(r[side]["layers"])))
+        wa, wb = cell("wide"), cell("narrow")
+        table.append([r["task"], r["method"],
+                      "-" if r["budget_kb"] is None else f"+{r['budget_kb']} KB", r["seed"],
+                      *wa, *wb,
+                      "-" if "same_layers" not in r else ("yes" if r["same_layers"] else "no"),
+                      _pct(r.get("accuracy_change"))])
+    lines += ["## Runs", "", report.table(
+        ["task", "scheme", "budget", "seed", "accuracy, 32-bit", "arena, 32-bit",
+         "layers, 32-bit", "accuracy, 16-bit", "arena, 16-bit", "layers, 16-bit",
+         "same layers", "accuracy change"], table, left=2), ""]
+    env = narrow["environment"]
+    lines += ["## Environment", f"- 16-bit run: {env.get('date_utc')}, commit "
+              f"{env.get('git_commit')}",
+              f"- 32-bit run: {wide['environment'].get('date_utc')}, commit "
+              f"{wide['environment'].get('git_commit')}", ""]
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        wide, narrow = _load(_WIDE.value, 32), _load(_NARROW.value, 16)
+        _check_same_settings(wide, narrow)
+    except (OSError, MismatchError, KeyError, json.JSONDecodeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    rows, summary = compare(wide, narrow)
+    out = pathlib.Path(_OUT.value)
+    out.write_text(render(rows, summary, wide, narrow))
+    out.with_suffix(".json").write_text(json.dumps({"summary": summary, "rows": rows},
+                                                   indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
