@@ -382,16 +382,26 @@ def test_host_builds_take_turns_and_write_a_private_temporary(fake_host_build):
 
 def test_concurrent_stale_checks_build_once(fake_host_build):
     results = []
-    threads = [threading.Thread(target=lambda: results.append(host_build.build_host_if_stale()))
-               for _ in range(4)]
+    threads = [threading.Thread(target=lambda: results.append(
+        host_build.build_host_if_stale(gradient_bits=32))) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert len(results) == 4 and len(set(results)) == 1
     assert len(fake_host_build.read_text().splitlines()) == 1
-    assert host_build.build_host_if_stale() == results[0]  # fresh: no compile
+    assert host_build.build_host_if_stale(gradient_bits=32) == results[0]  # fresh: no compile
     assert len(fake_host_build.read_text().splitlines()) == 1
+
+
+def test_a_stale_check_builds_the_library_of_each_gradient_width(fake_host_build):
+    default = host_build.build_host_if_stale()
+    assert default == host_build.library_path()
+    outputs = [pathlib.Path(line.split(" ", 1)[1]).parent.parent.name
+               for line in fake_host_build.read_text().splitlines()]
+    assert sorted(outputs) == ["_build", "gradients_16"]
+    assert host_build.build_host_if_stale() == default  # both fresh: no compile
+    assert len(fake_host_build.read_text().splitlines()) == 2
 
 
 def fake_compile(source_text):
