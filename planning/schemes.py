@@ -56,10 +56,11 @@ class Inputs:
     """What a scheme's plan is built from; each scheme reads the fields its
     Scheme.needs names, besides settings and seed."""
 
-    settings: dict              # TrainingPlan settings (learning_rate, ..., gradient_bits)
+    settings: dict              # TrainingPlan settings (learning_rate, ..., gradient_bits);
+                                # trady's plan takes its ranking's
     budget: int = None          # training-arena bytes
     seed: int = 0
-    contributions: object = None  # contribution.ContributionTable (sparse-search)
+    contributions: object = None  # contribution.Contributions (sparse-search)
     trials: tuple = None        # (data, top, cache_path) for search_trials.verify, or None
     ranking: object = None      # trady.Ranking (trady)
     adam_learning_rate: float = lowrank.ADAM_LEARNING_RATE  # of lowrank's factors
