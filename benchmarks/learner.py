@@ -62,7 +62,7 @@ def plans():
     """The plans measured: the default deploy's (TraDy for the board's RAM)
     and the classifier alone (small state: the power-cut sweep's)."""
     x, y = task_samples(100)
-    from pipeline import trady  # pylint: disable=import-outside-toplevel
+    from planning import trady  # pylint: disable=import-outside-toplevel
     board = deploy_steps.load_board("nrf52840")
     info = deploy_steps.model_input(MODEL)
     reserved = deploy_steps.learner_ram(MODEL, info, learner_firmware.DEFAULT_HELDOUT_SAMPLES,

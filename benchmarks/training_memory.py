@@ -54,7 +54,7 @@ from benchmarks import report  # noqa: E402
 from benchmarks import update_schemes_runs as runs  # noqa: E402
 from benchmarks import update_schemes_methods as methods  # noqa: E402
 from benchmarks import update_schemes_tasks as tasks  # noqa: E402
-from pipeline import contribution, lowrank  # noqa: E402
+from planning import contribution, lowrank  # noqa: E402
 from tflm_training import memory_model  # noqa: E402
 
 _OUT = flags.DEFINE_string(

@@ -12,7 +12,7 @@ size 1, QAS):
   trainable layers just before it;
 - full: weights and biases of every channel of every CONV_2D,
   DEPTHWISE_CONV_2D and FULLY_CONNECTED layer (full backpropagation);
-- trady_64k: TraDy (pipeline/trady.py, the deploy default's scheme, with
+- trady_64k: TraDy (planning/trady.py, the deploy default's scheme, with
   its settings there: learning rate 0.02, momentum 0.9, batch size 5) for
   a training arena of the inference arena plus 64 KB, its layers ranked on
   RANK_SAMPLES labelled samples of the model's dataset.
@@ -52,7 +52,7 @@ def _full_layers(buffer):
 
 
 def _trady_plan(buffer, labelled):
-    from pipeline import trady  # pylint: disable=import-outside-toplevel
+    from planning import trady  # pylint: disable=import-outside-toplevel
     if labelled is None:
         raise ValueError("trady_64k needs labelled samples to rank the layers")
     x, y = labelled

@@ -42,7 +42,7 @@ from benchmarks import update_schemes_report as report  # noqa: E402
 from benchmarks import update_schemes_runs as runs  # noqa: E402
 from benchmarks import update_schemes_tasks as tasks  # noqa: E402
 from tools import host_build  # noqa: E402
-from pipeline import contribution  # noqa: E402
+from planning import contribution  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -82,7 +82,7 @@ _GRADIENT_BITS = flags.DEFINE_enum(
     "(benchmarks/gradient_bits.py compares a run of each).")
 _LOWRANK_LR = flags.DEFINE_float(
     "lowrank_learning_rate", 0.02, "Adam learning rate of the low-rank layers (in "
-    "quantization steps per Adam step, QAS; pipeline.lowrank).")
+    "quantization steps per Adam step, QAS; planning.lowrank).")
 _FLOAT_LR = flags.DEFINE_float("float_learning_rate", 1e-3, "Adam learning rate of the "
                                "float fine-tuning.")
 _FLOAT_BATCH = flags.DEFINE_integer("float_batch_size", 8, "Batch size of the float "
@@ -107,7 +107,7 @@ _ANALYSIS_BIAS_LAYERS = flags.DEFINE_integer(
 _SEARCH_TRIALS = flags.DEFINE_integer(
     "search_trials", 4, "The searched sparse plan is the best measured of the search's "
     "best plans of N shapes and the best bias-only plan, each trained like an analysis run "
-    "(pipeline.search_trials); 0: the search's best predicted plan.", lower_bound=0)
+    "(planning.search_trials); 0: the search's best predicted plan.", lower_bound=0)
 _TRADY_SAMPLES = flags.DEFINE_integer(
     "trady_samples", 128, "Training samples TraDy ranks the layers' gradient norms on "
     "(from the seed's training samples).", lower_bound=1)
@@ -353,7 +353,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     _check_flags()
     if _FROM_JSON.value:
-        data = json.loads(pathlib.Path(_FROM_JSON.value).read_text())
+        data = methods.with_current_names(json.loads(pathlib.Path(_FROM_JSON.value).read_text()))
         write_results(data, output_paths(data["config"]))
         return 0
     try:

@@ -1,9 +1,9 @@
-"""The schemes built by other modules of the project: the searched sparse
-update (pipeline.contribution + pipeline.sparse_search), TraDy
-(pipeline.trady: sampled layers resampled every epoch) and low-rank Adam
-layers (pipeline.lowrank). Each builder returns a
-update_schemes_methods.Scheme; a budget the scheme cannot meet gives a
-Scheme with no plan and the reason.
+"""The schemes fitted on the training samples, built by planning.schemes:
+the searched sparse update (sparse-search: planning.contribution's table,
+planning.sparse_search, planning.search_trials), TraDy (planning.trady:
+sampled layers resampled every epoch) and low-rank Adam layers
+(planning.lowrank). Each returns an update_schemes_methods.Scheme; a
+budget the scheme cannot meet gives a Scheme with no plan and the reason.
 """
 
 import pathlib
@@ -12,16 +12,16 @@ import tflm_training
 from tflm_training import channel_sampler
 from tflm_training import plan as tt_plan
 
-from pipeline import contribution, lowrank, search_trials, sparse_search, trady
+from planning import contribution, lowrank, schemes, trady
 
 from benchmarks import update_schemes_methods as methods
 
 
-# -- sparse: contribution analysis + evolutionary search ---------------------------
+# -- sparse-search: contribution analysis + evolutionary search ---------------------
 
 
 def contribution_table(model_bytes, samples, settings, config, seed, cache_path):
-    """pipeline.contribution's analysis on the seed's TRAINING samples only
+    """planning.contribution's analysis on the seed's TRAINING samples only
     (it holds out part of them itself): weight ratios of the last
     config["analysis_layers"] layers, bias depths over the last
     config["analysis_bias_layers"] (0 or absent: all); cached in
@@ -45,23 +45,24 @@ def analysis_data(samples, config):
                                      val_samples=config["analysis_val_samples"])
 
 
-def sparse_scheme(model_bytes, budget, settings, table, seed, trials=None):
+def sparse_search_scheme(model_bytes, budget, settings, table, seed, trials=None):
     """The searched plan; with trials=(data, top, cache_path), the best
-    measured of the search's finalists (pipeline.search_trials)."""
-    try:
-        result = sparse_search.search(model_bytes, table, budget, seed=seed,
-                                      **settings.plan_settings())
-    except sparse_search.InfeasibleBudgetError as error:
-        return methods.Scheme("sparse", budget, None, reason=str(error), over_budget=True)
-    searched = result.genome
+    measured of the search's finalists (planning.search_trials)."""
     if trials is not None:
         data, top, cache_path = trials
-        result = search_trials.verify(model_bytes, table, result, data, top=top,
-                                      cache_path=str(cache_path))
-    return methods.Scheme("sparse", budget, result.plan, info={
+        trials = (data, top, str(cache_path))
+    inputs = schemes.Inputs(settings.plan_settings(), budget=budget, seed=seed,
+                            contributions=table, trials=trials)
+    try:
+        built = schemes.build("sparse-search", model_bytes, inputs)
+    except schemes.BUDGET_ERRORS as error:
+        return methods.Scheme("sparse-search", budget, None, reason=str(error),
+                              over_budget=True)
+    result = built.result
+    return methods.Scheme("sparse-search", budget, result.plan, info={
         "genome": list(result.genome), "analysed_layers": list(result.layers),
         "predicted_delta": result.score, "metric": result.metric, "arena": result.arena,
-        "evaluations": result.evaluations, "searched_genome": list(searched),
+        "evaluations": result.evaluations, "searched_genome": list(built.searched.genome),
         "trials": [t.as_dict() for t in result.trials or ()]})
 
 
@@ -108,7 +109,7 @@ class SampledSchedule:
 
 
 def trady_ranking(model_bytes, samples, settings, config, seed):
-    """pipeline.trady's layer ranking on the seed's TRAINING samples."""
+    """planning.trady's layer ranking on the seed's TRAINING samples."""
     return trady.rank_layers(
         model_bytes, samples.train_x, samples.train_y, samples=config["trady_samples"],
         max_layers=config["trady_layers"] or None, learning_rate=settings.learning_rate,
@@ -117,10 +118,11 @@ def trady_ranking(model_bytes, samples, settings, config, seed):
 
 
 def trady_scheme(model_bytes, budget, ranking, seed):
-    """pipeline.trady's sampled plan of `ranking` within `budget`."""
+    """planning.trady's sampled plan of `ranking` within `budget`."""
+    inputs = schemes.Inputs(ranking.settings, budget=budget, seed=seed, ranking=ranking)
     try:
-        result = trady.plan_for_budget(model_bytes, ranking, budget, seed=seed)
-    except trady.InfeasibleBudgetError as error:
+        result = schemes.build("trady", model_bytes, inputs).result
+    except schemes.BUDGET_ERRORS as error:
         return methods.Scheme("trady", budget, None, reason=str(error), over_budget=True)
     return methods.Scheme("trady", budget, None,
                           schedule=SampledSchedule(model_bytes, result.plan), info={
@@ -134,15 +136,15 @@ def trady_scheme(model_bytes, budget, ranking, seed):
 
 
 def lowrank_scheme(model_bytes, budget, settings):
-    """pipeline.lowrank's plan for `budget` (the one deploy.py --scheme
+    """planning.lowrank's plan for `budget` (the one deploy.py --scheme
     lowrank trains): Adam at settings.lowrank_learning_rate on the
     projected gradients of the FC / pointwise layers nearest the logits,
     at the largest ranks that fit, and the classifier by SGD."""
+    inputs = schemes.Inputs(settings.plan_settings(), budget=budget,
+                            adam_learning_rate=settings.lowrank_learning_rate)
     try:
-        result = lowrank.plan_for_budget(
-            model_bytes, budget, adam_learning_rate=settings.lowrank_learning_rate,
-            **settings.plan_settings())
-    except lowrank.InfeasibleBudgetError as error:
+        result = schemes.build("lowrank", model_bytes, inputs).result
+    except schemes.BUDGET_ERRORS as error:
         return methods.Scheme("lowrank", budget, None, over_budget=True, reason=str(error))
     except ValueError as error:
         return methods.Scheme("lowrank", budget, None, reason=str(error))

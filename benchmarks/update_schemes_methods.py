@@ -10,11 +10,17 @@ Schemes:
 - classifier: the layer computing the logits, weights and biases of every
   channel (one plan for every budget; marked over budget where it does not
   fit).
-- bias: the classifier (weights and biases) plus the biases of the last k
-  trainable layers before it, k as large as the budget allows.
-- sparse, trady, lowrank: built by pipeline.sparse_search,
-  pipeline.trady and the low-rank plans when those modules exist
-  (benchmarks/update_schemes_extra.py).
+- bias: planning.schemes' last-biases: the classifier (weights and
+  biases) plus the biases of the last k trainable layers before it, k as
+  large as the budget allows (the key "bias" is the one earlier results
+  use).
+- sparse-search, trady, lowrank: planning.schemes' plans of those names
+  (benchmarks/update_schemes_extra.py); results written before the
+  benchmark took the registry's names call sparse-search "sparse"
+  (LEGACY_METHODS).
+
+Every plan is built by planning.schemes, the registry tools/deploy.py and
+tools/analyze.py use.
 
 Metrics of a plan (see weight_metrics, activation_metrics):
 
@@ -42,11 +48,14 @@ import tflm_training
 from tflm_training import memory_model
 from tflm_training import plan as tt_plan
 from tflm_training import tflite_graph
-from pipeline import contribution, cost_model
+from planning import cost_model, schemes
 
-METHODS = ("float_full", "classifier", "bias", "sparse", "trady", "lowrank")
+METHODS = ("float_full", "classifier", "bias", "sparse-search", "trady", "lowrank")
 INT8_METHODS = METHODS[1:]
-BUDGETED = ("bias", "sparse", "trady", "lowrank")
+BUDGETED = ("bias", "sparse-search", "trady", "lowrank")
+# The method keys of results written before the benchmark named its methods
+# as planning.schemes does: "sparse" was the searched sparse update.
+LEGACY_METHODS = {"sparse": "sparse-search"}
 UNTRAINABLE = (tflm_training.BadPlanError, tflm_training.UnsupportedModelError, ValueError)
 
 
@@ -71,7 +80,7 @@ class Settings:
 
 
 def board_room(board="nrf52840"):
-    """Bytes an arena may use on the board (pipeline.cost_model.ram_room:
+    """Bytes an arena may use on the board (planning.cost_model.ram_room:
     RAM less the stack and the firmware's other globals)."""
     return cost_model.ram_room(board)
 
@@ -108,42 +117,37 @@ class Scheme:
         return self.plan is not None or self.schedule is not None
 
 
+def with_current_names(data):
+    """A results file's data with its method keys (config["methods"],
+    summary[task], records' "method") named as the benchmark names them
+    now (LEGACY_METHODS)."""
+    def name(method):
+        return LEGACY_METHODS.get(method, method)
+    data["config"]["methods"] = [name(m) for m in data["config"]["methods"]]
+    data["summary"] = {task: {name(m): entry for m, entry in by_method.items()}
+                       for task, by_method in data["summary"].items()}
+    for record in data["records"]:
+        record["method"] = name(record["method"])
+    return data
+
+
 def classifier_scheme(model_bytes, settings):
-    plan = tflm_training.TrainingPlan.classifier_only(model_bytes,
-                                                      **settings.plan_settings())
+    plan = schemes.build("classifier", model_bytes,
+                         schemes.Inputs(settings.plan_settings())).plan
     return Scheme("classifier", None, plan)
 
 
-def bias_plan(model_bytes, depth, settings):
-    """The classifier plus the biases of the last `depth` layers with a
-    bias before it."""
-    classifier = contribution.classifier_operator(model_bytes)
-    with_bias = [op for op, _, has_bias in contribution.candidate_layers(model_bytes) if has_bias]
-    chosen = with_bias[len(with_bias) - depth:] if depth else []
-    layers = [tt_plan.LayerPlan(op, "bias") for op in chosen]
-    layers.append(tt_plan.LayerPlan(classifier, "weights"))
-    return tflm_training.TrainingPlan.for_model(model_bytes, layers,
-                                                **settings.plan_settings())
-
-
 def bias_scheme(model_bytes, budget, settings):
-    """The deepest bias plan within `budget` bytes (arena)."""
-    with_bias = [op for op, _, has_bias in contribution.candidate_layers(model_bytes) if has_bias]
-    best, best_depth, arena = None, None, None
-    for depth in range(len(with_bias) + 1):
-        try:
-            plan = bias_plan(model_bytes, depth, settings)
-            need = training_arena(model_bytes, plan)
-        except UNTRAINABLE:
-            break
-        if need > budget:
-            if best is None:
-                return Scheme("bias", budget, None, over_budget=True, reason=(
-                    f"the classifier alone needs a {need}-byte arena, {need - budget} "
-                    "bytes over the budget"))
-            continue  # a deeper plan may still fit where this one does not: keep looking
-        best, best_depth, arena = plan, depth, need
-    return Scheme("bias", budget, best, info={"bias_layers": best_depth, "arena": arena})
+    """The deepest last-biases plan within `budget` bytes (arena)."""
+    inputs = schemes.Inputs(settings.plan_settings(), budget=budget)
+    try:
+        built = schemes.build("last-biases", model_bytes, inputs)
+    except schemes.InfeasibleBudgetError as error:
+        return Scheme("bias", budget, None, over_budget=True, reason=str(error))
+    except UNTRAINABLE as error:
+        return Scheme("bias", budget, None, reason=str(error))
+    return Scheme("bias", budget, built.plan,
+                  info={"bias_layers": built.result.depth, "arena": built.result.arena})
 
 
 # -- metrics ----------------------------------------------------------------------------
@@ -194,9 +198,7 @@ def weight_metrics(model_bytes, plan):
 
 
 def full_plan(model_bytes, settings):
-    return tflm_training.TrainingPlan.for_model(
-        model_bytes, {op: None for op, *_ in tt_plan.trainable_operators(model_bytes)},
-        **settings.plan_settings())
+    return schemes.build("full", model_bytes, schemes.Inputs(settings.plan_settings())).plan
 
 
 def saved_activation_bytes(model_bytes, plan):

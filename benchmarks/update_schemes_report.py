@@ -6,12 +6,12 @@ METHOD_NAMES = {
     "float_full": "float full fine-tuning (TensorFlow, no budget)",
     "classifier": "classifier only",
     "bias": "bias only (+ classifier)",
-    "sparse": "searched sparse update",
+    "sparse-search": "searched sparse update",
     "trady": "TraDy (resampled each epoch)",
     "lowrank": "low-rank (Adam)",
 }
 SHORT = {"float_full": "float full FT", "classifier": "classifier", "bias": "bias",
-         "sparse": "sparse (searched)", "trady": "TraDy", "lowrank": "low-rank"}
+         "sparse-search": "sparse (searched)", "trady": "TraDy", "lowrank": "low-rank"}
 
 
 def _kb(value):
@@ -160,7 +160,7 @@ def definitions_section(data):
         "it to the byte on the host and on the Cortex-M4). The firmware adds its own "
         "globals and the stack; \"fits nRF52840\" compares the arena with 256 KB less "
         "the board's 16 KB stack and 4 KB of the firmware's other globals "
-        "(pipeline.cost_model.ram_room).",
+        "(planning.cost_model.ram_room).",
         "* **Weight-derivative MACs per sample**: for every layer whose weights train, "
         "trained output channels x weights per channel x output positions "
         "(CONV_2D and DEPTHWISE_CONV_2D: out_h x out_w; FULLY_CONNECTED: 1), i.e. the "
@@ -216,7 +216,7 @@ def schemes_section(data):
         "every channel (`TrainingPlan.classifier_only`). One plan for all budgets.",
         "* **bias only**: the classifier (weights and biases) plus the biases of the "
         "last k trainable layers before it, k the largest whose arena fits the budget.",
-        "* **searched sparse update**: `pipeline.contribution.analyze` on the seed's "
+        "* **searched sparse update**: `planning.contribution.analyze` on the seed's "
         f"TRAINING samples only ({cfg['analysis_samples']} training and "
         f"{cfg['analysis_val_samples']} held-out samples drawn from them, "
         f"{cfg['analysis_epochs']} epoch(s) per run, {_analysed_layers(cfg)}; the same "
@@ -224,23 +224,23 @@ def schemes_section(data):
         + ("the drop of the held-out mean cross-entropy"
            if cfg.get("analysis_metric", "accuracy") == "loss" else
            "the held-out accuracy gain")
-        + "), then `pipeline.sparse_search.search` (evolutionary, its seed = "
+        + "), then `planning.sparse_search.search` (evolutionary, its seed = "
         "the run's seed) for the plan with the best predicted gain whose exact "
         "arena fits the budget: a measured bias depth and, per weight-analysed layer, a "
         "share of its output channels whose weights train (0, a measured ratio, or a "
         "multiple of 1/16 between them, its gain interpolated), plus the whole classifier"
-        + (f"; then `pipeline.search_trials.verify` trains the search's best plans of "
+        + (f"; then `planning.search_trials.verify` trains the search's best plans of "
            f"{cfg['search_trials']} shapes (bias depth and the layers whose weights "
            "train) and the best bias-only plan that fits, each "
            "like an analysis run, and keeps the best measured (the additive prediction "
            "overrates deep biases combined with weights)." if cfg.get("search_trials")
            else "."),
-        "* **TraDy**: `pipeline.trady.rank_layers` ranks the layers before the "
+        "* **TraDy**: `planning.trady.rank_layers` ranks the layers before the "
         "classifier by their channels' relative gradient norms "
         f"(`Trainer.gradient_norms`) on {cfg.get('trady_samples', NA)} of the seed's "
         "training samples ("
         + (f"the last {cfg['trady_layers']} layers" if cfg.get("trady_layers")
-           else "all layers") + "); `pipeline.trady.plan_for_budget` keeps the top "
+           else "all layers") + "); `planning.trady.plan_for_budget` keeps the top "
         "layers covering 97% of the score as \"sampled\" candidates, of them the top k "
         "whose largest channel pool within the budget draws the most score per epoch "
         "(score x min(1, pool / their channel bytes)) among those whose pool holds an "
@@ -248,7 +248,7 @@ def schemes_section(data):
         "path that adds the layer raising that score most), plus the whole classifier; "
         "`Trainer.begin_epoch(epoch)` redraws the trained channels before every epoch "
         "(plan seed = the run's seed).",
-        "* **low-rank**: `pipeline.lowrank.plan_for_budget` (what `deploy.py --scheme "
+        "* **low-rank**: `planning.lowrank.plan_for_budget` (what `deploy.py --scheme "
         "lowrank` trains): `TrainingPlan.lowrank` layers (runtime/tt_lowrank.h: Adam on the "
         "rank-r projection of the weight gradient, the projector refreshed every 10 "
         "updates; biases by SGD) on the FULLY_CONNECTED and pointwise CONV_2D layers "

@@ -38,7 +38,7 @@ class Job:
 
 def make_jobs(task_names, method_names, seeds, budgets_kb):
     jobs = []
-    weight = {"float_full": 1.5, "classifier": 1.0, "bias": 4.0, "sparse": 8.0,
+    weight = {"float_full": 1.5, "classifier": 1.0, "bias": 4.0, "sparse-search": 8.0,
               "trady": 5.0, "lowrank": 5.0}
     for task in task_names:
         for seed in seeds:
@@ -127,13 +127,13 @@ def _schemes(job, model_bytes, samples, config, folder):
     budgets = [(kb, inference + kb * 1024) for kb in job.budgets_kb]
     if job.method == "bias":
         return [(kb, methods.bias_scheme(model_bytes, b, settings)) for kb, b in budgets]
-    if job.method == "sparse":
+    if job.method == "sparse-search":
         cache = folder / "contribution" / f"seed{job.seed}-{_config_digest(config)}.json"
         table = extra.contribution_table(model_bytes, samples, settings, config, job.seed,
                                          cache)
         top = config.get("search_trials", 0)
         trials = (extra.analysis_data(samples, config), top, cache) if top else None
-        return [(kb, extra.sparse_scheme(model_bytes, b, settings, table, job.seed, trials))
+        return [(kb, extra.sparse_search_scheme(model_bytes, b, settings, table, job.seed, trials))
                 for kb, b in budgets]
     if job.method == "trady":
         ranking = extra.trady_ranking(model_bytes, samples, settings, config, job.seed)

@@ -27,7 +27,7 @@ import zipfile
 
 import numpy as np
 
-from pipeline import data as datasets
+from planning import datasets
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "pipeline" / "checkpoints"

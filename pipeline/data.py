@@ -75,22 +75,6 @@ def to_float(x_uint8):
     return np.asarray(x_uint8, np.float32) / np.float32(255.0)
 
 
-def balanced_subset(y, count, rng):
-    """Up to `count` row indices of labels `y`, as even across classes as
-    possible (round robin over the classes, a random order within each),
-    shuffled; every row when count is None or too large."""
-    y = np.asarray(y)
-    if count is None or count >= len(y):
-        return rng.permutation(len(y))
-    pools = [list(rng.permutation(np.flatnonzero(y == c))) for c in np.unique(y)]
-    chosen = []
-    while len(chosen) < count:
-        for pool in pools:
-            if pool and len(chosen) < count:
-                chosen.append(pool.pop())
-    return rng.permutation(np.array(chosen, dtype=np.int64))
-
-
 def subset(x, y, count, rng):
     """`count` rows of (x, y) drawn without replacement (all when count is
     None or too large)."""

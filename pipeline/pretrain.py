@@ -1,27 +1,22 @@
 r"""Pretrains a zoo model in float on an upstream dataset and saves a
 checkpoint (pipeline/checkpoint.py).
 
-    python -m pipeline.pretrain --model ds_cnn --dataset speech_commands12 \
-        --epochs 30
-    python -m pipeline.pretrain --model mobilenet_v2 --width 0.35 \
-        --dataset tinyimagenet32 --epochs 10 --weights_dtype float16
-    python -m pipeline.pretrain --model mcunet --dataset my_data.npz \
-        --config last_channels=128 --config dropout=0.1 --out /tmp/mine
+    info = pretrain('ds_cnn', dataset, model_config('ds_cnn', dataset),
+                    epochs=30, batch_size=64, learning_rate=3e-3,
+                    prefix=default_prefix('ds_cnn', dataset.name))
 
-Datasets are names in --data_dir (default ../shared/data) or .npz paths in
+As a program: tools/pretrain.py.
+
+Datasets are names in data_dir (default ../shared/data) or .npz paths in
 the same layout. Training is CPU-friendly: Adam with cosine decay, one
 freshly augmented copy of the training set per epoch (random flip + crop
-for RGB images, time shift + noise gate for log-mel clips; --augment).
+for RGB images, time shift + noise gate for log-mel clips; `augment`).
 The test accuracy reported and stored is that of the weights as saved
 (after the optional float16 rounding), re-loaded from the checkpoint.
 """
 
 import os
-import sys
 import time
-
-from absl import app
-from absl import flags
 
 import pipeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
@@ -31,8 +26,6 @@ import tf_keras as keras
 from pipeline import checkpoint
 from pipeline import data as datasets
 from pipeline import zoo
-
-FLAGS = flags.FLAGS
 
 
 def model_config(name, dataset, width=None, overrides=None):
@@ -53,9 +46,10 @@ def compile_for_training(model, learning_rate, total_steps):
                   metrics=['accuracy'])
 
 
-def train(model, x_uint8, y, epochs, batch_size, augment, rng, log=print):
+def train(model, x_uint8, y, epochs, batch_size, augment, rng, log=None):
     """One freshly augmented copy of the training set per epoch; returns
-    the last epoch's training accuracy (on augmented data)."""
+    the last epoch's training accuracy (on augmented data). log: a
+    callable for a line per epoch, or None."""
     accuracy = 0.0
     for epoch in range(epochs):
         t0 = time.time()
@@ -63,9 +57,10 @@ def train(model, x_uint8, y, epochs, batch_size, augment, rng, log=print):
         history = model.fit(datasets.to_float(x), y, batch_size=batch_size,
                             epochs=1, shuffle=True, verbose=0)
         accuracy = float(history.history['accuracy'][-1])
-        log('epoch %d/%d: loss %.3f, train accuracy %.3f (%.0f s)' % (
-            epoch + 1, epochs, history.history['loss'][-1], accuracy,
-            time.time() - t0))
+        if log:
+            log('epoch %d/%d: loss %.3f, train accuracy %.3f (%.0f s)' % (
+                epoch + 1, epochs, history.history['loss'][-1], accuracy,
+                time.time() - t0))
     return accuracy
 
 
@@ -79,15 +74,11 @@ def default_prefix(model_name, dataset_name):
                         '%s_%s' % (model_name, dataset_name))
 
 
-def command_line():
-    return ' '.join(['python -m pipeline.pretrain'] + sys.argv[1:])
-
-
 def pretrain(name, dataset, config, *, epochs, batch_size, learning_rate,
              augment='auto', seed=0, max_train_samples=None, prefix,
-             weights_dtype='float32', log=print):
+             weights_dtype='float32', command=None, log=None):
     """Builds, trains, saves, re-loads and evaluates; returns the metadata
-    stored with the checkpoint."""
+    stored with the checkpoint (`command`: the command line that ran it)."""
     t0, cpu0 = time.time(), time.process_time()
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
@@ -96,9 +87,10 @@ def pretrain(name, dataset, config, *, epochs, batch_size, learning_rate,
                                        max_train_samples, rng)
     model = zoo.build(config)
     summary = zoo.summary(model)
-    log('%s: %d params, %.2f M MACs; %s: %d train, %d test samples' % (
-        name, summary['params'], summary['macs'] / 1e6, dataset.name,
-        len(y_train), len(dataset.y_test)))
+    if log:
+        log('%s: %d params, %.2f M MACs; %s: %d train, %d test samples' % (
+            name, summary['params'], summary['macs'] / 1e6, dataset.name,
+            len(y_train), len(dataset.y_test)))
     steps = epochs * ((len(y_train) + batch_size - 1) // batch_size)
     compile_for_training(model, learning_rate, steps)
     augment_fn = datasets.augmenter(augment, dataset.input_shape)
@@ -122,7 +114,7 @@ def pretrain(name, dataset, config, *, epochs, batch_size, learning_rate,
         'macs': summary['macs'],
         'versions': {'tensorflow': tf.__version__,
                      'tf_keras': keras.__version__},
-        'command': command_line(),
+        'command': command,
     }
     checkpoint.save(model, config, prefix, metadata, weights_dtype)
     loaded, _ = checkpoint.load(prefix)
@@ -134,56 +126,3 @@ def pretrain(name, dataset, config, *, epochs, batch_size, learning_rate,
     metadata['wall_seconds'] = round(time.time() - t0)
     metadata['cpu_seconds'] = round(time.process_time() - cpu0)
     return checkpoint.save(model, config, prefix, metadata, weights_dtype)
-
-
-def define_flags():
-    flags.DEFINE_enum('model', 'ds_cnn', sorted(zoo.MODELS), 'Zoo model.')
-    flags.DEFINE_string('dataset', 'speech_commands12',
-                        'Dataset name in --data_dir, or a .npz path.')
-    flags.DEFINE_string('data_dir', datasets.SHARED_DATA_DIR,
-                        'Folder of the named datasets.')
-    flags.DEFINE_float('width', None, 'Width multiplier (alpha for '
-                       'mobilenet_v2); default: the config default.')
-    flags.DEFINE_multi_string(
-        'config', [], 'Another config field, field=value (a Python literal); '
-        'repeat the flag, e.g. --config last_channels=256 --config '
-        '"stages=((1, 16, 1, 1), (6, 24, 2, 2))".')
-    flags.DEFINE_integer('epochs', 10, 'Training epochs.')
-    flags.DEFINE_integer('batch_size', 64, 'Batch size.')
-    flags.DEFINE_float('learning_rate', 3e-3, 'Peak Adam learning rate '
-                       '(cosine decay to 0).')
-    flags.DEFINE_string('augment', 'auto',
-                        'auto, flip_crop, time_shift or none.')
-    flags.DEFINE_integer('max_train_samples', None,
-                         'Train on a random subset.')
-    flags.DEFINE_integer('seed', 20261122, 'Random seed.')
-    flags.DEFINE_string('out', None, 'Checkpoint prefix; default '
-                        'pipeline/checkpoints/<model>_<dataset>.')
-    flags.DEFINE_enum('weights_dtype', 'float32', ['float32', 'float16'],
-                      'Storage type of the weights file.')
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError('unexpected arguments: %s' % argv[1:])
-    tf.config.experimental.enable_op_determinism()
-    dataset = datasets.load(FLAGS.dataset, FLAGS.data_dir)
-    config = model_config(FLAGS.model, dataset, FLAGS.width,
-                          zoo.parse_overrides(FLAGS.config))
-    prefix = FLAGS.out or default_prefix(FLAGS.model, dataset.name)
-    info = pretrain(FLAGS.model, dataset, config, epochs=FLAGS.epochs,
-                    batch_size=FLAGS.batch_size,
-                    learning_rate=FLAGS.learning_rate, augment=FLAGS.augment,
-                    seed=FLAGS.seed,
-                    max_train_samples=FLAGS.max_train_samples, prefix=prefix,
-                    weights_dtype=FLAGS.weights_dtype)
-    print('%s: test accuracy %.4f (chance %.4f); %d s wall, %d s CPU; '
-          'wrote %s (%d bytes)' % (
-              prefix, info['test_accuracy'], info['chance'],
-              info['wall_seconds'], info['cpu_seconds'],
-              checkpoint.paths(prefix)[0], info['weights_bytes']))
-
-
-if __name__ == '__main__':
-    define_flags()
-    app.run(main)

@@ -9,10 +9,7 @@ full-integer conversion to the .tflite files tflm_training runs.
     check_converted(tflite)
 
 or all of it at once: `quantization_aware_training(...)`. As a program:
-
-    python -m pipeline.qat \
-        --checkpoint pipeline/checkpoints/ds_cnn_speech_commands12 \
-        --dataset speech_commands12 --epochs 2 --out /tmp/ds_cnn.tflite
+tools/qat.py.
 
 Why the checks: tfmot silently leaves some layers unquantized. A Conv2D,
 DepthwiseConv2D or Dense directly followed by a standalone ReLU layer gets
@@ -27,11 +24,6 @@ statistics instead, and `set_input_range` pins the input's range to [0, 1]
 """
 
 import sys
-import time
-
-from absl import app
-from absl import flags
-from absl import logging
 
 import pipeline  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
@@ -50,7 +42,6 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 import tflm_training
 from tflm_training import tflite_graph
 
-from pipeline import checkpoint
 from pipeline import data as datasets
 
 # tfmot and Keras keep the quantizer state and the layer graph this module
@@ -331,7 +322,7 @@ def _no_op_cause(float_model, layer):
 def quantization_aware_training(float_model, x, y, *, epochs=2, batch_size=32,
                                 learning_rate=3e-4, x_calib=None,
                                 augment=None, input_range=(0.0, 1.0),
-                                rng=None, log=print):
+                                rng=None, log=None):
     """quantize -> init_activation_ranges -> fit -> set_input_range ->
     check. Returns the trained QAT model.
 
@@ -353,9 +344,10 @@ def quantization_aware_training(float_model, x, y, *, epochs=2, batch_size=32,
         epoch_x = x if augment is None else datasets.to_float(augment(x, rng))
         history = qat_model.fit(epoch_x, y, batch_size=batch_size, epochs=1,
                                 shuffle=True, verbose=0)
-        log('QAT epoch %d/%d: loss %.3f, accuracy %.3f' % (
-            epoch + 1, epochs, history.history['loss'][-1],
-            history.history['accuracy'][-1]))
+        if log:
+            log('QAT epoch %d/%d: loss %.3f, accuracy %.3f' % (
+                epoch + 1, epochs, history.history['loss'][-1],
+                history.history['accuracy'][-1]))
     if input_range is not None:
         set_input_range(qat_model, *input_range)
     check_weights_fake_quantized(float_model, qat_model)
@@ -472,74 +464,3 @@ def quantize_input(x_uint8, details):
     scale, zero_point = float(q['scales'][0]), int(q['zero_points'][0])
     return np.clip(np.round(x / scale) + zero_point, -128,
                    127).astype(np.int8)
-
-
-# --------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    flags.DEFINE_string('checkpoint', None, 'Float checkpoint prefix '
-                        '(pipeline/checkpoint.py).')
-    flags.DEFINE_string('dataset', None, 'Dataset name in --data_dir or a '
-                        '.npz path; default: the checkpoint\'s dataset.')
-    flags.DEFINE_string('data_dir', datasets.SHARED_DATA_DIR,
-                        'Folder of the named datasets.')
-    flags.DEFINE_integer('epochs', 2, 'QAT epochs.')
-    flags.DEFINE_integer('batch_size', 32, 'QAT batch size.')
-    flags.DEFINE_float('learning_rate', 3e-4, 'QAT Adam learning rate.')
-    flags.DEFINE_string('augment', 'auto', 'auto, flip_crop, time_shift or '
-                        'none.')
-    flags.DEFINE_integer('max_train_samples', None, 'QAT on a random '
-                         'subset of the training data.')
-    flags.DEFINE_integer('representative_samples', 200, 'Converter '
-                         'calibration samples (training data).')
-    flags.DEFINE_integer('eval_samples', 1000, 'Test samples for the int8 '
-                         'accuracy.')
-    flags.DEFINE_integer('seed', 20261122, 'Random seed.')
-    flags.DEFINE_string('out', None, 'Output .tflite path.')
-    flags.mark_flags_as_required(['checkpoint', 'out'])
-
-
-def main(argv):
-    # footprint imports this module.
-    from pipeline import footprint  # pylint: disable=import-outside-toplevel
-    if len(argv) > 1:
-        raise app.UsageError('unexpected arguments: %s' % argv[1:])
-    t0 = time.time()
-    logging.set_verbosity(logging.WARNING)  # the converter's SavedModel logs
-    tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(FLAGS.seed)
-    rng = np.random.RandomState(FLAGS.seed)
-    float_model, info = checkpoint.load(FLAGS.checkpoint)
-    data = datasets.load(FLAGS.dataset or info['dataset'], FLAGS.data_dir)
-    x_train, y_train = datasets.subset(data.x_train, data.y_train,
-                                       FLAGS.max_train_samples, rng)
-    augment = datasets.augmenter(FLAGS.augment, data.input_shape)
-    qat_model = quantization_aware_training(
-        float_model, x_train if augment else datasets.to_float(x_train),
-        y_train, epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-        augment=augment, rng=rng)
-    rows = rng.permutation(len(y_train))[:FLAGS.representative_samples]
-    buf = convert(qat_model, data.input_shape,
-                  datasets.to_float(x_train[rows]))
-    check_converted(buf)
-    with open(FLAGS.out, 'wb') as f:
-        f.write(buf)
-    n = min(FLAGS.eval_samples, len(data.y_test))
-    accuracy = evaluate_tflite(buf, data.x_test[:n], data.y_test[:n])
-    print('int8 accuracy %.4f on %d %s test samples' % (accuracy, n,
-                                                        data.name))
-    for line in footprint.describe(footprint.measure(buf)):
-        print(line)
-    print('wrote %s (%d bytes) in %.0f s' % (FLAGS.out, len(buf),
-                                             time.time() - t0))
-
-
-if __name__ == '__main__':
-    define_flags()
-    app.run(main)

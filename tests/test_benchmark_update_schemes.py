@@ -14,7 +14,7 @@ import pytest
 
 from tflm_training import memory_model
 
-from pipeline import data as datasets
+from planning import datasets
 
 from benchmarks import update_schemes_methods as methods
 from benchmarks import update_schemes_report as report
@@ -132,7 +132,7 @@ def test_int8_records_classifier_and_bias(samples, tmp_path):
         methods.inference_arena(MODEL) + 64 * 1024)
 
 
-@pytest.mark.parametrize("method", ["sparse", "trady", "lowrank"])
+@pytest.mark.parametrize("method", ["sparse-search", "trady", "lowrank"])
 def test_int8_records_other_schemes(method, samples, tmp_path):
     records = runs.int8_records(_job(method, (64,)), MODEL, samples, CONFIG, tmp_path)
     assert len(records) == 1
@@ -140,7 +140,7 @@ def test_int8_records_other_schemes(method, samples, tmp_path):
     assert record["available"], record["reason"]
     assert 0.0 <= record["accuracy"] <= 1.0
     assert record["metrics"]["training_arena"] <= methods.inference_arena(MODEL) + 64 * 1024
-    if method == "sparse":  # the best measured of the search's 2 best and bias-only plans
+    if method == "sparse-search":  # the best measured of the search's 2 best and bias-only plans
         trials = record["info"]["trials"]
         assert 2 <= len(trials) <= 3
         assert trials[0]["genome"] == record["info"]["searched_genome"]
@@ -287,3 +287,17 @@ def test_a_task_that_does_not_fit_its_model_is_refused_with_the_reason(tmp_path,
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "report.md").exists()
+
+
+def test_results_written_before_the_registry_names_read_as_sparse_search():
+    """benchmarks/results/update_schemes.json calls the searched scheme
+    "sparse"; read back, it is planning.schemes' sparse-search."""
+    old = json.loads((TESTS.parent / "benchmarks" / "results" / "update_schemes.json").read_text())
+    searched = sum(r["method"] == "sparse" for r in old["records"])
+    data = methods.with_current_names(old)
+    assert "sparse" not in data["config"]["methods"]
+    assert "sparse-search" in data["config"]["methods"]
+    assert sum(r["method"] == "sparse-search" for r in data["records"]) == searched > 0
+    assert all("sparse-search" in by_method and "sparse" not in by_method
+               for by_method in data["summary"].values())
+    assert "sparse (searched)" in report.render(data)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import training_helpers as th
-from pipeline import cost_model
+from planning import cost_model, schemes
 from tflm_training import Interpreter, TrainingPlan
 from tools import board_config
 from tools import deploy_steps
@@ -201,7 +201,7 @@ def test_sparse_trains_the_classifier_and_some_channels_of_an_earlier_layer(spar
                           "channels": 10, "of_channels": 10}
     assert earlier["operator"] < classifier["operator"] and earlier["update"] == "weights"
     assert 0 < earlier["channels"] < earlier["of_channels"]
-    assert earlier["channels"] == earlier["of_channels"] // deploy_steps.SPARSE_FRACTION
+    assert earlier["channels"] == earlier["of_channels"] // schemes.SPARSE_FRACTION
     device, host = report["device"], report["host"]
     assert device["accuracy_after"] > device["accuracy_before"]
     assert (device["accuracy_before"], device["accuracy_after"]) == (

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import tflm_training
-from pipeline import contribution, lowrank, trady
+from planning import contribution, lowrank, trady
 from tflm_training import learner as wire
 from tools import deploy
 from tools import deploy_steps

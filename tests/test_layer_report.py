@@ -1,4 +1,4 @@
-"""The per-layer report (pipeline/layer_report.py, tools/layer_profile.py):
+"""The per-layer report (planning/layer_report.py, tools/layer_profile.py):
 per operator of a training step, its MACs forward and backward, the
 training arena live while it runs (memory_model, exact), what it trains,
 and the instructions of its forward and backward work measured by the
@@ -10,7 +10,7 @@ import pytest
 
 import training_helpers as th
 from benchmarks import models as benchmark_models
-from pipeline import layer_report
+from planning import layer_report
 from tflm_training import LayerPlan, Trainer, TrainingPlan, memory_model, tflite_graph
 from tools import emulation, layer_profile, training_firmware
 

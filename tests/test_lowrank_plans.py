@@ -1,4 +1,4 @@
-"""Low-rank plans under a budget (pipeline/lowrank.py) on the committed
+"""Low-rank plans under a budget (planning/lowrank.py) on the committed
 DS-CNN transfer model: which layers, which ranks, and that the arena the
 runtime measures fits the budget."""
 
@@ -10,7 +10,7 @@ import pytest
 from tflm_training import Trainer, UnsupportedModelError, memory_model, tflite_graph
 from tflm_training.plan import parameter_layout
 
-from pipeline import contribution, lowrank
+from planning import contribution, lowrank
 
 TESTS = pathlib.Path(__file__).resolve().parent
 MODEL = (TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite").read_bytes()

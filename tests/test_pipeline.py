@@ -22,8 +22,9 @@ import tf_keras as keras
 
 import golden
 import tflm_training
-from pipeline import checkpoint, footprint, heads, pretrain, qat, zoo
+from pipeline import checkpoint, heads, pretrain, qat, zoo
 from pipeline import data as datasets
+from planning import footprint
 
 L = keras.layers
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -1,4 +1,4 @@
-"""pipeline.search_trials: the search's finalists are trained for real and
+"""planning.search_trials: the search's finalists are trained for real and
 the best measured one is chosen."""
 
 import dataclasses
@@ -9,7 +9,7 @@ import pytest
 
 from tflm_training import memory_model
 
-from pipeline import contribution, cost_model, search_trials, sparse_search
+from planning import contribution, cost_model, search_trials, sparse_search
 
 TESTS = pathlib.Path(__file__).resolve().parent
 MODEL = (TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite").read_bytes()

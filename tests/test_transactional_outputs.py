@@ -274,7 +274,7 @@ def test_deploy_interrupted_leaves_out_as_it_was(capsys, previous_out, monkeypat
 
 def test_sparse_search_reads_its_cache_from_the_previous_out(capsys, previous_out,
                                                              monkeypatch):
-    from pipeline import contribution  # pylint: disable=import-outside-toplevel
+    from planning import contribution  # pylint: disable=import-outside-toplevel
     with output_folder.transaction(previous_out) as tx:
         (tx.work / deploy_steps.CONTRIBUTIONS_FILE).write_text('{"runs": "earlier"}\n')
     seen = []

@@ -1,7 +1,7 @@
-"""Memory-budgeted update schemes: the cost model (pipeline/cost_model.py)
-against the runtime, the contribution analysis (pipeline/contribution.py),
-the evolutionary sparse-update search (pipeline/sparse_search.py) and the
-TraDy plan (pipeline/trady.py), on the committed DS-CNN transfer model."""
+"""Memory-budgeted update schemes: the cost model (planning/cost_model.py)
+against the runtime, the contribution analysis (planning/contribution.py),
+the evolutionary sparse-update search (planning/sparse_search.py) and the
+TraDy plan (planning/trady.py), on the committed DS-CNN transfer model."""
 
 import dataclasses
 import functools
@@ -22,8 +22,8 @@ from tflm_training import (BadPlanError, Interpreter, LayerPlan, Trainer, Traini
                            memory_model, tflite_graph)
 from tflm_training.plan import find_logits, trainable_operators
 
-from pipeline import contribution, cost_model, sparse_search, trady
-from pipeline import data as datasets
+from planning import contribution, cost_model, sparse_search, trady
+from planning import datasets
 
 TESTS = pathlib.Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -94,7 +94,7 @@ def test_cost_model_equals_trainer_over_random_static_plans(path):
 
 
 def test_cost_model_board_room_follows_board_json():
-    from pipeline import footprint  # pylint: disable=import-outside-toplevel
+    from planning import footprint  # pylint: disable=import-outside-toplevel
     limits = footprint.board_limits("nrf52840")
     room = limits["ram"] - limits["stack"] - footprint.RAM_RESERVE
     assert cost_model.ram_room("nrf52840") == room
@@ -710,9 +710,10 @@ def test_analyze_tool_prints_the_ranking_and_writes_plots(tmp_path):
     report = json.loads((tmp_path / "analysis.json").read_text())
     budget = cost_model.inference_arena(MODEL) + 32 * 1024
     assert report["budget_bytes"] == budget
-    trials = report["sparse"]["trials"]
-    assert 4 <= len(trials) <= 5 and report["sparse"]["genome"] in [t["genome"] for t in trials]
-    for name in ("sparse", "trady"):
+    trials = report["sparse-search"]["trials"]
+    assert 4 <= len(trials) <= 5 and report["sparse-search"]["genome"] in [
+        t["genome"] for t in trials]
+    for name in ("sparse-search", "trady"):
         plan = TrainingPlan.from_bytes((tmp_path / f"{name}_plan.bin").read_bytes())
         assert Trainer(MODEL, plan).arena_used_bytes() == report[name]["arena"] <= budget
         # Its per-layer report, instructions measured on the emulated board.

@@ -14,11 +14,11 @@ plan and the TraDy plan with their exact training arenas
 (tflm_training.memory_model) against the budget and the board's RAM, and
 writes into --out: ranking.png (bar chart with the 97% cut),
 contribution.png (heat map, layers x ratios), plans.png (what each plan
-trains and where its bytes go), the plans (sparse_plan.bin,
+trains and where its bytes go), the plans (sparse-search_plan.bin,
 trady_plan.bin), each plan's per-layer report (layers_<plan>/layers.md and
 .png: per operator its MACs forward and backward, the training arena live
 while it runs, what it trains, and the instructions of its forward and
-backward work measured on the emulated board; pipeline.layer_report) and
+backward work measured on the emulated board; planning.layer_report) and
 analysis.json. Contribution runs are cached in --cache.
 """
 import json
@@ -35,7 +35,7 @@ from absl import flags
 import numpy as np
 
 import tflm_training
-from pipeline import layer_report
+from planning import layer_report
 from tools import deploy_steps as steps
 from tools import layer_profile
 from tools import output_folder
@@ -120,7 +120,7 @@ def _plot_ranking(plt, ranking, path):
 
 
 def _plot_contribution(plt, table, path):
-    from pipeline import contribution  # pylint: disable=import-outside-toplevel
+    from planning import contribution  # pylint: disable=import-outside-toplevel
     rows = table.rows()
     columns = ["bias@k"] + [f"w {contribution.ratio_name(r)}" for r in table.ratios]
     values = np.full((len(rows), len(columns)), np.nan)
@@ -225,13 +225,13 @@ def analyze():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipeline import contribution, cost_model, search_trials, sparse_search, trady
+    from planning import contribution, cost_model, schemes, trady
     # pylint: enable=import-outside-toplevel
     out = output_folder.check(_OUT.value)
     model_path = pathlib.Path(_MODEL.value)
     if model_path.suffix != ".tflite" or not model_path.is_file():
         raise steps.DeployError(f"model {model_path} is not a .tflite file; convert Keras "
-                                "models first (python -m pipeline.qat, or tools/deploy.py)")
+                                "models first (python tools/qat.py, or tools/deploy.py)")
     dataset_file = None if _DATASET.value in steps.DATASETS else _DATASET.value
     output_folder.check_inputs_outside(out, {"--model": model_path, "--dataset": dataset_file})
     model = model_path.read_bytes()
@@ -285,42 +285,33 @@ def analyze():
 
         plans, costs, report = {}, {}, {"budget_bytes": budget, "inference_arena": inference,
                                         "board": _BOARD.value, "ram_room": room}
-        try:
-            found = sparse_search.search(model, table, budget, seed=_SEED.value)
-            if _SEARCH_TRIALS.value:
-                data = contribution.prepare_data(x, y, samples=_SAMPLES.value,
-                                                 val_samples=_VAL_SAMPLES.value)
-                found = search_trials.verify(
-                    model, table, found, data, top=_SEARCH_TRIALS.value,
-                    cache_path=cache, log=log)
-            plans["sparse"] = found.plan
-            for line in found.describe():
+        trials = None
+        if _SEARCH_TRIALS.value:
+            trials = (contribution.prepare_data(x, y, samples=_SAMPLES.value,
+                                                val_samples=_VAL_SAMPLES.value),
+                      _SEARCH_TRIALS.value, cache)
+        inputs = schemes.Inputs(settings, budget=budget, seed=_SEED.value, contributions=table,
+                                trials=trials, ranking=ranking, log=log)
+        for name, what, summary in (("sparse-search", "searched sparse", _searched_summary),
+                                    ("trady", "TraDy", _trady_summary)):
+            try:
+                built = schemes.build(name, model, inputs)
+            except schemes.BUDGET_ERRORS as error:
+                log(f"{what} plan: none: {error}")
+                report[name] = {"error": str(error)}
+                continue
+            plans[name] = built.plan
+            for line in built.describe():
                 log(line)
-            report["sparse"] = {"genome": list(found.genome), "layers": found.layers,
-                                "score": found.score, "metric": found.metric,
-                                "arena": found.arena,
-                                "trials": [t.as_dict() for t in found.trials or ()]}
-        except sparse_search.InfeasibleBudgetError as error:
-            log(f"searched sparse plan: none: {error}")
-            report["sparse"] = {"error": str(error)}
-        try:
-            fitted = trady.plan_for_budget(model, ranking, budget, seed=_SEED.value)
-            plans["TraDy"] = fitted.plan
-            for line in fitted.describe():
-                log(line)
-            report["trady"] = {"candidates": fitted.candidates, "dropped": fitted.dropped,
-                               "pool": fitted.pool, "fixed": fitted.fixed, "arena": fitted.arena}
-        except trady.InfeasibleBudgetError as error:
-            log(f"TraDy plan: none: {error}")
-            report["trady"] = {"error": str(error)}
+            report[name] = summary(built.result)
         for name, plan in plans.items():
             costs[name] = cost_model.plan_cost(model, plan, board=_BOARD.value)
             log(f"{name} plan memory:")
             for line in costs[name].describe():
                 log("  " + line)
-            (work / f"{name.lower()}_plan.bin").write_bytes(plan.to_bytes())
-            report[name.lower()]["cost"] = costs[name].as_dict()
-            report[name.lower()]["layers"] = _layer_report(model, plan, x, y, work, name)
+            (work / f"{name}_plan.bin").write_bytes(plan.to_bytes())
+            report[name]["cost"] = costs[name].as_dict()
+            report[name]["layers"] = _layer_report(model, plan, x, y, work, name)
         report["ranking"] = [{"operator": l.operator, "score": l.score, "share": l.share,
                               "cumulative": l.cumulative, "channel_cost": l.channel_cost,
                               "selected": l.selected} for l in ranking.layers]
@@ -340,12 +331,25 @@ def analyze():
         return 0
 
 
+def _searched_summary(found):
+    """analysis.json's entry of the sparse-search plan."""
+    return {"genome": list(found.genome), "layers": found.layers, "score": found.score,
+            "metric": found.metric, "arena": found.arena,
+            "trials": [t.as_dict() for t in found.trials or ()]}
+
+
+def _trady_summary(fitted):
+    """analysis.json's entry of the TraDy plan."""
+    return {"candidates": fitted.candidates, "dropped": fitted.dropped, "pool": fitted.pool,
+            "fixed": fitted.fixed, "arena": fitted.arena}
+
+
 def _layer_report(model, plan, x, y, work, name):
-    """The plan's per-layer report (pipeline.layer_report) into
+    """The plan's per-layer report (planning.layer_report) into
     work/layers_<name>/, with emulated instructions per operator unless
     --noprofile_layers; logged as a table. Returns its rows as dicts."""
     title = f"{name} plan, per layer"
-    rows = layer_profile.write_report(model, plan, x, y, work / f"layers_{name.lower()}",
+    rows = layer_profile.write_report(model, plan, x, y, work / f"layers_{name}",
                                       title, _BOARD.value, emulate=_PROFILE_LAYERS.value)
     log(f"{title}:")
     log(layer_report.markdown(rows))

@@ -325,7 +325,7 @@ def write_plan(job, work):
 
 
 def layer_report(job, work):
-    """The plan per operator (pipeline.layer_report) in work/layers/
+    """The plan per operator (planning.layer_report) in work/layers/
     (layers.md, .png, .json): with the emulator, the instructions of each
     operator's forward and backward work measured over a few steps."""
     rows = layer_profile.write_report(

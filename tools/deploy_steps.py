@@ -17,8 +17,9 @@ import zlib
 from absl import flags
 import numpy as np
 
-from pipeline import cost_model
-from pipeline import data as datasets
+from planning import cost_model
+from planning import datasets
+from planning import schemes
 from tools import board_config
 from tools import emulation
 from tools import firmware_build
@@ -32,16 +33,15 @@ DATASETS = {
     # name: (file with x_train/y_train, file with x_test/y_test)
     "fsdd": (REPO / "tests" / "data" / "fsdd_train.npz", REPO / "tests" / "data" / "fsdd.npz"),
 }
+# --scheme's choices, named as in planning.schemes.
 SCHEMES = ("classifier", "bias", "sparse", "full", "sparse-search", "trady", "lowrank")
-# Schemes whose plan is found for the budget on the user's training samples
-# (pipeline.sparse_search, pipeline.trady, pipeline.lowrank).
+# Schemes whose plan is found for the budget on the user's training samples.
 SEARCHED_SCHEMES = ("sparse-search", "trady", "lowrank")
 # sparse-search's contribution runs, cached in --out across runs.
 CONTRIBUTIONS_FILE = "contributions.json"
 # Momentum with a small batch: the settings tests/test_firmware_training.py uses.
 MOMENTUM = 0.9
 BATCH_SIZE = 5
-SPARSE_FRACTION = 4  # sparse trains 1/SPARSE_FRACTION of the last conv's channels
 QEMU_PACKAGE = "qemu-system-arm"
 TOOLCHAIN_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi"
 
@@ -614,7 +614,7 @@ def convert_checkpoint(prefix, dataset, out_dir, log=print):
     if not found:
         raise DeployError(f"QAT of checkpoint {prefix} needs its upstream data ({name}) in "
                           f"{' or '.join(str(f) for f in folders)}; convert it with "
-                          "`python -m pipeline.qat` and pass the .tflite instead")
+                          "`python tools/qat.py` and pass the .tflite instead")
     upstream = found[0]
     with np.load(upstream) as up:
         qat_up = qat.quantization_aware_training(
@@ -689,32 +689,15 @@ def plan_settings(learning_rate, gradient_bits=32):
 
 
 def make_plan(model_bytes, scheme, learning_rate, gradient_bits=32):
-    """The TrainingPlan of a scheme."""
-    tflm = _tflm()
-    from tflm_training import plan as plan_module  # pylint: disable=import-outside-toplevel
-    settings = plan_settings(learning_rate, gradient_bits)
+    """The TrainingPlan of a scheme that needs no budget or samples
+    (planning.schemes)."""
+    if scheme not in schemes.SCHEMES or schemes.SCHEMES[scheme].needs:
+        raise DeployError(f"unknown scheme {scheme!r}; pick one of {', '.join(SCHEMES)}")
     try:
-        if scheme == "classifier":
-            return tflm.TrainingPlan.classifier_only(model_bytes, **settings)
-        if scheme == "bias":
-            return tflm.TrainingPlan.bias_only(model_bytes, **settings)
-        if scheme == "classifier-bias":
-            return tflm.TrainingPlan.classifier_only(model_bytes, update="bias", **settings)
-        layers = plan_module.trainable_operators(model_bytes)
-        classifier = tflm.TrainingPlan.classifier_only(model_bytes).layers[0].operator_index
-        if scheme == "full":
-            return tflm.TrainingPlan.for_model(
-                model_bytes, {op: None for op, *_ in layers}, **settings)
-        if scheme == "sparse":
-            before = [(op, channels) for op, _, channels, _ in layers if op < classifier]
-            chosen = {classifier: None}
-            if before:
-                op, channels = before[-1]
-                chosen[op] = range(max(1, channels // SPARSE_FRACTION))
-            return tflm.TrainingPlan.for_model(model_bytes, chosen, **settings)
+        return schemes.build(scheme, model_bytes,
+                             schemes.Inputs(plan_settings(learning_rate, gradient_bits))).plan
     except ValueError as e:
         raise DeployError(f"cannot make a {scheme} plan for this model: {e}") from None
-    raise DeployError(f"unknown scheme {scheme!r}; pick one of {', '.join(SCHEMES)}")
 
 
 def learner_ram(model_bytes, info, heldout_samples, board):
@@ -756,11 +739,14 @@ def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_d
     activation gradients (the contribution analysis trains with 32).
     """
     # pylint: disable=import-outside-toplevel
-    from pipeline import contribution, lowrank, search_trials, sparse_search, trady
+    from planning import contribution, trady
     settings = plan_settings(learning_rate, gradient_bits)
     analysis = {k: v for k, v in settings.items() if k != "gradient_bits"}
     x, y = samples.train_x, samples.train_y
     check_scheme_budget(model_bytes, scheme, budget, learning_rate, gradient_bits)
+    if scheme not in SEARCHED_SCHEMES:
+        raise DeployError(f"unknown scheme {scheme!r}; pick one of {', '.join(SCHEMES)}")
+    inputs = schemes.Inputs(settings, budget=budget, seed=seed, log=log)
     try:
         if scheme == "sparse-search":
             log(f"contribution analysis on {len(y)} training samples (cached in --out's "
@@ -768,14 +754,8 @@ def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_d
             cache = str(pathlib.Path(out_dir) / CONTRIBUTIONS_FILE)
             table = contribution.analyze(model_bytes, x, y, epochs=1, seeds=(seed,),
                                          metric=metric, cache_path=cache, log=log, **analysis)
-            result = sparse_search.search(model_bytes, table, budget, seed=seed,
-                                          gradient_bits=gradient_bits)
-            if trials:
-                result = search_trials.verify(model_bytes, table, result,
-                                              contribution.prepare_data(x, y), top=trials,
-                                              cache_path=cache, log=log)
-            _log_lines(log, result.describe())
-            return result.plan
+            trial_runs = (contribution.prepare_data(x, y), trials, cache) if trials else None
+            inputs = dataclasses.replace(inputs, contributions=table, trials=trial_runs)
         if scheme == "trady":
             if len(y) % BATCH_SIZE:
                 # The runtime refuses to redraw inside a batch (tt_trainer.h).
@@ -785,19 +765,14 @@ def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_d
             ranking = trady.rank_layers(model_bytes, x, y, samples=min(len(y), 100),
                                         seed=seed, **settings)
             _log_lines(log, ranking.describe())
-            result = trady.plan_for_budget(model_bytes, ranking, budget, seed=seed)
-            _log_lines(log, result.describe())
-            return result.plan
-        if scheme == "lowrank":
-            result = lowrank.plan_for_budget(model_bytes, budget, **settings)
-            _log_lines(log, result.describe())
-            return result.plan
-    except (sparse_search.InfeasibleBudgetError, trady.InfeasibleBudgetError,
-            lowrank.InfeasibleBudgetError) as e:
+            inputs = dataclasses.replace(inputs, ranking=ranking)
+        built = schemes.build(scheme, model_bytes, inputs)
+    except schemes.BUDGET_ERRORS as e:
         raise DeployError(f"{scheme}: {e} (--budget_kb)") from None
     except (ValueError, _tflm().TflmTrainingError) as e:
         raise DeployError(f"cannot make a {scheme} plan for this model: {e}") from None
-    raise DeployError(f"unknown scheme {scheme!r}; pick one of {', '.join(SCHEMES)}")
+    _log_lines(log, built.describe())
+    return built.plan
 
 
 def check_scheme_budget(model_bytes, scheme, budget, learning_rate, gradient_bits=32):
@@ -817,7 +792,7 @@ def _scheme_minimum(model_bytes, scheme, learning_rate, gradient_bits=32):
     Every sparse-search and TraDy plan trains the classifier fully (TraDy
     adds sampled channels, so its real minimum is a little higher); lowrank
     trains the classifier and the nearest projectable layer at rank >= 1."""
-    from pipeline import lowrank  # pylint: disable=import-outside-toplevel
+    from planning import lowrank  # pylint: disable=import-outside-toplevel
     tflm = _tflm()
     settings = plan_settings(learning_rate, gradient_bits)
     try:

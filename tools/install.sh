@@ -23,7 +23,7 @@ fi
 
 echo "Installing Python packages (pinned in setup.cfg)"
 "$PYTHON" -m pip install -q --upgrade pip
-"$PYTHON" -m pip install -q -e ".[pipeline,test]"
+"$PYTHON" -m pip install -q -e ".[pipeline,planning,test]"
 
 echo "Building the host library"
 "$PYTHON" tools/build.py --host

@@ -1,7 +1,7 @@
 """The per-layer report with emulated instructions: the training firmware
 built to measure each operator's forward and backward work
 (boards/app/training_app.c, APP_PROFILE_OPERATORS) runs a few training
-steps of the plan under QEMU, and pipeline.layer_report puts the counts
+steps of the plan under QEMU, and planning.layer_report puts the counts
 beside each operator's MACs, live arena bytes and what it trains.
 
     rows = layer_profile.write_report(model, plan, x, y, "build/layers", "ds_cnn, TraDy")
@@ -9,7 +9,7 @@ beside each operator's MACs, live arena bytes and what it trains.
 import json
 import pathlib
 
-from pipeline import layer_report
+from planning import layer_report
 from tools import emulation
 from tools import training_firmware
 

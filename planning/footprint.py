@@ -4,7 +4,7 @@ and on the MCU), against the board's limits from boards/<board>/board.json.
 
     fp = measure(tflite_bytes)            # inference and training arenas
     problems = check_fits(fp, 'nrf52840') # [] when it fits
-    print('\n'.join(describe(fp)))
+    lines = describe(fp)                  # for people
 
 What counts: flash = the .tflite bytes + FLASH_RESERVE (firmware code);
 RAM = the arena + the board's stack + RAM_RESERVE (other globals). Two
@@ -12,19 +12,11 @@ training plans are measured: the classifier only, and the classifier with
 the trainable layer before it (the "last layers").
 """
 
-from absl import app
-from absl import flags
-
-import numpy as np
-import tf_keras as keras
-
 import tflm_training
 from tflm_training import plan as plan_lib
 from tflm_training import tflite_graph
 
-from pipeline import qat
-from pipeline import zoo
-from pipeline.cost_model import RAM_RESERVE, board_limits
+from planning.cost_model import RAM_RESERVE, board_limits
 
 # The nRF52840 firmware (runtime, kernels incl. backward, app) measured
 # about 50 KB of code; keep room for growth.
@@ -100,75 +92,3 @@ def describe(fp, board='nrf52840'):
     lines.append('fits %s: %s' % (board, '; '.join(check_fits(fp, board)) or
                                   'yes'))
     return lines
-
-
-# --------------------------------------------------------------------------
-# Zoo architectures (no training needed: memory depends on shapes only)
-# --------------------------------------------------------------------------
-
-def randomize_biases(model, rng):
-    """Non-zero BatchNormalization shifts and statistics, and Dense biases,
-    as a trained model has: the converter stores identical constants (the
-    all-zero biases of a fresh model) once, which would understate flash."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, variance = layer.get_weights()
-            layer.set_weights([
-                gamma * rng.uniform(0.5, 1.5, gamma.shape),
-                rng.normal(0, 0.1, beta.shape), rng.normal(0, 0.1, mean.shape),
-                variance * rng.uniform(0.5, 1.5, variance.shape)])
-        elif isinstance(layer, keras.layers.Dense) and layer.use_bias:
-            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape))
-
-
-def convert_untrained(config, samples=4, seed=0):
-    """An int8 .tflite of a zoo config with random weights: quantize,
-    activation ranges from random inputs in [0, 1], convert. Its flash and
-    RAM needs are those of the trained model."""
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(seed)
-    model = zoo.build(config)
-    randomize_biases(model, np.random.RandomState(seed))
-    qat_model = qat.quantize(model)
-    x = np.random.RandomState(seed).rand(
-        samples, *config.input_shape).astype(np.float32)
-    qat.init_activation_ranges(qat_model, model, x, batch=samples)
-    qat.set_input_range(qat_model)
-    return qat.convert(qat_model, config.input_shape, x)
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    flags.DEFINE_enum('model', 'ds_cnn', sorted(zoo.MODELS), 'Zoo model.')
-    flags.DEFINE_integer('num_classes', None, 'Classes of the head '
-                         '(default: the config default).')
-    flags.DEFINE_multi_string('config', [], 'Another config field, '
-                              'field=value (a Python literal); repeatable.')
-    flags.DEFINE_string('tflite', None, 'Measure this .tflite instead.')
-    flags.DEFINE_string('board', 'nrf52840', 'Board (boards/<board>).')
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError('unexpected arguments: %s' % argv[1:])
-    if FLAGS.tflite:
-        with open(FLAGS.tflite, 'rb') as f:
-            buf = f.read()
-    else:
-        overrides = zoo.parse_overrides(FLAGS.config)
-        if FLAGS.num_classes:
-            overrides['num_classes'] = FLAGS.num_classes
-        config = zoo.make_config(FLAGS.model, **overrides)
-        size = zoo.summary(zoo.build(config))
-        print('%s: %d params, %.2f M MACs' % (FLAGS.model, size['params'],
-                                              size['macs'] / 1e6))
-        buf = convert_untrained(config)
-    for line in describe(measure(buf), FLAGS.board):
-        print(line)
-
-
-if __name__ == '__main__':
-    define_flags()
-    app.run(main)

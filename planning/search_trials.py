@@ -1,6 +1,6 @@
 """The sparse-update search proposes, short real runs decide.
 
-The search (pipeline/sparse_search.py) scores a plan by adding gains that
+The search (planning/sparse_search.py) scores a plan by adding gains that
 the contribution analysis measured one part at a time. Parts do not add
 up: deep biases trained together with weight channels buy less than the
 sum of their separate gains (tinyimagenet32 -> gtsrb32 at +128 KB, seed 0:
@@ -40,8 +40,8 @@ import dataclasses
 import hashlib
 import json
 
-from pipeline import contribution
-from pipeline import sparse_search
+from planning import contribution
+from planning import sparse_search
 
 
 @dataclasses.dataclass(frozen=True)

@@ -82,8 +82,8 @@ from tflm_training import memory_model
 from tflm_training import plan as plan_lib
 from tflm_training import tflite_graph
 
-from pipeline import contribution
-from pipeline import data as datasets
+from planning import contribution
+from planning import datasets
 
 COVERAGE = 0.97
 MIN_DRAWN_SHARE = 1 / 8

@@ -30,7 +30,7 @@ numbers:
 
 The board's RAM room (ram_room) is RAM - stack - RAM_RESERVE (the
 firmware's other globals), from boards/<board>/board.json; deploy.py,
-pipeline.footprint and the benchmarks use the same rule.
+planning.footprint and the benchmarks use the same rule.
 """
 
 import dataclasses

@@ -1,6 +1,6 @@
 """Memory-budgeted sparse update search (Lin et al. 2022, section 3.2): the
 evolutionary search over which biases and which layers' weight channels to
-train, scored with the contribution analysis (pipeline/contribution.py) and
+train, scored with the contribution analysis (planning/contribution.py) and
 constrained by the EXACT training arena (tflm_training.memory_model).
 
     table = contribution.analyze(model_bytes, x, y, ...)
@@ -68,7 +68,7 @@ import tflm_training
 from tflm_training import memory_model
 from tflm_training import plan as plan_lib
 
-from pipeline import contribution
+from planning import contribution
 
 GRID = 16
 
@@ -93,7 +93,7 @@ class SearchResult:
     # The best genome of each shape (genome_shape) the search evaluated,
     # best first, at most `population` of them: what search_trials runs.
     finalists: list = dataclasses.field(default_factory=list)
-    trials: list = None     # pipeline.search_trials.Trial per finalist run, when verified
+    trials: list = None     # planning.search_trials.Trial per finalist run, when verified
     settings: dict = dataclasses.field(default_factory=dict)  # search()'s plan settings
     grid: int = GRID        # search()'s ratio grid
 

@@ -75,7 +75,7 @@ from tflm_training import memory_model
 from tflm_training import plan as plan_lib
 from tflm_training import tflite_graph
 
-from pipeline import data as datasets
+from planning import datasets
 
 RATIOS = (0.125, 0.25, 0.5, 1.0)
 METRICS = {'accuracy': 'gain = Δheld-out accuracy in points',

@@ -30,7 +30,7 @@ from tflm_training import plan as plan_lib
 from tflm_training import tflite_graph
 from tflm_training.errors import TflmTrainingError
 
-from pipeline import contribution
+from planning import contribution
 
 MAX_RANK = 16
 REFRESH_STEPS = 10
