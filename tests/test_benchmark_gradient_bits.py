@@ -1,11 +1,11 @@
-"""benchmarks/gradient_bits.py: the comparison of two update-scheme runs
+"""benchmarks/gradient_bits_report.py: the comparison of two update-scheme runs
 that differ only in the gradients' width."""
 
 import json
 
 import pytest
 
-from benchmarks import gradient_bits
+from benchmarks import gradient_bits_report as gradient_bits
 
 
 def _record(task, method, budget, accuracy, arena, layers):
@@ -56,11 +56,11 @@ def _write(tmp_path, name, data):
 
 def test_runs_of_the_wrong_width_or_other_settings_are_refused(tmp_path):
     with pytest.raises(gradient_bits.MismatchError, match="16-bit gradients, not 32"):
-        gradient_bits._load(_write(tmp_path, "a.json", NARROW), 32)
+        gradient_bits.load(_write(tmp_path, "a.json", NARROW), 32)
     other = _run(16, NARROW["records"], seeds=[1])
     with pytest.raises(gradient_bits.MismatchError, match="differ in seeds"):
-        gradient_bits._check_same_settings(WIDE, other)
+        gradient_bits.check_same_settings(WIDE, other)
     faster = json.loads(json.dumps(NARROW))
     faster["config"]["settings"]["learning_rate"] = 0.05
     with pytest.raises(gradient_bits.MismatchError, match="train differently"):
-        gradient_bits._check_same_settings(WIDE, faster)
+        gradient_bits.check_same_settings(WIDE, faster)
