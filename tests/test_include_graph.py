@@ -43,3 +43,8 @@ def test_a_file_outside_every_layer_is_found(tmp_path):
     runtime = _runtime(tmp_path, {"misc/tt_new.c": ""})
     assert include_graph.problems(runtime) == [
         "misc/tt_new.c: in no layer (tools/include_graph.py LAYERS)"]
+
+
+def test_the_runtime_readme_shows_todays_graph():
+    readme = (include_graph.RUNTIME / "README.md").read_text()
+    assert "```\n" + include_graph.graph_text() + "\n```" in readme

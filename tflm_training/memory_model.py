@@ -37,8 +37,8 @@ from tflm_training.plan import (UPDATE_KINDS, TrainingPlan, channel_state_bytes,
                                 lowrank_state_bytes)
 
 PERSISTENT_ALIGNMENT = 8  # TT_PERSISTENT_ALIGNMENT (tt_arena.h)
-ARENA_ALIGNMENT = 16      # TT_ARENA_ALIGNMENT (tt_interpreter.h)
-MAX_RANK = 6              # TT_MAX_RANK (tt_interpreter.h)
+ARENA_ALIGNMENT = 16      # TT_ARENA_ALIGNMENT (tt_records.h)
+MAX_RANK = 6              # TT_MAX_RANK (tt_records.h)
 _PAD_MAX_RANK = 5         # PAD_MAX_RANK (kernels/pad.c)
 _STATE_COUNT = 6          # TT_STATE_COUNT (tt_trainer_internal.h)
 _MAX_BACKWARD_INPUTS = 8  # TT_BACKWARD_MAX_INPUTS (tt_backward.h)
@@ -46,7 +46,7 @@ _UPDATE_BIAS = UPDATE_KINDS["bias"]
 _UPDATE_WEIGHTS = UPDATE_KINDS["weights"]
 _WEIGHT_UPDATES = ("weights", "sampled", "lowrank")  # copy and train the weights
 
-# TensorType -> bytes per element (tt_type_size, tt_model_reader.c).
+# TensorType -> bytes per element (tt_type_size, model/tt_types.c).
 _TYPE_SIZES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1}
 _INT8, _INT32 = 9, 2
 

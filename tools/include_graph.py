@@ -1,6 +1,6 @@
 """The runtime's include graph, checked against its layers.
 
-  python tools/include_graph.py            # prints the graph's layer edges; exit 1 on a violation
+  python tools/include_graph.py   # which layers each layer includes; exit 1 on a violation
 
 Every runtime file belongs to one layer (LAYERS, bottom first; the layers
 and why are in tflm_training/runtime/README.md). A file may include files
@@ -8,7 +8,6 @@ of its own layer and of layers below it, never above; every include of a
 runtime header names it from the runtime root (`#include "math/tt_quant.h"`,
 one -I), and tt_records.h includes only standard headers.
 """
-import collections
 import pathlib
 import re
 import sys
@@ -85,20 +84,26 @@ def problems(runtime=RUNTIME):
 
 
 def layer_edges(runtime=RUNTIME):
-    """{(from layer, to layer): number of includes}, within a layer left out."""
-    edges = collections.Counter()
+    """{layer: the other layers its files include}, bottom first."""
+    edges = {name: set() for name, _ in LAYERS}
     for path, targets in includes(runtime).items():
         for quoted, target in targets:
             a, b = layer_of(path), layer_of(target)
             if quoted and a is not None and b is not None and a != b:
-                edges[(LAYERS[a][0], LAYERS[b][0])] += 1
-    return edges
+                edges[LAYERS[a][0]].add(LAYERS[b][0])
+    return {name: sorted(targets) for name, targets in edges.items() if targets}
+
+
+def graph_text(runtime=RUNTIME):
+    """layer_edges as the runtime's README shows them, one layer a line."""
+    width = max(len(name) for name, _ in LAYERS)
+    return "\n".join(f"{name:<{width}} -> {', '.join(targets)}"
+                     for name, targets in layer_edges(runtime).items())
 
 
 def main(argv):
     del argv
-    for (a, b), count in sorted(layer_edges().items()):
-        print(f"{a} -> {b}: {count}")
+    print(graph_text())
     found = problems()
     for line in found:
         print(f"error: {line}", file=sys.stderr)

@@ -26,7 +26,7 @@ typedef struct {
   char message[TT_ERROR_MESSAGE_SIZE];
 } tt_error;
 
-/* A .tflite file, and positions inside it (model/tt_flatbuffer.h reads them). */
+/* A .tflite file and positions inside it (model/tt_flatbuffer.h). */
 typedef struct {
   const uint8_t* data;
   uint32_t size;

@@ -10,7 +10,7 @@
 
 tt_status tt_train_lowrank_alloc(tt_trainer* t, tt_train_layer* layer) {
   tt_interpreter* it = &t->interpreter;
-  const int32_t rows = layer->num_channels; /* all of them (tt_training_plan.c) */
+  const int32_t rows = layer->num_channels; /* all (tt_training_plan.c) */
   const int32_t cols = layer->weights_per_channel;
   if ((t->flags & TT_PLAN_FLAG_NO_RESIDUAL) == 0)
     TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(
