@@ -50,7 +50,7 @@ def layer_of(path):
 
 
 def runtime_files(runtime=RUNTIME):
-    return sorted(str(p.relative_to(runtime)) for p in runtime.rglob("*")
+    return sorted(p.relative_to(runtime).as_posix() for p in runtime.rglob("*")
                   if p.suffix in (".c", ".h"))
 
 
