@@ -27,7 +27,7 @@ plan's accuracy is unchanged; the report also gives the deepest bias plan
 that fits each budget of the update-scheme benchmark before and now.
 
 It also gives each plan's arena with 16-bit gradients (`gradient_bits=16`,
-runtime/tt_grad.h: every activation gradient stored as bfloat16), which
+runtime/math/tt_grad.h: every activation gradient stored as bfloat16), which
 changes the trained bits; benchmarks/gradient_bits.py measures what that
 does to accuracy.
 

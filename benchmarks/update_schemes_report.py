@@ -249,7 +249,8 @@ def schemes_section(data):
         "`Trainer.begin_epoch(epoch)` redraws the trained channels before every epoch "
         "(plan seed = the run's seed).",
         "* **low-rank**: `planning.lowrank.plan_for_budget` (what `deploy.py --scheme "
-        "lowrank` trains): `TrainingPlan.lowrank` layers (runtime/tt_lowrank.h: Adam on the "
+        "lowrank` trains): `TrainingPlan.lowrank` layers (runtime/optimizer/tt_lowrank.h: "
+        "Adam on the "
         "rank-r projection of the weight gradient, the projector refreshed every 10 "
         "updates; biases by SGD) on the FULLY_CONNECTED and pointwise CONV_2D layers "
         "nearest the logits, every output channel, each at the largest rank in 16, 8, "

@@ -1,5 +1,5 @@
 """Low-rank gradient plans under a memory budget (Gooneratne et al. 2020;
-GaLore, Zhao et al. 2024; runtime/tt_lowrank.h).
+GaLore, Zhao et al. 2024; runtime/optimizer/tt_lowrank.h).
 
     result = plan_for_budget(model_bytes, budget_bytes, learning_rate=0.02)
     result.plan      # a TrainingPlan: "lowrank" layers + the classifier

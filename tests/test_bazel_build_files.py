@@ -27,7 +27,7 @@ def test_runtime_build_lists_every_source_and_header():
 def test_public_headers_are_declared_as_hdrs():
     build_text = (RUNTIME / "BUILD").read_text()
     hdrs = set(_string_list(build_text, "hdrs"))
-    assert {"tt_interpreter.h", "tt_status.h", "tt_flatbuffer.h"} <= hdrs
+    assert {"tt_interpreter.h", "tt_status.h", "model/tt_flatbuffer.h"} <= hdrs
 
 
 def test_bazel_copts_carry_the_flags_bit_exactness_depends_on():

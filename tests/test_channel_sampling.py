@@ -1,4 +1,4 @@
-"""TraDy channel sampling (runtime/tt_channel_sampler.h,
+"""TraDy channel sampling (runtime/training/tt_channel_sampler.h,
 tflm_training/channel_sampler.py): the C runtime and the Python mirror
 draw the same channels for every seed, epoch and budget; draws stay within
 the budget and fill it; every subset of a layer's candidates is equally

@@ -135,7 +135,7 @@ def test_every_kernel_is_named_as_the_build_asks_for_it():
     runtime's operator names: every kernel the runtime defines must carry
     its operator's name, or no image would link it."""
     import tflm_training.interpreter  # after the host library is built
-    schema = (host_build.RUNTIME / "tt_schema.h").read_text()
+    schema = (host_build.RUNTIME / "model" / "tt_schema.h").read_text()
     codes = {name: int(value) for name, value in
              re.findall(r"TT_OP_(\w+)\s*=\s*(\d+)", schema)}
     defined = []

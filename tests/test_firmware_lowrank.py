@@ -1,4 +1,4 @@
-"""Low-rank training (runtime/tt_lowrank.h) on the emulated nRF52840
+"""Low-rank training (runtime/optimizer/tt_lowrank.h) on the emulated nRF52840
 (mps2_an386 under QEMU) is bit-identical to the host Trainer.
 
 The transfer DS-CNN (tests/models/transfer/ds_cnn_fsdd.tflite) trains its

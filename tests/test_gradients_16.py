@@ -1,4 +1,4 @@
-"""16-bit gradients (runtime/tt_grad.h): a plan with gradient_bits=16 stores
+"""16-bit gradients (runtime/math/tt_grad.h): a plan with gradient_bits=16 stores
 every activation gradient as bfloat16, rounded to nearest even, in a runtime
 built for it. The arena's gradient buffers halve, the memory model follows
 to the byte, training follows float training closely, and the firmware

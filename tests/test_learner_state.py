@@ -1,4 +1,4 @@
-"""The learned state (runtime/tt_trainer_state.h): a trainer restored from
+"""The learned state (runtime/training/tt_trainer_state.h): a trainer restored from
 it goes on exactly as the one that saved it, for every kind of update,
 and a state that is not this trainer's is refused without changing it."""
 import struct

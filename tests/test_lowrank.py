@@ -1,4 +1,4 @@
-"""Low-rank gradient projection with Adam (runtime/tt_lowrank.h): the
+"""Low-rank gradient projection with Adam (runtime/optimizer/tt_lowrank.h): the
 correctly rounded square root, the math called directly in the host
 library, and low-rank layers in the Trainer (plans, memory, training).
 
@@ -102,13 +102,13 @@ class State:
 
 @pytest.fixture(scope="module")
 def sqrt_sample(tmp_path_factory):
-    """sqrt_sample() of tests/lowrank/sqrt_sample.c with runtime/tt_sqrt.c,
+    """sqrt_sample() of tests/lowrank/sqrt_sample.c with runtime/math/tt_sqrt.c,
     built with the runtime's flags."""
     out = tmp_path_factory.mktemp("sqrt") / "libsqrt_sample.so"
     flags = [f for f in host_build.COMMON_FLAGS]
     subprocess.run(["gcc", *flags, f"-I{host_build.RUNTIME}", "-o", str(out),
                     str(TESTS / "lowrank" / "sqrt_sample.c"),
-                    str(host_build.RUNTIME / "tt_sqrt.c")], check=True)
+                    str(host_build.RUNTIME / "math" / "tt_sqrt.c")], check=True)
     lib = ctypes.CDLL(str(out))
     lib.sqrt_sample.restype = None
     lib.sqrt_sample.argtypes = [F32P, F32P, ctypes.c_size_t]
@@ -165,7 +165,7 @@ def test_sqrt_calls_nothing_on_the_host_or_the_cortex_m4(tmp_path, compiler, nm,
     out = tmp_path / "tt_sqrt.o"
     subprocess.run([compiler, *flags, "-std=c11", "-O2", "-fwrapv", "-ffp-contract=off", "-c",
                     f"-I{host_build.RUNTIME}", "-o", str(out),
-                    str(host_build.RUNTIME / "tt_sqrt.c")], check=True)
+                    str(host_build.RUNTIME / "math" / "tt_sqrt.c")], check=True)
     symbols = subprocess.run([nm, "-u", str(out)], capture_output=True, text=True,
                              check=True).stdout.split()
     assert symbols == []

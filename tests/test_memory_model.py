@@ -51,7 +51,7 @@ class _FbBuffer(ctypes.Structure):
 
 
 class _CInterpreter(ctypes.Structure):
-    """Mirror of tt_interpreter (tt_interpreter.h), host layout."""
+    """Mirror of tt_interpreter (tt_records.h), host layout."""
 
     _fields_ = [
         ("model", _FbBuffer), ("arena", ctypes.c_void_p), ("arena_size", ctypes.c_uint32),
@@ -486,8 +486,8 @@ def test_struct_sizes_match_the_c_compilers(tmp_path, compiler, flags):
 
 
 def test_every_registered_kernel_has_a_row():
-    registry = (RUNTIME / "tt_kernel_registry.c").read_text()
-    backward = (RUNTIME / "tt_backward_registry.c").read_text()
+    registry = (RUNTIME / "kernels" / "common" / "tt_kernel_registry.c").read_text()
+    backward = (RUNTIME / "kernels" / "common" / "tt_backward_registry.c").read_text()
     names = {k.name for k in memory_model.KERNELS.values()}
     for name in names:
         assert f"&tt_kernel_{name.lower()}" in registry

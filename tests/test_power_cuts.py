@@ -1,4 +1,4 @@
-"""Power cuts during a save (runtime/tt_state_store.h), at every flash
+"""Power cuts during a save (runtime/learner/tt_state_store.h), at every flash
 event: before each erase and word write, and halfway through each (a
 half-erased page, a half-programmed word). After every cut the device
 boots with EITHER the state saved before OR the new one, byte for byte,

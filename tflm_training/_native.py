@@ -19,7 +19,7 @@ ERROR_MESSAGE_SIZE = 200
 
 
 class TensorRecord(ctypes.Structure):
-    """Mirror of tt_tensor (tt_interpreter.h)."""
+    """Mirror of tt_tensor (tt_records.h)."""
 
     _fields_ = [
         ("type", ctypes.c_int32),

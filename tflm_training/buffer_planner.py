@@ -1,5 +1,5 @@
 """Pure-Python mirror of the runtime's greedy buffer planner
-(runtime/tt_buffer_planner.c): the memory cost model uses it to predict the
+(runtime/memory/tt_buffer_planner.c): the memory cost model uses it to predict the
 runtime's arena to the byte without running the runtime."""
 
 import dataclasses

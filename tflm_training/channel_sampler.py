@@ -1,5 +1,5 @@
 """TraDy channel sampling in pure Python: the same draw as the C runtime
-(runtime/tt_channel_sampler.{h,c}), bit for bit.
+(runtime/training/tt_channel_sampler.{h,c}), bit for bit.
 
     sample_channels(plan, epoch) == {op: Trainer.selected_channels()[op]}
     for every "sampled" layer, after Trainer.begin_epoch(epoch).

@@ -1,6 +1,6 @@
-"""The learner's wire protocol (runtime/tt_learner.h, runtime/tt_frame.h)
+"""The learner's wire protocol (runtime/tt_learner.h, runtime/learner/tt_frame.h)
 and a client for it, plus `HostLearner`: the same C learner running in
-this process over a RAM flash (runtime/tt_flash_ram.h), so the protocol,
+this process over a RAM flash (runtime/learner/tt_flash_ram.h), so the protocol,
 the state store and power cuts can be exercised without a device.
 
 A link is anything with `write(data)` and `read(size, timeout)` (which

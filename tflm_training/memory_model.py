@@ -6,7 +6,7 @@ pure Python (no C calls, no TensorFlow) in about a millisecond.
     training_memory(model_bytes, plan).as_dict() == Trainer.memory()
 
 It mirrors the C code step by step: the persistent allocations in the order
-the runtime makes them (runtime/tt_arena.c rounds each start up to 8
+the runtime makes them (runtime/memory/tt_arena.c rounds each start up to 8
 bytes), the size of every arena record (all fields are 4 bytes, so host
 and Cortex-M4 agree), each forward kernel's op data and each backward
 kernel's needs (KERNELS, one row per operator), and the greedy planner on
@@ -37,8 +37,8 @@ from tflm_training.plan import (UPDATE_KINDS, TrainingPlan, channel_state_bytes,
                                 lowrank_state_bytes)
 
 PERSISTENT_ALIGNMENT = 8  # TT_PERSISTENT_ALIGNMENT (tt_arena.h)
-ARENA_ALIGNMENT = 16      # TT_ARENA_ALIGNMENT (tt_interpreter.h)
-MAX_RANK = 6              # TT_MAX_RANK (tt_interpreter.h)
+ARENA_ALIGNMENT = 16      # TT_ARENA_ALIGNMENT (tt_records.h)
+MAX_RANK = 6              # TT_MAX_RANK (tt_records.h)
 _PAD_MAX_RANK = 5         # PAD_MAX_RANK (kernels/pad.c)
 _STATE_COUNT = 6          # TT_STATE_COUNT (tt_trainer_internal.h)
 _MAX_BACKWARD_INPUTS = 8  # TT_BACKWARD_MAX_INPUTS (tt_backward.h)
@@ -46,7 +46,7 @@ _UPDATE_BIAS = UPDATE_KINDS["bias"]
 _UPDATE_WEIGHTS = UPDATE_KINDS["weights"]
 _WEIGHT_UPDATES = ("weights", "sampled", "lowrank")  # copy and train the weights
 
-# TensorType -> bytes per element (tt_type_size, tt_model_reader.c).
+# TensorType -> bytes per element (tt_type_size, model/tt_types.c).
 _TYPE_SIZES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1}
 _INT8, _INT32 = 9, 2
 
@@ -70,13 +70,14 @@ def _words(count):
 
 
 # Records of the interpreter, the planner and the trainer.
-TENSOR_RECORD = CStruct("tt_tensor", "tt_interpreter.h", _words(18 + MAX_RANK))
-NODE_RECORD = CStruct("tt_node", "tt_interpreter.h", _words(9 + 4))  # + tt_fb_table
-PLAN_BUFFER = CStruct("tt_plan_buffer", "tt_buffer_planner.h", _words(4))
-TRAIN_TENSOR = CStruct("tt_train_tensor", "tt_trainer_internal.h", _words(4))
-TRAIN_NODE = CStruct("tt_train_node", "tt_trainer_internal.h", _words(8))
+TENSOR_RECORD = CStruct("tt_tensor", "tt_records.h", _words(18 + MAX_RANK))
+NODE_RECORD = CStruct("tt_node", "tt_records.h", _words(9 + 4))  # + tt_fb_table
+PLAN_BUFFER = CStruct("tt_plan_buffer", "memory/tt_buffer_planner.h", _words(4))
+TRAIN_TENSOR = CStruct("tt_train_tensor", "training/tt_trainer_internal.h", _words(4))
+TRAIN_NODE = CStruct("tt_train_node", "training/tt_trainer_internal.h", _words(8))
 # + 4 words of channel sampling, + 3 of low-rank layers.
-TRAIN_LAYER = CStruct("tt_train_layer", "tt_trainer_internal.h", _words(7 + _STATE_COUNT + 4 + 3))
+TRAIN_LAYER = CStruct("tt_train_layer", "training/tt_trainer_internal.h",
+                      _words(7 + _STATE_COUNT + 4 + 3))
 
 # Forward kernels' op data (what each prepare() passes to
 # tt_node_alloc_op_data).
@@ -84,14 +85,15 @@ _BROADCAST_WORDS = 2 + 3 * MAX_RANK     # tt_broadcast_params
 _STRIDED_COPY_WORDS = 3 + 2 * MAX_RANK  # tt_strided_copy_params
 _CONV_QUANT_WORDS = 4                   # tt_conv_quant
 _CONV_WINDOW_WORDS = 6                  # tt_conv_window
-POOL_PARAMS = CStruct("tt_pool_params", "tt_pool_params.h", _words(14))
-CONV_OP_DATA = CStruct("tt_conv_op_data", "tt_conv_op_data.h",
+POOL_PARAMS = CStruct("tt_pool_params", "kernels/common/tt_pool_params.h", _words(14))
+CONV_OP_DATA = CStruct("tt_conv_op_data", "kernels/common/tt_conv_op_data.h",
                        _words(11 + _CONV_WINDOW_WORDS + _CONV_QUANT_WORDS + 1))
-DEPTHWISE_OP_DATA = CStruct("tt_depthwise_op_data", "tt_conv_op_data.h",
+DEPTHWISE_OP_DATA = CStruct("tt_depthwise_op_data", "kernels/common/tt_conv_op_data.h",
                             _words(10 + _CONV_WINDOW_WORDS + _CONV_QUANT_WORDS + 1))
-FC_OP_DATA = CStruct("tt_fc_op_data", "tt_conv_op_data.h",
+FC_OP_DATA = CStruct("tt_fc_op_data", "kernels/common/tt_conv_op_data.h",
                      _words(4 + _CONV_QUANT_WORDS + 1))
-ADD_SUB_DATA = CStruct("add_sub_data", "tt_elementwise.c", _words(12 + _BROADCAST_WORDS))
+ADD_SUB_DATA = CStruct("add_sub_data", "kernels/common/tt_elementwise.c",
+                       _words(12 + _BROADCAST_WORDS))
 CONCATENATION_DATA = CStruct("concatenation_data", "kernels/concatenation.c", _words(3))
 DEQUANTIZE_DATA = CStruct("dequantize_data", "kernels/dequantize.c", _words(3))
 EXPAND_DIMS_DATA = CStruct("expand_dims_data", "kernels/expand_dims.c",
@@ -136,7 +138,7 @@ class _Tensor:
     scales: tuple
     scale: float        # scales[0], 0 when unquantized
     zero_point: int     # zero_points[0], 0 when absent
-    first_op: int = -1  # lifetime (tt_plan_lifetimes, tt_planner.c)
+    first_op: int = -1  # lifetime (tt_plan_lifetimes, tt_activation_planner.c)
     last_op: int = -1
 
     @classmethod
@@ -606,7 +608,7 @@ def region_lists(count):
 
 
 def _plan_region(persistent_used, buffers, sequential=False):
-    """tt_plan_activations (tt_planner.c) / tt_train_plan_region
+    """tt_plan_activations (tt_activation_planner.c) / tt_train_plan_region
     (tt_trainer_region.c): the region starts 16-byte aligned and is at
     least as large as the planner's own lists, which live there while it
     runs. Returns (region offset, region size)."""
@@ -648,7 +650,7 @@ class MemoryModel:
     # -- tt_interpreter_load ---------------------------------------------------------
 
     def _set_lifetimes(self):
-        """tt_plan_lifetimes (tt_planner.c): from the writing operator (0
+        """tt_plan_lifetimes (tt_activation_planner.c): from the writing operator (0
         for graph inputs) to the last reader (the end for graph outputs)."""
         for index in self.inputs:
             self.tensors[index].first_op = self.tensors[index].last_op = 0
@@ -695,7 +697,7 @@ class MemoryModel:
 
     def inference_arena(self, preserve_all_tensors=False):
         """tt_interpreter_init (tt_interpreter.c): the loaded tables and op
-        data, then tt_plan_activations (tt_planner.c)."""
+        data, then tt_plan_activations (tt_activation_planner.c)."""
         arena = self._loaded
         activations = self._activation_buffers()
         start, region = _plan_region(arena.used, [b for _, b in activations],
@@ -826,7 +828,7 @@ class MemoryModel:
         return arena.used - before
 
     def _weights_per_channel(self, op):
-        """tt_param_layout_of (tt_plan.c)."""
+        """tt_param_layout_of (tt_training_plan.c)."""
         weights = self.tensors[op.input(1)]
         return weights.num_elements // self._channels(op)
 
@@ -844,7 +846,7 @@ class MemoryModel:
             self._frozen_needs[op.index] = kernel.backward(self, op, None)
         return self._frozen_needs[op.index]
 
-    # -- plan checks (tt_plan_parse, tt_plan.c) ------------------------------------------
+    # -- plan checks (tt_plan_parse, tt_training_plan.c) ------------------------------------------
 
     def _check_plan(self, plan):
         """The checks of tt_plan_parse that the model decides."""
@@ -861,7 +863,7 @@ class MemoryModel:
             self._check_layer(plan, i, layer)
 
     def _check_logits(self, index, num_classes):
-        """check_logits (tt_plan.c)."""
+        """check_logits (tt_training_plan.c)."""
         if not 0 <= index < len(self.tensors):
             raise BadPlanError(f"training plan: logits tensor {index} does not exist")
         t = self.tensors[index]
@@ -877,7 +879,7 @@ class MemoryModel:
                                f"values but the plan says {num_classes} classes")
 
     def _check_layer(self, plan, i, layer):
-        """check_layer and tt_param_layout_of (tt_plan.c)."""
+        """check_layer and tt_param_layout_of (tt_training_plan.c)."""
         if not 0 <= layer.operator_index < len(self.operators):
             raise BadPlanError(f"training plan: layer {i}: operator {layer.operator_index} "
                                "does not exist")
@@ -910,7 +912,7 @@ class MemoryModel:
             self._check_lowrank(i, layer, op, channels)
 
     def _check_lowrank(self, i, layer, op, channels):
-        """check_lowrank (tt_plan.c)."""
+        """check_lowrank (tt_training_plan.c)."""
         weights = self.tensors[op.input(1)]
         if op.code == tflite_graph.CONV_2D:
             source = self.tensors[op.input(0)] if op.input(0) >= 0 else None

@@ -1,6 +1,6 @@
 """Training plans: which layers of a model train, which of their output
 channels, and how. The binary form (version 2, described in
-runtime/tt_plan.h) is what the C trainer reads; this module owns it on the
+runtime/training/tt_training_plan.h) is what the C trainer reads; this module owns it on the
 Python side.
 
     plan = TrainingPlan.classifier_only(model_bytes, learning_rate=0.05)
@@ -14,7 +14,7 @@ and biases of the listed channels), "sampled" (weights and biases of
 channels drawn from the listed candidates every epoch within the plan's
 sample_budget: TraDy, see channel_sampler.py) and "lowrank" (weights by Adam
 on a rank-r projection of the gradient, biases by SGD: FULLY_CONNECTED and
-pointwise CONV_2D layers, all channels; runtime/tt_lowrank.h).
+pointwise CONV_2D layers, all channels; runtime/optimizer/tt_lowrank.h).
 """
 
 import dataclasses
@@ -105,7 +105,7 @@ class TrainingPlan:
     adam_beta2: float = 0.0
     adam_epsilon: float = 0.0
     # Bits of a stored activation gradient: 16 (bfloat16) halves the
-    # gradient buffers; it needs the runtime built for it (runtime/tt_grad.h).
+    # gradient buffers; it needs the runtime built for it (runtime/math/tt_grad.h).
     gradient_bits: int = 32
 
     def __post_init__(self):
@@ -250,7 +250,7 @@ class TrainingPlan:
 
     def _validate_sampling(self):
         """The header fields of sampled and low-rank layers (check_sampling,
-        tt_plan.c)."""
+        tt_training_plan.c)."""
         if not _is_int(self.seed) or not 0 <= self.seed < 2**32:
             raise BadPlanError(f"seed must be an int in [0, 2**32), got {self.seed!r}")
         if not _is_int(self.sample_budget) or not -2**31 <= self.sample_budget <= _INT32_MAX:
@@ -392,7 +392,7 @@ class TrainingPlan:
 
     @classmethod
     def lowrank(cls, model_bytes, layers, refresh_steps=10, *, static=(), **settings):
-        """Low-rank layers (runtime/tt_lowrank.h): the weights of each layer
+        """Low-rank layers (runtime/optimizer/tt_lowrank.h): the weights of each layer
         in `layers`, a dict {operator index: rank}, train by Adam on the
         rank-r projection of their gradient (projector refreshed every
         refresh_steps updates), their biases by SGD; every output channel
@@ -455,7 +455,7 @@ def _is_float32(value):
 
 
 def channel_state_bytes(plan, weights_per_channel, has_bias):
-    """tt_plan_channel_state_bytes (tt_plan.c): optimizer state bytes of one
+    """tt_plan_channel_state_bytes (tt_training_plan.c): optimizer state bytes of one
     output channel (weights and bias) under the plan's settings: a float
     residual unless residual=False, a velocity with momentum, an
     accumulator with batches."""
@@ -534,7 +534,7 @@ def feeds(graph, operator_index, tensor):
 
 
 def _validate_lowrank(i, layer):
-    """A "lowrank" layer's own fields (check_lowrank, tt_plan.c)."""
+    """A "lowrank" layer's own fields (check_lowrank, tt_training_plan.c)."""
     if not _is_int(layer.rank) or not 1 <= layer.rank <= _INT32_MAX:
         raise BadPlanError(f"layer {i}: rank must be an int >= 1 (the rank of the projected "
                          f"gradient), got {layer.rank!r}")
@@ -544,7 +544,7 @@ def _validate_lowrank(i, layer):
 
 
 def _check_lowrank(graph, i, layer):
-    """check_lowrank (tt_plan.c): a FULLY_CONNECTED or pointwise CONV_2D
+    """check_lowrank (tt_training_plan.c): a FULLY_CONNECTED or pointwise CONV_2D
     with one group, all output channels, rank <= min(C, D)."""
     op = graph.operators[layer.operator_index]
     layout = parameter_layout(graph, op.index)

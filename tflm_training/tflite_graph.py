@@ -171,7 +171,7 @@ def read_graph(model_bytes):
 def builtin_option(model_bytes, operator_index, field, fmt, default):
     """Field `field` of operator `operator_index`'s builtin options table,
     read with struct format `fmt` (e.g. "<b"), as the runtime's option
-    readers (tt_option_* in runtime/tt_kernel_prepare.c) see it: `default`
+    readers (tt_option_* in runtime/kernels/common/tt_kernel_prepare.c) see it: `default`
     when the operator has no options table, its options type is NONE, or
     the table lacks the field."""
     r = _Reader(model_bytes)

@@ -127,7 +127,7 @@ class Trainer:
     def begin_epoch(self, epoch):
         """Starts epoch `epoch` (an int in [0, 2**32)): every "sampled"
         layer draws the channels it trains until the next call and restarts
-        their optimizer state (runtime/tt_channel_sampler.h; the same draw
+        their optimizer state (runtime/training/tt_channel_sampler.h; the same draw
         as channel_sampler.sample_channels(plan, epoch)). The constructor
         draws epoch 0. Call it at the start of every epoch, as the firmware
         does; plans without sampled layers are unaffected. With sampled
@@ -217,7 +217,7 @@ class Trainer:
         log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         return float(-np.mean(log_probabilities[np.arange(len(labels)), labels]))
 
-    # -- learned state (runtime/tt_trainer_state.h) -------------------------
+    # -- learned state (runtime/training/tt_trainer_state.h) -------------------------
 
     def state_bytes(self):
         """Bytes of the learned state: counters, trained parameters,

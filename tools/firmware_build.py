@@ -187,17 +187,27 @@ def _run(command, what):
 
 
 # Runtime sources whose code runs once (reading the model and the plan,
-# planning memory, registries, checks, messages) and the board's common
+# planning memory, registries, checks, messages) or off the step's path
+# (the CRC-32 of plans, frames and saved states) and the board's common
 # support (startup, reports, faults):
 # optimized for size, since their speed does not matter and flash does.
 # Everything on the per-inference and per-step path stays at -O2.
 RUN_ONCE_RUNTIME_SOURCES = frozenset({
-    "tt_arena.c", "tt_buffer_planner.c", "tt_builtin_names.c", "tt_flatbuffer.c",
-    "tt_kernel_checks.c", "tt_kernel_prepare.c", "tt_kernel_registry.c",
-    "tt_model_reader.c", "tt_plan.c",
-    "tt_planner.c", "tt_status.c", "tt_trainer_setup.c", "tt_conv_params.c",
+    "memory/tt_arena.c", "memory/tt_buffer_planner.c", "model/tt_builtin_names.c",
+    "model/tt_flatbuffer.c", "model/tt_types.c", "kernels/common/tt_kernel_checks.c",
+    "kernels/common/tt_kernel_prepare.c", "kernels/common/tt_kernel_registry.c",
+    "interpreter/tt_model_reader.c", "training/tt_training_plan.c", "math/tt_crc.c",
+    "memory/tt_activation_planner.c", "tt_status.c", "training/tt_trainer_setup.c",
+    "kernels/common/tt_conv_params.c",
 })
 SIZE_OPTIMIZATION = "-Os"
+
+
+def _runtime_path(source):
+    """A source's path from the runtime root ("math/tt_crc.c"), or None."""
+    if not source.is_relative_to(host_build.RUNTIME):
+        return None
+    return source.relative_to(host_build.RUNTIME).as_posix()
 
 
 def _runs_once(source):
@@ -207,7 +217,7 @@ def _runs_once(source):
     # samples embedded, to the instruction).
     if source.parent == BOARDS_DIR / "common":
         return True
-    return source.parent == host_build.RUNTIME and source.name in RUN_ONCE_RUNTIME_SOURCES
+    return _runtime_path(source) in RUN_ONCE_RUNTIME_SOURCES
 
 
 def compile_all(board, sources, out_dir, defines, app_defines, verbose):
@@ -263,8 +273,9 @@ def link(board, objects, elf, scale=1, state_bytes=0, required=()):
 # them: {source: (symbol that pulls it in, test of a graph operator)}.
 OPTIONAL_RUNTIME_PARTS = {
     # The DSP path of depthwise layers with a depth multiplier above 1.
-    "tt_depthwise_dsp_multiplied.c": ("tt_depthwise_dsp_group_multiplied",
-                                      lambda graph, op: _depth_multiplier(graph, op) > 1),
+    "kernels/common/tt_depthwise_dsp_multiplied.c": (
+        "tt_depthwise_dsp_group_multiplied",
+        lambda graph, op: _depth_multiplier(graph, op) > 1),
 }
 
 
@@ -300,8 +311,7 @@ def kernel_symbols(model_bytes, training=False):
 
 
 def _archived(source):
-    return source.parent == KERNELS_DIR or (
-        source.parent == host_build.RUNTIME and source.name in OPTIONAL_RUNTIME_PARTS)
+    return source.parent == KERNELS_DIR or _runtime_path(source) in OPTIONAL_RUNTIME_PARTS
 
 
 def _archive_kernels(objects, sources, obj_dir):

@@ -44,7 +44,7 @@ GRADIENT_BITS = (32, 16)
 
 def gradient_flags(gradient_bits):
     """Compiler flags for activation gradients of `gradient_bits`
-    (runtime/tt_grad.h); none for the default 32."""
+    (runtime/math/tt_grad.h); none for the default 32."""
     if gradient_bits not in GRADIENT_BITS:
         raise BuildError(f"gradients are stored in 32 or 16 bits, not {gradient_bits}")
     return [] if gradient_bits == 32 else [f"-DTT_GRADIENT_BITS={gradient_bits}"]

@@ -32,7 +32,7 @@ def _tflm_training():
 
 
 def gradient_bits(plan_bytes):
-    """The runtime's gradient width the plan needs (runtime/tt_grad.h)."""
+    """The runtime's gradient width the plan needs (runtime/math/tt_grad.h)."""
     return _tflm_training().plan.gradient_bits_of(plan_bytes)
 
 

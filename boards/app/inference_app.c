@@ -8,9 +8,9 @@
 #include "app_common.h"
 #include "board.h"
 #include "exit_status.h"
+#include "model/tt_schema.h"
 #include "report.h"
 #include "tt_interpreter.h"
-#include "tt_schema.h"
 
 extern const uint8_t app_model_start[], app_model_end[];
 extern const uint8_t app_inputs_start[], app_inputs_end[];

@@ -13,9 +13,10 @@
 
 #include "board.h"
 #include "exit_status.h"
-#include "tt_kernel.h"
+#include "kernels/common/tt_kernel.h"
+#include "math/tt_crc.h"
+#include "training/tt_training_plan.h"
 #include "tt_learner.h"
-#include "tt_plan.h"
 
 /* learner_app_data.S */
 extern const uint8_t app_model_start[], app_model_end[];

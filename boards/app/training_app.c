@@ -29,9 +29,10 @@
 #include "app_common.h"
 #include "board.h"
 #include "exit_status.h"
+#include "kernels/common/tt_kernel.h"
+#include "math/tt_crc.h"
 #include "report.h"
-#include "tt_kernel.h"
-#include "tt_plan.h"
+#include "training/tt_training_plan.h"
 #include "tt_trainer.h"
 
 #ifndef APP_EPOCHS

@@ -14,8 +14,8 @@
 
 #include "board.h"
 #include "exit_status.h"
+#include "learner/tt_flash_ram.h"
 #include "semihosting.h"
-#include "tt_flash_ram.h"
 
 extern uint8_t __state_start[], __state_end[];
 

@@ -31,14 +31,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tt_flash_ram.h"
-#include "tt_frame.h"
+#include "learner/tt_flash_ram.h"
+#include "learner/tt_frame.h"
+#include "learner/tt_state_store.h"
+#include "math/tt_crc.h"
+#include "training/tt_trainer_internal.h"
+#include "training/tt_trainer_state.h"
+#include "training/tt_training_plan.h"
 #include "tt_learner.h"
-#include "tt_plan.h"
-#include "tt_state_store.h"
 #include "tt_trainer.h"
-#include "tt_trainer_internal.h"
-#include "tt_trainer_state.h"
 
 #define PROBE_ARENA_BYTES (8u << 20)
 #define MAX_PAIRS 8

@@ -20,8 +20,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "math/tt_crc.h"
+#include "training/tt_training_plan.h"
 #include "tt_interpreter.h"
-#include "tt_plan.h"
 #include "tt_trainer.h"
 
 #define MAX_INPUT_BYTES (4u << 20)

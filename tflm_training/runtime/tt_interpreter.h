@@ -14,75 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "tt_flatbuffer.h"
+#include "tt_records.h"
 #include "tt_status.h"
-
-#define TT_MAX_RANK 6
-#define TT_ARENA_ALIGNMENT 16
-
-typedef enum {
-  TT_DATA_NONE = 0,  /* never read or written: gets no memory */
-  TT_DATA_MODEL = 1, /* constant: lives in the model's buffers */
-  TT_DATA_ARENA = 2, /* planned into the arena's activation region */
-} tt_data_location;
-
-typedef struct {
-  int32_t type; /* tt_tensor_type */
-  int32_t rank;
-  int32_t dims[TT_MAX_RANK];
-  int32_t num_elements;
-  int32_t num_bytes;
-  int32_t location;    /* tt_data_location */
-  int32_t data_offset; /* into the model (TT_DATA_MODEL) or arena */
-  /* Quantization. num_scales == 0 means the tensor carries none. */
-  float scale;         /* scales[0] */
-  int32_t zero_point;  /* zero_points[0] */
-  int32_t num_scales;
-  int32_t scales_pos;  /* model position of the float scale vector */
-  int32_t num_zero_points;
-  int32_t zero_points_pos; /* model position of the int64 zero-point vector */
-  int32_t quantized_dimension;
-  /* Name: model position and length of the string (no terminator). */
-  int32_t name_pos;
-  int32_t name_length;
-  /* Lifetime in operator indices, for planning; -1 when unused. */
-  int32_t first_op;
-  int32_t last_op;
-  int32_t intact_after_invoke; /* 1 when no later tensor reuses its bytes */
-} tt_tensor;
-
-typedef struct {
-  int32_t builtin_code;
-  int32_t kernel_index;   /* into the kernel registry */
-  int32_t version;
-  int32_t options_type;   /* BuiltinOptions union tag, 0 when absent */
-  tt_fb_table options;    /* valid when options_type != 0 */
-  int32_t inputs_offset;  /* arena offset of num_inputs int32 tensor indices */
-  int32_t num_inputs;
-  int32_t outputs_offset;
-  int32_t num_outputs;
-  int32_t op_data_offset; /* arena offset of the kernel's data, -1 if none */
-} tt_node;
-
-typedef struct tt_interpreter {
-  tt_fb_buffer model;
-  uint8_t* arena;           /* aligned start of the caller's arena */
-  uint32_t arena_size;      /* usable bytes from `arena` */
-  uint32_t persistent_used; /* bytes of tables and kernel data */
-  uint32_t activations_offset;
-  uint32_t activations_size;
-  tt_tensor* tensors;
-  int32_t num_tensors;
-  tt_node* nodes;
-  int32_t num_nodes;
-  int32_t inputs_offset; /* arena offset of graph input tensor indices */
-  int32_t num_inputs;
-  int32_t outputs_offset;
-  int32_t num_outputs;
-  int32_t current_node; /* operator being prepared or run, for messages */
-  bool ready;
-  tt_error error;
-} tt_interpreter;
 
 typedef struct {
   bool preserve_all_tensors; /* every tensor keeps its own bytes */

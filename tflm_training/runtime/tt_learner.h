@@ -47,9 +47,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "learner/tt_frame.h"
+#include "learner/tt_state_store.h"
 #include "tt_flash.h"
-#include "tt_frame.h"
-#include "tt_state_store.h"
 #include "tt_trainer.h"
 
 enum {

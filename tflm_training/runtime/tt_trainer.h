@@ -1,7 +1,7 @@
 /* On-device training: the public C API.
  *
  * A trainer owns an interpreter over the same model and arena, plus what
- * the plan (tt_plan.h) asks for. One training step runs the int8 forward
+ * the training plan asks for. One training step runs the int8 forward
  * pass exactly as inference does, keeping only what the backward pass
  * needs; computes softmax cross-entropy on the dequantized int8 logits;
  * then walks the operators backwards in float32, from the logits down to

@@ -3,8 +3,8 @@
  * to the output and clamped by the fused activation, as TFLM's reference
  * kernel does. Shapes broadcast numpy-style. The kernel is shared with SUB
  * (tt_elementwise.c). */
-#include "tt_elementwise.h"
-#include "tt_kernel.h"
+#include "kernels/common/tt_elementwise.h"
+#include "kernels/common/tt_kernel.h"
 
 static tt_status prepare(tt_interpreter* it, tt_node* node) {
   return tt_add_sub_prepare(it, node, /*subtract=*/false);

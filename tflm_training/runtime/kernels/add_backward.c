@@ -4,9 +4,9 @@
  * Nothing is saved. Clamp: the fused activation range, which includes int8
  * saturation. Input 0's gradient can be written in place when input 0 is
  * not broadcast. */
-#include "../tt_backward_helpers.h"
-#include "../tt_backward_math.h"
-#include "../tt_elementwise.h"
+#include "kernels/common/tt_backward_helpers.h"
+#include "kernels/common/tt_backward_math.h"
+#include "kernels/common/tt_elementwise.h"
 
 #define INNER (TT_MAX_RANK - 1)
 

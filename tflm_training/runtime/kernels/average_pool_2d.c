@@ -1,8 +1,8 @@
 /* AVERAGE_POOL_2D, int8: the rounded mean of the part of each window that
  * lies inside the input (padding is not counted). */
-#include "tt_kernel.h"
-#include "tt_pool_params.h"
-#include "tt_quant.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_pool_params.h"
+#include "math/tt_quant.h"
 
 static tt_status prepare(tt_interpreter* it, tt_node* node) {
   tt_pool_params* p;

@@ -2,9 +2,9 @@
  * of inputs its window covers inside the image, goes to each of them.
  * Nothing is saved. Clamp: only where the fused activation narrows int8
  * (the rounded mean of int8 values cannot saturate). */
-#include "../tt_backward_helpers.h"
-#include "../tt_backward_math.h"
-#include "../tt_pool_params.h"
+#include "kernels/common/tt_backward_helpers.h"
+#include "kernels/common/tt_backward_math.h"
+#include "kernels/common/tt_pool_params.h"
 
 void tt_average_pool_grad(const tt_pool_params* p, float gain,
                           const tt_grad* dy, tt_grad* dx) {

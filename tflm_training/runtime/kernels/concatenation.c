@@ -3,8 +3,8 @@
  * activation is allowed; models that need rescaling are rejected. */
 #include <string.h>
 
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
 
 #define MAX_INPUTS 10 /* TFLM's limit on the inputs of one CONCATENATION */
 

@@ -2,9 +2,9 @@
  * gradient (inputs share the output's scale and zero point, so the values
  * were only moved). Nothing is saved; no clamp. At most
  * TT_BACKWARD_MAX_INPUTS inputs. */
-#include "../tt_backward_helpers.h"
-#include "../tt_backward_math.h"
-#include "../tt_kernel_checks.h"
+#include "kernels/common/tt_backward_helpers.h"
+#include "kernels/common/tt_backward_math.h"
+#include "kernels/common/tt_kernel_checks.h"
 
 void tt_concatenation_grad(int32_t outer, int32_t output_row, int32_t offset,
                            int32_t chunk, const tt_grad* dy, tt_grad* dx) {

@@ -6,8 +6,8 @@
  * smaller than the input depth is a grouped convolution: output channel oc
  * reads the input channels of group oc / (C_out / groups). The filter zero
  * point is not applied (weights are symmetric), as in TFLM. */
-#include "../tt_conv_dsp.h"
-#include "../tt_conv_op_data.h"
+#include "kernels/common/tt_conv_dsp.h"
+#include "kernels/common/tt_conv_op_data.h"
 
 /* The valid taps of output pixel (out_y, out_x) as segments of *span
  * values that are contiguous in both the input and the filter. Without

@@ -10,9 +10,9 @@
  * In place: a 1x1 filter with stride 1 whose weights do not train writes
  * the input gradient over the output gradient, one pixel at a time (one
  * pixel's scaled dY as scratch), after the bias update. */
-#include "../tt_backward_helpers.h"
-#include "../tt_backward_math.h"
-#include "../tt_plan.h"
+#include "kernels/common/tt_backward_helpers.h"
+#include "kernels/common/tt_backward_math.h"
+#include "optimizer/tt_optimizer.h"
 
 void tt_conv_input_grad(const tt_conv_shape* s, const tt_conv_window* w,
                         const int8_t* filter, const void* scales,

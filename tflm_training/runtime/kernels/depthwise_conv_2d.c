@@ -6,8 +6,8 @@
  * multiplier: output channel c * M + m filters input channel c. As in
  * TFLM, the filter zero point is not applied and the depth multiplier is
  * taken from the options (it must agree with the shapes). */
-#include "../tt_conv_op_data.h"
-#include "../tt_depthwise_dsp.h"
+#include "kernels/common/tt_conv_op_data.h"
+#include "kernels/common/tt_depthwise_dsp.h"
 
 /* acc + filter * (input - input zero point), wrapping. */
 static inline int32_t depthwise_mac(int32_t acc, int8_t filter, int8_t input,

@@ -14,9 +14,9 @@
  * row, the rows it still needs saved in a ring
  * (tt_depthwise_in_place_rows rows of scratch, stored gradients), after the
  * bias update. */
-#include "../tt_backward_helpers.h"
-#include "../tt_backward_math.h"
-#include "../tt_plan.h"
+#include "kernels/common/tt_backward_helpers.h"
+#include "kernels/common/tt_backward_math.h"
+#include "optimizer/tt_optimizer.h"
 
 /* Output channels taken at once: their gradients times their scales are
  * worked out once per output pixel (a stack buffer of this many floats). */

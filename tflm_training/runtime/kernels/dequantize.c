@@ -1,7 +1,7 @@
 /* DEQUANTIZE, int8 to float32: scale * (q - zero point), multiplied in
  * double and rounded once to float, as TFLM's reference does. */
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
 
 typedef struct {
   int32_t num_elements;

@@ -1,10 +1,10 @@
 /* EXPAND_DIMS: the input with a size-1 dimension inserted at a constant
  * axis; the bytes are unchanged. Types as TFLM's kernel: INT8, INT16 and
  * FLOAT32. */
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
-#include "tt_model_reader.h"
-#include "tt_strided_copy.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
+#include "kernels/common/tt_strided_copy.h"
+#include "model/tt_types.h"
 
 typedef struct {
   int32_t element_size;

@@ -10,8 +10,8 @@
  * one subtracts the filter zero point and forms its scale from a float
  * product, the per-channel one ignores the zero point and multiplies in
  * double. Both are reproduced. */
-#include "../tt_conv_dsp.h"
-#include "../tt_conv_op_data.h"
+#include "kernels/common/tt_conv_dsp.h"
+#include "kernels/common/tt_conv_op_data.h"
 
 /* Signed 32-bit multiplication that wraps, like tt_conv_wrapping_add. */
 static int32_t wrapping_mul(int32_t a, int32_t b) {

@@ -6,8 +6,8 @@
  * Saved: input 0 only when weights train. Scratch: one unit's weight
  * gradient (depth floats) when weights train. Clamp: the fused activation
  * range, which includes int8 saturation. */
-#include "../tt_backward_helpers.h"
-#include "../tt_backward_math.h"
+#include "kernels/common/tt_backward_helpers.h"
+#include "kernels/common/tt_backward_math.h"
 
 void tt_fc_input_grad(int32_t batches, int32_t depth, int32_t units,
                       const int8_t* filter, int32_t filter_offset,

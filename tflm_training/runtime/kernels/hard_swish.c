@@ -5,10 +5,10 @@
  * 3.0 is 32768, saturating; the latter, mapped from [-1, 1] to [0, 1],
  * multiplies the former. All intermediates are int16 and wrap or saturate
  * exactly as TFLM's do. */
-#include "tt_elementwise.h"
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
-#include "tt_quant.h"
+#include "kernels/common/tt_elementwise.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
+#include "math/tt_quant.h"
 
 typedef struct {
   int32_t num_elements;

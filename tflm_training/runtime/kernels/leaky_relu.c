@@ -3,10 +3,10 @@
  * by input_scale * alpha / output_scale (a negative multiplier applied by
  * its magnitude, then the result negated), each offset by the output's zero
  * point and clamped. */
-#include "tt_elementwise.h"
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
-#include "tt_quant.h"
+#include "kernels/common/tt_elementwise.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
+#include "math/tt_quant.h"
 
 typedef struct {
   int32_t num_elements;

@@ -7,11 +7,11 @@
  * Like TFLM, the output's quantization is implied, not read: LOGISTIC
  * writes scale 1/256 with zero point -128 (TFLM checks only the zero
  * point), TANH scale 1/128 with zero point 0 (TFLM checks neither). */
-#include "tt_elementwise.h"
-#include "tt_fixedpoint.h"
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
-#include "tt_quant.h"
+#include "kernels/common/tt_elementwise.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
+#include "math/tt_fixedpoint.h"
+#include "math/tt_quant.h"
 
 #define INPUT_INTEGER_BITS 4
 

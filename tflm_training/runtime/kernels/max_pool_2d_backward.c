@@ -3,9 +3,9 @@
  * largest value of the window in row-major order, as TensorFlow routes
  * ties). Saved: input 0, always. Clamp: only where the fused activation
  * narrows int8. */
-#include "../tt_backward_helpers.h"
-#include "../tt_backward_math.h"
-#include "../tt_pool_params.h"
+#include "kernels/common/tt_backward_helpers.h"
+#include "kernels/common/tt_backward_math.h"
+#include "kernels/common/tt_pool_params.h"
 
 void tt_max_pool_grad(const tt_pool_params* p, const int8_t* input,
                       float gain, const tt_grad* dy, tt_grad* dx) {

@@ -2,9 +2,9 @@
  * shapes broadcasting numpy-style. Like TFLM, the values are compared as
  * stored, without rescaling: the converter gives both inputs and the
  * output the same quantization. */
-#include "tt_elementwise.h"
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
+#include "kernels/common/tt_elementwise.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
 
 typedef struct {
   tt_broadcast_params shape;

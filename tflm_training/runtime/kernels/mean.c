@@ -8,10 +8,10 @@
  * in turn and needs no accumulator buffer. */
 #include <string.h>
 
-#include "tt_fixedpoint.h"
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
-#include "tt_quant.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
+#include "math/tt_fixedpoint.h"
+#include "math/tt_quant.h"
 
 typedef struct {
   /* Input dimensions split into kept (outer) and reduced (inner) ones,

@@ -2,9 +2,9 @@
  * number of inputs per output (the rescaling to the output's scale is the
  * identity in real values). Nothing is saved. Clamp: int8 saturation,
  * unless input and output share scale and zero point. */
-#include "../tt_backward_helpers.h"
-#include "../tt_backward_math.h"
-#include "../tt_kernel_checks.h"
+#include "kernels/common/tt_backward_helpers.h"
+#include "kernels/common/tt_backward_math.h"
+#include "kernels/common/tt_kernel_checks.h"
 
 void tt_mean_grad(int32_t rank, const int32_t* input_dims,
                   uint32_t reduced_mask, const tt_grad* dy,

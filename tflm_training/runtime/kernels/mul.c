@@ -3,10 +3,10 @@
  * input1_scale * input2_scale / output_scale, offset by the output's zero
  * point and clamped by the fused activation. Shapes broadcast numpy-style
  * (e.g. a squeeze-excite gate [N,1,1,C] times [N,H,W,C]). */
-#include "tt_elementwise.h"
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
-#include "tt_quant.h"
+#include "kernels/common/tt_elementwise.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
+#include "math/tt_quant.h"
 
 typedef struct {
   int32_t input1_offset; /* minus the zero point */

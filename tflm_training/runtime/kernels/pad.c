@@ -4,8 +4,8 @@
  * third input, which must share the output's quantization. */
 #include <string.h>
 
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
 
 #define PAD_MAX_RANK 5
 #define PAD_OUTER (PAD_MAX_RANK - 1)

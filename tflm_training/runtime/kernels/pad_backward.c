@@ -2,9 +2,9 @@
  * of the output's (scaled by output scale / input scale, 1 when they
  * agree); a non-constant PADV2 fill value gets the sum over the padding.
  * Nothing is saved; no clamp (values are only moved). */
-#include "../tt_backward_helpers.h"
-#include "../tt_backward_math.h"
-#include "../tt_kernel_checks.h"
+#include "kernels/common/tt_backward_helpers.h"
+#include "kernels/common/tt_backward_math.h"
+#include "kernels/common/tt_kernel_checks.h"
 
 void tt_pad_grad(int32_t rank, const int32_t* input_dims,
                  const int32_t* before, const int32_t* after, float gain,

@@ -1,9 +1,9 @@
 /* QUANTIZE to int8, per tensor: from float32 (round(x / scale) + zero point,
  * in float as TFLM computes it) or from int8 (a requantization to the
  * output's scale and zero point). */
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
-#include "tt_quant.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
+#include "math/tt_quant.h"
 
 typedef struct {
   int32_t from_float;

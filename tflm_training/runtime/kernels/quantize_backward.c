@@ -3,8 +3,8 @@
  * saturates at -128 / 127, which an int8 input can only reach when the
  * output's scale or zero point differs from its own. Nothing is saved;
  * the gradient can be written in place. */
-#include "../tt_backward_helpers.h"
-#include "../tt_backward_math.h"
+#include "kernels/common/tt_backward_helpers.h"
+#include "kernels/common/tt_backward_math.h"
 
 static tt_status quantize_backward_prepare(tt_interpreter* it,
                                            const tt_node* node,

@@ -2,9 +2,9 @@
  * input's to the output's scale and clamps at the output's zero; RELU6
  * clamps in the input's quantized domain, between its zero point and the
  * quantized 6.0 (TFLM ignores the output's quantization there). */
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
-#include "tt_quant.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
+#include "math/tt_quant.h"
 
 typedef struct {
   int32_t num_elements;

@@ -6,9 +6,9 @@
  *   quantized 6.0, unchanged, as TFLM does (derivative output scale /
  *   input scale, 1 when they agree).
  * Nothing is saved; the gradient can be written in place. */
-#include "../tt_backward_helpers.h"
-#include "../tt_backward_math.h"
-#include "../tt_quant.h"
+#include "kernels/common/tt_backward_helpers.h"
+#include "kernels/common/tt_backward_math.h"
+#include "math/tt_quant.h"
 
 static tt_status relu_backward_prepare(tt_interpreter* it,
                                        const tt_node* node,

@@ -5,9 +5,9 @@
  * dimensions. */
 #include <string.h>
 
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
-#include "tt_model_reader.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
+#include "model/tt_types.h"
 
 #define MAX_SQUEEZE_DIMS 8 /* TFLM's limit on listed squeeze dimensions */
 

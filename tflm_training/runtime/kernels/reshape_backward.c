@@ -2,8 +2,8 @@
  * the gradient is copied, scaled by output scale / input scale (1 when they
  * agree, as converters write them). Nothing is saved; no clamp (the values
  * are not touched); the gradient can be written in place. */
-#include "../tt_backward_helpers.h"
-#include "../tt_backward_math.h"
+#include "kernels/common/tt_backward_helpers.h"
+#include "kernels/common/tt_backward_math.h"
 
 void tt_grad_scaled_add(int32_t count, float gain, const tt_grad* dy,
                         tt_grad* dx) {

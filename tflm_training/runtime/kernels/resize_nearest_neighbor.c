@@ -6,10 +6,10 @@
  * y + 0.5. A pure data move for INT8, INT16 and FLOAT32. */
 #include <string.h>
 
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
-#include "tt_model_reader.h"
-#include "tt_quant.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
+#include "math/tt_quant.h"
+#include "model/tt_types.h"
 
 typedef struct {
   int32_t batches;

@@ -4,10 +4,10 @@
  * are scaled by beta * input_scale into Q5.26, exponentiated in fixed
  * point, summed in Q12.19, and each exponential is multiplied by the
  * fixed-point reciprocal of the sum. */
-#include "tt_fixedpoint.h"
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
-#include "tt_quant.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
+#include "math/tt_fixedpoint.h"
+#include "math/tt_quant.h"
 
 #define SCALED_DIFF_INTEGER_BITS 5
 #define ACCUMULATION_INTEGER_BITS 12

@@ -4,9 +4,9 @@
  * pure data move for INT8, INT16, INT32 and FLOAT32. */
 #include <string.h>
 
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
-#include "tt_model_reader.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
+#include "model/tt_types.h"
 
 typedef struct {
   int32_t input_index; /* SPLIT: 1 (after the axis), SPLIT_V: 0 */

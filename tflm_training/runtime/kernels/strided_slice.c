@@ -9,10 +9,10 @@
  * rejected: TFLM writes nothing to the output then. A pure data move for
  * the element types TFLM's kernel takes: INT8, INT16, INT32, FLOAT32,
  * BOOL. */
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
-#include "tt_model_reader.h"
-#include "tt_strided_copy.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
+#include "kernels/common/tt_strided_copy.h"
+#include "model/tt_types.h"
 
 #define MAX_STRIDED_SLICE_RANK 4 /* TFLM's limit */
 

@@ -1,10 +1,10 @@
 /* TRANSPOSE: output dimension i is input dimension perm[i], perm a
  * constant int32 permutation. A pure data move (no rescaling), for the
  * element types TFLM's kernel takes: INT8, INT16 and FLOAT32. */
-#include "tt_kernel.h"
-#include "tt_kernel_checks.h"
-#include "tt_model_reader.h"
-#include "tt_strided_copy.h"
+#include "kernels/common/tt_kernel.h"
+#include "kernels/common/tt_kernel_checks.h"
+#include "kernels/common/tt_strided_copy.h"
+#include "model/tt_types.h"
 
 #define MAX_TRANSPOSE_RANK 5 /* TFLM's limit */
 
