@@ -10,9 +10,9 @@ import pytest
 import training_helpers as th
 from tflm_training import Interpreter, TrainingPlan
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.firmware, pytest.mark.skipif(
     shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="needs qemu-system-arm and gcc-arm-none-eabi (bash tools/install.sh)")
+    reason="needs qemu-system-arm and gcc-arm-none-eabi (bash tools/install.sh)")]
 
 MODEL = th.MODELS / "transfer" / "ds_cnn_fsdd.tflite"
 

@@ -25,6 +25,8 @@ import tflm_training
 from pipeline import checkpoint, footprint, heads, pretrain, qat, zoo
 from pipeline import data as datasets
 
+pytestmark = pytest.mark.tensorflow
+
 L = keras.layers
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 DATA_DIR = os.path.join(TESTS_DIR, 'data')
