@@ -432,7 +432,7 @@ def test_object_cache_replaces_stale_entries_and_survives_vanished_ones(tmp_path
     assert len(calls) == 3 and obj.read_text() == "version 2\n"
 
 
-@pytest.mark.slow
+@pytest.mark.firmware
 def test_ctrl_c_says_out_is_kept_without_a_traceback(tmp_path):
     """SIGINT while the device trains: exit status 130, one line, --out as
     it was, and the emulated device gone with the tool."""
