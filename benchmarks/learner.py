@@ -207,7 +207,7 @@ def markdown(results):
              f"`{env['command']}`, {env['date_utc']}, {results['seconds']:.0f} s on "
              f"{env['cpus_usable']} cores ({env['cpu_model']}); QEMU mps2-an386 with the "
              "nRF52840's memory (`-icount shift=0`: counts are exact instructions); the "
-             "DS-CNN with a new head (`tests/models/transfer/ds_cnn_fsdd.tflite`) on FSDD.", "",
+             "DS-CNN with a new head (`examples/ds_cnn_fsdd.tflite`) on FSDD.", "",
              "## Streaming, saving, restoring", "",
              "| plan | samples/s streamed + trained | instructions / step streamed "
              "(pipelined) | with the samples embedded | UART interrupt share | one request "

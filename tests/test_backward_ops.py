@@ -60,6 +60,8 @@ if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 import single_op_models as som  # noqa: E402
 
+pytestmark = pytest.mark.tensorflow
+
 EPS32 = float(np.finfo(np.float32).eps)  # 2^-23
 MAX_RANK = 6
 MAX_INPUTS = 8

@@ -121,6 +121,7 @@ def _job(method, budgets=()):
     return runs.Job("fsdd", method, 0, tuple(budgets), 1.0)
 
 
+@pytest.mark.slow
 def test_int8_records_classifier_and_bias(samples, tmp_path):
     records = runs.int8_records(_job("classifier"), MODEL, samples, CONFIG, tmp_path)
     assert len(records) == 1 and records[0]["available"]
@@ -132,6 +133,7 @@ def test_int8_records_classifier_and_bias(samples, tmp_path):
         methods.inference_arena(MODEL) + 64 * 1024)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["sparse-search", "trady", "lowrank"])
 def test_int8_records_other_schemes(method, samples, tmp_path):
     records = runs.int8_records(_job(method, (64,)), MODEL, samples, CONFIG, tmp_path)
@@ -245,6 +247,7 @@ def _run_benchmark(tmp_path, *args):
         cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.firmware
 def test_every_scheme_runs_on_a_task_given_on_the_command_line(tmp_path):
     data = _digits(tmp_path)
     model = TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite"
@@ -266,6 +269,7 @@ def test_every_scheme_runs_on_a_task_given_on_the_command_line(tmp_path):
     assert "ds_cnn_fsdd.tflite → digits" in text and "Before training" in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("problem,message", [
     ("shape", "shaped (49, 40, 1)"),
     ("labels", "outputs but the labels"),

@@ -154,6 +154,7 @@ def test_fixture_matches_manifest(name):
     assert tuple(entry['input_shape'][1:]) == data['x_test'].shape[1:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', MODEL_NAMES)
 def test_golden_accuracy_above_chance(name):
     """Behaviour check of the fixtures themselves, with tflite_micro."""
@@ -240,6 +241,7 @@ def test_every_op_output_bit_exact(name):
             if len(failures) > 3 else ''))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', MODEL_NAMES)
 def test_outputs_match_and_accuracy(name):
     """Final outputs on the whole test subset; predictions are sensible."""

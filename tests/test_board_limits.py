@@ -39,6 +39,7 @@ def nrf52840_build(tmp_path_factory):
     return out, result.stdout
 
 
+@pytest.mark.firmware
 def test_nrf52840_firmware_fits_the_board(nrf52840_build):
     out, report = nrf52840_build
     board = board_config.load_board(BOARD)
@@ -57,6 +58,7 @@ def test_nrf52840_firmware_fits_the_board(nrf52840_build):
     assert ram_used > board.stack_size // 4
 
 
+@pytest.mark.firmware
 def test_report_agrees_with_arm_none_eabi_size(nrf52840_build):
     out, report = nrf52840_build
     flash_used = int(SKETCH.search(report).group(1))
@@ -69,6 +71,7 @@ def test_report_agrees_with_arm_none_eabi_size(nrf52840_build):
     assert ram_used == data + bss - stack
 
 
+@pytest.mark.firmware
 def test_memory_layout_follows_board_json(nrf52840_build):
     out, _ = nrf52840_build
     board = board_config.load_board(BOARD)
@@ -89,6 +92,7 @@ def test_emulator_board_carries_the_nrf52840_limits():
     assert board_config.emulator_board(BOARD).name == "mps2_an386"
 
 
+@pytest.mark.firmware
 def test_oversized_arena_fails_with_a_clear_error(tmp_path):
     result = build("--arena_bytes=300000", f"--out={tmp_path}")
     assert result.returncode != 0
@@ -97,6 +101,7 @@ def test_oversized_arena_fails_with_a_clear_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.firmware
 def test_oversized_inputs_fail_with_a_clear_error(tmp_path):
     one = np.load(firmware_build.DEFAULT_INPUTS)[:1]
     too_many = np.repeat(one, (1024 * 1024) // one.nbytes + 1, axis=0)
@@ -110,6 +115,7 @@ def test_oversized_inputs_fail_with_a_clear_error(tmp_path):
     assert not (tmp_path / "out" / "firmware.elf").exists()
 
 
+@pytest.mark.slow
 def test_missing_toolchain_names_the_debian_packages(tmp_path):
     env = dict(os.environ, PATH=str(tmp_path))  # no arm-none-eabi-* here
     result = build(f"--out={tmp_path / 'out'}", env=env)

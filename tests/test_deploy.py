@@ -68,6 +68,7 @@ def default_run(tmp_path_factory):
     return result, out
 
 
+@pytest.mark.firmware
 def test_default_run_learns_on_the_device_like_the_host(default_run):
     result, out = default_run
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -98,6 +99,7 @@ def test_default_run_learns_on_the_device_like_the_host(default_run):
     assert "the saved state came back" in result.stdout
 
 
+@pytest.mark.firmware
 def test_default_run_writes_the_artifacts(default_run):
     """The int8 model, the plan the runtime reads, a summary of what trains,
     and the adapted models (from the device and from the host replay), all
@@ -123,6 +125,7 @@ def test_default_run_writes_the_artifacts(default_run):
     assert np.array_equal(reference.get_output(0), trained.get_output(0))
 
 
+@pytest.mark.firmware
 def test_default_run_reports_every_layer(default_run):
     """report.json and layers/ hold the plan per operator, with the
     instructions of each operator's forward and backward work measured on
@@ -143,6 +146,7 @@ def test_default_run_reports_every_layer(default_run):
     assert "| 10 | FULLY_CONNECTED | weights 10/10 |" in (out / "layers" / "layers.md").read_text()
 
 
+@pytest.mark.slow
 def test_unknown_board_lists_the_known_ones(tmp_path):
     result = _deploy("--board", "nosuchboard", "--out", str(tmp_path))
     assert result.returncode == 2
@@ -152,6 +156,7 @@ def test_unknown_board_lists_the_known_ones(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_dataset_with_the_wrong_shape_says_what_is_wrong(tmp_path):
     path = tmp_path / "bad.npz"
     np.savez(path, x_train=np.zeros((20, 32, 32, 3), np.uint8), y_train=np.arange(20) % 10,
@@ -162,6 +167,7 @@ def test_dataset_with_the_wrong_shape_says_what_is_wrong(tmp_path):
     assert "(49, 40, 1)" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_dataset_with_labels_beyond_the_head_says_so(tmp_path):
     path = tmp_path / "labels.npz"
     np.savez(path, x_train=np.zeros((20, 49, 40, 1), np.uint8), y_train=np.arange(20),
@@ -171,6 +177,7 @@ def test_dataset_with_labels_beyond_the_head_says_so(tmp_path):
     assert "labels 0 to 19" in result.stderr and "10 classes" in result.stderr
 
 
+@pytest.mark.slow
 def test_budget_too_small_names_the_minimum(tmp_path):
     result = _deploy("--scheme", "classifier", "--budget_kb", "10", "--out", str(tmp_path))
     assert result.returncode == 2
@@ -190,6 +197,7 @@ def sparse_run(tmp_path_factory):
     return result, out
 
 
+@pytest.mark.firmware
 def test_sparse_trains_the_classifier_and_some_channels_of_an_earlier_layer(sparse_run):
     result, out = sparse_run
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -216,6 +224,7 @@ def test_sparse_trains_the_classifier_and_some_channels_of_an_earlier_layer(spar
     assert "trained (sparse)" in result.stdout and "bit-identical" in result.stdout
 
 
+@pytest.mark.firmware
 def test_noemulate_builds_the_firmware_and_says_how_to_flash(tmp_path):
     """QEMU hidden: the run must not need it. It flashes nothing (a pyocd on
     PATH is not run) and names the tools/flash.py command, which flashes
@@ -246,6 +255,7 @@ def test_noemulate_builds_the_firmware_and_says_how_to_flash(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hidden", [firmware_build.GCC, firmware_build.OBJCOPY])
 def test_missing_toolchain_names_the_debian_packages(tmp_path, hidden):
     env = _env_without(tmp_path, {hidden})
@@ -256,6 +266,7 @@ def test_missing_toolchain_names_the_debian_packages(tmp_path, hidden):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_toolchain_is_reported_even_with_noemulate(tmp_path):
     env = _env_without(tmp_path, {firmware_build.GCC, emulation.QEMU})
     result = _deploy("--noemulate", "--out", str(tmp_path / "out"), *FAST, env=env)
@@ -264,6 +275,7 @@ def test_missing_toolchain_is_reported_even_with_noemulate(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_qemu_names_the_debian_package_and_noemulate(tmp_path):
     env = _env_without(tmp_path, {emulation.QEMU})
     result = _deploy("--board", "nrf52840", "--out", str(tmp_path / "out"), *FAST, env=env)
@@ -273,6 +285,7 @@ def test_missing_qemu_names_the_debian_package_and_noemulate(tmp_path):
     assert "--noemulate" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_full_scheme_on_the_default_model_is_refused_with_the_sizes(tmp_path):
     board = board_config.load_board("nrf52840")
     result = _deploy("--board", "nrf52840", "--scheme", "full", "--out", str(tmp_path), *FAST)
@@ -303,6 +316,7 @@ def searched_run(request, tmp_path_factory):
     return request.param, result, out
 
 
+@pytest.mark.firmware
 def test_searched_schemes_fit_the_budget_and_train_on_device_like_the_host(searched_run):
     scheme, result, out = searched_run
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -329,6 +343,7 @@ def test_searched_schemes_fit_the_budget_and_train_on_device_like_the_host(searc
     assert f"trained ({scheme})" in result.stdout
 
 
+@pytest.mark.firmware
 def test_16_bit_gradients_train_on_the_device_like_the_host_in_less_memory(tmp_path):
     result = _deploy("--board", "nrf52840", "--scheme", "bias", "--gradient_bits", "16",
                      "--out", str(tmp_path), *FAST)
@@ -345,6 +360,7 @@ def test_16_bit_gradients_train_on_the_device_like_the_host_in_less_memory(tmp_p
     assert comparison["predictions_identical"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["sparse-search", "trady", "lowrank"])
 def test_searched_scheme_with_too_small_a_budget_names_the_minimum(tmp_path, scheme):
     result = _deploy("--scheme", scheme, "--budget_kb", "60", "--out", str(tmp_path),
@@ -354,6 +370,7 @@ def test_searched_scheme_with_too_small_a_budget_names_the_minimum(tmp_path, sch
     assert "(--budget_kb)" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_trady_with_a_partial_last_batch_says_how_many_samples(tmp_path):
     result = _deploy("--scheme", "trady", "--train_samples", "7", "--out", str(tmp_path),
                      "--noemulate")
@@ -362,6 +379,7 @@ def test_trady_with_a_partial_last_batch_says_how_many_samples(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.firmware
 def test_auto_falls_back_to_a_scheme_that_fits_the_budget(tmp_path):
     result = _deploy("--budget_kb", "80", "--noemulate", "--out", str(tmp_path), *FAST)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -403,6 +421,7 @@ def _failed_run(previous_out, *args):
     return result, partial
 
 
+@pytest.mark.firmware
 def test_a_rate_that_saturates_the_model_is_refused_and_out_kept(previous_out):
     """--learning_rate 1e6 does not diverge: it pins the classifier at +-127.
     The device and the host agree bit for bit, and the run is refused."""
@@ -423,6 +442,7 @@ def test_a_rate_that_saturates_the_model_is_refused_and_out_kept(previous_out):
     assert "warning: training saturated operator 10" in result.stdout
 
 
+@pytest.mark.firmware
 def test_steps_that_diverge_change_nothing_on_the_device(previous_out):
     """At 3e38 the updates overflow: with its undo buffer the device
     changes nothing (as the host), and the run is refused."""
@@ -438,6 +458,7 @@ def test_steps_that_diverge_change_nothing_on_the_device(previous_out):
         partial / "model.tflite").read_bytes()
 
 
+@pytest.mark.firmware
 def test_a_float_input_model_learns_on_the_device_like_the_host(tmp_path):
     """float32 in and out (QUANTIZE and DEQUANTIZE at the ends): uint8 data
     is fed as x / 255, sent to the device as float32 samples."""

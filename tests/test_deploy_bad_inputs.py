@@ -360,6 +360,7 @@ def test_every_bad_input_is_one_line_before_any_work(capsys, tmp_path, previous_
     assert tree(tmp_path) == before  # nothing else written either (a file --out included)
 
 
+@pytest.mark.slow
 def test_unmutated_data_passes_every_check(tmp_path, previous_out):
     """The control: unmutated, the generator's data passes every check, so
     each case above fails for its mutation alone."""
@@ -487,6 +488,7 @@ def _cli(tool, *args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool", ["deploy.py", "learn.py"])
 def test_the_command_lines_refuse_transposed_data_in_one_line(tmp_path, previous_out, tool):
     arrays = good_arrays(np.random.default_rng(1))
@@ -501,6 +503,7 @@ def test_the_command_lines_refuse_transposed_data_in_one_line(tmp_path, previous
     assert tree(previous_out) == before and leftovers(previous_out) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool,flag", [("deploy.py", "--learning_rate=1e39"),
                                        ("deploy.py", "--scheme=everything"),
                                        ("learn.py", "--timeout=-1"),
@@ -514,6 +517,7 @@ def test_the_command_lines_refuse_bad_flags_in_one_line(previous_out, tool, flag
     assert tree(previous_out) == before
 
 
+@pytest.mark.slow
 def test_learn_refuses_a_plan_for_another_model(tmp_path, previous_out):
     plan = tmp_path / "plan.bin"
     plan.write_bytes(tflm_training.TrainingPlan.classifier_only(
@@ -611,6 +615,7 @@ def test_images_of_another_size_without_resize_suggest_it(capsys, tmp_path, prev
                     "--resize bilinear"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", deploy_steps.RESIZE_METHODS)
 def test_resized_images_pass_every_check(tmp_path, previous_out, method):
     arrays = good_arrays(np.random.default_rng(0))

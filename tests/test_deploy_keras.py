@@ -13,6 +13,8 @@ import tf_keras as keras
 from pipeline import checkpoint
 from tools import deploy_steps
 
+pytestmark = pytest.mark.tensorflow
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -25,6 +27,7 @@ def user_model(tmp_path_factory):
     return path
 
 
+@pytest.mark.firmware
 def test_a_keras_model_file_trains_on_the_emulated_board(user_model, tmp_path):
     out = tmp_path / "deploy"
     cli = subprocess.run(

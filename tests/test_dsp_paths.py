@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from tflite_micro.python.tflite_micro import runtime as tflm_runtime
 
 TESTS = pathlib.Path(__file__).resolve().parent
@@ -43,6 +44,7 @@ def _defines(elf, symbol):
     return symbol in names
 
 
+@pytest.mark.firmware
 def test_images_link_the_multiplied_depthwise_path_only_when_needed(tmp_path):
     import tflm_training
     for name, needed in (("ds_cnn", False), ("depth_multiplier", True)):
@@ -85,6 +87,7 @@ def _check_shares(ran, dsp, total):
     assert dsp >= MIN_DSP_SHARE * total, f"only {dsp} of {total} cases take the DSP path"
 
 
+@pytest.mark.slow
 def test_kernel_cases_match_tflm_on_the_host():
     import tflm_training
     # Set by test_emulated_dsp_build_matches_tflm for its child process.
@@ -109,6 +112,7 @@ def test_kernel_cases_match_tflm_on_the_host():
     _check_shares(ran, dsp, total)
 
 
+@pytest.mark.slow
 def test_emulated_dsp_build_matches_tflm():
     library = host_build.build_host_if_stale(emulate_dsp=True)
     checks = [f"{TESTS / 'test_dsp_paths.py'}::test_kernel_cases_match_tflm_on_the_host",
@@ -125,6 +129,7 @@ def test_emulated_dsp_build_matches_tflm():
 
 
 
+@pytest.mark.firmware
 def test_kernel_cases_match_tflm_in_the_firmware(tmp_path):
     """Each case built into the inference firmware (the board's Cortex-M4
     flags select the DSP paths) and run under QEMU."""

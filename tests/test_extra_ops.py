@@ -183,6 +183,7 @@ def _pack(model):
     return bytes(builder.Output())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', MODEL_NAMES)
 def test_quantization_variants_match_tflite_micro(name):
     problems = []
@@ -397,6 +398,7 @@ RANDOM_CONFIGS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('op_name', sorted(RANDOM_CONFIGS))
 def test_random_configurations_match_tflite_micro(op_name):
     model, configure = RANDOM_CONFIGS[op_name]

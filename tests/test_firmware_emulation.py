@@ -76,6 +76,7 @@ def _host_outputs(interpreter, sample):
             return outputs
 
 
+@pytest.mark.firmware
 @pytest.mark.parametrize("model", sorted(MANIFEST))
 def test_outputs_and_arena_bytes_equal_the_host_runtime(model, tmp_path):
     model_path = MODELS_DIR / MANIFEST[model]["file"]
@@ -105,6 +106,7 @@ def default_firmware(tmp_path_factory):
     return firmware_build.build_firmware(BOARD, out_dir=tmp_path_factory.mktemp("default"))
 
 
+@pytest.mark.firmware
 def test_reports_instructions_and_stack_high_water(default_firmware):
     log = _run(default_firmware.elf).log
     assert log.bad_lines == [] and log.errors == []
@@ -147,6 +149,7 @@ def test_every_kernel_is_named_as_the_build_asks_for_it():
         assert tflm_training.interpreter.builtin_name(codes[op]).lower() == suffix, op
 
 
+@pytest.mark.firmware
 @pytest.mark.parametrize("name", ["activations", "expand_dims", "resize_nearest_neighbor",
                                   "split", "squeeze_excite", "strided_slice", "transpose",
                                   "unary_ops"])
@@ -167,6 +170,7 @@ def test_extra_operators_run_in_the_firmware_like_on_the_host(name, tmp_path):
             np.testing.assert_array_equal(got, want, err_msg=f"{name} input {index}")
 
 
+@pytest.mark.firmware
 def test_an_image_links_only_the_kernels_of_its_model(default_firmware, tmp_path):
     """ds_cnn's six operators, no other kernel and no backward one; an image
     with every kernel holds more code for the same model and runs it alike."""
@@ -187,11 +191,13 @@ def test_an_image_links_only_the_kernels_of_its_model(default_firmware, tmp_path
     assert _run(everything.elf).log.events == _run(default_firmware.elf).log.events
 
 
+@pytest.mark.firmware
 def test_runs_are_deterministic(default_firmware):
     first, second = _run(default_firmware.elf).log, _run(default_firmware.elf).log
     assert first.events == second.events
 
 
+@pytest.mark.firmware
 def test_counter_counts_instructions_exactly(tmp_path):
     firmware = firmware_build.build_app(BOARD, "counter_selftest", out_dir=tmp_path)
     result = _run(firmware.elf)
@@ -201,6 +207,7 @@ def test_counter_counts_instructions_exactly(tmp_path):
     assert [c["count"] for c in checks] == [c["nops"] for c in checks]
 
 
+@pytest.mark.firmware
 def test_runtime_error_is_reported_and_becomes_the_exit_status(tmp_path):
     need = _interpreter(firmware_build.DEFAULT_MODEL).arena_used_bytes()
     firmware = firmware_build.build_firmware(BOARD, out_dir=tmp_path,
@@ -219,6 +226,7 @@ def test_runtime_error_is_reported_and_becomes_the_exit_status(tmp_path):
     assert cli.returncode == TT_ERR_ARENA_TOO_SMALL, cli.stderr
 
 
+@pytest.mark.firmware
 def test_emulate_cli_maps_nrf52840_to_its_emulator(default_firmware, tmp_path):
     events = tmp_path / "events.json"
     cli = subprocess.run([sys.executable, "tools/emulate.py", "--board=nrf52840",
@@ -231,6 +239,7 @@ def test_emulate_cli_maps_nrf52840_to_its_emulator(default_firmware, tmp_path):
     assert json.loads(events.read_text())[-1] == {"event": "exit", "status": 0}
 
 
+@pytest.mark.firmware
 def test_readme_demo_builds_the_default_firmware_and_runs_it(tmp_path):
     """`python tools/emulate.py --board nrf52840`, the README's main command."""
     events = tmp_path / "events.json"

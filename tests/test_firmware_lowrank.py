@@ -22,6 +22,8 @@ from test_firmware_training import (FSDD, TRANSFER_MODEL, TRANSFER_TRAIN, _quant
                                     train_on_mcu)
 from tflm_training import Trainer, TrainingPlan, memory_model
 
+pytestmark = pytest.mark.firmware
+
 TRAIN_PER_CLASS = 1
 TEST_PER_CLASS = 1
 EPOCHS = 2

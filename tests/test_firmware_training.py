@@ -116,6 +116,7 @@ def host(case):
             "losses": np.array(losses, dtype=np.float32)}
 
 
+@pytest.mark.firmware
 def test_events_arrive_complete_and_in_order(mcu, case):
     _, result, _ = mcu
     log = result.log
@@ -128,6 +129,7 @@ def test_events_arrive_complete_and_in_order(mcu, case):
                      + ["parameters"] * num_parameters + ["stack", "ram", "exit"])
 
 
+@pytest.mark.firmware
 def test_arena_is_exactly_what_the_host_trainer_uses(mcu, host):
     _, _, run = mcu
     trainer = host["trainer"]
@@ -138,6 +140,7 @@ def test_arena_is_exactly_what_the_host_trainer_uses(mcu, host):
     assert run.init["epochs"] == EPOCHS and run.init["test_set"] == "test"
 
 
+@pytest.mark.firmware
 def test_every_loss_is_bit_identical_to_the_host(mcu, host, case):
     _, _, run = mcu
     train = len(case[2][1])
@@ -148,6 +151,7 @@ def test_every_loss_is_bit_identical_to_the_host(mcu, host, case):
     assert np.all(np.isfinite(run.losses))
 
 
+@pytest.mark.firmware
 def test_trained_weights_and_biases_are_bit_identical_to_the_host(mcu, host, case):
     _, _, run = mcu
     trainer = host["trainer"]
@@ -163,6 +167,7 @@ def test_trained_weights_and_biases_are_bit_identical_to_the_host(mcu, host, cas
     assert any(model.find(p["data"]) < 0 for p in run.parameters.values())
 
 
+@pytest.mark.firmware
 def test_test_accuracy_rises_over_the_starting_point_on_mcu_and_host(mcu, host, case):
     _, _, run = mcu
     test_y = case[3][1]
@@ -173,6 +178,7 @@ def test_test_accuracy_rises_over_the_starting_point_on_mcu_and_host(mcu, host, 
     assert run.accuracy("after") > run.accuracy("before")
 
 
+@pytest.mark.firmware
 def test_reports_instructions_per_step_and_peak_ram(mcu, host):
     firmware, _, run = mcu
     counts = run.step_counts
@@ -192,6 +198,7 @@ def test_reports_instructions_per_step_and_peak_ram(mcu, host):
     assert "per training step" in run.summary()
 
 
+@pytest.mark.firmware
 def test_nrf52840_training_firmware_fits_the_board(case, tmp_path):
     model, plan, (train_x, train_y), (test_x, test_y) = case
     (tmp_path / "model.tflite").write_bytes(model)
@@ -219,6 +226,7 @@ def test_nrf52840_training_firmware_fits_the_board(case, tmp_path):
         assert (out / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_build_names_what_is_missing_or_wrong(case, tmp_path):
     model = tmp_path / "model.tflite"
     model.write_bytes(case[0])
@@ -257,6 +265,7 @@ def test_loss_bits_decode_as_float32():
     assert run.count_per_inference() == 11 and run.accuracy("after") == 1.0
 
 
+@pytest.mark.firmware
 @pytest.mark.parametrize("problem", ["arena_too_small", "label_out_of_range"])
 def test_runtime_errors_reach_the_console_and_the_exit_status(problem, case, tmp_path):
     model, plan, (train_x, train_y), _ = case
@@ -308,6 +317,7 @@ def sampled_runs(sampled_case, tmp_path_factory):
     return run, result.log, host
 
 
+@pytest.mark.firmware
 def test_sampled_plan_draws_the_same_channels_on_mcu_and_host(sampled_runs, sampled_case):
     _, log, host = sampled_runs
     plan = sampled_case[1]
@@ -328,6 +338,7 @@ def test_sampled_plan_draws_the_same_channels_on_mcu_and_host(sampled_runs, samp
         assert selection[3] == list(range(10))  # the classifier trains fully
 
 
+@pytest.mark.firmware
 def test_sampled_plan_trains_bit_identically_on_mcu_and_host(sampled_runs, sampled_case):
     run, log, host = sampled_runs
     model = sampled_case[0]

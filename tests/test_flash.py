@@ -107,6 +107,7 @@ def test_the_bare_nrf52840_is_unchanged():
 
 # ------------------------------------------------------------ images
 
+@pytest.mark.firmware
 @pytest.mark.parametrize("board_name", BOARDS)
 def test_vector_table_sits_at_the_app_offset(images, board_name):
     firmware = images[board_name]
@@ -160,6 +161,7 @@ def read_hex(text):
     return memory, bases
 
 
+@pytest.mark.firmware
 @pytest.mark.parametrize("board_name", BOARDS)
 def test_hex_records_are_well_formed_and_start_at_the_app_offset(images, board_name):
     firmware = images[board_name]
@@ -173,6 +175,7 @@ def test_hex_records_are_well_formed_and_start_at_the_app_offset(images, board_n
         assert bases and bases[0][1] <= start < bases[0][1] + 0x10000
 
 
+@pytest.mark.firmware
 @pytest.mark.parametrize("board_name", UF2_BOARDS)
 def test_uf2_blocks_write_the_image_from_the_app_address(images, board_name, tmp_path):
     firmware = images[board_name]
@@ -241,6 +244,7 @@ def folders(images):
     return {board: firmware.out_dir for board, firmware in images.items()}
 
 
+@pytest.mark.firmware
 def test_dry_run_dk_prints_pyocd_flash_of_the_hex(folders, tmp_path):
     result = flash("--board", "nrf52840dk", "--firmware", folders["nrf52840dk"], "--dry_run",
                    env=bare_env(tmp_path))
@@ -250,6 +254,7 @@ def test_dry_run_dk_prints_pyocd_flash_of_the_hex(folders, tmp_path):
     assert "TX P0.06 and RX P0.08" in result.stdout
 
 
+@pytest.mark.firmware
 def test_dry_run_nano_prints_bossac_without_an_offset(folders, tmp_path):
     folder = folders["arduino_nano33ble"]
     env = bare_env(tmp_path)
@@ -264,6 +269,7 @@ def test_dry_run_nano_prints_bossac_without_an_offset(folders, tmp_path):
     assert "TX P1.03 and RX P1.10" in result.stdout
 
 
+@pytest.mark.firmware
 @pytest.mark.parametrize("board_name,volume", [("feather_nrf52840", "FTHR840BOOT"),
                                                ("xiao_nrf52840", "XIAO-BOOT")])
 def test_dry_run_uf2_boards_write_the_uf2_and_print_the_copy(folders, tmp_path, board_name,
@@ -280,6 +286,7 @@ def test_dry_run_uf2_boards_write_the_uf2_and_print_the_copy(folders, tmp_path, 
     assert written[:len(image)] == image
 
 
+@pytest.mark.firmware
 def test_dry_run_builds_first(tmp_path):
     out = tmp_path / "out"
     result = flash("--board", "xiao_nrf52840", "--dry_run", "--out", out,
@@ -301,6 +308,7 @@ def bootloader_drive(tmp_path, board_id, softdevice):
     return drive
 
 
+@pytest.mark.firmware
 def test_uf2_copy_onto_the_bootloader_drive(folders, tmp_path):
     folder = folders["feather_nrf52840"]
     drive = bootloader_drive(tmp_path, "nRF52840-Feather-revE", "S140 6.1.1")
@@ -310,6 +318,7 @@ def test_uf2_copy_onto_the_bootloader_drive(folders, tmp_path):
     assert (drive / "firmware.uf2").read_bytes() == (folder / "firmware.uf2").read_bytes()
 
 
+@pytest.mark.firmware
 def test_uf2_refuses_a_bootloader_with_another_softdevice(folders, tmp_path):
     drive = bootloader_drive(tmp_path, "nRF52840-SeeedXiao-v1", "S140 6.1.1")
     result = flash("--board", "xiao_nrf52840", "--firmware", folders["xiao_nrf52840"],
@@ -318,6 +327,7 @@ def test_uf2_refuses_a_bootloader_with_another_softdevice(folders, tmp_path):
     assert not (drive / "firmware.uf2").exists()
 
 
+@pytest.mark.firmware
 def test_uf2_refuses_another_boards_drive(folders, tmp_path):
     drive = bootloader_drive(tmp_path, "nRF52840-SeeedXiao-v1", "S140 7.3.0")
     result = flash("--board", "feather_nrf52840", "--firmware", folders["feather_nrf52840"],
@@ -325,18 +335,21 @@ def test_uf2_refuses_another_boards_drive(folders, tmp_path):
     one_line_error(result, "FTHR840BOOT", "nRF52840-SeeedXiao-v1", "double-tap")
 
 
+@pytest.mark.firmware
 def test_uf2_without_a_drive_says_to_double_tap_and_where_the_file_is(folders, tmp_path):
     folder = folders["xiao_nrf52840"]
     result = flash("--board", "xiao_nrf52840", "--firmware", folder, env=bare_env(tmp_path))
     one_line_error(result, "no XIAO-BOOT drive", "double-tap", f"{folder}/firmware.uf2")
 
 
+@pytest.mark.firmware
 def test_uf2_drive_flag_must_be_a_bootloader_drive(folders, tmp_path):
     result = flash("--board", "xiao_nrf52840", "--firmware", folders["xiao_nrf52840"],
                    "--drive", tmp_path, env=bare_env(tmp_path))
     one_line_error(result, "no INFO_UF2.TXT")
 
 
+@pytest.mark.firmware
 def test_pyocd_runs_flash_when_a_probe_is_listed(folders, tmp_path):
     log = tmp_path / "pyocd.log"
     bin_dir = tmp_path / "bin"
@@ -351,6 +364,7 @@ def test_pyocd_runs_flash_when_a_probe_is_listed(folders, tmp_path):
                                        f"{folder}/firmware.hex"]
 
 
+@pytest.mark.firmware
 def test_pyocd_without_a_probe_says_what_to_connect(folders, tmp_path):
     bin_dir = tmp_path / "bin"
     fake_tool(bin_dir, "pyocd", 'echo "No available debug probes are connected"\n')
@@ -359,6 +373,7 @@ def test_pyocd_without_a_probe_says_what_to_connect(folders, tmp_path):
     one_line_error(result, "no debug probe", "J-Link USB")
 
 
+@pytest.mark.firmware
 def test_bossac_runs_on_the_given_port(folders, tmp_path):
     log = tmp_path / "bossac.log"
     bin_dir = tmp_path / "bin"
@@ -371,6 +386,7 @@ def test_bossac_runs_on_the_given_port(folders, tmp_path):
                                        f"{folder}/firmware.bin", "-R"]
 
 
+@pytest.mark.firmware
 def test_a_failing_flasher_exits_1(folders, tmp_path):
     bin_dir = tmp_path / "bin"
     fake_tool(bin_dir, "bossac", "exit 3\n")
@@ -380,6 +396,7 @@ def test_a_failing_flasher_exits_1(folders, tmp_path):
     assert "bossac failed (exit status 3)" in result.stderr
 
 
+@pytest.mark.firmware
 @pytest.mark.parametrize("board_name,words", [
     ("nrf52840dk", ("pyocd is not installed", "pip install pyocd")),
     ("arduino_nano33ble", ("bossac is not installed", "1.9.1-arduino2", "arduino:mbed_nano")),
@@ -390,6 +407,7 @@ def test_missing_flashing_program_is_one_line(folders, tmp_path, board_name, wor
     one_line_error(result, *words)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,words", [
     (("--board", "nrf52840_nope", "--dry_run"), ("unknown board 'nrf52840_nope'",
                                                  "feather_nrf52840")),
@@ -401,6 +419,7 @@ def test_bad_invocations_are_one_line(tmp_path, args, words):
     one_line_error(flash(*args, env=bare_env(tmp_path)), *words)
 
 
+@pytest.mark.firmware
 def test_firmware_of_another_board_is_refused(folders, tmp_path):
     result = flash("--board", "xiao_nrf52840", "--firmware", folders["feather_nrf52840"],
                    "--dry_run", env=bare_env(tmp_path))
@@ -408,6 +427,7 @@ def test_firmware_of_another_board_is_refused(folders, tmp_path):
                    "xiao_nrf52840")
 
 
+@pytest.mark.firmware
 def test_image_linked_elsewhere_is_refused(folders, tmp_path):
     folder = tmp_path / "moved"
     folder.mkdir()

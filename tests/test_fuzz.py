@@ -15,6 +15,8 @@ import pytest
 from tflm_training import plan as training_plan
 from tools import host_build
 
+pytestmark = pytest.mark.slow
+
 TESTS = pathlib.Path(__file__).resolve().parent
 MODELS = sorted((TESTS / "models").rglob("*.tflite"))
 SECONDS = 45

@@ -31,7 +31,8 @@ ITERATIONS = {"frames": 1200, "state": 300, "store": 900}
 TIMEOUT = 180
 SANITIZER_REPORT = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:")
 
-pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")]
 
 
 def _plans():

@@ -17,6 +17,8 @@ from tflm_training import Trainer, TrainingPlan, _native, memory_model
 from tflm_training.errors import BadPlanError
 from tflm_training.plan import gradient_bits_of
 
+pytestmark = pytest.mark.tensorflow  # via test_backward_ops, which imports TensorFlow
+
 TT_ERR_BAD_PLAN = 7
 
 
@@ -163,6 +165,7 @@ def test_16_bit_gradients_stay_close_to_float_ones():
         assert not np.array_equal(a, b), op
 
 
+@pytest.mark.firmware
 def test_the_firmware_trains_a_16_bit_plan_bit_identically_with_the_host(tmp_path):
     """ds_cnn_fsdd, biases after the first layer and the classifier with
     momentum in batches of 2; its pointwise layers write their input

@@ -26,6 +26,8 @@ from test_firmware_training import train_on_mcu
 from tflm_training import Trainer, TrainingPlan, memory_model, tflite_graph
 from tflm_training.plan import LayerPlan, find_logits
 
+pytestmark = pytest.mark.tensorflow  # via test_backward_ops, which imports TensorFlow
+
 RELU = 1
 
 
@@ -292,6 +294,7 @@ def test_a_plan_where_sharing_does_not_help_keeps_separate_buffers():
     assert memory.region_size == memory.separate_region
 
 
+@pytest.mark.firmware
 def test_the_firmware_trains_a_sharing_plan_bit_identically_with_the_host(tmp_path):
     """ds_cnn_fsdd, biases of the layers after the first and the
     classifier with momentum in batches of 2: the gradients of the

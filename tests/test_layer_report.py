@@ -57,6 +57,7 @@ def test_rows_give_each_operator_its_macs_memory_and_training(plan):
     assert max(max(r.arena_forward, r.arena_backward or 0) for r in rows) <= memory.total
 
 
+@pytest.mark.slow
 def test_markdown_and_plot(plan, tmp_path):
     rows = layer_report.layer_rows(MODEL, plan, {0: {"forward": 1234.0, "backward": None}})
     text = layer_report.markdown(rows)
@@ -66,6 +67,7 @@ def test_markdown_and_plot(plan, tmp_path):
     assert (tmp_path / "layers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.firmware
 def test_the_firmware_measures_every_operator_and_trains_the_same_bits(plan, tmp_path):
     x, y = th.quantized_split("fsdd", "train", (1, 49, 40, 1), 3)
     firmware = training_firmware.build_training_firmware(
@@ -88,6 +90,7 @@ def test_the_firmware_measures_every_operator_and_trains_the_same_bits(plan, tmp
         e["forward"] + e["backward"] for e in profile.values())
 
 
+@pytest.mark.firmware
 def test_write_report_puts_the_measured_counts_in_the_rows(plan, tmp_path):
     x, y = th.quantized_split("fsdd", "train", (1, 49, 40, 1), 2)
     rows = layer_profile.write_report(MODEL, plan, x, y, tmp_path, "ds_cnn_fsdd")

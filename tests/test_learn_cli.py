@@ -22,6 +22,7 @@ def _learn(*args):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.firmware
 def test_a_second_session_goes_on_from_the_saved_state(tmp_path):
     common = ["--model", str(MODEL), "--train_samples", "20", "--test_samples", "20",
               "--heldout_samples", "4", "--epochs", "1", "--out", str(tmp_path)]
@@ -42,6 +43,7 @@ def test_a_second_session_goes_on_from_the_saved_state(tmp_path):
     assert "device == host bit for bit: yes" in second.stdout
 
 
+@pytest.mark.slow
 def test_bad_invocations_say_what_to_do(tmp_path):
     result = _learn("--out", str(tmp_path))
     assert result.returncode == 2 and "give the model with --model" in result.stderr
@@ -56,6 +58,7 @@ def _tree(folder):
             if p.is_file()}
 
 
+@pytest.mark.firmware
 def test_a_saturating_session_is_refused_and_the_device_keeps_its_flash(tmp_path):
     """A plan whose rate pins the classifier: accepted with --max_saturation
     1 (a warning), refused by default, and the refused session's device

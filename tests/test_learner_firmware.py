@@ -16,9 +16,9 @@ from tflm_training import learner
 from tflm_training.learner import COMMANDS, DeviceError, LearnerClient
 from tools import learner_firmware, learning
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.firmware, pytest.mark.skipif(
     shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="needs qemu-system-arm and gcc-arm-none-eabi (bash tools/install.sh)")
+    reason="needs qemu-system-arm and gcc-arm-none-eabi (bash tools/install.sh)")]
 
 PLAN = plans()["sampled"]
 X, Y = samples(16)

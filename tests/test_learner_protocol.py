@@ -267,6 +267,7 @@ def _heldout_results(trainer, x, y):
     return int(np.sum(trainer.predict(x) == y)), trainer.evaluate_loss(x, y)
 
 
+@pytest.mark.slow
 def test_guarded_saves_keep_only_states_that_do_not_lose_held_out_accuracy():
     x, y = samples(80, seed=1)
     heldout_x, heldout_y = x[60:80], y[60:80]

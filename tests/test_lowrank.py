@@ -136,6 +136,7 @@ def _sqrt_inputs():
     return np.concatenate([stride, edges.ravel(), random, specials]).view(np.float32)
 
 
+@pytest.mark.slow
 def test_sqrt_is_correctly_rounded_over_a_large_sample(sqrt_sample):
     x = _sqrt_inputs()
     assert x.size > 9_000_000
@@ -156,8 +157,9 @@ def test_sqrt_is_correctly_rounded_over_a_large_sample(sqrt_sample):
 
 @pytest.mark.parametrize("compiler, nm, flags", [
     ("gcc", "nm", []),
-    (firmware_build.GCC, "arm-none-eabi-nm",
-     board_config.load_board("nrf52840").cpu_flags + firmware_build.C_FLAGS)])
+    pytest.param(firmware_build.GCC, "arm-none-eabi-nm",
+                 board_config.load_board("nrf52840").cpu_flags + firmware_build.C_FLAGS,
+                 marks=pytest.mark.firmware)])
 def test_sqrt_calls_nothing_on_the_host_or_the_cortex_m4(tmp_path, compiler, nm, flags):
     """The object file of tt_sqrt.c, built with the host library's and the
     firmware's flags, needs no symbol at all: no libm, no libgcc helper, no
@@ -473,6 +475,7 @@ def _transfer_case(per_class=10):
             _quantized(model, FSDD, "test", per_class, 0))
 
 
+@pytest.mark.slow
 def test_low_rank_training_of_a_pointwise_conv_and_the_head_reduces_the_loss():
     """The transfer DS-CNN (new 10-class head): its last pointwise CONV_2D
     (64 x 64, rank 8) and its FULLY_CONNECTED head (10 x 64, rank 4) train

@@ -70,6 +70,7 @@ def test_too_small_a_budget_names_the_minimum_which_is_then_enough():
     assert result.ranks == {8: 1} and result.arena == minimum
 
 
+@pytest.mark.slow
 def test_a_low_rank_plan_trains():
     with np.load(TESTS / "data" / "fsdd_train.npz") as data:
         x = contribution.quantize_samples(MODEL, data["x_train"][:40])

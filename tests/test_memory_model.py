@@ -226,6 +226,7 @@ def test_inference_arena_equals_the_runtime(path, preserve):
     assert_same_inference(predicted, interpreter)
 
 
+@pytest.mark.slow
 def test_inference_arena_of_random_single_operator_models():
     """Every kernel the runtime registers, in many random configurations
     (tests/test_random_ops.py's generators): the op data of each, the
@@ -340,6 +341,7 @@ def _model_seed(path):
     return [SEED, zlib.crc32(path.name.encode())]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", TRAINING_MODELS, ids=lambda p: p.stem)
 def test_training_memory_of_random_plans(path):
     model = path.read_bytes()
@@ -463,8 +465,9 @@ def test_a_wrong_fact_in_the_model_is_caught(monkeypatch, mistake):
 _M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 
 
-@pytest.mark.parametrize("compiler,flags", [("gcc", []), ("arm-none-eabi-gcc", _M4_FLAGS)],
-                         ids=["host", "cortex-m4"])
+@pytest.mark.parametrize("compiler,flags", [
+    ("gcc", []), pytest.param("arm-none-eabi-gcc", _M4_FLAGS, marks=pytest.mark.firmware)],
+    ids=["host", "cortex-m4"])
 def test_struct_sizes_match_the_c_compilers(tmp_path, compiler, flags):
     """One translation unit per defining file, each asserting the sizes
     the model assumes (struct definitions private to a .c file are reached

@@ -99,6 +99,7 @@ def test_the_two_class_model_is_a_two_class_model():
     assert Interpreter.from_bytes(model).get_output_details(0)["shape"].tolist() == [1, 2]
 
 
+@pytest.mark.slow
 def test_every_tensor_matches_tflite_micro_on_real_inputs(replaced, fsdd):
     _, model, head = replaced
     assert (head.old_classes, head.num_classes) == (2, 10)
@@ -167,6 +168,7 @@ def test_untouched_tensors_and_buffers_are_byte_identical(replaced):
             tg.builtin_option(model, index, 0, "<b", -1)
 
 
+@pytest.mark.slow
 def test_the_rewrite_is_seeded(replaced, fsdd):
     two, model, _ = replaced
     x, y, _ = fsdd
@@ -175,6 +177,7 @@ def test_the_rewrite_is_seeded(replaced, fsdd):
     assert new_head.replace_head(two, inputs, y, 10, seed=4)[0] != model
 
 
+@pytest.mark.slow
 def test_the_new_head_trains_with_a_classifier_plan(replaced, fsdd):
     _, model, _ = replaced
     x, y, _ = fsdd
@@ -229,6 +232,7 @@ def test_a_model_without_a_classifier_is_refused():
 # -- deploy ------------------------------------------------------------------------
 
 
+@pytest.mark.firmware
 def test_deploy_adapts_a_two_class_model_to_ten_classes_on_the_emulated_board(tmp_path):
     """The issue's command: a 2-class .tflite and the 10-class FSDD; the
     head is replaced because the class counts differ (--head auto)."""

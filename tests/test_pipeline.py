@@ -26,6 +26,8 @@ from pipeline import checkpoint, heads, pretrain, qat, zoo
 from pipeline import data as datasets
 from planning import footprint
 
+pytestmark = pytest.mark.tensorflow
+
 L = keras.layers
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 DATA_DIR = os.path.join(TESTS_DIR, 'data')

@@ -88,6 +88,7 @@ def _check_after_cut(scenario, cut):
     return finished, events
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("saves", [0, 1, 2])
 def test_every_cut_of_a_small_save_leaves_the_old_or_the_new_state(saves):
     scenario = Scenario(SMALL, saves)
@@ -104,6 +105,7 @@ def test_every_cut_of_a_small_save_leaves_the_old_or_the_new_state(saves):
     assert outcomes == [False] * cut + [True]
 
 
+@pytest.mark.slow
 def test_cuts_across_a_large_save_leave_the_old_or_the_new_state():
     scenario = Scenario(LARGE, 1)
     _, _, events = scenario.run(10 ** 9)

@@ -1283,6 +1283,7 @@ def _check_case(runtime, op, index, tally):
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("op", sorted(GENERATORS))
 def test_random_configurations(op):
     import tflm_training as runtime  # pylint: disable=import-outside-toplevel

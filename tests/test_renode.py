@@ -69,6 +69,7 @@ def _event_lines(lines):
 # -- the expectations against QEMU ---------------------------------------------------
 
 
+@pytest.mark.firmware
 def test_qemu_run_meets_the_expectations_derived_from_its_own_events(qemu_run):
     events, lines = qemu_run
     expectations = renode.expectations_from_events(events, EMULATOR)
@@ -76,6 +77,7 @@ def test_qemu_run_meets_the_expectations_derived_from_its_own_events(qemu_run):
     assert renode.unmatched(expectations, lines) == []
 
 
+@pytest.mark.firmware
 def test_nrf52840_expects_its_cycle_counter_where_qemu_counts_instructions(qemu_run):
     events, lines = qemu_run
     expectations = renode.expectations_from_events(events, NRF)
@@ -84,6 +86,7 @@ def test_nrf52840_expects_its_cycle_counter_where_qemu_counts_instructions(qemu_
     assert '"counter":"cycles"' in missing[0].pattern
 
 
+@pytest.mark.firmware
 def test_a_different_output_value_is_not_accepted(qemu_run):
     events, lines = qemu_run
     changed = json.loads(json.dumps(events))
@@ -122,6 +125,7 @@ def test_reference_runs_without_an_exit_are_refused():
 # -- the scripts -------------------------------------------------------------------
 
 
+@pytest.mark.firmware
 def test_resc_runs_the_elf_on_the_nrf52840_platform_with_its_uart0_console(nrf_firmware):
     resc = renode.console_resc(renode.check_elf(nrf_firmware.elf, NRF), NRF).splitlines()
     assert "machine LoadPlatformDescription @platforms/cpus/nrf52840.repl" in resc
@@ -132,6 +136,7 @@ def test_resc_runs_the_elf_on_the_nrf52840_platform_with_its_uart0_console(nrf_f
     assert not any("nvmc" in line for line in resc)  # only the learner has a flash store
 
 
+@pytest.mark.firmware
 def test_robot_waits_for_every_expected_line_in_order(nrf_firmware, qemu_run):
     expectations = renode.expectations_from_events(qemu_run[0], NRF)
     suite = renode.robot_suite(nrf_firmware.elf.resolve(), NRF, expectations).splitlines()
@@ -226,6 +231,7 @@ def _run_robot(robot, suite_file, tmp_path, lines):
     return recorded
 
 
+@pytest.mark.firmware
 def test_robot_suite_passes_on_qemus_console_and_fails_on_a_wrong_line(nrf_firmware, qemu_run,
                                                                        tmp_path):
     """The generated suite, run by Robot Framework against QEMU's console;
@@ -249,6 +255,7 @@ def test_robot_suite_passes_on_qemus_console_and_fails_on_a_wrong_line(nrf_firmw
     assert _run_robot(robot, suite_file, tmp_path, lines)[-1] == ["return_code", 1]
 
 
+@pytest.mark.firmware
 def test_learner_resc_puts_its_uart_on_a_raw_tcp_socket(learner_elf, tmp_path):
     scripts = renode.write_scripts(tmp_path / "out", learner_elf, NRF, port=4567)
     assert scripts.robot is None and scripts.port == 4567
@@ -265,6 +272,7 @@ def test_learner_resc_puts_its_uart_on_a_raw_tcp_socket(learner_elf, tmp_path):
         renode.learner_resc(learner_elf, NRF, port=70000)
 
 
+@pytest.mark.firmware
 def test_boards_without_a_renode_platform_or_uarte_console_are_refused(nrf_firmware):
     with pytest.raises(renode.RenodeError, match="no Renode platform"):
         renode.console_resc(nrf_firmware.elf, EMULATOR)
@@ -325,6 +333,7 @@ def _one_line_error(cli, text):
     assert text in cli.stderr and "Traceback" not in cli.stderr
 
 
+@pytest.mark.firmware
 def test_cli_without_renode_says_what_to_install(nrf_firmware, learner_elf, tmp_path):
     empty = tmp_path / "bin"
     empty.mkdir()
@@ -334,6 +343,7 @@ def test_cli_without_renode_says_what_to_install(nrf_firmware, learner_elf, tmp_
     _one_line_error(cli, "renode not found on PATH")
 
 
+@pytest.mark.firmware
 def test_cli_writes_the_scripts_expecting_qemus_lines(nrf_firmware, qemu_run, tmp_path):
     events, _ = qemu_run
     events_file = tmp_path / "events.json"
@@ -353,6 +363,7 @@ def test_cli_writes_the_scripts_expecting_qemus_lines(nrf_firmware, qemu_run, tm
     assert (out / "firmware.robot").read_text().count("Wait For Line On Uart") == 1
 
 
+@pytest.mark.firmware
 def test_cli_learner_scripts_name_the_socket_for_learn_py(learner_elf, tmp_path):
     cli = _emulate("--renode_scripts_only", f"--elf={learner_elf}", "--learner_port=4100",
                    f"--renode_out={tmp_path}")
@@ -361,6 +372,7 @@ def test_cli_learner_scripts_name_the_socket_for_learn_py(learner_elf, tmp_path)
     assert "CreateServerSocketTerminal 4100" in (tmp_path / "learner.resc").read_text()
 
 
+@pytest.mark.firmware
 def test_cli_bad_inputs_are_one_line_errors(nrf_firmware, qemu_run, tmp_path):
     _one_line_error(_emulate("--renode_scripts_only", "--board=mps2_an386"),
                     "no Renode platform")

@@ -11,6 +11,8 @@ from tflm_training import memory_model
 
 from planning import contribution, cost_model, search_trials, sparse_search
 
+pytestmark = pytest.mark.slow
+
 TESTS = pathlib.Path(__file__).resolve().parent
 MODEL = (TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite").read_bytes()
 SETTINGS = {"learning_rate": 0.02, "momentum": 0.9, "batch_size": 5}

@@ -294,6 +294,7 @@ def test_sparse_search_reads_its_cache_from_the_previous_out(capsys, previous_ou
     assert tree(previous_out) == before
 
 
+@pytest.mark.firmware
 @pytest.mark.skipif(shutil.which(firmware_build.GCC) is None, reason="needs arm-none-eabi-gcc")
 def test_deploy_replaces_out_whole_and_reports_the_final_paths(capsys, previous_out):
     status, out, err = run_deploy(capsys, "--out", str(previous_out))
@@ -308,6 +309,7 @@ def test_deploy_replaces_out_whole_and_reports_the_final_paths(capsys, previous_
     assert f"--firmware {hex_file.parent}" in report["flash"] and f"built {hex_file};" in out
 
 
+@pytest.mark.firmware
 @pytest.mark.skipif(shutil.which(firmware_build.GCC) is None, reason="needs arm-none-eabi-gcc")
 def test_build_writes_its_out_as_one_run(tmp_path, previous_out):
     def build(out):
@@ -440,6 +442,7 @@ def test_object_cache_replaces_stale_entries_and_survives_vanished_ones(tmp_path
     assert len(calls) == 3 and obj.read_text() == "version 2\n"
 
 
+@pytest.mark.firmware
 def test_ctrl_c_says_out_is_kept_without_a_traceback(tmp_path):
     """SIGINT while the device trains: exit status 130, one line, --out as
     it was, and the emulated device gone with the tool."""

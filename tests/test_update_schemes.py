@@ -73,6 +73,7 @@ def _random_static_plan(rng, model):
                         residual=bool(rng.random() < 0.75))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", COST_MODELS, ids=lambda p: p.stem)
 def test_cost_model_equals_trainer_over_random_static_plans(path):
     model = path.read_bytes()
@@ -93,6 +94,7 @@ def test_cost_model_equals_trainer_over_random_static_plans(path):
         assert cost_model.training_arena(model, plan) == cost.total
 
 
+@pytest.mark.tensorflow
 def test_cost_model_board_room_follows_board_json():
     from planning import footprint  # pylint: disable=import-outside-toplevel
     limits = footprint.board_limits("nrf52840")
@@ -118,6 +120,7 @@ def _small_analysis(fsdd, tmp_path, **overrides):
     return contribution.analyze(MODEL, x, y, **options)
 
 
+@pytest.mark.slow
 def test_contribution_runs_are_the_trainer_runs(fsdd, tmp_path):
     table = _small_analysis(fsdd, tmp_path, seeds=(0, 1), metric="loss")
     assert table.classifier == CLASSIFIER and table.layers == [7, 8]
@@ -190,6 +193,7 @@ def test_bias_depths_are_every_depth_to_8_then_a_geometric_grid():
         assert all(a < b <= 4 * a / 3 for a, b in zip(depths[7:], depths[8:]))
 
 
+@pytest.mark.slow
 def test_contribution_measures_bias_depths_beyond_the_weight_layers(tmp_path, monkeypatch):
     """mobilenet_v2_block has 13 trainable layers before its classifier:
     biases at depths 1..8, 10, 12 and 13 over all of them, weights of the
@@ -229,6 +233,7 @@ def test_contribution_measures_bias_depths_beyond_the_weight_layers(tmp_path, mo
         "weights: the last 2 layers" in table.describe()
 
 
+@pytest.mark.slow
 def test_contribution_cache_reads_same_inputs_and_recomputes_others(fsdd, tmp_path,
                                                                      monkeypatch):
     first = _small_analysis(fsdd, tmp_path, max_layers=1, max_bias_layers=3)
@@ -258,6 +263,7 @@ def test_contribution_cache_reads_same_inputs_and_recomputes_others(fsdd, tmp_pa
     assert set(entries) == {first.key, other_lr.key, other_data.key, deeper.key}
 
 
+@pytest.mark.slow
 def test_untrainable_plans_are_recorded_unavailable(fsdd, tmp_path, monkeypatch):
     real = memory_model.training_memory
 
@@ -329,6 +335,7 @@ def _brute_force(table, budget, grid=sparse_search.GRID):
 BUDGET = cost_model.inference_arena(MODEL) + 32 * 1024
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed, bias_analysed, depths, grid", [
     (1, None, None, 0), (2, None, None, 8), (1, range(9), [1, 2, 4, 6, 9], 4),
     (2, range(9), [1, 3, 5, 6, 9], 0)])
@@ -347,6 +354,7 @@ def test_search_finds_the_brute_force_optimum(seed, bias_analysed, depths, grid)
         MODEL, table, g)).total <= BUDGET for g in result.finalists)
 
 
+@pytest.mark.slow
 def test_search_chooses_deep_biases_beyond_the_weight_layers():
     """Bias depths over all 9 layers before the classifier, weights of the
     last 2: where deeper biases gain more than any weights, the search
@@ -377,6 +385,7 @@ def test_search_chooses_deep_biases_beyond_the_weight_layers():
         100 * by_loss.score) in by_loss.describe()[0]
 
 
+@pytest.mark.slow
 def test_search_is_feasible_reproducible_and_beats_single_layers():
     table = _synthetic_table([1, 2, 3, 4, 5, 6, 7, 8], 3)
     result = sparse_search.search(MODEL, table, BUDGET, seed=5)
@@ -511,6 +520,7 @@ def ranking(fsdd):
     return trady.rank_layers(MODEL, *fsdd, samples=RANK_SAMPLES, seed=3, **SETTINGS)
 
 
+@pytest.mark.slow
 def test_trady_ranking_matches_numpy_from_gradient_norms(fsdd, ranking):
     x, y = fsdd
     rows = datasets.balanced_subset(np.asarray(y), RANK_SAMPLES, np.random.default_rng(3))
@@ -598,6 +608,7 @@ def _fit(ranking, candidates, budget):
 
 # 12 KB: op 6 (ranked first) does not fit; 16 KB: it fits with a pool for 4% of its
 # channels, so the greedy path (op 5 alone) is taken.
+@pytest.mark.slow
 @pytest.mark.parametrize("extra_kb,kind", [(12, "greedy"), (16, "greedy"), (96, "top-k"),
                                            (128, "top-k"), (200, "top-k")])
 def test_trady_keeps_the_candidates_that_draw_the_most_score(ranking, extra_kb, kind):
@@ -638,6 +649,7 @@ def test_trady_keeps_the_candidates_that_draw_the_most_score(ranking, extra_kb, 
         pytest.approx(fits[best][0])
 
 
+@pytest.mark.slow
 def test_trady_prefers_a_top_k_set_whose_pool_holds_an_eighth_of_its_channels(ranking):
     """With op 4's score raised a thousandfold, ops 6 and 4 draw the most
     expected score at +52 KB, but their pool holds under 1/8 of their
@@ -654,6 +666,7 @@ def test_trady_prefers_a_top_k_set_whose_pool_holds_an_eighth_of_its_channels(ra
     assert result.candidates == [6]
 
 
+@pytest.mark.slow
 def test_trady_refuses_a_too_small_budget(ranking):
     with pytest.raises(trady.InfeasibleBudgetError) as error:
         trady.plan_for_budget(MODEL, ranking, cost_model.inference_arena(MODEL))
@@ -687,6 +700,7 @@ def _run_analyze(out, *flags):
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
 
 
+@pytest.mark.firmware
 def test_analyze_tool_prints_the_ranking_and_writes_plots(tmp_path):
     result = _run_analyze(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -729,6 +743,7 @@ def test_analyze_tool_prints_the_ranking_and_writes_plots(tmp_path):
             tmp_path / f"layers_{name}" / "layers.md").read_text()
 
 
+@pytest.mark.slow
 def test_analyze_tool_says_the_minimum_for_a_too_small_budget(tmp_path):
     result = _run_analyze(tmp_path, "--budget_kb", "60")
     assert result.returncode == 1

@@ -3,8 +3,8 @@
   python tools/deploy.py --board nrf52840
 
 With no other flags: the DS-CNN pretrained on Speech Commands with a new
-10-class head (tests/models/transfer/ds_cnn_fsdd.tflite) learns spoken
-digits (FSDD, the committed tests/data subsets) with TraDy, the best update
+10-class head (examples/ds_cnn_fsdd.tflite) learns spoken
+digits (FSDD, the committed subsets in examples/) with TraDy, the best update
 scheme that fits the board's RAM, on the emulated nRF52840 (QEMU): the
 learner firmware (only the model, the plan and code in flash) receives the
 samples over its UART, trains, saves its learned state to flash, is

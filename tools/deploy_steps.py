@@ -28,10 +28,10 @@ from tools import learner_firmware
 from tools import output_folder
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = REPO / "tests" / "models" / "transfer" / "ds_cnn_fsdd.tflite"
+DEFAULT_MODEL = REPO / "examples" / "ds_cnn_fsdd.tflite"
 DATASETS = {
     # name: (file with x_train/y_train, file with x_test/y_test)
-    "fsdd": (REPO / "tests" / "data" / "fsdd_train.npz", REPO / "tests" / "data" / "fsdd.npz"),
+    "fsdd": (REPO / "examples" / "fsdd_train.npz", REPO / "examples" / "fsdd.npz"),
 }
 # --scheme's choices, named as in planning.schemes.
 SCHEMES = ("classifier", "bias", "sparse", "full", "sparse-search", "trady", "lowrank")
@@ -609,7 +609,7 @@ def convert_checkpoint(prefix, dataset, out_dir, log=print):
     float_model, info = checkpoint.load(str(prefix))
     x = _downstream_float(float_model, dataset, "checkpoint's model")
     name = info.get("dataset_file", "")
-    folders = [REPO / "tests" / "data", pathlib.Path(data.SHARED_DATA_DIR)]
+    folders = [REPO / "examples", pathlib.Path(data.SHARED_DATA_DIR)]
     found = [folder / name for folder in folders if name and (folder / name).is_file()]
     if not found:
         raise DeployError(f"QAT of checkpoint {prefix} needs its upstream data ({name}) in "

@@ -29,7 +29,7 @@ LINKER_SCRIPT = BOARDS_DIR / "common" / "cortex_m.ld"
 APP = "inference_app"
 DEFAULT_OUT_ROOT = REPO / "build" / "firmware"
 OBJECT_CACHE = DEFAULT_OUT_ROOT / ".objects"
-DEFAULT_MODEL = REPO / "tests" / "models" / "ds_cnn.tflite"
+DEFAULT_MODEL = REPO / "examples" / "ds_cnn.tflite"
 # Three speech_commands12 test clips for ds_cnn (boards/README.md says how
 # they were made).
 DEFAULT_INPUTS = BOARDS_DIR / "app" / "default_inputs.npy"
