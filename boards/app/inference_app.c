@@ -15,7 +15,8 @@
 extern const uint8_t app_model_start[], app_model_end[];
 extern const uint8_t app_inputs_start[], app_inputs_end[];
 
-static uint8_t arena[APP_ARENA_BYTES] __attribute__((aligned(TT_ARENA_ALIGNMENT)));
+static uint8_t arena[APP_ARENA_BYTES]
+    __attribute__((aligned(TT_ARENA_ALIGNMENT)));
 static tt_interpreter interpreter;
 
 static int report_failure(const char* stage, tt_status status) {
@@ -34,12 +35,18 @@ static void invoke_once(void* context) {
 
 static const char* type_name(int32_t type) {
   switch (type) {
-    case TT_TYPE_INT8: return "int8";
-    case TT_TYPE_UINT8: return "uint8";
-    case TT_TYPE_INT16: return "int16";
-    case TT_TYPE_INT32: return "int32";
-    case TT_TYPE_FLOAT32: return "float32";
-    default: return "bytes";
+    case TT_TYPE_INT8:
+      return "int8";
+    case TT_TYPE_UINT8:
+      return "uint8";
+    case TT_TYPE_INT16:
+      return "int16";
+    case TT_TYPE_INT32:
+      return "int32";
+    case TT_TYPE_FLOAT32:
+      return "float32";
+    default:
+      return "bytes";
   }
 }
 
@@ -51,16 +58,20 @@ static void report_values(const tt_tensor* tensor, const void* data) {
   report_array_begin("values");
   switch (tensor->type) {
     case TT_TYPE_INT8:
-      for (int32_t i = 0; i < n; ++i) report_array_i32(((const int8_t*)data)[i]);
+      for (int32_t i = 0; i < n; ++i)
+        report_array_i32(((const int8_t*)data)[i]);
       break;
     case TT_TYPE_UINT8:
-      for (int32_t i = 0; i < n; ++i) report_array_i32(((const uint8_t*)data)[i]);
+      for (int32_t i = 0; i < n; ++i)
+        report_array_i32(((const uint8_t*)data)[i]);
       break;
     case TT_TYPE_INT16:
-      for (int32_t i = 0; i < n; ++i) report_array_i32(((const int16_t*)data)[i]);
+      for (int32_t i = 0; i < n; ++i)
+        report_array_i32(((const int16_t*)data)[i]);
       break;
     case TT_TYPE_INT32:
-      for (int32_t i = 0; i < n; ++i) report_array_i32(((const int32_t*)data)[i]);
+      for (int32_t i = 0; i < n; ++i)
+        report_array_i32(((const int32_t*)data)[i]);
       break;
     case TT_TYPE_FLOAT32:
       for (int32_t i = 0; i < n; ++i) {
@@ -79,7 +90,8 @@ static void report_values(const tt_tensor* tensor, const void* data) {
 }
 
 static void report_output(int32_t input_index, int32_t output_index) {
-  const int32_t tensor_index = tt_interpreter_output_tensor(&interpreter, output_index);
+  const int32_t tensor_index =
+      tt_interpreter_output_tensor(&interpreter, output_index);
   const tt_tensor* tensor = tt_interpreter_tensor(&interpreter, tensor_index);
   report_begin("output");
   report_i32("index", input_index);
@@ -103,8 +115,8 @@ int main(void) {
   board_console_init();
   board_counter_init();
   const uint32_t model_size = (uint32_t)(app_model_end - app_model_start);
-  tt_status status = tt_interpreter_init(&interpreter, app_model_start, model_size,
-                                         arena, sizeof(arena), 0);
+  tt_status status = tt_interpreter_init(&interpreter, app_model_start,
+                                         model_size, arena, sizeof(arena), 0);
   if (status != TT_OK) return report_failure("init", status);
   uint32_t input_bytes, num_inputs;
   const int checked = app_embedded_samples(
@@ -137,6 +149,7 @@ int main(void) {
   }
 
   app_report_stack();
-  app_report_ram((uint32_t)sizeof(arena), tt_interpreter_arena_used(&interpreter));
+  app_report_ram((uint32_t)sizeof(arena),
+                 tt_interpreter_arena_used(&interpreter));
   return EXIT_STATUS_OK;
 }

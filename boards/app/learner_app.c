@@ -24,7 +24,8 @@ extern const uint8_t app_plan_start[], app_plan_end[];
 /* boards/common/cortex_m.ld: the flash image (firmware.bin). */
 extern const uint8_t __image_start[], __image_end[];
 
-static uint8_t arena[APP_ARENA_BYTES] __attribute__((aligned(TT_ARENA_ALIGNMENT)));
+static uint8_t arena[APP_ARENA_BYTES]
+    __attribute__((aligned(TT_ARENA_ALIGNMENT)));
 /* A sample starts 20 bytes into its frame (header, dtype, label): a frame
  * at 4 mod 8 puts it on an 8-byte boundary, where the trainer copies it
  * into the arena with the fewest instructions (as embedded samples are). */
@@ -59,14 +60,15 @@ static void serve_failure(const tt_link* link) {
     uint8_t byte;
     tt_frame_event event = TT_FRAME_MORE;
     while (event == TT_FRAME_MORE)
-      event = board_link_read_byte(&byte, reader.have ? link->idle_ms : BOARD_LINK_FOREVER)
+      event = board_link_read_byte(
+                  &byte, reader.have ? link->idle_ms : BOARD_LINK_FOREVER)
                   ? tt_frame_reader_push(&reader, byte)
                   : tt_frame_reader_idle(&reader);
     while (board_link_read_byte(&byte, link->idle_ms)) {
     }
     const uint32_t length = tt_learner_error_frame(
-        buffer, APP_BUFFER_BYTES, tt_frame_reader_sequence(&reader), TT_WIRE_RUNTIME,
-        learner.error.message);
+        buffer, APP_BUFFER_BYTES, tt_frame_reader_sequence(&reader),
+        TT_WIRE_RUNTIME, learner.error.message);
     board_link_write(buffer, length);
   }
 }
@@ -79,11 +81,20 @@ int main(void) {
   board_link_init();
   board_flash_open(&flash);
   const tt_learner_config config = {
-      app_model_start, (uint32_t)(app_model_end - app_model_start),
-      app_plan_start, (uint32_t)(app_plan_end - app_plan_start),
-      arena, sizeof arena, &flash, heldout, sizeof heldout,
-      tt_crc32(__image_start, (uint32_t)(__image_end - __image_start)), board_counter_measure,
-      board_link_rx_buffer_bytes(), APP_UNDO, APP_UNDO_BYTES};
+      app_model_start,
+      (uint32_t)(app_model_end - app_model_start),
+      app_plan_start,
+      (uint32_t)(app_plan_end - app_plan_start),
+      arena,
+      sizeof arena,
+      &flash,
+      heldout,
+      sizeof heldout,
+      tt_crc32(__image_start, (uint32_t)(__image_end - __image_start)),
+      board_counter_measure,
+      board_link_rx_buffer_bytes(),
+      APP_UNDO,
+      APP_UNDO_BYTES};
   const tt_link link = {read_byte, write, 0, BOARD_LINK_IDLE_MS};
   if (tt_learner_init(&learner, &config) != TT_OK) serve_failure(&link);
   for (;;) tt_learner_serve_one(&learner, &link, buffer, APP_BUFFER_BYTES);

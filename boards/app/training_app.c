@@ -55,7 +55,8 @@ extern const uint8_t app_train_labels_start[], app_train_labels_end[];
 extern const uint8_t app_test_inputs_start[], app_test_inputs_end[];
 extern const uint8_t app_test_labels_start[], app_test_labels_end[];
 
-static uint8_t arena[APP_ARENA_BYTES] __attribute__((aligned(TT_ARENA_ALIGNMENT)));
+static uint8_t arena[APP_ARENA_BYTES]
+    __attribute__((aligned(TT_ARENA_ALIGNMENT)));
 static tt_trainer trainer;
 
 /* One embedded set of labelled samples. */
@@ -83,8 +84,8 @@ static uint32_t input_bytes;
 
 static void step_once(void* context) {
   trainer_call* call = context;
-  call->status = tt_trainer_step(call->trainer, call->input,
-                                 call->input_bytes, call->label, &call->loss);
+  call->status = tt_trainer_step(call->trainer, call->input, call->input_bytes,
+                                 call->label, &call->loss);
 }
 
 static void predict_once(void* context) {
@@ -115,8 +116,8 @@ static tt_status profile_operator(void* context, int32_t operator_index,
   (void)context;
   profiled_work call = {run, work, TT_OK};
   const int64_t count = board_counter_measure(run_profiled, &call);
-  if (operator_index < PROFILE_MAX_OPERATORS && (phase == TT_PHASE_FORWARD ||
-                                                 phase == TT_PHASE_BACKWARD)) {
+  if (operator_index < PROFILE_MAX_OPERATORS &&
+      (phase == TT_PHASE_FORWARD || phase == TT_PHASE_BACKWARD)) {
     app_add_count(&profile_counts[phase][operator_index], count);
   }
   app_add_count(&profile_step_total, count);
@@ -169,9 +170,9 @@ static int load_set(const uint8_t* inputs, const uint8_t* inputs_end,
                     sample_set* set) {
   set->inputs = inputs;
   set->labels = labels;
-  const int checked = app_embedded_samples(
-      tt_trainer_interpreter(&trainer), (uint32_t)(inputs_end - inputs),
-      &input_bytes, &set->count);
+  const int checked = app_embedded_samples(tt_trainer_interpreter(&trainer),
+                                           (uint32_t)(inputs_end - inputs),
+                                           &input_bytes, &set->count);
   if (checked != EXIT_STATUS_OK) return checked;
   if ((uint32_t)(labels_end - labels) != 4 * set->count) {
     return app_report_bad_data("embedded labels are not one int32 per sample");
@@ -208,8 +209,9 @@ static int evaluate(const sample_set* set, const char* phase,
   uint32_t correct = 0;
   int64_t total_count = 0;
   for (uint32_t i = 0; i < set->count; ++i) {
-    trainer_call call = {&trainer, set->inputs + i * input_bytes, input_bytes,
-                         0, 0.0f, TT_OK, -1};
+    trainer_call call = {
+        &trainer, set->inputs + i * input_bytes, input_bytes, 0, 0.0f, TT_OK,
+        -1};
     app_add_count(&total_count, board_counter_measure(predict_once, &call));
     if (call.status != TT_OK) return report_failure("predict", call.status);
     if (call.predicted == label_at(set, i)) correct++;
@@ -254,10 +256,13 @@ static int train(const sample_set* set) {
     if (begun != TT_OK) return report_failure("begin_epoch", begun);
     report_selection(epoch);
     for (uint32_t i = 0; i < set->count; ++i, ++step) {
-      trainer_call call = {&trainer, set->inputs + i * input_bytes,
-                           input_bytes, label_at(set, i), 0.0f, TT_OK, -1};
+      trainer_call call = {&trainer,    set->inputs + i * input_bytes,
+                           input_bytes, label_at(set, i),
+                           0.0f,        TT_OK,
+                           -1};
       const int64_t count = measured_step(&call);
-      if (call.status != TT_OK) return report_failure("train_step", call.status);
+      if (call.status != TT_OK)
+        return report_failure("train_step", call.status);
       uint32_t loss_bits;
       memcpy(&loss_bits, &call.loss, sizeof(loss_bits));
       report_begin("train_step");
@@ -321,9 +326,9 @@ int main(void) {
     tt_trainer_set_operator_hook(&trainer, profile_operator, NULL);
 
   sample_set train_set, test_set;
-  int result = load_set(app_train_inputs_start, app_train_inputs_end,
-                        app_train_labels_start, app_train_labels_end,
-                        &train_set);
+  int result =
+      load_set(app_train_inputs_start, app_train_inputs_end,
+               app_train_labels_start, app_train_labels_end, &train_set);
   if (result == EXIT_STATUS_OK && train_set.count == 0) {
     result = app_report_bad_data("no training samples are embedded");
   }

@@ -14,9 +14,12 @@ extern uint32_t __bss_start[], __bss_end[];
 
 int main(void);
 void board_reset_handler(void);
-void board_systick_handler(void) __attribute__((weak, alias("board_default_handler")));
-/* The link's receive interrupt (board.json "link": "rx_irq"), when it has one. */
-void board_link_irq_handler(void) __attribute__((weak, alias("board_default_handler")));
+void board_systick_handler(void)
+    __attribute__((weak, alias("board_default_handler")));
+/* The link's receive interrupt (board.json "link": "rx_irq"), when it has one.
+ */
+void board_link_irq_handler(void)
+    __attribute__((weak, alias("board_default_handler")));
 void board_default_handler(void);
 
 #define CPACR (*(volatile uint32_t*)0xE000ED88u)
@@ -32,8 +35,8 @@ typedef void (*vector)(void);
  * overrides its range default on purpose. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Woverride-init"
-__attribute__((section(".vectors"), used)) static const vector
-    vectors[16 + EXTERNAL_INTERRUPTS] = {
+__attribute__((section(".vectors"),
+               used)) static const vector vectors[16 + EXTERNAL_INTERRUPTS] = {
     (vector)(uintptr_t)__stack_end, /* initial main stack pointer */
     board_reset_handler,
     board_fault_handler, /* NMI */
@@ -41,7 +44,10 @@ __attribute__((section(".vectors"), used)) static const vector
     board_fault_handler, /* MemManage */
     board_fault_handler, /* BusFault */
     board_fault_handler, /* UsageFault */
-    0, 0, 0, 0,
+    0,
+    0,
+    0,
+    0,
     board_default_handler, /* SVCall */
     board_default_handler, /* DebugMonitor */
     0,

@@ -15,7 +15,8 @@ static uint32_t empty_cost;
 
 __attribute__((noipa)) static void empty(void* context) { (void)context; }
 
-__attribute__((noipa)) static uint32_t span(board_measured_fn fn, void* context) {
+__attribute__((noipa)) static uint32_t span(board_measured_fn fn,
+                                            void* context) {
   const uint32_t start = DWT_CYCCNT;
   fn(context);
   return DWT_CYCCNT - start;

@@ -16,11 +16,12 @@
  *
  * which gives the instructions between the two calls up to a constant.
  * The constant is removed by measuring an empty function the same way. */
+#include "counter_systick_icount.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "board.h"
-#include "counter_systick_icount.h"
 
 #define SYST_CSR (*(volatile uint32_t*)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t*)0xE000E014u)
@@ -49,7 +50,8 @@ static int32_t phase(const systick_edge* edge) {
 }
 
 /* Instructions of fn plus a constant; -1 when the counter ran out. */
-__attribute__((noipa)) static int64_t span(board_measured_fn fn, void* context) {
+__attribute__((noipa)) static int64_t span(board_measured_fn fn,
+                                           void* context) {
   systick_edge start, end;
   SYST_CVR = 0; /* restart from the reload value; clears COUNTFLAG */
   systick_edge_find(&start);
@@ -57,8 +59,8 @@ __attribute__((noipa)) static int64_t span(board_measured_fn fn, void* context) 
   systick_edge_find(&end);
   if (SYST_CSR & CSR_COUNTFLAG) return -1;
   const int64_t ticks = (int64_t)start.value - (int64_t)end.value;
-  return ticks * TICK_INSTRUCTIONS - 4 * (int64_t)end.polls +
-         phase(&end) - phase(&start);
+  return ticks * TICK_INSTRUCTIONS - 4 * (int64_t)end.polls + phase(&end) -
+         phase(&start);
 }
 
 void board_counter_init(void) {

@@ -27,8 +27,8 @@ static void write_through(void* context, uint32_t offset, uint32_t length) {
   (void)context;
   if (length > 0 && file >= 0) {
     const uint32_t seek[2] = {(uint32_t)file, offset};
-    const uint32_t write[3] = {(uint32_t)file,
-                               (uint32_t)(uintptr_t)(ram.memory + offset), length};
+    const uint32_t write[3] = {
+        (uint32_t)file, (uint32_t)(uintptr_t)(ram.memory + offset), length};
     semihosting_call(SEMIHOSTING_SYS_SEEK, seek);
     semihosting_call(SEMIHOSTING_SYS_WRITE, write);
   }
@@ -56,18 +56,24 @@ static int64_t number(const char* text) {
 static void open_file(const char* path) {
   static char name[200];
   uint32_t length = 0;
-  while (path[length] != '\0' && path[length] != ' ' && length + 1 < sizeof name) {
+  while (path[length] != '\0' && path[length] != ' ' &&
+         length + 1 < sizeof name) {
     name[length] = path[length];
     length++;
   }
   name[length] = '\0';
-  uint32_t open[3] = {(uint32_t)(uintptr_t)name, SEMIHOSTING_OPEN_READ_WRITE, length};
+  uint32_t open[3] = {(uint32_t)(uintptr_t)name, SEMIHOSTING_OPEN_READ_WRITE,
+                      length};
   file = (int32_t)semihosting_call(SEMIHOSTING_SYS_OPEN, open);
   if (file >= 0) {
     const uint32_t handle[1] = {(uint32_t)file};
-    const int32_t size = (int32_t)semihosting_call(SEMIHOSTING_SYS_FLEN, handle);
-    const uint32_t take = size < 0 ? 0 : (uint32_t)size < ram.size ? (uint32_t)size : ram.size;
-    const uint32_t read[3] = {(uint32_t)file, (uint32_t)(uintptr_t)ram.memory, take};
+    const int32_t size =
+        (int32_t)semihosting_call(SEMIHOSTING_SYS_FLEN, handle);
+    const uint32_t take = size < 0                    ? 0
+                          : (uint32_t)size < ram.size ? (uint32_t)size
+                                                      : ram.size;
+    const uint32_t read[3] = {(uint32_t)file, (uint32_t)(uintptr_t)ram.memory,
+                              take};
     semihosting_call(SEMIHOSTING_SYS_READ, read);
   } else {
     open[1] = SEMIHOSTING_OPEN_CREATE;
@@ -80,12 +86,16 @@ void board_flash_open(tt_flash* flash) {
   const uint32_t size = (uint32_t)(__state_end - __state_start);
   /* Unwritten flash reads erased; a file overwrites what it holds. */
   memset(__state_start, 0xFF, size);
-  tt_flash_ram_init(&ram, __state_start, size, BOARD_FLASH_STORE_PAGE_BYTES, flash);
-  uint32_t get[2] = {(uint32_t)(uintptr_t)command_line, sizeof command_line - 1};
-  if (semihosting_call(SEMIHOSTING_SYS_GET_CMDLINE, get) != 0) command_line[0] = '\0';
+  tt_flash_ram_init(&ram, __state_start, size, BOARD_FLASH_STORE_PAGE_BYTES,
+                    flash);
+  uint32_t get[2] = {(uint32_t)(uintptr_t)command_line,
+                     sizeof command_line - 1};
+  if (semihosting_call(SEMIHOSTING_SYS_GET_CMDLINE, get) != 0)
+    command_line[0] = '\0';
   ram.changed = write_through;
   const char* path = argument("flash");
   if (path != NULL) open_file(path);
   if (argument("cut") != NULL) ram.cut_at = number(argument("cut"));
-  if (argument("worn_page") != NULL) ram.worn_page = (int32_t)number(argument("worn_page"));
+  if (argument("worn_page") != NULL)
+    ram.worn_page = (int32_t)number(argument("worn_page"));
 }

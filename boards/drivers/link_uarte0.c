@@ -20,7 +20,8 @@ static void start_rx(void) {
 }
 
 void board_link_init(void) {
-  uarte0_start(BOARD_LINK_TX_PIN, BOARD_LINK_RX_PIN, BOARD_LINK_BAUDRATE_REGISTER);
+  uarte0_start(BOARD_LINK_TX_PIN, BOARD_LINK_RX_PIN,
+               BOARD_LINK_BAUDRATE_REGISTER);
   start_rx();
 }
 
@@ -38,6 +39,8 @@ bool board_link_read_byte(uint8_t* byte, uint32_t timeout_ms) {
   return true;
 }
 
-void board_link_write(const uint8_t* data, uint32_t length) { uarte0_send(data, length); }
+void board_link_write(const uint8_t* data, uint32_t length) {
+  uarte0_send(data, length);
+}
 
 uint32_t board_link_rx_buffer_bytes(void) { return 0; }

@@ -16,7 +16,8 @@
 /* The crystal oscillator keeps the baud rate within the receiver's
  * tolerance (the internal RC oscillator may drift outside it); TX idles
  * high, also while the UARTE does not drive the pin; 8N1, no flow control. */
-static inline void uarte0_start(uint32_t tx_pin, uint32_t rx_pin, uint32_t baudrate) {
+static inline void uarte0_start(uint32_t tx_pin, uint32_t rx_pin,
+                                uint32_t baudrate) {
   volatile uint32_t* const hfclkstart = (volatile uint32_t*)0x40000000u;
   volatile uint32_t* const hfclkstarted = (volatile uint32_t*)0x40000100u;
   *hfclkstarted = 0;
@@ -26,13 +27,13 @@ static inline void uarte0_start(uint32_t tx_pin, uint32_t rx_pin, uint32_t baudr
   const uint32_t gpio = tx_pin < 32 ? 0x50000000u : 0x50000300u;
   *(volatile uint32_t*)(gpio + 0x508u) = 1u << (tx_pin & 31); /* OUTSET */
   *(volatile uint32_t*)(gpio + 0x518u) = 1u << (tx_pin & 31); /* DIRSET */
-  UARTE0(0x50C) = tx_pin;       /* PSEL.TXD */
-  UARTE0(0x514) = rx_pin;       /* PSEL.RXD */
-  UARTE0(0x508) = 0xFFFFFFFFu;  /* PSEL.RTS: disconnected */
-  UARTE0(0x510) = 0xFFFFFFFFu;  /* PSEL.CTS: disconnected */
-  UARTE0(0x524) = baudrate;     /* BAUDRATE register value */
-  UARTE0(0x56C) = 0;            /* CONFIG */
-  UARTE0(0x500) = 8;            /* ENABLE: UARTE */
+  UARTE0(0x50C) = tx_pin;                                     /* PSEL.TXD */
+  UARTE0(0x514) = rx_pin;                                     /* PSEL.RXD */
+  UARTE0(0x508) = 0xFFFFFFFFu; /* PSEL.RTS: disconnected */
+  UARTE0(0x510) = 0xFFFFFFFFu; /* PSEL.CTS: disconnected */
+  UARTE0(0x524) = baudrate;    /* BAUDRATE register value */
+  UARTE0(0x56C) = 0;           /* CONFIG */
+  UARTE0(0x500) = 8;           /* ENABLE: UARTE */
 }
 
 /* EasyDMA reads only RAM, so bytes (which may be in flash) go through a

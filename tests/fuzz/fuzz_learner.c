@@ -47,7 +47,8 @@
 #define FIRMWARE_CRC 0x5EED1234u
 #define MEASURED 4242
 
-/* -- basics ----------------------------------------------------------------- */
+/* -- basics -----------------------------------------------------------------
+ */
 
 /* The sequence after `s` (0 is skipped), and whether a is newer than b,
  * counting around the wrap, as tt_state_store.h says. */
@@ -68,15 +69,15 @@ static uint32_t rnd(void) { /* xorshift64* */
 static uint32_t below(uint32_t n) { return n == 0 ? 0 : rnd() % n; }
 static bool one_in(uint32_t n) { return below(n) == 0; }
 
-#define CHECK(cond, ...)                                                 \
-  do {                                                                   \
-    if (!(cond)) {                                                       \
-      fprintf(stderr, "FAILED %s iteration %ld (%s:%d): ", phase,        \
-              iteration, __FILE__, __LINE__);                            \
-      fprintf(stderr, __VA_ARGS__);                                      \
-      fputc('\n', stderr);                                               \
-      exit(1);                                                           \
-    }                                                                    \
+#define CHECK(cond, ...)                                                     \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
+      fprintf(stderr, "FAILED %s iteration %ld (%s:%d): ", phase, iteration, \
+              __FILE__, __LINE__);                                           \
+      fprintf(stderr, __VA_ARGS__);                                          \
+      fputc('\n', stderr);                                                   \
+      exit(1);                                                               \
+    }                                                                        \
   } while (0)
 
 static uint32_t get_u16(const uint8_t* in) {
@@ -115,28 +116,33 @@ static void fill_random(uint8_t* data, uint32_t size) {
 }
 
 static const uint32_t kInteresting[] = {
-    0u, 1u, 2u, 3u, 0x7Fu, 0x80u, 0xFFu, 0xFFFFu, 0x7FFFFFFFu, 0x80000000u,
-    0xFFFFFFFEu, 0xFFFFFFFFu, 16u, 1024u, 65536u};
+    0u,          1u,          2u,      3u,          0x7Fu,
+    0x80u,       0xFFu,       0xFFFFu, 0x7FFFFFFFu, 0x80000000u,
+    0xFFFFFFFEu, 0xFFFFFFFFu, 16u,     1024u,       65536u};
 #define NUM_INTERESTING (sizeof kInteresting / sizeof kInteresting[0])
 
-static uint32_t interesting(void) { return kInteresting[below(NUM_INTERESTING)]; }
+static uint32_t interesting(void) {
+  return kInteresting[below(NUM_INTERESTING)];
+}
 
 /* Float bit patterns a state must not carry, and hostile finite ones. */
 static const uint32_t kNotFinite[] = {0x7FC00000u, 0xFFC00000u, 0x7F800000u,
                                       0xFF800000u, 0x7F800001u, 0x7FFFFFFFu};
-static const uint32_t kHostileFinite[] = {0x7F7FFFFFu, 0xFF7FFFFFu, 0x00000001u,
-                                          0x80000000u, 0x4B800000u, 0x3F800000u};
+static const uint32_t kHostileFinite[] = {0x7F7FFFFFu, 0xFF7FFFFFu,
+                                          0x00000001u, 0x80000000u,
+                                          0x4B800000u, 0x3F800000u};
 
-/* -- counts ----------------------------------------------------------------- */
+/* -- counts -----------------------------------------------------------------
+ */
 
 #define NUM_COMMANDS 11 /* 1 to 10 */
 static const char* const kCommandNames[NUM_COMMANDS] = {
-    "", "info", "train", "predict", "evaluate", "begin_epoch",
+    "",     "info", "train",         "predict", "evaluate",  "begin_epoch",
     "save", "pull", "factory_reset", "holdout", "pull_state"};
 static const char* const kErrorNames[12] = {
-    "", "bad_frame", "unknown_command", "bad_request", "bad_sample",
-    "bad_label", "nothing_trained", "flash", "runtime", "heldout_full",
-    "diverged", "no_flash"};
+    "",           "bad_frame",    "unknown_command", "bad_request",
+    "bad_sample", "bad_label",    "nothing_trained", "flash",
+    "runtime",    "heldout_full", "diverged",        "no_flash"};
 
 static long ok_count[NUM_COMMANDS], error_count[12];
 static long streams, frames_served, expected_checked, saved, rolled_back,
@@ -147,25 +153,31 @@ static long store_images, store_opened, store_refused, store_newest,
     store_recoveries, sequence_wraps, boot_restored, boot_refused;
 
 static void print_counts(void) {
-  for (int c = 1; c < NUM_COMMANDS; ++c) printf("ok_%s=%ld ", kCommandNames[c], ok_count[c]);
-  for (int e = 1; e < 12; ++e) printf("error_%s=%ld ", kErrorNames[e], error_count[e]);
-  printf("\nstreams=%ld frames_served=%ld expected_checked=%ld saved=%ld "
-         "rolled_back=%ld reboots=%ld restored_boots=%ld power_cuts=%ld "
-         "worn_sessions=%ld sessions=%ld\n",
-         streams, frames_served, expected_checked, saved, rolled_back, reboots,
-         restored_boots, power_cuts, worn_sessions, sessions);
-  printf("state_loads=%ld state_accepted=%ld state_refused=%ld state_steps=%ld\n",
-         state_loads, state_accepted, state_refused, state_steps);
-  printf("store_images=%ld store_opened=%ld store_refused=%ld store_newest=%ld "
-         "store_saves=%ld store_save_failures=%ld store_stages=%ld "
-         "store_erases=%ld store_recoveries=%ld sequence_wraps=%ld "
-         "boot_restored=%ld boot_refused=%ld\n",
-         store_images, store_opened, store_refused, store_newest, store_saves,
-         store_save_failures, store_stages, store_erases, store_recoveries,
-         sequence_wraps, boot_restored, boot_refused);
+  for (int c = 1; c < NUM_COMMANDS; ++c)
+    printf("ok_%s=%ld ", kCommandNames[c], ok_count[c]);
+  for (int e = 1; e < 12; ++e)
+    printf("error_%s=%ld ", kErrorNames[e], error_count[e]);
+  printf(
+      "\nstreams=%ld frames_served=%ld expected_checked=%ld saved=%ld "
+      "rolled_back=%ld reboots=%ld restored_boots=%ld power_cuts=%ld "
+      "worn_sessions=%ld sessions=%ld\n",
+      streams, frames_served, expected_checked, saved, rolled_back, reboots,
+      restored_boots, power_cuts, worn_sessions, sessions);
+  printf(
+      "state_loads=%ld state_accepted=%ld state_refused=%ld state_steps=%ld\n",
+      state_loads, state_accepted, state_refused, state_steps);
+  printf(
+      "store_images=%ld store_opened=%ld store_refused=%ld store_newest=%ld "
+      "store_saves=%ld store_save_failures=%ld store_stages=%ld "
+      "store_erases=%ld store_recoveries=%ld sequence_wraps=%ld "
+      "boot_restored=%ld boot_refused=%ld\n",
+      store_images, store_opened, store_refused, store_newest, store_saves,
+      store_save_failures, store_stages, store_erases, store_recoveries,
+      sequence_wraps, boot_restored, boot_refused);
 }
 
-/* -- seeds: a model and a plan ----------------------------------------------- */
+/* -- seeds: a model and a plan -----------------------------------------------
+ */
 
 typedef struct {
   uint8_t* model;
@@ -202,7 +214,8 @@ static uint8_t* read_file(const char* path, uint32_t* size) {
 
 static uint32_t trained_bytes(const tt_trainer* t) {
   uint32_t total = 0;
-  for (int32_t k = 0, index; (index = tt_trainer_trained_tensor(t, k)) >= 0; ++k)
+  for (int32_t k = 0, index; (index = tt_trainer_trained_tensor(t, k)) >= 0;
+       ++k)
     total += (uint32_t)t->interpreter.tensors[index].num_bytes;
   return total;
 }
@@ -257,7 +270,8 @@ static void fill_input(uint8_t* data, uint32_t size, int32_t label) {
                         48 + (int32_t)below(noise + 1));
 }
 
-/* -- frames ----------------------------------------------------------------- */
+/* -- frames -----------------------------------------------------------------
+ */
 
 typedef struct {
   bool error;
@@ -279,7 +293,8 @@ static void check_response(const uint8_t* f, uint32_t size, uint32_t capacity,
   const uint32_t payload = get_u32(f + 8);
   CHECK(payload == size - TT_FRAME_OVERHEAD,
         "a response declaring %u payload bytes in %u", payload, size);
-  CHECK(crc32_ref(f, size - 4) == get_u32(f + size - 4), "a response CRC is wrong");
+  CHECK(crc32_ref(f, size - 4) == get_u32(f + size - 4),
+        "a response CRC is wrong");
   memset(r, 0, sizeof *r);
   r->sequence = (uint16_t)get_u16(f + 4);
   r->payload = f + TT_FRAME_HEADER_BYTES;
@@ -295,8 +310,8 @@ static void check_response(const uint8_t* f, uint32_t size, uint32_t capacity,
             "error message byte %u is 0x%02x", i, r->payload[i]);
     error_count[r->code]++;
   } else {
-    CHECK(f[3] >= 0x81 && f[3] < 0x80 + NUM_COMMANDS, "a response of command 0x%02x",
-          f[3]);
+    CHECK(f[3] >= 0x81 && f[3] < 0x80 + NUM_COMMANDS,
+          "a response of command 0x%02x", f[3]);
     r->command = (uint8_t)(f[3] & 0x7F);
     ok_count[r->command]++;
   }
@@ -308,7 +323,8 @@ static bool message_starts(const response* r, const char* prefix) {
          memcmp(r->payload + 4, prefix, n) == 0;
 }
 
-/* -- a learner over a RAM flash ------------------------------------------------ */
+/* -- a learner over a RAM flash
+ * ------------------------------------------------ */
 
 typedef struct {
   uint32_t state_crc, steps, epoch, in_batch, since_save, sequence;
@@ -329,7 +345,8 @@ typedef struct {
   uint32_t link_rx_buffer;
   uint8_t* undo; /* NULL: a diverged step restores the saved state */
   uint32_t undo_bytes;
-  int persisted; /* 1: persisted_crc is the newest saved state; 0: none; -1 unknown */
+  int persisted; /* 1: persisted_crc is the newest saved state; 0: none; -1
+                    unknown */
   uint32_t persisted_crc;
   /* States of SAVEs that failed since: a cut in the header's last word
    * may still leave one whole (when the CRC's high half is all ones). */
@@ -358,7 +375,8 @@ static info_view query_info(session* s) {
   const uint8_t* q = r.payload;
   CHECK(r.payload_bytes == TT_LEARNER_INFO_BYTES + 8u * (uint32_t)p->num_layers,
         "INFO of %u bytes", r.payload_bytes);
-  CHECK(get_u16(q) == TT_FRAME_VERSION && get_u16(q + 2) == TT_STATE_FORMAT_VERSION,
+  CHECK(get_u16(q) == TT_FRAME_VERSION &&
+            get_u16(q + 2) == TT_STATE_FORMAT_VERSION,
         "INFO versions");
   CHECK(get_u32(q + 4) == FIRMWARE_CRC && get_u32(q + 8) == p->model_crc32 &&
             get_u32(q + 12) == p->plan_crc32,
@@ -367,7 +385,8 @@ static info_view query_info(session* s) {
         "INFO arena");
   CHECK(get_u32(q + 24) == p->input_bytes && q[28] == (uint8_t)p->input_type,
         "INFO input");
-  CHECK(q[29] <= 1 && get_u16(q + 30) == (uint32_t)p->num_classes, "INFO classes");
+  CHECK(q[29] <= 1 && get_u16(q + 30) == (uint32_t)p->num_classes,
+        "INFO classes");
   CHECK(get_u32(q + 32) == s->capacity - TT_FRAME_OVERHEAD, "INFO max_payload");
   CHECK(get_u32(q + 36) == p->state_bytes, "INFO state_bytes");
   CHECK(get_u32(q + 40) == tt_state_slot_bytes(p->state_bytes, s->page_bytes),
@@ -386,7 +405,8 @@ static info_view query_info(session* s) {
   if (capacity > 0xFFFF) capacity = 0xFFFF;
   CHECK(v.heldout_capacity == capacity && v.heldout <= capacity,
         "INFO held-out %u of %u", v.heldout, v.heldout_capacity);
-  CHECK(v.in_batch < (uint32_t)p->batch_size, "INFO samples_in_batch %u", v.in_batch);
+  CHECK(v.in_batch < (uint32_t)p->batch_size, "INFO samples_in_batch %u",
+        v.in_batch);
   CHECK(q[72] <= TT_SLOT_OTHER_FORMAT && q[73] <= TT_SLOT_OTHER_FORMAT,
         "INFO slot status");
   CHECK(get_u16(q + 74) == (uint32_t)p->num_layers &&
@@ -399,7 +419,8 @@ static info_view query_info(session* s) {
         "INFO restore_count %lld", (long long)count);
   CHECK(get_u32(q + 88) == s->link_rx_buffer, "INFO link_rx_buffer");
   for (int32_t l = 0; l < p->num_layers; ++l)
-    CHECK(q[TT_LEARNER_INFO_BYTES + 8 * l + 5] == 0, "INFO layer %d reserved byte", l);
+    CHECK(q[TT_LEARNER_INFO_BYTES + 8 * l + 5] == 0,
+          "INFO layer %d reserved byte", l);
   /* The CRC is the learned state's. */
   const tt_trainer* t = &s->learner->trainer;
   uint8_t counters[TT_STATE_COUNTERS_BYTES];
@@ -415,7 +436,8 @@ static info_view query_info(session* s) {
   return v;
 }
 
-static tt_learner_config session_config(const session* s, const tt_flash* flash) {
+static tt_learner_config session_config(const session* s,
+                                        const tt_flash* flash) {
   const seed_pair* p = s->pair;
   return (tt_learner_config){.model = p->model,
                              .model_size = p->model_size,
@@ -476,7 +498,8 @@ static void open_session(session* s, seed_pair* p, uint32_t page_bytes,
   } else {
     memset(s->flash_memory, 0xFF, flash_bytes);
   }
-  tt_flash_ram_init(&s->ram, s->flash_memory, flash_bytes, page_bytes, &s->flash);
+  tt_flash_ram_init(&s->ram, s->flash_memory, flash_bytes, page_bytes,
+                    &s->flash);
   if (flash_image == NULL && one_in(8)) {
     s->ram.worn_page = (int32_t)below(flash_bytes / page_bytes);
     worn_sessions++;
@@ -486,7 +509,8 @@ static void open_session(session* s, seed_pair* p, uint32_t page_bytes,
                 TT_FRAME_OVERHEAD + (one_in(4) ? below(2048) : 0);
   s->buffer = xmalloc(s->capacity);
   s->info_buffer = xmalloc(s->capacity);
-  s->heldout_bytes = (1 + below(4)) * (p->input_bytes + 4) + below(p->input_bytes);
+  s->heldout_bytes =
+      (1 + below(4)) * (p->input_bytes + 4) + below(p->input_bytes);
   s->heldout = xmalloc(s->heldout_bytes);
   s->measured = one_in(2);
   s->link_rx_buffer = one_in(2) ? 0 : rnd();
@@ -527,7 +551,8 @@ static uint32_t region_bytes(const seed_pair* p, uint32_t page_bytes) {
   return 2 * tt_state_slot_bytes(p->state_bytes, page_bytes);
 }
 
-/* -- the line: bursts of bytes with quiet gaps between them -------------------- */
+/* -- the line: bursts of bytes with quiet gaps between them
+ * -------------------- */
 
 typedef struct {
   uint8_t* data;
@@ -545,7 +570,8 @@ static bool read_byte(void* context, uint8_t* byte, uint32_t timeout_ms) {
   CHECK(timeout_ms == TT_LINK_FOREVER || timeout_ms == l->idle_ms,
         "read_byte with timeout %u", timeout_ms);
   if (l->pos >= l->size) {
-    CHECK(timeout_ms != TT_LINK_FOREVER, "serve_one waits forever on a quiet line");
+    CHECK(timeout_ms != TT_LINK_FOREVER,
+          "serve_one waits forever on a quiet line");
     return false;
   }
   if (l->quiet[l->pos] && timeout_ms != TT_LINK_FOREVER) return false;
@@ -556,7 +582,8 @@ static bool read_byte(void* context, uint8_t* byte, uint32_t timeout_ms) {
 
 static void write_answer(void* context, const uint8_t* data, uint32_t size) {
   line* l = context;
-  CHECK(size <= l->capacity, "an answer of %u bytes, buffer %u", size, l->capacity);
+  CHECK(size <= l->capacity, "an answer of %u bytes, buffer %u", size,
+        l->capacity);
   memcpy(l->answer, data, size);
   l->answer_bytes = size;
   l->writes++;
@@ -584,7 +611,8 @@ typedef struct {
 
 #define MAX_EXPECT 16
 
-/* -- requests ------------------------------------------------------------------ */
+/* -- requests
+ * ------------------------------------------------------------------ */
 
 /* A set of answers: bit 0 OK, bit k error k. */
 #define ANSWER_OK 1u
@@ -594,7 +622,8 @@ typedef struct {
 static uint32_t sample_answer(const seed_pair* p, const uint8_t* payload,
                               uint32_t n, bool labelled) {
   if (n < 8) return ANSWER_ERROR(TT_WIRE_BAD_REQUEST);
-  if (payload[0] != (uint8_t)p->input_type) return ANSWER_ERROR(TT_WIRE_BAD_SAMPLE);
+  if (payload[0] != (uint8_t)p->input_type)
+    return ANSWER_ERROR(TT_WIRE_BAD_SAMPLE);
   if (n - 8 != p->input_bytes) return ANSWER_ERROR(TT_WIRE_BAD_SAMPLE);
   const int32_t label = (int32_t)get_u32(payload + 4);
   if (labelled && (label < 0 || label >= p->num_classes))
@@ -616,15 +645,17 @@ static uint32_t range_answer(const session* s, const uint8_t* payload,
 /* The answers tt_learner.h allows an intact request, from the learner's
  * state before it (where it leaves the order of checks open, either). */
 static uint32_t expected_answer(const session* s, const info_view* before,
-                                uint8_t command,
-                                const uint8_t* payload, uint32_t n) {
+                                uint8_t command, const uint8_t* payload,
+                                uint32_t n) {
   const seed_pair* p = s->pair;
   uint32_t bad;
   switch (command) {
-    case TT_CMD_INFO: return n ? ANSWER_ERROR(TT_WIRE_BAD_REQUEST) : ANSWER_OK;
+    case TT_CMD_INFO:
+      return n ? ANSWER_ERROR(TT_WIRE_BAD_REQUEST) : ANSWER_OK;
     case TT_CMD_TRAIN:
-      return (bad = sample_answer(p, payload, n, true)) ? bad
-                                                        : ANSWER_OK | ANSWER_ERROR(TT_WIRE_DIVERGED);
+      return (bad = sample_answer(p, payload, n, true))
+                 ? bad
+                 : ANSWER_OK | ANSWER_ERROR(TT_WIRE_DIVERGED);
     case TT_CMD_PREDICT:
       return (bad = sample_answer(p, payload, n, false)) ? bad : ANSWER_OK;
     case TT_CMD_EVALUATE:
@@ -649,15 +680,20 @@ static uint32_t expected_answer(const session* s, const info_view* before,
     case TT_CMD_PULL_STATE:
       bad = range_answer(s, payload, n, p->state_bytes);
       if (bad) return bad;
-      return before->steps == 0 ? ANSWER_OK | ANSWER_ERROR(TT_WIRE_NOTHING_TRAINED) : ANSWER_OK;
+      return before->steps == 0
+                 ? ANSWER_OK | ANSWER_ERROR(TT_WIRE_NOTHING_TRAINED)
+                 : ANSWER_OK;
     case TT_CMD_FACTORY_RESET:
-      return n ? ANSWER_ERROR(TT_WIRE_BAD_REQUEST) : ANSWER_OK | ANSWER_ERROR(TT_WIRE_FLASH);
+      return n ? ANSWER_ERROR(TT_WIRE_BAD_REQUEST)
+               : ANSWER_OK | ANSWER_ERROR(TT_WIRE_FLASH);
     case TT_CMD_HOLDOUT:
       if (n == 0) return ANSWER_OK;
       if ((bad = sample_answer(p, payload, n, true)) != 0) return bad;
-      return before->heldout >= before->heldout_capacity ? ANSWER_ERROR(TT_WIRE_HELDOUT_FULL)
-                                                         : ANSWER_OK;
-    default: return ANSWER_ERROR(TT_WIRE_UNKNOWN_COMMAND);
+      return before->heldout >= before->heldout_capacity
+                 ? ANSWER_ERROR(TT_WIRE_HELDOUT_FULL)
+                 : ANSWER_OK;
+    default:
+      return ANSWER_ERROR(TT_WIRE_UNKNOWN_COMMAND);
   }
 }
 
@@ -677,15 +713,21 @@ static uint32_t put_sample(const session* s, uint8_t* payload, uint32_t room,
         break;
       }
       case 1: {
-        static const int32_t kLabels[] = {-1, -2, 10, 11, 127, 128,
-                                          INT32_MAX, INT32_MIN};
+        static const int32_t kLabels[] = {-1,  -2,  10,        11,
+                                          127, 128, INT32_MAX, INT32_MIN};
         label = one_in(4) ? (int32_t)rnd() : kLabels[below(8)];
         if (one_in(3)) label = p->num_classes + (int32_t)below(3);
         break;
       }
-      case 2: n = 8 + p->input_bytes + 1 + below(16); break;
-      case 3: n = 8 + (p->input_bytes > 16 ? p->input_bytes - 1 - below(16) : 0); break;
-      default: n = below(8); break;
+      case 2:
+        n = 8 + p->input_bytes + 1 + below(16);
+        break;
+      case 3:
+        n = 8 + (p->input_bytes > 16 ? p->input_bytes - 1 - below(16) : 0);
+        break;
+      default:
+        n = below(8);
+        break;
     }
   }
   if (n > room) n = room;
@@ -704,10 +746,16 @@ static uint32_t make_request(const session* s, uint8_t* f) {
   uint8_t command = TT_CMD_TRAIN;
   uint32_t n = 0;
   switch (below(20)) {
-    case 0: case 1: case 2: case 3: case 4: case 5:
+    case 0:
+    case 1:
+    case 2:
+    case 3:
+    case 4:
+    case 5:
       n = put_sample(s, payload, room, false);
       break;
-    case 6: case 7: {
+    case 6:
+    case 7: {
       static const uint8_t kSampled[] = {TT_CMD_TRAIN, TT_CMD_PREDICT,
                                          TT_CMD_EVALUATE, TT_CMD_HOLDOUT};
       command = kSampled[below(4)];
@@ -716,13 +764,17 @@ static uint32_t make_request(const session* s, uint8_t* f) {
     }
     case 8:
       command = one_in(2) ? TT_CMD_PREDICT : TT_CMD_EVALUATE;
-      n = one_in(4) && command == TT_CMD_EVALUATE ? 0 : put_sample(s, payload, room, false);
+      n = one_in(4) && command == TT_CMD_EVALUATE
+              ? 0
+              : put_sample(s, payload, room, false);
       break;
     case 9:
       command = TT_CMD_HOLDOUT;
       n = one_in(5) ? 0 : put_sample(s, payload, room, false);
       break;
-    case 10: case 11: case 12:
+    case 10:
+    case 11:
+    case 12:
       command = TT_CMD_SAVE;
       n = 4;
       payload[0] = one_in(3) ? (uint8_t)(1 + below(3)) : 0;
@@ -819,7 +871,8 @@ static void make_burst(const session* s, plan_out* o, uint8_t* f, uint8_t* g) {
     append(l, f, n, false);
   } else if (choice < 20) { /* noise alone */
     n = make_noise(g, 64);
-    expect(o, (expectation){start, 0, EXPECT_BAD_FRAME, "bytes that are not", 0});
+    expect(o,
+           (expectation){start, 0, EXPECT_BAD_FRAME, "bytes that are not", 0});
     append(l, g, n, true);
   } else if (choice == 20) { /* truncated */
     const uint32_t cut = 1 + below(n - 1);
@@ -827,21 +880,27 @@ static void make_burst(const session* s, plan_out* o, uint8_t* f, uint8_t* g) {
                             cut >= 6 ? (int)get_u16(f + 4) : 0});
     append(l, f, cut, true);
   } else if (choice == 21) { /* one bit flipped after the header */
-    const uint32_t at = TT_FRAME_HEADER_BYTES + below(n - TT_FRAME_HEADER_BYTES);
+    const uint32_t at =
+        TT_FRAME_HEADER_BYTES + below(n - TT_FRAME_HEADER_BYTES);
     f[at] ^= (uint8_t)(1u << below(8));
-    expect(o, (expectation){start, 0, EXPECT_BAD_FRAME, "corrupt", (int)get_u16(f + 4)});
+    expect(o, (expectation){start, 0, EXPECT_BAD_FRAME, "corrupt",
+                            (int)get_u16(f + 4)});
     append(l, f, n, true);
   } else if (choice == 22) { /* declares more than fits */
     const uint32_t room = s->capacity - TT_FRAME_OVERHEAD;
-    const uint32_t declared = one_in(2) ? room + 1 + below(64) : room + 1 + rnd() % (UINT32_MAX - room);
+    const uint32_t declared = one_in(2)
+                                  ? room + 1 + below(64)
+                                  : room + 1 + rnd() % (UINT32_MAX - room);
     put_u32(f + 8, declared);
     if (one_in(2)) fix_crc(f, n);
-    expect(o, (expectation){start, 0, EXPECT_BAD_FRAME, "oversized", (int)get_u16(f + 4)});
+    expect(o, (expectation){start, 0, EXPECT_BAD_FRAME, "oversized",
+                            (int)get_u16(f + 4)});
     append(l, f, n < 12 + 8 ? n : 12 + below(n - 11), true);
   } else if (choice == 23) { /* another version */
     f[2] = (uint8_t)(2 + below(254));
     if (one_in(3)) f[2] = 0;
-    expect(o, (expectation){start, 0, EXPECT_BAD_FRAME, "frame of an unknown", 0});
+    expect(o,
+           (expectation){start, 0, EXPECT_BAD_FRAME, "frame of an unknown", 0});
     append(l, f, n, true);
   } else if (choice == 24) { /* noise, or a lone 'T', then an intact frame */
     uint32_t k = 1;
@@ -859,7 +918,8 @@ static void make_burst(const session* s, plan_out* o, uint8_t* f, uint8_t* g) {
     fix_crc(f, n);
     expect(o, (expectation){start, start, EXPECT_REQUEST, NULL, -1});
     append(l, f, n, true);
-  } else if (choice == 26 && n > TT_FRAME_OVERHEAD) { /* shorter, then its tail */
+  } else if (choice == 26 &&
+             n > TT_FRAME_OVERHEAD) { /* shorter, then its tail */
     const uint32_t payload = below(n - TT_FRAME_OVERHEAD);
     put_u32(f + 8, payload);
     fix_crc(f, TT_FRAME_OVERHEAD + payload);
@@ -884,10 +944,18 @@ static void make_burst(const session* s, plan_out* o, uint8_t* f, uint8_t* g) {
     for (uint32_t m = 1 + below(6); m > 0; --m) {
       const uint32_t at = below(n);
       switch (below(4)) {
-        case 0: f[at] ^= (uint8_t)(1u << below(8)); break;
-        case 1: f[at] = (uint8_t)rnd(); break;
-        case 2: if (at + 4 <= n) put_u32(f + at, interesting()); break;
-        default: n = at + 1; break;
+        case 0:
+          f[at] ^= (uint8_t)(1u << below(8));
+          break;
+        case 1:
+          f[at] = (uint8_t)rnd();
+          break;
+        case 2:
+          if (at + 4 <= n) put_u32(f + at, interesting());
+          break;
+        default:
+          n = at + 1;
+          break;
       }
     }
     if (one_in(2)) {
@@ -920,7 +988,8 @@ static void make_train_then_save(const session* s, plan_out* o, uint8_t* f) {
   append(l, f, size, true);
 }
 
-/* -- answers against the state before and after -------------------------------- */
+/* -- answers against the state before and after
+ * -------------------------------- */
 
 static bool same_state(const info_view* a, const info_view* b) {
   return a->state_crc == b->state_crc && a->steps == b->steps &&
@@ -936,7 +1005,8 @@ static void check_pull(const session* s, const uint8_t* request,
   CHECK(r->payload_bytes == length, "PULL of %u bytes answered %u", length,
         r->payload_bytes);
   uint32_t position = 0, matched = 0;
-  for (int32_t k = 0, index; (index = tt_trainer_trained_tensor(t, k)) >= 0; ++k) {
+  for (int32_t k = 0, index; (index = tt_trainer_trained_tensor(t, k)) >= 0;
+       ++k) {
     const tt_tensor* tensor = &t->interpreter.tensors[index];
     const uint8_t* data = tt_arena_at(&t->interpreter, tensor->data_offset);
     for (uint32_t i = 0; i < (uint32_t)tensor->num_bytes; ++i, ++position)
@@ -953,10 +1023,11 @@ static void check_pull_state(const session* s, const uint8_t* request,
                              const response* r) {
   const tt_trainer* t = &s->learner->trainer;
   const uint32_t offset = get_u32(request), length = get_u32(request + 4);
-  CHECK(r->payload_bytes == length, "PULL_STATE of %u bytes answered %u", length,
-        r->payload_bytes);
+  CHECK(r->payload_bytes == length, "PULL_STATE of %u bytes answered %u",
+        length, r->payload_bytes);
   uint8_t* state = xmalloc(s->pair->state_bytes);
-  CHECK(tt_trainer_state_write(t, state, s->pair->state_bytes) == TT_OK, "state write");
+  CHECK(tt_trainer_state_write(t, state, s->pair->state_bytes) == TT_OK,
+        "state write");
   CHECK(memcmp(state + offset, r->payload, length) == 0,
         "PULL_STATE bytes are not the learned state's");
   free(state);
@@ -967,13 +1038,15 @@ static void check_pull_state(const session* s, const uint8_t* request,
 static void check_diverged(const session* s, const info_view* before,
                            const info_view* after) {
   if (s->undo != NULL) {
-    CHECK(same_state(before, after), "a diverged step changed the state despite the undo");
+    CHECK(same_state(before, after),
+          "a diverged step changed the state despite the undo");
     return;
   }
   CHECK(after->since_save == 0 && after->sequence == before->sequence,
         "a diverged step left %u unsaved steps", after->since_save);
   if (s->persisted == 1)
-    CHECK(after->state_crc == s->persisted_crc, "a diverged step did not restore the save");
+    CHECK(after->state_crc == s->persisted_crc,
+          "a diverged step did not restore the save");
   if (s->persisted == 0)
     CHECK(after->state_crc == s->pair->fresh_crc && after->steps == 0,
           "a diverged step did not go back to the model's own weights");
@@ -988,7 +1061,8 @@ static void check_transition(session* s, const response* r,
   if (r->error) {
     if (r->code != TT_WIRE_DIVERGED)
       CHECK(same_state(before, after),
-            "error %s changed the learner's state (steps %u -> %u, crc %08x -> %08x)",
+            "error %s changed the learner's state (steps %u -> %u, crc %08x -> "
+            "%08x)",
             kErrorNames[r->code], before->steps, after->steps,
             before->state_crc, after->state_crc);
     if (r->code == TT_WIRE_FLASH &&
@@ -1007,7 +1081,8 @@ static void check_transition(session* s, const response* r,
       CHECK(same_state(before, after), "INFO changed the state");
       break;
     case TT_CMD_TRAIN:
-      CHECK(r->payload_bytes == 16, "TRAIN answer of %u bytes", r->payload_bytes);
+      CHECK(r->payload_bytes == 16, "TRAIN answer of %u bytes",
+            r->payload_bytes);
       CHECK(after->steps == before->steps + 1 && get_u32(q + 4) == after->steps,
             "TRAIN took steps %u -> %u (answered %u)", before->steps,
             after->steps, get_u32(q + 4));
@@ -1046,15 +1121,16 @@ static void check_transition(session* s, const response* r,
               "BEGIN_EPOCH echoed another epoch");
       break;
     case TT_CMD_SAVE: {
-      CHECK(r->payload_bytes == TT_LEARNER_SAVE_BYTES, "SAVE answer of %u bytes",
-            r->payload_bytes);
+      CHECK(r->payload_bytes == TT_LEARNER_SAVE_BYTES,
+            "SAVE answer of %u bytes", r->payload_bytes);
       const uint8_t outcome = q[0], reason = q[1];
       CHECK(get_u32(q + 4) == after->sequence && after->since_save == 0,
             "SAVE answered sequence %u, INFO says %u", get_u32(q + 4),
             after->sequence);
       if (outcome == TT_SAVE_SAVED) {
         saved++;
-        CHECK(reason == TT_SAVE_REASON_NONE && after->sequence == next_of(before->sequence) &&
+        CHECK(reason == TT_SAVE_REASON_NONE &&
+                  after->sequence == next_of(before->sequence) &&
                   after->state_crc == before->state_crc,
               "SAVED: sequence %u -> %u", before->sequence, after->sequence);
         s->persisted = 1;
@@ -1063,7 +1139,8 @@ static void check_transition(session* s, const response* r,
       } else {
         rolled_back++;
         CHECK(outcome == TT_SAVE_ROLLED_BACK &&
-                  (reason == TT_SAVE_REASON_ACCURACY || reason == TT_SAVE_REASON_LOSS ||
+                  (reason == TT_SAVE_REASON_ACCURACY ||
+                   reason == TT_SAVE_REASON_LOSS ||
                    reason == TT_SAVE_REASON_NOT_FINITE) &&
                   after->sequence == before->sequence,
               "SAVE outcome %u reason %u", outcome, reason);
@@ -1080,7 +1157,8 @@ static void check_transition(session* s, const response* r,
       break;
     case TT_CMD_PULL_STATE:
       CHECK(same_state(before, after), "PULL_STATE changed the state");
-      if (request != NULL) check_pull_state(s, request + TT_FRAME_HEADER_BYTES, r);
+      if (request != NULL)
+        check_pull_state(s, request + TT_FRAME_HEADER_BYTES, r);
       break;
     case TT_CMD_FACTORY_RESET:
       CHECK(r->payload_bytes == 4 && after->state_crc == p->fresh_crc &&
@@ -1093,10 +1171,12 @@ static void check_transition(session* s, const response* r,
       CHECK(r->payload_bytes == 4 && get_u16(q) == after->heldout &&
                 get_u16(q + 2) == after->heldout_capacity,
             "HOLDOUT answer");
-      CHECK(after->state_crc == before->state_crc && after->steps == before->steps,
+      CHECK(after->state_crc == before->state_crc &&
+                after->steps == before->steps,
             "HOLDOUT changed the learned state");
       break;
-    default: CHECK(false, "answer to command %u", r->command);
+    default:
+      CHECK(false, "answer to command %u", r->command);
   }
 }
 
@@ -1105,26 +1185,29 @@ static void check_expected(const session* s, const expectation* e,
                            const info_view* before) {
   expected_checked++;
   if (e->kind == EXPECT_BAD_FRAME) {
-    CHECK(r->error && r->code == TT_WIRE_BAD_FRAME && message_starts(r, e->problem),
+    CHECK(r->error && r->code == TT_WIRE_BAD_FRAME &&
+              message_starts(r, e->problem),
           "a broken frame answered %s %u, not \"%s...\"",
           r->error ? "error" : "command", r->error ? r->code : r->command,
           e->problem);
     CHECK(e->sequence < 0 || r->sequence == (uint16_t)e->sequence,
-          "a broken frame answered sequence %u, not %d", r->sequence, e->sequence);
+          "a broken frame answered sequence %u, not %d", r->sequence,
+          e->sequence);
     return;
   }
   const uint8_t* f = l->data + e->frame_at;
   const uint8_t command = f[3];
   const uint32_t n = get_u32(f + 8);
-  const uint32_t allowed = expected_answer(s, before, command,
-                                           f + TT_FRAME_HEADER_BYTES, n);
+  const uint32_t allowed =
+      expected_answer(s, before, command, f + TT_FRAME_HEADER_BYTES, n);
   CHECK(r->sequence == get_u16(f + 4), "sequence %u answered as %u",
         get_u16(f + 4), r->sequence);
   CHECK(r->error || r->command == command, "command %u answered command %u",
         command, r->command);
   CHECK(allowed & (r->error ? ANSWER_ERROR(r->code) : ANSWER_OK),
         "command %u (%u bytes) answered %s%s (\"%.*s\"); allowed: 0x%x",
-        command, n, r->error ? "error " : "OK", r->error ? kErrorNames[r->code] : "",
+        command, n, r->error ? "error " : "OK",
+        r->error ? kErrorNames[r->code] : "",
         r->error ? (int)r->payload_bytes - 4 : 0,
         r->error ? (const char*)r->payload + 4 : "", allowed);
 }
@@ -1161,7 +1244,8 @@ static void run_frames(seed_pair* pairs, int num_pairs, long iterations) {
   memset(&l, 0, sizeof l);
   uint32_t max_capacity = 0;
   for (int i = 0; i < num_pairs; ++i) {
-    const uint32_t c = pairs[i].input_bytes + 8 + 256 + 8u * (uint32_t)pairs[i].num_layers;
+    const uint32_t c =
+        pairs[i].input_bytes + 8 + 256 + 8u * (uint32_t)pairs[i].num_layers;
     if (c > max_capacity) max_capacity = c;
   }
   max_capacity += TT_FRAME_OVERHEAD + 2048;
@@ -1189,7 +1273,8 @@ static void run_frames(seed_pair* pairs, int num_pairs, long iterations) {
       if (open) close_session(&s);
       seed_pair* p = &pairs[pair];
       const uint32_t page = kPages[below(3)];
-      open_session(&s, p, page, NULL, region_bytes(p, page) + (one_in(4) ? page : 0));
+      open_session(&s, p, page, NULL,
+                   region_bytes(p, page) + (one_in(4) ? page : 0));
       boot(&s);
       open = true;
     }
@@ -1215,7 +1300,8 @@ static void run_frames(seed_pair* pairs, int num_pairs, long iterations) {
   free(g);
 }
 
-/* -- learned states ---------------------------------------------------------- */
+/* -- learned states ----------------------------------------------------------
+ */
 
 typedef struct {
   uint32_t at;    /* payload offset */
@@ -1229,8 +1315,8 @@ static uint32_t block_start(const tt_trainer* t) {
 }
 
 /* Where the payload holds optimizer floats (and low-rank headers). */
-static int float_ranges(const tt_trainer* t, float_range* out, uint32_t* lowrank,
-                        int* num_lowrank) {
+static int float_ranges(const tt_trainer* t, float_range* out,
+                        uint32_t* lowrank, int* num_lowrank) {
   const uint32_t start = block_start(t);
   const uint32_t base = TT_STATE_COUNTERS_BYTES;
   int n = 0;
@@ -1243,7 +1329,8 @@ static int float_ranges(const tt_trainer* t, float_range* out, uint32_t* lowrank
     for (int32_t k = 0; k < TT_STATE_COUNT; ++k) {
       if (layer->state[k] < 0 || layer->kind == TT_UPDATE_SAMPLED) continue;
       const uint32_t per = k <= TT_STATE_WEIGHT_ACCUMULATOR
-                               ? (uint32_t)layer->weights_per_channel : 1u;
+                               ? (uint32_t)layer->weights_per_channel
+                               : 1u;
       out[n++] = (float_range){base + (uint32_t)layer->state[k] - start,
                                (uint32_t)layer->num_channels * per};
     }
@@ -1275,13 +1362,15 @@ static void train_seed(seed_pair* p) {
     const int32_t label = (int32_t)below((uint32_t)p->num_classes);
     fill_input(input, p->input_bytes, label);
     float loss;
-    const tt_status status = tt_trainer_step(p->trainer, input, p->input_bytes, label, &loss);
+    const tt_status status =
+        tt_trainer_step(p->trainer, input, p->input_bytes, label, &loss);
     CHECK(status == TT_OK || status == TT_ERR_DIVERGED, "step: %s",
           tt_trainer_error(p->trainer)->message);
   }
   free(input);
   p->good_state = xmalloc(p->state_bytes);
-  CHECK(tt_trainer_state_write(p->trainer, p->good_state, p->state_bytes) == TT_OK,
+  CHECK(tt_trainer_state_write(p->trainer, p->good_state, p->state_bytes) ==
+            TT_OK,
         "state write");
 }
 
@@ -1293,15 +1382,21 @@ static void mutate_state(const tt_trainer* t, uint8_t* s, uint32_t size) {
   const int num_ranges = float_ranges(t, ranges, lowrank, &num_lowrank);
   for (uint32_t m = 1 + below(3); m > 0; --m) {
     switch (below(9)) {
-      case 0: s[below(size)] ^= (uint8_t)(1u << below(8)); break;
-      case 1: s[below(size)] = (uint8_t)rnd(); break;
-      case 2: case 3: { /* a float of the optimizer state */
+      case 0:
+        s[below(size)] ^= (uint8_t)(1u << below(8));
+        break;
+      case 1:
+        s[below(size)] = (uint8_t)rnd();
+        break;
+      case 2:
+      case 3: { /* a float of the optimizer state */
         if (num_ranges == 0) break;
         const float_range* r = &ranges[below((uint32_t)num_ranges)];
         if (r->count == 0) break;
         const uint32_t at = r->at + 4 * below(r->count);
         CHECK(at + 4 <= size, "float range past the state");
-        put_u32(s + at, one_in(3) ? kHostileFinite[below(6)] : kNotFinite[below(6)]);
+        put_u32(s + at,
+                one_in(3) ? kHostileFinite[below(6)] : kNotFinite[below(6)]);
         break;
       }
       case 4: { /* any aligned word */
@@ -1309,11 +1404,15 @@ static void mutate_state(const tt_trainer* t, uint8_t* s, uint32_t size) {
         put_u32(s + at, one_in(2) ? kNotFinite[below(6)] : interesting());
         break;
       }
-      case 5: put_u32(s, interesting()); break;     /* steps */
-      case 6: put_u32(s + 4, interesting()); break; /* epoch */
+      case 5:
+        put_u32(s, interesting());
+        break; /* steps */
+      case 6:
+        put_u32(s + 4, interesting());
+        break;  /* epoch */
       case 7: { /* samples in batch, reserved */
-        static const uint32_t kBatch[] = {0xFFFFFFFFu, 1u, 2u, 3u, 0x7FFFFFFFu,
-                                          0x80000000u};
+        static const uint32_t kBatch[] = {0xFFFFFFFFu, 1u,         2u, 3u,
+                                          0x7FFFFFFFu, 0x80000000u};
         put_u32(s + (one_in(4) ? 12 : 8), kBatch[below(6)]);
         break;
       }
@@ -1334,7 +1433,8 @@ static bool optimizer_finite(const tt_trainer* t, const uint8_t* payload) {
   const int n = float_ranges(t, ranges, lowrank, &num_lowrank);
   for (int r = 0; r < n; ++r)
     for (uint32_t i = 0; i < ranges[r].count; ++i)
-      if ((get_u32(payload + ranges[r].at + 4 * i) & 0x7F800000u) == 0x7F800000u)
+      if ((get_u32(payload + ranges[r].at + 4 * i) & 0x7F800000u) ==
+          0x7F800000u)
         return false;
   return true;
 }
@@ -1378,7 +1478,8 @@ static bool snapshot_matches(const tt_trainer* t, const trainer_snapshot* s) {
   for (int32_t l = 0; l < t->num_layers; ++l) {
     int32_t count;
     const int32_t* channels = tt_trainer_layer_channels(t, l, &count);
-    if (memcmp(s->channels + at, channels, sizeof(int32_t) * (uint32_t)count) != 0)
+    if (memcmp(s->channels + at, channels, sizeof(int32_t) * (uint32_t)count) !=
+        0)
       return false;
     at += (uint32_t)count;
   }
@@ -1399,7 +1500,8 @@ static void exercise(seed_pair* p) {
   float loss;
   int32_t predicted;
   for (int k = 0; k < 2; ++k) {
-    const tt_status status = tt_trainer_step(t, input, p->input_bytes, label, &loss);
+    const tt_status status =
+        tt_trainer_step(t, input, p->input_bytes, label, &loss);
     CHECK(status == TT_OK || status == TT_ERR_DIVERGED, "step after a load: %s",
           tt_trainer_error(t)->message);
     state_steps++;
@@ -1423,11 +1525,13 @@ static void run_state(seed_pair* pairs, int num_pairs, long iterations) {
     uint32_t size = p->state_bytes;
     if (one_in(10)) { /* a wrong size */
       static const int32_t kDelta[] = {-1, 1, -4, 4, -16, 16, 4096};
-      size = one_in(4) ? below(64) : (uint32_t)((int32_t)size + kDelta[below(7)]);
+      size =
+          one_in(4) ? below(64) : (uint32_t)((int32_t)size + kDelta[below(7)]);
     }
     uint8_t* payload = xmalloc(size);
     memset(payload, 0, size);
-    memcpy(payload, p->good_state, size < p->state_bytes ? size : p->state_bytes);
+    memcpy(payload, p->good_state,
+           size < p->state_bytes ? size : p->state_bytes);
     if (size == p->state_bytes && !one_in(8)) mutate_state(t, payload, size);
     trainer_snapshot before;
     snapshot(t, &before);
@@ -1435,20 +1539,24 @@ static void run_state(seed_pair* pairs, int num_pairs, long iterations) {
     state_loads++;
     if (status != TT_OK) {
       state_refused++;
-      CHECK(status == TT_ERR_BAD_STATE && tt_trainer_error(t)->message[0] != '\0',
-            "a refused state: status %d, message \"%s\"", (int)status,
-            tt_trainer_error(t)->message);
-      CHECK(snapshot_matches(t, &before), "a refused state changed the trainer");
+      CHECK(
+          status == TT_ERR_BAD_STATE && tt_trainer_error(t)->message[0] != '\0',
+          "a refused state: status %d, message \"%s\"", (int)status,
+          tt_trainer_error(t)->message);
+      CHECK(snapshot_matches(t, &before),
+            "a refused state changed the trainer");
     } else {
       state_accepted++;
       CHECK(size == p->state_bytes, "a state of %u bytes accepted", size);
       uint32_t bytes;
       const uint8_t* block = tt_trainer_learned_block(t, &bytes);
       CHECK(memcmp(block, payload + TT_STATE_COUNTERS_BYTES, bytes) == 0 &&
-                t->steps == get_u32(payload) && t->epoch == get_u32(payload + 4) &&
+                t->steps == get_u32(payload) &&
+                t->epoch == get_u32(payload + 4) &&
                 (uint32_t)t->samples_in_batch == get_u32(payload + 8),
             "an accepted state is not what the trainer holds");
-      CHECK(optimizer_finite(t, payload), "a state with a NaN or infinity accepted");
+      CHECK(optimizer_finite(t, payload),
+            "a state with a NaN or infinity accepted");
       exercise(p);
       CHECK(tt_trainer_state_load(t, p->good_state, p->state_bytes) == TT_OK,
             "the good state no longer loads: %s", tt_trainer_error(t)->message);
@@ -1458,7 +1566,8 @@ static void run_state(seed_pair* pairs, int num_pairs, long iterations) {
   }
 }
 
-/* -- the store ------------------------------------------------------------------ */
+/* -- the store
+ * ------------------------------------------------------------------ */
 
 typedef struct {
   bool present;
@@ -1485,8 +1594,9 @@ static bool newest_is(const tt_state_store* store, const saved_state* s) {
 }
 
 /* What tt_state_store.h says a slot is. */
-static tt_slot_status slot_oracle(const uint8_t* h, uint32_t model, uint32_t plan,
-                                  uint32_t payload_bytes, uint32_t* sequence) {
+static tt_slot_status slot_oracle(const uint8_t* h, uint32_t model,
+                                  uint32_t plan, uint32_t payload_bytes,
+                                  uint32_t* sequence) {
   bool blank = true;
   for (uint32_t i = 0; i < TT_STATE_HEADER_BYTES; ++i) blank &= h[i] == 0xFF;
   if (blank) return TT_SLOT_EMPTY;
@@ -1494,9 +1604,11 @@ static tt_slot_status slot_oracle(const uint8_t* h, uint32_t model, uint32_t pla
     return TT_SLOT_CORRUPT;
   if (get_u16(h + 4) != TT_STATE_FORMAT_VERSION || get_u16(h + 6) != 32)
     return TT_SLOT_OTHER_FORMAT;
-  if (get_u32(h + 8) != model || get_u32(h + 12) != plan) return TT_SLOT_OTHER_MODEL;
+  if (get_u32(h + 8) != model || get_u32(h + 12) != plan)
+    return TT_SLOT_OTHER_MODEL;
   if (get_u32(h + 20) != payload_bytes) return TT_SLOT_OTHER_FORMAT;
-  if (tt_crc32(h + 32, payload_bytes) != get_u32(h + 24)) return TT_SLOT_CORRUPT;
+  if (tt_crc32(h + 32, payload_bytes) != get_u32(h + 24))
+    return TT_SLOT_CORRUPT;
   *sequence = get_u32(h + 16);
   return *sequence == 0 ? TT_SLOT_OTHER_FORMAT : TT_SLOT_VALID;
 }
@@ -1505,12 +1617,14 @@ static tt_slot_status slot_oracle(const uint8_t* h, uint32_t model, uint32_t pla
  * time. */
 static void write_slot(uint8_t* slot, uint32_t model, uint32_t plan,
                        uint32_t payload_bytes, const uint8_t* payload) {
-  static const uint32_t kSequences[] = {0, 1, 2, 3, 7, 0x7FFFFFFFu,
-                                        0xFFFFFFFEu, 0xFFFFFFFFu};
+  static const uint32_t kSequences[] = {
+      0, 1, 2, 3, 7, 0x7FFFFFFFu, 0xFFFFFFFEu, 0xFFFFFFFFu};
   uint8_t* h = slot;
   uint8_t* data = slot + TT_STATE_HEADER_BYTES;
-  if (payload != NULL) memcpy(data, payload, payload_bytes);
-  else fill_random(data, payload_bytes);
+  if (payload != NULL)
+    memcpy(data, payload, payload_bytes);
+  else
+    fill_random(data, payload_bytes);
   memcpy(h, one_in(10) ? "TTLs" : "TTLS", 4);
   put_u32(h + 4, one_in(10) ? rnd() : (TT_STATE_FORMAT_VERSION | 32u << 16));
   put_u32(h + 8, one_in(8) ? rnd() : model);
@@ -1524,7 +1638,8 @@ static void write_slot(uint8_t* slot, uint32_t model, uint32_t plan,
 static void check_open_store(const tt_state_store* store, const uint8_t* base,
                              uint32_t size) {
   const uint8_t* newest = tt_state_store_newest(store);
-  CHECK((newest == NULL) == (store->newest < 0), "newest and its slot disagree");
+  CHECK((newest == NULL) == (store->newest < 0),
+        "newest and its slot disagree");
   uint32_t best = 0;
   int32_t best_slot = -1;
   for (int32_t k = 0; k < TT_STATE_SLOTS; ++k) {
@@ -1554,7 +1669,8 @@ static void check_open_store(const tt_state_store* store, const uint8_t* base,
 }
 
 /* Reopens after an operation; a cut powers the flash on first. */
-static void reopen(tt_state_store* store, tt_flash_ram* ram, const tt_flash* flash) {
+static void reopen(tt_state_store* store, tt_flash_ram* ram,
+                   const tt_flash* flash) {
   const tt_state_store old = *store;
   if (ram->powered_off) {
     tt_flash_ram_power_on(ram);
@@ -1567,8 +1683,8 @@ static void reopen(tt_state_store* store, tt_flash_ram* ram, const tt_flash* fla
 }
 
 /* Saves, stages, commits and erases over the image, with cuts. */
-static void store_operations(tt_state_store* store, uint8_t* memory, uint32_t size,
-                             uint32_t page_bytes) {
+static void store_operations(tt_state_store* store, uint8_t* memory,
+                             uint32_t size, uint32_t page_bytes) {
   tt_flash_ram ram;
   tt_flash flash;
   tt_flash_ram_init(&ram, memory, size, page_bytes, &flash);
@@ -1594,19 +1710,23 @@ static void store_operations(tt_state_store* store, uint8_t* memory, uint32_t si
       if (status == TT_OK) {
         CHECK(!wrong, "a save of the wrong size succeeded");
         if (old.present && old.sequence == UINT32_MAX) sequence_wraps++;
-        CHECK(store->sequence == next_of(old.present ? old.sequence : 0) &&
-                  tt_state_store_newest(store) != NULL &&
-                  memcmp(tt_state_store_newest(store), payload, payload_bytes) == 0,
-              "a save succeeded but is not the newest state (sequence %u -> %u)",
-              old.sequence, store->sequence);
+        CHECK(
+            store->sequence == next_of(old.present ? old.sequence : 0) &&
+                tt_state_store_newest(store) != NULL &&
+                memcmp(tt_state_store_newest(store), payload, payload_bytes) ==
+                    0,
+            "a save succeeded but is not the newest state (sequence %u -> %u)",
+            old.sequence, store->sequence);
         saved_state now = {false, 0, NULL};
         remember(&now, store);
         reopen(store, &ram, &flash);
-        CHECK(newest_is(store, &now), "a successful save did not survive a reopen");
+        CHECK(newest_is(store, &now),
+              "a successful save did not survive a reopen");
         free(now.bytes);
       } else {
         store_save_failures++;
-        CHECK(store->error.message[0] != '\0' || wrong, "a failed save without a message");
+        CHECK(store->error.message[0] != '\0' || wrong,
+              "a failed save without a message");
         reopen(store, &ram, &flash);
         saved_state mine = {true, 0, payload};
         CHECK(newest_is(store, &old) || (!wrong && newest_is(store, &mine)),
@@ -1617,13 +1737,15 @@ static void store_operations(tt_state_store* store, uint8_t* memory, uint32_t si
       store_stages++;
       if (status == TT_OK) {
         CHECK(tt_state_store_staged(store) != NULL &&
-                  memcmp(tt_state_store_staged(store), payload, payload_bytes) == 0,
+                  memcmp(tt_state_store_staged(store), payload,
+                         payload_bytes) == 0,
               "the staged state is not what was staged");
         CHECK(newest_is(store, &old), "staging changed the newest state");
         if (one_in(2)) {
           const tt_status committed = tt_state_store_commit(store, &stats);
           if (committed == TT_OK)
-            CHECK(memcmp(tt_state_store_newest(store), payload, payload_bytes) == 0,
+            CHECK(memcmp(tt_state_store_newest(store), payload,
+                         payload_bytes) == 0,
                   "a commit is not the newest state");
         }
       }
@@ -1636,7 +1758,8 @@ static void store_operations(tt_state_store* store, uint8_t* memory, uint32_t si
       store_erases++;
       if (status == TT_OK)
         CHECK(tt_state_store_newest(store) == NULL &&
-                  store->slots[0] == TT_SLOT_EMPTY && store->slots[1] == TT_SLOT_EMPTY,
+                  store->slots[0] == TT_SLOT_EMPTY &&
+                  store->slots[1] == TT_SLOT_EMPTY,
               "an erase left a state");
       reopen(store, &ram, &flash);
       saved_state none = {false, 0, NULL};
@@ -1675,7 +1798,8 @@ static void boot_hostile(seed_pair* p) {
   const tt_status status = tt_learner_init(s.learner, &config);
   if (status != TT_OK) {
     boot_refused++;
-    CHECK(s.learner->error.message[0] != '\0', "a refused boot without a message");
+    CHECK(s.learner->error.message[0] != '\0',
+          "a refused boot without a message");
   } else {
     boot_restored++;
     s.last = query_info(&s);
@@ -1709,7 +1833,8 @@ static void boot_hostile(seed_pair* p) {
 
 static void run_store(seed_pair* pairs, int num_pairs, long iterations) {
   phase = "store";
-  static const uint32_t kPages[] = {4, 8, 16, 64, 256, 1024, 4096, 0, 3, 6, 4097};
+  static const uint32_t kPages[] = {4,    8, 16, 64, 256, 1024,
+                                    4096, 0, 3,  6,  4097};
   for (int i = 0; i < num_pairs; ++i)
     if (pairs[i].trainer == NULL) train_seed(&pairs[i]);
   for (iteration = 0; iteration < iterations; ++iteration) {
@@ -1720,10 +1845,12 @@ static void run_store(seed_pair* pairs, int num_pairs, long iterations) {
     store_images++;
     const uint32_t page = one_in(12) ? kPages[7 + below(4)] : kPages[below(7)];
     const bool valid_page = page >= 4 && page % 4 == 0;
-    uint32_t payload_bytes = one_in(3) ? pairs[below((uint32_t)num_pairs)].state_bytes
-                                       : (one_in(2) ? below(64) : below(20000));
+    uint32_t payload_bytes = one_in(3)
+                                 ? pairs[below((uint32_t)num_pairs)].state_bytes
+                                 : (one_in(2) ? below(64) : below(20000));
     if (one_in(32)) payload_bytes = 0xFFFFFFFFu - below(64);
-    const uint32_t slot = valid_page ? tt_state_slot_bytes(payload_bytes, page) : 0;
+    const uint32_t slot =
+        valid_page ? tt_state_slot_bytes(payload_bytes, page) : 0;
     uint32_t size;
     if (valid_page && slot <= (1u << 20) && !one_in(6)) {
       size = 2 * slot + page * (one_in(3) ? below(3) : 0);
@@ -1734,9 +1861,15 @@ static void run_store(seed_pair* pairs, int num_pairs, long iterations) {
     uint8_t* memory = xmalloc(size);
     const uint32_t model = rnd(), plan = rnd();
     switch (below(4)) {
-      case 0: fill_random(memory, size); break;
-      case 1: memset(memory, 0xFF, size); break;
-      case 2: memset(memory, 0, size); break;
+      case 0:
+        fill_random(memory, size);
+        break;
+      case 1:
+        memset(memory, 0xFF, size);
+        break;
+      case 2:
+        memset(memory, 0, size);
+        break;
       default:
         memset(memory, 0xFF, size);
         for (uint32_t k = 0; k < 2 && slot > 0; ++k) {
@@ -1751,20 +1884,23 @@ static void run_store(seed_pair* pairs, int num_pairs, long iterations) {
     }
     tt_flash flash = {memory, size, page, NULL, NULL, NULL};
     tt_state_store store;
-    const tt_status status = tt_state_store_open(&store, &flash, model, plan, payload_bytes);
+    const tt_status status =
+        tt_state_store_open(&store, &flash, model, plan, payload_bytes);
     if (status != TT_OK) {
       store_refused++;
-      CHECK(store.error.message[0] != '\0' && tt_state_store_newest(&store) == NULL,
+      CHECK(store.error.message[0] != '\0' &&
+                tt_state_store_newest(&store) == NULL,
             "a refused open");
       CHECK(!valid_page || size % page != 0 || (uint64_t)slot * 2 > size,
             "a region of %u bytes (slot %u) refused", size, slot);
     } else {
       store_opened++;
       CHECK(valid_page && size % page == 0 && (uint64_t)slot * 2 <= size,
-            "a region of %u bytes, pages of %u, accepted for a slot of %u", size,
-            page, slot);
+            "a region of %u bytes, pages of %u, accepted for a slot of %u",
+            size, page, slot);
       check_open_store(&store, memory, size);
-      if (payload_bytes <= (1u << 16)) store_operations(&store, memory, size, page);
+      if (payload_bytes <= (1u << 16))
+        store_operations(&store, memory, size, page);
     }
     free(memory);
   }
@@ -1774,7 +1910,8 @@ int main(int argc, char** argv) {
   if (argc < 6 || argc % 2 != 0) {
     fprintf(stderr,
             "usage: %s frames|state|store|all SEED ITERATIONS MODEL PLAN "
-            "[MODEL PLAN]...\n", argv[0]);
+            "[MODEL PLAN]...\n",
+            argv[0]);
     return 2;
   }
   const char* mode = argv[1];
@@ -1787,7 +1924,8 @@ int main(int argc, char** argv) {
   rng_state = (uint64_t)strtoull(argv[2], NULL, 10) * 0x9E3779B97F4A7C15ull + 1;
   const long iterations = atol(argv[3]);
   static const uint8_t kCheck[] = "123456789";
-  if (tt_crc32(kCheck, 9) != 0xCBF43926u || crc32_ref(kCheck, 9) != 0xCBF43926u) {
+  if (tt_crc32(kCheck, 9) != 0xCBF43926u ||
+      crc32_ref(kCheck, 9) != 0xCBF43926u) {
     fprintf(stderr, "CRC-32 is not zlib's\n");
     return 1;
   }
@@ -1800,9 +1938,12 @@ int main(int argc, char** argv) {
     find_fresh_crc(&pairs[num_pairs - 1]);
   }
   if (status == 0) {
-    if (all || strcmp(mode, "frames") == 0) run_frames(pairs, num_pairs, iterations);
-    if (all || strcmp(mode, "state") == 0) run_state(pairs, num_pairs, iterations);
-    if (all || strcmp(mode, "store") == 0) run_store(pairs, num_pairs, iterations);
+    if (all || strcmp(mode, "frames") == 0)
+      run_frames(pairs, num_pairs, iterations);
+    if (all || strcmp(mode, "state") == 0)
+      run_state(pairs, num_pairs, iterations);
+    if (all || strcmp(mode, "store") == 0)
+      run_store(pairs, num_pairs, iterations);
     print_counts();
   }
   for (int i = 0; i < num_pairs; ++i) free_pair(&pairs[i]);

@@ -39,8 +39,8 @@ static uint32_t next_random(void) { /* xorshift64* */
 
 static void mutate(uint8_t* data, uint32_t* size) {
   static const uint32_t kInteresting[] = {
-      0u, 1u, 0x7fu, 0x80u, 0xffu, 0x7fffu, 0xffffu, 0x7fffffffu,
-      0x80000000u, 0xffffffffu, 16u, 64u, 1024u};
+      0u,          1u,          0x7fu,       0x80u, 0xffu, 0x7fffu, 0xffffu,
+      0x7fffffffu, 0x80000000u, 0xffffffffu, 16u,   64u,   1024u};
   const uint32_t count = 1 + next_random() % 8;
   for (uint32_t m = 0; m < count && *size > 0; ++m) {
     const uint32_t pos = next_random() % *size;
@@ -53,8 +53,8 @@ static void mutate(uint8_t* data, uint32_t* size) {
         break;
       case 2:
         if (pos + 4 <= *size) {
-          const uint32_t v = kInteresting[next_random() %
-                                          (sizeof kInteresting / 4)];
+          const uint32_t v =
+              kInteresting[next_random() % (sizeof kInteresting / 4)];
           memcpy(data + pos, &v, 4);
         }
         break;
@@ -139,8 +139,7 @@ static int run_plan(const uint8_t* model, uint32_t model_size,
   const uint32_t bytes = (uint32_t)input->num_bytes;
   float loss;
   int32_t predicted;
-  tt_trainer_step(&trainer, zeros, bytes, (int32_t)(next_random() % 12),
-                  &loss);
+  tt_trainer_step(&trainer, zeros, bytes, (int32_t)(next_random() % 12), &loss);
   /* A new epoch (channel sampling), the gradient probe into arrays of
    * exactly the selected size, and every layer's selection. */
   if (tt_trainer_begin_epoch(&trainer, next_random()) != TT_OK)
@@ -164,12 +163,13 @@ static int run_plan(const uint8_t* model, uint32_t model_size,
     selected += count;
   }
   if (selected != slots || !ordered) {
-    fprintf(stderr, "selected channels are out of order or do not add up "
-                    "(iteration %ld)\n", iteration);
+    fprintf(stderr,
+            "selected channels are out of order or do not add up "
+            "(iteration %ld)\n",
+            iteration);
     return 1;
   }
-  tt_trainer_step(&trainer, zeros, bytes, (int32_t)(next_random() % 12),
-                  &loss);
+  tt_trainer_step(&trainer, zeros, bytes, (int32_t)(next_random() % 12), &loss);
   tt_trainer_predict(&trainer, zeros, bytes, &predicted);
   return 0;
 }
@@ -208,7 +208,8 @@ int main(int argc, char** argv) {
     uint32_t size;
     if (plans) {
       const int pair = 2 * (int)(next_random() % (uint32_t)(num_files / 2));
-      uint8_t* plan = mutated_copy(files[pair + 1], sizes[pair + 1], work, &size);
+      uint8_t* plan =
+          mutated_copy(files[pair + 1], sizes[pair + 1], work, &size);
       if (next_random() % 2) fix_plan_checksum(plan, size);
       failed = run_plan(files[pair], sizes[pair], plan, size, arena, zeros,
                         iterations, &accepted);

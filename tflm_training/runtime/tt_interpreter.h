@@ -24,9 +24,9 @@ typedef struct {
 /* Validates the model, resolves every operator's kernel, prepares them and
  * plans the arena. On failure the status is returned and
  * tt_interpreter_error() says what is wrong. */
-tt_status tt_interpreter_init(tt_interpreter* interpreter,
-                              const uint8_t* model, uint32_t model_size,
-                              uint8_t* arena, uint32_t arena_size,
+tt_status tt_interpreter_init(tt_interpreter* interpreter, const uint8_t* model,
+                              uint32_t model_size, uint8_t* arena,
+                              uint32_t arena_size,
                               const tt_interpreter_options* options);
 tt_status tt_interpreter_invoke(tt_interpreter* interpreter);
 
@@ -34,9 +34,9 @@ tt_status tt_interpreter_invoke(tt_interpreter* interpreter);
  * and prepares every operator, and sets the tensors' lifetimes, but plans
  * no activations and leaves the interpreter not ready. The trainer
  * (tt_trainer.h) continues from here with its own arena layout. */
-tt_status tt_interpreter_load(tt_interpreter* interpreter,
-                              const uint8_t* model, uint32_t model_size,
-                              uint8_t* arena, uint32_t arena_size);
+tt_status tt_interpreter_load(tt_interpreter* interpreter, const uint8_t* model,
+                              uint32_t model_size, uint8_t* arena,
+                              uint32_t arena_size);
 
 /* Copies input bytes after checking their size and type. */
 tt_status tt_interpreter_set_input(tt_interpreter* interpreter, int32_t index,

@@ -66,7 +66,7 @@ enum {
 };
 
 typedef enum {
-  TT_WIRE_BAD_FRAME = 1,       /* tt_frame_problem, in the message */
+  TT_WIRE_BAD_FRAME = 1, /* tt_frame_problem, in the message */
   TT_WIRE_UNKNOWN_COMMAND = 2,
   TT_WIRE_BAD_REQUEST = 3,     /* a payload of the wrong length */
   TT_WIRE_BAD_SAMPLE = 4,      /* wrong size or dtype for the model */
@@ -76,19 +76,19 @@ typedef enum {
   TT_WIRE_RUNTIME = 8,         /* the runtime refused (its message) */
   TT_WIRE_HELDOUT_FULL = 9,
   TT_WIRE_DIVERGED = 10,
-  TT_WIRE_NO_FLASH = 11,       /* this device keeps no state */
+  TT_WIRE_NO_FLASH = 11, /* this device keeps no state */
 } tt_wire_error;
 
 enum { /* tt_learner_save_result.outcome */
-  TT_SAVE_SAVED = 0,
-  TT_SAVE_ROLLED_BACK = 1,
+       TT_SAVE_SAVED = 0,
+       TT_SAVE_ROLLED_BACK = 1,
 };
 
 enum { /* tt_learner_save_result.reason */
-  TT_SAVE_REASON_NONE = 0,
-  TT_SAVE_REASON_ACCURACY = 1, /* held-out accuracy dropped */
-  TT_SAVE_REASON_LOSS = 2,     /* held-out loss diverged */
-  TT_SAVE_REASON_NOT_FINITE = 4,
+       TT_SAVE_REASON_NONE = 0,
+       TT_SAVE_REASON_ACCURACY = 1, /* held-out accuracy dropped */
+       TT_SAVE_REASON_LOSS = 2,     /* held-out loss diverged */
+       TT_SAVE_REASON_NOT_FINITE = 4,
 };
 
 /* The fixed part of the INFO answer, in wire order (little-endian):
@@ -112,7 +112,7 @@ typedef struct {
   uint8_t outcome;
   uint8_t reason;
   uint16_t reserved;
-  uint32_t sequence;      /* newest saved state afterwards */
+  uint32_t sequence; /* newest saved state afterwards */
   uint32_t pages_erased;
   uint32_t bytes_written;
   uint32_t heldout_count;
@@ -120,7 +120,7 @@ typedef struct {
   uint32_t saved_correct; /* held-out, the state saved before */
   uint32_t loss_bits;     /* mean held-out loss (float32 bits), likewise */
   uint32_t saved_loss_bits;
-  int64_t count;          /* board counter units the save took */
+  int64_t count; /* board counter units the save took */
 } tt_learner_save_result;
 
 #define TT_LEARNER_SAVE_BYTES 44u
@@ -134,8 +134,8 @@ typedef struct {
   uint32_t plan_size;
   uint8_t* arena;
   uint32_t arena_size;
-  const tt_flash* flash;   /* NULL: nothing persists (SAVE refused) */
-  uint8_t* heldout;        /* room for held-out samples; may be NULL */
+  const tt_flash* flash; /* NULL: nothing persists (SAVE refused) */
+  uint8_t* heldout;      /* room for held-out samples; may be NULL */
   uint32_t heldout_bytes;
   uint32_t firmware_crc32; /* reported by INFO */
   tt_measure_fn measure;   /* times TRAIN, SAVE and the restore; may be NULL */
@@ -160,8 +160,8 @@ typedef struct {
   int32_t input_type;
   uint32_t heldout_count;
   uint32_t heldout_capacity;
-  uint32_t steps_at_save;  /* trainer steps when last saved or restored */
-  bool baseline_known;     /* the saved state's held-out results: */
+  uint32_t steps_at_save; /* trainer steps when last saved or restored */
+  bool baseline_known;    /* the saved state's held-out results: */
   uint32_t baseline_correct;
   float baseline_loss;
   tt_error error;

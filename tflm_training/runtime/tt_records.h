@@ -14,9 +14,9 @@ typedef enum {
   TT_ERR_UNSUPPORTED = 3,      /* valid model, but an op/type we do not run */
   TT_ERR_ARENA_TOO_SMALL = 4,  /* the caller's arena cannot hold the plan */
   TT_ERR_INPUT_MISMATCH = 5,   /* input data of the wrong size or type */
-  TT_ERR_BAD_STATE = 6,        /* call order violated (e.g. invoke before init) */
-  TT_ERR_BAD_PLAN = 7,         /* training plan malformed or not for this model */
-  TT_ERR_DIVERGED = 8,         /* training produced NaN / infinity */
+  TT_ERR_BAD_STATE = 6, /* call order violated (e.g. invoke before init) */
+  TT_ERR_BAD_PLAN = 7,  /* training plan malformed or not for this model */
+  TT_ERR_DIVERGED = 8,  /* training produced NaN / infinity */
 } tt_status;
 
 #define TT_ERROR_MESSAGE_SIZE 200
@@ -62,10 +62,10 @@ typedef struct {
   int32_t location;    /* tt_data_location */
   int32_t data_offset; /* into the model (TT_DATA_MODEL) or arena */
   /* Quantization. num_scales == 0 means the tensor carries none. */
-  float scale;         /* scales[0] */
-  int32_t zero_point;  /* zero_points[0] */
+  float scale;        /* scales[0] */
+  int32_t zero_point; /* zero_points[0] */
   int32_t num_scales;
-  int32_t scales_pos;  /* model position of the float scale vector */
+  int32_t scales_pos; /* model position of the float scale vector */
   int32_t num_zero_points;
   int32_t zero_points_pos; /* model position of the int64 zero-point vector */
   int32_t quantized_dimension;
@@ -80,11 +80,11 @@ typedef struct {
 
 typedef struct {
   int32_t builtin_code;
-  int32_t kernel_index;   /* into the kernel registry */
+  int32_t kernel_index; /* into the kernel registry */
   int32_t version;
-  int32_t options_type;   /* BuiltinOptions union tag, 0 when absent */
-  tt_fb_table options;    /* valid when options_type != 0 */
-  int32_t inputs_offset;  /* arena offset of num_inputs int32 tensor indices */
+  int32_t options_type;  /* BuiltinOptions union tag, 0 when absent */
+  tt_fb_table options;   /* valid when options_type != 0 */
+  int32_t inputs_offset; /* arena offset of num_inputs int32 tensor indices */
   int32_t num_inputs;
   int32_t outputs_offset;
   int32_t num_outputs;

@@ -47,10 +47,18 @@ tt_status tt_error_vset(tt_error* error, tt_status code, const char* format,
     }
     ++p;
     switch (*p) {
-      case 's': sink_text(&sink, va_arg(args, const char*)); break;
-      case 'd': sink_signed(&sink, va_arg(args, int32_t)); break;
-      case 'u': sink_unsigned(&sink, va_arg(args, uint32_t)); break;
-      default: sink_char(&sink, *p); break;
+      case 's':
+        sink_text(&sink, va_arg(args, const char*));
+        break;
+      case 'd':
+        sink_signed(&sink, va_arg(args, int32_t));
+        break;
+      case 'u':
+        sink_unsigned(&sink, va_arg(args, uint32_t));
+        break;
+      default:
+        sink_char(&sink, *p);
+        break;
     }
   }
   error->message[sink.used] = '\0';
@@ -58,7 +66,8 @@ tt_status tt_error_vset(tt_error* error, tt_status code, const char* format,
   return code;
 }
 
-tt_status tt_error_set(tt_error* error, tt_status code, const char* format, ...) {
+tt_status tt_error_set(tt_error* error, tt_status code, const char* format,
+                       ...) {
   va_list args;
   va_start(args, format);
   tt_error_vset(error, code, format, args);
@@ -73,15 +82,24 @@ void tt_error_clear(tt_error* error) {
 
 const char* tt_status_name(tt_status code) {
   switch (code) {
-    case TT_OK: return "ok";
-    case TT_ERR_INVALID_ARGUMENT: return "invalid argument";
-    case TT_ERR_CORRUPT_MODEL: return "corrupt model";
-    case TT_ERR_UNSUPPORTED: return "unsupported";
-    case TT_ERR_ARENA_TOO_SMALL: return "arena too small";
-    case TT_ERR_INPUT_MISMATCH: return "input mismatch";
-    case TT_ERR_BAD_STATE: return "bad state";
-    case TT_ERR_BAD_PLAN: return "bad plan";
-    case TT_ERR_DIVERGED: return "diverged";
+    case TT_OK:
+      return "ok";
+    case TT_ERR_INVALID_ARGUMENT:
+      return "invalid argument";
+    case TT_ERR_CORRUPT_MODEL:
+      return "corrupt model";
+    case TT_ERR_UNSUPPORTED:
+      return "unsupported";
+    case TT_ERR_ARENA_TOO_SMALL:
+      return "arena too small";
+    case TT_ERR_INPUT_MISMATCH:
+      return "input mismatch";
+    case TT_ERR_BAD_STATE:
+      return "bad state";
+    case TT_ERR_BAD_PLAN:
+      return "bad plan";
+    case TT_ERR_DIVERGED:
+      return "diverged";
   }
   return "unknown status";
 }

@@ -10,8 +10,8 @@
  * dequantized x = scale * (q - zero_point). Each selected channel's weight
  * gradient is applied right after it is computed (tt_optimizer.h), so
  * weight gradients never coexist (a low-rank layer adds it to its compact
- * gradient instead and makes its Adam step after its backward pass); updated int8 weights / int32 biases feed
- * the next forward pass directly.
+ * gradient instead and makes its Adam step after its backward pass); updated
+ * int8 weights / int32 biases feed the next forward pass directly.
  *
  * Arena layout: the interpreter's tables and kernel data; then the
  * trainer's tables, RAM copies of the trainable weight and bias tensors

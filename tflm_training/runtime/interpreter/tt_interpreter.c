@@ -55,8 +55,8 @@ tt_status tt_interpreter_init(tt_interpreter* it, const uint8_t* model,
                               uint32_t model_size, uint8_t* arena,
                               uint32_t arena_size,
                               const tt_interpreter_options* options) {
-  TT_RETURN_IF_ERROR(tt_interpreter_load(it, model, model_size, arena,
-                                         arena_size));
+  TT_RETURN_IF_ERROR(
+      tt_interpreter_load(it, model, model_size, arena, arena_size));
   const bool preserve = options != NULL && options->preserve_all_tensors;
   TT_RETURN_IF_ERROR(tt_plan_activations(it, preserve));
   it->ready = true;
@@ -140,9 +140,12 @@ const void* tt_interpreter_tensor_data(const tt_interpreter* it,
   const tt_tensor* t = tt_interpreter_tensor(it, tensor_index);
   if (t == NULL) return NULL;
   switch (t->location) {
-    case TT_DATA_MODEL: return it->model.data + t->data_offset;
-    case TT_DATA_ARENA: return it->arena + t->data_offset;
-    default: return NULL;
+    case TT_DATA_MODEL:
+      return it->model.data + t->data_offset;
+    case TT_DATA_ARENA:
+      return it->arena + t->data_offset;
+    default:
+      return NULL;
   }
 }
 
@@ -159,6 +162,8 @@ const tt_error* tt_interpreter_error(const tt_interpreter* it) {
   return it == NULL ? NULL : &it->error;
 }
 
-uint32_t tt_sizeof_interpreter(void) { return (uint32_t)sizeof(tt_interpreter); }
+uint32_t tt_sizeof_interpreter(void) {
+  return (uint32_t)sizeof(tt_interpreter);
+}
 
 uint32_t tt_sizeof_tensor(void) { return (uint32_t)sizeof(tt_tensor); }

@@ -20,9 +20,11 @@ typedef struct {
 } reader;
 
 static tt_status corrupt(reader* r, const char* what) {
-  return tt_error_set(&r->it->error, TT_ERR_CORRUPT_MODEL,
-                      "corrupt model: %s; the file may be truncated or damaged, "
-                      "re-export it", what);
+  return tt_error_set(
+      &r->it->error, TT_ERR_CORRUPT_MODEL,
+      "corrupt model: %s; the file may be truncated or damaged, "
+      "re-export it",
+      what);
 }
 
 static tt_status corrupt_tensor(reader* r, int32_t tensor, const char* what) {
@@ -33,11 +35,13 @@ static tt_status corrupt_tensor(reader* r, int32_t tensor, const char* what) {
 static tt_status read_header(reader* r, tt_fb_table* root) {
   const tt_fb_buffer* fb = r->fb;
   if (fb->size < 8 || !tt_fb_root(fb, root))
-    return corrupt(r, "no valid flatbuffer root (file truncated or not a "
-                      ".tflite model)");
+    return corrupt(r,
+                   "no valid flatbuffer root (file truncated or not a "
+                   ".tflite model)");
   if (memcmp(fb->data + 4, TT_TFLITE_FILE_IDENTIFIER, 4) != 0)
-    return corrupt(r, "missing the TFL3 file identifier (not a .tflite "
-                      "model)");
+    return corrupt(r,
+                   "missing the TFL3 file identifier (not a .tflite "
+                   "model)");
   uint32_t version;
   if (!tt_fb_get_u32(fb, root, TT_MODEL_VERSION, 0, &version))
     return corrupt(r, "unreadable schema version");
@@ -69,8 +73,8 @@ static tt_status read_shape(reader* r, int32_t index, const tt_fb_table* t,
     return corrupt_tensor(r, index, "has a shape out of bounds");
   if (shape.count > TT_MAX_RANK)
     return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
-                        "tensor %d has rank %u; at most %d is supported",
-                        index, shape.count, TT_MAX_RANK);
+                        "tensor %d has rank %u; at most %d is supported", index,
+                        shape.count, TT_MAX_RANK);
   int8_t type;
   if (!tt_fb_get_i8(r->fb, t, TT_TENSOR_TYPE, TT_TYPE_FLOAT32, &type))
     return corrupt_tensor(r, index, "has an unreadable type");
@@ -98,8 +102,9 @@ static tt_status read_quantization(reader* r, int32_t index,
   tt_fb_table quant;
   bool present;
   if (!tt_fb_get_table(r->fb, t, TT_TENSOR_QUANTIZATION, &quant, &present))
-    return corrupt_tensor(r, index, "has quantization parameters out of "
-                                    "bounds");
+    return corrupt_tensor(r, index,
+                          "has quantization parameters out of "
+                          "bounds");
   if (!present) return TT_OK;
   tt_fb_vector scales, zero_points;
   int32_t dimension;
@@ -109,8 +114,9 @@ static tt_status read_quantization(reader* r, int32_t index,
       !tt_fb_get_i32(r->fb, &quant, TT_QUANT_QUANTIZED_DIMENSION, 0,
                      &dimension) ||
       !tt_fb_get_u8(r->fb, &quant, TT_QUANT_DETAILS_TYPE, 0, &details_type))
-    return corrupt_tensor(r, index, "has quantization parameters out of "
-                                    "bounds");
+    return corrupt_tensor(r, index,
+                          "has quantization parameters out of "
+                          "bounds");
   if (details_type != 0)
     return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
                         "tensor %d uses custom quantization details, which "
@@ -180,12 +186,14 @@ static tt_status read_buffer(reader* r, int32_t index, const tt_fb_table* t,
      * INT4 weights, UINT32, STRING, ...): a feature, not corruption. */
     return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
                         "tensor %d is a constant of type %s, which is not "
-                        "supported%s", index, tt_type_name(tensor->type),
+                        "supported%s",
+                        index, tt_type_name(tensor->type),
                         tensor->type == TYPE_INT4 ? " (4-bit weights)" : "");
   }
   if (data.count != (uint32_t)tensor->num_bytes)
-    return corrupt_tensor(r, index, "has a data buffer whose size does not "
-                                    "match its shape and type");
+    return corrupt_tensor(r, index,
+                          "has a data buffer whose size does not "
+                          "match its shape and type");
   tensor->location = TT_DATA_MODEL;
   tensor->data_offset = (int32_t)data.pos;
   return TT_OK;
@@ -209,14 +217,16 @@ static tt_status read_tensor(reader* r, int32_t index, tt_tensor* tensor) {
   if (sparse)
     return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
                         "tensor %d is sparse; sparse tensors are not "
-                        "supported", index);
+                        "supported",
+                        index);
   if (is_variable) {
     /* TFLM keeps such tensors (the state of LSTM and SVDF operators)
      * across invocations; this runtime plans every activation afresh. */
     return tt_error_set(&r->it->error, TT_ERR_UNSUPPORTED,
                         "tensor %d is a variable tensor (an operator's state "
                         "kept between invocations, as LSTM and SVDF keep "
-                        "theirs); stateful models are not supported", index);
+                        "theirs); stateful models are not supported",
+                        index);
   }
   TT_RETURN_IF_ERROR(read_shape(r, index, &t, tensor));
   TT_RETURN_IF_ERROR(read_quantization(r, index, &t, tensor));
@@ -228,10 +238,9 @@ static tt_status read_index_list(reader* r, const tt_fb_table* table,
                                  const char* what, int32_t* offset,
                                  int32_t* count) {
   tt_fb_vector list;
-  if (!tt_fb_get_vector(r->fb, table, field, 4, &list))
-    return corrupt(r, what);
-  TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(r->it, (uint64_t)list.count * 4,
-                                               what, offset));
+  if (!tt_fb_get_vector(r->fb, table, field, 4, &list)) return corrupt(r, what);
+  TT_RETURN_IF_ERROR(
+      tt_arena_alloc_persistent(r->it, (uint64_t)list.count * 4, what, offset));
   int32_t* out = (int32_t*)tt_arena_at(r->it, *offset);
   for (uint32_t i = 0; i < list.count; ++i) {
     const int32_t tensor = tt_fb_vector_i32(r->fb, &list, i);
@@ -270,8 +279,9 @@ static tt_status read_operator(reader* r, const tt_fb_vector* operators,
       !tt_fb_get_u32(r->fb, &op, TT_OPERATOR_OPCODE_INDEX, 0, &opcode_index))
     return corrupt(r, "an operator is out of bounds");
   if (opcode_index >= r->opcodes.count)
-    return corrupt(r, "an operator refers to an operator code that does not "
-                      "exist");
+    return corrupt(r,
+                   "an operator refers to an operator code that does not "
+                   "exist");
   int8_t deprecated_code;
   int32_t code, version;
   if (!tt_fb_vector_table(r->fb, &r->opcodes, opcode_index, &opcode) ||
@@ -309,9 +319,8 @@ static tt_status read_operator(reader* r, const tt_fb_vector* operators,
   TT_RETURN_IF_ERROR(read_index_list(r, &op, TT_OPERATOR_INPUTS, true,
                                      "operator inputs", &node->inputs_offset,
                                      &node->num_inputs));
-  return read_index_list(r, &op, TT_OPERATOR_OUTPUTS, false,
-                         "operator outputs", &node->outputs_offset,
-                         &node->num_outputs);
+  return read_index_list(r, &op, TT_OPERATOR_OUTPUTS, false, "operator outputs",
+                         &node->outputs_offset, &node->num_outputs);
 }
 
 tt_status tt_model_read(tt_interpreter* it) {
@@ -339,17 +348,17 @@ tt_status tt_model_read(tt_interpreter* it) {
   for (int32_t i = 0; i < it->num_tensors; ++i)
     TT_RETURN_IF_ERROR(read_tensor(&r, i, &it->tensors[i]));
 
-  TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(
-      it, (uint64_t)operators.count * sizeof(tt_node), "the operator table",
-      &offset));
+  TT_RETURN_IF_ERROR(
+      tt_arena_alloc_persistent(it, (uint64_t)operators.count * sizeof(tt_node),
+                                "the operator table", &offset));
   it->nodes = (tt_node*)tt_arena_at(it, offset);
   for (int32_t i = 0; i < it->num_nodes; ++i)
     TT_RETURN_IF_ERROR(read_operator(&r, &operators, i, &it->nodes[i]));
   it->current_node = -1;
 
-  TT_RETURN_IF_ERROR(read_index_list(&r, &r.subgraph, TT_SUBGRAPH_INPUTS,
-                                     false, "graph inputs",
-                                     &it->inputs_offset, &it->num_inputs));
+  TT_RETURN_IF_ERROR(read_index_list(&r, &r.subgraph, TT_SUBGRAPH_INPUTS, false,
+                                     "graph inputs", &it->inputs_offset,
+                                     &it->num_inputs));
   return read_index_list(&r, &r.subgraph, TT_SUBGRAPH_OUTPUTS, false,
                          "graph outputs", &it->outputs_offset,
                          &it->num_outputs);

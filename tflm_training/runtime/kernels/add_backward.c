@@ -38,7 +38,8 @@ static void add_sub_grad(const tt_broadcast_params* p, int32_t subtract,
     const tt_grad* row = dy + done;
     for (int32_t k = 0; k < inner; ++k) {
       const float g = tt_grad_value(row[k]);
-      if (dx2 != NULL) tt_grad_add(dx2 + offset2 + k * step2, subtract ? -g : g);
+      if (dx2 != NULL)
+        tt_grad_add(dx2 + offset2 + k * step2, subtract ? -g : g);
       if (dx1 != NULL) {
         tt_grad* at = dx1 + offset1 + k * step1;
         *at = in_place ? tt_grad_from_float(0.0f + g)
@@ -67,8 +68,7 @@ void tt_add_sub_grad_in_place(const tt_broadcast_params* p, int32_t subtract,
 }
 
 static tt_status add_sub_backward_prepare(tt_interpreter* it,
-                                          const tt_node* node,
-                                          bool subtract,
+                                          const tt_node* node, bool subtract,
                                           tt_backward_needs* needs) {
   tt_backward_needs_clear(needs);
   const tt_tensor* output = tt_node_output(it, node, 0);
@@ -77,9 +77,9 @@ static tt_status add_sub_backward_prepare(tt_interpreter* it,
                         "forward kernel is not prepared");
   }
   int32_t activation, act_min, act_max;
-  TT_RETURN_IF_ERROR(tt_option_i8(
-      it, node, subtract ? TT_SUB_ACTIVATION : TT_ADD_ACTIVATION,
-      TT_ACTIVATION_NONE, &activation));
+  TT_RETURN_IF_ERROR(
+      tt_option_i8(it, node, subtract ? TT_SUB_ACTIVATION : TT_ADD_ACTIVATION,
+                   TT_ACTIVATION_NONE, &activation));
   TT_RETURN_IF_ERROR(tt_fused_activation_range(it, node, activation, output,
                                                &act_min, &act_max));
   tt_backward_clamp(needs, act_min, act_max);
@@ -135,9 +135,15 @@ static tt_status sub_backward(tt_interpreter* it, const tt_node* node,
 }
 
 const tt_backward_kernel tt_backward_add = {
-    TT_OP_ADD, false, add_backward_prepare, add_backward,
+    TT_OP_ADD,
+    false,
+    add_backward_prepare,
+    add_backward,
 };
 
 const tt_backward_kernel tt_backward_sub = {
-    TT_OP_SUB, false, sub_backward_prepare, sub_backward,
+    TT_OP_SUB,
+    false,
+    sub_backward_prepare,
+    sub_backward,
 };

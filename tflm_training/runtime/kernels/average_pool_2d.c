@@ -10,10 +10,10 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
   TT_RETURN_IF_ERROR(tt_pool_prepare(it, node, p));
   /* The window sum, and the sum +- count / 2 that rounds it, must not
    * overflow int32: allow at most 2^23 values. */
-  const int64_t rows = p->filter_height < p->input_height ? p->filter_height
-                                                          : p->input_height;
-  const int64_t cols = p->filter_width < p->input_width ? p->filter_width
-                                                        : p->input_width;
+  const int64_t rows =
+      p->filter_height < p->input_height ? p->filter_height : p->input_height;
+  const int64_t cols =
+      p->filter_width < p->input_width ? p->filter_width : p->input_width;
   if (rows * cols > ((int64_t)1 << 23))
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                         "a %d x %d window over a %d x %d input is too large "
@@ -47,10 +47,10 @@ static tt_status eval(tt_interpreter* it, const tt_node* node) {
            * the output is non-empty; the guard only keeps eval total. */
           int32_t value = 0;
           if (count > 0)
-            value = sum > 0 ? (sum + count / 2) / count
-                            : (sum - count / 2) / count;
-          *output++ = (int8_t)tt_clamp_i32(value, p->activation_min,
-                                           p->activation_max);
+            value =
+                sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
+          *output++ =
+              (int8_t)tt_clamp_i32(value, p->activation_min, p->activation_max);
         }
       }
     }
@@ -59,6 +59,5 @@ static tt_status eval(tt_interpreter* it, const tt_node* node) {
 }
 
 const tt_kernel tt_kernel_average_pool_2d = {
-    TT_OP_AVERAGE_POOL_2D, "AVERAGE_POOL_2D", TT_OPTIONS_POOL_2D, prepare,
-    eval,
+    TT_OP_AVERAGE_POOL_2D, "AVERAGE_POOL_2D", TT_OPTIONS_POOL_2D, prepare, eval,
 };

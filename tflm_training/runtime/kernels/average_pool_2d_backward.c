@@ -43,9 +43,10 @@ static tt_status pool_params(tt_interpreter* it, const tt_node* node,
   return TT_OK;
 }
 
-static tt_status average_pool_backward_prepare(
-    tt_interpreter* it, const tt_node* node, const tt_layer_update* update,
-    tt_backward_needs* needs) {
+static tt_status average_pool_backward_prepare(tt_interpreter* it,
+                                               const tt_node* node,
+                                               const tt_layer_update* update,
+                                               tt_backward_needs* needs) {
   (void)update;
   tt_backward_needs_clear(needs);
   const tt_pool_params* p;
@@ -54,8 +55,7 @@ static tt_status average_pool_backward_prepare(
   return TT_OK;
 }
 
-static tt_status average_pool_backward(tt_interpreter* it,
-                                       const tt_node* node,
+static tt_status average_pool_backward(tt_interpreter* it, const tt_node* node,
                                        const tt_backward_io* io) {
   if (io->input_grads[0] == NULL) return TT_OK;
   const tt_pool_params* p;
@@ -68,6 +68,8 @@ static tt_status average_pool_backward(tt_interpreter* it,
 }
 
 const tt_backward_kernel tt_backward_average_pool_2d = {
-    TT_OP_AVERAGE_POOL_2D, false, average_pool_backward_prepare,
+    TT_OP_AVERAGE_POOL_2D,
+    false,
+    average_pool_backward_prepare,
     average_pool_backward,
 };

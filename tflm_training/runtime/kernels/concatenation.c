@@ -24,8 +24,7 @@ static tt_status check_input(tt_interpreter* it, const tt_node* node,
   char role[TT_ROLE_TEXT_SIZE];
   TT_RETURN_IF_ERROR(tt_expect_int8_per_tensor(
       it, node, input, tt_role_text("input", index, role)));
-  if (input->scale != output->scale ||
-      input->zero_point != output->zero_point)
+  if (input->scale != output->scale || input->zero_point != output->zero_point)
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                         "input %d does not have the output's scale and zero "
                         "point; TFLM does not rescale in CONCATENATION",
@@ -52,8 +51,7 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                         "has %d inputs; at most %d are supported, as in TFLM",
                         node->num_inputs, MAX_INPUTS);
-  TT_RETURN_IF_ERROR(
-      tt_expect_io_counts(it, node, 1, node->num_inputs, 1));
+  TT_RETURN_IF_ERROR(tt_expect_io_counts(it, node, 1, node->num_inputs, 1));
   const tt_tensor* output = tt_node_output(it, node, 0);
   TT_RETURN_IF_ERROR(tt_expect_int8_per_tensor(it, node, output, "output"));
   int32_t axis, activation;
@@ -74,11 +72,11 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
     TT_RETURN_IF_ERROR(check_input(it, node, i, tt_node_input(it, node, i),
                                    output, resolved, &axis_total));
   if (axis_total != output->dims[resolved])
-    return tt_node_fail(it, node, TT_ERR_CORRUPT_MODEL,
-                        "inputs add up to %d along axis %d, output has %d",
-                        (int32_t)(axis_total > INT32_MAX ? INT32_MAX
-                                                         : axis_total),
-                        resolved, output->dims[resolved]);
+    return tt_node_fail(
+        it, node, TT_ERR_CORRUPT_MODEL,
+        "inputs add up to %d along axis %d, output has %d",
+        (int32_t)(axis_total > INT32_MAX ? INT32_MAX : axis_total), resolved,
+        output->dims[resolved]);
 
   concatenation_data* data;
   TT_RETURN_IF_ERROR(
@@ -114,6 +112,9 @@ static tt_status eval(tt_interpreter* it, const tt_node* node) {
 }
 
 const tt_kernel tt_kernel_concatenation = {
-    TT_OP_CONCATENATION, "CONCATENATION", TT_OPTIONS_CONCATENATION, prepare,
+    TT_OP_CONCATENATION,
+    "CONCATENATION",
+    TT_OPTIONS_CONCATENATION,
+    prepare,
     eval,
 };

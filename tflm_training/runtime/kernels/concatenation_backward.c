@@ -11,7 +11,8 @@ void tt_concatenation_grad(int32_t outer, int32_t output_row, int32_t offset,
   for (int32_t k = 0; k < outer; ++k) {
     const tt_grad* from = dy + k * output_row + offset;
     tt_grad* to = dx + k * chunk;
-    for (int32_t j = 0; j < chunk; ++j) tt_grad_add(&to[j], tt_grad_value(from[j]));
+    for (int32_t j = 0; j < chunk; ++j)
+      tt_grad_add(&to[j], tt_grad_value(from[j]));
   }
 }
 
@@ -41,9 +42,10 @@ static tt_status concatenation_axis(tt_interpreter* it, const tt_node* node,
   return TT_OK;
 }
 
-static tt_status concatenation_backward_prepare(
-    tt_interpreter* it, const tt_node* node, const tt_layer_update* update,
-    tt_backward_needs* needs) {
+static tt_status concatenation_backward_prepare(tt_interpreter* it,
+                                                const tt_node* node,
+                                                const tt_layer_update* update,
+                                                tt_backward_needs* needs) {
   (void)update;
   tt_backward_needs_clear(needs);
   if (node->num_inputs > TT_BACKWARD_MAX_INPUTS) {
@@ -55,8 +57,7 @@ static tt_status concatenation_backward_prepare(
   return concatenation_axis(it, node, &axis);
 }
 
-static tt_status concatenation_backward(tt_interpreter* it,
-                                        const tt_node* node,
+static tt_status concatenation_backward(tt_interpreter* it, const tt_node* node,
                                         const tt_backward_io* io) {
   int32_t axis;
   TT_RETURN_IF_ERROR(concatenation_axis(it, node, &axis));
@@ -73,8 +74,8 @@ static tt_status concatenation_backward(tt_interpreter* it,
   for (int32_t i = 0; i < count; ++i) {
     const int32_t chunk = tt_node_input(it, node, i)->dims[axis] * inner;
     if (io->input_grads[i] != NULL) {
-      tt_concatenation_grad(outer, output_row, offset, chunk,
-                            io->output_grad, io->input_grads[i]);
+      tt_concatenation_grad(outer, output_row, offset, chunk, io->output_grad,
+                            io->input_grads[i]);
     }
     offset += chunk;
   }
@@ -82,6 +83,8 @@ static tt_status concatenation_backward(tt_interpreter* it,
 }
 
 const tt_backward_kernel tt_backward_concatenation = {
-    TT_OP_CONCATENATION, false, concatenation_backward_prepare,
+    TT_OP_CONCATENATION,
+    false,
+    concatenation_backward_prepare,
     concatenation_backward,
 };

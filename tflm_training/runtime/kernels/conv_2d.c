@@ -14,8 +14,7 @@
  * horizontal dilation or groups the taps of a row are adjacent in both, so
  * each row becomes one segment. */
 static tt_conv_taps conv_segments(const tt_conv_geometry* geometry,
-                                  int32_t out_y, int32_t out_x,
-                                  int32_t* span) {
+                                  int32_t out_y, int32_t out_x, int32_t* span) {
   tt_conv_taps taps = tt_conv_pixel_taps(geometry, out_y, out_x);
   *span = geometry->tap_size;
   if (taps.cols > 1 && taps.input_col_step == geometry->tap_size) {
@@ -61,10 +60,10 @@ static tt_status conv_prepare(tt_interpreter* interpreter, tt_node* node) {
                                   TT_PADDING_SAME, &padding));
   TT_RETURN_IF_ERROR(tt_option_i8(interpreter, node, TT_CONV_ACTIVATION,
                                   TT_ACTIVATION_NONE, &activation));
-  TT_RETURN_IF_ERROR(tt_option_i32(interpreter, node, TT_CONV_STRIDE_W, 0,
-                                   &window.stride_w));
-  TT_RETURN_IF_ERROR(tt_option_i32(interpreter, node, TT_CONV_STRIDE_H, 0,
-                                   &window.stride_h));
+  TT_RETURN_IF_ERROR(
+      tt_option_i32(interpreter, node, TT_CONV_STRIDE_W, 0, &window.stride_w));
+  TT_RETURN_IF_ERROR(
+      tt_option_i32(interpreter, node, TT_CONV_STRIDE_H, 0, &window.stride_h));
   TT_RETURN_IF_ERROR(tt_option_i32(interpreter, node, TT_CONV_DILATION_W, 1,
                                    &window.dilation_w));
   TT_RETURN_IF_ERROR(tt_option_i32(interpreter, node, TT_CONV_DILATION_H, 1,
@@ -109,17 +108,16 @@ static tt_status conv_prepare(tt_interpreter* interpreter, tt_node* node) {
                         s.out_c, groups);
   }
   s.filters_per_group = s.out_c / groups;
-  TT_RETURN_IF_ERROR(tt_conv_prepare_window(interpreter, node, padding,
-                                            s.in_h, s.in_w, s.filter_h,
-                                            s.filter_w, s.out_h, s.out_w,
-                                            &window));
+  TT_RETURN_IF_ERROR(tt_conv_prepare_window(interpreter, node, padding, s.in_h,
+                                            s.in_w, s.filter_h, s.filter_w,
+                                            s.out_h, s.out_w, &window));
   TT_RETURN_IF_ERROR(tt_conv_expect_bias(interpreter, node, bias, s.out_c));
 
   int32_t count;
   void* raw;
   TT_RETURN_IF_ERROR(tt_conv_alloc_channel_op_data(
-      interpreter, node, input, filter, output, sizeof(tt_conv_op_data), 0, s.out_c,
-      &count, &raw));
+      interpreter, node, input, filter, output, sizeof(tt_conv_op_data), 0,
+      s.out_c, &count, &raw));
   tt_conv_op_data* data = (tt_conv_op_data*)raw;
   data->shape = s;
   data->window = window;
@@ -132,12 +130,12 @@ static tt_status conv_eval(tt_interpreter* interpreter, const tt_node* node) {
   const tt_conv_op_data* data =
       (const tt_conv_op_data*)tt_node_op_data(interpreter, node);
   tt_conv_eval_view view;
-  TT_RETURN_IF_ERROR(tt_conv_eval_view_init(
-      interpreter, node, sizeof(*data), data ? data->num_multipliers : 0,
-      data ? &data->quant : NULL, &view));
+  TT_RETURN_IF_ERROR(tt_conv_eval_view_init(interpreter, node, sizeof(*data),
+                                            data ? data->num_multipliers : 0,
+                                            data ? &data->quant : NULL, &view));
   const tt_conv_shape* s = &data->shape;
-  const tt_conv_geometry geometry = {data->window, s->in_h,     s->in_w,
-                                     s->in_c,      s->filter_h, s->filter_w,
+  const tt_conv_geometry geometry = {data->window,   s->in_h,     s->in_w,
+                                     s->in_c,        s->filter_h, s->filter_w,
                                      s->filter_depth};
 #if TT_HAVE_DSP
   if (tt_conv_dsp_supports(s)) {

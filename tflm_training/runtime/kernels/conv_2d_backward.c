@@ -38,9 +38,9 @@ void tt_conv_input_grad(const tt_conv_shape* s, const tt_conv_window* w,
             for (int32_t fx = 0; fx < s->filter_w; ++fx) {
               const int32_t in_x = in_x0 + fx * w->dilation_w;
               if (in_x < 0 || in_x >= s->in_w) continue;
-              tt_grad* dx_px = dx +
-                             ((b * s->in_h + in_y) * s->in_w + in_x) * s->in_c +
-                             group * s->filter_depth;
+              tt_grad* dx_px =
+                  dx + ((b * s->in_h + in_y) * s->in_w + in_x) * s->in_c +
+                  group * s->filter_depth;
               const int8_t* f_px =
                   filter_oc + (fy * s->filter_w + fx) * s->filter_depth;
               for (int32_t c = 0; c < s->filter_depth; ++c) {
@@ -66,8 +66,8 @@ void tt_conv_pointwise_input_grad_in_place(const tt_conv_shape* s,
     const int32_t p = forward ? i : pixels - 1 - i;
     const tt_grad* dy_px = grad + p * s->out_c;
     for (int32_t oc = 0; oc < s->out_c; ++oc) {
-      pixel_grads[oc] = tt_grad_value(dy_px[oc]) *
-                        tt_load_f32(scale_bytes + oc * scale_step);
+      pixel_grads[oc] =
+          tt_grad_value(dy_px[oc]) * tt_load_f32(scale_bytes + oc * scale_step);
     }
     tt_grad* dx_px = grad + p * s->in_c;
     for (int32_t c = 0; c < s->in_c; ++c) dx_px[c] = tt_grad_from_float(0.0f);
@@ -153,8 +153,8 @@ static void conv_channel(const void* context, int32_t channel,
   const tt_layer_grad_context* c = (const tt_layer_grad_context*)context;
   const tt_conv_op_data* data = (const tt_conv_op_data*)c->op_data;
   tt_conv_channel_grad(&data->shape, &data->window, channel, c->input,
-                       c->input_zero_point, c->input_scale, c->dy,
-                       weight_grad, bias_grad);
+                       c->input_zero_point, c->input_scale, c->dy, weight_grad,
+                       bias_grad);
 }
 
 static void conv_input_in_place(const void* op_data, const int8_t* filter,
@@ -165,11 +165,10 @@ static void conv_input_in_place(const void* op_data, const int8_t* filter,
                                         scale_step, grad, scratch);
 }
 
-static const tt_layer_backward conv_layer = {
-    conv_shape, conv_input, conv_channel, conv_input_in_place};
+static const tt_layer_backward conv_layer = {conv_shape, conv_input,
+                                             conv_channel, conv_input_in_place};
 
-static tt_status conv_backward_prepare(tt_interpreter* it,
-                                       const tt_node* node,
+static tt_status conv_backward_prepare(tt_interpreter* it, const tt_node* node,
                                        const tt_layer_update* update,
                                        tt_backward_needs* needs) {
   TT_RETURN_IF_ERROR(
@@ -193,5 +192,8 @@ static tt_status conv_backward(tt_interpreter* it, const tt_node* node,
 }
 
 const tt_backward_kernel tt_backward_conv_2d = {
-    TT_OP_CONV_2D, true, conv_backward_prepare, conv_backward,
+    TT_OP_CONV_2D,
+    true,
+    conv_backward_prepare,
+    conv_backward,
 };

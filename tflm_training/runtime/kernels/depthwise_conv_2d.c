@@ -43,8 +43,7 @@ static int32_t depthwise_accumulate(const tt_conv_taps* taps,
  * adjacent input channels (depth multiplier 1), into acc[0 .. 3]: four
  * accumulators in registers share the walk over the taps. */
 static void depthwise_accumulate_quad(const tt_conv_taps* taps,
-                                      int32_t input_offset,
-                                      const int8_t* input,
+                                      int32_t input_offset, const int8_t* input,
                                       const int8_t* filter, int32_t acc[4]) {
   int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
   for (int32_t row = 0; row < taps->rows; ++row) {
@@ -71,9 +70,9 @@ static void depthwise_accumulate_quad(const tt_conv_taps* taps,
  * with depth multiplier 1, the rest one by one. */
 static void depthwise_pixel(const tt_depthwise_shape* s,
                             const tt_conv_geometry* g,
-                            const tt_conv_eval_view* view,
-                            const int8_t* image, int32_t out_y,
-                            int32_t out_x, int32_t first, int8_t* out_px) {
+                            const tt_conv_eval_view* view, const int8_t* image,
+                            int32_t out_y, int32_t out_x, int32_t first,
+                            int8_t* out_px) {
   const tt_conv_taps taps = tt_conv_pixel_taps(g, out_y, out_x);
   const int32_t input_offset = view->quant->input_offset;
   const int8_t* input = image + taps.input_start;
@@ -100,8 +99,7 @@ static void depthwise_pixel(const tt_depthwise_shape* s,
   }
 }
 
-static tt_status depthwise_prepare(tt_interpreter* interpreter,
-                                   tt_node* node) {
+static tt_status depthwise_prepare(tt_interpreter* interpreter, tt_node* node) {
   const tt_tensor *input, *filter, *bias, *output;
   TT_RETURN_IF_ERROR(
       tt_conv_node_tensors(interpreter, node, &input, &filter, &bias, &output));
@@ -120,9 +118,8 @@ static tt_status depthwise_prepare(tt_interpreter* interpreter,
                                    &window.dilation_w));
   TT_RETURN_IF_ERROR(tt_option_i32(interpreter, node, TT_DWCONV_DILATION_H, 1,
                                    &window.dilation_h));
-  TT_RETURN_IF_ERROR(tt_option_i32(interpreter, node,
-                                   TT_DWCONV_DEPTH_MULTIPLIER, 0,
-                                   &depth_multiplier));
+  TT_RETURN_IF_ERROR(tt_option_i32(
+      interpreter, node, TT_DWCONV_DEPTH_MULTIPLIER, 0, &depth_multiplier));
 
   tt_conv_quant quant;
   TT_RETURN_IF_ERROR(tt_conv_prepare_image_io(interpreter, node, input, filter,
@@ -164,10 +161,9 @@ static tt_status depthwise_prepare(tt_interpreter* interpreter,
                         "into %d output channels",
                         depth_multiplier, s.in_c, s.out_c);
   }
-  TT_RETURN_IF_ERROR(tt_conv_prepare_window(interpreter, node, padding,
-                                            s.in_h, s.in_w, s.filter_h,
-                                            s.filter_w, s.out_h, s.out_w,
-                                            &window));
+  TT_RETURN_IF_ERROR(tt_conv_prepare_window(interpreter, node, padding, s.in_h,
+                                            s.in_w, s.filter_h, s.filter_w,
+                                            s.out_h, s.out_w, &window));
   TT_RETURN_IF_ERROR(tt_conv_expect_bias(interpreter, node, bias, s.out_c));
 
   /* TFLM requires the filter's zero points to exist; one stands for every
@@ -182,8 +178,8 @@ static tt_status depthwise_prepare(tt_interpreter* interpreter,
   int32_t count;
   void* raw;
   TT_RETURN_IF_ERROR(tt_conv_alloc_channel_op_data(
-      interpreter, node, input, filter, output, sizeof(tt_depthwise_op_data), 3, s.out_c,
-      &count, &raw));
+      interpreter, node, input, filter, output, sizeof(tt_depthwise_op_data), 3,
+      s.out_c, &count, &raw));
   tt_depthwise_op_data* data = (tt_depthwise_op_data*)raw;
   data->shape = s;
   data->window = window;
@@ -197,9 +193,9 @@ static tt_status depthwise_eval(tt_interpreter* interpreter,
   const tt_depthwise_op_data* data =
       (const tt_depthwise_op_data*)tt_node_op_data(interpreter, node);
   tt_conv_eval_view view;
-  TT_RETURN_IF_ERROR(tt_conv_eval_view_init(
-      interpreter, node, sizeof(*data), data ? data->num_multipliers : 0,
-      data ? &data->quant : NULL, &view));
+  TT_RETURN_IF_ERROR(tt_conv_eval_view_init(interpreter, node, sizeof(*data),
+                                            data ? data->num_multipliers : 0,
+                                            data ? &data->quant : NULL, &view));
   const tt_depthwise_shape* s = &data->shape;
   const tt_conv_geometry geometry = {data->window, s->in_h,     s->in_w,
                                      s->in_c,      s->filter_h, s->filter_w,
@@ -225,6 +221,6 @@ static tt_status depthwise_eval(tt_interpreter* interpreter,
 }
 
 const tt_kernel tt_kernel_depthwise_conv_2d = {
-    TT_OP_DEPTHWISE_CONV_2D, "DEPTHWISE_CONV_2D",
-    TT_OPTIONS_DEPTHWISE_CONV_2D, depthwise_prepare, depthwise_eval,
+    TT_OP_DEPTHWISE_CONV_2D, "DEPTHWISE_CONV_2D", TT_OPTIONS_DEPTHWISE_CONV_2D,
+    depthwise_prepare,       depthwise_eval,
 };

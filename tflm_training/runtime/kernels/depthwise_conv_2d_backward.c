@@ -33,7 +33,7 @@ void tt_depthwise_input_grad(const tt_depthwise_shape* s,
   const uint8_t* scale_bytes = (const uint8_t*)scales;
   const int32_t m = s->depth_multiplier;
   /* Taps counted one by one: filter_start is a tap index. */
-  const tt_conv_geometry g = {*w, s->in_h, s->in_w, s->in_c,
+  const tt_conv_geometry g = {*w,          s->in_h,     s->in_w, s->in_c,
                               s->filter_h, s->filter_w, 1};
   float grads[INPUT_GRAD_CHUNK];
   for (int32_t b = 0; b < s->batches; ++b) {
@@ -54,11 +54,13 @@ void tt_depthwise_input_grad(const tt_depthwise_shape* s,
           for (int32_t row = 0; row < taps.rows; ++row) {
             for (int32_t col = 0; col < taps.cols; ++col) {
               tt_grad* dx_px = dx_image + taps.input_start +
-                             row * taps.input_row_step +
-                             col * taps.input_col_step;
-              const int8_t* f = filter +
-                                (taps.filter_start + row * taps.filter_row_step +
-                                 col) * s->out_c + first;
+                               row * taps.input_row_step +
+                               col * taps.input_col_step;
+              const int8_t* f =
+                  filter +
+                  (taps.filter_start + row * taps.filter_row_step + col) *
+                      s->out_c +
+                  first;
               if (m == 1) {
                 tt_grad* dx_c = dx_px + first;
                 for (int32_t i = 0; i < count; ++i) {
@@ -69,7 +71,8 @@ void tt_depthwise_input_grad(const tt_depthwise_shape* s,
               } else {
                 for (int32_t i = 0; i < count; ++i) {
                   if (grads[i] != 0.0f) {
-                    tt_grad_add(&dx_px[(first + i) / m], grads[i] * (float)f[i]);
+                    tt_grad_add(&dx_px[(first + i) / m],
+                                grads[i] * (float)f[i]);
                   }
                 }
               }
@@ -92,9 +95,9 @@ uint32_t tt_depthwise_in_place_rows(const tt_depthwise_shape* s,
  * the ring, the rows below are still intact. */
 void tt_depthwise_input_grad_in_place(const tt_depthwise_shape* s,
                                       const tt_conv_window* w,
-                                      const int8_t* filter,
-                                      const void* scales, int32_t scale_step,
-                                      tt_grad* grad, tt_grad* ring) {
+                                      const int8_t* filter, const void* scales,
+                                      int32_t scale_step, tt_grad* grad,
+                                      tt_grad* ring) {
   const uint8_t* scale_bytes = (const uint8_t*)scales;
   const int32_t channels = s->out_c;
   const int32_t row = s->out_w * channels;
@@ -121,8 +124,9 @@ void tt_depthwise_input_grad_in_place(const tt_depthwise_shape* s,
         for (int32_t fy = s->filter_h - 1; fy >= 0; --fy) {
           const int32_t from_y = y + w->pad_h - fy * w->dilation_h;
           if (from_y < 0 || from_y >= s->out_h) continue;
-          const tt_grad* source = from_y <= y ? ring + (from_y % ring_rows) * row
-                                            : g + from_y * row;
+          const tt_grad* source = from_y <= y
+                                      ? ring + (from_y % ring_rows) * row
+                                      : g + from_y * row;
           for (int32_t fx = s->filter_w - 1; fx >= 0; --fx) {
             const int32_t from_x = x + w->pad_w - fx * w->dilation_w;
             if (from_x < 0 || from_x >= s->out_w) continue;
@@ -209,14 +213,12 @@ static void depthwise_channel(const void* context, int32_t channel,
                             weight_grad, bias_grad);
 }
 
-static void depthwise_input_in_place(const void* op_data,
-                                     const int8_t* filter, const void* scales,
-                                     int32_t scale_step, tt_grad* grad,
-                                     float* scratch) {
+static void depthwise_input_in_place(const void* op_data, const int8_t* filter,
+                                     const void* scales, int32_t scale_step,
+                                     tt_grad* grad, float* scratch) {
   const tt_depthwise_op_data* data = (const tt_depthwise_op_data*)op_data;
-  tt_depthwise_input_grad_in_place(&data->shape, &data->window, filter,
-                                   scales, scale_step, grad,
-                                   (tt_grad*)(void*)scratch);
+  tt_depthwise_input_grad_in_place(&data->shape, &data->window, filter, scales,
+                                   scale_step, grad, (tt_grad*)(void*)scratch);
 }
 
 static const tt_layer_backward depthwise_layer = {
@@ -238,9 +240,9 @@ static tt_status depthwise_backward_prepare(tt_interpreter* it,
       data->window.stride_w == 1 && s->in_h == s->out_h &&
       s->in_w == s->out_w &&
       (update == NULL || update->kind == TT_UPDATE_BIAS)) {
-    const uint64_t bytes = (uint64_t)tt_depthwise_in_place_rows(s, &data->window) *
-                           (uint64_t)s->out_w * (uint64_t)s->out_c *
-                           sizeof(tt_grad);
+    const uint64_t bytes =
+        (uint64_t)tt_depthwise_in_place_rows(s, &data->window) *
+        (uint64_t)s->out_w * (uint64_t)s->out_c * sizeof(tt_grad);
     if (bytes <= UINT32_MAX) {
       needs->in_place = true;
       needs->in_place_scratch_bytes = (uint32_t)bytes;
@@ -255,6 +257,8 @@ static tt_status depthwise_backward(tt_interpreter* it, const tt_node* node,
 }
 
 const tt_backward_kernel tt_backward_depthwise_conv_2d = {
-    TT_OP_DEPTHWISE_CONV_2D, true, depthwise_backward_prepare,
+    TT_OP_DEPTHWISE_CONV_2D,
+    true,
+    depthwise_backward_prepare,
     depthwise_backward,
 };

@@ -16,8 +16,8 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
   TT_RETURN_IF_ERROR(tt_expect_int8_per_tensor(it, node, input, "input"));
   TT_RETURN_IF_ERROR(
       tt_expect_type(it, node, output, "output", TT_TYPE_FLOAT32));
-  TT_RETURN_IF_ERROR(tt_expect_shape(it, node, output, "output", input->dims,
-                                     input->rank));
+  TT_RETURN_IF_ERROR(
+      tt_expect_shape(it, node, output, "output", input->dims, input->rank));
   dequantize_data* data;
   TT_RETURN_IF_ERROR(
       tt_node_alloc_op_data(it, node, sizeof *data, (void**)&data));
@@ -28,8 +28,7 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
 }
 
 static tt_status eval(tt_interpreter* it, const tt_node* node) {
-  const dequantize_data* d =
-      (const dequantize_data*)tt_node_op_data(it, node);
+  const dequantize_data* d = (const dequantize_data*)tt_node_op_data(it, node);
   const int8_t* in =
       (const int8_t*)tt_tensor_data(it, tt_node_input(it, node, 0));
   uint8_t* out = (uint8_t*)tt_tensor_data(it, tt_node_output(it, node, 0));

@@ -36,8 +36,8 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
   int32_t expected[TT_MAX_RANK];
   for (int32_t d = 0, i = 0; d <= input->rank; ++d)
     expected[d] = d == resolved ? 1 : input->dims[i++];
-  TT_RETURN_IF_ERROR(tt_expect_shape(it, node, output, "output", expected,
-                                     input->rank + 1));
+  TT_RETURN_IF_ERROR(
+      tt_expect_shape(it, node, output, "output", expected, input->rank + 1));
   expand_dims_data* d;
   TT_RETURN_IF_ERROR(tt_node_alloc_op_data(it, node, sizeof *d, (void**)&d));
   d->element_size = tt_type_size(input->type);

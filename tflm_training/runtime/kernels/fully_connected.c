@@ -58,7 +58,8 @@ static tt_status fc_check_shapes(tt_interpreter* interpreter,
   if (input->num_elements % accum_depth != 0) {
     return tt_node_fail(interpreter, node, code,
                         "input has %d elements, not a multiple of the filter "
-                        "depth %d", input->num_elements, accum_depth);
+                        "depth %d",
+                        input->num_elements, accum_depth);
   }
   *batches = input->num_elements / accum_depth;
   if (output->rank < 1 || output->dims[output->rank - 1] != units) {
@@ -69,20 +70,21 @@ static tt_status fc_check_shapes(tt_interpreter* interpreter,
     if (input->dims[input->rank - 1] != accum_depth) {
       return tt_node_fail(interpreter, node, code,
                           "with keep_num_dims the input must end in the "
-                          "filter depth %d, not %d", accum_depth,
-                          input->dims[input->rank - 1]);
+                          "filter depth %d, not %d",
+                          accum_depth, input->dims[input->rank - 1]);
     }
     if (output->rank != input->rank) {
       return tt_node_fail(interpreter, node, code,
                           "with keep_num_dims the output rank %d must equal "
-                          "the input rank %d", output->rank, input->rank);
+                          "the input rank %d",
+                          output->rank, input->rank);
     }
     for (int32_t i = 0; i + 1 < input->rank; ++i) {
       if (output->dims[i] != input->dims[i]) {
         return tt_node_fail(interpreter, node, code,
                             "with keep_num_dims output dimension %d is %d "
-                            "but the input's is %d", i, output->dims[i],
-                            input->dims[i]);
+                            "but the input's is %d",
+                            i, output->dims[i], input->dims[i]);
       }
     }
   }
@@ -91,7 +93,8 @@ static tt_status fc_check_shapes(tt_interpreter* interpreter,
   if ((int64_t)*batches * units != output->num_elements) {
     return tt_node_fail(interpreter, node, code,
                         "output has %d elements but %d rows of %d units need "
-                        "%d", output->num_elements, *batches, units,
+                        "%d",
+                        output->num_elements, *batches, units,
                         (int32_t)((int64_t)*batches * units));
   }
   return TT_OK;
@@ -99,21 +102,16 @@ static tt_status fc_check_shapes(tt_interpreter* interpreter,
 
 /* TFLM's per-tensor scale: the input*filter product rounded to float, and
  * the bias scale required to be close to it. */
-static tt_status fc_per_tensor_multiplier(tt_interpreter* interpreter,
-                                          const tt_node* node,
-                                          const tt_tensor* input,
-                                          const tt_tensor* filter,
-                                          const tt_tensor* bias,
-                                          const tt_tensor* output,
-                                          int32_t* multiplier,
-                                          int8_t* shift) {
+static tt_status fc_per_tensor_multiplier(
+    tt_interpreter* interpreter, const tt_node* node, const tt_tensor* input,
+    const tt_tensor* filter, const tt_tensor* bias, const tt_tensor* output,
+    int32_t* multiplier, int8_t* shift) {
   float filter_scale;
   TT_RETURN_IF_ERROR(
       tt_conv_filter_scale(interpreter, node, filter, 0, &filter_scale));
   if (bias != NULL) {
     const double expected = (double)input->scale * (double)filter_scale;
-    const double bias_scale =
-        bias->num_scales > 0 ? (double)bias->scale : 0.0;
+    const double bias_scale = bias->num_scales > 0 ? (double)bias->scale : 0.0;
     const double diff =
         expected > bias_scale ? expected - bias_scale : bias_scale - expected;
     if (!(diff / (double)output->scale <= 0.02)) {
@@ -144,7 +142,8 @@ static tt_status fc_prepare(tt_interpreter* interpreter, tt_node* node) {
   if (weights_format != 0) {
     return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
                         "weights format %d (shuffled) is not supported, only "
-                        "DEFAULT", weights_format);
+                        "DEFAULT",
+                        weights_format);
   }
 
   tt_conv_quant quant;
@@ -183,16 +182,13 @@ static tt_status fc_prepare(tt_interpreter* interpreter, tt_node* node) {
   tt_fc_op_data* data = (tt_fc_op_data*)raw;
   int32_t* multipliers = (int32_t*)(data + 1);
   if (count == 1) {
-    TT_RETURN_IF_ERROR(fc_per_tensor_multiplier(interpreter, node, input,
-                                                filter, bias, output,
-                                                &multipliers[0],
-                                                tt_conv_shifts(multipliers, 1)));
+    TT_RETURN_IF_ERROR(fc_per_tensor_multiplier(
+        interpreter, node, input, filter, bias, output, &multipliers[0],
+        tt_conv_shifts(multipliers, 1)));
   } else {
-    TT_RETURN_IF_ERROR(tt_conv_channel_multipliers(interpreter, node, input,
-                                                   filter, output, count,
-                                                   multipliers,
-                                                   tt_conv_shifts(multipliers,
-                                                                  count)));
+    TT_RETURN_IF_ERROR(tt_conv_channel_multipliers(
+        interpreter, node, input, filter, output, count, multipliers,
+        tt_conv_shifts(multipliers, count)));
   }
   data->batches = batches;
   data->accum_depth = accum_depth;
@@ -207,9 +203,9 @@ static tt_status fc_eval(tt_interpreter* interpreter, const tt_node* node) {
   const tt_fc_op_data* data =
       (const tt_fc_op_data*)tt_node_op_data(interpreter, node);
   tt_conv_eval_view view;
-  TT_RETURN_IF_ERROR(tt_conv_eval_view_init(
-      interpreter, node, sizeof(*data), data ? data->num_multipliers : 0,
-      data ? &data->quant : NULL, &view));
+  TT_RETURN_IF_ERROR(tt_conv_eval_view_init(interpreter, node, sizeof(*data),
+                                            data ? data->num_multipliers : 0,
+                                            data ? &data->quant : NULL, &view));
   const int32_t depth = data->accum_depth;
   const int32_t input_offset = data->quant.input_offset;
   /* An input row is a single tap of `depth` values. */
@@ -239,8 +235,7 @@ static tt_status fc_eval(tt_interpreter* interpreter, const tt_node* node) {
       const int32_t n =
           tt_conv_quad_filters(view.filter, depth, u, data->units, quad);
       int32_t acc[4];
-      tt_conv_accumulate_quad(&row, depth, input_offset, input_row, quad,
-                              acc);
+      tt_conv_accumulate_quad(&row, depth, input_offset, input_row, quad, acc);
       for (int32_t i = 0; i < n; ++i) {
         acc[i] = tt_conv_wrapping_add(acc[i], offset_term);
       }
@@ -251,6 +246,9 @@ static tt_status fc_eval(tt_interpreter* interpreter, const tt_node* node) {
 }
 
 const tt_kernel tt_kernel_fully_connected = {
-    TT_OP_FULLY_CONNECTED, "FULLY_CONNECTED", TT_OPTIONS_FULLY_CONNECTED,
-    fc_prepare, fc_eval,
+    TT_OP_FULLY_CONNECTED,
+    "FULLY_CONNECTED",
+    TT_OPTIONS_FULLY_CONNECTED,
+    fc_prepare,
+    fc_eval,
 };

@@ -11,15 +11,15 @@
 
 void tt_fc_input_grad(int32_t batches, int32_t depth, int32_t units,
                       const int8_t* filter, int32_t filter_offset,
-                      const void* scales, int32_t scale_step,
-                      const tt_grad* dy, tt_grad* dx) {
+                      const void* scales, int32_t scale_step, const tt_grad* dy,
+                      tt_grad* dx) {
   const uint8_t* scale_bytes = (const uint8_t*)scales;
   for (int32_t b = 0; b < batches; ++b) {
     const tt_grad* dy_row = dy + b * units;
     tt_grad* dx_row = dx + b * depth;
     for (int32_t u = 0; u < units; ++u) {
-      const float g = tt_grad_value(dy_row[u]) *
-                      tt_load_f32(scale_bytes + u * scale_step);
+      const float g =
+          tt_grad_value(dy_row[u]) * tt_load_f32(scale_bytes + u * scale_step);
       if (g == 0.0f) continue;
       const int8_t* w = filter + u * depth;
       for (int32_t d = 0; d < depth; ++d) {
@@ -64,15 +64,15 @@ static void fc_shape(const void* op_data, tt_layer_shape* shape) {
 }
 
 static void fc_input(const void* op_data, const int8_t* filter,
-                     const void* scales, int32_t scale_step,
-                     const tt_grad* dy, tt_grad* dx) {
+                     const void* scales, int32_t scale_step, const tt_grad* dy,
+                     tt_grad* dx) {
   const tt_fc_op_data* data = (const tt_fc_op_data*)op_data;
   tt_fc_input_grad(data->batches, data->accum_depth, data->units, filter,
                    data->filter_offset, scales, scale_step, dy, dx);
 }
 
-static void fc_channel(const void* context, int32_t channel,
-                       float* weight_grad, float* bias_grad) {
+static void fc_channel(const void* context, int32_t channel, float* weight_grad,
+                       float* bias_grad) {
   const tt_layer_grad_context* c = (const tt_layer_grad_context*)context;
   const tt_fc_op_data* data = (const tt_fc_op_data*)c->op_data;
   tt_fc_channel_grad(data->batches, data->accum_depth, data->units, channel,
@@ -95,5 +95,8 @@ static tt_status fc_backward(tt_interpreter* it, const tt_node* node,
 }
 
 const tt_backward_kernel tt_backward_fully_connected = {
-    TT_OP_FULLY_CONNECTED, true, fc_backward_prepare, fc_backward,
+    TT_OP_FULLY_CONNECTED,
+    true,
+    fc_backward_prepare,
+    fc_backward,
 };

@@ -43,9 +43,8 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
   const float hires_input_scale = (1.0f / 128.0f) * input->scale;
   const double reluish_scale = 3.0 / 32768.0;
   int32_t multiplier;
-  if (!tt_quantize_multiplier(
-          (double)hires_input_scale / (double)output->scale, &multiplier,
-          &d->output_exponent) ||
+  if (!tt_quantize_multiplier((double)hires_input_scale / (double)output->scale,
+                              &multiplier, &d->output_exponent) ||
       d->output_exponent > 0)
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                         "input scale / output scale must be below 128 "
@@ -89,9 +88,9 @@ static int16_t rounding_divide_by_pot_16(int16_t x, int32_t exponent) {
 
 static int16_t saturating_left_shift_16(int16_t value, int32_t amount) {
   const int64_t result = (int64_t)value * ((int64_t)1 << amount);
-  return (int16_t)(result > INT16_MAX ? INT16_MAX
-                                      : (result < INT16_MIN ? INT16_MIN
-                                                            : result));
+  return (int16_t)(result > INT16_MAX
+                       ? INT16_MAX
+                       : (result < INT16_MIN ? INT16_MIN : result));
 }
 
 static int8_t hard_swish_one(int32_t q, const hard_swish_data* d) {
@@ -106,20 +105,18 @@ static int8_t hard_swish_one(int32_t q, const hard_swish_data* d) {
   int16_t reluish = hires;
   if (d->reluish_exponent > 0)
     reluish = saturating_left_shift_16(reluish, d->reluish_exponent - 1);
-  reluish = rounding_doubling_high_mul_16(reluish,
-                                          (int16_t)d->reluish_multiplier);
-  if (d->reluish_exponent > 0)
-    reluish = saturating_left_shift_16(reluish, 1);
+  reluish =
+      rounding_doubling_high_mul_16(reluish, (int16_t)d->reluish_multiplier);
+  if (d->reluish_exponent > 0) reluish = saturating_left_shift_16(reluish, 1);
   if (d->reluish_exponent < 0)
     reluish = rounding_divide_by_pot_16(reluish, -d->reluish_exponent);
   /* [-1, 1] -> [0, 1] */
   reluish = (int16_t)((reluish + (1 << 15)) >> 1);
-  const int16_t preshift =
-      doubling_high_mul_16(reluish, preshift_output);
+  const int16_t preshift = doubling_high_mul_16(reluish, preshift_output);
   /* TFLM adds the zero point in int16, which can wrap. */
-  const int16_t value = (int16_t)(
-      rounding_divide_by_pot_16(preshift, -d->output_exponent) +
-      d->output_zero_point);
+  const int16_t value =
+      (int16_t)(rounding_divide_by_pot_16(preshift, -d->output_exponent) +
+                d->output_zero_point);
   return (int8_t)tt_clamp_i32(value, -128, 127);
 }
 

@@ -24,8 +24,7 @@ typedef struct {
  * flushed to zero. A negative value gives a negative multiplier (INT32_MIN
  * when the fraction rounds to -1). False where TFLM's arithmetic would be
  * undefined: a value that is not finite or a left shift of 32 or more. */
-static bool quantize_signed(double real, int32_t* multiplier,
-                            int32_t* shift) {
+static bool quantize_signed(double real, int32_t* multiplier, int32_t* shift) {
   *multiplier = 0;
   *shift = 0;
   if (!(real > -1.0e300 && real < 1.0e300)) return false;

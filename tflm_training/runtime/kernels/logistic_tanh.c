@@ -38,8 +38,7 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
    * and stays below 2^31. */
   int32_t shift;
   const double fraction = tt_frexp(
-      (double)input->scale * (double)(1 << (31 - INPUT_INTEGER_BITS)),
-      &shift);
+      (double)input->scale * (double)(1 << (31 - INPUT_INTEGER_BITS)), &shift);
   d->input_multiplier = (int32_t)tt_round_double(fraction * 2147483648.0);
   /* The radius is floor((2^4 - 1) * 2^27 / 2^shift): 0 from a shift of 31
    * on (every input saturates). Below a shift of 0 it exceeds int32, which
@@ -48,9 +47,8 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                         "the input scale is too small (below 2^-28) for the "
                         "int8 fixed-point kernel");
-  const int64_t max_input_rescaled =
-      (((int64_t)1 << INPUT_INTEGER_BITS) - 1)
-      << (31 - INPUT_INTEGER_BITS);
+  const int64_t max_input_rescaled = (((int64_t)1 << INPUT_INTEGER_BITS) - 1)
+                                     << (31 - INPUT_INTEGER_BITS);
   d->input_range_radius =
       shift >= 31 ? 0 : (int32_t)(max_input_rescaled >> shift);
   d->input_left_shift = shift >= 31 ? 31 : shift;
@@ -99,8 +97,8 @@ static tt_status eval_logistic(tt_interpreter* it, const tt_node* node) {
     }
     /* Q0.31 to Q0.8 (scale 1/256), then the zero point -128. */
     const int32_t q0 = tt_fp_logistic(q4, INPUT_INTEGER_BITS);
-    out[i] = (int8_t)tt_clamp_i32(tt_rounding_divide_by_pot(q0, 23) - 128,
-                                  -128, 127);
+    out[i] = (int8_t)tt_clamp_i32(tt_rounding_divide_by_pot(q0, 23) - 128, -128,
+                                  127);
   }
   return TT_OK;
 }
@@ -120,15 +118,14 @@ static tt_status eval_tanh(tt_interpreter* it, const tt_node* node) {
     }
     /* Q0.31 to Q0.7 (scale 1/128, zero point 0). */
     const int32_t q0 = tt_fp_tanh(q4, INPUT_INTEGER_BITS);
-    out[i] = (int8_t)tt_clamp_i32(tt_rounding_divide_by_pot(q0, 24), -128,
-                                  127);
+    out[i] = (int8_t)tt_clamp_i32(tt_rounding_divide_by_pot(q0, 24), -128, 127);
   }
   return TT_OK;
 }
 
 const tt_kernel tt_kernel_logistic = {
-    TT_OP_LOGISTIC, "LOGISTIC", TT_OPTIONS_NONE, prepare_logistic,
-    eval_logistic,
+    TT_OP_LOGISTIC,   "LOGISTIC",    TT_OPTIONS_NONE,
+    prepare_logistic, eval_logistic,
 };
 
 const tt_kernel tt_kernel_tanh = {

@@ -7,8 +7,8 @@
 #include "kernels/common/tt_backward_math.h"
 #include "kernels/common/tt_pool_params.h"
 
-void tt_max_pool_grad(const tt_pool_params* p, const int8_t* input,
-                      float gain, const tt_grad* dy, tt_grad* dx) {
+void tt_max_pool_grad(const tt_pool_params* p, const int8_t* input, float gain,
+                      const tt_grad* dy, tt_grad* dx) {
   const int32_t depth = p->depth;
   const int32_t row_stride = p->input_width * depth;
   for (int32_t b = 0; b < p->batches; ++b) {
@@ -72,5 +72,8 @@ static tt_status max_pool_backward(tt_interpreter* it, const tt_node* node,
 }
 
 const tt_backward_kernel tt_backward_max_pool_2d = {
-    TT_OP_MAX_POOL_2D, false, max_pool_backward_prepare, max_pool_backward,
+    TT_OP_MAX_POOL_2D,
+    false,
+    max_pool_backward_prepare,
+    max_pool_backward,
 };

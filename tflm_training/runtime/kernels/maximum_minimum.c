@@ -63,11 +63,9 @@ static tt_status eval_minimum(tt_interpreter* it, const tt_node* node) {
 }
 
 const tt_kernel tt_kernel_maximum = {
-    TT_OP_MAXIMUM, "MAXIMUM", TT_OPTIONS_MAXIMUM_MINIMUM, prepare,
-    eval_maximum,
+    TT_OP_MAXIMUM, "MAXIMUM", TT_OPTIONS_MAXIMUM_MINIMUM, prepare, eval_maximum,
 };
 
 const tt_kernel tt_kernel_minimum = {
-    TT_OP_MINIMUM, "MINIMUM", TT_OPTIONS_MAXIMUM_MINIMUM, prepare,
-    eval_minimum,
+    TT_OP_MINIMUM, "MINIMUM", TT_OPTIONS_MAXIMUM_MINIMUM, prepare, eval_minimum,
 };

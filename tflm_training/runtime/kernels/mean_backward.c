@@ -7,8 +7,7 @@
 #include "kernels/common/tt_kernel_checks.h"
 
 void tt_mean_grad(int32_t rank, const int32_t* input_dims,
-                  uint32_t reduced_mask, const tt_grad* dy,
-                  tt_grad* dx) {
+                  uint32_t reduced_mask, const tt_grad* dy, tt_grad* dx) {
   /* Each input dimension's element stride in the output (0 if reduced),
    * and the number of inputs per output. */
   int32_t out_strides[TT_MAX_RANK];
@@ -70,8 +69,7 @@ static tt_status mean_axes(tt_interpreter* it, const tt_node* node,
   return TT_OK;
 }
 
-static tt_status mean_backward_prepare(tt_interpreter* it,
-                                       const tt_node* node,
+static tt_status mean_backward_prepare(tt_interpreter* it, const tt_node* node,
                                        const tt_layer_update* update,
                                        tt_backward_needs* needs) {
   (void)update;
@@ -95,5 +93,8 @@ static tt_status mean_backward(tt_interpreter* it, const tt_node* node,
 }
 
 const tt_backward_kernel tt_backward_mean = {
-    TT_OP_MEAN, false, mean_backward_prepare, mean_backward,
+    TT_OP_MEAN,
+    false,
+    mean_backward_prepare,
+    mean_backward,
 };

@@ -37,10 +37,9 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
       it, node, activation, out, &d->activation_min, &d->activation_max));
   /* The same double arithmetic as TFLM. A left shift of 32 or more would be
    * undefined there; such a multiplier is rejected. */
-  const double real = (double)in1->scale * (double)in2->scale /
-                      (double)out->scale;
-  if (!tt_quantize_multiplier(real, &d->output_multiplier,
-                              &d->output_shift) ||
+  const double real =
+      (double)in1->scale * (double)in2->scale / (double)out->scale;
+  if (!tt_quantize_multiplier(real, &d->output_multiplier, &d->output_shift) ||
       d->output_shift > 31)
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                         "input1 scale * input2 scale / output scale is too "
@@ -60,11 +59,9 @@ static void mul_row(const int8_t* in1, int32_t step1, const int8_t* in2,
     const int32_t product = (d->input1_offset + in1[k * step1]) *
                             (d->input2_offset + in2[k * step2]);
     const int32_t result =
-        d->output_offset +
-        tt_multiply_by_quantized_multiplier(product, d->output_multiplier,
-                                            d->output_shift);
-    out[k] = (int8_t)tt_clamp_i32(result, d->activation_min,
-                                  d->activation_max);
+        d->output_offset + tt_multiply_by_quantized_multiplier(
+                               product, d->output_multiplier, d->output_shift);
+    out[k] = (int8_t)tt_clamp_i32(result, d->activation_min, d->activation_max);
   }
 }
 

@@ -28,8 +28,8 @@ static tt_status prepare_pad_value(tt_interpreter* it, const tt_node* node,
     data->pad_value = output->zero_point;
     return TT_OK;
   }
-  TT_RETURN_IF_ERROR(tt_expect_type(it, node, value, "constant value",
-                                    TT_TYPE_INT8));
+  TT_RETURN_IF_ERROR(
+      tt_expect_type(it, node, value, "constant value", TT_TYPE_INT8));
   if (value->num_elements != 1)
     return tt_node_fail(it, node, TT_ERR_CORRUPT_MODEL,
                         "constant value must have one element, has %d",

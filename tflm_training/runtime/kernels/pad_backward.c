@@ -6,9 +6,9 @@
 #include "kernels/common/tt_backward_math.h"
 #include "kernels/common/tt_kernel_checks.h"
 
-void tt_pad_grad(int32_t rank, const int32_t* input_dims,
-                 const int32_t* before, const int32_t* after, float gain,
-                 const tt_grad* dy, tt_grad* dx, tt_grad* value_grad) {
+void tt_pad_grad(int32_t rank, const int32_t* input_dims, const int32_t* before,
+                 const int32_t* after, float gain, const tt_grad* dy,
+                 tt_grad* dx, tt_grad* value_grad) {
   if (rank <= 0) {
     if (dx != NULL) tt_grad_add(&dx[0], gain * tt_grad_value(dy[0]));
     return;
@@ -100,9 +100,15 @@ static tt_status pad_backward(tt_interpreter* it, const tt_node* node,
 }
 
 const tt_backward_kernel tt_backward_pad = {
-    TT_OP_PAD, false, pad_backward_prepare, pad_backward,
+    TT_OP_PAD,
+    false,
+    pad_backward_prepare,
+    pad_backward,
 };
 
 const tt_backward_kernel tt_backward_padv2 = {
-    TT_OP_PADV2, false, pad_backward_prepare, pad_backward,
+    TT_OP_PADV2,
+    false,
+    pad_backward_prepare,
+    pad_backward,
 };

@@ -28,8 +28,8 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
                               "int8)"
                             : "");
   TT_RETURN_IF_ERROR(tt_expect_int8_per_tensor(it, node, output, "output"));
-  TT_RETURN_IF_ERROR(tt_expect_shape(it, node, output, "output", input->dims,
-                                     input->rank));
+  TT_RETURN_IF_ERROR(
+      tt_expect_shape(it, node, output, "output", input->dims, input->rank));
   quantize_data* data;
   TT_RETURN_IF_ERROR(
       tt_node_alloc_op_data(it, node, sizeof *data, (void**)&data));
@@ -77,9 +77,9 @@ static tt_status eval(tt_interpreter* it, const tt_node* node) {
   }
   for (int32_t i = 0; i < d->num_elements; ++i) {
     const int32_t centered = (int32_t)(int8_t)in[i] - d->input_zero_point;
-    const int32_t value = tt_multiply_by_quantized_multiplier(
-                              centered, d->multiplier, d->shift) +
-                          d->output_zero_point;
+    const int32_t value =
+        tt_multiply_by_quantized_multiplier(centered, d->multiplier, d->shift) +
+        d->output_zero_point;
     out[i] = (int8_t)tt_clamp_i32(value, -128, 127);
   }
   return TT_OK;

@@ -25,5 +25,8 @@ static tt_status quantize_backward_prepare(tt_interpreter* it,
 }
 
 const tt_backward_kernel tt_backward_quantize = {
-    TT_OP_QUANTIZE, false, quantize_backward_prepare, tt_backward_identity_grad,
+    TT_OP_QUANTIZE,
+    false,
+    quantize_backward_prepare,
+    tt_backward_identity_grad,
 };

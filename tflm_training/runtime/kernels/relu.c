@@ -23,8 +23,8 @@ static tt_status prepare_common(tt_interpreter* it, tt_node* node,
   const tt_tensor* output = tt_node_output(it, node, 0);
   TT_RETURN_IF_ERROR(tt_expect_int8_per_tensor(it, node, input, "input"));
   TT_RETURN_IF_ERROR(tt_expect_type(it, node, output, "output", TT_TYPE_INT8));
-  TT_RETURN_IF_ERROR(tt_expect_shape(it, node, output, "output", input->dims,
-                                     input->rank));
+  TT_RETURN_IF_ERROR(
+      tt_expect_shape(it, node, output, "output", input->dims, input->rank));
   TT_RETURN_IF_ERROR(
       tt_node_alloc_op_data(it, node, sizeof **data, (void**)data));
   (*data)->num_elements = input->num_elements;

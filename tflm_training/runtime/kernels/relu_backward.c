@@ -10,8 +10,7 @@
 #include "kernels/common/tt_backward_math.h"
 #include "math/tt_quant.h"
 
-static tt_status relu_backward_prepare(tt_interpreter* it,
-                                       const tt_node* node,
+static tt_status relu_backward_prepare(tt_interpreter* it, const tt_node* node,
                                        const tt_layer_update* update,
                                        tt_backward_needs* needs) {
   (void)update;
@@ -19,8 +18,8 @@ static tt_status relu_backward_prepare(tt_interpreter* it,
   const tt_tensor* input;
   const tt_tensor* output;
   TT_RETURN_IF_ERROR(tt_backward_unary_tensors(it, node, &input, &output));
-  const bool same = input->scale == output->scale &&
-                    input->zero_point == output->zero_point;
+  const bool same =
+      input->scale == output->scale && input->zero_point == output->zero_point;
   tt_backward_clamp(needs, output->zero_point, same ? 128 : 127);
   needs->in_place = true;
   return TT_OK;
@@ -28,8 +27,7 @@ static tt_status relu_backward_prepare(tt_interpreter* it,
 
 /* The forward kernel's bounds: the input zero point and round(6 / scale) +
  * zero point clamped to int8 (-128 when 6 / scale overflows int32). */
-static tt_status relu6_backward_prepare(tt_interpreter* it,
-                                        const tt_node* node,
+static tt_status relu6_backward_prepare(tt_interpreter* it, const tt_node* node,
                                         const tt_layer_update* update,
                                         tt_backward_needs* needs) {
   (void)update;
@@ -49,9 +47,15 @@ static tt_status relu6_backward_prepare(tt_interpreter* it,
 }
 
 const tt_backward_kernel tt_backward_relu = {
-    TT_OP_RELU, false, relu_backward_prepare, tt_backward_identity_grad,
+    TT_OP_RELU,
+    false,
+    relu_backward_prepare,
+    tt_backward_identity_grad,
 };
 
 const tt_backward_kernel tt_backward_relu6 = {
-    TT_OP_RELU6, false, relu6_backward_prepare, tt_backward_copy_grad,
+    TT_OP_RELU6,
+    false,
+    relu6_backward_prepare,
+    tt_backward_copy_grad,
 };

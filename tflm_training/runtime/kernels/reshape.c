@@ -47,8 +47,7 @@ static tt_status alloc_copy(tt_interpreter* it, tt_node* node,
 static tt_status check_new_shape(tt_interpreter* it, const tt_node* node,
                                  const uint8_t* values, int32_t count,
                                  const tt_tensor* output) {
-  if (count == 1 && tt_load_i32(values) == 0 && output->rank == 0)
-    return TT_OK;
+  if (count == 1 && tt_load_i32(values) == 0 && output->rank == 0) return TT_OK;
   bool agrees = count == output->rank;
   int32_t wildcards = 0;
   for (int32_t d = 0; agrees && d < count; ++d) {
@@ -64,8 +63,7 @@ static tt_status check_new_shape(tt_interpreter* it, const tt_node* node,
   return tt_node_fail(it, node, TT_ERR_CORRUPT_MODEL,
                       "the requested shape (%d values) does not match the "
                       "output shape %s",
-                      count,
-                      tt_shape_text(output->dims, output->rank, shape));
+                      count, tt_shape_text(output->dims, output->rank, shape));
 }
 
 static tt_status prepare_reshape(tt_interpreter* it, tt_node* node) {
@@ -79,9 +77,9 @@ static tt_status prepare_reshape(tt_interpreter* it, tt_node* node) {
   if (shape != NULL) {
     if (shape->type == TT_TYPE_INT32 && shape->location == TT_DATA_MODEL &&
         shape->rank <= 1) {
-      TT_RETURN_IF_ERROR(check_new_shape(
-          it, node, (const uint8_t*)tt_tensor_data(it, shape),
-          shape->num_elements, output));
+      TT_RETURN_IF_ERROR(
+          check_new_shape(it, node, (const uint8_t*)tt_tensor_data(it, shape),
+                          shape->num_elements, output));
     }
   } else {
     tt_fb_vector new_shape;

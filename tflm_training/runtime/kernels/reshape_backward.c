@@ -19,8 +19,7 @@ void tt_grad_scaled_write(int32_t count, float gain, const tt_grad* dy,
   }
 }
 
-static tt_status copy_backward_prepare(tt_interpreter* it,
-                                       const tt_node* node,
+static tt_status copy_backward_prepare(tt_interpreter* it, const tt_node* node,
                                        const tt_layer_update* update,
                                        tt_backward_needs* needs) {
   (void)update;
@@ -31,23 +30,30 @@ static tt_status copy_backward_prepare(tt_interpreter* it,
   if (input->type != TT_TYPE_INT8 && input->type != TT_TYPE_FLOAT32) {
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                         "gradients pass only through INT8 or FLOAT32 "
-                        "tensors, not %s", tt_type_name(input->type));
+                        "tensors, not %s",
+                        tt_type_name(input->type));
   }
   needs->in_place = true;
   return TT_OK;
 }
 
 const tt_backward_kernel tt_backward_reshape = {
-    TT_OP_RESHAPE, false, copy_backward_prepare,
+    TT_OP_RESHAPE,
+    false,
+    copy_backward_prepare,
     tt_backward_copy_grad,
 };
 
 const tt_backward_kernel tt_backward_squeeze = {
-    TT_OP_SQUEEZE, false, copy_backward_prepare,
+    TT_OP_SQUEEZE,
+    false,
+    copy_backward_prepare,
     tt_backward_copy_grad,
 };
 
 const tt_backward_kernel tt_backward_expand_dims = {
-    TT_OP_EXPAND_DIMS, false, copy_backward_prepare,
+    TT_OP_EXPAND_DIMS,
+    false,
+    copy_backward_prepare,
     tt_backward_copy_grad,
 };

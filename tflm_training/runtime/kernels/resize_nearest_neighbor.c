@@ -42,15 +42,13 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
     return tt_node_fail(it, node, TT_ERR_CORRUPT_MODEL,
                         "size %d x %d is negative", height, width);
   const int32_t expected[4] = {input->dims[0], height, width, input->dims[3]};
-  TT_RETURN_IF_ERROR(
-      tt_expect_shape(it, node, output, "output", expected, 4));
-  if (output->num_elements > 0 &&
-      (input->dims[1] == 0 || input->dims[2] == 0))
+  TT_RETURN_IF_ERROR(tt_expect_shape(it, node, output, "output", expected, 4));
+  if (output->num_elements > 0 && (input->dims[1] == 0 || input->dims[2] == 0))
     return tt_node_fail(it, node, TT_ERR_CORRUPT_MODEL,
                         "cannot resize an empty image to a non-empty one");
   bool align_corners, half_pixel_centers;
-  TT_RETURN_IF_ERROR(tt_option_bool(it, node, TT_RESIZE_ALIGN_CORNERS, false,
-                                    &align_corners));
+  TT_RETURN_IF_ERROR(
+      tt_option_bool(it, node, TT_RESIZE_ALIGN_CORNERS, false, &align_corners));
   TT_RETURN_IF_ERROR(tt_option_bool(it, node, TT_RESIZE_HALF_PIXEL_CENTERS,
                                     false, &half_pixel_centers));
   resize_data* d;
@@ -71,10 +69,9 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
  * arithmetic. The product is never negative, so floor is truncation. */
 static int32_t nearest(int32_t value, int32_t in_size, int32_t out_size,
                        const resize_data* d) {
-  const float scale =
-      (d->align_corners && out_size > 1)
-          ? (float)(in_size - 1) / (float)(out_size - 1)
-          : (float)in_size / (float)out_size;
+  const float scale = (d->align_corners && out_size > 1)
+                          ? (float)(in_size - 1) / (float)(out_size - 1)
+                          : (float)in_size / (float)out_size;
   const float offset = d->half_pixel_centers ? 0.5f : 0.0f;
   float position = ((float)value + offset) * scale;
   if (d->align_corners) position = tt_round_float(position);
@@ -108,6 +105,9 @@ static tt_status eval(tt_interpreter* it, const tt_node* node) {
 }
 
 const tt_kernel tt_kernel_resize_nearest_neighbor = {
-    TT_OP_RESIZE_NEAREST_NEIGHBOR, "RESIZE_NEAREST_NEIGHBOR",
-    TT_OPTIONS_RESIZE_NEAREST_NEIGHBOR, prepare, eval,
+    TT_OP_RESIZE_NEAREST_NEIGHBOR,
+    "RESIZE_NEAREST_NEIGHBOR",
+    TT_OPTIONS_RESIZE_NEAREST_NEIGHBOR,
+    prepare,
+    eval,
 };

@@ -43,8 +43,8 @@ static tt_status check_output(tt_interpreter* it, const tt_node* node,
   *bits = 16;
   /* TFLM accepts a scale within 0.1% of 1/65536, compared in float. */
   const float target = 1.0f / 65536;
-  const float delta = output->scale > target ? output->scale - target
-                                             : target - output->scale;
+  const float delta =
+      output->scale > target ? output->scale - target : target - output->scale;
   if (output->zero_point != -32768 || delta > 0.001f * 1.0f / 65536)
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                         "an INT16 output must have scale 1/65536 and zero "
@@ -65,8 +65,8 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
   if (input->rank < 1)
     return tt_node_fail(it, node, TT_ERR_CORRUPT_MODEL,
                         "input must have at least one dimension");
-  TT_RETURN_IF_ERROR(tt_expect_shape(it, node, output, "output", input->dims,
-                                     input->rank));
+  TT_RETURN_IF_ERROR(
+      tt_expect_shape(it, node, output, "output", input->dims, input->rank));
   float beta;
   /* An absent SoftmaxOptions leaves beta 0 in TFLM too; it fails below. */
   TT_RETURN_IF_ERROR(tt_option_f32(it, node, TT_SOFTMAX_BETA, 0.0f, &beta));
@@ -77,9 +77,8 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
   double real = (double)beta * (double)input->scale *
                 (double)(1 << (31 - SCALED_DIFF_INTEGER_BITS));
   if (real > 2147483647.0) real = 2147483647.0;
-  if (!(real > 1.0) ||
-      !tt_quantize_multiplier(real, &data->input_multiplier,
-                              &data->input_left_shift))
+  if (!(real > 1.0) || !tt_quantize_multiplier(real, &data->input_multiplier,
+                                               &data->input_left_shift))
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                         "beta * input scale is too small (or not positive) "
                         "for the int8 softmax; TFLM needs it above 2^-26");

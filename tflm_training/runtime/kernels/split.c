@@ -37,8 +37,8 @@ static tt_status prepare_split(tt_interpreter* it, tt_node* node,
   if (node->num_outputs < 1)
     return tt_node_fail(it, node, TT_ERR_CORRUPT_MODEL, "has no outputs");
   const int32_t num_inputs = input_index == 0 ? 3 : 2;
-  TT_RETURN_IF_ERROR(tt_expect_io_counts(it, node, num_inputs, num_inputs,
-                                         node->num_outputs));
+  TT_RETURN_IF_ERROR(
+      tt_expect_io_counts(it, node, num_inputs, num_inputs, node->num_outputs));
   const tt_tensor* input = tt_node_input(it, node, input_index);
   const int32_t type = input->type;
   if (type != TT_TYPE_INT8 && type != TT_TYPE_INT16 && type != TT_TYPE_INT32 &&
@@ -59,20 +59,19 @@ static tt_status prepare_split(tt_interpreter* it, tt_node* node,
     int32_t expected[TT_MAX_RANK];
     for (int32_t d = 0; d < input->rank; ++d) expected[d] = input->dims[d];
     expected[axis] = equal_sizes ? input->dims[axis] / node->num_outputs
-                                 : output->rank == input->rank
-                                       ? output->dims[axis]
-                                       : 0;
+                     : output->rank == input->rank ? output->dims[axis]
+                                                   : 0;
     TT_RETURN_IF_ERROR(
         tt_expect_shape(it, node, output, role, expected, input->rank));
     axis_total += output->dims[axis];
   }
   if (axis_total != input->dims[axis])
-    return tt_node_fail(it, node, TT_ERR_CORRUPT_MODEL,
-                        "the outputs add up to %d along axis %d, the input "
-                        "has %d",
-                        (int32_t)(axis_total > INT32_MAX ? INT32_MAX
-                                                         : axis_total),
-                        axis, input->dims[axis]);
+    return tt_node_fail(
+        it, node, TT_ERR_CORRUPT_MODEL,
+        "the outputs add up to %d along axis %d, the input "
+        "has %d",
+        (int32_t)(axis_total > INT32_MAX ? INT32_MAX : axis_total), axis,
+        input->dims[axis]);
   split_data* d;
   TT_RETURN_IF_ERROR(tt_node_alloc_op_data(it, node, sizeof *d, (void**)&d));
   d->input_index = input_index;

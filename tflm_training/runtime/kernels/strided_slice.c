@@ -150,6 +150,9 @@ static tt_status eval(tt_interpreter* it, const tt_node* node) {
 }
 
 const tt_kernel tt_kernel_strided_slice = {
-    TT_OP_STRIDED_SLICE, "STRIDED_SLICE", TT_OPTIONS_STRIDED_SLICE, prepare,
+    TT_OP_STRIDED_SLICE,
+    "STRIDED_SLICE",
+    TT_OPTIONS_STRIDED_SLICE,
+    prepare,
     eval,
 };

@@ -21,8 +21,8 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
   TT_RETURN_IF_ERROR(tt_expect_movable_io(it, node, input, output));
   if (input->rank < 1 || input->rank > MAX_TRANSPOSE_RANK)
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
-                        "input has rank %d; 1 to %d is supported",
-                        input->rank, MAX_TRANSPOSE_RANK);
+                        "input has rank %d; 1 to %d is supported", input->rank,
+                        MAX_TRANSPOSE_RANK);
   TT_RETURN_IF_ERROR(tt_expect_constant_i32(it, node, perm, "perm"));
   if (perm->rank != 1 || perm->num_elements != input->rank)
     return tt_node_fail(it, node, TT_ERR_CORRUPT_MODEL,
@@ -34,9 +34,8 @@ static tt_status prepare(tt_interpreter* it, tt_node* node) {
   int32_t input_strides[TT_MAX_RANK];
   input_strides[rank - 1] = 1;
   for (int32_t d = rank - 2; d >= 0; --d)
-    input_strides[d] = input->num_elements > 0
-                           ? input_strides[d + 1] * input->dims[d + 1]
-                           : 0;
+    input_strides[d] =
+        input->num_elements > 0 ? input_strides[d + 1] * input->dims[d + 1] : 0;
   transpose_data* data;
   TT_RETURN_IF_ERROR(
       tt_node_alloc_op_data(it, node, sizeof *data, (void**)&data));

@@ -25,8 +25,8 @@ typedef struct {
   uint8_t* memory;
   uint32_t size;
   uint32_t page_bytes;
-  int64_t events;    /* counted since power on */
-  int64_t cut_at;    /* -1: never */
+  int64_t events; /* counted since power on */
+  int64_t cut_at; /* -1: never */
   bool powered_off;
   int32_t worn_page; /* -1: none */
   uint32_t erases;   /* completed operations since power on */

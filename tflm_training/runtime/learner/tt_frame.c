@@ -111,7 +111,8 @@ uint32_t tt_frame_finish(uint8_t* buffer, uint8_t command, uint16_t sequence,
 
 const char* tt_frame_problem_text(tt_frame_problem problem) {
   switch (problem) {
-    case TT_FRAME_FINE: return "no problem";
+    case TT_FRAME_FINE:
+      return "no problem";
     case TT_FRAME_BAD_CRC:
       return "corrupt frame: its CRC-32 does not match its bytes";
     case TT_FRAME_TRUNCATED:

@@ -14,7 +14,9 @@ typedef struct {
   tt_error error;
 } tt_host_learner;
 
-uint32_t tt_sizeof_host_learner(void) { return (uint32_t)sizeof(tt_host_learner); }
+uint32_t tt_sizeof_host_learner(void) {
+  return (uint32_t)sizeof(tt_host_learner);
+}
 
 tt_status tt_host_learner_init(tt_host_learner* h, const uint8_t* model,
                                uint32_t model_size, const uint8_t* plan,
@@ -31,10 +33,20 @@ tt_status tt_host_learner_init(tt_host_learner* h, const uint8_t* model,
     h->ram.cut_at = cut_at;
     h->ram.worn_page = worn_page;
   }
-  const tt_learner_config config = {
-      model, model_size, plan, plan_size, arena, arena_size,
-      flash != NULL ? &h->flash : NULL, heldout, heldout_bytes, firmware_crc32,
-      NULL, 0, undo, undo_bytes};
+  const tt_learner_config config = {model,
+                                    model_size,
+                                    plan,
+                                    plan_size,
+                                    arena,
+                                    arena_size,
+                                    flash != NULL ? &h->flash : NULL,
+                                    heldout,
+                                    heldout_bytes,
+                                    firmware_crc32,
+                                    NULL,
+                                    0,
+                                    undo,
+                                    undo_bytes};
   const tt_status status = tt_learner_init(&h->learner, &config);
   if (status != TT_OK) h->error = h->learner.error;
   return status;

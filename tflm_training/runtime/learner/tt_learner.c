@@ -20,7 +20,8 @@ typedef struct {
 } writer;
 
 static void put(writer* w, uint64_t value, int bytes) {
-  for (int i = 0; i < bytes; ++i) w->at[w->used++] = (uint8_t)(value >> (8 * i));
+  for (int i = 0; i < bytes; ++i)
+    w->at[w->used++] = (uint8_t)(value >> (8 * i));
 }
 
 static uint32_t get_u32(const uint8_t* in) {
@@ -101,14 +102,15 @@ tt_status tt_learner_init(tt_learner* l, const tt_learner_config* config) {
   l->input_type = input->type;
   l->model_crc32 = tt_crc32(config->model, config->model_size);
   l->plan_crc32 = tt_crc32(config->plan, config->plan_size);
-  l->heldout_capacity =
-      config->heldout == NULL ? 0 : config->heldout_bytes / (l->input_bytes + 4);
+  l->heldout_capacity = config->heldout == NULL
+                            ? 0
+                            : config->heldout_bytes / (l->input_bytes + 4);
   if (l->heldout_capacity > 0xFFFF) l->heldout_capacity = 0xFFFF;
   l->boot_slots[0] = l->boot_slots[1] = TT_SLOT_EMPTY;
   if (config->flash != NULL) {
-    status = tt_state_store_open(&l->store, config->flash, l->model_crc32,
-                                 l->plan_crc32,
-                                 tt_trainer_state_bytes(&l->trainer));
+    status =
+        tt_state_store_open(&l->store, config->flash, l->model_crc32,
+                            l->plan_crc32, tt_trainer_state_bytes(&l->trainer));
     if (status != TT_OK) {
       l->error = l->store.error;
       return status;
@@ -151,8 +153,9 @@ static uint32_t fail(call* c, tt_wire_error code, const char* format, ...) {
 }
 
 static uint32_t fail_runtime(call* c, tt_wire_error code) {
-  return tt_learner_error_frame(c->buffer, c->capacity, c->request->sequence,
-                                code, tt_trainer_error(&c->learner->trainer)->message);
+  return tt_learner_error_frame(
+      c->buffer, c->capacity, c->request->sequence, code,
+      tt_trainer_error(&c->learner->trainer)->message);
 }
 
 static uint32_t answer(call* c) {
@@ -162,11 +165,16 @@ static uint32_t answer(call* c) {
 
 static const char* type_name(int32_t type) {
   switch (type) {
-    case 0: return "float32";
-    case 3: return "uint8";
-    case 7: return "int16";
-    case 9: return "int8";
-    default: return "another type";
+    case 0:
+      return "float32";
+    case 3:
+      return "uint8";
+    case 7:
+      return "int16";
+    case 9:
+      return "int8";
+    default:
+      return "another type";
   }
 }
 
@@ -179,8 +187,8 @@ static bool take_sample(call* c, bool labelled, int32_t* label,
   if (r->payload_bytes < SAMPLE_HEADER_BYTES) {
     *response = fail(c, TT_WIRE_BAD_REQUEST,
                      "a sample needs an 8-byte header (dtype, label) before "
-                     "its %u bytes; got %u bytes", l->input_bytes,
-                     r->payload_bytes);
+                     "its %u bytes; got %u bytes",
+                     l->input_bytes, r->payload_bytes);
     return false;
   }
   const int32_t type = r->payload[0];
@@ -218,7 +226,8 @@ static uint32_t state_crc(const tt_trainer* t) {
 
 static uint32_t trained_bytes(const tt_trainer* t) {
   uint32_t total = 0;
-  for (int32_t k = 0, index; (index = tt_trainer_trained_tensor(t, k)) >= 0; ++k)
+  for (int32_t k = 0, index; (index = tt_trainer_trained_tensor(t, k)) >= 0;
+       ++k)
     total += (uint32_t)t->interpreter.tensors[index].num_bytes;
   return total;
 }
@@ -226,8 +235,10 @@ static uint32_t trained_bytes(const tt_trainer* t) {
 static uint32_t handle_info(call* c) {
   tt_learner* l = c->learner;
   tt_trainer* t = &l->trainer;
-  if (c->capacity < TT_FRAME_OVERHEAD + TT_LEARNER_INFO_BYTES + 8u * (uint32_t)t->num_layers)
-    return fail(c, TT_WIRE_BAD_REQUEST, "the frame buffer is too small for INFO");
+  if (c->capacity <
+      TT_FRAME_OVERHEAD + TT_LEARNER_INFO_BYTES + 8u * (uint32_t)t->num_layers)
+    return fail(c, TT_WIRE_BAD_REQUEST,
+                "the frame buffer is too small for INFO");
   writer* w = &c->out;
   put(w, TT_FRAME_VERSION, 2);
   put(w, TT_STATE_FORMAT_VERSION, 2);
@@ -279,8 +290,8 @@ typedef struct {
 
 static void step_once(void* context) {
   step_call* s = context;
-  s->status = tt_trainer_step(s->trainer, s->input, s->input_bytes, s->label,
-                              &s->loss);
+  s->status =
+      tt_trainer_step(s->trainer, s->input, s->input_bytes, s->label, &s->loss);
 }
 
 /* A diverged step: with an undo buffer it changed nothing; without one
@@ -316,7 +327,8 @@ static uint32_t handle_train(call* c) {
   return answer(c);
 }
 
-static tt_status predict(tt_learner* l, const uint8_t* input, int32_t* predicted) {
+static tt_status predict(tt_learner* l, const uint8_t* input,
+                         int32_t* predicted) {
   return tt_trainer_predict(&l->trainer, input, l->input_bytes, predicted);
 }
 
@@ -327,8 +339,10 @@ static uint32_t handle_predict(call* c) {
   uint32_t response;
   if (!take_sample(c, false, &label, &input, &response)) return response;
   if (4u + (uint32_t)l->trainer.num_classes > c->capacity - TT_FRAME_OVERHEAD)
-    return fail(c, TT_WIRE_BAD_REQUEST, "the frame buffer is too small for the logits");
-  if (predict(l, input, &predicted) != TT_OK) return fail_runtime(c, TT_WIRE_RUNTIME);
+    return fail(c, TT_WIRE_BAD_REQUEST,
+                "the frame buffer is too small for the logits");
+  if (predict(l, input, &predicted) != TT_OK)
+    return fail_runtime(c, TT_WIRE_RUNTIME);
   const tt_interpreter* it = tt_trainer_interpreter(&l->trainer);
   const tt_tensor* logits = &it->tensors[l->trainer.logits_tensor];
   put(&c->out, (uint32_t)predicted, 4);
@@ -367,7 +381,8 @@ static uint32_t handle_evaluate(call* c) {
   tt_learner* l = c->learner;
   if (c->request->payload_bytes == 0) {
     heldout_result result;
-    if (evaluate_heldout(l, &result) != TT_OK) return fail_runtime(c, TT_WIRE_RUNTIME);
+    if (evaluate_heldout(l, &result) != TT_OK)
+      return fail_runtime(c, TT_WIRE_RUNTIME);
     put(&c->out, result.correct, 4);
     put(&c->out, l->heldout_count, 4);
     put(&c->out, float_bits(result.loss), 4);
@@ -377,7 +392,8 @@ static uint32_t handle_evaluate(call* c) {
   const uint8_t* input;
   uint32_t response;
   if (!take_sample(c, true, &label, &input, &response)) return response;
-  if (predict(l, input, &predicted) != TT_OK) return fail_runtime(c, TT_WIRE_RUNTIME);
+  if (predict(l, input, &predicted) != TT_OK)
+    return fail_runtime(c, TT_WIRE_RUNTIME);
   put(&c->out, (uint32_t)predicted, 4);
   put(&c->out, float_bits(tt_trainer_last_loss(&l->trainer, label)), 4);
   return answer(c);
@@ -386,7 +402,8 @@ static uint32_t handle_evaluate(call* c) {
 static uint32_t handle_begin_epoch(call* c) {
   tt_learner* l = c->learner;
   if (c->request->payload_bytes != 4)
-    return fail(c, TT_WIRE_BAD_REQUEST, "BEGIN_EPOCH takes a u32 epoch (4 bytes), got %u",
+    return fail(c, TT_WIRE_BAD_REQUEST,
+                "BEGIN_EPOCH takes a u32 epoch (4 bytes), got %u",
                 c->request->payload_bytes);
   const uint32_t epoch = get_u32(c->request->payload);
   if (tt_trainer_begin_epoch(&l->trainer, epoch) != TT_OK)
@@ -408,7 +425,8 @@ static uint32_t handle_holdout(call* c) {
     if (l->heldout_count >= l->heldout_capacity)
       return fail(c, TT_WIRE_HELDOUT_FULL,
                   "the held-out buffer holds %u samples and is full; clear it "
-                  "with an empty HOLDOUT first", l->heldout_capacity);
+                  "with an empty HOLDOUT first",
+                  l->heldout_capacity);
     uint8_t* into = heldout_at(l, l->heldout_count);
     memcpy(into, c->request->payload + 4, 4);
     memmove(into + 4, input, l->input_bytes);
@@ -435,7 +453,8 @@ static tt_status stage_state(tt_learner* l, tt_save_stats* stats) {
   tt_trainer_state_counters(&l->trainer, counters);
   uint32_t bytes;
   const uint8_t* block = tt_trainer_learned_block(&l->trainer, &bytes);
-  const tt_state_piece pieces[2] = {{counters, sizeof counters}, {block, bytes}};
+  const tt_state_piece pieces[2] = {{counters, sizeof counters},
+                                    {block, bytes}};
   return tt_state_store_stage(&l->store, pieces, 2, stats);
 }
 
@@ -501,8 +520,10 @@ static void save_once(void* context) {
     r->loss_bits = float_bits(now.loss);
     r->saved_loss_bits = float_bits(saved.loss);
     if (!guard_holds(s, &now, &saved)) {
-      const bool accuracy = (s->guard & 1u) && now.correct + s->max_drop < saved.correct;
-      return roll_back(s, accuracy ? TT_SAVE_REASON_ACCURACY : TT_SAVE_REASON_LOSS);
+      const bool accuracy =
+          (s->guard & 1u) && now.correct + s->max_drop < saved.correct;
+      return roll_back(
+          s, accuracy ? TT_SAVE_REASON_ACCURACY : TT_SAVE_REASON_LOSS);
     }
   }
   if (tt_state_store_commit(&l->store, &stats) != TT_OK) {
@@ -524,14 +545,16 @@ static uint32_t handle_save(call* c) {
                 "SAVE takes u8 guard, u8 0, u16 max_drop (4 bytes), got %u",
                 request->payload_bytes);
   if (!l->has_store)
-    return fail(c, TT_WIRE_NO_FLASH, "this firmware keeps no learned state in flash");
+    return fail(c, TT_WIRE_NO_FLASH,
+                "this firmware keeps no learned state in flash");
   const uint8_t guard = request->payload[0];
   if ((guard & ~3u) != 0 || request->payload[1] != 0)
-    return fail(c, TT_WIRE_BAD_REQUEST, "SAVE guard %u: only bits 0 and 1 exist",
-                (uint32_t)guard);
-  if (guard != 0 && l->heldout_count == 0)
     return fail(c, TT_WIRE_BAD_REQUEST,
-                "a guarded SAVE needs held-out samples: send them with HOLDOUT");
+                "SAVE guard %u: only bits 0 and 1 exist", (uint32_t)guard);
+  if (guard != 0 && l->heldout_count == 0)
+    return fail(
+        c, TT_WIRE_BAD_REQUEST,
+        "a guarded SAVE needs held-out samples: send them with HOLDOUT");
   if (l->trainer.steps == l->steps_at_save)
     return fail(c, TT_WIRE_NOTHING_TRAINED,
                 "nothing to save: no training step since the %s (state %u)",
@@ -539,7 +562,8 @@ static uint32_t handle_save(call* c) {
                 l->store.sequence);
   tt_learner_save_result result;
   memset(&result, 0, sizeof result);
-  save_call s = {l, guard, (uint32_t)(request->payload[2] | request->payload[3] << 8),
+  save_call s = {l, guard,
+                 (uint32_t)(request->payload[2] | request->payload[3] << 8),
                  &result, (tt_wire_error)0};
   measure_none(save_once, &s, &result.count, l->config.measure);
   if (s.error == TT_WIRE_FLASH)
@@ -570,23 +594,26 @@ static uint32_t handle_save(call* c) {
 static uint32_t check_range(call* c, uint32_t total, uint32_t* offset,
                             uint32_t* length) {
   if (c->request->payload_bytes != 8)
-    return fail(c, TT_WIRE_BAD_REQUEST, "PULL takes u32 offset, u32 length (8 bytes), got %u",
+    return fail(c, TT_WIRE_BAD_REQUEST,
+                "PULL takes u32 offset, u32 length (8 bytes), got %u",
                 c->request->payload_bytes);
   *offset = get_u32(c->request->payload);
   *length = get_u32(c->request->payload + 4);
   if (*offset > total || *length > total - *offset)
-    return fail(c, TT_WIRE_BAD_REQUEST, "PULL of bytes %u..%u, but there are %u", *offset,
+    return fail(c, TT_WIRE_BAD_REQUEST,
+                "PULL of bytes %u..%u, but there are %u", *offset,
                 *offset + *length, total);
   if (*length > c->capacity - TT_FRAME_OVERHEAD)
-    return fail(c, TT_WIRE_BAD_REQUEST, "PULL of %u bytes; at most %u per frame", *length,
+    return fail(c, TT_WIRE_BAD_REQUEST,
+                "PULL of %u bytes; at most %u per frame", *length,
                 c->capacity - TT_FRAME_OVERHEAD);
   return 0;
 }
 
 /* Appends bytes [offset, offset + length) of `data`, which sits at
  * `position` of the whole being pulled. */
-static void copy_range(call* c, const uint8_t* data, uint32_t size, uint32_t position,
-                       uint32_t offset, uint32_t length) {
+static void copy_range(call* c, const uint8_t* data, uint32_t size,
+                       uint32_t position, uint32_t offset, uint32_t length) {
   const uint32_t end = offset + length;
   const uint32_t from = offset > position ? offset - position : 0;
   const uint32_t to = end < position + size ? end - position : size;
@@ -604,11 +631,12 @@ static uint32_t handle_pull(call* c) {
     return fail(c, TT_WIRE_NOTHING_TRAINED,
                 "nothing trained yet: the parameters are the model's own");
   uint32_t position = 0;
-  for (int32_t k = 0, index; (index = tt_trainer_trained_tensor(t, k)) >= 0; ++k) {
+  for (int32_t k = 0, index; (index = tt_trainer_trained_tensor(t, k)) >= 0;
+       ++k) {
     const tt_tensor* tensor = &t->interpreter.tensors[index];
     const uint32_t size = (uint32_t)tensor->num_bytes;
-    copy_range(c, tt_arena_at(&t->interpreter, tensor->data_offset), size, position,
-               offset, length);
+    copy_range(c, tt_arena_at(&t->interpreter, tensor->data_offset), size,
+               position, offset, length);
     position += size;
   }
   return answer(c);
@@ -617,7 +645,8 @@ static uint32_t handle_pull(call* c) {
 static uint32_t handle_pull_state(call* c) {
   const tt_trainer* t = &c->learner->trainer;
   uint32_t offset, length;
-  const uint32_t bad = check_range(c, tt_trainer_state_bytes(t), &offset, &length);
+  const uint32_t bad =
+      check_range(c, tt_trainer_state_bytes(t), &offset, &length);
   if (bad) return bad;
   uint8_t counters[TT_STATE_COUNTERS_BYTES];
   tt_trainer_state_counters(t, counters);
@@ -653,15 +682,24 @@ uint32_t tt_learner_handle(tt_learner* l, const tt_frame* request,
     case TT_CMD_INFO:
       return empty ? handle_info(&c)
                    : fail(&c, TT_WIRE_BAD_REQUEST, "INFO takes no payload");
-    case TT_CMD_TRAIN: return handle_train(&c);
-    case TT_CMD_PREDICT: return handle_predict(&c);
-    case TT_CMD_EVALUATE: return handle_evaluate(&c);
-    case TT_CMD_BEGIN_EPOCH: return handle_begin_epoch(&c);
-    case TT_CMD_SAVE: return handle_save(&c);
-    case TT_CMD_PULL: return handle_pull(&c);
-    case TT_CMD_FACTORY_RESET: return handle_factory_reset(&c);
-    case TT_CMD_HOLDOUT: return handle_holdout(&c);
-    case TT_CMD_PULL_STATE: return handle_pull_state(&c);
+    case TT_CMD_TRAIN:
+      return handle_train(&c);
+    case TT_CMD_PREDICT:
+      return handle_predict(&c);
+    case TT_CMD_EVALUATE:
+      return handle_evaluate(&c);
+    case TT_CMD_BEGIN_EPOCH:
+      return handle_begin_epoch(&c);
+    case TT_CMD_SAVE:
+      return handle_save(&c);
+    case TT_CMD_PULL:
+      return handle_pull(&c);
+    case TT_CMD_FACTORY_RESET:
+      return handle_factory_reset(&c);
+    case TT_CMD_HOLDOUT:
+      return handle_holdout(&c);
+    case TT_CMD_PULL_STATE:
+      return handle_pull_state(&c);
     default:
       return fail(&c, TT_WIRE_UNKNOWN_COMMAND,
                   "unknown command %u; this device knows 1 to 10",
@@ -669,7 +707,8 @@ uint32_t tt_learner_handle(tt_learner* l, const tt_frame* request,
   }
 }
 
-/* -- the link ----------------------------------------------------------------- */
+/* -- the link -----------------------------------------------------------------
+ */
 
 void tt_learner_serve_one(tt_learner* l, const tt_link* link, uint8_t* buffer,
                           uint32_t capacity) {
@@ -679,7 +718,8 @@ void tt_learner_serve_one(tt_learner* l, const tt_link* link, uint8_t* buffer,
   while (event == TT_FRAME_MORE) {
     uint8_t byte;
     const bool idle = reader.have == 0 && reader.skipped == 0;
-    if (link->read_byte(link->context, &byte, idle ? TT_LINK_FOREVER : link->idle_ms)) {
+    if (link->read_byte(link->context, &byte,
+                        idle ? TT_LINK_FOREVER : link->idle_ms)) {
       event = tt_frame_reader_push(&reader, byte);
     } else {
       event = tt_frame_reader_idle(&reader);
@@ -696,9 +736,9 @@ void tt_learner_serve_one(tt_learner* l, const tt_link* link, uint8_t* buffer,
     }
     tt_error error;
     if (reader.problem == TT_FRAME_OVERSIZED) {
-      tt_error_set(&error, TT_ERR_INVALID_ARGUMENT,
-                   "%s (%u bytes; at most %u)", tt_frame_problem_text(reader.problem),
-                   reader.declared, capacity - TT_FRAME_OVERHEAD);
+      tt_error_set(&error, TT_ERR_INVALID_ARGUMENT, "%s (%u bytes; at most %u)",
+                   tt_frame_problem_text(reader.problem), reader.declared,
+                   capacity - TT_FRAME_OVERHEAD);
     } else {
       tt_error_set(&error, TT_ERR_INVALID_ARGUMENT, "%s",
                    tt_frame_problem_text(reader.problem));

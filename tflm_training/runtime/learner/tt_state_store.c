@@ -92,8 +92,8 @@ tt_status tt_state_store_open(tt_state_store* s, const tt_flash* flash,
     return tt_error_set(&s->error, TT_ERR_ARENA_TOO_SMALL,
                         "the state flash has %u bytes but two slots of a "
                         "%u-byte learned state need %u; reserve more flash "
-                        "for it", flash->size, payload_bytes,
-                        2 * s->slot_bytes);
+                        "for it",
+                        flash->size, payload_bytes, 2 * s->slot_bytes);
   scan(s);
   return TT_OK;
 }
@@ -110,17 +110,19 @@ static tt_status erase_slot(tt_state_store* s, int32_t slot,
     if (s->flash.erase_page(s->flash.context, base + at) != TT_OK)
       return tt_error_set(&s->error, TT_ERR_BAD_STATE,
                           "flash: erasing the page at offset %u of the state "
-                          "region failed", base + at);
+                          "region failed",
+                          base + at);
     stats->pages_erased++;
   }
   /* A worn page may claim success; an erased page reads 0xFF. */
   const uint8_t* bytes = slot_at(s, slot);
   for (uint32_t i = 0; i < s->slot_bytes; ++i)
     if (bytes[i] != 0xFF)
-      return tt_error_set(&s->error, TT_ERR_BAD_STATE,
-                          "flash: the page at offset %u did not erase (worn "
-                          "flash?); the saved state is unchanged",
-                          base + (i / s->flash.page_bytes) * s->flash.page_bytes);
+      return tt_error_set(
+          &s->error, TT_ERR_BAD_STATE,
+          "flash: the page at offset %u did not erase (worn "
+          "flash?); the saved state is unchanged",
+          base + (i / s->flash.page_bytes) * s->flash.page_bytes);
   return TT_OK;
 }
 
@@ -136,12 +138,13 @@ typedef struct {
 
 static tt_status flush_word(word_writer* w) {
   uint32_t value = 0xFFFFFFFFu;
-  memcpy(&value, w->word, w->filled);  /* bytes past the end stay 0xFF */
+  memcpy(&value, w->word, w->filled); /* bytes past the end stay 0xFF */
   const tt_state_store* s = w->store;
   if (s->flash.write_word(s->flash.context, w->offset, value) != TT_OK)
     return tt_error_set(&w->store->error, TT_ERR_BAD_STATE,
                         "flash: writing the word at offset %u of the state "
-                        "region failed", w->offset);
+                        "region failed",
+                        w->offset);
   w->offset += 4;
   w->filled = 0;
   w->stats->bytes_written += 4;
@@ -200,7 +203,8 @@ tt_status tt_state_store_commit(tt_state_store* s, tt_save_stats* stats) {
   memset(stats, 0, sizeof *stats);
   if (s == NULL) return TT_ERR_INVALID_ARGUMENT;
   if (s->staged < 0)
-    return tt_error_set(&s->error, TT_ERR_BAD_STATE, "no staged state to commit");
+    return tt_error_set(&s->error, TT_ERR_BAD_STATE,
+                        "no staged state to commit");
   const int32_t slot = s->staged;
   s->staged = -1;
   uint8_t header[TT_STATE_HEADER_BYTES];
@@ -251,11 +255,16 @@ tt_status tt_state_store_erase(tt_state_store* s, tt_save_stats* stats) {
 
 const char* tt_slot_status_name(tt_slot_status status) {
   switch (status) {
-    case TT_SLOT_VALID: return "valid";
-    case TT_SLOT_EMPTY: return "empty";
-    case TT_SLOT_CORRUPT: return "corrupt (an interrupted save or damaged flash)";
-    case TT_SLOT_OTHER_MODEL: return "a state for another model or plan";
-    case TT_SLOT_OTHER_FORMAT: return "a state of another format";
+    case TT_SLOT_VALID:
+      return "valid";
+    case TT_SLOT_EMPTY:
+      return "empty";
+    case TT_SLOT_CORRUPT:
+      return "corrupt (an interrupted save or damaged flash)";
+    case TT_SLOT_OTHER_MODEL:
+      return "a state for another model or plan";
+    case TT_SLOT_OTHER_FORMAT:
+      return "a state of another format";
   }
   return "unknown";
 }

@@ -38,11 +38,11 @@
 /* Why a slot holds no state this model can load. */
 typedef enum {
   TT_SLOT_VALID = 0,
-  TT_SLOT_EMPTY,         /* erased (or never written) */
-  TT_SLOT_CORRUPT,       /* a header or payload CRC does not match: an
-                            interrupted save, or damaged flash */
-  TT_SLOT_OTHER_MODEL,   /* a whole state, for another model or plan */
-  TT_SLOT_OTHER_FORMAT,  /* a whole state of another format or size */
+  TT_SLOT_EMPTY,        /* erased (or never written) */
+  TT_SLOT_CORRUPT,      /* a header or payload CRC does not match: an
+                           interrupted save, or damaged flash */
+  TT_SLOT_OTHER_MODEL,  /* a whole state, for another model or plan */
+  TT_SLOT_OTHER_FORMAT, /* a whole state of another format or size */
 } tt_slot_status;
 
 typedef struct {
@@ -65,7 +65,7 @@ typedef struct {
   int32_t newest;    /* slot of the newest valid state; -1 when none */
   uint32_t sequence; /* its sequence; 0 when none */
   tt_slot_status slots[TT_STATE_SLOTS];
-  int32_t staged;         /* slot of a staged, uncommitted state; -1 */
+  int32_t staged; /* slot of a staged, uncommitted state; -1 */
   uint32_t staged_crc32;
   tt_error error;
 } tt_state_store;

@@ -57,8 +57,7 @@ int32_t tt_fp_exp_on_interval_between_negative_one_quarter_and_0_excl(
   const int32_t x4 = tt_fp_mul(x2, x2);
   const int32_t x4_over_4 = tt_fp_saturating_rounding_mul_by_pot(x4, -2);
   const int32_t higher_terms = tt_fp_saturating_rounding_mul_by_pot(
-      wrapping_add(tt_fp_mul(wrapping_add(x4_over_4, x3), one_third), x2),
-      -1);
+      wrapping_add(tt_fp_mul(wrapping_add(x4_over_4, x3), one_third), x2), -1);
   return wrapping_add(
       exp_minus_one_eighth,
       tt_fp_mul(exp_minus_one_eighth, wrapping_add(x, higher_terms)));
@@ -74,8 +73,9 @@ int32_t tt_fp_exp_on_negative_values(int32_t a, int32_t integer_bits) {
   const int32_t one_quarter = (int32_t)1 << (fractional_bits - 2);
   const int32_t a_mod_quarter_minus_quarter =
       wrapping_sub(a & (one_quarter - 1), one_quarter);
-  int32_t result = tt_fp_exp_on_interval_between_negative_one_quarter_and_0_excl(
-      tt_fp_rescale(a_mod_quarter_minus_quarter, integer_bits, 0));
+  int32_t result =
+      tt_fp_exp_on_interval_between_negative_one_quarter_and_0_excl(
+          tt_fp_rescale(a_mod_quarter_minus_quarter, integer_bits, 0));
   const int32_t remainder = wrapping_sub(a_mod_quarter_minus_quarter, a);
   for (int32_t k = -2; k <= 4; ++k) {
     if (integer_bits <= k) break;
@@ -97,7 +97,7 @@ int32_t tt_fp_exp_on_negative_values(int32_t a, int32_t integer_bits) {
  * 48/17 - 32/17 * d, three iterations. */
 static int32_t two_over_one_plus_x(int32_t a) {
   const int32_t half_denominator = tt_fp_rounding_half_sum(a, INT32_MAX);
-  const int32_t c48_over_17 = 1515870810;      /* Q2.29 */
+  const int32_t c48_over_17 = 1515870810;         /* Q2.29 */
   const int32_t c_minus_32_over_17 = -1010580540; /* Q2.29 */
   const int32_t one_q2 = (int32_t)1 << 29;
   int32_t x = wrapping_add(c48_over_17,

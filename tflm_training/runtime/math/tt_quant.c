@@ -19,8 +19,8 @@ double tt_frexp(double x, int32_t* exponent) {
   int32_t biased = (int32_t)((bits >> 52) & 0x7ff);
   *exponent = 0;
   if (x == 0.0 || biased == 0x7ff) return x; /* zero, inf, nan */
-  if (biased == 0) {                        /* subnormal: normalise first */
-    x *= 18014398509481984.0;               /* 2^54 */
+  if (biased == 0) {                         /* subnormal: normalise first */
+    x *= 18014398509481984.0;                /* 2^54 */
     memcpy(&bits, &x, sizeof bits);
     biased = (int32_t)((bits >> 52) & 0x7ff) - 54;
   }
@@ -158,9 +158,8 @@ int32_t tt_window_output_size(int32_t padding, int32_t in_size,
   return 0;
 }
 
-int32_t tt_window_padding(int32_t in_size, int32_t filter_size,
-                          int32_t stride, int32_t dilation,
-                          int32_t out_size) {
+int32_t tt_window_padding(int32_t in_size, int32_t filter_size, int32_t stride,
+                          int32_t dilation, int32_t out_size) {
   const int64_t effective = ((int64_t)filter_size - 1) * dilation + 1;
   int64_t total = ((int64_t)out_size - 1) * stride + effective - in_size;
   if (total < 0) total = 0;

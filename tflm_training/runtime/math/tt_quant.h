@@ -48,9 +48,8 @@ bool tt_activation_range_quantized(int32_t activation, float scale,
 int32_t tt_window_output_size(int32_t padding, int32_t in_size,
                               int32_t filter_size, int32_t stride,
                               int32_t dilation);
-int32_t tt_window_padding(int32_t in_size, int32_t filter_size,
-                          int32_t stride, int32_t dilation,
-                          int32_t out_size);
+int32_t tt_window_padding(int32_t in_size, int32_t filter_size, int32_t stride,
+                          int32_t dilation, int32_t out_size);
 
 static inline int32_t tt_clamp_i32(int32_t x, int32_t lo, int32_t hi) {
   return x < lo ? lo : (x > hi ? hi : x);

@@ -25,19 +25,19 @@ float tt_sqrtf(float x) {
   uint32_t bits;
   memcpy(&bits, &x, sizeof bits);
   const uint32_t magnitude = bits & 0x7fffffffu;
-  if (magnitude == 0) return x;                     /* +0, -0 */
-  if (magnitude > 0x7f800000u) return x + x;        /* NaN stays NaN */
-  if (bits & 0x80000000u) {                         /* x < 0: NaN */
+  if (magnitude == 0) return x;              /* +0, -0 */
+  if (magnitude > 0x7f800000u) return x + x; /* NaN stays NaN */
+  if (bits & 0x80000000u) {                  /* x < 0: NaN */
     const uint32_t nan = 0x7fc00000u;
     float result;
     memcpy(&result, &nan, sizeof result);
     return result;
   }
-  if (magnitude == 0x7f800000u) return x;           /* +infinity */
+  if (magnitude == 0x7f800000u) return x; /* +infinity */
   /* x = mantissa * 2^exponent with mantissa in [2^23, 2^24). */
   int32_t exponent = (int32_t)(magnitude >> 23);
   uint32_t mantissa = magnitude & 0x7fffffu;
-  if (exponent == 0) {                              /* subnormal */
+  if (exponent == 0) { /* subnormal */
     exponent = 1;
     while ((mantissa & 0x800000u) == 0) {
       mantissa <<= 1;
@@ -56,10 +56,10 @@ float tt_sqrtf(float x) {
    * square root of a float is never a tie), so rounding the half up is
    * rounding to nearest. q + 1 < 2^25 here, so no carry into the
    * exponent. */
-  const uint32_t result_mantissa = (q + 1) >> 1;    /* in [2^23, 2^24) */
+  const uint32_t result_mantissa = (q + 1) >> 1; /* in [2^23, 2^24) */
   const int32_t result_exponent = (exponent - shift) / 2 + 1 + 150;
-  const uint32_t result_bits = ((uint32_t)result_exponent << 23) |
-                               (result_mantissa & 0x7fffffu);
+  const uint32_t result_bits =
+      ((uint32_t)result_exponent << 23) | (result_mantissa & 0x7fffffu);
   float result;
   memcpy(&result, &result_bits, sizeof result);
   return result;

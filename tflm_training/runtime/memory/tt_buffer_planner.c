@@ -6,7 +6,8 @@ static uint64_t padded(const tt_plan_buffer* b) {
   return tt_align_up((uint32_t)b->size, TT_ARENA_ALIGNMENT);
 }
 
-static bool lifetimes_overlap(const tt_plan_buffer* a, const tt_plan_buffer* b) {
+static bool lifetimes_overlap(const tt_plan_buffer* a,
+                              const tt_plan_buffer* b) {
   return a->first <= b->last && b->first <= a->last;
 }
 
@@ -56,8 +57,8 @@ static void insert_by_offset(const tt_plan_buffer* buffers, int32_t* order,
   order[j] = index;
 }
 
-uint64_t tt_plan_buffers(tt_plan_buffer* buffers, int32_t count,
-                         int32_t* order, bool sequential) {
+uint64_t tt_plan_buffers(tt_plan_buffer* buffers, int32_t count, int32_t* order,
+                         bool sequential) {
   for (int32_t i = 0; i < count; ++i) buffers[i].offset = -1;
   uint64_t region = 0;
   for (int32_t n = 0; n < count; ++n) {

@@ -26,8 +26,8 @@ uint32_t tt_plan_order_bytes(int32_t count);
  * bytes (4-byte aligned). With `sequential`, buffers never share bytes (each
  * is placed after the previous one, in index order). Returns the region's
  * size in bytes, or UINT64_MAX when it would exceed 2 GB. */
-uint64_t tt_plan_buffers(tt_plan_buffer* buffers, int32_t count,
-                         int32_t* order, bool sequential);
+uint64_t tt_plan_buffers(tt_plan_buffer* buffers, int32_t count, int32_t* order,
+                         bool sequential);
 
 /* Whether buffer `index`'s bytes survive to the end: no buffer whose
  * lifetime starts after its own reuses any of them. */

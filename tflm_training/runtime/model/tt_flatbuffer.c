@@ -129,8 +129,7 @@ bool tt_fb_get_vector(const tt_fb_buffer* buf, const tt_fb_table* table,
   out->count = 0;
   if (!locate(buf, table, field, 4, &pos)) return false;
   if (pos == 0) return true;
-  return follow(buf, pos, &target) &&
-         vector_at(buf, target, element_size, out);
+  return follow(buf, pos, &target) && vector_at(buf, target, element_size, out);
 }
 
 int32_t tt_fb_vector_i32(const tt_fb_buffer* buf, const tt_fb_vector* vec,
@@ -166,6 +165,5 @@ bool tt_fb_vector_vector(const tt_fb_buffer* buf, const tt_fb_vector* vec,
                          tt_fb_vector* out) {
   uint32_t target;
   const uint32_t pos = vec->pos + 4u * index;
-  return follow(buf, pos, &target) &&
-         vector_at(buf, target, element_size, out);
+  return follow(buf, pos, &target) && vector_at(buf, target, element_size, out);
 }

@@ -37,8 +37,7 @@ bool tt_fb_get_table(const tt_fb_buffer* buf, const tt_fb_table* table,
 /* Vector of element_size-byte elements (or of offsets, element_size 4).
  * An absent field yields an empty vector. */
 bool tt_fb_get_vector(const tt_fb_buffer* buf, const tt_fb_table* table,
-                      uint32_t field, uint32_t element_size,
-                      tt_fb_vector* out);
+                      uint32_t field, uint32_t element_size, tt_fb_vector* out);
 
 /* Element readers for a vector validated by tt_fb_get_vector; index must
  * be below count. */

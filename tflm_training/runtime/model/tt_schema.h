@@ -8,62 +8,62 @@
 #define TT_TFLITE_SCHEMA_VERSION 3
 
 enum { /* table Model */
-  TT_MODEL_VERSION = 0,
-  TT_MODEL_OPERATOR_CODES = 1,
-  TT_MODEL_SUBGRAPHS = 2,
-  TT_MODEL_DESCRIPTION = 3,
-  TT_MODEL_BUFFERS = 4,
+       TT_MODEL_VERSION = 0,
+       TT_MODEL_OPERATOR_CODES = 1,
+       TT_MODEL_SUBGRAPHS = 2,
+       TT_MODEL_DESCRIPTION = 3,
+       TT_MODEL_BUFFERS = 4,
 };
 
 enum { /* table OperatorCode */
-  TT_OPCODE_DEPRECATED_BUILTIN_CODE = 0,
-  TT_OPCODE_CUSTOM_CODE = 1,
-  TT_OPCODE_VERSION = 2,
-  TT_OPCODE_BUILTIN_CODE = 3,
+       TT_OPCODE_DEPRECATED_BUILTIN_CODE = 0,
+       TT_OPCODE_CUSTOM_CODE = 1,
+       TT_OPCODE_VERSION = 2,
+       TT_OPCODE_BUILTIN_CODE = 3,
 };
 
 enum { /* table SubGraph */
-  TT_SUBGRAPH_TENSORS = 0,
-  TT_SUBGRAPH_INPUTS = 1,
-  TT_SUBGRAPH_OUTPUTS = 2,
-  TT_SUBGRAPH_OPERATORS = 3,
-  TT_SUBGRAPH_NAME = 4,
+       TT_SUBGRAPH_TENSORS = 0,
+       TT_SUBGRAPH_INPUTS = 1,
+       TT_SUBGRAPH_OUTPUTS = 2,
+       TT_SUBGRAPH_OPERATORS = 3,
+       TT_SUBGRAPH_NAME = 4,
 };
 
 enum { /* table Tensor */
-  TT_TENSOR_SHAPE = 0,
-  TT_TENSOR_TYPE = 1,
-  TT_TENSOR_BUFFER = 2,
-  TT_TENSOR_NAME = 3,
-  TT_TENSOR_QUANTIZATION = 4,
-  TT_TENSOR_IS_VARIABLE = 5,
-  TT_TENSOR_SPARSITY = 6,
+       TT_TENSOR_SHAPE = 0,
+       TT_TENSOR_TYPE = 1,
+       TT_TENSOR_BUFFER = 2,
+       TT_TENSOR_NAME = 3,
+       TT_TENSOR_QUANTIZATION = 4,
+       TT_TENSOR_IS_VARIABLE = 5,
+       TT_TENSOR_SPARSITY = 6,
 };
 
 enum { /* table QuantizationParameters */
-  TT_QUANT_MIN = 0,
-  TT_QUANT_MAX = 1,
-  TT_QUANT_SCALE = 2,
-  TT_QUANT_ZERO_POINT = 3,
-  TT_QUANT_DETAILS_TYPE = 4,
-  TT_QUANT_DETAILS = 5,
-  TT_QUANT_QUANTIZED_DIMENSION = 6,
+       TT_QUANT_MIN = 0,
+       TT_QUANT_MAX = 1,
+       TT_QUANT_SCALE = 2,
+       TT_QUANT_ZERO_POINT = 3,
+       TT_QUANT_DETAILS_TYPE = 4,
+       TT_QUANT_DETAILS = 5,
+       TT_QUANT_QUANTIZED_DIMENSION = 6,
 };
 
 enum { /* table Operator */
-  TT_OPERATOR_OPCODE_INDEX = 0,
-  TT_OPERATOR_INPUTS = 1,
-  TT_OPERATOR_OUTPUTS = 2,
-  TT_OPERATOR_BUILTIN_OPTIONS_TYPE = 3,
-  TT_OPERATOR_BUILTIN_OPTIONS = 4,
-  TT_OPERATOR_CUSTOM_OPTIONS = 5,
-  TT_OPERATOR_INTERMEDIATES = 8,
+       TT_OPERATOR_OPCODE_INDEX = 0,
+       TT_OPERATOR_INPUTS = 1,
+       TT_OPERATOR_OUTPUTS = 2,
+       TT_OPERATOR_BUILTIN_OPTIONS_TYPE = 3,
+       TT_OPERATOR_BUILTIN_OPTIONS = 4,
+       TT_OPERATOR_CUSTOM_OPTIONS = 5,
+       TT_OPERATOR_INTERMEDIATES = 8,
 };
 
 enum { /* table Buffer */
-  TT_BUFFER_DATA = 0,
-  TT_BUFFER_OFFSET = 1,
-  TT_BUFFER_SIZE = 2,
+       TT_BUFFER_DATA = 0,
+       TT_BUFFER_OFFSET = 1,
+       TT_BUFFER_SIZE = 2,
 };
 
 /* enum TensorType */
@@ -161,55 +161,58 @@ enum {
 
 /* Option-table field numbers, one enum per BuiltinOptions table. */
 enum { /* Conv2DOptions */
-  TT_CONV_PADDING = 0,
-  TT_CONV_STRIDE_W = 1,
-  TT_CONV_STRIDE_H = 2,
-  TT_CONV_ACTIVATION = 3,
-  TT_CONV_DILATION_W = 4,
-  TT_CONV_DILATION_H = 5,
+       TT_CONV_PADDING = 0,
+       TT_CONV_STRIDE_W = 1,
+       TT_CONV_STRIDE_H = 2,
+       TT_CONV_ACTIVATION = 3,
+       TT_CONV_DILATION_W = 4,
+       TT_CONV_DILATION_H = 5,
 };
 enum { /* DepthwiseConv2DOptions */
-  TT_DWCONV_PADDING = 0,
-  TT_DWCONV_STRIDE_W = 1,
-  TT_DWCONV_STRIDE_H = 2,
-  TT_DWCONV_DEPTH_MULTIPLIER = 3,
-  TT_DWCONV_ACTIVATION = 4,
-  TT_DWCONV_DILATION_W = 5,
-  TT_DWCONV_DILATION_H = 6,
+       TT_DWCONV_PADDING = 0,
+       TT_DWCONV_STRIDE_W = 1,
+       TT_DWCONV_STRIDE_H = 2,
+       TT_DWCONV_DEPTH_MULTIPLIER = 3,
+       TT_DWCONV_ACTIVATION = 4,
+       TT_DWCONV_DILATION_W = 5,
+       TT_DWCONV_DILATION_H = 6,
 };
 enum { /* FullyConnectedOptions */
-  TT_FC_ACTIVATION = 0,
-  TT_FC_WEIGHTS_FORMAT = 1,
-  TT_FC_KEEP_NUM_DIMS = 2,
+       TT_FC_ACTIVATION = 0,
+       TT_FC_WEIGHTS_FORMAT = 1,
+       TT_FC_KEEP_NUM_DIMS = 2,
 };
 enum { /* Pool2DOptions */
-  TT_POOL_PADDING = 0,
-  TT_POOL_STRIDE_W = 1,
-  TT_POOL_STRIDE_H = 2,
-  TT_POOL_FILTER_W = 3,
-  TT_POOL_FILTER_H = 4,
-  TT_POOL_ACTIVATION = 5,
+       TT_POOL_PADDING = 0,
+       TT_POOL_STRIDE_W = 1,
+       TT_POOL_STRIDE_H = 2,
+       TT_POOL_FILTER_W = 3,
+       TT_POOL_FILTER_H = 4,
+       TT_POOL_ACTIVATION = 5,
 };
-enum { TT_ADD_ACTIVATION = 0 };         /* AddOptions */
-enum { TT_REDUCER_KEEP_DIMS = 0 };      /* ReducerOptions */
-enum { TT_SOFTMAX_BETA = 0 };           /* SoftmaxOptions */
-enum { TT_CONCAT_AXIS = 0, TT_CONCAT_ACTIVATION = 1 }; /* ConcatenationOptions */
-enum { TT_RESHAPE_NEW_SHAPE = 0 };      /* ReshapeOptions */
-enum { TT_SQUEEZE_DIMS = 0 };           /* SqueezeOptions */
-enum { TT_MUL_ACTIVATION = 0 };         /* MulOptions */
-enum { TT_SUB_ACTIVATION = 0 };         /* SubOptions */
-enum { TT_LEAKY_RELU_ALPHA = 0 };       /* LeakyReluOptions */
-enum { /* StridedSliceOptions */
-  TT_STRIDED_SLICE_BEGIN_MASK = 0,
-  TT_STRIDED_SLICE_END_MASK = 1,
-  TT_STRIDED_SLICE_ELLIPSIS_MASK = 2,
-  TT_STRIDED_SLICE_NEW_AXIS_MASK = 3,
-  TT_STRIDED_SLICE_SHRINK_AXIS_MASK = 4,
-  TT_STRIDED_SLICE_OFFSET = 5,
+enum { TT_ADD_ACTIVATION = 0 };    /* AddOptions */
+enum { TT_REDUCER_KEEP_DIMS = 0 }; /* ReducerOptions */
+enum { TT_SOFTMAX_BETA = 0 };      /* SoftmaxOptions */
+enum {
+  TT_CONCAT_AXIS = 0,
+  TT_CONCAT_ACTIVATION = 1
+};                                 /* ConcatenationOptions */
+enum { TT_RESHAPE_NEW_SHAPE = 0 }; /* ReshapeOptions */
+enum { TT_SQUEEZE_DIMS = 0 };      /* SqueezeOptions */
+enum { TT_MUL_ACTIVATION = 0 };    /* MulOptions */
+enum { TT_SUB_ACTIVATION = 0 };    /* SubOptions */
+enum { TT_LEAKY_RELU_ALPHA = 0 };  /* LeakyReluOptions */
+enum {                             /* StridedSliceOptions */
+       TT_STRIDED_SLICE_BEGIN_MASK = 0,
+       TT_STRIDED_SLICE_END_MASK = 1,
+       TT_STRIDED_SLICE_ELLIPSIS_MASK = 2,
+       TT_STRIDED_SLICE_NEW_AXIS_MASK = 3,
+       TT_STRIDED_SLICE_SHRINK_AXIS_MASK = 4,
+       TT_STRIDED_SLICE_OFFSET = 5,
 };
 enum { /* ResizeNearestNeighborOptions */
-  TT_RESIZE_ALIGN_CORNERS = 0,
-  TT_RESIZE_HALF_PIXEL_CENTERS = 1,
+       TT_RESIZE_ALIGN_CORNERS = 0,
+       TT_RESIZE_HALF_PIXEL_CENTERS = 1,
 };
 
 #endif /* TFLM_TRAINING_TT_SCHEMA_H_ */

@@ -23,9 +23,9 @@ int32_t tt_type_size(int32_t type) {
 
 const char* tt_type_name(int32_t type) {
   static const char* const kNames[] = {
-      "FLOAT32", "FLOAT16", "INT32", "UINT8",  "INT64",   "STRING",
-      "BOOL",    "INT16",   "COMPLEX64", "INT8", "FLOAT64", "COMPLEX128",
-      "UINT64",  "RESOURCE", "VARIANT", "UINT32", "UINT16", "INT4",
+      "FLOAT32", "FLOAT16",  "INT32",     "UINT8",  "INT64",   "STRING",
+      "BOOL",    "INT16",    "COMPLEX64", "INT8",   "FLOAT64", "COMPLEX128",
+      "UINT64",  "RESOURCE", "VARIANT",   "UINT32", "UINT16",  "INT4",
   };
   if (type < 0 || type >= (int32_t)(sizeof kNames / sizeof kNames[0]))
     return "an unknown type";

@@ -12,7 +12,7 @@
  * orthogonalisation is taken as dependent on the ones before it. */
 #define DEPENDENT_RATIO 0.0009765625f /* 2^-10 */
 /* |lr| * r * max|N| under this keeps every residual and step finite. */
-#define STEP_LIMIT 1.2676506e30f      /* 2^100 */
+#define STEP_LIMIT 1.2676506e30f /* 2^100 */
 
 static tt_lowrank_header* header_of(void* state) {
   return (tt_lowrank_header*)state;
@@ -215,8 +215,7 @@ static bool adam_element(const tt_lowrank_adam* adam, float correction1,
   const float m_hat = out->m / correction1;
   const float v_hat = out->v / correction2;
   out->n = m_hat / (tt_sqrtf(v_hat) + adam->epsilon);
-  return tt_is_finite(out->m) && tt_is_finite(out->v) &&
-         tt_is_finite(out->n);
+  return tt_is_finite(out->m) && tt_is_finite(out->v) && tt_is_finite(out->n);
 }
 
 static int8_t moved_weight(int8_t value, float steps) {
@@ -226,8 +225,8 @@ static int8_t moved_weight(int8_t value, float steps) {
   return (int8_t)tt_clamp_i32((int32_t)value + (int32_t)k, -127, 127);
 }
 
-bool tt_lowrank_apply(void* state, const tt_lowrank_adam* adam,
-                      int8_t* weights, int32_t row_step, float* residual) {
+bool tt_lowrank_apply(void* state, const tt_lowrank_adam* adam, int8_t* weights,
+                      int32_t row_step, float* residual) {
   tt_lowrank_header* h = header_of(state);
   const int32_t rows = h->rows, cols = h->cols, rank = h->rank;
   const size_t rd = (size_t)rank * (size_t)cols;

@@ -62,7 +62,7 @@ typedef struct {
   int32_t refresh_steps; /* K >= 1 */
   uint32_t updates;      /* Adam steps taken */
   uint32_t seed;
-  float beta1_power;     /* beta1^updates (1 before the first) */
+  float beta1_power; /* beta1^updates (1 before the first) */
   float beta2_power;
 } tt_lowrank_header;
 
@@ -106,15 +106,15 @@ bool tt_lowrank_accumulate(void* state, int32_t row, const float* grad,
  * the refresh of P when due; R and Y start again from zero. False, changing
  * nothing, when a moment or step would be NaN or infinite (call
  * tt_lowrank_discard to drop the accumulated gradient). */
-bool tt_lowrank_apply(void* state, const tt_lowrank_adam* adam,
-                      int8_t* weights, int32_t row_step, float* residual);
+bool tt_lowrank_apply(void* state, const tt_lowrank_adam* adam, int8_t* weights,
+                      int32_t row_step, float* residual);
 
 /* Zeroes R and Y: drops what was accumulated since the last update. */
 void tt_lowrank_discard(void* state);
 
 /* The arrays of a state block. */
-float* tt_lowrank_projector(void* state);  /* P, C x r */
-float* tt_lowrank_compact(void* state);    /* R, r x D */
+float* tt_lowrank_projector(void* state);     /* P, C x r */
+float* tt_lowrank_compact(void* state);       /* R, r x D */
 float* tt_lowrank_first_moment(void* state);  /* M, r x D */
 float* tt_lowrank_second_moment(void* state); /* V, r x D */
 

@@ -165,8 +165,8 @@ static inline __attribute__((always_inline)) bool weight_run_store(
       continue;
     }
     const float v = run_velocity(&s, &r, i, sum);
-    const float residual = (r.residual != NULL ? r.residual[i] : 0.0f) -
-                           s.learning_rate * v;
+    const float residual =
+        (r.residual != NULL ? r.residual[i] : 0.0f) - s.learning_rate * v;
     if (check && !tt_is_finite(residual)) return false;
     if (r.accumulator != NULL) r.accumulator[i] = 0.0f;
     if (r.velocity != NULL) r.velocity[i] = v;
@@ -191,7 +191,8 @@ static tt_status check_arguments(const tt_layer_update* u, int32_t slot,
   if (p == NULL || slot < 0 || slot >= u->num_channels)
     return tt_error_set(u->error, TT_ERR_INVALID_ARGUMENT,
                         "optimizer: channel slot %d is outside the %d "
-                        "selected channels", slot, u->num_channels);
+                        "selected channels",
+                        slot, u->num_channels);
   const bool momentum = u->momentum > 0.0f;
   if (weights && (weight_grad == NULL || p->weights == NULL ||
                   (momentum && u->weight_velocity == NULL) ||
@@ -199,9 +200,8 @@ static tt_status check_arguments(const tt_layer_update* u, int32_t slot,
     return tt_error_set(u->error, TT_ERR_INVALID_ARGUMENT,
                         "optimizer: a weight update needs the weights, their "
                         "gradient and the layer's weight state");
-  if (p->bias != NULL &&
-      ((momentum && u->bias_velocity == NULL) ||
-       (!u->apply && u->bias_accumulator == NULL)))
+  if (p->bias != NULL && ((momentum && u->bias_velocity == NULL) ||
+                          (!u->apply && u->bias_accumulator == NULL)))
     return tt_error_set(u->error, TT_ERR_INVALID_ARGUMENT,
                         "optimizer: a bias update needs the layer's bias "
                         "state");
@@ -209,7 +209,8 @@ static tt_status check_arguments(const tt_layer_update* u, int32_t slot,
       !(p->bias_scale > 0.0f && tt_is_finite(p->bias_scale)))
     return tt_error_set(u->error, TT_ERR_INVALID_ARGUMENT,
                         "optimizer: channel slot %d has a scale that is not "
-                        "positive and finite", slot);
+                        "positive and finite",
+                        slot);
   return TT_OK;
 }
 
@@ -218,7 +219,8 @@ static tt_status diverged(const tt_layer_update* u, int32_t slot) {
   return tt_error_set(u->error, TT_ERR_DIVERGED,
                       "training diverged: a gradient or update of output "
                       "channel %d is NaN or infinite; lower the learning "
-                      "rate", channel);
+                      "rate",
+                      channel);
 }
 
 /* The probe: squared norms of the real-valued gradients, before QAS. */
@@ -228,7 +230,8 @@ static tt_status probe_channel(const tt_layer_update* u, int32_t slot,
   if (p == NULL || slot < 0 || slot >= u->num_channels)
     return tt_error_set(u->error, TT_ERR_INVALID_ARGUMENT,
                         "optimizer: channel slot %d is outside the %d "
-                        "selected channels", slot, u->num_channels);
+                        "selected channels",
+                        slot, u->num_channels);
   float weight_sq = 0.0f;
   if ((u->kind == TT_UPDATE_WEIGHTS || u->kind == TT_UPDATE_LOWRANK) &&
       weight_grad != NULL) {
@@ -267,8 +270,8 @@ static tt_status lowrank_channel(const tt_layer_update* u, int32_t slot,
     tt_lowrank_discard(u->lowrank);
     return diverged(u, slot);
   }
-  if (!tt_lowrank_accumulate(u->lowrank, channel, weight_grad,
-                             p->weight_scale, u->qas)) {
+  if (!tt_lowrank_accumulate(u->lowrank, channel, weight_grad, p->weight_scale,
+                             u->qas)) {
     tt_lowrank_discard(u->lowrank);
     return diverged(u, slot);
   }
@@ -293,10 +296,12 @@ tt_status tt_update_channel(tt_layer_update* u, int32_t slot,
   param_step step;
   const float bias_factor = grad_factor(u, p->bias_scale);
   const weight_run run = {
-      weight_grad, grad_factor(u, p->weight_scale),
+      weight_grad,
+      grad_factor(u, p->weight_scale),
       u->weight_residual ? u->weight_residual + base : NULL,
       u->weight_velocity ? u->weight_velocity + base : NULL,
-      u->weight_accumulator ? u->weight_accumulator + base : NULL, count};
+      u->weight_accumulator ? u->weight_accumulator + base : NULL,
+      count};
   if (p->bias != NULL) {
     const param_state state = bias_state(u, slot);
     const float g = bias_grad * bias_factor;

@@ -43,20 +43,20 @@ typedef enum {
 } tt_update_kind;
 
 typedef struct {
-  int32_t kind;          /* tt_update_kind */
-  int32_t num_channels;  /* selected output channels */
+  int32_t kind;         /* tt_update_kind */
+  int32_t num_channels; /* selected output channels */
   const int32_t* channels;
   int32_t weights_per_channel;
-  float learning_rate;   /* plan rate times the layer's lr_scale */
+  float learning_rate; /* plan rate times the layer's lr_scale */
   float momentum;
   bool qas;
-  bool apply;            /* false while accumulating a batch */
+  bool apply; /* false while accumulating a batch */
   /* Set when the caller restores the whole learned block if an update
    * fails (the trainer's undo buffer): a channel is then updated in one
    * pass and may be left part-way on failure. Otherwise a failed update
    * leaves the channel untouched (a check pass first). */
   bool restored_on_failure;
-  float batch_scale;     /* 1 / batch_size when applying */
+  float batch_scale; /* 1 / batch_size when applying */
   /* Optimizer state, slot-major: channel slot s owns
    * [s * weights_per_channel, (s + 1) * weights_per_channel). NULL when
    * unused (e.g. velocity without momentum). */

@@ -34,8 +34,7 @@ uint32_t tt_sampler_below(tt_sampler_rng* rng, uint32_t bound) {
   return (uint32_t)(m >> 32);
 }
 
-void tt_sampler_shuffle(tt_sampler_rng* rng, uint16_t* order,
-                        uint32_t count) {
+void tt_sampler_shuffle(tt_sampler_rng* rng, uint16_t* order, uint32_t count) {
   for (uint32_t k = 0; k < count; ++k) order[k] = (uint16_t)k;
   for (uint32_t i = count; i > 1; --i) {
     const uint32_t j = tt_sampler_below(rng, i);
@@ -121,6 +120,5 @@ void tt_train_resample(tt_trainer* t, uint32_t epoch) {
     list_selection(it, &layers[l]);
     place_state(t, &layers[l], &offset);
   }
-  memset(tt_arena_at(it, t->sample_pool_offset), 0,
-         (size_t)t->sample_budget);
+  memset(tt_arena_at(it, t->sample_pool_offset), 0, (size_t)t->sample_budget);
 }

@@ -4,8 +4,8 @@
 
 #include "math/tt_math.h"
 
-float tt_softmax_cross_entropy(const int8_t* logits, int32_t count,
-                               float scale, int32_t label, tt_grad* grad) {
+float tt_softmax_cross_entropy(const int8_t* logits, int32_t count, float scale,
+                               int32_t label, tt_grad* grad) {
   /* Shifting by the largest logit keeps every exponent <= 0. */
   int32_t max_q = logits[0];
   for (int32_t i = 1; i < count; ++i)

@@ -52,7 +52,8 @@ static tt_status check_one_input(tt_interpreter* it) {
   if (it->num_inputs != 1)
     return tt_error_set(&it->error, TT_ERR_UNSUPPORTED,
                         "training needs a model with one input; this one has "
-                        "%d", it->num_inputs);
+                        "%d",
+                        it->num_inputs);
   return TT_OK;
 }
 
@@ -166,8 +167,7 @@ static tt_status loss(tt_trainer* t, int32_t label, float* value) {
 /* Checks the finished output gradient and applies the clamp mask. */
 static tt_status finish_output_grad(tt_interpreter* it, const tt_node* node,
                                     const tt_train_node* info, tt_grad* grad) {
-  const int32_t count =
-      it->tensors[tt_train_output(it, node, 0)].num_elements;
+  const int32_t count = it->tensors[tt_train_output(it, node, 0)].num_elements;
   const uint8_t* mask = (info->flags & TT_TRAIN_MASKED)
                             ? (const uint8_t*)tt_arena_at(it, info->mask_offset)
                             : NULL;
@@ -195,8 +195,8 @@ static tt_status backward_node(tt_trainer* t, int32_t n, bool apply) {
   it->current_node = n;
   tt_backward_io io;
   memset(&io, 0, sizeof io);
-  tt_grad* out_grad = arena_grads(
-      it, tensors[tt_train_output(it, node, 0)].grad_offset);
+  tt_grad* out_grad =
+      arena_grads(it, tensors[tt_train_output(it, node, 0)].grad_offset);
   TT_RETURN_IF_ERROR(finish_output_grad(it, node, info, out_grad));
   io.output_grad = out_grad;
   io.in_place = (info->flags & TT_TRAIN_IN_PLACE) != 0;
@@ -244,8 +244,8 @@ static tt_status backward(tt_trainer* t, bool apply) {
   const tt_train_node* nodes = tt_train_nodes(t);
   for (int32_t n = t->loss_node; n >= t->first_backward_node; --n)
     if (nodes[n].flags & TT_TRAIN_VISITED)
-      TT_RETURN_IF_ERROR(run_operator(t, n, TT_PHASE_BACKWARD,
-                                      run_backward_node, apply));
+      TT_RETURN_IF_ERROR(
+          run_operator(t, n, TT_PHASE_BACKWARD, run_backward_node, apply));
   t->interpreter.current_node = -1;
   return TT_OK;
 }
@@ -265,7 +265,8 @@ static tt_status forward_and_loss(tt_trainer* t, const void* input,
 }
 
 tt_status tt_trainer_step(tt_trainer* t, const void* input,
-                          uint32_t input_bytes, int32_t label, float* loss_out) {
+                          uint32_t input_bytes, int32_t label,
+                          float* loss_out) {
   float value;
   TT_RETURN_IF_ERROR(forward_and_loss(t, input, input_bytes, label, &value));
   const bool apply = t->samples_in_batch + 1 >= t->batch_size;
@@ -324,8 +325,7 @@ const int32_t* tt_trainer_layer_channels(const tt_trainer* t, int32_t layer,
     return NULL;
   const tt_train_layer* record = &tt_train_layers(t)[layer];
   if (count != NULL) *count = record->num_channels;
-  return (const int32_t*)tt_arena_at(&t->interpreter,
-                                     record->channels_offset);
+  return (const int32_t*)tt_arena_at(&t->interpreter, record->channels_offset);
 }
 
 int32_t tt_trainer_selected_slots(const tt_trainer* t) {
@@ -363,10 +363,9 @@ tt_interpreter* tt_trainer_interpreter(tt_trainer* t) {
 }
 
 uint32_t tt_trainer_arena_used(const tt_trainer* t) {
-  return (t == NULL || !t->ready)
-             ? 0
-             : t->interpreter.activations_offset +
-                   t->interpreter.activations_size;
+  return (t == NULL || !t->ready) ? 0
+                                  : t->interpreter.activations_offset +
+                                        t->interpreter.activations_size;
 }
 
 void tt_trainer_memory(const tt_trainer* t, tt_training_memory* memory) {

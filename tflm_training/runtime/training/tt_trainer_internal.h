@@ -8,10 +8,11 @@
 #include "training/tt_training_plan.h"
 #include "tt_trainer.h"
 
-enum { /* tt_train_tensor.flags */
-  TT_TRAIN_FEEDS_LOSS = 1,  /* the logits depend on it */
-  TT_TRAIN_HAS_GRAD = 2,    /* the backward pass computes its gradient */
-  TT_TRAIN_PARAM_COPY = 4,  /* trainable weights / bias copied to the arena */
+enum {                          /* tt_train_tensor.flags */
+       TT_TRAIN_FEEDS_LOSS = 1, /* the logits depend on it */
+       TT_TRAIN_HAS_GRAD = 2,   /* the backward pass computes its gradient */
+       TT_TRAIN_PARAM_COPY =
+           4, /* trainable weights / bias copied to the arena */
 };
 
 typedef struct {
@@ -23,21 +24,21 @@ typedef struct {
   int32_t grad_writer;
 } tt_train_tensor;
 
-enum { /* tt_train_node.flags */
-  TT_TRAIN_VISITED = 1,   /* the backward pass runs this operator */
-  TT_TRAIN_TRAINED = 2,   /* the plan updates its parameters */
-  TT_TRAIN_MASKED = 4,    /* its output gradient passes a clamp mask */
-  /* It writes input 0's gradient over its output gradient: set where the
-   * kernel offers it and the node is the gradient's only writer before
-   * the others add, kept only when sharing makes the region smaller. */
-  TT_TRAIN_IN_PLACE = 8,
+enum {                       /* tt_train_node.flags */
+       TT_TRAIN_VISITED = 1, /* the backward pass runs this operator */
+       TT_TRAIN_TRAINED = 2, /* the plan updates its parameters */
+       TT_TRAIN_MASKED = 4,  /* its output gradient passes a clamp mask */
+       /* It writes input 0's gradient over its output gradient: set where the
+        * kernel offers it and the node is the gradient's only writer before
+        * the others add, kept only when sharing makes the region smaller. */
+       TT_TRAIN_IN_PLACE = 8,
 };
 
 typedef struct {
   int32_t flags;
-  int32_t layer;          /* into the layer table; -1 when frozen */
-  int32_t mask_offset;    /* 1 bit per output value (clamp), or -1 */
-  int32_t clamp_min;      /* gradient flows where clamp_min < q < clamp_max */
+  int32_t layer;       /* into the layer table; -1 when frozen */
+  int32_t mask_offset; /* 1 bit per output value (clamp), or -1 */
+  int32_t clamp_min;   /* gradient flows where clamp_min < q < clamp_max */
   int32_t clamp_max;
   int32_t scratch_offset; /* or -1 */
   uint32_t scratch_bytes; /* in place: the in-place scratch */
@@ -45,13 +46,13 @@ typedef struct {
 } tt_train_node;
 
 enum { /* tt_train_layer.state: optimizer state arrays */
-  TT_STATE_WEIGHT_RESIDUAL,
-  TT_STATE_WEIGHT_VELOCITY,
-  TT_STATE_WEIGHT_ACCUMULATOR,
-  TT_STATE_BIAS_RESIDUAL,
-  TT_STATE_BIAS_VELOCITY,
-  TT_STATE_BIAS_ACCUMULATOR,
-  TT_STATE_COUNT,
+       TT_STATE_WEIGHT_RESIDUAL,
+       TT_STATE_WEIGHT_VELOCITY,
+       TT_STATE_WEIGHT_ACCUMULATOR,
+       TT_STATE_BIAS_RESIDUAL,
+       TT_STATE_BIAS_VELOCITY,
+       TT_STATE_BIAS_ACCUMULATOR,
+       TT_STATE_COUNT,
 };
 
 typedef struct {
@@ -61,7 +62,7 @@ typedef struct {
   int32_t channels_offset; /* arena offset of the int32 selected channels */
   int32_t weights_per_channel;
   int32_t has_bias;
-  float learning_rate;     /* the plan's rate times the layer's lr_scale */
+  float learning_rate; /* the plan's rate times the layer's lr_scale */
   int32_t state[TT_STATE_COUNT]; /* arena offsets of float arrays, or -1;
                                     in the sample pool for sampled layers */
   /* The plan's channel list: the selection itself for kinds 0 and 1, the
@@ -69,10 +70,10 @@ typedef struct {
    * follows it with room for all of them. */
   int32_t candidates_offset;
   int32_t num_candidates;
-  int32_t channel_cost;    /* sampled layers: bytes of the budget */
-  int32_t sample_base;     /* sampled candidates of the layers before it */
+  int32_t channel_cost; /* sampled layers: bytes of the budget */
+  int32_t sample_base;  /* sampled candidates of the layers before it */
   /* Low-rank layers (tt_lowrank.h); -1 / 0 for the others. */
-  int32_t lowrank_offset;  /* arena offset of the state block */
+  int32_t lowrank_offset; /* arena offset of the state block */
   int32_t rank;
   int32_t refresh_steps;
 } tt_train_layer;

@@ -20,10 +20,10 @@ tt_status tt_train_lowrank_alloc(tt_trainer* t, tt_train_layer* layer) {
   if (bytes == UINT64_MAX)
     return tt_error_set(&it->error, TT_ERR_BAD_PLAN,
                         "training plan: operator %d: rank %d does not fit "
-                        "its %d x %d weights", layer->operator_index,
-                        layer->rank, rows, cols);
-  TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(
-      it, bytes, "the low-rank state", &layer->lowrank_offset));
+                        "its %d x %d weights",
+                        layer->operator_index, layer->rank, rows, cols);
+  TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(it, bytes, "the low-rank state",
+                                               &layer->lowrank_offset));
   tt_lowrank_init(tt_arena_at(it, layer->lowrank_offset), rows, cols,
                   layer->rank, layer->refresh_steps,
                   tt_lowrank_seed(t->seed, layer->operator_index));
@@ -34,8 +34,7 @@ tt_status tt_train_lowrank_apply(tt_trainer* t, const tt_train_layer* layer) {
   tt_interpreter* it = &t->interpreter;
   const tt_node* node = &it->nodes[layer->operator_index];
   const tt_tensor* filter = tt_node_input(it, node, 1);
-  int8_t* weights =
-      filter != NULL ? (int8_t*)tt_tensor_data(it, filter) : NULL;
+  int8_t* weights = filter != NULL ? (int8_t*)tt_tensor_data(it, filter) : NULL;
   if (weights == NULL || filter->location != TT_DATA_ARENA ||
       layer->lowrank_offset < 0)
     return tt_node_fail(it, node, TT_ERR_BAD_STATE,
@@ -46,9 +45,9 @@ tt_status tt_train_lowrank_apply(tt_trainer* t, const tt_train_layer* layer) {
                                 1.0f / (float)t->batch_size};
   const int32_t residual = layer->state[TT_STATE_WEIGHT_RESIDUAL];
   void* state = tt_arena_at(it, layer->lowrank_offset);
-  if (!tt_lowrank_apply(state, &adam, weights, layer->weights_per_channel,
-                        residual >= 0 ? (float*)tt_arena_at(it, residual)
-                                      : NULL)) {
+  if (!tt_lowrank_apply(
+          state, &adam, weights, layer->weights_per_channel,
+          residual >= 0 ? (float*)tt_arena_at(it, residual) : NULL)) {
     tt_lowrank_discard(state);
     return tt_node_fail(it, node, TT_ERR_DIVERGED,
                         "training diverged: its low-rank Adam step is NaN "

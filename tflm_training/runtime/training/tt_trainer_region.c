@@ -14,8 +14,7 @@ static int32_t keep_until(const tt_trainer* t, int32_t tensor) {
   const tt_train_node* nodes = tt_train_nodes(t);
   const int32_t steps = 2 * it->num_nodes;
   int32_t last = it->tensors[tensor].last_op;
-  if (tensor == t->logits_tensor && last < it->num_nodes)
-    last = it->num_nodes;
+  if (tensor == t->logits_tensor && last < it->num_nodes) last = it->num_nodes;
   for (int32_t n = t->first_backward_node; n <= t->loss_node; ++n) {
     if (!(nodes[n].flags & TT_TRAIN_VISITED)) continue;
     const tt_node* node = &it->nodes[n];
@@ -181,13 +180,13 @@ tt_status tt_train_plan_region(tt_trainer* t) {
   const int32_t count = counter.count;
   /* The planner's lists sit where the region will be, as in inference. */
   const uint32_t start = tt_align_up(it->persistent_used, TT_ARENA_ALIGNMENT);
-  const uint64_t lists = (uint64_t)count * sizeof(tt_plan_buffer) +
-                         tt_plan_order_bytes(count);
+  const uint64_t lists =
+      (uint64_t)count * sizeof(tt_plan_buffer) + tt_plan_order_bytes(count);
   if (start > it->arena_size || lists > it->arena_size - start)
     return tt_error_set(&it->error, TT_ERR_ARENA_TOO_SMALL,
                         "arena of %u bytes is too small: training needs more "
-                        "than %u bytes", it->arena_size,
-                        (uint32_t)(start + lists));
+                        "than %u bytes",
+                        it->arena_size, (uint32_t)(start + lists));
   walk w = {(tt_plan_buffer*)(it->arena + start), 0, false, false, start};
   int32_t activations;
   uint64_t region = plan_layout(t, &w, &activations);

@@ -20,9 +20,9 @@ static tt_status alloc_tables(tt_trainer* t, const tt_plan_info* info,
   TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(
       it, (uint64_t)info->num_layers * sizeof(tt_train_layer),
       "the trainer's layer table", &t->layers_offset));
-  TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(
-      it, (uint64_t)total_channels * 4, "the selected channel lists",
-      channels_offset));
+  TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(it, (uint64_t)total_channels * 4,
+                                               "the selected channel lists",
+                                               channels_offset));
   t->sample_order_offset = -1;
   t->sample_pool_offset = -1;
   t->sampled_candidates = info->sampled_candidates;
@@ -120,27 +120,29 @@ static void mark_loss_ancestors(tt_trainer* t) {
   }
 }
 
-static tt_status bad_plan_at(tt_interpreter* it, int32_t n,
-                             const char* format, int32_t a, int32_t b) {
+static tt_status bad_plan_at(tt_interpreter* it, int32_t n, const char* format,
+                             int32_t a, int32_t b) {
   tt_error detail;
   tt_error_set(&detail, TT_ERR_BAD_PLAN, format, a, b);
-  return tt_error_set(&it->error, TT_ERR_BAD_PLAN,
-                      "training plan: operator %d (%s) %s", n,
-                      tt_builtin_name(it->nodes[n].builtin_code),
-                      detail.message);
+  return tt_error_set(
+      &it->error, TT_ERR_BAD_PLAN, "training plan: operator %d (%s) %s", n,
+      tt_builtin_name(it->nodes[n].builtin_code), detail.message);
 }
 
 static tt_status check_visited(tt_trainer* t, int32_t n) {
   tt_interpreter* it = &t->interpreter;
   const tt_node* node = &it->nodes[n];
   if (tt_backward_find(node->builtin_code) == NULL)
-    return bad_plan_at(it, n, "has no backward kernel, but gradients must "
-                              "pass through it to reach trained operators "
-                              "(from operator %d); train only operators "
-                              "after %d", t->first_backward_node, n);
+    return bad_plan_at(it, n,
+                       "has no backward kernel, but gradients must "
+                       "pass through it to reach trained operators "
+                       "(from operator %d); train only operators "
+                       "after %d",
+                       t->first_backward_node, n);
   if (node->num_outputs != 1 || node->num_inputs > TT_BACKWARD_MAX_INPUTS)
-    return bad_plan_at(it, n, "has %d outputs and %d inputs; the backward "
-                              "pass supports one output and up to 8 inputs",
+    return bad_plan_at(it, n,
+                       "has %d outputs and %d inputs; the backward "
+                       "pass supports one output and up to 8 inputs",
                        node->num_outputs, node->num_inputs);
   return TT_OK;
 }
@@ -163,8 +165,9 @@ static tt_status find_backward_path(tt_trainer* t) {
     }
     const bool feeds = any_output_has(t, node, TT_TRAIN_FEEDS_LOSS);
     if ((nodes[n].flags & TT_TRAIN_TRAINED) && !feeds)
-      return bad_plan_at(it, n, "does not feed the logits (tensor %d), so "
-                                "training it cannot change the loss",
+      return bad_plan_at(it, n,
+                         "does not feed the logits (tensor %d), so "
+                         "training it cannot change the loss",
                          t->logits_tensor, 0);
     if (!needed || !feeds) continue;
     TT_RETURN_IF_ERROR(check_visited(t, n));
@@ -220,10 +223,9 @@ static tt_status prepare_backward(tt_trainer* t) {
     }
     tt_backward_needs needs = {0, 0, false, -129, 128, false, 0};
     it->current_node = n;
-    TT_RETURN_IF_ERROR(tt_backward_find(node->builtin_code)
-                           ->prepare(it, node,
-                                     info->layer >= 0 ? &update : NULL,
-                                     &needs));
+    TT_RETURN_IF_ERROR(
+        tt_backward_find(node->builtin_code)
+            ->prepare(it, node, info->layer >= 0 ? &update : NULL, &needs));
     info->saved_inputs = needs.saved_inputs;
     info->scratch_bytes = needs.scratch_bytes;
     if (can_share_input_grad(t, n, &needs)) {
@@ -276,9 +278,9 @@ static tt_status copy_tensor(tt_trainer* t, int32_t index) {
   if (index < 0 || (info->flags & TT_TRAIN_PARAM_COPY)) return TT_OK;
   tt_tensor* tensor = &it->tensors[index];
   int32_t offset;
-  TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(
-      it, (uint64_t)tensor->num_bytes, "a copy of trainable parameters",
-      &offset));
+  TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(it, (uint64_t)tensor->num_bytes,
+                                               "a copy of trainable parameters",
+                                               &offset));
   memcpy(it->arena + offset, it->model.data + tensor->data_offset,
          (size_t)tensor->num_bytes);
   tensor->location = TT_DATA_ARENA;
@@ -329,8 +331,8 @@ tt_status tt_train_alloc_state(tt_trainer* t) {
         TT_RETURN_IF_ERROR(
             alloc_state(it, &layer->state[TT_STATE_WEIGHT_VELOCITY], count));
       if (accumulate)
-        TT_RETURN_IF_ERROR(alloc_state(
-            it, &layer->state[TT_STATE_WEIGHT_ACCUMULATOR], count));
+        TT_RETURN_IF_ERROR(
+            alloc_state(it, &layer->state[TT_STATE_WEIGHT_ACCUMULATOR], count));
     }
     if (layer->kind == TT_UPDATE_LOWRANK)
       TT_RETURN_IF_ERROR(tt_train_lowrank_alloc(t, layer));

@@ -129,7 +129,8 @@ tt_status tt_trainer_state_load(tt_trainer* t, const uint8_t* payload,
   if (size != tt_trainer_state_bytes(t))
     return tt_error_set(error, TT_ERR_BAD_STATE,
                         "learned state of %u bytes, but this model and plan "
-                        "keep %u", size, tt_trainer_state_bytes(t));
+                        "keep %u",
+                        size, tt_trainer_state_bytes(t));
   const uint32_t steps = get_u32(payload);
   const uint32_t epoch = get_u32(payload + 4);
   const int32_t in_batch = (int32_t)get_u32(payload + 8);
@@ -164,7 +165,8 @@ tt_status tt_trainer_set_undo(tt_trainer* t, uint8_t* undo, uint32_t size) {
   if (undo != NULL && size < block_bytes(t))
     return tt_error_set(&t->interpreter.error, TT_ERR_INVALID_ARGUMENT,
                         "an undo buffer of %u bytes; this trainer's steps "
-                        "change %u", size, block_bytes(t));
+                        "change %u",
+                        size, block_bytes(t));
   const uintptr_t arena = (uintptr_t)t->interpreter.arena;
   const uintptr_t start = (uintptr_t)undo;
   if (undo != NULL && start < arena + t->interpreter.arena_size &&

@@ -71,15 +71,16 @@ tt_status tt_param_layout_of(tt_interpreter* it, int32_t node_index,
   const tt_tensor* bias = tt_node_input(it, node, 2);
   if (weights == NULL || weights->location != TT_DATA_MODEL ||
       weights->type != TT_TYPE_INT8 || weights->rank < 1)
-    return bad_plan(it, "operator %d (%s) has no constant int8 weights "
-                        "(input 1) to train", node_index, name);
+    return bad_plan(it,
+                    "operator %d (%s) has no constant int8 weights "
+                    "(input 1) to train",
+                    node_index, name);
   /* DEPTHWISE_CONV_2D weights are [1, H, W, C]; the others [C, ...]. */
   const bool last_axis = node->builtin_code == TT_OP_DEPTHWISE_CONV_2D;
-  const int32_t channels =
-      weights->dims[last_axis ? weights->rank - 1 : 0];
+  const int32_t channels = weights->dims[last_axis ? weights->rank - 1 : 0];
   if (channels < 1)
-    return bad_plan(it, "operator %d (%s) has no output channels",
-                    node_index, name);
+    return bad_plan(it, "operator %d (%s) has no output channels", node_index,
+                    name);
   layout->weights_tensor = tt_node_input_index(it, node, 1);
   layout->bias_tensor = bias != NULL ? tt_node_input_index(it, node, 2) : -1;
   layout->num_channels = channels;
@@ -89,14 +90,14 @@ tt_status tt_param_layout_of(tt_interpreter* it, int32_t node_index,
   if (bias != NULL &&
       (bias->location != TT_DATA_MODEL || bias->type != TT_TYPE_INT32 ||
        bias->num_elements != channels))
-    return bad_plan(it, "operator %d (%s) has a bias (input 2) that is not a "
-                        "constant int32 tensor of %d values", node_index,
-                    name, channels);
+    return bad_plan(it,
+                    "operator %d (%s) has a bias (input 2) that is not a "
+                    "constant int32 tensor of %d values",
+                    node_index, name, channels);
   return TT_OK;
 }
 
-static bool produced_by_an_operator(const tt_interpreter* it,
-                                    int32_t tensor) {
+static bool produced_by_an_operator(const tt_interpreter* it, int32_t tensor) {
   for (int32_t n = 0; n < it->num_nodes; ++n) {
     const tt_node* node = &it->nodes[n];
     const int32_t* out = (const int32_t*)tt_arena_at(it, node->outputs_offset);
@@ -108,29 +109,35 @@ static bool produced_by_an_operator(const tt_interpreter* it,
 
 static tt_status check_envelope(tt_interpreter* it, const uint8_t* plan,
                                 uint32_t size) {
-  if (plan == NULL)
-    return bad_plan(it, "no plan given (NULL)");
+  if (plan == NULL) return bad_plan(it, "no plan given (NULL)");
   if (size < TT_PLAN_HEADER_SIZE)
-    return bad_plan(it, "%u bytes is shorter than the %d-byte header; write "
-                        "plans with tflm_training.TrainingPlan.to_bytes()",
+    return bad_plan(it,
+                    "%u bytes is shorter than the %d-byte header; write "
+                    "plans with tflm_training.TrainingPlan.to_bytes()",
                     size, TT_PLAN_HEADER_SIZE);
   if (memcmp(plan, TT_PLAN_MAGIC, 4) != 0)
-    return bad_plan(it, "the bytes do not start with \"TTPL\"; this is not a "
-                        "training plan");
+    return bad_plan(it,
+                    "the bytes do not start with \"TTPL\"; this is not a "
+                    "training plan");
   const int32_t version = read_i32(plan, FIELD_VERSION);
   if (version != TT_PLAN_VERSION)
-    return bad_plan(it, "version %d; this runtime reads version %d, so "
-                        "regenerate the plan with the matching tflm_training",
+    return bad_plan(it,
+                    "version %d; this runtime reads version %d, so "
+                    "regenerate the plan with the matching tflm_training",
                     version, TT_PLAN_VERSION);
   const uint32_t total = (uint32_t)read_i32(plan, FIELD_TOTAL_SIZE);
   if (total != size)
-    return bad_plan(it, "the header says %u bytes but %u were given; the "
-                        "plan is truncated or has extra bytes", total, size);
+    return bad_plan(it,
+                    "the header says %u bytes but %u were given; the "
+                    "plan is truncated or has extra bytes",
+                    total, size);
   const uint32_t stored = (uint32_t)read_i32(plan, FIELD_CRC);
   const uint32_t computed = tt_crc32(plan + 16, size - 16);
   if (stored != computed)
-    return bad_plan(it, "checksum mismatch (stored %u, computed %u): the "
-                        "plan is damaged; regenerate it", stored, computed);
+    return bad_plan(it,
+                    "checksum mismatch (stored %u, computed %u): the "
+                    "plan is damaged; regenerate it",
+                    stored, computed);
   return TT_OK;
 }
 
@@ -138,15 +145,18 @@ static tt_status check_model(tt_interpreter* it, const uint8_t* plan) {
   const uint32_t plan_crc = (uint32_t)read_i32(plan, FIELD_MODEL_CRC);
   const uint32_t model_crc = tt_crc32(it->model.data, it->model.size);
   if (plan_crc != model_crc)
-    return bad_plan(it, "made for another model (model CRC-32 %u, this "
-                        "model's is %u); make the plan from this .tflite "
-                        "file", plan_crc, model_crc);
+    return bad_plan(it,
+                    "made for another model (model CRC-32 %u, this "
+                    "model's is %u); make the plan from this .tflite "
+                    "file",
+                    plan_crc, model_crc);
   const int32_t tensors = read_i32(plan, FIELD_NUM_TENSORS);
   const int32_t operators = read_i32(plan, FIELD_NUM_OPERATORS);
   if (tensors != it->num_tensors || operators != it->num_nodes)
-    return bad_plan(it, "made for a model with %d tensors and %d operators, "
-                        "but this one has %d and %d", tensors, operators,
-                    it->num_tensors, it->num_nodes);
+    return bad_plan(it,
+                    "made for a model with %d tensors and %d operators, "
+                    "but this one has %d and %d",
+                    tensors, operators, it->num_tensors, it->num_nodes);
   return TT_OK;
 }
 
@@ -169,21 +179,25 @@ static tt_status check_settings(tt_interpreter* it, const uint8_t* plan,
   if (info->batch_size < 1)
     return bad_plan(it, "batch size %d must be at least 1", info->batch_size);
   if (!(info->learning_rate > 0.0f) || !tt_is_finite(info->learning_rate))
-    return bad_plan(it, "the learning rate must be a positive finite "
-                        "number");
+    return bad_plan(it,
+                    "the learning rate must be a positive finite "
+                    "number");
   if (!(info->momentum >= 0.0f && info->momentum < 1.0f))
     return bad_plan(it, "momentum must be in [0, 1)");
   if ((info->flags & ~(TT_PLAN_FLAG_QAS | TT_PLAN_FLAG_NO_RESIDUAL |
                        TT_PLAN_FLAG_GRADIENTS_16)) != 0)
-    return bad_plan(it, "flags %d has unknown bits; only bit 0 (QAS), bit 1 "
-                        "(no residual) and bit 2 (16-bit gradients) are "
-                        "defined", info->flags);
+    return bad_plan(it,
+                    "flags %d has unknown bits; only bit 0 (QAS), bit 1 "
+                    "(no residual) and bit 2 (16-bit gradients) are "
+                    "defined",
+                    info->flags);
   const int32_t bits = (info->flags & TT_PLAN_FLAG_GRADIENTS_16) ? 16 : 32;
   if (bits != TT_GRADIENT_BITS)
-    return bad_plan(it, "it stores gradients in %d bits, this runtime in %d; "
-                        "build the runtime with TT_GRADIENT_BITS=%d (the "
-                        "tools build the one a plan needs)", bits,
-                    TT_GRADIENT_BITS, bits);
+    return bad_plan(it,
+                    "it stores gradients in %d bits, this runtime in %d; "
+                    "build the runtime with TT_GRADIENT_BITS=%d (the "
+                    "tools build the one a plan needs)",
+                    bits, TT_GRADIENT_BITS, bits);
   return TT_OK;
 }
 
@@ -193,21 +207,26 @@ static tt_status check_logits(tt_interpreter* it, const uint8_t* plan,
   info->num_classes = read_i32(plan, FIELD_NUM_CLASSES);
   const int32_t index = info->logits_tensor;
   if (index < 0 || index >= it->num_tensors)
-    return bad_plan(it, "logits tensor %d does not exist (the model has %d "
-                        "tensors)", index, it->num_tensors);
+    return bad_plan(it,
+                    "logits tensor %d does not exist (the model has %d "
+                    "tensors)",
+                    index, it->num_tensors);
   const tt_tensor* t = &it->tensors[index];
-  if (t->type != TT_TYPE_INT8 || t->num_scales == 0 ||
-      !(t->scale > 0.0f) || !tt_is_finite(t->scale))
-    return bad_plan(it, "logits tensor %d is %s without a positive scale; "
-                        "the loss needs a quantized int8 tensor (the input of "
-                        "the final SOFTMAX)", index, tt_type_name(t->type));
+  if (t->type != TT_TYPE_INT8 || t->num_scales == 0 || !(t->scale > 0.0f) ||
+      !tt_is_finite(t->scale))
+    return bad_plan(it,
+                    "logits tensor %d is %s without a positive scale; "
+                    "the loss needs a quantized int8 tensor (the input of "
+                    "the final SOFTMAX)",
+                    index, tt_type_name(t->type));
   if (t->location != TT_DATA_ARENA || !produced_by_an_operator(it, index))
     return bad_plan(it, "logits tensor %d is not computed by an operator",
                     index);
   if (info->num_classes < 2 || t->num_elements != info->num_classes)
-    return bad_plan(it, "logits tensor %d has %d values but the plan says %d "
-                        "classes (at least 2)", index, t->num_elements,
-                    info->num_classes);
+    return bad_plan(it,
+                    "logits tensor %d has %d values but the plan says %d "
+                    "classes (at least 2)",
+                    index, t->num_elements, info->num_classes);
   return TT_OK;
 }
 
@@ -217,13 +236,16 @@ static tt_status check_channels(tt_interpreter* it, const uint8_t* plan,
   for (int32_t slot = 0; slot < layer->num_channels; ++slot) {
     const int32_t channel = tt_plan_channel(plan, layer, slot);
     if (channel < 0 || channel >= layout->num_channels)
-      return bad_plan(it, "layer %d: channel %d is out of range; operator %d "
-                          "has output channels 0 to %d", index, channel,
-                      layer->operator_index, layout->num_channels - 1);
+      return bad_plan(it,
+                      "layer %d: channel %d is out of range; operator %d "
+                      "has output channels 0 to %d",
+                      index, channel, layer->operator_index,
+                      layout->num_channels - 1);
     if (slot > 0 && channel <= tt_plan_channel(plan, layer, slot - 1))
-      return bad_plan(it, "layer %d: channel %d follows %d; list channels in "
-                          "ascending order, each once", index, channel,
-                      tt_plan_channel(plan, layer, slot - 1));
+      return bad_plan(it,
+                      "layer %d: channel %d follows %d; list channels in "
+                      "ascending order, each once",
+                      index, channel, tt_plan_channel(plan, layer, slot - 1));
   }
   return TT_OK;
 }
@@ -246,17 +268,22 @@ static tt_status check_kind(tt_interpreter* it, int32_t index,
       layer->update_kind != TT_UPDATE_WEIGHTS &&
       layer->update_kind != TT_UPDATE_SAMPLED &&
       layer->update_kind != TT_UPDATE_LOWRANK)
-    return bad_plan(it, "layer %d: update kind %d is unknown (0 = bias only, "
-                        "1 = weights and bias, 2 = sampled channels, 3 = "
-                        "low-rank)", index, layer->update_kind);
+    return bad_plan(it,
+                    "layer %d: update kind %d is unknown (0 = bias only, "
+                    "1 = weights and bias, 2 = sampled channels, 3 = "
+                    "low-rank)",
+                    index, layer->update_kind);
   if (layer->update_kind != TT_UPDATE_LOWRANK &&
       (layer->rank != 0 || layer->refresh_steps != 0))
-    return bad_plan(it, "layer %d: rank %d and refresh_steps %d are for "
-                        "low-rank layers (kind 3); set both to 0", index,
-                    layer->rank, layer->refresh_steps);
+    return bad_plan(it,
+                    "layer %d: rank %d and refresh_steps %d are for "
+                    "low-rank layers (kind 3); set both to 0",
+                    index, layer->rank, layer->refresh_steps);
   if (layer->update_kind != TT_UPDATE_SAMPLED && layer->channel_cost != 0)
-    return bad_plan(it, "layer %d: channel_cost %d is for sampled layers "
-                        "(kind 2); set it to 0", index, layer->channel_cost);
+    return bad_plan(it,
+                    "layer %d: channel_cost %d is for sampled layers "
+                    "(kind 2); set it to 0",
+                    index, layer->channel_cost);
   return TT_OK;
 }
 
@@ -271,14 +298,16 @@ static tt_status check_channel_cost(tt_interpreter* it,
       info, layout->weights_per_channel, layout->bias_tensor >= 0);
   if (minimum < 1) minimum = 1;
   if (minimum > INT32_MAX)
-    return bad_plan(it, "layer %d: operator %d has %d weights per channel, "
-                        "too many for a sampled layer's optimizer state",
+    return bad_plan(it,
+                    "layer %d: operator %d has %d weights per channel, "
+                    "too many for a sampled layer's optimizer state",
                     index, layer->operator_index, layout->weights_per_channel);
   if (layer->channel_cost < 1 || (uint64_t)layer->channel_cost < minimum)
-    return bad_plan(it, "layer %d: channel_cost %d must be at least %d bytes "
-                        "(the optimizer state of one of its channels, and at "
-                        "least 1); raise it", index, layer->channel_cost,
-                    (int32_t)minimum);
+    return bad_plan(it,
+                    "layer %d: channel_cost %d must be at least %d bytes "
+                    "(the optimizer state of one of its channels, and at "
+                    "least 1); raise it",
+                    index, layer->channel_cost, (int32_t)minimum);
   return TT_OK;
 }
 
@@ -297,42 +326,49 @@ static tt_status check_lowrank(tt_interpreter* it, int32_t index,
     const tt_tensor* input = tt_node_input(it, node, 0);
     if (filter == NULL || filter->rank != 4 || filter->dims[1] != 1 ||
         filter->dims[2] != 1)
-      return bad_plan(it, "layer %d: operator %d (CONV_2D) has a %dx%d "
-                          "filter; low-rank updates (kind 3) train only "
-                          "FULLY_CONNECTED and pointwise (1x1) CONV_2D "
-                          "layers, so train it with kind 1 (weights)",
+      return bad_plan(it,
+                      "layer %d: operator %d (CONV_2D) has a %dx%d "
+                      "filter; low-rank updates (kind 3) train only "
+                      "FULLY_CONNECTED and pointwise (1x1) CONV_2D "
+                      "layers, so train it with kind 1 (weights)",
                       index, op, filter != NULL ? filter->dims[1] : 0,
-                      filter != NULL && filter->rank > 2 ? filter->dims[2]
-                                                         : 0);
+                      filter != NULL && filter->rank > 2 ? filter->dims[2] : 0);
     if (input == NULL || input->rank < 1 ||
         input->dims[input->rank - 1] != filter->dims[3])
-      return bad_plan(it, "layer %d: operator %d (CONV_2D) is a grouped "
-                          "convolution; low-rank updates (kind 3) need one "
-                          "group, so train it with kind 1 (weights)",
+      return bad_plan(it,
+                      "layer %d: operator %d (CONV_2D) is a grouped "
+                      "convolution; low-rank updates (kind 3) need one "
+                      "group, so train it with kind 1 (weights)",
                       index, op);
   } else if (node->builtin_code != TT_OP_FULLY_CONNECTED) {
-    return bad_plan(it, "layer %d: operator %d is %s; low-rank updates "
-                        "(kind 3) train only FULLY_CONNECTED and pointwise "
-                        "(1x1) CONV_2D layers, so train it with kind 1 "
-                        "(weights)", index, op, name);
+    return bad_plan(it,
+                    "layer %d: operator %d is %s; low-rank updates "
+                    "(kind 3) train only FULLY_CONNECTED and pointwise "
+                    "(1x1) CONV_2D layers, so train it with kind 1 "
+                    "(weights)",
+                    index, op, name);
   }
   if (layer->num_channels != layout->num_channels)
-    return bad_plan(it, "layer %d: a low-rank layer trains all %d output "
-                        "channels of operator %d (%s), but %d are listed; "
-                        "list them all", index, layout->num_channels, op,
-                    name, layer->num_channels);
+    return bad_plan(it,
+                    "layer %d: a low-rank layer trains all %d output "
+                    "channels of operator %d (%s), but %d are listed; "
+                    "list them all",
+                    index, layout->num_channels, op, name, layer->num_channels);
   const int32_t rows = layout->num_channels;
   const int32_t cols = layout->weights_per_channel;
   const int32_t most = rows < cols ? rows : cols;
   if (layer->rank < 1 || layer->rank > most)
-    return bad_plan(it, "layer %d: rank %d must be between 1 and %d, the "
-                        "smaller of operator %d's %d output channels and %d "
-                        "weights per channel", index, layer->rank, most, op,
-                    rows, cols);
+    return bad_plan(it,
+                    "layer %d: rank %d must be between 1 and %d, the "
+                    "smaller of operator %d's %d output channels and %d "
+                    "weights per channel",
+                    index, layer->rank, most, op, rows, cols);
   if (layer->refresh_steps < 1)
-    return bad_plan(it, "layer %d: refresh_steps %d must be at least 1 (the "
-                        "updates between refreshes of the low-rank "
-                        "projector)", index, layer->refresh_steps);
+    return bad_plan(it,
+                    "layer %d: refresh_steps %d must be at least 1 (the "
+                    "updates between refreshes of the low-rank "
+                    "projector)",
+                    index, layer->refresh_steps);
   return TT_OK;
 }
 
@@ -343,33 +379,43 @@ static tt_status check_layer(tt_interpreter* it, const uint8_t* plan,
   tt_plan_layer_at(plan, index, &layer);
   const int32_t op = layer.operator_index;
   if (op < 0 || op >= it->num_nodes)
-    return bad_plan(it, "layer %d: operator %d does not exist (the model has "
-                        "%d operators)", index, op, it->num_nodes);
+    return bad_plan(it,
+                    "layer %d: operator %d does not exist (the model has "
+                    "%d operators)",
+                    index, op, it->num_nodes);
   if (op <= previous_operator)
-    return bad_plan(it, "layer %d: operator %d does not come after operator "
-                        "%d; list layers by ascending operator index, each "
-                        "once", index, op, previous_operator);
+    return bad_plan(it,
+                    "layer %d: operator %d does not come after operator "
+                    "%d; list layers by ascending operator index, each "
+                    "once",
+                    index, op, previous_operator);
   const int32_t code = it->nodes[op].builtin_code;
   const tt_backward_kernel* kernel = tt_backward_find(code);
   if (kernel == NULL || !kernel->has_parameters)
-    return bad_plan(it, "layer %d: operator %d (%s) has no trainable "
-                        "parameters%s", index, op, tt_builtin_name(code),
-                    kernel == NULL ? " (no backward kernel in this build)"
-                                   : "");
+    return bad_plan(
+        it,
+        "layer %d: operator %d (%s) has no trainable "
+        "parameters%s",
+        index, op, tt_builtin_name(code),
+        kernel == NULL ? " (no backward kernel in this build)" : "");
   TT_RETURN_IF_ERROR(check_kind(it, index, &layer));
   if (read_i32(plan, TT_PLAN_HEADER_SIZE +
                          (uint32_t)index * TT_PLAN_LAYER_SIZE +
                          LAYER_RESERVED) != 0)
     return bad_plan(it, "layer %d: the reserved field must be 0", index);
   if (!(layer.lr_scale > 0.0f) || !tt_is_finite(layer.lr_scale))
-    return bad_plan(it, "layer %d: lr_scale must be a positive finite "
-                        "number", index);
+    return bad_plan(it,
+                    "layer %d: lr_scale must be a positive finite "
+                    "number",
+                    index);
   tt_param_layout layout;
   TT_RETURN_IF_ERROR(tt_param_layout_of(it, op, &layout));
   if (layer.update_kind == TT_UPDATE_BIAS && layout.bias_tensor < 0)
-    return bad_plan(it, "layer %d: operator %d (%s) has no bias, so a "
-                        "bias-only update cannot train it; use update kind 1 "
-                        "(weights)", index, op, tt_builtin_name(code));
+    return bad_plan(it,
+                    "layer %d: operator %d (%s) has no bias, so a "
+                    "bias-only update cannot train it; use update kind 1 "
+                    "(weights)",
+                    index, op, tt_builtin_name(code));
   TT_RETURN_IF_ERROR(check_channel_cost(it, info, index, &layer, &layout));
   TT_RETURN_IF_ERROR(check_lowrank(it, index, &layer, &layout));
   return check_channels(it, plan, index, &layer, &layout);
@@ -394,8 +440,10 @@ static tt_status check_layer_table(tt_interpreter* it, const uint8_t* plan,
     expected += 4u * (uint64_t)channels;
   }
   if (expected != size)
-    return bad_plan(it, "the layer table and channel lists take %u bytes but "
-                        "the plan has %u", (uint32_t)expected, size);
+    return bad_plan(it,
+                    "the layer table and channel lists take %u bytes but "
+                    "the plan has %u",
+                    (uint32_t)expected, size);
   int32_t previous = -1;
   for (int32_t i = 0; i < num_layers; ++i) {
     TT_RETURN_IF_ERROR(check_layer(it, plan, info, i, previous));
@@ -423,25 +471,30 @@ static tt_status check_sampling(tt_interpreter* it, const uint8_t* plan,
     candidates += layer.num_channels;
   }
   if (sampled == 0 && info->sample_budget != 0)
-    return bad_plan(it, "sample_budget is %d but no layer is sampled (update "
-                        "kind 2); set it to 0", info->sample_budget);
+    return bad_plan(it,
+                    "sample_budget is %d but no layer is sampled (update "
+                    "kind 2); set it to 0",
+                    info->sample_budget);
   if (sampled > 0 && info->sample_budget < cheapest)
-    return bad_plan(it, "sample_budget %d bytes is less than the cheapest "
-                        "sampled channel (channel_cost %d): no channel could "
-                        "ever train; raise the budget", info->sample_budget,
-                    cheapest);
+    return bad_plan(it,
+                    "sample_budget %d bytes is less than the cheapest "
+                    "sampled channel (channel_cost %d): no channel could "
+                    "ever train; raise the budget",
+                    info->sample_budget, cheapest);
   if (candidates > TT_PLAN_MAX_CANDIDATES)
-    return bad_plan(it, "the sampled layers have %d candidate channels in "
-                        "all; at most %d are supported, so list fewer "
-                        "candidates", (int32_t)candidates,
-                    TT_PLAN_MAX_CANDIDATES);
+    return bad_plan(it,
+                    "the sampled layers have %d candidate channels in "
+                    "all; at most %d are supported, so list fewer "
+                    "candidates",
+                    (int32_t)candidates, TT_PLAN_MAX_CANDIDATES);
   info->sampled_candidates = (int32_t)candidates;
   if (lowrank == 0) {
     if (info->adam_beta1 != 0.0f || info->adam_beta2 != 0.0f ||
         info->adam_epsilon != 0.0f)
-      return bad_plan(it, "adam_beta1, adam_beta2 and adam_epsilon are for "
-                          "low-rank layers (kind 3); with none, set them to "
-                          "0");
+      return bad_plan(it,
+                      "adam_beta1, adam_beta2 and adam_epsilon are for "
+                      "low-rank layers (kind 3); with none, set them to "
+                      "0");
     return TT_OK;
   }
   if (!(info->adam_beta1 >= 0.0f && info->adam_beta1 < 1.0f) ||
@@ -469,10 +522,12 @@ void tt_plan_layer_at(const uint8_t* plan, int32_t index,
   uint32_t channels_pos =
       TT_PLAN_HEADER_SIZE + (uint32_t)num_layers * TT_PLAN_LAYER_SIZE;
   for (int32_t i = 0; i < index; ++i)
-    channels_pos += 4u * (uint32_t)read_i32(
-        plan, TT_PLAN_HEADER_SIZE + (uint32_t)i * TT_PLAN_LAYER_SIZE +
-                  LAYER_CHANNELS);
-  const uint32_t pos = TT_PLAN_HEADER_SIZE + (uint32_t)index * TT_PLAN_LAYER_SIZE;
+    channels_pos +=
+        4u * (uint32_t)read_i32(plan, TT_PLAN_HEADER_SIZE +
+                                          (uint32_t)i * TT_PLAN_LAYER_SIZE +
+                                          LAYER_CHANNELS);
+  const uint32_t pos =
+      TT_PLAN_HEADER_SIZE + (uint32_t)index * TT_PLAN_LAYER_SIZE;
   layer->operator_index = read_i32(plan, pos + LAYER_OPERATOR);
   layer->update_kind = read_i32(plan, pos + LAYER_KIND);
   layer->num_channels = read_i32(plan, pos + LAYER_CHANNELS);

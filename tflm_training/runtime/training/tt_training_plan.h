@@ -147,8 +147,7 @@ tt_status tt_plan_parse(tt_interpreter* interpreter, const uint8_t* plan,
                         uint32_t plan_size, tt_plan_info* info);
 
 /* Layer `index` of a plan tt_plan_parse accepted. */
-void tt_plan_layer_at(const uint8_t* plan, int32_t index,
-                      tt_plan_layer* layer);
+void tt_plan_layer_at(const uint8_t* plan, int32_t index, tt_plan_layer* layer);
 int32_t tt_plan_channel(const uint8_t* plan, const tt_plan_layer* layer,
                         int32_t slot);
 

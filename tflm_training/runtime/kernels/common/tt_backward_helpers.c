@@ -66,19 +66,17 @@ void tt_backward_scales(const tt_interpreter* interpreter,
   }
 }
 
-tt_status tt_backward_prepare_update(tt_interpreter* it, const tt_node* node,
-                                     const tt_layer_update* update,
-                                     const tt_tensor* filter,
-                                     const tt_tensor* bias,
-                                     int32_t num_channels,
-                                     int32_t weights_per_channel,
-                                     tt_backward_needs* needs) {
+tt_status tt_backward_prepare_update(
+    tt_interpreter* it, const tt_node* node, const tt_layer_update* update,
+    const tt_tensor* filter, const tt_tensor* bias, int32_t num_channels,
+    int32_t weights_per_channel, tt_backward_needs* needs) {
   if (update == NULL) return TT_OK;
   if (update->kind != TT_UPDATE_BIAS && update->kind != TT_UPDATE_WEIGHTS &&
       update->kind != TT_UPDATE_LOWRANK) {
     return tt_node_fail(it, node, TT_ERR_BAD_PLAN,
                         "update kind %d is neither BIAS (0), WEIGHTS (1) nor "
-                        "LOWRANK (3)", update->kind);
+                        "LOWRANK (3)",
+                        update->kind);
   }
   if (update->num_channels < 1 || update->num_channels > num_channels ||
       update->channels == NULL) {
@@ -99,7 +97,8 @@ tt_status tt_backward_prepare_update(tt_interpreter* it, const tt_node* node,
     if (!(scale > 0.0f && scale <= 3.40282347e38f)) {
       return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                           "weight scale of selected channel %d is not a "
-                          "positive finite number", channel);
+                          "positive finite number",
+                          channel);
     }
   }
   if (update->kind == TT_UPDATE_BIAS) {
@@ -112,8 +111,8 @@ tt_status tt_backward_prepare_update(tt_interpreter* it, const tt_node* node,
   if (update->weights_per_channel != weights_per_channel) {
     return tt_node_fail(it, node, TT_ERR_BAD_PLAN,
                         "the update has %d weights per channel; the layer "
-                        "has %d", update->weights_per_channel,
-                        weights_per_channel);
+                        "has %d",
+                        update->weights_per_channel, weights_per_channel);
   }
   const uint64_t scratch = (uint64_t)weights_per_channel * sizeof(float);
   if (scratch > UINT32_MAX / 2) {
@@ -137,8 +136,8 @@ tt_status tt_backward_update_channels(tt_interpreter* it, const tt_node* node,
   const tt_tensor* filter = tt_node_input(it, node, 1);
   const tt_tensor* bias = tt_node_input(it, node, 2);
   /* Low-rank layers need every channel's weight gradient as well. */
-  const bool weights = update->kind == TT_UPDATE_WEIGHTS ||
-                       update->kind == TT_UPDATE_LOWRANK;
+  const bool weights =
+      update->kind == TT_UPDATE_WEIGHTS || update->kind == TT_UPDATE_LOWRANK;
   int8_t* filter_data = NULL;
   int32_t* bias_data = NULL;
   if (weights) {
@@ -163,8 +162,8 @@ tt_status tt_backward_update_channels(tt_interpreter* it, const tt_node* node,
     float bias_grad = 0.0f;
     grad(context, channel, weight_grad, &bias_grad);
     tt_channel_params params;
-    params.weights = weights ? filter_data + channel * layout->channel_step
-                             : NULL;
+    params.weights =
+        weights ? filter_data + channel * layout->channel_step : NULL;
     params.weight_stride = layout->weight_stride;
     params.bias = bias_data != NULL ? bias_data + channel : NULL;
     params.weight_scale = tt_tensor_channel_scale(it, filter, channel);
@@ -227,9 +226,8 @@ tt_status tt_backward_prepare_layer(tt_interpreter* it, const tt_node* node,
   layer->shape(op_data, &shape);
   tt_backward_clamp(needs, shape.act_min, shape.act_max);
   return tt_backward_prepare_update(
-      it, node, update, tt_node_input(it, node, 1),
-      tt_node_input(it, node, 2), shape.num_channels,
-      shape.weights_per_channel, needs);
+      it, node, update, tt_node_input(it, node, 1), tt_node_input(it, node, 2),
+      shape.num_channels, shape.weights_per_channel, needs);
 }
 
 static tt_status update_layer(tt_interpreter* it, const tt_node* node,
@@ -244,9 +242,8 @@ static tt_status update_layer(tt_interpreter* it, const tt_node* node,
   }
   tt_layer_shape shape;
   layer->shape(op_data, &shape);
-  const tt_layer_grad_context context = {op_data, input_data,
-                                         input->zero_point, input->scale,
-                                         io->output_grad};
+  const tt_layer_grad_context context = {op_data, input_data, input->zero_point,
+                                         input->scale, io->output_grad};
   return tt_backward_update_channels(it, node, io->update, &shape.layout,
                                      io->scratch, layer->channel_grad,
                                      &context);
@@ -265,8 +262,9 @@ tt_status tt_backward_layer(tt_interpreter* it, const tt_node* node,
                         "backward has no filter or output gradient");
   }
   const bool in_place = io->in_place && io->input_grads[0] != NULL;
-  if (in_place && (layer->input_grad_in_place == NULL ||
-                   (io->update != NULL && io->update->kind != TT_UPDATE_BIAS))) {
+  if (in_place &&
+      (layer->input_grad_in_place == NULL ||
+       (io->update != NULL && io->update->kind != TT_UPDATE_BIAS))) {
     return tt_node_fail(it, node, TT_ERR_BAD_STATE,
                         "its input gradient cannot be written in place");
   }

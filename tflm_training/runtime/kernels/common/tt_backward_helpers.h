@@ -68,14 +68,11 @@ void tt_backward_scales(const tt_interpreter* interpreter,
  * selected channels. For TT_UPDATE_WEIGHTS and TT_UPDATE_LOWRANK it asks
  * for input 0 to be saved and scratch for one channel's float weight
  * gradient. */
-tt_status tt_backward_prepare_update(tt_interpreter* interpreter,
-                                     const tt_node* node,
-                                     const tt_layer_update* update,
-                                     const tt_tensor* filter,
-                                     const tt_tensor* bias,
-                                     int32_t num_channels,
-                                     int32_t weights_per_channel,
-                                     tt_backward_needs* needs);
+tt_status tt_backward_prepare_update(
+    tt_interpreter* interpreter, const tt_node* node,
+    const tt_layer_update* update, const tt_tensor* filter,
+    const tt_tensor* bias, int32_t num_channels, int32_t weights_per_channel,
+    tt_backward_needs* needs);
 
 /* Computes a selected channel's weight gradient (weights_per_channel
  * floats into weight_grad, or nothing when it is NULL) and bias gradient. */
@@ -122,8 +119,8 @@ typedef struct {
   void (*shape)(const void* op_data, tt_layer_shape* shape);
   /* dx += the input gradient of dy, over all output channels. */
   void (*input_grad)(const void* op_data, const int8_t* filter,
-                     const void* scales, int32_t scale_step,
-                     const tt_grad* dy, tt_grad* dx);
+                     const void* scales, int32_t scale_step, const tt_grad* dy,
+                     tt_grad* dx);
   tt_channel_grad_fn channel_grad; /* context: a tt_layer_grad_context */
   /* dx = the input gradient of dy, written over dy (`grad`) with `scratch`
    * (needs.in_place_scratch_bytes); NULL when the layer never offers it. */
@@ -155,7 +152,7 @@ tt_status tt_backward_prepare_node(tt_interpreter* interpreter,
                                    int32_t node_index,
                                    const tt_layer_update* update,
                                    tt_backward_needs* needs);
-tt_status tt_backward_run_node(tt_interpreter* interpreter,
-                               int32_t node_index, const tt_backward_io* io);
+tt_status tt_backward_run_node(tt_interpreter* interpreter, int32_t node_index,
+                               const tt_backward_io* io);
 
 #endif /* TFLM_TRAINING_TT_BACKWARD_HELPERS_H_ */

@@ -51,8 +51,8 @@ void tt_grad_scaled_write(int32_t count, float gain, const tt_grad* dy,
  * summed over u in increasing order. */
 void tt_fc_input_grad(int32_t batches, int32_t depth, int32_t units,
                       const int8_t* filter, int32_t filter_offset,
-                      const void* scales, int32_t scale_step,
-                      const tt_grad* dy, tt_grad* dx);
+                      const void* scales, int32_t scale_step, const tt_grad* dy,
+                      tt_grad* dx);
 
 /* Output channel `unit`: weight_grad[d] = s_x * sum_b dy[b, unit] *
  * (x[b, d] - x_zero_point) (depth values; NULL for none), *bias_grad =
@@ -102,10 +102,9 @@ void tt_conv_channel_grad(const tt_conv_shape* shape,
  * KH * KW values, channel `channel`'s weights in the filter's order (the
  * filter holds them C_out elements apart). */
 void tt_depthwise_input_grad(const tt_depthwise_shape* shape,
-                             const tt_conv_window* window,
-                             const int8_t* filter, const void* scales,
-                             int32_t scale_step, const tt_grad* dy,
-                             tt_grad* dx);
+                             const tt_conv_window* window, const int8_t* filter,
+                             const void* scales, int32_t scale_step,
+                             const tt_grad* dy, tt_grad* dx);
 /* The input gradient of a stride-1 DEPTHWISE_CONV_2D with multiplier 1
  * that keeps the image size, written over dy (`grad`): dy is scaled by the
  * channel scales in place, then each input row is gathered (0 plus the
@@ -116,9 +115,9 @@ uint32_t tt_depthwise_in_place_rows(const tt_depthwise_shape* shape,
                                     const tt_conv_window* window);
 void tt_depthwise_input_grad_in_place(const tt_depthwise_shape* shape,
                                       const tt_conv_window* window,
-                                      const int8_t* filter,
-                                      const void* scales, int32_t scale_step,
-                                      tt_grad* grad, tt_grad* ring);
+                                      const int8_t* filter, const void* scales,
+                                      int32_t scale_step, tt_grad* grad,
+                                      tt_grad* ring);
 void tt_depthwise_channel_grad(const tt_depthwise_shape* shape,
                                const tt_conv_window* window, int32_t channel,
                                const int8_t* input, int32_t input_zero_point,
@@ -157,9 +156,9 @@ void tt_mean_grad(int32_t rank, const int32_t* input_dims,
  * gain * (the part of dy inside the padded box); *value_grad (NULL for
  * none) += the sum of dy over the padding, in output order. dx may be
  * NULL. */
-void tt_pad_grad(int32_t rank, const int32_t* input_dims,
-                 const int32_t* before, const int32_t* after, float gain,
-                 const tt_grad* dy, tt_grad* dx, tt_grad* value_grad);
+void tt_pad_grad(int32_t rank, const int32_t* input_dims, const int32_t* before,
+                 const int32_t* after, float gain, const tt_grad* dy,
+                 tt_grad* dx, tt_grad* value_grad);
 
 /* CONCATENATION: one input's share of dy. The output holds `outer` rows of
  * output_row values; the input's `chunk` values of each row start at

@@ -8,7 +8,8 @@ extern const tt_backward_kernel tt_backward_add TT_KERNEL_IF_LINKED;
 extern const tt_backward_kernel tt_backward_average_pool_2d TT_KERNEL_IF_LINKED;
 extern const tt_backward_kernel tt_backward_concatenation TT_KERNEL_IF_LINKED;
 extern const tt_backward_kernel tt_backward_conv_2d TT_KERNEL_IF_LINKED;
-extern const tt_backward_kernel tt_backward_depthwise_conv_2d TT_KERNEL_IF_LINKED;
+extern const tt_backward_kernel tt_backward_depthwise_conv_2d
+    TT_KERNEL_IF_LINKED;
 extern const tt_backward_kernel tt_backward_expand_dims TT_KERNEL_IF_LINKED;
 extern const tt_backward_kernel tt_backward_fully_connected TT_KERNEL_IF_LINKED;
 extern const tt_backward_kernel tt_backward_max_pool_2d TT_KERNEL_IF_LINKED;

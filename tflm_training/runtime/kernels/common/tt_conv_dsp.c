@@ -12,9 +12,9 @@ int32_t tt_dsp_paths_enabled(void) { return TT_HAVE_DSP; }
  * values follow, four slots per column, in plain order. */
 typedef struct {
   int16_t* values;
-  int32_t width;     /* columns: 1 or 2 */
-  int32_t grouped;   /* depth - depth % 4 */
-  int32_t tail;      /* depth % 4 */
+  int32_t width;   /* columns: 1 or 2 */
+  int32_t grouped; /* depth - depth % 4 */
+  int32_t tail;    /* depth % 4 */
 } column_set;
 
 static column_set column_set_make(int16_t* values, int32_t width,
@@ -24,8 +24,7 @@ static column_set column_set_make(int16_t* values, int32_t width,
 }
 
 /* Where value j of column q is stored. */
-static inline int32_t column_slot(const column_set* set, int32_t q,
-                                  int32_t j) {
+static inline int32_t column_slot(const column_set* set, int32_t q, int32_t j) {
   if (j >= set->grouped) {
     return set->grouped * set->width + q * 4 + (j - set->grouped);
   }
@@ -88,8 +87,7 @@ static void column_from_pixel(const column_set* set, int32_t q,
     for (int32_t piece = 0; piece < pieces; ++piece) {
       const int32_t j = taps.filter_start + row * taps.filter_row_step +
                         piece * taps.filter_col_step;
-      const int8_t* src = image + taps.input_start +
-                          row * taps.input_row_step +
+      const int8_t* src = image + taps.input_start + row * taps.input_row_step +
                           piece * taps.input_col_step;
       column_put(set, q, j, src, span, input_offset);
     }
@@ -103,8 +101,8 @@ typedef struct {
 
 /* s + one group of four values: the two filters' weights at f0, f1 and
  * the two columns' widened values at c. */
-static inline __attribute__((always_inline)) sums_2x2 group_2x2(
-    sums_2x2 s, const int8_t* f0, const int8_t* f1, const int16_t* c) {
+static inline __attribute__((always_inline)) sums_2x2
+group_2x2(sums_2x2 s, const int8_t* f0, const int8_t* f1, const int16_t* c) {
   const uint32_t w0 = tt_dsp_load4(f0);
   const uint32_t w1 = tt_dsp_load4(f1);
   const tt_i16x2 w0_even = tt_dsp_sxtb16(w0);
@@ -183,8 +181,8 @@ static sums_4x1 dot_4x1(const column_set* set, const int8_t* const f[4]) {
  * (scales[i] is channel first + i's): out[q] receives column q's, each
  * accumulator plus terms[q] before the bias. */
 static void columns_times_filters(const column_set* set,
-                                  const tt_conv_eval_view* view,
-                                  int32_t depth, int32_t first, int32_t count,
+                                  const tt_conv_eval_view* view, int32_t depth,
+                                  int32_t first, int32_t count,
                                   const tt_conv_channel_scale* scales,
                                   const int32_t terms[2], int8_t* out[2]) {
   /* Copied into locals: the int8 output stores may alias anything, so

@@ -39,9 +39,9 @@ void tt_conv_dsp_eval(const tt_conv_shape* s, const tt_conv_geometry* g,
 int32_t tt_fc_dsp_rows(int32_t depth);
 
 /* FULLY_CONNECTED of input rows first .. first + count - 1 (count 1 or
- * at most tt_fc_dsp_rows(depth)), each `depth` values long, into `units` outputs each; terms[i] is
- * added to every accumulator of row first + i before the bias (the filter
- * zero point's share, tt_fc_op_data). */
+ * at most tt_fc_dsp_rows(depth)), each `depth` values long, into `units`
+ * outputs each; terms[i] is added to every accumulator of row first + i before
+ * the bias (the filter zero point's share, tt_fc_op_data). */
 void tt_fc_dsp_eval_rows(const tt_conv_eval_view* view, int32_t depth,
                          int32_t units, int32_t first, int32_t count,
                          const int32_t terms[2]);

@@ -2,14 +2,13 @@
  * taps, the multiply-accumulate loop of the portable path, and the eval
  * view. (tt_conv_params.c, which prepare uses, is built for size.) */
 #include "kernels/common/tt_conv_params.h"
-
 #include "kernels/common/tt_dsp.h"
 
 /* The taps of one window axis that land inside the input: of `taps` taps,
  * `dilation` apart, the first at input coordinate `origin`, those in
  * [0, size) are taps *first .. *first + count - 1. Returns count. */
-static int32_t valid_axis_taps(int32_t origin, int32_t dilation,
-                               int32_t size, int32_t taps, int32_t* first) {
+static int32_t valid_axis_taps(int32_t origin, int32_t dilation, int32_t size,
+                               int32_t taps, int32_t* first) {
   /* Divisions rounded up, written so that no sum can overflow. */
   *first = origin < 0 ? (-origin - 1) / dilation + 1 : 0;
   const int32_t end = origin < size ? (size - origin - 1) / dilation + 1 : 0;
@@ -23,10 +22,10 @@ tt_conv_taps tt_conv_pixel_taps(const tt_conv_geometry* g, int32_t out_y,
   const int32_t origin_y = out_y * w->stride_h - w->pad_h;
   const int32_t origin_x = out_x * w->stride_w - w->pad_w;
   int32_t first_y, first_x;
-  const int32_t rows = valid_axis_taps(origin_y, w->dilation_h, g->in_h,
-                                       g->filter_h, &first_y);
-  const int32_t cols = valid_axis_taps(origin_x, w->dilation_w, g->in_w,
-                                       g->filter_w, &first_x);
+  const int32_t rows =
+      valid_axis_taps(origin_y, w->dilation_h, g->in_h, g->filter_h, &first_y);
+  const int32_t cols =
+      valid_axis_taps(origin_x, w->dilation_w, g->in_w, g->filter_w, &first_x);
   if (rows == 0 || cols == 0) {
     const tt_conv_taps none = {0};
     return none;

@@ -12,9 +12,9 @@
 #include "kernels/common/tt_conv_params.h"
 
 typedef struct {
-  int32_t batches;     /* rows */
-  int32_t accum_depth; /* D */
-  int32_t units;       /* U */
+  int32_t batches;       /* rows */
+  int32_t accum_depth;   /* D */
+  int32_t units;         /* U */
   int32_t filter_offset; /* minus the filter zero point (per tensor), or 0 */
   tt_conv_quant quant;
   int32_t num_multipliers; /* 1, or one per unit */

@@ -8,10 +8,9 @@
  * dilation, stays well inside int32. */
 #define TT_CONV_MAX_EXTENT ((int64_t)1 << 29)
 
-tt_status tt_conv_node_tensors(tt_interpreter* interpreter,
-                               const tt_node* node, const tt_tensor** input,
-                               const tt_tensor** filter,
-                               const tt_tensor** bias,
+tt_status tt_conv_node_tensors(tt_interpreter* interpreter, const tt_node* node,
+                               const tt_tensor** input,
+                               const tt_tensor** filter, const tt_tensor** bias,
                                const tt_tensor** output) {
   TT_RETURN_IF_ERROR(tt_expect_io_counts(interpreter, node, 2, 3, 1));
   *input = tt_node_input(interpreter, node, 0);
@@ -26,13 +25,13 @@ tt_status tt_conv_node_tensors(tt_interpreter* interpreter,
 }
 
 tt_status tt_conv_expect_nonempty(tt_interpreter* interpreter,
-                                  const tt_node* node,
-                                  const tt_tensor* tensor, const char* role) {
+                                  const tt_node* node, const tt_tensor* tensor,
+                                  const char* role) {
   for (int32_t i = 0; i < tensor->rank; ++i) {
     if (tensor->dims[i] < 1) {
       return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
-                          "%s dimension %d is %d; it must be at least 1",
-                          role, i, tensor->dims[i]);
+                          "%s dimension %d is %d; it must be at least 1", role,
+                          i, tensor->dims[i]);
     }
   }
   return TT_OK;
@@ -58,7 +57,8 @@ static tt_status expect_int8_activation(tt_interpreter* interpreter,
   if (tensor->type == TT_TYPE_INT16) {
     return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
                         "%s is INT16: 16-bit activations are not supported, "
-                        "only int8", role);
+                        "only int8",
+                        role);
   }
   return tt_expect_int8_per_tensor(interpreter, node, tensor, role);
 }
@@ -75,7 +75,8 @@ tt_status tt_conv_prepare_io(tt_interpreter* interpreter, const tt_node* node,
       activation != TT_ACTIVATION_RELU6) {
     return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
                         "fused activation %d is not supported (only NONE, "
-                        "RELU, RELU_N1_TO_1, RELU6)", activation);
+                        "RELU, RELU_N1_TO_1, RELU6)",
+                        activation);
   }
   int32_t act_min, act_max;
   if (!tt_activation_range_quantized(activation, output->scale,
@@ -84,7 +85,8 @@ tt_status tt_conv_prepare_io(tt_interpreter* interpreter, const tt_node* node,
       act_min > act_max) {
     return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
                         "fused activation %d has no int8 range at the output "
-                        "scale", activation);
+                        "scale",
+                        activation);
   }
   quant->input_offset = -input->zero_point;
   quant->output_offset = output->zero_point;
@@ -113,11 +115,10 @@ tt_status tt_conv_expect_filter(tt_interpreter* interpreter,
 }
 
 tt_status tt_conv_prepare_image_io(tt_interpreter* interpreter,
-                                   const tt_node* node,
-                                   const tt_tensor* input,
+                                   const tt_node* node, const tt_tensor* input,
                                    const tt_tensor* filter,
-                                   const tt_tensor* output,
-                                   int32_t activation, tt_conv_quant* quant) {
+                                   const tt_tensor* output, int32_t activation,
+                                   tt_conv_quant* quant) {
   TT_RETURN_IF_ERROR(
       tt_conv_prepare_io(interpreter, node, input, output, activation, quant));
   TT_RETURN_IF_ERROR(tt_conv_expect_filter(interpreter, node, filter));
@@ -158,8 +159,7 @@ tt_status tt_conv_expect_bias(tt_interpreter* interpreter, const tt_node* node,
 }
 
 tt_status tt_conv_multiplier_count(tt_interpreter* interpreter,
-                                   const tt_node* node,
-                                   const tt_tensor* filter,
+                                   const tt_node* node, const tt_tensor* filter,
                                    int32_t quantized_dimension,
                                    int32_t num_channels, int32_t* count) {
   *count = 0;
@@ -196,22 +196,24 @@ tt_status tt_conv_quantize_multiplier(tt_interpreter* interpreter,
   if (!tt_quantize_multiplier(real, multiplier, &exponent)) {
     return tt_node_fail(interpreter, node, TT_ERR_CORRUPT_MODEL,
                         "requantization scale of channel %d is not a finite "
-                        "non-negative number", channel);
+                        "non-negative number",
+                        channel);
   }
   /* The fixed-point multiply shifts left by up to `shift` bits first. */
   if (exponent > 30) {
     return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
                         "requantization scale of channel %d (input scale * "
                         "filter scale / output scale) is 2^%d or more; it "
-                        "must be below 2^30", channel, exponent - 1);
+                        "must be below 2^30",
+                        channel, exponent - 1);
   }
   *shift = (int8_t)exponent; /* at least -31 */
   return TT_OK;
 }
 
-tt_status tt_conv_filter_scale(tt_interpreter* interpreter,
-                               const tt_node* node, const tt_tensor* filter,
-                               int32_t channel, float* scale) {
+tt_status tt_conv_filter_scale(tt_interpreter* interpreter, const tt_node* node,
+                               const tt_tensor* filter, int32_t channel,
+                               float* scale) {
   *scale = tt_tensor_channel_scale(interpreter, filter, channel);
   if (!(*scale >= 0.0f && *scale <= 3.40282347e38f)) {
     /* TFLM's QuantizeMultiplier takes a negative scale and runs. */
@@ -233,8 +235,8 @@ tt_status tt_conv_channel_multipliers(tt_interpreter* interpreter,
     float filter_scale;
     TT_RETURN_IF_ERROR(
         tt_conv_filter_scale(interpreter, node, filter, i, &filter_scale));
-    const double real = (double)input->scale * (double)filter_scale /
-                        (double)output->scale;
+    const double real =
+        (double)input->scale * (double)filter_scale / (double)output->scale;
     TT_RETURN_IF_ERROR(tt_conv_quantize_multiplier(
         interpreter, node, real, i, &multipliers[i], &shifts[i]));
   }
@@ -261,8 +263,8 @@ static tt_status prepare_axis(tt_interpreter* interpreter, const tt_node* node,
                         "dilation %d, stride %d)",
                         axis, in_size, filter_size, dilation, stride);
   }
-  const int32_t expected = tt_window_output_size(padding, in_size, filter_size,
-                                                 stride, dilation);
+  const int32_t expected =
+      tt_window_output_size(padding, in_size, filter_size, stride, dilation);
   if (expected < 1) {
     return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
                         "%s: a filter spanning %d exceeds the input size %d "
@@ -273,8 +275,8 @@ static tt_status prepare_axis(tt_interpreter* interpreter, const tt_node* node,
     return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
                         "output %s is %d but the window gives %d; outputs "
                         "whose size differs from the window's are not "
-                        "supported", axis,
-                        out_size, expected);
+                        "supported",
+                        axis, out_size, expected);
   }
   *pad = tt_window_padding(in_size, filter_size, stride, dilation, out_size);
   return TT_OK;
@@ -283,12 +285,13 @@ static tt_status prepare_axis(tt_interpreter* interpreter, const tt_node* node,
 tt_status tt_conv_prepare_window(tt_interpreter* interpreter,
                                  const tt_node* node, int32_t padding,
                                  int32_t in_h, int32_t in_w, int32_t filter_h,
-                                 int32_t filter_w, int32_t out_h,
-                                 int32_t out_w, tt_conv_window* window) {
+                                 int32_t filter_w, int32_t out_h, int32_t out_w,
+                                 tt_conv_window* window) {
   if (padding != TT_PADDING_SAME && padding != TT_PADDING_VALID) {
     return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
                         "padding %d is neither SAME nor VALID; TFLM's "
-                        "unknown padding is not supported", padding);
+                        "unknown padding is not supported",
+                        padding);
   }
   TT_RETURN_IF_ERROR(prepare_axis(interpreter, node, "height", padding, in_h,
                                   filter_h, window->stride_h,
@@ -302,7 +305,7 @@ tt_status tt_conv_alloc_op_data(tt_interpreter* interpreter, tt_node* node,
                                 uint32_t header_size, int32_t count,
                                 void** data) {
   const uint64_t bytes = (uint64_t)header_size +
-                        (uint64_t)count * (sizeof(int32_t) + sizeof(int8_t));
+                         (uint64_t)count * (sizeof(int32_t) + sizeof(int8_t));
   if (count < 1 || bytes > UINT32_MAX) {
     return tt_node_fail(interpreter, node, TT_ERR_UNSUPPORTED,
                         "%d output channels is too many", count);
@@ -315,9 +318,8 @@ tt_status tt_conv_alloc_channel_op_data(
     const tt_tensor* filter, const tt_tensor* output, uint32_t header_size,
     int32_t quantized_dimension, int32_t num_channels, int32_t* count,
     void** data) {
-  TT_RETURN_IF_ERROR(tt_conv_multiplier_count(interpreter, node, filter,
-                                              quantized_dimension,
-                                              num_channels, count));
+  TT_RETURN_IF_ERROR(tt_conv_multiplier_count(
+      interpreter, node, filter, quantized_dimension, num_channels, count));
   TT_RETURN_IF_ERROR(
       tt_conv_alloc_op_data(interpreter, node, header_size, *count, data));
   int32_t* multipliers = (int32_t*)((uint8_t*)*data + header_size);

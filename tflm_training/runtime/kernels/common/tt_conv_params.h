@@ -71,8 +71,8 @@ tt_status tt_conv_eval_view_init(tt_interpreter* interpreter,
 
 /* The high word of x * m + (high:low), the 64-bit number whose words
  * are high and low: one SMLAL on Arm. */
-static inline int32_t tt_conv_mul_add_high(int32_t x, int32_t m,
-                                           uint32_t low, int32_t high) {
+static inline int32_t tt_conv_mul_add_high(int32_t x, int32_t m, uint32_t low,
+                                           int32_t high) {
 #if defined(__arm__) && defined(__ARM_ARCH_7EM__)
   __asm__("smlal %0, %1, %2, %3" : "+r"(low), "+r"(high) : "r"(x), "r"(m));
   return high;
@@ -142,9 +142,8 @@ static inline int8_t tt_conv_scaled_output(const tt_conv_channel_scale* c,
   } else {
     value = (int32_t)(((int64_t)x * c->multiplier + ((int64_t)1 << 30)) >> 31);
   }
-  return (int8_t)tt_clamp_i32(
-      tt_conv_wrapping_add(value, quant->output_offset), quant->act_min,
-      quant->act_max);
+  return (int8_t)tt_clamp_i32(tt_conv_wrapping_add(value, quant->output_offset),
+                              quant->act_min, quant->act_max);
 }
 
 /* Adds the channel's bias to its accumulator and requantizes it. */
@@ -187,8 +186,8 @@ typedef struct {
 } tt_conv_taps;
 
 /* The taps of output pixel (out_y, out_x). */
-tt_conv_taps tt_conv_pixel_taps(const tt_conv_geometry* geometry,
-                                int32_t out_y, int32_t out_x);
+tt_conv_taps tt_conv_pixel_taps(const tt_conv_geometry* geometry, int32_t out_y,
+                                int32_t out_x);
 
 /* The taps struct of a rows x cols grid of valid taps whose first is
  * filter tap (first_y, first_x), at input pixel (in_y, in_x). A step is
@@ -202,8 +201,7 @@ static inline tt_conv_taps tt_conv_taps_of_grid(const tt_conv_geometry* g,
   tt_conv_taps t;
   t.rows = rows;
   t.cols = cols;
-  t.input_row_step =
-      rows > 1 ? g->window.dilation_h * g->in_w * g->in_c : 0;
+  t.input_row_step = rows > 1 ? g->window.dilation_h * g->in_w * g->in_c : 0;
   t.input_col_step = cols > 1 ? g->window.dilation_w * g->in_c : 0;
   t.filter_row_step = g->filter_w * g->tap_size;
   t.filter_col_step = g->tap_size;
@@ -214,8 +212,9 @@ static inline tt_conv_taps tt_conv_taps_of_grid(const tt_conv_geometry* g,
 
 /* tt_conv_pixel_taps, with its most common case inline: the whole window
  * inside the input. */
-static inline tt_conv_taps tt_conv_pixel_taps_inline(
-    const tt_conv_geometry* g, int32_t out_y, int32_t out_x) {
+static inline tt_conv_taps tt_conv_pixel_taps_inline(const tt_conv_geometry* g,
+                                                     int32_t out_y,
+                                                     int32_t out_x) {
   const tt_conv_window* w = &g->window;
   const int32_t origin_y = out_y * w->stride_h - w->pad_h;
   const int32_t origin_x = out_x * w->stride_w - w->pad_w;
@@ -256,16 +255,15 @@ static inline int32_t tt_conv_quad_filters(const int8_t* filter, int32_t size,
 
 /* The node's input 0, filter 1, optional bias 2 (NULL when absent) and
  * output 0: 2 or 3 inputs, one output, all but the bias present. */
-tt_status tt_conv_node_tensors(tt_interpreter* interpreter,
-                               const tt_node* node, const tt_tensor** input,
-                               const tt_tensor** filter,
-                               const tt_tensor** bias,
+tt_status tt_conv_node_tensors(tt_interpreter* interpreter, const tt_node* node,
+                               const tt_tensor** input,
+                               const tt_tensor** filter, const tt_tensor** bias,
                                const tt_tensor** output);
 
 /* Every dimension of the tensor is at least 1. */
 tt_status tt_conv_expect_nonempty(tt_interpreter* interpreter,
-                                  const tt_node* node,
-                                  const tt_tensor* tensor, const char* role);
+                                  const tt_node* node, const tt_tensor* tensor,
+                                  const char* role);
 
 /* tt_conv_expect_nonempty of input, filter and output. */
 tt_status tt_conv_expect_nonempty_io(tt_interpreter* interpreter,
@@ -287,11 +285,10 @@ tt_status tt_conv_expect_filter(tt_interpreter* interpreter,
 /* CONV_2D and DEPTHWISE_CONV_2D: tt_conv_prepare_io, tt_conv_expect_filter,
  * then input, filter and output 4-D and nonempty. */
 tt_status tt_conv_prepare_image_io(tt_interpreter* interpreter,
-                                   const tt_node* node,
-                                   const tt_tensor* input,
+                                   const tt_node* node, const tt_tensor* input,
                                    const tt_tensor* filter,
-                                   const tt_tensor* output,
-                                   int32_t activation, tt_conv_quant* quant);
+                                   const tt_tensor* output, int32_t activation,
+                                   tt_conv_quant* quant);
 
 /* Bias (may be NULL): int32, one value per output channel. */
 tt_status tt_conv_expect_bias(tt_interpreter* interpreter, const tt_node* node,
@@ -301,17 +298,16 @@ tt_status tt_conv_expect_bias(tt_interpreter* interpreter, const tt_node* node,
  * one scale, num_channels when it has one scale per output channel along
  * quantized_dimension; anything else fails. */
 tt_status tt_conv_multiplier_count(tt_interpreter* interpreter,
-                                   const tt_node* node,
-                                   const tt_tensor* filter,
+                                   const tt_node* node, const tt_tensor* filter,
                                    int32_t quantized_dimension,
                                    int32_t num_channels, int32_t* count);
 
 /* Scale `channel` of the filter, which must be finite and non-negative (a
  * zero scale, an all-zero channel, makes its outputs the zero point, as in
  * TFLM). */
-tt_status tt_conv_filter_scale(tt_interpreter* interpreter,
-                               const tt_node* node, const tt_tensor* filter,
-                               int32_t channel, float* scale);
+tt_status tt_conv_filter_scale(tt_interpreter* interpreter, const tt_node* node,
+                               const tt_tensor* filter, int32_t channel,
+                               float* scale);
 
 /* TFLM's per-channel rule, for each of `count` filter scales:
  * double(input scale) * double(filter scale) / double(output scale). */
@@ -342,8 +338,8 @@ static inline int8_t* tt_conv_shifts(int32_t* multipliers, int32_t count) {
 tt_status tt_conv_prepare_window(tt_interpreter* interpreter,
                                  const tt_node* node, int32_t padding,
                                  int32_t in_h, int32_t in_w, int32_t filter_h,
-                                 int32_t filter_w, int32_t out_h,
-                                 int32_t out_w, tt_conv_window* window);
+                                 int32_t filter_w, int32_t out_h, int32_t out_w,
+                                 tt_conv_window* window);
 
 /* Op data: a header plus count int32 multipliers and count int8 shifts. */
 tt_status tt_conv_alloc_op_data(tt_interpreter* interpreter, tt_node* node,

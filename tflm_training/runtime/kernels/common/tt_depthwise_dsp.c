@@ -5,7 +5,7 @@
 int32_t tt_depthwise_dsp_channels(const tt_depthwise_shape* s) {
   const int32_t m = s->depth_multiplier;
   const bool gathered = m == 1 || ((m == 2 || m % 4 == 0) &&
-                                    tt_depthwise_dsp_group_multiplied != NULL);
+                                   tt_depthwise_dsp_group_multiplied != NULL);
   if (!gathered) return 0;
   if ((int64_t)s->filter_h * s->filter_w > TT_DEPTHWISE_DSP_MAX_TAPS) {
     return 0;

@@ -16,8 +16,11 @@ typedef enum {
   GATHER_ONE,       /* a multiple of 4: all four read one channel */
 } gather_kind;
 
-static inline __attribute__((always_inline)) void gather(gather_kind kind, const int8_t* in,
-                          tt_i16x2 offsets, tt_i16x2* even, tt_i16x2* odd) {
+static inline __attribute__((always_inline)) void gather(gather_kind kind,
+                                                         const int8_t* in,
+                                                         tt_i16x2 offsets,
+                                                         tt_i16x2* even,
+                                                         tt_i16x2* odd) {
   if (kind == GATHER_FOUR) {
     tt_dsp_widen(tt_dsp_load4(in), offsets, even, odd);
     return;
@@ -39,9 +42,11 @@ typedef struct {
 
 /* s + the products of one tap: `in` points at the group's first input
  * channel in the tap's pixel, w at the tap's even and odd weight pairs. */
-static inline __attribute__((always_inline)) sums mac_tap(
-    gather_kind kind, const int8_t* in, tt_i16x2 offsets, const tt_i16x2* w,
-    sums s) {
+static inline __attribute__((always_inline)) sums mac_tap(gather_kind kind,
+                                                          const int8_t* in,
+                                                          tt_i16x2 offsets,
+                                                          const tt_i16x2* w,
+                                                          sums s) {
   tt_i16x2 even, odd;
   gather(kind, in, offsets, &even, &odd);
   s.a0 = tt_dsp_smlabb(even, w[0], s.a0);
@@ -56,9 +61,9 @@ static inline __attribute__((always_inline)) sums mac_tap(
  * weights[2 t + 1] are tap t's even and odd weight pairs. Rows of three
  * taps (3x3 windows, the common case) are unrolled. Offsets into the
  * input stay integers, so no pointer steps past the image. */
-static inline __attribute__((always_inline)) sums accumulate(
-    gather_kind kind, const tt_conv_taps* taps, const int8_t* input,
-    const tt_i16x2* weights, tt_i16x2 offsets) {
+static inline __attribute__((always_inline)) sums
+accumulate(gather_kind kind, const tt_conv_taps* taps, const int8_t* input,
+           const tt_i16x2* weights, tt_i16x2 offsets) {
   sums s = {0, 0, 0, 0};
   const int32_t step = taps->input_col_step;
   const int8_t* in = input + taps->input_start;
@@ -101,8 +106,8 @@ static inline __attribute__((always_inline)) sums accumulate(
 /* Output channels oc .. oc + 3 of every pixel of one image. */
 static inline __attribute__((always_inline)) void group_over_image(
     gather_kind kind, const tt_depthwise_shape* s, const tt_conv_geometry* g,
-    const tt_conv_eval_view* view, const int8_t* image, int8_t* out,
-    int32_t oc, const tt_i16x2* weights) {
+    const tt_conv_eval_view* view, const int8_t* image, int8_t* out, int32_t oc,
+    const tt_i16x2* weights) {
   const tt_conv_quant quant = *view->quant;
   tt_conv_channel_scale scales[4];
   for (int32_t i = 0; i < 4; ++i) {
@@ -127,13 +132,10 @@ static inline __attribute__((always_inline)) void group_over_image(
  * firmware links it only for models that have such a layer
  * (tools/firmware_build.kernel_symbols); without it those layers take the
  * portable path. */
-void tt_depthwise_dsp_group_multiplied(gather_kind kind,
-                                       const tt_depthwise_shape* s,
-                                       const tt_conv_geometry* g,
-                                       const tt_conv_eval_view* view,
-                                       const int8_t* image, int8_t* out,
-                                       int32_t oc, const tt_i16x2* weights)
-    __attribute__((weak));
+void tt_depthwise_dsp_group_multiplied(
+    gather_kind kind, const tt_depthwise_shape* s, const tt_conv_geometry* g,
+    const tt_conv_eval_view* view, const int8_t* image, int8_t* out, int32_t oc,
+    const tt_i16x2* weights) __attribute__((weak));
 
 #endif
 

@@ -134,8 +134,8 @@ static inline void tt_dsp_load_pairs(const int16_t* p, tt_i16x2* first,
 
 /* Bytes 0 and 2 (even) and 1 and 3 (odd) of `word` as int16 pairs, each
  * plus the matching half of `offsets` (the sums must fit int16). */
-static inline void tt_dsp_widen(uint32_t word, tt_i16x2 offsets,
-                                tt_i16x2* even, tt_i16x2* odd) {
+static inline void tt_dsp_widen(uint32_t word, tt_i16x2 offsets, tt_i16x2* even,
+                                tt_i16x2* odd) {
   *even = tt_dsp_sxtab16(offsets, word);
   *odd = tt_dsp_sxtab16_ror8(offsets, word);
 }

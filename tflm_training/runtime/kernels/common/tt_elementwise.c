@@ -13,8 +13,7 @@ tt_status tt_unary_int8_prepare(tt_interpreter* it, const tt_node* node,
   *input = tt_node_input(it, node, 0);
   *output = tt_node_output(it, node, 0);
   TT_RETURN_IF_ERROR(tt_expect_int8_per_tensor(it, node, *input, "input"));
-  TT_RETURN_IF_ERROR(
-      tt_expect_type(it, node, *output, "output", TT_TYPE_INT8));
+  TT_RETURN_IF_ERROR(tt_expect_type(it, node, *output, "output", TT_TYPE_INT8));
   return tt_expect_shape(it, node, *output, "output", (*input)->dims,
                          (*input)->rank);
 }
@@ -48,8 +47,7 @@ tt_status tt_broadcast_prepare(tt_interpreter* it, const tt_node* node,
                           tt_shape_text(in2->dims, in2->rank, s2));
     }
   }
-  TT_RETURN_IF_ERROR(
-      tt_expect_shape(it, node, out, "output", out_dims, rank));
+  TT_RETURN_IF_ERROR(tt_expect_shape(it, node, out, "output", out_dims, rank));
   params->num_elements = out->num_elements;
 
   /* Strides stay below each input's element count, which fits int32; a
@@ -98,8 +96,7 @@ void tt_broadcast_run(const tt_broadcast_params* p, const int8_t* in1,
 }
 
 tt_status tt_fused_activation_range(tt_interpreter* it, const tt_node* node,
-                                    int32_t activation,
-                                    const tt_tensor* output,
+                                    int32_t activation, const tt_tensor* output,
                                     int32_t* activation_min,
                                     int32_t* activation_max) {
   if (!tt_activation_range_quantized(activation, output->scale,
@@ -138,8 +135,7 @@ static bool multiplier_below_one(double real, int32_t* multiplier,
  * for both ADD and SUB. (TFLM's SUB source once divided in float first;
  * the tflite_micro build we compare with divides in double.) */
 static tt_status add_sub_multipliers(tt_interpreter* it, const tt_node* node,
-                                     const tt_tensor* in1,
-                                     const tt_tensor* in2,
+                                     const tt_tensor* in1, const tt_tensor* in2,
                                      const tt_tensor* out, add_sub_data* d) {
   const float max_scale = in1->scale < in2->scale ? in2->scale : in1->scale;
   const double twice_max = 2 * (double)max_scale;
@@ -152,8 +148,7 @@ static tt_status add_sub_multipliers(tt_interpreter* it, const tt_node* node,
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                         "the input scales cannot be rescaled to a common "
                         "scale");
-  if (!multiplier_below_one(real_out, &d->output_multiplier,
-                            &d->output_shift))
+  if (!multiplier_below_one(real_out, &d->output_multiplier, &d->output_shift))
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                         "the output scale is too small for the input scales "
                         "(TFLM needs 2 * max input scale < 2^20 * output "
@@ -161,8 +156,7 @@ static tt_status add_sub_multipliers(tt_interpreter* it, const tt_node* node,
   return TT_OK;
 }
 
-tt_status tt_add_sub_prepare(tt_interpreter* it, tt_node* node,
-                             bool subtract) {
+tt_status tt_add_sub_prepare(tt_interpreter* it, tt_node* node, bool subtract) {
   TT_RETURN_IF_ERROR(tt_expect_io_counts(it, node, 2, 2, 1));
   const tt_tensor* in1 = tt_node_input(it, node, 0);
   const tt_tensor* in2 = tt_node_input(it, node, 1);
@@ -171,9 +165,9 @@ tt_status tt_add_sub_prepare(tt_interpreter* it, tt_node* node,
   TT_RETURN_IF_ERROR(tt_expect_int8_per_tensor(it, node, in2, "input 2"));
   TT_RETURN_IF_ERROR(tt_expect_int8_per_tensor(it, node, out, "output"));
   int32_t activation;
-  TT_RETURN_IF_ERROR(tt_option_i8(
-      it, node, subtract ? TT_SUB_ACTIVATION : TT_ADD_ACTIVATION,
-      TT_ACTIVATION_NONE, &activation));
+  TT_RETURN_IF_ERROR(
+      tt_option_i8(it, node, subtract ? TT_SUB_ACTIVATION : TT_ADD_ACTIVATION,
+                   TT_ACTIVATION_NONE, &activation));
   add_sub_data* d;
   TT_RETURN_IF_ERROR(tt_node_alloc_op_data(it, node, sizeof *d, (void**)&d));
   TT_RETURN_IF_ERROR(tt_broadcast_prepare(it, node, in1, in2, out, &d->shape));
@@ -205,12 +199,10 @@ static void add_sub_row(const int8_t* in1, int32_t step1, const int8_t* in2,
         tt_multiply_by_quantized_multiplier_smaller_than_one(
             shifted2, d->input2_multiplier, d->input2_shift);
     const int32_t raw = d->subtract ? scaled1 - scaled2 : scaled1 + scaled2;
-    const int32_t result =
-        tt_multiply_by_quantized_multiplier_smaller_than_one(
-            raw, d->output_multiplier, d->output_shift) +
-        d->output_offset;
-    out[k] = (int8_t)tt_clamp_i32(result, d->activation_min,
-                                  d->activation_max);
+    const int32_t result = tt_multiply_by_quantized_multiplier_smaller_than_one(
+                               raw, d->output_multiplier, d->output_shift) +
+                           d->output_offset;
+    out[k] = (int8_t)tt_clamp_i32(result, d->activation_min, d->activation_max);
   }
 }
 
@@ -219,7 +211,6 @@ tt_status tt_add_sub_eval(tt_interpreter* it, const tt_node* node) {
   tt_broadcast_run(
       &d->shape, (const int8_t*)tt_tensor_data(it, tt_node_input(it, node, 0)),
       (const int8_t*)tt_tensor_data(it, tt_node_input(it, node, 1)),
-      (int8_t*)tt_tensor_data(it, tt_node_output(it, node, 0)), add_sub_row,
-      d);
+      (int8_t*)tt_tensor_data(it, tt_node_output(it, node, 0)), add_sub_row, d);
   return TT_OK;
 }

@@ -25,17 +25,15 @@ typedef struct {
 } tt_broadcast_params;
 
 /* Checks that the input shapes broadcast to the output's shape. */
-tt_status tt_broadcast_prepare(tt_interpreter* interpreter,
-                               const tt_node* node, const tt_tensor* input1,
-                               const tt_tensor* input2,
+tt_status tt_broadcast_prepare(tt_interpreter* interpreter, const tt_node* node,
+                               const tt_tensor* input1, const tt_tensor* input2,
                                const tt_tensor* output,
                                tt_broadcast_params* params);
 
 /* Computes out[k] = f(in1[k * step1], in2[k * step2]) for k < count. */
 typedef void (*tt_binary_row_fn)(const int8_t* in1, int32_t step1,
-                                 const int8_t* in2, int32_t step2,
-                                 int8_t* out, int32_t count,
-                                 const void* op_params);
+                                 const int8_t* in2, int32_t step2, int8_t* out,
+                                 int32_t count, const void* op_params);
 
 /* Fills the whole output in order, one row (innermost dimension, or the
  * whole tensor when nothing broadcasts) per call of row. */

@@ -62,9 +62,8 @@ tt_status tt_option_bool(tt_interpreter* interpreter, const tt_node* node,
                          uint32_t field, bool default_value, bool* out);
 tt_status tt_option_f32(tt_interpreter* interpreter, const tt_node* node,
                         uint32_t field, float default_value, float* out);
-tt_status tt_option_i32_vector(tt_interpreter* interpreter,
-                               const tt_node* node, uint32_t field,
-                               tt_fb_vector* out);
+tt_status tt_option_i32_vector(tt_interpreter* interpreter, const tt_node* node,
+                               uint32_t field, tt_fb_vector* out);
 
 /* Records "operator <i> (<NAME>): <message>" and returns code. */
 tt_status tt_node_fail(tt_interpreter* interpreter, const tt_node* node,
@@ -81,9 +80,8 @@ tt_status tt_expect_rank(tt_interpreter* interpreter, const tt_node* node,
                          const tt_tensor* tensor, const char* role,
                          int32_t rank);
 /* Per-tensor (or per-channel, num_scales channels) quantization present. */
-tt_status tt_expect_quantized(tt_interpreter* interpreter,
-                              const tt_node* node, const tt_tensor* tensor,
-                              const char* role);
+tt_status tt_expect_quantized(tt_interpreter* interpreter, const tt_node* node,
+                              const tt_tensor* tensor, const char* role);
 tt_status tt_expect_constant(tt_interpreter* interpreter, const tt_node* node,
                              const tt_tensor* tensor, const char* role);
 

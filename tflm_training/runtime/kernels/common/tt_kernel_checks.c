@@ -43,8 +43,7 @@ const char* tt_role_text(const char* prefix, int32_t index, char* text) {
 }
 
 tt_status tt_expect_int8_per_tensor(tt_interpreter* it, const tt_node* node,
-                                    const tt_tensor* tensor,
-                                    const char* role) {
+                                    const tt_tensor* tensor, const char* role) {
   TT_RETURN_IF_ERROR(tt_expect_type(it, node, tensor, role, TT_TYPE_INT8));
   TT_RETURN_IF_ERROR(tt_expect_quantized(it, node, tensor, role));
   if (tensor->num_scales != 1)
@@ -57,8 +56,8 @@ tt_status tt_expect_int8_per_tensor(tt_interpreter* it, const tt_node* node,
      * our int8 kernels keep offsets narrow, so this is a feature we lack. */
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                         "%s has zero point %d, outside the int8 range; such "
-                        "zero points are not supported", role,
-                        tensor->zero_point);
+                        "zero points are not supported",
+                        role, tensor->zero_point);
   return TT_OK;
 }
 
@@ -93,8 +92,8 @@ tt_status tt_expect_constant_i32(tt_interpreter* it, const tt_node* node,
   return tt_expect_constant(it, node, tensor, role);
 }
 
-tt_status tt_option_i8(tt_interpreter* it, const tt_node* node,
-                       uint32_t field, int8_t default_value, int32_t* out) {
+tt_status tt_option_i8(tt_interpreter* it, const tt_node* node, uint32_t field,
+                       int8_t default_value, int32_t* out) {
   int8_t value = default_value;
   *out = default_value;
   if (node->options_type == TT_OPTIONS_NONE) return TT_OK;

@@ -34,9 +34,8 @@ tt_status tt_expect_shape(tt_interpreter* interpreter, const tt_node* node,
 
 /* An op that moves elements without arithmetic: input INT8, INT16 or
  * FLOAT32 (else TT_ERR_UNSUPPORTED), output of the same type. */
-tt_status tt_expect_movable_io(tt_interpreter* interpreter,
-                               const tt_node* node, const tt_tensor* input,
-                               const tt_tensor* output);
+tt_status tt_expect_movable_io(tt_interpreter* interpreter, const tt_node* node,
+                               const tt_tensor* input, const tt_tensor* output);
 
 /* A constant INT32 tensor whose elements a kernel reads at prepare. */
 tt_status tt_expect_constant_i32(tt_interpreter* interpreter,

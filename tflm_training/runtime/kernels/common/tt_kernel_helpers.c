@@ -40,8 +40,8 @@ void* tt_tensor_data(tt_interpreter* it, const tt_tensor* tensor) {
   }
 }
 
-float tt_tensor_channel_scale(const tt_interpreter* it,
-                              const tt_tensor* tensor, int32_t channel) {
+float tt_tensor_channel_scale(const tt_interpreter* it, const tt_tensor* tensor,
+                              int32_t channel) {
   if (channel <= 0 || channel >= tensor->num_scales) return tensor->scale;
   float value;
   memcpy(&value, it->model.data + tensor->scales_pos + 4 * channel, 4);
@@ -49,8 +49,7 @@ float tt_tensor_channel_scale(const tt_interpreter* it,
 }
 
 int32_t tt_tensor_channel_zero_point(const tt_interpreter* it,
-                                     const tt_tensor* tensor,
-                                     int32_t channel) {
+                                     const tt_tensor* tensor, int32_t channel) {
   if (channel <= 0 || channel >= tensor->num_zero_points)
     return tensor->zero_point;
   int64_t value;

@@ -10,8 +10,7 @@
 
 tt_status tt_node_alloc_op_data(tt_interpreter* it, tt_node* node,
                                 uint32_t num_bytes, void** data) {
-  TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(it, num_bytes,
-                                               "operator data",
+  TT_RETURN_IF_ERROR(tt_arena_alloc_persistent(it, num_bytes, "operator data",
                                                &node->op_data_offset));
   *data = tt_arena_at(it, node->op_data_offset);
   return TT_OK;
@@ -23,8 +22,8 @@ static tt_status bad_option(tt_interpreter* it, const tt_node* node,
                       "option field %u is out of bounds", field);
 }
 
-tt_status tt_option_i32(tt_interpreter* it, const tt_node* node,
-                        uint32_t field, int32_t default_value, int32_t* out) {
+tt_status tt_option_i32(tt_interpreter* it, const tt_node* node, uint32_t field,
+                        int32_t default_value, int32_t* out) {
   *out = default_value;
   if (node->options_type == TT_OPTIONS_NONE) return TT_OK;
   if (!tt_fb_get_i32(&it->model, &node->options, field, default_value, out))
@@ -43,8 +42,8 @@ tt_status tt_option_bool(tt_interpreter* it, const tt_node* node,
   return TT_OK;
 }
 
-tt_status tt_option_f32(tt_interpreter* it, const tt_node* node,
-                        uint32_t field, float default_value, float* out) {
+tt_status tt_option_f32(tt_interpreter* it, const tt_node* node, uint32_t field,
+                        float default_value, float* out) {
   *out = default_value;
   if (node->options_type == TT_OPTIONS_NONE) return TT_OK;
   if (!tt_fb_get_f32(&it->model, &node->options, field, default_value, out))
@@ -62,8 +61,8 @@ tt_status tt_option_i32_vector(tt_interpreter* it, const tt_node* node,
   return TT_OK;
 }
 
-tt_status tt_node_fail(tt_interpreter* it, const tt_node* node,
-                       tt_status code, const char* format, ...) {
+tt_status tt_node_fail(tt_interpreter* it, const tt_node* node, tt_status code,
+                       const char* format, ...) {
   tt_error detail;
   va_list args;
   va_start(args, format);
@@ -103,9 +102,9 @@ tt_status tt_expect_type(tt_interpreter* it, const tt_node* node,
     why = " (int16 activations are not supported, only int8)";
   else if (type == TT_TYPE_INT8 && tensor->type == TT_TYPE_FLOAT32)
     why = " (float kernels are not supported, only int8)";
-  return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
-                      "%s must be %s, got %s%s", role, tt_type_name(type),
-                      tt_type_name(tensor->type), why);
+  return tt_node_fail(it, node, TT_ERR_UNSUPPORTED, "%s must be %s, got %s%s",
+                      role, tt_type_name(type), tt_type_name(tensor->type),
+                      why);
 }
 
 tt_status tt_expect_rank(tt_interpreter* it, const tt_node* node,
@@ -113,8 +112,7 @@ tt_status tt_expect_rank(tt_interpreter* it, const tt_node* node,
                          int32_t rank) {
   if (tensor->rank == rank) return TT_OK;
   return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
-                      "%s must have rank %d, got %d", role, rank,
-                      tensor->rank);
+                      "%s must have rank %d, got %d", role, rank, tensor->rank);
 }
 
 tt_status tt_expect_quantized(tt_interpreter* it, const tt_node* node,
@@ -122,7 +120,8 @@ tt_status tt_expect_quantized(tt_interpreter* it, const tt_node* node,
   if (tensor->num_scales == 0)
     return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                         "%s has no quantization parameters; only fully "
-                        "int8-quantized models are supported", role);
+                        "int8-quantized models are supported",
+                        role);
   for (int32_t c = 0; c < tensor->num_scales; ++c) {
     const float scale = tt_tensor_channel_scale(it, tensor, c);
     if (!(scale > 0.0f && scale < 3.0e38f))
@@ -130,7 +129,8 @@ tt_status tt_expect_quantized(tt_interpreter* it, const tt_node* node,
       return tt_node_fail(it, node, TT_ERR_UNSUPPORTED,
                           "%s has a scale that is not a positive finite "
                           "number (channel %d); such scales are not "
-                          "supported", role, c);
+                          "supported",
+                          role, c);
   }
   return TT_OK;
 }

@@ -4,9 +4,9 @@
 #include "math/tt_quant.h"
 
 static tt_status read_window(tt_interpreter* it, const tt_node* node,
-                             const char* axis, int32_t padding,
-                             int32_t in_size, int32_t filter, int32_t stride,
-                             int32_t* out_size, int32_t* pad) {
+                             const char* axis, int32_t padding, int32_t in_size,
+                             int32_t filter, int32_t stride, int32_t* out_size,
+                             int32_t* pad) {
   if (stride < 1 || filter < 1)
     return tt_node_fail(it, node, TT_ERR_CORRUPT_MODEL,
                         "%s stride %d and filter size %d must both be at "
@@ -44,14 +44,14 @@ tt_status tt_pool_prepare(tt_interpreter* it, const tt_node* node,
   int32_t padding, activation;
   TT_RETURN_IF_ERROR(
       tt_option_i8(it, node, TT_POOL_PADDING, TT_PADDING_SAME, &padding));
-  TT_RETURN_IF_ERROR(tt_option_i32(it, node, TT_POOL_STRIDE_W, 0,
-                                   &p->stride_width));
-  TT_RETURN_IF_ERROR(tt_option_i32(it, node, TT_POOL_STRIDE_H, 0,
-                                   &p->stride_height));
-  TT_RETURN_IF_ERROR(tt_option_i32(it, node, TT_POOL_FILTER_W, 0,
-                                   &p->filter_width));
-  TT_RETURN_IF_ERROR(tt_option_i32(it, node, TT_POOL_FILTER_H, 0,
-                                   &p->filter_height));
+  TT_RETURN_IF_ERROR(
+      tt_option_i32(it, node, TT_POOL_STRIDE_W, 0, &p->stride_width));
+  TT_RETURN_IF_ERROR(
+      tt_option_i32(it, node, TT_POOL_STRIDE_H, 0, &p->stride_height));
+  TT_RETURN_IF_ERROR(
+      tt_option_i32(it, node, TT_POOL_FILTER_W, 0, &p->filter_width));
+  TT_RETURN_IF_ERROR(
+      tt_option_i32(it, node, TT_POOL_FILTER_H, 0, &p->filter_height));
   TT_RETURN_IF_ERROR(tt_option_i8(it, node, TT_POOL_ACTIVATION,
                                   TT_ACTIVATION_NONE, &activation));
   if (padding != TT_PADDING_SAME && padding != TT_PADDING_VALID)
