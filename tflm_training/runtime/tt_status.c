@@ -75,11 +75,6 @@ tt_status tt_error_set(tt_error* error, tt_status code, const char* format,
   return code;
 }
 
-void tt_error_clear(tt_error* error) {
-  error->code = TT_OK;
-  error->message[0] = '\0';
-}
-
 const char* tt_status_name(tt_status code) {
   switch (code) {
     case TT_OK:

@@ -14,7 +14,6 @@ tt_status tt_error_set(tt_error* error, tt_status code, const char* format,
                        ...);
 tt_status tt_error_vset(tt_error* error, tt_status code, const char* format,
                         va_list args);
-void tt_error_clear(tt_error* error);
 const char* tt_status_name(tt_status code);
 
 #define TT_RETURN_IF_ERROR(expr)                \

@@ -252,19 +252,3 @@ tt_status tt_state_store_erase(tt_state_store* s, tt_save_stats* stats) {
   scan(s);
   return status;
 }
-
-const char* tt_slot_status_name(tt_slot_status status) {
-  switch (status) {
-    case TT_SLOT_VALID:
-      return "valid";
-    case TT_SLOT_EMPTY:
-      return "empty";
-    case TT_SLOT_CORRUPT:
-      return "corrupt (an interrupted save or damaged flash)";
-    case TT_SLOT_OTHER_MODEL:
-      return "a state for another model or plan";
-    case TT_SLOT_OTHER_FORMAT:
-      return "a state of another format";
-  }
-  return "unknown";
-}

@@ -103,6 +103,4 @@ tt_status tt_state_store_commit(tt_state_store* store, tt_save_stats* stats);
  * state or none: the model's own weights come back at the next boot. */
 tt_status tt_state_store_erase(tt_state_store* store, tt_save_stats* stats);
 
-const char* tt_slot_status_name(tt_slot_status status);
-
 #endif /* TFLM_TRAINING_TT_STATE_STORE_H_ */

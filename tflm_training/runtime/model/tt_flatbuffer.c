@@ -159,11 +159,3 @@ bool tt_fb_vector_table(const tt_fb_buffer* buf, const tt_fb_vector* vec,
   const uint32_t pos = vec->pos + 4u * index;
   return follow(buf, pos, &target) && table_at(buf, target, out);
 }
-
-bool tt_fb_vector_vector(const tt_fb_buffer* buf, const tt_fb_vector* vec,
-                         uint32_t index, uint32_t element_size,
-                         tt_fb_vector* out) {
-  uint32_t target;
-  const uint32_t pos = vec->pos + 4u * index;
-  return follow(buf, pos, &target) && vector_at(buf, target, element_size, out);
-}

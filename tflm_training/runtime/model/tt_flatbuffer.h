@@ -49,9 +49,6 @@ float tt_fb_vector_f32(const tt_fb_buffer* buf, const tt_fb_vector* vec,
                        uint32_t index);
 bool tt_fb_vector_table(const tt_fb_buffer* buf, const tt_fb_vector* vec,
                         uint32_t index, tt_fb_table* out);
-bool tt_fb_vector_vector(const tt_fb_buffer* buf, const tt_fb_vector* vec,
-                         uint32_t index, uint32_t element_size,
-                         tt_fb_vector* out);
 
 /* Raw little-endian loads at a position the caller has validated. */
 uint16_t tt_fb_load_u16(const uint8_t* p);

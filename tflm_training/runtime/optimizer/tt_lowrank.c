@@ -55,11 +55,6 @@ uint64_t tt_lowrank_state_bytes(int32_t rows, int32_t cols, int32_t rank) {
   return TT_LOWRANK_HEADER_BYTES + 4u * (2u * cr + 4u * rd);
 }
 
-float* tt_lowrank_projector(void* state) { return arrays(state).p; }
-float* tt_lowrank_compact(void* state) { return arrays(state).r; }
-float* tt_lowrank_first_moment(void* state) { return arrays(state).m; }
-float* tt_lowrank_second_moment(void* state) { return arrays(state).v; }
-
 static uint32_t xorshift32(uint32_t* x) {
   uint32_t v = *x;
   v ^= v << 13;

@@ -112,12 +112,6 @@ bool tt_lowrank_apply(void* state, const tt_lowrank_adam* adam, int8_t* weights,
 /* Zeroes R and Y: drops what was accumulated since the last update. */
 void tt_lowrank_discard(void* state);
 
-/* The arrays of a state block. */
-float* tt_lowrank_projector(void* state);     /* P, C x r */
-float* tt_lowrank_compact(void* state);       /* R, r x D */
-float* tt_lowrank_first_moment(void* state);  /* M, r x D */
-float* tt_lowrank_second_moment(void* state); /* V, r x D */
-
 /* Orthonormalises the columns of y (rows x rank, row-major) in place by
  * modified Gram-Schmidt, twice per column; a column that is (nearly)
  * dependent on the ones before it is replaced by column j of `fallback`
