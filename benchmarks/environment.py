@@ -9,17 +9,14 @@ import shlex
 import subprocess
 import sys
 
-from tools import emulation
-from tools import firmware_build
-from tools import host_build
+from tools import emulation, firmware_build, host_build
 
 REPO = host_build.REPO
 
 
 def _first_line(command):
     try:
-        result = subprocess.run(command, capture_output=True, text=True,
-                                check=False, timeout=30)
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"unavailable ({error.__class__.__name__})"
     text = (result.stdout or result.stderr).strip()
@@ -40,8 +37,7 @@ def cpu_model():
 def _tflite_micro_version():
     version = importlib.metadata.version("tflite_micro")
     try:
-        build = importlib.import_module(
-            "tflite_micro.python.tflite_micro._version").__version__
+        build = importlib.import_module("tflite_micro.python.tflite_micro._version").__version__
     except (ImportError, AttributeError):
         return version
     return f"{version} ({build})"
@@ -62,8 +58,11 @@ def _git(*args):
 def _runtime_changes():
     """Uncommitted changes to the C runtime (others may be editing it)."""
     result = subprocess.run(
-        ["git", "-C", str(REPO), "status", "--porcelain", "--",
-         "tflm_training/runtime"], capture_output=True, text=True, check=False)
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "tflm_training/runtime"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return [line[3:] for line in result.stdout.splitlines()]
 
 
@@ -78,8 +77,7 @@ def describe(load_at_start):
     return {
         "load_average_at_start": load_at_start,
         "load_average_at_end": load_average(),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime(
-            "%Y-%m-%d %H:%M:%S UTC"),
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),

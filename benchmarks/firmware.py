@@ -11,14 +11,10 @@ import tempfile
 import numpy as np
 
 from benchmarks import host
-from tools import board_config
-from tools import emulation
-from tools import firmware_build
-from tools import training_firmware
+from tools import board_config, emulation, firmware_build, training_firmware
 
 # Errors that mean "the firmware part cannot run here", not a bug.
-UNAVAILABLE = (firmware_build.BuildError, emulation.EmulationError,
-               board_config.BoardError)
+UNAVAILABLE = (firmware_build.BuildError, emulation.EmulationError, board_config.BoardError)
 
 # RAM of QEMU's mps2-an385/an386 machines at the RAM origin.
 EMULATOR_RAM_BYTES = 4 << 20
@@ -36,9 +32,11 @@ def _outputs_match(log, host_outputs):
     same = 0
     for index, expected in enumerate(host_outputs):
         got = firmware_outputs.get(index)
-        if got is not None and len(got) == len(expected) and all(
-                np.array_equal(g, e) and g.dtype == e.dtype
-                for g, e in zip(got, expected)):
+        if (
+            got is not None
+            and len(got) == len(expected)
+            and all(np.array_equal(g, e) and g.dtype == e.dtype for g, e in zip(got, expected))
+        ):
             same += 1
     return same, len(host_outputs)
 
@@ -76,8 +74,8 @@ def measure(board, model, samples, host_outputs, out_dir, timeout):
     embedded; returns a dict of metrics. `host_outputs[i]` are the host
     runtime's outputs for samples[i]."""
     built = firmware_build.build_firmware(
-        board, model.path, np.ascontiguousarray(samples),
-        out_dir=pathlib.Path(out_dir) / model.name)
+        board, model.path, np.ascontiguousarray(samples), out_dir=pathlib.Path(out_dir) / model.name
+    )
     result = emulation.run_firmware(built.elf, board, timeout=timeout)
     metrics = _metrics(built, result, host_outputs)
     metrics["inputs_bytes"] = int(samples.nbytes)
@@ -115,19 +113,22 @@ def _training_metrics(built, result):
     }
 
 
-def measure_training(board, model, plan_bytes, train, test, out_dir,
-                     timeout):
+def measure_training(board, model, plan_bytes, train, test, out_dir, timeout):
     """Builds and emulates the training app: `train` = (x, y) samples it
     trains on one step each, `test` = (x, y) it predicts before and after.
     Returns a dict of metrics; raises firmware_build.OverLimitError when it
     does not fit the board, UNAVAILABLE errors when it cannot be built."""
     built = training_firmware.build_training_firmware(
-        board, model.buffer, plan_bytes, train[0], train[1], out_dir,
-        test_x=test[0], test_y=test[1])
+        board, model.buffer, plan_bytes, train[0], train[1], out_dir, test_x=test[0], test_y=test[1]
+    )
     result = emulation.run_firmware(built.elf, board, timeout=timeout)
     if result.status != 0:
-        return {"status": result.status, "note": result.note,
-                "errors": result.log.errors, "board": built.board}
+        return {
+            "status": result.status,
+            "note": result.note,
+            "errors": result.log.errors,
+            "board": built.board,
+        }
     return _training_metrics(built, result)
 
 
@@ -138,11 +139,13 @@ def _roomy_board_data(board_name, ram_bytes):
         raise board_config.BoardError(f"board {board_name} is not emulated")
     data = json.loads((board.path / "board.json").read_text())
     data["name"] = f"{board_name}_roomy"
-    data["description"] = (f"{board_name} with {ram_bytes} bytes of RAM: "
-                           "measures what does not fit the real board")
-    memory = {"flash": {"origin": board.flash.origin,
-                        "size": board.flash.size},
-              "ram": {"origin": board.ram.origin, "size": ram_bytes}}
+    data["description"] = (
+        f"{board_name} with {ram_bytes} bytes of RAM: measures what does not fit the real board"
+    )
+    memory = {
+        "flash": {"origin": board.flash.origin, "size": board.flash.size},
+        "ram": {"origin": board.ram.origin, "size": ram_bytes},
+    }
     data["memory"] = memory
     data.pop("app_offset", None)
     return data

@@ -63,8 +63,7 @@ def raw_constant(model, tensor):
     if data is None:
         return None
     values = np.frombuffer(data, dtype=_dtype(tensor))
-    return values.reshape(tuple(tensor.shape) if tensor.shape is not None
-                          else values.shape)
+    return values.reshape(tuple(tensor.shape) if tensor.shape is not None else values.shape)
 
 
 def real_constant(model, tensor):
@@ -75,8 +74,7 @@ def real_constant(model, tensor):
     if values.dtype == np.float32 or quant is None or quant.scale is None:
         return values.astype(np.float32)
     scales = np.asarray(quant.scale, dtype=np.float64)
-    zeros = np.asarray(quant.zeroPoint if quant.zeroPoint is not None
-                       else [0], dtype=np.float64)
+    zeros = np.asarray(quant.zeroPoint if quant.zeroPoint is not None else [0], dtype=np.float64)
     if scales.size > 1:
         shape = [1] * values.ndim
         shape[quant.quantizedDimension] = -1
@@ -93,16 +91,19 @@ def _tf_layout(name, weights, input_channels):
         return np.transpose(weights, (1, 2, 3, 0))
     if name == "DEPTHWISE_CONV_2D":  # [1, KH, KW, C*M] -> [KH, KW, C, M]
         _, height, width, channels = weights.shape
-        return weights.reshape(height, width, input_channels,
-                               channels // input_channels)
+        return weights.reshape(height, width, input_channels, channels // input_channels)
     return np.transpose(weights)  # FULLY_CONNECTED [U, I] -> [I, U]
 
 
 def _conv_2d(node, x, w, b=None):
     o = node.options
-    y = tf.nn.conv2d(x, w, strides=[1, o.strideH, o.strideW, 1],
-                     padding=_PADDING[o.padding],
-                     dilations=[1, o.dilationHFactor, o.dilationWFactor, 1])
+    y = tf.nn.conv2d(
+        x,
+        w,
+        strides=[1, o.strideH, o.strideW, 1],
+        padding=_PADDING[o.padding],
+        dilations=[1, o.dilationHFactor, o.dilationWFactor, 1],
+    )
     return _activation(o)(y if b is None else y + b)
 
 
@@ -111,9 +112,12 @@ def _depthwise_conv_2d(node, x, w, b=None):
     if o.strideH != o.strideW:
         raise UnsupportedModel("DEPTHWISE_CONV_2D with unequal strides")
     y = tf.nn.depthwise_conv2d(
-        x, w, strides=[1, o.strideH, o.strideW, 1],
+        x,
+        w,
+        strides=[1, o.strideH, o.strideW, 1],
         padding=_PADDING[o.padding],
-        dilations=[o.dilationHFactor, o.dilationWFactor])
+        dilations=[o.dilationHFactor, o.dilationWFactor],
+    )
     return _activation(o)(y if b is None else y + b)
 
 
@@ -126,16 +130,21 @@ def _fully_connected(node, x, w, b=None):
 def _pool(function):
     def pool(node, x):
         o = node.options
-        y = function(x, ksize=[o.filterHeight, o.filterWidth],
-                     strides=[o.strideH, o.strideW],
-                     padding=_PADDING[o.padding])
+        y = function(
+            x,
+            ksize=[o.filterHeight, o.filterWidth],
+            strides=[o.strideH, o.strideW],
+            padding=_PADDING[o.padding],
+        )
         return _activation(o)(y)
+
     return pool
 
 
 def _mean(node, x, axis):
-    return tf.reduce_mean(x, axis=node.constant(1).reshape(-1).tolist(),
-                          keepdims=bool(node.options.keepDims))
+    return tf.reduce_mean(
+        x, axis=node.constant(1).reshape(-1).tolist(), keepdims=bool(node.options.keepDims)
+    )
 
 
 def _reshape(node, x, *unused):
@@ -156,6 +165,7 @@ def _concatenation(node, *inputs):
 def _binary(function):
     def binary(node, a, b):
         return _activation(node.options)(function(a, b))
+
     return binary
 
 
@@ -192,8 +202,7 @@ _OPS = {
     "HARD_SWISH": _hard_swish,
 }
 # Inputs that are operator settings, not data (read with node.constant).
-_SETTING_INPUTS = {"MEAN": (1,), "RESHAPE": (1,), "EXPAND_DIMS": (1,),
-                   "PAD": (1,), "PADV2": (1, 2)}
+_SETTING_INPUTS = {"MEAN": (1,), "RESHAPE": (1,), "EXPAND_DIMS": (1,), "PAD": (1,), "PADV2": (1, 2)}
 
 
 class _Node:
@@ -230,8 +239,7 @@ class FloatModel:
         self.logits_tensor = tt_plan.find_logits(graph)
         last = graph.producer(self.logits_tensor)
         self.input_tensor = int(subgraph.inputs[0])
-        self._nodes = [_Node(self._model, op)
-                       for op in subgraph.operators[:last + 1]]
+        self._nodes = [_Node(self._model, op) for op in subgraph.operators[: last + 1]]
         unsupported = sorted({n.name for n in self._nodes} - set(_OPS))
         if unsupported:
             raise UnsupportedModel(f"operators {', '.join(unsupported)}")
@@ -264,15 +272,15 @@ class FloatModel:
             return computed[index]
         if index not in self._values:
             tensor = self._model.subgraphs[0].tensors[index]
-            self._values[index] = tf.constant(
-                real_constant(self._model, tensor))
+            self._values[index] = tf.constant(real_constant(self._model, tensor))
         return self._values[index]
 
     def _inputs(self, node, computed):
         settings = _SETTING_INPUTS.get(node.name, ())
-        return [None if index < 0 or position in settings
-                else self._value(index, computed)
-                for position, index in enumerate(node.inputs)]
+        return [
+            None if index < 0 or position in settings else self._value(index, computed)
+            for position, index in enumerate(node.inputs)
+        ]
 
     def logits(self, x):
         """The logits for input `x` (real-valued, the input's shape)."""
@@ -284,8 +292,11 @@ class FloatModel:
 
     def loss(self, x, label):
         """Softmax cross-entropy of one sample."""
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=tf.reshape(label, [1]), logits=self.logits(x)))
+        return tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.reshape(label, [1]), logits=self.logits(x)
+            )
+        )
 
     def parameter_bytes(self):
         return sum(int(np.prod(v.shape)) * 4 for v in self.variables)
@@ -293,5 +304,4 @@ class FloatModel:
     def activation_bytes(self):
         """float32 bytes of every operator output up to the logits."""
         tensors = self._model.subgraphs[0].tensors
-        return sum(4 * int(np.prod(tensors[n.output].shape))
-                   for n in self._nodes)
+        return sum(4 * int(np.prod(tensors[n.output].shape)) for n in self._nodes)

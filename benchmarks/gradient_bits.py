@@ -22,18 +22,22 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from absl import app, flags
 
-from benchmarks import gradient_bits_report as comparison  # noqa: E402
+from benchmarks import gradient_bits_report as comparison
 
 RESULTS = REPO / "benchmarks" / "results" / "gradient_bits"
-_WIDE = flags.DEFINE_string("wide", str(RESULTS / "update_schemes_32bit.json"),
-                            "The update-scheme run with --gradient_bits 32 (its .json).")
-_NARROW = flags.DEFINE_string("narrow", str(RESULTS / "update_schemes_16bit.json"),
-                              "The same run with --gradient_bits 16.")
-_OUT = flags.DEFINE_string("out", str(REPO / "benchmarks" / "results" / "gradient_bits.md"),
-                           "Markdown report.")
+_WIDE = flags.DEFINE_string(
+    "wide",
+    str(RESULTS / "update_schemes_32bit.json"),
+    "The update-scheme run with --gradient_bits 32 (its .json).",
+)
+_NARROW = flags.DEFINE_string(
+    "narrow", str(RESULTS / "update_schemes_16bit.json"), "The same run with --gradient_bits 16."
+)
+_OUT = flags.DEFINE_string(
+    "out", str(REPO / "benchmarks" / "results" / "gradient_bits.md"), "Markdown report."
+)
 
 
 def main(argv):
@@ -48,8 +52,9 @@ def main(argv):
     rows, summary = comparison.compare(wide, narrow)
     out = pathlib.Path(_OUT.value)
     out.write_text(comparison.render(rows, summary, wide, narrow))
-    out.with_suffix(".json").write_text(json.dumps({"summary": summary, "rows": rows},
-                                                   indent=1) + "\n")
+    out.with_suffix(".json").write_text(
+        json.dumps({"summary": summary, "rows": rows}, indent=1) + "\n"
+    )
     print(f"wrote {out}")
     return 0
 

@@ -63,8 +63,7 @@ def time_invokes(interpreters, samples, repeats, warmup, clock="wall"):
             sample = samples[round_index % len(samples)]
             order = names if round_index % 2 == 0 else names[::-1]
             for name in order:
-                elapsed = _timed_invoke(interpreters[name], sample,
-                                        read_clock)
+                elapsed = _timed_invoke(interpreters[name], sample, read_clock)
                 if round_index >= warmup:
                     times[name].append(elapsed)
     finally:
@@ -86,8 +85,7 @@ def summarize(times_ns):
 
 
 def _all_outputs(interpreter, count):
-    return [np.array(interpreter.get_output(i), copy=True)
-            for i in range(count)]
+    return [np.array(interpreter.get_output(i), copy=True) for i in range(count)]
 
 
 def run_outputs(interpreter, sample, count):
@@ -99,8 +97,8 @@ def run_outputs(interpreter, sample, count):
 
 def outputs_identical(a, b):
     return len(a) == len(b) and all(
-        x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y)
-        for x, y in zip(a, b))
+        x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y) for x, y in zip(a, b)
+    )
 
 
 def compare_outputs(interpreters, samples):
@@ -150,8 +148,7 @@ def tflm_recorded_arena(interpreter):
 
 def _tflm_runs_with(buffer, arena_size, sample):
     try:
-        interpreter = tflm_runtime.Interpreter.from_bytes(
-            buffer, arena_size=arena_size)
+        interpreter = tflm_runtime.Interpreter.from_bytes(buffer, arena_size=arena_size)
         interpreter.set_input(sample, 0)
         interpreter.invoke()
     except RuntimeError:

@@ -18,54 +18,66 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from absl import app  # noqa: E402  pylint: disable=wrong-import-position
-from absl import flags  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from absl import app, flags
 
-from tools import board_config  # noqa: E402
-from tools import host_build  # noqa: E402
-from benchmarks import environment  # noqa: E402
-from benchmarks import firmware  # noqa: E402
-from benchmarks import host  # noqa: E402
-from benchmarks import models  # noqa: E402
-from benchmarks import report  # noqa: E402
+from benchmarks import environment, firmware, host, models, report
+from tools import board_config, host_build
 
 _MODELS = flags.DEFINE_list(
-    "models", None,
-    "Models of tests/models/manifest.json to run (default: all).")
+    "models", None, "Models of tests/models/manifest.json to run (default: all)."
+)
 _REPEATS = flags.DEFINE_integer(
-    "repeats", 500, "Timed invokes per runtime and model.", lower_bound=1)
+    "repeats", 500, "Timed invokes per runtime and model.", lower_bound=1
+)
 _WARMUP = flags.DEFINE_integer(
-    "warmup", 10, "Untimed invokes per runtime before timing.", lower_bound=0)
+    "warmup", 10, "Untimed invokes per runtime before timing.", lower_bound=0
+)
 _CLOCK = flags.DEFINE_enum(
-    "clock", "thread_cpu", sorted(host.CLOCKS), "What the host timing "
+    "clock",
+    "thread_cpu",
+    sorted(host.CLOCKS),
+    "What the host timing "
     "measures: this thread's CPU time (time.thread_time_ns; leaves out time "
     "spent descheduled when other work competes for the cores, and adds "
     "under 1 us of clock reading per invoke), or wall-clock time "
-    "(time.perf_counter_ns).")
+    "(time.perf_counter_ns).",
+)
 _HOST_INPUTS = flags.DEFINE_integer(
-    "host_inputs", 8, "Test samples the host timing cycles through (and the "
-    "output check compares).", lower_bound=1)
+    "host_inputs",
+    8,
+    "Test samples the host timing cycles through (and the output check compares).",
+    lower_bound=1,
+)
 _FLOOR_REPEATS = flags.DEFINE_integer(
-    "floor_repeats", 2000, "Timed invokes of the one-RELU model that measures "
-    "the call overhead.", lower_bound=1)
+    "floor_repeats",
+    2000,
+    "Timed invokes of the one-RELU model that measures the call overhead.",
+    lower_bound=1,
+)
 _FIRMWARE = flags.DEFINE_bool(
-    "firmware", True, "Build and emulate the firmware (needs "
-    "arm-none-eabi-gcc and qemu-system-arm).")
+    "firmware",
+    True,
+    "Build and emulate the firmware (needs arm-none-eabi-gcc and qemu-system-arm).",
+)
 _FIRMWARE_INPUTS = flags.DEFINE_integer(
-    "firmware_inputs", 2, "Test samples embedded in each firmware image.",
-    lower_bound=1)
+    "firmware_inputs", 2, "Test samples embedded in each firmware image.", lower_bound=1
+)
 _BOARD = flags.DEFINE_string("board", "mps2_an386", "Emulated board.")
 _EMULATION_TIMEOUT = flags.DEFINE_float(
-    "emulation_timeout", 120.0, "Seconds before QEMU is stopped.")
+    "emulation_timeout", 120.0, "Seconds before QEMU is stopped."
+)
 _FIRMWARE_DIR = flags.DEFINE_string(
-    "firmware_dir", None, "Keep the firmware builds here (default: a "
-    "temporary folder, deleted afterwards).")
+    "firmware_dir",
+    None,
+    "Keep the firmware builds here (default: a temporary folder, deleted afterwards).",
+)
 _OUT = flags.DEFINE_string(
-    "out", str(REPO / "benchmarks" / "results" / "inference.md"),
-    "Markdown report.")
+    "out", str(REPO / "benchmarks" / "results" / "inference.md"), "Markdown report."
+)
 _JSON_OUT = flags.DEFINE_string(
-    "json_out", None, "Raw numbers (default: --out with a .json suffix).")
+    "json_out", None, "Raw numbers (default: --out with a .json suffix)."
+)
 
 
 def config():
@@ -87,11 +99,11 @@ def call_floor():
     interpreters = host.make_interpreters(models.tiny_model())
     samples = [np.array([[value]], dtype=np.int8) for value in (-3, 5)]
     _, mismatches = host.compare_outputs(interpreters, samples)
-    times = host.time_invokes(interpreters, samples, _FLOOR_REPEATS.value,
-                              _WARMUP.value, _CLOCK.value)
+    times = host.time_invokes(
+        interpreters, samples, _FLOOR_REPEATS.value, _WARMUP.value, _CLOCK.value
+    )
     floor = {name: host.summarize(t) for name, t in times.items()}
-    floor["check"] = {"host_inputs": len(samples),
-                      "host_mismatches": mismatches}
+    floor["check"] = {"host_inputs": len(samples), "host_mismatches": mismatches}
     return floor
 
 
@@ -111,8 +123,7 @@ def firmware_floor(firmware_dir):
 def measure_host(model, interpreters, samples):
     """Output check, invoke times and arena bytes on the host."""
     _, mismatches = host.compare_outputs(interpreters, samples)
-    times = host.time_invokes(interpreters, samples, _REPEATS.value,
-                              _WARMUP.value, _CLOCK.value)
+    times = host.time_invokes(interpreters, samples, _REPEATS.value, _WARMUP.value, _CLOCK.value)
     return {
         "check": {"host_inputs": len(samples), "host_mismatches": mismatches},
         "host_time": {name: host.summarize(t) for name, t in times.items()},
@@ -123,9 +134,9 @@ def measure_host(model, interpreters, samples):
 
 def measure_firmware(model, interpreter, samples, out_dir):
     """Firmware metrics, or {"error": why} when it cannot be built or run."""
-    return firmware.measure_inference(_BOARD.value, model, interpreter,
-                                      samples, out_dir,
-                                      _EMULATION_TIMEOUT.value)
+    return firmware.measure_inference(
+        _BOARD.value, model, interpreter, samples, out_dir, _EMULATION_TIMEOUT.value
+    )
 
 
 def measure_model(model, firmware_dir):
@@ -134,7 +145,7 @@ def measure_model(model, firmware_dir):
     details = host.input_details(interpreters)
     wanted = max(_HOST_INPUTS.value, _FIRMWARE_INPUTS.value)
     samples = models.dataset_inputs(model, details, wanted)
-    result = measure_host(model, interpreters, samples[:_HOST_INPUTS.value])
+    result = measure_host(model, interpreters, samples[: _HOST_INPUTS.value])
     result["model_bytes"] = len(model.buffer)
     result["model_sha256"] = hashlib.sha256(model.buffer).hexdigest()
     result["macs"] = models.mac_counts(model.buffer)
@@ -142,8 +153,8 @@ def measure_model(model, firmware_dir):
     if firmware_dir is not None:
         print(f"[{model.name}] firmware", flush=True)
         result["firmware"] = measure_firmware(
-            model, interpreters[host.OURS], samples[:_FIRMWARE_INPUTS.value],
-            firmware_dir)
+            model, interpreters[host.OURS], samples[: _FIRMWARE_INPUTS.value], firmware_dir
+        )
     return result
 
 
@@ -153,14 +164,12 @@ def _model_identical(result):
     fw = result.get("firmware")
     if not fw or "error" in fw:
         return True
-    return (fw["outputs_equal_host"] == fw["outputs_compared"]
-            and fw["status"] == 0)
+    return fw["outputs_equal_host"] == fw["outputs_compared"] and fw["status"] == 0
 
 
 def run_all(firmware_dir):
     load_at_start = environment.load_average()
-    results = {m.name: measure_model(m, firmware_dir)
-               for m in models.load_models(_MODELS.value)}
+    results = {m.name: measure_model(m, firmware_dir) for m in models.load_models(_MODELS.value)}
     board = board_config.load_board(_BOARD.value)
     floor = call_floor()
     if firmware_dir is not None:
@@ -170,11 +179,9 @@ def run_all(firmware_dir):
         "command": environment.command_line(),
         "config": config(),
         "environment": environment.describe(load_at_start),
-        "board_limits": {"flash_size": board.flash.size,
-                         "ram_size": board.ram.size},
+        "board_limits": {"flash_size": board.flash.size, "ram_size": board.ram.size},
         "call_floor": floor,
-        "all_outputs_identical": all(
-            _model_identical(r) for r in [floor, *results.values()]),
+        "all_outputs_identical": all(_model_identical(r) for r in [floor, *results.values()]),
         "models": results,
     }
 
@@ -197,12 +204,12 @@ def main(argv):
     except ValueError as error:
         raise app.UsageError(str(error)) from None
     host_build.build_host_if_stale()  # the library is loaded lazily
-    data = firmware.run_with_firmware_dir(run_all, _FIRMWARE.value, _FIRMWARE_DIR.value,
-                                          "tt_bench_firmware_")
+    data = firmware.run_with_firmware_dir(
+        run_all, _FIRMWARE.value, _FIRMWARE_DIR.value, "tt_bench_firmware_"
+    )
     write_results(data)
     if not data["all_outputs_identical"]:
-        print("error: some outputs differ between the runtimes (see the "
-              "report)", file=sys.stderr)
+        print("error: some outputs differ between the runtimes (see the report)", file=sys.stderr)
         return 1
     return 0
 

@@ -16,6 +16,7 @@ again, and its state must be the old or the new one byte for byte, with
 the next training step equal to the host's. Writes --out and the raw
 numbers beside it (.json). Exits 1 when a state is lost or differs.
 """
+
 import concurrent.futures
 import json
 import pathlib
@@ -28,23 +29,22 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from absl import app  # noqa: E402  pylint: disable=wrong-import-position
-from absl import flags  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from absl import app, flags
 
-import tflm_training  # noqa: E402
-from tflm_training import learner  # noqa: E402
-from tools import deploy_steps  # noqa: E402
-from tools import emulation  # noqa: E402
-from tools import learner_firmware  # noqa: E402
-from tools import training_firmware  # noqa: E402
-from benchmarks import environment  # noqa: E402
+import tflm_training
+from benchmarks import environment
+from tflm_training import learner
+from tools import deploy_steps, emulation, learner_firmware, training_firmware
 
 _CUTS = flags.DEFINE_integer("cuts", 1000, "Distinct power-cut points (at least).")
 _WORKERS = flags.DEFINE_integer("workers", 2, "Emulators run at once for the cuts.")
 _STREAM = flags.DEFINE_integer("stream_samples", 200, "Samples streamed for the rate.")
-_OUT = flags.DEFINE_string("out", str(REPO / "benchmarks" / "results" / "learner.md"),
-                           "Markdown report; the JSON goes beside it.")
+_OUT = flags.DEFINE_string(
+    "out",
+    str(REPO / "benchmarks" / "results" / "learner.md"),
+    "Markdown report; the JSON goes beside it.",
+)
 
 MODEL = deploy_steps.DEFAULT_MODEL.read_bytes()
 SETTINGS = {"learning_rate": 0.02, "momentum": 0.9, "batch_size": 5}
@@ -62,23 +62,29 @@ def plans():
     """The plans measured: the default deploy's (TraDy for the board's RAM)
     and the classifier alone (small state: the power-cut sweep's)."""
     x, y = task_samples(100)
-    from planning import trady  # pylint: disable=import-outside-toplevel
+    from planning import trady
+
     board = deploy_steps.load_board("nrf52840")
     info = deploy_steps.model_input(MODEL)
-    reserved = deploy_steps.learner_ram(MODEL, info, learner_firmware.DEFAULT_HELDOUT_SAMPLES,
-                                        board)
+    reserved = deploy_steps.learner_ram(
+        MODEL, info, learner_firmware.DEFAULT_HELDOUT_SAMPLES, board
+    )
     ranking = trady.rank_layers(MODEL, x, y, samples=100, seed=0, **SETTINGS)
-    plan = trady.plan_for_budget(MODEL, ranking, deploy_steps.budget_bytes(board, None, reserved),
-                                 seed=0).plan
-    return {"trady (deploy default)": plan.to_bytes(),
-            "classifier": tflm_training.TrainingPlan.classifier_only(MODEL, **SETTINGS).to_bytes()}
+    plan = trady.plan_for_budget(
+        MODEL, ranking, deploy_steps.budget_bytes(board, None, reserved), seed=0
+    ).plan
+    return {
+        "trady (deploy default)": plan.to_bytes(),
+        "classifier": tflm_training.TrainingPlan.classifier_only(MODEL, **SETTINGS).to_bytes(),
+    }
 
 
 def stream_and_save(name, plan, x, y, work):
     """Streams x, y into a fresh learner, saves, power-cycles; the same
     samples through the embedded-samples training firmware."""
-    firmware, sizes = learner_firmware.build_learner_firmware("mps2_an386", MODEL, plan,
-                                                              work / "learner")
+    firmware, sizes = learner_firmware.build_learner_firmware(
+        "mps2_an386", MODEL, plan, work / "learner"
+    )
     flash = work / "flash.bin"
     host = tflm_training.Trainer(MODEL, plan)
     device = learner_firmware.EmulatedLearner(firmware.elf, flash)
@@ -92,8 +98,10 @@ def stream_and_save(name, plan, x, y, work):
         steps = [client.train(x[i], y[i]) for i in range(SEQUENTIAL)]
         steps += list(client.train_many(x[SEQUENTIAL:], y[SEQUENTIAL:]))
         seconds = time.monotonic() - start
-        losses_equal = all(s.loss.view(np.uint32) == np.float32(host.train_step(x[i], y[i])).view(
-            np.uint32) for i, s in enumerate(steps))
+        losses_equal = all(
+            s.loss.view(np.uint32) == np.float32(host.train_step(x[i], y[i])).view(np.uint32)
+            for i, s in enumerate(steps)
+        )
         save = client.save()
     finally:
         device.close()
@@ -103,25 +111,34 @@ def stream_and_save(name, plan, x, y, work):
     finally:
         device.close()
     embedded = training_firmware.build_training_firmware(
-        "mps2_an386", MODEL, plan, x, y, work / "embedded", epochs=1)
+        "mps2_an386", MODEL, plan, x, y, work / "embedded", epochs=1
+    )
     run = training_firmware.TrainingRun.from_log(
-        emulation.run_firmware(embedded.elf, "mps2_an386", timeout=600).log)
+        emulation.run_firmware(embedded.elf, "mps2_an386", timeout=600).log
+    )
     streamed_counts = [s.count for s in steps]
     return {
-        "plan": name, "samples": len(y), "seconds": seconds,
+        "plan": name,
+        "samples": len(y),
+        "seconds": seconds,
         "samples_per_second": len(y) / seconds,
         "instructions_per_step_streamed": int(np.mean(streamed_counts[SEQUENTIAL:])),
         "instructions_per_step_embedded": int(np.mean(run.step_counts[SEQUENTIAL:])),
         # One request at a time, each step costs exactly what it costs with
         # the samples embedded: the differences are all 0.
-        "sequential_minus_embedded": sorted({a - b for a, b in zip(
-            streamed_counts[:SEQUENTIAL], run.step_counts[:SEQUENTIAL])}),
-        "streamed_counts": streamed_counts, "embedded_counts": run.step_counts,
+        "sequential_minus_embedded": sorted(
+            {a - b for a, b in zip(streamed_counts[:SEQUENTIAL], run.step_counts[:SEQUENTIAL])}
+        ),
+        "streamed_counts": streamed_counts,
+        "embedded_counts": run.step_counts,
         "uart_interrupt_instructions_per_step": int(
-            np.mean(streamed_counts[SEQUENTIAL:]) - np.mean(run.step_counts[SEQUENTIAL:])),
+            np.mean(streamed_counts[SEQUENTIAL:]) - np.mean(run.step_counts[SEQUENTIAL:])
+        ),
         "losses_equal_host": losses_equal,
-        "state_bytes": sizes.state_bytes, "state_flash_bytes": sizes.state_region_bytes,
-        "save_bytes_written": save.bytes_written, "save_pages_erased": save.pages_erased,
+        "state_bytes": sizes.state_bytes,
+        "state_flash_bytes": sizes.state_region_bytes,
+        "save_bytes_written": save.bytes_written,
+        "save_pages_erased": save.pages_erased,
         "save_instructions": save.count,
         "restore_instructions": info.restore_count,
         "restored_equal_host": info.restored and info.state_crc32 == zlib.crc32(host.state()),
@@ -139,7 +156,8 @@ class CutSweep:
     def __init__(self, plan, work):
         self.plan = plan
         self.firmware, _ = learner_firmware.build_learner_firmware(
-            "mps2_an386", MODEL, plan, work / "cuts")
+            "mps2_an386", MODEL, plan, work / "cuts"
+        )
         self.x, self.y = task_samples(10)
         host = tflm_training.Trainer(MODEL, plan)
         self.base = work / "base.bin"
@@ -191,11 +209,13 @@ class CutSweep:
                 client = learner.LearnerClient(device, timeout=30)
                 info = client.info()
                 which = {zlib.crc32(self.old): "old", zlib.crc32(self.new): "new"}.get(
-                    info.state_crc32, "lost")
+                    info.state_crc32, "lost"
+                )
                 step = client.train(self.x[6], self.y[6])
                 expected = {"old": self.next_loss_old, "new": self.next_loss}.get(which)
-                next_equal = expected is not None and step.loss.view(np.uint32) == \
-                    expected.view(np.uint32)
+                next_equal = expected is not None and step.loss.view(np.uint32) == expected.view(
+                    np.uint32
+                )
             finally:
                 device.close()
         return {"cut": cut, "exit_status": status, "state": which, "next_step_equal": next_equal}
@@ -203,17 +223,22 @@ class CutSweep:
 
 def markdown(results):
     env = results["environment"]
-    lines = ["# Learner benchmark", "",
-             f"`{env['command']}`, {env['date_utc']}, {results['seconds']:.0f} s on "
-             f"{env['cpus_usable']} cores ({env['cpu_model']}); QEMU mps2-an386 with the "
-             "nRF52840's memory (`-icount shift=0`: counts are exact instructions); the "
-             "DS-CNN with a new head (`examples/ds_cnn_fsdd.tflite`) on FSDD.", "",
-             "## Streaming, saving, restoring", "",
-             "| plan | samples/s streamed + trained | instructions / step streamed "
-             "(pipelined) | with the samples embedded | UART interrupt share | one request "
-             "at a time − embedded, every step | save: bytes written | pages erased | "
-             "instructions / save | instructions / boot restore | state restored == host |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Learner benchmark",
+        "",
+        f"`{env['command']}`, {env['date_utc']}, {results['seconds']:.0f} s on "
+        f"{env['cpus_usable']} cores ({env['cpu_model']}); QEMU mps2-an386 with the "
+        "nRF52840's memory (`-icount shift=0`: counts are exact instructions); the "
+        "DS-CNN with a new head (`examples/ds_cnn_fsdd.tflite`) on FSDD.",
+        "",
+        "## Streaming, saving, restoring",
+        "",
+        "| plan | samples/s streamed + trained | instructions / step streamed "
+        "(pipelined) | with the samples embedded | UART interrupt share | one request "
+        "at a time − embedded, every step | save: bytes written | pages erased | "
+        "instructions / save | instructions / boot restore | state restored == host |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results["streams"]:
         lines.append(
             f"| {r['plan']} | {r['samples_per_second']:.1f} | "
@@ -222,33 +247,47 @@ def markdown(results):
             f"{', '.join(str(d) for d in r['sequential_minus_embedded'])} | "
             f"{r['save_bytes_written']:,} | "
             f"{r['save_pages_erased']} | {r['save_instructions']:,} | "
-            f"{r['restore_instructions']:,} | {'yes' if r['restored_equal_host'] else 'NO'} |")
-    lines += ["", "Pipelined, the host sends the next sample while the device trains, and "
-              "the UART's receive interrupt (a few instructions per byte) runs inside the "
-              "measured step. One request at a time, every step takes exactly the "
-              "instructions it takes with the samples embedded in the firmware.",
-              "", "## Firmware flash", "",
-              "| plan | learner image (no samples) | training firmware with the same "
-              "samples embedded | learner flash incl. two state slots | RAM globals |",
-              "|---|---|---|---|---|"]
+            f"{r['restore_instructions']:,} | {'yes' if r['restored_equal_host'] else 'NO'} |"
+        )
+    lines += [
+        "",
+        "Pipelined, the host sends the next sample while the device trains, and "
+        "the UART's receive interrupt (a few instructions per byte) runs inside the "
+        "measured step. One request at a time, every step takes exactly the "
+        "instructions it takes with the samples embedded in the firmware.",
+        "",
+        "## Firmware flash",
+        "",
+        "| plan | learner image (no samples) | training firmware with the same "
+        "samples embedded | learner flash incl. two state slots | RAM globals |",
+        "|---|---|---|---|---|",
+    ]
     for r in results["streams"]:
-        lines.append(f"| {r['plan']} | {r['learner_image_bytes']:,} | "
-                     f"{r['embedded_image_bytes']:,} ({r['samples']} samples) | "
-                     f"{r['learner_flash_used']:,} | {r['learner_ram_globals']:,} |")
+        lines.append(
+            f"| {r['plan']} | {r['learner_image_bytes']:,} | "
+            f"{r['embedded_image_bytes']:,} ({r['samples']} samples) | "
+            f"{r['learner_flash_used']:,} | {r['learner_ram_globals']:,} |"
+        )
     cuts = results["cuts"]
-    lines += ["", "## Power cuts", "",
-              f"The classifier plan's save ({cuts['events']} flash events: "
-              f"{cuts['pages']} page erases and the word writes, each cut before it starts "
-              "and halfway through) cut at every erase event, the header's last 16 events "
-              "and a stride through the rest, and once not at all; after each cut the "
-              "device boots again and must hold the state saved before the cut (old) or "
-              "the one being saved (new), and its next training step must equal the "
-              "host's from that state. The new state counts only once its header's last "
-              "word is whole, so cuts before it leave the old one.", "",
-              "| cuts tried | old state | new state | states lost | next step == host |",
-              "|---|---|---|---|---|",
-              f"| {cuts['tried']} | {cuts['old']} | {cuts['new']} | {cuts['lost']} | "
-              f"{cuts['next_step_equal']}/{cuts['tried']} |", ""]
+    lines += [
+        "",
+        "## Power cuts",
+        "",
+        f"The classifier plan's save ({cuts['events']} flash events: "
+        f"{cuts['pages']} page erases and the word writes, each cut before it starts "
+        "and halfway through) cut at every erase event, the header's last 16 events "
+        "and a stride through the rest, and once not at all; after each cut the "
+        "device boots again and must hold the state saved before the cut (old) or "
+        "the one being saved (new), and its next training step must equal the "
+        "host's from that state. The new state counts only once its header's last "
+        "word is whole, so cuts before it leave the old one.",
+        "",
+        "| cuts tried | old state | new state | states lost | next step == host |",
+        "|---|---|---|---|---|",
+        f"| {cuts['tried']} | {cuts['old']} | {cuts['new']} | {cuts['lost']} | "
+        f"{cuts['next_step_equal']}/{cuts['tried']} |",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -269,16 +308,19 @@ def main(argv):
             results["streams"].append(stream_and_save(name, plan, x, y, folder))
         sweep = CutSweep(measured_plans["classifier"], work)
         points = sweep.points(_CUTS.value)
-        print(f"cutting the power at {len(points)} of {sweep.events} flash events ...",
-              flush=True)
+        print(f"cutting the power at {len(points)} of {sweep.events} flash events ...", flush=True)
         with concurrent.futures.ThreadPoolExecutor(_WORKERS.value) as pool:
             outcomes = list(pool.map(sweep.run, points))
-    cuts = {"events": sweep.events, "pages": sweep.pages, "tried": len(outcomes),
-            "old": sum(o["state"] == "old" for o in outcomes),
-            "new": sum(o["state"] == "new" for o in outcomes),
-            "lost": sum(o["state"] == "lost" for o in outcomes),
-            "next_step_equal": sum(bool(o["next_step_equal"]) for o in outcomes),
-            "outcomes": outcomes}
+    cuts = {
+        "events": sweep.events,
+        "pages": sweep.pages,
+        "tried": len(outcomes),
+        "old": sum(o["state"] == "old" for o in outcomes),
+        "new": sum(o["state"] == "new" for o in outcomes),
+        "lost": sum(o["state"] == "lost" for o in outcomes),
+        "next_step_equal": sum(bool(o["next_step_equal"]) for o in outcomes),
+        "outcomes": outcomes,
+    }
     results["cuts"] = cuts
     results["environment"] = environment.describe(load_at_start)
     results["environment"]["command"] = environment.command_line()
@@ -288,9 +330,16 @@ def main(argv):
     out.write_text(markdown(results))
     out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     print(markdown(results))
-    bad = cuts["lost"] or cuts["next_step_equal"] != cuts["tried"] or not all(
-        r["losses_equal_host"] and r["restored_equal_host"] and
-        r["sequential_minus_embedded"] == [0] for r in results["streams"])
+    bad = (
+        cuts["lost"]
+        or cuts["next_step_equal"] != cuts["tried"]
+        or not all(
+            r["losses_equal_host"]
+            and r["restored_equal_host"]
+            and r["sequential_minus_embedded"] == [0]
+            for r in results["streams"]
+        )
+    )
     return 1 if bad else 0
 
 

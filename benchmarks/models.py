@@ -24,7 +24,8 @@ TRANSFER_MANIFEST_PATH = TRANSFER_DIR / "manifest.json"
 MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 _OP_NAMES = {
-    value: name for name, value in vars(schema.BuiltinOperator).items()
+    value: name
+    for name, value in vars(schema.BuiltinOperator).items()
     if not name.startswith("_") and isinstance(value, int)
 }
 
@@ -52,8 +53,7 @@ def _entries(include_transfer):
     """{name: (folder, manifest entry)}."""
     entries = {name: (MODELS_DIR, entry) for name, entry in manifest().items()}
     if include_transfer:
-        entries.update({name: (TRANSFER_DIR, entry)
-                        for name, entry in transfer_manifest().items()})
+        entries.update({name: (TRANSFER_DIR, entry) for name, entry in transfer_manifest().items()})
     return entries
 
 
@@ -69,8 +69,7 @@ def load_models(names=None, include_transfer=False):
     for name in names:
         folder, entry = entries[name]
         path = folder / entry["file"]
-        models.append(BenchModel(name, path, entry["dataset"],
-                                 path.read_bytes()))
+        models.append(BenchModel(name, path, entry["dataset"], path.read_bytes()))
     return models
 
 
@@ -107,8 +106,7 @@ def labelled_samples(model, details, count):
 
 def read_model(buffer):
     """The flatbuffer as tflite_micro's schema object tree (ModelT)."""
-    return schema.ModelT.InitFromObj(
-        schema.Model.GetRootAsModel(bytearray(buffer), 0))
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(buffer), 0))
 
 
 def op_name(model, op):

@@ -10,10 +10,8 @@ def table(headers, rows, left=1):
     """A markdown table; the first `left` columns left-aligned, the rest
     right."""
     align = [":---"] * left + ["---:"] * (len(headers) - left)
-    lines = ["| " + " | ".join(headers) + " |",
-             "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |"
-              for row in rows]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -40,8 +38,8 @@ def _firmware(result):
 _CLOCK_TEXT = {
     "wall": "wall-clock time, `time.perf_counter_ns`",
     "thread_cpu": "this thread's CPU time, `time.thread_time_ns`, which "
-                  "leaves out time spent descheduled; reading it costs about "
-                  "1 us, included below",
+    "leaves out time spent descheduled; reading it costs about "
+    "1 us, included below",
 }
 
 
@@ -50,9 +48,16 @@ def _host_time_rows(results):
     for name, result in results.items():
         ours = result["host_time"]["tflm_training"]
         tflm = result["host_time"]["tflite_micro"]
-        rows.append([name, _us(ours["median_us"]), _us(ours["p90_us"]),
-                     _us(tflm["median_us"]), _us(tflm["p90_us"]),
-                     fmt_ratio(ours["median_us"], tflm["median_us"])])
+        rows.append(
+            [
+                name,
+                _us(ours["median_us"]),
+                _us(ours["p90_us"]),
+                _us(tflm["median_us"]),
+                _us(tflm["p90_us"]),
+                fmt_ratio(ours["median_us"], tflm["median_us"]),
+            ]
+        )
     return rows
 
 
@@ -60,31 +65,39 @@ def host_time_section(data):
     config = data["config"]
     floor = data["call_floor"]
     ours, tflm = floor["tflm_training"], floor["tflite_micro"]
-    headers = ["model", "ours median", "ours p90", "tflite_micro median",
-               "tflite_micro p90", "ours / tflite_micro (median)"]
-    return "\n\n".join([
-        "## Host: time per invoke() in microseconds",
-        f"{config['repeats']} timed invokes per runtime and model after "
-        f"{config['warmup']} warm-up invokes, cycling through the first "
-        f"{config['host_inputs']} test samples of the model's dataset. Only "
-        f"`invoke()` is inside the timer ({_CLOCK_TEXT[config['clock']]}); "
-        "`set_input()` is not. The two runtimes alternate invoke by invoke, "
-        "so both see the same machine state. The garbage collector is off "
-        "while timing. Other work on the machine (see the load average "
-        "under Environment) disturbs the times, wall-clock times most; the "
-        "ratios are more stable than the times because both runtimes share "
-        "the disturbance. Every timed invoke is in the .json file.",
-        table(headers, _host_time_rows(data["models"])),
-        "**Call overhead.** Each number above includes the cost of the "
-        "Python call itself (ours: a Python method and a ctypes call; "
-        "tflite_micro: a Python method and a pybind11 call) plus the "
-        "timer. A model with a single RELU on one int8 value "
-        "(`benchmarks/models.py: tiny_model`) measures that floor: "
-        f"ours median {_us(ours['median_us'])} us (p90 "
-        f"{_us(ours['p90_us'])}), tflite_micro median "
-        f"{_us(tflm['median_us'])} us (p90 {_us(tflm['p90_us'])}). "
-        "Nothing is subtracted from the table.",
-    ])
+    headers = [
+        "model",
+        "ours median",
+        "ours p90",
+        "tflite_micro median",
+        "tflite_micro p90",
+        "ours / tflite_micro (median)",
+    ]
+    return "\n\n".join(
+        [
+            "## Host: time per invoke() in microseconds",
+            f"{config['repeats']} timed invokes per runtime and model after "
+            f"{config['warmup']} warm-up invokes, cycling through the first "
+            f"{config['host_inputs']} test samples of the model's dataset. Only "
+            f"`invoke()` is inside the timer ({_CLOCK_TEXT[config['clock']]}); "
+            "`set_input()` is not. The two runtimes alternate invoke by invoke, "
+            "so both see the same machine state. The garbage collector is off "
+            "while timing. Other work on the machine (see the load average "
+            "under Environment) disturbs the times, wall-clock times most; the "
+            "ratios are more stable than the times because both runtimes share "
+            "the disturbance. Every timed invoke is in the .json file.",
+            table(headers, _host_time_rows(data["models"])),
+            "**Call overhead.** Each number above includes the cost of the "
+            "Python call itself (ours: a Python method and a ctypes call; "
+            "tflite_micro: a Python method and a pybind11 call) plus the "
+            "timer. A model with a single RELU on one int8 value "
+            "(`benchmarks/models.py: tiny_model`) measures that floor: "
+            f"ours median {_us(ours['median_us'])} us (p90 "
+            f"{_us(ours['p90_us'])}), tflite_micro median "
+            f"{_us(tflm['median_us'])} us (p90 {_us(tflm['p90_us'])}). "
+            "Nothing is subtracted from the table.",
+        ]
+    )
 
 
 def arena_section(data):
@@ -92,30 +105,39 @@ def arena_section(data):
     for name, result in data["models"].items():
         arena = result["arena"]
         firmware = _firmware(result)
-        rows.append([
-            name, fmt_int(arena["ours_arena_used"]),
-            fmt_int(firmware["arena_used"]) if firmware else NA,
-            fmt_int(arena["tflm_recorded_total"]),
-            fmt_int(arena["tflm_minimal_arena_size"]),
-        ])
-    headers = ["model", "ours (host)", "ours (Cortex-M4 firmware)",
-               "tflite_micro recorded total (x86-64)",
-               "tflite_micro smallest working arena_size (x86-64)"]
-    return "\n\n".join([
-        "## Arena bytes",
-        "Ours: `Interpreter.arena_used_bytes()`, the exact need (the arena "
-        "holds no pointers, so host and MCU need the same bytes; the "
-        "firmware column is the `arena_used` its `init` event reports). "
-        "tflite_micro's Python API has no call that returns arena usage: "
-        "`print_allocations()` only prints the RecordingMicroAllocator's "
-        "totals to stderr, and the 'recorded total' column is parsed from "
-        "that text. The last column is the smallest `arena_size` with which "
-        "`Interpreter.from_bytes` and one `invoke()` succeed (found by "
-        "bisection). Both tflite_micro columns come from its x86-64 build: "
-        "its arena holds pointer-sized structures, so on a 32-bit MCU it "
-        "would need less than shown.",
-        table(headers, rows),
-    ])
+        rows.append(
+            [
+                name,
+                fmt_int(arena["ours_arena_used"]),
+                fmt_int(firmware["arena_used"]) if firmware else NA,
+                fmt_int(arena["tflm_recorded_total"]),
+                fmt_int(arena["tflm_minimal_arena_size"]),
+            ]
+        )
+    headers = [
+        "model",
+        "ours (host)",
+        "ours (Cortex-M4 firmware)",
+        "tflite_micro recorded total (x86-64)",
+        "tflite_micro smallest working arena_size (x86-64)",
+    ]
+    return "\n\n".join(
+        [
+            "## Arena bytes",
+            "Ours: `Interpreter.arena_used_bytes()`, the exact need (the arena "
+            "holds no pointers, so host and MCU need the same bytes; the "
+            "firmware column is the `arena_used` its `init` event reports). "
+            "tflite_micro's Python API has no call that returns arena usage: "
+            "`print_allocations()` only prints the RecordingMicroAllocator's "
+            "totals to stderr, and the 'recorded total' column is parsed from "
+            "that text. The last column is the smallest `arena_size` with which "
+            "`Interpreter.from_bytes` and one `invoke()` succeed (found by "
+            "bisection). Both tflite_micro columns come from its x86-64 build: "
+            "its arena holds pointer-sized structures, so on a 32-bit MCU it "
+            "would need less than shown.",
+            table(headers, rows),
+        ]
+    )
 
 
 def _count_cells(firmware, samples):
@@ -134,27 +156,32 @@ def instructions_section(data):
             continue
         counts = [c for c in firmware["counts"] if c is not None]
         mean = sum(counts) / len(counts) if counts else None
-        rows.append([name, *_count_cells(firmware, samples), fmt_int(macs),
-                     fmt_ratio(mean, macs, 1)])
-    headers = (["model"] + [f"instructions, input {i}" for i in range(samples)]
-               + ["MACs", "instructions / MAC"])
-    return "\n\n".join([
-        f"## Emulated Cortex-M4 ({data['config']['board']}): instructions "
-        "per inference",
-        "Counted exactly by the firmware under QEMU `-icount shift=0` "
-        "(boards/README.md): the instructions of one `tt_interpreter_invoke` "
-        "call, net of an empty call. These are instructions, not cycles, "
-        "and no time in milliseconds is estimated from them: on a Cortex-M4 "
-        "loads and stores usually take 2 cycles, a taken branch refills the "
-        "pipeline, divisions take up to 12 cycles, and code and constants "
-        "read from flash may add wait states, so cycles per instruction "
-        "depend on the code and the part (measure on hardware: the "
-        "nrf52840 firmware reports DWT cycles). Instructions / MAC uses "
-        "the mean over the inputs and charges every operator (pooling, "
-        "softmax, ...) to the MACs.",
-        table(headers, rows),
-        _firmware_floor_note(data),
-    ])
+        rows.append(
+            [name, *_count_cells(firmware, samples), fmt_int(macs), fmt_ratio(mean, macs, 1)]
+        )
+    headers = (
+        ["model"]
+        + [f"instructions, input {i}" for i in range(samples)]
+        + ["MACs", "instructions / MAC"]
+    )
+    return "\n\n".join(
+        [
+            f"## Emulated Cortex-M4 ({data['config']['board']}): instructions per inference",
+            "Counted exactly by the firmware under QEMU `-icount shift=0` "
+            "(boards/README.md): the instructions of one `tt_interpreter_invoke` "
+            "call, net of an empty call. These are instructions, not cycles, "
+            "and no time in milliseconds is estimated from them: on a Cortex-M4 "
+            "loads and stores usually take 2 cycles, a taken branch refills the "
+            "pipeline, divisions take up to 12 cycles, and code and constants "
+            "read from flash may add wait states, so cycles per instruction "
+            "depend on the code and the part (measure on hardware: the "
+            "nrf52840 firmware reports DWT cycles). Instructions / MAC uses "
+            "the mean over the inputs and charges every operator (pooling, "
+            "softmax, ...) to the MACs.",
+            table(headers, rows),
+            _firmware_floor_note(data),
+        ]
+    )
 
 
 REFERENCE = pathlib.Path(__file__).resolve().parent / "reference" / "tflm_cmsis_nn.json"
@@ -170,15 +197,24 @@ def reference_section(data):
         if not counts:
             continue
         ours = counts[0]
-        rows.append([name, fmt_int(ours), fmt_int(theirs), fmt_ratio(ours, theirs),
-                     "yes" if ours < theirs else "no"])
+        rows.append(
+            [
+                name,
+                fmt_int(ours),
+                fmt_int(theirs),
+                fmt_ratio(ours, theirs),
+                "yes" if ours < theirs else "no",
+            ]
+        )
     if not rows:
         return ""
-    return "\n\n".join([
-        "## Against TFLM + CMSIS-NN",
-        f"{reference['what']} Source: {reference['source']}. Ours: input 0 above.",
-        table(["model", "ours", "TFLM + CMSIS-NN", "ours / theirs", "fewer"], rows),
-    ])
+    return "\n\n".join(
+        [
+            "## Against TFLM + CMSIS-NN",
+            f"{reference['what']} Source: {reference['source']}. Ours: input 0 above.",
+            table(["model", "ours", "TFLM + CMSIS-NN", "ours / theirs", "fewer"], rows),
+        ]
+    )
 
 
 def _firmware_floor_note(data):
@@ -186,30 +222,38 @@ def _firmware_floor_note(data):
     if firmware is None:
         return ""
     counts = ", ".join(fmt_int(c) for c in firmware["counts"])
-    return ("**Invoke floor.** The one-RELU model (one int8 value) takes "
-            f"{counts} instructions per invoke on the same firmware: the "
-            "fixed cost of an invoke, included in every count above.")
+    return (
+        "**Invoke floor.** The one-RELU model (one int8 value) takes "
+        f"{counts} instructions per invoke on the same firmware: the "
+        "fixed cost of an invoke, included in every count above."
+    )
 
 
 def macs_section(data):
     rows = []
     for name, result in data["models"].items():
         macs = result["macs"]
-        rows.append([name, fmt_int(macs.get("CONV_2D", 0)),
-                     fmt_int(macs.get("DEPTHWISE_CONV_2D", 0)),
-                     fmt_int(macs.get("FULLY_CONNECTED", 0)),
-                     fmt_int(result["macs_total"])])
-    headers = ["model", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
-               "total"]
-    return "\n\n".join([
-        "## MACs per inference",
-        "From the model's tensor shapes: CONV_2D output elements x KH x KW x "
-        "filter depth; DEPTHWISE_CONV_2D output elements x KH x KW; "
-        "FULLY_CONNECTED output elements x input features. Nominal counts: "
-        "filter taps that fall on padding are included (the kernels skip "
-        "them).",
-        table(headers, rows),
-    ])
+        rows.append(
+            [
+                name,
+                fmt_int(macs.get("CONV_2D", 0)),
+                fmt_int(macs.get("DEPTHWISE_CONV_2D", 0)),
+                fmt_int(macs.get("FULLY_CONNECTED", 0)),
+                fmt_int(result["macs_total"]),
+            ]
+        )
+    headers = ["model", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "total"]
+    return "\n\n".join(
+        [
+            "## MACs per inference",
+            "From the model's tensor shapes: CONV_2D output elements x KH x KW x "
+            "filter depth; DEPTHWISE_CONV_2D output elements x KH x KW; "
+            "FULLY_CONNECTED output elements x input features. Nominal counts: "
+            "filter taps that fall on padding are included (the kernels skip "
+            "them).",
+            table(headers, rows),
+        ]
+    )
 
 
 def memory_section(data):
@@ -219,59 +263,75 @@ def memory_section(data):
         if firmware is None:
             rows.append([name] + [NA] * 8)
             continue
-        rows.append([
-            name, fmt_int(firmware["flash_bytes"]),
-            fmt_int(firmware["ram_bytes"]), fmt_int(firmware["stack_used"]),
-            fmt_int(firmware["stack_size"]), fmt_int(firmware["model_bytes"]),
-            fmt_int(firmware["inputs_bytes"]),
-            fmt_int(firmware["flash_bytes"] - firmware["model_bytes"]
-                    - firmware["inputs_bytes"]),
-            fmt_int(firmware.get("code_bytes")),
-        ])
-    headers = ["model", "flash (program storage)", "RAM (globals)",
-               "stack high-water", "stack reserved", "of flash: model",
-               "of flash: inputs", "of flash: the rest (code, constants)",
-               "of the rest: code (functions; the image links only its model's kernels)"]
-    return "\n\n".join([
-        "## Firmware image and stack",
-        "Flash and RAM as `tools/elf_sizes.py` counts them (arduino-cli "
-        "style: flash = sections in flash + `.data`'s initial values; RAM = "
-        "`.data` + `.bss`, which holds the static arena; the stack is "
-        "reserved on its own). Limits: flash "
-        f"{fmt_int(data['board_limits']['flash_size'])} bytes, RAM "
-        f"{fmt_int(data['board_limits']['ram_size'])} bytes (the nRF52840's). "
-        "The stack high-water mark is measured by stack painting over the "
-        "whole run (init, every invoke, reporting).",
-        table(headers, rows),
-    ])
+        rows.append(
+            [
+                name,
+                fmt_int(firmware["flash_bytes"]),
+                fmt_int(firmware["ram_bytes"]),
+                fmt_int(firmware["stack_used"]),
+                fmt_int(firmware["stack_size"]),
+                fmt_int(firmware["model_bytes"]),
+                fmt_int(firmware["inputs_bytes"]),
+                fmt_int(
+                    firmware["flash_bytes"] - firmware["model_bytes"] - firmware["inputs_bytes"]
+                ),
+                fmt_int(firmware.get("code_bytes")),
+            ]
+        )
+    headers = [
+        "model",
+        "flash (program storage)",
+        "RAM (globals)",
+        "stack high-water",
+        "stack reserved",
+        "of flash: model",
+        "of flash: inputs",
+        "of flash: the rest (code, constants)",
+        "of the rest: code (functions; the image links only its model's kernels)",
+    ]
+    return "\n\n".join(
+        [
+            "## Firmware image and stack",
+            "Flash and RAM as `tools/elf_sizes.py` counts them (arduino-cli "
+            "style: flash = sections in flash + `.data`'s initial values; RAM = "
+            "`.data` + `.bss`, which holds the static arena; the stack is "
+            "reserved on its own). Limits: flash "
+            f"{fmt_int(data['board_limits']['flash_size'])} bytes, RAM "
+            f"{fmt_int(data['board_limits']['ram_size'])} bytes (the nRF52840's). "
+            "The stack high-water mark is measured by stack painting over the "
+            "whole run (init, every invoke, reporting).",
+            table(headers, rows),
+        ]
+    )
 
 
 def _check_cells(result):
     check = result["check"]
-    host = (f"{check['host_inputs'] - check['host_mismatches']}"
-            f"/{check['host_inputs']}")
+    host = f"{check['host_inputs'] - check['host_mismatches']}/{check['host_inputs']}"
     firmware = _firmware(result)
     if firmware is None:
         return [host, NA]
-    return [host, f"{firmware['outputs_equal_host']}"
-            f"/{firmware['outputs_compared']}"]
+    return [host, f"{firmware['outputs_equal_host']}/{firmware['outputs_compared']}"]
 
 
 def check_section(data):
-    rows = [[name, *_check_cells(result)]
-            for name, result in data["models"].items()]
+    rows = [[name, *_check_cells(result)] for name, result in data["models"].items()]
     rows.append(["tiny_relu (call floor)", *_check_cells(data["call_floor"])])
-    verdict = ("All outputs are identical." if data["all_outputs_identical"]
-               else "**Some outputs differ: see the table.**")
-    return "\n\n".join([
-        "## Output check",
-        "Every output tensor compared bit for bit (dtype, shape, values): "
-        "tflm_training vs tflite_micro on the host benchmark inputs, and the "
-        "Cortex-M4 firmware vs tflm_training on the inputs embedded in the "
-        f"firmware. {verdict}",
-        table(["model", "host: ours == tflite_micro",
-               "firmware == host (ours)"], rows),
-    ])
+    verdict = (
+        "All outputs are identical."
+        if data["all_outputs_identical"]
+        else "**Some outputs differ: see the table.**"
+    )
+    return "\n\n".join(
+        [
+            "## Output check",
+            "Every output tensor compared bit for bit (dtype, shape, values): "
+            "tflm_training vs tflite_micro on the host benchmark inputs, and the "
+            "Cortex-M4 firmware vs tflm_training on the inputs embedded in the "
+            f"firmware. {verdict}",
+            table(["model", "host: ours == tflite_micro", "firmware == host (ours)"], rows),
+        ]
+    )
 
 
 def _load(values):
@@ -299,20 +359,25 @@ def environment_section(data):
     ]
     changed = env["runtime_uncommitted"]
     if changed:
-        lines.append("- Uncommitted changes in the C runtime when measured: "
-                     + ", ".join(f"`{path}`" for path in changed))
+        lines.append(
+            "- Uncommitted changes in the C runtime when measured: "
+            + ", ".join(f"`{path}`" for path in changed)
+        )
     return "\n".join(lines)
 
 
 def _skipped_note(data):
-    skipped = {name: result["firmware"]["error"]
-               for name, result in data["models"].items()
-               if result.get("firmware") and "error" in result["firmware"]}
+    skipped = {
+        name: result["firmware"]["error"]
+        for name, result in data["models"].items()
+        if result.get("firmware") and "error" in result["firmware"]
+    }
     if not data["config"]["firmware"]:
         return "Firmware measurements were skipped (--nofirmware)."
     if skipped:
         return "Firmware measurements failed for: " + "; ".join(
-            f"{name}: {error}" for name, error in skipped.items())
+            f"{name}: {error}" for name, error in skipped.items()
+        )
     return ""
 
 

@@ -39,22 +39,28 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
-from absl import app  # noqa: E402  pylint: disable=wrong-import-position
-from absl import flags  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
-from benchmarks import float_graph  # noqa: E402
+from benchmarks import float_graph
 
 _MODEL = flags.DEFINE_string("model", None, ".tflite file.", required=True)
 _SAMPLE = flags.DEFINE_string(
-    "sample", None, ".npz with `x` (the real-valued input, shaped like the "
-    "model's input 0) and `label`.", required=True)
+    "sample",
+    None,
+    ".npz with `x` (the real-valued input, shaped like the model's input 0) and `label`.",
+    required=True,
+)
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.05, "SGD step size.")
 _LATER_CALLS = flags.DEFINE_integer(
-    "later_calls", 5, "Calls of the forward pass and of the step measured "
+    "later_calls",
+    5,
+    "Calls of the forward pass and of the step measured "
     "after the first one of each (TensorFlow's peak varies from call to "
-    "call with the order its threads run operators in).", lower_bound=1)
+    "call with the order its threads run operators in).",
+    lower_bound=1,
+)
 
 _CPU = "CPU:0"
 
@@ -133,17 +139,18 @@ def run(model_path, sample_path, learning_rate, later_calls):
         "float_parameter_bytes": model.parameter_bytes(),
         "float_activation_bytes": model.activation_bytes(),
         "num_variables": len(model.variables),
-        "after_build": {"tensors": tensors_built,
-                        "rss": _status_bytes("VmRSS"),
-                        "rss_peak": _status_bytes("VmHWM")},
+        "after_build": {
+            "tensors": tensors_built,
+            "rss": _status_bytes("VmRSS"),
+            "rss_peak": _status_bytes("VmHWM"),
+        },
     }
     logits, result["forward_first"] = measure(lambda: forward(x).numpy())
-    result["forward_later"] = [measure(lambda: forward(x).numpy())[1]
-                               for _ in range(later_calls)]
-    loss, result["train_first"] = measure(
-        lambda: train_step(x, label).numpy())
-    result["train_later"] = [measure(lambda: train_step(x, label).numpy())[1]
-                             for _ in range(later_calls)]
+    result["forward_later"] = [measure(lambda: forward(x).numpy())[1] for _ in range(later_calls)]
+    loss, result["train_first"] = measure(lambda: train_step(x, label).numpy())
+    result["train_later"] = [
+        measure(lambda: train_step(x, label).numpy())[1] for _ in range(later_calls)
+    ]
     result["logits"] = logits.reshape(-1).tolist()
     result["first_loss"] = float(loss)
     return result
@@ -153,8 +160,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
-        result = run(_MODEL.value, _SAMPLE.value, _LEARNING_RATE.value,
-                     _LATER_CALLS.value)
+        result = run(_MODEL.value, _SAMPLE.value, _LEARNING_RATE.value, _LATER_CALLS.value)
     except float_graph.UnsupportedModel as error:
         result = {"error": f"unsupported: {error}"}
     print(json.dumps(result))

@@ -23,21 +23,14 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from absl import app  # noqa: E402  pylint: disable=wrong-import-position
-from absl import flags  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from absl import app, flags
 
-import tflm_training  # noqa: E402
-from tflm_training import plan as tt_plan  # noqa: E402
-from tflm_training import tflite_graph  # noqa: E402
-from tools import board_config  # noqa: E402
-from tools import firmware_build  # noqa: E402
-from tools import host_build  # noqa: E402
-from benchmarks import environment  # noqa: E402
-from benchmarks import firmware  # noqa: E402
-from benchmarks import models  # noqa: E402
-from benchmarks import training_plans  # noqa: E402
-from benchmarks import training_report  # noqa: E402
+import tflm_training
+from benchmarks import environment, firmware, models, training_plans, training_report
+from tflm_training import plan as tt_plan
+from tflm_training import tflite_graph
+from tools import board_config, firmware_build, host_build
 
 DEFAULT_MODELS = ("ds_cnn", "mobilenet_v2_block", "conv_stack", "mlp")
 DEFAULT_TRANSFER_MODELS = ("ds_cnn_fsdd",)
@@ -45,51 +38,78 @@ TF_STEP = REPO / "benchmarks" / "tf_step.py"
 # The two memory views of the TensorFlow step (benchmarks/tf_step.py):
 # TensorFlow's BFC allocator on the CPU, which keeps statistics, and the
 # default CPU allocator, as TensorFlow normally runs, for the process RSS.
-TF_VIEWS = {"allocator": {"TF_CPU_ALLOCATOR_USE_BFC": "true"},
-            "default_allocator": {}}
+TF_VIEWS = {"allocator": {"TF_CPU_ALLOCATOR_USE_BFC": "true"}, "default_allocator": {}}
 
 _MODELS = flags.DEFINE_list(
-    "models", None, "Models to run: names from tests/models/manifest.json "
+    "models",
+    None,
+    "Models to run: names from tests/models/manifest.json "
     "or tests/models/transfer/manifest.json (default: "
     f"{','.join(DEFAULT_MODELS + DEFAULT_TRANSFER_MODELS)}, the transfer "
-    "model when it exists).")
+    "model when it exists).",
+)
 _PLANS = flags.DEFINE_list(
-    "plans", list(training_plans.PLAN_KINDS),
-    f"Training plans to measure: any of {training_plans.PLAN_KINDS}.")
+    "plans",
+    list(training_plans.PLAN_KINDS),
+    f"Training plans to measure: any of {training_plans.PLAN_KINDS}.",
+)
 _TENSORFLOW = flags.DEFINE_bool(
-    "tensorflow", True, "Measure TensorFlow's memory for a full-backprop "
-    "step of the float model (two child processes per model).")
+    "tensorflow",
+    True,
+    "Measure TensorFlow's memory for a full-backprop "
+    "step of the float model (two child processes per model).",
+)
 _TF_LATER_CALLS = flags.DEFINE_integer(
-    "tf_later_calls", 5, "TensorFlow steps (and forward passes) measured "
+    "tf_later_calls",
+    5,
+    "TensorFlow steps (and forward passes) measured "
     "after the first one; the report shows their largest peak.",
-    lower_bound=1)
+    lower_bound=1,
+)
 _FIRMWARE = flags.DEFINE_bool(
-    "firmware", True, "Build and emulate the inference and training "
-    "firmware (needs arm-none-eabi-gcc and qemu-system-arm).")
+    "firmware",
+    True,
+    "Build and emulate the inference and training "
+    "firmware (needs arm-none-eabi-gcc and qemu-system-arm).",
+)
 _ROOMY = flags.DEFINE_bool(
-    "roomy", True, "Plans whose firmware does not fit the board's RAM are "
+    "roomy",
+    True,
+    "Plans whose firmware does not fit the board's RAM are "
     "built again with the emulator's 4 MB of RAM, to count their "
-    "instructions anyway (reported as not fitting).")
+    "instructions anyway (reported as not fitting).",
+)
 _FIRMWARE_STEPS = flags.DEFINE_integer(
-    "firmware_steps", 2, "Training steps per firmware run (one test sample "
-    "each, spread over the dataset).", lower_bound=1)
+    "firmware_steps",
+    2,
+    "Training steps per firmware run (one test sample each, spread over the dataset).",
+    lower_bound=1,
+)
 _FIRMWARE_TESTS = flags.DEFINE_integer(
-    "firmware_tests", 1, "Test samples the training firmware predicts "
+    "firmware_tests",
+    1,
+    "Test samples the training firmware predicts "
     "before and after training (its instructions per inference).",
-    lower_bound=1)
+    lower_bound=1,
+)
 _BOARD = flags.DEFINE_string("board", "mps2_an386", "Emulated board.")
 _EMULATION_TIMEOUT = flags.DEFINE_float(
-    "emulation_timeout", 300.0, "Seconds before QEMU is stopped.")
+    "emulation_timeout", 300.0, "Seconds before QEMU is stopped."
+)
 _TF_TIMEOUT = flags.DEFINE_float(
-    "tf_timeout", 300.0, "Seconds before a TensorFlow child is stopped.")
+    "tf_timeout", 300.0, "Seconds before a TensorFlow child is stopped."
+)
 _FIRMWARE_DIR = flags.DEFINE_string(
-    "firmware_dir", None, "Keep the firmware builds here (default: a "
-    "temporary folder, deleted afterwards).")
+    "firmware_dir",
+    None,
+    "Keep the firmware builds here (default: a temporary folder, deleted afterwards).",
+)
 _OUT = flags.DEFINE_string(
-    "out", str(REPO / "benchmarks" / "results" / "training.md"),
-    "Markdown report.")
+    "out", str(REPO / "benchmarks" / "results" / "training.md"), "Markdown report."
+)
 _JSON_OUT = flags.DEFINE_string(
-    "json_out", None, "Raw numbers (default: --out with a .json suffix).")
+    "json_out", None, "Raw numbers (default: --out with a .json suffix)."
+)
 
 
 def config():
@@ -111,8 +131,7 @@ def model_names():
     if _MODELS.value:
         return list(_MODELS.value)
     transfer = models.transfer_manifest()
-    return list(DEFAULT_MODELS) + [n for n in DEFAULT_TRANSFER_MODELS
-                                   if n in transfer]
+    return list(DEFAULT_MODELS) + [n for n in DEFAULT_TRANSFER_MODELS if n in transfer]
 
 
 # -- host ---------------------------------------------------------------------
@@ -129,8 +148,7 @@ def host_plan(model, plan, train):
         "memory": trainer.memory(),
         "host_losses": losses,
         "gradient_macs": training_plans.gradient_macs(model.buffer, plan),
-        "trained_parameters": training_plans.trained_parameters(
-            model.buffer, plan),
+        "trained_parameters": training_plans.trained_parameters(model.buffer, plan),
     }
 
 
@@ -158,8 +176,8 @@ def _training_firmware(model, plan_bytes, samples, out_dir):
     train, test = samples
     try:
         result = firmware.measure_training(
-            _BOARD.value, model, plan_bytes, train, test, out_dir,
-            _EMULATION_TIMEOUT.value)
+            _BOARD.value, model, plan_bytes, train, test, out_dir, _EMULATION_TIMEOUT.value
+        )
         result["fits"] = True
         return result
     except firmware_build.OverLimitError as error:
@@ -168,8 +186,8 @@ def _training_firmware(model, plan_bytes, samples, out_dir):
             return {"fits": False, "over_limit": over}
     with firmware.roomy_board(_BOARD.value) as roomy:
         result = firmware.measure_training(
-            roomy, model, plan_bytes, train, test, out_dir,
-            _EMULATION_TIMEOUT.value)
+            roomy, model, plan_bytes, train, test, out_dir, _EMULATION_TIMEOUT.value
+        )
     result.update({"fits": False, "over_limit": over})
     return result
 
@@ -185,8 +203,8 @@ def training_firmware(model, plan_bytes, samples, out_dir):
 def inference_firmware(model, test_x, out_dir):
     interpreter = tflm_training.Interpreter.from_bytes(model.buffer)
     return firmware.measure_inference(
-        _BOARD.value, model, interpreter, test_x, out_dir / "inference",
-        _EMULATION_TIMEOUT.value)
+        _BOARD.value, model, interpreter, test_x, out_dir / "inference", _EMULATION_TIMEOUT.value
+    )
 
 
 # -- TensorFlow ---------------------------------------------------------------
@@ -198,20 +216,31 @@ def _real_input(model, sample):
     if sample.dtype == np.float32:
         return sample
     quant = details["quantization_parameters"]
-    real = quant["scales"][0] * (sample.astype(np.float64)
-                                 - quant["zero_points"][0])
+    real = quant["scales"][0] * (sample.astype(np.float64) - quant["zero_points"][0])
     return real.astype(np.float32)
 
 
 def _run_tf_child(model, sample_path, view):
     env = dict(os.environ, **TF_VIEWS[view])
-    command = [sys.executable, str(TF_STEP), "--model", str(model.path),
-               "--sample", str(sample_path),
-               f"--later_calls={_TF_LATER_CALLS.value}"]
+    command = [
+        sys.executable,
+        str(TF_STEP),
+        "--model",
+        str(model.path),
+        "--sample",
+        str(sample_path),
+        f"--later_calls={_TF_LATER_CALLS.value}",
+    ]
     try:
-        result = subprocess.run(command, capture_output=True, text=True,
-                                env=env, timeout=_TF_TIMEOUT.value,
-                                check=False, cwd=REPO)
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=_TF_TIMEOUT.value,
+            check=False,
+            cwd=REPO,
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {_TF_TIMEOUT.value:g} s"}
     lines = result.stdout.strip().splitlines()
@@ -222,8 +251,7 @@ def _run_tf_child(model, sample_path, view):
 
 
 def _logits_check(model, sample, views):
-    float_logits = next((v["logits"] for v in views.values()
-                         if "logits" in v), None)
+    float_logits = next((v["logits"] for v in views.values() if "logits" in v), None)
     if float_logits is None:
         return None
     real, saturated, scale = int8_logits(model, sample)
@@ -245,8 +273,9 @@ def tensorflow_step(model, sample, label):
         sample_path = pathlib.Path(tmp) / "sample.npz"
         np.savez(sample_path, x=_real_input(model, sample), label=label)
         with concurrent.futures.ThreadPoolExecutor(len(TF_VIEWS)) as pool:
-            futures = {view: pool.submit(_run_tf_child, model, sample_path,
-                                         view) for view in TF_VIEWS}
+            futures = {
+                view: pool.submit(_run_tf_child, model, sample_path, view) for view in TF_VIEWS
+            }
             views = {view: f.result() for view, f in futures.items()}
     views["logits_check"] = _logits_check(model, sample, views)
     return views
@@ -267,8 +296,7 @@ def measure_plans(model, samples, out_dir):
             continue
         result = host_plan(model, plan, train)
         if out_dir is not None:
-            result["firmware"] = training_firmware(
-                model, plan.to_bytes(), samples, out_dir / kind)
+            result["firmware"] = training_firmware(model, plan.to_bytes(), samples, out_dir / kind)
         results[kind] = result
     return results
 
@@ -296,21 +324,18 @@ def measure_model(model, firmware_dir):
     result = {
         "model_bytes": len(model.buffer),
         "model_sha256": hashlib.sha256(model.buffer).hexdigest(),
-        "inference_arena": tflm_training.Interpreter.from_bytes(
-            model.buffer).arena_used_bytes(),
+        "inference_arena": tflm_training.Interpreter.from_bytes(model.buffer).arena_used_bytes(),
         "macs": models.mac_counts(model.buffer),
     }
     result["macs_total"] = sum(result["macs"].values())
     if out_dir is not None:
         print(f"[{model.name}] inference firmware", flush=True)
-        result["inference_firmware"] = inference_firmware(
-            model, samples[1][0], out_dir)
+        result["inference_firmware"] = inference_firmware(model, samples[1][0], out_dir)
     result["plans"] = measure_plans(model, samples, out_dir)
     if _TENSORFLOW.value:
         print(f"[{model.name}] TensorFlow", flush=True)
         train_x, train_y = samples[0]
-        result["tensorflow"] = tensorflow_step(model, train_x[0],
-                                               int(train_y[0]))
+        result["tensorflow"] = tensorflow_step(model, train_x[0], int(train_y[0]))
     return result
 
 
@@ -324,39 +349,38 @@ def _firmware_agrees(plan_result):
         return False  # it was built but failed
     host_losses = np.float32(plan_result["host_losses"])
     same_losses = np.array_equal(np.float32(fw["losses"]), host_losses)
-    return same_losses and fw["init"]["arena_used"] == plan_result[
-        "arena_used"]
+    return same_losses and fw["init"]["arena_used"] == plan_result["arena_used"]
 
 
 def _inference_agrees(model_result):
     fw = model_result.get("inference_firmware")
     if fw is None or "error" in fw:
         return True
-    return fw["status"] == 0 and (fw["outputs_equal_host"]
-                                  == fw["outputs_compared"])
+    return fw["status"] == 0 and (fw["outputs_equal_host"] == fw["outputs_compared"])
 
 
 def _all_agree(results):
-    return all(_inference_agrees(model) and all(
-        _firmware_agrees(plan) for plan in model["plans"].values()
-        if "error" not in plan) for model in results.values())
+    return all(
+        _inference_agrees(model)
+        and all(_firmware_agrees(plan) for plan in model["plans"].values() if "error" not in plan)
+        for model in results.values()
+    )
 
 
 def run_all(firmware_dir):
     load_at_start = environment.load_average()
-    results = {m.name: measure_model(m, firmware_dir)
-               for m in models.load_models(model_names(),
-                                           include_transfer=True)}
+    results = {
+        m.name: measure_model(m, firmware_dir)
+        for m in models.load_models(model_names(), include_transfer=True)
+    }
     board = board_config.load_board(_BOARD.value)
     env = environment.describe(load_at_start)
-    env.update({name: environment.package_version(name)
-                for name in ("tensorflow", "tf_keras")})
+    env.update({name: environment.package_version(name) for name in ("tensorflow", "tf_keras")})
     return {
         "command": environment.command_line(),
         "config": config(),
         "environment": env,
-        "board_limits": {"flash_size": board.flash.size,
-                         "ram_size": board.ram.size},
+        "board_limits": {"flash_size": board.flash.size, "ram_size": board.ram.size},
         "firmware_agrees_with_host": _all_agree(results),
         "models": results,
     }
@@ -375,8 +399,7 @@ def write_results(data):
 def _check_flags():
     unknown = set(_PLANS.value) - set(training_plans.PLAN_KINDS)
     if unknown:
-        raise app.UsageError(f"unknown plans {sorted(unknown)}; known: "
-                             f"{training_plans.PLAN_KINDS}")
+        raise app.UsageError(f"unknown plans {sorted(unknown)}; known: {training_plans.PLAN_KINDS}")
     try:
         models.load_models(model_names(), include_transfer=True)
     except ValueError as error:
@@ -388,12 +411,15 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     _check_flags()
     host_build.build_host_if_stale()  # the library is loaded lazily
-    data = firmware.run_with_firmware_dir(run_all, _FIRMWARE.value, _FIRMWARE_DIR.value,
-                                          "tt_bench_training_")
+    data = firmware.run_with_firmware_dir(
+        run_all, _FIRMWARE.value, _FIRMWARE_DIR.value, "tt_bench_training_"
+    )
     write_results(data)
     if not data["firmware_agrees_with_host"]:
-        print("error: the firmware's losses or arena differ from the host "
-              "trainer's (see the report)", file=sys.stderr)
+        print(
+            "error: the firmware's losses or arena differ from the host trainer's (see the report)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -36,7 +36,6 @@ the analysis runs of the update-scheme benchmark.
 """
 
 import dataclasses
-
 import hashlib
 import json
 import pathlib
@@ -46,25 +45,31 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from absl import app, flags
 
-from benchmarks import environment  # noqa: E402
-from benchmarks import report  # noqa: E402
-from benchmarks import update_schemes_runs as runs  # noqa: E402
-from benchmarks import update_schemes_methods as methods  # noqa: E402
-from benchmarks import update_schemes_tasks as tasks  # noqa: E402
-from planning import contribution, lowrank  # noqa: E402
-from tflm_training import memory_model  # noqa: E402
+from benchmarks import environment, report
+from benchmarks import update_schemes_methods as methods
+from benchmarks import update_schemes_runs as runs
+from benchmarks import update_schemes_tasks as tasks
+from planning import contribution, lowrank
+from tflm_training import memory_model
 
 _OUT = flags.DEFINE_string(
-    "out", str(REPO / "benchmarks" / "results" / "training_memory.md"), "Markdown report.")
-_TASKS = flags.DEFINE_list("tasks", list(tasks.TASK_NAMES), "Update-scheme tasks whose "
-                           "models to measure.")
-_DATA_DIR = flags.DEFINE_string("data_dir", str(tasks.DEFAULT_DATA_DIR), "Datasets of the "
-                                "tasks (to convert a model that is not cached).")
-_CACHE_DIR = flags.DEFINE_string("cache_dir", str(tasks.DEFAULT_CACHE_DIR), "The update-scheme "
-                                 "benchmark's cache of converted models.")
+    "out", str(REPO / "benchmarks" / "results" / "training_memory.md"), "Markdown report."
+)
+_TASKS = flags.DEFINE_list(
+    "tasks", list(tasks.TASK_NAMES), "Update-scheme tasks whose models to measure."
+)
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir",
+    str(tasks.DEFAULT_DATA_DIR),
+    "Datasets of the tasks (to convert a model that is not cached).",
+)
+_CACHE_DIR = flags.DEFINE_string(
+    "cache_dir",
+    str(tasks.DEFAULT_CACHE_DIR),
+    "The update-scheme benchmark's cache of converted models.",
+)
 TEST_MODELS = ("ds_cnn", "mobilenet_v2_block")
 BUDGETS_KB = (16, 32, 64, 128)
 TARGET = 0.20  # issue 14: 20% less training arena
@@ -86,8 +91,9 @@ def _wider_shifts(model):
             continue
         size = kernel.op_data_bytes(graph, op)
         count = (size - kernel.op_data.size) // 5
-        extra += (_align(size + 3 * count, memory_model.PERSISTENT_ALIGNMENT)
-                  - _align(size, memory_model.PERSISTENT_ALIGNMENT))
+        extra += _align(size + 3 * count, memory_model.PERSISTENT_ALIGNMENT) - _align(
+            size, memory_model.PERSISTENT_ALIGNMENT
+        )
     return extra
 
 
@@ -100,8 +106,9 @@ def _before(persistent_used, extra, region):
 def _arenas(model, plan):
     """(training arena now, before the cuts)."""
     memory = memory_model.training_memory(model, plan)
-    return memory.total, _before(memory.persistent_used, _wider_shifts(model),
-                                 memory.separate_region)
+    return memory.total, _before(
+        memory.persistent_used, _wider_shifts(model), memory.separate_region
+    )
 
 
 def _arena_16(model, plan):
@@ -119,14 +126,17 @@ def _plans(model, settings):
     """(name, plan) of the plans that do not depend on data."""
     plans = [("classifier", methods.classifier_scheme(model, settings).plan)]
     depths = sum(1 for *_, has_bias in contribution.candidate_layers(model) if has_bias)
-    plans += [(f"biases of {k} layer{'s' if k > 1 else ''}",
-               methods.bias_plan(model, k, settings)) for k in range(1, depths + 1)]
+    plans += [
+        (f"biases of {k} layer{'s' if k > 1 else ''}", methods.bias_plan(model, k, settings))
+        for k in range(1, depths + 1)
+    ]
     plans.append(("full backpropagation", methods.full_plan(model, settings)))
     inference = methods.inference_arena(model)
     for kb in BUDGETS_KB:
         try:
-            plan = lowrank.plan_for_budget(model, inference + 1024 * kb,
-                                           **settings.plan_settings()).plan
+            plan = lowrank.plan_for_budget(
+                model, inference + 1024 * kb, **settings.plan_settings()
+            ).plan
         except ValueError:
             continue  # no low-rank plan fits this budget
         plans.append((f"low-rank at +{kb} KB", plan))
@@ -154,31 +164,49 @@ def measure_model(model):
     for name, plan in _plans(model, settings):
         now, before = _arenas(model, plan)
         narrow = _arena_16(model, plan)
-        rows.append({"plan": name, "arena": now, "arena_before": before,
-                     "saving": 1 - now / before, "arena_16": narrow,
-                     "saving_16": 1 - narrow / before})
+        rows.append(
+            {
+                "plan": name,
+                "arena": now,
+                "arena_before": before,
+                "saving": 1 - now / before,
+                "arena_16": narrow,
+                "saving_16": 1 - narrow / before,
+            }
+        )
     inference, inference_before = _inference_arenas(model)
     budgets = []
     for kb in BUDGETS_KB:
         # The update-scheme benchmark's budgets, from the inference arena it
         # measured (before the cuts).
         budget = inference_before + 1024 * kb
-        budgets.append({"budget_kb": kb, "budget": budget,
-                        "bias_layers_before": _deepest_bias(model, settings, budget, "before"),
-                        "bias_layers_now": _deepest_bias(model, settings, budget, "now"),
-                        "bias_layers_16": _deepest_bias(model, settings, budget, "16")})
-    return {"sha256": hashlib.sha256(model).hexdigest(), "inference_arena": inference,
-            "inference_arena_before": inference_before, "plans": rows, "budgets": budgets}
+        budgets.append(
+            {
+                "budget_kb": kb,
+                "budget": budget,
+                "bias_layers_before": _deepest_bias(model, settings, budget, "before"),
+                "bias_layers_now": _deepest_bias(model, settings, budget, "now"),
+                "bias_layers_16": _deepest_bias(model, settings, budget, "16"),
+            }
+        )
+    return {
+        "sha256": hashlib.sha256(model).hexdigest(),
+        "inference_arena": inference,
+        "inference_arena_before": inference_before,
+        "plans": rows,
+        "budgets": budgets,
+    }
 
 
 def _recorded_check(result, recorded):
     """Compares the "before" figures with those results/update_schemes.json
     recorded for the same model: {what: (recorded, computed)}."""
     plans = {row["plan"]: row["arena_before"] for row in result["plans"]}
-    return {"inference arena": (recorded["inference_arena"], result["inference_arena_before"]),
-            "classifier": (recorded["classifier_arena"], plans["classifier"]),
-            "full backpropagation": (recorded["full_backprop_arena"],
-                                     plans["full backpropagation"])}
+    return {
+        "inference arena": (recorded["inference_arena"], result["inference_arena_before"]),
+        "classifier": (recorded["classifier_arena"], plans["classifier"]),
+        "full backpropagation": (recorded["full_backprop_arena"], plans["full backpropagation"]),
+    }
 
 
 def _models():
@@ -193,7 +221,9 @@ def _models():
         models[f"{title} ({name})"] = ((folder / "model.tflite").read_bytes(), name)
     for name in TEST_MODELS:
         models[f"tests/models/{name}.tflite"] = (
-            (REPO / "tests" / "models" / f"{name}.tflite").read_bytes(), None)
+            (REPO / "tests" / "models" / f"{name}.tflite").read_bytes(),
+            None,
+        )
     return models
 
 
@@ -204,54 +234,95 @@ def _recorded_models():
 
 
 def render(data):
-    lines = ["# Training memory", "",
-             "Generated by `benchmarks/training_memory.py` (see its docstring). Reproduce "
-             "from the repository root with:", "", "```",
-             "python benchmarks/training_memory.py", "```", "",
-             "Training arena (bytes) of each plan as the runtime allocates it now, and as the "
-             "runtime before the memory cuts (commit 862500b) did: every gradient in its own "
-             "buffer, an int32 shift per channel. The trained bits are the same, so is the "
-             f"accuracy. Target (issue 14): {TARGET:.0%} less. The last two columns: the "
-             "same plan with 16-bit gradients (bfloat16; other trained bits, see "
-             "results/gradient_bits.md for the accuracy).", ""]
+    lines = [
+        "# Training memory",
+        "",
+        "Generated by `benchmarks/training_memory.py` (see its docstring). Reproduce "
+        "from the repository root with:",
+        "",
+        "```",
+        "python benchmarks/training_memory.py",
+        "```",
+        "",
+        "Training arena (bytes) of each plan as the runtime allocates it now, and as the "
+        "runtime before the memory cuts (commit 862500b) did: every gradient in its own "
+        "buffer, an int32 shift per channel. The trained bits are the same, so is the "
+        f"accuracy. Target (issue 14): {TARGET:.0%} less. The last two columns: the "
+        "same plan with 16-bit gradients (bfloat16; other trained bits, see "
+        "results/gradient_bits.md for the accuracy).",
+        "",
+    ]
     total = met = met_16 = 0
     for title, result in data["models"].items():
-        lines += [f"## {title}", "",
-                  f"Inference arena {report.fmt_int(result['inference_arena'])} bytes "
-                  f"(before: {report.fmt_int(result['inference_arena_before'])}).", ""]
+        lines += [
+            f"## {title}",
+            "",
+            f"Inference arena {report.fmt_int(result['inference_arena'])} bytes "
+            f"(before: {report.fmt_int(result['inference_arena_before'])}).",
+            "",
+        ]
         check = result.get("recorded_check")
         if check:
             agree = all(recorded == computed for recorded, computed in check.values())
-            lines += ["Check of the \"before\" figures against results/update_schemes.json "
-                      "(the same task's model): " + ", ".join(
-                          f"{what} {report.fmt_int(recorded)} recorded, "
-                          f"{report.fmt_int(computed)} computed"
-                          for what, (recorded, computed) in check.items())
-                      + (" (all equal)." if agree else " (THEY DIFFER)."), ""]
+            lines += [
+                'Check of the "before" figures against results/update_schemes.json '
+                "(the same task's model): "
+                + ", ".join(
+                    f"{what} {report.fmt_int(recorded)} recorded, "
+                    f"{report.fmt_int(computed)} computed"
+                    for what, (recorded, computed) in check.items()
+                )
+                + (" (all equal)." if agree else " (THEY DIFFER)."),
+                "",
+            ]
         rows = []
         for row in result["plans"]:
             total += 1
             met += row["saving"] >= TARGET
             met_16 += row["saving_16"] >= TARGET
-            rows.append([row["plan"], report.fmt_int(row["arena_before"]),
-                         report.fmt_int(row["arena"]), f"{row['saving']:.1%}",
-                         report.fmt_int(row["arena_16"]), f"{row['saving_16']:.1%}"])
-        lines.append(report.table(["plan", "before", "now", "saved", "16-bit gradients",
-                                   "saved"], rows))
-        lines += ["", "The deepest bias plan (bias layers before the classifier) within the "
-                  "update-scheme benchmark's budgets (its inference arena + 16 ... 128 KB):", ""]
-        rows = [[f"+{b['budget_kb']} KB ({report.fmt_int(b['budget'])})",
-                 "none fits" if b["bias_layers_before"] is None else b["bias_layers_before"],
-                 "none fits" if b["bias_layers_now"] is None else b["bias_layers_now"],
-                 "none fits" if b["bias_layers_16"] is None else b["bias_layers_16"]]
-                for b in result["budgets"]]
+            rows.append(
+                [
+                    row["plan"],
+                    report.fmt_int(row["arena_before"]),
+                    report.fmt_int(row["arena"]),
+                    f"{row['saving']:.1%}",
+                    report.fmt_int(row["arena_16"]),
+                    f"{row['saving_16']:.1%}",
+                ]
+            )
+        lines.append(
+            report.table(["plan", "before", "now", "saved", "16-bit gradients", "saved"], rows)
+        )
+        lines += [
+            "",
+            "The deepest bias plan (bias layers before the classifier) within the "
+            "update-scheme benchmark's budgets (its inference arena + 16 ... 128 KB):",
+            "",
+        ]
+        rows = [
+            [
+                f"+{b['budget_kb']} KB ({report.fmt_int(b['budget'])})",
+                "none fits" if b["bias_layers_before"] is None else b["bias_layers_before"],
+                "none fits" if b["bias_layers_now"] is None else b["bias_layers_now"],
+                "none fits" if b["bias_layers_16"] is None else b["bias_layers_16"],
+            ]
+            for b in result["budgets"]
+        ]
         lines += [report.table(["budget", "before", "now", "now, 16-bit gradients"], rows), ""]
-    lines += ["## Summary", "",
-              f"{met} of {total} plans need at least {TARGET:.0%} less arena with the same "
-              f"bits; with 16-bit gradients, {met_16} of {total}.", ""]
+    lines += [
+        "## Summary",
+        "",
+        f"{met} of {total} plans need at least {TARGET:.0%} less arena with the same "
+        f"bits; with 16-bit gradients, {met_16} of {total}.",
+        "",
+    ]
     env = data["environment"]
-    lines += ["## Environment", f"- Date: {env['date_utc']}",
-              f"- Source: commit {env['git_commit']}", ""]
+    lines += [
+        "## Environment",
+        f"- Date: {env['date_utc']}",
+        f"- Source: commit {env['git_commit']}",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -260,8 +331,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     unknown = sorted(set(_TASKS.value) - set(tasks.TASK_NAMES))
     if unknown:
-        raise app.UsageError(f"unknown task(s) {', '.join(unknown)}; the tasks are "
-                             f"{', '.join(tasks.TASK_NAMES)}")
+        raise app.UsageError(
+            f"unknown task(s) {', '.join(unknown)}; the tasks are {', '.join(tasks.TASK_NAMES)}"
+        )
     load = environment.load_average()
     recorded = _recorded_models()
     models = {}
@@ -272,8 +344,11 @@ def main(argv):
         # graph only.
         if task in recorded and recorded[task]["model_bytes"] == len(model):
             models[title]["recorded_check"] = _recorded_check(models[title], recorded[task])
-    data = {"models": models, "environment": environment.describe(load),
-            "command": environment.command_line()}
+    data = {
+        "models": models,
+        "environment": environment.describe(load),
+        "command": environment.command_line(),
+    }
     out = pathlib.Path(_OUT.value)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(data))

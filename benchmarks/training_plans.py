@@ -18,11 +18,9 @@ size 1, QAS):
   RANK_SAMPLES labelled samples of the model's dataset.
 """
 
-from tflm_training import Interpreter, TrainingPlan
-from tflm_training import plan as tt_plan
-from tflm_training import tflite_graph
-
 from benchmarks import models
+from tflm_training import Interpreter, TrainingPlan, tflite_graph
+from tflm_training import plan as tt_plan
 
 PLAN_KINDS = ("classifier", "bias", "sparse", "full", "trady_64k")
 SPARSE_LAYERS = 2
@@ -39,10 +37,14 @@ def _classifier_operator(graph):
 def _sparse_layers(buffer):
     graph = tflite_graph.read_graph(buffer)
     classifier = _classifier_operator(graph)
-    before = [(index, channels) for index, _, channels, _
-              in tt_plan.trainable_operators(buffer) if index < classifier]
-    layers = {index: range(0, channels, SPARSE_STRIDE)
-              for index, channels in before[-SPARSE_LAYERS:]}
+    before = [
+        (index, channels)
+        for index, _, channels, _ in tt_plan.trainable_operators(buffer)
+        if index < classifier
+    ]
+    layers = {
+        index: range(0, channels, SPARSE_STRIDE) for index, channels in before[-SPARSE_LAYERS:]
+    }
     layers[classifier] = None
     return layers
 
@@ -52,7 +54,8 @@ def _full_layers(buffer):
 
 
 def _trady_plan(buffer, labelled):
-    from planning import trady  # pylint: disable=import-outside-toplevel
+    from planning import trady
+
     if labelled is None:
         raise ValueError("trady_64k needs labelled samples to rank the layers")
     x, y = labelled
@@ -84,8 +87,7 @@ def describe(plan, buffer):
     for layer in plan.layers:
         op = graph.operators[layer.operator_index]
         total = tt_plan.parameter_layout(graph, op.index)["channels"]
-        lines.append(f"op {op.index} {op.name} {layer.update} "
-                     f"{len(layer.channels)}/{total}")
+        lines.append(f"op {op.index} {op.name} {layer.update} {len(layer.channels)}/{total}")
     return lines
 
 
@@ -122,7 +124,7 @@ def _backward_operators(graph, plan):
     feeds_loss = _loss_ancestors(graph, logits)
     trained = {layer.operator_index for layer in plan.layers}
     has_grad, visited = set(), []
-    for op in graph.operators[:_classifier_operator(graph) + 1]:
+    for op in graph.operators[: _classifier_operator(graph) + 1]:
         inputs_with_grad = [i for i in op.inputs if i in has_grad]
         needed = op.index in trained or bool(inputs_with_grad)
         if needed and feeds_loss.intersection(op.outputs):
@@ -158,13 +160,12 @@ def gradient_macs(buffer, plan):
         forward = _forward_macs(graph, op)
         channels = tt_plan.parameter_layout(graph, op.index)["channels"]
         layer = layers.get(op.index)
-        selected = (len(layer.channels) if layer and layer.update == "weights"
-                    else 0)
+        selected = len(layer.channels) if layer and layer.update == "weights" else 0
         weight = forward // channels * selected
         data_input = forward if op.inputs[0] in inputs_with_grad else 0
         totals["weight"] += weight
         totals["input"] += data_input
-        totals["per_layer"].append({"operator": op.index, "name": op.name,
-                                    "weight_macs": weight,
-                                    "input_macs": data_input})
+        totals["per_layer"].append(
+            {"operator": op.index, "name": op.name, "weight_macs": weight, "input_macs": data_input}
+        )
     return totals

@@ -1,11 +1,15 @@
 """Writes the training benchmark's results as markdown."""
 
-from benchmarks import report
-from benchmarks import training_plans
+from benchmarks import report, training_plans
 from benchmarks.report import NA, fmt_int, fmt_ratio, table
 
-_MEMORY_PARTS = ("interpreter_tables", "trainer_tables", "weight_copies",
-                 "optimizer_state", "planned_region")
+_MEMORY_PARTS = (
+    "interpreter_tables",
+    "trainer_tables",
+    "weight_copies",
+    "optimizer_state",
+    "planned_region",
+)
 
 
 def _plan_rows(data):
@@ -54,27 +58,29 @@ def _plan_cell(plan):
         return "; ".join(layers)
     kinds = sorted({line.split()[3] for line in layers})
     return f"{len(layers)} layers, {' and '.join(kinds)}: " + "; ".join(
-        " ".join(line.split()[1:3] + line.split()[4:]) for line in layers)
+        " ".join(line.split()[1:3] + line.split()[4:]) for line in layers
+    )
 
 
 def plans_section(data):
-    rows = [[name, kind, _plan_cell(plan)]
-            for name, kind, _, plan in _plan_rows(data)]
-    return "\n\n".join([
-        "## Plans",
-        "Every plan is SGD with the `TrainingPlan` defaults (learning rate "
-        "0.05, batch size 1, QAS). `classifier`: the layer computing the "
-        "logits (`TrainingPlan.classifier_only`). `bias`: the biases of "
-        "every layer (`TrainingPlan.bias_only`); the gradient then flows "
-        "back to the first layer. `sparse`: the classifier plus every "
-        f"{training_plans.SPARSE_STRIDE}th output channel (weights and "
-        f"bias) of the {training_plans.SPARSE_LAYERS} trainable layers "
-        "before it. `full`: every channel of every CONV_2D, "
-        "DEPTHWISE_CONV_2D and FULLY_CONNECTED layer (full "
-        "backpropagation). Layers are written `op <index> <operator> "
-        "<update> <trained channels>/<channels>`.",
-        table(["model", "plan", "trained layers"], rows, left=3),
-    ])
+    rows = [[name, kind, _plan_cell(plan)] for name, kind, _, plan in _plan_rows(data)]
+    return "\n\n".join(
+        [
+            "## Plans",
+            "Every plan is SGD with the `TrainingPlan` defaults (learning rate "
+            "0.05, batch size 1, QAS). `classifier`: the layer computing the "
+            "logits (`TrainingPlan.classifier_only`). `bias`: the biases of "
+            "every layer (`TrainingPlan.bias_only`); the gradient then flows "
+            "back to the first layer. `sparse`: the classifier plus every "
+            f"{training_plans.SPARSE_STRIDE}th output channel (weights and "
+            f"bias) of the {training_plans.SPARSE_LAYERS} trainable layers "
+            "before it. `full`: every channel of every CONV_2D, "
+            "DEPTHWISE_CONV_2D and FULLY_CONNECTED layer (full "
+            "backpropagation). Layers are written `op <index> <operator> "
+            "<update> <trained channels>/<channels>`.",
+            table(["model", "plan", "trained layers"], rows, left=3),
+        ]
+    )
 
 
 # -- host memory --------------------------------------------------------------
@@ -86,30 +92,46 @@ def host_memory_section(data):
         if "error" in plan:
             continue
         memory = plan["memory"]
-        rows.append([name, kind, fmt_int(result["inference_arena"]),
-                     fmt_int(plan["arena_used"]),
-                     fmt_ratio(plan["arena_used"], result["inference_arena"]),
-                     *(fmt_int(memory[part]) for part in _MEMORY_PARTS)])
-    headers = ["model", "plan", "inference arena", "training arena",
-               "training / inference", "interpreter tables",
-               "trainer tables", "weight copies", "optimizer state",
-               "planned region"]
-    return "\n\n".join([
-        "## Peak training SRAM (bytes)",
-        "The training arena is `Trainer.arena_used_bytes()`: everything a "
-        "training step needs, at its peak, in one static arena (the host "
-        "and the MCU need the same bytes; the firmware reports the same "
-        "number). The inference arena is `Interpreter.arena_used_bytes()` "
-        "of the same model. The breakdown is `Trainer.memory()` "
-        "(runtime/tt_trainer.h): the interpreter's tables and kernel data; "
-        "the trainer's tables; RAM copies of the trained weight and bias "
-        "tensors (the model itself stays in flash); the optimizer state of "
-        "the selected channels (QAS residuals, float, one per trained "
-        "weight and bias); and the planned region, where activations, the "
-        "activations kept for the backward pass, 1-bit clamp masks, float "
-        "gradients and kernel scratch share memory by lifetime.",
-        table(headers, rows, left=2),
-    ])
+        rows.append(
+            [
+                name,
+                kind,
+                fmt_int(result["inference_arena"]),
+                fmt_int(plan["arena_used"]),
+                fmt_ratio(plan["arena_used"], result["inference_arena"]),
+                *(fmt_int(memory[part]) for part in _MEMORY_PARTS),
+            ]
+        )
+    headers = [
+        "model",
+        "plan",
+        "inference arena",
+        "training arena",
+        "training / inference",
+        "interpreter tables",
+        "trainer tables",
+        "weight copies",
+        "optimizer state",
+        "planned region",
+    ]
+    return "\n\n".join(
+        [
+            "## Peak training SRAM (bytes)",
+            "The training arena is `Trainer.arena_used_bytes()`: everything a "
+            "training step needs, at its peak, in one static arena (the host "
+            "and the MCU need the same bytes; the firmware reports the same "
+            "number). The inference arena is `Interpreter.arena_used_bytes()` "
+            "of the same model. The breakdown is `Trainer.memory()` "
+            "(runtime/tt_trainer.h): the interpreter's tables and kernel data; "
+            "the trainer's tables; RAM copies of the trained weight and bias "
+            "tensors (the model itself stays in flash); the optimizer state of "
+            "the selected channels (QAS residuals, float, one per trained "
+            "weight and bias); and the planned region, where activations, the "
+            "activations kept for the backward pass, 1-bit clamp masks, float "
+            "gradients and kernel scratch share memory by lifetime.",
+            table(headers, rows, left=2),
+        ]
+    )
 
 
 # -- firmware memory ----------------------------------------------------------
@@ -129,40 +151,54 @@ def firmware_memory_section(data):
             continue
         fw = _training_firmware(plan)
         inference = _inference_firmware(result)
-        inference_peak = (inference["ram_bytes"] + inference["stack_used"]
-                          if inference else None)
+        inference_peak = inference["ram_bytes"] + inference["stack_used"] if inference else None
         ram = fw["ram"] if fw else {}
-        rows.append([name, kind, _fits_cell(fw, plan),
-                     fmt_int(ram.get("static")),
-                     fmt_int(ram.get("arena_size")),
-                     fmt_int(ram.get("stack_used")),
-                     fmt_int(ram.get("peak")), fmt_int(inference_peak),
-                     fmt_ratio(ram.get("peak"), inference_peak)])
+        rows.append(
+            [
+                name,
+                kind,
+                _fits_cell(fw, plan),
+                fmt_int(ram.get("static")),
+                fmt_int(ram.get("arena_size")),
+                fmt_int(ram.get("stack_used")),
+                fmt_int(ram.get("peak")),
+                fmt_int(inference_peak),
+                fmt_ratio(ram.get("peak"), inference_peak),
+            ]
+        )
     if not rows:
         return ""
     limit = data["board_limits"]["ram_size"]
-    headers = ["model", "plan", f"fits {fmt_int(limit)} B RAM",
-               "static RAM (globals)", "of which arena", "stack high-water",
-               "peak RAM", "inference firmware peak RAM",
-               "training / inference"]
-    return "\n\n".join([
-        f"## Emulated Cortex-M4 ({data['config']['board']}): peak RAM "
-        "(bytes)",
-        "Reported by the training firmware (boards/app/training_app.c, its "
-        "`ram` event): static RAM is `.data` + `.bss` (the arena, the "
-        "trainer struct, the runtime's and board's globals), the stack "
-        "high-water mark is measured by stack painting over the whole run "
-        "(init, predictions, training steps, reporting), and peak RAM is "
-        "their sum. The inference firmware column is the inference app's "
-        "globals + stack high-water for the same model "
-        "(`benchmarks/inference.py` measures it the same way). Plans that "
-        "do not fit the board's RAM "
-        f"({fmt_int(limit)} bytes, the nRF52840's) are built again for "
-        "the same emulated machine with its 4 MB of RAM (`--roomy`), so "
-        "that their RAM and instructions are still measured; they would "
-        "not run on the real part.",
-        table(headers, rows, left=2),
-    ])
+    headers = [
+        "model",
+        "plan",
+        f"fits {fmt_int(limit)} B RAM",
+        "static RAM (globals)",
+        "of which arena",
+        "stack high-water",
+        "peak RAM",
+        "inference firmware peak RAM",
+        "training / inference",
+    ]
+    return "\n\n".join(
+        [
+            f"## Emulated Cortex-M4 ({data['config']['board']}): peak RAM (bytes)",
+            "Reported by the training firmware (boards/app/training_app.c, its "
+            "`ram` event): static RAM is `.data` + `.bss` (the arena, the "
+            "trainer struct, the runtime's and board's globals), the stack "
+            "high-water mark is measured by stack painting over the whole run "
+            "(init, predictions, training steps, reporting), and peak RAM is "
+            "their sum. The inference firmware column is the inference app's "
+            "globals + stack high-water for the same model "
+            "(`benchmarks/inference.py` measures it the same way). Plans that "
+            "do not fit the board's RAM "
+            f"({fmt_int(limit)} bytes, the nRF52840's) are built again for "
+            "the same emulated machine with its 4 MB of RAM (`--roomy`), so "
+            "that their RAM and instructions are still measured; they would "
+            "not run on the real part.",
+            table(headers, rows, left=2),
+        ]
+    )
 
 
 # -- instructions -------------------------------------------------------------
@@ -186,44 +222,59 @@ def instructions_section(data):
         invoke = _mean(inference["counts"]) if inference else None
         macs = result["macs_total"] + _backward_macs(plan)
         extra = step - predict if step and predict else None
-        rows.append([name, kind, fmt_int(round(step)) if step else NA,
-                     " / ".join(fmt_int(c) for c in fw["step_counts"]),
-                     fmt_int(round(predict)) if predict else NA,
-                     fmt_int(round(invoke)) if invoke else NA,
-                     fmt_ratio(step, predict), fmt_int(macs),
-                     fmt_ratio(step, macs, 1),
-                     fmt_int(plan["trained_parameters"]),
-                     fmt_ratio(extra, plan["trained_parameters"], 0)])
+        rows.append(
+            [
+                name,
+                kind,
+                fmt_int(round(step)) if step else NA,
+                " / ".join(fmt_int(c) for c in fw["step_counts"]),
+                fmt_int(round(predict)) if predict else NA,
+                fmt_int(round(invoke)) if invoke else NA,
+                fmt_ratio(step, predict),
+                fmt_int(macs),
+                fmt_ratio(step, macs, 1),
+                fmt_int(plan["trained_parameters"]),
+                fmt_ratio(extra, plan["trained_parameters"], 0),
+            ]
+        )
     if not rows:
         return ""
-    headers = ["model", "plan", "instructions per step (mean)",
-               "each step", "per inference (trainer predict)",
-               "per inference (inference app)", "step / inference",
-               "forward + gradient MACs", "instructions / MAC",
-               "trained parameters",
-               "(step - inference) / trained parameter"]
-    return "\n\n".join([
-        f"## Emulated Cortex-M4 ({data['config']['board']}): instructions "
-        "per training step",
-        "Exact counts under QEMU `-icount shift=0` (boards/README.md), net "
-        "of an empty call: one `tt_trainer_step` (copy the input, int8 "
-        "forward pass to the logits, loss, backward pass, SGD update of "
-        f"every trained channel), over {steps} steps on different test "
-        "samples, from the model's weights; and one `tt_trainer_predict` "
-        "(the forward pass and an argmax) in the same firmware, averaged "
-        "over the predictions before and after training. The inference "
-        "app column is one `tt_interpreter_invoke` of the inference "
-        "firmware on the same test sample. Instructions, not cycles (see "
-        "`results/inference.md` for why no time is derived). Instructions "
-        "/ MAC charges every operator, forward and backward, to the "
-        "forward MACs plus the gradient MACs of the next section. The last "
-        "column charges everything a step adds to an inference (loss, "
-        "backward pass, update) to the weights and biases it updates: for "
-        "the classifier plans, whose backward work is a few hundred MACs, "
-        "it is close to what the optimizer's update of one parameter "
-        "costs.",
-        table(headers, rows, left=2),
-    ])
+    headers = [
+        "model",
+        "plan",
+        "instructions per step (mean)",
+        "each step",
+        "per inference (trainer predict)",
+        "per inference (inference app)",
+        "step / inference",
+        "forward + gradient MACs",
+        "instructions / MAC",
+        "trained parameters",
+        "(step - inference) / trained parameter",
+    ]
+    return "\n\n".join(
+        [
+            f"## Emulated Cortex-M4 ({data['config']['board']}): instructions per training step",
+            "Exact counts under QEMU `-icount shift=0` (boards/README.md), net "
+            "of an empty call: one `tt_trainer_step` (copy the input, int8 "
+            "forward pass to the logits, loss, backward pass, SGD update of "
+            f"every trained channel), over {steps} steps on different test "
+            "samples, from the model's weights; and one `tt_trainer_predict` "
+            "(the forward pass and an argmax) in the same firmware, averaged "
+            "over the predictions before and after training. The inference "
+            "app column is one `tt_interpreter_invoke` of the inference "
+            "firmware on the same test sample. Instructions, not cycles (see "
+            "`results/inference.md` for why no time is derived). Instructions "
+            "/ MAC charges every operator, forward and backward, to the "
+            "forward MACs plus the gradient MACs of the next section. The last "
+            "column charges everything a step adds to an inference (loss, "
+            "backward pass, update) to the weights and biases it updates: for "
+            "the classifier plans, whose backward work is a few hundred MACs, "
+            "it is close to what the optimizer's update of one parameter "
+            "costs.",
+            table(headers, rows, left=2),
+        ]
+    )
 
 
 # -- gradient MACs ------------------------------------------------------------
@@ -237,31 +288,44 @@ def macs_section(data):
         macs = plan["gradient_macs"]
         full = result["plans"].get("full", {}).get("gradient_macs")
         forward = result["macs_total"]
-        rows.append([name, kind, fmt_int(macs["weight"]),
-                     _percent(macs["weight"], full["weight"]) if full
-                     else NA,
-                     fmt_int(macs["input"]), fmt_int(forward),
-                     fmt_ratio(forward + macs["weight"] + macs["input"],
-                               forward)])
-    headers = ["model", "plan", "weight-gradient MACs", "of full backprop's",
-               "input-gradient MACs", "forward MACs",
-               "(forward + gradients) / forward"]
-    return "\n\n".join([
-        "## Gradient MACs per training step",
-        "From the tensor shapes, nominal like the inference MACs (filter "
-        "taps on padding included). A trained channel's weight gradient "
-        "costs that channel's forward MACs: CONV_2D out_h x out_w x KH x "
-        "KW x filter depth, DEPTHWISE_CONV_2D out_h x out_w x KH x KW, "
-        "FULLY_CONNECTED rows x input features; a bias-only layer "
-        "computes no weight gradient (its bias gradient is a sum). A "
-        "layer's input gradient costs its whole forward MACs and is "
-        "computed when the backward pass must continue below it (some "
-        "earlier layer trains), whatever channels the layer itself "
-        "trains. The operators the backward pass visits follow the "
-        "trainer's rule (`tt_trainer_setup.c: find_backward_path`). The "
-        "forward pass of a training step costs the forward MACs.",
-        table(headers, rows, left=2),
-    ])
+        rows.append(
+            [
+                name,
+                kind,
+                fmt_int(macs["weight"]),
+                _percent(macs["weight"], full["weight"]) if full else NA,
+                fmt_int(macs["input"]),
+                fmt_int(forward),
+                fmt_ratio(forward + macs["weight"] + macs["input"], forward),
+            ]
+        )
+    headers = [
+        "model",
+        "plan",
+        "weight-gradient MACs",
+        "of full backprop's",
+        "input-gradient MACs",
+        "forward MACs",
+        "(forward + gradients) / forward",
+    ]
+    return "\n\n".join(
+        [
+            "## Gradient MACs per training step",
+            "From the tensor shapes, nominal like the inference MACs (filter "
+            "taps on padding included). A trained channel's weight gradient "
+            "costs that channel's forward MACs: CONV_2D out_h x out_w x KH x "
+            "KW x filter depth, DEPTHWISE_CONV_2D out_h x out_w x KH x KW, "
+            "FULLY_CONNECTED rows x input features; a bias-only layer "
+            "computes no weight gradient (its bias gradient is a sum). A "
+            "layer's input gradient costs its whole forward MACs and is "
+            "computed when the backward pass must continue below it (some "
+            "earlier layer trains), whatever channels the layer itself "
+            "trains. The operators the backward pass visits follow the "
+            "trainer's rule (`tt_trainer_setup.c: find_backward_path`). The "
+            "forward pass of a training step costs the forward MACs.",
+            table(headers, rows, left=2),
+        ]
+    )
 
 
 # -- TensorFlow ---------------------------------------------------------------
@@ -271,8 +335,10 @@ def _tf_views(result):
     tf_result = result.get("tensorflow") or {}
     allocator = tf_result.get("allocator") or {}
     default = tf_result.get("default_allocator") or {}
-    return (allocator if "error" not in allocator else {},
-            default if "error" not in default else {})
+    return (
+        allocator if "error" not in allocator else {},
+        default if "error" not in default else {},
+    )
 
 
 def _rss_growth(call):
@@ -302,17 +368,23 @@ def _tf_row(name, result):
     first = (allocator.get("train_first") or {}).get("tensors_peak")
     forward, _ = _later_peaks(allocator, "forward_later")
     weights = allocator.get("float_parameter_bytes")
-    activations = (forward - weights if forward is not None
-                   and weights is not None else None)
-    rss_later = _largest(_rss_growth(c)
-                         for c in default.get("train_later") or [])
-    return [name, fmt_int(ours), fmt_int(later), fmt_ratio(later, ours, 1),
-            spread, fmt_int(first),
-            fmt_int(allocator.get("float_parameter_bytes")),
-            _kib(_rss_growth(default.get("train_first"))), _kib(rss_later),
-            fmt_int(result["inference_arena"]), fmt_int(forward),
-            fmt_int(activations),
-            fmt_ratio(activations, result["inference_arena"], 1)]
+    activations = forward - weights if forward is not None and weights is not None else None
+    rss_later = _largest(_rss_growth(c) for c in default.get("train_later") or [])
+    return [
+        name,
+        fmt_int(ours),
+        fmt_int(later),
+        fmt_ratio(later, ours, 1),
+        spread,
+        fmt_int(first),
+        fmt_int(allocator.get("float_parameter_bytes")),
+        _kib(_rss_growth(default.get("train_first"))),
+        _kib(rss_later),
+        fmt_int(result["inference_arena"]),
+        fmt_int(forward),
+        fmt_int(activations),
+        fmt_ratio(activations, result["inference_arena"], 1),
+    ]
 
 
 def _tf_errors(data):
@@ -321,25 +393,31 @@ def _tf_errors(data):
         for view, value in (result.get("tensorflow") or {}).items():
             if isinstance(value, dict) and "error" in value:
                 errors.append(f"{name} ({view}): {value['error']}")
-    return ("TensorFlow measurements failed for: " + "; ".join(errors)
-            if errors else "")
+    return "TensorFlow measurements failed for: " + "; ".join(errors) if errors else ""
 
 
 def tensorflow_section(data):
-    rows = [_tf_row(name, result) for name, result in data["models"].items()
-            if result.get("tensorflow")]
+    rows = [
+        _tf_row(name, result) for name, result in data["models"].items() if result.get("tensorflow")
+    ]
     if not rows:
         return ""
     later = data["config"]["tf_later_calls"]
-    headers = ["model", "ours: full plan arena",
-               "TF tensors at peak, training step", "TF / ours",
-               f"TF peak range over {later} later steps",
-               "TF tensors at peak, first step", "TF float weights",
-               "TF process RSS growth, first step (KiB)",
-               "TF RSS growth, later steps (KiB)", "ours: inference arena",
-               "TF tensors at peak, forward only",
-               "the same without the float weights",
-               "TF without weights / ours (inference)"]
+    headers = [
+        "model",
+        "ours: full plan arena",
+        "TF tensors at peak, training step",
+        "TF / ours",
+        f"TF peak range over {later} later steps",
+        "TF tensors at peak, first step",
+        "TF float weights",
+        "TF process RSS growth, first step (KiB)",
+        "TF RSS growth, later steps (KiB)",
+        "ours: inference arena",
+        "TF tensors at peak, forward only",
+        "the same without the float weights",
+        "TF without weights / ours (inference)",
+    ]
     parts = [
         "## TensorFlow's host memory for one full-backprop step (bytes)",
         "The same model in float32, built from the .tflite file by "
@@ -402,35 +480,50 @@ def _logits_check_section(data):
         if not check:
             continue
         worst = check["max_abs_diff_unsaturated"]
-        rows.append([name, "yes" if check["argmax_equal"] else "**no**",
-                     NA if worst is None else f"{worst:.3f}",
-                     f"{check['logits_scale']:.4f}",
-                     f"{check['saturated']}/{check['classes']}"])
+        rows.append(
+            [
+                name,
+                "yes" if check["argmax_equal"] else "**no**",
+                NA if worst is None else f"{worst:.3f}",
+                f"{check['logits_scale']:.4f}",
+                f"{check['saturated']}/{check['classes']}",
+            ]
+        )
     if not rows:
         return ""
-    return "\n\n".join([
-        "**Is the float graph the same model?** Its logits for the "
-        "measured sample against our int8 logits (dequantized), before any "
-        "training: the same top class, and the largest difference over the "
-        "logits that are not saturated at the int8 range's ends, in real "
-        "units next to one int8 step (the logits' scale). Differences come "
-        "from int8 rounding and clamping of every activation.",
-        table(["model", "same top class",
-               "largest abs(float - int8), unsaturated",
-               "int8 logits scale", "saturated logits"], rows),
-    ])
+    return "\n\n".join(
+        [
+            "**Is the float graph the same model?** Its logits for the "
+            "measured sample against our int8 logits (dequantized), before any "
+            "training: the same top class, and the largest difference over the "
+            "logits that are not saturated at the int8 range's ends, in real "
+            "units next to one int8 step (the logits' scale). Differences come "
+            "from int8 rounding and clamping of every activation.",
+            table(
+                [
+                    "model",
+                    "same top class",
+                    "largest abs(float - int8), unsaturated",
+                    "int8 logits scale",
+                    "saturated logits",
+                ],
+                rows,
+            ),
+        ]
+    )
 
 
 # -- the rest -----------------------------------------------------------------
 
 
 def check_section(data):
-    verdict = ("The firmware's losses (bit for bit) and arena equal the "
-               "host trainer's for every plan it ran, and the inference "
-               "firmware's outputs equal the host's."
-               if data["firmware_agrees_with_host"] else
-               "**The firmware disagrees with the host: see the .json "
-               "file.**")
+    verdict = (
+        "The firmware's losses (bit for bit) and arena equal the "
+        "host trainer's for every plan it ran, and the inference "
+        "firmware's outputs equal the host's."
+        if data["firmware_agrees_with_host"]
+        else "**The firmware disagrees with the host: see the .json file.**"
+    )
     return "## Check\n\n" + verdict
 
 
@@ -440,24 +533,25 @@ def _skipped_note(data):
     if not config["firmware"]:
         notes.append("Firmware measurements were skipped (--nofirmware).")
     if not config["tensorflow"]:
-        notes.append("TensorFlow measurements were skipped "
-                     "(--notensorflow).")
-    errors = [f"{name} {kind}: {plan['firmware']['error']}"
-              for name, kind, _, plan in _plan_rows(data)
-              if "error" in (plan.get("firmware") or {})]
+        notes.append("TensorFlow measurements were skipped (--notensorflow).")
+    errors = [
+        f"{name} {kind}: {plan['firmware']['error']}"
+        for name, kind, _, plan in _plan_rows(data)
+        if "error" in (plan.get("firmware") or {})
+    ]
     if errors:
-        notes.append("Firmware measurements failed for: "
-                     + "; ".join(errors))
+        notes.append("Firmware measurements failed for: " + "; ".join(errors))
     return " ".join(notes)
 
 
 def environment_section(data):
     env = data["environment"]
-    return "\n".join([
-        report.environment_section(data),
-        f"- TensorFlow {env['tensorflow']}, tf_keras {env['tf_keras']} "
-        "(the float reference)",
-    ])
+    return "\n".join(
+        [
+            report.environment_section(data),
+            f"- TensorFlow {env['tensorflow']}, tf_keras {env['tf_keras']} (the float reference)",
+        ]
+    )
 
 
 def render(data):

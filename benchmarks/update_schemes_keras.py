@@ -26,24 +26,29 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from absl import app  # noqa: E402  pylint: disable=wrong-import-position
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from absl import app, flags, logging
 
-from benchmarks import update_schemes_tasks as tasks  # noqa: E402
+from benchmarks import update_schemes_tasks as tasks
 
 _MODE = flags.DEFINE_enum("mode", None, ["convert", "finetune"], "What to do.")
 _TASK = flags.DEFINE_enum("task", None, list(tasks.TASK_NAMES), "A built-in task.")
-_TASK_SPEC = flags.DEFINE_string("task_spec", None, "A command-line task, as the JSON of its "
-                                 "fields (update_schemes_tasks.Task).")
-_VISION = flags.DEFINE_enum("vision_backbone", tasks.VISION_BACKBONES[0],
-                            list(tasks.VISION_BACKBONES), "Checkpoint of the image tasks.")
+_TASK_SPEC = flags.DEFINE_string(
+    "task_spec", None, "A command-line task, as the JSON of its fields (update_schemes_tasks.Task)."
+)
+_VISION = flags.DEFINE_enum(
+    "vision_backbone",
+    tasks.VISION_BACKBONES[0],
+    list(tasks.VISION_BACKBONES),
+    "Checkpoint of the image tasks.",
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", str(tasks.DEFAULT_DATA_DIR), "Datasets folder.")
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "convert: folder for model.tflite and "
-                               "convert.json.")
-_SAMPLES = flags.DEFINE_string("samples", None, "finetune: a samples .npz "
-                               "(update_schemes_tasks.Samples).")
+_OUT_DIR = flags.DEFINE_string(
+    "out_dir", None, "convert: folder for model.tflite and convert.json."
+)
+_SAMPLES = flags.DEFINE_string(
+    "samples", None, "finetune: a samples .npz (update_schemes_tasks.Samples)."
+)
 _SEED = flags.DEFINE_integer("seed", 0, "finetune: the seed (head init, shuffling).")
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "finetune: epochs.")
 _BATCH = flags.DEFINE_integer("batch_size", 8, "finetune: batch size.")
@@ -58,7 +63,8 @@ REPRESENTATIVE = 200
 
 def _setup():
     logging.set_verbosity(logging.WARNING)
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
+
     tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
     tf.get_logger().setLevel("ERROR")
@@ -68,9 +74,11 @@ def _setup():
 def convert(task, data_dir, out_dir):
     """Writes out_dir/model.tflite and out_dir/convert.json."""
     tf = _setup()
-    # pylint: disable=import-outside-toplevel
     import tf_keras as keras
-    from pipeline import checkpoint, data as datasets, heads, qat
+
+    from pipeline import checkpoint, heads, qat
+    from pipeline import data as datasets
+
     started, cpu = time.time(), time.process_time()
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(QAT_SEED)
@@ -80,15 +88,22 @@ def convert(task, data_dir, out_dir):
     up_x, up_y = datasets.subset(up_x, up_y, task.qat_samples, rng)
     augment = datasets.augmenter("auto", tuple(up_x.shape[1:]))
     qat_up = qat.quantization_aware_training(
-        float_model, up_x if augment else datasets.to_float(up_x), up_y,
-        epochs=task.qat_epochs, augment=augment, rng=rng, log=lambda *a: None)
+        float_model,
+        up_x if augment else datasets.to_float(up_x),
+        up_y,
+        epochs=task.qat_epochs,
+        augment=augment,
+        rng=rng,
+        log=lambda *a: None,
+    )
     x_train, y_train, _, _ = tasks.load_downstream(task, data_dir)
     calibration, _ = tasks.split_rows(task, y_train)
     x_calib = datasets.to_float(x_train[calibration])
     y_calib = y_train[calibration]
     num_classes = int(y_train.max()) + 1
-    qat_down, report = heads.new_head_qat(float_model, qat_up, num_classes, x_calib,
-                                          y_calib, seed=HEAD_SEED)
+    qat_down, report = heads.new_head_qat(
+        float_model, qat_up, num_classes, x_calib, y_calib, seed=HEAD_SEED
+    )
     tflite = qat.convert(qat_down, tuple(x_train.shape[1:]), x_calib[:REPRESENTATIVE])
     qat.check_converted(tflite)
     head = heads.describe_head(tflite)
@@ -109,8 +124,7 @@ def convert(task, data_dir, out_dir):
         "cpu_seconds": round(time.process_time() - cpu, 1),
     }
     (out_dir / "convert.json").write_text(json.dumps(meta, indent=1, default=float) + "\n")
-    print(json.dumps({"model": str(out_dir / "model.tflite"),
-                      "seconds": meta["wall_seconds"]}))
+    print(json.dumps({"model": str(out_dir / "model.tflite"), "seconds": meta["wall_seconds"]}))
 
 
 def finetune(task, samples_path, seed, epochs, batch_size, learning_rate, out):
@@ -119,9 +133,11 @@ def finetune(task, samples_path, seed, epochs, batch_size, learning_rate, out):
     statistics and affine parameters stay: the int8 model folds them into
     the convolutions, and batches this small would wreck the statistics)."""
     tf = _setup()
-    # pylint: disable=import-outside-toplevel
     import tf_keras as keras
-    from pipeline import checkpoint, data as datasets, heads
+
+    from pipeline import checkpoint, heads
+    from pipeline import data as datasets
+
     started, cpu = time.time(), time.process_time()
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
@@ -136,14 +152,18 @@ def finetune(task, samples_path, seed, epochs, batch_size, learning_rate, out):
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    before = float(np.mean(np.argmax(model.predict(x_test, batch_size=256, verbose=0), 1)
-                           == y_test))
-    history = model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs,
-                        shuffle=True, verbose=0)
-    after = float(np.mean(np.argmax(model.predict(x_test, batch_size=256, verbose=0), 1)
-                          == y_test))
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    before = float(
+        np.mean(np.argmax(model.predict(x_test, batch_size=256, verbose=0), 1) == y_test)
+    )
+    history = model.fit(
+        x_train, y_train, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0
+    )
+    after = float(np.mean(np.argmax(model.predict(x_test, batch_size=256, verbose=0), 1) == y_test))
     result = {
         "accuracy_before": before,
         "accuracy": after,
@@ -173,8 +193,9 @@ def main(argv):
     else:
         if not (_SAMPLES.value and _OUT.value):
             raise app.UsageError("finetune needs --samples and --out")
-        finetune(task, _SAMPLES.value, _SEED.value, _EPOCHS.value, _BATCH.value,
-                 _LR.value, _OUT.value)
+        finetune(
+            task, _SAMPLES.value, _SEED.value, _EPOCHS.value, _BATCH.value, _LR.value, _OUT.value
+        )
 
 
 if __name__ == "__main__":

@@ -45,10 +45,9 @@ import dataclasses
 import numpy as np
 
 import tflm_training
-from tflm_training import memory_model
-from tflm_training import plan as tt_plan
-from tflm_training import tflite_graph
 from planning import cost_model, schemes
+from tflm_training import memory_model, tflite_graph
+from tflm_training import plan as tt_plan
 
 METHODS = ("float_full", "classifier", "bias", "sparse-search", "trady", "lowrank")
 INT8_METHODS = METHODS[1:]
@@ -121,19 +120,22 @@ def with_current_names(data):
     """A results file's data with its method keys (config["methods"],
     summary[task], records' "method") named as the benchmark names them
     now (LEGACY_METHODS)."""
+
     def name(method):
         return LEGACY_METHODS.get(method, method)
+
     data["config"]["methods"] = [name(m) for m in data["config"]["methods"]]
-    data["summary"] = {task: {name(m): entry for m, entry in by_method.items()}
-                       for task, by_method in data["summary"].items()}
+    data["summary"] = {
+        task: {name(m): entry for m, entry in by_method.items()}
+        for task, by_method in data["summary"].items()
+    }
     for record in data["records"]:
         record["method"] = name(record["method"])
     return data
 
 
 def classifier_scheme(model_bytes, settings):
-    plan = schemes.build("classifier", model_bytes,
-                         schemes.Inputs(settings.plan_settings())).plan
+    plan = schemes.build("classifier", model_bytes, schemes.Inputs(settings.plan_settings())).plan
     return Scheme("classifier", None, plan)
 
 
@@ -146,8 +148,12 @@ def bias_scheme(model_bytes, budget, settings):
         return Scheme("bias", budget, None, over_budget=True, reason=str(error))
     except UNTRAINABLE as error:
         return Scheme("bias", budget, None, reason=str(error))
-    return Scheme("bias", budget, built.plan,
-                  info={"bias_layers": built.result.depth, "arena": built.result.arena})
+    return Scheme(
+        "bias",
+        budget,
+        built.plan,
+        info={"bias_layers": built.result.depth, "arena": built.result.arena},
+    )
 
 
 # -- metrics ----------------------------------------------------------------------------
@@ -165,8 +171,10 @@ def _output_positions(graph, op):
 
 def all_weights(model_bytes):
     graph = _graph(model_bytes)
-    return sum(graph.tensors[tt_plan.parameter_layout(graph, op)["weights"]].num_elements
-               for op, *_ in tt_plan.trainable_operators(model_bytes))
+    return sum(
+        graph.tensors[tt_plan.parameter_layout(graph, op)["weights"]].num_elements
+        for op, *_ in tt_plan.trainable_operators(model_bytes)
+    )
 
 
 def weight_metrics(model_bytes, plan):
@@ -192,9 +200,13 @@ def weight_metrics(model_bytes, plan):
         if layer.update == "lowrank":
             # R += outer(P[c, :], G[c, :]) per channel (tt_lowrank.h).
             projection += channels * layer.rank * per_channel
-    return {"weight_derivative_macs": int(macs), "trained_weights": int(weights),
-            "trained_biases": int(biases), "projection_macs": int(projection),
-            "weight_derivative_sparsity": 1.0 - weights / all_weights(model_bytes)}
+    return {
+        "weight_derivative_macs": int(macs),
+        "trained_weights": int(weights),
+        "trained_biases": int(biases),
+        "projection_macs": int(projection),
+        "weight_derivative_sparsity": 1.0 - weights / all_weights(model_bytes),
+    }
 
 
 def full_plan(model_bytes, settings):
@@ -218,14 +230,20 @@ def saved_activation_bytes(model_bytes, plan):
 def activation_metrics(model_bytes, plan, settings):
     full = saved_activation_bytes(model_bytes, full_plan(model_bytes, settings))
     saved = saved_activation_bytes(model_bytes, plan)
-    return {"saved_activation_bytes": int(saved), "full_saved_activation_bytes": int(full),
-            "activation_sparsity": 1.0 - saved / full if full else 0.0}
+    return {
+        "saved_activation_bytes": int(saved),
+        "full_saved_activation_bytes": int(full),
+        "activation_sparsity": 1.0 - saved / full if full else 0.0,
+    }
 
 
 def plan_metrics(model_bytes, plan, settings, room):
     memory = memory_model.training_memory(bytes(model_bytes), plan)
-    result = {"training_arena": memory.total, "memory": memory.as_dict(),
-              "fits_nrf52840": memory.total <= room}
+    result = {
+        "training_arena": memory.total,
+        "memory": memory.as_dict(),
+        "fits_nrf52840": memory.total <= room,
+    }
     result.update(weight_metrics(model_bytes, plan))
     result.update(activation_metrics(model_bytes, plan, settings))
     result["layers"] = describe(model_bytes, plan)
@@ -242,27 +260,36 @@ def describe(model_bytes, plan):
         if layer.update == "sampled":
             lines.append(f"op {op.index} {op.name} sampled from {len(layer.channels)}/{total}")
         elif layer.update == "lowrank":
-            lines.append(f"op {op.index} {op.name} lowrank rank {layer.rank} "
-                         f"{len(layer.channels)}/{total}")
+            lines.append(
+                f"op {op.index} {op.name} lowrank rank {layer.rank} {len(layer.channels)}/{total}"
+            )
         else:
-            lines.append(f"op {op.index} {op.name} {layer.update} "
-                         f"{len(layer.channels)}/{total}")
+            lines.append(f"op {op.index} {op.name} {layer.update} {len(layer.channels)}/{total}")
     return lines
 
 
 def mean_metrics(per_epoch):
     """Metrics of a schedule: the largest arena (fits if that fits), the
     mean of the per-sample and sparsity numbers over the epochs' plans."""
-    result = {"training_arena": max(m["training_arena"] for m in per_epoch),
-              "fits_nrf52840": all(m["fits_nrf52840"] for m in per_epoch)}
-    for key in ("weight_derivative_macs", "trained_weights", "trained_biases",
-                "weight_derivative_sparsity", "saved_activation_bytes",
-                "activation_sparsity"):
+    result = {
+        "training_arena": max(m["training_arena"] for m in per_epoch),
+        "fits_nrf52840": all(m["fits_nrf52840"] for m in per_epoch),
+    }
+    for key in (
+        "weight_derivative_macs",
+        "trained_weights",
+        "trained_biases",
+        "weight_derivative_sparsity",
+        "saved_activation_bytes",
+        "activation_sparsity",
+    ):
         result[key] = float(np.mean([m[key] for m in per_epoch]))
     result["full_saved_activation_bytes"] = per_epoch[0]["full_saved_activation_bytes"]
     result["layers"] = per_epoch[0]["layers"]
-    result["per_epoch"] = [{k: m[k] for k in ("training_arena", "weight_derivative_macs",
-                                              "trained_weights")} for m in per_epoch]
+    result["per_epoch"] = [
+        {k: m[k] for k in ("training_arena", "weight_derivative_macs", "trained_weights")}
+        for m in per_epoch
+    ]
     return result
 
 
@@ -289,5 +316,8 @@ def train_and_evaluate(model_bytes, scheme, samples, epochs, seed):
     except tflm_training.DivergedError as error:
         return {"accuracy": None, "diverged": str(error), "losses": losses}
     accuracy = trainer.evaluate(samples.test_x, samples.test_y)
-    return {"accuracy": accuracy, "losses": [float(v) for v in losses],
-            "arena_used": trainer.arena_used_bytes()}
+    return {
+        "accuracy": accuracy,
+        "losses": [float(v) for v in losses],
+        "arena_used": trainer.arena_used_bytes(),
+    }

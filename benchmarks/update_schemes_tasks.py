@@ -41,15 +41,15 @@ CONVERT_VERSION = 1
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    name: str          # short id: gtsrb32, flowers32, fsdd
-    checkpoint: str    # pipeline/checkpoints/<checkpoint>
-    upstream: str      # upstream dataset (the checkpoint's)
-    downstream: str    # downstream dataset file stem in --data_dir
-    calibration: int   # downstream train rows kept for the head's ranges
-    qat_epochs: int    # upstream QAT epochs before the new head
-    qat_samples: int   # upstream samples QAT trains on (None: all)
+    name: str  # short id: gtsrb32, flowers32, fsdd
+    checkpoint: str  # pipeline/checkpoints/<checkpoint>
+    upstream: str  # upstream dataset (the checkpoint's)
+    downstream: str  # downstream dataset file stem in --data_dir
+    calibration: int  # downstream train rows kept for the head's ranges
+    qat_epochs: int  # upstream QAT epochs before the new head
+    qat_samples: int  # upstream samples QAT trains on (None: all)
     model_file: str = None  # an int8 .tflite used as it is, instead of a checkpoint
-    data_file: str = None   # the downstream .npz, instead of --data_dir/<downstream>.npz
+    data_file: str = None  # the downstream .npz, instead of --data_dir/<downstream>.npz
 
     @property
     def title(self):
@@ -62,8 +62,7 @@ def make_tasks(vision_backbone):
     return {
         "gtsrb32": Task("gtsrb32", vision, "tinyimagenet32", "gtsrb32", 430, 1, 5000),
         "flowers32": Task("flowers32", vision, "tinyimagenet32", "flowers32", 500, 1, 5000),
-        "fsdd": Task("fsdd", "ds_cnn_speech_commands12", "speech_commands12", "fsdd",
-                     500, 2, None),
+        "fsdd": Task("fsdd", "ds_cnn_speech_commands12", "speech_commands12", "fsdd", 500, 2, None),
     }
 
 
@@ -85,35 +84,58 @@ def user_task(model, data, name=None):
     (uint8 samples). Raises TaskError saying what is wrong."""
     data_path = pathlib.Path(data)
     if not data_path.is_file():
-        raise TaskError(f"--task_data {data} is not a file; give an .npz with x_train, "
-                         "y_train, x_test, y_test")
+        raise TaskError(
+            f"--task_data {data} is not a file; give an .npz with x_train, y_train, x_test, y_test"
+        )
     try:  # every array read whole: a damaged one fails here, not in a job
         with np.load(data_path) as arrays:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test")
-                       if k not in arrays.files]
+            missing = [
+                k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays.files
+            ]
             read = {k: arrays[k] for k in arrays.files if k not in missing}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise TaskError(f"--task_data {data} is not a readable .npz ({e})") from None
     train_rows = len(read.get("y_train", ()))
     if missing:
-        raise TaskError(f"--task_data {data} lacks {', '.join(missing)}; it needs x_train, "
-                         "y_train, x_test, y_test")
+        raise TaskError(
+            f"--task_data {data} lacks {', '.join(missing)}; it needs x_train, "
+            "y_train, x_test, y_test"
+        )
     stem = data_path.stem
     name = name or stem
     if str(model).endswith(".tflite"):
         model_path = pathlib.Path(model)
         if not model_path.is_file():
             raise TaskError(f"--task_model {model} is not a file")
-        return Task(name, model_path.stem, "", stem, 0, 0, None,
-                    model_file=str(model_path.resolve()), data_file=str(data_path.resolve()))
+        return Task(
+            name,
+            model_path.stem,
+            "",
+            stem,
+            0,
+            0,
+            None,
+            model_file=str(model_path.resolve()),
+            data_file=str(data_path.resolve()),
+        )
     info = CHECKPOINTS / f"{model}.json"
     if not info.is_file():
         known = ", ".join(sorted(p.stem for p in CHECKPOINTS.glob("*.json")))
-        raise TaskError(f"--task_model {model} is neither an int8 .tflite file nor a "
-                         f"checkpoint in pipeline/checkpoints ({known})")
+        raise TaskError(
+            f"--task_model {model} is neither an int8 .tflite file nor a "
+            f"checkpoint in pipeline/checkpoints ({known})"
+        )
     calibration = min(USER_CALIBRATION, int(train_rows * USER_CALIBRATION_SHARE))
-    return Task(name, model, json.loads(info.read_text())["dataset"], stem, calibration, 1,
-                5000, data_file=str(data_path.resolve()))
+    return Task(
+        name,
+        model,
+        json.loads(info.read_text())["dataset"],
+        stem,
+        calibration,
+        1,
+        5000,
+        data_file=str(data_path.resolve()),
+    )
 
 
 def task_of(config, name, vision_backbone=None):
@@ -128,14 +150,17 @@ def task_of(config, name, vision_backbone=None):
 def dataset_path(data_dir, name):
     path = pathlib.Path(data_dir) / f"{name}.npz"
     if not path.is_file():
-        raise FileNotFoundError(f"dataset {path} not found; pass --data_dir (the folder of "
-                                "../shared/data, see its README.md)")
+        raise FileNotFoundError(
+            f"dataset {path} not found; pass --data_dir (the folder of "
+            "../shared/data, see its README.md)"
+        )
     return path
 
 
 def downstream_path(task, data_dir):
-    return pathlib.Path(task.data_file) if task.data_file else dataset_path(
-        data_dir, task.downstream)
+    return (
+        pathlib.Path(task.data_file) if task.data_file else dataset_path(data_dir, task.downstream)
+    )
 
 
 def load_arrays(data_dir, name):
@@ -185,8 +210,11 @@ def file_sha256(path):
 def model_key(task, data_dir):
     """What the converted model depends on, as a dict and a short hash."""
     # The command-line fields only where set: built-in tasks keep their keys.
-    fields = {k: v for k, v in dataclasses.asdict(task).items()
-              if v is not None or k not in ("model_file", "data_file")}
+    fields = {
+        k: v
+        for k, v in dataclasses.asdict(task).items()
+        if v is not None or k not in ("model_file", "data_file")
+    }
     key = {
         "convert_version": CONVERT_VERSION,
         "task": fields,
@@ -231,9 +259,19 @@ class Samples:
 def samples_path(task, data_dir, input_quant, train_count, test_count, seed, cache_dir):
     """Where load_samples caches the seed's samples."""
     scale, zero_point = input_quant
-    key = json.dumps([task.name, task.calibration, SPLIT_SEED, train_count, test_count,
-                      seed, float(scale), int(zero_point),
-                      downstream_path(task, data_dir).stat().st_size])
+    key = json.dumps(
+        [
+            task.name,
+            task.calibration,
+            SPLIT_SEED,
+            train_count,
+            test_count,
+            seed,
+            float(scale),
+            int(zero_point),
+            downstream_path(task, data_dir).stat().st_size,
+        ]
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return pathlib.Path(cache_dir) / task.name / "samples" / f"seed{seed}-{digest}.npz"
 
@@ -249,9 +287,14 @@ def load_samples(task, data_dir, input_quant, train_count, test_count, seed, cac
     _, pool = split_rows(task, y_train)
     train = train_rows(y_train, pool, train_count, seed)
     test = test_rows(y_test, test_count)
-    samples = Samples(x_train[train], quantize(x_train[train], scale, zero_point),
-                      y_train[train], x_test[test], quantize(x_test[test], scale, zero_point),
-                      y_test[test])
+    samples = Samples(
+        x_train[train],
+        quantize(x_train[train], scale, zero_point),
+        y_train[train],
+        x_test[test],
+        quantize(x_test[test], scale, zero_point),
+        y_test[test],
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **dataclasses.asdict(samples))

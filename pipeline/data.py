@@ -13,8 +13,7 @@ import os
 import numpy as np
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_DATA_DIR = os.path.normpath(os.path.join(REPO_ROOT, '..', 'shared',
-                                                'data'))
+SHARED_DATA_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data"))
 
 
 @dataclasses.dataclass
@@ -38,9 +37,9 @@ class Dataset:
 
 def dataset_path(name_or_path, data_dir=SHARED_DATA_DIR):
     """A .npz path as given, else `<data_dir>/<name>.npz`."""
-    if name_or_path.endswith('.npz'):
+    if name_or_path.endswith(".npz"):
         return name_or_path
-    return os.path.join(data_dir, name_or_path + '.npz')
+    return os.path.join(data_dir, name_or_path + ".npz")
 
 
 def load(name_or_path, data_dir=SHARED_DATA_DIR):
@@ -48,20 +47,28 @@ def load(name_or_path, data_dir=SHARED_DATA_DIR):
     path = dataset_path(name_or_path, data_dir)
     if not os.path.exists(path):
         raise FileNotFoundError(
-            'dataset %s not found; pass a .npz path, or a name in %s '
-            '(x_train, y_train, x_test, y_test, class_names)' % (path,
-                                                                 data_dir))
+            "dataset %s not found; pass a .npz path, or a name in %s "
+            "(x_train, y_train, x_test, y_test, class_names)" % (path, data_dir)
+        )
     with np.load(path) as d:
-        missing = [k for k in ('x_train', 'y_train', 'x_test', 'y_test')
-                   if k not in d]
+        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in d]
         if missing:
-            raise ValueError('%s lacks %s' % (path, ', '.join(missing)))
-        y_train = d['y_train'].astype(np.int64)
-        names = (list(d['class_names']) if 'class_names' in d else
-                 [str(c) for c in range(int(y_train.max()) + 1)])
-        data = Dataset(os.path.basename(path)[:-len('.npz')], path,
-                       _nhwc(d['x_train']), y_train, _nhwc(d['x_test']),
-                       d['y_test'].astype(np.int64), [str(n) for n in names])
+            raise ValueError("%s lacks %s" % (path, ", ".join(missing)))
+        y_train = d["y_train"].astype(np.int64)
+        names = (
+            list(d["class_names"])
+            if "class_names" in d
+            else [str(c) for c in range(int(y_train.max()) + 1)]
+        )
+        data = Dataset(
+            os.path.basename(path)[: -len(".npz")],
+            path,
+            _nhwc(d["x_train"]),
+            y_train,
+            _nhwc(d["x_test"]),
+            d["y_test"].astype(np.int64),
+            [str(n) for n in names],
+        )
     return data
 
 
@@ -88,18 +95,18 @@ def subset(x, y, count, rng):
 # Augmentation: each returns a new array; one draw per sample.
 # --------------------------------------------------------------------------
 
+
 def flip_and_crop(x, rng, pad=4):
     """Images (N, H, W, C): random horizontal flip, then a random crop of
     the original size from the image zero-padded by `pad` pixels."""
     n, height, width = x.shape[:3]
-    flipped = np.where(rng.rand(n)[:, None, None, None] < 0.5,
-                       x[:, :, ::-1], x)
+    flipped = np.where(rng.rand(n)[:, None, None, None] < 0.5, x[:, :, ::-1], x)
     padded = np.pad(flipped, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     dy = rng.randint(0, 2 * pad + 1, n)
     dx = rng.randint(0, 2 * pad + 1, n)
     out = np.empty_like(x)
     for k in range(n):
-        out[k] = padded[k, dy[k]:dy[k] + height, dx[k]:dx[k] + width]
+        out[k] = padded[k, dy[k] : dy[k] + height, dx[k] : dx[k] + width]
     return out
 
 
@@ -118,7 +125,7 @@ def time_shift_and_gate(x, rng, max_shift=6, gate_probability=0.5):
         if shift > 0:
             clip[:shift] = 0
         elif shift < 0:
-            clip[frames + shift:] = 0
+            clip[frames + shift :] = 0
         if rng.rand() < gate_probability:
             energy = clip.mean(axis=tuple(range(1, clip.ndim)))
             clip[energy < np.percentile(energy, rng.uniform(10, 60))] = 0
@@ -127,9 +134,9 @@ def time_shift_and_gate(x, rng, max_shift=6, gate_probability=0.5):
 
 
 AUGMENTATIONS = {
-    'flip_crop': flip_and_crop,
-    'time_shift': time_shift_and_gate,
-    'none': None,
+    "flip_crop": flip_and_crop,
+    "time_shift": time_shift_and_gate,
+    "none": None,
 }
 
 
@@ -137,18 +144,19 @@ def default_augmentation(input_shape):
     """'flip_crop' for RGB images, 'time_shift' for one-channel
     spectrograms with more than 32 frames, else 'none'."""
     if len(input_shape) == 3 and input_shape[-1] == 3:
-        return 'flip_crop'
+        return "flip_crop"
     if len(input_shape) == 3 and input_shape[-1] == 1 and input_shape[0] > 32:
-        return 'time_shift'
-    return 'none'
+        return "time_shift"
+    return "none"
 
 
 def augmenter(name, input_shape):
     """The augmentation function for a name ('auto' picks one by input
     shape); None for 'none'."""
-    if name == 'auto':
+    if name == "auto":
         name = default_augmentation(input_shape)
     if name not in AUGMENTATIONS:
-        raise ValueError('unknown augmentation %r; known: auto, %s' % (
-            name, ', '.join(AUGMENTATIONS)))
+        raise ValueError(
+            "unknown augmentation %r; known: auto, %s" % (name, ", ".join(AUGMENTATIONS))
+        )
     return AUGMENTATIONS[name]

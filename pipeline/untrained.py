@@ -7,8 +7,8 @@ weights (convert_untrained) measures as the trained one does
 import numpy as np
 import tf_keras as keras
 
-from pipeline import qat
-from pipeline import zoo
+from pipeline import qat, zoo
+
 
 def randomize_biases(model, rng):
     """Non-zero BatchNormalization shifts and statistics, and Dense biases,
@@ -17,10 +17,14 @@ def randomize_biases(model, rng):
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, variance = layer.get_weights()
-            layer.set_weights([
-                gamma * rng.uniform(0.5, 1.5, gamma.shape),
-                rng.normal(0, 0.1, beta.shape), rng.normal(0, 0.1, mean.shape),
-                variance * rng.uniform(0.5, 1.5, variance.shape)])
+            layer.set_weights(
+                [
+                    gamma * rng.uniform(0.5, 1.5, gamma.shape),
+                    rng.normal(0, 0.1, beta.shape),
+                    rng.normal(0, 0.1, mean.shape),
+                    variance * rng.uniform(0.5, 1.5, variance.shape),
+                ]
+            )
         elif isinstance(layer, keras.layers.Dense) and layer.use_bias:
             layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape))
 
@@ -34,8 +38,7 @@ def convert_untrained(config, samples=4, seed=0):
     model = zoo.build(config)
     randomize_biases(model, np.random.RandomState(seed))
     qat_model = qat.quantize(model)
-    x = np.random.RandomState(seed).rand(
-        samples, *config.input_shape).astype(np.float32)
+    x = np.random.RandomState(seed).rand(samples, *config.input_shape).astype(np.float32)
     qat.init_activation_ranges(qat_model, model, x, batch=samples)
     qat.set_input_range(qat_model)
     return qat.convert(qat_model, config.input_shape, x)

@@ -42,6 +42,7 @@ L = keras.layers
 # Blocks
 # --------------------------------------------------------------------------
 
+
 def make_divisible(value, divisor=8):
     """Rounds a channel count to a multiple of `divisor`, never going more
     than 10% below `value` (the MobileNet rule)."""
@@ -59,18 +60,15 @@ def conv_bn_relu(x, filters, kernel, strides=1, max_value=None, name=None):
     """Conv2D (no bias, SAME) -> BatchNormalization -> ReLU (ReLU6 with
     max_value=6). The converter folds the BN into the conv and fuses the
     ReLU: one CONV_2D with per-channel weights."""
-    x = L.Conv2D(filters, kernel, strides=strides, padding='same',
-                 use_bias=False, name=name)(x)
-    x = L.BatchNormalization(name=_suffixed(name, '_bn'))(x)
-    return L.ReLU(max_value, name=_suffixed(name, '_relu'))(x)
+    x = L.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=name)(x)
+    x = L.BatchNormalization(name=_suffixed(name, "_bn"))(x)
+    return L.ReLU(max_value, name=_suffixed(name, "_relu"))(x)
 
 
-def depthwise_bn_relu(x, kernel, strides=1, max_value=None, name=None,
-                      relu_suffix='_relu'):
+def depthwise_bn_relu(x, kernel, strides=1, max_value=None, name=None, relu_suffix="_relu"):
     """DepthwiseConv2D (no bias, SAME) -> BatchNormalization -> ReLU."""
-    x = L.DepthwiseConv2D(kernel, strides=strides, padding='same',
-                          use_bias=False, name=name)(x)
-    x = L.BatchNormalization(name=_suffixed(name, '_bn'))(x)
+    x = L.DepthwiseConv2D(kernel, strides=strides, padding="same", use_bias=False, name=name)(x)
+    x = L.BatchNormalization(name=_suffixed(name, "_bn"))(x)
     return L.ReLU(max_value, name=_suffixed(name, relu_suffix))(x)
 
 
@@ -81,30 +79,28 @@ def inverted_residual(x, expand, out_ch, stride, name, kernel_size=3):
     in_ch = x.shape[-1]
     y = x
     if expand != 1:
-        y = L.Conv2D(in_ch * expand, 1, use_bias=False,
-                     name=name + '_expand')(y)
-        y = L.BatchNormalization(name=name + '_expand_bn')(y)
-        y = L.ReLU(6.0, name=name + '_expand_relu6')(y)
-    y = depthwise_bn_relu(y, kernel_size, stride, 6.0, name + '_dw',
-                          relu_suffix='_relu6')
-    y = L.Conv2D(out_ch, 1, use_bias=False, name=name + '_project')(y)
-    y = L.BatchNormalization(name=name + '_project_bn')(y)  # linear
+        y = L.Conv2D(in_ch * expand, 1, use_bias=False, name=name + "_expand")(y)
+        y = L.BatchNormalization(name=name + "_expand_bn")(y)
+        y = L.ReLU(6.0, name=name + "_expand_relu6")(y)
+    y = depthwise_bn_relu(y, kernel_size, stride, 6.0, name + "_dw", relu_suffix="_relu6")
+    y = L.Conv2D(out_ch, 1, use_bias=False, name=name + "_project")(y)
+    y = L.BatchNormalization(name=name + "_project_bn")(y)  # linear
     if stride == 1 and in_ch == out_ch:
-        y = L.Add(name=name + '_add')([x, y])
+        y = L.Add(name=name + "_add")([x, y])
     return y
 
 
 def pooled_features(x):
     """GlobalAveragePooling2D named 'features' (MEAN in the .tflite, which
     takes its own output scale without an extra QUANTIZE op)."""
-    return L.GlobalAveragePooling2D(name='features')(x)
+    return L.GlobalAveragePooling2D(name="features")(x)
 
 
-def classifier(x, num_classes, dropout=0.0, name='logits'):
+def classifier(x, num_classes, dropout=0.0, name="logits"):
     """Dropout, then Dense(num_classes) + softmax, on pooled features."""
     if dropout:
-        x = L.Dropout(dropout, name='dropout')(x)
-    return L.Dense(num_classes, activation='softmax', name=name)(x)
+        x = L.Dropout(dropout, name="dropout")(x)
+    return L.Dense(num_classes, activation="softmax", name=name)(x)
 
 
 # --------------------------------------------------------------------------
@@ -117,8 +113,14 @@ def classifier(x, num_classes, dropout=0.0, name='logits'):
 # resolution triples the MACs, to 14 M, and needs 52 KB more RAM: its
 # 32x32x48 expansions are the largest activations.)
 MOBILENET_V2_STAGES = (
-    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-    (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +135,7 @@ class MobileNetV2Config:
       weights and their RAM copies during training; None uses
       make_divisible(1280 * alpha).
     """
+
     input_shape: tuple = (32, 32, 3)
     num_classes: int = 200
     alpha: float = 0.35
@@ -145,25 +148,22 @@ class MobileNetV2Config:
 def mobilenet_v2_backbone(inputs, config):
     """The pooled features ('features') of MobileNetV2 on `inputs`."""
     c = config
-    x = conv_bn_relu(inputs, make_divisible(32 * c.alpha), 3, c.stem_stride,
-                     6.0, name='stem')
+    x = conv_bn_relu(inputs, make_divisible(32 * c.alpha), 3, c.stem_stride, 6.0, name="stem")
     block = 0
     for t, channels, repeats, stride in c.stages:
         out_ch = make_divisible(channels * c.alpha)
         for k in range(repeats):
             block += 1
-            x = inverted_residual(x, t, out_ch, stride if k == 0 else 1,
-                                  'b%d' % block)
+            x = inverted_residual(x, t, out_ch, stride if k == 0 else 1, "b%d" % block)
     last = c.last_channels or make_divisible(1280 * c.alpha)
-    x = conv_bn_relu(x, last, 1, max_value=6.0, name='last_conv')
+    x = conv_bn_relu(x, last, 1, max_value=6.0, name="last_conv")
     return pooled_features(x)
 
 
 def build_mobilenet_v2(config):
     inputs = keras.Input(config.input_shape)
-    outputs = classifier(mobilenet_v2_backbone(inputs, config),
-                         config.num_classes, config.dropout)
-    return keras.Model(inputs, outputs, name='mobilenet_v2')
+    outputs = classifier(mobilenet_v2_backbone(inputs, config), config.num_classes, config.dropout)
+    return keras.Model(inputs, outputs, name="mobilenet_v2")
 
 
 # --------------------------------------------------------------------------
@@ -176,10 +176,17 @@ def build_mobilenet_v2(config):
 # late where they are cheap. Sized for 32x32 input.
 MCUNET_BLOCKS = (
     (3, 1, 8, 1),
-    (5, 3, 16, 2), (3, 3, 16, 1),
-    (7, 3, 24, 2), (3, 4, 24, 1), (5, 3, 24, 1),
-    (5, 4, 40, 2), (3, 4, 40, 1), (7, 3, 40, 1),
-    (5, 4, 64, 1), (3, 4, 64, 1))
+    (5, 3, 16, 2),
+    (3, 3, 16, 1),
+    (7, 3, 24, 2),
+    (3, 4, 24, 1),
+    (5, 3, 24, 1),
+    (5, 4, 40, 2),
+    (3, 4, 40, 1),
+    (7, 3, 40, 1),
+    (5, 4, 64, 1),
+    (3, 4, 64, 1),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +198,7 @@ class MCUNetConfig:
     width: multiplier on every channel count (rounded to 8).
     blocks: (kernel, expansion, channels, stride) rows.
     """
+
     input_shape: tuple = (32, 32, 3)
     num_classes: int = 200
     width: float = 1.0
@@ -204,26 +212,34 @@ class MCUNetConfig:
 def mcunet_backbone(inputs, config):
     """The pooled features ('features') of the MCUNet-style net."""
     c = config
-    x = conv_bn_relu(inputs, make_divisible(c.stem_channels * c.width), 3,
-                     c.stem_stride, 6.0, name='stem')
+    x = conv_bn_relu(
+        inputs, make_divisible(c.stem_channels * c.width), 3, c.stem_stride, 6.0, name="stem"
+    )
     for k, (kernel, expand, channels, stride) in enumerate(c.blocks):
-        x = inverted_residual(x, expand, make_divisible(channels * c.width),
-                              stride, 'b%d' % (k + 1), kernel_size=kernel)
-    x = conv_bn_relu(x, make_divisible(c.last_channels * c.width), 1,
-                     max_value=6.0, name='last_conv')
+        x = inverted_residual(
+            x,
+            expand,
+            make_divisible(channels * c.width),
+            stride,
+            "b%d" % (k + 1),
+            kernel_size=kernel,
+        )
+    x = conv_bn_relu(
+        x, make_divisible(c.last_channels * c.width), 1, max_value=6.0, name="last_conv"
+    )
     return pooled_features(x)
 
 
 def build_mcunet(config):
     inputs = keras.Input(config.input_shape)
-    outputs = classifier(mcunet_backbone(inputs, config), config.num_classes,
-                         config.dropout)
-    return keras.Model(inputs, outputs, name='mcunet')
+    outputs = classifier(mcunet_backbone(inputs, config), config.num_classes, config.dropout)
+    return keras.Model(inputs, outputs, name="mcunet")
 
 
 # --------------------------------------------------------------------------
 # DS-CNN keyword spotting
 # --------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class DSCNNConfig:
@@ -234,6 +250,7 @@ class DSCNNConfig:
 
     width: multiplier on `channels` (rounded to 8).
     """
+
     input_shape: tuple = (49, 40, 1)
     num_classes: int = 12
     width: float = 1.0
@@ -248,20 +265,18 @@ def ds_cnn_backbone(inputs, config):
     """The pooled features ('features') of DS-CNN on `inputs`."""
     c = config
     channels = make_divisible(c.channels * c.width)
-    x = conv_bn_relu(inputs, channels, c.first_kernel, c.first_stride,
-                     name='conv1')
+    x = conv_bn_relu(inputs, channels, c.first_kernel, c.first_stride, name="conv1")
     for k, stride in enumerate(c.block_strides):
-        name = 'b%d' % (k + 1)
-        x = depthwise_bn_relu(x, 3, stride, name=name + '_dw')
-        x = conv_bn_relu(x, channels, 1, name=name + '_pw')
+        name = "b%d" % (k + 1)
+        x = depthwise_bn_relu(x, 3, stride, name=name + "_dw")
+        x = conv_bn_relu(x, channels, 1, name=name + "_pw")
     return pooled_features(x)
 
 
 def build_ds_cnn(config):
     inputs = keras.Input(config.input_shape)
-    outputs = classifier(ds_cnn_backbone(inputs, config), config.num_classes,
-                         config.dropout)
-    return keras.Model(inputs, outputs, name='ds_cnn')
+    outputs = classifier(ds_cnn_backbone(inputs, config), config.num_classes, config.dropout)
+    return keras.Model(inputs, outputs, name="ds_cnn")
 
 
 # --------------------------------------------------------------------------
@@ -269,28 +284,28 @@ def build_ds_cnn(config):
 # --------------------------------------------------------------------------
 
 MODELS = {
-    'mobilenet_v2': (MobileNetV2Config, build_mobilenet_v2),
-    'mcunet': (MCUNetConfig, build_mcunet),
-    'ds_cnn': (DSCNNConfig, build_ds_cnn),
+    "mobilenet_v2": (MobileNetV2Config, build_mobilenet_v2),
+    "mcunet": (MCUNetConfig, build_mcunet),
+    "ds_cnn": (DSCNNConfig, build_ds_cnn),
 }
 
 
 # The config field each model's width multiplier lives in.
-WIDTH_FIELDS = {'mobilenet_v2': 'alpha', 'mcunet': 'width', 'ds_cnn': 'width'}
+WIDTH_FIELDS = {"mobilenet_v2": "alpha", "mcunet": "width", "ds_cnn": "width"}
 
 
 def make_config(name, **overrides):
     """The named model's config with some fields changed."""
     if name not in MODELS:
-        raise ValueError('unknown model %r; the zoo has: %s' % (
-            name, ', '.join(sorted(MODELS))))
+        raise ValueError("unknown model %r; the zoo has: %s" % (name, ", ".join(sorted(MODELS))))
     config_class = MODELS[name][0]
     known = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError('%s has no field %s; its fields: %s' % (
-            config_class.__name__, ', '.join(unknown),
-            ', '.join(sorted(known))))
+        raise ValueError(
+            "%s has no field %s; its fields: %s"
+            % (config_class.__name__, ", ".join(unknown), ", ".join(sorted(known)))
+        )
     return config_class(**_tupled(overrides))
 
 
@@ -299,33 +314,42 @@ def build(config):
     for config_class, builder in MODELS.values():
         if isinstance(config, config_class):
             return builder(config)
-    raise TypeError('not a zoo config: %r' % (config,))
+    raise TypeError("not a zoo config: %r" % (config,))
 
 
 def model_name(config):
     for name, (config_class, _) in MODELS.items():
         if isinstance(config, config_class):
             return name
-    raise TypeError('not a zoo config: %r' % (config,))
+    raise TypeError("not a zoo config: %r" % (config,))
 
 
-def mobilenet_v2(input_shape=(32, 32, 3), num_classes=200, alpha=0.35,
-                 **overrides):
-    return build(make_config('mobilenet_v2', input_shape=input_shape,
-                             num_classes=num_classes, alpha=alpha,
-                             **overrides))
+def mobilenet_v2(input_shape=(32, 32, 3), num_classes=200, alpha=0.35, **overrides):
+    return build(
+        make_config(
+            "mobilenet_v2",
+            input_shape=input_shape,
+            num_classes=num_classes,
+            alpha=alpha,
+            **overrides,
+        )
+    )
 
 
 def mcunet(input_shape=(32, 32, 3), num_classes=200, width=1.0, **overrides):
-    return build(make_config('mcunet', input_shape=input_shape,
-                             num_classes=num_classes, width=width,
-                             **overrides))
+    return build(
+        make_config(
+            "mcunet", input_shape=input_shape, num_classes=num_classes, width=width, **overrides
+        )
+    )
 
 
 def ds_cnn(input_shape=(49, 40, 1), num_classes=12, width=1.0, **overrides):
-    return build(make_config('ds_cnn', input_shape=input_shape,
-                             num_classes=num_classes, width=width,
-                             **overrides))
+    return build(
+        make_config(
+            "ds_cnn", input_shape=input_shape, num_classes=num_classes, width=width, **overrides
+        )
+    )
 
 
 def parse_overrides(items):
@@ -335,9 +359,9 @@ def parse_overrides(items):
     for item in items:
         if not item.strip():
             continue
-        key, sep, value = item.partition('=')
+        key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError('expected field=value, got %r' % item)
+            raise ValueError("expected field=value, got %r" % item)
         try:
             overrides[key.strip()] = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError):
@@ -347,12 +371,11 @@ def parse_overrides(items):
 
 def config_to_dict(config):
     """{'model': name, 'config': {field: value}}, JSON-serialisable."""
-    return {'model': model_name(config),
-            'config': _listed(dataclasses.asdict(config))}
+    return {"model": model_name(config), "config": _listed(dataclasses.asdict(config))}
 
 
 def config_from_dict(data):
-    return make_config(data['model'], **data['config'])
+    return make_config(data["model"], **data["config"])
 
 
 def _tupled(value):
@@ -376,6 +399,7 @@ def _listed(value):
 # Size
 # --------------------------------------------------------------------------
 
+
 def multiply_accumulates(model):
     """Multiply-accumulates of one inference in the Conv2D, DepthwiseConv2D
     and Dense layers (the rest is small): output positions x kernel size."""
@@ -389,5 +413,4 @@ def multiply_accumulates(model):
 
 def summary(model):
     """{'params', 'macs'} of a model."""
-    return {'params': int(model.count_params()),
-            'macs': multiply_accumulates(model)}
+    return {"params": int(model.count_params()), "macs": multiply_accumulates(model)}

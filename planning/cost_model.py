@@ -41,41 +41,43 @@ import os
 from tflm_training import memory_model
 from tflm_training import plan as plan_lib
 
-
-BOARDS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          'boards')
+BOARDS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "boards")
 # Globals besides the arena (under 1 KB today), beyond the stack.
 RAM_RESERVE = 4 * 1024
 
 
-def board_limits(board='nrf52840'):
+def board_limits(board="nrf52840"):
     """{'flash', 'ram', 'stack'} bytes of a board (following 'emulates')."""
-    with open(os.path.join(BOARDS_DIR, board, 'board.json')) as f:
+    with open(os.path.join(BOARDS_DIR, board, "board.json")) as f:
         data = json.load(f)
-    if 'emulates' in data:
-        base = board_limits(data['emulates'])
-        memory = data.get('memory', {})
-        return {'flash': _size(memory.get('flash'), base['flash']),
-                'ram': _size(memory.get('ram'), base['ram']),
-                'stack': int(data.get('stack_size', base['stack']))}
-    return {'flash': _size(data['memory']['flash'], None),
-            'ram': _size(data['memory']['ram'], None),
-            'stack': int(data.get('stack_size', 16384))}
+    if "emulates" in data:
+        base = board_limits(data["emulates"])
+        memory = data.get("memory", {})
+        return {
+            "flash": _size(memory.get("flash"), base["flash"]),
+            "ram": _size(memory.get("ram"), base["ram"]),
+            "stack": int(data.get("stack_size", base["stack"])),
+        }
+    return {
+        "flash": _size(data["memory"]["flash"], None),
+        "ram": _size(data["memory"]["ram"], None),
+        "stack": int(data.get("stack_size", 16384)),
+    }
 
 
 def _size(region, default):
     if region is None:
         return default
-    size = region['size']
+    size = region["size"]
     return int(size, 0) if isinstance(size, str) else int(size)
 
 
 @functools.lru_cache(maxsize=8)
-def ram_room(board='nrf52840'):
+def ram_room(board="nrf52840"):
     """Bytes a training arena may use on `board`: RAM less the stack and
     RAM_RESERVE."""
     limits = board_limits(board)
-    return limits['ram'] - limits['stack'] - RAM_RESERVE
+    return limits["ram"] - limits["stack"] - RAM_RESERVE
 
 
 @functools.lru_cache(maxsize=16)
@@ -106,10 +108,10 @@ def _region_peak(model, memory):
     peak = {}
     for p in best:
         kind = p.kind
-        if kind == 'activation':
-            kind = 'saved_activations' if _saved(model, p) else 'activations'
+        if kind == "activation":
+            kind = "saved_activations" if _saved(model, p) else "activations"
         else:
-            kind += 's' if kind != 'scratch' else ''
+            kind += "s" if kind != "scratch" else ""
         peak[kind] = peak.get(kind, 0) + p.size
     return peak
 
@@ -118,13 +120,13 @@ def _region_peak(model, memory):
 class PlanCost:
     """The training arena of one plan, its parts, and the board check."""
 
-    total: int              # the training arena
-    parts: dict             # Trainer.memory(): interpreter_tables, ... total
-    inference: int          # the inference arena of the model
-    room: int               # the board's RAM room for an arena (None: no board)
+    total: int  # the training arena
+    parts: dict  # Trainer.memory(): interpreter_tables, ... total
+    inference: int  # the inference arena of the model
+    room: int  # the board's RAM room for an arena (None: no board)
     board: str
-    region_peak: dict       # planned region: live bytes by kind at the peak step
-    layers: tuple           # (operator, update, channels or candidates, channel_cost)
+    region_peak: dict  # planned region: live bytes by kind at the peak step
+    layers: tuple  # (operator, update, channels or candidates, channel_cost)
 
     @property
     def extra(self):
@@ -133,31 +135,38 @@ class PlanCost:
 
     @property
     def tables(self):
-        return self.parts['interpreter_tables'] + self.parts['trainer_tables']
+        return self.parts["interpreter_tables"] + self.parts["trainer_tables"]
 
     @property
     def parameter_copies(self):
-        return self.parts['weight_copies']
+        return self.parts["weight_copies"]
 
     @property
     def optimizer_state(self):
-        return self.parts['optimizer_state']
+        return self.parts["optimizer_state"]
 
     @property
     def planned_region(self):
-        return self.parts['planned_region']
+        return self.parts["planned_region"]
 
     @property
     def sampled_pool(self):
         """The state pool of sampled layers (the plan's sample_budget, as
         laid out; 0 without sampled layers)."""
-        return self.parts.get('sampled_state', 0)
+        return self.parts.get("sampled_state", 0)
 
     @property
     def other_parts(self):
         """{name: bytes} of any further part the runtime reports."""
-        known = ('interpreter_tables', 'trainer_tables', 'weight_copies', 'optimizer_state',
-                 'sampled_state', 'planned_region', 'total')
+        known = (
+            "interpreter_tables",
+            "trainer_tables",
+            "weight_copies",
+            "optimizer_state",
+            "sampled_state",
+            "planned_region",
+            "total",
+        )
         return {k: v for k, v in self.parts.items() if k not in known}
 
     @property
@@ -166,48 +175,77 @@ class PlanCost:
         return self.room is None or self.total <= self.room
 
     def as_dict(self):
-        return {'total': self.total, 'parts': dict(self.parts), 'inference': self.inference,
-                'extra': self.extra, 'room': self.room, 'board': self.board,
-                'fits': self.fits, 'region_peak': dict(self.region_peak),
-                'layers': [list(layer) for layer in self.layers]}
+        return {
+            "total": self.total,
+            "parts": dict(self.parts),
+            "inference": self.inference,
+            "extra": self.extra,
+            "room": self.room,
+            "board": self.board,
+            "fits": self.fits,
+            "region_peak": dict(self.region_peak),
+            "layers": [list(layer) for layer in self.layers],
+        }
 
     def describe(self):
         """Lines for people."""
-        kb = lambda n: '%.1f KB' % (n / 1024)  # pylint: disable=unnecessary-lambda-assignment
-        lines = ['training arena %d bytes (%s) = inference %s + extra %s' % (
-            self.total, kb(self.total), kb(self.inference), kb(self.extra))]
-        detail = ['tables %s' % kb(self.tables),
-                  'parameter copies %s' % kb(self.parameter_copies),
-                  'optimizer state %s' % kb(self.optimizer_state)]
+
+        def kb(n):
+            return "%.1f KB" % (n / 1024)
+
+        lines = [
+            "training arena %d bytes (%s) = inference %s + extra %s"
+            % (self.total, kb(self.total), kb(self.inference), kb(self.extra))
+        ]
+        detail = [
+            "tables %s" % kb(self.tables),
+            "parameter copies %s" % kb(self.parameter_copies),
+            "optimizer state %s" % kb(self.optimizer_state),
+        ]
         if self.sampled_pool:
-            detail.append('sampled-channel pool %s' % kb(self.sampled_pool))
-        detail += ['%s %s' % (k.replace('_', ' '), kb(v)) for k, v in self.other_parts.items()]
-        detail.append('planned region %s' % kb(self.planned_region))
-        lines.append('  ' + ' + '.join(detail))
+            detail.append("sampled-channel pool %s" % kb(self.sampled_pool))
+        detail += ["%s %s" % (k.replace("_", " "), kb(v)) for k, v in self.other_parts.items()]
+        detail.append("planned region %s" % kb(self.planned_region))
+        lines.append("  " + " + ".join(detail))
         if self.region_peak:
-            lines.append('  planned region at its busiest step: ' + ', '.join(
-                '%s %s' % (k.replace('_', ' '), kb(v))
-                for k, v in sorted(self.region_peak.items())))
+            lines.append(
+                "  planned region at its busiest step: "
+                + ", ".join(
+                    "%s %s" % (k.replace("_", " "), kb(v))
+                    for k, v in sorted(self.region_peak.items())
+                )
+            )
         for op, update, channels, channel_cost in self.layers:
-            if update == 'sampled':
-                lines.append('  op %d: sampled from %d candidate channels, %d bytes each' % (
-                    op, channels, channel_cost))
+            if update == "sampled":
+                lines.append(
+                    "  op %d: sampled from %d candidate channels, %d bytes each"
+                    % (op, channels, channel_cost)
+                )
             else:
-                lines.append('  op %d: %s, %d channels' % (op, update, channels))
+                lines.append("  op %d: %s, %d channels" % (op, update, channels))
         if self.room is not None:
-            lines.append('  %s: %s of %s RAM room -> %s' % (
-                self.board, kb(self.total), kb(self.room),
-                'fits' if self.fits else 'does NOT fit (%d bytes over)' % (
-                    self.total - self.room)))
+            lines.append(
+                "  %s: %s of %s RAM room -> %s"
+                % (
+                    self.board,
+                    kb(self.total),
+                    kb(self.room),
+                    "fits"
+                    if self.fits
+                    else "does NOT fit (%d bytes over)" % (self.total - self.room),
+                )
+            )
         return lines
 
 
 def _layer_rows(plan):
-    return tuple((layer.operator_index, layer.update, len(layer.channels),
-                  int(layer.channel_cost or 0)) for layer in plan.layers)
+    return tuple(
+        (layer.operator_index, layer.update, len(layer.channels), int(layer.channel_cost or 0))
+        for layer in plan.layers
+    )
 
 
-def plan_cost(model_bytes, plan, board='nrf52840'):
+def plan_cost(model_bytes, plan, board="nrf52840"):
     """The PlanCost of `plan` (a TrainingPlan or its bytes) for the model;
     board=None skips the board check. Raises what memory_model raises for
     a plan the runtime cannot train (BadPlanError, UnsupportedModelError)."""
@@ -216,10 +254,15 @@ def plan_cost(model_bytes, plan, board='nrf52840'):
         plan = plan_lib.TrainingPlan.from_bytes(plan)
     model = memory_model.for_model(model_bytes)
     memory = model.training_memory(plan)
-    return PlanCost(total=memory.total, parts=memory.as_dict(),
-                    inference=inference_arena(model_bytes),
-                    room=ram_room(board) if board else None, board=board,
-                    region_peak=_region_peak(model, memory), layers=_layer_rows(plan))
+    return PlanCost(
+        total=memory.total,
+        parts=memory.as_dict(),
+        inference=inference_arena(model_bytes),
+        room=ram_room(board) if board else None,
+        board=board,
+        region_peak=_region_peak(model, memory),
+        layers=_layer_rows(plan),
+    )
 
 
 def training_arena(model_bytes, plan):

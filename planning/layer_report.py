@@ -19,8 +19,11 @@ import dataclasses
 from tflm_training import memory_model, tflite_graph
 from tflm_training.plan import TrainingPlan, parameter_layout
 
-_MAC_OPERATORS = (tflite_graph.CONV_2D, tflite_graph.DEPTHWISE_CONV_2D,
-                  tflite_graph.FULLY_CONNECTED)
+_MAC_OPERATORS = (
+    tflite_graph.CONV_2D,
+    tflite_graph.DEPTHWISE_CONV_2D,
+    tflite_graph.FULLY_CONNECTED,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,11 +31,11 @@ class LayerRow:
     operator: int
     name: str
     forward_macs: int
-    backward_macs: int          # 0 when the backward pass does not visit it
-    trains: str                 # e.g. "weights 12/48", "bias 48/48", "" (frozen)
-    arena_forward: int          # bytes live while it runs forward
+    backward_macs: int  # 0 when the backward pass does not visit it
+    trains: str  # e.g. "weights 12/48", "bias 48/48", "" (frozen)
+    arena_forward: int  # bytes live while it runs forward
     arena_backward: int = None  # while it runs backward; None: not visited
-    instructions_forward: float = None   # per step, emulated; None: not profiled
+    instructions_forward: float = None  # per step, emulated; None: not profiled
     instructions_backward: float = None
 
     def as_dict(self):
@@ -75,14 +78,18 @@ def layer_rows(model_bytes, plan, profile=None):
         plan = TrainingPlan.from_bytes(plan)
     graph = tflite_graph.read_graph(model_bytes)
     memory = memory_model.training_memory(model_bytes, plan)
-    with_gradient = {index for p in memory.placements if p.kind == "gradient"
-                     for index in (p.index,) + p.shared_by}
+    with_gradient = {
+        index
+        for p in memory.placements
+        if p.kind == "gradient"
+        for index in (p.index,) + p.shared_by
+    }
     layers = {layer.operator_index: layer for layer in plan.layers}
     loss_node = graph.producer(plan.logits_tensor)
     steps = 2 * len(graph.operators)
     profile = profile or {}
     rows = []
-    for op in graph.operators[:loss_node + 1]:
+    for op in graph.operators[: loss_node + 1]:
         visited = op.outputs[0] in with_gradient
         macs = forward_macs(graph, op)
         layer = layers.get(op.index)
@@ -94,11 +101,19 @@ def layer_rows(model_bytes, plan, profile=None):
             if op.inputs[0] in with_gradient:
                 backward += macs
         measured = profile.get(op.index, {})
-        rows.append(LayerRow(
-            op.index, op.name, macs, backward, _trains(graph, layer),
-            _live_bytes(memory, op.index),
-            _live_bytes(memory, steps - op.index) if visited else None,
-            measured.get("forward"), measured.get("backward") if visited else None))
+        rows.append(
+            LayerRow(
+                op.index,
+                op.name,
+                macs,
+                backward,
+                _trains(graph, layer),
+                _live_bytes(memory, op.index),
+                _live_bytes(memory, steps - op.index) if visited else None,
+                measured.get("forward"),
+                measured.get("backward") if visited else None,
+            )
+        )
     return rows
 
 
@@ -110,33 +125,43 @@ def _number(value):
 
 def markdown(rows):
     """The rows as a markdown table."""
-    header = ("| op | operator | trains | forward MACs | backward MACs | arena forward "
-              "(bytes) | arena backward (bytes) | instructions forward | instructions "
-              "backward |")
+    header = (
+        "| op | operator | trains | forward MACs | backward MACs | arena forward "
+        "(bytes) | arena backward (bytes) | instructions forward | instructions "
+        "backward |"
+    )
     lines = [header, "| ---: | :--- | :--- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r.operator} | {r.name} | {r.trains} | {_number(r.forward_macs)} | "
-                     f"{_number(r.backward_macs)} | {_number(r.arena_forward)} | "
-                     f"{_number(r.arena_backward)} | {_number(r.instructions_forward)} | "
-                     f"{_number(r.instructions_backward)} |")
+        lines.append(
+            f"| {r.operator} | {r.name} | {r.trains} | {_number(r.forward_macs)} | "
+            f"{_number(r.backward_macs)} | {_number(r.arena_forward)} | "
+            f"{_number(r.arena_backward)} | {_number(r.instructions_forward)} | "
+            f"{_number(r.instructions_backward)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def plot(rows, path, title):
     """A PNG at `path`: per operator, instructions (or MACs when not
     profiled) forward and backward, and the arena live at each step."""
-    import matplotlib  # pylint: disable=import-outside-toplevel
+    import matplotlib
+
     matplotlib.use("Agg")
-    from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
+    from matplotlib import pyplot
+
     labels = [f"{r.operator} {r.name}{' *' if r.trains else ''}" for r in rows]
     profiled = any(r.instructions_forward is not None for r in rows)
     if profiled:
-        work = ([r.instructions_forward or 0 for r in rows],
-                [r.instructions_backward or 0 for r in rows], "instructions per step")
+        work = (
+            [r.instructions_forward or 0 for r in rows],
+            [r.instructions_backward or 0 for r in rows],
+            "instructions per step",
+        )
     else:
         work = ([r.forward_macs for r in rows], [r.backward_macs for r in rows], "MACs")
-    figure, (top, bottom) = pyplot.subplots(2, 1, figsize=(max(8, 0.45 * len(rows)), 8),
-                                            sharex=True)
+    figure, (top, bottom) = pyplot.subplots(
+        2, 1, figsize=(max(8, 0.45 * len(rows)), 8), sharex=True
+    )
     positions = range(len(rows))
     top.bar([p - 0.2 for p in positions], work[0], 0.4, label="forward")
     top.bar([p + 0.2 for p in positions], work[1], 0.4, label="backward")

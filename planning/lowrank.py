@@ -25,12 +25,10 @@ lr_scale (the plan's rate is the classifier's SGD rate).
 
 import dataclasses
 
-from tflm_training import memory_model
-from tflm_training import plan as plan_lib
-from tflm_training import tflite_graph
-from tflm_training.errors import TflmTrainingError
-
 from planning import contribution
+from tflm_training import memory_model, tflite_graph
+from tflm_training import plan as plan_lib
+from tflm_training.errors import TflmTrainingError
 
 MAX_RANK = 16
 REFRESH_STEPS = 10
@@ -44,15 +42,17 @@ class InfeasibleBudgetError(ValueError):
 @dataclasses.dataclass
 class LowRankPlan:
     plan: plan_lib.TrainingPlan
-    ranks: dict          # operator index -> rank
-    arena: int           # training arena bytes (memory_model)
+    ranks: dict  # operator index -> rank
+    arena: int  # training arena bytes (memory_model)
     budget: int
-    skipped: list        # candidate operators left out, nearest the logits first
+    skipped: list  # candidate operators left out, nearest the logits first
 
     def describe(self):
         layers = ", ".join(f"op {op} rank {rank}" for op, rank in sorted(self.ranks.items()))
-        return [f"low-rank plan: {layers or 'no low-rank layer'} + the classifier; training "
-                f"arena {self.arena} bytes of a {self.budget}-byte budget"]
+        return [
+            f"low-rank plan: {layers or 'no low-rank layer'} + the classifier; training "
+            f"arena {self.arena} bytes of a {self.budget}-byte budget"
+        ]
 
 
 def candidate_layers(model_bytes):
@@ -73,8 +73,11 @@ def _is_projectable(graph, op):
     if op.builtin_code != tflite_graph.CONV_2D:
         return False
     shape = graph.tensors[op.inputs[1]].shape
-    return (len(shape) == 4 and tuple(shape[1:3]) == (1, 1)
-            and graph.tensors[op.inputs[0]].shape[-1] == shape[3])
+    return (
+        len(shape) == 4
+        and tuple(shape[1:3]) == (1, 1)
+        and graph.tensors[op.inputs[0]].shape[-1] == shape[3]
+    )
 
 
 def largest_rank(model_bytes, op):
@@ -83,17 +86,29 @@ def largest_rank(model_bytes, op):
     return min(layout["channels"], layout["weights_per_channel"])
 
 
-def make_plan(model_bytes, ranks, *, learning_rate, adam_learning_rate=ADAM_LEARNING_RATE,
-              refresh_steps=REFRESH_STEPS, **settings):
+def make_plan(
+    model_bytes,
+    ranks,
+    *,
+    learning_rate,
+    adam_learning_rate=ADAM_LEARNING_RATE,
+    refresh_steps=REFRESH_STEPS,
+    **settings,
+):
     """The TrainingPlan training `ranks` ({operator: rank}) low-rank and the
     classifier fully."""
     classifier = contribution.classifier_operator(model_bytes)
     scale = adam_learning_rate / learning_rate
-    layers = [plan_lib.LayerPlan(op, "lowrank", None, lr_scale=scale, rank=rank,
-                                 refresh_steps=refresh_steps) for op, rank in ranks.items()]
+    layers = [
+        plan_lib.LayerPlan(
+            op, "lowrank", None, lr_scale=scale, rank=rank, refresh_steps=refresh_steps
+        )
+        for op, rank in ranks.items()
+    ]
     layers.append(plan_lib.LayerPlan(classifier, "weights"))
-    return plan_lib.TrainingPlan.for_model(model_bytes, layers, learning_rate=learning_rate,
-                                           **settings)
+    return plan_lib.TrainingPlan.for_model(
+        model_bytes, layers, learning_rate=learning_rate, **settings
+    )
 
 
 def _arena(model_bytes, plan):
@@ -105,20 +120,33 @@ def _arena(model_bytes, plan):
         return None, str(error)
 
 
-def plan_for_budget(model_bytes, budget_bytes, *, max_rank=MAX_RANK, learning_rate=0.02,
-                    adam_learning_rate=ADAM_LEARNING_RATE, refresh_steps=REFRESH_STEPS,
-                    **settings):
+def plan_for_budget(
+    model_bytes,
+    budget_bytes,
+    *,
+    max_rank=MAX_RANK,
+    learning_rate=0.02,
+    adam_learning_rate=ADAM_LEARNING_RATE,
+    refresh_steps=REFRESH_STEPS,
+    **settings,
+):
     """The LowRankPlan under budget_bytes (the whole training arena)."""
     model_bytes = bytes(model_bytes)
     budget = int(budget_bytes)
     if max_rank < 1:
         raise ValueError(f"max_rank must be >= 1, got {max_rank}")
-    options = dict(learning_rate=learning_rate, adam_learning_rate=adam_learning_rate,
-                   refresh_steps=refresh_steps, **settings)
+    options = dict(
+        learning_rate=learning_rate,
+        adam_learning_rate=adam_learning_rate,
+        refresh_steps=refresh_steps,
+        **settings,
+    )
     candidates = candidate_layers(model_bytes)
     if not candidates:
-        raise ValueError("the model has no FULLY_CONNECTED or pointwise CONV_2D layer before "
-                         "the classifier; low-rank training needs one")
+        raise ValueError(
+            "the model has no FULLY_CONNECTED or pointwise CONV_2D layer before "
+            "the classifier; low-rank training needs one"
+        )
     ranks, arena = {}, None
     for index, op in enumerate(candidates):
         chosen = None
@@ -135,8 +163,9 @@ def plan_for_budget(model_bytes, budget_bytes, *, max_rank=MAX_RANK, learning_ra
         if chosen is None:
             if not ranks:
                 _raise_infeasible(model_bytes, op, budget, options)
-            return LowRankPlan(make_plan(model_bytes, ranks, **options), ranks, arena, budget,
-                               candidates[index:])
+            return LowRankPlan(
+                make_plan(model_bytes, ranks, **options), ranks, arena, budget, candidates[index:]
+            )
         ranks[op], arena = chosen
     return LowRankPlan(make_plan(model_bytes, ranks, **options), ranks, arena, budget, [])
 
@@ -146,4 +175,5 @@ def _raise_infeasible(model_bytes, op, budget, options):
     raise InfeasibleBudgetError(
         f"budget {budget} bytes ({budget / 1024:.1f} KB) cannot hold a low-rank plan: the "
         f"classifier and operator {op} at rank 1 need a {need}-byte training arena "
-        f"({need / 1024:.1f} KB); give a budget of at least {need} bytes")
+        f"({need / 1024:.1f} KB); give a budget of at least {need} bytes"
+    )

@@ -35,10 +35,9 @@ A budget a scheme cannot meet raises one of BUDGET_ERRORS.
 import dataclasses
 
 import tflm_training
+from planning import contribution, lowrank, search_trials, sparse_search, trady
 from tflm_training import memory_model
 from tflm_training import plan as plan_lib
-
-from planning import contribution, lowrank, search_trials, sparse_search, trady
 
 SPARSE_FRACTION = 4  # sparse trains 1/SPARSE_FRACTION of the last layer's channels
 
@@ -47,8 +46,12 @@ class InfeasibleBudgetError(ValueError):
     """The budget is below the smallest last-biases plan (the classifier alone)."""
 
 
-BUDGET_ERRORS = (InfeasibleBudgetError, sparse_search.InfeasibleBudgetError,
-                 trady.InfeasibleBudgetError, lowrank.InfeasibleBudgetError)
+BUDGET_ERRORS = (
+    InfeasibleBudgetError,
+    sparse_search.InfeasibleBudgetError,
+    trady.InfeasibleBudgetError,
+    lowrank.InfeasibleBudgetError,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,15 +59,15 @@ class Inputs:
     """What a scheme's plan is built from; each scheme reads the fields its
     Scheme.needs names, besides settings and seed."""
 
-    settings: dict              # TrainingPlan settings (learning_rate, ..., gradient_bits);
-                                # trady's plan takes its ranking's
-    budget: int = None          # training-arena bytes
+    settings: dict  # TrainingPlan settings (learning_rate, ..., gradient_bits);
+    # trady's plan takes its ranking's
+    budget: int = None  # training-arena bytes
     seed: int = 0
     contributions: object = None  # contribution.Contributions (sparse-search)
-    trials: tuple = None        # (data, top, cache_path) for search_trials.verify, or None
-    ranking: object = None      # trady.Ranking (trady)
+    trials: tuple = None  # (data, top, cache_path) for search_trials.verify, or None
+    ranking: object = None  # trady.Ranking (trady)
     adam_learning_rate: float = lowrank.ADAM_LEARNING_RATE  # of lowrank's factors
-    log: object = None          # callable for progress lines (search trials), or None
+    log: object = None  # callable for progress lines (search trials), or None
 
 
 @dataclasses.dataclass
@@ -85,8 +88,8 @@ class Built:
 @dataclasses.dataclass(frozen=True)
 class Scheme:
     name: str
-    build: object       # build(model_bytes, Inputs) -> Built
-    needs: tuple = ()   # Inputs fields it reads besides settings and seed
+    build: object  # build(model_bytes, Inputs) -> Built
+    needs: tuple = ()  # Inputs fields it reads besides settings and seed
 
 
 @dataclasses.dataclass
@@ -97,8 +100,10 @@ class LastBiases:
     arena: int
 
     def describe(self):
-        return [f"last-biases plan: the classifier and the biases of the last {self.depth} "
-                f"layers; arena {self.arena} bytes"]
+        return [
+            f"last-biases plan: the classifier and the biases of the last {self.depth} "
+            f"layers; arena {self.arena} bytes"
+        ]
 
 
 # -- fixed schemes ---------------------------------------------------------------------
@@ -109,8 +114,9 @@ def _classifier(model_bytes, inputs):
 
 
 def _classifier_bias(model_bytes, inputs):
-    return Built(tflm_training.TrainingPlan.classifier_only(model_bytes, update="bias",
-                                                            **inputs.settings))
+    return Built(
+        tflm_training.TrainingPlan.classifier_only(model_bytes, update="bias", **inputs.settings)
+    )
 
 
 def _bias(model_bytes, inputs):
@@ -118,15 +124,22 @@ def _bias(model_bytes, inputs):
 
 
 def _full(model_bytes, inputs):
-    return Built(tflm_training.TrainingPlan.for_model(
-        model_bytes, {op: None for op, *_ in plan_lib.trainable_operators(model_bytes)},
-        **inputs.settings))
+    return Built(
+        tflm_training.TrainingPlan.for_model(
+            model_bytes,
+            {op: None for op, *_ in plan_lib.trainable_operators(model_bytes)},
+            **inputs.settings,
+        )
+    )
 
 
 def _sparse(model_bytes, inputs):
     classifier = tflm_training.TrainingPlan.classifier_only(model_bytes).layers[0].operator_index
-    before = [(op, channels) for op, _, channels, _ in plan_lib.trainable_operators(model_bytes)
-              if op < classifier]
+    before = [
+        (op, channels)
+        for op, _, channels, _ in plan_lib.trainable_operators(model_bytes)
+        if op < classifier
+    ]
     chosen = {classifier: None}
     if before:
         op, channels = before[-1]
@@ -142,7 +155,7 @@ def last_biases_plan(model_bytes, depth, settings):
     bias before it."""
     classifier = contribution.classifier_operator(model_bytes)
     with_bias = [op for op, _, has_bias in contribution.candidate_layers(model_bytes) if has_bias]
-    chosen = with_bias[len(with_bias) - depth:] if depth else []
+    chosen = with_bias[len(with_bias) - depth :] if depth else []
     layers = [plan_lib.LayerPlan(op, "bias") for op in chosen]
     layers.append(plan_lib.LayerPlan(classifier, "weights"))
     return tflm_training.TrainingPlan.for_model(model_bytes, layers, **settings)
@@ -165,20 +178,29 @@ def _last_biases(model_bytes, inputs):
             if best is None:
                 raise InfeasibleBudgetError(
                     f"the classifier alone needs a {need}-byte arena, {need - inputs.budget} "
-                    "bytes over the budget")
+                    "bytes over the budget"
+                )
             continue
         best = Built(plan, LastBiases(depth, need))
     return best
 
 
 def _sparse_search(model_bytes, inputs):
-    searched = sparse_search.search(model_bytes, inputs.contributions, inputs.budget,
-                                    seed=inputs.seed, **inputs.settings)
+    searched = sparse_search.search(
+        model_bytes, inputs.contributions, inputs.budget, seed=inputs.seed, **inputs.settings
+    )
     result = searched
     if inputs.trials is not None:
         data, top, cache_path = inputs.trials
-        result = search_trials.verify(model_bytes, inputs.contributions, searched, data,
-                                      top=top, cache_path=cache_path, log=inputs.log)
+        result = search_trials.verify(
+            model_bytes,
+            inputs.contributions,
+            searched,
+            data,
+            top=top,
+            cache_path=cache_path,
+            log=inputs.log,
+        )
     return Built(result.plan, result, searched)
 
 
@@ -188,23 +210,26 @@ def _trady(model_bytes, inputs):
 
 
 def _lowrank(model_bytes, inputs):
-    result = lowrank.plan_for_budget(model_bytes, inputs.budget,
-                                     adam_learning_rate=inputs.adam_learning_rate,
-                                     **inputs.settings)
+    result = lowrank.plan_for_budget(
+        model_bytes, inputs.budget, adam_learning_rate=inputs.adam_learning_rate, **inputs.settings
+    )
     return Built(result.plan, result)
 
 
-SCHEMES = {scheme.name: scheme for scheme in (
-    Scheme("classifier", _classifier),
-    Scheme("classifier-bias", _classifier_bias),
-    Scheme("bias", _bias),
-    Scheme("full", _full),
-    Scheme("sparse", _sparse),
-    Scheme("last-biases", _last_biases, ("budget",)),
-    Scheme("sparse-search", _sparse_search, ("budget", "contributions")),
-    Scheme("trady", _trady, ("budget", "ranking")),
-    Scheme("lowrank", _lowrank, ("budget",)),
-)}
+SCHEMES = {
+    scheme.name: scheme
+    for scheme in (
+        Scheme("classifier", _classifier),
+        Scheme("classifier-bias", _classifier_bias),
+        Scheme("bias", _bias),
+        Scheme("full", _full),
+        Scheme("sparse", _sparse),
+        Scheme("last-biases", _last_biases, ("budget",)),
+        Scheme("sparse-search", _sparse_search, ("budget", "contributions")),
+        Scheme("trady", _trady, ("budget", "ranking")),
+        Scheme("lowrank", _lowrank, ("budget",)),
+    )
+}
 
 
 def build(name, model_bytes, inputs):

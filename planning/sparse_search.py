@@ -65,10 +65,9 @@ import math
 import numpy as np
 
 import tflm_training
+from planning import contribution
 from tflm_training import memory_model
 from tflm_training import plan as plan_lib
-
-from planning import contribution
 
 GRID = 16
 
@@ -81,39 +80,57 @@ class InfeasibleBudgetError(ValueError):
 class SearchResult:
     """The best plan found."""
 
-    plan: object            # TrainingPlan
-    genome: tuple           # (k, r_1, ..., r_N)
-    layers: list            # the weight-analysed operators, r_i belongs to layers[i]
-    score: float            # predicted gain vs the classifier-only baseline (table's metric)
-    arena: int              # training arena in bytes (memory_model)
+    plan: object  # TrainingPlan
+    genome: tuple  # (k, r_1, ..., r_N)
+    layers: list  # the weight-analysed operators, r_i belongs to layers[i]
+    score: float  # predicted gain vs the classifier-only baseline (table's metric)
+    arena: int  # training arena in bytes (memory_model)
     budget: int
-    evaluations: int        # distinct plans whose arena was computed
-    history: list           # best score after each generation
-    metric: str = 'accuracy'  # the contribution table's (contribution.METRICS)
+    evaluations: int  # distinct plans whose arena was computed
+    history: list  # best score after each generation
+    metric: str = "accuracy"  # the contribution table's (contribution.METRICS)
     # The best genome of each shape (genome_shape) the search evaluated,
     # best first, at most `population` of them: what search_trials runs.
     finalists: list = dataclasses.field(default_factory=list)
-    trials: list = None     # planning.search_trials.Trial per finalist run, when verified
+    trials: list = None  # planning.search_trials.Trial per finalist run, when verified
     settings: dict = dataclasses.field(default_factory=dict)  # search()'s plan settings
-    grid: int = GRID        # search()'s ratio grid
+    grid: int = GRID  # search()'s ratio grid
 
     def describe(self):
-        lines = ['searched sparse plan: %s; predicted %s; arena %d bytes '
-                 '(%.1f KB) of budget %d (%.1f KB)' % (
-                     describe_genome(self.layers, self.genome), self._gain(self.score),
-                     self.arena, self.arena / 1024, self.budget, self.budget / 1024)]
+        lines = [
+            "searched sparse plan: %s; predicted %s; arena %d bytes "
+            "(%.1f KB) of budget %d (%.1f KB)"
+            % (
+                describe_genome(self.layers, self.genome),
+                self._gain(self.score),
+                self.arena,
+                self.arena / 1024,
+                self.budget,
+                self.budget / 1024,
+            )
+        ]
         for trial in self.trials or ():
             chosen = trial.genome == self.genome and trial.measured is not None
-            lines.append('  trial %-10s %s: predicted %s, measured %s%s' % (
-                trial.origin, describe_genome(self.layers, trial.genome),
-                self._gain(trial.predicted),
-                'n/a (%s)' % trial.run.get('reason') if trial.measured is None else
-                self._gain(trial.measured), '  <- chosen' if chosen else ''))
+            lines.append(
+                "  trial %-10s %s: predicted %s, measured %s%s"
+                % (
+                    trial.origin,
+                    describe_genome(self.layers, trial.genome),
+                    self._gain(trial.predicted),
+                    "n/a (%s)" % trial.run.get("reason")
+                    if trial.measured is None
+                    else self._gain(trial.measured),
+                    "  <- chosen" if chosen else "",
+                )
+            )
         return lines
 
     def _gain(self, value):
-        return ('Δaccuracy %+.1f points' if self.metric == 'accuracy' else
-                'held-out loss drop %+.1f hundredths of a nat') % (100 * value)
+        return (
+            "Δaccuracy %+.1f points"
+            if self.metric == "accuracy"
+            else "held-out loss drop %+.1f hundredths of a nat"
+        ) % (100 * value)
 
 
 def _count(ratio, channels):
@@ -129,8 +146,9 @@ def predicted_weight_gain(table, operator, ratio):
         return table.delta_weight(operator, ratio)
     channels = table.channels[operator]
     count = _count(ratio, channels)
-    points = [(0, 0.0)] + [(_count(r, channels), table.delta_weight(operator, r))
-                           for r in table.ratios]
+    points = [(0, 0.0)] + [
+        (_count(r, channels), table.delta_weight(operator, r)) for r in table.ratios
+    ]
     same = [gain for n, gain in points if n == count]
     if same:
         return same[0]
@@ -158,26 +176,32 @@ def weight_choices(table, operator, grid=GRID):
     by_count = {}
     for ratio in candidates:
         count = _count(ratio, channels)
-        if count not in by_count or (ratio in table.ratios and
-                                     by_count[count] not in table.ratios):
+        if count not in by_count or (ratio in table.ratios and by_count[count] not in table.ratios):
             by_count[count] = ratio
-    return [r for _, r in sorted(by_count.items())
-            if predicted_weight_gain(table, operator, r) is not None]
+    return [
+        r
+        for _, r in sorted(by_count.items())
+        if predicted_weight_gain(table, operator, r) is not None
+    ]
 
 
 def genome_shape(table, genome):
     """What tells plans apart beyond their channel counts: the layers that
     train and how ((operator, update) pairs), the bias depth included."""
-    return tuple((layer.operator_index, layer.update)
-                 for layer in genome_layers(table, genome))
+    return tuple((layer.operator_index, layer.update) for layer in genome_layers(table, genome))
 
 
 def describe_genome(layers, genome):
     """'bias depth 12, op 36 weights 1/2' (layers: the weight-analysed
     operators)."""
-    return ', '.join(['bias depth %d' % genome[0]] + [
-        'op %d weights %s' % (op, contribution.ratio_name(r))
-        for op, r in zip(layers, genome[1:]) if r])
+    return ", ".join(
+        ["bias depth %d" % genome[0]]
+        + [
+            "op %d weights %s" % (op, contribution.ratio_name(r))
+            for op, r in zip(layers, genome[1:])
+            if r
+        ]
+    )
 
 
 def genome_layers(table, genome, classifier_channels=None):
@@ -188,29 +212,34 @@ def genome_layers(table, genome, classifier_channels=None):
     layers = {}
     for op in table.bias_layers(k):
         layers[op] = plan_lib.LayerPlan(
-            op, 'bias', None if classifier_channels is None else
-            list(range(table.channels[op])))
+            op, "bias", None if classifier_channels is None else list(range(table.channels[op]))
+        )
     for op, ratio in zip(table.layers, ratios):
         if ratio:
             layers[op] = plan_lib.LayerPlan(
-                op, 'weights', contribution.ratio_channels(ratio, table.channels[op]))
+                op, "weights", contribution.ratio_channels(ratio, table.channels[op])
+            )
     layers[table.classifier] = plan_lib.LayerPlan(
-        table.classifier, 'weights', None if classifier_channels is None else
-        list(range(classifier_channels)))
+        table.classifier,
+        "weights",
+        None if classifier_channels is None else list(range(classifier_channels)),
+    )
     return [layers[op] for op in sorted(layers)]
 
 
 def _settings(table, overrides):
-    settings = {name: table.settings[name] for name in
-                ('learning_rate', 'momentum', 'batch_size', 'qas')}
+    settings = {
+        name: table.settings[name] for name in ("learning_rate", "momentum", "batch_size", "qas")
+    }
     settings.update(overrides or {})
     return settings
 
 
 def genome_plan(model_bytes, table, genome, **settings):
     """The TrainingPlan of a genome (settings default to the table's)."""
-    return tflm_training.TrainingPlan.for_model(model_bytes, genome_layers(table, genome),
-                                                **_settings(table, settings))
+    return tflm_training.TrainingPlan.for_model(
+        model_bytes, genome_layers(table, genome), **_settings(table, settings)
+    )
 
 
 class Problem:
@@ -222,19 +251,20 @@ class Problem:
         self.budget = budget
         self.settings = _settings(table, settings)
         self.model = memory_model.for_model(self.model_bytes)
-        self.choices = [[k for k in [0] + list(table.bias_depths)
-                         if table.delta_bias(k) is not None]]
+        self.choices = [
+            [k for k in [0] + list(table.bias_depths) if table.delta_bias(k) is not None]
+        ]
         self.gains = []
         for op in table.layers:
             self.choices.append(weight_choices(table, op, grid))
-            self.gains.append({r: predicted_weight_gain(table, op, r)
-                               for r in self.choices[-1]})
+            self.gains.append({r: predicted_weight_gain(table, op, r) for r in self.choices[-1]})
         self._costs = {}
         # Plans for cost evaluation are made from this checked one by
         # replacing the layers: TrainingPlan.for_model re-reads the model,
         # and memory_model checks every plan against it anyway.
         self.template = tflm_training.TrainingPlan.for_model(
-            self.model_bytes, genome_layers(table, self.zero()), **self.settings)
+            self.model_bytes, genome_layers(table, self.zero()), **self.settings
+        )
         self.classifier_channels = len(self.template.layers[-1].channels)
 
     def fitness(self, genome):
@@ -246,12 +276,12 @@ class Problem:
     def cost(self, genome):
         """The training arena (math.inf when the runtime cannot train it)."""
         if genome not in self._costs:
-            plan = dataclasses.replace(self.template, layers=genome_layers(
-                self.table, genome, self.classifier_channels))
+            plan = dataclasses.replace(
+                self.template, layers=genome_layers(self.table, genome, self.classifier_channels)
+            )
             try:
                 self._costs[genome] = self.model.training_memory(plan).total
-            except (tflm_training.BadPlanError, tflm_training.UnsupportedModelError,
-                    ValueError):
+            except (tflm_training.BadPlanError, tflm_training.UnsupportedModelError, ValueError):
                 self._costs[genome] = math.inf
         return self._costs[genome]
 
@@ -268,8 +298,9 @@ class Problem:
     def best_of_each_shape(self, limit):
         """The best feasible genome of each shape among those evaluated,
         best first, at most `limit`."""
-        feasible = sorted((g for g, cost in self._costs.items() if cost <= self.budget),
-                          key=self.rank_key)
+        feasible = sorted(
+            (g for g, cost in self._costs.items() if cost <= self.budget), key=self.rank_key
+        )
         shapes, best = set(), []
         for genome in feasible:
             shape = genome_shape(self.table, genome)
@@ -301,8 +332,9 @@ class Problem:
 def minimum_arena(model_bytes, table, **settings):
     """The training arena (bytes) of the cheapest plan the search can make:
     the classifier alone."""
-    plan = genome_plan(model_bytes, table, tuple(0 for _ in range(len(table.layers) + 1)),
-                       **settings)
+    plan = genome_plan(
+        model_bytes, table, tuple(0 for _ in range(len(table.layers) + 1)), **settings
+    )
     return memory_model.training_memory(bytes(model_bytes), plan).total
 
 
@@ -310,21 +342,36 @@ def _budget_error(model_bytes, table, budget, settings):
     need = minimum_arena(model_bytes, table, **settings)
     try:
         bias_plan = tflm_training.TrainingPlan.classifier_only(
-            model_bytes, update='bias', **_settings(table, settings))
+            model_bytes, update="bias", **_settings(table, settings)
+        )
         cheapest = memory_model.training_memory(bytes(model_bytes), bias_plan).total
-        other = ('; the cheapest plan of all, the classifier\'s biases only, needs %d '
-                 'bytes' % cheapest)
+        other = (
+            "; the cheapest plan of all, the classifier's biases only, needs %d bytes" % cheapest
+        )
     except (tflm_training.TflmTrainingError, ValueError):
-        other = ''
+        other = ""
     return InfeasibleBudgetError(
-        'budget %d bytes (%.1f KB) is below the smallest plan the search makes: the '
-        'classifier (operator %d) alone needs a %d-byte training arena (%.1f KB); give a '
-        'budget of at least %d bytes%s' % (budget, budget / 1024, table.classifier, need,
-                                           need / 1024, need, other))
+        "budget %d bytes (%.1f KB) is below the smallest plan the search makes: the "
+        "classifier (operator %d) alone needs a %d-byte training arena (%.1f KB); give a "
+        "budget of at least %d bytes%s"
+        % (budget, budget / 1024, table.classifier, need, need / 1024, need, other)
+    )
 
 
-def search(model_bytes, table, budget_bytes, *, population=40, generations=20, parents=None,
-           mutation_rate=0.2, crossover=0.5, seed=0, grid=GRID, **settings):
+def search(
+    model_bytes,
+    table,
+    budget_bytes,
+    *,
+    population=40,
+    generations=20,
+    parents=None,
+    mutation_rate=0.2,
+    crossover=0.5,
+    seed=0,
+    grid=GRID,
+    **settings,
+):
     """The best plan under budget_bytes (a SearchResult); see the module doc.
     grid: weight ratios are multiples of 1/grid besides the measured ones
     (0 or None: the measured ones only). settings (learning_rate,
@@ -335,15 +382,19 @@ def search(model_bytes, table, budget_bytes, *, population=40, generations=20, p
     if parents is None:
         parents = max(2, population // 4)
     if population < 2 or parents < 1 or parents > population or generations < 0:
-        raise ValueError('need population >= 2, 1 <= parents <= population, generations >= 0')
+        raise ValueError("need population >= 2, 1 <= parents <= population, generations >= 0")
     if not 0 <= mutation_rate <= 1 or not 0 <= crossover <= 1:
-        raise ValueError('mutation_rate and crossover are probabilities in [0, 1]')
+        raise ValueError("mutation_rate and crossover are probabilities in [0, 1]")
     if table.baseline_accuracy is None:
-        raise ValueError('the contribution table has no baseline (the classifier-only run '
-                         'was unavailable: %s)' % table.baseline.get('reason'))
+        raise ValueError(
+            "the contribution table has no baseline (the classifier-only run "
+            "was unavailable: %s)" % table.baseline.get("reason")
+        )
     if grid and (int(grid) != grid or grid < 1):
-        raise ValueError('grid must be a positive whole number (or 0 for the measured '
-                         'ratios only), got %r' % (grid,))
+        raise ValueError(
+            "grid must be a positive whole number (or 0 for the measured "
+            "ratios only), got %r" % (grid,)
+        )
     grid = int(grid or 0)
     problem = Problem(model_bytes, table, budget, settings, grid)
     zero = problem.zero()
@@ -372,22 +423,32 @@ def search(model_bytes, table, budget_bytes, *, population=40, generations=20, p
                 break
             if rng.random() < crossover and len(elite) > 1:
                 a, b = rng.choice(len(elite), 2, replace=False)
-                child = tuple(elite[a][i] if rng.random() < 0.5 else elite[b][i]
-                              for i in range(len(zero)))
+                child = tuple(
+                    elite[a][i] if rng.random() < 0.5 else elite[b][i] for i in range(len(zero))
+                )
             else:
                 parent = elite[rng.integers(len(elite))]
                 child = tuple(
-                    options[rng.integers(len(options))] if rng.random() < mutation_rate
-                    else gene for gene, options in zip(parent, problem.choices))
+                    options[rng.integers(len(options))] if rng.random() < mutation_rate else gene
+                    for gene, options in zip(parent, problem.choices)
+                )
             children.add(problem.repair(child, rng))
         current = sorted(children, key=problem.rank_key)[:population]
         history.append(problem.fitness(current[0]))
 
     best = current[0]
     plan = genome_plan(model_bytes, table, best, **settings)
-    return SearchResult(plan=plan, genome=best, layers=list(table.layers),
-                        score=problem.fitness(best), arena=problem.cost(best), budget=budget,
-                        evaluations=problem.evaluations, history=history,
-                        metric=table.metric,
-                        finalists=problem.best_of_each_shape(population),
-                        settings=dict(settings), grid=grid)
+    return SearchResult(
+        plan=plan,
+        genome=best,
+        layers=list(table.layers),
+        score=problem.fitness(best),
+        arena=problem.cost(best),
+        budget=budget,
+        evaluations=problem.evaluations,
+        history=history,
+        metric=table.metric,
+        finalists=problem.best_of_each_shape(population),
+        settings=dict(settings),
+        grid=grid,
+    )

@@ -78,12 +78,9 @@ import dataclasses
 import numpy as np
 
 import tflm_training
-from tflm_training import memory_model
+from planning import contribution, datasets
+from tflm_training import memory_model, tflite_graph
 from tflm_training import plan as plan_lib
-from tflm_training import tflite_graph
-
-from planning import contribution
-from planning import datasets
 
 COVERAGE = 0.97
 MIN_DRAWN_SHARE = 1 / 8
@@ -100,22 +97,22 @@ class LayerScore:
     operator: int
     name: str
     channels: int
-    score: float            # sum of RGN_c
-    share: float            # score / the total of all ranked layers
-    cumulative: float       # share of this layer and every better one
+    score: float  # sum of RGN_c
+    share: float  # score / the total of all ranked layers
+    cumulative: float  # share of this layer and every better one
     weights_per_channel: int  # C_W
-    map_size: int           # C_A
-    channel_cost: int       # bytes of one channel's optimizer state (sample pool)
-    selected: bool          # within the coverage
+    map_size: int  # C_A
+    channel_cost: int  # bytes of one channel's optimizer state (sample pool)
+    selected: bool  # within the coverage
 
 
 @dataclasses.dataclass
 class Ranking:
     """Layers best first, and what produced them."""
 
-    layers: list            # LayerScore, best first
-    rgn: dict               # operator -> RGN per output channel (np.ndarray)
-    norms: dict             # operator -> summed squared gradient norms per channel
+    layers: list  # LayerScore, best first
+    rgn: dict  # operator -> RGN per output channel (np.ndarray)
+    norms: dict  # operator -> summed squared gradient norms per channel
     classifier: int
     coverage: float
     settings: dict
@@ -127,33 +124,54 @@ class Ranking:
         return [layer.operator for layer in self.layers if layer.selected]
 
     def describe(self):
-        lines = ['TraDy layer ranking (%d samples; RGN per output channel = gradient L2 norm '
-                 '/ (C_W + C_A); classifier op %d always trains):' % (self.samples,
-                                                                      self.classifier),
-                 ' rank   op  name                 C    score    share  cumul.  C_W+C_A  '
-                 'bytes/ch']
+        lines = [
+            "TraDy layer ranking (%d samples; RGN per output channel = gradient L2 norm "
+            "/ (C_W + C_A); classifier op %d always trains):" % (self.samples, self.classifier),
+            " rank   op  name                 C    score    share  cumul.  C_W+C_A  bytes/ch",
+        ]
         for rank, layer in enumerate(self.layers, start=1):
-            lines.append('%5d %4d  %-18s %3d  %8.3g  %5.1f%%  %5.1f%%  %7d  %8d%s' % (
-                rank, layer.operator, layer.name, layer.channels, layer.score,
-                100 * layer.share, 100 * layer.cumulative,
-                layer.weights_per_channel + layer.map_size, layer.channel_cost,
-                '  *' if layer.selected else ''))
-        lines.append('* = candidates: the top %d layers cover %.0f%% of the score' % (
-            len(self.selected), 100 * self.coverage))
+            lines.append(
+                "%5d %4d  %-18s %3d  %8.3g  %5.1f%%  %5.1f%%  %7d  %8d%s"
+                % (
+                    rank,
+                    layer.operator,
+                    layer.name,
+                    layer.channels,
+                    layer.score,
+                    100 * layer.share,
+                    100 * layer.cumulative,
+                    layer.weights_per_channel + layer.map_size,
+                    layer.channel_cost,
+                    "  *" if layer.selected else "",
+                )
+            )
+        lines.append(
+            "* = candidates: the top %d layers cover %.0f%% of the score"
+            % (len(self.selected), 100 * self.coverage)
+        )
         return lines
 
 
 def _settings(learning_rate, momentum, batch_size, qas, residual=True, gradient_bits=32):
-    return {'learning_rate': learning_rate, 'momentum': momentum, 'batch_size': batch_size,
-            'qas': qas, 'residual': residual, 'gradient_bits': gradient_bits}
+    return {
+        "learning_rate": learning_rate,
+        "momentum": momentum,
+        "batch_size": batch_size,
+        "qas": qas,
+        "residual": residual,
+        "gradient_bits": gradient_bits,
+    }
 
 
 def probe_plan(model_bytes, layers, **settings):
     """The probe: every channel of `layers` and of the classifier, "weights"."""
     classifier = contribution.classifier_operator(model_bytes)
     return tflm_training.TrainingPlan.for_model(
-        model_bytes, [plan_lib.LayerPlan(op, 'weights') for op in sorted(layers)]
-        + [plan_lib.LayerPlan(classifier, 'weights')], **settings)
+        model_bytes,
+        [plan_lib.LayerPlan(op, "weights") for op in sorted(layers)]
+        + [plan_lib.LayerPlan(classifier, "weights")],
+        **settings,
+    )
 
 
 def gradient_norms(model_bytes, x, y, layers, **settings):
@@ -169,8 +187,8 @@ def channel_sizes(model_bytes, operator):
     graph = tflite_graph.read_graph(model_bytes)
     layout = plan_lib.parameter_layout(graph, operator)
     output = graph.tensors[graph.operators[operator].outputs[0]]
-    map_size = output.num_elements // layout['channels']
-    return layout['weights_per_channel'], map_size
+    map_size = output.num_elements // layout["channels"]
+    return layout["weights_per_channel"], map_size
 
 
 def relative_gradient_norms(model_bytes, norms):
@@ -182,9 +200,21 @@ def relative_gradient_norms(model_bytes, norms):
     return result
 
 
-def rank_layers(model_bytes, x, y, *, samples=None, max_layers=None, coverage=COVERAGE,
-                learning_rate=0.02, momentum=0.9, batch_size=5, qas=True, seed=0,
-                gradient_bits=32):
+def rank_layers(
+    model_bytes,
+    x,
+    y,
+    *,
+    samples=None,
+    max_layers=None,
+    coverage=COVERAGE,
+    learning_rate=0.02,
+    momentum=0.9,
+    batch_size=5,
+    qas=True,
+    seed=0,
+    gradient_bits=32,
+):
     """The Ranking of the trainable layers before the classifier (the last
     max_layers of them when given) on the user's samples (x quantized as
     the model's input, y labels; a class-balanced subset of `samples` of
@@ -192,16 +222,16 @@ def rank_layers(model_bytes, x, y, *, samples=None, max_layers=None, coverage=CO
     so the channel costs')."""
     model_bytes = bytes(model_bytes)
     if not 0 < coverage <= 1:
-        raise ValueError('coverage must be in (0, 1], got %r' % (coverage,))
+        raise ValueError("coverage must be in (0, 1], got %r" % (coverage,))
     x, y = np.asarray(x), np.asarray(y).astype(np.int64).reshape(-1)
     rows = datasets.balanced_subset(y, samples, np.random.default_rng(seed))
     x, y = np.ascontiguousarray(x[rows]), y[rows]
     if not len(y):
-        raise ValueError('the TraDy ranking needs at least one sample')
+        raise ValueError("the TraDy ranking needs at least one sample")
     classifier = contribution.classifier_operator(model_bytes)
     candidates = contribution.candidate_layers(model_bytes, max_layers)
     if not candidates:
-        raise ValueError('the model has no trainable layer before the classifier to rank')
+        raise ValueError("the model has no trainable layer before the classifier to rank")
     settings = _settings(learning_rate, momentum, batch_size, qas, gradient_bits=gradient_bits)
     ops = [op for op, _, _ in candidates]
     norms = gradient_norms(model_bytes, x, y, ops, **settings)
@@ -222,47 +252,81 @@ def make_ranking(model_bytes, norms, rgn, classifier, coverage, settings, sample
         cumulative += share
         layout = plan_lib.parameter_layout(graph, op)
         c_w, c_a = channel_sizes(model_bytes, op)
-        cost = max(1, plan_lib.channel_state_bytes(probe, layout['weights_per_channel'],
-                                                   layout['bias'] is not None))
+        cost = max(
+            1,
+            plan_lib.channel_state_bytes(
+                probe, layout["weights_per_channel"], layout["bias"] is not None
+            ),
+        )
         selected = not reached and share > 0
         reached = reached or cumulative >= coverage - 1e-12
-        layers.append(LayerScore(op, graph.operators[op].name, layout['channels'],
-                                 scores[op], share, cumulative, c_w, c_a, cost, selected))
-    return Ranking(layers=layers, rgn=rgn, norms=norms, classifier=classifier,
-                   coverage=coverage, settings=dict(settings), samples=samples)
+        layers.append(
+            LayerScore(
+                op,
+                graph.operators[op].name,
+                layout["channels"],
+                scores[op],
+                share,
+                cumulative,
+                c_w,
+                c_a,
+                cost,
+                selected,
+            )
+        )
+    return Ranking(
+        layers=layers,
+        rgn=rgn,
+        norms=norms,
+        classifier=classifier,
+        coverage=coverage,
+        settings=dict(settings),
+        samples=samples,
+    )
 
 
 # -- fitting the budget -------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class TradyPlan:
     """The sampled plan under a budget."""
 
-    plan: object            # TrainingPlan ("sampled" candidates + the classifier)
-    candidates: list        # sampled operators, best first
-    dropped: list           # ranked candidates left out, best first
-    fixed: int              # arena bytes besides the pool
-    pool: int               # the plan's sample_budget
-    arena: int              # the whole training arena (memory_model)
+    plan: object  # TrainingPlan ("sampled" candidates + the classifier)
+    candidates: list  # sampled operators, best first
+    dropped: list  # ranked candidates left out, best first
+    fixed: int  # arena bytes besides the pool
+    pool: int  # the plan's sample_budget
+    arena: int  # the whole training arena (memory_model)
     budget: int
 
     def describe(self):
         costs = {layer.operator_index: layer.channel_cost for layer in self.plan.layers}
-        return ['TraDy plan: sampled ops %s (%s bytes per channel), classifier op %d fully; '
-                'pool %d bytes (%.1f KB) + fixed %d bytes = arena %d bytes (%.1f KB) of '
-                'budget %d (%.1f KB); seed %d%s' % (
-                    ', '.join(map(str, self.candidates)),
-                    ', '.join(str(costs[op]) for op in self.candidates),
-                    self.plan.layers[-1].operator_index, self.pool, self.pool / 1024,
-                    self.fixed, self.arena, self.arena / 1024, self.budget,
-                    self.budget / 1024, self.plan.seed,
-                    '; left out: ops %s' % ', '.join(map(str, self.dropped))
-                    if self.dropped else '')]
+        return [
+            "TraDy plan: sampled ops %s (%s bytes per channel), classifier op %d fully; "
+            "pool %d bytes (%.1f KB) + fixed %d bytes = arena %d bytes (%.1f KB) of "
+            "budget %d (%.1f KB); seed %d%s"
+            % (
+                ", ".join(map(str, self.candidates)),
+                ", ".join(str(costs[op]) for op in self.candidates),
+                self.plan.layers[-1].operator_index,
+                self.pool,
+                self.pool / 1024,
+                self.fixed,
+                self.arena,
+                self.arena / 1024,
+                self.budget,
+                self.budget / 1024,
+                self.plan.seed,
+                "; left out: ops %s" % ", ".join(map(str, self.dropped)) if self.dropped else "",
+            )
+        ]
 
 
 def _sampled_plan(model_bytes, candidates, pool, seed, settings):
-    return tflm_training.TrainingPlan.sampled(model_bytes, sorted(candidates), pool, seed,
-                                              **settings)
+    return tflm_training.TrainingPlan.sampled(
+        model_bytes, sorted(candidates), pool, seed, **settings
+    )
 
 
 def _largest_pool(model_bytes, candidates, budget, seed, settings, smallest, largest):
@@ -309,10 +373,15 @@ def expected_score(ranking, candidates, pool):
 
 def _trady_plan(ranking, budget, selected, candidates, fitted):
     plan, total = fitted[candidates][1]
-    return TradyPlan(plan=plan, candidates=list(candidates),
-                     dropped=[op for op in selected if op not in candidates],
-                     fixed=total - plan.sample_budget, pool=plan.sample_budget, arena=total,
-                     budget=budget)
+    return TradyPlan(
+        plan=plan,
+        candidates=list(candidates),
+        dropped=[op for op in selected if op not in candidates],
+        fixed=total - plan.sample_budget,
+        pool=plan.sample_budget,
+        arena=total,
+        budget=budget,
+    )
 
 
 def plan_for_budget(model_bytes, ranking, budget_bytes, seed=0):
@@ -323,39 +392,60 @@ def plan_for_budget(model_bytes, ranking, budget_bytes, seed=0):
     the greedy path (see the module doc)."""
     model_bytes = bytes(model_bytes)
     budget = int(budget_bytes)
-    settings = {k: ranking.settings[k] for k in
-                ('learning_rate', 'momentum', 'batch_size', 'qas', 'residual')}
-    settings['gradient_bits'] = ranking.settings.get('gradient_bits', 32)
+    settings = {
+        k: ranking.settings[k]
+        for k in ("learning_rate", "momentum", "batch_size", "qas", "residual")
+    }
+    settings["gradient_bits"] = ranking.settings.get("gradient_bits", 32)
     costs = {layer.operator: layer.channel_cost for layer in ranking.layers}
     selected = ranking.selected
     if not selected:
-        raise ValueError('no layer has a nonzero gradient on these samples, so TraDy has no '
-                         'candidates; check the labels and the model, or rank on more samples')
+        raise ValueError(
+            "no layer has a nonzero gradient on these samples, so TraDy has no "
+            "candidates; check the labels and the model, or rank on more samples"
+        )
     fitted = {}
 
     def fit(candidates):
         """(expected score, (plan, arena)) of a set, None when it does not fit."""
         key = tuple(sorted(candidates, key=selected.index))
         if key not in fitted:
-            found = _largest_pool(model_bytes, list(key), budget, seed, settings,
-                                  max(costs[op] for op in key), channel_bytes(ranking, key))
-            fitted[key] = None if found is None else (
-                expected_score(ranking, key, found[0].sample_budget), found)
+            found = _largest_pool(
+                model_bytes,
+                list(key),
+                budget,
+                seed,
+                settings,
+                max(costs[op] for op in key),
+                channel_bytes(ranking, key),
+            )
+            fitted[key] = (
+                None
+                if found is None
+                else (expected_score(ranking, key, found[0].sample_budget), found)
+            )
         return fitted[key]
 
     def drawn_share(key):
         return fitted[key][1][0].sample_budget / channel_bytes(ranking, key)
 
     top = [tuple(selected[:k]) for k in range(1, len(selected) + 1)]
-    qualified = [key for key in top if fit(key) is not None
-                 and drawn_share(key) >= MIN_DRAWN_SHARE]
+    qualified = [key for key in top if fit(key) is not None and drawn_share(key) >= MIN_DRAWN_SHARE]
     if qualified:
-        return _trady_plan(ranking, budget, selected, max(
-            qualified, key=lambda key: (fitted[key][0], -len(key))), fitted)
+        return _trady_plan(
+            ranking,
+            budget,
+            selected,
+            max(qualified, key=lambda key: (fitted[key][0], -len(key))),
+            fitted,
+        )
     path, reached = [], 0.0
     while True:
-        options = [(fit(path + [op])[0], op) for op in selected
-                   if op not in path and fit(path + [op]) is not None]
+        options = [
+            (fit(path + [op])[0], op)
+            for op in selected
+            if op not in path and fit(path + [op]) is not None
+        ]
         best = max(options, key=lambda option: option[0], default=None)  # ties: better rank
         if best is None or best[0] <= reached:
             break
@@ -363,19 +453,28 @@ def plan_for_budget(model_bytes, ranking, budget_bytes, seed=0):
         path.append(best[1])
     feasible = [key for key, value in fitted.items() if value is not None]
     if feasible:
-        return _trady_plan(ranking, budget, selected, max(
-            feasible, key=lambda key: (fitted[key][0], -len(key))), fitted)
-    needs = {op: memory_model.training_memory(
-        model_bytes, _sampled_plan(model_bytes, [op], costs[op], seed, settings)).total
-             for op in selected}
+        return _trady_plan(
+            ranking,
+            budget,
+            selected,
+            max(feasible, key=lambda key: (fitted[key][0], -len(key))),
+            fitted,
+        )
+    needs = {
+        op: memory_model.training_memory(
+            model_bytes, _sampled_plan(model_bytes, [op], costs[op], seed, settings)
+        ).total
+        for op in selected
+    }
     cheapest = min(selected, key=lambda op: (needs[op], selected.index(op)))
     need = needs[cheapest]
-    classifier = memory_model.training_memory(model_bytes, tflm_training.TrainingPlan.
-                                              classifier_only(model_bytes, **settings)).total
+    classifier = memory_model.training_memory(
+        model_bytes, tflm_training.TrainingPlan.classifier_only(model_bytes, **settings)
+    ).total
     raise InfeasibleBudgetError(
-        'budget %d bytes (%.1f KB) cannot hold a TraDy plan: the cheapest candidate layer, '
-        'op %d, sampled with a pool for one channel (%d bytes) and the classifier need a '
-        '%d-byte training arena (%.1f KB); give a budget of at least %d bytes (the cheapest '
-        'plan, the classifier alone, needs %d bytes)' % (
-            budget, budget / 1024, cheapest, costs[cheapest], need, need / 1024, need,
-            classifier))
+        "budget %d bytes (%.1f KB) cannot hold a TraDy plan: the cheapest candidate layer, "
+        "op %d, sampled with a pool for one channel (%d bytes) and the classifier need a "
+        "%d-byte training arena (%.1f KB); give a budget of at least %d bytes (the cheapest "
+        "plan, the classifier alone, needs %d bytes)"
+        % (budget, budget / 1024, cheapest, costs[cheapest], need, need / 1024, need, classifier)
+    )

@@ -11,7 +11,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tools import host_build  # noqa: E402
+from tools import host_build
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,6 +1,5 @@
 """Shared by the learner tests: the transfer DS-CNN, its plans of every
 update kind, and FSDD samples quantized for it."""
-import numpy as np
 
 import tflm_training
 from tflm_training import learner
@@ -16,12 +15,14 @@ def plans():
     return {
         "classifier": P.classifier_only(MODEL, **SETTINGS).to_bytes(),
         "bias": P.bias_only(MODEL, first_operator=6, **SETTINGS).to_bytes(),
-        "bias_16_bit": P.bias_only(MODEL, first_operator=6, gradient_bits=16,
-                                   **SETTINGS).to_bytes(),
+        "bias_16_bit": P.bias_only(
+            MODEL, first_operator=6, gradient_bits=16, **SETTINGS
+        ).to_bytes(),
         "sparse": P.for_model(MODEL, {8: range(16), 10: None}, **SETTINGS).to_bytes(),
         "sampled": P.sampled(MODEL, [6, 8], 6000, seed=3, **SETTINGS).to_bytes(),
-        "lowrank": P.lowrank(MODEL, {8: 4}, refresh_steps=2, static={10: None},
-                             learning_rate=0.02, batch_size=3).to_bytes(),
+        "lowrank": P.lowrank(
+            MODEL, {8: 4}, refresh_steps=2, static={10: None}, learning_rate=0.02, batch_size=3
+        ).to_bytes(),
     }
 
 

@@ -123,8 +123,7 @@ def build_model(op_name, inputs, outputs, options=None):
     model.buffers = [schema.BufferT()]  # buffer 0: the empty sentinel
 
     tensors, op_inputs, op_outputs, graph_inputs = [], [], [], []
-    for is_output, tensor in ([(False, t) for t in inputs] +
-                              [(True, t) for t in outputs]):
+    for is_output, tensor in [(False, t) for t in inputs] + [(True, t) for t in outputs]:
         if tensor is None:  # an omitted optional input
             op_inputs.append(-1)
             continue

@@ -49,7 +49,6 @@ import sys
 
 import numpy as np
 import pytest
-
 import tensorflow as tf
 
 from tflm_training import _native
@@ -58,7 +57,7 @@ from tflm_training.interpreter import Interpreter
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
-import single_op_models as som  # noqa: E402
+import single_op_models as som
 
 pytestmark = pytest.mark.tensorflow
 
@@ -81,37 +80,115 @@ def _ints(*names):
     return [(n, i32) for n in names]
 
 
-ConvShape = _struct("ConvShape", _ints(
-    "batches", "in_h", "in_w", "in_c", "filter_h", "filter_w", "filter_depth",
-    "out_h", "out_w", "out_c", "filters_per_group"))
-ConvWindow = _struct("ConvWindow", _ints(
-    "stride_h", "stride_w", "dilation_h", "dilation_w", "pad_h", "pad_w"))
-DepthwiseShape = _struct("DepthwiseShape", _ints(
-    "batches", "in_h", "in_w", "in_c", "filter_h", "filter_w",
-    "depth_multiplier", "out_h", "out_w", "out_c"))
-PoolParams = _struct("PoolParams", _ints(
-    "batches", "input_height", "input_width", "depth", "output_height",
-    "output_width", "stride_height", "stride_width", "filter_height",
-    "filter_width", "padding_height", "padding_width", "activation_min",
-    "activation_max"))
-BroadcastParams = _struct("BroadcastParams", [
-    ("num_elements", i32), ("broadcast", i32), ("dims", i32 * MAX_RANK),
-    ("strides1", i32 * MAX_RANK), ("strides2", i32 * MAX_RANK)])
-BackwardNeeds = _struct("BackwardNeeds", [
-    ("saved_inputs", ctypes.c_uint32), ("scratch_bytes", ctypes.c_uint32),
-    ("has_clamp", ctypes.c_bool), ("clamp_min", i32), ("clamp_max", i32),
-    ("in_place", ctypes.c_bool), ("in_place_scratch_bytes", ctypes.c_uint32)])
-BackwardIO = _struct("BackwardIO", [
-    ("output_grad", vp), ("input_grads", vp * MAX_INPUTS), ("scratch", vp),
-    ("update", vp), ("in_place", ctypes.c_bool)])
-LayerUpdate = _struct("LayerUpdate", [
-    ("kind", i32), ("num_channels", i32), ("channels", vp),
-    ("weights_per_channel", i32), ("learning_rate", f32), ("momentum", f32),
-    ("qas", ctypes.c_bool), ("apply", ctypes.c_bool), ("batch_scale", f32),
-    ("weight_residual", vp), ("weight_velocity", vp),
-    ("weight_accumulator", vp), ("bias_residual", vp), ("bias_velocity", vp),
-    ("bias_accumulator", vp), ("error", vp), ("probe", ctypes.c_bool),
-    ("probe_weight_sq", vp), ("probe_bias_sq", vp)])
+ConvShape = _struct(
+    "ConvShape",
+    _ints(
+        "batches",
+        "in_h",
+        "in_w",
+        "in_c",
+        "filter_h",
+        "filter_w",
+        "filter_depth",
+        "out_h",
+        "out_w",
+        "out_c",
+        "filters_per_group",
+    ),
+)
+ConvWindow = _struct(
+    "ConvWindow", _ints("stride_h", "stride_w", "dilation_h", "dilation_w", "pad_h", "pad_w")
+)
+DepthwiseShape = _struct(
+    "DepthwiseShape",
+    _ints(
+        "batches",
+        "in_h",
+        "in_w",
+        "in_c",
+        "filter_h",
+        "filter_w",
+        "depth_multiplier",
+        "out_h",
+        "out_w",
+        "out_c",
+    ),
+)
+PoolParams = _struct(
+    "PoolParams",
+    _ints(
+        "batches",
+        "input_height",
+        "input_width",
+        "depth",
+        "output_height",
+        "output_width",
+        "stride_height",
+        "stride_width",
+        "filter_height",
+        "filter_width",
+        "padding_height",
+        "padding_width",
+        "activation_min",
+        "activation_max",
+    ),
+)
+BroadcastParams = _struct(
+    "BroadcastParams",
+    [
+        ("num_elements", i32),
+        ("broadcast", i32),
+        ("dims", i32 * MAX_RANK),
+        ("strides1", i32 * MAX_RANK),
+        ("strides2", i32 * MAX_RANK),
+    ],
+)
+BackwardNeeds = _struct(
+    "BackwardNeeds",
+    [
+        ("saved_inputs", ctypes.c_uint32),
+        ("scratch_bytes", ctypes.c_uint32),
+        ("has_clamp", ctypes.c_bool),
+        ("clamp_min", i32),
+        ("clamp_max", i32),
+        ("in_place", ctypes.c_bool),
+        ("in_place_scratch_bytes", ctypes.c_uint32),
+    ],
+)
+BackwardIO = _struct(
+    "BackwardIO",
+    [
+        ("output_grad", vp),
+        ("input_grads", vp * MAX_INPUTS),
+        ("scratch", vp),
+        ("update", vp),
+        ("in_place", ctypes.c_bool),
+    ],
+)
+LayerUpdate = _struct(
+    "LayerUpdate",
+    [
+        ("kind", i32),
+        ("num_channels", i32),
+        ("channels", vp),
+        ("weights_per_channel", i32),
+        ("learning_rate", f32),
+        ("momentum", f32),
+        ("qas", ctypes.c_bool),
+        ("apply", ctypes.c_bool),
+        ("batch_scale", f32),
+        ("weight_residual", vp),
+        ("weight_velocity", vp),
+        ("weight_accumulator", vp),
+        ("bias_residual", vp),
+        ("bias_velocity", vp),
+        ("bias_accumulator", vp),
+        ("error", vp),
+        ("probe", ctypes.c_bool),
+        ("probe_weight_sq", vp),
+        ("probe_bias_sq", vp),
+    ],
+)
 
 _P = ctypes.POINTER
 # Small int32 arrays are passed as numpy arrays, which the call keeps alive.
@@ -120,20 +197,25 @@ _SIGNATURES = {
     "tt_grad_scaled_add": [i32, f32, vp, vp],
     "tt_fc_input_grad": [i32, i32, i32, vp, i32, vp, i32, vp, vp],
     "tt_fc_channel_grad": [i32, i32, i32, i32, vp, i32, f32, vp, vp, vp],
-    "tt_conv_input_grad": [_P(ConvShape), _P(ConvWindow), vp, vp, i32, vp,
-                           vp],
-    "tt_conv_channel_grad": [_P(ConvShape), _P(ConvWindow), i32, vp, i32, f32,
-                             vp, vp, vp],
-    "tt_depthwise_input_grad": [_P(DepthwiseShape), _P(ConvWindow), vp, vp,
-                                i32, vp, vp],
-    "tt_depthwise_channel_grad": [_P(DepthwiseShape), _P(ConvWindow), i32, vp,
-                                  i32, f32, vp, vp, vp],
+    "tt_conv_input_grad": [_P(ConvShape), _P(ConvWindow), vp, vp, i32, vp, vp],
+    "tt_conv_channel_grad": [_P(ConvShape), _P(ConvWindow), i32, vp, i32, f32, vp, vp, vp],
+    "tt_depthwise_input_grad": [_P(DepthwiseShape), _P(ConvWindow), vp, vp, i32, vp, vp],
+    "tt_depthwise_channel_grad": [
+        _P(DepthwiseShape),
+        _P(ConvWindow),
+        i32,
+        vp,
+        i32,
+        f32,
+        vp,
+        vp,
+        vp,
+    ],
     "tt_add_sub_grad": [_P(BroadcastParams), i32, vp, vp, vp],
     "tt_average_pool_grad": [_P(PoolParams), f32, vp, vp],
     "tt_max_pool_grad": [_P(PoolParams), vp, f32, vp, vp],
     "tt_mean_grad": [i32, INT32_ARRAY, ctypes.c_uint32, vp, vp],
-    "tt_pad_grad": [i32, INT32_ARRAY, INT32_ARRAY, INT32_ARRAY, f32, vp, vp,
-                    vp],
+    "tt_pad_grad": [i32, INT32_ARRAY, INT32_ARRAY, INT32_ARRAY, f32, vp, vp, vp],
     "tt_concatenation_grad": [i32, i32, i32, i32, vp, vp],
     "tt_backward_prepare_node": [vp, i32, vp, _P(BackwardNeeds)],
     "tt_backward_run_node": [vp, i32, _P(BackwardIO)],
@@ -146,8 +228,7 @@ def lib():
     for name, argtypes in _SIGNATURES.items():
         function = getattr(library, name)
         function.argtypes = argtypes
-        function.restype = ctypes.c_int if name.startswith("tt_backward") \
-            else None
+        function.restype = ctypes.c_int if name.startswith("tt_backward") else None
     return library
 
 
@@ -164,7 +245,7 @@ def aligned_floats(count):
     """A zeroed float32 array whose data is 16-byte aligned."""
     raw = np.zeros(count + 4, np.float32)
     start = ((-raw.ctypes.data) % 16) // 4
-    return raw[start:start + count]
+    return raw[start : start + count]
 
 
 # ---------------------------------------------------------------------------
@@ -199,8 +280,7 @@ def tf_vjp(fn, args, dy):
         for t in tensors:
             tape.watch(t)
         y = fn(*tensors)
-    grads = tape.gradient(y, tensors,
-                          output_gradients=tf.constant(dy, tf.float64))
+    grads = tape.gradient(y, tensors, output_gradients=tf.constant(dy, tf.float64))
     return [g.numpy() for g in grads]
 
 
@@ -208,8 +288,7 @@ def reference(fn, args, dy, keep_sign=()):
     """(gradients, sums of absolute terms): the second is the same VJP of
     |args| (except those in keep_sign) with |dy|."""
     grads = tf_vjp(fn, args, dy)
-    magnitude_args = [a if i in keep_sign else np.abs(a)
-                      for i, a in enumerate(args)]
+    magnitude_args = [a if i in keep_sign else np.abs(a) for i, a in enumerate(args)]
     magnitudes = tf_vjp(fn, magnitude_args, np.abs(dy.astype(np.float64)))
     # |.|: SUB's second input has the constant coefficient -1 throughout.
     return grads, [np.abs(m) for m in magnitudes]
@@ -224,7 +303,8 @@ def assert_grad_close(ours, ref, magnitude, terms, what):
     assert np.all(error <= bound), (
         f"{what}: |ours - TF| = {error.flat[worst]:.3e} exceeds the bound "
         f"{bound.flat[worst]:.3e} at flat index {worst} ({terms} terms; "
-        f"ours {ours.flat[worst]!r}, TF {ref.flat[worst]!r})")
+        f"ours {ours.flat[worst]!r}, TF {ref.flat[worst]!r})"
+    )
 
 
 def window_axis(size, padding, kernel, stride, dilation):
@@ -244,17 +324,19 @@ def draw_window(rng, in_h, in_w, kernel_h, kernel_w, allow_dilation=True):
     if allow_dilation:
         dilation_h, dilation_w = (int(v) for v in rng.integers(1, 3, size=2))
     padding = "SAME" if rng.random() < 0.5 else "VALID"
-    if (padding == "VALID" and
-            ((kernel_h - 1) * dilation_h + 1 > in_h or
-             (kernel_w - 1) * dilation_w + 1 > in_w)):
+    if padding == "VALID" and (
+        (kernel_h - 1) * dilation_h + 1 > in_h or (kernel_w - 1) * dilation_w + 1 > in_w
+    ):
         padding = "SAME"
-    out_h, top, bottom = window_axis(in_h, padding, kernel_h, stride_h,
-                                     dilation_h)
-    out_w, left, right = window_axis(in_w, padding, kernel_w, stride_w,
-                                     dilation_w)
-    return dict(stride=(stride_h, stride_w), dilation=(dilation_h, dilation_w),
-                padding=padding, out=(out_h, out_w),
-                pads=((top, bottom), (left, right)))
+    out_h, top, bottom = window_axis(in_h, padding, kernel_h, stride_h, dilation_h)
+    out_w, left, right = window_axis(in_w, padding, kernel_w, stride_w, dilation_w)
+    return dict(
+        stride=(stride_h, stride_w),
+        dilation=(dilation_h, dilation_w),
+        padding=padding,
+        out=(out_h, out_w),
+        pads=((top, bottom), (left, right)),
+    )
 
 
 def dilate_filter(w, dilation_h, dilation_w):
@@ -267,8 +349,9 @@ def dilate_filter(w, dilation_h, dilation_w):
     rows[np.arange(kernel_h) * dilation_h, np.arange(kernel_h)] = 1.0
     cols = np.zeros(((kernel_w - 1) * dilation_w + 1, kernel_w))
     cols[np.arange(kernel_w) * dilation_w, np.arange(kernel_w)] = 1.0
-    return tf.einsum("af,bg,fgio->abio", tf.constant(rows, tf.float64),
-                     tf.constant(cols, tf.float64), w)
+    return tf.einsum(
+        "af,bg,fgio->abio", tf.constant(rows, tf.float64), tf.constant(cols, tf.float64), w
+    )
 
 
 def windowed(op, x, w, win):
@@ -283,17 +366,21 @@ def windowed(op, x, w, win):
         w = dilate_filter(w, dh, dw)
     if op is not tf.nn.depthwise_conv2d or sh == sw:
         return op(x, w, strides=[1, sh, sw, 1], padding=win["padding"])
-    padded = tf.pad(x, [[0, 0], list(win["pads"][0]), list(win["pads"][1]),
-                        [0, 0]])
+    padded = tf.pad(x, [[0, 0], list(win["pads"][0]), list(win["pads"][1]), [0, 0]])
     full = op(padded, w, strides=[1, 1, 1, 1], padding="VALID")
     out_h, out_w = win["out"]
-    return full[:, :(out_h - 1) * sh + 1:sh, :(out_w - 1) * sw + 1:sw, :]
+    return full[:, : (out_h - 1) * sh + 1 : sh, : (out_w - 1) * sw + 1 : sw, :]
 
 
 def c_window(win):
-    return ConvWindow(win["stride"][0], win["stride"][1], win["dilation"][0],
-                      win["dilation"][1], win["pads"][0][0],
-                      win["pads"][1][0])
+    return ConvWindow(
+        win["stride"][0],
+        win["stride"][1],
+        win["dilation"][0],
+        win["dilation"][1],
+        win["pads"][0][0],
+        win["pads"][1][0],
+    )
 
 
 def scales_arg(scales):
@@ -313,8 +400,11 @@ def pick_channels(rng, count):
 
 def fc_case(seed):
     rng = np.random.default_rng([1, seed])
-    batches, depth, units = (int(rng.integers(1, 5)), int(rng.integers(1, 41)),
-                             int(rng.integers(1, 13)))
+    batches, depth, units = (
+        int(rng.integers(1, 5)),
+        int(rng.integers(1, 41)),
+        int(rng.integers(1, 13)),
+    )
     per_channel = bool(rng.random() < 0.5)
     q_w = rand_int8(rng, (units, depth), -127, 127)
     if per_channel:
@@ -324,12 +414,24 @@ def fc_case(seed):
     q_x = rand_int8(rng, (batches, depth))
     x_scale, x_zp = rand_scale(rng), int(rng.integers(-20, 21))
     dy = rand_grad(rng, (batches, units))
-    w_real = (np.asarray(w_scale, np.float64).reshape(-1, 1) *
-              (q_w.astype(np.float64) + filter_offset))
-    return dict(rng=rng, batches=batches, depth=depth, units=units, q_w=q_w,
-                w_scale=w_scale, filter_offset=filter_offset, q_x=q_x,
-                x_scale=x_scale, x_zp=x_zp, dy=dy, w_real=w_real,
-                x_real=dequantize(q_x, x_scale, x_zp))
+    w_real = np.asarray(w_scale, np.float64).reshape(-1, 1) * (
+        q_w.astype(np.float64) + filter_offset
+    )
+    return dict(
+        rng=rng,
+        batches=batches,
+        depth=depth,
+        units=units,
+        q_w=q_w,
+        w_scale=w_scale,
+        filter_offset=filter_offset,
+        q_x=q_x,
+        x_scale=x_scale,
+        x_zp=x_zp,
+        dy=dy,
+        w_real=w_real,
+        x_real=dequantize(q_x, x_scale, x_zp),
+    )
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -338,29 +440,57 @@ def test_fully_connected(lib, seed):
     b = np.zeros(c["units"])
     (dx, dw, db), (mx, mw, mb) = reference(
         lambda x, w, b: tf.matmul(x, w, transpose_b=True) + b,
-        [c["x_real"], c["w_real"], b], c["dy"])
+        [c["x_real"], c["w_real"], b],
+        c["dy"],
+    )
 
     ours = np.full((c["batches"], c["depth"]), 0.0, np.float32)
     scales, step = scales_arg(c["w_scale"])
-    lib.tt_fc_input_grad(c["batches"], c["depth"], c["units"], ptr(c["q_w"]),
-                         c["filter_offset"], ptr(scales), step, ptr(c["dy"]),
-                         ptr(ours))
+    lib.tt_fc_input_grad(
+        c["batches"],
+        c["depth"],
+        c["units"],
+        ptr(c["q_w"]),
+        c["filter_offset"],
+        ptr(scales),
+        step,
+        ptr(c["dy"]),
+        ptr(ours),
+    )
     assert_grad_close(ours, dx, mx, c["units"], "FC dX")
 
     for unit in pick_channels(c["rng"], c["units"]):
         grad = np.zeros(c["depth"], np.float32)
         bias = ctypes.c_float(7.0)
-        lib.tt_fc_channel_grad(c["batches"], c["depth"], c["units"], unit,
-                               ptr(c["q_x"]), c["x_zp"], c["x_scale"],
-                               ptr(c["dy"]), ptr(grad), ctypes.byref(bias))
-        assert_grad_close(grad, dw[unit], mw[unit], c["batches"],
-                          f"FC dW[{unit}]")
-        assert_grad_close(np.float64(bias.value), db[unit], mb[unit],
-                          c["batches"], f"FC db[{unit}]")
+        lib.tt_fc_channel_grad(
+            c["batches"],
+            c["depth"],
+            c["units"],
+            unit,
+            ptr(c["q_x"]),
+            c["x_zp"],
+            c["x_scale"],
+            ptr(c["dy"]),
+            ptr(grad),
+            ctypes.byref(bias),
+        )
+        assert_grad_close(grad, dw[unit], mw[unit], c["batches"], f"FC dW[{unit}]")
+        assert_grad_close(
+            np.float64(bias.value), db[unit], mb[unit], c["batches"], f"FC db[{unit}]"
+        )
         bias_only = ctypes.c_float(0.0)
-        lib.tt_fc_channel_grad(c["batches"], c["depth"], c["units"], unit,
-                               None, c["x_zp"], c["x_scale"], ptr(c["dy"]),
-                               None, ctypes.byref(bias_only))
+        lib.tt_fc_channel_grad(
+            c["batches"],
+            c["depth"],
+            c["units"],
+            unit,
+            None,
+            c["x_zp"],
+            c["x_scale"],
+            ptr(c["dy"]),
+            None,
+            ctypes.byref(bias_only),
+        )
         assert bias_only.value == bias.value
 
 
@@ -369,15 +499,22 @@ def test_fully_connected_input_grad_accumulates(lib):
     same fixed order, starting from the value already there)."""
     c = fc_case(99)
     scales, step = scales_arg(c["w_scale"])
-    args = (c["batches"], c["depth"], c["units"], ptr(c["q_w"]),
-            c["filter_offset"], ptr(scales), step, ptr(c["dy"]))
+    args = (
+        c["batches"],
+        c["depth"],
+        c["units"],
+        ptr(c["q_w"]),
+        c["filter_offset"],
+        ptr(scales),
+        step,
+        ptr(c["dy"]),
+    )
     once = np.zeros((c["batches"], c["depth"]), np.float32)
     lib.tt_fc_input_grad(*args, ptr(once))
     twice = np.ones_like(once)
     lib.tt_fc_input_grad(*args, ptr(twice))
     magnitude = 1.0 + np.abs(c["dy"]).astype(np.float64) @ np.abs(c["w_real"])
-    assert_grad_close(twice, 1.0 + once.astype(np.float64), magnitude,
-                      2 * c["units"], "FC dX += ")
+    assert_grad_close(twice, 1.0 + once.astype(np.float64), magnitude, 2 * c["units"], "FC dX += ")
 
 
 # ---------------------------------------------------------------------------
@@ -396,25 +533,33 @@ def conv_case(seed):
     in_h, in_w = (int(v) for v in rng.integers(3, 10, size=2))
     win = draw_window(rng, in_h, in_w, kernel_h, kernel_w)
     out_c, in_c = per_group * groups, filter_depth * groups
-    shape = ConvShape(batches, in_h, in_w, in_c, kernel_h, kernel_w,
-                      filter_depth, win["out"][0], win["out"][1], out_c,
-                      per_group)
+    shape = ConvShape(
+        batches,
+        in_h,
+        in_w,
+        in_c,
+        kernel_h,
+        kernel_w,
+        filter_depth,
+        win["out"][0],
+        win["out"][1],
+        out_c,
+        per_group,
+    )
     return rng, shape, win, groups
 
 
 @pytest.mark.parametrize("seed", range(16))
 def test_conv_2d(lib, seed):
     rng, s, win, groups = conv_case(seed)
-    q_w = rand_int8(rng, (s.out_c, s.filter_h, s.filter_w, s.filter_depth),
-                    -127, 127)
-    w_scale = rand_scale(rng, s.out_c) if rng.random() < 0.7 else \
-        rand_scale(rng)
+    q_w = rand_int8(rng, (s.out_c, s.filter_h, s.filter_w, s.filter_depth), -127, 127)
+    w_scale = rand_scale(rng, s.out_c) if rng.random() < 0.7 else rand_scale(rng)
     q_x = rand_int8(rng, (s.batches, s.in_h, s.in_w, s.in_c))
     x_scale, x_zp = rand_scale(rng), int(rng.integers(-20, 21))
     dy = rand_grad(rng, (s.batches, s.out_h, s.out_w, s.out_c))
-    w_real = (np.broadcast_to(np.asarray(w_scale, np.float64),
-                              (s.out_c,)).reshape(-1, 1, 1, 1) *
-              q_w.astype(np.float64))
+    w_real = np.broadcast_to(np.asarray(w_scale, np.float64), (s.out_c,)).reshape(
+        -1, 1, 1, 1
+    ) * q_w.astype(np.float64)
     x_real = dequantize(q_x, x_scale, x_zp)
 
     def conv(x, w, b):
@@ -424,28 +569,34 @@ def test_conv_2d(lib, seed):
         ys = [windowed(tf.nn.conv2d, xg, wg, win) for xg, wg in zip(xs, ws)]
         return tf.concat(ys, axis=3) + b
 
-    (dx, dw, db), (mx, mw, mb) = reference(
-        conv, [x_real, w_real, np.zeros(s.out_c)], dy)
+    (dx, dw, db), (mx, mw, mb) = reference(conv, [x_real, w_real, np.zeros(s.out_c)], dy)
 
     ours = np.zeros(q_x.shape, np.float32)
     scales, step = scales_arg(w_scale)
     window = c_window(win)
-    lib.tt_conv_input_grad(ctypes.byref(s), ctypes.byref(window), ptr(q_w),
-                           ptr(scales), step, ptr(dy), ptr(ours))
+    lib.tt_conv_input_grad(
+        ctypes.byref(s), ctypes.byref(window), ptr(q_w), ptr(scales), step, ptr(dy), ptr(ours)
+    )
     what = f"CONV dX (groups {groups}, {win})"
-    assert_grad_close(ours, dx, mx, s.filters_per_group * s.filter_h *
-                      s.filter_w, what)
+    assert_grad_close(ours, dx, mx, s.filters_per_group * s.filter_h * s.filter_w, what)
 
     terms = s.batches * s.out_h * s.out_w
     for oc in pick_channels(rng, s.out_c):
         grad = np.zeros(q_w.shape[1:], np.float32)
         bias = ctypes.c_float()
-        lib.tt_conv_channel_grad(ctypes.byref(s), ctypes.byref(window), oc,
-                                 ptr(q_x), x_zp, x_scale, ptr(dy), ptr(grad),
-                                 ctypes.byref(bias))
+        lib.tt_conv_channel_grad(
+            ctypes.byref(s),
+            ctypes.byref(window),
+            oc,
+            ptr(q_x),
+            x_zp,
+            x_scale,
+            ptr(dy),
+            ptr(grad),
+            ctypes.byref(bias),
+        )
         assert_grad_close(grad, dw[oc], mw[oc], terms, f"CONV dW[{oc}]")
-        assert_grad_close(np.float64(bias.value), db[oc], mb[oc], terms,
-                          f"CONV db[{oc}]")
+        assert_grad_close(np.float64(bias.value), db[oc], mb[oc], terms, f"CONV db[{oc}]")
 
 
 def depthwise_case(seed):
@@ -455,9 +606,18 @@ def depthwise_case(seed):
     batches = int(rng.integers(1, 3))
     in_h, in_w = (int(v) for v in rng.integers(3, 10, size=2))
     win = draw_window(rng, in_h, in_w, kernel_h, kernel_w)
-    shape = DepthwiseShape(batches, in_h, in_w, in_c, kernel_h, kernel_w,
-                           multiplier, win["out"][0], win["out"][1],
-                           in_c * multiplier)
+    shape = DepthwiseShape(
+        batches,
+        in_h,
+        in_w,
+        in_c,
+        kernel_h,
+        kernel_w,
+        multiplier,
+        win["out"][0],
+        win["out"][1],
+        in_c * multiplier,
+    )
     return rng, shape, win
 
 
@@ -465,8 +625,7 @@ def depthwise_case(seed):
 def test_depthwise_conv_2d(lib, seed):
     rng, s, win = depthwise_case(seed)
     q_w = rand_int8(rng, (1, s.filter_h, s.filter_w, s.out_c), -127, 127)
-    w_scale = rand_scale(rng, s.out_c) if rng.random() < 0.7 else \
-        rand_scale(rng)
+    w_scale = rand_scale(rng, s.out_c) if rng.random() < 0.7 else rand_scale(rng)
     q_x = rand_int8(rng, (s.batches, s.in_h, s.in_w, s.in_c))
     x_scale, x_zp = rand_scale(rng), int(rng.integers(-20, 21))
     dy = rand_grad(rng, (s.batches, s.out_h, s.out_w, s.out_c))
@@ -475,34 +634,42 @@ def test_depthwise_conv_2d(lib, seed):
 
     def depthwise(x, w, b):
         # TFLite [1, KH, KW, C * M] -> TF [KH, KW, C, M]: oc = c * M + m.
-        w = tf.reshape(w, [s.filter_h, s.filter_w, s.in_c,
-                           s.depth_multiplier])
+        w = tf.reshape(w, [s.filter_h, s.filter_w, s.in_c, s.depth_multiplier])
         return windowed(tf.nn.depthwise_conv2d, x, w, win) + b
 
-    (dx, dw, db), (mx, mw, mb) = reference(
-        depthwise, [x_real, w_real, np.zeros(s.out_c)], dy)
+    (dx, dw, db), (mx, mw, mb) = reference(depthwise, [x_real, w_real, np.zeros(s.out_c)], dy)
 
     ours = np.zeros(q_x.shape, np.float32)
     scales, step = scales_arg(w_scale)
     window = c_window(win)
-    lib.tt_depthwise_input_grad(ctypes.byref(s), ctypes.byref(window),
-                                ptr(q_w), ptr(scales), step, ptr(dy),
-                                ptr(ours))
-    assert_grad_close(ours, dx, mx,
-                      s.depth_multiplier * s.filter_h * s.filter_w,
-                      f"DEPTHWISE dX (M {s.depth_multiplier}, {win})")
+    lib.tt_depthwise_input_grad(
+        ctypes.byref(s), ctypes.byref(window), ptr(q_w), ptr(scales), step, ptr(dy), ptr(ours)
+    )
+    assert_grad_close(
+        ours,
+        dx,
+        mx,
+        s.depth_multiplier * s.filter_h * s.filter_w,
+        f"DEPTHWISE dX (M {s.depth_multiplier}, {win})",
+    )
 
     terms = s.batches * s.out_h * s.out_w
     for oc in pick_channels(rng, s.out_c):
         grad = np.zeros((s.filter_h, s.filter_w), np.float32)
         bias = ctypes.c_float()
-        lib.tt_depthwise_channel_grad(ctypes.byref(s), ctypes.byref(window),
-                                      oc, ptr(q_x), x_zp, x_scale, ptr(dy),
-                                      ptr(grad), ctypes.byref(bias))
-        assert_grad_close(grad, dw[0, :, :, oc], mw[0, :, :, oc], terms,
-                          f"DEPTHWISE dW[{oc}]")
-        assert_grad_close(np.float64(bias.value), db[oc], mb[oc], terms,
-                          f"DEPTHWISE db[{oc}]")
+        lib.tt_depthwise_channel_grad(
+            ctypes.byref(s),
+            ctypes.byref(window),
+            oc,
+            ptr(q_x),
+            x_zp,
+            x_scale,
+            ptr(dy),
+            ptr(grad),
+            ctypes.byref(bias),
+        )
+        assert_grad_close(grad, dw[0, :, :, oc], mw[0, :, :, oc], terms, f"DEPTHWISE dW[{oc}]")
+        assert_grad_close(np.float64(bias.value), db[oc], mb[oc], terms, f"DEPTHWISE db[{oc}]")
 
 
 # ---------------------------------------------------------------------------
@@ -514,12 +681,23 @@ def pool_case(rng):
     in_h, in_w = (int(v) for v in rng.integers(2, 9, size=2))
     kernel_h = int(rng.integers(1, min(in_h, 3) + 1))
     kernel_w = int(rng.integers(1, min(in_w, 3) + 1))
-    win = draw_window(rng, in_h, in_w, kernel_h, kernel_w,
-                      allow_dilation=False)
-    params = PoolParams(batches, in_h, in_w, depth, win["out"][0],
-                        win["out"][1], win["stride"][0], win["stride"][1],
-                        kernel_h, kernel_w, win["pads"][0][0],
-                        win["pads"][1][0], -128, 127)
+    win = draw_window(rng, in_h, in_w, kernel_h, kernel_w, allow_dilation=False)
+    params = PoolParams(
+        batches,
+        in_h,
+        in_w,
+        depth,
+        win["out"][0],
+        win["out"][1],
+        win["stride"][0],
+        win["stride"][1],
+        kernel_h,
+        kernel_w,
+        win["pads"][0][0],
+        win["pads"][1][0],
+        -128,
+        127,
+    )
     return params, win
 
 
@@ -527,17 +705,17 @@ def pool_case(rng):
 def test_average_pool_2d(lib, seed):
     rng = np.random.default_rng([4, seed])
     p, win = pool_case(rng)
-    x_real = dequantize(rand_int8(rng, (p.batches, p.input_height,
-                                        p.input_width, p.depth)), 0.02, 3)
+    x_real = dequantize(
+        rand_int8(rng, (p.batches, p.input_height, p.input_width, p.depth)), 0.02, 3
+    )
     dy = rand_grad(rng, (p.batches, p.output_height, p.output_width, p.depth))
     ksize = [p.filter_height, p.filter_width]
     (dx,), (mx,) = reference(
-        lambda x: tf.nn.avg_pool2d(x, ksize, list(win["stride"]),
-                                   win["padding"]), [x_real], dy)
+        lambda x: tf.nn.avg_pool2d(x, ksize, list(win["stride"]), win["padding"]), [x_real], dy
+    )
     ours = np.zeros(x_real.shape, np.float32)
     lib.tt_average_pool_grad(ctypes.byref(p), 1.0, ptr(dy), ptr(ours))
-    assert_grad_close(ours, dx, mx, p.filter_height * p.filter_width,
-                      f"AVERAGE_POOL dX ({win})")
+    assert_grad_close(ours, dx, mx, p.filter_height * p.filter_width, f"AVERAGE_POOL dX ({win})")
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -547,19 +725,19 @@ def test_max_pool_2d(lib, seed):
     rng = np.random.default_rng([5, seed])
     p, win = pool_case(rng)
     high = int(rng.choice([-126, 2, 127]))
-    q_x = rand_int8(rng, (p.batches, p.input_height, p.input_width, p.depth),
-                    -128, high)
+    q_x = rand_int8(rng, (p.batches, p.input_height, p.input_width, p.depth), -128, high)
     x_real = dequantize(q_x, np.float32(0.02), -3)
     dy = rand_grad(rng, (p.batches, p.output_height, p.output_width, p.depth))
     ksize = [p.filter_height, p.filter_width]
     (dx,), (mx,) = reference(
-        lambda x: tf.nn.max_pool2d(x, ksize, list(win["stride"]),
-                                   win["padding"]), [x_real], dy,
-        keep_sign=(0,))
+        lambda x: tf.nn.max_pool2d(x, ksize, list(win["stride"]), win["padding"]),
+        [x_real],
+        dy,
+        keep_sign=(0,),
+    )
     ours = np.zeros(x_real.shape, np.float32)
     lib.tt_max_pool_grad(ctypes.byref(p), ptr(q_x), 1.0, ptr(dy), ptr(ours))
-    assert_grad_close(ours, dx, mx, p.filter_height * p.filter_width,
-                      f"MAX_POOL dX ({win})")
+    assert_grad_close(ours, dx, mx, p.filter_height * p.filter_width, f"MAX_POOL dX ({win})")
 
 
 # ---------------------------------------------------------------------------
@@ -574,8 +752,7 @@ def broadcast_params(shape1, shape2):
     out = tuple(max(x, y) for x, y in zip(a, b))
     p = BroadcastParams()
     p.num_elements = int(np.prod(out))
-    p.broadcast = int(tuple(shape1) != tuple(shape2) or
-                      len(shape1) != len(shape2))
+    p.broadcast = int(tuple(shape1) != tuple(shape2) or len(shape1) != len(shape2))
     stride1 = stride2 = 1
     for d in range(MAX_RANK - 1, -1, -1):
         p.dims[d] = out[d]
@@ -583,7 +760,7 @@ def broadcast_params(shape1, shape2):
         p.strides2[d] = 0 if (b[d] == 1 and out[d] != 1) else stride2
         stride1 *= a[d]
         stride2 *= b[d]
-    return p, out[MAX_RANK - rank:]
+    return p, out[MAX_RANK - rank :]
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -593,7 +770,7 @@ def test_add_sub(lib, seed):
     full = [int(v) for v in rng.integers(1, 5, size=rank)]
     shape1 = [d if rng.random() < 0.6 else 1 for d in full]
     shape2 = [d if rng.random() < 0.6 else 1 for d in full]
-    shape2 = shape2[int(rng.integers(0, rank)):]  # maybe lower rank
+    shape2 = shape2[int(rng.integers(0, rank)) :]  # maybe lower rank
     if seed % 3 == 0:
         shape2 = list(shape1)  # no broadcast
     subtract = seed % 2
@@ -605,15 +782,13 @@ def test_add_sub(lib, seed):
     (d1, d2), (m1, m2) = reference(op, [x1, x2], dy)
     ours1 = np.zeros(shape1, np.float32)
     ours2 = np.zeros(shape2, np.float32)
-    lib.tt_add_sub_grad(ctypes.byref(params), subtract, ptr(dy), ptr(ours1),
-                        ptr(ours2))
+    lib.tt_add_sub_grad(ctypes.byref(params), subtract, ptr(dy), ptr(ours1), ptr(ours2))
     n1 = params.num_elements // max(ours1.size, 1)
     n2 = params.num_elements // max(ours2.size, 1)
     assert_grad_close(ours1, d1, m1, n1, f"ADD/SUB dX1 {shape1} {shape2}")
     assert_grad_close(ours2, d2, m2, n2, f"ADD/SUB dX2 {shape1} {shape2}")
     only2 = np.zeros(shape2, np.float32)
-    lib.tt_add_sub_grad(ctypes.byref(params), subtract, ptr(dy), None,
-                        ptr(only2))
+    lib.tt_add_sub_grad(ctypes.byref(params), subtract, ptr(dy), None, ptr(only2))
     np.testing.assert_array_equal(only2, ours2)
 
 
@@ -629,8 +804,7 @@ def test_mean(lib, seed):
     dy = rand_grad(rng, out_shape)
     (dx,), (mx,) = reference(lambda x: tf.reduce_mean(x, axis=axes), [x], dy)
     ours = np.zeros(shape, np.float32)
-    lib.tt_mean_grad(rank, c_array(shape, np.int32), mask, ptr(dy),
-                     ptr(ours))
+    lib.tt_mean_grad(rank, c_array(shape, np.int32), mask, ptr(dy), ptr(ours))
     assert_grad_close(ours, dx, mx, 1, f"MEAN dX {shape} axes {axes}")
 
 
@@ -648,30 +822,47 @@ def test_pad(lib, seed):
     # The fill value v enters as v * (1 on the padding, 0 inside).
     inside = np.pad(np.zeros(shape), paddings, constant_values=1.0)
     (dx, dv), (mx, mv) = reference(
-        lambda x, v: tf.pad(x, paddings) + v * inside, [x, np.float64(0.5)],
-        dy)
+        lambda x, v: tf.pad(x, paddings) + v * inside, [x, np.float64(0.5)], dy
+    )
     ours = np.zeros(shape, np.float32)
     value = ctypes.c_float(0.0)
-    lib.tt_pad_grad(rank, c_array(shape, np.int32),
-                    c_array(before, np.int32),
-                    c_array(after, np.int32), 1.0, ptr(dy), ptr(ours),
-                    ctypes.byref(value))
+    lib.tt_pad_grad(
+        rank,
+        c_array(shape, np.int32),
+        c_array(before, np.int32),
+        c_array(after, np.int32),
+        1.0,
+        ptr(dy),
+        ptr(ours),
+        ctypes.byref(value),
+    )
     np.testing.assert_array_equal(ours, dx.astype(np.float32))
-    assert_grad_close(np.float64(value.value), dv, mv, dy.size,
-                      "PADV2 d(value)")
+    assert_grad_close(np.float64(value.value), dv, mv, dy.size, "PADV2 d(value)")
     # The fill value's gradient is added too.
     again = ctypes.c_float(1.0)
-    lib.tt_pad_grad(rank, c_array(shape, np.int32),
-                    c_array(before, np.int32),
-                    c_array(after, np.int32), 1.0, ptr(dy), None,
-                    ctypes.byref(again))
+    lib.tt_pad_grad(
+        rank,
+        c_array(shape, np.int32),
+        c_array(before, np.int32),
+        c_array(after, np.int32),
+        1.0,
+        ptr(dy),
+        None,
+        ctypes.byref(again),
+    )
     assert np.float32(again.value) == np.float32(1.0) + np.float32(value.value)
     # A gain (output scale / input scale) multiplies the moved values.
     scaled = np.zeros(shape, np.float32)
-    lib.tt_pad_grad(rank, c_array(shape, np.int32),
-                    c_array(before, np.int32),
-                    c_array(after, np.int32), 0.5, ptr(dy), ptr(scaled),
-                    None)
+    lib.tt_pad_grad(
+        rank,
+        c_array(shape, np.int32),
+        c_array(before, np.int32),
+        c_array(after, np.int32),
+        0.5,
+        ptr(dy),
+        ptr(scaled),
+        None,
+    )
     np.testing.assert_array_equal(scaled, np.float32(0.5) * ours)
 
 
@@ -690,16 +881,18 @@ def test_concatenation(lib, seed):
     out_shape = list(base)
     out_shape[axis] = sum(s[axis] for s in shapes)
     dy = rand_grad(rng, out_shape)
-    grads = tf_vjp(lambda *t: tf.concat(t, axis), xs, dy) if \
-        np.prod(out_shape) else [np.zeros(s) for s in shapes]
+    grads = (
+        tf_vjp(lambda *t: tf.concat(t, axis), xs, dy)
+        if np.prod(out_shape)
+        else [np.zeros(s) for s in shapes]
+    )
     outer = int(np.prod(out_shape[:axis]))
-    inner = int(np.prod(out_shape[axis + 1:]))
+    inner = int(np.prod(out_shape[axis + 1 :]))
     offset = 0
     for shape, ref in zip(shapes, grads):
         chunk = shape[axis] * inner
         ours = np.zeros(shape, np.float32)
-        lib.tt_concatenation_grad(outer, out_shape[axis] * inner, offset,
-                                  chunk, ptr(dy), ptr(ours))
+        lib.tt_concatenation_grad(outer, out_shape[axis] * inner, offset, chunk, ptr(dy), ptr(ours))
         np.testing.assert_array_equal(ours, np.asarray(ref, np.float32))
         offset += chunk
 
@@ -724,15 +917,14 @@ class OneOp:
     """A one-operator model loaded in the interpreter, run forward once on
     random inputs, with helpers to call its backward kernel."""
 
-    def __init__(self, lib, rng, op_name, inputs, outputs, options=None,
-                 extra_arena=0):
+    def __init__(self, lib, rng, op_name, inputs, outputs, options=None, extra_arena=0):
         self.lib = lib
         self.inputs, self.outputs = inputs, outputs
         model = som.build_model(op_name, inputs, outputs, options)
         probe = Interpreter(model, preserve_all_tensors=True)
         self.interp = Interpreter(
-            model, arena_size=probe.arena_used_bytes() + extra_arena + 64,
-            preserve_all_tensors=True)
+            model, arena_size=probe.arena_used_bytes() + extra_arena + 64, preserve_all_tensors=True
+        )
         graph_input = 0
         for tensor in inputs:
             if tensor is not None and tensor.data is None:
@@ -753,14 +945,12 @@ class OneOp:
         return self.interp.get_tensor(self.index[position])
 
     def record(self, position):
-        return self.lib.tt_interpreter_tensor(self.state,
-                                              self.index[position]).contents
+        return self.lib.tt_interpreter_tensor(self.state, self.index[position]).contents
 
     def prepare(self, update=None):
         needs = BackwardNeeds()
         address = None if update is None else ctypes.addressof(update)
-        status = self.lib.tt_backward_prepare_node(self.state, 0, address,
-                                                   ctypes.byref(needs))
+        status = self.lib.tt_backward_prepare_node(self.state, 0, address, ctypes.byref(needs))
         return status, needs
 
     def backward(self, dy, input_grads, update=None, scratch=None, in_place=False):
@@ -784,37 +974,42 @@ class OneOp:
         for position in positions:
             record = self.record(position)
             data = self.tensor(position).tobytes()
-            arena[offset:offset + len(data)] = np.frombuffer(data, np.uint8)
+            arena[offset : offset + len(data)] = np.frombuffer(data, np.uint8)
             record.location, record.data_offset = 2, offset
-            assert self.lib.tt_interpreter_tensor_data(
-                self.state, self.index[position]) == arena.ctypes.data + offset
+            assert (
+                self.lib.tt_interpreter_tensor_data(self.state, self.index[position])
+                == arena.ctypes.data + offset
+            )
             offset = (offset + len(data) + 15) // 16 * 16
         assert offset <= arena.size
 
 
-def make_update(kind, channels, weights_per_channel, apply=False,
-                learning_rate=1.0):
+def make_update(kind, channels, weights_per_channel, apply=False, learning_rate=1.0):
     """A plain SGD update. With apply false the optimizer only adds each
     channel's quantized-domain gradient, s_W * dL/dW (s_W s_x * dL/db for
     the bias), to the accumulators, which the test reads back."""
     channels = c_array(channels, np.int32)
     count = len(channels)
-    arrays = dict(channels=channels,
-                  weight_residual=np.zeros(count * weights_per_channel,
-                                           np.float32),
-                  weight_accumulator=np.zeros(count * weights_per_channel,
-                                              np.float32),
-                  bias_residual=np.zeros(count, np.float32),
-                  bias_accumulator=np.zeros(count, np.float32),
-                  error=ctypes.create_string_buffer(
-                      ctypes.sizeof(_native.ErrorRecord)))
-    update = LayerUpdate(kind=kind, num_channels=count,
-                         channels=ptr(channels),
-                         weights_per_channel=weights_per_channel,
-                         learning_rate=learning_rate, momentum=0.0,
-                         qas=False, apply=apply, batch_scale=1.0)
-    for name in ("weight_residual", "weight_accumulator", "bias_residual",
-                 "bias_accumulator"):
+    arrays = dict(
+        channels=channels,
+        weight_residual=np.zeros(count * weights_per_channel, np.float32),
+        weight_accumulator=np.zeros(count * weights_per_channel, np.float32),
+        bias_residual=np.zeros(count, np.float32),
+        bias_accumulator=np.zeros(count, np.float32),
+        error=ctypes.create_string_buffer(ctypes.sizeof(_native.ErrorRecord)),
+    )
+    update = LayerUpdate(
+        kind=kind,
+        num_channels=count,
+        channels=ptr(channels),
+        weights_per_channel=weights_per_channel,
+        learning_rate=learning_rate,
+        momentum=0.0,
+        qas=False,
+        apply=apply,
+        batch_scale=1.0,
+    )
+    for name in ("weight_residual", "weight_accumulator", "bias_residual", "bias_accumulator"):
         setattr(update, name, ptr(arrays[name]))
     update.error = ctypes.addressof(arrays["error"])
     update.keep = arrays  # keeps the buffers alive
@@ -831,39 +1026,46 @@ def conv_like_model(lib, rng, op_name, per_channel, with_bias=True):
     if op_name == "FULLY_CONNECTED":
         x_shape, w_shape, y_shape, channels = (3, 6), (5, 6), (3, 5), 5
         dim = 0
-        options = som.options("FullyConnected",
-                              fusedActivationFunction=RELU)
+        options = som.options("FullyConnected", fusedActivationFunction=RELU)
     elif op_name == "CONV_2D":
-        x_shape, w_shape, y_shape, channels = ((1, 5, 5, 4), (6, 3, 3, 2),
-                                               (1, 3, 3, 6), 6)
+        x_shape, w_shape, y_shape, channels = ((1, 5, 5, 4), (6, 3, 3, 2), (1, 3, 3, 6), 6)
         dim = 0
-        options = som.options("Conv2D", padding=0, strideH=2, strideW=2,
-                              fusedActivationFunction=RELU)
+        options = som.options(
+            "Conv2D", padding=0, strideH=2, strideW=2, fusedActivationFunction=RELU
+        )
     else:
-        x_shape, w_shape, y_shape, channels = ((1, 5, 4, 3), (1, 3, 2, 6),
-                                               (1, 5, 4, 6), 6)
+        x_shape, w_shape, y_shape, channels = ((1, 5, 4, 3), (1, 3, 2, 6), (1, 5, 4, 6), 6)
         dim = 3
-        options = som.options("DepthwiseConv2D", padding=0, strideH=1,
-                              strideW=1, depthMultiplier=2,
-                              fusedActivationFunction=RELU)
+        options = som.options(
+            "DepthwiseConv2D",
+            padding=0,
+            strideH=1,
+            strideW=1,
+            depthMultiplier=2,
+            fusedActivationFunction=RELU,
+        )
     w_scale = rand_scale(rng, channels) if per_channel else rand_scale(rng)
     q_w = rand_int8(rng, w_shape, -127, 127)
     bias_scale = np.float32(x_scale) * np.atleast_1d(w_scale)
-    inputs = [T(x_shape, scale=x_scale, zero_point=4),
-              T(w_shape, scale=w_scale, quantized_dimension=dim, data=q_w)]
+    inputs = [
+        T(x_shape, scale=x_scale, zero_point=4),
+        T(w_shape, scale=w_scale, quantized_dimension=dim, data=q_w),
+    ]
     if with_bias:
-        inputs.append(T((channels,), INT32,
-                        scale=np.broadcast_to(bias_scale, (channels,)),
-                        data=rng.integers(-500, 500, channels).astype(
-                            np.int32)))
+        inputs.append(
+            T(
+                (channels,),
+                INT32,
+                scale=np.broadcast_to(bias_scale, (channels,)),
+                data=rng.integers(-500, 500, channels).astype(np.int32),
+            )
+        )
     outputs = [T(y_shape, scale=y_scale, zero_point=-10)]
-    one = OneOp(lib, rng, op_name, inputs, outputs, options,
-                extra_arena=4096)
+    one = OneOp(lib, rng, op_name, inputs, outputs, options, extra_arena=4096)
     return one, q_w, np.broadcast_to(np.float32(w_scale), (channels,)), dim
 
 
-@pytest.mark.parametrize("op_name", ["FULLY_CONNECTED", "CONV_2D",
-                                     "DEPTHWISE_CONV_2D"])
+@pytest.mark.parametrize("op_name", ["FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"])
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_kernel_with_parameters(lib, op_name, per_channel):
     rng = np.random.default_rng([11, len(op_name), per_channel])
@@ -878,8 +1080,7 @@ def test_kernel_with_parameters(lib, op_name, per_channel):
     status, frozen = one.prepare()
     assert status == TT_OK, one.error()
     assert (frozen.saved_inputs, frozen.scratch_bytes) == (0, 0)
-    assert frozen.has_clamp and (frozen.clamp_min, frozen.clamp_max) == \
-        (y_zp, 127)
+    assert frozen.has_clamp and (frozen.clamp_min, frozen.clamp_max) == (y_zp, 127)
     status, bias_only = one.prepare(make_update(UPDATE_BIAS, [1, 3], per))
     assert status == TT_OK, one.error()
     assert (bias_only.saved_inputs, bias_only.scratch_bytes) == (0, 0)
@@ -896,19 +1097,19 @@ def test_kernel_with_parameters(lib, op_name, per_channel):
     expected = np.zeros(x.shape, np.float32)
     scales, step = scales_arg(w_scales if per_channel else w_scales[0])
     if op_name == "FULLY_CONNECTED":
-        lib.tt_fc_input_grad(3, 6, 5, ptr(q_w), 0, ptr(scales), step,
-                             ptr(dy), ptr(expected))
+        lib.tt_fc_input_grad(3, 6, 5, ptr(q_w), 0, ptr(scales), step, ptr(dy), ptr(expected))
     elif op_name == "CONV_2D":
         s = ConvShape(1, 5, 5, 4, 3, 3, 2, 3, 3, 6, 3)
         w = ConvWindow(2, 2, 1, 1, 1, 1)
-        lib.tt_conv_input_grad(ctypes.byref(s), ctypes.byref(w), ptr(q_w),
-                               ptr(scales), step, ptr(dy), ptr(expected))
+        lib.tt_conv_input_grad(
+            ctypes.byref(s), ctypes.byref(w), ptr(q_w), ptr(scales), step, ptr(dy), ptr(expected)
+        )
     else:
         s = DepthwiseShape(1, 5, 4, 3, 3, 2, 2, 5, 4, 6)
         w = ConvWindow(1, 1, 1, 1, 1, 0)
-        lib.tt_depthwise_input_grad(ctypes.byref(s), ctypes.byref(w),
-                                    ptr(q_w), ptr(scales), step, ptr(dy),
-                                    ptr(expected))
+        lib.tt_depthwise_input_grad(
+            ctypes.byref(s), ctypes.byref(w), ptr(q_w), ptr(scales), step, ptr(dy), ptr(expected)
+        )
     np.testing.assert_array_equal(dx, expected)
 
     # Training weights needs RAM copies of the filter and bias.
@@ -923,36 +1124,55 @@ def test_kernel_with_parameters(lib, op_name, per_channel):
     # What reached the optimizer, per selected channel: s_W * dL/dW and
     # s_W s_x * dL/db.
     x_scale, x_zp = np.float32(0.05), 4
-    accumulated_w = update.keep["weight_accumulator"].reshape(len(selected),
-                                                              per)
+    accumulated_w = update.keep["weight_accumulator"].reshape(len(selected), per)
     accumulated_b = update.keep["bias_accumulator"]
     for slot, ch in enumerate(selected):
         grad = np.zeros(per, np.float32)
         bias = ctypes.c_float()
         if op_name == "FULLY_CONNECTED":
-            lib.tt_fc_channel_grad(3, 6, 5, ch, ptr(x), x_zp, x_scale,
-                                   ptr(dy), ptr(grad), ctypes.byref(bias))
+            lib.tt_fc_channel_grad(
+                3, 6, 5, ch, ptr(x), x_zp, x_scale, ptr(dy), ptr(grad), ctypes.byref(bias)
+            )
         elif op_name == "CONV_2D":
-            lib.tt_conv_channel_grad(ctypes.byref(s), ctypes.byref(w), ch,
-                                     ptr(x), x_zp, x_scale, ptr(dy),
-                                     ptr(grad), ctypes.byref(bias))
+            lib.tt_conv_channel_grad(
+                ctypes.byref(s),
+                ctypes.byref(w),
+                ch,
+                ptr(x),
+                x_zp,
+                x_scale,
+                ptr(dy),
+                ptr(grad),
+                ctypes.byref(bias),
+            )
         else:
-            lib.tt_depthwise_channel_grad(ctypes.byref(s), ctypes.byref(w),
-                                          ch, ptr(x), x_zp, x_scale, ptr(dy),
-                                          ptr(grad), ctypes.byref(bias))
+            lib.tt_depthwise_channel_grad(
+                ctypes.byref(s),
+                ctypes.byref(w),
+                ch,
+                ptr(x),
+                x_zp,
+                x_scale,
+                ptr(dy),
+                ptr(grad),
+                ctypes.byref(bias),
+            )
         np.testing.assert_array_equal(accumulated_w[slot], grad * w_scales[ch])
-        assert accumulated_b[slot] == np.float32(bias.value) * (
-            w_scales[ch] * x_scale)
+        assert accumulated_b[slot] == np.float32(bias.value) * (w_scales[ch] * x_scale)
 
     # Applied, the steps land on the selected channels' weights (where the
     # filter layout puts them) against the gradient, and nowhere else.
     before = one.tensor(1).copy()
-    step = make_update(UPDATE_WEIGHTS, selected, per, apply=True,
-                       learning_rate=float(3.0 / np.abs(accumulated_w).max()))
+    step = make_update(
+        UPDATE_WEIGHTS,
+        selected,
+        per,
+        apply=True,
+        learning_rate=float(3.0 / np.abs(accumulated_w).max()),
+    )
     assert one.backward(dy, [None], step, scratch) == TT_OK, one.error()
     after = one.tensor(1)
-    moved = np.moveaxis(after.astype(int) - before, dim, 0).reshape(
-        channels, per)
+    moved = np.moveaxis(after.astype(int) - before, dim, 0).reshape(channels, per)
     unselected = [c for c in range(channels) if c not in selected]
     assert not moved[unselected].any()
     assert np.all(moved[selected] * np.sign(accumulated_w) <= 0)
@@ -964,12 +1184,10 @@ def test_kernel_with_parameters(lib, op_name, per_channel):
     assert bias_update.keep["bias_accumulator"][0] == accumulated_b[-1]
 
 
-@pytest.mark.parametrize("op_name", ["FULLY_CONNECTED", "CONV_2D",
-                                     "DEPTHWISE_CONV_2D"])
+@pytest.mark.parametrize("op_name", ["FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"])
 def test_prepare_rejects_bad_updates(lib, op_name):
     rng = np.random.default_rng(12)
-    one, q_w, _, dim = conv_like_model(lib, rng, op_name, True,
-                                       with_bias=False)
+    one, q_w, _, dim = conv_like_model(lib, rng, op_name, True, with_bias=False)
     channels = q_w.shape[dim]
     per = q_w.size // channels
     cases = [
@@ -1000,91 +1218,127 @@ def test_kernels_without_parameters(lib):
     s = np.float32(0.05)
 
     # ADD with broadcasting and RELU6: clamp = the activation's range.
-    one = OneOp(lib, rng, "ADD", [T((2, 3, 4), scale=s, zero_point=1),
-                                  T((3, 1), scale=0.07, zero_point=-2)],
-                [T((2, 3, 4), scale=0.1, zero_point=-20)],
-                som.options("Add", fusedActivationFunction=3))
+    one = OneOp(
+        lib,
+        rng,
+        "ADD",
+        [T((2, 3, 4), scale=s, zero_point=1), T((3, 1), scale=0.07, zero_point=-2)],
+        [T((2, 3, 4), scale=0.1, zero_point=-20)],
+        som.options("Add", fusedActivationFunction=3),
+    )
     status, needs = one.prepare()
     assert status == TT_OK, one.error()
-    assert (needs.saved_inputs, needs.has_clamp, needs.clamp_min,
-            needs.clamp_max) == (0, True, -20, 40)
+    assert (needs.saved_inputs, needs.has_clamp, needs.clamp_min, needs.clamp_max) == (
+        0,
+        True,
+        -20,
+        40,
+    )
     dy = rand_grad(rng, (2, 3, 4))
     params, _ = broadcast_params((2, 3, 4), (3, 1))
     e1, e2 = np.zeros((2, 3, 4), np.float32), np.zeros((3, 1), np.float32)
     lib.tt_add_sub_grad(ctypes.byref(params), 0, ptr(dy), ptr(e1), ptr(e2))
-    _run_and_compare(one, dy, [np.zeros_like(e1), np.zeros_like(e2)],
-                     [e1, e2])
+    _run_and_compare(one, dy, [np.zeros_like(e1), np.zeros_like(e2)], [e1, e2])
 
     # Pools: max pool keeps its input; RELU narrows the clamp's low end.
     for op_name in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
-        one = OneOp(lib, rng, op_name, [T((1, 5, 5, 2), scale=s,
-                                          zero_point=-3)],
-                    [T((1, 3, 3, 2), scale=s, zero_point=-3)],
-                    som.options("Pool2D", padding=0, strideH=2, strideW=2,
-                                filterHeight=3, filterWidth=2,
-                                fusedActivationFunction=RELU))
+        one = OneOp(
+            lib,
+            rng,
+            op_name,
+            [T((1, 5, 5, 2), scale=s, zero_point=-3)],
+            [T((1, 3, 3, 2), scale=s, zero_point=-3)],
+            som.options(
+                "Pool2D",
+                padding=0,
+                strideH=2,
+                strideW=2,
+                filterHeight=3,
+                filterWidth=2,
+                fusedActivationFunction=RELU,
+            ),
+        )
         status, needs = one.prepare()
         assert status == TT_OK, one.error()
         assert needs.saved_inputs == (1 if op_name == "MAX_POOL_2D" else 0)
-        assert (needs.has_clamp, needs.clamp_min, needs.clamp_max) == \
-            (True, -3, 128)
+        assert (needs.has_clamp, needs.clamp_min, needs.clamp_max) == (True, -3, 128)
         p = PoolParams(1, 5, 5, 2, 3, 3, 2, 2, 3, 2, 1, 0, -3, 127)
         dy = rand_grad(rng, (1, 3, 3, 2))
         expected = np.zeros((1, 5, 5, 2), np.float32)
         if op_name == "MAX_POOL_2D":
-            lib.tt_max_pool_grad(ctypes.byref(p), ptr(one.tensor(0)), 1.0,
-                                 ptr(dy), ptr(expected))
+            lib.tt_max_pool_grad(ctypes.byref(p), ptr(one.tensor(0)), 1.0, ptr(dy), ptr(expected))
         else:
-            lib.tt_average_pool_grad(ctypes.byref(p), 1.0, ptr(dy),
-                                     ptr(expected))
+            lib.tt_average_pool_grad(ctypes.byref(p), 1.0, ptr(dy), ptr(expected))
         _run_and_compare(one, dy, [np.zeros_like(expected)], [expected])
 
     # MEAN over a negative axis, requantizing: int8 saturation clamps.
     axis = np.array([-1, 1], np.int32)
-    one = OneOp(lib, rng, "MEAN", [T((2, 3, 4), scale=s, zero_point=0),
-                                   T((2,), INT32, data=axis)],
-                [T((2,), scale=0.02, zero_point=5)],
-                som.options("Reducer", keepDims=False))
+    one = OneOp(
+        lib,
+        rng,
+        "MEAN",
+        [T((2, 3, 4), scale=s, zero_point=0), T((2,), INT32, data=axis)],
+        [T((2,), scale=0.02, zero_point=5)],
+        som.options("Reducer", keepDims=False),
+    )
     status, needs = one.prepare()
     assert status == TT_OK, one.error()
-    assert (needs.has_clamp, needs.clamp_min, needs.clamp_max) == \
-        (True, -128, 127)
+    assert (needs.has_clamp, needs.clamp_min, needs.clamp_max) == (True, -128, 127)
     dy = rand_grad(rng, (2,))
     expected = np.zeros((2, 3, 4), np.float32)
-    lib.tt_mean_grad(3, c_array([2, 3, 4], np.int32), 0b110, ptr(dy),
-                     ptr(expected))
+    lib.tt_mean_grad(3, c_array([2, 3, 4], np.int32), 0b110, ptr(dy), ptr(expected))
     _run_and_compare(one, dy, [np.zeros_like(expected)], [expected])
 
     # PADV2 with a non-constant fill value, output scale twice the input's.
     paddings = np.array([[0, 1], [2, 0], [1, 1]], np.int32)
-    one = OneOp(lib, rng, "PADV2", [T((2, 2, 3), scale=s, zero_point=0),
-                                    T((3, 2), INT32, data=paddings),
-                                    T((1,), scale=2 * s, zero_point=0)],
-                [T((3, 4, 5), scale=2 * s, zero_point=0)])
+    one = OneOp(
+        lib,
+        rng,
+        "PADV2",
+        [
+            T((2, 2, 3), scale=s, zero_point=0),
+            T((3, 2), INT32, data=paddings),
+            T((1,), scale=2 * s, zero_point=0),
+        ],
+        [T((3, 4, 5), scale=2 * s, zero_point=0)],
+    )
     status, needs = one.prepare()
     assert status == TT_OK and not needs.has_clamp, one.error()
     dy = rand_grad(rng, (3, 4, 5))
     expected = np.zeros((2, 2, 3), np.float32)
     value = np.zeros(1, np.float32)
-    lib.tt_pad_grad(3, c_array([2, 2, 3], np.int32),
-                    c_array([0, 2, 1], np.int32),
-                    c_array([1, 0, 1], np.int32), 2.0, ptr(dy),
-                    ptr(expected), ptr(value))
-    _run_and_compare(one, dy, [np.zeros_like(expected), None,
-                               np.zeros(1, np.float32)], [expected, None,
-                                                          value])
+    lib.tt_pad_grad(
+        3,
+        c_array([2, 2, 3], np.int32),
+        c_array([0, 2, 1], np.int32),
+        c_array([1, 0, 1], np.int32),
+        2.0,
+        ptr(dy),
+        ptr(expected),
+        ptr(value),
+    )
+    _run_and_compare(
+        one, dy, [np.zeros_like(expected), None, np.zeros(1, np.float32)], [expected, None, value]
+    )
 
     # CONCATENATION along a negative axis: each input gets its slice.
-    one = OneOp(lib, rng, "CONCATENATION",
-                [T((2, 1, 3), scale=s), T((2, 2, 3), scale=s)],
-                [T((2, 3, 3), scale=s)],
-                som.options("Concatenation", axis=-2))
+    one = OneOp(
+        lib,
+        rng,
+        "CONCATENATION",
+        [T((2, 1, 3), scale=s), T((2, 2, 3), scale=s)],
+        [T((2, 3, 3), scale=s)],
+        som.options("Concatenation", axis=-2),
+    )
     status, needs = one.prepare()
     assert status == TT_OK and not needs.has_clamp, one.error()
     dy = rand_grad(rng, (2, 3, 3))
-    _run_and_compare(one, dy, [np.zeros((2, 1, 3), np.float32),
-                               np.zeros((2, 2, 3), np.float32)],
-                     [dy[:, :1], dy[:, 1:]])
+    _run_and_compare(
+        one,
+        dy,
+        [np.zeros((2, 1, 3), np.float32), np.zeros((2, 2, 3), np.float32)],
+        [dy[:, :1], dy[:, 1:]],
+    )
 
     # Copies and activations: gains and clamps.
     cases = [
@@ -1102,8 +1356,7 @@ def test_kernels_without_parameters(lib):
         if op_name == "RESHAPE":
             inputs.append(T((2,), INT32, data=np.array([5, 2], np.int32)))
         shape = (5, 2) if op_name == "RESHAPE" else (2, 5)
-        one = OneOp(lib, rng, op_name, inputs,
-                    [T(shape, scale=s_out, zero_point=zp_out)])
+        one = OneOp(lib, rng, op_name, inputs, [T(shape, scale=s_out, zero_point=zp_out)])
         status, needs = one.prepare()
         assert status == TT_OK, one.error()
         assert needs.saved_inputs == 0 and needs.scratch_bytes == 0
@@ -1114,15 +1367,19 @@ def test_kernels_without_parameters(lib):
         base = rng.standard_normal((2, 5)).astype(np.float32)
         grad = base.copy()
         assert one.backward(dy, [grad]) == TT_OK, one.error()
-        np.testing.assert_array_equal(
-            grad, base + np.float32(gain) * dy.reshape(2, 5), op_name)
+        np.testing.assert_array_equal(grad, base + np.float32(gain) * dy.reshape(2, 5), op_name)
 
 
 def test_operator_without_backward_kernel(lib):
     rng = np.random.default_rng(14)
-    one = OneOp(lib, rng, "SOFTMAX", [T((1, 4), scale=0.1, zero_point=0)],
-                [T((1, 4), scale=1 / 256, zero_point=-128)],
-                som.options("Softmax", beta=1.0))
+    one = OneOp(
+        lib,
+        rng,
+        "SOFTMAX",
+        [T((1, 4), scale=0.1, zero_point=0)],
+        [T((1, 4), scale=1 / 256, zero_point=-128)],
+        som.options("Softmax", beta=1.0),
+    )
     status, _ = one.prepare()
     assert status == 3  # TT_ERR_UNSUPPORTED
     assert b"no backward kernel" in one.error()

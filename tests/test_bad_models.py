@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 import model_edits
 import tflm_training
 from tflm_training import errors
-from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 OP = schema.BuiltinOperator
 TYPE = schema.TensorType

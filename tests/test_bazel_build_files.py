@@ -18,8 +18,7 @@ def _string_list(build_text, attribute):
 def test_runtime_build_lists_every_source_and_header():
     build_text = (RUNTIME / "BUILD").read_text()
     declared = set(_string_list(build_text, "srcs")) | set(_string_list(build_text, "hdrs"))
-    on_disk = {str(p.relative_to(RUNTIME)) for p in RUNTIME.rglob("*")
-               if p.suffix in (".c", ".h")}
+    on_disk = {str(p.relative_to(RUNTIME)) for p in RUNTIME.rglob("*") if p.suffix in (".c", ".h")}
     assert sorted(on_disk - declared) == [], "sources missing from BUILD"
     assert sorted(declared - on_disk) == [], "BUILD names files that do not exist"
 
@@ -33,6 +32,7 @@ def test_public_headers_are_declared_as_hdrs():
 def test_bazel_copts_carry_the_flags_bit_exactness_depends_on():
     copts = _string_list((RUNTIME / "BUILD").read_text(), "copts")
     from tools import host_build
+
     for flag in ("-std=c11", "-fwrapv", "-ffp-contract=off"):
         assert flag in copts and flag in host_build.COMMON_FLAGS, flag
 

@@ -9,30 +9,49 @@ from benchmarks import gradient_bits_report as gradient_bits
 
 
 def _record(task, method, budget, accuracy, arena, layers):
-    return {"task": task, "method": method, "budget_kb": budget, "seed": 0, "backbone": None,
-            "accuracy": accuracy,
-            "metrics": None if accuracy is None else {"training_arena": arena,
-                                                      "layers": layers}}
+    return {
+        "task": task,
+        "method": method,
+        "budget_kb": budget,
+        "seed": 0,
+        "backbone": None,
+        "accuracy": accuracy,
+        "metrics": None if accuracy is None else {"training_arena": arena, "layers": layers},
+    }
 
 
 def _run(bits, records, **config):
     settings = {"learning_rate": 0.02, "momentum": 0.0, "gradient_bits": bits}
-    return {"command": f"python benchmarks/update_schemes.py --gradient_bits {bits}",
-            "config": {"tasks": ["fsdd"], "seeds": [0], "budgets_kb": [32, 64],
-                       "settings": settings, **config},
-            "environment": {"date_utc": "today", "git_commit": "abc"}, "records": records}
+    return {
+        "command": f"python benchmarks/update_schemes.py --gradient_bits {bits}",
+        "config": {
+            "tasks": ["fsdd"],
+            "seeds": [0],
+            "budgets_kb": [32, 64],
+            "settings": settings,
+            **config,
+        },
+        "environment": {"date_utc": "today", "git_commit": "abc"},
+        "records": records,
+    }
 
 
-WIDE = _run(32, [
-    _record("fsdd", "bias", 32, 0.80, 120_000, ["a", "b"]),
-    _record("fsdd", "bias", 64, 0.82, 150_000, ["a", "b", "c"]),
-    _record("fsdd", "trady", 32, None, None, None),
-])
-NARROW = _run(16, [
-    _record("fsdd", "bias", 32, 0.78, 90_000, ["a", "b"]),
-    _record("fsdd", "bias", 64, 0.86, 110_000, ["a", "b", "c", "d"]),
-    _record("fsdd", "trady", 32, 0.70, 100_000, ["t"]),
-])
+WIDE = _run(
+    32,
+    [
+        _record("fsdd", "bias", 32, 0.80, 120_000, ["a", "b"]),
+        _record("fsdd", "bias", 64, 0.82, 150_000, ["a", "b", "c"]),
+        _record("fsdd", "trady", 32, None, None, None),
+    ],
+)
+NARROW = _run(
+    16,
+    [
+        _record("fsdd", "bias", 32, 0.78, 90_000, ["a", "b"]),
+        _record("fsdd", "bias", 64, 0.86, 110_000, ["a", "b", "c", "d"]),
+        _record("fsdd", "trady", 32, 0.70, 100_000, ["t"]),
+    ],
+)
 
 
 def test_compare_separates_same_plans_from_deeper_ones():

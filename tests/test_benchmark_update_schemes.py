@@ -12,39 +12,51 @@ import sys
 import numpy as np
 import pytest
 
-from tflm_training import memory_model
-
-from planning import datasets
-
 from benchmarks import update_schemes_methods as methods
 from benchmarks import update_schemes_report as report
 from benchmarks import update_schemes_runs as runs
 from benchmarks import update_schemes_tasks as tasks
+from planning import datasets
+from tflm_training import memory_model
 
 TESTS = pathlib.Path(__file__).resolve().parent
 MODEL = (TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite").read_bytes()
 CLASSIFIER = 10
 SETTINGS = methods.Settings()
 CONFIG = {
-    "epochs": 1, "train_samples": 30, "test_samples": 30,
+    "epochs": 1,
+    "train_samples": 30,
+    "test_samples": 30,
     "settings": dataclasses.asdict(SETTINGS),
-    "analysis_samples": 16, "analysis_val_samples": 10, "analysis_epochs": 1,
-    "analysis_layers": 1, "search_trials": 2, "trady_samples": 8, "trady_layers": 2,
+    "analysis_samples": 16,
+    "analysis_val_samples": 10,
+    "analysis_epochs": 1,
+    "analysis_layers": 1,
+    "search_trials": 2,
+    "trady_samples": 8,
+    "trady_layers": 2,
 }
 
 
 @pytest.fixture(scope="module")
 def samples():
-    with np.load(TESTS / "data" / "fsdd_train.npz") as train, \
-            np.load(TESTS / "data" / "fsdd.npz") as test:
+    with (
+        np.load(TESTS / "data" / "fsdd_train.npz") as train,
+        np.load(TESTS / "data" / "fsdd.npz") as test,
+    ):
         x_train, y_train = train["x_train"], train["y_train"].astype(np.int64)
         x_test, y_test = test["x_test"], test["y_test"].astype(np.int64)
     train_rows = datasets.balanced_subset(y_train, 30, np.random.default_rng(0))
     test_rows = tasks.test_rows(y_test, 30)
     scale = 1.0 / 255.0
-    return tasks.Samples(x_train[train_rows], tasks.quantize(x_train[train_rows], scale, -128),
-                         y_train[train_rows], x_test[test_rows],
-                         tasks.quantize(x_test[test_rows], scale, -128), y_test[test_rows])
+    return tasks.Samples(
+        x_train[train_rows],
+        tasks.quantize(x_train[train_rows], scale, -128),
+        y_train[train_rows],
+        x_test[test_rows],
+        tasks.quantize(x_test[test_rows], scale, -128),
+        y_test[test_rows],
+    )
 
 
 def test_balanced_rows_are_balanced_and_unique():
@@ -81,7 +93,8 @@ def test_classifier_metrics():
     assert metrics["weight_derivative_macs"] == 640
     assert metrics["trained_weights"] == 640 and metrics["trained_biases"] == 10
     assert metrics["weight_derivative_sparsity"] == pytest.approx(
-        1 - 640 / methods.all_weights(MODEL))
+        1 - 640 / methods.all_weights(MODEL)
+    )
     assert 0.9 < metrics["activation_sparsity"] <= 1.0
 
 
@@ -130,7 +143,8 @@ def test_int8_records_classifier_and_bias(samples, tmp_path):
     assert [r["budget_kb"] for r in records] == [0, 64]
     assert not records[0]["available"] and records[0]["over_budget"]
     assert records[1]["available"] and records[1]["metrics"]["training_arena"] <= (
-        methods.inference_arena(MODEL) + 64 * 1024)
+        methods.inference_arena(MODEL) + 64 * 1024
+    )
 
 
 @pytest.mark.slow
@@ -146,55 +160,124 @@ def test_int8_records_other_schemes(method, samples, tmp_path):
         trials = record["info"]["trials"]
         assert 2 <= len(trials) <= 3
         assert trials[0]["genome"] == record["info"]["searched_genome"]
-        best = max((t for t in trials if t["measured"] is not None),
-                   key=lambda t: (t["measured"], t["predicted"], -t["arena"]))
+        best = max(
+            (t for t in trials if t["measured"] is not None),
+            key=lambda t: (t["measured"], t["predicted"], -t["arena"]),
+        )
         assert record["info"]["genome"] == best["genome"]
 
 
 def _record(method, budget_kb, seed, accuracy, arena):
-    return {"task": "fsdd", "method": method, "budget_kb": budget_kb, "seed": seed,
-            "available": True, "reason": None, "over_budget": False, "accuracy": accuracy,
-            "metrics": {"training_arena": arena, "fits_nrf52840": True,
-                        "weight_derivative_macs": 10, "activation_sparsity": 0.5,
-                        "weight_derivative_sparsity": 0.9, "trained_weights": 5,
-                        "layers": ["op 10 FULLY_CONNECTED weights 10/10"]}}
+    return {
+        "task": "fsdd",
+        "method": method,
+        "budget_kb": budget_kb,
+        "seed": seed,
+        "available": True,
+        "reason": None,
+        "over_budget": False,
+        "accuracy": accuracy,
+        "metrics": {
+            "training_arena": arena,
+            "fits_nrf52840": True,
+            "weight_derivative_macs": 10,
+            "activation_sparsity": 0.5,
+            "weight_derivative_sparsity": 0.9,
+            "trained_weights": 5,
+            "layers": ["op 10 FULLY_CONNECTED weights 10/10"],
+        },
+    }
 
 
 def _data(tmp_path):
     inference = 1000
-    records = [_record("classifier", None, s, 0.5 + s / 10, inference + 40 * 1024)
-               for s in (0, 1)]
-    records += [_record("bias", kb, s, 0.6, inference + kb * 512) for kb in (16, 64)
-                for s in (0, 1)]
-    records += [{"task": "fsdd", "method": "float_full", "budget_kb": None, "seed": s,
-                 "available": True, "reason": None, "accuracy": 0.9,
-                 "metrics": {"training_arena": None, "fits_nrf52840": None}} for s in (0, 1)]
-    records.append({"task": "fsdd", "method": "lowrank", "budget_kb": 16, "seed": 0,
-                    "available": False, "reason": "missing", "over_budget": False,
-                    "accuracy": None, "metrics": None})
+    records = [_record("classifier", None, s, 0.5 + s / 10, inference + 40 * 1024) for s in (0, 1)]
+    records += [
+        _record("bias", kb, s, 0.6, inference + kb * 512) for kb in (16, 64) for s in (0, 1)
+    ]
+    records += [
+        {
+            "task": "fsdd",
+            "method": "float_full",
+            "budget_kb": None,
+            "seed": s,
+            "available": True,
+            "reason": None,
+            "accuracy": 0.9,
+            "metrics": {"training_arena": None, "fits_nrf52840": None},
+        }
+        for s in (0, 1)
+    ]
+    records.append(
+        {
+            "task": "fsdd",
+            "method": "lowrank",
+            "budget_kb": 16,
+            "seed": 0,
+            "available": False,
+            "reason": "missing",
+            "over_budget": False,
+            "accuracy": None,
+            "metrics": None,
+        }
+    )
     summary = runs.aggregate(records, [16, 64], {"fsdd": inference})
-    model = {"title": "speech_commands12 → fsdd", "checkpoint": "ds_cnn", "model_bytes": 1,
-             "inference_arena": inference, "classifier_arena": 2, "full_backprop_arena": 3,
-             "all_weights": 100,
-             "convert": {"checkpoint_upstream_test_accuracy": 0.9,
-                         "head": {"probe_calibration_accuracy": 0.8}}}
-    env = {"cpu_model": "cpu", "cpus_usable": 2, "load_average_at_start": [1, 1, 1],
-           "load_average_at_end": [1, 1, 1], "python": "3", "numpy": "2",
-           "tensorflow": "2", "tf_keras": "2", "host_cflags": "-O2", "git_commit": "abc",
-           "runtime_uncommitted": [], "date_utc": "today"}
-    config = {"methods": ["float_full", "classifier", "bias", "lowrank"],
-              "budgets_kb": [16, 64], "seeds": [0, 1], "epochs": 1, "train_samples": 2,
-              "test_samples": 2, "jobs": 2, "vision_backbone": "mcunet_tinyimagenet32",
-              "settings": CONFIG["settings"],
-              "float": {"learning_rate": 1e-3, "batch_size": 8},
-              "analysis_samples": 1, "analysis_val_samples": 1, "analysis_epochs": 1,
-              "analysis_layers": 1}
-    return {"command": "python benchmarks/update_schemes.py", "config": config,
-            "environment": env, "board_room": 245760,
-            "wall_seconds": {"total": 60, "conversion": 0, "jobs": 60},
-            "models": {"fsdd": model},
-            "backbone_comparison": [], "summary": summary, "accuracy_before": {"fsdd": 0.1},
-            "records": records, "outputs": {"png": str(tmp_path / "u.png")}}
+    model = {
+        "title": "speech_commands12 → fsdd",
+        "checkpoint": "ds_cnn",
+        "model_bytes": 1,
+        "inference_arena": inference,
+        "classifier_arena": 2,
+        "full_backprop_arena": 3,
+        "all_weights": 100,
+        "convert": {
+            "checkpoint_upstream_test_accuracy": 0.9,
+            "head": {"probe_calibration_accuracy": 0.8},
+        },
+    }
+    env = {
+        "cpu_model": "cpu",
+        "cpus_usable": 2,
+        "load_average_at_start": [1, 1, 1],
+        "load_average_at_end": [1, 1, 1],
+        "python": "3",
+        "numpy": "2",
+        "tensorflow": "2",
+        "tf_keras": "2",
+        "host_cflags": "-O2",
+        "git_commit": "abc",
+        "runtime_uncommitted": [],
+        "date_utc": "today",
+    }
+    config = {
+        "methods": ["float_full", "classifier", "bias", "lowrank"],
+        "budgets_kb": [16, 64],
+        "seeds": [0, 1],
+        "epochs": 1,
+        "train_samples": 2,
+        "test_samples": 2,
+        "jobs": 2,
+        "vision_backbone": "mcunet_tinyimagenet32",
+        "settings": CONFIG["settings"],
+        "float": {"learning_rate": 1e-3, "batch_size": 8},
+        "analysis_samples": 1,
+        "analysis_val_samples": 1,
+        "analysis_epochs": 1,
+        "analysis_layers": 1,
+    }
+    return {
+        "command": "python benchmarks/update_schemes.py",
+        "config": config,
+        "environment": env,
+        "board_room": 245760,
+        "wall_seconds": {"total": 60, "conversion": 0, "jobs": 60},
+        "models": {"fsdd": model},
+        "backbone_comparison": [],
+        "summary": summary,
+        "accuracy_before": {"fsdd": 0.1},
+        "records": records,
+        "outputs": {"png": str(tmp_path / "u.png")},
+    }
 
 
 def test_aggregate_marks_budgets(tmp_path):
@@ -241,18 +324,47 @@ def _digits(tmp_path, shape=None, labels=None):
 
 def _run_benchmark(tmp_path, *args):
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args, "--seeds", "0", "--budgets_kb", "32",
-         "--train_samples", "30", "--test_samples", "30", "--epochs", "1", "--jobs", "1",
-         "--cache_dir", str(tmp_path / "cache"), "--out", str(tmp_path / "report.md")],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            str(SCRIPT),
+            *args,
+            "--seeds",
+            "0",
+            "--budgets_kb",
+            "32",
+            "--train_samples",
+            "30",
+            "--test_samples",
+            "30",
+            "--epochs",
+            "1",
+            "--jobs",
+            "1",
+            "--cache_dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(tmp_path / "report.md"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.firmware
 def test_every_scheme_runs_on_a_task_given_on_the_command_line(tmp_path):
     data = _digits(tmp_path)
     model = TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite"
-    result = _run_benchmark(tmp_path, "--task_model", str(model), "--task_data", str(data),
-                            "--methods", "float_full,classifier,bias")
+    result = _run_benchmark(
+        tmp_path,
+        "--task_model",
+        str(model),
+        "--task_data",
+        str(data),
+        "--methods",
+        "float_full,classifier,bias",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["config"]["tasks"] == ["digits"]
@@ -270,14 +382,16 @@ def test_every_scheme_runs_on_a_task_given_on_the_command_line(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("problem,message", [
-    ("shape", "shaped (49, 40, 1)"),
-    ("labels", "outputs but the labels"),
-    ("no data", "--task_model and --task_data go together"),
-    ("not a model", "neither an int8 .tflite file nor a checkpoint"),
-])
-def test_a_task_that_does_not_fit_its_model_is_refused_with_the_reason(tmp_path, problem,
-                                                                      message):
+@pytest.mark.parametrize(
+    "problem,message",
+    [
+        ("shape", "shaped (49, 40, 1)"),
+        ("labels", "outputs but the labels"),
+        ("no data", "--task_model and --task_data go together"),
+        ("not a model", "neither an int8 .tflite file nor a checkpoint"),
+    ],
+)
+def test_a_task_that_does_not_fit_its_model_is_refused_with_the_reason(tmp_path, problem, message):
     model = str(TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite")
     if problem == "shape":
         args = ["--task_model", model, "--task_data", str(_digits(tmp_path, shape=(40, 49, 1)))]
@@ -302,6 +416,8 @@ def test_results_written_before_the_registry_names_read_as_sparse_search():
     assert "sparse" not in data["config"]["methods"]
     assert "sparse-search" in data["config"]["methods"]
     assert sum(r["method"] == "sparse-search" for r in data["records"]) == searched > 0
-    assert all("sparse-search" in by_method and "sparse" not in by_method
-               for by_method in data["summary"].values())
+    assert all(
+        "sparse-search" in by_method and "sparse" not in by_method
+        for by_method in data["summary"].values()
+    )
     assert "sparse (searched)" in report.render(data)

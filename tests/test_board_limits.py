@@ -1,6 +1,7 @@
 """The nrf52840 firmware fits the board, and one that does not fails to
 build with a clear message. Limits come from boards/nrf52840/board.json;
 the report is parsed from build.py's arduino-cli style output."""
+
 import os
 import pathlib
 import re
@@ -14,21 +15,30 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tools import board_config  # noqa: E402
-from tools import elf_sizes  # noqa: E402
-from tools import firmware_build  # noqa: E402
+from tools import board_config, elf_sizes, firmware_build
 
 BOARD = "nrf52840"
-SKETCH = re.compile(r"^Sketch uses (\d+) bytes \((\d+)%\) of program storage space\. "
-                    r"Maximum is (\d+) bytes\.$", re.M)
-GLOBALS = re.compile(r"^Global variables use (\d+) bytes \((\d+)%\) of dynamic memory, "
-                     r"leaving (\d+) bytes for local variables\. Maximum is (\d+) bytes\.$",
-                     re.M)
+SKETCH = re.compile(
+    r"^Sketch uses (\d+) bytes \((\d+)%\) of program storage space\. "
+    r"Maximum is (\d+) bytes\.$",
+    re.M,
+)
+GLOBALS = re.compile(
+    r"^Global variables use (\d+) bytes \((\d+)%\) of dynamic memory, "
+    r"leaving (\d+) bytes for local variables\. Maximum is (\d+) bytes\.$",
+    re.M,
+)
 
 
 def build(*flags, env=None):
-    return subprocess.run([sys.executable, "tools/build.py", f"--board={BOARD}", *flags],
-                          cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "tools/build.py", f"--board={BOARD}", *flags],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +73,12 @@ def test_report_agrees_with_arm_none_eabi_size(nrf52840_build):
     out, report = nrf52840_build
     flash_used = int(SKETCH.search(report).group(1))
     ram_used = int(GLOBALS.search(report).group(1))
-    berkeley = subprocess.run(["arm-none-eabi-size", str(out / "firmware.elf")],
-                              capture_output=True, text=True, check=True).stdout
+    berkeley = subprocess.run(
+        ["arm-none-eabi-size", str(out / "firmware.elf")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     text, data, bss = map(int, berkeley.splitlines()[1].split()[:3])
     stack = board_config.load_board(BOARD).stack_size
     assert flash_used == text + data
@@ -88,7 +102,11 @@ def test_emulator_board_carries_the_nrf52840_limits():
     real, emulated = board_config.load_board(BOARD), board_config.load_board("mps2_an386")
     assert emulated.emulates == BOARD
     assert (emulated.flash, emulated.ram, emulated.stack_size, emulated.cpu_flags) == (
-        real.flash, real.ram, real.stack_size, real.cpu_flags)
+        real.flash,
+        real.ram,
+        real.stack_size,
+        real.cpu_flags,
+    )
     assert board_config.emulator_board(BOARD).name == "mps2_an386"
 
 

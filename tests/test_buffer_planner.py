@@ -10,15 +10,18 @@ from tflm_training import _native, buffer_planner
 
 
 class _CBuffer(ctypes.Structure):
-    _fields_ = [("size", ctypes.c_int32), ("first", ctypes.c_int32),
-                ("last", ctypes.c_int32), ("offset", ctypes.c_int32)]
+    _fields_ = [
+        ("size", ctypes.c_int32),
+        ("first", ctypes.c_int32),
+        ("last", ctypes.c_int32),
+        ("offset", ctypes.c_int32),
+    ]
 
 
 def _plan_in_c(buffers, sequential):
     lib = _native.library()
     lib.tt_plan_buffers.restype = ctypes.c_uint64
-    lib.tt_plan_buffers.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p,
-                                    ctypes.c_bool]
+    lib.tt_plan_buffers.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_bool]
     array = (_CBuffer * len(buffers))(*[_CBuffer(b.size, b.first, b.last, -1) for b in buffers])
     order = (ctypes.c_int32 * max(1, len(buffers)))()
     region = lib.tt_plan_buffers(array, len(buffers), order, sequential)
@@ -55,13 +58,15 @@ def test_placement_is_valid_and_aligned():
             for j in range(i):
                 b = buffers[j]
                 live_together = a.first <= b.last and b.first <= a.last
-                share_bytes = (offsets[i] < offsets[j] + b.size
-                               and offsets[j] < offsets[i] + a.size)
+                share_bytes = offsets[i] < offsets[j] + b.size and offsets[j] < offsets[i] + a.size
                 assert not (live_together and share_bytes), (a, b)
 
 
 def test_buffers_with_disjoint_lifetimes_share_memory():
-    buffers = [buffer_planner.Buffer(1000, 0, 1), buffer_planner.Buffer(1000, 2, 3),
-               buffer_planner.Buffer(500, 1, 2)]
+    buffers = [
+        buffer_planner.Buffer(1000, 0, 1),
+        buffer_planner.Buffer(1000, 2, 3),
+        buffer_planner.Buffer(500, 1, 2),
+    ]
     region, offsets = _plan_in_c(buffers, False)
     assert offsets[0] == offsets[1] == 0 and region == 1008 + 512

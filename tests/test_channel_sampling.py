@@ -14,8 +14,15 @@ import pytest
 
 import test_memory_model as layouts
 import training_helpers as th
-from tflm_training import (BadStateError, InvalidArgumentError, LayerPlan, Trainer, TrainingPlan,
-                           _native, tflite_graph)
+from tflm_training import (
+    BadStateError,
+    InvalidArgumentError,
+    LayerPlan,
+    Trainer,
+    TrainingPlan,
+    _native,
+    tflite_graph,
+)
 from tflm_training.channel_sampler import SplitMix, sample_channels
 from tflm_training.plan import channel_state_bytes, parameter_layout
 
@@ -24,8 +31,10 @@ MLP = th.model_bytes("mlp")
 
 def _plan(model, candidates, budget, seed, **settings):
     """A sampled plan; candidates: {operator: (channels or None, cost or None)}."""
-    layers = [LayerPlan(op, "sampled", channels, channel_cost=cost)
-              for op, (channels, cost) in candidates.items()]
+    layers = [
+        LayerPlan(op, "sampled", channels, channel_cost=cost)
+        for op, (channels, cost) in candidates.items()
+    ]
     return TrainingPlan.for_model(model, layers, seed=seed, sample_budget=budget, **settings)
 
 
@@ -39,13 +48,19 @@ def _chi_square_bound(dof):
 
 # -- the generator -------------------------------------------------------------
 
+
 def test_the_generator_is_splitmix64():
     """Published SplitMix64 outputs for state 1234567 (Vigna's
     splitmix64.c); draws are their top 32 bits."""
     rng = SplitMix(0, 0)
     rng.state = 1234567
-    want = [6457827717110365317, 3203168211198807973, 9817491932198370423,
-            4593380528125082431, 16408922859458223821]
+    want = [
+        6457827717110365317,
+        3203168211198807973,
+        9817491932198370423,
+        4593380528125082431,
+        16408922859458223821,
+    ]
     assert [rng.next32() for _ in want] == [w >> 32 for w in want]
 
 
@@ -84,10 +99,10 @@ def test_bounded_draws_are_unbiased_where_a_modulo_would_not_be():
 
 # -- the same draw in C and Python ---------------------------------------------------
 
+
 def _selected(trainer, plan):
-    sampled = {l.operator_index for l in plan.layers if l.update == "sampled"}
-    return {op: channels for op, channels in trainer.selected_channels().items()
-            if op in sampled}
+    sampled = {layer.operator_index for layer in plan.layers if layer.update == "sampled"}
+    return {op: channels for op, channels in trainer.selected_channels().items() if op in sampled}
 
 
 def _random_sampled_plan(rng, model, operators):
@@ -98,8 +113,7 @@ def _random_sampled_plan(rng, model, operators):
     batch = int(rng.choice([1, 3]))
     residual = bool(rng.random() < 0.8)
     layers = {}
-    probe = TrainingPlan(0, 0, 0, 0, 2, [], momentum=momentum, batch_size=batch,
-                         residual=residual)
+    probe = TrainingPlan(0, 0, 0, 0, 2, [], momentum=momentum, batch_size=batch, residual=residual)
     for op in operators:
         layout = parameter_layout(graph, op)
         channels, per_channel = layout["channels"], layout["weights_per_channel"]
@@ -109,14 +123,26 @@ def _random_sampled_plan(rng, model, operators):
     total = sum(cost * len(channels) for channels, cost in layers.values())
     cheapest = min(cost for _, cost in layers.values())
     budget = int(rng.integers(cheapest, total + cheapest + 1))
-    return _plan(model, layers, budget, int(rng.integers(2**32)), momentum=momentum,
-                 batch_size=batch, residual=residual)
+    return _plan(
+        model,
+        layers,
+        budget,
+        int(rng.integers(2**32)),
+        momentum=momentum,
+        batch_size=batch,
+        residual=residual,
+    )
 
 
-@pytest.mark.parametrize("name, candidates", [
-    ("mlp", [1, 2]), ("conv_stack", [3, 5, 7]), ("ds_cnn", [7, 8, 11]),
-    ("mobilenet_v2_block", [11, 12, 13]),
-])
+@pytest.mark.parametrize(
+    "name, candidates",
+    [
+        ("mlp", [1, 2]),
+        ("conv_stack", [3, 5, 7]),
+        ("ds_cnn", [7, 8, 11]),
+        ("mobilenet_v2_block", [11, 12, 13]),
+    ],
+)
 def test_c_draws_what_python_draws_for_many_seeds_epochs_and_budgets(name, candidates):
     model = th.model_bytes(name)
     rng = np.random.default_rng(20261123)
@@ -137,7 +163,7 @@ def test_draws_stay_within_the_budget_and_fill_it():
     drawn_nothing = 0
     for _ in range(40):
         plan = _random_sampled_plan(rng, MLP, [1, 2])
-        costs = {l.operator_index: l.channel_cost for l in plan.layers}
+        costs = {layer.operator_index: layer.channel_cost for layer in plan.layers}
         for epoch in range(5):
             selection = sample_channels(plan, epoch)
             used = sum(costs[op] * len(channels) for op, channels in selection.items())
@@ -154,6 +180,7 @@ def test_draws_stay_within_the_budget_and_fill_it():
 
 
 # -- uniformity ------------------------------------------------------------------
+
 
 def test_every_subset_of_a_layer_is_equally_likely():
     """8 candidates, room for 3: each of the 56 subsets should come up
@@ -188,19 +215,25 @@ def test_channels_are_equally_likely_within_each_layer_of_a_mixed_plan():
 
 # -- the trainer -------------------------------------------------------------------
 
+
 def _pool_layout(plan, selection, model):
     """Where tt_train_resample puts each sampled layer's state arrays:
     {(array name, operator): offset from the pool start}."""
-    graph_layers = {l.operator_index: l for l in plan.layers}
+    graph_layers = {layer.operator_index: layer for layer in plan.layers}
     graph = tflite_graph.read_graph(model)
-    arrays = [("residual", plan.residual), ("velocity", plan.momentum > 0),
-              ("accumulator", plan.batch_size > 1)]
+    arrays = [
+        ("residual", plan.residual),
+        ("velocity", plan.momentum > 0),
+        ("accumulator", plan.batch_size > 1),
+    ]
     placed, offset = {}, 0
     for op in sorted(selection):
         assert graph_layers[op].update == "sampled"
         layout = parameter_layout(graph, op)
-        for what, count in (("weight", len(selection[op]) * layout["weights_per_channel"]),
-                            ("bias", len(selection[op]))):
+        for what, count in (
+            ("weight", len(selection[op]) * layout["weights_per_channel"]),
+            ("bias", len(selection[op])),
+        ):
             for array, used in arrays:
                 if used:
                     placed[(f"{what} {array}", op)] = offset
@@ -209,8 +242,15 @@ def _pool_layout(plan, selection, model):
 
 
 def test_sampled_state_lies_in_the_pool_and_restarts_every_epoch():
-    plan = _plan(MLP, {1: ([0, 3, 9, 20, 33], None), 2: (None, None)}, 20000, seed=12,
-                 momentum=0.9, batch_size=2, learning_rate=0.05)
+    plan = _plan(
+        MLP,
+        {1: ([0, 3, 9, 20, 33], None), 2: (None, None)},
+        20000,
+        seed=12,
+        momentum=0.9,
+        batch_size=2,
+        learning_rate=0.05,
+    )
     plan.layers.append(LayerPlan(3, "weights", list(range(10))))
     trainer = Trainer(MLP, plan)
     c_trainer = layouts._CTrainer.from_buffer(trainer._state)
@@ -218,16 +258,14 @@ def test_sampled_state_lies_in_the_pool_and_restarts_every_epoch():
     # The pool, and the padding that starts it 8-aligned.
     assert plan.sample_budget <= memory["sampled_state"] < plan.sample_budget + 8
     x, y = th.quantized_split("mnist", "train", (1, 28, 28, 1), 6)
-    pool = np.frombuffer(trainer._arena, np.uint8, plan.sample_budget,
-                         c_trainer.sample_pool_offset)
+    pool = np.frombuffer(trainer._arena, np.uint8, plan.sample_budget, c_trainer.sample_pool_offset)
     for epoch in range(3):
         trainer.begin_epoch(epoch)
         assert not pool.any()  # zeroed
         selection = sample_channels(plan, epoch)
         placed, used = _pool_layout(plan, selection, MLP)
         assert used <= plan.sample_budget
-        records = layouts._words(trainer._arena, c_trainer.layers_offset, 3,
-                                 layouts.LAYER_WORDS)
+        records = layouts._words(trainer._arena, c_trainer.layers_offset, 3, layouts.LAYER_WORDS)
         for record in records[:2]:
             for slot, name in enumerate(layouts._STATE_NAMES):
                 key = (name, int(record[0]))
@@ -244,8 +282,7 @@ def test_only_drawn_channels_train_and_gradients_pass_empty_layers():
     channel: it stays untouched while operator 1, before it, trains (the
     gradient passes through it); operator 1 changes only in drawn channels."""
     model = th.with_zero_classifier(MLP)
-    plan = _plan(model, {1: (None, 3140), 2: (None, 10**6)}, 12000, seed=1,
-                 learning_rate=0.05)
+    plan = _plan(model, {1: (None, 3140), 2: (None, 10**6)}, 12000, seed=1, learning_rate=0.05)
     plan.layers.append(LayerPlan(3, "weights", list(range(10))))
     trainer = Trainer(model, plan)
     x, y = th.shuffled(*th.quantized_split("mnist", "train", (1, 28, 28, 1), 60), 0)
@@ -265,8 +302,12 @@ def test_only_drawn_channels_train_and_gradients_pass_empty_layers():
         assert changed and changed <= set(selection[1])
         drawn |= changed
     assert len(drawn) > 3
-    original = np.frombuffer(model, np.int8, graph.tensors[graph.operators[2].inputs[1]]
-                             .data_size, graph.tensors[graph.operators[2].inputs[1]].data_pos)
+    original = np.frombuffer(
+        model,
+        np.int8,
+        graph.tensors[graph.operators[2].inputs[1]].data_size,
+        graph.tensors[graph.operators[2].inputs[1]].data_pos,
+    )
     assert np.array_equal(weights(2).reshape(-1), original)
 
 
@@ -296,8 +337,9 @@ def test_begin_epoch_checks_its_argument_and_static_plans_ignore_it():
 
 
 def test_an_epoch_of_a_sampled_plan_must_start_on_a_batch_boundary():
-    plan = TrainingPlan.sampled(MLP, [1, 2], budget_bytes=30000, seed=3, learning_rate=0.05,
-                                batch_size=3)
+    plan = TrainingPlan.sampled(
+        MLP, [1, 2], budget_bytes=30000, seed=3, learning_rate=0.05, batch_size=3
+    )
     trainer = Trainer(MLP, plan)
     x, y = th.quantized_split("mnist", "train", (1, 28, 28, 1))
     trainer.train_step(x[:4], y[:4])  # one whole batch and one sample of the next

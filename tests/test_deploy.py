@@ -4,10 +4,11 @@ errors users hit first.
 The end-to-end run trains the DS-CNN transfer model's classifier on a
 reduced FSDD subset in QEMU (about 15 s) and checks the report.
 """
+
 import json
 import os
-import re
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -18,10 +19,7 @@ import pytest
 import training_helpers as th
 from planning import cost_model, schemes
 from tflm_training import Interpreter, TrainingPlan
-from tools import board_config
-from tools import deploy_steps
-from tools import emulation
-from tools import firmware_build
+from tools import board_config, deploy_steps, emulation, firmware_build
 
 DEPLOY = [sys.executable, "tools/deploy.py"]
 
@@ -30,8 +28,14 @@ FAST = ("--train_samples", "100", "--epochs", "2", "--test_samples", "50")
 
 
 def _deploy(*args, timeout=300, env=None):
-    return subprocess.run([*DEPLOY, *args], cwd=th.TESTS.parent, capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [*DEPLOY, *args],
+        cwd=th.TESTS.parent,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def _env_without(tmp_path, hidden, extra_dir=None):
@@ -63,8 +67,18 @@ def _env_without(tmp_path, hidden, extra_dir=None):
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("deploy")
-    result = _deploy("--board", "nrf52840", "--out", str(out), "--train_samples", "100",
-                     "--epochs", "2", "--test_samples", "50")
+    result = _deploy(
+        "--board",
+        "nrf52840",
+        "--out",
+        str(out),
+        "--train_samples",
+        "100",
+        "--epochs",
+        "2",
+        "--test_samples",
+        "50",
+    )
     return result, out
 
 
@@ -77,12 +91,15 @@ def test_default_run_learns_on_the_device_like_the_host(default_run):
     device, host = report["device"], report["host"]
     assert device["accuracy_after"] > device["accuracy_before"]
     assert (device["accuracy_before"], device["accuracy_after"]) == (
-        host["accuracy_before"], host["accuracy_after"])
+        host["accuracy_before"],
+        host["accuracy_after"],
+    )
     comparison = report["comparison"]
     assert comparison["weights_bit_identical"] and comparison["losses_bit_identical"]
     assert comparison["predictions_identical"] and comparison["mismatches"] == []
     assert comparison["tensors"] and all(
-        t["device_crc32"] == t["host_crc32"] for t in comparison["tensors"])
+        t["device_crc32"] == t["host_crc32"] for t in comparison["tensors"]
+    )
     assert device["instructions_per_step"] > 0 and device["samples_per_second"] > 0
     # Saved once, power-cycled, and the state came back from flash.
     assert [s["saved"] for s in device["saves"]] == [True]
@@ -109,8 +126,9 @@ def test_default_run_writes_the_artifacts(default_run):
     model = (out / "model.tflite").read_bytes()
     plan = TrainingPlan.from_bytes((out / "plan.bin").read_bytes())
     plan.check_model(model)
-    assert "operator 10 FULLY_CONNECTED: weights and bias of 10/10" in (
-        out / "plan.txt").read_text()
+    assert (
+        "operator 10 FULLY_CONNECTED: weights and bias of 10/10" in (out / "plan.txt").read_text()
+    )
     device_model = (out / "trained_device.tflite").read_bytes()
     assert device_model == (out / "trained_host.tflite").read_bytes() != model
     trained = Interpreter.from_bytes(device_model)
@@ -139,8 +157,10 @@ def test_default_run_reports_every_layer(default_run):
     assert all(r["instructions_forward"] > 0 for r in rows)
     visited = [r for r in rows if r["arena_backward"] is not None]
     assert visited and all(r["instructions_backward"] > 0 for r in visited)
-    assert max(max(r["arena_forward"], r["arena_backward"] or 0) for r in rows) <= \
-        report["arena_bytes"]
+    assert (
+        max(max(r["arena_forward"], r["arena_backward"] or 0) for r in rows)
+        <= report["arena_bytes"]
+    )
     assert json.loads((out / "layers" / "layers.json").read_text()) == rows
     assert (out / "layers" / "layers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| 10 | FULLY_CONNECTED | weights 10/10 |" in (out / "layers" / "layers.md").read_text()
@@ -159,8 +179,13 @@ def test_unknown_board_lists_the_known_ones(tmp_path):
 @pytest.mark.slow
 def test_dataset_with_the_wrong_shape_says_what_is_wrong(tmp_path):
     path = tmp_path / "bad.npz"
-    np.savez(path, x_train=np.zeros((20, 32, 32, 3), np.uint8), y_train=np.arange(20) % 10,
-             x_test=np.zeros((10, 32, 32, 3), np.uint8), y_test=np.arange(10))
+    np.savez(
+        path,
+        x_train=np.zeros((20, 32, 32, 3), np.uint8),
+        y_train=np.arange(20) % 10,
+        x_test=np.zeros((10, 32, 32, 3), np.uint8),
+        y_test=np.arange(10),
+    )
     result = _deploy("--dataset", str(path), "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     assert "x_train has shape (20, 32, 32, 3)" in result.stderr
@@ -170,8 +195,13 @@ def test_dataset_with_the_wrong_shape_says_what_is_wrong(tmp_path):
 @pytest.mark.slow
 def test_dataset_with_labels_beyond_the_head_says_so(tmp_path):
     path = tmp_path / "labels.npz"
-    np.savez(path, x_train=np.zeros((20, 49, 40, 1), np.uint8), y_train=np.arange(20),
-             x_test=np.zeros((10, 49, 40, 1), np.uint8), y_test=np.arange(10))
+    np.savez(
+        path,
+        x_train=np.zeros((20, 49, 40, 1), np.uint8),
+        y_train=np.arange(20),
+        x_test=np.zeros((10, 49, 40, 1), np.uint8),
+        y_test=np.arange(10),
+    )
     result = _deploy("--dataset", str(path), "--head", "keep", "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     assert "labels 0 to 19" in result.stderr and "10 classes" in result.stderr
@@ -183,9 +213,15 @@ def test_budget_too_small_names_the_minimum(tmp_path):
     assert result.returncode == 2
     assert "--budget_kb 10" in result.stderr
     model = (th.MODELS / "transfer" / "ds_cnn_fsdd.tflite").read_bytes()
-    need = deploy_steps.training_arena(model, TrainingPlan.classifier_only(
-        model, learning_rate=0.02, momentum=deploy_steps.MOMENTUM,
-        batch_size=deploy_steps.BATCH_SIZE))
+    need = deploy_steps.training_arena(
+        model,
+        TrainingPlan.classifier_only(
+            model,
+            learning_rate=0.02,
+            momentum=deploy_steps.MOMENTUM,
+            batch_size=deploy_steps.BATCH_SIZE,
+        ),
+    )
     assert f"raise --budget_kb to at least {-(-need // 1024)} " in result.stderr
     assert "the smallest plan, the classifier's biases only, needs" in result.stderr
 
@@ -204,22 +240,30 @@ def test_sparse_trains_the_classifier_and_some_channels_of_an_earlier_layer(spar
     report = json.loads((out / "report.json").read_text())
     assert report["scheme"] == "sparse"
     assert len(report["trained"]) == 2
-    earlier, classifier = sorted(report["trained"], key=lambda l: l["operator"])
-    assert classifier == {"operator": 10, "name": "FULLY_CONNECTED", "update": "weights",
-                          "channels": 10, "of_channels": 10}
+    earlier, classifier = sorted(report["trained"], key=lambda layer: layer["operator"])
+    assert classifier == {
+        "operator": 10,
+        "name": "FULLY_CONNECTED",
+        "update": "weights",
+        "channels": 10,
+        "of_channels": 10,
+    }
     assert earlier["operator"] < classifier["operator"] and earlier["update"] == "weights"
     assert 0 < earlier["channels"] < earlier["of_channels"]
     assert earlier["channels"] == earlier["of_channels"] // schemes.SPARSE_FRACTION
     device, host = report["device"], report["host"]
     assert device["accuracy_after"] > device["accuracy_before"]
     assert (device["accuracy_before"], device["accuracy_after"]) == (
-        host["accuracy_before"], host["accuracy_after"])
+        host["accuracy_before"],
+        host["accuracy_after"],
+    )
     comparison = report["comparison"]
     assert comparison["weights_bit_identical"] and comparison["losses_bit_identical"]
     assert device["power_cycle"]["state_came_back"]
     # Two layers' weights and biases, each equal on the device and the host.
     assert len(comparison["tensors"]) == 4 and all(
-        t["equal"] and t["device_crc32"] == t["host_crc32"] for t in comparison["tensors"])
+        t["equal"] and t["device_crc32"] == t["host_crc32"] for t in comparison["tensors"]
+    )
     assert report["memory"]["fits"]
     assert "trained (sparse)" in result.stdout and "bit-identical" in result.stdout
 
@@ -248,8 +292,13 @@ def test_noemulate_builds_the_firmware_and_says_how_to_flash(tmp_path):
     assert "device" not in report and "comparison" not in report
     assert command in report["flash"]
     assert report["memory"]["fits"] and report["memory"]["board"] == "nrf52840"
-    dry = subprocess.run([sys.executable, *command.split()[1:], "--dry_run"],
-                         cwd=th.TESTS.parent, capture_output=True, text=True, env=env)
+    dry = subprocess.run(
+        [sys.executable, *command.split()[1:], "--dry_run"],
+        cwd=th.TESTS.parent,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert dry.returncode == 0, dry.stderr
     assert f"$ pyocd flash --target nrf52840 {hex_file}" in dry.stdout
     assert not marker.exists()
@@ -311,8 +360,17 @@ SEARCH_BUDGET_KB = "140"  # the DS-CNN's 72 KB inference arena + 68 KB
 @pytest.fixture(scope="module", params=["sparse-search", "trady", "lowrank"])
 def searched_run(request, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"deploy_{request.param}")
-    result = _deploy("--board", "nrf52840", "--scheme", request.param, "--budget_kb",
-                     SEARCH_BUDGET_KB, "--out", str(out), *FAST)
+    result = _deploy(
+        "--board",
+        "nrf52840",
+        "--scheme",
+        request.param,
+        "--budget_kb",
+        SEARCH_BUDGET_KB,
+        "--out",
+        str(out),
+        *FAST,
+    )
     return request.param, result, out
 
 
@@ -326,8 +384,9 @@ def test_searched_schemes_fit_the_budget_and_train_on_device_like_the_host(searc
     plan = TrainingPlan.from_bytes((out / "plan.bin").read_bytes())
     updates = {layer.operator_index: layer.update for layer in plan.layers}
     assert updates.pop(10) == "weights"  # the classifier always trains fully
-    expected = {"sparse-search": {"weights", "bias"}, "trady": {"sampled"},
-                "lowrank": {"lowrank"}}[scheme]
+    expected = {"sparse-search": {"weights", "bias"}, "trady": {"sampled"}, "lowrank": {"lowrank"}}[
+        scheme
+    ]
     assert updates and set(updates.values()) <= expected
     if scheme == "trady":
         assert report["sample_budget"] == plan.sample_budget > 0
@@ -336,7 +395,9 @@ def test_searched_schemes_fit_the_budget_and_train_on_device_like_the_host(searc
         assert result.stdout.count("<- chosen") == 1
     device, host = report["device"], report["host"]
     assert (device["accuracy_before"], device["accuracy_after"]) == (
-        host["accuracy_before"], host["accuracy_after"])
+        host["accuracy_before"],
+        host["accuracy_after"],
+    )
     comparison = report["comparison"]
     assert comparison["weights_bit_identical"] and comparison["losses_bit_identical"]
     assert all(t["equal"] for t in comparison["tensors"])
@@ -345,8 +406,17 @@ def test_searched_schemes_fit_the_budget_and_train_on_device_like_the_host(searc
 
 @pytest.mark.firmware
 def test_16_bit_gradients_train_on_the_device_like_the_host_in_less_memory(tmp_path):
-    result = _deploy("--board", "nrf52840", "--scheme", "bias", "--gradient_bits", "16",
-                     "--out", str(tmp_path), *FAST)
+    result = _deploy(
+        "--board",
+        "nrf52840",
+        "--scheme",
+        "bias",
+        "--gradient_bits",
+        "16",
+        "--out",
+        str(tmp_path),
+        *FAST,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     plan = TrainingPlan.from_bytes((tmp_path / "plan.bin").read_bytes())
@@ -354,7 +424,8 @@ def test_16_bit_gradients_train_on_the_device_like_the_host_in_less_memory(tmp_p
     assert "16-bit gradients" in (tmp_path / "plan.txt").read_text()
     wide = deploy_steps.make_plan((tmp_path / "model.tflite").read_bytes(), "bias", 0.02)
     assert report["arena_bytes"] < 0.75 * deploy_steps.training_arena(
-        (tmp_path / "model.tflite").read_bytes(), wide)
+        (tmp_path / "model.tflite").read_bytes(), wide
+    )
     comparison = report["comparison"]
     assert comparison["weights_bit_identical"] and comparison["losses_bit_identical"]
     assert comparison["predictions_identical"]
@@ -363,8 +434,9 @@ def test_16_bit_gradients_train_on_the_device_like_the_host_in_less_memory(tmp_p
 @pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["sparse-search", "trady", "lowrank"])
 def test_searched_scheme_with_too_small_a_budget_names_the_minimum(tmp_path, scheme):
-    result = _deploy("--scheme", scheme, "--budget_kb", "60", "--out", str(tmp_path),
-                     "--noemulate", *FAST)
+    result = _deploy(
+        "--scheme", scheme, "--budget_kb", "60", "--out", str(tmp_path), "--noemulate", *FAST
+    )
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"error: {scheme}:" in result.stderr and "at least" in result.stderr
     assert "(--budget_kb)" in result.stderr and "Traceback" not in result.stderr
@@ -372,8 +444,9 @@ def test_searched_scheme_with_too_small_a_budget_names_the_minimum(tmp_path, sch
 
 @pytest.mark.slow
 def test_trady_with_a_partial_last_batch_says_how_many_samples(tmp_path):
-    result = _deploy("--scheme", "trady", "--train_samples", "7", "--out", str(tmp_path),
-                     "--noemulate")
+    result = _deploy(
+        "--scheme", "trady", "--train_samples", "7", "--out", str(tmp_path), "--noemulate"
+    )
     assert result.returncode == 2
     assert "multiple of 5" in result.stderr and "not 7" in result.stderr
     assert "Traceback" not in result.stderr
@@ -391,12 +464,21 @@ def test_auto_falls_back_to_a_scheme_that_fits_the_budget(tmp_path):
 
 
 def _tree(folder):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
-CLASSIFIER_FAST = ("--scheme", "classifier", "--train_samples", "30", "--epochs", "1",
-                   "--test_samples", "20")
+CLASSIFIER_FAST = (
+    "--scheme",
+    "classifier",
+    "--train_samples",
+    "30",
+    "--epochs",
+    "1",
+    "--test_samples",
+    "20",
+)
 
 
 @pytest.fixture(scope="module")
@@ -416,8 +498,7 @@ def _failed_run(previous_out, *args):
     assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert _tree(previous_out) == before
-    partial = pathlib.Path(result.stderr.rsplit("partial files of this run are in ", 1)[1]
-                           .strip())
+    partial = pathlib.Path(result.stderr.rsplit("partial files of this run are in ", 1)[1].strip())
     return result, partial
 
 
@@ -436,8 +517,9 @@ def test_a_rate_that_saturates_the_model_is_refused_and_out_kept(previous_out):
     assert len(report["device"]["loss_curve"]["mean_loss"]) == 30
     shutil.rmtree(partial)
     # The user may accept it.
-    result = _deploy("--out", str(partial), *CLASSIFIER_FAST, "--learning_rate", "1e6",
-                     "--max_saturation", "1")
+    result = _deploy(
+        "--out", str(partial), *CLASSIFIER_FAST, "--learning_rate", "1e6", "--max_saturation", "1"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "warning: training saturated operator 10" in result.stdout
 
@@ -447,15 +529,19 @@ def test_steps_that_diverge_change_nothing_on_the_device(previous_out):
     """At 3e38 the updates overflow: with its undo buffer the device
     changes nothing (as the host), and the run is refused."""
     result, partial = _failed_run(previous_out, *CLASSIFIER_FAST, "--learning_rate", "3e38")
-    assert re.search(r"error: \d+ of 30 training steps diverged \(NaN or infinity; each "
-                     r"changed nothing\).*lower --learning_rate", result.stderr)
+    assert re.search(
+        r"error: \d+ of 30 training steps diverged \(NaN or infinity; each "
+        r"changed nothing\).*lower --learning_rate",
+        result.stderr,
+    )
     assert "the step changed nothing" in result.stdout
     report = json.loads((partial / "report.json").read_text())
     assert report["device"]["diverged_steps"] > 0 and report["device"]["undo_bytes"] > 0
     assert report["comparison"]["weights_bit_identical"]
     # Every batch's update diverged: the adapted model is the model itself.
     assert (partial / "trained_device.tflite").read_bytes() == (
-        partial / "model.tflite").read_bytes()
+        partial / "model.tflite"
+    ).read_bytes()
 
 
 @pytest.mark.firmware
@@ -463,10 +549,24 @@ def test_a_float_input_model_learns_on_the_device_like_the_host(tmp_path):
     """float32 in and out (QUANTIZE and DEQUANTIZE at the ends): uint8 data
     is fed as x / 255, sent to the device as float32 samples."""
     out = tmp_path / "float"
-    result = _deploy("--model", "tests/models/float_io.tflite", "--dataset",
-                     "tests/data/mnist.npz", "--out", str(out), "--scheme", "classifier",
-                     "--train_samples", "40", "--epochs", "1", "--test_samples", "30",
-                     "--heldout_samples", "4")
+    result = _deploy(
+        "--model",
+        "tests/models/float_io.tflite",
+        "--dataset",
+        "tests/data/mnist.npz",
+        "--out",
+        str(out),
+        "--scheme",
+        "classifier",
+        "--train_samples",
+        "40",
+        "--epochs",
+        "1",
+        "--test_samples",
+        "30",
+        "--heldout_samples",
+        "4",
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["comparison"]["weights_bit_identical"]

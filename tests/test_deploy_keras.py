@@ -31,9 +31,21 @@ def user_model(tmp_path_factory):
 def test_a_keras_model_file_trains_on_the_emulated_board(user_model, tmp_path):
     out = tmp_path / "deploy"
     cli = subprocess.run(
-        [sys.executable, "tools/deploy.py", "--board=nrf52840", f"--model={user_model}",
-         "--train_samples=60", "--epochs=2", "--test_samples=50", f"--out={out}"],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "tools/deploy.py",
+            "--board=nrf52840",
+            f"--model={user_model}",
+            "--train_samples=60",
+            "--epochs=2",
+            "--test_samples=50",
+            f"--out={out}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert cli.returncode == 0, cli.stdout[-3000:] + cli.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["comparison"]["weights_bit_identical"]

@@ -26,8 +26,8 @@ TESTS = pathlib.Path(__file__).resolve().parent
 REPO = TESTS.parent
 sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(REPO))
-import kernel_cases  # noqa: E402
-from tools import emulation, firmware_build, host_build  # noqa: E402
+import kernel_cases
+from tools import emulation, firmware_build, host_build
 
 HOST_CASES = {"CONV_2D": 300, "DEPTHWISE_CONV_2D": 300, "FULLY_CONNECTED": 150}
 FIRMWARE_CASES = {"CONV_2D": 70, "DEPTHWISE_CONV_2D": 70, "FULLY_CONNECTED": 40}
@@ -39,14 +39,16 @@ BOARD = "mps2_an386"
 
 
 def _defines(elf, symbol):
-    names = subprocess.run([firmware_build.NM, str(elf)], capture_output=True, text=True,
-                           check=True).stdout.split()
+    names = subprocess.run(
+        [firmware_build.NM, str(elf)], capture_output=True, text=True, check=True
+    ).stdout.split()
     return symbol in names
 
 
 @pytest.mark.firmware
 def test_images_link_the_multiplied_depthwise_path_only_when_needed(tmp_path):
     import tflm_training
+
     for name, needed in (("ds_cnn", False), ("depth_multiplier", True)):
         model = REPO / "tests" / "models" / f"{name}.tflite"
         details = tflm_training.Interpreter.from_bytes(model.read_bytes()).get_input_details(0)
@@ -67,6 +69,7 @@ def _tflm(case):
 
 def _ours(case):
     import tflm_training  # after conftest built the library
+
     try:
         interpreter = tflm_training.Interpreter.from_bytes(case.model)
         interpreter.set_input(case.feeds[0], 0)
@@ -90,6 +93,7 @@ def _check_shares(ran, dsp, total):
 @pytest.mark.slow
 def test_kernel_cases_match_tflm_on_the_host():
     import tflm_training
+
     # Set by test_emulated_dsp_build_matches_tflm for its child process.
     expect_dsp = os.environ.get("TFLM_TRAINING_EXPECT_DSP") == "1"
     assert tflm_training.interpreter.dsp_paths_enabled() == expect_dsp
@@ -115,18 +119,25 @@ def test_kernel_cases_match_tflm_on_the_host():
 @pytest.mark.slow
 def test_emulated_dsp_build_matches_tflm():
     library = host_build.build_host_if_stale(emulate_dsp=True)
-    checks = [f"{TESTS / 'test_dsp_paths.py'}::test_kernel_cases_match_tflm_on_the_host",
-              str(TESTS / "test_bit_exact.py")]
-    checks += [f"{TESTS / 'test_random_ops.py'}::test_random_configurations[{op}]"
-               for op in kernel_cases.OPS]
-    env = dict(os.environ, TFLM_TRAINING_LIBRARY=str(library),
-               TFLM_TRAINING_EXPECT_DSP="1")
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             *checks], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=900)
+    checks = [
+        f"{TESTS / 'test_dsp_paths.py'}::test_kernel_cases_match_tflm_on_the_host",
+        str(TESTS / "test_bit_exact.py"),
+    ]
+    checks += [
+        f"{TESTS / 'test_random_ops.py'}::test_random_configurations[{op}]"
+        for op in kernel_cases.OPS
+    ]
+    env = dict(os.environ, TFLM_TRAINING_LIBRARY=str(library), TFLM_TRAINING_EXPECT_DSP="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *checks],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-2000:]
-
 
 
 @pytest.mark.firmware
@@ -143,8 +154,9 @@ def test_kernel_cases_match_tflm_in_the_firmware(tmp_path):
         name = f"{case.op.lower()}_{index}"
         model = tmp_path / f"{name}.tflite"
         model.write_bytes(case.model)
-        built = firmware_build.build_firmware(BOARD, model, case.feeds[0][None],
-                                              out_dir=tmp_path / name)
+        built = firmware_build.build_firmware(
+            BOARD, model, case.feeds[0][None], out_dir=tmp_path / name
+        )
         if case.op == "DEPTHWISE_CONV_2D" and case.config["multiplier"] > 1:
             # Its DSP path is linked only into images that need it.
             assert _defines(built.elf, "tt_depthwise_dsp_group_multiplied")
@@ -153,7 +165,9 @@ def test_kernel_cases_match_tflm_in_the_firmware(tmp_path):
         ran += 1
         dsp += case.config["dsp"]
         if result.log.errors or not outputs or not np.array_equal(outputs[0], golden):
-            failures.append(f"{case.op} case {index} {case.config}: firmware "
-                            f"{result.status} {result.log.errors} {outputs}")
+            failures.append(
+                f"{case.op} case {index} {case.config}: firmware "
+                f"{result.status} {result.log.errors} {outputs}"
+            )
     assert not failures, "\n".join(failures[:5])
     _check_shares(ran, dsp, total)

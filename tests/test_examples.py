@@ -6,8 +6,7 @@ import pathlib
 
 import pytest
 
-from tools import deploy_steps
-from tools import firmware_build
+from tools import deploy_steps, firmware_build
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -23,7 +22,8 @@ COPIES = {
 @pytest.mark.parametrize("name", sorted(COPIES))
 def test_each_example_is_a_copy_of_its_fixture(name):
     assert (EXAMPLES / name).read_bytes() == (REPO / COPIES[name]).read_bytes(), (
-        f"examples/{name} differs from {COPIES[name]}: copy the fixture again")
+        f"examples/{name} differs from {COPIES[name]}: copy the fixture again"
+    )
 
 
 def test_every_example_file_is_listed():
@@ -34,7 +34,10 @@ def test_every_example_file_is_listed():
 
 
 def test_the_tools_defaults_are_examples():
-    defaults = [firmware_build.DEFAULT_MODEL, deploy_steps.DEFAULT_MODEL,
-                *deploy_steps.DATASETS["fsdd"]]
+    defaults = [
+        firmware_build.DEFAULT_MODEL,
+        deploy_steps.DEFAULT_MODEL,
+        *deploy_steps.DATASETS["fsdd"],
+    ]
     for path in defaults:
         assert path.parent == EXAMPLES and path.is_file(), path

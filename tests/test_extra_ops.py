@@ -32,29 +32,40 @@ import tflm_training
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
-import golden  # noqa: E402  pylint: disable=g-import-not-at-top
+import golden
 
-MODELS_DIR = os.path.join(TESTS_DIR, 'models', 'extra_ops')
-MODEL_NAMES = sorted(f[:-len('.tflite')] for f in os.listdir(MODELS_DIR)
-                     if f.endswith('.tflite'))
+MODELS_DIR = os.path.join(TESTS_DIR, "models", "extra_ops")
+MODEL_NAMES = sorted(f[: -len(".tflite")] for f in os.listdir(MODELS_DIR) if f.endswith(".tflite"))
 
-NEW_OPS = {'MUL', 'SUB', 'LOGISTIC', 'TANH', 'HARD_SWISH', 'LEAKY_RELU',
-           'MAXIMUM', 'MINIMUM', 'STRIDED_SLICE', 'TRANSPOSE',
-           'RESIZE_NEAREST_NEIGHBOR', 'SPLIT', 'SPLIT_V', 'EXPAND_DIMS'}
+NEW_OPS = {
+    "MUL",
+    "SUB",
+    "LOGISTIC",
+    "TANH",
+    "HARD_SWISH",
+    "LEAKY_RELU",
+    "MAXIMUM",
+    "MINIMUM",
+    "STRIDED_SLICE",
+    "TRANSPOSE",
+    "RESIZE_NEAREST_NEIGHBOR",
+    "SPLIT",
+    "SPLIT_V",
+    "EXPAND_DIMS",
+}
 # Operators each model must contain (so a regenerated model that lost one,
 # e.g. to a converter change, is noticed).
 EXPECTED_OPS = {
-    'unary_ops': {'LOGISTIC', 'TANH', 'HARD_SWISH', 'LEAKY_RELU'},
-    'binary_ops': {'MUL', 'SUB', 'MAXIMUM', 'MINIMUM'},
-    'binary_all_pairs': {'ADD', 'SUB', 'MUL', 'MAXIMUM', 'MINIMUM'},
-    'squeeze_excite': {'HARD_SWISH', 'MUL', 'LOGISTIC', 'ADD', 'MEAN'},
-    'activations': {'TANH', 'LOGISTIC', 'HARD_SWISH', 'LEAKY_RELU',
-                    'MAXIMUM', 'MINIMUM'},
-    'strided_slice': {'STRIDED_SLICE'},
-    'transpose': {'TRANSPOSE'},
-    'resize_nearest_neighbor': {'RESIZE_NEAREST_NEIGHBOR'},
-    'split': {'SPLIT', 'SPLIT_V'},
-    'expand_dims': {'EXPAND_DIMS'},
+    "unary_ops": {"LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU"},
+    "binary_ops": {"MUL", "SUB", "MAXIMUM", "MINIMUM"},
+    "binary_all_pairs": {"ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM"},
+    "squeeze_excite": {"HARD_SWISH", "MUL", "LOGISTIC", "ADD", "MEAN"},
+    "activations": {"TANH", "LOGISTIC", "HARD_SWISH", "LEAKY_RELU", "MAXIMUM", "MINIMUM"},
+    "strided_slice": {"STRIDED_SLICE"},
+    "transpose": {"TRANSPOSE"},
+    "resize_nearest_neighbor": {"RESIZE_NEAREST_NEIGHBOR"},
+    "split": {"SPLIT", "SPLIT_V"},
+    "expand_dims": {"EXPAND_DIMS"},
 }
 N_RANDOM_INPUTS = 4
 N_VARIANTS = 12
@@ -63,7 +74,7 @@ GOLDEN_ARENA_SIZE = 4 << 20
 
 
 def _bytes(name):
-    with open(os.path.join(MODELS_DIR, name + '.tflite'), 'rb') as f:
+    with open(os.path.join(MODELS_DIR, name + ".tflite"), "rb") as f:
         return f.read()
 
 
@@ -75,9 +86,8 @@ def _inputs(buf, seed):
     xs = []
     for t in sg.inputs:
         tensor = sg.tensors[t]
-        assert golden.TYPE_NAMES[tensor.type] == 'INT8'
-        xs.append(rng.integers(-128, 128, size=tuple(tensor.shape),
-                               dtype=np.int64).astype(np.int8))
+        assert golden.TYPE_NAMES[tensor.type] == "INT8"
+        xs.append(rng.integers(-128, 128, size=tuple(tensor.shape), dtype=np.int64).astype(np.int8))
     return xs
 
 
@@ -103,13 +113,18 @@ def _input_sets(buf, seeds):
 
 def _describe(ours, ref):
     if ours.shape != ref.shape:
-        return 'shape %s, tflite_micro has %s' % (ours.shape, ref.shape)
+        return "shape %s, tflite_micro has %s" % (ours.shape, ref.shape)
     a = ours.astype(np.int64).ravel()
     b = ref.astype(np.int64).ravel()
     bad = np.flatnonzero(a != b)
-    return '%d of %d values differ, max |diff| %d (first at %d: ours %d, ' \
-           'tflite_micro %d)' % (bad.size, a.size, np.abs(a - b).max(),
-                                 bad[0], a[bad[0]], b[bad[0]])
+    return "%d of %d values differ, max |diff| %d (first at %d: ours %d, tflite_micro %d)" % (
+        bad.size,
+        a.size,
+        np.abs(a - b).max(),
+        bad[0],
+        a[bad[0]],
+        b[bad[0]],
+    )
 
 
 def _compare(buf, input_sets, label):
@@ -127,17 +142,20 @@ def _compare(buf, input_sets, label):
         for op_index, _, _, outputs in ops:
             for t in outputs:
                 mine = ours.get_tensor(t)
-                if mine.dtype != ref[t].dtype or mine.shape != ref[t].shape or \
-                    not np.array_equal(mine, ref[t]):
-                    problems.append('%s, input set %d, op %d (%s), tensor %d: %s' % (
-                        label, k, op_index, op_lines[op_index], t,
-                        _describe(mine, ref[t])))
+                if (
+                    mine.dtype != ref[t].dtype
+                    or mine.shape != ref[t].shape
+                    or not np.array_equal(mine, ref[t])
+                ):
+                    problems.append(
+                        "%s, input set %d, op %d (%s), tensor %d: %s"
+                        % (label, k, op_index, op_lines[op_index], t, _describe(mine, ref[t]))
+                    )
     return problems
 
 
 def test_models_cover_every_new_operator():
-    assert sorted(EXPECTED_OPS) == MODEL_NAMES, (
-        'tests/models/extra_ops and EXPECTED_OPS disagree')
+    assert sorted(EXPECTED_OPS) == MODEL_NAMES, "tests/models/extra_ops and EXPECTED_OPS disagree"
     seen = set()
     for name in MODEL_NAMES:
         ops = {op for _, op, _ in golden.list_ops(_bytes(name))}
@@ -146,12 +164,11 @@ def test_models_cover_every_new_operator():
     assert NEW_OPS <= seen, sorted(NEW_OPS - seen)
 
 
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_every_tensor_matches_tflite_micro(name):
     buf = _bytes(name)
     problems = _compare(buf, _input_sets(buf, range(N_RANDOM_INPUTS)), name)
-    assert not problems, '%d tensors differ:\n%s' % (
-        len(problems), '\n'.join(problems[:10]))
+    assert not problems, "%d tensors differ:\n%s" % (len(problems), "\n".join(problems[:10]))
 
 
 def _variant(buf, seed):
@@ -161,8 +178,7 @@ def _variant(buf, seed):
     rng = np.random.default_rng(seed)
     m = golden.read_model(buf)
     sg = m.subgraphs[0]
-    logistic_outputs = {outs[0] for _, op, _, outs in golden.list_ops_full(m)
-                        if op == 'LOGISTIC'}
+    logistic_outputs = {outs[0] for _, op, _, outs in golden.list_ops_full(m) if op == "LOGISTIC"}
     for k, t in enumerate(sg.tensors):
         q = t.quantization
         constant = m.buffers[t.buffer].data is not None
@@ -179,40 +195,42 @@ def _variant(buf, seed):
 
 def _pack(model):
     builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b'TFL3')
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', MODEL_NAMES)
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_quantization_variants_match_tflite_micro(name):
     problems = []
     compared = 0
     for variant in range(N_VARIANTS):
         buf = _variant(_bytes(name), seed=1000 * variant + 7)
-        label = '%s variant %d' % (name, variant)
+        label = "%s variant %d" % (name, variant)
         try:
             golden.GoldenModel(buf, arena_size=GOLDEN_ARENA_SIZE)
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:
             # tflite_micro rejects this variant: so must we.
             try:
                 tflm_training.Interpreter.from_bytes(buf)
             except tflm_training.TflmTrainingError:
                 continue
-            problems.append('%s: tflite_micro rejects it (%s) but our runtime '
-                            'accepts it' % (label, str(e).splitlines()[0]))
+            problems.append(
+                "%s: tflite_micro rejects it (%s) but our runtime "
+                "accepts it" % (label, str(e).splitlines()[0])
+            )
             continue
         try:
             problems += _compare(buf, _input_sets(buf, [100 + variant]), label)
         except tflm_training.TflmTrainingError as e:
-            problems.append('%s: tflite_micro runs it, our runtime fails: %s' % (
-                label, e))
+            problems.append("%s: tflite_micro runs it, our runtime fails: %s" % (label, e))
         compared += 1
-    assert not problems, '%d problems:\n%s' % (len(problems),
-                                               '\n'.join(problems[:10]))
-    assert compared >= N_VARIANTS // 2, (
-        '%s: only %d of %d variants ran in tflite_micro' % (name, compared,
-                                                             N_VARIANTS))
+    assert not problems, "%d problems:\n%s" % (len(problems), "\n".join(problems[:10]))
+    assert compared >= N_VARIANTS // 2, "%s: only %d of %d variants ran in tflite_micro" % (
+        name,
+        compared,
+        N_VARIANTS,
+    )
 
 
 # Quantization at which deriving a requantization multiplier from float
@@ -223,40 +241,63 @@ def test_quantization_variants_match_tflite_micro(name):
 # these quotients in double, although TFLM's SUB, HARD_SWISH and LEAKY_RELU
 # sources once divided in float.
 SCALE_ARITHMETIC_CASES = {
-    'add': ('binary_all_pairs', 'ADD', None,
-            [(0.011619295924901962, 1), (0.17784370481967926, -126)],
-            (0.1711745709180832, -124)),
-    'sub': ('binary_all_pairs', 'SUB', None,
-            [(0.1889697164297104, 13), (0.06725471466779709, 93)],
-            (0.2903970777988434, 20)),
-    'hard_swish': ('unary_ops', 'HARD_SWISH', None,
-                   [(0.06252771615982056, -72)],
-                   (0.03068973682820797, -126)),
-    'leaky_relu_identity': ('unary_ops', 'LEAKY_RELU', 0.2,
-                            [(0.08119545131921768, -128)],
-                            (0.05869117006659508, -128)),
-    'leaky_relu_alpha': ('unary_ops', 'LEAKY_RELU', 0.2,
-                         [(0.07497628033161163, 127)],
-                         (0.06194404140114784, 127)),
+    "add": (
+        "binary_all_pairs",
+        "ADD",
+        None,
+        [(0.011619295924901962, 1), (0.17784370481967926, -126)],
+        (0.1711745709180832, -124),
+    ),
+    "sub": (
+        "binary_all_pairs",
+        "SUB",
+        None,
+        [(0.1889697164297104, 13), (0.06725471466779709, 93)],
+        (0.2903970777988434, 20),
+    ),
+    "hard_swish": (
+        "unary_ops",
+        "HARD_SWISH",
+        None,
+        [(0.06252771615982056, -72)],
+        (0.03068973682820797, -126),
+    ),
+    "leaky_relu_identity": (
+        "unary_ops",
+        "LEAKY_RELU",
+        0.2,
+        [(0.08119545131921768, -128)],
+        (0.05869117006659508, -128),
+    ),
+    "leaky_relu_alpha": (
+        "unary_ops",
+        "LEAKY_RELU",
+        0.2,
+        [(0.07497628033161163, 127)],
+        (0.06194404140114784, 127),
+    ),
 }
 
 
-@pytest.mark.parametrize('case', sorted(SCALE_ARITHMETIC_CASES))
+@pytest.mark.parametrize("case", sorted(SCALE_ARITHMETIC_CASES))
 def test_scale_arithmetic_matches_tflite_micro(case):
     """The model requantized to the case, fed every int8 value (every pair
     for binary_all_pairs): each output must be TFLM's."""
     model, op_name, alpha, inputs, output = SCALE_ARITHMETIC_CASES[case]
     m = golden.read_model(_bytes(model))
     sg = m.subgraphs[0]
-    (out,) = [outs[0] for k, op, _, outs in golden.list_ops_full(m)
-              if op == op_name and (alpha is None or np.float32(
-                  sg.operators[k].builtinOptions.alpha) == np.float32(alpha))]
+    (out,) = [
+        outs[0]
+        for k, op, _, outs in golden.list_ops_full(m)
+        if op == op_name
+        and (alpha is None or np.float32(sg.operators[k].builtinOptions.alpha) == np.float32(alpha))
+    ]
     for t, (scale, zero_point) in list(zip(sg.inputs, inputs)) + [(out, output)]:
         sg.tensors[t].quantization.scale = np.array([scale], np.float32)
         sg.tensors[t].quantization.zeroPoint = np.array([zero_point], np.int64)
     buf = _pack(m)
     problems = _compare(buf, [_all_values(buf)], case)
-    assert not problems, '\n'.join(problems[:10])
+    assert not problems, "\n".join(problems[:10])
 
 
 # ---------------------------------------------------------------------------
@@ -272,13 +313,13 @@ def _const_i32(m, values, shape):
     """Appends a constant int32 tensor (with its own buffer); its index."""
     schema = golden.schema_fb
     buffer = schema.BufferT()
-    buffer.data = np.asarray(values, '<i4').view(np.uint8)
+    buffer.data = np.asarray(values, "<i4").view(np.uint8)
     m.buffers.append(buffer)
     tensor = schema.TensorT()
     tensor.shape = np.array(shape, np.int32)
     tensor.type = schema.TensorType.INT32
     tensor.buffer = len(m.buffers) - 1
-    tensor.name = b'random_config_%d' % len(m.subgraphs[0].tensors)
+    tensor.name = b"random_config_%d" % len(m.subgraphs[0].tensors)
     m.subgraphs[0].tensors.append(tensor)
     return len(m.subgraphs[0].tensors) - 1
 
@@ -300,7 +341,7 @@ def _strided_slice_config(m, rng):
     converter writes them) except sometimes by -1. Returns True when TFLM
     would leave the output unwritten (a shrunk axis whose begin is past the
     end, or that steps backward), which our runtime rejects instead."""
-    op, ins, outs = _first_op(m, 'STRIDED_SLICE')
+    op, ins, outs = _first_op(m, "STRIDED_SLICE")
     shape = list(m.subgraphs[0].tensors[ins[0]].shape)
     rank = len(shape)
     o = op.builtinOptions
@@ -310,8 +351,7 @@ def _strided_slice_config(m, rng):
         strides = rng.choice([-3, -2, -1, 1, 1, 2, 3], rank)
         o.beginMask = int(rng.integers(0, 1 << rank))
         o.endMask = int(rng.integers(0, 1 << rank))
-        o.shrinkAxisMask = int(rng.integers(0, 1 << rank)) \
-            if rng.random() < 0.4 else 0
+        o.shrinkAxisMask = int(rng.integers(0, 1 << rank)) if rng.random() < 0.4 else 0
         out_shape, undefined = [], False
         for d in range(rank):
             b = None if (o.beginMask >> d) & 1 else int(begin[d])
@@ -324,15 +364,21 @@ def _strided_slice_config(m, rng):
             out_shape.append(len(range(shape[d])[slice(b, e, int(strides[d]))]))
         if min(out_shape, default=1) > 0:  # TFLM rejects empty outputs
             break
-    op.inputs = np.array([ins[0], _const_i32(m, begin, [rank]),
-                          _const_i32(m, end, [rank]),
-                          _const_i32(m, strides, [rank])], np.int32)
+    op.inputs = np.array(
+        [
+            ins[0],
+            _const_i32(m, begin, [rank]),
+            _const_i32(m, end, [rank]),
+            _const_i32(m, strides, [rank]),
+        ],
+        np.int32,
+    )
     _set_shape(m, outs[0], out_shape)
     return undefined
 
 
 def _transpose_config(m, rng):
-    op, ins, outs = _first_op(m, 'TRANSPOSE')
+    op, ins, outs = _first_op(m, "TRANSPOSE")
     shape = list(m.subgraphs[0].tensors[ins[0]].shape)
     perm = rng.permutation(len(shape))
     op.inputs = np.array([ins[0], _const_i32(m, perm, [len(perm)])], np.int32)
@@ -340,7 +386,7 @@ def _transpose_config(m, rng):
 
 
 def _resize_config(m, rng):
-    op, ins, outs = _first_op(m, 'RESIZE_NEAREST_NEIGHBOR')
+    op, ins, outs = _first_op(m, "RESIZE_NEAREST_NEIGHBOR")
     shape = list(m.subgraphs[0].tensors[ins[0]].shape)
     size = rng.integers(1, 14, 2)
     op.builtinOptions.alignCorners = bool(rng.random() < 0.5)
@@ -350,16 +396,16 @@ def _resize_config(m, rng):
 
 
 def _split_v_config(m, rng):
-    op, ins, outs = _first_op(m, 'SPLIT_V')
+    op, ins, outs = _first_op(m, "SPLIT_V")
     shape = list(m.subgraphs[0].tensors[ins[0]].shape)
     axes = [a for a in range(len(shape)) if shape[a] >= len(outs)]
     axis = int(rng.choice(axes)) - (len(shape) if rng.random() < 0.5 else 0)
     # Pieces of at least 1: TFLM rejects empty outputs.
-    cuts = np.sort(rng.choice(np.arange(1, shape[axis]), len(outs) - 1,
-                              replace=False))
+    cuts = np.sort(rng.choice(np.arange(1, shape[axis]), len(outs) - 1, replace=False))
     sizes = np.diff(np.concatenate([[0], cuts, [shape[axis]]]))
-    op.inputs = np.array([ins[0], _const_i32(m, sizes, [len(sizes)]),
-                          _const_i32(m, [axis], [])], np.int32)
+    op.inputs = np.array(
+        [ins[0], _const_i32(m, sizes, [len(sizes)]), _const_i32(m, [axis], [])], np.int32
+    )
     for t, size in zip(outs, sizes):
         out_shape = list(shape)
         out_shape[axis] = int(size)
@@ -367,7 +413,7 @@ def _split_v_config(m, rng):
 
 
 def _split_config(m, rng):
-    op, ins, outs = _first_op(m, 'SPLIT')
+    op, ins, outs = _first_op(m, "SPLIT")
     shape = list(m.subgraphs[0].tensors[ins[1]].shape)
     axes = [a for a in range(len(shape)) if shape[a] % len(outs) == 0]
     axis = int(rng.choice(axes)) - (len(shape) if rng.random() < 0.5 else 0)
@@ -379,7 +425,7 @@ def _split_config(m, rng):
 
 
 def _expand_dims_config(m, rng):
-    op, ins, outs = _first_op(m, 'EXPAND_DIMS')
+    op, ins, outs = _first_op(m, "EXPAND_DIMS")
     shape = list(m.subgraphs[0].tensors[ins[0]].shape)
     axis = int(rng.integers(-len(shape) - 1, len(shape) + 1))
     op.inputs = np.array([ins[0], _const_i32(m, [axis], [1])], np.int32)
@@ -389,17 +435,17 @@ def _expand_dims_config(m, rng):
 
 
 RANDOM_CONFIGS = {
-    'STRIDED_SLICE': ('strided_slice', _strided_slice_config),
-    'TRANSPOSE': ('transpose', _transpose_config),
-    'RESIZE_NEAREST_NEIGHBOR': ('resize_nearest_neighbor', _resize_config),
-    'SPLIT': ('split', _split_config),
-    'SPLIT_V': ('split', _split_v_config),
-    'EXPAND_DIMS': ('expand_dims', _expand_dims_config),
+    "STRIDED_SLICE": ("strided_slice", _strided_slice_config),
+    "TRANSPOSE": ("transpose", _transpose_config),
+    "RESIZE_NEAREST_NEIGHBOR": ("resize_nearest_neighbor", _resize_config),
+    "SPLIT": ("split", _split_config),
+    "SPLIT_V": ("split", _split_v_config),
+    "EXPAND_DIMS": ("expand_dims", _expand_dims_config),
 }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('op_name', sorted(RANDOM_CONFIGS))
+@pytest.mark.parametrize("op_name", sorted(RANDOM_CONFIGS))
 def test_random_configurations_match_tflite_micro(op_name):
     model, configure = RANDOM_CONFIGS[op_name]
     problems = []
@@ -409,44 +455,47 @@ def test_random_configurations_match_tflite_micro(op_name):
         m = golden.read_model(_bytes(model))
         undefined_in_tflm = configure(m, rng)
         buf = _pack(m)
-        label = '%s configuration %d' % (op_name, k)
+        label = "%s configuration %d" % (op_name, k)
         if undefined_in_tflm:
             try:
                 tflm_training.Interpreter.from_bytes(buf)
-                problems.append('%s: TFLM leaves the output undefined; our runtime '
-                                'must reject it' % label)
+                problems.append(
+                    "%s: TFLM leaves the output undefined; our runtime must reject it" % label
+                )
             except tflm_training.TflmTrainingError:
                 pass
             continue
         try:
             golden.GoldenModel(buf, arena_size=GOLDEN_ARENA_SIZE)
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:
             try:
                 tflm_training.Interpreter.from_bytes(buf)
             except tflm_training.TflmTrainingError:
                 continue
-            problems.append('%s: tflite_micro rejects it (%s) but our runtime '
-                            'accepts it' % (label, str(e).splitlines()[0]))
+            problems.append(
+                "%s: tflite_micro rejects it (%s) but our runtime "
+                "accepts it" % (label, str(e).splitlines()[0])
+            )
             continue
         try:
             problems += _compare(buf, _input_sets(buf, [k]), label)
         except tflm_training.TflmTrainingError as e:
-            problems.append('%s: tflite_micro runs it, our runtime fails: %s' % (
-                label, e))
+            problems.append("%s: tflite_micro runs it, our runtime fails: %s" % (label, e))
         compared += 1
-    assert not problems, '%d problems:\n%s' % (len(problems),
-                                               '\n'.join(problems[:10]))
+    assert not problems, "%d problems:\n%s" % (len(problems), "\n".join(problems[:10]))
     assert compared >= N_CONFIGS // 2, (op_name, compared)
-
 
 
 def test_relu_requantizes_with_the_scale_ratio_in_double():
     """Found by comparing with the tflite-micro wheel: a float division of the
     scales gives 98 here, TFLM's double division 97."""
-    import single_op_models as som  # pylint: disable=import-outside-toplevel
+    import single_op_models as som
+
     model = som.build_model(
-        "RELU", [som.Tensor(shape=[1, 2], scale=0.08119545131921768, zero_point=-128)],
-        [som.Tensor(shape=[1, 2], scale=0.05869117006659508, zero_point=-128)])
+        "RELU",
+        [som.Tensor(shape=[1, 2], scale=0.08119545131921768, zero_point=-128)],
+        [som.Tensor(shape=[1, 2], scale=0.05869117006659508, zero_point=-128)],
+    )
     interpreter = tflm_training.Interpreter.from_bytes(model)
     interpreter.set_input(np.array([[35, 100]], np.int8), 0)
     interpreter.invoke()

@@ -7,6 +7,7 @@ arena bytes the firmware reports must equal the host's. Also: the counter
 gives exact instruction counts, the stack and counts are reported, runs are
 deterministic, and runtime errors reach the console and the exit status.
 """
+
 import json
 import pathlib
 import re
@@ -20,10 +21,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tools import emulation  # noqa: E402
-from tools import firmware_build  # noqa: E402
-from tools import firmware_console  # noqa: E402
-from tools import host_build  # noqa: E402
+from tools import emulation, firmware_build, firmware_console, host_build
 
 BOARD = "mps2_an386"
 MODELS_DIR = REPO / "tests" / "models"
@@ -41,6 +39,7 @@ def host_library():
 
 def _interpreter(model_path):
     import tflm_training  # after the host library is built
+
     return tflm_training.Interpreter.from_file(model_path)
 
 
@@ -54,8 +53,9 @@ def _dataset_inputs(spec, details, count):
         return x
     q = details["quantization_parameters"]
     info = np.iinfo(details["dtype"])
-    return np.clip(np.round(x / q["scales"][0]) + q["zero_points"][0],
-                   info.min, info.max).astype(details["dtype"])
+    return np.clip(np.round(x / q["scales"][0]) + q["zero_points"][0], info.min, info.max).astype(
+        details["dtype"]
+    )
 
 
 def _run(elf):
@@ -66,6 +66,7 @@ def _run(elf):
 
 def _host_outputs(interpreter, sample):
     import tflm_training
+
     interpreter.set_input(sample[np.newaxis], 0)
     interpreter.invoke()
     outputs = []
@@ -81,8 +82,7 @@ def _host_outputs(interpreter, sample):
 def test_outputs_and_arena_bytes_equal_the_host_runtime(model, tmp_path):
     model_path = MODELS_DIR / MANIFEST[model]["file"]
     interpreter = _interpreter(model_path)
-    inputs = _dataset_inputs(MANIFEST[model], interpreter.get_input_details(0),
-                             INPUTS_PER_MODEL)
+    inputs = _dataset_inputs(MANIFEST[model], interpreter.get_input_details(0), INPUTS_PER_MODEL)
     firmware = firmware_build.build_firmware(BOARD, model_path, inputs, out_dir=tmp_path)
     result = _run(firmware.elf)
 
@@ -122,11 +122,16 @@ def test_reports_instructions_and_stack_high_water(default_firmware):
 
 def _defined_kernels(elf):
     """The forward and backward kernel objects an image defines."""
-    result = subprocess.run([firmware_build.NM, str(elf)], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [firmware_build.NM, str(elf)], capture_output=True, text=True, check=True
+    )
     names = {line.split()[-1] for line in result.stdout.splitlines()}
-    return {n for n in names if n.startswith(("tt_kernel_", "tt_backward_"))
-            and n not in ("tt_kernel_find", "tt_kernel_at", "tt_backward_find")}
+    return {
+        n
+        for n in names
+        if n.startswith(("tt_kernel_", "tt_backward_"))
+        and n not in ("tt_kernel_find", "tt_kernel_at", "tt_backward_find")
+    }
 
 
 EXTRA_OPS = MODELS_DIR / "extra_ops"
@@ -137,22 +142,35 @@ def test_every_kernel_is_named_as_the_build_asks_for_it():
     runtime's operator names: every kernel the runtime defines must carry
     its operator's name, or no image would link it."""
     import tflm_training.interpreter  # after the host library is built
+
     schema = (host_build.RUNTIME / "model" / "tt_schema.h").read_text()
-    codes = {name: int(value) for name, value in
-             re.findall(r"TT_OP_(\w+)\s*=\s*(\d+)", schema)}
+    codes = {name: int(value) for name, value in re.findall(r"TT_OP_(\w+)\s*=\s*(\d+)", schema)}
     defined = []
     for source in sorted(firmware_build.KERNELS_DIR.glob("*.c")):
-        defined += re.findall(r"const tt_(?:backward_)?kernel tt_(?:kernel|backward)_(\w+) = "
-                              r"\{\s*TT_OP_(\w+)", source.read_text())
+        defined += re.findall(
+            r"const tt_(?:backward_)?kernel tt_(?:kernel|backward)_(\w+) = "
+            r"\{\s*TT_OP_(\w+)",
+            source.read_text(),
+        )
     assert len(defined) > 40
     for suffix, op in defined:
         assert tflm_training.interpreter.builtin_name(codes[op]).lower() == suffix, op
 
 
 @pytest.mark.firmware
-@pytest.mark.parametrize("name", ["activations", "expand_dims", "resize_nearest_neighbor",
-                                  "split", "squeeze_excite", "strided_slice", "transpose",
-                                  "unary_ops"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "activations",
+        "expand_dims",
+        "resize_nearest_neighbor",
+        "split",
+        "squeeze_excite",
+        "strided_slice",
+        "transpose",
+        "unary_ops",
+    ],
+)
 def test_extra_operators_run_in_the_firmware_like_on_the_host(name, tmp_path):
     """Each image links its own operators' kernels (MUL, LOGISTIC, TANH,
     HARD_SWISH, SPLIT, TRANSPOSE, ...), and computes what the host does."""
@@ -160,7 +178,8 @@ def test_extra_operators_run_in_the_firmware_like_on_the_host(name, tmp_path):
     interpreter = _interpreter(model_path)
     details = interpreter.get_input_details(0)
     inputs = np.random.default_rng(0).integers(
-        -128, 128, (INPUTS_PER_MODEL, *details["shape"][1:]), dtype=np.int8)
+        -128, 128, (INPUTS_PER_MODEL, *details["shape"][1:]), dtype=np.int8
+    )
     firmware = firmware_build.build_firmware(BOARD, model_path, inputs, out_dir=tmp_path)
     result = _run(firmware.elf)
     assert result.status == 0, (result.log.errors, result.note)
@@ -175,17 +194,24 @@ def test_an_image_links_only_the_kernels_of_its_model(default_firmware, tmp_path
     """ds_cnn's six operators, no other kernel and no backward one; an image
     with every kernel holds more code for the same model and runs it alike."""
     linked = _defined_kernels(default_firmware.elf)
-    assert linked == {"tt_kernel_average_pool_2d", "tt_kernel_conv_2d",
-                      "tt_kernel_depthwise_conv_2d", "tt_kernel_fully_connected",
-                      "tt_kernel_quantize", "tt_kernel_softmax"}
-    assert set(firmware_build.kernel_symbols(firmware_build.DEFAULT_MODEL.read_bytes())) \
-        == linked
+    assert linked == {
+        "tt_kernel_average_pool_2d",
+        "tt_kernel_conv_2d",
+        "tt_kernel_depthwise_conv_2d",
+        "tt_kernel_fully_connected",
+        "tt_kernel_quantize",
+        "tt_kernel_softmax",
+    }
+    assert set(firmware_build.kernel_symbols(firmware_build.DEFAULT_MODEL.read_bytes())) == linked
     for name in ("model.tflite", "inputs.bin"):
         (tmp_path / name).write_bytes((default_firmware.out_dir / name).read_bytes())
     everything = firmware_build.build_app(
-        BOARD, firmware_build.APP, tmp_path,
+        BOARD,
+        firmware_build.APP,
+        tmp_path,
         defines=[f"-DAPP_ARENA_BYTES={default_firmware.summary['arena_bytes']}"],
-        with_runtime=True)
+        with_runtime=True,
+    )
     assert _defined_kernels(everything.elf) > linked | {"tt_kernel_add", "tt_kernel_mul"}
     assert everything.summary["code_bytes"] > default_firmware.summary["code_bytes"] + 10000
     assert _run(everything.elf).log.events == _run(default_firmware.elf).log.events
@@ -210,8 +236,7 @@ def test_counter_counts_instructions_exactly(tmp_path):
 @pytest.mark.firmware
 def test_runtime_error_is_reported_and_becomes_the_exit_status(tmp_path):
     need = _interpreter(firmware_build.DEFAULT_MODEL).arena_used_bytes()
-    firmware = firmware_build.build_firmware(BOARD, out_dir=tmp_path,
-                                             arena_bytes=need - 16)
+    firmware = firmware_build.build_firmware(BOARD, out_dir=tmp_path, arena_bytes=need - 16)
     result = _run(firmware.elf)
     assert result.status == TT_ERR_ARENA_TOO_SMALL
     assert result.qemu_returncode == TT_ERR_ARENA_TOO_SMALL
@@ -220,22 +245,37 @@ def test_runtime_error_is_reported_and_becomes_the_exit_status(tmp_path):
     assert "too small" in error["message"]
     assert result.log.exit_status == TT_ERR_ARENA_TOO_SMALL
 
-    cli = subprocess.run([sys.executable, "tools/emulate.py", f"--elf={firmware.elf}",
-                          "--quiet"], cwd=REPO, capture_output=True, text=True,
-                         timeout=TIMEOUT_S)
+    cli = subprocess.run(
+        [sys.executable, "tools/emulate.py", f"--elf={firmware.elf}", "--quiet"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
     assert cli.returncode == TT_ERR_ARENA_TOO_SMALL, cli.stderr
 
 
 @pytest.mark.firmware
 def test_emulate_cli_maps_nrf52840_to_its_emulator(default_firmware, tmp_path):
     events = tmp_path / "events.json"
-    cli = subprocess.run([sys.executable, "tools/emulate.py", "--board=nrf52840",
-                          f"--elf={default_firmware.elf}", f"--events_out={events}"],
-                         cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "tools/emulate.py",
+            "--board=nrf52840",
+            f"--elf={default_firmware.elf}",
+            f"--events_out={events}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
     assert cli.returncode == 0, cli.stderr
     assert "mps2_an386" in cli.stderr
     assert cli.stdout.count(firmware_console.PREFIX + '{"event":"output"') == len(
-        np.load(firmware_build.DEFAULT_INPUTS))
+        np.load(firmware_build.DEFAULT_INPUTS)
+    )
     assert json.loads(events.read_text())[-1] == {"event": "exit", "status": 0}
 
 
@@ -243,9 +283,19 @@ def test_emulate_cli_maps_nrf52840_to_its_emulator(default_firmware, tmp_path):
 def test_readme_demo_builds_the_default_firmware_and_runs_it(tmp_path):
     """`python tools/emulate.py --board nrf52840`, the README's main command."""
     events = tmp_path / "events.json"
-    cli = subprocess.run([sys.executable, "tools/emulate.py", "--board=nrf52840", "--quiet",
-                          f"--events_out={events}"],
-                         cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S + 120)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "tools/emulate.py",
+            "--board=nrf52840",
+            "--quiet",
+            f"--events_out={events}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S + 120,
+    )
     assert cli.returncode == 0, cli.stderr
     assert "Sketch uses" in cli.stderr and "Maximum is 262144 bytes" in cli.stderr
     log = json.loads(events.read_text())
@@ -261,7 +311,8 @@ def test_console_parser():
         '"values":[1065353216,3221225472]}\r\n'
         'TT {"event":"invoke","index":0,"counter":"cycles","count":null}\n'
         'TT {"event":"exit","status":3}\n'
-        'TT {"event":"out\n')
+        'TT {"event":"out\n'
+    )
     np.testing.assert_array_equal(log.outputs()[0][0], np.array([[1.0, -2.0]], np.float32))
     assert log.counts() == {0: None} and log.counter_unit == "cycles"
     assert log.exit_status == 3 and log.other_lines == ["boot noise"]

@@ -13,13 +13,13 @@ same.
 QEMU time: (EPOCHS * train + 2 * test) DS-CNN forward passes of about 108 M
 instructions each, plus the backward passes, about 5 s.
 """
+
 import zlib
 
 import numpy as np
 import pytest
 
-from test_firmware_training import (FSDD, TRANSFER_MODEL, TRANSFER_TRAIN, _quantized,
-                                    train_on_mcu)
+from test_firmware_training import FSDD, TRANSFER_MODEL, TRANSFER_TRAIN, _quantized, train_on_mcu
 from tflm_training import Trainer, TrainingPlan, memory_model
 
 pytestmark = pytest.mark.firmware
@@ -44,8 +44,7 @@ def case():
 @pytest.fixture(scope="module")
 def mcu(case, tmp_path_factory):
     model, plan, train, test = case
-    return train_on_mcu(model, plan, train, test, tmp_path_factory.mktemp("lowrank"),
-                        EPOCHS)[2]
+    return train_on_mcu(model, plan, train, test, tmp_path_factory.mktemp("lowrank"), EPOCHS)[2]
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +55,14 @@ def host(case):
     for epoch in range(EPOCHS):
         trainer.begin_epoch(epoch)
         losses += [trainer.train_step(train_x[i], train_y[i]) for i in range(len(train_y))]
-    return {"trainer": trainer, "losses": np.array(losses, dtype=np.float32),
-            "after": trainer.predict(test_x)}
+    return {
+        "trainer": trainer,
+        "losses": np.array(losses, dtype=np.float32),
+        "after": trainer.predict(test_x),
+    }
 
 
-def test_low_rank_training_on_the_emulated_board_is_bit_identical_to_the_host(
-        mcu, host, case):
+def test_low_rank_training_on_the_emulated_board_is_bit_identical_to_the_host(mcu, host, case):
     model, plan, (_, train_y), _ = case
     trainer = host["trainer"]
     # Ten updates of two samples; the projectors refresh in updates 3, 5, 7, 9.
@@ -79,11 +80,11 @@ def test_low_rank_training_on_the_emulated_board_is_bit_identical_to_the_host(
     assert mcu.predictions == host["after"].tolist()
 
 
-def test_the_arena_with_low_rank_state_is_the_same_on_board_host_and_memory_model(
-        mcu, host, case):
+def test_the_arena_with_low_rank_state_is_the_same_on_board_host_and_memory_model(mcu, host, case):
     model, plan, _, _ = case
     memory = host["trainer"].memory()
     assert mcu.init["arena_size"] == mcu.init["arena_used"] == memory["total"]
     assert {k: mcu.init[k] for k in memory if k != "total"} == {
-        k: v for k, v in memory.items() if k != "total"}
+        k: v for k, v in memory.items() if k != "total"
+    }
     assert memory_model.training_memory(model, plan).as_dict() == memory

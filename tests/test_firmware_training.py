@@ -26,6 +26,7 @@ classifier static): the channels each epoch draws, every loss and every
 trained byte must equal the host's, and the draws equal
 channel_sampler.sample_channels (a few seconds of QEMU).
 """
+
 import struct
 import subprocess
 import sys
@@ -36,11 +37,9 @@ import pytest
 
 import training_helpers as th
 from test_board_limits import GLOBALS, SKETCH
-from tflm_training import tflite_graph
-from tflm_training import Interpreter, Trainer, TrainingPlan
+from tflm_training import Interpreter, Trainer, TrainingPlan, tflite_graph
 from tflm_training.channel_sampler import sample_channels
-from tools import board_config, emulation, firmware_build, firmware_console
-from tools import training_firmware
+from tools import board_config, emulation, firmware_build, firmware_console, training_firmware
 
 BOARD = "mps2_an386"
 REAL_BOARD = "nrf52840"
@@ -63,8 +62,9 @@ def _quantized(model, path, split, per_class, seed):
     with np.load(path) as data:
         x, y = data[f"x_{split}"], data[f"y_{split}"].astype(np.int64)
     rng = np.random.default_rng(seed)
-    chosen = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class]
-                             for c in np.unique(y)])
+    chosen = np.concatenate(
+        [rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)]
+    )
     chosen = rng.permutation(chosen)
     real = x[chosen].astype(np.float32) / np.float32(255.0)
     q = np.round(real / quantization["scales"][0]) + quantization["zero_points"][0]
@@ -87,8 +87,16 @@ def train_on_mcu(model, plan, train, test, out_dir, epochs):
     on `train` (x, y), evaluated on `test` (x, y) or None."""
     test_x, test_y = test if test is not None else (None, None)
     firmware = training_firmware.build_training_firmware(
-        BOARD, model, plan, *train, out_dir, test_x=test_x, test_y=test_y, epochs=epochs,
-        dump_parameters=True)
+        BOARD,
+        model,
+        plan,
+        *train,
+        out_dir,
+        test_x=test_x,
+        test_y=test_y,
+        epochs=epochs,
+        dump_parameters=True,
+    )
     result = emulation.run_firmware(firmware.elf, BOARD, timeout=QEMU_TIMEOUT_S)
     assert result.status == 0, (result.log.errors, result.note)
     return firmware, result, training_firmware.TrainingRun.from_log(result.log)
@@ -112,8 +120,12 @@ def host(case):
         trainer.begin_epoch(epoch)  # as the firmware does
         losses += [trainer.train_step(train_x[i], train_y[i]) for i in range(len(train_y))]
     after = trainer.predict(test_x)
-    return {"trainer": trainer, "before": before, "after": after,
-            "losses": np.array(losses, dtype=np.float32)}
+    return {
+        "trainer": trainer,
+        "before": before,
+        "after": after,
+        "losses": np.array(losses, dtype=np.float32),
+    }
 
 
 @pytest.mark.firmware
@@ -124,9 +136,14 @@ def test_events_arrive_complete_and_in_order(mcu, case):
     names = [e["event"] for e in log.events]
     train, test = len(case[2][1]), len(case[3][1])
     num_parameters = len(log.named("parameters"))
-    assert names == (["training_init", "evaluation"] + ["train_step"] * (EPOCHS * train)
-                     + ["prediction"] * test + ["evaluation"]
-                     + ["parameters"] * num_parameters + ["stack", "ram", "exit"])
+    assert names == (
+        ["training_init", "evaluation"]
+        + ["train_step"] * (EPOCHS * train)
+        + ["prediction"] * test
+        + ["evaluation"]
+        + ["parameters"] * num_parameters
+        + ["stack", "ram", "exit"]
+    )
 
 
 @pytest.mark.firmware
@@ -136,7 +153,8 @@ def test_arena_is_exactly_what_the_host_trainer_uses(mcu, host):
     assert run.init["arena_size"] == run.init["arena_used"] == trainer.arena_used_bytes()
     memory = trainer.memory()
     assert {k: run.init[k] for k in memory if k != "total"} == {
-        k: v for k, v in memory.items() if k != "total"}
+        k: v for k, v in memory.items() if k != "total"
+    }
     assert run.init["epochs"] == EPOCHS and run.init["test_set"] == "test"
 
 
@@ -146,7 +164,8 @@ def test_every_loss_is_bit_identical_to_the_host(mcu, host, case):
     train = len(case[2][1])
     assert [s["index"] for s in run.steps] == list(range(EPOCHS * train))
     assert [(s["epoch"], s["sample"]) for s in run.steps] == [
-        (e, i) for e in range(EPOCHS) for i in range(train)]
+        (e, i) for e in range(EPOCHS) for i in range(train)
+    ]
     assert run.losses.view(np.uint32).tolist() == host["losses"].view(np.uint32).tolist()
     assert np.all(np.isfinite(run.losses))
 
@@ -207,11 +226,23 @@ def test_nrf52840_training_firmware_fits_the_board(case, tmp_path):
     np.savez(tmp_path / "test.npz", x=test_x, y=test_y)
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "tools/build.py", f"--board={REAL_BOARD}",
-         f"--app={training_firmware.APP}", f"--model={tmp_path / 'model.tflite'}",
-         f"--plan={tmp_path / 'plan.bin'}", f"--train={tmp_path / 'train.npz'}",
-         f"--test={tmp_path / 'test.npz'}", f"--epochs={EPOCHS}", f"--out={out}"],
-        cwd=th.TESTS.parent, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "tools/build.py",
+            f"--board={REAL_BOARD}",
+            f"--app={training_firmware.APP}",
+            f"--model={tmp_path / 'model.tflite'}",
+            f"--plan={tmp_path / 'plan.bin'}",
+            f"--train={tmp_path / 'train.npz'}",
+            f"--test={tmp_path / 'test.npz'}",
+            f"--epochs={EPOCHS}",
+            f"--out={out}",
+        ],
+        cwd=th.TESTS.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     board = board_config.load_board(REAL_BOARD)
     flash_used, _, flash_max = map(int, SKETCH.search(result.stdout).groups())
@@ -231,16 +262,27 @@ def test_build_names_what_is_missing_or_wrong(case, tmp_path):
     model = tmp_path / "model.tflite"
     model.write_bytes(case[0])
     missing = subprocess.run(
-        [sys.executable, "tools/build.py", f"--board={BOARD}",
-         f"--app={training_firmware.APP}", f"--model={model}", "--plan=classifier_only",
-         f"--out={tmp_path / 'out'}"],
-        cwd=th.TESTS.parent, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "tools/build.py",
+            f"--board={BOARD}",
+            f"--app={training_firmware.APP}",
+            f"--model={model}",
+            "--plan=classifier_only",
+            f"--out={tmp_path / 'out'}",
+        ],
+        cwd=th.TESTS.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert missing.returncode != 0 and "--train" in missing.stderr
     assert "Traceback" not in missing.stderr
     other_plan = TrainingPlan.classifier_only(th.model_bytes("mlp")).to_bytes()
     with pytest.raises(firmware_build.BuildError, match="cannot train"):
         training_firmware.build_training_firmware(
-            BOARD, case[0], other_plan, *case[2], tmp_path / "bad")
+            BOARD, case[0], other_plan, *case[2], tmp_path / "bad"
+        )
 
 
 def test_loss_bits_decode_as_float32():
@@ -258,7 +300,8 @@ def test_loss_bits_decode_as_float32():
         '"crc32":0,"hex":"00ff"}\n'
         'TT {"event":"stack","used":8,"size":16}\n'
         'TT {"event":"ram","static":100,"arena_size":64,"arena_used":64,'
-        '"stack_used":8,"peak":108}\n')
+        '"stack_used":8,"peak":108}\n'
+    )
     run = training_firmware.TrainingRun.from_log(log)
     assert run.losses.tolist() == [2.25] and run.predictions == [3]
     assert run.parameters[5]["data"] == b"\x00\xff"
@@ -272,8 +315,14 @@ def test_runtime_errors_reach_the_console_and_the_exit_status(problem, case, tmp
     need = Trainer(model, plan).arena_used_bytes()
     label = 99 if problem == "label_out_of_range" else int(train_y[0])
     firmware = training_firmware.build_training_firmware(
-        BOARD, model, plan, train_x[:1], [label], tmp_path,
-        arena_bytes=need - 16 if problem == "arena_too_small" else None)
+        BOARD,
+        model,
+        plan,
+        train_x[:1],
+        [label],
+        tmp_path,
+        arena_bytes=need - 16 if problem == "arena_too_small" else None,
+    )
     result = emulation.run_firmware(firmware.elf, BOARD, timeout=60)
     (error,) = result.log.errors
     assert result.status == result.qemu_returncode == error["code"] > 0
@@ -294,8 +343,9 @@ def sampled_case():
     a budget of about 3 channels of operator 1 or 38 of operator 2 (state:
     residual, velocity, accumulator), the classifier static."""
     model = th.model_bytes("mlp")
-    plan = TrainingPlan.sampled(model, [1, 2], budget_bytes=30000, seed=2024,
-                                learning_rate=0.05, momentum=0.9, batch_size=2)
+    plan = TrainingPlan.sampled(
+        model, [1, 2], budget_bytes=30000, seed=2024, learning_rate=0.05, momentum=0.9, batch_size=2
+    )
     x, y = th.shuffled(*th.quantized_split("mnist", "train", (1, 28, 28, 1)), 1)
     return model, plan, x[:SAMPLED_TRAIN], y[:SAMPLED_TRAIN]
 
@@ -304,16 +354,20 @@ def sampled_case():
 def sampled_runs(sampled_case, tmp_path_factory):
     """(firmware TrainingRun, its log, host results) of the sampled plan."""
     model, plan, x, y = sampled_case
-    _, result, run = train_on_mcu(model, plan, (x, y), None,
-                                  tmp_path_factory.mktemp("sampled"), SAMPLED_EPOCHS)
+    _, result, run = train_on_mcu(
+        model, plan, (x, y), None, tmp_path_factory.mktemp("sampled"), SAMPLED_EPOCHS
+    )
     trainer = Trainer(model, plan)
     losses, selections = [], []
     for epoch in range(SAMPLED_EPOCHS):
         trainer.begin_epoch(epoch)
         selections.append(trainer.selected_channels())
         losses += [trainer.train_step(x[i], y[i]) for i in range(len(y))]
-    host = {"trainer": trainer, "losses": np.array(losses, dtype=np.float32),
-            "selections": selections}
+    host = {
+        "trainer": trainer,
+        "losses": np.array(losses, dtype=np.float32),
+        "selections": selections,
+    }
     return run, result.log, host
 
 
@@ -323,7 +377,8 @@ def test_sampled_plan_draws_the_same_channels_on_mcu_and_host(sampled_runs, samp
     plan = sampled_case[1]
     events = log.named("selection")
     assert [(e["epoch"], e["operator"]) for e in events] == [
-        (epoch, op) for epoch in range(SAMPLED_EPOCHS) for op in (1, 2)]
+        (epoch, op) for epoch in range(SAMPLED_EPOCHS) for op in (1, 2)
+    ]
     for event in events:
         on_host = host["selections"][event["epoch"]]
         assert event["channels"] == on_host[event["operator"]]
@@ -347,7 +402,8 @@ def test_sampled_plan_trains_bit_identically_on_mcu_and_host(sampled_runs, sampl
     memory = trainer.memory()
     assert memory["sampled_state"] >= sampled_case[1].sample_budget
     assert {k: run.init[k] for k in memory if k != "total"} == {
-        k: v for k, v in memory.items() if k != "total"}
+        k: v for k, v in memory.items() if k != "total"
+    }
     assert run.init["arena_used"] == trainer.arena_used_bytes()
     assert len(run.steps) == SAMPLED_EPOCHS * SAMPLED_TRAIN
     assert run.losses.view(np.uint32).tolist() == host["losses"].view(np.uint32).tolist()
@@ -361,7 +417,10 @@ def test_sampled_plan_trains_bit_identically_on_mcu_and_host(sampled_runs, sampl
         weights = graph.tensors[graph.operators[op].inputs[1]]
         original = np.frombuffer(model, np.int8, weights.data_size, weights.data_pos)
         trained = trainer.get_tensor(weights.index)
-        changed = {c for c in range(trained.shape[0])
-                   if not np.array_equal(trained[c], original.reshape(trained.shape)[c])}
+        changed = {
+            c
+            for c in range(trained.shape[0])
+            if not np.array_equal(trained[c], original.reshape(trained.shape)[c])
+        }
         drawn = set().union(*(s[op] for s in host["selections"]))
         assert changed and changed <= drawn, (op, changed, drawn)

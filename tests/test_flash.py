@@ -6,6 +6,7 @@ flashed with, or says in one line what to connect or install.
 The facts below (app start, usable flash and RAM, console pins, flashing
 method) are the ones boards/README.md gives sources for.
 """
+
 import os
 import pathlib
 import stat
@@ -19,17 +20,14 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tools import board_config  # noqa: E402
-from tools import elf_sizes  # noqa: E402
-from tools import firmware_build  # noqa: E402
-from tools import uf2  # noqa: E402
+from tools import board_config, elf_sizes, firmware_build, uf2
 
 # board: (app start, end of the image's flash, RAM origin, console TX, RX, tool)
 FACTS = {
-    "nrf52840dk": (0x0, 0x100000, 0x20000000, 6, 8, "pyocd"),          # P0.06, P0.08
+    "nrf52840dk": (0x0, 0x100000, 0x20000000, 6, 8, "pyocd"),  # P0.06, P0.08
     "arduino_nano33ble": (0x10000, 0x100000, 0x20000000, 35, 42, "bossac"),  # P1.03, P1.10
     "feather_nrf52840": (0x26000, 0xEA000, 0x20000008, 25, 24, "uf2"),  # P0.25, P0.24
-    "xiao_nrf52840": (0x27000, 0xEA000, 0x20000008, 43, 44, "uf2"),     # P1.11, P1.12
+    "xiao_nrf52840": (0x27000, 0xEA000, 0x20000008, 43, 44, "uf2"),  # P1.11, P1.12
 }
 BOARDS = sorted(FACTS)
 UF2_BOARDS = [b for b in BOARDS if FACTS[b][5] == "uf2"]
@@ -41,13 +39,18 @@ def images(tmp_path_factory):
     """{board: Firmware}: the default inference app, built by the functions
     tools/build.py uses."""
     root = tmp_path_factory.mktemp("flash")
-    return {board: firmware_build.build_firmware(board, out_dir=root / board)
-            for board in BOARDS}
+    return {board: firmware_build.build_firmware(board, out_dir=root / board) for board in BOARDS}
 
 
 def flash(*args, env=None):
-    return subprocess.run([sys.executable, "tools/flash.py", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "tools/flash.py", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 def one_line_error(result, *words):
@@ -70,8 +73,12 @@ def bare_env(tmp_path, path_dirs=()):
     home.mkdir(exist_ok=True)
     empty = tmp_path / "empty_bin"
     empty.mkdir(exist_ok=True)
-    return {**os.environ, "HOME": str(home), "LOCALAPPDATA": str(home),
-            "PATH": os.pathsep.join([*map(str, path_dirs), str(empty)])}
+    return {
+        **os.environ,
+        "HOME": str(home),
+        "LOCALAPPDATA": str(home),
+        "PATH": os.pathsep.join([*map(str, path_dirs), str(empty)]),
+    }
 
 
 def fake_tool(folder, name, script):
@@ -83,6 +90,7 @@ def fake_tool(folder, name, script):
 
 
 # ------------------------------------------------------------ board data
+
 
 @pytest.mark.parametrize("board_name", BOARDS)
 def test_board_json_holds_the_verified_facts(board_name):
@@ -107,6 +115,7 @@ def test_the_bare_nrf52840_is_unchanged():
 
 # ------------------------------------------------------------ images
 
+
 @pytest.mark.firmware
 @pytest.mark.parametrize("board_name", BOARDS)
 def test_vector_table_sits_at_the_app_offset(images, board_name):
@@ -124,8 +133,9 @@ def test_vector_table_sits_at_the_app_offset(images, board_name):
     assert stack_pointer == ram_origin + board.stack_size
     assert reset & 1, "the reset vector must be a Thumb address"
     assert start <= reset - 1 < start + len(image)
-    symbols = subprocess.run([firmware_build.NM, str(firmware.elf)], capture_output=True,
-                             text=True, check=True).stdout.split()
+    symbols = subprocess.run(
+        [firmware_build.NM, str(firmware.elf)], capture_output=True, text=True, check=True
+    ).stdout.split()
     handler = int(symbols[symbols.index("board_reset_handler") - 2], 16)
     assert reset == handler | 1
 
@@ -188,18 +198,19 @@ def test_uf2_blocks_write_the_image_from_the_app_address(images, board_name, tmp
     assert size == len(data) == count * 512
 
     for index in range(count):
-        block = data[index * 512:(index + 1) * 512]
-        magic0, magic1, flags, address, payload, number, total, family = \
-            struct.unpack_from("<8I", block)
+        block = data[index * 512 : (index + 1) * 512]
+        magic0, magic1, flags, address, payload, number, total, family = struct.unpack_from(
+            "<8I", block
+        )
         assert (magic0, magic1) == (0x0A324655, 0x9E5D5157)
         assert struct.unpack_from("<I", block, 508)[0] == 0x0AB16F30
         assert flags == 0x00002000 and family == 0xADA52840
         assert address == start + 256 * index and address % 256 == 0
         assert start <= address and address + 256 <= end  # the bootloader's app space
         assert (payload, number, total) == (256, index, count)
-        chunk = image[index * 256:(index + 1) * 256]
-        assert block[32:32 + len(chunk)] == chunk
-        assert block[32 + len(chunk):288] == b"\xff" * (256 - len(chunk))
+        chunk = image[index * 256 : (index + 1) * 256]
+        assert block[32 : 32 + len(chunk)] == chunk
+        assert block[32 + len(chunk) : 288] == b"\xff" * (256 - len(chunk))
         assert block[288:508] == bytes(220)
     assert uf2.validate(data, start) == image.ljust(count * 256, b"\xff")
 
@@ -207,7 +218,7 @@ def test_uf2_blocks_write_the_image_from_the_app_address(images, board_name, tmp
 def test_uf2_validator_names_what_is_wrong():
     image = bytes(range(256)) * 3 + b"\x01\x02"
     good = uf2.from_bin(image, 0x26000)
-    assert uf2.validate(good, 0x26000)[:len(image)] == image
+    assert uf2.validate(good, 0x26000)[: len(image)] == image
 
     def patched(block, offset, value):
         data = bytearray(good)
@@ -239,6 +250,7 @@ def test_uf2_validator_names_what_is_wrong():
 
 # ------------------------------------------------------------ tools/flash.py
 
+
 @pytest.fixture(scope="module")
 def folders(images):
     return {board: firmware.out_dir for board, firmware in images.items()}
@@ -246,11 +258,18 @@ def folders(images):
 
 @pytest.mark.firmware
 def test_dry_run_dk_prints_pyocd_flash_of_the_hex(folders, tmp_path):
-    result = flash("--board", "nrf52840dk", "--firmware", folders["nrf52840dk"], "--dry_run",
-                   env=bare_env(tmp_path))
+    result = flash(
+        "--board",
+        "nrf52840dk",
+        "--firmware",
+        folders["nrf52840dk"],
+        "--dry_run",
+        env=bare_env(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     assert commands(result.stdout) == [
-        f"pyocd flash --target nrf52840 {folders['nrf52840dk']}/firmware.hex"]
+        f"pyocd flash --target nrf52840 {folders['nrf52840dk']}/firmware.hex"
+    ]
     assert "TX P0.06 and RX P0.08" in result.stdout
 
 
@@ -261,40 +280,56 @@ def test_dry_run_nano_prints_bossac_without_an_offset(folders, tmp_path):
     tools = pathlib.Path(env["HOME"]) / ".arduino15/packages/arduino/tools/bossac"
     fake_tool(tools / "1.7.0-arduino3", "bossac", "exit 1\n")  # no nRF52 support
     newest = fake_tool(tools / "1.9.1-arduino2", "bossac", "exit 1\n")
-    result = flash("--board", "arduino_nano33ble", "--firmware", folder, "--dry_run",
-                   "--port", "/dev/ttyACM7", env=env)
+    result = flash(
+        "--board",
+        "arduino_nano33ble",
+        "--firmware",
+        folder,
+        "--dry_run",
+        "--port",
+        "/dev/ttyACM7",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert commands(result.stdout) == [
-        f"{newest} --port=/dev/ttyACM7 -U -i -e -w {folder}/firmware.bin -R"]
+        f"{newest} --port=/dev/ttyACM7 -U -i -e -w {folder}/firmware.bin -R"
+    ]
     assert "TX P1.03 and RX P1.10" in result.stdout
 
 
 @pytest.mark.firmware
-@pytest.mark.parametrize("board_name,volume", [("feather_nrf52840", "FTHR840BOOT"),
-                                               ("xiao_nrf52840", "XIAO-BOOT")])
-def test_dry_run_uf2_boards_write_the_uf2_and_print_the_copy(folders, tmp_path, board_name,
-                                                              volume):
+@pytest.mark.parametrize(
+    "board_name,volume", [("feather_nrf52840", "FTHR840BOOT"), ("xiao_nrf52840", "XIAO-BOOT")]
+)
+def test_dry_run_uf2_boards_write_the_uf2_and_print_the_copy(folders, tmp_path, board_name, volume):
     folder = folders[board_name]
     (folder / "firmware.uf2").unlink(missing_ok=True)
-    result = flash("--board", board_name, "--firmware", folder, "--dry_run",
-                   env=bare_env(tmp_path))
+    result = flash("--board", board_name, "--firmware", folder, "--dry_run", env=bare_env(tmp_path))
     assert result.returncode == 0, result.stderr
     assert commands(result.stdout) == [
-        f"cp {folder}/firmware.uf2 '<the {volume} drive>/firmware.uf2'"]
+        f"cp {folder}/firmware.uf2 '<the {volume} drive>/firmware.uf2'"
+    ]
     image = (folder / "firmware.bin").read_bytes()
     written = uf2.validate((folder / "firmware.uf2").read_bytes(), FACTS[board_name][0])
-    assert written[:len(image)] == image
+    assert written[: len(image)] == image
 
 
 @pytest.mark.firmware
 def test_dry_run_builds_first(tmp_path):
     out = tmp_path / "out"
-    result = flash("--board", "xiao_nrf52840", "--dry_run", "--out", out,
-                   env={**os.environ, "HOME": str(tmp_path)})
+    result = flash(
+        "--board",
+        "xiao_nrf52840",
+        "--dry_run",
+        "--out",
+        out,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr
     assert "Sketch uses" in result.stdout
     assert commands(result.stdout) == [
-        f"cp {out.resolve()}/firmware.uf2 '<the XIAO-BOOT drive>/firmware.uf2'"]
+        f"cp {out.resolve()}/firmware.uf2 '<the XIAO-BOOT drive>/firmware.uf2'"
+    ]
     for name in ("firmware.elf", "firmware.hex", "firmware.bin", "firmware.uf2"):
         assert (out / name).is_file()
 
@@ -304,7 +339,8 @@ def bootloader_drive(tmp_path, board_id, softdevice):
     drive.mkdir()
     (drive / "INFO_UF2.TXT").write_text(
         f"UF2 Bootloader 0.6.2\r\nModel: test\r\nBoard-ID: {board_id}\r\n"
-        f"SoftDevice: {softdevice}\r\n")
+        f"SoftDevice: {softdevice}\r\n"
+    )
     return drive
 
 
@@ -312,8 +348,15 @@ def bootloader_drive(tmp_path, board_id, softdevice):
 def test_uf2_copy_onto_the_bootloader_drive(folders, tmp_path):
     folder = folders["feather_nrf52840"]
     drive = bootloader_drive(tmp_path, "nRF52840-Feather-revE", "S140 6.1.1")
-    result = flash("--board", "feather_nrf52840", "--firmware", folder, "--drive", drive,
-                   env=bare_env(tmp_path))
+    result = flash(
+        "--board",
+        "feather_nrf52840",
+        "--firmware",
+        folder,
+        "--drive",
+        drive,
+        env=bare_env(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     assert (drive / "firmware.uf2").read_bytes() == (folder / "firmware.uf2").read_bytes()
 
@@ -321,8 +364,15 @@ def test_uf2_copy_onto_the_bootloader_drive(folders, tmp_path):
 @pytest.mark.firmware
 def test_uf2_refuses_a_bootloader_with_another_softdevice(folders, tmp_path):
     drive = bootloader_drive(tmp_path, "nRF52840-SeeedXiao-v1", "S140 6.1.1")
-    result = flash("--board", "xiao_nrf52840", "--firmware", folders["xiao_nrf52840"],
-                   "--drive", drive, env=bare_env(tmp_path))
+    result = flash(
+        "--board",
+        "xiao_nrf52840",
+        "--firmware",
+        folders["xiao_nrf52840"],
+        "--drive",
+        drive,
+        env=bare_env(tmp_path),
+    )
     one_line_error(result, "S140 6.1.1", "0x27000", "S140 7.3.0")
     assert not (drive / "firmware.uf2").exists()
 
@@ -330,8 +380,15 @@ def test_uf2_refuses_a_bootloader_with_another_softdevice(folders, tmp_path):
 @pytest.mark.firmware
 def test_uf2_refuses_another_boards_drive(folders, tmp_path):
     drive = bootloader_drive(tmp_path, "nRF52840-SeeedXiao-v1", "S140 7.3.0")
-    result = flash("--board", "feather_nrf52840", "--firmware", folders["feather_nrf52840"],
-                   "--drive", drive, env=bare_env(tmp_path))
+    result = flash(
+        "--board",
+        "feather_nrf52840",
+        "--firmware",
+        folders["feather_nrf52840"],
+        "--drive",
+        drive,
+        env=bare_env(tmp_path),
+    )
     one_line_error(result, "FTHR840BOOT", "nRF52840-SeeedXiao-v1", "double-tap")
 
 
@@ -344,8 +401,15 @@ def test_uf2_without_a_drive_says_to_double_tap_and_where_the_file_is(folders, t
 
 @pytest.mark.firmware
 def test_uf2_drive_flag_must_be_a_bootloader_drive(folders, tmp_path):
-    result = flash("--board", "xiao_nrf52840", "--firmware", folders["xiao_nrf52840"],
-                   "--drive", tmp_path, env=bare_env(tmp_path))
+    result = flash(
+        "--board",
+        "xiao_nrf52840",
+        "--firmware",
+        folders["xiao_nrf52840"],
+        "--drive",
+        tmp_path,
+        env=bare_env(tmp_path),
+    )
     one_line_error(result, "no INFO_UF2.TXT")
 
 
@@ -353,23 +417,45 @@ def test_uf2_drive_flag_must_be_a_bootloader_drive(folders, tmp_path):
 def test_pyocd_runs_flash_when_a_probe_is_listed(folders, tmp_path):
     log = tmp_path / "pyocd.log"
     bin_dir = tmp_path / "bin"
-    fake_tool(bin_dir, "pyocd", 'if [ "$1" = list ]; then\n'
-              '  echo "  0   Segger J-Link OB   683000000   n/a"; exit 0\nfi\n'
-              f'echo "$@" > {log}\n')
+    fake_tool(
+        bin_dir,
+        "pyocd",
+        'if [ "$1" = list ]; then\n'
+        '  echo "  0   Segger J-Link OB   683000000   n/a"; exit 0\nfi\n'
+        f'echo "$@" > {log}\n',
+    )
     folder = folders["nrf52840dk"]
-    result = flash("--board", "nrf52840dk", "--firmware", folder, "--probe", "683000000",
-                   env=bare_env(tmp_path, [bin_dir]))
+    result = flash(
+        "--board",
+        "nrf52840dk",
+        "--firmware",
+        folder,
+        "--probe",
+        "683000000",
+        env=bare_env(tmp_path, [bin_dir]),
+    )
     assert result.returncode == 0, result.stderr
-    assert log.read_text().split() == ["flash", "--target", "nrf52840", "--uid", "683000000",
-                                       f"{folder}/firmware.hex"]
+    assert log.read_text().split() == [
+        "flash",
+        "--target",
+        "nrf52840",
+        "--uid",
+        "683000000",
+        f"{folder}/firmware.hex",
+    ]
 
 
 @pytest.mark.firmware
 def test_pyocd_without_a_probe_says_what_to_connect(folders, tmp_path):
     bin_dir = tmp_path / "bin"
     fake_tool(bin_dir, "pyocd", 'echo "No available debug probes are connected"\n')
-    result = flash("--board", "nrf52840dk", "--firmware", folders["nrf52840dk"],
-                   env=bare_env(tmp_path, [bin_dir]))
+    result = flash(
+        "--board",
+        "nrf52840dk",
+        "--firmware",
+        folders["nrf52840dk"],
+        env=bare_env(tmp_path, [bin_dir]),
+    )
     one_line_error(result, "no debug probe", "J-Link USB")
 
 
@@ -379,52 +465,87 @@ def test_bossac_runs_on_the_given_port(folders, tmp_path):
     bin_dir = tmp_path / "bin"
     fake_tool(bin_dir, "bossac", f'echo "$@" > {log}\n')
     folder = folders["arduino_nano33ble"]
-    result = flash("--board", "arduino_nano33ble", "--firmware", folder, "--port",
-                   "/dev/ttyACM3", env=bare_env(tmp_path, [bin_dir]))
+    result = flash(
+        "--board",
+        "arduino_nano33ble",
+        "--firmware",
+        folder,
+        "--port",
+        "/dev/ttyACM3",
+        env=bare_env(tmp_path, [bin_dir]),
+    )
     assert result.returncode == 0, result.stderr
-    assert log.read_text().split() == ["--port=/dev/ttyACM3", "-U", "-i", "-e", "-w",
-                                       f"{folder}/firmware.bin", "-R"]
+    assert log.read_text().split() == [
+        "--port=/dev/ttyACM3",
+        "-U",
+        "-i",
+        "-e",
+        "-w",
+        f"{folder}/firmware.bin",
+        "-R",
+    ]
 
 
 @pytest.mark.firmware
 def test_a_failing_flasher_exits_1(folders, tmp_path):
     bin_dir = tmp_path / "bin"
     fake_tool(bin_dir, "bossac", "exit 3\n")
-    result = flash("--board", "arduino_nano33ble", "--firmware", folders["arduino_nano33ble"],
-                   "--port", "/dev/ttyACM3", env=bare_env(tmp_path, [bin_dir]))
+    result = flash(
+        "--board",
+        "arduino_nano33ble",
+        "--firmware",
+        folders["arduino_nano33ble"],
+        "--port",
+        "/dev/ttyACM3",
+        env=bare_env(tmp_path, [bin_dir]),
+    )
     assert result.returncode == 1
     assert "bossac failed (exit status 3)" in result.stderr
 
 
 @pytest.mark.firmware
-@pytest.mark.parametrize("board_name,words", [
-    ("nrf52840dk", ("pyocd is not installed", "pip install pyocd")),
-    ("arduino_nano33ble", ("bossac is not installed", "1.9.1-arduino2", "arduino:mbed_nano")),
-])
+@pytest.mark.parametrize(
+    "board_name,words",
+    [
+        ("nrf52840dk", ("pyocd is not installed", "pip install pyocd")),
+        ("arduino_nano33ble", ("bossac is not installed", "1.9.1-arduino2", "arduino:mbed_nano")),
+    ],
+)
 def test_missing_flashing_program_is_one_line(folders, tmp_path, board_name, words):
-    result = flash("--board", board_name, "--firmware", folders[board_name],
-                   env=bare_env(tmp_path))
+    result = flash("--board", board_name, "--firmware", folders[board_name], env=bare_env(tmp_path))
     one_line_error(result, *words)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args,words", [
-    (("--board", "nrf52840_nope", "--dry_run"), ("unknown board 'nrf52840_nope'",
-                                                 "feather_nrf52840")),
-    (("--dry_run",), ("pass --board NAME",)),
-    (("--board", "mps2_an386", "--dry_run"), ("QEMU", "tools/emulate.py")),
-    (("--board", "xiao_nrf52840", "--dry_run", "stray"), ("unexpected arguments",)),
-])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (
+            ("--board", "nrf52840_nope", "--dry_run"),
+            ("unknown board 'nrf52840_nope'", "feather_nrf52840"),
+        ),
+        (("--dry_run",), ("pass --board NAME",)),
+        (("--board", "mps2_an386", "--dry_run"), ("QEMU", "tools/emulate.py")),
+        (("--board", "xiao_nrf52840", "--dry_run", "stray"), ("unexpected arguments",)),
+    ],
+)
 def test_bad_invocations_are_one_line(tmp_path, args, words):
     one_line_error(flash(*args, env=bare_env(tmp_path)), *words)
 
 
 @pytest.mark.firmware
 def test_firmware_of_another_board_is_refused(folders, tmp_path):
-    result = flash("--board", "xiao_nrf52840", "--firmware", folders["feather_nrf52840"],
-                   "--dry_run", env=bare_env(tmp_path))
-    one_line_error(result, "built for board feather_nrf52840", "tools/build.py --board "
-                   "xiao_nrf52840")
+    result = flash(
+        "--board",
+        "xiao_nrf52840",
+        "--firmware",
+        folders["feather_nrf52840"],
+        "--dry_run",
+        env=bare_env(tmp_path),
+    )
+    one_line_error(
+        result, "built for board feather_nrf52840", "tools/build.py --board xiao_nrf52840"
+    )
 
 
 @pytest.mark.firmware
@@ -434,6 +555,7 @@ def test_image_linked_elsewhere_is_refused(folders, tmp_path):
     for name in ("firmware.elf", "firmware.hex", "firmware.bin"):
         (folder / name).write_bytes((folders["feather_nrf52840"] / name).read_bytes())
     (folder / "build.json").write_text('{"board": "xiao_nrf52840"}\n')
-    result = flash("--board", "xiao_nrf52840", "--firmware", folder, "--dry_run",
-                   env=bare_env(tmp_path))
+    result = flash(
+        "--board", "xiao_nrf52840", "--firmware", folder, "--dry_run", env=bare_env(tmp_path)
+    )
     one_line_error(result, "reset vector", "not an image for xiao_nrf52840")

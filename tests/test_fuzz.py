@@ -20,24 +20,33 @@ pytestmark = pytest.mark.slow
 TESTS = pathlib.Path(__file__).resolve().parent
 MODELS = sorted((TESTS / "models").rglob("*.tflite"))
 SECONDS = 45
-PLAN_SEEDS = {"mlp": {2: range(0, 32, 3), 3: None}, "conv_stack": {5: range(10), 7: None},
-              "mobilenet_v2_block": {12: [1, 5, 7], 13: range(8), 17: None},
-              "residual_relu": {14: range(0, 48, 2), 17: None},
-              "ds_cnn": {7: range(20), 8: range(4), 11: None}}
+PLAN_SEEDS = {
+    "mlp": {2: range(0, 32, 3), 3: None},
+    "conv_stack": {5: range(10), 7: None},
+    "mobilenet_v2_block": {12: [1, 5, 7], 13: range(8), 17: None},
+    "residual_relu": {14: range(0, 48, 2), 17: None},
+    "ds_cnn": {7: range(20), 8: range(4), 11: None},
+}
 # Low-rank seeds, {operator: rank}: the fuzzer's second step refreshes the
 # projectors (refresh_steps 1).
-LOWRANK_SEEDS = {"mlp": {2: 4, 3: 3}, "mobilenet_v2_block": {13: 4, 17: 2},
-                 "ds_cnn": {8: 8, 11: 4}}
+LOWRANK_SEEDS = {"mlp": {2: 4, 3: 3}, "mobilenet_v2_block": {13: 4, 17: 2}, "ds_cnn": {8: 8, 11: 4}}
 
 
 def _sampled(model_bytes, layers):
     """The seed's layers sampled (the logits layer static), a budget of
     about a third of their candidates, residual and momentum state."""
     plan = training_plan.TrainingPlan.for_model(
-        model_bytes, [training_plan.LayerPlan(op, "sampled", channels, channel_cost=None)
-                      for op, channels in layers.items() if channels is not None] +
-        [training_plan.LayerPlan(op) for op, channels in layers.items() if channels is None],
-        momentum=0.9, seed=7, sample_budget=1 << 30)
+        model_bytes,
+        [
+            training_plan.LayerPlan(op, "sampled", channels, channel_cost=None)
+            for op, channels in layers.items()
+            if channels is not None
+        ]
+        + [training_plan.LayerPlan(op) for op, channels in layers.items() if channels is None],
+        momentum=0.9,
+        seed=7,
+        sample_budget=1 << 30,
+    )
     sampled = [layer for layer in plan.layers if layer.update == "sampled"]
     plan.sample_budget = sum(layer.channel_cost * len(layer.channels) for layer in sampled) // 3
     return plan
@@ -46,10 +55,17 @@ def _sampled(model_bytes, layers):
 def _build_fuzzer(directory, extra_flags=()):
     binary = directory / "fuzz_models"
     flags = [f for f in host_build.COMMON_FLAGS if f not in ("-shared", "-fPIC")]
-    command = ["gcc", *flags, *host_build.SANITIZE_FLAGS, *extra_flags,
-               *[f"-I{d}" for d in host_build.include_dirs()],
-               "-o", str(binary), str(TESTS / "fuzz" / "fuzz_models.c"),
-               *map(str, host_build.runtime_sources())]
+    command = [
+        "gcc",
+        *flags,
+        *host_build.SANITIZE_FLAGS,
+        *extra_flags,
+        *[f"-I{d}" for d in host_build.include_dirs()],
+        "-o",
+        str(binary),
+        str(TESTS / "fuzz" / "fuzz_models.c"),
+        *map(str, host_build.runtime_sources()),
+    ]
     subprocess.run(command, check=True, capture_output=True, text=True)
     return binary
 
@@ -68,7 +84,10 @@ def dsp_fuzzer(tmp_path_factory):
 def _run(fuzzer, mode, iterations, files):
     result = subprocess.run(
         [str(fuzzer), mode, str(SECONDS), str(iterations), "20261122", *map(str, files)],
-        capture_output=True, text=True, timeout=SECONDS + 120)
+        capture_output=True,
+        text=True,
+        timeout=SECONDS + 120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", result.stdout)}
     # Mutations must exercise both paths: inputs init rejects and ones it runs.
@@ -91,9 +110,11 @@ def test_mutated_plans_never_crash_the_trainer(fuzzer, tmp_path):
     for name, layers in PLAN_SEEDS.items():
         model = TESTS / "models" / f"{name}.tflite"
         model_bytes = model.read_bytes()
-        plans = [training_plan.TrainingPlan.for_model(model_bytes, layers, momentum=0.9),
-                 training_plan.TrainingPlan.bias_only(model_bytes, batch_size=2),
-                 _sampled(model_bytes, layers)]
+        plans = [
+            training_plan.TrainingPlan.for_model(model_bytes, layers, momentum=0.9),
+            training_plan.TrainingPlan.bias_only(model_bytes, batch_size=2),
+            _sampled(model_bytes, layers),
+        ]
         for k, plan in enumerate(plans):
             path = tmp_path / f"{name}_{k}.bin"
             path.write_bytes(plan.to_bytes())

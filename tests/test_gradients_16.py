@@ -32,8 +32,12 @@ def _scaled_write(lib, gain, dy):
     dtype = np.uint16 if lib.tt_gradient_bits() == 16 else np.float32
     dy = np.ascontiguousarray(dy, dtype)
     dx = np.zeros_like(dy)
-    lib.tt_grad_scaled_write.argtypes = [ctypes.c_int32, ctypes.c_float, ctypes.c_void_p,
-                                         ctypes.c_void_p]
+    lib.tt_grad_scaled_write.argtypes = [
+        ctypes.c_int32,
+        ctypes.c_float,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
     lib.tt_grad_scaled_write.restype = None
     lib.tt_grad_scaled_write(len(dy), gain, dy.ctypes.data, dx.ctypes.data)
     return dx
@@ -88,8 +92,10 @@ def test_bfloat16_keeps_infinity_and_nan_apart():
 
 def test_the_32_bit_library_is_plain_float():
     dy = np.array([1.0, -3.5, 1e-3, 7e30], np.float32)
-    assert _scaled_write(_native.library(), 1 + 2**-8, dy).tolist() == \
-        (np.float32(0) + np.float32(1 + 2**-8) * dy).tolist()
+    assert (
+        _scaled_write(_native.library(), 1 + 2**-8, dy).tolist()
+        == (np.float32(0) + np.float32(1 + 2**-8) * dy).tolist()
+    )
 
 
 def test_a_plan_carries_its_gradient_width():
@@ -113,21 +119,32 @@ def test_a_runtime_refuses_a_plan_of_the_other_width(plan_bits, library_bits):
     arena = ctypes.create_string_buffer(1 << 20)
     model_buffer = ctypes.create_string_buffer(model, len(model))
     plan_buffer = ctypes.create_string_buffer(plan, len(plan))
-    status = lib.tt_trainer_init(state, ctypes.addressof(model_buffer), len(model),
-                                 ctypes.addressof(plan_buffer), len(plan),
-                                 ctypes.addressof(arena), len(arena))
+    status = lib.tt_trainer_init(
+        state,
+        ctypes.addressof(model_buffer),
+        len(model),
+        ctypes.addressof(plan_buffer),
+        len(plan),
+        ctypes.addressof(arena),
+        len(arena),
+    )
     assert status == TT_ERR_BAD_PLAN
     message = lib.tt_trainer_error(state).contents.message.decode()
-    assert (f"stores gradients in {plan_bits} bits, this runtime in {library_bits}; build the "
-            f"runtime with TT_GRADIENT_BITS={plan_bits}") in message
+    assert (
+        f"stores gradients in {plan_bits} bits, this runtime in {library_bits}; build the "
+        f"runtime with TT_GRADIENT_BITS={plan_bits}"
+    ) in message
 
 
-@pytest.mark.parametrize("name,kind,saving", [
-    ("ds_cnn", "bias_all", 0.30),
-    ("conv_stack", "bias_all", 0.30),
-    ("transfer/ds_cnn_fsdd", "bias_momentum", 0.20),
-    ("residual_relu", "frozen_between", 0.0),
-])
+@pytest.mark.parametrize(
+    "name,kind,saving",
+    [
+        ("ds_cnn", "bias_all", 0.30),
+        ("conv_stack", "bias_all", 0.30),
+        ("transfer/ds_cnn_fsdd", "bias_momentum", 0.20),
+        ("residual_relu", "frozen_between", 0.0),
+    ],
+)
 def test_16_bit_gradients_cut_the_arena_and_the_model_follows(name, kind, saving):
     model = th.model_bytes(name)
     wide = Trainer(model, _plan(model, kind))
@@ -135,7 +152,9 @@ def test_16_bit_gradients_cut_the_arena_and_the_model_follows(name, kind, saving
     memory = memory_model.training_memory(model, _with_bits(_plan(model, kind), 16))
     assert narrow.arena_used_bytes() == memory.total
     assert narrow.memory() == wide.memory() | {
-        "planned_region": narrow.memory()["planned_region"], "total": memory.total}
+        "planned_region": narrow.memory()["planned_region"],
+        "total": memory.total,
+    }
     assert narrow.arena_used_bytes() <= (1 - saving) * wide.arena_used_bytes()
 
 
@@ -154,8 +173,10 @@ def test_16_bit_gradients_stay_close_to_float_ones():
     significant bits), but not the same bits."""
     model = th.model_bytes("transfer/ds_cnn_fsdd")
     x, y = _random_samples(model, 12, 5)
-    wide, narrow = (Trainer(model, _with_bits(_plan(model, "bias_all"), bits))
-                    .gradient_norms(x, y, bias=True) for bits in (32, 16))
+    wide, narrow = (
+        Trainer(model, _with_bits(_plan(model, "bias_all"), bits)).gradient_norms(x, y, bias=True)
+        for bits in (32, 16)
+    )
     assert sorted(wide) == sorted(narrow) and len(wide) == 10
     for op in wide:
         a, b = np.sqrt(wide[op]), np.sqrt(narrow[op])

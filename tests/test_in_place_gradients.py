@@ -18,15 +18,30 @@ import numpy as np
 import pytest
 
 import single_op_models as som
+import test_backward_ops as backward_ops
 import training_helpers as th
-from test_backward_ops import (INT32, OneOp, T, TT_OK, UPDATE_BIAS, UPDATE_WEIGHTS,  # noqa: F401
-                               aligned_floats, lib, make_update, rand_grad, rand_int8,
-                               rand_scale)
+from test_backward_ops import (
+    INT32,
+    TT_OK,
+    UPDATE_BIAS,
+    UPDATE_WEIGHTS,
+    OneOp,
+    T,
+    aligned_floats,
+    make_update,
+    rand_grad,
+    rand_int8,
+    rand_scale,
+)
 from test_firmware_training import train_on_mcu
 from tflm_training import Trainer, TrainingPlan, memory_model, tflite_graph
 from tflm_training.plan import LayerPlan, find_logits
 
 pytestmark = pytest.mark.tensorflow  # via test_backward_ops, which imports TensorFlow
+
+# The native library fixture, shared with test_backward_ops: pytest finds
+# fixtures by name in the module's namespace.
+lib = backward_ops.lib
 
 RELU = 1
 
@@ -37,13 +52,20 @@ def _pointwise(lib, rng, in_c, out_c, groups=1, with_bias=True):
     x_scale = np.float32(0.05)
     w_scale = rand_scale(rng, out_c)
     q_w = rand_int8(rng, (out_c, 1, 1, depth), -127, 127)
-    inputs = [T((1, 3, 4, in_c), scale=x_scale, zero_point=4),
-              T((out_c, 1, 1, depth), scale=w_scale, quantized_dimension=0, data=q_w)]
+    inputs = [
+        T((1, 3, 4, in_c), scale=x_scale, zero_point=4),
+        T((out_c, 1, 1, depth), scale=w_scale, quantized_dimension=0, data=q_w),
+    ]
     if with_bias:
-        inputs.append(T((out_c,), INT32, scale=x_scale * w_scale,
-                        data=rng.integers(-500, 500, out_c).astype(np.int32)))
-    options = som.options("Conv2D", padding=0, strideH=1, strideW=1,
-                          fusedActivationFunction=RELU)
+        inputs.append(
+            T(
+                (out_c,),
+                INT32,
+                scale=x_scale * w_scale,
+                data=rng.integers(-500, 500, out_c).astype(np.int32),
+            )
+        )
+    options = som.options("Conv2D", padding=0, strideH=1, strideW=1, fusedActivationFunction=RELU)
     outputs = [T((1, 3, 4, out_c), scale=np.float32(0.1), zero_point=-10)]
     return OneOp(lib, rng, "CONV_2D", inputs, outputs, options, extra_arena=4096)
 
@@ -55,16 +77,18 @@ def _in_place_equals_separate(one, dy, needs, update=None):
     separate = np.zeros(x_elements, np.float32)
     assert one.backward(dy, [separate], update) == TT_OK, one.error()
     shared = np.zeros(max(x_elements, dy.size), np.float32)
-    shared[:dy.size] = dy.reshape(-1)
+    shared[: dy.size] = dy.reshape(-1)
     scratch = aligned_floats(max(1, needs.in_place_scratch_bytes // 4))
-    assert one.backward(shared, [shared], update, scratch, in_place=True) == TT_OK, \
-        one.error()
+    assert one.backward(shared, [shared], update, scratch, in_place=True) == TT_OK, one.error()
     assert shared[:x_elements].view(np.uint32).tolist() == separate.view(np.uint32).tolist()
     return separate
 
 
-@pytest.mark.parametrize("in_c,out_c,groups", [(4, 8, 1), (8, 3, 1), (6, 6, 1), (6, 4, 2)],
-                         ids=["widening", "narrowing", "square", "grouped"])
+@pytest.mark.parametrize(
+    "in_c,out_c,groups",
+    [(4, 8, 1), (8, 3, 1), (6, 6, 1), (6, 4, 2)],
+    ids=["widening", "narrowing", "square", "grouped"],
+)
 def test_pointwise_conv_input_grad_in_place_is_bit_identical(lib, in_c, out_c, groups):
     rng = np.random.default_rng([21, in_c, out_c, groups])
     one = _pointwise(lib, rng, in_c, out_c, groups)
@@ -90,12 +114,13 @@ def test_pointwise_bias_update_in_place_reads_the_gradient_before_it_is_overwrit
     separate = np.zeros(x_elements, np.float32)
     assert one.backward(dy, [separate], separate_update) == TT_OK, one.error()
     shared = np.zeros(max(x_elements, dy.size), np.float32)
-    shared[:dy.size] = dy.reshape(-1)
+    shared[: dy.size] = dy.reshape(-1)
     scratch = aligned_floats(7)
     assert one.backward(shared, [shared], update, scratch, in_place=True) == TT_OK
     assert shared[:x_elements].view(np.uint32).tolist() == separate.view(np.uint32).tolist()
-    np.testing.assert_array_equal(update.keep["bias_accumulator"],
-                                  separate_update.keep["bias_accumulator"])
+    np.testing.assert_array_equal(
+        update.keep["bias_accumulator"], separate_update.keep["bias_accumulator"]
+    )
 
 
 def test_only_layers_whose_weights_stay_and_whose_pixels_map_to_themselves_offer_it(lib):
@@ -105,24 +130,38 @@ def test_only_layers_whose_weights_stay_and_whose_pixels_map_to_themselves_offer
     assert status == TT_OK and not needs.in_place
     # A 3x3 window gathers neighbours: no.
     q_w = rand_int8(rng, (6, 3, 3, 4), -127, 127)
-    three = OneOp(lib, rng, "CONV_2D",
-                  [T((1, 5, 5, 4), scale=np.float32(0.05)),
-                   T((6, 3, 3, 4), scale=rand_scale(rng, 6), quantized_dimension=0, data=q_w)],
-                  [T((1, 5, 5, 6), scale=np.float32(0.1))],
-                  som.options("Conv2D", padding=0, strideH=1, strideW=1))
+    three = OneOp(
+        lib,
+        rng,
+        "CONV_2D",
+        [
+            T((1, 5, 5, 4), scale=np.float32(0.05)),
+            T((6, 3, 3, 4), scale=rand_scale(rng, 6), quantized_dimension=0, data=q_w),
+        ],
+        [T((1, 5, 5, 6), scale=np.float32(0.1))],
+        som.options("Conv2D", padding=0, strideH=1, strideW=1),
+    )
     status, needs = three.prepare()
     assert status == TT_OK and not needs.in_place
     # ADD: input 0 broadcast over the output cannot take its place.
     s = np.float32(0.05)
-    broadcast = OneOp(lib, rng, "ADD", [T((1, 4), scale=s), T((3, 4), scale=s)],
-                      [T((3, 4), scale=2 * s)], som.options("Add"))
+    broadcast = OneOp(
+        lib,
+        rng,
+        "ADD",
+        [T((1, 4), scale=s), T((3, 4), scale=s)],
+        [T((3, 4), scale=2 * s)],
+        som.options("Add"),
+    )
     status, needs = broadcast.prepare()
     assert status == TT_OK and not needs.in_place
 
 
-@pytest.mark.parametrize("filter_hw,dilation,batches", [
-    ((3, 3), 1, 1), ((5, 3), 1, 2), ((3, 2), 2, 1), ((1, 4), 1, 1), ((4, 4), 1, 1)],
-    ids=["3x3", "5x3-batch2", "3x2-dilated", "1x4", "4x4-uneven-padding"])
+@pytest.mark.parametrize(
+    "filter_hw,dilation,batches",
+    [((3, 3), 1, 1), ((5, 3), 1, 2), ((3, 2), 2, 1), ((1, 4), 1, 1), ((4, 4), 1, 1)],
+    ids=["3x3", "5x3-batch2", "3x2-dilated", "1x4", "4x4-uneven-padding"],
+)
 def test_depthwise_input_grad_in_place_is_bit_identical(lib, filter_hw, dilation, batches):
     rng = np.random.default_rng([26, *filter_hw, dilation, batches])
     kh, kw = filter_hw
@@ -130,16 +169,33 @@ def test_depthwise_input_grad_in_place_is_bit_identical(lib, filter_hw, dilation
     q_w = rand_int8(rng, (1, kh, kw, channels), -127, 127)
     w_scale = rand_scale(rng, channels)
     x_scale = np.float32(0.05)
-    one = OneOp(lib, rng, "DEPTHWISE_CONV_2D",
-                [T((batches, 6, 5, channels), scale=x_scale, zero_point=3),
-                 T((1, kh, kw, channels), scale=w_scale, quantized_dimension=3, data=q_w),
-                 T((channels,), INT32, scale=x_scale * w_scale,
-                   data=rng.integers(-500, 500, channels).astype(np.int32))],
-                [T((batches, 6, 5, channels), scale=np.float32(0.1), zero_point=-10)],
-                som.options("DepthwiseConv2D", padding=0, strideH=1, strideW=1,
-                            depthMultiplier=1, dilationHFactor=dilation,
-                            dilationWFactor=dilation, fusedActivationFunction=RELU),
-                extra_arena=4096)
+    one = OneOp(
+        lib,
+        rng,
+        "DEPTHWISE_CONV_2D",
+        [
+            T((batches, 6, 5, channels), scale=x_scale, zero_point=3),
+            T((1, kh, kw, channels), scale=w_scale, quantized_dimension=3, data=q_w),
+            T(
+                (channels,),
+                INT32,
+                scale=x_scale * w_scale,
+                data=rng.integers(-500, 500, channels).astype(np.int32),
+            ),
+        ],
+        [T((batches, 6, 5, channels), scale=np.float32(0.1), zero_point=-10)],
+        som.options(
+            "DepthwiseConv2D",
+            padding=0,
+            strideH=1,
+            strideW=1,
+            depthMultiplier=1,
+            dilationHFactor=dilation,
+            dilationWFactor=dilation,
+            fusedActivationFunction=RELU,
+        ),
+        extra_arena=4096,
+    )
     status, needs = one.prepare()
     assert status == TT_OK, one.error()
     span = (kh - 1) * dilation
@@ -160,13 +216,28 @@ def test_depthwise_with_a_stride_or_a_multiplier_keeps_separate_buffers(lib):
     rng = np.random.default_rng(27)
     for multiplier, stride, out_shape in ((2, 1, (1, 6, 5, 6)), (1, 2, (1, 3, 3, 3))):
         q_w = rand_int8(rng, (1, 3, 3, 3 * multiplier), -127, 127)
-        one = OneOp(lib, rng, "DEPTHWISE_CONV_2D",
-                    [T((1, 6, 5, 3), scale=np.float32(0.05)),
-                     T((1, 3, 3, 3 * multiplier), scale=rand_scale(rng, 3 * multiplier),
-                       quantized_dimension=3, data=q_w)],
-                    [T(out_shape, scale=np.float32(0.1))],
-                    som.options("DepthwiseConv2D", padding=0, strideH=stride, strideW=stride,
-                                depthMultiplier=multiplier))
+        one = OneOp(
+            lib,
+            rng,
+            "DEPTHWISE_CONV_2D",
+            [
+                T((1, 6, 5, 3), scale=np.float32(0.05)),
+                T(
+                    (1, 3, 3, 3 * multiplier),
+                    scale=rand_scale(rng, 3 * multiplier),
+                    quantized_dimension=3,
+                    data=q_w,
+                ),
+            ],
+            [T(out_shape, scale=np.float32(0.1))],
+            som.options(
+                "DepthwiseConv2D",
+                padding=0,
+                strideH=stride,
+                strideW=stride,
+                depthMultiplier=multiplier,
+            ),
+        )
         status, needs = one.prepare()
         assert status == TT_OK and not needs.in_place, one.error()
 
@@ -177,8 +248,14 @@ def test_add_sub_in_place_is_bit_identical(lib, op_name):
     s = np.float32(0.05)
     options = som.options("Add" if op_name == "ADD" else "Sub")
     for second in ((2, 3, 4), (3, 1), (4,)):
-        one = OneOp(lib, rng, op_name, [T((2, 3, 4), scale=s), T(second, scale=s)],
-                    [T((2, 3, 4), scale=2 * s)], options)
+        one = OneOp(
+            lib,
+            rng,
+            op_name,
+            [T((2, 3, 4), scale=s), T(second, scale=s)],
+            [T((2, 3, 4), scale=2 * s)],
+            options,
+        )
         status, needs = one.prepare()
         assert status == TT_OK and needs.in_place, one.error()
         dy = rand_grad(rng, (2, 3, 4))
@@ -196,8 +273,14 @@ def test_add_sub_in_place_is_bit_identical(lib, op_name):
 def test_unary_kernels_in_place_are_bit_identical(lib, op_name, options):
     rng = np.random.default_rng(25)
     shape = (2, 6) if op_name == "RELU" else (3, 4)
-    one = OneOp(lib, rng, op_name, [T((2, 6), scale=np.float32(0.05))],
-                [T(shape, scale=np.float32(0.05))], options)
+    one = OneOp(
+        lib,
+        rng,
+        op_name,
+        [T((2, 6), scale=np.float32(0.05))],
+        [T(shape, scale=np.float32(0.05))],
+        options,
+    )
     status, needs = one.prepare()
     assert status == TT_OK and needs.in_place, one.error()
     dy = rand_grad(rng, shape)
@@ -235,17 +318,29 @@ SEPARATE_BUFFER_DIGESTS = {
 def _plan(model, kind):
     graph = tflite_graph.read_graph(model)
     classifier = graph.producer(find_logits(graph))
-    biased = [op.index for op in graph.operators if op.builtin_code in (3, 4, 9)
-              and len(op.inputs) > 2 and op.inputs[2] >= 0 and op.index != classifier]
+    biased = [
+        op.index
+        for op in graph.operators
+        if op.builtin_code in (3, 4, 9)
+        and len(op.inputs) > 2
+        and op.inputs[2] >= 0
+        and op.index != classifier
+    ]
     if kind == "bias_all":
         return TrainingPlan.bias_only(model, learning_rate=0.05)
     if kind == "frozen_between":
         return TrainingPlan.for_model(
-            model, [LayerPlan(biased[0], "bias"), LayerPlan(classifier, "weights")],
-            learning_rate=0.05)
+            model,
+            [LayerPlan(biased[0], "bias"), LayerPlan(classifier, "weights")],
+            learning_rate=0.05,
+        )
     return TrainingPlan.for_model(
-        model, [LayerPlan(i, "bias") for i in biased[1:]] + [LayerPlan(classifier, "weights")],
-        learning_rate=0.05, momentum=0.9, batch_size=2)
+        model,
+        [LayerPlan(i, "bias") for i in biased[1:]] + [LayerPlan(classifier, "weights")],
+        learning_rate=0.05,
+        momentum=0.9,
+        batch_size=2,
+    )
 
 
 def _random_samples(model, count, seed):
@@ -253,8 +348,10 @@ def _random_samples(model, count, seed):
     shape = graph.tensors[graph.inputs[0]].shape
     classes = graph.tensors[find_logits(graph)].shape[-1]
     rng = np.random.default_rng(seed)
-    return (rng.integers(-128, 128, size=(count,) + tuple(shape[1:]), dtype=np.int8),
-            rng.integers(0, classes, size=count))
+    return (
+        rng.integers(-128, 128, size=(count,) + tuple(shape[1:]), dtype=np.int8),
+        rng.integers(0, classes, size=count),
+    )
 
 
 @pytest.mark.parametrize("name,kind", sorted(SEPARATE_BUFFER_DIGESTS))
@@ -263,17 +360,21 @@ def test_sharing_gradients_leaves_every_trained_bit_as_it_was(name, kind):
     plan = _plan(model, kind)
     trainer = Trainer(model, plan)
     trainer.train_step(*_random_samples(model, 8, 7))
-    digest = hashlib.sha256(trainer.trained_bytes()
-                            + np.array(trainer.losses, np.float32).tobytes()).hexdigest()
+    digest = hashlib.sha256(
+        trainer.trained_bytes() + np.array(trainer.losses, np.float32).tobytes()
+    ).hexdigest()
     assert digest[:16] == SEPARATE_BUFFER_DIGESTS[name, kind]
 
 
-@pytest.mark.parametrize("name,kind,saving", [
-    ("transfer/ds_cnn_fsdd", "bias_momentum", 0.30),
-    ("reshape_dense", "bias_all", 0.25),
-    ("ds_cnn", "bias_all", 0.35),
-    ("mobilenet_v2_block", "bias_all", 0.04),
-])
+@pytest.mark.parametrize(
+    "name,kind,saving",
+    [
+        ("transfer/ds_cnn_fsdd", "bias_momentum", 0.30),
+        ("reshape_dense", "bias_all", 0.25),
+        ("ds_cnn", "bias_all", 0.35),
+        ("mobilenet_v2_block", "bias_all", 0.04),
+    ],
+)
 def test_sharing_is_chosen_where_it_makes_the_arena_smaller(name, kind, saving):
     model = th.model_bytes(name)
     memory = memory_model.training_memory(model, _plan(model, kind))

@@ -20,29 +20,45 @@ def _runtime(tmp_path, files):
 
 
 def test_an_upward_include_is_found(tmp_path):
-    runtime = _runtime(tmp_path, {"math/tt_quant.h": '#include "kernels/common/tt_kernel.h"\n',
-                                  "kernels/common/tt_kernel.h": '#include "math/tt_quant.h"\n'})
+    runtime = _runtime(
+        tmp_path,
+        {
+            "math/tt_quant.h": '#include "kernels/common/tt_kernel.h"\n',
+            "kernels/common/tt_kernel.h": '#include "math/tt_quant.h"\n',
+        },
+    )
     assert include_graph.problems(runtime) == [
-        "math/tt_quant.h (math) includes kernels/common/tt_kernel.h (kernels): an upward include"]
+        "math/tt_quant.h (math) includes kernels/common/tt_kernel.h (kernels): an upward include"
+    ]
 
 
 def test_records_include_only_standard_headers(tmp_path):
-    runtime = _runtime(tmp_path, {"tt_records.h": '#include <stdint.h>\n#include "tt_status.h"\n',
-                                  "tt_status.h": '#include "tt_records.h"\n'})
+    runtime = _runtime(
+        tmp_path,
+        {
+            "tt_records.h": '#include <stdint.h>\n#include "tt_status.h"\n',
+            "tt_status.h": '#include "tt_records.h"\n',
+        },
+    )
     assert include_graph.problems(runtime) == [
-        "tt_records.h includes tt_status.h: it may include only standard headers"]
+        "tt_records.h includes tt_status.h: it may include only standard headers"
+    ]
 
 
 def test_includes_name_paths_from_the_runtime_root(tmp_path):
-    runtime = _runtime(tmp_path, {"math/tt_quant.h": "", "math/tt_math.c": '#include "tt_quant.h"\n'})
+    runtime = _runtime(
+        tmp_path, {"math/tt_quant.h": "", "math/tt_math.c": '#include "tt_quant.h"\n'}
+    )
     assert include_graph.problems(runtime) == [
-        "math/tt_math.c includes tt_quant.h: not a path from the runtime root"]
+        "math/tt_math.c includes tt_quant.h: not a path from the runtime root"
+    ]
 
 
 def test_a_file_outside_every_layer_is_found(tmp_path):
     runtime = _runtime(tmp_path, {"misc/tt_new.c": ""})
     assert include_graph.problems(runtime) == [
-        "misc/tt_new.c: in no layer (tools/include_graph.py LAYERS)"]
+        "misc/tt_new.c: in no layer (tools/include_graph.py LAYERS)"
+    ]
 
 
 def test_the_runtime_readme_shows_todays_graph():

@@ -22,8 +22,10 @@ def plan():
     """Biases from operator 2 on, the classifier's weights: the pointwise
     and depthwise layers pass gradients, operators 0 and 1 are frozen."""
     return TrainingPlan.for_model(
-        MODEL, [LayerPlan(op, "bias") for op in range(2, 9)] + [LayerPlan(10, "weights")],
-        learning_rate=0.05)
+        MODEL,
+        [LayerPlan(op, "bias") for op in range(2, 9)] + [LayerPlan(10, "weights")],
+        learning_rate=0.05,
+    )
 
 
 def test_rows_give_each_operator_its_macs_memory_and_training(plan):
@@ -33,9 +35,13 @@ def test_rows_give_each_operator_its_macs_memory_and_training(plan):
     memory = memory_model.training_memory(MODEL, plan)
     steps = 2 * len(graph.operators)
     for row, op in zip(rows, graph.operators):
-        macs = (benchmark_models.op_macs(op.name, graph.tensors[op.outputs[0]].shape,
-                                         graph.tensors[op.inputs[1]].shape)
-                if op.name in benchmark_models.MAC_OPS else 0)
+        macs = (
+            benchmark_models.op_macs(
+                op.name, graph.tensors[op.outputs[0]].shape, graph.tensors[op.inputs[1]].shape
+            )
+            if op.name in benchmark_models.MAC_OPS
+            else 0
+        )
         assert (row.name, row.forward_macs) == (op.name, macs)
         live = sum(p.size for p in memory.placements if p.first <= op.index <= p.last)
         assert row.arena_forward == memory.region_offset + live
@@ -43,8 +49,7 @@ def test_rows_give_each_operator_its_macs_memory_and_training(plan):
         visited = op.index >= 2
         assert (row.arena_backward is not None) == visited
         if visited:
-            live = sum(p.size for p in memory.placements
-                       if p.first <= steps - op.index <= p.last)
+            live = sum(p.size for p in memory.placements if p.first <= steps - op.index <= p.last)
             assert row.arena_backward == memory.region_offset + live
     assert rows[2].trains == "bias 64/64" and rows[9].trains == ""
     assert rows[10].trains == "weights 10/10"
@@ -71,7 +76,8 @@ def test_markdown_and_plot(plan, tmp_path):
 def test_the_firmware_measures_every_operator_and_trains_the_same_bits(plan, tmp_path):
     x, y = th.quantized_split("fsdd", "train", (1, 49, 40, 1), 3)
     firmware = training_firmware.build_training_firmware(
-        "mps2_an386", MODEL, plan, x, y, out_dir=tmp_path, profile_operators=True)
+        "mps2_an386", MODEL, plan, x, y, out_dir=tmp_path, profile_operators=True
+    )
     result = emulation.run_firmware(firmware.elf, "mps2_an386", timeout=300)
     assert result.status == 0, result.log.errors
     run = training_firmware.TrainingRun.from_log(result.log)
@@ -87,7 +93,8 @@ def test_the_firmware_measures_every_operator_and_trains_the_same_bits(plan, tmp
     forward = sum(e["forward"] for e in profile.values()) / 3
     assert run.count_per_inference() < forward < 1.1 * run.count_per_inference()
     assert sum(s["count"] for s in run.steps) == sum(
-        e["forward"] + e["backward"] for e in profile.values())
+        e["forward"] + e["backward"] for e in profile.values()
+    )
 
 
 @pytest.mark.firmware

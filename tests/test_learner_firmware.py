@@ -4,6 +4,7 @@ state in its flash (a host file, so it survives the emulator), power
 cycles and power cuts, bad bytes on the wire, and a serial-port client
 (pyserial) through a pty. The device's losses, state and parameters must
 equal the host Trainer's bit for bit."""
+
 import shutil
 import zlib
 
@@ -16,9 +17,13 @@ from tflm_training import learner
 from tflm_training.learner import COMMANDS, DeviceError, LearnerClient
 from tools import learner_firmware, learning
 
-pytestmark = [pytest.mark.firmware, pytest.mark.skipif(
-    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-    reason="needs qemu-system-arm and gcc-arm-none-eabi (bash tools/install.sh)")]
+pytestmark = [
+    pytest.mark.firmware,
+    pytest.mark.skipif(
+        shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+        reason="needs qemu-system-arm and gcc-arm-none-eabi (bash tools/install.sh)",
+    ),
+]
 
 PLAN = plans()["sampled"]
 X, Y = samples(16)
@@ -27,8 +32,9 @@ X, Y = samples(16)
 @pytest.fixture(scope="module")
 def firmware(tmp_path_factory):
     out = tmp_path_factory.mktemp("learner")
-    built, sizes = learner_firmware.build_learner_firmware("mps2_an386", MODEL, PLAN, out,
-                                                           heldout_samples=4)
+    built, sizes = learner_firmware.build_learner_firmware(
+        "mps2_an386", MODEL, PLAN, out, heldout_samples=4
+    )
     return built, sizes
 
 
@@ -43,8 +49,7 @@ def _train(client, host, first, count, epoch=None):
         host.begin_epoch(epoch)
     for i in range(first, first + count):
         step = client.train(X[i], Y[i])
-        assert step.loss.view(np.uint32) == np.float32(host.train_step(X[i], Y[i])).view(
-            np.uint32)
+        assert step.loss.view(np.uint32) == np.float32(host.train_step(X[i], Y[i])).view(np.uint32)
         assert step.count > 0  # instructions, counted exactly in QEMU
     return step
 
@@ -108,8 +113,17 @@ def test_power_cuts_in_the_emulated_flash_leave_the_old_or_the_new_state(firmwar
     events = 2 * (pages + -(-(len(new) + 32) // 4))
     # Mid-erase, the first payload word (both halves), mid-payload, the
     # header's last word (torn and not), and past the end.
-    for cut in (0, 1, 2 * pages - 1, 2 * pages, 2 * pages + 1, events // 2 + 1, events - 2,
-                events - 1, events):
+    for cut in (
+        0,
+        1,
+        2 * pages - 1,
+        2 * pages,
+        2 * pages + 1,
+        events // 2 + 1,
+        events - 2,
+        events - 1,
+        events,
+    ):
         flash.write_bytes(saved_flash)
         device, client = _boot(firmware, flash, cut=cut)
         try:
@@ -135,7 +149,8 @@ def test_power_cuts_in_the_emulated_flash_leave_the_old_or_the_new_state(firmwar
             check.load_state(state)
             step = client.train(X[6], Y[6])
             assert step.loss.view(np.uint32) == np.float32(check.train_step(X[6], Y[6])).view(
-                np.uint32)
+                np.uint32
+            )
         finally:
             device.close()
 
@@ -158,8 +173,9 @@ def test_worn_flash_and_another_plans_state(firmware, tmp_path):
     finally:
         device.close()
     other_plan = plans()["classifier"]
-    other, _ = learner_firmware.build_learner_firmware("mps2_an386", MODEL, other_plan,
-                                                       tmp_path / "other")
+    other, _ = learner_firmware.build_learner_firmware(
+        "mps2_an386", MODEL, other_plan, tmp_path / "other"
+    )
     device = learner_firmware.EmulatedLearner(other.elf, flash)
     try:
         info = LearnerClient(device).info()
@@ -199,8 +215,9 @@ def test_bad_bytes_on_the_uart_get_an_error_and_lose_nothing(firmware, tmp_path)
 
 def test_a_serial_port_client_through_a_pty(firmware, tmp_path):
     pytest.importorskip("serial")
-    device = learning.Device(elf=firmware[0].elf, flash_path=tmp_path / "flash.bin",
-                             serial="pty", timeout=30)
+    device = learning.Device(
+        elf=firmware[0].elf, flash_path=tmp_path / "flash.bin", serial="pty", timeout=30
+    )
     try:
         assert device.emulator.pty_path.startswith("/dev/pts/")
         host = tflm_training.Trainer(MODEL, PLAN)

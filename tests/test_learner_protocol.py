@@ -3,6 +3,7 @@
 flash a RAM flash with the NVMC's rules): every command against the host
 Trainer bit for bit, persistence across power cycles, guarded saves, and
 bad input that must change nothing."""
+
 import struct
 import zlib
 
@@ -10,9 +11,9 @@ import numpy as np
 import pytest
 
 import tflm_training
+from learner_helpers import MODEL, blank_flash, plans, samples
 from tflm_training import learner
 from tflm_training.learner import COMMANDS, DeviceError, HostLearner, LearnerClient
-from learner_helpers import MODEL, blank_flash, plans, samples
 
 PLANS = plans()
 PLAN = PLANS["classifier"]
@@ -43,7 +44,8 @@ def test_streamed_training_saved_restored_and_pulled_equals_the_host(name):
         for i in range(12):
             step = client.train(x[i], y[i])
             assert step.loss.view(np.uint32) == np.float32(host.train_step(x[i], y[i])).view(
-                np.uint32)
+                np.uint32
+            )
     assert step.steps == 24
     result = client.save()
     assert result.saved and result.sequence == 1 and result.pages_erased > 0
@@ -113,7 +115,10 @@ def test_factory_reset_forgets_everything():
 def _unchanged(client, before):
     after = client.info()
     assert (after.state_crc32, after.steps, after.state_sequence) == (
-        before.state_crc32, before.steps, before.state_sequence)
+        before.state_crc32,
+        before.steps,
+        before.state_sequence,
+    )
 
 
 def _error(client, code, match, call):
@@ -131,25 +136,44 @@ def test_bad_requests_get_an_error_that_names_the_problem_and_change_nothing():
     _error(client, 6, "nothing trained yet", client.pull)
     _error(client, 6, "nothing to save", client.save)
     _error(client, 2, "unknown command 66", lambda: client.request(0x42))
-    _error(client, 4, "uint8 but the model's input is int8",
-           lambda: client.train(x[0].view(np.uint8), 1))
-    _error(client, 4, "float32 but the model's input is int8",
-           lambda: client.train(np.zeros(1960 // 4, np.float32), 1))
-    _error(client, 4, "has 1959 bytes but the model's input has 1960",
-           lambda: client.train(x[0].reshape(-1)[:-1], 1))
+    _error(
+        client,
+        4,
+        "uint8 but the model's input is int8",
+        lambda: client.train(x[0].view(np.uint8), 1),
+    )
+    _error(
+        client,
+        4,
+        "float32 but the model's input is int8",
+        lambda: client.train(np.zeros(1960 // 4, np.float32), 1),
+    )
+    _error(
+        client,
+        4,
+        "has 1959 bytes but the model's input has 1960",
+        lambda: client.train(x[0].reshape(-1)[:-1], 1),
+    )
     _error(client, 5, "label 10 is not a class", lambda: client.train(x[0], 10))
     _error(client, 5, "label -1 is not a class", lambda: client.train(x[0], -1))
     _error(client, 3, "8-byte header", lambda: client.request(COMMANDS["TRAIN"], b"\x09"))
     _error(client, 3, "BEGIN_EPOCH takes", lambda: client.request(COMMANDS["BEGIN_EPOCH"]))
     _error(client, 3, "SAVE takes", lambda: client.request(COMMANDS["SAVE"], b"\0"))
-    _error(client, 3, "only bits 0 and 1",
-           lambda: client.request(COMMANDS["SAVE"], b"\x04\0\0\0"))
-    _error(client, 3, "guarded SAVE needs held-out samples",
-           lambda: client.save(learner.GUARD_ACCURACY))
+    _error(client, 3, "only bits 0 and 1", lambda: client.request(COMMANDS["SAVE"], b"\x04\0\0\0"))
+    _error(
+        client,
+        3,
+        "guarded SAVE needs held-out samples",
+        lambda: client.save(learner.GUARD_ACCURACY),
+    )
     _error(client, 3, "INFO takes no payload", lambda: client.request(COMMANDS["INFO"], b"x"))
     client.train(x[0], y[0])
-    _error(client, 3, "PULL of bytes 600..1100",
-           lambda: client.request(COMMANDS["PULL"], struct.pack("<II", 600, 500)))
+    _error(
+        client,
+        3,
+        "PULL of bytes 600..1100",
+        lambda: client.request(COMMANDS["PULL"], struct.pack("<II", 600, 500)),
+    )
     client.holdout(x[1], y[1])
     client.holdout(x[2], y[2])
     _error(client, 9, "holds 2 samples and is full", lambda: client.holdout(x[3], y[3]))
@@ -160,10 +184,10 @@ def _raw(device, data):
     """Bytes straight onto the link; the one answer they get."""
     device.write(data)
     answer = device.read(1 << 16, 0)
-    assert answer[:2] == b"TL" and zlib.crc32(answer[:-4]) == struct.unpack(
-        "<I", answer[-4:])[0]
-    command, sequence, length = answer[3], *struct.unpack_from("<H", answer, 4), None
-    code, = struct.unpack_from("<H", answer, 12)
+    assert answer[:2] == b"TL" and zlib.crc32(answer[:-4]) == struct.unpack("<I", answer[-4:])[0]
+    command = answer[3]
+    (sequence,) = struct.unpack_from("<H", answer, 4)
+    (code,) = struct.unpack_from("<H", answer, 12)
     return command, sequence, code, answer[16:-4].decode()
 
 
@@ -175,8 +199,12 @@ def test_broken_frames_are_answered_with_what_is_wrong():
     good = learner.encode(COMMANDS["TRAIN"], 7, learner.sample_payload(x[0], y[0]))
     flipped = bytearray(good)
     flipped[100] ^= 0x10
-    assert _raw(device, bytes(flipped)) == (0xFF, 7, 1, "corrupt frame: its CRC-32 does not "
-                                            "match its bytes")
+    assert _raw(device, bytes(flipped)) == (
+        0xFF,
+        7,
+        1,
+        "corrupt frame: its CRC-32 does not match its bytes",
+    )
     command, sequence, code, text = _raw(device, good[:-50])
     assert (command, sequence, code) == (0xFF, 7, 1) and text.startswith("truncated frame")
     oversized = learner.encode(COMMANDS["TRAIN"], 8, bytes(5000))
@@ -271,8 +299,9 @@ def _heldout_results(trainer, x, y):
 def test_guarded_saves_keep_only_states_that_do_not_lose_held_out_accuracy():
     x, y = samples(80, seed=1)
     heldout_x, heldout_y = x[60:80], y[60:80]
-    plan = tflm_training.TrainingPlan.classifier_only(MODEL, learning_rate=0.01,
-                                                      momentum=0.5, batch_size=1).to_bytes()
+    plan = tflm_training.TrainingPlan.classifier_only(
+        MODEL, learning_rate=0.01, momentum=0.5, batch_size=1
+    ).to_bytes()
     flash = blank_flash(plan)
     client = _device(flash, plan, heldout_samples=20)
     for i in range(20):
@@ -285,11 +314,12 @@ def test_guarded_saves_keep_only_states_that_do_not_lose_held_out_accuracy():
         for i in range(60):
             client.train(x[i], labels[i])
             host.train_step(x[i], labels[i])
-        now, was = _heldout_results(host, heldout_x, heldout_y), _heldout_results(
-            saved, heldout_x, heldout_y)
+        now, was = (
+            _heldout_results(host, heldout_x, heldout_y),
+            _heldout_results(saved, heldout_x, heldout_y),
+        )
         result = client.save(learner.GUARD_ACCURACY)
-        assert (result.correct, result.saved_correct, result.heldout_count) == (
-            now[0], was[0], 20)
+        assert (result.correct, result.saved_correct, result.heldout_count) == (now[0], was[0], 20)
         assert result.saved == (now[0] >= was[0])
         decisions.append(result.saved)
         if result.saved:

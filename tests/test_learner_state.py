@@ -1,6 +1,7 @@
 """The learned state (runtime/training/tt_trainer_state.h): a trainer restored from
 it goes on exactly as the one that saved it, for every kind of update,
 and a state that is not this trainer's is refused without changing it."""
+
 import struct
 
 import numpy as np
@@ -51,7 +52,7 @@ def test_state_layout_is_counters_then_parameters():
     assert (steps, epoch, in_batch, reserved) == (4, 0, 1, 0)
     # The parameter copies come first in the learned block, in the runtime's
     # order (640 weight bytes, then 40 bias bytes: no alignment padding).
-    assert state[16:16 + 680] == trainer.trained_bytes()
+    assert state[16 : 16 + 680] == trainer.trained_bytes()
 
 
 def _refused(trainer, state, match):

@@ -24,15 +24,17 @@ from tools import board_config, firmware_build, host_build
 TESTS = pathlib.Path(__file__).resolve().parent
 TRANSFER = th.MODELS / "transfer" / "ds_cnn_fsdd.tflite"
 F32P = ctypes.POINTER(ctypes.c_float)
-U = 2.0 ** -24  # float32 unit roundoff
+U = 2.0**-24  # float32 unit roundoff
 HEADER_WORDS = 8
 
 
 class Adam(ctypes.Structure):
     """Mirror of tt_lowrank_adam (tt_lowrank.h)."""
 
-    _fields_ = [(name, ctypes.c_float) for name in (
-        "learning_rate", "beta1", "beta2", "epsilon", "batch_scale")]
+    _fields_ = [
+        (name, ctypes.c_float)
+        for name in ("learning_rate", "beta1", "beta2", "epsilon", "batch_scale")
+    ]
 
 
 def _lib():
@@ -42,8 +44,7 @@ def _lib():
         "tt_lowrank_state_bytes": (ctypes.c_uint64, [i32, i32, i32]),
         "tt_lowrank_init": (None, [vp, i32, i32, i32, i32, ctypes.c_uint32]),
         "tt_lowrank_refreshing": (ctypes.c_bool, [vp]),
-        "tt_lowrank_accumulate": (ctypes.c_bool, [vp, i32, F32P, ctypes.c_float,
-                                                  ctypes.c_bool]),
+        "tt_lowrank_accumulate": (ctypes.c_bool, [vp, i32, F32P, ctypes.c_float, ctypes.c_bool]),
         "tt_lowrank_apply": (ctypes.c_bool, [vp, ctypes.POINTER(Adam), vp, i32, F32P]),
         "tt_lowrank_discard": (None, [vp]),
         "tt_lowrank_orthonormalize": (ctypes.c_bool, [F32P, i32, i32, F32P]),
@@ -70,31 +71,43 @@ class State:
         self.rows, self.cols, self.rank = rows, cols, rank
         arrays, cr, rd = self.buffer[HEADER_WORDS:], rows * rank, rank * cols
         self.p = arrays[:cr].reshape(rows, rank)
-        self.y = arrays[cr:2 * cr].reshape(rows, rank)
+        self.y = arrays[cr : 2 * cr].reshape(rows, rank)
         self.r, self.r_prev, self.m, self.v = (
-            arrays[2 * cr + i * rd:2 * cr + (i + 1) * rd].reshape(rank, cols) for i in range(4))
+            arrays[2 * cr + i * rd : 2 * cr + (i + 1) * rd].reshape(rank, cols) for i in range(4)
+        )
 
     @property
     def header(self):
         words = self.buffer[:HEADER_WORDS]
         ints = words.view(np.int32)
-        return {"rows": ints[0], "cols": ints[1], "rank": ints[2], "refresh_steps": ints[3],
-                "updates": words.view(np.uint32)[4], "seed": words.view(np.uint32)[5],
-                "beta1_power": words[6], "beta2_power": words[7]}
+        return {
+            "rows": ints[0],
+            "cols": ints[1],
+            "rank": ints[2],
+            "refresh_steps": ints[3],
+            "updates": words.view(np.uint32)[4],
+            "seed": words.view(np.uint32)[5],
+            "beta1_power": words[6],
+            "beta2_power": words[7],
+        }
 
     def accumulate(self, grad, scales, qas=True):
         """Every row of a real-valued C x D gradient, one channel at a time."""
         for c in range(self.rows):
             row = np.ascontiguousarray(grad[c], np.float32)
-            assert self.lib.tt_lowrank_accumulate(self.buffer.ctypes.data, c, _f32p(row),
-                                                  float(scales[c]), qas)
+            assert self.lib.tt_lowrank_accumulate(
+                self.buffer.ctypes.data, c, _f32p(row), float(scales[c]), qas
+            )
 
-    def apply(self, weights, residual, lr, beta1=0.9, beta2=0.999, epsilon=1e-8,
-              batch_scale=1.0):
+    def apply(self, weights, residual, lr, beta1=0.9, beta2=0.999, epsilon=1e-8, batch_scale=1.0):
         adam = Adam(lr, beta1, beta2, epsilon, batch_scale)
         return self.lib.tt_lowrank_apply(
-            self.buffer.ctypes.data, ctypes.byref(adam), weights.ctypes.data,
-            weights.shape[1], None if residual is None else _f32p(residual))
+            self.buffer.ctypes.data,
+            ctypes.byref(adam),
+            weights.ctypes.data,
+            weights.shape[1],
+            None if residual is None else _f32p(residual),
+        )
 
 
 # -- the square root ---------------------------------------------------------------
@@ -106,9 +119,18 @@ def sqrt_sample(tmp_path_factory):
     built with the runtime's flags."""
     out = tmp_path_factory.mktemp("sqrt") / "libsqrt_sample.so"
     flags = [f for f in host_build.COMMON_FLAGS]
-    subprocess.run(["gcc", *flags, f"-I{host_build.RUNTIME}", "-o", str(out),
-                    str(TESTS / "lowrank" / "sqrt_sample.c"),
-                    str(host_build.RUNTIME / "math" / "tt_sqrt.c")], check=True)
+    subprocess.run(
+        [
+            "gcc",
+            *flags,
+            f"-I{host_build.RUNTIME}",
+            "-o",
+            str(out),
+            str(TESTS / "lowrank" / "sqrt_sample.c"),
+            str(host_build.RUNTIME / "math" / "tt_sqrt.c"),
+        ],
+        check=True,
+    )
     lib = ctypes.CDLL(str(out))
     lib.sqrt_sample.restype = None
     lib.sqrt_sample.argtypes = [F32P, F32P, ctypes.c_size_t]
@@ -118,6 +140,7 @@ def sqrt_sample(tmp_path_factory):
         result = np.empty_like(values)
         lib.sqrt_sample(_f32p(values), _f32p(result), values.size)
         return result
+
     return run
 
 
@@ -126,13 +149,31 @@ def _sqrt_inputs():
     first and last 256 mantissas, random bits, and the special values."""
     stride = np.arange(0, 0x7F800000, 251, dtype=np.uint64).astype(np.uint32)
     exponents = np.arange(256, dtype=np.uint32) << 23
-    edges = np.concatenate([exponents[:, None] + np.arange(256, dtype=np.uint32),
-                            exponents[:, None] + (0x7FFFFF - np.arange(256, dtype=np.uint32))])
+    edges = np.concatenate(
+        [
+            exponents[:, None] + np.arange(256, dtype=np.uint32),
+            exponents[:, None] + (0x7FFFFF - np.arange(256, dtype=np.uint32)),
+        ]
+    )
     rng = np.random.default_rng(0)
     random = rng.integers(0, 2**32, 1 << 20, dtype=np.uint64).astype(np.uint32)
-    specials = np.array([0, 0x80000000, 1, 0x7F7FFFFF, 0x7F800000, 0xFF800000, 0x7FC00000,
-                         0xFFC00000, 0x7F800001, 0x3F800000, 0xBF800000, 0x00800000],
-                        dtype=np.uint32)
+    specials = np.array(
+        [
+            0,
+            0x80000000,
+            1,
+            0x7F7FFFFF,
+            0x7F800000,
+            0xFF800000,
+            0x7FC00000,
+            0xFFC00000,
+            0x7F800001,
+            0x3F800000,
+            0xBF800000,
+            0x00800000,
+        ],
+        dtype=np.uint32,
+    )
     return np.concatenate([stride, edges.ravel(), random, specials]).view(np.float32)
 
 
@@ -146,30 +187,56 @@ def test_sqrt_is_correctly_rounded_over_a_large_sample(sqrt_sample):
     nan = np.isnan(expected)
     assert np.array_equal(np.isnan(got), nan)
     mismatch = np.flatnonzero(got[~nan].view(np.uint32) != expected[~nan].view(np.uint32))
-    assert mismatch.size == 0, [(hex(v), g, e) for v, g, e in zip(
-        x[~nan][mismatch[:5]].view(np.uint32), got[~nan][mismatch[:5]],
-        expected[~nan][mismatch[:5]])]
+    assert mismatch.size == 0, [
+        (hex(v), g, e)
+        for v, g, e in zip(
+            x[~nan][mismatch[:5]].view(np.uint32),
+            got[~nan][mismatch[:5]],
+            expected[~nan][mismatch[:5]],
+        )
+    ]
     # The signs of zero and the special values.
     special = sqrt_sample(np.array([0.0, -0.0, np.inf, -1.0, -np.inf, np.nan], np.float32))
     assert special[:3].view(np.uint32).tolist() == [0, 0x80000000, 0x7F800000]
     assert np.all(np.isnan(special[3:]))
 
 
-@pytest.mark.parametrize("compiler, nm, flags", [
-    ("gcc", "nm", []),
-    pytest.param(firmware_build.GCC, "arm-none-eabi-nm",
-                 board_config.load_board("nrf52840").cpu_flags + firmware_build.C_FLAGS,
-                 marks=pytest.mark.firmware)])
+@pytest.mark.parametrize(
+    "compiler, nm, flags",
+    [
+        ("gcc", "nm", []),
+        pytest.param(
+            firmware_build.GCC,
+            "arm-none-eabi-nm",
+            board_config.load_board("nrf52840").cpu_flags + firmware_build.C_FLAGS,
+            marks=pytest.mark.firmware,
+        ),
+    ],
+)
 def test_sqrt_calls_nothing_on_the_host_or_the_cortex_m4(tmp_path, compiler, nm, flags):
     """The object file of tt_sqrt.c, built with the host library's and the
     firmware's flags, needs no symbol at all: no libm, no libgcc helper, no
     sqrt instruction's library fallback (memcpy is inlined)."""
     out = tmp_path / "tt_sqrt.o"
-    subprocess.run([compiler, *flags, "-std=c11", "-O2", "-fwrapv", "-ffp-contract=off", "-c",
-                    f"-I{host_build.RUNTIME}", "-o", str(out),
-                    str(host_build.RUNTIME / "math" / "tt_sqrt.c")], check=True)
-    symbols = subprocess.run([nm, "-u", str(out)], capture_output=True, text=True,
-                             check=True).stdout.split()
+    subprocess.run(
+        [
+            compiler,
+            *flags,
+            "-std=c11",
+            "-O2",
+            "-fwrapv",
+            "-ffp-contract=off",
+            "-c",
+            f"-I{host_build.RUNTIME}",
+            "-o",
+            str(out),
+            str(host_build.RUNTIME / "math" / "tt_sqrt.c"),
+        ],
+        check=True,
+    )
+    symbols = subprocess.run(
+        [nm, "-u", str(out)], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert symbols == []
 
 
@@ -185,14 +252,21 @@ def test_state_size_and_rank_limits():
 
 @pytest.mark.parametrize("rows,rank", [(12, 4), (7, 7), (48, 8), (3, 1)])
 def test_the_initial_projector_is_orthonormal_and_seeded(rows, rank):
-    a, b, c = State(rows, 20, rank, seed=5), State(rows, 20, rank, seed=5), State(
-        rows, 20, rank, seed=6)
+    a, b, c = (
+        State(rows, 20, rank, seed=5),
+        State(rows, 20, rank, seed=5),
+        State(rows, 20, rank, seed=6),
+    )
     p = a.p.astype(np.float64)
     np.testing.assert_allclose(p.T @ p, np.eye(rank), atol=1e-6)
     assert np.array_equal(a.buffer, b.buffer) and not np.array_equal(a.p, c.p)
     header = a.header
     assert (header["rows"], header["cols"], header["rank"], header["updates"]) == (
-        rows, 20, rank, 0)
+        rows,
+        20,
+        rank,
+        0,
+    )
     assert header["beta1_power"] == header["beta2_power"] == 1.0
     assert not a.y.any() and not a.r.any() and not a.m.any() and not a.v.any()
 
@@ -201,15 +275,16 @@ def test_orthonormalize_replaces_dependent_columns():
     lib = _lib()
     y = np.zeros((6, 3), np.float32)
     y[:, 0] = [1, 2, 0, 0, 0, 0]
-    y[:, 1] = 2 * y[:, 0]           # dependent: the fallback column stands in
+    y[:, 1] = 2 * y[:, 0]  # dependent: the fallback column stands in
     fallback = np.zeros((6, 3), np.float32)
     fallback[:, 1] = [0, 0, 1, 0, 0, 0]
     fallback[:, 2] = [1, 2, 0, 0, 0, 0]  # dependent too: a unit vector stands in
     assert lib.tt_lowrank_orthonormalize(_f32p(y), 6, 3, _f32p(fallback))
     q = y.astype(np.float64)
     np.testing.assert_allclose(q.T @ q, np.eye(3), atol=1e-6)
-    np.testing.assert_allclose(np.abs(q[:, 0]), np.array([1, 2, 0, 0, 0, 0]) / np.sqrt(5),
-                               atol=1e-7)
+    np.testing.assert_allclose(
+        np.abs(q[:, 0]), np.array([1, 2, 0, 0, 0, 0]) / np.sqrt(5), atol=1e-7
+    )
     np.testing.assert_allclose(q[:, 1], [0, 0, 1, 0, 0, 0], atol=1e-7)
     # e_0 minus its part along column 0.
     assert abs(q[0, 2]) > 0.5 and q[2:, 2].tolist() == [0, 0, 0, 0]
@@ -219,7 +294,7 @@ def _adam_reference(m, v, g, t, beta1, beta2, epsilon):
     """One bias-corrected Adam step in float64: (m, v, step n)."""
     m = beta1 * m + (1 - beta1) * g
     v = beta2 * v + (1 - beta2) * g * g
-    n = (m / (1 - beta1 ** t)) / (np.sqrt(v / (1 - beta2 ** t)) + epsilon)
+    n = (m / (1 - beta1**t)) / (np.sqrt(v / (1 - beta2**t)) + epsilon)
     return m, v, n
 
 
@@ -254,23 +329,25 @@ def test_full_rank_with_the_identity_projector_is_adam_on_the_full_gradient(qas)
     for t in range(1, steps + 1):
         grad = (rng.standard_normal((rows, cols)) * 0.01).astype(np.float32)
         m, v = state.m.astype(np.float64), state.v.astype(np.float64)
-        g = grad.astype(np.float64) / scales[:, None] if qas else (
-            grad.astype(np.float64) * scales[:, None])
+        g = (
+            grad.astype(np.float64) / scales[:, None]
+            if qas
+            else (grad.astype(np.float64) * scales[:, None])
+        )
         m_ref, v_ref, n_ref = _adam_reference(m, v, g, t, beta1, beta2, epsilon)
         before = weights.astype(np.float64) + residual
         state.accumulate(grad, scales, qas)
         assert state.apply(weights, residual, lr, beta1, beta2, epsilon)
         moved = weights.astype(np.float64) + residual - before
 
-        c1, c2 = 1 - beta1 ** t, 1 - beta2 ** t
-        e1 = (t - 1) * U * beta1 ** t / c1 + U
-        e2 = (t - 1) * U * beta2 ** t / c2 + U
+        c1, c2 = 1 - beta1**t, 1 - beta2**t
+        e1 = (t - 1) * U * beta1**t / c1 + U
+        e2 = (t - 1) * U * beta2**t / c2 + U
         err_g = U * np.abs(g)
         err_m = 3 * U * (np.abs(beta1 * m) + np.abs((1 - beta1) * g)) + (1 - beta1) * err_g
         rel_v = 4 * U + 2 * err_g / np.maximum(np.abs(g), 1e-300)
         denominator = np.sqrt(v_ref / c2) + epsilon
-        err_n = err_m / c1 / denominator + np.abs(n_ref) * (
-            e1 + U + (rel_v + e2 + U) / 2 + 3 * U)
+        err_n = err_m / c1 / denominator + np.abs(n_ref) * (e1 + U + (rel_v + e2 + U) / 2 + 3 * U)
         tolerance = 2 * (U * (0.5 + lr * np.abs(n_ref)) + lr * err_n)
         assert np.all(np.abs(state.m - m_ref) <= 2 * err_m + 1e-300)
         assert np.all(np.abs(state.v - v_ref) <= 2 * rel_v * v_ref + 1e-300)
@@ -361,8 +438,7 @@ def test_non_finite_gradients_and_steps_change_nothing():
     grad = np.ones(5, np.float32)
     grad[3] = np.nan
     before = state.buffer.copy()
-    assert not state.lib.tt_lowrank_accumulate(state.buffer.ctypes.data, 0, _f32p(grad),
-                                               1.0, True)
+    assert not state.lib.tt_lowrank_accumulate(state.buffer.ctypes.data, 0, _f32p(grad), 1.0, True)
     assert np.array_equal(state.buffer, before, equal_nan=True)
     state.accumulate(np.full((4, 5), 3e38, np.float32), np.ones(4, np.float32))
     weights = np.zeros((4, 5), np.int8)
@@ -396,8 +472,11 @@ def test_without_a_residual_each_update_rounds_on_its_own_and_weights_saturate()
 
 
 def _allocation(model, plan, what, op):
-    (found,) = [a for a in memory_model.training_memory(model, plan).allocations
-                if (a.what, a.index) == (what, op)]
+    (found,) = [
+        a
+        for a in memory_model.training_memory(model, plan).allocations
+        if (a.what, a.index) == (what, op)
+    ]
     return found
 
 
@@ -424,7 +503,7 @@ def test_one_trainer_step_is_projected_adam_on_the_layer_gradient(rank):
     trainer = Trainer(model, plan)
     block = _allocation(model, plan, "low-rank state", 3)
     assert block.size == lowrank_state_bytes(10, 32, rank)
-    p = _arena_floats(trainer, block)[HEADER_WORDS:HEADER_WORDS + 10 * rank].reshape(10, rank)
+    p = _arena_floats(trainer, block)[HEADER_WORDS : HEADER_WORDS + 10 * rank].reshape(10, rank)
     p = p.astype(np.float64).copy()
     # The documented initial projector: tt_lowrank_init with the layer's seed.
     lib = _lib()
@@ -447,7 +526,7 @@ def test_one_trainer_step_is_projected_adam_on_the_layer_gradient(rank):
     dy[(q_logits <= -128) | (q_logits >= 127)] = 0.0  # the clamp mask
     s_x, s_w = x_tensor.scales[0], w_tensor.scales[0]
     g_real = np.outer(dy, (q_in - x_tensor.zero_points[0]) * s_x)
-    g_q = g_real / s_w                                   # QAS
+    g_q = g_real / s_w  # QAS
     g = p.T @ g_q
     epsilon = float(np.float32(1e-8))
     n = g / (np.abs(g) + epsilon)
@@ -470,9 +549,13 @@ def test_one_trainer_step_is_projected_adam_on_the_layer_gradient(rank):
 
 def _transfer_case(per_class=10):
     from test_firmware_training import FSDD, TRANSFER_TRAIN, _quantized
+
     model = TRANSFER.read_bytes()
-    return (model, _quantized(model, TRANSFER_TRAIN, "train", per_class, 0),
-            _quantized(model, FSDD, "test", per_class, 0))
+    return (
+        model,
+        _quantized(model, TRANSFER_TRAIN, "train", per_class, 0),
+        _quantized(model, FSDD, "test", per_class, 0),
+    )
 
 
 @pytest.mark.slow
@@ -481,12 +564,14 @@ def test_low_rank_training_of_a_pointwise_conv_and_the_head_reduces_the_loss():
     (64 x 64, rank 8) and its FULLY_CONNECTED head (10 x 64, rank 4) train
     low-rank, in batches of 2, refreshing every 5 updates."""
     model, (x, y), (x_test, y_test) = _transfer_case()
-    plan = TrainingPlan.lowrank(model, {8: 8, 10: 4}, refresh_steps=5, learning_rate=0.5,
-                                batch_size=2)
+    plan = TrainingPlan.lowrank(
+        model, {8: 8, 10: 4}, refresh_steps=5, learning_rate=0.5, batch_size=2
+    )
     trainer = Trainer(model, plan)
     before = trainer.evaluate(x_test, y_test)
-    epochs = [float(np.mean([trainer.train_step(x[i], y[i]) for i in range(len(y))]))
-              for _ in range(3)]
+    epochs = [
+        float(np.mean([trainer.train_step(x[i], y[i]) for i in range(len(y))])) for _ in range(3)
+    ]
     assert epochs[-1] < 0.9 * epochs[0], epochs
     assert trainer.evaluate(x_test, y_test) >= before + 0.15
     # Both layers' weights changed, and the export carries them.
@@ -509,8 +594,9 @@ def test_low_rank_layers_of_a_zeroed_mlp_learn(residual, lr):
     needs a larger rate)."""
     model = th.with_zero_classifier(th.model_bytes("mlp"))
     x, y = th.shuffled(*th.quantized_split("mnist", "train", (1, 28, 28, 1)), 0)
-    plan = TrainingPlan.lowrank(model, {2: 4, 3: 3}, refresh_steps=3, learning_rate=lr,
-                                residual=residual)
+    plan = TrainingPlan.lowrank(
+        model, {2: 4, 3: 3}, refresh_steps=3, learning_rate=lr, residual=residual
+    )
     trainer = Trainer(model, plan)
     first = np.mean([trainer.train_step(x[i], y[i]) for i in range(len(y))])
     second = np.mean([trainer.train_step(x[i], y[i]) for i in range(len(y))])
@@ -525,7 +611,10 @@ def _lowrank_optimizer_state(model, plan):
     to 8 bytes."""
     graph = tflite_graph.read_graph(model)
     total = 0
-    align = lambda n: (n + 7) // 8 * 8  # noqa: E731
+
+    def align(n):
+        return (n + 7) // 8 * 8
+
     for layer in plan.layers:
         weights = graph.tensors[graph.operators[layer.operator_index].inputs[1]]
         rows = weights.shape[0]
@@ -537,8 +626,9 @@ def _lowrank_optimizer_state(model, plan):
     return total
 
 
-@pytest.mark.parametrize("settings", [{}, {"residual": False}, {"momentum": 0.9},
-                                      {"batch_size": 4, "residual": False}])
+@pytest.mark.parametrize(
+    "settings", [{}, {"residual": False}, {"momentum": 0.9}, {"batch_size": 4, "residual": False}]
+)
 def test_memory_counts_the_low_rank_state_to_the_byte(settings):
     model = TRANSFER.read_bytes()
     for ranks in ({10: 4}, {8: 8, 10: 10}, {2: 1, 4: 64, 10: 2}):
@@ -564,14 +654,23 @@ def _c_rejects(model, data, message):
         Trainer(model, data)
 
 
-@pytest.mark.parametrize("layer, field, fmt, value, message", [
-    (0, 5, "<i", 0, "layer 0: rank 0 must be between 1 and 32, the smaller of operator 2's 32 "
-                    "output channels and 64 weights per channel"),
-    (0, 5, "<i", 33, "layer 0: rank 33 must be between 1 and 32"),
-    (1, 5, "<i", 11, "layer 1: rank 11 must be between 1 and 10"),
-    (1, 6, "<i", 0, "layer 1: refresh_steps 0 must be at least 1"),
-    (1, 6, "<i", -4, "layer 1: refresh_steps -4 must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "layer, field, fmt, value, message",
+    [
+        (
+            0,
+            5,
+            "<i",
+            0,
+            "layer 0: rank 0 must be between 1 and 32, the smaller of operator 2's 32 "
+            "output channels and 64 weights per channel",
+        ),
+        (0, 5, "<i", 33, "layer 0: rank 33 must be between 1 and 32"),
+        (1, 5, "<i", 11, "layer 1: rank 11 must be between 1 and 10"),
+        (1, 6, "<i", 0, "layer 1: refresh_steps 0 must be at least 1"),
+        (1, 6, "<i", -4, "layer 1: refresh_steps -4 must be at least 1"),
+    ],
+)
 def test_c_refuses_bad_low_rank_layers(layer, field, fmt, value, message):
     model = th.model_bytes("mlp")
     data = _plan_bytes(model, {2: 4, 3: 3})
@@ -579,13 +678,16 @@ def test_c_refuses_bad_low_rank_layers(layer, field, fmt, value, message):
     _c_rejects(model, th.patched_plan(data, _layer_field(layer, field), fmt, value), message)
 
 
-@pytest.mark.parametrize("offset, value, message", [
-    (68, 1.0, r"adam_beta1 and adam_beta2 must be in \[0, 1\)"),
-    (68, -0.1, r"adam_beta1 and adam_beta2 must be in \[0, 1\)"),
-    (72, float("nan"), r"adam_beta1 and adam_beta2 must be in \[0, 1\)"),
-    (76, 0.0, "adam_epsilon must be a positive finite number"),
-    (76, float("inf"), "adam_epsilon must be a positive finite number"),
-])
+@pytest.mark.parametrize(
+    "offset, value, message",
+    [
+        (68, 1.0, r"adam_beta1 and adam_beta2 must be in \[0, 1\)"),
+        (68, -0.1, r"adam_beta1 and adam_beta2 must be in \[0, 1\)"),
+        (72, float("nan"), r"adam_beta1 and adam_beta2 must be in \[0, 1\)"),
+        (76, 0.0, "adam_epsilon must be a positive finite number"),
+        (76, float("inf"), "adam_epsilon must be a positive finite number"),
+    ],
+)
 def test_c_refuses_bad_adam_settings(offset, value, message):
     model = th.model_bytes("mlp")
     data = _plan_bytes(model, {3: 3})
@@ -595,10 +697,14 @@ def test_c_refuses_bad_adam_settings(offset, value, message):
 def _as_lowrank(data, layer, rank):
     """A weights plan's layer turned low-rank behind Python's back, with
     the Adam settings a low-rank plan needs."""
-    for offset, fmt, value in [(_layer_field(layer, 1), "<i", 3),
-                               (_layer_field(layer, 5), "<i", rank),
-                               (_layer_field(layer, 6), "<i", 1), (68, "<f", 0.9),
-                               (72, "<f", 0.999), (76, "<f", 1e-8)]:
+    for offset, fmt, value in [
+        (_layer_field(layer, 1), "<i", 3),
+        (_layer_field(layer, 5), "<i", rank),
+        (_layer_field(layer, 6), "<i", 1),
+        (68, "<f", 0.9),
+        (72, "<f", 0.999),
+        (76, "<f", 1e-8),
+    ]:
         data = th.patched_plan(data, offset, fmt, value)
     return data
 
@@ -606,37 +712,63 @@ def _as_lowrank(data, layer, rank):
 def test_c_refuses_low_rank_on_depthwise_and_non_pointwise_layers_and_channel_subsets():
     model = TRANSFER.read_bytes()
     data = TrainingPlan.for_model(model, {0: None, 1: None, 10: None}).to_bytes()
-    _c_rejects(model, _as_lowrank(data, 1, 4),
-               r"layer 1: operator 1 is DEPTHWISE_CONV_2D; low-rank updates \(kind 3\) train "
-               r"only FULLY_CONNECTED and pointwise \(1x1\) CONV_2D layers, so train it with "
-               r"kind 1 \(weights\)")
-    _c_rejects(model, _as_lowrank(data, 0, 1),
-               r"layer 0: operator 0 \(CONV_2D\) has a 10x4 filter; low-rank updates")
+    _c_rejects(
+        model,
+        _as_lowrank(data, 1, 4),
+        r"layer 1: operator 1 is DEPTHWISE_CONV_2D; low-rank updates \(kind 3\) train "
+        r"only FULLY_CONNECTED and pointwise \(1x1\) CONV_2D layers, so train it with "
+        r"kind 1 \(weights\)",
+    )
+    _c_rejects(
+        model,
+        _as_lowrank(data, 0, 1),
+        r"layer 0: operator 0 \(CONV_2D\) has a 10x4 filter; low-rank updates",
+    )
     Trainer(model, _as_lowrank(data, 2, 4))  # the head is fine
     subset = TrainingPlan.for_model(model, {10: range(6)}).to_bytes()
-    _c_rejects(model, _as_lowrank(subset, 0, 2),
-               r"layer 0: a low-rank layer trains all 10 output channels of operator 10 "
-               r"\(FULLY_CONNECTED\), but 6 are listed; list them all")
+    _c_rejects(
+        model,
+        _as_lowrank(subset, 0, 2),
+        r"layer 0: a low-rank layer trains all 10 output channels of operator 10 "
+        r"\(FULLY_CONNECTED\), but 6 are listed; list them all",
+    )
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda m: TrainingPlan.lowrank(m, {1: 4}), "is not FULLY_CONNECTED or a pointwise CONV_2D"),
-    (lambda m: TrainingPlan.lowrank(m, {0: 4}), "has a 10x4 filter; 'lowrank' trains only"),
-    (lambda m: TrainingPlan.lowrank(m, {10: 11}), "rank 11 must be between 1 and 10"),
-    (lambda m: TrainingPlan.lowrank(m, {10: 0}), "rank must be an int >= 1"),
-    (lambda m: TrainingPlan.lowrank(m, {10: 2.5}), "rank must be an int >= 1"),
-    (lambda m: TrainingPlan.lowrank(m, {10: 2}, refresh_steps=0),
-     "refresh_steps must be an int >= 1"),
-    (lambda m: TrainingPlan.for_model(m, [LayerPlan(10, "lowrank", range(5), rank=2,
-                                                    refresh_steps=1)]),
-     "trains all 10 output channels of operator 10"),
-    (lambda m: TrainingPlan.lowrank(m, {10: 2}, adam_beta1=1.0),
-     r"adam_beta1 and adam_beta2 must be in \[0, 1\)"),
-    (lambda m: TrainingPlan.lowrank(m, {10: 2}, adam_epsilon=0.0),
-     "adam_epsilon must be a positive finite number"),
-    (lambda m: TrainingPlan.lowrank(m, {10: 2}, static={10: None}),
-     "operator 10 is both low-rank and static"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda m: TrainingPlan.lowrank(m, {1: 4}),
+            "is not FULLY_CONNECTED or a pointwise CONV_2D",
+        ),
+        (lambda m: TrainingPlan.lowrank(m, {0: 4}), "has a 10x4 filter; 'lowrank' trains only"),
+        (lambda m: TrainingPlan.lowrank(m, {10: 11}), "rank 11 must be between 1 and 10"),
+        (lambda m: TrainingPlan.lowrank(m, {10: 0}), "rank must be an int >= 1"),
+        (lambda m: TrainingPlan.lowrank(m, {10: 2.5}), "rank must be an int >= 1"),
+        (
+            lambda m: TrainingPlan.lowrank(m, {10: 2}, refresh_steps=0),
+            "refresh_steps must be an int >= 1",
+        ),
+        (
+            lambda m: TrainingPlan.for_model(
+                m, [LayerPlan(10, "lowrank", range(5), rank=2, refresh_steps=1)]
+            ),
+            "trains all 10 output channels of operator 10",
+        ),
+        (
+            lambda m: TrainingPlan.lowrank(m, {10: 2}, adam_beta1=1.0),
+            r"adam_beta1 and adam_beta2 must be in \[0, 1\)",
+        ),
+        (
+            lambda m: TrainingPlan.lowrank(m, {10: 2}, adam_epsilon=0.0),
+            "adam_epsilon must be a positive finite number",
+        ),
+        (
+            lambda m: TrainingPlan.lowrank(m, {10: 2}, static={10: None}),
+            "operator 10 is both low-rank and static",
+        ),
+    ],
+)
 def test_python_refuses_bad_low_rank_plans(make, message):
     with pytest.raises(ValueError, match=message):
         make(TRANSFER.read_bytes())
@@ -644,22 +776,31 @@ def test_python_refuses_bad_low_rank_plans(make, message):
 
 def test_plans_round_trip_and_mix_low_rank_with_static_layers():
     model = TRANSFER.read_bytes()
-    plan = TrainingPlan.lowrank(model, {8: 8}, refresh_steps=4, static={10: None},
-                                adam_beta2=0.99, seed=3)
-    assert [(layer.operator_index, layer.update, layer.rank, layer.refresh_steps)
-            for layer in plan.layers] == [
-        (8, "lowrank", 8, 4), (10, "weights", 0, 0)]
+    plan = TrainingPlan.lowrank(
+        model, {8: 8}, refresh_steps=4, static={10: None}, adam_beta2=0.99, seed=3
+    )
+    assert [
+        (layer.operator_index, layer.update, layer.rank, layer.refresh_steps)
+        for layer in plan.layers
+    ] == [(8, "lowrank", 8, 4), (10, "weights", 0, 0)]
     assert plan.layers[0].channels == list(range(64))
     assert (plan.adam_beta1, plan.adam_beta2, plan.adam_epsilon) == (
-        pytest.approx(0.9), pytest.approx(0.99), pytest.approx(1e-8))
+        pytest.approx(0.9),
+        pytest.approx(0.99),
+        pytest.approx(1e-8),
+    )
     again = TrainingPlan.from_bytes(plan.to_bytes())
     assert again == plan
     assert struct.unpack_from("<3f", plan.to_bytes(), 68) == (
-        np.float32(0.9), np.float32(0.99), np.float32(1e-8))
+        np.float32(0.9),
+        np.float32(0.99),
+        np.float32(1e-8),
+    )
     trainer = Trainer(model, plan)
     assert trainer.parameter_tensors == sorted(
-        set(tflite_graph.read_graph(model).operators[8].inputs[1:]) |
-        set(tflite_graph.read_graph(model).operators[10].inputs[1:]))
+        set(tflite_graph.read_graph(model).operators[8].inputs[1:])
+        | set(tflite_graph.read_graph(model).operators[10].inputs[1:])
+    )
 
 
 def test_an_adam_step_out_of_range_is_refused_and_drops_the_batch():
@@ -674,7 +815,7 @@ def test_an_adam_step_out_of_range_is_refused_and_drops_the_batch():
     np.testing.assert_array_equal(trainer.get_tensor(weights), before)
     block = _arena_floats(trainer, _allocation(model, plan, "low-rank state", 10))
     rd, cr = 4 * 64, 10 * 4
-    assert not block[HEADER_WORDS + cr:HEADER_WORDS + 2 * cr + rd].any()  # Y and R dropped
+    assert not block[HEADER_WORDS + cr : HEADER_WORDS + 2 * cr + rd].any()  # Y and R dropped
     assert block[:HEADER_WORDS].view(np.uint32)[4] == 0  # no update counted
 
 

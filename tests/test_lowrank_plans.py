@@ -7,10 +7,9 @@ import pathlib
 import numpy as np
 import pytest
 
+from planning import contribution, lowrank
 from tflm_training import Trainer, UnsupportedModelError, memory_model, tflite_graph
 from tflm_training.plan import parameter_layout
-
-from planning import contribution, lowrank
 
 TESTS = pathlib.Path(__file__).resolve().parent
 MODEL = (TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite").read_bytes()
@@ -42,10 +41,14 @@ def test_plan_fits_the_budget_as_the_runtime_measures_it(extra_kb):
         if layer.update == "lowrank":
             layout = parameter_layout(graph, layer.operator_index)
             assert layer.rank == result.ranks[layer.operator_index]
-            assert 1 <= layer.rank <= min(lowrank.MAX_RANK, layout["channels"],
-                                          layout["weights_per_channel"])
-            assert np.isclose(layer.lr_scale * result.plan.learning_rate,
-                              lowrank.ADAM_LEARNING_RATE, rtol=1e-6)
+            assert (
+                1
+                <= layer.rank
+                <= min(lowrank.MAX_RANK, layout["channels"], layout["weights_per_channel"])
+            )
+            assert np.isclose(
+                layer.lr_scale * result.plan.learning_rate, lowrank.ADAM_LEARNING_RATE, rtol=1e-6
+            )
         else:
             assert layer.operator_index == contribution.classifier_operator(MODEL)
             assert layer.update == "weights"
@@ -76,8 +79,9 @@ def test_a_low_rank_plan_trains():
         x = contribution.quantize_samples(MODEL, data["x_train"][:40])
         y = data["y_train"][:40].astype(np.int64)
     # A large Adam rate, so that three passes move whole quantization steps.
-    result = lowrank.plan_for_budget(MODEL, INFERENCE + 64 * 1024, adam_learning_rate=0.5,
-                                     **SETTINGS)
+    result = lowrank.plan_for_budget(
+        MODEL, INFERENCE + 64 * 1024, adam_learning_rate=0.5, **SETTINGS
+    )
     trainer = Trainer(MODEL, result.plan)
     op = max(result.ranks)
     weights = parameter_layout(tflite_graph.read_graph(MODEL), op)["weights"]
@@ -90,8 +94,12 @@ def test_a_low_rank_plan_trains():
 def test_a_layer_the_runtime_cannot_train_is_named_not_reported_as_a_budget(monkeypatch):
     def refuse(model_bytes, plan):
         raise UnsupportedModelError("operator 8 (CONV_2D): not in this build")
+
     monkeypatch.setattr(memory_model, "training_memory", refuse)
-    with pytest.raises(ValueError, match="operator 8 cannot train low-rank: operator 8 "
-                                         r"\(CONV_2D\): not in this build") as error:
+    with pytest.raises(
+        ValueError,
+        match="operator 8 cannot train low-rank: operator 8 "
+        r"\(CONV_2D\): not in this build",
+    ) as error:
         lowrank.plan_for_budget(MODEL, INFERENCE + 64 * 1024, **SETTINGS)
     assert not isinstance(error.value, lowrank.InfeasibleBudgetError)

@@ -33,20 +33,31 @@ def module_marks(path):
     """The mark names in a module's `pytestmark` (pytest.mark.<name>)."""
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
-            return {n.attr for n in ast.walk(node.value) if isinstance(n, ast.Attribute)
-                    and isinstance(n.value, ast.Attribute) and n.value.attr == "mark"}
+            isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
+        ):
+            return {
+                n.attr
+                for n in ast.walk(node.value)
+                if isinstance(n, ast.Attribute)
+                and isinstance(n.value, ast.Attribute)
+                and n.value.attr == "mark"
+            }
     return set()
 
 
 def test_modules_not_marked_tensorflow_import_without_it():
-    modules = sorted(p.stem for p in TESTS.glob("test_*.py")
-                     if "tensorflow" not in module_marks(p))
+    modules = sorted(p.stem for p in TESTS.glob("test_*.py") if "tensorflow" not in module_marks(p))
     assert "test_markers" in modules and "test_pipeline" not in modules
     script = IMPORT_WITHOUT_KERAS.format(names=KERAS_STACK, tests=str(TESTS), repo=str(REPO))
-    result = subprocess.run([sys.executable, "-c", script, *modules], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script, *modules],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout == "", ("mark these modules pytestmark = pytest.mark.tensorflow, or "
-                                 "import TensorFlow inside the tests that need it:\n"
-                                 + result.stdout)
+    assert result.stdout == "", (
+        "mark these modules pytestmark = pytest.mark.tensorflow, or "
+        "import TensorFlow inside the tests that need it:\n" + result.stdout
+    )

@@ -28,10 +28,22 @@ import zlib
 import numpy as np
 import pytest
 
-from tflm_training import (Interpreter, LayerPlan, TflmTrainingError, Trainer,
-                           TrainingPlan, _native, memory_model, tflite_graph)
-from tflm_training.plan import (channel_state_bytes, find_logits, parameter_layout,
-                                trainable_operators)
+from tflm_training import (
+    Interpreter,
+    LayerPlan,
+    TflmTrainingError,
+    Trainer,
+    TrainingPlan,
+    _native,
+    memory_model,
+    tflite_graph,
+)
+from tflm_training.plan import (
+    channel_state_bytes,
+    find_logits,
+    parameter_layout,
+    trainable_operators,
+)
 
 TESTS = pathlib.Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -46,6 +58,7 @@ if str(TESTS) not in sys.path:
 
 # -- what the runtime laid out, read from its records ---------------------------
 
+
 class _FbBuffer(ctypes.Structure):
     _fields_ = [("data", ctypes.c_void_p), ("size", ctypes.c_uint32)]
 
@@ -54,43 +67,92 @@ class _CInterpreter(ctypes.Structure):
     """Mirror of tt_interpreter (tt_records.h), host layout."""
 
     _fields_ = [
-        ("model", _FbBuffer), ("arena", ctypes.c_void_p), ("arena_size", ctypes.c_uint32),
-        ("persistent_used", ctypes.c_uint32), ("activations_offset", ctypes.c_uint32),
-        ("activations_size", ctypes.c_uint32), ("tensors", ctypes.c_void_p),
-        ("num_tensors", ctypes.c_int32), ("nodes", ctypes.c_void_p),
-        ("num_nodes", ctypes.c_int32), ("inputs_offset", ctypes.c_int32),
-        ("num_inputs", ctypes.c_int32), ("outputs_offset", ctypes.c_int32),
-        ("num_outputs", ctypes.c_int32), ("current_node", ctypes.c_int32),
-        ("ready", ctypes.c_bool), ("error", _native.ErrorRecord)]
+        ("model", _FbBuffer),
+        ("arena", ctypes.c_void_p),
+        ("arena_size", ctypes.c_uint32),
+        ("persistent_used", ctypes.c_uint32),
+        ("activations_offset", ctypes.c_uint32),
+        ("activations_size", ctypes.c_uint32),
+        ("tensors", ctypes.c_void_p),
+        ("num_tensors", ctypes.c_int32),
+        ("nodes", ctypes.c_void_p),
+        ("num_nodes", ctypes.c_int32),
+        ("inputs_offset", ctypes.c_int32),
+        ("num_inputs", ctypes.c_int32),
+        ("outputs_offset", ctypes.c_int32),
+        ("num_outputs", ctypes.c_int32),
+        ("current_node", ctypes.c_int32),
+        ("ready", ctypes.c_bool),
+        ("error", _native.ErrorRecord),
+    ]
 
 
 class _CTrainer(ctypes.Structure):
     """Mirror of tt_trainer (tt_trainer.h), host layout."""
 
-    _fields_ = [("interpreter", _CInterpreter)] + [
-        (name, ctypes.c_int32) for name in (
-            "layers_offset", "num_layers", "tensor_info_offset", "node_info_offset",
-            "first_backward_node", "loss_node")] + [
-        (name, ctypes.c_uint32) for name in (
-            "interpreter_tables_bytes", "trainer_tables_bytes", "weight_copies_bytes",
-            "optimizer_state_bytes")] + [
-        ("samples_in_batch", ctypes.c_int32), ("steps", ctypes.c_uint32),
-        ("learning_rate", ctypes.c_float), ("momentum", ctypes.c_float),
-        ("batch_size", ctypes.c_int32), ("flags", ctypes.c_int32),
-        ("logits_tensor", ctypes.c_int32), ("num_classes", ctypes.c_int32)] + [
-        (name, ctypes.c_float) for name in ("adam_beta1", "adam_beta2", "adam_epsilon")] + [
-        (name, ctypes.c_int32) for name in (
-            "sample_order_offset", "sample_pool_offset", "sampled_candidates",
-            "sample_budget")] + [
-        (name, ctypes.c_uint32) for name in ("sampled_state_bytes", "seed", "epoch")] + [
-        ("probe_weight_sq", ctypes.c_void_p), ("probe_bias_sq", ctypes.c_void_p),
-        ("probing", ctypes.c_bool), ("ready", ctypes.c_bool),
-        ("undo", ctypes.c_void_p), ("operator_hook", ctypes.c_void_p),
-        ("operator_hook_context", ctypes.c_void_p)]
+    _fields_ = (
+        [("interpreter", _CInterpreter)]
+        + [
+            (name, ctypes.c_int32)
+            for name in (
+                "layers_offset",
+                "num_layers",
+                "tensor_info_offset",
+                "node_info_offset",
+                "first_backward_node",
+                "loss_node",
+            )
+        ]
+        + [
+            (name, ctypes.c_uint32)
+            for name in (
+                "interpreter_tables_bytes",
+                "trainer_tables_bytes",
+                "weight_copies_bytes",
+                "optimizer_state_bytes",
+            )
+        ]
+        + [
+            ("samples_in_batch", ctypes.c_int32),
+            ("steps", ctypes.c_uint32),
+            ("learning_rate", ctypes.c_float),
+            ("momentum", ctypes.c_float),
+            ("batch_size", ctypes.c_int32),
+            ("flags", ctypes.c_int32),
+            ("logits_tensor", ctypes.c_int32),
+            ("num_classes", ctypes.c_int32),
+        ]
+        + [(name, ctypes.c_float) for name in ("adam_beta1", "adam_beta2", "adam_epsilon")]
+        + [
+            (name, ctypes.c_int32)
+            for name in (
+                "sample_order_offset",
+                "sample_pool_offset",
+                "sampled_candidates",
+                "sample_budget",
+            )
+        ]
+        + [(name, ctypes.c_uint32) for name in ("sampled_state_bytes", "seed", "epoch")]
+        + [
+            ("probe_weight_sq", ctypes.c_void_p),
+            ("probe_bias_sq", ctypes.c_void_p),
+            ("probing", ctypes.c_bool),
+            ("ready", ctypes.c_bool),
+            ("undo", ctypes.c_void_p),
+            ("operator_hook", ctypes.c_void_p),
+            ("operator_hook_context", ctypes.c_void_p),
+        ]
+    )
 
 
-_STATE_NAMES = ("weight residual", "weight velocity", "weight accumulator",
-                "bias residual", "bias velocity", "bias accumulator")
+_STATE_NAMES = (
+    "weight residual",
+    "weight velocity",
+    "weight accumulator",
+    "bias residual",
+    "bias velocity",
+    "bias accumulator",
+)
 _DATA_ARENA = 2
 _PARAM_COPY = 4
 _SAMPLED = 2  # TT_UPDATE_SAMPLED
@@ -121,9 +183,12 @@ def _interpreter_layout(c_it, arena, param_copies=frozenset()):
     tensors_at, nodes_at = c_it.tensors - base, c_it.nodes - base
     tensors = _words(arena, tensors_at, c_it.num_tensors, 24)
     nodes = _words(arena, nodes_at, c_it.num_nodes, 13)
-    allocations = {("tensor table", -1): tensors_at, ("operator table", -1): nodes_at,
-                   ("graph inputs", -1): c_it.inputs_offset,
-                   ("graph outputs", -1): c_it.outputs_offset}
+    allocations = {
+        ("tensor table", -1): tensors_at,
+        ("operator table", -1): nodes_at,
+        ("graph inputs", -1): c_it.inputs_offset,
+        ("graph outputs", -1): c_it.outputs_offset,
+    }
     for n, node in enumerate(nodes):
         allocations[("operator inputs", n)] = int(node[8])
         allocations[("operator outputs", n)] = int(node[10])
@@ -133,8 +198,12 @@ def _interpreter_layout(c_it, arena, param_copies=frozenset()):
         if record[10] == _DATA_ARENA:
             key = ("parameter copy" if i in param_copies else "activation", i)
             (allocations if i in param_copies else placements)[key] = int(record[11])
-    return Layout(allocations, placements, c_it.persistent_used,
-                  (c_it.activations_offset, c_it.activations_size))
+    return Layout(
+        allocations,
+        placements,
+        c_it.persistent_used,
+        (c_it.activations_offset, c_it.activations_size),
+    )
 
 
 def measured_inference(interpreter):
@@ -153,11 +222,14 @@ def measured_training(trainer):
     layers = _words(arena, c_tr.layers_offset, c_tr.num_layers, LAYER_WORDS)
     copies = {i for i in range(num_tensors) if info[i][0] & _PARAM_COPY}
     layout = _interpreter_layout(c_tr.interpreter, arena, copies)
-    layout.allocations.update({
-        ("trainer tensor table", -1): c_tr.tensor_info_offset,
-        ("trainer operator table", -1): c_tr.node_info_offset,
-        ("trainer layer table", -1): c_tr.layers_offset,
-        ("channel lists", -1): int(layers[0][13])})  # layer 0's candidates_offset
+    layout.allocations.update(
+        {
+            ("trainer tensor table", -1): c_tr.tensor_info_offset,
+            ("trainer operator table", -1): c_tr.node_info_offset,
+            ("trainer layer table", -1): c_tr.layers_offset,
+            ("channel lists", -1): int(layers[0][13]),
+        }
+    )  # layer 0's candidates_offset
     if c_tr.sampled_candidates:
         layout.allocations[("channel sampler shuffle", -1)] = c_tr.sample_order_offset
         layout.allocations[("sampled state pool", -1)] = c_tr.sample_pool_offset
@@ -183,8 +255,11 @@ def measured_training(trainer):
 def predicted_layout(prediction):
     """The same view of an InferenceArena or a TrainingMemory."""
     allocations = {(a.what, a.index): a.offset for a in prediction.allocations}
-    placements = {(p.kind, index): p.offset for p in prediction.placements
-                  for index in (p.index,) + p.shared_by}
+    placements = {
+        (p.kind, index): p.offset
+        for p in prediction.placements
+        for index in (p.index,) + p.shared_by
+    }
     if isinstance(prediction, memory_model.InferenceArena):
         region = (prediction.activations_offset, prediction.activations)
     else:
@@ -193,6 +268,7 @@ def predicted_layout(prediction):
 
 
 # -- comparisons ------------------------------------------------------------------
+
 
 def assert_same_training(predicted, trainer):
     """Every field of Trainer.memory() and the whole layout."""
@@ -216,6 +292,7 @@ def test_test_mirrors_of_the_c_structs_match_the_library():
 
 
 # -- inference ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("preserve", [False, True], ids=["planned", "preserve_all"])
@@ -247,11 +324,13 @@ def test_inference_arena_of_random_single_operator_models():
 
 
 def _random_ops_module():
-    import test_random_ops  # noqa: E402 (the generators of every operator)
+    import test_random_ops  # the generators of every operator
+
     return test_random_ops
 
 
 # -- training -------------------------------------------------------------------------
+
 
 def _channel_subset(rng, channels):
     mode = rng.integers(4)
@@ -276,12 +355,20 @@ def random_plan(rng, model):
     budget and seed."""
     graph = tflite_graph.read_graph(model)
     logits = find_logits(graph)
-    plan = TrainingPlan(zlib.crc32(model), len(graph.tensors), len(graph.operators),
-                        logits, graph.tensors[logits].num_elements, [],
-                        learning_rate=0.01, momentum=float(rng.choice([0.0, 0.0, 0.9])),
-                        batch_size=int(rng.choice([1, 1, 2, 4, 32])),
-                        qas=bool(rng.integers(2)), residual=bool(rng.random() < 0.75),
-                        seed=int(rng.integers(2**32)))
+    plan = TrainingPlan(
+        zlib.crc32(model),
+        len(graph.tensors),
+        len(graph.operators),
+        logits,
+        graph.tensors[logits].num_elements,
+        [],
+        learning_rate=0.01,
+        momentum=float(rng.choice([0.0, 0.0, 0.9])),
+        batch_size=int(rng.choice([1, 1, 2, 4, 32])),
+        qas=bool(rng.integers(2)),
+        residual=bool(rng.random() < 0.75),
+        seed=int(rng.integers(2**32)),
+    )
     trainable = trainable_operators(model)
     count = int(rng.integers(1, min(4, len(trainable)) + 1))
     chosen = sorted(rng.choice(len(trainable), count, replace=False))
@@ -301,9 +388,17 @@ def random_plan(rng, model):
             most = min(channels, parameter_layout(graph, op)["weights_per_channel"])
             rank = int(rng.integers(1, most + 2))
             subset = list(range(channels)) if rng.random() < 0.8 else subset
-        plan.layers.append(LayerPlan(op, update, subset,
-                                     lr_scale=float(rng.choice([0.5, 1.0, 2.0])),
-                                     channel_cost=cost, rank=rank, refresh_steps=refresh))
+        plan.layers.append(
+            LayerPlan(
+                op,
+                update,
+                subset,
+                lr_scale=float(rng.choice([0.5, 1.0, 2.0])),
+                channel_cost=cost,
+                rank=rank,
+                refresh_steps=refresh,
+            )
+        )
     sampled = [layer for layer in plan.layers if layer.update == "sampled"]
     if sampled:
         everything = sum(layer.channel_cost * len(layer.channels) for layer in sampled)
@@ -317,8 +412,7 @@ def random_plan(rng, model):
 def run_both(model, plan):
     """(predicted, trainer), or the exceptions each raised."""
     results = []
-    for run in (lambda: memory_model.training_memory(model, plan),
-                lambda: Trainer(model, plan)):
+    for run in (lambda: memory_model.training_memory(model, plan), lambda: Trainer(model, plan)):
         try:
             results.append(run())
         except TflmTrainingError as error:
@@ -352,9 +446,11 @@ def test_training_memory_of_random_plans(path):
     assert accepted >= len(plans) // 2, f"only {accepted} of {len(plans)} plans accepted"
 
 
-@pytest.mark.parametrize("path", [p for p in MODELS if "extra_ops" in p.parts
-                                  and trainable_operators(p.read_bytes())],
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path",
+    [p for p in MODELS if "extra_ops" in p.parts and trainable_operators(p.read_bytes())],
+    ids=lambda p: p.stem,
+)
 def test_extra_op_models_accept_and_reject_plans_like_the_runtime(path):
     """Operators without a backward kernel (MUL, HARD_SWISH, ...) on the
     gradient path make the runtime reject a plan: so must the model."""
@@ -368,7 +464,8 @@ def _with_pool_activation(name, builtin_code, activation):
     """A committed model with the first pooling operator's fused
     activation replaced (the runtime masks its gradient where the
     activation narrows int8)."""
-    import model_edits  # noqa: E402
+    import model_edits
+
     model = model_edits.load(name)
     _, op = model_edits.first_operator_with(model, builtin_code)
     op.builtinOptions.fusedActivationFunction = activation
@@ -380,17 +477,18 @@ def _with_pool_activation(name, builtin_code, activation):
 def test_pool_activations_decide_the_gradient_mask(name, code, activation):
     model = _with_pool_activation(name, code, activation)
     rng = np.random.default_rng([SEED, code, activation])
-    pool = next(op.index for op in tflite_graph.read_graph(model).operators
-                if op.builtin_code == code)
+    pool = next(
+        op.index for op in tflite_graph.read_graph(model).operators if op.builtin_code == code
+    )
     first = trainable_operators(model)[0][0]
     plan = TrainingPlan.for_model(model, {first: None})
     assert check_plan(model, plan)
     masked = ("mask", pool) in predicted_layout(
-        memory_model.training_memory(model, plan)).placements
+        memory_model.training_memory(model, plan)
+    ).placements
     output = tflite_graph.read_graph(model).operators[pool].outputs[0]
     tensor = tflite_graph.read_graph(model).tensors[output]
-    low, high = memory_model._activation_range(activation, tensor.scales[0],
-                                               tensor.zero_points[0])
+    low, high = memory_model._activation_range(activation, tensor.scales[0], tensor.zero_points[0])
     assert masked == (low > -128 or high < 127)
     for _ in range(5):
         check_plan(model, random_plan(rng, model))
@@ -411,6 +509,7 @@ def test_an_exact_arena_fits_and_one_byte_less_does_not():
 
 # -- the checks themselves catch wrong predictions ------------------------------------
 
+
 def test_a_wrong_field_is_caught_even_when_the_total_is_right():
     model = (TESTS / "models" / "mlp.tflite").read_bytes()
     plan = TrainingPlan.classifier_only(model)
@@ -419,9 +518,13 @@ def test_a_wrong_field_is_caught_even_when_the_total_is_right():
     assert_same_training(predicted, trainer)
     fields = memory_model.TrainingMemory.FIELDS[:-1]
     for wrong, compensating in zip(fields, fields[1:] + fields[:1]):
-        shifted = dataclasses.replace(predicted, **{
-            wrong: getattr(predicted, wrong) + 8,
-            compensating: getattr(predicted, compensating) - 8})
+        shifted = dataclasses.replace(
+            predicted,
+            **{
+                wrong: getattr(predicted, wrong) + 8,
+                compensating: getattr(predicted, compensating) - 8,
+            },
+        )
         assert shifted.total == predicted.total
         with pytest.raises(AssertionError):
             assert_same_training(shifted, trainer)
@@ -433,11 +536,12 @@ def test_a_wrong_placement_is_caught_even_when_every_field_is_right():
     predicted = memory_model.training_memory(model, plan)
     trainer = Trainer(model, plan)
     swapped = list(predicted.placements)
-    swapped[0], swapped[1] = (dataclasses.replace(swapped[0], offset=swapped[1].offset),
-                              dataclasses.replace(swapped[1], offset=swapped[0].offset))
+    swapped[0], swapped[1] = (
+        dataclasses.replace(swapped[0], offset=swapped[1].offset),
+        dataclasses.replace(swapped[1], offset=swapped[0].offset),
+    )
     with pytest.raises(AssertionError):
-        assert_same_training(dataclasses.replace(predicted, placements=tuple(swapped)),
-                             trainer)
+        assert_same_training(dataclasses.replace(predicted, placements=tuple(swapped)), trainer)
 
 
 @pytest.mark.parametrize("mistake", ["struct size", "kernel row"])
@@ -449,12 +553,18 @@ def test_a_wrong_fact_in_the_model_is_caught(monkeypatch, mistake):
     # alignment); the gradient passes MAX_POOL_2D, which saves its input.
     plan = TrainingPlan.for_model(model, {0: None, 3: [0, 5]})
     if mistake == "struct size":
-        monkeypatch.setattr(memory_model, "TRAIN_LAYER", dataclasses.replace(
-            memory_model.TRAIN_LAYER, size=memory_model.TRAIN_LAYER.size + 4))
+        monkeypatch.setattr(
+            memory_model,
+            "TRAIN_LAYER",
+            dataclasses.replace(memory_model.TRAIN_LAYER, size=memory_model.TRAIN_LAYER.size + 4),
+        )
     else:
         row = memory_model.KERNELS[17]
-        monkeypatch.setitem(memory_model.KERNELS, 17, dataclasses.replace(
-            row, backward=memory_model._pool_needs(saves_input=False)))
+        monkeypatch.setitem(
+            memory_model.KERNELS,
+            17,
+            dataclasses.replace(row, backward=memory_model._pool_needs(saves_input=False)),
+        )
     predicted = memory_model.MemoryModel(model).training_memory(plan)
     with pytest.raises(AssertionError):
         assert_same_training(predicted, Trainer(model, plan))
@@ -465,9 +575,11 @@ def test_a_wrong_fact_in_the_model_is_caught(monkeypatch, mistake):
 _M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 
 
-@pytest.mark.parametrize("compiler,flags", [
-    ("gcc", []), pytest.param("arm-none-eabi-gcc", _M4_FLAGS, marks=pytest.mark.firmware)],
-    ids=["host", "cortex-m4"])
+@pytest.mark.parametrize(
+    "compiler,flags",
+    [("gcc", []), pytest.param("arm-none-eabi-gcc", _M4_FLAGS, marks=pytest.mark.firmware)],
+    ids=["host", "cortex-m4"],
+)
 def test_struct_sizes_match_the_c_compilers(tmp_path, compiler, flags):
     """One translation unit per defining file, each asserting the sizes
     the model assumes (struct definitions private to a .c file are reached
@@ -483,8 +595,11 @@ def test_struct_sizes_match_the_c_compilers(tmp_path, compiler, flags):
         probe = tmp_path / f"probe_{k}.c"
         probe.write_text("\n".join(lines) + "\n")
         probes.append(str(probe))
-    result = subprocess.run([compiler, "-std=c11", "-fsyntax-only", *flags, f"-I{RUNTIME}",
-                             *probes], capture_output=True, text=True)
+    result = subprocess.run(
+        [compiler, "-std=c11", "-fsyntax-only", *flags, f"-I{RUNTIME}", *probes],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
 
 

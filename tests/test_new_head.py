@@ -5,6 +5,7 @@ The 2-class model is the committed DS-CNN transfer model (10 classes) with
 its head cut to its first 2 classes (tests/model_edits.py); the new head
 has the 10 classes of FSDD (tests/data).
 """
+
 import json
 import pathlib
 import subprocess
@@ -35,7 +36,7 @@ def two_class_model():
     _, op = model_edits.first_operator_with(model, tg.FULLY_CONNECTED)
     weights, bias = subgraph.tensors[op.inputs[1]], subgraph.tensors[op.inputs[2]]
     data = model.buffers[weights.buffer].data
-    model.buffers[weights.buffer].data = np.asarray(data, np.uint8)[:2 * weights.shape[1]]
+    model.buffers[weights.buffer].data = np.asarray(data, np.uint8)[: 2 * weights.shape[1]]
     model.buffers[bias.buffer].data = np.asarray(model.buffers[bias.buffer].data, np.uint8)[:8]
     weights.shape = _int32([2, weights.shape[1]])
     bias.shape = _int32([2])
@@ -48,6 +49,7 @@ def with_reshape_after_softmax(name):
     """A model whose SOFTMAX output is reshaped to (1, 1, classes) (a shape
     tensor and a new_shape option holding the class count)."""
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
     model = model_edits.load(name)
     subgraph = model.subgraphs[0]
     classes = int(subgraph.tensors[subgraph.outputs[0]].shape[-1])
@@ -56,8 +58,12 @@ def with_reshape_after_softmax(name):
     buffer.data = _int32([1, 1, classes]).view(np.uint8)
     model.buffers.append(buffer)
     shape = schema.TensorT()
-    shape.shape, shape.type, shape.buffer, shape.name = _int32([3]), 2, \
-        len(model.buffers) - 1, b"head_shape"
+    shape.shape, shape.type, shape.buffer, shape.name = (
+        _int32([3]),
+        2,
+        len(model.buffers) - 1,
+        b"head_shape",
+    )
     old_out = subgraph.tensors[subgraph.outputs[0]]
     out = schema.TensorT()
     out.shape, out.type, out.name = _int32([1, 1, classes]), old_out.type, b"reshaped"
@@ -113,7 +119,7 @@ def test_every_tensor_matches_tflite_micro_on_real_inputs(replaced, fsdd):
         for index, value in expected.items():
             try:
                 got = ours.get_tensor(index)
-            except Exception:  # pylint: disable=broad-except  # unused tensors hold no data
+            except Exception:  # unused tensors hold no data
                 continue
             assert np.array_equal(got.reshape(-1), value.reshape(-1)), index
             compared += 1
@@ -137,10 +143,10 @@ def test_the_new_head_is_shaped_and_quantized_as_specified(replaced):
     assert not np.frombuffer(model, np.int32, 10, bias.data_pos).any()
     assert logits.shape == (1, 10)
     assert (logits.scales[0], logits.zero_points[0]) == pytest.approx(
-        (head.logits_scale, head.logits_zero_point))
+        (head.logits_scale, head.logits_zero_point)
+    )
     output = graph.tensors[graph.outputs[0]]
-    assert output.shape == (1, 10) and output.scales == (1 / 256,) and \
-        output.zero_points == (-128,)
+    assert output.shape == (1, 10) and output.scales == (1 / 256,) and output.zero_points == (-128,)
     assert head.probe_accuracy > 0.5  # the features separate FSDD's digits
     old = tg.read_graph(two).tensors[op.outputs[0]]
     assert logits.scales != old.scales  # calibrated for this data
@@ -158,14 +164,17 @@ def test_untouched_tensors_and_buffers_are_byte_identical(replaced):
             continue
         same = ("name", "shape", "type", "buffer", "scales", "zero_points", "data_size")
         assert [getattr(a, k) for k in same] == [getattr(b, k) for k in same]
-        assert two[a.data_pos:a.data_pos + a.data_size] == \
-            model[b.data_pos:b.data_pos + b.data_size]
+        assert (
+            two[a.data_pos : a.data_pos + a.data_size]
+            == model[b.data_pos : b.data_pos + b.data_size]
+        )
     # The original file is kept whole after the new tables; its operators'
     # options are read in place.
     assert model.endswith(two)
     for index, op in enumerate(old.operators):
-        assert tg.builtin_option(two, index, 0, "<b", -1) == \
-            tg.builtin_option(model, index, 0, "<b", -1)
+        assert tg.builtin_option(two, index, 0, "<b", -1) == tg.builtin_option(
+            model, index, 0, "<b", -1
+        )
 
 
 @pytest.mark.slow
@@ -190,7 +199,7 @@ def test_the_new_head_trains_with_a_classifier_plan(replaced, fsdd):
     order = np.random.default_rng(0).permutation(len(y))  # the samples are sorted by class
     for _ in range(3):
         for start in range(0, len(y), 5):
-            batch = order[start:start + 5]
+            batch = order[start : start + 5]
             trainer.train_step(inputs[batch], y[batch])
     assert trainer.evaluate(inputs, y) > max(before, 0.3)
     trained = trainer.export()
@@ -201,8 +210,9 @@ def test_the_new_head_trains_with_a_classifier_plan(replaced, fsdd):
 def test_followers_of_the_classifier_get_the_class_count(name):
     """float_io: SOFTMAX -> DEQUANTIZE (a float output); mlp with a RESHAPE
     appended: its shape tensor and new_shape option change too."""
-    model = model_edits.model_bytes(name) if name == "float_io" else \
-        with_reshape_after_softmax(name)
+    model = (
+        model_edits.model_bytes(name) if name == "float_io" else with_reshape_after_softmax(name)
+    )
     with np.load(DATA / "mnist.npz") as data:
         x = model_inputs(model, data["x_test"][:30])
     replaced, head = new_head.replace_head(model, x, np.arange(30) % 3, 3)
@@ -240,8 +250,27 @@ def test_deploy_adapts_a_two_class_model_to_ten_classes_on_the_emulated_board(tm
     path.write_bytes(two_class_model())
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "tools/deploy.py", "--model", str(path), "--scheme", "classifier", "--train_samples", "100", "--epochs", "2", "--test_samples", "50",
-         "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "tools/deploy.py",
+            "--model",
+            str(path),
+            "--scheme",
+            "classifier",
+            "--train_samples",
+            "100",
+            "--epochs",
+            "2",
+            "--test_samples",
+            "50",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "new head: 2 -> 10 classes (operator 10 FULLY_CONNECTED" in result.stdout
     report = json.loads((out / "report.json").read_text())
@@ -251,7 +280,9 @@ def test_deploy_adapts_a_two_class_model_to_ten_classes_on_the_emulated_board(tm
     assert comparison["predictions_identical"] and comparison["mismatches"] == []
     device, host = report["device"], report["host"]
     assert (device["accuracy_before"], device["accuracy_after"]) == (
-        host["accuracy_before"], host["accuracy_after"])
+        host["accuracy_before"],
+        host["accuracy_after"],
+    )
     assert device["accuracy_after"] > device["accuracy_before"]
     model = (out / "model.tflite").read_bytes()
     assert Interpreter.from_bytes(model).get_output_details(0)["shape"].tolist() == [1, 10]

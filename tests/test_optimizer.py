@@ -16,23 +16,49 @@ BIAS, WEIGHTS = 0, 1
 class LayerUpdate(ctypes.Structure):
     """Mirror of tt_layer_update (tt_optimizer.h)."""
 
-    _fields_ = [("kind", ctypes.c_int32), ("num_channels", ctypes.c_int32),
-                ("channels", ctypes.POINTER(ctypes.c_int32)),
-                ("weights_per_channel", ctypes.c_int32), ("learning_rate", ctypes.c_float),
-                ("momentum", ctypes.c_float), ("qas", ctypes.c_bool), ("apply", ctypes.c_bool),
-                ("restored_on_failure", ctypes.c_bool), ("batch_scale", ctypes.c_float)] + [
-        (name, F32P) for name in ("weight_residual", "weight_velocity", "weight_accumulator",
-                                  "bias_residual", "bias_velocity", "bias_accumulator")] + [
-        ("error", ctypes.POINTER(_native.ErrorRecord)), ("probe", ctypes.c_bool),
-        ("probe_weight_sq", F32P), ("probe_bias_sq", F32P)]
+    _fields_ = (
+        [
+            ("kind", ctypes.c_int32),
+            ("num_channels", ctypes.c_int32),
+            ("channels", ctypes.POINTER(ctypes.c_int32)),
+            ("weights_per_channel", ctypes.c_int32),
+            ("learning_rate", ctypes.c_float),
+            ("momentum", ctypes.c_float),
+            ("qas", ctypes.c_bool),
+            ("apply", ctypes.c_bool),
+            ("restored_on_failure", ctypes.c_bool),
+            ("batch_scale", ctypes.c_float),
+        ]
+        + [
+            (name, F32P)
+            for name in (
+                "weight_residual",
+                "weight_velocity",
+                "weight_accumulator",
+                "bias_residual",
+                "bias_velocity",
+                "bias_accumulator",
+            )
+        ]
+        + [
+            ("error", ctypes.POINTER(_native.ErrorRecord)),
+            ("probe", ctypes.c_bool),
+            ("probe_weight_sq", F32P),
+            ("probe_bias_sq", F32P),
+        ]
+    )
 
 
 class ChannelParams(ctypes.Structure):
     """Mirror of tt_channel_params (tt_optimizer.h)."""
 
-    _fields_ = [("weights", ctypes.POINTER(ctypes.c_int8)), ("weight_stride", ctypes.c_int32),
-                ("bias", ctypes.POINTER(ctypes.c_int32)), ("weight_scale", ctypes.c_float),
-                ("bias_scale", ctypes.c_float)]
+    _fields_ = [
+        ("weights", ctypes.POINTER(ctypes.c_int8)),
+        ("weight_stride", ctypes.c_int32),
+        ("bias", ctypes.POINTER(ctypes.c_int32)),
+        ("weight_scale", ctypes.c_float),
+        ("bias_scale", ctypes.c_float),
+    ]
 
 
 def _ptr(array, ctype):
@@ -42,31 +68,52 @@ def _ptr(array, ctype):
 class Layer:
     """One channel of `n` weights (stride 2) and a bias, with its state."""
 
-    def __init__(self, n=4, kind=WEIGHTS, lr=0.1, momentum=0.0, batch=1, qas=True,
-                 restored_on_failure=False):
+    def __init__(
+        self, n=4, kind=WEIGHTS, lr=0.1, momentum=0.0, batch=1, qas=True, restored_on_failure=False
+    ):
         self.weights = np.zeros(2 * n, np.int8)
         self.bias = np.zeros(1, np.int32)
-        self.state = {name: np.zeros(n if name.startswith("weight") else 1, np.float32)
-                      for name, _ in LayerUpdate._fields_[10:16]}
+        self.state = {
+            name: np.zeros(n if name.startswith("weight") else 1, np.float32)
+            for name, _ in LayerUpdate._fields_[10:16]
+        }
         self.channels = np.array([5], np.int32)
         self.error = _native.ErrorRecord()
-        self.update = LayerUpdate(kind, 1, _ptr(self.channels, ctypes.c_int32), n, lr, momentum,
-                                  qas, True, restored_on_failure, 1.0 / batch)
+        self.update = LayerUpdate(
+            kind,
+            1,
+            _ptr(self.channels, ctypes.c_int32),
+            n,
+            lr,
+            momentum,
+            qas,
+            True,
+            restored_on_failure,
+            1.0 / batch,
+        )
         for name, array in self.state.items():
-            uses = (name.endswith("residual") or (momentum > 0 and name.endswith("velocity"))
-                    or (batch > 1 and name.endswith("accumulator")))
+            uses = (
+                name.endswith("residual")
+                or (momentum > 0 and name.endswith("velocity"))
+                or (batch > 1 and name.endswith("accumulator"))
+            )
             setattr(self.update, name, _ptr(array, ctypes.c_float) if uses else None)
         self.update.error = ctypes.pointer(self.error)
         self.batch = batch
 
     def step(self, weight_grad, bias_grad, scale=0.01, bias_scale=0.001, apply=True):
         self.update.apply = apply
-        params = ChannelParams(_ptr(self.weights, ctypes.c_int8), 2,
-                               _ptr(self.bias, ctypes.c_int32), scale, bias_scale)
+        params = ChannelParams(
+            _ptr(self.weights, ctypes.c_int8), 2, _ptr(self.bias, ctypes.c_int32), scale, bias_scale
+        )
         grad = np.asarray(weight_grad, np.float32)
         return _native.library().tt_update_channel(
-            ctypes.byref(self.update), 0, ctypes.byref(params), _ptr(grad, ctypes.c_float),
-            ctypes.c_float(bias_grad))
+            ctypes.byref(self.update),
+            0,
+            ctypes.byref(params),
+            _ptr(grad, ctypes.c_float),
+            ctypes.c_float(bias_grad),
+        )
 
     @property
     def message(self):
@@ -77,14 +124,24 @@ class Layer:
 def _declare():
     lib = _native.library()
     lib.tt_update_channel.restype = ctypes.c_int
-    lib.tt_update_channel.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_void_p, F32P,
-                                      ctypes.c_float]
+    lib.tt_update_channel.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int32,
+        ctypes.c_void_p,
+        F32P,
+        ctypes.c_float,
+    ]
     for name in ("tt_expf", "tt_logf"):
         getattr(lib, name).restype = ctypes.c_float
         getattr(lib, name).argtypes = [ctypes.c_float]
     lib.tt_softmax_cross_entropy.restype = ctypes.c_float
-    lib.tt_softmax_cross_entropy.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_float,
-                                            ctypes.c_int32, F32P]
+    lib.tt_softmax_cross_entropy.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int32,
+        ctypes.c_float,
+        ctypes.c_int32,
+        F32P,
+    ]
     lib.tt_crc32.restype = ctypes.c_uint32
     lib.tt_crc32.argtypes = [ctypes.c_char_p, ctypes.c_uint32]
 
@@ -93,23 +150,26 @@ def test_qas_divides_by_the_scale_and_no_qas_multiplies():
     grads, scale = [0.1, -0.2, 0.05, 0.0], 0.01
     on, off = Layer(lr=0.001, qas=True), Layer(lr=0.001, qas=False)
     assert on.step(grads, 0.3, scale) == TT_OK and off.step(grads, 0.3, scale) == TT_OK
-    np.testing.assert_allclose(on.state["weight_residual"],
-                               -0.001 * np.float32(grads) / scale, rtol=1e-6)
-    np.testing.assert_allclose(off.state["weight_residual"],
-                               on.state["weight_residual"] * scale ** 2, rtol=1e-5)
-    np.testing.assert_allclose(off.state["bias_residual"],
-                               on.state["bias_residual"] * 0.001 ** 2, rtol=1e-5)
+    np.testing.assert_allclose(
+        on.state["weight_residual"], -0.001 * np.float32(grads) / scale, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        off.state["weight_residual"], on.state["weight_residual"] * scale**2, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        off.state["bias_residual"], on.state["bias_residual"] * 0.001**2, rtol=1e-5
+    )
 
 
 def test_whole_steps_move_into_the_integers_and_the_rest_stays_in_the_residual():
     layer = Layer(lr=1.0)
     # QAS: r = -lr * g / s
-    assert layer.step([0.013, -0.026, 0.004, -0.0149], -0.0017, scale=0.01,
-                      bias_scale=0.001) == TT_OK
+    assert (
+        layer.step([0.013, -0.026, 0.004, -0.0149], -0.0017, scale=0.01, bias_scale=0.001) == TT_OK
+    )
     np.testing.assert_array_equal(layer.weights[::2], [-1, 3, 0, 1])
     np.testing.assert_array_equal(layer.weights[1::2], 0)  # the stride is respected
-    np.testing.assert_allclose(layer.state["weight_residual"], [-0.3, -0.4, -0.4, 0.49],
-                               atol=1e-5)
+    np.testing.assert_allclose(layer.state["weight_residual"], [-0.3, -0.4, -0.4, 0.49], atol=1e-5)
     assert layer.bias[0] == 2 and layer.state["bias_residual"][0] == pytest.approx(-0.3, abs=1e-5)
     assert np.all(np.abs(layer.state["weight_residual"]) <= 0.5)
 
@@ -144,11 +204,14 @@ def test_bias_only_leaves_the_weights_alone():
     assert not layer.weights.any() and layer.bias[0] == 10
 
 
-@pytest.mark.parametrize("weight_grad, bias_grad, lr", [
-    ([0.1, float("nan"), 0.0, 0.0], 0.0, 0.1),
-    ([0.1, 0.0, 0.0, 0.0], float("inf"), 0.1),
-    ([0.1, 0.0, 0.0, 0.0], 0.0, 3e38),  # the step overflows
-])
+@pytest.mark.parametrize(
+    "weight_grad, bias_grad, lr",
+    [
+        ([0.1, float("nan"), 0.0, 0.0], 0.0, 0.1),
+        ([0.1, 0.0, 0.0, 0.0], float("inf"), 0.1),
+        ([0.1, 0.0, 0.0, 0.0], 0.0, 3e38),  # the step overflows
+    ],
+)
 def test_nan_or_infinity_diverges_and_leaves_the_channel_untouched(weight_grad, bias_grad, lr):
     layer = Layer(lr=lr, momentum=0.9)
     layer.weights[:] = 7
@@ -183,8 +246,9 @@ def test_softmax_cross_entropy_matches_numpy():
         q = rng.integers(-128, 128, n).astype(np.int8)
         scale, label = float(np.float32(rng.uniform(0.001, 0.5))), int(rng.integers(n))
         grad = np.zeros(n, np.float32)
-        loss = lib.tt_softmax_cross_entropy(q.ctypes.data, n, scale, label,
-                                            _ptr(grad, ctypes.c_float))
+        loss = lib.tt_softmax_cross_entropy(
+            q.ctypes.data, n, scale, label, _ptr(grad, ctypes.c_float)
+        )
         z = scale * q.astype(np.float64)
         p = np.exp(z - z.max())
         p /= p.sum()
@@ -195,6 +259,7 @@ def test_softmax_cross_entropy_matches_numpy():
 
 def test_crc32_equals_zlib():
     import zlib
+
     lib = _native.library()
     for data in (b"", b"a", bytes(range(256)) * 3):
         assert lib.tt_crc32(data, len(data)) == zlib.crc32(data)
@@ -205,8 +270,10 @@ def test_one_pass_update_gives_the_two_pass_bits(momentum, batch):
     """With restored_on_failure (the trainer's undo buffer) a channel is
     updated in one pass; the values are the same bits."""
     rng = np.random.default_rng(7)
-    layers = [Layer(n=64, lr=0.3, momentum=momentum, batch=batch, restored_on_failure=flag)
-              for flag in (False, True)]
+    layers = [
+        Layer(n=64, lr=0.3, momentum=momentum, batch=batch, restored_on_failure=flag)
+        for flag in (False, True)
+    ]
     for step in range(12):
         grads = rng.normal(0, 2.0, 64).astype(np.float32)
         bias_grad = float(rng.normal(0, 0.1))
@@ -223,4 +290,3 @@ def test_one_pass_update_reports_a_divergence():
     layer = Layer(n=4, restored_on_failure=True)
     assert layer.step([1.0, np.inf, 1.0, 1.0], 0.0) == TT_ERR_DIVERGED
     assert "diverged" in layer.message
-

@@ -6,8 +6,7 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-BLOCKED = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "keras", "pipeline",
-           "tools")
+BLOCKED = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "keras", "pipeline", "tools")
 
 IMPORT_WITH_BLOCKS = f"""
 import importlib, pkgutil, sys
@@ -27,7 +26,12 @@ print(sorted(m.name for m in pkgutil.iter_modules(planning.__path__)))
 
 
 def test_planning_imports_without_tensorflow_pipeline_or_tools():
-    result = subprocess.run([sys.executable, "-c", IMPORT_WITH_BLOCKS], cwd=REPO,
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_WITH_BLOCKS],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "'schemes'" in result.stdout and "'trady'" in result.stdout

@@ -5,19 +5,22 @@ boots with EITHER the state saved before OR the new one, byte for byte,
 and one more training step is bit-identical to the host's from that state.
 (In-process here, with the firmware's own C code over a RAM flash;
 tests/test_learner_firmware.py cuts the emulated board's flash file.)"""
+
 import zlib
 
 import numpy as np
 import pytest
 
 import tflm_training
-from tflm_training.learner import DeviceError, HostLearner, LearnerClient
 from learner_helpers import MODEL, blank_flash, samples
+from tflm_training.learner import DeviceError, HostLearner, LearnerClient
 
 SMALL = tflm_training.TrainingPlan.classifier_only(
-    MODEL, update="bias", learning_rate=0.02, momentum=0.9, batch_size=2).to_bytes()
+    MODEL, update="bias", learning_rate=0.02, momentum=0.9, batch_size=2
+).to_bytes()
 LARGE = tflm_training.TrainingPlan.classifier_only(
-    MODEL, learning_rate=0.02, momentum=0.9, batch_size=2).to_bytes()
+    MODEL, learning_rate=0.02, momentum=0.9, batch_size=2
+).to_bytes()
 X, Y = samples(12)
 
 
@@ -71,8 +74,10 @@ class Scenario:
 def _check_after_cut(scenario, cut):
     booted, finished, events = scenario.run(cut)
     info = booted.info()
-    states = {zlib.crc32(scenario.old): (scenario.old, scenario.saves),
-              zlib.crc32(scenario.new): (scenario.new, scenario.saves + 1)}
+    states = {
+        zlib.crc32(scenario.old): (scenario.old, scenario.saves),
+        zlib.crc32(scenario.new): (scenario.new, scenario.saves + 1),
+    }
     assert info.state_crc32 in states, f"cut {cut}: a state that is neither old nor new"
     state, sequence = states[info.state_crc32]
     assert info.state_sequence == sequence
@@ -108,7 +113,7 @@ def test_every_cut_of_a_small_save_leaves_the_old_or_the_new_state(saves):
 @pytest.mark.slow
 def test_cuts_across_a_large_save_leave_the_old_or_the_new_state():
     scenario = Scenario(LARGE, 1)
-    _, _, events = scenario.run(10 ** 9)
+    _, _, events = scenario.run(10**9)
     # The erases, the first and last 40 events (the header's among them) and
     # a stride through the payload's words: with the small saves' every
     # event, well over a thousand cut points in all.

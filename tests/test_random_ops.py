@@ -41,16 +41,14 @@ from typing import Callable, Optional
 
 import numpy as np
 import pytest
-
-from tflite_micro.python.tflite_micro import (  # noqa: E402
+from tflite_micro.python.tflite_micro import (
     runtime as tflm_runtime,
 )
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
-from single_op_models import (Tensor, TensorType, build_model,  # noqa: E402
-                              options)
+from single_op_models import Tensor, TensorType, build_model, options
 
 SEED = int(os.environ.get("TFLM_RANDOM_OPS_SEED", "20260501"))
 SCALE = float(os.environ.get("TFLM_RANDOM_OPS_SCALE", "1"))
@@ -67,6 +65,7 @@ ACTIVATIONS = (NONE, RELU, RELU_N1_TO_1, RELU6)
 
 # -- cases --------------------------------------------------------------------
 
+
 @dataclass
 class Case:
     """One single-operator model and what it was drawn from."""
@@ -81,8 +80,7 @@ class Case:
     model: bytes = field(default=b"", repr=False)
 
     def build(self):
-        self.model = build_model(self.op, self.inputs, self.outputs,
-                                 self.options)
+        self.model = build_model(self.op, self.inputs, self.outputs, self.options)
         return self
 
 
@@ -92,18 +90,19 @@ CASE_COUNTS = {}
 
 def generator(op, cases=DEFAULT_CASES):
     """Registers `fn(rng) -> Case` as the generator for `op`."""
+
     def register(fn):
         GENERATORS[op] = fn
         CASE_COUNTS[op] = cases
         return fn
+
     return register
 
 
 def _case_rng(op, index, stream=0):
     """The generator of case `index` of `op`: stream 0 draws the model,
     stream 1 the input values."""
-    return np.random.default_rng(
-        [SEED, zlib.crc32(op.encode()), index, stream])
+    return np.random.default_rng([SEED, zlib.crc32(op.encode()), index, stream])
 
 
 def _make_case(op, index):
@@ -112,6 +111,7 @@ def _make_case(op, index):
 
 
 # -- random draws -------------------------------------------------------------
+
 
 def _scale(rng, low=-3.0, high=0.0):
     """A positive float32 scale, log-uniform in [10^low, 10^high]."""
@@ -142,10 +142,13 @@ def _regime(rng, regimes):
 
 def _int8_tensor(rng, shape, scale=None, zero_point=None, name=""):
     """An int8 activation tensor with a random (or given) quantization."""
-    return Tensor(shape, TensorType.INT8,
-                  _scale(rng) if scale is None else scale,
-                  _zero_point(rng) if zero_point is None else zero_point,
-                  name=name)
+    return Tensor(
+        shape,
+        TensorType.INT8,
+        _scale(rng) if scale is None else scale,
+        _zero_point(rng) if zero_point is None else zero_point,
+        name=name,
+    )
 
 
 def _int8_data(rng, shape):
@@ -176,13 +179,14 @@ def _feed(rng, tensor, float_scale=1.0):
     if tensor.dtype == TensorType.INT16:
         return rng.integers(-32768, 32768, size=shape, dtype=np.int16)
     if tensor.dtype == TensorType.INT32:
-        return rng.integers(-2**31, 2**31, size=shape, dtype=np.int32)
+        return rng.integers(-(2**31), 2**31, size=shape, dtype=np.int32)
     raise ValueError("no feed for tensor type %d" % tensor.dtype)
 
 
 def _feeds(rng, case):
-    return [_feed(rng, t, case.float_scale) for t in case.inputs
-            if t is not None and t.data is None]
+    return [
+        _feed(rng, t, case.float_scale) for t in case.inputs if t is not None and t.data is None
+    ]
 
 
 def _rescale(rng):
@@ -215,20 +219,21 @@ def _window(rng, max_size=10, max_kernel=5, max_stride=3, dilate=False):
             k_w=int(rng.integers(1, max_kernel + 1)),
             stride_h=int(rng.integers(1, max_stride + 1)),
             stride_w=int(rng.integers(1, max_stride + 1)),
-            dil_h=1, dil_w=1,
-            padding=_pick(rng, (SAME, VALID)))
+            dil_h=1,
+            dil_w=1,
+            padding=_pick(rng, (SAME, VALID)),
+        )
         if dilate and _chance(rng, 0.4):
             w["dil_h"] = int(rng.integers(1, 4))
             w["dil_w"] = int(rng.integers(1, 4))
-        out_h = _window_output(w["padding"], w["in_h"], w["k_h"],
-                               w["stride_h"], w["dil_h"])
-        out_w = _window_output(w["padding"], w["in_w"], w["k_w"],
-                               w["stride_w"], w["dil_w"])
+        out_h = _window_output(w["padding"], w["in_h"], w["k_h"], w["stride_h"], w["dil_h"])
+        out_w = _window_output(w["padding"], w["in_w"], w["k_w"], w["stride_w"], w["dil_w"])
         if out_h >= 1 and out_w >= 1:
             return w, out_h, out_w
 
 
 # -- convolutions and fully connected -----------------------------------------
+
 
 def _filter_scales(rng, count):
     scales = [_scale(rng, -4.0, -1.0) for _ in range(count)]
@@ -242,8 +247,13 @@ def _filter_scales(rng, count):
 # multipliers are far below 1; the others reach TFLM's left-shift path,
 # its flush to zero below 2^-31 and exact powers of two. 'huge' ones
 # (2^31 and up) are a documented difference.
-MULTIPLIER_REGIMES = (("typical", 0.84), ("above_one", 0.05), ("tiny", 0.04),
-                      ("huge", 0.04), ("power_of_two", 0.03))
+MULTIPLIER_REGIMES = (
+    ("typical", 0.84),
+    ("above_one", 0.05),
+    ("tiny", 0.04),
+    ("huge", 0.04),
+    ("power_of_two", 0.03),
+)
 
 
 def _conv_like_scales(rng, regime, depth, count):
@@ -252,10 +262,8 @@ def _conv_like_scales(rng, regime, depth, count):
     if regime == "power_of_two":
         # Exact powers of two all the way: the multiplier is one too.
         input_scale = 2.0 ** -int(rng.integers(1, 11))
-        filter_scales = [2.0 ** -int(rng.integers(5, 13))
-                         for _ in range(count)]
-        output_scale = input_scale * filter_scales[0] * 2.0 ** int(
-            rng.integers(-3, 25))
+        filter_scales = [2.0 ** -int(rng.integers(5, 13)) for _ in range(count)]
+        output_scale = input_scale * filter_scales[0] * 2.0 ** int(rng.integers(-3, 25))
         return input_scale, filter_scales, output_scale
     input_scale = _scale(rng)
     filter_scales = _filter_scales(rng, count)
@@ -263,8 +271,7 @@ def _conv_like_scales(rng, regime, depth, count):
     if regime == "typical":
         multiplier = 10.0 ** -rng.uniform(-1.0, 1.5) / (127 * math.sqrt(depth))
     else:
-        low, high = dict(above_one=(0, 29), tiny=(-34, -29),
-                         huge=(31, 34))[regime]
+        low, high = dict(above_one=(0, 29), tiny=(-34, -29), huge=(31, 34))[regime]
         multiplier = 2.0 ** rng.uniform(low, high)
     output_scale = float(np.float32(input_scale * reference / multiplier))
     return input_scale, filter_scales, output_scale
@@ -274,12 +281,18 @@ def _bias(rng, input_scale, filter_scales, channels):
     """An int32 bias tensor: moderate values, or (rarely) the full range,
     whose sums with the accumulator wrap around."""
     if _chance(rng, 0.1):
-        values = rng.integers(-2**31, 2**31, size=channels, dtype=np.int64)
+        values = rng.integers(-(2**31), 2**31, size=channels, dtype=np.int64)
     else:
         values = rng.normal(0, 3000, size=channels)
     scales = [input_scale * s for s in filter_scales]
-    return Tensor([channels], TensorType.INT32, scales, [0] * len(scales),
-                  data=values.astype(np.int32), name="bias")
+    return Tensor(
+        [channels],
+        TensorType.INT32,
+        scales,
+        [0] * len(scales),
+        data=values.astype(np.int32),
+        name="bias",
+    )
 
 
 def _multipliers(input_scale, filter_scales, output_scale):
@@ -291,13 +304,21 @@ def _conv_like_config(rng, window, depth, out_c):
     per_channel = out_c > 1 and _chance(rng, 0.7)
     regime = _regime(rng, MULTIPLIER_REGIMES)
     input_scale, filter_scales, output_scale = _conv_like_scales(
-        rng, regime, depth, out_c if per_channel else 1)
+        rng, regime, depth, out_c if per_channel else 1
+    )
     multipliers = _multipliers(input_scale, filter_scales, output_scale)
-    return dict(window, per_channel=per_channel, filter_scales=filter_scales,
-                in_scale=input_scale, in_zp=_zero_point(rng),
-                out_scale=output_scale, out_zp=_zero_point(rng),
-                activation=_pick(rng, ACTIVATIONS), regime=regime,
-                max_multiplier=max(multipliers))
+    return dict(
+        window,
+        per_channel=per_channel,
+        filter_scales=filter_scales,
+        in_scale=input_scale,
+        in_zp=_zero_point(rng),
+        out_scale=output_scale,
+        out_zp=_zero_point(rng),
+        activation=_pick(rng, ACTIVATIONS),
+        regime=regime,
+        max_multiplier=max(multipliers),
+    )
 
 
 @generator("CONV_2D", cases=250)
@@ -309,26 +330,41 @@ def gen_conv_2d(rng):
     out_c = groups * int(rng.integers(1, 4))
     batches = int(rng.integers(1, 3))
     cfg = _conv_like_config(rng, w, w["k_h"] * w["k_w"] * filter_depth, out_c)
-    cfg.update(batches=batches, in_c=in_c, out_c=out_c, groups=groups,
-               bias=_pick(rng, ("int32",) * 6 + ("none", "omitted")))
+    cfg.update(
+        batches=batches,
+        in_c=in_c,
+        out_c=out_c,
+        groups=groups,
+        bias=_pick(rng, ("int32",) * 6 + ("none", "omitted")),
+    )
     filter_shape = [out_c, w["k_h"], w["k_w"], filter_depth]
-    weights = Tensor(filter_shape, TensorType.INT8, cfg["filter_scales"],
-                     quantized_dimension=0,
-                     data=_int8_data(rng, filter_shape), name="filter")
-    inputs = [_int8_tensor(rng, [batches, w["in_h"], w["in_w"], in_c],
-                           cfg["in_scale"], cfg["in_zp"]), weights]
+    weights = Tensor(
+        filter_shape,
+        TensorType.INT8,
+        cfg["filter_scales"],
+        quantized_dimension=0,
+        data=_int8_data(rng, filter_shape),
+        name="filter",
+    )
+    inputs = [
+        _int8_tensor(rng, [batches, w["in_h"], w["in_w"], in_c], cfg["in_scale"], cfg["in_zp"]),
+        weights,
+    ]
     if cfg["bias"] == "int32":
         inputs.append(_bias(rng, cfg["in_scale"], cfg["filter_scales"], out_c))
     elif cfg["bias"] == "omitted":
         inputs.append(None)
-    output = _int8_tensor(rng, [batches, out_h, out_w, out_c],
-                          cfg["out_scale"], cfg["out_zp"])
-    opts = options("Conv2D", padding=w["padding"], strideH=w["stride_h"],
-                   strideW=w["stride_w"], dilationHFactor=w["dil_h"],
-                   dilationWFactor=w["dil_w"],
-                   fusedActivationFunction=cfg["activation"])
-    return Case("CONV_2D", cfg, inputs, [output], opts,
-                risky=cfg["max_multiplier"] >= 2.0 ** 30)
+    output = _int8_tensor(rng, [batches, out_h, out_w, out_c], cfg["out_scale"], cfg["out_zp"])
+    opts = options(
+        "Conv2D",
+        padding=w["padding"],
+        strideH=w["stride_h"],
+        strideW=w["stride_w"],
+        dilationHFactor=w["dil_h"],
+        dilationWFactor=w["dil_w"],
+        fusedActivationFunction=cfg["activation"],
+    )
+    return Case("CONV_2D", cfg, inputs, [output], opts, risky=cfg["max_multiplier"] >= 2.0**30)
 
 
 @generator("DEPTHWISE_CONV_2D", cases=250)
@@ -340,25 +376,41 @@ def gen_depthwise_conv_2d(rng):
     batches = int(rng.integers(1, 3))
     cfg = _conv_like_config(rng, w, w["k_h"] * w["k_w"], out_c)
     # No omitted (-1) bias: TFLM's depthwise kernel crashes on it.
-    cfg.update(batches=batches, in_c=in_c, depth_multiplier=multiplier,
-               bias=_pick(rng, ("int32",) * 6 + ("none",)))
+    cfg.update(
+        batches=batches,
+        in_c=in_c,
+        depth_multiplier=multiplier,
+        bias=_pick(rng, ("int32",) * 6 + ("none",)),
+    )
     filter_shape = [1, w["k_h"], w["k_w"], out_c]
-    weights = Tensor(filter_shape, TensorType.INT8, cfg["filter_scales"],
-                     quantized_dimension=3,
-                     data=_int8_data(rng, filter_shape), name="filter")
-    inputs = [_int8_tensor(rng, [batches, w["in_h"], w["in_w"], in_c],
-                           cfg["in_scale"], cfg["in_zp"]), weights]
+    weights = Tensor(
+        filter_shape,
+        TensorType.INT8,
+        cfg["filter_scales"],
+        quantized_dimension=3,
+        data=_int8_data(rng, filter_shape),
+        name="filter",
+    )
+    inputs = [
+        _int8_tensor(rng, [batches, w["in_h"], w["in_w"], in_c], cfg["in_scale"], cfg["in_zp"]),
+        weights,
+    ]
     if cfg["bias"] == "int32":
         inputs.append(_bias(rng, cfg["in_scale"], cfg["filter_scales"], out_c))
-    output = _int8_tensor(rng, [batches, out_h, out_w, out_c],
-                          cfg["out_scale"], cfg["out_zp"])
-    opts = options("DepthwiseConv2D", padding=w["padding"],
-                   strideH=w["stride_h"], strideW=w["stride_w"],
-                   dilationHFactor=w["dil_h"], dilationWFactor=w["dil_w"],
-                   depthMultiplier=multiplier,
-                   fusedActivationFunction=cfg["activation"])
-    return Case("DEPTHWISE_CONV_2D", cfg, inputs, [output], opts,
-                risky=cfg["max_multiplier"] >= 2.0 ** 30)
+    output = _int8_tensor(rng, [batches, out_h, out_w, out_c], cfg["out_scale"], cfg["out_zp"])
+    opts = options(
+        "DepthwiseConv2D",
+        padding=w["padding"],
+        strideH=w["stride_h"],
+        strideW=w["stride_w"],
+        dilationHFactor=w["dil_h"],
+        dilationWFactor=w["dil_w"],
+        depthMultiplier=multiplier,
+        fusedActivationFunction=cfg["activation"],
+    )
+    return Case(
+        "DEPTHWISE_CONV_2D", cfg, inputs, [output], opts, risky=cfg["max_multiplier"] >= 2.0**30
+    )
 
 
 def _fc_input_shape(rng, depth, keep_num_dims):
@@ -386,14 +438,24 @@ def gen_fully_connected(rng):
     filter_zp = 0
     if per_tensor and _chance(rng, 0.3):
         filter_zp = int(rng.integers(-20, 21))  # only per-tensor uses it
-    cfg.update(in_shape=in_shape, out_shape=out_shape, units=units,
-               keep_num_dims=keep_num_dims, filter_zp=filter_zp, edge=None,
-               bias=_pick(rng, ("int32",) * 4 + ("none",)))
-    weights = Tensor([units, depth], TensorType.INT8, cfg["filter_scales"],
-                     [filter_zp] * len(cfg["filter_scales"]),
-                     data=_int8_data(rng, [units, depth]), name="filter")
-    inputs = [_int8_tensor(rng, in_shape, cfg["in_scale"], cfg["in_zp"]),
-              weights]
+    cfg.update(
+        in_shape=in_shape,
+        out_shape=out_shape,
+        units=units,
+        keep_num_dims=keep_num_dims,
+        filter_zp=filter_zp,
+        edge=None,
+        bias=_pick(rng, ("int32",) * 4 + ("none",)),
+    )
+    weights = Tensor(
+        [units, depth],
+        TensorType.INT8,
+        cfg["filter_scales"],
+        [filter_zp] * len(cfg["filter_scales"]),
+        data=_int8_data(rng, [units, depth]),
+        name="filter",
+    )
+    inputs = [_int8_tensor(rng, in_shape, cfg["in_scale"], cfg["in_zp"]), weights]
     if cfg["bias"] == "int32":
         bias = _bias(rng, cfg["in_scale"], cfg["filter_scales"], units)
         if per_tensor and _chance(rng, 0.1):
@@ -403,13 +465,16 @@ def gen_fully_connected(rng):
         cfg["bias_scale"] = bias.scale
         inputs.append(bias)
     output = _int8_tensor(rng, out_shape, cfg["out_scale"], cfg["out_zp"])
-    opts = options("FullyConnected", keepNumDims=keep_num_dims,
-                   fusedActivationFunction=cfg["activation"])
-    return Case("FULLY_CONNECTED", cfg, inputs, [output], opts,
-                risky=cfg["max_multiplier"] >= 2.0 ** 30)
+    opts = options(
+        "FullyConnected", keepNumDims=keep_num_dims, fusedActivationFunction=cfg["activation"]
+    )
+    return Case(
+        "FULLY_CONNECTED", cfg, inputs, [output], opts, risky=cfg["max_multiplier"] >= 2.0**30
+    )
 
 
 # -- elementwise --------------------------------------------------------------
+
 
 def _broadcast_shapes(rng, rank):
     """Two input shapes that broadcast to a random output shape."""
@@ -431,16 +496,21 @@ def _binary_tensors(rng, scale1, scale2, out_scale):
     input is a constant (a bias, a learned offset or gate)."""
     rank = int(rng.integers(0, 6))
     shape1, shape2, out_shape = _broadcast_shapes(rng, rank)
-    inputs = [_int8_tensor(rng, shape1, scale1),
-              _int8_tensor(rng, shape2, scale2)]
+    inputs = [_int8_tensor(rng, shape1, scale1), _int8_tensor(rng, shape2, scale2)]
     constant = int(rng.integers(2)) if _chance(rng, 0.3) else None
     if constant is not None:
         inputs[constant].data = _int8_data(rng, inputs[constant].shape)
     output = _int8_tensor(rng, out_shape, out_scale)
-    cfg = dict(shape1=shape1, shape2=shape2, out_shape=out_shape,
-               scale1=scale1, scale2=scale2, out_scale=out_scale,
-               constant=constant,
-               zero_points=[t.zero_point for t in inputs + [output]])
+    cfg = dict(
+        shape1=shape1,
+        shape2=shape2,
+        out_shape=out_shape,
+        scale1=scale1,
+        scale2=scale2,
+        out_scale=out_scale,
+        constant=constant,
+        zero_points=[t.zero_point for t in inputs + [output]],
+    )
     return cfg, inputs, output
 
 
@@ -453,8 +523,7 @@ def _add_sub(rng, op):
     cfg, inputs, output = _binary_tensors(rng, scale1, scale2, out_scale)
     cfg["activation"] = _pick(rng, ACTIVATIONS)
     kind = "Add" if op == "ADD" else "Sub"
-    return Case(op, cfg, inputs, [output],
-                options(kind, fusedActivationFunction=cfg["activation"]))
+    return Case(op, cfg, inputs, [output], options(kind, fusedActivationFunction=cfg["activation"]))
 
 
 @generator("ADD", cases=200)
@@ -478,8 +547,9 @@ def gen_mul(rng):
     out_scale = scale1 * scale2 / multiplier
     cfg, inputs, output = _binary_tensors(rng, scale1, scale2, out_scale)
     cfg["activation"] = _pick(rng, ACTIVATIONS)
-    return Case("MUL", cfg, inputs, [output],
-                options("Mul", fusedActivationFunction=cfg["activation"]))
+    return Case(
+        "MUL", cfg, inputs, [output], options("Mul", fusedActivationFunction=cfg["activation"])
+    )
 
 
 def _maximum_minimum(rng, op):
@@ -515,8 +585,9 @@ def _unary(rng, op, same_quantization, rank_range=(1, 5)):
         y = _int8_tensor(rng, shape, x.scale, x.zero_point)
     else:
         y = _int8_tensor(rng, shape, x.scale / _rescale(rng))
-    cfg = dict(shape=shape, in_scale=x.scale, in_zp=x.zero_point,
-               out_scale=y.scale, out_zp=y.zero_point)
+    cfg = dict(
+        shape=shape, in_scale=x.scale, in_zp=x.zero_point, out_scale=y.scale, out_zp=y.zero_point
+    )
     return Case(op, cfg, [x], [y])
 
 
@@ -540,8 +611,14 @@ def _unary_with_output(rng, op, in_scale, out_scale, out_zp, opts=None):
     shape = _dims(rng, int(rng.integers(1, 5)), 1, 5)
     x = _int8_tensor(rng, shape, in_scale)
     y = _int8_tensor(rng, shape, out_scale, out_zp)
-    cfg = dict(shape=shape, in_scale=x.scale, in_zp=x.zero_point,
-               out_scale=y.scale, out_zp=y.zero_point, edge=None)
+    cfg = dict(
+        shape=shape,
+        in_scale=x.scale,
+        in_zp=x.zero_point,
+        out_scale=y.scale,
+        out_zp=y.zero_point,
+        edge=None,
+    )
     return Case(op, cfg, [x], [y], opts)
 
 
@@ -552,8 +629,7 @@ def gen_logistic(rng):
     out_scale, out_zp = 1.0 / 256, -128
     if _chance(rng, 0.1):
         out_scale = _scale(rng)
-    case = _unary_with_output(rng, "LOGISTIC", _scale(rng, -4.0, 1.0),
-                              out_scale, out_zp)
+    case = _unary_with_output(rng, "LOGISTIC", _scale(rng, -4.0, 1.0), out_scale, out_zp)
     if _chance(rng, 0.05):
         case.outputs[0].zero_point = case.config["out_zp"] = 0
         case.config["edge"] = "output_zero_point"
@@ -574,21 +650,24 @@ def gen_hard_swish(rng):
     in_scale = _scale(rng, -3.0, 0.0)
     # TFLM needs input scale / 128 <= output scale.
     edge = _chance(rng, 0.05)
-    out_scale = in_scale * 10.0 ** (rng.uniform(-4, -2.2) if edge else
-                                    rng.uniform(-2, 1.5))
-    case = _unary_with_output(rng, "HARD_SWISH", in_scale, out_scale, None,
-                              options("HardSwish"))
+    out_scale = in_scale * 10.0 ** (rng.uniform(-4, -2.2) if edge else rng.uniform(-2, 1.5))
+    case = _unary_with_output(rng, "HARD_SWISH", in_scale, out_scale, None, options("HardSwish"))
     case.config["edge"] = "small_output_scale" if edge else None
     return case
 
 
 @generator("LEAKY_RELU")
 def gen_leaky_relu(rng):
-    regime = _regime(rng, (("small", 0.8), ("negative", 0.1),
-                           ("above_one", 0.1)))
-    alpha = float(np.float32(dict(
-        small=10.0 ** rng.uniform(-3, 0), negative=-rng.uniform(0, 1),
-        above_one=rng.uniform(1, 5))[regime]))
+    regime = _regime(rng, (("small", 0.8), ("negative", 0.1), ("above_one", 0.1)))
+    alpha = float(
+        np.float32(
+            dict(
+                small=10.0 ** rng.uniform(-3, 0),
+                negative=-rng.uniform(0, 1),
+                above_one=rng.uniform(1, 5),
+            )[regime]
+        )
+    )
     case = _unary(rng, "LEAKY_RELU", same_quantization=_chance(rng, 0.4))
     case.options = options("LeakyRelu", alpha=alpha)
     case.config["alpha"] = alpha
@@ -597,22 +676,34 @@ def gen_leaky_relu(rng):
 
 # -- pooling ------------------------------------------------------------------
 
+
 def _pool(rng, op):
     w, out_h, out_w = _window(rng, max_kernel=6)
     batches, channels = int(rng.integers(1, 3)), int(rng.integers(1, 7))
     x = _int8_tensor(rng, [batches, w["in_h"], w["in_w"], channels])
-    y = _int8_tensor(rng, [batches, out_h, out_w, channels], x.scale,
-                     x.zero_point)
-    cfg = dict(w, batches=batches, channels=channels, scale=x.scale,
-               zp=x.zero_point, activation=_pick(rng, ACTIVATIONS), edge=None)
+    y = _int8_tensor(rng, [batches, out_h, out_w, channels], x.scale, x.zero_point)
+    cfg = dict(
+        w,
+        batches=batches,
+        channels=channels,
+        scale=x.scale,
+        zp=x.zero_point,
+        activation=_pick(rng, ACTIVATIONS),
+        edge=None,
+    )
     if _chance(rng, 0.05):
         # TFLM pools in the input's quantized domain and rejects this.
         y.zero_point = cfg["out_zp"] = (x.zero_point + 1) % 128
         cfg["edge"] = "output_quantization"
-    opts = options("Pool2D", padding=w["padding"], strideH=w["stride_h"],
-                   strideW=w["stride_w"], filterHeight=w["k_h"],
-                   filterWidth=w["k_w"],
-                   fusedActivationFunction=cfg["activation"])
+    opts = options(
+        "Pool2D",
+        padding=w["padding"],
+        strideH=w["stride_h"],
+        strideW=w["stride_w"],
+        filterHeight=w["k_h"],
+        filterWidth=w["k_w"],
+        fusedActivationFunction=cfg["activation"],
+    )
     return Case(op, cfg, [x], [y], opts)
 
 
@@ -628,6 +719,7 @@ def gen_max_pool_2d(rng):
 
 # -- reductions and softmax ---------------------------------------------------
 
+
 @generator("MEAN", cases=200)
 def gen_mean(rng):
     rank = int(rng.integers(1, 6))
@@ -639,21 +731,27 @@ def gen_mean(rng):
         axes.append(axes[0])  # repeated axes count once
     keep_dims = _chance(rng, 0.5)
     reduced = {a % rank for a in axes}
-    out_shape = [1 if d in reduced else n for d, n in enumerate(shape)
-                 if keep_dims or d not in reduced]
+    out_shape = [
+        1 if d in reduced else n for d, n in enumerate(shape) if keep_dims or d not in reduced
+    ]
     x = _int8_tensor(rng, shape)
     quantization = _pick(rng, ("equal", "different", "different"))
     if quantization == "equal":
         y = _int8_tensor(rng, out_shape, x.scale, x.zero_point)
     else:
         y = _int8_tensor(rng, out_shape, x.scale / _rescale(rng))
-    axis = Tensor([len(axes)], TensorType.INT32,
-                  data=np.array(axes, np.int32), name="axis")
-    cfg = dict(shape=shape, axes=axes, keep_dims=keep_dims,
-               quantization=quantization, in_scale=x.scale,
-               in_zp=x.zero_point, out_scale=y.scale, out_zp=y.zero_point)
-    return Case("MEAN", cfg, [x, axis], [y],
-                options("Reducer", keepDims=keep_dims))
+    axis = Tensor([len(axes)], TensorType.INT32, data=np.array(axes, np.int32), name="axis")
+    cfg = dict(
+        shape=shape,
+        axes=axes,
+        keep_dims=keep_dims,
+        quantization=quantization,
+        in_scale=x.scale,
+        in_zp=x.zero_point,
+        out_scale=y.scale,
+        out_zp=y.zero_point,
+    )
+    return Case("MEAN", cfg, [x, axis], [y], options("Reducer", keepDims=keep_dims))
 
 
 @generator("SOFTMAX")
@@ -668,8 +766,9 @@ def gen_softmax(rng):
         in_scale = _scale(rng, 1.0, 2.0)
     beta = 1.0 if _chance(rng, 0.5) else float(10.0 ** rng.uniform(-1, 0.5))
     int16 = _chance(rng, 0.25)
-    cfg = dict(shape=shape, in_scale=in_scale, beta=beta,
-               output="int16" if int16 else "int8", edge=None)
+    cfg = dict(
+        shape=shape, in_scale=in_scale, beta=beta, output="int16" if int16 else "int8", edge=None
+    )
     x = _int8_tensor(rng, shape, in_scale)
     cfg["in_zp"] = x.zero_point
     if int16:
@@ -685,6 +784,7 @@ def gen_softmax(rng):
 
 # -- data movement ------------------------------------------------------------
 
+
 def _paddings(rng, rank):
     return rng.integers(0, 4, size=(rank, 2)).astype(np.int32)
 
@@ -697,17 +797,20 @@ def _pad(rng, op):
     out_shape = [int(n + p.sum()) for n, p in zip(shape, paddings)]
     x = _int8_tensor(rng, shape)
     same = _chance(rng, 0.8)  # TFLM copies bytes: any output quantization
-    y = _int8_tensor(rng, out_shape, x.scale if same else None,
-                     x.zero_point if same else None)
-    cfg = dict(shape=shape, paddings=paddings.tolist(), in_zp=x.zero_point,
-               out_scale=y.scale, out_zp=y.zero_point, value="none",
-               edge="rank6" if rank == 6 else None)
-    inputs = [x, Tensor([rank, 2], TensorType.INT32, data=paddings,
-                        name="paddings")]
+    y = _int8_tensor(rng, out_shape, x.scale if same else None, x.zero_point if same else None)
+    cfg = dict(
+        shape=shape,
+        paddings=paddings.tolist(),
+        in_zp=x.zero_point,
+        out_scale=y.scale,
+        out_zp=y.zero_point,
+        value="none",
+        edge="rank6" if rank == 6 else None,
+    )
+    inputs = [x, Tensor([rank, 2], TensorType.INT32, data=paddings, name="paddings")]
     if _chance(rng, 0.8 if op == "PADV2" else 0.1):
         cfg["value"] = _pick(rng, ("constant", "constant", "input"))
-        value = Tensor(_pick(rng, ([], [1])), TensorType.INT8, y.scale,
-                       y.zero_point, name="value")
+        value = Tensor(_pick(rng, ([], [1])), TensorType.INT8, y.scale, y.zero_point, name="value")
         if cfg["value"] == "constant":
             value.data = _int8_data(rng, value.shape)
         if _chance(rng, 0.05):
@@ -735,8 +838,7 @@ def gen_concatenation(rng):
     axis = int(rng.integers(-rank, rank))
     count = int(rng.integers(1, 5)) if _chance(rng, 0.95) else 11
     sizes = [int(s) for s in rng.integers(1, 4, size=count)]
-    cfg = dict(shape=shape, axis=axis, sizes=sizes, constants=[], edge=None,
-               activation=NONE)
+    cfg = dict(shape=shape, axis=axis, sizes=sizes, constants=[], edge=None, activation=NONE)
     y_shape = list(shape)
     y_shape[axis] = sum(sizes)
     y = _int8_tensor(rng, y_shape)
@@ -760,8 +862,7 @@ def gen_concatenation(rng):
     if all(t.data is not None for t in inputs):
         inputs[0].data = None  # keep one model input
         cfg["constants"] = [k for k in cfg["constants"] if k]
-    opts = options("Concatenation", axis=axis,
-                   fusedActivationFunction=cfg["activation"])
+    opts = options("Concatenation", axis=axis, fusedActivationFunction=cfg["activation"])
     return Case("CONCATENATION", cfg, inputs, [y], opts)
 
 
@@ -812,12 +913,16 @@ def gen_reshape(rng):
     spec = _pick(rng, ("input", "input", "options", "none"))
     if not new_shape:
         spec = "none"  # an empty constant would have no data at all
-    cfg = dict(in_shape=in_shape, out_shape=out_shape, dtype=x.dtype,
-               new_shape=new_shape, spec=spec)
+    cfg = dict(
+        in_shape=in_shape, out_shape=out_shape, dtype=x.dtype, new_shape=new_shape, spec=spec
+    )
     inputs, opts = [x], None
     if spec == "input":
-        inputs.append(Tensor([len(new_shape)], TensorType.INT32,
-                             data=np.array(new_shape, np.int32), name="shape"))
+        inputs.append(
+            Tensor(
+                [len(new_shape)], TensorType.INT32, data=np.array(new_shape, np.int32), name="shape"
+            )
+        )
     elif spec == "options":
         opts = options("Reshape", newShape=new_shape)
     return Case("RESHAPE", cfg, inputs, [y], opts)
@@ -826,13 +931,14 @@ def gen_reshape(rng):
 @generator("SQUEEZE")
 def gen_squeeze(rng):
     rank = int(rng.integers(1, 7))
-    shape = [1 if _chance(rng, 0.5) else int(rng.integers(2, 5))
-             for _ in range(rank)]
+    shape = [1 if _chance(rng, 0.5) else int(rng.integers(2, 5)) for _ in range(rank)]
     ones = [d for d, n in enumerate(shape) if n == 1]
     edge = None
     if ones and _chance(rng, 0.6):
-        dims = sorted(int(d) for d in rng.choice(
-            ones, size=int(rng.integers(1, len(ones) + 1)), replace=False))
+        dims = sorted(
+            int(d)
+            for d in rng.choice(ones, size=int(rng.integers(1, len(ones) + 1)), replace=False)
+        )
     else:
         dims = []  # squeeze every size-1 dimension
     squeezed = set(dims) if dims else set(ones)
@@ -843,14 +949,12 @@ def gen_squeeze(rng):
     dims = [d - rank if _chance(rng, 0.3) else d for d in dims]
     x, y = _copy_tensors(rng, shape, out_shape)
     cfg = dict(shape=shape, squeeze_dims=dims, dtype=x.dtype, edge=edge)
-    return Case("SQUEEZE", cfg, [x], [y],
-                options("Squeeze", squeezeDims=dims))
+    return Case("SQUEEZE", cfg, [x], [y], options("Squeeze", squeezeDims=dims))
 
 
 def _index_tensor(values, name):
     """A constant int32 vector (begin, end, perm, size, ...)."""
-    return Tensor([len(values)], TensorType.INT32,
-                  data=np.array(values, np.int32), name=name)
+    return Tensor([len(values)], TensorType.INT32, data=np.array(values, np.int32), name=name)
 
 
 def _slice_dimension(rng, size, shrink_edge):
@@ -883,8 +987,7 @@ def gen_strided_slice(rng):
     shape = _dims(rng, rank, 1, 6)
     shrink_edge = _chance(rng, 0.04)
     per_dimension = [_slice_dimension(rng, n, shrink_edge) for n in shape]
-    begin, end, strides, begin_m, end_m, shrink, counts = (
-        list(v) for v in zip(*per_dimension))
+    begin, end, strides, begin_m, end_m, shrink, counts = (list(v) for v in zip(*per_dimension))
     out_shape = [c for c, s in zip(counts, shrink) if not s]
 
     def mask(bits):
@@ -894,14 +997,29 @@ def gen_strided_slice(rng):
     edge = "rank5" if rank == 5 else None
     if shrink_edge and any(shrink):
         edge = "shrink_backward"
-    cfg = dict(shape=shape, begin=begin, end=end, strides=strides,
-               begin_mask=mask(begin_m), end_mask=mask(end_m),
-               shrink_axis_mask=mask(shrink), dtype=x.dtype, edge=edge)
-    inputs = [x, _index_tensor(begin, "begin"), _index_tensor(end, "end"),
-              _index_tensor(strides, "strides")]
-    opts = options("StridedSlice", beginMask=cfg["begin_mask"],
-                   endMask=cfg["end_mask"],
-                   shrinkAxisMask=cfg["shrink_axis_mask"])
+    cfg = dict(
+        shape=shape,
+        begin=begin,
+        end=end,
+        strides=strides,
+        begin_mask=mask(begin_m),
+        end_mask=mask(end_m),
+        shrink_axis_mask=mask(shrink),
+        dtype=x.dtype,
+        edge=edge,
+    )
+    inputs = [
+        x,
+        _index_tensor(begin, "begin"),
+        _index_tensor(end, "end"),
+        _index_tensor(strides, "strides"),
+    ]
+    opts = options(
+        "StridedSlice",
+        beginMask=cfg["begin_mask"],
+        endMask=cfg["end_mask"],
+        shrinkAxisMask=cfg["shrink_axis_mask"],
+    )
     return Case("STRIDED_SLICE", cfg, inputs, [y], opts)
 
 
@@ -911,12 +1029,11 @@ def gen_transpose(rng):
     rank = int(rng.integers(1, 6)) if _chance(rng, 0.95) else 6
     shape = _dims(rng, rank, 1, 4)
     perm = [int(p) for p in rng.permutation(rank)]
-    x, y = _copy_tensors(rng, shape, [shape[p] for p in perm],
-                         (TensorType.FLOAT32, TensorType.INT16))
-    cfg = dict(shape=shape, perm=perm, dtype=x.dtype,
-               edge="rank6" if rank == 6 else None)
-    return Case("TRANSPOSE", cfg, [x, _index_tensor(perm, "perm")], [y],
-                options("Transpose"))
+    x, y = _copy_tensors(
+        rng, shape, [shape[p] for p in perm], (TensorType.FLOAT32, TensorType.INT16)
+    )
+    cfg = dict(shape=shape, perm=perm, dtype=x.dtype, edge="rank6" if rank == 6 else None)
+    return Case("TRANSPOSE", cfg, [x, _index_tensor(perm, "perm")], [y], options("Transpose"))
 
 
 @generator("RESIZE_NEAREST_NEIGHBOR")
@@ -925,22 +1042,31 @@ def gen_resize_nearest_neighbor(rng):
     in_h, in_w = int(rng.integers(1, 9)), int(rng.integers(1, 9))
     out_h, out_w = int(rng.integers(1, 17)), int(rng.integers(1, 17))
     align_corners, half_pixel = _chance(rng, 0.3), _chance(rng, 0.3)
-    x, y = _copy_tensors(rng, [batches, in_h, in_w, channels],
-                         [batches, out_h, out_w, channels],
-                         (TensorType.FLOAT32, TensorType.INT16))
-    cfg = dict(input=x.shape, size=[out_h, out_w], dtype=x.dtype,
-               align_corners=align_corners, half_pixel_centers=half_pixel)
-    opts = options("ResizeNearestNeighbor", alignCorners=align_corners,
-                   halfPixelCenters=half_pixel)
-    return Case("RESIZE_NEAREST_NEIGHBOR", cfg,
-                [x, _index_tensor([out_h, out_w], "size")], [y], opts)
+    x, y = _copy_tensors(
+        rng,
+        [batches, in_h, in_w, channels],
+        [batches, out_h, out_w, channels],
+        (TensorType.FLOAT32, TensorType.INT16),
+    )
+    cfg = dict(
+        input=x.shape,
+        size=[out_h, out_w],
+        dtype=x.dtype,
+        align_corners=align_corners,
+        half_pixel_centers=half_pixel,
+    )
+    opts = options("ResizeNearestNeighbor", alignCorners=align_corners, halfPixelCenters=half_pixel)
+    return Case(
+        "RESIZE_NEAREST_NEIGHBOR", cfg, [x, _index_tensor([out_h, out_w], "size")], [y], opts
+    )
 
 
 def _axis_tensor(rng, axis):
     """A constant int32 axis: a scalar or a one-element vector."""
     shape = _pick(rng, ([], [1]))
-    return Tensor(shape, TensorType.INT32,
-                  data=np.array(axis, np.int32).reshape(shape), name="axis")
+    return Tensor(
+        shape, TensorType.INT32, data=np.array(axis, np.int32).reshape(shape), name="axis"
+    )
 
 
 def _split_shapes(shape, axis, sizes):
@@ -959,11 +1085,9 @@ def gen_split(rng):
     axis = int(rng.integers(-rank, rank))
     count, size = int(rng.integers(1, 5)), int(rng.integers(1, 4))
     shape[axis] = count * size
-    x, ys = _copy_tensors(rng, shape,
-                          _split_shapes(shape, axis, [size] * count))
+    x, ys = _copy_tensors(rng, shape, _split_shapes(shape, axis, [size] * count))
     cfg = dict(shape=shape, axis=axis, num_splits=count, dtype=x.dtype)
-    return Case("SPLIT", cfg, [_axis_tensor(rng, axis), x], ys,
-                options("Split", numSplits=count))
+    return Case("SPLIT", cfg, [_axis_tensor(rng, axis), x], ys, options("Split", numSplits=count))
 
 
 @generator("SPLIT_V")
@@ -977,12 +1101,9 @@ def gen_split_v(rng):
     if _chance(rng, 0.3):
         size_splits[int(rng.integers(len(sizes)))] = -1  # "the rest"
     x, ys = _copy_tensors(rng, shape, _split_shapes(shape, axis, sizes))
-    cfg = dict(shape=shape, axis=axis, size_splits=size_splits,
-               dtype=x.dtype)
-    inputs = [x, _index_tensor(size_splits, "size_splits"),
-              _axis_tensor(rng, axis)]
-    return Case("SPLIT_V", cfg, inputs, ys,
-                options("SplitV", numSplits=len(sizes)))
+    cfg = dict(shape=shape, axis=axis, size_splits=size_splits, dtype=x.dtype)
+    inputs = [x, _index_tensor(size_splits, "size_splits"), _axis_tensor(rng, axis)]
+    return Case("SPLIT_V", cfg, inputs, ys, options("SplitV", numSplits=len(sizes)))
 
 
 @generator("EXPAND_DIMS")
@@ -992,14 +1113,13 @@ def gen_expand_dims(rng):
     axis = int(rng.integers(-rank - 1, rank + 1))
     out_shape = list(shape)
     out_shape.insert(axis % (rank + 1), 1)
-    x, y = _copy_tensors(rng, shape, out_shape,
-                         (TensorType.FLOAT32, TensorType.INT16))
+    x, y = _copy_tensors(rng, shape, out_shape, (TensorType.FLOAT32, TensorType.INT16))
     cfg = dict(shape=shape, axis=axis, dtype=x.dtype)
-    return Case("EXPAND_DIMS", cfg, [x, _axis_tensor(rng, axis)], [y],
-                options("ExpandDims"))
+    return Case("EXPAND_DIMS", cfg, [x, _axis_tensor(rng, axis)], [y], options("ExpandDims"))
 
 
 # -- quantization -------------------------------------------------------------
+
 
 @generator("QUANTIZE")
 def gen_quantize(rng):
@@ -1012,9 +1132,15 @@ def gen_quantize(rng):
         x = Tensor(shape, TensorType.FLOAT32)
     else:
         x = _int8_tensor(rng, shape, y.scale * _rescale(rng))
-    cfg = dict(shape=shape, source="float32" if from_float else "int8",
-               in_scale=x.scale, in_zp=x.zero_point, out_scale=y.scale,
-               out_zp=y.zero_point, edge=None)
+    cfg = dict(
+        shape=shape,
+        source="float32" if from_float else "int8",
+        in_scale=x.scale,
+        in_zp=x.zero_point,
+        out_scale=y.scale,
+        out_zp=y.zero_point,
+        edge=None,
+    )
     if _chance(rng, 0.05):
         # TFLM quantizes per tensor only.
         y.scale = [y.scale, y.scale * 2]
@@ -1023,8 +1149,7 @@ def gen_quantize(rng):
         y.shape = shape[:-1] + [2]
         x.shape = list(y.shape)
         cfg["edge"] = "per_channel_output"
-    return Case("QUANTIZE", cfg, [x], [y],
-                float_scale=float(np.atleast_1d(y.scale)[0]))
+    return Case("QUANTIZE", cfg, [x], [y], float_scale=float(np.atleast_1d(y.scale)[0]))
 
 
 @generator("DEQUANTIZE")
@@ -1053,11 +1178,12 @@ def _maybe_break_a_scale(rng, case, chance=0.03):
     zero, negative, infinite or NaN scale."""
     if not _chance(rng, chance):
         return case
-    tensors = [(role, k, t) for role, group in (("input", case.inputs),
-                                                ("output", case.outputs))
-               for k, t in enumerate(group)
-               if t is not None and t.dtype == TensorType.INT8 and
-               isinstance(t.scale, float)]
+    tensors = [
+        (role, k, t)
+        for role, group in (("input", case.inputs), ("output", case.outputs))
+        for k, t in enumerate(group)
+        if t is not None and t.dtype == TensorType.INT8 and isinstance(t.scale, float)
+    ]
     if not tensors:
         return case
     role, k, tensor = tensors[int(rng.integers(len(tensors)))]
@@ -1068,6 +1194,7 @@ def _maybe_break_a_scale(rng, case, chance=0.03):
 
 
 # -- documented differences ---------------------------------------------------
+
 
 @dataclass
 class Difference:
@@ -1083,44 +1210,54 @@ class Difference:
 DIFFERENCES = [
     Difference(
         "requantization multiplier of 2^30 or more",
-        ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"), True,
-        lambda c: c.get("max_multiplier", 0.0) >= 2.0 ** 30,
+        ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"),
+        True,
+        lambda c: c.get("max_multiplier", 0.0) >= 2.0**30,
         "input scale * filter scale / output scale >= 2^30 makes TFLM's "
         "MultiplyByQuantizedMultiplier shift an int32 left by 31 or more "
         "bits (undefined behaviour, garbage outputs); ours rejects the "
-        "model in prepare."),
+        "model in prepare.",
+    ),
     Difference(
         "scale that is not a positive finite number",
-        tuple(GENERATORS), True, lambda c: "bad_scale" in c,
+        tuple(GENERATORS),
+        True,
+        lambda c: "bad_scale" in c,
         "ours rejects int8 activation tensors whose scale is zero, "
-        "negative, infinite or NaN; TFLM divides by it and runs."),
+        "negative, infinite or NaN; TFLM divides by it and runs.",
+    ),
     Difference(
         "per-channel DEQUANTIZE input",
-        ("DEQUANTIZE",), True, lambda c: c.get("edge") == "per_channel",
+        ("DEQUANTIZE",),
+        True,
+        lambda c: c.get("edge") == "per_channel",
         "TFLM's DEQUANTIZE reads only the tensor-wide scale and zero point, "
         "which for a per-channel tensor are channel 0's, and applies them "
         "to every element; ours rejects the model rather than produce "
-        "those values."),
+        "those values.",
+    ),
     Difference(
         "shrunk STRIDED_SLICE dimension with a backward stride",
-        ("STRIDED_SLICE",), True,
+        ("STRIDED_SLICE",),
+        True,
         lambda c: c.get("edge") == "shrink_backward",
         "for a shrunk dimension TFLM loops from begin to begin + 1 by the "
         "stride, which never runs when the stride is negative: it writes "
         "nothing and the output is whatever the arena held; ours rejects "
-        "the model."),
+        "the model.",
+    ),
 ]
 
 
 def _documented_difference(case, ours_rejects):
     for diff in DIFFERENCES:
-        if (case.op in diff.ops and diff.ours_rejects == ours_rejects and
-                diff.applies(case.config)):
+        if case.op in diff.ops and diff.ours_rejects == ours_rejects and diff.applies(case.config):
             return diff
     return None
 
 
 # -- running ------------------------------------------------------------------
+
 
 @dataclass
 class Outcome:
@@ -1145,12 +1282,14 @@ def _tflm_arena_size(case):
 def _run_tflm(case, feeds):
     try:
         interpreter = tflm_runtime.Interpreter.from_bytes(
-            case.model, arena_size=_tflm_arena_size(case))
+            case.model, arena_size=_tflm_arena_size(case)
+        )
         for i, x in enumerate(feeds):
             interpreter.set_input(x, i)
         interpreter.invoke()
-        return Outcome([np.array(interpreter.get_output(i), copy=True)
-                        for i in range(len(case.outputs))])
+        return Outcome(
+            [np.array(interpreter.get_output(i), copy=True) for i in range(len(case.outputs))]
+        )
     except RuntimeError as e:
         return Outcome(error="TFLM: %s" % e)
 
@@ -1200,8 +1339,9 @@ def _run_ours(runtime, case, feeds):
         for i, x in enumerate(feeds):
             interpreter.set_input(x, i)
         interpreter.invoke()
-        return Outcome([np.array(interpreter.get_output(i), copy=True)
-                        for i in range(interpreter.num_outputs)])
+        return Outcome(
+            [np.array(interpreter.get_output(i), copy=True) for i in range(interpreter.num_outputs)]
+        )
     except runtime.TflmTrainingError as e:
         return Outcome(error="ours: %s: %s" % (type(e).__name__, e))
 
@@ -1219,17 +1359,16 @@ def _output_mismatch(expected, actual):
         return "%d outputs, TFLM has %d" % (len(actual), len(expected))
     for k, (a, b) in enumerate(zip(expected, actual)):
         if a.dtype != b.dtype or a.shape != b.shape:
-            return "output %d is %s%s, TFLM's is %s%s" % (
-                k, b.dtype, b.shape, a.dtype, a.shape)
+            return "output %d is %s%s, TFLM's is %s%s" % (k, b.dtype, b.shape, a.dtype, a.shape)
         differ = _bits(a) != _bits(b)
         if differ.any():
             first = tuple(int(i) for i in np.argwhere(differ)[0])
-            largest = np.max(np.abs(a[differ].astype(np.float64) -
-                                    b[differ].astype(np.float64)))
-            return ("output %d: %d of %d values differ, by up to %g; first "
-                    "at %s: TFLM %r, ours %r"
-                    % (k, int(differ.sum()), a.size, largest, first,
-                       a[first].item(), b[first].item()))
+            largest = np.max(np.abs(a[differ].astype(np.float64) - b[differ].astype(np.float64)))
+            return (
+                "output %d: %d of %d values differ, by up to %g; first "
+                "at %s: TFLM %r, ours %r"
+                % (k, int(differ.sum()), a.size, largest, first, a[first].item(), b[first].item())
+            )
     return None
 
 
@@ -1238,8 +1377,7 @@ def _registered_ops():
     from tflm_training import _native
 
     class KernelHead(ctypes.Structure):  # the start of tt_kernel
-        _fields_ = [("builtin_code", ctypes.c_int32),
-                    ("name", ctypes.c_char_p)]
+        _fields_ = [("builtin_code", ctypes.c_int32), ("name", ctypes.c_char_p)]
 
     kernel_at = _native.library().tt_kernel_at
     kernel_at.restype = ctypes.POINTER(KernelHead)
@@ -1254,6 +1392,7 @@ def _registered_ops():
 
 
 # -- tests --------------------------------------------------------------------
+
 
 def _check_case(runtime, op, index, tally):
     """Runs case `index` of `op` on both runtimes; returns a failure text or
@@ -1272,10 +1411,11 @@ def _check_case(runtime, op, index, tally):
             tally["documented: " + diff.name] += 1
             return None
         if ours.rejected:
-            return "%s\n  TFLM runs it, ours rejects it: %s" % (where,
-                                                                 ours.error)
+            return "%s\n  TFLM runs it, ours rejects it: %s" % (where, ours.error)
         return "%s\n  ours runs it, TFLM rejects it: %s" % (
-            where, _tflm_log(run, case, feeds) or golden.error)
+            where,
+            _tflm_log(run, case, feeds) or golden.error,
+        )
     mismatch = _output_mismatch(golden.outputs, ours.outputs)
     if mismatch:
         return "%s\n  %s" % (where, mismatch)
@@ -1286,28 +1426,32 @@ def _check_case(runtime, op, index, tally):
 @pytest.mark.slow
 @pytest.mark.parametrize("op", sorted(GENERATORS))
 def test_random_configurations(op):
-    import tflm_training as runtime  # pylint: disable=import-outside-toplevel
+    import tflm_training as runtime
+
     assert op in _registered_ops(), "%s has a generator but no kernel" % op
     count = max(1, int(CASE_COUNTS[op] * SCALE))
     tally = {"identical": 0, "rejected by both": 0}
     for diff in DIFFERENCES:
         tally["documented: " + diff.name] = 0
-    failures = [f for f in (_check_case(runtime, op, k, tally)
-                            for k in range(count)) if f]
+    failures = [f for f in (_check_case(runtime, op, k, tally) for k in range(count)) if f]
     summary = ", ".join("%s %d" % kv for kv in tally.items() if kv[1])
     if failures:
-        pytest.fail("%d of %d %s cases fail (%s):\n%s" % (
-            len(failures), count, op, summary, "\n".join(failures[:8])),
-            pytrace=False)
+        pytest.fail(
+            "%d of %d %s cases fail (%s):\n%s"
+            % (len(failures), count, op, summary, "\n".join(failures[:8])),
+            pytrace=False,
+        )
     if tally["identical"] < MIN_COMPARED_FRACTION * count:
-        pytest.fail("only %d of %d %s cases ran on both runtimes (%s); the "
-                    "generator makes too many invalid models"
-                    % (tally["identical"], count, op, summary), pytrace=False)
+        pytest.fail(
+            "only %d of %d %s cases ran on both runtimes (%s); the "
+            "generator makes too many invalid models" % (tally["identical"], count, op, summary),
+            pytrace=False,
+        )
 
 
 def test_every_registered_op_has_a_generator():
     missing = sorted(set(_registered_ops()) - set(GENERATORS))
     assert not missing, (
         "the runtime registers kernels with no random-configuration "
-        "generator in %s: %s" % (os.path.basename(__file__),
-                                 ", ".join(missing)))
+        "generator in %s: %s" % (os.path.basename(__file__), ", ".join(missing))
+    )

@@ -6,6 +6,7 @@ checked against QEMU's run of the same model and inputs, both in Python
 and by running the very .robot suite (Robot Framework, a test dependency)
 with stand-in Renode keywords that replay QEMU's console.
 """
+
 import json
 import os
 import pathlib
@@ -21,11 +22,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tools import board_config  # noqa: E402
-from tools import emulation  # noqa: E402
-from tools import firmware_build  # noqa: E402
-from tools import learning  # noqa: E402
-from tools import renode  # noqa: E402
+from tools import board_config, emulation, firmware_build, learning, renode
 
 TIMEOUT_S = 60
 NRF = board_config.load_board("nrf52840")
@@ -35,11 +32,11 @@ EMULATOR = board_config.load_board("mps2_an386")
 @pytest.fixture(scope="module")
 def qemu_run(tmp_path_factory):
     """The default firmware on QEMU's board: its events and its raw lines."""
-    firmware = firmware_build.build_firmware(EMULATOR.name,
-                                             out_dir=tmp_path_factory.mktemp("qemu"))
+    firmware = firmware_build.build_firmware(EMULATOR.name, out_dir=tmp_path_factory.mktemp("qemu"))
     lines = []
-    result = emulation.run_firmware(firmware.elf, EMULATOR.name, timeout=TIMEOUT_S,
-                                    echo=lines.append)
+    result = emulation.run_firmware(
+        firmware.elf, EMULATOR.name, timeout=TIMEOUT_S, echo=lines.append
+    )
     assert result.status == 0 and not result.timed_out, result.note
     return result.log.events, lines
 
@@ -110,9 +107,9 @@ def test_board_dependent_fields_are_patterns_and_strings_are_quoted_like_the_fir
     assert renode.unmatched([stack], ['TT {"event":"stack","used":5100,"size":8192}'])
     error = {"event": "error", "message": 'bad "x"\\ \u00e9\n'}
     assert renode.event_line(error) == (
-        'TT {"event":"error","message":"bad \\"x\\"\\\\ \\u00e9\\u000a"}')
-    assert renode.unmatched([renode.expectation(error, NRF)],
-                            [renode.event_line(error)]) == []
+        'TT {"event":"error","message":"bad \\"x\\"\\\\ \\u00e9\\u000a"}'
+    )
+    assert renode.unmatched([renode.expectation(error, NRF)], [renode.event_line(error)]) == []
 
 
 def test_reference_runs_without_an_exit_are_refused():
@@ -130,8 +127,10 @@ def test_resc_runs_the_elf_on_the_nrf52840_platform_with_its_uart0_console(nrf_f
     resc = renode.console_resc(renode.check_elf(nrf_firmware.elf, NRF), NRF).splitlines()
     assert "machine LoadPlatformDescription @platforms/cpus/nrf52840.repl" in resc
     assert f"sysbus LoadELF @{nrf_firmware.elf.resolve()}" in resc
-    assert ('machine LoadPlatformDescriptionFromString "dwt: Miscellaneous.DWT @ sysbus '
-            '0xE0001000 { frequency: 64000000 }"') in resc
+    assert (
+        'machine LoadPlatformDescriptionFromString "dwt: Miscellaneous.DWT @ sysbus '
+        '0xE0001000 { frequency: 64000000 }"'
+    ) in resc
     assert resc.index("showAnalyzer sysbus.uart0") < resc.index("start")
     assert not any("nvmc" in line for line in resc)  # only the learner has a flash store
 
@@ -141,8 +140,10 @@ def test_robot_waits_for_every_expected_line_in_order(nrf_firmware, qemu_run):
     expectations = renode.expectations_from_events(qemu_run[0], NRF)
     suite = renode.robot_suite(nrf_firmware.elf.resolve(), NRF, expectations).splitlines()
     waits = [line for line in suite if line.strip().startswith("Wait For Line On Uart")]
-    assert waits == [f"    Wait For Line On Uart    {renode.robot_escape(e.pattern)}    "
-                     "treatAsRegex=true" for e in expectations]
+    assert waits == [
+        f"    Wait For Line On Uart    {renode.robot_escape(e.pattern)}    treatAsRegex=true"
+        for e in expectations
+    ]
     assert any("Create Terminal Tester    sysbus.uart0" in line for line in suite)
     assert waits[-1].split("    ")[2] == r'^TT \\{"event":"exit","status":0\\}\$'
 
@@ -156,11 +157,14 @@ def test_robot_escape():
 
 
 def test_robot_escape_round_trips_through_robot_framework(tmp_path):
-    from robot import running as robot  # pylint: disable=import-outside-toplevel
+    from robot import running as robot
+
     texts = [r"^TT \{\}$", "${x} @{y} #z k=v", " a  b ", "l1\nl2\t|", "(-?[0-9]+|null)"]
     suite_file = tmp_path / "escape.robot"
-    suite_file.write_text("*** Test Cases ***\nT\n" + "".join(
-        f"    Record    {renode.robot_escape(t)}\n" for t in texts))
+    suite_file.write_text(
+        "*** Test Cases ***\nT\n"
+        + "".join(f"    Record    {renode.robot_escape(t)}\n" for t in texts)
+    )
     calls = _run_robot(robot, suite_file, tmp_path, lines=[])
     assert calls[-1] == ["return_code", 0]
     assert [c[1] for c in calls[:-1]] == texts
@@ -168,7 +172,7 @@ def test_robot_escape_round_trips_through_robot_framework(tmp_path):
 
 # A stand-in for Renode's keywords: the monitor commands are recorded, and
 # the UART is QEMU's console, consumed as Renode's terminal tester does.
-_FAKE_RENODE = '''
+_FAKE_RENODE = """
 import json
 import re
 
@@ -213,7 +217,7 @@ class FakeRenode:
                 self.lines = self.lines[i + 1:]
                 return line
         raise AssertionError("no line matches " + content)
-'''
+"""
 
 
 def _run_robot(robot, suite_file, tmp_path, lines):
@@ -232,26 +236,31 @@ def _run_robot(robot, suite_file, tmp_path, lines):
 
 
 @pytest.mark.firmware
-def test_robot_suite_passes_on_qemus_console_and_fails_on_a_wrong_line(nrf_firmware, qemu_run,
-                                                                       tmp_path):
+def test_robot_suite_passes_on_qemus_console_and_fails_on_a_wrong_line(
+    nrf_firmware, qemu_run, tmp_path
+):
     """The generated suite, run by Robot Framework against QEMU's console;
     the expectations follow QEMU's board (its counter counts instructions)."""
-    from robot import running as robot  # pylint: disable=import-outside-toplevel
+    from robot import running as robot
+
     events, lines = qemu_run
     elf = nrf_firmware.elf.resolve()
     suite_file = tmp_path / "firmware.robot"
-    suite_file.write_text(renode.robot_suite(
-        elf, NRF, renode.expectations_from_events(events, EMULATOR)))
+    suite_file.write_text(
+        renode.robot_suite(elf, NRF, renode.expectations_from_events(events, EMULATOR))
+    )
     calls = _run_robot(robot, suite_file, tmp_path, lines)
     assert calls[-1] == ["return_code", 0]
     assert ["execute", f"sysbus LoadELF @{elf}"] in calls
     assert ["execute", "machine LoadPlatformDescription @platforms/cpus/nrf52840.repl"] in calls
     assert ["tester", "sysbus.uart0"] in calls
     assert [c[1] for c in calls if c[0] == "wait"] == [
-        e.pattern for e in renode.expectations_from_events(events, EMULATOR)]
+        e.pattern for e in renode.expectations_from_events(events, EMULATOR)
+    ]
 
-    suite_file.write_text(renode.robot_suite(elf, NRF, renode.expectations_from_events(
-        events, NRF)))  # "cycles": not what QEMU prints
+    suite_file.write_text(
+        renode.robot_suite(elf, NRF, renode.expectations_from_events(events, NRF))
+    )  # "cycles": not what QEMU prints
     assert _run_robot(robot, suite_file, tmp_path, lines)[-1] == ["return_code", 1]
 
 
@@ -278,11 +287,9 @@ def test_boards_without_a_renode_platform_or_uarte_console_are_refused(nrf_firmw
         renode.console_resc(nrf_firmware.elf, EMULATOR)
     semihosting = dict(NRF.data, console={"kind": "semihosting"})
     with pytest.raises(renode.RenodeError, match="need a UARTE console"):
-        renode.console_resc(nrf_firmware.elf, board_config.Board(NRF.name, NRF.path,
-                                                                 semihosting))
+        renode.console_resc(nrf_firmware.elf, board_config.Board(NRF.name, NRF.path, semihosting))
     with pytest.raises(renode.RenodeError, match="was built for nrf52840"):
-        renode.check_elf(nrf_firmware.elf, board_config.Board(
-            "other", NRF.path, NRF.data))
+        renode.check_elf(nrf_firmware.elf, board_config.Board("other", NRF.path, NRF.data))
 
 
 def test_serial_link_takes_a_socket_url_as_learn_py_port():
@@ -322,9 +329,14 @@ def _emulate(*args, path=None):
     env = dict(os.environ)
     if path is not None:
         env["PATH"] = str(path)
-    return subprocess.run([sys.executable, "tools/emulate.py", "--emulator=renode", *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S * 3,
-                          env=env)
+    return subprocess.run(
+        [sys.executable, "tools/emulate.py", "--emulator=renode", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S * 3,
+        env=env,
+    )
 
 
 def _one_line_error(cli, text):
@@ -349,24 +361,33 @@ def test_cli_writes_the_scripts_expecting_qemus_lines(nrf_firmware, qemu_run, tm
     events_file = tmp_path / "events.json"
     events_file.write_text(json.dumps(events))
     out = tmp_path / "scripts"
-    cli = _emulate("--renode_scripts_only", f"--elf={nrf_firmware.elf}",
-                   f"--expect_events={events_file}", f"--renode_out={out}")
+    cli = _emulate(
+        "--renode_scripts_only",
+        f"--elf={nrf_firmware.elf}",
+        f"--expect_events={events_file}",
+        f"--renode_out={out}",
+    )
     assert cli.returncode == 0, cli.stderr
     robot = (out / "firmware.robot").read_text()
     assert robot.count("Wait For Line On Uart") == len(events)
     assert renode.robot_escape(renode.expectations_from_events(events, NRF)[1].pattern) in robot
     assert f"sysbus LoadELF @{nrf_firmware.elf.resolve()}" in (out / "firmware.resc").read_text()
 
-    cli = _emulate("--renode_scripts_only", f"--elf={nrf_firmware.elf}",
-                   f"--renode_out={out}")  # no reference: only the exit line
+    cli = _emulate(
+        "--renode_scripts_only", f"--elf={nrf_firmware.elf}", f"--renode_out={out}"
+    )  # no reference: only the exit line
     assert cli.returncode == 0 and "only the exit line" in cli.stderr
     assert (out / "firmware.robot").read_text().count("Wait For Line On Uart") == 1
 
 
 @pytest.mark.firmware
 def test_cli_learner_scripts_name_the_socket_for_learn_py(learner_elf, tmp_path):
-    cli = _emulate("--renode_scripts_only", f"--elf={learner_elf}", "--learner_port=4100",
-                   f"--renode_out={tmp_path}")
+    cli = _emulate(
+        "--renode_scripts_only",
+        f"--elf={learner_elf}",
+        "--learner_port=4100",
+        f"--renode_out={tmp_path}",
+    )
     assert cli.returncode == 0, cli.stderr
     assert "--port socket://localhost:4100" in cli.stderr
     assert "CreateServerSocketTerminal 4100" in (tmp_path / "learner.resc").read_text()
@@ -374,20 +395,31 @@ def test_cli_learner_scripts_name_the_socket_for_learn_py(learner_elf, tmp_path)
 
 @pytest.mark.firmware
 def test_cli_bad_inputs_are_one_line_errors(nrf_firmware, qemu_run, tmp_path):
-    _one_line_error(_emulate("--renode_scripts_only", "--board=mps2_an386"),
-                    "no Renode platform")
-    _one_line_error(_emulate("--renode_scripts_only", f"--elf={tmp_path / 'no.elf'}"),
-                    "does not exist")
-    _one_line_error(_emulate("--renode_scripts_only", f"--elf={nrf_firmware.elf}",
-                             f"--expect_events={tmp_path / 'none.json'}"), "does not exist")
+    _one_line_error(_emulate("--renode_scripts_only", "--board=mps2_an386"), "no Renode platform")
+    _one_line_error(
+        _emulate("--renode_scripts_only", f"--elf={tmp_path / 'no.elf'}"), "does not exist"
+    )
+    _one_line_error(
+        _emulate(
+            "--renode_scripts_only",
+            f"--elf={nrf_firmware.elf}",
+            f"--expect_events={tmp_path / 'none.json'}",
+        ),
+        "does not exist",
+    )
     bad = tmp_path / "bad.json"
     bad.write_text("{")
-    _one_line_error(_emulate("--renode_scripts_only", f"--elf={nrf_firmware.elf}",
-                             f"--expect_events={bad}"), "is not JSON")
+    _one_line_error(
+        _emulate("--renode_scripts_only", f"--elf={nrf_firmware.elf}", f"--expect_events={bad}"),
+        "is not JSON",
+    )
     bad.write_text('[{"event":"init"}]')
-    _one_line_error(_emulate("--renode_scripts_only", f"--elf={nrf_firmware.elf}",
-                             f"--expect_events={bad}"), "did not end with an exit event")
+    _one_line_error(
+        _emulate("--renode_scripts_only", f"--elf={nrf_firmware.elf}", f"--expect_events={bad}"),
+        "did not end with an exit event",
+    )
     emulator_elf = firmware_build.build_firmware(EMULATOR.name, out_dir=tmp_path / "q").elf
-    _one_line_error(_emulate("--renode_scripts_only", f"--elf={emulator_elf}"),
-                    "was built for mps2_an386")
+    _one_line_error(
+        _emulate("--renode_scripts_only", f"--elf={emulator_elf}"), "was built for mps2_an386"
+    )
     _one_line_error(_emulate("--learner_port=0"), "--learner_port")

@@ -6,19 +6,21 @@ import pathlib
 
 import pytest
 
-from planning import schemes
 from benchmarks import update_schemes_methods as methods
+from planning import schemes
 from tools import deploy_steps
 
-MODEL = (pathlib.Path(__file__).resolve().parent / "models" / "transfer" /
-         "ds_cnn_fsdd.tflite").read_bytes()
+MODEL = (
+    pathlib.Path(__file__).resolve().parent / "models" / "transfer" / "ds_cnn_fsdd.tflite"
+).read_bytes()
 SETTINGS = deploy_steps.plan_settings(0.02)
 
 
 def test_deploy_and_the_benchmark_name_registry_schemes():
     assert set(deploy_steps.SCHEMES) <= set(schemes.SCHEMES)
     assert set(deploy_steps.SEARCHED_SCHEMES) == {
-        name for name in deploy_steps.SCHEMES if schemes.SCHEMES[name].needs}
+        name for name in deploy_steps.SCHEMES if schemes.SCHEMES[name].needs
+    }
     # The benchmark's "bias" is the registry's last-biases (its results' key).
     assert set(methods.INT8_METHODS) - {"bias"} <= set(schemes.SCHEMES)
 

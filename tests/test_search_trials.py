@@ -7,9 +7,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from tflm_training import memory_model
-
 from planning import contribution, cost_model, search_trials, sparse_search
+from tflm_training import memory_model
 
 pytestmark = pytest.mark.slow
 
@@ -28,9 +27,17 @@ def analysed(tmp_path_factory):
         x = contribution.quantize_samples(MODEL, data["x_train"])
         y = data["y_train"]
     table = contribution.analyze(
-        MODEL, x, y, epochs=1, max_layers=2, seeds=(0,), metric="loss",
-        cache_path=str(tmp_path_factory.mktemp("cache") / "cache.json"), **ANALYSIS,
-        **SETTINGS)
+        MODEL,
+        x,
+        y,
+        epochs=1,
+        max_layers=2,
+        seeds=(0,),
+        metric="loss",
+        cache_path=str(tmp_path_factory.mktemp("cache") / "cache.json"),
+        **ANALYSIS,
+        **SETTINGS,
+    )
     found = sparse_search.search(MODEL, table, BUDGET, population=12, generations=4, seed=1)
     return x, y, table, found
 
@@ -40,8 +47,10 @@ def _data(x, y):
 
 
 def _plan(table, genome):
-    return [(l.operator_index, l.update, l.channels)
-            for l in sparse_search.genome_layers(table, genome)]
+    return [
+        (layer.operator_index, layer.update, layer.channels)
+        for layer in sparse_search.genome_layers(table, genome)
+    ]
 
 
 def _shape(table, genome):
@@ -50,8 +59,9 @@ def _shape(table, genome):
 
 def test_trials_are_real_runs_and_the_best_measured_wins(analysed, tmp_path):
     x, y, table, found = analysed
-    chosen = search_trials.verify(MODEL, table, found, _data(x, y), top=3,
-                                  cache_path=str(tmp_path / "trials.json"))
+    chosen = search_trials.verify(
+        MODEL, table, found, _data(x, y), top=3, cache_path=str(tmp_path / "trials.json")
+    )
     trials = chosen.trials
     # The search's 3 best plans of distinct shapes (bias depth and layers
     # whose weights train), best first.
@@ -63,20 +73,27 @@ def test_trials_are_real_runs_and_the_best_measured_wins(analysed, tmp_path):
     assert trials[0].genome == found.genome
     settings = contribution.Settings.from_dict(table.settings)
     for trial in trials:
-        run = contribution.run_plan(MODEL, sparse_search.genome_layers(table, trial.genome),
-                                    _data(x, y), settings)
+        run = contribution.run_plan(
+            MODEL, sparse_search.genome_layers(table, trial.genome), _data(x, y), settings
+        )
         assert trial.measured == pytest.approx(table.gain(run))
         assert trial.arena <= BUDGET
     # The best-predicted bias-only genome is always among the finalists.
     no_weights = (0.0,) * len(table.layers)
-    fitting = [k for k in [0] + table.bias_depths if memory_model.training_memory(
-        MODEL, sparse_search.genome_plan(MODEL, table, (k,) + no_weights)).total <= BUDGET]
+    fitting = [
+        k
+        for k in [0] + table.bias_depths
+        if memory_model.training_memory(
+            MODEL, sparse_search.genome_plan(MODEL, table, (k,) + no_weights)
+        ).total
+        <= BUDGET
+    ]
     assert max(t.predicted for t in trials if not any(t.genome[1:])) == pytest.approx(
-        max(table.delta_bias(k) for k in fitting))
+        max(table.delta_bias(k) for k in fitting)
+    )
     best = max(trials, key=lambda t: (t.measured, t.predicted, -t.arena))
     assert chosen.genome == best.genome and chosen.arena == best.arena
-    assert chosen.plan.to_bytes() == sparse_search.genome_plan(MODEL, table,
-                                                               best.genome).to_bytes()
+    assert chosen.plan.to_bytes() == sparse_search.genome_plan(MODEL, table, best.genome).to_bytes()
     assert memory_model.training_memory(MODEL, chosen.plan).total == chosen.arena
     lines = chosen.describe()
     assert sum("<- chosen" in line for line in lines) == 1
@@ -84,7 +101,8 @@ def test_trials_are_real_runs_and_the_best_measured_wins(analysed, tmp_path):
 
 
 def test_genomes_making_one_plan_are_one_trial_and_analysis_plans_are_not_rerun(
-        analysed, monkeypatch):
+    analysed, monkeypatch
+):
     """(1, 0, 1) and (0, 0, 1) both train op 8's weights (with its bias) and
     the classifier; (0, 0, 1) and (2, 0, 0) are plans the analysis ran."""
     x, y, table, found = analysed
@@ -108,20 +126,17 @@ def test_plans_differing_only_in_channel_counts_are_one_trial(analysed, monkeypa
     the finalists are the best plan of each shape, so the trials still
     compare different ideas."""
     x, y, table, found = analysed
-    finalists = [(0, 0.0, 1.0), (0, 0.0, 0.9375), (0, 0.0, 0.875), (1, 0.5, 0.0),
-                 (0, 0.4375, 0.0)]
+    finalists = [(0, 0.0, 1.0), (0, 0.0, 0.9375), (0, 0.0, 0.875), (1, 0.5, 0.0), (0, 0.4375, 0.0)]
     result = dataclasses.replace(found, finalists=finalists, budget=10**6)
     monkeypatch.setattr(search_trials, "_measure", _fake_measure({}))
     chosen = search_trials.verify(MODEL, table, result, _data(x, y), top=3, cache_path=None)
-    assert [t.genome for t in chosen.trials][:3] == [(0, 0.0, 1.0), (1, 0.5, 0.0),
-                                                      (0, 0.4375, 0.0)]
+    assert [t.genome for t in chosen.trials][:3] == [(0, 0.0, 1.0), (1, 0.5, 0.0), (0, 0.4375, 0.0)]
 
 
 def test_trials_are_cached_under_the_table_and_the_plan(analysed, tmp_path, monkeypatch):
     x, y, table, found = analysed
     cache = str(tmp_path / "trials.json")
-    result = dataclasses.replace(found, finalists=[(3, 0.0, 0.25), (1, 0.5, 0.0)],
-                                 budget=10**6)
+    result = dataclasses.replace(found, finalists=[(3, 0.0, 0.25), (1, 0.5, 0.0)], budget=10**6)
     first = search_trials.verify(MODEL, table, result, _data(x, y), top=2, cache_path=cache)
     assert [t.origin for t in first.trials][:2] == ["search #1", "search #2"]
     assert len(contribution.read_cache(cache)) == 2  # two plans the analysis did not run
@@ -137,6 +152,7 @@ def test_trials_are_cached_under_the_table_and_the_plan(analysed, tmp_path, monk
 def _fake_measure(runs):
     def measure(model_bytes, table, genome, data, settings, cache_path):
         return runs.get(genome, table.baseline)
+
     return measure
 
 
@@ -148,9 +164,16 @@ def test_a_finalist_that_measures_better_beats_the_predicted_best(analysed, monk
     assert len(finalists) >= 2
     favourite, broken = finalists[-1][0], finalists[0][0]
     baseline = table.baseline
-    monkeypatch.setattr(search_trials, "_measure", _fake_measure({
-        broken: {"available": False, "reason": "diverged"},
-        favourite: dict(baseline, accuracy=1.0, loss=baseline["loss"] - 1.0)}))
+    monkeypatch.setattr(
+        search_trials,
+        "_measure",
+        _fake_measure(
+            {
+                broken: {"available": False, "reason": "diverged"},
+                favourite: dict(baseline, accuracy=1.0, loss=baseline["loss"] - 1.0),
+            }
+        ),
+    )
     chosen = search_trials.verify(MODEL, table, found, _data(x, y), top=3, cache_path=None)
     assert chosen.genome == favourite
     assert chosen.trials[0].measured is None
@@ -160,8 +183,13 @@ def test_a_finalist_that_measures_better_beats_the_predicted_best(analysed, monk
 def test_when_no_finalist_can_be_measured_the_search_plan_stays(analysed, monkeypatch):
     x, y, table, found = analysed
     finalists, _ = search_trials.finalists(MODEL, table, found, 2)
-    monkeypatch.setattr(search_trials, "_measure", _fake_measure({
-        genome: {"available": False, "reason": "diverged"} for genome, _ in finalists}))
+    monkeypatch.setattr(
+        search_trials,
+        "_measure",
+        _fake_measure(
+            {genome: {"available": False, "reason": "diverged"} for genome, _ in finalists}
+        ),
+    )
     chosen = search_trials.verify(MODEL, table, found, _data(x, y), top=2, cache_path=None)
     assert chosen.genome == found.genome and chosen.plan is found.plan
     assert all(t.measured is None for t in chosen.trials)
@@ -172,8 +200,9 @@ def test_trials_keep_the_search_settings_and_its_budget(analysed, monkeypatch):
     """A search with other plan settings (a different optimizer state, so
     other arenas) is verified under those settings."""
     x, y, table, _ = analysed
-    found = sparse_search.search(MODEL, table, BUDGET, population=12, generations=4, seed=1,
-                                 batch_size=1, momentum=0.0)
+    found = sparse_search.search(
+        MODEL, table, BUDGET, population=12, generations=4, seed=1, batch_size=1, momentum=0.0
+    )
     monkeypatch.setattr(search_trials, "_measure", _fake_measure({}))
     chosen = search_trials.verify(MODEL, table, found, _data(x, y), top=4, cache_path=None)
     assert all(t.arena <= BUDGET for t in chosen.trials)

@@ -36,8 +36,8 @@ TESTS = pathlib.Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-import golden  # noqa: E402
-import model_edits  # noqa: E402
+import golden
+import model_edits
 
 TFLM_DIR = TESTS / "models" / "tflm"
 SUPPORTED = sorted(TFLM_DIR.rglob("*.tflite"))
@@ -46,18 +46,26 @@ SEEDS = (0, 1, 2)
 
 # Each refused fixture: what the message must say (every listed piece).
 REFUSED = {
-    "trained_lstm_int8": ["variable tensor", "LSTM and SVDF",
-                          "stateful models are not supported"],
-    "keyword_scrambled_8bit": ["variable tensor", "LSTM and SVDF",
-                               "stateful models are not supported"],
+    "trained_lstm_int8": ["variable tensor", "LSTM and SVDF", "stateful models are not supported"],
+    "keyword_scrambled_8bit": [
+        "variable tensor",
+        "LSTM and SVDF",
+        "stateful models are not supported",
+    ],
     "audio_preprocessor_int8": ["operator 0", "custom operator 'SignalWindow'"],
-    "hello_world_float": ["operator 0 (FULLY_CONNECTED)", "FLOAT32",
-                          "float kernels are not supported"],
+    "hello_world_float": [
+        "operator 0 (FULLY_CONNECTED)",
+        "FLOAT32",
+        "float kernels are not supported",
+    ],
     "seanet_conv0": ["operator 0 (CONV_2D)", "INT16", "16-bit activations are not supported"],
     "seanet_add0": ["operator 0 (ADD)", "INT16", "int16 activations are not supported"],
     "seanet_sub0": ["operator 0 (SUB)", "INT16", "int16 activations are not supported"],
-    "seanet_leaky_relu0": ["operator 0 (LEAKY_RELU)", "INT16",
-                           "int16 activations are not supported"],
+    "seanet_leaky_relu0": [
+        "operator 0 (LEAKY_RELU)",
+        "INT16",
+        "int16 activations are not supported",
+    ],
     "seanet_pad0": ["operator 0 (PAD)", "INT16", "int16 activations are not supported"],
     "seanet_quantize0": ["operator 0 (QUANTIZE)", "got INT32"],
     "seanet_quantize1": ["operator 0 (QUANTIZE)", "INT16", "int16 activations are not supported"],
@@ -98,8 +106,10 @@ def _difference(ours, ref):
     bad = np.flatnonzero(ours.ravel() != ref.ravel())
     if bad.size:
         k = int(bad[0])
-        return (f"{bad.size} of {ours.size} values differ (first at {k}: ours "
-                f"{ours.ravel()[k]}, tflite_micro {ref.ravel()[k]})")
+        return (
+            f"{bad.size} of {ours.size} values differ (first at {k}: ours "
+            f"{ours.ravel()[k]}, tflite_micro {ref.ravel()[k]})"
+        )
     return None
 
 
@@ -128,8 +138,9 @@ def assert_bit_exact(buf, label, seeds=SEEDS):
             for t in outputs:
                 msg = _difference(ours.get_tensor(t), ref[t])
                 if msg:
-                    problems.append(f"seed {seed}, op {op_index} {lines[op_index]}, "
-                                    f"tensor {t}: {msg}")
+                    problems.append(
+                        f"seed {seed}, op {op_index} {lines[op_index]}, tensor {t}: {msg}"
+                    )
         for k in range(len(g.output_indices)):
             for which, it in (("preserve_all", ours), ("planned", planned)):
                 msg = _difference(it.get_output(k), g.outputs()[k])
@@ -157,9 +168,13 @@ def assert_refused_precisely(buf, label):
 
 # -- the committed copies ---------------------------------------------------------
 
+
 def test_fixtures_are_all_listed():
-    refused = sorted(p.name[:-len(".tflite.refused")] for p in REFUSED_DIR.iterdir()
-                     if p.name.endswith(".tflite.refused"))
+    refused = sorted(
+        p.name[: -len(".tflite.refused")]
+        for p in REFUSED_DIR.iterdir()
+        if p.name.endswith(".tflite.refused")
+    )
     assert refused == sorted(REFUSED)
     assert len(SUPPORTED) >= 7, SUPPORTED
     # tests/models/**/*.tflite globs (test_memory_model.py, test_fuzz.py)
@@ -183,36 +198,47 @@ def test_refused_tflm_model_names_the_feature(name):
 
 # -- their quirks, on edited models -------------------------------------------------
 
+
 @pytest.mark.parametrize("dimension", [3, 7, -1])
 def test_bias_quantized_dimension_outside_its_rank_is_accepted(dimension):
     """models/person_detect.tflite gives its rank-1 conv biases quantized
     dimension 3; TFLM copies the field unchecked (micro_allocator.cc) and
     uses only a per-channel filter's."""
     model = model_edits.load("tflm/micro_speech_quantized")
-    _, op = model_edits.first_operator_with(model, golden.schema_fb.BuiltinOperator.DEPTHWISE_CONV_2D)
+    _, op = model_edits.first_operator_with(
+        model, golden.schema_fb.BuiltinOperator.DEPTHWISE_CONV_2D
+    )
     bias = model.subgraphs[0].tensors[op.inputs[2]]
     bias.quantization.quantizedDimension = dimension
     buf = model_edits.pack(model)
     assert_bit_exact(buf, f"bias quantized dimension {dimension}", seeds=(0,))
-    assert (memory_model.inference_arena(buf).total
-            == tflm_training.Interpreter(buf).arena_used_bytes())
+    assert (
+        memory_model.inference_arena(buf).total == tflm_training.Interpreter(buf).arena_used_bytes()
+    )
 
 
-@pytest.mark.parametrize("model_name,builtin", [
-    ("tflm/micro_speech_quantized", "DEPTHWISE_CONV_2D"),
-    ("tflm/extra_ops/person_detect", "CONV_2D")])
+@pytest.mark.parametrize(
+    "model_name,builtin",
+    [
+        ("tflm/micro_speech_quantized", "DEPTHWISE_CONV_2D"),
+        ("tflm/extra_ops/person_detect", "CONV_2D"),
+    ],
+)
 def test_one_zero_point_for_per_channel_weights_is_accepted(model_name, builtin):
     """TFLM (micro_allocator.cc) gives every channel zero point 0 when a
     tensor has fewer zero points than scales."""
     model = model_edits.load(model_name)
-    _, op = model_edits.first_operator_with(model, getattr(golden.schema_fb.BuiltinOperator, builtin))
+    _, op = model_edits.first_operator_with(
+        model, getattr(golden.schema_fb.BuiltinOperator, builtin)
+    )
     weights = model.subgraphs[0].tensors[op.inputs[1]]
     assert len(weights.quantization.scale) > 1
     weights.quantization.zeroPoint = np.zeros(1, np.int64)
     buf = model_edits.pack(model)
     assert_bit_exact(buf, f"{builtin} weights with one zero point", seeds=(0,))
-    assert (memory_model.inference_arena(buf).total
-            == tflm_training.Interpreter(buf).arena_used_bytes())
+    assert (
+        memory_model.inference_arena(buf).total == tflm_training.Interpreter(buf).arena_used_bytes()
+    )
 
 
 def test_packed_int4_weights_are_unsupported_not_corrupt():
@@ -221,7 +247,7 @@ def test_packed_int4_weights_are_unsupported_not_corrupt():
     _, op = model_edits.first_operator_with(model, golden.schema_fb.BuiltinOperator.FULLY_CONNECTED)
     weights = model.subgraphs[0].tensors[op.inputs[1]]
     values = np.frombuffer(bytes(model.buffers[weights.buffer].data), np.int8)
-    nibbles = (np.clip(values, -8, 7).astype(np.uint8) & 0xF)
+    nibbles = np.clip(values, -8, 7).astype(np.uint8) & 0xF
     if nibbles.size % 2:
         nibbles = np.append(nibbles, 0)
     model.buffers[weights.buffer].data = (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8)
@@ -236,6 +262,7 @@ def test_packed_int4_weights_are_unsupported_not_corrupt():
 
 # -- a whole checkout, when there is one -------------------------------------------
 
+
 def _checkout_models():
     root = os.environ.get("TFLM_CHECKOUT")
     if not root:
@@ -246,6 +273,7 @@ def _checkout_models():
 # Collected only when TFLM_CHECKOUT names a tflite-micro checkout (the
 # fixtures above are its files that may be committed).
 if os.environ.get("TFLM_CHECKOUT"):
+
     @pytest.mark.parametrize("path", _checkout_models(), ids=str)
     def test_every_model_of_a_tflm_checkout(path):
         """Bit-exact where we load it; otherwise an UnsupportedModelError

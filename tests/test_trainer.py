@@ -11,16 +11,27 @@ import pytest
 
 import golden
 import training_helpers as th
-from tflm_training import (BadStateError, DivergedError, InputMismatchError, Interpreter,
-                           InvalidArgumentError, LayerPlan, Trainer, TrainingPlan,
-                           tflite_graph)
-from tflm_training import memory_model
+from tflm_training import (
+    BadStateError,
+    DivergedError,
+    InputMismatchError,
+    Interpreter,
+    InvalidArgumentError,
+    LayerPlan,
+    Trainer,
+    TrainingPlan,
+    memory_model,
+    tflite_graph,
+)
 from tflm_training.plan import find_logits
 
 # model -> (dataset, input shape)
-DATA = {"mlp": ("mnist", (1, 28, 28, 1)), "reshape_dense": ("fsdd", (1, 49, 40, 1)),
-        "ds_cnn": ("speech_commands12", (1, 49, 40, 1)),
-        "conv_stack": ("gtsrb32", (1, 32, 32, 3))}
+DATA = {
+    "mlp": ("mnist", (1, 28, 28, 1)),
+    "reshape_dense": ("fsdd", (1, 49, 40, 1)),
+    "ds_cnn": ("speech_commands12", (1, 49, 40, 1)),
+    "conv_stack": ("gtsrb32", (1, 32, 32, 3)),
+}
 
 
 def _split(model, split, count=None):
@@ -40,8 +51,12 @@ def _parameters(model, operator_index):
 
 
 def _original(model, tensor, dtype):
-    return np.frombuffer(model, dtype=dtype, count=tensor.data_size // np.dtype(dtype).itemsize,
-                         offset=tensor.data_pos).reshape(tensor.shape)
+    return np.frombuffer(
+        model,
+        dtype=dtype,
+        count=tensor.data_size // np.dtype(dtype).itemsize,
+        offset=tensor.data_pos,
+    ).reshape(tensor.shape)
 
 
 # (model, layers or None for classifier-only, learning rate, epochs)
@@ -49,8 +64,12 @@ CASES = {
     "mlp-classifier": ("mlp", None, 0.05, 3),
     "mlp-sparse": ("mlp", {2: list(range(0, 32, 2)), 3: None}, 0.02, 3),
     "reshape_dense-classifier": ("reshape_dense", None, 0.005, 3),
-    "reshape_dense-sparse": ("reshape_dense", {0: [0, 2, 4, 6], 2: list(range(12)), 5: None},
-                             0.005, 3),
+    "reshape_dense-sparse": (
+        "reshape_dense",
+        {0: [0, 2, 4, 6], 2: list(range(12)), 5: None},
+        0.005,
+        3,
+    ),
 }
 
 
@@ -75,9 +94,11 @@ def test_training_lowers_the_loss_and_raises_test_accuracy(case):
 def test_a_sparse_plan_changes_only_the_selected_channels():
     model = th.with_zero_classifier(th.model_bytes("reshape_dense"))
     selected = [1, 4, 7]
-    plan = TrainingPlan.for_model(model, [LayerPlan(0, "weights", selected),
-                                          LayerPlan(2, "bias", [3, 5]), LayerPlan(5)],
-                                  learning_rate=0.005)
+    plan = TrainingPlan.for_model(
+        model,
+        [LayerPlan(0, "weights", selected), LayerPlan(2, "bias", [3, 5]), LayerPlan(5)],
+        learning_rate=0.005,
+    )
     trainer = Trainer(model, plan)
     _train(trainer, *_split("reshape_dense", "train", 60), 1)
     weights, bias = _parameters(model, 0)
@@ -105,8 +126,10 @@ def test_qas_off_makes_updates_s_squared_smaller():
         trainer = Trainer(model, TrainingPlan.classifier_only(model, learning_rate=0.05, qas=qas))
         trainer.train_step(x, y)
         weights, bias = _parameters(model, 3)
-        results[qas] = (np.count_nonzero(trainer.get_tensor(weights.index)),
-                        np.count_nonzero(trainer.get_tensor(bias.index)))
+        results[qas] = (
+            np.count_nonzero(trainer.get_tensor(weights.index)),
+            np.count_nonzero(trainer.get_tensor(bias.index)),
+        )
     assert results[True][0] > 100 and results[True][1] == 10
     assert results[False] == (0, 0)
 
@@ -149,8 +172,9 @@ def test_nan_guard_raises_and_leaves_the_channel_untouched():
 
 def test_export_runs_in_tflite_micro_exactly_like_our_runtime():
     original = th.model_bytes("reshape_dense")
-    plan = TrainingPlan.for_model(original, {0: [0, 3, 5], 2: list(range(8)), 5: None},
-                                  learning_rate=0.005)
+    plan = TrainingPlan.for_model(
+        original, {0: [0, 3, 5], 2: list(range(8)), 5: None}, learning_rate=0.005
+    )
     trainer = Trainer(original, plan)
     _train(trainer, *_split("reshape_dense", "train", 50), 1)
     exported = trainer.export()
@@ -220,8 +244,16 @@ def test_memory_breakdown_adds_up_to_the_arena_used(name):
     model = th.model_bytes(name)
     trainer = Trainer(model, TrainingPlan.classifier_only(model))
     memory = trainer.memory()
-    parts = [memory[k] for k in ("interpreter_tables", "trainer_tables", "weight_copies",
-                                 "optimizer_state", "planned_region")]
+    parts = [
+        memory[k]
+        for k in (
+            "interpreter_tables",
+            "trainer_tables",
+            "weight_copies",
+            "optimizer_state",
+            "planned_region",
+        )
+    ]
     assert sum(parts) == memory["total"] == trainer.arena_used_bytes()
     assert all(p > 0 for p in parts)
     # The same tables as inference; the classifier's copies are its bytes.
@@ -254,8 +286,9 @@ def test_samples_and_labels_are_checked():
         trainer.train_step(x[:, :27], y)
     with pytest.raises(InvalidArgumentError, match="2 samples but 1 labels"):
         trainer.train_step(x, y[:1])
-    with pytest.raises(InvalidArgumentError, match="label 10 is outside the model's classes "
-                                                   "0 to 9"):
+    with pytest.raises(
+        InvalidArgumentError, match="label 10 is outside the model's classes 0 to 9"
+    ):
         trainer.train_step(x[0], 10)
     trainer.train_step(x[0], 3)
     with pytest.raises(BadStateError, match="reused by a training step"):
@@ -266,8 +299,7 @@ def test_samples_and_labels_are_checked():
 
 def test_training_is_deterministic():
     model = th.with_zero_classifier(th.model_bytes("mlp"))
-    plan = TrainingPlan.for_model(model, {2: [0, 1, 2], 3: None}, learning_rate=0.05,
-                                  momentum=0.5)
+    plan = TrainingPlan.for_model(model, {2: [0, 1, 2], 3: None}, learning_rate=0.05, momentum=0.5)
     x, y = _split("mlp", "train", 40)
     runs = []
     for _ in range(2):
@@ -282,8 +314,9 @@ def test_without_residuals_updates_under_half_a_step_are_lost():
     parameter saved) each update rounds on its own and these are lost."""
     model = th.with_zero_classifier(th.model_bytes("mlp"))
     interpreter = Interpreter.from_bytes(model)
-    x, y = th.shuffled(*th.quantized_split("mnist", "train",
-                                           interpreter.get_input_details(0)["shape"], 200), 3)
+    x, y = th.shuffled(
+        *th.quantized_split("mnist", "train", interpreter.get_input_details(0)["shape"], 200), 3
+    )
     trainers = {}
     for residual in (True, False):
         plan = TrainingPlan.classifier_only(model, learning_rate=1e-4, residual=residual)
@@ -293,8 +326,7 @@ def test_without_residuals_updates_under_half_a_step_are_lost():
     weights = {r: t.get_tensor(t.parameter_tensors[0]) for r, t in trainers.items()}
     assert np.count_nonzero(weights[True]) > 0
     assert np.count_nonzero(weights[False]) == 0
-    saved = (trainers[True].memory()["optimizer_state"]
-             - trainers[False].memory()["optimizer_state"])
+    saved = trainers[True].memory()["optimizer_state"] - trainers[False].memory()["optimizer_state"]
     layer = TrainingPlan.classifier_only(model).layers[0]
     parameters = weights[True].size + len(layer.channels)
     assert saved >= 4 * parameters
@@ -302,23 +334,26 @@ def test_without_residuals_updates_under_half_a_step_are_lost():
 
 # -- the gradient probe ----------------------------------------------------------
 
+
 def _reference_norms(model, x, y):
     """{operator: (sum over samples of |dL/dW_c|^2 per channel c, of
     (dL/db_c)^2)} from the float64 reference backward pass of
     test_training_gradients (every FULLY_CONNECTED)."""
-    import test_training_gradients as reference  # noqa: E402 (its float64 backward)
+    import test_training_gradients as reference  # its float64 backward
+
     totals = {}
     for sample, label in zip(x, y):
         _, _, grads = reference._reference_grads(model, sample[np.newaxis], int(label))
         for op, (d_w, d_b) in grads.items():
             w, b = totals.get(op, (0.0, 0.0))
-            totals[op] = (w + np.sum(d_w ** 2, axis=1), b + d_b ** 2)
+            totals[op] = (w + np.sum(d_w**2, axis=1), b + d_b**2)
     return totals
 
 
 @pytest.mark.parametrize("variant", ["chain", "residual"])
 def test_gradient_norms_equal_the_reference_backward_pass(variant):
-    import test_training_gradients as reference  # noqa: E402
+    import test_training_gradients as reference
+
     model = th.model_bytes("mlp") if variant == "chain" else reference._residual_mlp()
     classifier = 3 if variant == "chain" else 5
     selected = {1: [5, 40], 2: [0, 2, 3, 7, 11, 20, 31], classifier: list(range(10))}
@@ -332,10 +367,11 @@ def test_gradient_norms_equal_the_reference_backward_pass(variant):
     for op, channels in selected.items():
         assert weights[op].shape == biases[op].shape == (len(channels),)
         # float32 against float64: about 1e-4 relative where sums cancel.
-        for got, expected in ((weights[op], want[op][0][channels]),
-                              (biases[op], want[op][1][channels])):
-            np.testing.assert_allclose(got, expected, rtol=1e-3,
-                                       atol=1e-5 * np.max(want[op][0]))
+        for got, expected in (
+            (weights[op], want[op][0][channels]),
+            (biases[op], want[op][1][channels]),
+        ):
+            np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-5 * np.max(want[op][0]))
     # Hidden units may be inactive for these samples; most are not.
     assert np.all(weights[classifier] > 0) and np.count_nonzero(weights[2]) >= 4
 
@@ -345,9 +381,13 @@ def test_gradient_norms_change_nothing():
     (momentum, residuals) and the batch count as they were: training goes
     on exactly as without the probe."""
     model = th.with_zero_classifier(th.model_bytes("mlp"))
-    plan = TrainingPlan.for_model(model, [LayerPlan(1, "bias"), LayerPlan(2, "weights", [1, 4]),
-                                          LayerPlan(3)],
-                                  learning_rate=0.05, momentum=0.9, batch_size=2)
+    plan = TrainingPlan.for_model(
+        model,
+        [LayerPlan(1, "bias"), LayerPlan(2, "weights", [1, 4]), LayerPlan(3)],
+        learning_rate=0.05,
+        momentum=0.9,
+        batch_size=2,
+    )
     x, y = _split("mlp", "train", 7)
     probed, plain = Trainer(model, plan), Trainer(model, plan)
     losses = {}

@@ -11,10 +11,10 @@ gradients: the later consumer zeroes the buffer, both add into it."""
 
 import numpy as np
 import pytest
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 import model_edits
 import training_helpers as th
-from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 from tflm_training import Interpreter, Trainer, TrainingPlan, tflite_graph
 
 LR = 0.05
@@ -35,8 +35,10 @@ def _residual_mlp():
         codes[code] = len(model.operatorCodes) - 1
     source = subgraph.tensors[h2]
     new = []
-    for name, scale in ((b"relu", source.quantization.scale[0]),
-                        (b"residual", 2 * source.quantization.scale[0])):
+    for name, scale in (
+        (b"relu", source.quantization.scale[0]),
+        (b"residual", 2 * source.quantization.scale[0]),
+    ):
         tensor = schema.TensorT()
         tensor.shape, tensor.type, tensor.buffer, tensor.name = list(source.shape), 9, 0, name
         tensor.quantization = schema.QuantizationParametersT()
@@ -69,13 +71,19 @@ def _reference_grads(model, sample, label):
     interpreter = Interpreter(model, preserve_all_tensors=True)
     interpreter.set_input(sample, 0)
     interpreter.invoke()
-    tensors = {i: interpreter.get_tensor(i) for i in range(len(graph.tensors))
-               if graph.tensors[i].type != tflite_graph.INT32 or graph.tensors[i].is_constant}
+    tensors = {
+        i: interpreter.get_tensor(i)
+        for i in range(len(graph.tensors))
+        if graph.tensors[i].type != tflite_graph.INT32 or graph.tensors[i].is_constant
+    }
     ops = graph.operators
     softmax = ops[-1]
     z = _real(graph, tensors, softmax.inputs[0]).reshape(-1)
-    grads = {softmax.inputs[0]: (np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-                                 - np.eye(len(z))[label]).reshape(tensors[softmax.inputs[0]].shape)}
+    grads = {
+        softmax.inputs[0]: (
+            np.exp(z - z.max()) / np.exp(z - z.max()).sum() - np.eye(len(z))[label]
+        ).reshape(tensors[softmax.inputs[0]].shape)
+    }
     result = {}
     for op in reversed(ops[:-1]):
         out = op.outputs[0]
@@ -118,12 +126,11 @@ def test_first_update_equals_the_reference_backward_pass(variant):
     model = th.model_bytes("mlp") if variant == "chain" else _residual_mlp()
     classifier = 3 if variant == "chain" else 5
     channels = [0, 2, 3, 7, 11, 20, 31]
-    plan = TrainingPlan.for_model(model, {1: [5], 2: channels, classifier: None},
-                                  learning_rate=LR)
+    plan = TrainingPlan.for_model(model, {1: [5], 2: channels, classifier: None}, learning_rate=LR)
     x, y = th.quantized_split("mnist", "train", (1, 28, 28, 1), 20)
     # The sample the model finds hardest, so that many weights move.
-    worst = max(range(20), key=lambda i: _loss(model, x[i:i + 1], int(y[i])))
-    sample, label = x[worst:worst + 1], int(y[worst])
+    worst = max(range(20), key=lambda i: _loss(model, x[i : i + 1], int(y[i])))
+    sample, label = x[worst : worst + 1], int(y[worst])
     graph, tensors, grads = _reference_grads(model, sample, label)
     trainer = Trainer(model, plan)
     trainer.train_step(sample, label)
@@ -133,12 +140,12 @@ def test_first_update_equals_the_reference_backward_pass(variant):
         op = graph.operators[op_index]
         weights, bias = (graph.tensors[i] for i in op.inputs[1:3])
         d_w, d_b = grads[op_index]
-        want_w = np.clip(tensors[weights.index] + _round(-LR * d_w / weights.scales[0]),
-                         -127, 127)
+        want_w = np.clip(tensors[weights.index] + _round(-LR * d_w / weights.scales[0]), -127, 127)
         # The forward adds the int32 bias to an accumulator of scale
         # s_W * s_x, whatever scale the bias tensor declares.
         bias_scale = np.float32(weights.scales[0]) * np.float32(
-            graph.tensors[op.inputs[0]].scales[0])
+            graph.tensors[op.inputs[0]].scales[0]
+        )
         want_b = tensors[bias.index] + _round(-LR * d_b / bias_scale)
         got_w = trainer.get_tensor(weights.index).astype(np.float64)
         got_b = trainer.get_tensor(bias.index).astype(np.float64)

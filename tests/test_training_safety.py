@@ -11,9 +11,17 @@ import numpy as np
 import pytest
 
 import tflm_training
-from tflm_training import (BadPlanError, CorruptModelError, DivergedError, InvalidArgumentError,
-                           SaturationError, Trainer, TrainingPlan, saturation)
 from learner_helpers import MODEL, samples
+from tflm_training import (
+    BadPlanError,
+    CorruptModelError,
+    DivergedError,
+    InvalidArgumentError,
+    SaturationError,
+    Trainer,
+    TrainingPlan,
+    saturation,
+)
 
 PACKAGE = pathlib.Path(tflm_training.__file__).parent
 CLASSIFIER = 10  # operator computing the logits of the transfer DS-CNN
@@ -29,7 +37,7 @@ def _crafted_velocity_state(trainer, channel, value):
     memory = trainer.memory()
     floats_at = 16 + memory["weight_copies"]
     velocity = floats_at + 4 * (10 + channel)
-    state[velocity:velocity + 4] = struct.pack("<f", value)
+    state[velocity : velocity + 4] = struct.pack("<f", value)
     return bytes(state)
 
 
@@ -76,13 +84,13 @@ def test_the_steps_before_a_diverged_sample_keep_their_updates():
 
 
 def test_an_undo_buffer_must_be_big_enough_and_outside_the_arena():
-    lib = tflm_training._native.library()  # pylint: disable=protected-access
+    lib = tflm_training._native.library()
     trainer = Trainer(MODEL, TrainingPlan.classifier_only(MODEL), atomic_steps=False)
-    need = lib.tt_trainer_undo_bytes(trainer._state)  # pylint: disable=protected-access
+    need = lib.tt_trainer_undo_bytes(trainer._state)
     assert need == trainer.state_bytes() - 16
     small = np.zeros(need - 1, np.uint8)
     assert lib.tt_trainer_set_undo(trainer._state, small.ctypes.data, len(small)) == 1
-    arena = trainer._arena  # pylint: disable=protected-access
+    arena = trainer._arena
     assert lib.tt_trainer_set_undo(trainer._state, arena.ctypes.data, need) == 1
 
 
@@ -96,8 +104,11 @@ def test_a_rate_that_saturates_the_classifier_is_measured_and_refused_at_export(
     assert layer.operator == CLASSIFIER and layer.weights == 640 and layer.biases == 10
     assert layer.weights_newly_pinned > 0.5
     assert layer.weights_pinned >= layer.weights_newly_pinned
-    with pytest.raises(SaturationError, match=r"operator 10: \d+% of 640 trained weights newly "
-                                              r"pinned at \+-127.*lower the learning rate"):
+    with pytest.raises(
+        SaturationError,
+        match=r"operator 10: \d+% of 640 trained weights newly "
+        r"pinned at \+-127.*lower the learning rate",
+    ):
         trainer.export()
     assert trainer.export(force=True) != MODEL
     trainer.max_saturation = 1.0
@@ -165,8 +176,11 @@ def test_arena_sizes_are_uint32_byte_counts(size):
 def test_an_empty_batch_is_refused_not_divided_by_zero():
     x, y = samples(1)
     trainer = Trainer(MODEL, TrainingPlan.classifier_only(MODEL))
-    for call in (lambda: trainer.train_step(x[:0], y[:0]), lambda: trainer.evaluate(x[:0], y[:0]),
-                 lambda: trainer.gradient_norms(x[:0], y[:0])):
+    for call in (
+        lambda: trainer.train_step(x[:0], y[:0]),
+        lambda: trainer.evaluate(x[:0], y[:0]),
+        lambda: trainer.gradient_norms(x[:0], y[:0]),
+    ):
         with pytest.raises(InvalidArgumentError, match="no samples"):
             call()
 
@@ -190,8 +204,12 @@ def test_learning_rates_must_be_positive_float32_numbers(rate):
 
 def test_plan_fields_that_do_not_fit_their_binary_form_are_refused():
     plan = TrainingPlan.classifier_only(MODEL)
-    for field, value in (("batch_size", 2**31), ("num_classes", 2**40), ("model_crc32", -1),
-                         ("logits_tensor", 2**31)):
+    for field, value in (
+        ("batch_size", 2**31),
+        ("num_classes", 2**40),
+        ("model_crc32", -1),
+        ("logits_tensor", 2**31),
+    ):
         broken = TrainingPlan.from_bytes(plan.to_bytes())
         setattr(broken, field, value)
         with pytest.raises(BadPlanError, match=field):
@@ -220,8 +238,11 @@ def test_every_error_the_package_raises_is_a_library_error():
             if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
                 name = getattr(node.exc.func, "id", getattr(node.exc.func, "attr", None))
                 raised.setdefault(name, path.name)
-    builtin = {name: where for name, where in raised.items()
-               if isinstance(getattr(builtins, name, None), type)
-               and issubclass(getattr(builtins, name), BaseException)}
+    builtin = {
+        name: where
+        for name, where in raised.items()
+        if isinstance(getattr(builtins, name, None), type)
+        and issubclass(getattr(builtins, name), BaseException)
+    }
     assert not builtin, f"builtin exceptions raised: {builtin}"
     assert {"BadPlanError", "InvalidArgumentError", "CorruptModelError"} <= set(raised)

@@ -5,6 +5,7 @@ byte for byte as it was. deploy.py, learn.py, analyze.py and build.py
 write their --out this way. The host library and the firmware object cache
 replace their files with renames of private temporaries, so concurrent
 builds never see each other's half-written files."""
+
 import fcntl
 import json
 import os
@@ -18,12 +19,7 @@ import threading
 
 import pytest
 
-from tools import deploy
-from tools import deploy_steps
-from tools import firmware_build
-from tools import host_build
-from tools import object_cache
-from tools import output_folder
+from tools import deploy, deploy_steps, firmware_build, host_build, object_cache, output_folder
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MARKER = output_folder.MARKER
@@ -35,15 +31,15 @@ def tree(folder):
     result = {}
     for path in sorted(pathlib.Path(folder).rglob("*")):
         mode = path.lstat().st_mode
-        result[str(path.relative_to(folder))] = mode if path.is_dir() else (
-            path.read_bytes(), mode)
+        result[str(path.relative_to(folder))] = mode if path.is_dir() else (path.read_bytes(), mode)
     return result
 
 
 def hidden_beside(out):
     """The partial and set-aside folders beside out."""
-    return sorted(p.name for p in out.parent.iterdir()
-                  if p.name.startswith(f".{out.name}.") and p.is_dir())
+    return sorted(
+        p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.") and p.is_dir()
+    )
 
 
 def write_run(folder, name, files=("a.bin", "sub/b.txt")):
@@ -83,8 +79,9 @@ def test_a_new_out_is_created_with_its_parents(tmp_path):
     assert sorted(tree(out)) == [MARKER, "a.bin", "sub", "sub/b.txt"]
 
 
-@pytest.mark.parametrize("error", [RuntimeError("the build failed"), KeyboardInterrupt(),
-                                   SystemExit(3)])
+@pytest.mark.parametrize(
+    "error", [RuntimeError("the build failed"), KeyboardInterrupt(), SystemExit(3)]
+)
 def test_a_failed_run_leaves_out_as_it_was_and_says_where_its_files_are(previous_out, error):
     before = tree(previous_out)
     with pytest.raises(type(error)) as raised:
@@ -96,7 +93,8 @@ def test_a_failed_run_leaves_out_as_it_was_and_says_where_its_files_are(previous
     partial = previous_out.parent / partial
     assert partial == tx.work and (partial / "a.bin").read_text() == "failed a.bin\n"
     assert output_folder.with_notes("the build failed", raised.value) == (
-        f"the build failed; partial files of this run are in {partial}")
+        f"the build failed; partial files of this run are in {partial}"
+    )
 
 
 def test_a_run_that_wrote_nothing_leaves_no_partial_folder(previous_out):
@@ -117,8 +115,10 @@ def test_out_must_be_a_folder_these_tools_wrote(tmp_path):
     foreign = tmp_path / "my_project"
     write_run(foreign, "mine")
     before = tree(tmp_path)
-    with pytest.raises(output_folder.OutputFolderError,
-                       match="did not write .it holds a.bin, sub.; a run replaces --out whole"):
+    with pytest.raises(
+        output_folder.OutputFolderError,
+        match="did not write .it holds a.bin, sub.; a run replaces --out whole",
+    ):
         with output_folder.transaction(foreign):
             pytest.fail("the body ran")
     assert tree(tmp_path) == before
@@ -131,8 +131,9 @@ def test_out_must_be_a_folder_these_tools_wrote(tmp_path):
 
 def test_inputs_inside_out_are_refused(previous_out, tmp_path):
     inside = previous_out / "report.json"
-    with pytest.raises(output_folder.OutputFolderError,
-                       match=f"--model {inside} lies inside --out {previous_out}"):
+    with pytest.raises(
+        output_folder.OutputFolderError, match=f"--model {inside} lies inside --out {previous_out}"
+    ):
         output_folder.check_inputs_outside(previous_out, {"--model": inside, "--plan": None})
     output_folder.check_inputs_outside(previous_out, {"--model": tmp_path / "m.tflite"})
 
@@ -210,15 +211,20 @@ CONCURRENT_RUNS = textwrap.dedent("""
 
 def test_concurrent_runs_never_interleave(tmp_path):
     out, runs = tmp_path / "out", 6
-    processes = [subprocess.Popen([sys.executable, "-c", CONCURRENT_RUNS, str(REPO), str(out),
-                                   f"p{i}", str(runs)], stderr=subprocess.PIPE, text=True)
-                 for i in range(4)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_RUNS, str(REPO), str(out), f"p{i}", str(runs)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
     for process in processes:
         assert process.wait() == 0, process.stderr.read()
         process.stderr.close()
     files = tree(out)
     [only] = [name for name in files if name.startswith("only-")]
-    winner = only[len("only-"):]
+    winner = only[len("only-") :]
     assert sorted(files) == sorted([MARKER, "a", "b", "c", "log.txt", only])
     assert {(out / part).read_text() for part in "abc"} == {f"{winner}\n"}
     log = (out / "log.txt").read_text().splitlines()
@@ -230,14 +236,26 @@ def test_concurrent_runs_never_interleave(tmp_path):
 
 
 def run_deploy(capsys, *args):
-    status = deploy.run(["deploy.py", "--noemulate", "--scheme", "classifier",
-                         "--train_samples", "20", "--test_samples", "10", *args])
+    status = deploy.run(
+        [
+            "deploy.py",
+            "--noemulate",
+            "--scheme",
+            "classifier",
+            "--train_samples",
+            "20",
+            "--test_samples",
+            "10",
+            *args,
+        ]
+    )
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
 
-def half_built(board_name, model_bytes, plan, out_dir, heldout_samples, log=print,
-               atomic_steps=False):
+def half_built(
+    board_name, model_bytes, plan, out_dir, heldout_samples, log=print, atomic_steps=False
+):
     """The firmware build, failing after it has written part of its folder."""
     pathlib.Path(out_dir).mkdir(parents=True)
     (pathlib.Path(out_dir) / "firmware.elf").write_bytes(b"\x7fELF half")
@@ -251,11 +269,11 @@ def test_deploy_failing_late_leaves_out_as_it_was(capsys, previous_out, monkeypa
     assert status == 2 and err.count("\n") == 1
     [partial] = hidden_beside(previous_out)
     partial = previous_out.parent / partial
-    assert err == ("error: linking failed: out of disk space; partial files of this run are "
-                   f"in {partial}\n")
+    assert err == (
+        f"error: linking failed: out of disk space; partial files of this run are in {partial}\n"
+    )
     assert tree(previous_out) == before
-    assert {"model.tflite", "plan.bin", "plan.txt", "nrf52840/firmware.elf"} <= set(
-        tree(partial))
+    assert {"model.tflite", "plan.bin", "plan.txt", "nrf52840/firmware.elf"} <= set(tree(partial))
 
 
 def test_deploy_interrupted_leaves_out_as_it_was(capsys, previous_out, monkeypatch):
@@ -268,13 +286,15 @@ def test_deploy_interrupted_leaves_out_as_it_was(capsys, previous_out, monkeypat
     assert tree(previous_out) == before
     [partial] = hidden_beside(previous_out)
     assert status == 130
-    assert err == ("interrupted: --out is as it was before this run; partial files of this "
-                   f"run are in {previous_out.parent / partial}\n")
+    assert err == (
+        "interrupted: --out is as it was before this run; partial files of this "
+        f"run are in {previous_out.parent / partial}\n"
+    )
 
 
-def test_sparse_search_reads_its_cache_from_the_previous_out(capsys, previous_out,
-                                                             monkeypatch):
-    from planning import contribution  # pylint: disable=import-outside-toplevel
+def test_sparse_search_reads_its_cache_from_the_previous_out(capsys, previous_out, monkeypatch):
+    from planning import contribution
+
     with output_folder.transaction(previous_out) as tx:
         (tx.work / deploy_steps.CONTRIBUTIONS_FILE).write_text('{"runs": "earlier"}\n')
     seen = []
@@ -285,8 +305,7 @@ def test_sparse_search_reads_its_cache_from_the_previous_out(capsys, previous_ou
 
     monkeypatch.setattr(contribution, "analyze", analyze)
     before = tree(previous_out)
-    status, _, err = run_deploy(capsys, "--scheme", "sparse-search", "--out",
-                                str(previous_out))
+    status, _, err = run_deploy(capsys, "--scheme", "sparse-search", "--out", str(previous_out))
     assert status == 2 and "stopped after reading the cache" in err
     [(path, text)] = seen
     assert text == '{"runs": "earlier"}\n' and path.parent != previous_out
@@ -300,8 +319,7 @@ def test_deploy_replaces_out_whole_and_reports_the_final_paths(capsys, previous_
     status, out, err = run_deploy(capsys, "--out", str(previous_out))
     assert status == 0, out[-2000:] + err
     files = set(tree(previous_out))
-    assert {"model.tflite", "plan.bin", "plan.txt", "report.json",
-            "nrf52840/firmware.hex"} <= files
+    assert {"model.tflite", "plan.bin", "plan.txt", "report.json", "nrf52840/firmware.hex"} <= files
     assert "old_only.txt" not in files and hidden_beside(previous_out) == []
     report = json.loads((previous_out / "report.json").read_text())
     assert report["report_path"] == str(previous_out / "report.json")
@@ -313,9 +331,13 @@ def test_deploy_replaces_out_whole_and_reports_the_final_paths(capsys, previous_
 @pytest.mark.skipif(shutil.which(firmware_build.GCC) is None, reason="needs arm-none-eabi-gcc")
 def test_build_writes_its_out_as_one_run(tmp_path, previous_out):
     def build(out):
-        return subprocess.run([sys.executable, "tools/build.py", "--board=nrf52840",
-                               f"--out={out}"], cwd=REPO, capture_output=True, text=True,
-                              timeout=600)
+        return subprocess.run(
+            [sys.executable, "tools/build.py", "--board=nrf52840", f"--out={out}"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     result = build(previous_out)
     assert result.returncode == 0, result.stderr
@@ -326,8 +348,10 @@ def test_build_writes_its_out_as_one_run(tmp_path, previous_out):
     a_file.write_text("mine\n")
     result = build(a_file)
     assert result.returncode == 1
-    assert result.stderr == f"error: --out {a_file} is a file, not a folder; give a folder " \
-                            "path (it is created, or replaced whole by this run)\n"
+    assert (
+        result.stderr == f"error: --out {a_file} is a file, not a folder; give a folder "
+        "path (it is created, or replaced whole by this run)\n"
+    )
     assert a_file.read_text() == "mine\n"
 
 
@@ -362,8 +386,9 @@ def fake_host_build(tmp_path, monkeypatch):
     (runtime / "tt_one.h").write_text("int tt_one(void);\n")
     bin_dir, log = tmp_path / "bin", tmp_path / "compiles.log"
     bin_dir.mkdir()
-    (bin_dir / "gcc").write_text(FAKE_GCC.format(python=sys.executable, lock=str(
-        build / host_build.LOCK_NAME), log=str(log)))
+    (bin_dir / "gcc").write_text(
+        FAKE_GCC.format(python=sys.executable, lock=str(build / host_build.LOCK_NAME), log=str(log))
+    )
     (bin_dir / "gcc").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(host_build, "RUNTIME", runtime)
@@ -384,8 +409,12 @@ def test_host_builds_take_turns_and_write_a_private_temporary(fake_host_build):
 
 def test_concurrent_stale_checks_build_once(fake_host_build):
     results = []
-    threads = [threading.Thread(target=lambda: results.append(
-        host_build.build_host_if_stale(gradient_bits=32))) for _ in range(4)]
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(host_build.build_host_if_stale(gradient_bits=32))
+        )
+        for _ in range(4)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -399,8 +428,10 @@ def test_concurrent_stale_checks_build_once(fake_host_build):
 def test_a_stale_check_builds_the_library_of_each_gradient_width(fake_host_build):
     default = host_build.build_host_if_stale()
     assert default == host_build.library_path()
-    outputs = [pathlib.Path(line.split(" ", 1)[1]).parent.parent.name
-               for line in fake_host_build.read_text().splitlines()]
+    outputs = [
+        pathlib.Path(line.split(" ", 1)[1]).parent.parent.name
+        for line in fake_host_build.read_text().splitlines()
+    ]
     assert sorted(outputs) == ["_build", "gradients_16"]
     assert host_build.build_host_if_stale() == default  # both fresh: no compile
     assert len(fake_host_build.read_text().splitlines()) == 2
@@ -418,6 +449,7 @@ def fake_compile(source_text):
         depfile = pathlib.Path(command[command.index("-MF") + 1])
         obj.write_text(source_text(source))
         depfile.write_text(f"{obj}: {source}\n")
+
     return run, calls
 
 
@@ -452,17 +484,35 @@ def test_ctrl_c_says_out_is_kept_without_a_traceback(tmp_path):
     (out / "report.json").write_text("{}")
     before = tree(out)
     process = subprocess.Popen(
-        [sys.executable, "tools/deploy.py", "--out", str(out), "--scheme", "classifier",
-         "--train_samples", "300", "--epochs", "3"], cwd=REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "tools/deploy.py",
+            "--out",
+            str(out),
+            "--scheme",
+            "classifier",
+            "--train_samples",
+            "300",
+            "--epochs",
+            "3",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in process.stdout:  # interrupt once samples stream
         if "samples/s" in line:
             break
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    assert err.startswith("interrupted: --out is as it was before this run; partial files "
-                          "of this run are in ") and err.count("\n") == 1
+    assert (
+        err.startswith(
+            "interrupted: --out is as it was before this run; partial files of this run are in "
+        )
+        and err.count("\n") == 1
+    )
     assert tree(out) == before
     partial = pathlib.Path(err.rsplit(" are in ", 1)[1].strip())
     assert (partial / "nrf52840").is_dir()

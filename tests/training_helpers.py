@@ -44,7 +44,7 @@ def with_zero_classifier(model):
     out = bytearray(model)
     for index in (layout["weights"], layout["bias"]):
         tensor = graph.tensors[index]
-        out[tensor.data_pos:tensor.data_pos + tensor.data_size] = bytes(tensor.data_size)
+        out[tensor.data_pos : tensor.data_pos + tensor.data_size] = bytes(tensor.data_size)
     return bytes(out)
 
 

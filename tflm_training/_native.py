@@ -11,8 +11,9 @@ DEFAULT_LIBRARY = pathlib.Path(__file__).parent / "_build" / "libtflm_training.s
 # The runtime built with 16-bit gradients (TT_GRADIENT_BITS=16), for plans
 # that ask for them; its own environment variable overrides it.
 GRADIENTS_16_LIBRARY_ENV = "TFLM_TRAINING_LIBRARY_GRADIENTS_16"
-GRADIENTS_16_LIBRARY = (pathlib.Path(__file__).parent / "_build" / "gradients_16"
-                        / "libtflm_training.so")
+GRADIENTS_16_LIBRARY = (
+    pathlib.Path(__file__).parent / "_build" / "gradients_16" / "libtflm_training.so"
+)
 
 MAX_RANK = 6
 ERROR_MESSAGE_SIZE = 200
@@ -59,14 +60,24 @@ class InterpreterOptions(ctypes.Structure):
 class TrainingMemory(ctypes.Structure):
     """Mirror of tt_training_memory (tt_trainer.h)."""
 
-    _fields_ = [(name, ctypes.c_uint32) for name in (
-        "interpreter_tables", "trainer_tables", "weight_copies", "optimizer_state",
-        "sampled_state", "planned_region", "total")]
+    _fields_ = [
+        (name, ctypes.c_uint32)
+        for name in (
+            "interpreter_tables",
+            "trainer_tables",
+            "weight_copies",
+            "optimizer_state",
+            "sampled_state",
+            "planned_region",
+            "total",
+        )
+    ]
 
 
 # tt_link's callbacks (tt_learner.h), for tt_host_learner_serve_one.
-READ_BYTE = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8),
-                             ctypes.c_uint32)
+READ_BYTE = ctypes.CFUNCTYPE(
+    ctypes.c_bool, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8), ctypes.c_uint32
+)
 WRITE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8), ctypes.c_uint32)
 
 _libraries = {}
@@ -98,8 +109,10 @@ def _declare(lib):
         "tt_trainer_begin_epoch": (ctypes.c_int, [vp, u32]),
         "tt_trainer_layer_channels": (ctypes.POINTER(i32), [vp, i32, ctypes.POINTER(i32)]),
         "tt_trainer_selected_slots": (i32, [vp]),
-        "tt_trainer_gradient_norms": (ctypes.c_int, [vp, vp, u32, i32, vp, vp,
-                                                     ctypes.POINTER(ctypes.c_float)]),
+        "tt_trainer_gradient_norms": (
+            ctypes.c_int,
+            [vp, vp, u32, i32, vp, vp, ctypes.POINTER(ctypes.c_float)],
+        ),
         "tt_trainer_interpreter": (vp, [vp]),
         "tt_trainer_arena_used": (u32, [vp]),
         "tt_trainer_memory": (None, [vp, ctypes.POINTER(TrainingMemory)]),
@@ -112,8 +125,28 @@ def _declare(lib):
         "tt_trainer_undo_bytes": (u32, [vp]),
         "tt_trainer_set_undo": (ctypes.c_int, [vp, vp, u32]),
         "tt_sizeof_host_learner": (u32, []),
-        "tt_host_learner_init": (ctypes.c_int, [vp, vp, u32, vp, u32, vp, u32, vp, u32, u32,
-                                                ctypes.c_int64, i32, vp, u32, u32, vp, u32]),
+        "tt_host_learner_init": (
+            ctypes.c_int,
+            [
+                vp,
+                vp,
+                u32,
+                vp,
+                u32,
+                vp,
+                u32,
+                vp,
+                u32,
+                u32,
+                ctypes.c_int64,
+                i32,
+                vp,
+                u32,
+                u32,
+                vp,
+                u32,
+            ],
+        ),
         "tt_host_learner_error": (ctypes.c_char_p, [vp]),
         "tt_host_learner_serve_one": (None, [vp, READ_BYTE, WRITE, u32, vp, u32]),
         "tt_host_learner_flash_events": (ctypes.c_int64, [vp]),
@@ -126,7 +159,8 @@ def _declare(lib):
     if lib.tt_sizeof_tensor() != ctypes.sizeof(TensorRecord):
         raise LibraryNotBuiltError(
             "the tflm_training host library does not match this Python package "
-            "(tt_tensor layout differs); rebuild it with `python tools/build.py --host`")
+            "(tt_tensor layout differs); rebuild it with `python tools/build.py --host`"
+        )
 
 
 def library(gradient_bits=32):
@@ -143,12 +177,14 @@ def library(gradient_bits=32):
         if not path.is_file():
             raise LibraryNotBuiltError(
                 f"the tflm_training host library is not built ({path} is missing); "
-                f"run `{how}` from the repository root")
+                f"run `{how}` from the repository root"
+            )
         lib = ctypes.CDLL(str(path))
         _declare(lib)
         if lib.tt_gradient_bits() != gradient_bits:
             raise LibraryNotBuiltError(
                 f"{path} stores gradients in {lib.tt_gradient_bits()} bits, not "
-                f"{gradient_bits}; rebuild it with `{how}`")
+                f"{gradient_bits}; rebuild it with `{how}`"
+            )
         _libraries[gradient_bits] = lib
     return _libraries[gradient_bits]

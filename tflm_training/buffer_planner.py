@@ -12,9 +12,9 @@ _MAX_REGION = 0x7FFFFFFF
 
 @dataclasses.dataclass
 class Buffer:
-    size: int   # bytes
+    size: int  # bytes
     first: int  # first step the buffer is live
-    last: int   # last step it is live (inclusive)
+    last: int  # last step it is live (inclusive)
     offset: int = -1
 
 

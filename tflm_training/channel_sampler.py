@@ -91,4 +91,3 @@ def sample_channels(plan, epoch):
             remaining -= layer.channel_cost
             taken[layer.operator_index].append(channel)
     return {op: sorted(channels) for op, channels in taken.items()}
-

@@ -53,9 +53,19 @@ class LibraryNotBuiltError(TflmTrainingError, ImportError):
     """The host shared library has not been built yet."""
 
 
-_BY_STATUS = {cls.status: cls for cls in (
-    InvalidArgumentError, CorruptModelError, UnsupportedModelError,
-    ArenaTooSmallError, InputMismatchError, BadStateError, BadPlanError, DivergedError)}
+_BY_STATUS = {
+    cls.status: cls
+    for cls in (
+        InvalidArgumentError,
+        CorruptModelError,
+        UnsupportedModelError,
+        ArenaTooSmallError,
+        InputMismatchError,
+        BadStateError,
+        BadPlanError,
+        DivergedError,
+    )
+}
 
 
 def error_for_status(status, message):

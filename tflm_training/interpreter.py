@@ -8,12 +8,25 @@ import pathlib
 import numpy as np
 
 from tflm_training import _checks, _native
-from tflm_training.errors import (ArenaTooSmallError, BadStateError, InputMismatchError,
-                                  InvalidArgumentError, error_for_status)
+from tflm_training.errors import (
+    ArenaTooSmallError,
+    BadStateError,
+    InputMismatchError,
+    InvalidArgumentError,
+    error_for_status,
+)
 
 # tt_tensor_type -> numpy dtype (types the runtime can hold).
-_DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64,
-           6: np.bool_, 7: np.int16, 9: np.int8}
+_DTYPES = {
+    0: np.float32,
+    1: np.float16,
+    2: np.int32,
+    3: np.uint8,
+    4: np.int64,
+    6: np.bool_,
+    7: np.int16,
+    9: np.int8,
+}
 _TYPE_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
 
 _DATA_NONE, _DATA_MODEL, _DATA_ARENA = 0, 1, 2
@@ -30,7 +43,8 @@ def measure_arena(init, arena_used, what):
     except ArenaTooSmallError as error:
         raise ArenaTooSmallError(
             f"{error} ({what} needs more than {_PROBE_ARENA_BYTES} bytes; "
-            "pass arena_size explicitly)") from None
+            "pass arena_size explicitly)"
+        ) from None
     return arena_used()
 
 
@@ -59,9 +73,9 @@ def _aligned_bytes(data, size):
     """A zeroed uint8 array of `size` bytes holding `data`, 16-byte aligned."""
     raw = np.zeros(size + _ALIGNMENT, dtype=np.uint8)
     start = (-raw.ctypes.data) % _ALIGNMENT
-    view = raw[start:start + size]
+    view = raw[start : start + size]
     if data is not None:
-        view[:len(data)] = np.frombuffer(data, dtype=np.uint8)
+        view[: len(data)] = np.frombuffer(data, dtype=np.uint8)
     return view
 
 
@@ -75,8 +89,7 @@ class Interpreter:
 
     def __init__(self, model_data, arena_size=None, preserve_all_tensors=False):
         if not isinstance(model_data, (bytes, bytearray, memoryview)):
-            raise InvalidArgumentError(
-                f"model_data must be bytes, got {type(model_data).__name__}")
+            raise InvalidArgumentError(f"model_data must be bytes, got {type(model_data).__name__}")
         self._lib = _native.library()
         model_data = bytes(model_data)
         self._model = _aligned_bytes(model_data, len(model_data))
@@ -124,8 +137,13 @@ class Interpreter:
         self._state = ctypes.create_string_buffer(self._lib.tt_sizeof_interpreter())
         options = _native.InterpreterOptions(preserve_all_tensors=self._preserve)
         status = self._lib.tt_interpreter_init(
-            self._state, self._model.ctypes.data, len(self._model),
-            self._arena.ctypes.data, arena_size, ctypes.byref(options))
+            self._state,
+            self._model.ctypes.data,
+            len(self._model),
+            self._arena.ctypes.data,
+            arena_size,
+            ctypes.byref(options),
+        )
         self._check(status)
 
     def _measure_arena(self):
@@ -146,11 +164,14 @@ class Interpreter:
                 f"input {index} must have shape {shape} and dtype "
                 f"{np.dtype(details['dtype']).name}, got shape {tuple(array.shape)} and "
                 f"dtype {array.dtype.name}; for int8 inputs quantize with the scale and "
-                f"zero point in get_input_details({index})")
+                f"zero point in get_input_details({index})"
+            )
         array = np.ascontiguousarray(array)
-        self._check(self._lib.tt_interpreter_set_input(
-            self._state, index, array.ctypes.data, array.nbytes,
-            _TYPE_CODES[array.dtype]))
+        self._check(
+            self._lib.tt_interpreter_set_input(
+                self._state, index, array.ctypes.data, array.nbytes, _TYPE_CODES[array.dtype]
+            )
+        )
 
     def invoke(self):
         self._check(self._lib.tt_interpreter_invoke(self._state))
@@ -164,17 +185,22 @@ class Interpreter:
         record = self._record(tensor_index)
         if record.location == _DATA_NONE:
             raise InvalidArgumentError(
-                f"tensor {tensor_index} is not used by any operator and holds no data")
-        if (record.location == _DATA_ARENA and not self._activations_valid
-                and tensor_index not in self._persistent_tensors):
+                f"tensor {tensor_index} is not used by any operator and holds no data"
+            )
+        if (
+            record.location == _DATA_ARENA
+            and not self._activations_valid
+            and tensor_index not in self._persistent_tensors
+        ):
             raise BadStateError(
                 f"tensor {tensor_index}'s memory was reused by a training step; run "
-                "invoke() (or the trainer's predict()) first")
-        if (record.location == _DATA_ARENA and not self._preserve
-                and not record.intact_after_invoke):
+                "invoke() (or the trainer's predict()) first"
+            )
+        if record.location == _DATA_ARENA and not self._preserve and not record.intact_after_invoke:
             raise InvalidArgumentError(
                 f"tensor {tensor_index}'s memory is reused by later operators; create "
-                "the Interpreter with preserve_all_tensors=True to inspect it")
+                "the Interpreter with preserve_all_tensors=True to inspect it"
+            )
         address = self._lib.tt_interpreter_tensor_data(self._state, int(tensor_index))
         dtype = np.dtype(_DTYPES[record.type])
         raw = ctypes.string_at(address, record.num_bytes)
@@ -206,8 +232,11 @@ class Interpreter:
     def _graph_tensor(self, index, output):
         kind = "output" if output else "input"
         index = _checks.c_int(index, f"the {kind} index", 0, _checks.INT32_MAX)
-        lookup = (self._lib.tt_interpreter_output_tensor if output
-                  else self._lib.tt_interpreter_input_tensor)
+        lookup = (
+            self._lib.tt_interpreter_output_tensor
+            if output
+            else self._lib.tt_interpreter_input_tensor
+        )
         tensor = lookup(self._state, index)
         if tensor < 0:
             raise InvalidArgumentError(f"the model has no {kind} {index}")
@@ -215,11 +244,15 @@ class Interpreter:
 
     def _record(self, tensor_index):
         count = self.num_tensors
-        if (isinstance(tensor_index, numbers.Integral) and not isinstance(tensor_index, bool)
-                and not 0 <= tensor_index < count):
+        if (
+            isinstance(tensor_index, numbers.Integral)
+            and not isinstance(tensor_index, bool)
+            and not 0 <= tensor_index < count
+        ):
             raise InvalidArgumentError(
                 f"tensor {tensor_index} does not exist; the model has {count} tensors "
-                f"(0 to {count - 1})")
+                f"(0 to {count - 1})"
+            )
         tensor_index = _checks.c_int(tensor_index, "the tensor index", 0, count - 1)
         pointer = self._lib.tt_interpreter_tensor(self._state, tensor_index)
         if not pointer:
@@ -228,17 +261,20 @@ class Interpreter:
 
     @staticmethod
     def _shape(record):
-        return tuple(record.dims[:record.rank])
+        return tuple(record.dims[: record.rank])
 
     def _details(self, tensor_index):
         record = self._record(tensor_index)
         model = self._model_bytes
-        name = model[record.name_pos:record.name_pos + record.name_length].decode(
-            "utf-8", "replace")
-        scales = np.frombuffer(model, dtype="<f4", count=record.num_scales,
-                               offset=record.scales_pos).astype(np.float32)
-        zero_points = np.frombuffer(model, dtype="<i8", count=record.num_zero_points,
-                                    offset=record.zero_points_pos).astype(np.int32)
+        name = model[record.name_pos : record.name_pos + record.name_length].decode(
+            "utf-8", "replace"
+        )
+        scales = np.frombuffer(
+            model, dtype="<f4", count=record.num_scales, offset=record.scales_pos
+        ).astype(np.float32)
+        zero_points = np.frombuffer(
+            model, dtype="<i8", count=record.num_zero_points, offset=record.zero_points_pos
+        ).astype(np.int32)
         if record.type not in _DTYPES:
             raise InvalidArgumentError(f"tensor {tensor_index} has an unsupported type")
         return {

@@ -7,6 +7,7 @@ A link is anything with `write(data)` and `read(size, timeout)` (which
 returns fewer bytes when the timeout passes): a serial port, a socket, or
 `HostLearner`.
 """
+
 import collections
 import ctypes
 import dataclasses
@@ -27,25 +28,57 @@ MAGIC = b"TL"
 HEADER = struct.Struct("<2sBBHHI")  # magic, version, command, sequence, 0, payload bytes
 ERROR = 0xFF
 BAD_FRAME = 1  # tt_wire_error: the device received a broken frame
-COMMANDS = {"INFO": 0x01, "TRAIN": 0x02, "PREDICT": 0x03, "EVALUATE": 0x04,
-            "BEGIN_EPOCH": 0x05, "SAVE": 0x06, "PULL": 0x07, "FACTORY_RESET": 0x08,
-            "HOLDOUT": 0x09, "PULL_STATE": 0x0A}
-WIRE_ERRORS = {1: "bad frame", 2: "unknown command", 3: "bad request", 4: "bad sample",
-               5: "bad label", 6: "nothing trained", 7: "flash", 8: "runtime",
-               9: "held-out buffer full", 10: "diverged", 11: "no flash"}
-SLOT_STATUS = {0: "valid", 1: "empty", 2: "corrupt", 3: "another model or plan",
-               4: "another format"}
+COMMANDS = {
+    "INFO": 0x01,
+    "TRAIN": 0x02,
+    "PREDICT": 0x03,
+    "EVALUATE": 0x04,
+    "BEGIN_EPOCH": 0x05,
+    "SAVE": 0x06,
+    "PULL": 0x07,
+    "FACTORY_RESET": 0x08,
+    "HOLDOUT": 0x09,
+    "PULL_STATE": 0x0A,
+}
+WIRE_ERRORS = {
+    1: "bad frame",
+    2: "unknown command",
+    3: "bad request",
+    4: "bad sample",
+    5: "bad label",
+    6: "nothing trained",
+    7: "flash",
+    8: "runtime",
+    9: "held-out buffer full",
+    10: "diverged",
+    11: "no flash",
+}
+SLOT_STATUS = {
+    0: "valid",
+    1: "empty",
+    2: "corrupt",
+    3: "another model or plan",
+    4: "another format",
+}
 UPDATE_KINDS = {0: "bias", 1: "weights", 2: "sampled", 3: "lowrank"}
 # TFLite type codes of sample data (the TensorType enum); a dtype without
 # one is sent as UNKNOWN_TYPE, which the device refuses.
 UNKNOWN_TYPE = 0xFF
-TYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.uint8): 3, np.dtype(np.int16): 7,
-              np.dtype(np.int8): 9}
+TYPE_CODES = {
+    np.dtype(np.float32): 0,
+    np.dtype(np.uint8): 3,
+    np.dtype(np.int16): 7,
+    np.dtype(np.int8): 9,
+}
 STATE_COUNTERS_BYTES = 16  # TT_STATE_COUNTERS_BYTES
 GUARD_ACCURACY = 1
 GUARD_LOSS = 2
-SAVE_REASONS = {0: "", 1: "held-out accuracy dropped", 2: "held-out loss diverged",
-                4: "the state held NaN or infinity"}
+SAVE_REASONS = {
+    0: "",
+    1: "held-out accuracy dropped",
+    2: "held-out loss diverged",
+    4: "the state held NaN or infinity",
+}
 
 
 class DeviceError(TflmTrainingError):
@@ -109,27 +142,83 @@ class Info:
 
     @classmethod
     def decode(cls, payload):
-        if (len(payload) < cls.FORMAT.size or len(payload) != cls.FORMAT.size
-                + 8 * cls.FORMAT.unpack_from(payload)[cls.LAYERS_FIELD]):
-            raise LinkError(f"the device's INFO answer has {len(payload)} bytes; this host "
-                            f"reads {cls.FORMAT.size} + 8 per plan layer: the device runs "
-                            "learner firmware of another version; build and flash it again "
-                            "(tools/deploy.py --noemulate)")
+        if (
+            len(payload) < cls.FORMAT.size
+            or len(payload)
+            != cls.FORMAT.size + 8 * cls.FORMAT.unpack_from(payload)[cls.LAYERS_FIELD]
+        ):
+            raise LinkError(
+                f"the device's INFO answer has {len(payload)} bytes; this host "
+                f"reads {cls.FORMAT.size} + 8 per plan layer: the device runs "
+                "learner firmware of another version; build and flash it again "
+                "(tools/deploy.py --noemulate)"
+            )
         fixed = cls.FORMAT.unpack_from(payload)
-        (protocol, fmt, fw, model, plan, arena, used, input_bytes, input_type, restored,
-         classes, max_payload, state_bytes, slot_bytes, sequence, state_crc, steps, epoch,
-         in_batch, since, held, capacity, slot0, slot1, num_layers, trained,
-         restore, rx_buffer, undo) = fixed
+        (
+            protocol,
+            fmt,
+            fw,
+            model,
+            plan,
+            arena,
+            used,
+            input_bytes,
+            input_type,
+            restored,
+            classes,
+            max_payload,
+            state_bytes,
+            slot_bytes,
+            sequence,
+            state_crc,
+            steps,
+            epoch,
+            in_batch,
+            since,
+            held,
+            capacity,
+            slot0,
+            slot1,
+            num_layers,
+            trained,
+            restore,
+            rx_buffer,
+            undo,
+        ) = fixed
         layers = []
         for i in range(num_layers):
-            op, kind, _, channels = struct.unpack_from("<iBBH", payload,
-                                                       cls.FORMAT.size + 8 * i)
+            op, kind, _, channels = struct.unpack_from("<iBBH", payload, cls.FORMAT.size + 8 * i)
             layers.append((op, UPDATE_KINDS.get(kind, kind), channels))
-        return cls(protocol, fmt, fw, model, plan, arena, used, input_bytes, input_type,
-                   bool(restored), classes, max_payload, state_bytes, slot_bytes, sequence,
-                   state_crc, steps, epoch, in_batch, since, held, capacity,
-                   (SLOT_STATUS.get(slot0, slot0), SLOT_STATUS.get(slot1, slot1)), trained,
-                   restore, rx_buffer, undo, layers)
+        return cls(
+            protocol,
+            fmt,
+            fw,
+            model,
+            plan,
+            arena,
+            used,
+            input_bytes,
+            input_type,
+            bool(restored),
+            classes,
+            max_payload,
+            state_bytes,
+            slot_bytes,
+            sequence,
+            state_crc,
+            steps,
+            epoch,
+            in_batch,
+            since,
+            held,
+            capacity,
+            (SLOT_STATUS.get(slot0, slot0), SLOT_STATUS.get(slot1, slot1)),
+            trained,
+            restore,
+            rx_buffer,
+            undo,
+            layers,
+        )
 
 
 @dataclasses.dataclass
@@ -148,10 +237,33 @@ class SaveResult:
 
     @classmethod
     def decode(cls, payload):
-        (outcome, reason, _, sequence, pages, written, held, correct, saved_correct, loss,
-         saved_loss, count) = struct.unpack("<BBHIIIIIIffq", payload)
-        return cls(outcome == 0, SAVE_REASONS.get(reason, str(reason)), sequence, pages,
-                   written, held, correct, saved_correct, loss, saved_loss, count)
+        (
+            outcome,
+            reason,
+            _,
+            sequence,
+            pages,
+            written,
+            held,
+            correct,
+            saved_correct,
+            loss,
+            saved_loss,
+            count,
+        ) = struct.unpack("<BBHIIIIIIffq", payload)
+        return cls(
+            outcome == 0,
+            SAVE_REASONS.get(reason, str(reason)),
+            sequence,
+            pages,
+            written,
+            held,
+            correct,
+            saved_correct,
+            loss,
+            saved_loss,
+            count,
+        )
 
 
 @dataclasses.dataclass
@@ -197,7 +309,7 @@ class LearnerClient:
             if answer_sequence != sequence:
                 continue  # an answer to an earlier request that was given up on
             if answer_command == ERROR:
-                code, = struct.unpack_from("<H", payload)
+                (code,) = struct.unpack_from("<H", payload)
                 raise DeviceError(code, payload[4:].decode("utf-8", "replace"))
             if answer_command != command | 0x80:
                 raise LinkError(f"answer {answer_command:#04x} to request {command:#04x}")
@@ -208,8 +320,10 @@ class LearnerClient:
         while len(data) < size:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise LinkError(f"no answer from the device within {self.timeout:g} s "
-                                f"({len(data)} of {size} bytes came)")
+                raise LinkError(
+                    f"no answer from the device within {self.timeout:g} s "
+                    f"({len(data)} of {size} bytes came)"
+                )
             try:
                 data += self.link.read(size - len(data), min(left, 1.0))
             except OSError as error:  # the device's end closed (ConnectionError too)
@@ -252,8 +366,9 @@ class LearnerClient:
         while sent < len(ys) or pending:
             while sent < len(ys) and len(pending) < window:
                 self._sequence = (self._sequence + 1) & 0xFFFF
-                self.link.write(encode(COMMANDS["TRAIN"], self._sequence,
-                                       sample_payload(xs[sent], ys[sent])))
+                self.link.write(
+                    encode(COMMANDS["TRAIN"], self._sequence, sample_payload(xs[sent], ys[sent]))
+                )
                 pending.append((sent, self._sequence))
                 sent += 1
             i, sequence = pending.popleft()
@@ -268,8 +383,10 @@ class LearnerClient:
                 for later, later_sequence in pending:
                     try:
                         self.receive(COMMANDS["TRAIN"], later_sequence, timeout=1.0)
-                        raise LinkError(f"sample {later} trained before sample {i}, which "
-                                        "arrived broken: the stream is out of order") from None
+                        raise LinkError(
+                            f"sample {later} trained before sample {i}, which "
+                            "arrived broken: the stream is out of order"
+                        ) from None
                     except (LinkError, DeviceError) as late:
                         if isinstance(late, LinkError) and "out of order" in str(late):
                             raise
@@ -283,7 +400,8 @@ class LearnerClient:
     def evaluate(self, x, label):
         """(predicted class, loss) of one labelled sample; nothing trains."""
         predicted, loss = struct.unpack(
-            "<if", self.request(COMMANDS["EVALUATE"], sample_payload(x, label)))
+            "<if", self.request(COMMANDS["EVALUATE"], sample_payload(x, label))
+        )
         return predicted, np.float32(loss)
 
     def evaluate_heldout(self):
@@ -292,12 +410,14 @@ class LearnerClient:
         return correct, count, np.float32(loss)
 
     def begin_epoch(self, epoch):
-        return struct.unpack("<I", self.request(COMMANDS["BEGIN_EPOCH"],
-                                                struct.pack("<I", epoch)))[0]
+        return struct.unpack("<I", self.request(COMMANDS["BEGIN_EPOCH"], struct.pack("<I", epoch)))[
+            0
+        ]
 
     def save(self, guard=0, max_drop=0):
-        return SaveResult.decode(self.request(COMMANDS["SAVE"],
-                                              struct.pack("<BxH", guard, max_drop)))
+        return SaveResult.decode(
+            self.request(COMMANDS["SAVE"], struct.pack("<BxH", guard, max_drop))
+        )
 
     def pull(self, chunk=None):
         """The trained parameter bytes (every trained tensor, plan order)."""
@@ -321,8 +441,7 @@ class LearnerClient:
 
     def holdout(self, x, label):
         """Adds a held-out sample; (count, capacity)."""
-        return struct.unpack("<HH", self.request(COMMANDS["HOLDOUT"],
-                                                 sample_payload(x, label)))
+        return struct.unpack("<HH", self.request(COMMANDS["HOLDOUT"], sample_payload(x, label)))
 
     def clear_heldout(self):
         return struct.unpack("<HH", self.request(COMMANDS["HOLDOUT"]))
@@ -331,7 +450,8 @@ class LearnerClient:
 @functools.lru_cache(maxsize=16)
 def _sizes(model_bytes, plan_bytes):
     """(arena, state, input bytes, plan layers) of a model and plan."""
-    from tflm_training.trainer import Trainer  # pylint: disable=import-outside-toplevel
+    from tflm_training.trainer import Trainer
+
     probe = Trainer(model_bytes, plan_bytes)
     details = probe.interpreter.get_input_details(0)
     input_bytes = np.dtype(details["dtype"]).itemsize * int(np.prod(details["shape"]))
@@ -343,17 +463,28 @@ class HostLearner:
     bytearray that outlives it, so a new HostLearner over the same bytes
     is the device after a power cycle). It is its own link."""
 
-    def __init__(self, model_bytes, plan, flash=None, page_bytes=4096, cut_at=-1,
-                 worn_page=-1, heldout_samples=8, idle_ms=1, firmware_crc32=0,
-                 atomic_steps=False):
+    def __init__(
+        self,
+        model_bytes,
+        plan,
+        flash=None,
+        page_bytes=4096,
+        cut_at=-1,
+        worn_page=-1,
+        heldout_samples=8,
+        idle_ms=1,
+        firmware_crc32=0,
+        atomic_steps=False,
+    ):
         if isinstance(plan, TrainingPlan):
             plan = plan.to_bytes()
         lib = _native.library(gradient_bits_of(bytes(plan)))
         self._lib = lib
         self._model = _aligned_bytes(bytes(model_bytes), len(model_bytes))
         self._plan = bytes(plan)
-        self.arena_bytes, self.state_bytes, input_bytes, layers = _sizes(bytes(model_bytes),
-                                                                        self._plan)
+        self.arena_bytes, self.state_bytes, input_bytes, layers = _sizes(
+            bytes(model_bytes), self._plan
+        )
         self.buffer_bytes = max(input_bytes + 8, 256 + 8 * layers) + 16
         self._arena = _aligned_bytes(None, self.arena_bytes)
         self._buffer = (ctypes.c_uint8 * self.buffer_bytes)()
@@ -371,13 +502,27 @@ class HostLearner:
         self.idle_ms = idle_ms
         plan_array = np.frombuffer(self._plan, np.uint8)
         status = lib.tt_host_learner_init(
-            self._state, self._model.ctypes.data, len(self._model), plan_array.ctypes.data,
-            len(self._plan), self._arena.ctypes.data, self.arena_bytes, self._flash_buffer,
-            len(flash) if flash is not None else 0, page_bytes, cut_at, worn_page,
-            self._heldout, ctypes.sizeof(self._heldout), firmware_crc32, self._undo,
-            ctypes.sizeof(self._undo) if atomic_steps else 0)
+            self._state,
+            self._model.ctypes.data,
+            len(self._model),
+            plan_array.ctypes.data,
+            len(self._plan),
+            self._arena.ctypes.data,
+            self.arena_bytes,
+            self._flash_buffer,
+            len(flash) if flash is not None else 0,
+            page_bytes,
+            cut_at,
+            worn_page,
+            self._heldout,
+            ctypes.sizeof(self._heldout),
+            firmware_crc32,
+            self._undo,
+            ctypes.sizeof(self._undo) if atomic_steps else 0,
+        )
         if status != 0:
-            from tflm_training.errors import error_for_status  # pylint: disable=import-outside-toplevel
+            from tflm_training.errors import error_for_status
+
             raise error_for_status(status, lib.tt_host_learner_error(self._state).decode())
 
     def _next_byte(self, _, byte, timeout_ms):
@@ -394,8 +539,14 @@ class HostLearner:
     def write(self, data):
         self._incoming.extend(data)
         while self._incoming:
-            self._lib.tt_host_learner_serve_one(self._state, self._read_byte, self._write,
-                                                self.idle_ms, self._buffer, self.buffer_bytes)
+            self._lib.tt_host_learner_serve_one(
+                self._state,
+                self._read_byte,
+                self._write,
+                self.idle_ms,
+                self._buffer,
+                self.buffer_bytes,
+            )
 
     def read(self, size, timeout):
         data, self._outgoing = bytes(self._outgoing[:size]), self._outgoing[size:]

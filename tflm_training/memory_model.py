@@ -33,14 +33,13 @@ import numpy as np
 
 from tflm_training import buffer_planner, tflite_graph
 from tflm_training.errors import BadPlanError, UnsupportedModelError
-from tflm_training.plan import (UPDATE_KINDS, TrainingPlan, channel_state_bytes,
-                                lowrank_state_bytes)
+from tflm_training.plan import UPDATE_KINDS, TrainingPlan, channel_state_bytes, lowrank_state_bytes
 
 PERSISTENT_ALIGNMENT = 8  # TT_PERSISTENT_ALIGNMENT (tt_arena.h)
-ARENA_ALIGNMENT = 16      # TT_ARENA_ALIGNMENT (tt_records.h)
-MAX_RANK = 6              # TT_MAX_RANK (tt_records.h)
-_PAD_MAX_RANK = 5         # PAD_MAX_RANK (kernels/pad.c)
-_STATE_COUNT = 6          # TT_STATE_COUNT (tt_trainer_internal.h)
+ARENA_ALIGNMENT = 16  # TT_ARENA_ALIGNMENT (tt_records.h)
+MAX_RANK = 6  # TT_MAX_RANK (tt_records.h)
+_PAD_MAX_RANK = 5  # PAD_MAX_RANK (kernels/pad.c)
+_STATE_COUNT = 6  # TT_STATE_COUNT (tt_trainer_internal.h)
 _MAX_BACKWARD_INPUTS = 8  # TT_BACKWARD_MAX_INPUTS (tt_backward.h)
 _UPDATE_BIAS = UPDATE_KINDS["bias"]
 _UPDATE_WEIGHTS = UPDATE_KINDS["weights"]
@@ -52,6 +51,7 @@ _INT8, _INT32 = 9, 2
 
 
 # -- the C structs the arena holds ---------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class CStruct:
@@ -76,33 +76,44 @@ PLAN_BUFFER = CStruct("tt_plan_buffer", "memory/tt_buffer_planner.h", _words(4))
 TRAIN_TENSOR = CStruct("tt_train_tensor", "training/tt_trainer_internal.h", _words(4))
 TRAIN_NODE = CStruct("tt_train_node", "training/tt_trainer_internal.h", _words(8))
 # + 4 words of channel sampling, + 3 of low-rank layers.
-TRAIN_LAYER = CStruct("tt_train_layer", "training/tt_trainer_internal.h",
-                      _words(7 + _STATE_COUNT + 4 + 3))
+TRAIN_LAYER = CStruct(
+    "tt_train_layer", "training/tt_trainer_internal.h", _words(7 + _STATE_COUNT + 4 + 3)
+)
 
 # Forward kernels' op data (what each prepare() passes to
 # tt_node_alloc_op_data).
-_BROADCAST_WORDS = 2 + 3 * MAX_RANK     # tt_broadcast_params
+_BROADCAST_WORDS = 2 + 3 * MAX_RANK  # tt_broadcast_params
 _STRIDED_COPY_WORDS = 3 + 2 * MAX_RANK  # tt_strided_copy_params
-_CONV_QUANT_WORDS = 4                   # tt_conv_quant
-_CONV_WINDOW_WORDS = 6                  # tt_conv_window
+_CONV_QUANT_WORDS = 4  # tt_conv_quant
+_CONV_WINDOW_WORDS = 6  # tt_conv_window
 POOL_PARAMS = CStruct("tt_pool_params", "kernels/common/tt_pool_params.h", _words(14))
-CONV_OP_DATA = CStruct("tt_conv_op_data", "kernels/common/tt_conv_op_data.h",
-                       _words(11 + _CONV_WINDOW_WORDS + _CONV_QUANT_WORDS + 1))
-DEPTHWISE_OP_DATA = CStruct("tt_depthwise_op_data", "kernels/common/tt_conv_op_data.h",
-                            _words(10 + _CONV_WINDOW_WORDS + _CONV_QUANT_WORDS + 1))
-FC_OP_DATA = CStruct("tt_fc_op_data", "kernels/common/tt_conv_op_data.h",
-                     _words(4 + _CONV_QUANT_WORDS + 1))
-ADD_SUB_DATA = CStruct("add_sub_data", "kernels/common/tt_elementwise.c",
-                       _words(12 + _BROADCAST_WORDS))
+CONV_OP_DATA = CStruct(
+    "tt_conv_op_data",
+    "kernels/common/tt_conv_op_data.h",
+    _words(11 + _CONV_WINDOW_WORDS + _CONV_QUANT_WORDS + 1),
+)
+DEPTHWISE_OP_DATA = CStruct(
+    "tt_depthwise_op_data",
+    "kernels/common/tt_conv_op_data.h",
+    _words(10 + _CONV_WINDOW_WORDS + _CONV_QUANT_WORDS + 1),
+)
+FC_OP_DATA = CStruct(
+    "tt_fc_op_data", "kernels/common/tt_conv_op_data.h", _words(4 + _CONV_QUANT_WORDS + 1)
+)
+ADD_SUB_DATA = CStruct(
+    "add_sub_data", "kernels/common/tt_elementwise.c", _words(12 + _BROADCAST_WORDS)
+)
 CONCATENATION_DATA = CStruct("concatenation_data", "kernels/concatenation.c", _words(3))
 DEQUANTIZE_DATA = CStruct("dequantize_data", "kernels/dequantize.c", _words(3))
-EXPAND_DIMS_DATA = CStruct("expand_dims_data", "kernels/expand_dims.c",
-                           _words(1 + _STRIDED_COPY_WORDS))
+EXPAND_DIMS_DATA = CStruct(
+    "expand_dims_data", "kernels/expand_dims.c", _words(1 + _STRIDED_COPY_WORDS)
+)
 HARD_SWISH_DATA = CStruct("hard_swish_data", "kernels/hard_swish.c", _words(7))
 LEAKY_RELU_DATA = CStruct("leaky_relu_data", "kernels/leaky_relu.c", _words(8))
 LOGISTIC_TANH_DATA = CStruct("logistic_tanh_data", "kernels/logistic_tanh.c", _words(5))
-MAXIMUM_MINIMUM_DATA = CStruct("maximum_minimum_data", "kernels/maximum_minimum.c",
-                               _words(_BROADCAST_WORDS))
+MAXIMUM_MINIMUM_DATA = CStruct(
+    "maximum_minimum_data", "kernels/maximum_minimum.c", _words(_BROADCAST_WORDS)
+)
 MEAN_DATA = CStruct("mean_data", "kernels/mean.c", _words(4 * MAX_RANK + 9))
 MUL_DATA = CStruct("mul_data", "kernels/mul.c", _words(7 + _BROADCAST_WORDS))
 PAD_DATA = CStruct("pad_data", "kernels/pad.c", _words(4 * _PAD_MAX_RANK + 3))
@@ -112,10 +123,10 @@ RESHAPE_DATA = CStruct("reshape_data", "kernels/reshape.c", _words(1))
 RESIZE_DATA = CStruct("resize_data", "kernels/resize_nearest_neighbor.c", _words(9))
 SOFTMAX_DATA = CStruct("softmax_data", "kernels/softmax.c", _words(6))
 SPLIT_DATA = CStruct("split_data", "kernels/split.c", _words(4))
-STRIDED_SLICE_DATA = CStruct("strided_slice_data", "kernels/strided_slice.c",
-                             _words(1 + _STRIDED_COPY_WORDS))
-TRANSPOSE_DATA = CStruct("transpose_data", "kernels/transpose.c",
-                         _words(1 + _STRIDED_COPY_WORDS))
+STRIDED_SLICE_DATA = CStruct(
+    "strided_slice_data", "kernels/strided_slice.c", _words(1 + _STRIDED_COPY_WORDS)
+)
+TRANSPOSE_DATA = CStruct("transpose_data", "kernels/transpose.c", _words(1 + _STRIDED_COPY_WORDS))
 
 
 def _align(value, alignment):
@@ -124,6 +135,7 @@ def _align(value, alignment):
 
 
 # -- the model as the runtime sees it ------------------------------------------
+
 
 @dataclasses.dataclass
 class _Tensor:
@@ -134,10 +146,10 @@ class _Tensor:
     dims: tuple
     num_elements: int
     num_bytes: int
-    constant: bool      # location TT_DATA_MODEL
+    constant: bool  # location TT_DATA_MODEL
     scales: tuple
-    scale: float        # scales[0], 0 when unquantized
-    zero_point: int     # zero_points[0], 0 when absent
+    scale: float  # scales[0], 0 when unquantized
+    zero_point: int  # zero_points[0], 0 when absent
     first_op: int = -1  # lifetime (tt_plan_lifetimes, tt_activation_planner.c)
     last_op: int = -1
 
@@ -148,9 +160,16 @@ class _Tensor:
         # read_buffer(): buffer 0 is the empty sentinel; an empty buffer
         # makes a constant only of a zero-byte tensor.
         constant = tensor.buffer != 0 and (tensor.data_size > 0 or num_bytes == 0)
-        return cls(tensor.type, tuple(tensor.shape), elements, num_bytes, constant,
-                   tuple(tensor.scales), tensor.scales[0] if tensor.scales else 0.0,
-                   int(tensor.zero_points[0]) if tensor.zero_points else 0)
+        return cls(
+            tensor.type,
+            tuple(tensor.shape),
+            elements,
+            num_bytes,
+            constant,
+            tuple(tensor.scales),
+            tensor.scales[0] if tensor.scales else 0.0,
+            int(tensor.zero_points[0]) if tensor.zero_points else 0,
+        )
 
     @property
     def in_arena(self):
@@ -168,7 +187,7 @@ class _Tensor:
 class _Operator:
     index: int
     code: int
-    inputs: tuple   # -1 for an absent optional input
+    inputs: tuple  # -1 for an absent optional input
     outputs: tuple
     activation: int = 0  # fused activation, read only where a kernel needs it
     # (stride_h, stride_w, dilation_h, dilation_w), read only for
@@ -205,6 +224,7 @@ class BackwardNeeds:
 
 # -- backward kernels: needs ----------------------------------------------------
 
+
 def _no_needs(model, op, update):
     """Backward kernels that move values only: nothing saved, no clamp
     (concatenation, pad)."""
@@ -225,23 +245,29 @@ def _relu_needs(model, op, update):
 def _add_sub_needs(model, op, update):
     """kernels/add_backward.c: the fused activation's clamp; in place when
     input 0 is as large as the output (not broadcast)."""
-    return BackwardNeeds(has_clamp=True, in_place=(
-        model.tensors[op.inputs[0]].num_elements
-        == model.tensors[op.outputs[0]].num_elements))
+    return BackwardNeeds(
+        has_clamp=True,
+        in_place=(
+            model.tensors[op.inputs[0]].num_elements == model.tensors[op.outputs[0]].num_elements
+        ),
+    )
 
 
 def _requantize_clamp(input_tensor, output_tensor):
     """tt_backward_clamp_requantize (tt_backward_helpers.c): a clamp unless
     input and output share scale and zero point."""
-    same = (input_tensor.scale == output_tensor.scale
-            and input_tensor.zero_point == output_tensor.zero_point)
+    same = (
+        input_tensor.scale == output_tensor.scale
+        and input_tensor.zero_point == output_tensor.zero_point
+    )
     return not same
 
 
 def _mean_needs(model, op, update):
     """kernels/mean_backward.c."""
-    return BackwardNeeds(has_clamp=_requantize_clamp(model.tensors[op.inputs[0]],
-                                                     model.tensors[op.outputs[0]]))
+    return BackwardNeeds(
+        has_clamp=_requantize_clamp(model.tensors[op.inputs[0]], model.tensors[op.outputs[0]])
+    )
 
 
 def _quantize_needs(model, op, update):
@@ -257,11 +283,14 @@ def _pool_needs(saves_input):
     """kernels/average_pool_2d_backward.c (nothing saved) and
     max_pool_2d_backward.c (input 0 saved): tt_backward_clamp_activation on
     the fused activation's range, a clamp only where it narrows int8."""
+
     def needs(model, op, update):
         output = model.tensors[op.outputs[0]]
         low, high = _activation_range(op.activation, output.scale, output.zero_point)
-        return BackwardNeeds(saved_inputs=1 if saves_input else 0,
-                             has_clamp=low > -128 or high < 127)
+        return BackwardNeeds(
+            saved_inputs=1 if saves_input else 0, has_clamp=low > -128 or high < 127
+        )
+
     return needs
 
 
@@ -273,12 +302,16 @@ def _conv_like_needs(channel_count, weights_per_channel, in_place=None):
     gradient. `in_place(model, op)`: the in-place scratch of a layer that
     can write its input gradient in place unless its weights train, as
     (float bytes, stored gradients), or None."""
+
     def needs(model, op, update):
         frozen_or_bias = update is None or update.kind == _UPDATE_BIAS
         scratch = in_place(model, op) if in_place and frozen_or_bias else None
-        clamp = BackwardNeeds(has_clamp=True, in_place=scratch is not None,
-                              in_place_scratch_bytes=scratch[0] if scratch else 0,
-                              in_place_scratch_grads=scratch[1] if scratch else 0)
+        clamp = BackwardNeeds(
+            has_clamp=True,
+            in_place=scratch is not None,
+            in_place_scratch_bytes=scratch[0] if scratch else 0,
+            in_place_scratch_grads=scratch[1] if scratch else 0,
+        )
         if update is None:
             return clamp
         weights = model.tensors[op.input(1)]
@@ -287,6 +320,7 @@ def _conv_like_needs(channel_count, weights_per_channel, in_place=None):
         if update.kind == _UPDATE_BIAS:
             return clamp
         return BackwardNeeds(saved_inputs=1, scratch_bytes=4 * per_channel, has_clamp=True)
+
     return needs
 
 
@@ -297,8 +331,11 @@ def _depthwise_in_place(model, op):
     weights = model.tensors[op.input(1)]
     source, output = model.tensors[op.input(0)], model.tensors[op.outputs[0]]
     stride_h, stride_w, dilation_h, _ = op.window
-    if (source.dims[3] != output.dims[3] or (stride_h, stride_w) != (1, 1)
-            or source.dims[1:3] != output.dims[1:3]):
+    if (
+        source.dims[3] != output.dims[3]
+        or (stride_h, stride_w) != (1, 1)
+        or source.dims[1:3] != output.dims[1:3]
+    ):
         return None
     span = (weights.dims[1] - 1) * dilation_h
     rows = span - span // 2 + 1  # tt_window_padding: the leading half
@@ -318,23 +355,30 @@ def _pointwise_in_place(model, op):
 def _check_update(model, op, update, weights, num_channels, weights_per_channel):
     """The checks of tt_backward_prepare_update that can fail a plan."""
     if update.channels[-1] >= num_channels:
-        raise _plan_error(op, f"{len(update.channels)} channels selected; the layer has "
-                              f"{num_channels}")
+        raise _plan_error(
+            op, f"{len(update.channels)} channels selected; the layer has {num_channels}"
+        )
     for channel in update.channels:
         scale = weights.channel_scale(channel)
         if not 0.0 < scale <= 3.40282347e38:
             raise UnsupportedModelError(
                 f"operator {op.index} ({_name(op.code)}): weight scale of selected channel "
-                f"{channel} is not a positive finite number")
+                f"{channel} is not a positive finite number"
+            )
     if update.kind == _UPDATE_BIAS and op.input(2) < 0:
         raise _plan_error(op, "the plan trains biases but the operator has none")
     if update.kind == _UPDATE_WEIGHTS and update.weights_per_channel != weights_per_channel:
-        raise _plan_error(op, f"the update has {update.weights_per_channel} weights per "
-                              f"channel; the layer has {weights_per_channel}")
+        raise _plan_error(
+            op,
+            f"the update has {update.weights_per_channel} weights per "
+            f"channel; the layer has {weights_per_channel}",
+        )
     if update.kind == _UPDATE_WEIGHTS and 4 * weights_per_channel > 0xFFFFFFFF // 2:
-        raise UnsupportedModelError(f"operator {op.index} ({_name(op.code)}): "
-                                    f"{weights_per_channel} weights per output channel is "
-                                    "too many")
+        raise UnsupportedModelError(
+            f"operator {op.index} ({_name(op.code)}): "
+            f"{weights_per_channel} weights per output channel is "
+            "too many"
+        )
 
 
 def _round_float(x):
@@ -358,7 +402,7 @@ def _quantize_value(scale, zero_point, value):
     if not -2147483648.0 <= rounded <= 2147483520.0:
         return None
     q = zero_point + int(rounded)
-    return q if -2**31 <= q < 2**31 else None
+    return q if -(2**31) <= q < 2**31 else None
 
 
 def _activation_range(activation, scale, zero_point):
@@ -369,14 +413,14 @@ def _activation_range(activation, scale, zero_point):
     bounds = {1: (0.0, None), 2: (-1.0, 1.0), 3: (0.0, 6.0)}.get(activation)
     if bounds is None:
         raise UnsupportedModelError(f"fused activation {activation} is not supported")
-    values = [_quantize_value(scale, zero_point, v) if v is not None else high
-              for v in bounds]
+    values = [_quantize_value(scale, zero_point, v) if v is not None else high for v in bounds]
     if None in values:
         raise UnsupportedModelError(f"fused activation {activation} has no int8 range")
     return max(values[0], low), min(values[1], high)
 
 
 # -- the kernel table -------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class Kernel:
@@ -438,15 +482,30 @@ KERNELS = {
     0: Kernel("ADD", ADD_SUB_DATA, backward=_add_sub_needs),
     1: Kernel("AVERAGE_POOL_2D", POOL_PARAMS, backward=_pool_needs(saves_input=False)),
     2: Kernel("CONCATENATION", CONCATENATION_DATA, backward=_no_needs),
-    3: Kernel("CONV_2D", CONV_OP_DATA, channel_axis=0, has_parameters=True,
-              backward=_conv_like_needs(_conv_channels, _conv_weights_per_channel,
-                                        _pointwise_in_place)),
-    4: Kernel("DEPTHWISE_CONV_2D", DEPTHWISE_OP_DATA, channel_axis=3, has_parameters=True,
-              backward=_conv_like_needs(_depthwise_channels, _depthwise_weights_per_channel,
-                                        _depthwise_in_place)),
+    3: Kernel(
+        "CONV_2D",
+        CONV_OP_DATA,
+        channel_axis=0,
+        has_parameters=True,
+        backward=_conv_like_needs(_conv_channels, _conv_weights_per_channel, _pointwise_in_place),
+    ),
+    4: Kernel(
+        "DEPTHWISE_CONV_2D",
+        DEPTHWISE_OP_DATA,
+        channel_axis=3,
+        has_parameters=True,
+        backward=_conv_like_needs(
+            _depthwise_channels, _depthwise_weights_per_channel, _depthwise_in_place
+        ),
+    ),
     6: Kernel("DEQUANTIZE", DEQUANTIZE_DATA),
-    9: Kernel("FULLY_CONNECTED", FC_OP_DATA, channel_axis=0, has_parameters=True,
-              backward=_conv_like_needs(_conv_channels, _fc_weights_per_channel)),
+    9: Kernel(
+        "FULLY_CONNECTED",
+        FC_OP_DATA,
+        channel_axis=0,
+        has_parameters=True,
+        backward=_conv_like_needs(_conv_channels, _fc_weights_per_channel),
+    ),
     14: Kernel("LOGISTIC", LOGISTIC_TANH_DATA),
     17: Kernel("MAX_POOL_2D", POOL_PARAMS, backward=_pool_needs(saves_input=True)),
     18: Kernel("MUL", MUL_DATA),
@@ -473,9 +532,12 @@ KERNELS = {
     117: Kernel("HARD_SWISH", HARD_SWISH_DATA),
 }
 # Every struct the model assumes a size for (tests check them against C).
-C_STRUCTS = tuple(dict.fromkeys(
-    (TENSOR_RECORD, NODE_RECORD, PLAN_BUFFER, TRAIN_TENSOR, TRAIN_NODE, TRAIN_LAYER)
-    + tuple(kernel.op_data for kernel in KERNELS.values())))
+C_STRUCTS = tuple(
+    dict.fromkeys(
+        (TENSOR_RECORD, NODE_RECORD, PLAN_BUFFER, TRAIN_TENSOR, TRAIN_NODE, TRAIN_LAYER)
+        + tuple(kernel.op_data for kernel in KERNELS.values())
+    )
+)
 # Operators whose option table memory depends on: field of the fused
 # activation (Pool2DOptions.fused_activation_function, TT_POOL_ACTIVATION).
 _ACTIVATION_OPTION = {1: 5, 17: 5}
@@ -494,6 +556,7 @@ def _plan_error(op, message):
 
 
 # -- results ---------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class Allocation:
@@ -547,8 +610,10 @@ class InferenceArena:
     placements: tuple
 
     def as_dict(self):
-        return {name: getattr(self, name)
-                for name in ("tables", "kernel_data", "alignment", "activations", "total")}
+        return {
+            name: getattr(self, name)
+            for name in ("tables", "kernel_data", "alignment", "activations", "total")
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -573,8 +638,15 @@ class TrainingMemory:
     # when that one is not smaller).
     separate_region: int
 
-    FIELDS = ("interpreter_tables", "trainer_tables", "weight_copies", "optimizer_state",
-              "sampled_state", "planned_region", "total")
+    FIELDS = (
+        "interpreter_tables",
+        "trainer_tables",
+        "weight_copies",
+        "optimizer_state",
+        "sampled_state",
+        "planned_region",
+        "total",
+    )
 
     def as_dict(self):
         """The same dict as Trainer.memory()."""
@@ -582,6 +654,7 @@ class TrainingMemory:
 
 
 # -- the persistent allocator ----------------------------------------------------
+
 
 class _Persistent:
     """tt_arena_alloc_persistent (tt_arena.c): each allocation starts at
@@ -619,6 +692,7 @@ def _plan_region(persistent_used, buffers, sequential=False):
 
 # -- one model ---------------------------------------------------------------------
 
+
 class MemoryModel:
     """The cost model of one .tflite model: reads it once, then predicts
     the inference arena and the training memory of any number of plans."""
@@ -628,21 +702,26 @@ class MemoryModel:
         self.crc32 = zlib.crc32(model_bytes)
         graph = tflite_graph.read_graph(model_bytes)
         self.tensors = [_Tensor.read(t) for t in graph.tensors]
-        self.operators = [_Operator(op.index, op.builtin_code, tuple(op.inputs),
-                                    tuple(op.outputs)) for op in graph.operators]
+        self.operators = [
+            _Operator(op.index, op.builtin_code, tuple(op.inputs), tuple(op.outputs))
+            for op in graph.operators
+        ]
         self.inputs, self.outputs = tuple(graph.inputs), tuple(graph.outputs)
         for op in self.operators:
             if op.code not in KERNELS:
                 raise UnsupportedModelError(
                     f"operator {op.index} is {_name(op.code)} (builtin code {op.code}), "
-                    "which tflm_training does not support yet")
+                    "which tflm_training does not support yet"
+                )
             if op.code in _ACTIVATION_OPTION:
                 op.activation = tflite_graph.builtin_option(
-                    model_bytes, op.index, _ACTIVATION_OPTION[op.code], "<b", 0)
+                    model_bytes, op.index, _ACTIVATION_OPTION[op.code], "<b", 0
+                )
             if op.code == tflite_graph.DEPTHWISE_CONV_2D:
-                op.window = tuple(tflite_graph.builtin_option(
-                    model_bytes, op.index, field, "<i", default)
-                    for field, default in _DEPTHWISE_WINDOW)
+                op.window = tuple(
+                    tflite_graph.builtin_option(model_bytes, op.index, field, "<i", default)
+                    for field, default in _DEPTHWISE_WINDOW
+                )
         self._set_lifetimes()
         self._loaded, self.op_data = self._load()
         self._frozen_needs = {}
@@ -700,15 +779,25 @@ class MemoryModel:
         data, then tt_plan_activations (tt_activation_planner.c)."""
         arena = self._loaded
         activations = self._activation_buffers()
-        start, region = _plan_region(arena.used, [b for _, b in activations],
-                                     sequential=preserve_all_tensors)
-        placements = tuple(Placement("activation", index, b.size, b.first, b.last,
-                                     start + b.offset) for index, b in activations)
+        start, region = _plan_region(
+            arena.used, [b for _, b in activations], sequential=preserve_all_tensors
+        )
+        placements = tuple(
+            Placement("activation", index, b.size, b.first, b.last, start + b.offset)
+            for index, b in activations
+        )
         return InferenceArena(
-            tables=self._tables_end, kernel_data=arena.used - self._tables_end,
-            alignment=start - arena.used, activations=region, total=start + region,
-            persistent_used=arena.used, activations_offset=start, op_data=self.op_data,
-            allocations=tuple(arena.allocations), placements=placements)
+            tables=self._tables_end,
+            kernel_data=arena.used - self._tables_end,
+            alignment=start - arena.used,
+            activations=region,
+            total=start + region,
+            persistent_used=arena.used,
+            activations_offset=start,
+            op_data=self.op_data,
+            allocations=tuple(arena.allocations),
+            placements=placements,
+        )
 
     # -- training -----------------------------------------------------------------------
 
@@ -741,17 +830,32 @@ class MemoryModel:
                 buffers, sharing = shared, True
         total = start + region
         placements = tuple(
-            Placement(kind, index, b.size, b.first, b.last, start + b.offset,
-                      tuple(graph.sharing_chain(index)) if sharing and kind == "gradient"
-                      else ())
-            for kind, index, b in buffers)
+            Placement(
+                kind,
+                index,
+                b.size,
+                b.first,
+                b.last,
+                start + b.offset,
+                tuple(graph.sharing_chain(index)) if sharing and kind == "gradient" else (),
+            )
+            for kind, index, b in buffers
+        )
         return TrainingMemory(
-            interpreter_tables=interpreter_tables, trainer_tables=tables,
-            weight_copies=copies, optimizer_state=state, sampled_state=pool,
+            interpreter_tables=interpreter_tables,
+            trainer_tables=tables,
+            weight_copies=copies,
+            optimizer_state=state,
+            sampled_state=pool,
             planned_region=total - interpreter_tables - tables - copies - state - pool,
-            total=total, persistent_used=arena.used, region_offset=start,
-            region_size=region, separate_region=separate_region,
-            allocations=tuple(arena.allocations), placements=placements)
+            total=total,
+            persistent_used=arena.used,
+            region_offset=start,
+            region_size=region,
+            separate_region=separate_region,
+            allocations=tuple(arena.allocations),
+            placements=placements,
+        )
 
     def _alloc_trainer_tables(self, arena, plan):
         """alloc_tables (tt_trainer_setup.c); returns the bytes they add."""
@@ -760,8 +864,9 @@ class MemoryModel:
         arena.alloc(len(self.operators) * TRAIN_NODE.size, "trainer operator table")
         arena.alloc(len(plan.layers) * TRAIN_LAYER.size, "trainer layer table")
         # Each layer's plan list; a sampled layer's selection list after it.
-        lists = sum(len(layer.channels) * (2 if layer.update == "sampled" else 1)
-                    for layer in plan.layers)
+        lists = sum(
+            len(layer.channels) * (2 if layer.update == "sampled" else 1) for layer in plan.layers
+        )
         arena.alloc(4 * lists, "channel lists")
         candidates = _sampled_candidates(plan)
         if candidates:
@@ -853,11 +958,13 @@ class MemoryModel:
         if plan.model_crc32 != self.crc32:
             raise BadPlanError("training plan: made for another model (CRC-32 differs)")
         if (plan.num_tensors, plan.num_operators) != (len(self.tensors), len(self.operators)):
-            raise BadPlanError("training plan: made for a model with other tensor and "
-                               "operator counts")
+            raise BadPlanError(
+                "training plan: made for a model with other tensor and operator counts"
+            )
         if len(self.inputs) != 1:
             raise UnsupportedModelError(
-                f"training needs a model with one input; this one has {len(self.inputs)}")
+                f"training needs a model with one input; this one has {len(self.inputs)}"
+            )
         self._check_logits(plan.logits_tensor, plan.num_classes)
         for i, layer in enumerate(plan.layers):
             self._check_layer(plan, i, layer)
@@ -869,45 +976,63 @@ class MemoryModel:
         t = self.tensors[index]
         produced = any(index in op.outputs for op in self.operators)
         if t.type != _INT8 or not t.scales or not 0 < t.scale < math.inf:
-            raise BadPlanError(f"training plan: logits tensor {index} is not a quantized "
-                               "int8 tensor")
+            raise BadPlanError(
+                f"training plan: logits tensor {index} is not a quantized int8 tensor"
+            )
         if not t.in_arena or not produced:
-            raise BadPlanError(f"training plan: logits tensor {index} is not computed by an "
-                               "operator")
+            raise BadPlanError(
+                f"training plan: logits tensor {index} is not computed by an operator"
+            )
         if num_classes < 2 or t.num_elements != num_classes:
-            raise BadPlanError(f"training plan: logits tensor {index} has {t.num_elements} "
-                               f"values but the plan says {num_classes} classes")
+            raise BadPlanError(
+                f"training plan: logits tensor {index} has {t.num_elements} "
+                f"values but the plan says {num_classes} classes"
+            )
 
     def _check_layer(self, plan, i, layer):
         """check_layer and tt_param_layout_of (tt_training_plan.c)."""
         if not 0 <= layer.operator_index < len(self.operators):
-            raise BadPlanError(f"training plan: layer {i}: operator {layer.operator_index} "
-                               "does not exist")
+            raise BadPlanError(
+                f"training plan: layer {i}: operator {layer.operator_index} does not exist"
+            )
         op = self.operators[layer.operator_index]
         if not KERNELS[op.code].has_parameters:
-            raise BadPlanError(f"training plan: layer {i}: operator {op.index} "
-                               f"({_name(op.code)}) has no trainable parameters")
+            raise BadPlanError(
+                f"training plan: layer {i}: operator {op.index} "
+                f"({_name(op.code)}) has no trainable parameters"
+            )
         weights = self.tensors[op.input(1)] if op.input(1) >= 0 else None
         if weights is None or not weights.constant or weights.type != _INT8 or not weights.dims:
-            raise BadPlanError(f"training plan: operator {op.index} has no constant int8 "
-                               "weights (input 1) to train")
+            raise BadPlanError(
+                f"training plan: operator {op.index} has no constant int8 "
+                "weights (input 1) to train"
+            )
         channels = self._channels(op)
         bias = self.tensors[op.input(2)] if op.input(2) >= 0 else None
-        if channels < 1 or (bias is not None and (
-                not bias.constant or bias.type != _INT32 or bias.num_elements != channels)):
-            raise BadPlanError(f"training plan: operator {op.index} has no output channels "
-                               "or a bias that is not a constant int32 one per channel")
+        if channels < 1 or (
+            bias is not None
+            and (not bias.constant or bias.type != _INT32 or bias.num_elements != channels)
+        ):
+            raise BadPlanError(
+                f"training plan: operator {op.index} has no output channels "
+                "or a bias that is not a constant int32 one per channel"
+            )
         if layer.update == "bias" and bias is None:
             raise BadPlanError(f"training plan: layer {i}: operator {op.index} has no bias")
         if layer.channels[-1] >= channels:
-            raise BadPlanError(f"training plan: layer {i}: channel {layer.channels[-1]} is "
-                               f"out of range; operator {op.index} has {channels}")
+            raise BadPlanError(
+                f"training plan: layer {i}: channel {layer.channels[-1]} is "
+                f"out of range; operator {op.index} has {channels}"
+            )
         if layer.update == "sampled":
-            need = max(1, channel_state_bytes(plan, self._weights_per_channel(op),
-                                              bias is not None))
+            need = max(
+                1, channel_state_bytes(plan, self._weights_per_channel(op), bias is not None)
+            )
             if layer.channel_cost < need:
-                raise BadPlanError(f"training plan: layer {i}: channel_cost "
-                                   f"{layer.channel_cost} must be at least {need} bytes")
+                raise BadPlanError(
+                    f"training plan: layer {i}: channel_cost "
+                    f"{layer.channel_cost} must be at least {need} bytes"
+                )
         if layer.update == "lowrank":
             self._check_lowrank(i, layer, op, channels)
 
@@ -917,17 +1042,24 @@ class MemoryModel:
         if op.code == tflite_graph.CONV_2D:
             source = self.tensors[op.input(0)] if op.input(0) >= 0 else None
             if len(weights.dims) != 4 or weights.dims[1:3] != (1, 1):
-                raise BadPlanError(f"training plan: layer {i}: operator {op.index} (CONV_2D) "
-                                   "is not pointwise; low-rank updates need a 1x1 filter")
+                raise BadPlanError(
+                    f"training plan: layer {i}: operator {op.index} (CONV_2D) "
+                    "is not pointwise; low-rank updates need a 1x1 filter"
+                )
             if source is None or not source.dims or source.dims[-1] != weights.dims[3]:
-                raise BadPlanError(f"training plan: layer {i}: operator {op.index} (CONV_2D) "
-                                   "is grouped; low-rank updates need one group")
+                raise BadPlanError(
+                    f"training plan: layer {i}: operator {op.index} (CONV_2D) "
+                    "is grouped; low-rank updates need one group"
+                )
         elif op.code != tflite_graph.FULLY_CONNECTED:
-            raise BadPlanError(f"training plan: layer {i}: operator {op.index} "
-                               f"({_name(op.code)}) cannot train low-rank")
+            raise BadPlanError(
+                f"training plan: layer {i}: operator {op.index} "
+                f"({_name(op.code)}) cannot train low-rank"
+            )
         if len(layer.channels) != channels:
-            raise BadPlanError(f"training plan: layer {i}: a low-rank layer trains all "
-                               f"{channels} output channels")
+            raise BadPlanError(
+                f"training plan: layer {i}: a low-rank layer trains all {channels} output channels"
+            )
         if not 1 <= layer.rank <= min(channels, self._weights_per_channel(op)):
             raise BadPlanError(f"training plan: layer {i}: rank {layer.rank} is out of range")
         if layer.refresh_steps < 1:
@@ -972,8 +1104,11 @@ class _BackwardGraph:
             needed = trained or any(i in has_grad for i in op.inputs)
             feeds = bool(self.feeds_loss.intersection(op.outputs))
             if trained and not feeds:
-                raise _plan_error(op, f"does not feed the logits (tensor {self.logits}), so "
-                                      "training it cannot change the loss")
+                raise _plan_error(
+                    op,
+                    f"does not feed the logits (tensor {self.logits}), so "
+                    "training it cannot change the loss",
+                )
             if not (needed and feeds):
                 continue
             self._check_visited(op)
@@ -988,13 +1123,19 @@ class _BackwardGraph:
     def _check_visited(self, op):
         """check_visited."""
         if KERNELS[op.code].backward is None:
-            raise _plan_error(op, "has no backward kernel, but gradients must pass through "
-                                  f"it to reach trained operators (from operator "
-                                  f"{self.first}); train only operators after {op.index}")
+            raise _plan_error(
+                op,
+                "has no backward kernel, but gradients must pass through "
+                f"it to reach trained operators (from operator "
+                f"{self.first}); train only operators after {op.index}",
+            )
         if len(op.outputs) != 1 or len(op.inputs) > _MAX_BACKWARD_INPUTS:
-            raise _plan_error(op, f"has {len(op.outputs)} outputs and {len(op.inputs)} "
-                                  "inputs; the backward pass supports one output and up to "
-                                  "8 inputs")
+            raise _plan_error(
+                op,
+                f"has {len(op.outputs)} outputs and {len(op.inputs)} "
+                "inputs; the backward pass supports one output and up to "
+                "8 inputs",
+            )
 
     def _needs(self, n):
         """prepare_backward for operator n."""
@@ -1009,7 +1150,8 @@ class _BackwardGraph:
         if needs.has_clamp and model.tensors[op.outputs[0]].type != _INT8:
             raise UnsupportedModelError(
                 f"operator {n} ({_name(op.code)}): its backward clamps the gradient, which "
-                "needs an int8 output")
+                "needs an int8 output"
+            )
         return needs
 
     def _can_share_input_grad(self, n):
@@ -1018,10 +1160,16 @@ class _BackwardGraph:
         if not needs.in_place or needs.scratch_bytes or not op.inputs:
             return False
         source = op.inputs[0]
-        return (source >= 0 and source in self.has_grad and self.grad_writer[source] == n
-                and source not in op.inputs[1:]
-                and (self.model.tensors[source].num_elements
-                     >= self.model.tensors[op.outputs[0]].num_elements))
+        return (
+            source >= 0
+            and source in self.has_grad
+            and self.grad_writer[source] == n
+            and source not in op.inputs[1:]
+            and (
+                self.model.tensors[source].num_elements
+                >= self.model.tensors[op.outputs[0]].num_elements
+            )
+        )
 
     def sharing_chain(self, tensor):
         """next_sharing (tt_trainer_region.c) from `tensor`: the tensors whose
@@ -1052,31 +1200,47 @@ class _BackwardGraph:
         over their output gradient: a chain of such gradients is one buffer
         (add_gradient), named after the tensor nearest the logits."""
         model, steps = self.model, self.steps
-        saved = {i for n in self.visited if self.needs[n].saved_inputs
-                 for i in model.operators[n].inputs}
-        result = [("activation", index, buffer) for index, buffer in model._activation_buffers(
-            lambda t: self.keep_until(t) if t in saved or t == self.logits
-            else model.tensors[t].last_op)]
+        saved = {
+            i for n in self.visited if self.needs[n].saved_inputs for i in model.operators[n].inputs
+        }
+        result = [
+            ("activation", index, buffer)
+            for index, buffer in model._activation_buffers(
+                lambda t: (
+                    self.keep_until(t)
+                    if t in saved or t == self.logits
+                    else model.tensors[t].last_op
+                )
+            )
+        ]
         sharing = self.in_place if in_place else set()
         shared = {model.operators[n].inputs[0] for n in sharing}
         for index in sorted(self.has_grad - shared):
             chain = [index] + (self.sharing_chain(index) if in_place else [])
-            result.append(("gradient", index, buffer_planner.Buffer(
-                max(self.grad_bytes * model.tensors[t].num_elements for t in chain),
-                steps - self.grad_writer[index], steps - self.producer[chain[-1]])))
+            result.append(
+                (
+                    "gradient",
+                    index,
+                    buffer_planner.Buffer(
+                        max(self.grad_bytes * model.tensors[t].num_elements for t in chain),
+                        steps - self.grad_writer[index],
+                        steps - self.producer[chain[-1]],
+                    ),
+                )
+            )
         for n in self.visited:
             if self.needs[n].has_clamp:
                 elements = model.tensors[model.operators[n].outputs[0]].num_elements
-                result.append(("mask", n, buffer_planner.Buffer((elements + 7) // 8, n,
-                                                                steps - n)))
+                result.append(("mask", n, buffer_planner.Buffer((elements + 7) // 8, n, steps - n)))
         for n in self.visited:
             needs = self.needs[n]
-            scratch = (needs.in_place_scratch_bytes
-                       + self.grad_bytes * needs.in_place_scratch_grads
-                       if n in self.in_place else needs.scratch_bytes)
+            scratch = (
+                needs.in_place_scratch_bytes + self.grad_bytes * needs.in_place_scratch_grads
+                if n in self.in_place
+                else needs.scratch_bytes
+            )
             if scratch and (n not in self.in_place or in_place):
-                result.append(("scratch", n, buffer_planner.Buffer(
-                    scratch, steps - n, steps - n)))
+                result.append(("scratch", n, buffer_planner.Buffer(scratch, steps - n, steps - n)))
         return result
 
 
@@ -1086,6 +1250,7 @@ def _sampled_candidates(plan):
 
 
 # -- the module's entry points -------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=16)
 def _cached_model(model_bytes):

@@ -59,22 +59,24 @@ class NoClassifierError(UnsupportedModelError):
 
 @dataclasses.dataclass
 class NewHead:
-    operator: int          # the classifier's operator index
+    operator: int  # the classifier's operator index
     operator_name: str
     old_classes: int
     num_classes: int
-    depth: int             # features per sample
+    depth: int  # features per sample
     weight_scales: tuple
     logits_scale: float
     logits_zero_point: int
-    samples: int           # calibration samples
+    samples: int  # calibration samples
     probe_accuracy: float  # the float probe's accuracy on them
 
     def describe(self):
-        return (f"new head: {self.old_classes} -> {self.num_classes} classes (operator "
-                f"{self.operator} {self.operator_name}, {self.depth} features; ranges "
-                f"calibrated on {self.samples} training samples, linear probe accuracy "
-                f"{self.probe_accuracy:.3f})")
+        return (
+            f"new head: {self.old_classes} -> {self.num_classes} classes (operator "
+            f"{self.operator} {self.operator_name}, {self.depth} features; ranges "
+            f"calibrated on {self.samples} training samples, linear probe accuracy "
+            f"{self.probe_accuracy:.3f})"
+        )
 
 
 def find_classifier(model_bytes):
@@ -87,37 +89,50 @@ def find_classifier(model_bytes):
         tensor = graph.operators[producer].inputs[0]
         producer = graph.producer(tensor)
     if producer is None:
-        raise NoClassifierError(f"no operator computes the logits (tensor {tensor}), so there "
-                                "is no classifier to replace")
+        raise NoClassifierError(
+            f"no operator computes the logits (tensor {tensor}), so there "
+            "is no classifier to replace"
+        )
     op = graph.operators[producer]
     weights = graph.tensors[op.inputs[1]] if len(op.inputs) > 1 else None
-    pointwise = (op.builtin_code == tg.CONV_2D and weights is not None
-                 and len(weights.shape) == 4 and tuple(weights.shape[1:3]) == (1, 1))
+    pointwise = (
+        op.builtin_code == tg.CONV_2D
+        and weights is not None
+        and len(weights.shape) == 4
+        and tuple(weights.shape[1:3]) == (1, 1)
+    )
     if op.builtin_code != tg.FULLY_CONNECTED and not pointwise:
         what = "a CONV_2D with a larger kernel" if op.builtin_code == tg.CONV_2D else op.name
-        raise NoClassifierError(f"the logits are computed by operator {producer} ({what}), not "
-                                "by a FULLY_CONNECTED or 1x1 CONV_2D classifier, so there is no "
-                                "head to replace")
+        raise NoClassifierError(
+            f"the logits are computed by operator {producer} ({what}), not "
+            "by a FULLY_CONNECTED or 1x1 CONV_2D classifier, so there is no "
+            "head to replace"
+        )
     if not weights.is_constant or weights.type != tg.INT8:
-        raise NoClassifierError(f"the classifier (operator {producer} {op.name}) has no constant "
-                                "int8 weights")
+        raise NoClassifierError(
+            f"the classifier (operator {producer} {op.name}) has no constant int8 weights"
+        )
     if graph.tensors[op.outputs[0]].num_elements != weights.shape[0]:
-        raise NoClassifierError(f"the classifier (operator {producer} {op.name}) computes "
-                                f"{graph.tensors[op.outputs[0]].num_elements} values per sample, "
-                                f"not one per class ({weights.shape[0]}): it is not a head")
+        raise NoClassifierError(
+            f"the classifier (operator {producer} {op.name}) computes "
+            f"{graph.tensors[op.outputs[0]].num_elements} values per sample, "
+            f"not one per class ({weights.shape[0]}): it is not a head"
+        )
     return graph, producer
 
 
 def _followers(graph, classifier):
     """(class-axis tensors after the classifier, operators computing them)."""
     tensors, ops = {graph.operators[classifier].outputs[0]}, []
-    for op in graph.operators[classifier + 1:]:
+    for op in graph.operators[classifier + 1 :]:
         if not tensors & set(op.inputs):
             continue
         if op.builtin_code not in FOLLOWERS or op.inputs[0] not in tensors:
-            raise NoClassifierError(f"operator {op.index} ({op.name}) uses the classifier's "
-                                    "output; only SOFTMAX, RESHAPE, SQUEEZE, QUANTIZE and "
-                                    "DEQUANTIZE may follow a head that is replaced")
+            raise NoClassifierError(
+                f"operator {op.index} ({op.name}) uses the classifier's "
+                "output; only SOFTMAX, RESHAPE, SQUEEZE, QUANTIZE and "
+                "DEQUANTIZE may follow a head that is replaced"
+            )
         tensors.update(op.outputs)
         ops.append(op.index)
     return tensors, ops
@@ -130,8 +145,9 @@ def _with_classes(dims, old, new):
         if dims[i] == old:
             dims[i] = new
             return dims
-    raise NoClassifierError(f"a tensor after the classifier has shape {tuple(dims)}, with no "
-                            f"axis of the {old} classes")
+    raise NoClassifierError(
+        f"a tensor after the classifier has shape {tuple(dims)}, with no axis of the {old} classes"
+    )
 
 
 def features(model_bytes, graph, classifier, x):
@@ -181,8 +197,9 @@ def replace_head(model_bytes, x, y, num_classes, seed=0):
     followers, follower_ops = _followers(graph, classifier)
     f = features(model_bytes, graph, classifier, x)
     if f.shape[1] != depth:
-        raise NoClassifierError(f"the classifier reads {f.shape[1]} features per sample but "
-                                f"its weights have {depth}")
+        raise NoClassifierError(
+            f"the classifier reads {f.shape[1]} features per sample but its weights have {depth}"
+        )
     y = np.asarray(y, np.int64)
     w_probe, b_probe = fit_probe(f, y, num_classes)
     logits = f @ w_probe.T + b_probe
@@ -192,27 +209,48 @@ def replace_head(model_bytes, x, y, num_classes, seed=0):
     largest = np.abs(w_probe).max(axis=1) if per_channel else np.abs(w_probe).max().reshape(1)
     w_scales = np.maximum(WEIGHT_MARGIN * largest / 127.0, 1e-6).astype(np.float32)
     init = np.random.default_rng(seed).normal(0.0, INIT_STDDEV, (num_classes, depth))
-    q_weights = np.clip(np.round(init / (w_scales[:, None] if per_channel else w_scales[0])),
-                        -127, 127).astype(np.int8)
+    q_weights = np.clip(
+        np.round(init / (w_scales[:, None] if per_channel else w_scales[0])), -127, 127
+    ).astype(np.int8)
     f_scale = np.float32(graph.tensors[op.inputs[0]].scales[0])
     low = LOGIT_MARGIN * min(float(logits.min()), 0.0)
     high = max(LOGIT_MARGIN * max(float(logits.max()), 0.0), low + 1e-3)
     l_scale = np.float32((high - low) / 255.0)
     l_zero = int(np.clip(np.round(-128 - low / l_scale), -128, 127))
 
-    head = NewHead(classifier, op.name, old_classes, num_classes, depth,
-                   tuple(float(s) for s in w_scales), float(l_scale), l_zero, len(y), accuracy)
-    w_shape = [num_classes, depth] if op.builtin_code == tg.FULLY_CONNECTED \
+    head = NewHead(
+        classifier,
+        op.name,
+        old_classes,
+        num_classes,
+        depth,
+        tuple(float(s) for s in w_scales),
+        float(l_scale),
+        l_zero,
+        len(y),
+        accuracy,
+    )
+    w_shape = (
+        [num_classes, depth]
+        if op.builtin_code == tg.FULLY_CONNECTED
         else [num_classes, 1, 1, depth]
+    )
     bias = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-    return _rewrite(model_bytes, graph, op, followers, follower_ops, old_classes, num_classes,
-                    (w_shape, q_weights, w_scales),
-                    None if bias is None else (bias, w_scales * f_scale),
-                    (l_scale, l_zero)), head
+    return _rewrite(
+        model_bytes,
+        graph,
+        op,
+        followers,
+        follower_ops,
+        old_classes,
+        num_classes,
+        (w_shape, q_weights, w_scales),
+        None if bias is None else (bias, w_scales * f_scale),
+        (l_scale, l_zero),
+    ), head
 
 
-def _rewrite(model_bytes, graph, op, followers, follower_ops, old, new, weights, bias,
-             logits):
+def _rewrite(model_bytes, graph, op, followers, follower_ops, old, new, weights, bias, logits):
     original = tw.Original(model_bytes)
     r, b = original.reader, tw.Builder(model_bytes)
     new_buffers = []  # Buffer table references, appended after the old ones
@@ -222,9 +260,13 @@ def _rewrite(model_bytes, graph, op, followers, follower_ops, old, new, weights,
         return len(original.buffers) + len(new_buffers) - 1
 
     def quantization(scales, zero_points):
-        return b.table({2: (tw.OFFSET, b.vector("f", [float(s) for s in scales])),
-                        3: (tw.OFFSET, b.vector("q", [int(z) for z in zero_points])),
-                        6: ("i", 0)})
+        return b.table(
+            {
+                2: (tw.OFFSET, b.vector("f", [float(s) for s in scales])),
+                3: (tw.OFFSET, b.vector("q", [int(z) for z in zero_points])),
+                6: ("i", 0),
+            }
+        )
 
     def tensor(index, shape=None, buffer_index=None, quant=None):
         table = original.tensors[index]
@@ -242,29 +284,44 @@ def _rewrite(model_bytes, graph, op, followers, follower_ops, old, new, weights,
 
     changed = {}
     w_shape, q_weights, w_scales = weights
-    changed[op.inputs[1]] = tensor(op.inputs[1], w_shape, buffer(q_weights.tobytes()),
-                                   quantization(w_scales, [0] * len(w_scales)))
+    changed[op.inputs[1]] = tensor(
+        op.inputs[1],
+        w_shape,
+        buffer(q_weights.tobytes()),
+        quantization(w_scales, [0] * len(w_scales)),
+    )
     if bias is not None:
         index, scales = bias
-        changed[index] = tensor(index, [new], buffer(bytes(4 * new)),
-                                quantization(scales, [0] * len(scales)))
+        changed[index] = tensor(
+            index, [new], buffer(bytes(4 * new)), quantization(scales, [0] * len(scales))
+        )
     logits_tensor = op.outputs[0]
     for index in sorted(followers):
         dims = _with_classes(graph.tensors[index].shape, old, new)
-        changed[index] = tensor(index, dims, quant=quantization([logits[0]], [logits[1]])
-                                if index == logits_tensor else None)
+        changed[index] = tensor(
+            index,
+            dims,
+            quant=quantization([logits[0]], [logits[1]]) if index == logits_tensor else None,
+        )
     operators = {}
     for index in follower_ops:
         if graph.operators[index].builtin_code == RESHAPE:
-            operators[index] = _reshape(original, b, graph, index, old, new, buffer, tensor,
-                                        changed)
+            operators[index] = _reshape(
+                original, b, graph, index, old, new, buffer, tensor, changed
+            )
 
     subgraph = original.fields(original.subgraph, tw.SUBGRAPH, "SubGraph")
-    subgraph[0] = (tw.OFFSET, b.offsets([changed.get(i, original.ref(t))
-                                         for i, t in enumerate(original.tensors)]))
+    subgraph[0] = (
+        tw.OFFSET,
+        b.offsets([changed.get(i, original.ref(t)) for i, t in enumerate(original.tensors)]),
+    )
     if operators:
-        subgraph[3] = (tw.OFFSET, b.offsets([operators.get(i, original.ref(t))
-                                             for i, t in enumerate(original.operators)]))
+        subgraph[3] = (
+            tw.OFFSET,
+            b.offsets(
+                [operators.get(i, original.ref(t)) for i, t in enumerate(original.operators)]
+            ),
+        )
     subgraph_ref = b.table(subgraph)
     model = original.fields(original.model, tw.MODEL, "Model")
     model[2] = (tw.OFFSET, b.offsets([subgraph_ref]))
@@ -280,10 +337,12 @@ def _reshape(original, b, graph, index, old, new, buffer, tensor, changed):
         shape = graph.tensors[op.inputs[1]]
         if shape.is_constant:
             if shape.type != tg.INT32:
-                raise NoClassifierError(f"RESHAPE operator {index} has a shape tensor that is "
-                                        "not int32")
-            dims = struct.unpack_from(f"<{shape.num_elements}i", original.reader.data,
-                                      shape.data_pos)
+                raise NoClassifierError(
+                    f"RESHAPE operator {index} has a shape tensor that is not int32"
+                )
+            dims = struct.unpack_from(
+                f"<{shape.num_elements}i", original.reader.data, shape.data_pos
+            )
             data = struct.pack(f"<{len(dims)}i", *_with_classes(dims, old, new))
             changed[shape.index] = tensor(shape.index, buffer_index=buffer(data))
     fields = original.fields(original.operators[index], tw.OPERATOR, "Operator")
@@ -291,6 +350,8 @@ def _reshape(original, b, graph, index, old, new, buffer, tensor, changed):
     if options is not None and kind != 0:
         dims = original.reader.numbers(options, 0, "<i")
         if dims:
-            fields[4] = (tw.OFFSET, b.table({0: (tw.OFFSET, b.vector(
-                "i", _with_classes(dims, old, new)))}))
+            fields[4] = (
+                tw.OFFSET,
+                b.table({0: (tw.OFFSET, b.vector("i", _with_classes(dims, old, new)))}),
+            )
     return b.table(fields)

@@ -46,8 +46,11 @@ DEFAULT_ADAM = (0.9, 0.999, 1e-8)
 MAX_CANDIDATES = 65535  # TT_PLAN_MAX_CANDIDATES: sampled candidates in all
 _INT32_MAX = 2**31 - 1
 _FLOAT32_MAX = 3.4028234663852886e38
-TRAINABLE_OPERATORS = (tflite_graph.CONV_2D, tflite_graph.DEPTHWISE_CONV_2D,
-                       tflite_graph.FULLY_CONNECTED)
+TRAINABLE_OPERATORS = (
+    tflite_graph.CONV_2D,
+    tflite_graph.DEPTHWISE_CONV_2D,
+    tflite_graph.FULLY_CONNECTED,
+)
 
 
 @dataclasses.dataclass
@@ -99,7 +102,7 @@ class TrainingPlan:
     batch_size: int = 1
     qas: bool = True
     residual: bool = True  # keep a float residual per parameter (tt_optimizer.h)
-    seed: int = 0          # of the channel sampling (channel_sampler.py)
+    seed: int = 0  # of the channel sampling (channel_sampler.py)
     sample_budget: int = 0  # bytes of state the sampled channels share
     adam_beta1: float = 0.0  # Adam settings of low-rank layers (0 without)
     adam_beta2: float = 0.0
@@ -120,33 +123,78 @@ class TrainingPlan:
 
     def to_bytes(self):
         self.validate()
-        body = b"".join(_LAYER.pack(layer.operator_index, UPDATE_KINDS[layer.update],
-                                    len(layer.channels), layer.lr_scale, layer.channel_cost,
-                                    layer.rank, layer.refresh_steps, 0)
-                        for layer in self.layers)
-        body += b"".join(struct.pack(f"<{len(layer.channels)}i", *layer.channels)
-                         for layer in self.layers)
+        body = b"".join(
+            _LAYER.pack(
+                layer.operator_index,
+                UPDATE_KINDS[layer.update],
+                len(layer.channels),
+                layer.lr_scale,
+                layer.channel_cost,
+                layer.rank,
+                layer.refresh_steps,
+                0,
+            )
+            for layer in self.layers
+        )
+        body += b"".join(
+            struct.pack(f"<{len(layer.channels)}i", *layer.channels) for layer in self.layers
+        )
         total = HEADER_SIZE + len(body)
-        fields = [self.model_crc32, self.num_tensors, self.num_operators,
-                  self.logits_tensor, self.num_classes, self.batch_size, OPTIMIZER_SGD,
-                  self.learning_rate, self.momentum, self._flags(),
-                  len(self.layers), self.seed, self.sample_budget, self.adam_beta1,
-                  self.adam_beta2, self.adam_epsilon]
+        fields = [
+            self.model_crc32,
+            self.num_tensors,
+            self.num_operators,
+            self.logits_tensor,
+            self.num_classes,
+            self.batch_size,
+            OPTIMIZER_SGD,
+            self.learning_rate,
+            self.momentum,
+            self._flags(),
+            len(self.layers),
+            self.seed,
+            self.sample_budget,
+            self.adam_beta1,
+            self.adam_beta2,
+            self.adam_epsilon,
+        ]
         tail = _HEADER.pack(MAGIC, VERSION, total, 0, *fields)[16:] + body
         return _HEADER.pack(MAGIC, VERSION, total, zlib.crc32(tail), *fields)[:16] + tail
 
     def _flags(self):
-        return ((FLAG_QAS if self.qas else 0) | (0 if self.residual else FLAG_NO_RESIDUAL)
-                | (FLAG_GRADIENTS_16 if self.gradient_bits == 16 else 0))
+        return (
+            (FLAG_QAS if self.qas else 0)
+            | (0 if self.residual else FLAG_NO_RESIDUAL)
+            | (FLAG_GRADIENTS_16 if self.gradient_bits == 16 else 0)
+        )
 
     @classmethod
     def from_bytes(cls, data):
         data = bytes(data)
         if len(data) < HEADER_SIZE:
             raise BadPlanError(f"a training plan has at least {HEADER_SIZE} bytes, got {len(data)}")
-        (magic, version, total, crc, model_crc, num_tensors, num_operators, logits,
-         num_classes, batch, optimizer, lr, momentum, flags, num_layers, seed,
-         sample_budget, beta1, beta2, epsilon) = _HEADER.unpack_from(data)
+        (
+            magic,
+            version,
+            total,
+            crc,
+            model_crc,
+            num_tensors,
+            num_operators,
+            logits,
+            num_classes,
+            batch,
+            optimizer,
+            lr,
+            momentum,
+            flags,
+            num_layers,
+            seed,
+            sample_budget,
+            beta1,
+            beta2,
+            epsilon,
+        ) = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise BadPlanError("not a training plan (the bytes do not start with TTPL)")
         if version != VERSION:
@@ -155,13 +203,13 @@ class TrainingPlan:
             raise BadPlanError(f"the plan header says {total} bytes but {len(data)} were given")
         if zlib.crc32(data[16:]) != crc:
             raise BadPlanError("training plan checksum mismatch: the plan is damaged")
-        if optimizer != OPTIMIZER_SGD or flags & ~(FLAG_QAS | FLAG_NO_RESIDUAL
-                                                   | FLAG_GRADIENTS_16):
+        if optimizer != OPTIMIZER_SGD or flags & ~(FLAG_QAS | FLAG_NO_RESIDUAL | FLAG_GRADIENTS_16):
             raise BadPlanError("training plan has an unknown optimizer or flags")
         if num_layers < 0 or HEADER_SIZE + LAYER_SIZE * num_layers > total:
             raise BadPlanError(f"training plan: {num_layers} layers do not fit in {total} bytes")
-        entries = [_LAYER.unpack_from(data, HEADER_SIZE + LAYER_SIZE * i)
-                   for i in range(num_layers)]
+        entries = [
+            _LAYER.unpack_from(data, HEADER_SIZE + LAYER_SIZE * i) for i in range(num_layers)
+        ]
         pos = HEADER_SIZE + LAYER_SIZE * num_layers
         if any(e[2] < 0 for e in entries) or pos + 4 * sum(e[2] for e in entries) != total:
             raise BadPlanError("training plan: the channel lists do not fill the plan exactly")
@@ -175,12 +223,25 @@ class TrainingPlan:
             channels = list(struct.unpack_from(f"<{count}i", data, pos))
             pos += 4 * count
             layers.append(LayerPlan(op, kinds[kind], channels, lr_scale, cost, rank, refresh))
-        plan = cls(model_crc, num_tensors, num_operators, logits, num_classes, layers,
-                   learning_rate=lr, momentum=momentum, batch_size=batch,
-                   qas=bool(flags & FLAG_QAS), residual=not flags & FLAG_NO_RESIDUAL,
-                   seed=seed, sample_budget=sample_budget, adam_beta1=beta1,
-                   adam_beta2=beta2, adam_epsilon=epsilon,
-                   gradient_bits=16 if flags & FLAG_GRADIENTS_16 else 32)
+        plan = cls(
+            model_crc,
+            num_tensors,
+            num_operators,
+            logits,
+            num_classes,
+            layers,
+            learning_rate=lr,
+            momentum=momentum,
+            batch_size=batch,
+            qas=bool(flags & FLAG_QAS),
+            residual=not flags & FLAG_NO_RESIDUAL,
+            seed=seed,
+            sample_budget=sample_budget,
+            adam_beta1=beta1,
+            adam_beta2=beta2,
+            adam_epsilon=epsilon,
+            gradient_bits=16 if flags & FLAG_GRADIENTS_16 else 32,
+        )
         plan.validate()
         return plan
 
@@ -189,18 +250,22 @@ class TrainingPlan:
     def validate(self):
         """Checks what can be checked without the model; BadPlanError if wrong."""
         if not _is_float32(self.learning_rate):
-            raise BadPlanError(f"learning_rate must be a positive finite float32 number (at "
-                               f"most {_FLOAT32_MAX:.4g}), got {self.learning_rate!r}")
+            raise BadPlanError(
+                f"learning_rate must be a positive finite float32 number (at "
+                f"most {_FLOAT32_MAX:.4g}), got {self.learning_rate!r}"
+            )
         if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
             raise BadPlanError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if not _is_int(self.batch_size) or not 1 <= self.batch_size <= _INT32_MAX:
             raise BadPlanError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
         if not _is_int(self.num_classes) or not 2 <= self.num_classes <= _INT32_MAX:
-            raise BadPlanError(f"num_classes must be an int of at least 2, got "
-                               f"{self.num_classes!r}")
+            raise BadPlanError(
+                f"num_classes must be an int of at least 2, got {self.num_classes!r}"
+            )
         if not _is_int(self.model_crc32) or not 0 <= self.model_crc32 < 2**32:
-            raise BadPlanError(f"model_crc32 must be a CRC-32 (an int in [0, 2**32)), got "
-                               f"{self.model_crc32!r}")
+            raise BadPlanError(
+                f"model_crc32 must be a CRC-32 (an int in [0, 2**32)), got {self.model_crc32!r}"
+            )
         for name in ("num_tensors", "num_operators", "logits_tensor"):
             value = getattr(self, name)
             if not _is_int(value) or not 0 <= value <= _INT32_MAX:
@@ -212,38 +277,51 @@ class TrainingPlan:
         previous = -1
         for i, layer in enumerate(self.layers):
             if layer.operator_index <= previous:
-                raise BadPlanError(f"layer {i}: operator {layer.operator_index} does not come after "
-                                 f"operator {previous}; list layers by ascending operator "
-                                 "index, each once")
+                raise BadPlanError(
+                    f"layer {i}: operator {layer.operator_index} does not come after "
+                    f"operator {previous}; list layers by ascending operator "
+                    "index, each once"
+                )
             if not _is_int(layer.operator_index) or not 0 <= layer.operator_index <= _INT32_MAX:
-                raise BadPlanError(f"layer {i}: operator_index must be a non-negative int32, "
-                                   f"got {layer.operator_index!r}")
+                raise BadPlanError(
+                    f"layer {i}: operator_index must be a non-negative int32, "
+                    f"got {layer.operator_index!r}"
+                )
             previous = layer.operator_index
             if layer.update not in UPDATE_KINDS:
-                raise BadPlanError(f"layer {i}: update must be 'weights', 'bias', 'sampled' or "
-                                 f"'lowrank', got {layer.update!r}")
-            if not (_is_float32(layer.lr_scale)
-                    and _is_float32(self.learning_rate * layer.lr_scale)):
-                raise BadPlanError(f"layer {i}: lr_scale must be a positive finite number "
-                                   "whose product with learning_rate is a float32 number")
+                raise BadPlanError(
+                    f"layer {i}: update must be 'weights', 'bias', 'sampled' or "
+                    f"'lowrank', got {layer.update!r}"
+                )
+            if not (
+                _is_float32(layer.lr_scale) and _is_float32(self.learning_rate * layer.lr_scale)
+            ):
+                raise BadPlanError(
+                    f"layer {i}: lr_scale must be a positive finite number "
+                    "whose product with learning_rate is a float32 number"
+                )
             if layer.channels is None or len(layer.channels) == 0:
                 raise BadPlanError(f"layer {i}: no channels selected (use for_model to select all)")
             channels = list(layer.channels)
             if not all(_is_int(c) for c in channels) or channels[-1] > _INT32_MAX:
                 raise BadPlanError(f"layer {i}: channels must be int32 channel indices")
             if channels != sorted(set(channels)) or channels[0] < 0:
-                raise BadPlanError(f"layer {i}: channels must be non-negative, ascending and "
-                                 "unique")
+                raise BadPlanError(
+                    f"layer {i}: channels must be non-negative, ascending and unique"
+                )
             if layer.update != "lowrank" and (layer.rank, layer.refresh_steps) != (0, 0):
-                raise BadPlanError(f"layer {i}: rank and refresh_steps are for 'lowrank' layers; "
-                                 "set both to 0")
+                raise BadPlanError(
+                    f"layer {i}: rank and refresh_steps are for 'lowrank' layers; set both to 0"
+                )
             if layer.update == "lowrank":
                 _validate_lowrank(i, layer)
             if layer.update == "sampled":
                 if not _is_int(layer.channel_cost) or not 1 <= layer.channel_cost <= _INT32_MAX:
-                    raise BadPlanError(f"layer {i}: channel_cost must be a positive int (bytes of "
-                                     f"the sample budget one channel takes), got "
-                                     f"{layer.channel_cost!r}")
+                    raise BadPlanError(
+                        f"layer {i}: channel_cost must be a positive int (bytes of "
+                        f"the sample budget one channel takes), got "
+                        f"{layer.channel_cost!r}"
+                    )
             elif layer.channel_cost != 0:
                 raise BadPlanError(f"layer {i}: channel_cost is for 'sampled' layers; set it to 0")
         self._validate_sampling()
@@ -253,28 +331,36 @@ class TrainingPlan:
         tt_training_plan.c)."""
         if not _is_int(self.seed) or not 0 <= self.seed < 2**32:
             raise BadPlanError(f"seed must be an int in [0, 2**32), got {self.seed!r}")
-        if not _is_int(self.sample_budget) or not -2**31 <= self.sample_budget <= _INT32_MAX:
-            raise BadPlanError(f"sample_budget must be an int32 number of bytes, got "
-                             f"{self.sample_budget!r}")
+        if not _is_int(self.sample_budget) or not -(2**31) <= self.sample_budget <= _INT32_MAX:
+            raise BadPlanError(
+                f"sample_budget must be an int32 number of bytes, got {self.sample_budget!r}"
+            )
         sampled = [layer for layer in self.layers if layer.update == "sampled"]
         if not sampled and self.sample_budget != 0:
-            raise BadPlanError(f"sample_budget is {self.sample_budget} but no layer is "
-                             "'sampled'; set it to 0")
+            raise BadPlanError(
+                f"sample_budget is {self.sample_budget} but no layer is 'sampled'; set it to 0"
+            )
         if sampled:
             cheapest = min(layer.channel_cost for layer in sampled)
             if self.sample_budget < cheapest:
-                raise BadPlanError(f"sample_budget {self.sample_budget} bytes is less than the "
-                                 f"cheapest sampled channel (channel_cost {cheapest}): no "
-                                 "channel could ever train; raise the budget")
+                raise BadPlanError(
+                    f"sample_budget {self.sample_budget} bytes is less than the "
+                    f"cheapest sampled channel (channel_cost {cheapest}): no "
+                    "channel could ever train; raise the budget"
+                )
             candidates = sum(len(layer.channels) for layer in sampled)
             if candidates > MAX_CANDIDATES:
-                raise BadPlanError(f"the sampled layers have {candidates} candidate channels in "
-                                 f"all; at most {MAX_CANDIDATES} are supported")
+                raise BadPlanError(
+                    f"the sampled layers have {candidates} candidate channels in "
+                    f"all; at most {MAX_CANDIDATES} are supported"
+                )
         adam = (self.adam_beta1, self.adam_beta2, self.adam_epsilon)
         if not any(layer.update == "lowrank" for layer in self.layers):
             if adam != (0, 0, 0):
-                raise BadPlanError("adam_beta1, adam_beta2 and adam_epsilon are for 'lowrank' "
-                                 "layers; with none, set them to 0")
+                raise BadPlanError(
+                    "adam_beta1, adam_beta2 and adam_epsilon are for 'lowrank' "
+                    "layers; with none, set them to 0"
+                )
             return
         if not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in adam[:2]):
             raise BadPlanError("adam_beta1 and adam_beta2 must be in [0, 1)")
@@ -286,12 +372,16 @@ class TrainingPlan:
         self.validate()
         graph = tflite_graph.read_graph(model_bytes)
         if zlib.crc32(bytes(model_bytes)) != self.model_crc32:
-            raise BadPlanError("the plan was made for another model (CRC-32 differs); make it "
-                             "from this .tflite file")
+            raise BadPlanError(
+                "the plan was made for another model (CRC-32 differs); make it "
+                "from this .tflite file"
+            )
         if (len(graph.tensors), len(graph.operators)) != (self.num_tensors, self.num_operators):
-            raise BadPlanError(f"the plan is for a model with {self.num_tensors} tensors and "
-                             f"{self.num_operators} operators, this one has "
-                             f"{len(graph.tensors)} and {len(graph.operators)}")
+            raise BadPlanError(
+                f"the plan is for a model with {self.num_tensors} tensors and "
+                f"{self.num_operators} operators, this one has "
+                f"{len(graph.tensors)} and {len(graph.operators)}"
+            )
         _check_logits(graph, self.logits_tensor, self.num_classes)
         for i, layer in enumerate(self.layers):
             _check_layer(graph, i, layer, self.logits_tensor)
@@ -299,20 +389,40 @@ class TrainingPlan:
                 _check_lowrank(graph, i, layer)
             if layer.update == "sampled":
                 layout = parameter_layout(graph, layer.operator_index)
-                need = max(1, channel_state_bytes(self, layout["weights_per_channel"],
-                                                  layout["bias"] is not None))
+                need = max(
+                    1,
+                    channel_state_bytes(
+                        self, layout["weights_per_channel"], layout["bias"] is not None
+                    ),
+                )
                 if layer.channel_cost < need:
-                    raise BadPlanError(f"layer {i}: channel_cost {layer.channel_cost} must be at "
-                                     f"least {need} bytes (the optimizer state of one of its "
-                                     "channels, and at least 1); raise it")
+                    raise BadPlanError(
+                        f"layer {i}: channel_cost {layer.channel_cost} must be at "
+                        f"least {need} bytes (the optimizer state of one of its "
+                        "channels, and at least 1); raise it"
+                    )
 
     # -- making plans ------------------------------------------------------------
 
     @classmethod
-    def for_model(cls, model_bytes, layers, *, learning_rate=0.05, momentum=0.0,
-                  batch_size=1, qas=True, residual=True, logits_tensor=None, seed=0,
-                  sample_budget=0, adam_beta1=None, adam_beta2=None, adam_epsilon=None,
-                  gradient_bits=32):
+    def for_model(
+        cls,
+        model_bytes,
+        layers,
+        *,
+        learning_rate=0.05,
+        momentum=0.0,
+        batch_size=1,
+        qas=True,
+        residual=True,
+        logits_tensor=None,
+        seed=0,
+        sample_budget=0,
+        adam_beta1=None,
+        adam_beta2=None,
+        adam_epsilon=None,
+        gradient_bits=32,
+    ):
         """A checked plan for `model_bytes`.
 
         layers: LayerPlans, or a dict {operator index: channels} (channels
@@ -332,31 +442,49 @@ class TrainingPlan:
             logits_tensor = find_logits(graph)
         lowrank = any(layer.update == "lowrank" for layer in layers)
         defaults = DEFAULT_ADAM if lowrank else (0, 0, 0)
-        adam = [d if v is None else v
-                for v, d in zip((adam_beta1, adam_beta2, adam_epsilon), defaults)]
-        plan = cls(zlib.crc32(model_bytes), len(graph.tensors), len(graph.operators),
-                   logits_tensor, graph.tensors[logits_tensor].num_elements, [],
-                   learning_rate=learning_rate, momentum=momentum, batch_size=batch_size,
-                   qas=qas, residual=residual, seed=seed, sample_budget=sample_budget,
-                   adam_beta1=adam[0], adam_beta2=adam[1], adam_epsilon=adam[2],
-                   gradient_bits=gradient_bits)
-        for layer in sorted(layers, key=lambda l: l.operator_index):
+        adam = [
+            d if v is None else v for v, d in zip((adam_beta1, adam_beta2, adam_epsilon), defaults)
+        ]
+        plan = cls(
+            zlib.crc32(model_bytes),
+            len(graph.tensors),
+            len(graph.operators),
+            logits_tensor,
+            graph.tensors[logits_tensor].num_elements,
+            [],
+            learning_rate=learning_rate,
+            momentum=momentum,
+            batch_size=batch_size,
+            qas=qas,
+            residual=residual,
+            seed=seed,
+            sample_budget=sample_budget,
+            adam_beta1=adam[0],
+            adam_beta2=adam[1],
+            adam_epsilon=adam[2],
+            gradient_bits=gradient_bits,
+        )
+        for layer in sorted(layers, key=lambda layer_plan: layer_plan.operator_index):
             channels, cost = layer.channels, layer.channel_cost
             if channels is None or (layer.update == "sampled" and cost is None):
                 layout = parameter_layout(graph, layer.operator_index)
                 if channels is None:
                     channels = range(layout["channels"])
                 if layer.update == "sampled" and cost is None:
-                    cost = max(1, channel_state_bytes(plan, layout["weights_per_channel"],
-                                                      layout["bias"] is not None))
-            plan.layers.append(dataclasses.replace(layer, channels=[int(c) for c in channels],
-                                                   channel_cost=cost))
+                    cost = max(
+                        1,
+                        channel_state_bytes(
+                            plan, layout["weights_per_channel"], layout["bias"] is not None
+                        ),
+                    )
+            plan.layers.append(
+                dataclasses.replace(layer, channels=[int(c) for c in channels], channel_cost=cost)
+            )
         plan.check_model(model_bytes)
         return plan
 
     @classmethod
-    def sampled(cls, model_bytes, candidates, budget_bytes, seed=0, *, classifier=True,
-                **settings):
+    def sampled(cls, model_bytes, candidates, budget_bytes, seed=0, *, classifier=True, **settings):
         """A TraDy plan: the layers in `candidates` train channels drawn anew
         every epoch (channel_sampler.py) whose optimizer state shares
         `budget_bytes`; the classifier (the layer computing the logits)
@@ -370,25 +498,38 @@ class TrainingPlan:
         """
         graph = tflite_graph.read_graph(model_bytes)
         if isinstance(candidates, dict):
-            layers = [LayerPlan(op, "sampled", channels, channel_cost=None)
-                      for op, channels in candidates.items()]
+            layers = [
+                LayerPlan(op, "sampled", channels, channel_cost=None)
+                for op, channels in candidates.items()
+            ]
         else:
-            layers = [c if isinstance(c, LayerPlan) else
-                      LayerPlan(int(c), "sampled", None, channel_cost=None) for c in candidates]
+            layers = [
+                c
+                if isinstance(c, LayerPlan)
+                else LayerPlan(int(c), "sampled", None, channel_cost=None)
+                for c in candidates
+            ]
         if classifier:
-            producer = graph.producer(find_logits(graph) if settings.get("logits_tensor") is None
-                                      else settings["logits_tensor"])
+            producer = graph.producer(
+                find_logits(graph)
+                if settings.get("logits_tensor") is None
+                else settings["logits_tensor"]
+            )
             if any(layer.operator_index == producer for layer in layers):
-                raise BadPlanError(f"operator {producer} computes the logits and trains fully "
-                                 "(classifier=True); leave it out of the candidates or pass "
-                                 "classifier=False")
-            if producer is None or graph.operators[producer].builtin_code not in \
-                    TRAINABLE_OPERATORS:
-                raise BadPlanError("the logits are not computed by a layer with parameters; "
-                                 "pass classifier=False")
+                raise BadPlanError(
+                    f"operator {producer} computes the logits and trains fully "
+                    "(classifier=True); leave it out of the candidates or pass "
+                    "classifier=False"
+                )
+            if (
+                producer is None
+                or graph.operators[producer].builtin_code not in TRAINABLE_OPERATORS
+            ):
+                raise BadPlanError(
+                    "the logits are not computed by a layer with parameters; pass classifier=False"
+                )
             layers.append(LayerPlan(producer, "weights"))
-        return cls.for_model(model_bytes, layers, seed=seed, sample_budget=budget_bytes,
-                             **settings)
+        return cls.for_model(model_bytes, layers, seed=seed, sample_budget=budget_bytes, **settings)
 
     @classmethod
     def lowrank(cls, model_bytes, layers, refresh_steps=10, *, static=(), **settings):
@@ -407,10 +548,13 @@ class TrainingPlan:
         """
         if isinstance(static, dict):
             static = [LayerPlan(op, "weights", channels) for op, channels in static.items()]
-        chosen = [LayerPlan(int(op), "lowrank", None, rank=rank, refresh_steps=refresh_steps)
-                  for op, rank in dict(layers).items()]
-        clash = ({layer.operator_index for layer in chosen}
-                 & {layer.operator_index for layer in static})
+        chosen = [
+            LayerPlan(int(op), "lowrank", None, rank=rank, refresh_steps=refresh_steps)
+            for op, rank in dict(layers).items()
+        ]
+        clash = {layer.operator_index for layer in chosen} & {
+            layer.operator_index for layer in static
+        }
         if clash:
             raise BadPlanError(f"operator {min(clash)} is both low-rank and static; list it once")
         return cls.for_model(model_bytes, chosen + list(static), **settings)
@@ -421,17 +565,24 @@ class TrainingPlan:
         graph = tflite_graph.read_graph(model_bytes)
         producer = graph.producer(find_logits(graph))
         if producer is None or graph.operators[producer].builtin_code not in TRAINABLE_OPERATORS:
-            raise BadPlanError("the logits are not computed by a layer with parameters; name the "
-                             "layers to train with for_model()")
+            raise BadPlanError(
+                "the logits are not computed by a layer with parameters; name the "
+                "layers to train with for_model()"
+            )
         return cls.for_model(model_bytes, [LayerPlan(producer, update)], **settings)
 
     @classmethod
     def bias_only(cls, model_bytes, first_operator=0, **settings):
         """Trains the biases of every layer with a bias from first_operator on."""
         graph = tflite_graph.read_graph(model_bytes)
-        layers = [LayerPlan(op.index, "bias") for op in graph.operators
-                  if op.index >= first_operator and op.builtin_code in TRAINABLE_OPERATORS
-                  and len(op.inputs) > 2 and op.inputs[2] >= 0]
+        layers = [
+            LayerPlan(op.index, "bias")
+            for op in graph.operators
+            if op.index >= first_operator
+            and op.builtin_code in TRAINABLE_OPERATORS
+            and len(op.inputs) > 2
+            and op.inputs[2] >= 0
+        ]
         return cls.for_model(model_bytes, layers, **settings)
 
 
@@ -450,8 +601,12 @@ def _is_int(value):
 
 def _is_float32(value):
     """A positive number the plan's float32 fields hold without overflow."""
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and math.isfinite(value) and 0 < value <= _FLOAT32_MAX)
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 < value <= _FLOAT32_MAX
+    )
 
 
 def channel_state_bytes(plan, weights_per_channel, has_bias):
@@ -496,20 +651,28 @@ def parameter_layout(graph, operator_index):
     """{"weights": tensor, "bias": tensor or None, "channels": count} of a
     layer with parameters; BadPlanError for any other operator."""
     if not 0 <= operator_index < len(graph.operators):
-        raise BadPlanError(f"operator {operator_index} does not exist (the model has "
-                         f"{len(graph.operators)} operators)")
+        raise BadPlanError(
+            f"operator {operator_index} does not exist (the model has "
+            f"{len(graph.operators)} operators)"
+        )
     op = graph.operators[operator_index]
     if op.builtin_code not in TRAINABLE_OPERATORS:
-        raise BadPlanError(f"operator {operator_index} ({op.name}) has no trainable parameters; "
-                         "only CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED train")
+        raise BadPlanError(
+            f"operator {operator_index} ({op.name}) has no trainable parameters; "
+            "only CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED train"
+        )
     weights = graph.tensors[op.inputs[1]]
     if not weights.is_constant or weights.type != tflite_graph.INT8:
         raise BadPlanError(f"operator {operator_index} ({op.name}) has no constant int8 weights")
     axis = -1 if op.builtin_code == tflite_graph.DEPTHWISE_CONV_2D else 0
     bias = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
     channels = weights.shape[axis]
-    return {"weights": weights.index, "bias": bias, "channels": channels,
-            "weights_per_channel": weights.num_elements // channels if channels > 0 else 0}
+    return {
+        "weights": weights.index,
+        "bias": bias,
+        "channels": channels,
+        "weights_per_channel": weights.num_elements // channels if channels > 0 else 0,
+    }
 
 
 def _check_logits(graph, tensor, num_classes):
@@ -517,17 +680,21 @@ def _check_logits(graph, tensor, num_classes):
         raise BadPlanError(f"logits tensor {tensor} does not exist")
     t = graph.tensors[tensor]
     if t.type != tflite_graph.INT8 or graph.producer(tensor) is None:
-        raise BadPlanError(f"logits tensor {tensor} must be an int8 tensor an operator computes "
-                         "(the input of the final SOFTMAX)")
+        raise BadPlanError(
+            f"logits tensor {tensor} must be an int8 tensor an operator computes "
+            "(the input of the final SOFTMAX)"
+        )
     if t.num_elements != num_classes:
-        raise BadPlanError(f"logits tensor {tensor} has {t.num_elements} values, but the plan "
-                         f"says {num_classes} classes")
+        raise BadPlanError(
+            f"logits tensor {tensor} has {t.num_elements} values, but the plan "
+            f"says {num_classes} classes"
+        )
 
 
 def feeds(graph, operator_index, tensor):
     """Whether operator_index's output reaches `tensor`."""
     reached = set(graph.operators[operator_index].outputs)
-    for op in graph.operators[operator_index + 1:]:
+    for op in graph.operators[operator_index + 1 :]:
         if reached.intersection(op.inputs):
             reached.update(op.outputs)
     return tensor in reached
@@ -536,11 +703,15 @@ def feeds(graph, operator_index, tensor):
 def _validate_lowrank(i, layer):
     """A "lowrank" layer's own fields (check_lowrank, tt_training_plan.c)."""
     if not _is_int(layer.rank) or not 1 <= layer.rank <= _INT32_MAX:
-        raise BadPlanError(f"layer {i}: rank must be an int >= 1 (the rank of the projected "
-                         f"gradient), got {layer.rank!r}")
+        raise BadPlanError(
+            f"layer {i}: rank must be an int >= 1 (the rank of the projected "
+            f"gradient), got {layer.rank!r}"
+        )
     if not _is_int(layer.refresh_steps) or not 1 <= layer.refresh_steps <= _INT32_MAX:
-        raise BadPlanError(f"layer {i}: refresh_steps must be an int >= 1 (updates between "
-                         f"projector refreshes), got {layer.refresh_steps!r}")
+        raise BadPlanError(
+            f"layer {i}: refresh_steps must be an int >= 1 (updates between "
+            f"projector refreshes), got {layer.refresh_steps!r}"
+        )
 
 
 def _check_lowrank(graph, i, layer):
@@ -551,26 +722,36 @@ def _check_lowrank(graph, i, layer):
     if op.builtin_code == tflite_graph.CONV_2D:
         shape = graph.tensors[op.inputs[1]].shape
         if len(shape) != 4 or tuple(shape[1:3]) != (1, 1):
-            raise BadPlanError(f"layer {i}: operator {op.index} ({op.name}) has a "
-                             f"{'x'.join(map(str, shape[1:3]))} filter; 'lowrank' trains only "
-                             "FULLY_CONNECTED and pointwise (1x1) CONV_2D layers, so use "
-                             "update='weights'")
+            raise BadPlanError(
+                f"layer {i}: operator {op.index} ({op.name}) has a "
+                f"{'x'.join(map(str, shape[1:3]))} filter; 'lowrank' trains only "
+                "FULLY_CONNECTED and pointwise (1x1) CONV_2D layers, so use "
+                "update='weights'"
+            )
         if graph.tensors[op.inputs[0]].shape[-1] != shape[3]:
-            raise BadPlanError(f"layer {i}: operator {op.index} ({op.name}) is a grouped "
-                             "convolution; 'lowrank' needs one group, so use update='weights'")
+            raise BadPlanError(
+                f"layer {i}: operator {op.index} ({op.name}) is a grouped "
+                "convolution; 'lowrank' needs one group, so use update='weights'"
+            )
     elif op.builtin_code != tflite_graph.FULLY_CONNECTED:
-        raise BadPlanError(f"layer {i}: operator {op.index} ({op.name}) is not FULLY_CONNECTED or a "
-                         "pointwise CONV_2D; 'lowrank' trains only those, so use "
-                         "update='weights'")
+        raise BadPlanError(
+            f"layer {i}: operator {op.index} ({op.name}) is not FULLY_CONNECTED or a "
+            "pointwise CONV_2D; 'lowrank' trains only those, so use "
+            "update='weights'"
+        )
     if len(layer.channels) != layout["channels"]:
-        raise BadPlanError(f"layer {i}: a 'lowrank' layer trains all {layout['channels']} output "
-                         f"channels of operator {op.index} ({op.name}), but "
-                         f"{len(layer.channels)} are listed; list them all (channels=None)")
+        raise BadPlanError(
+            f"layer {i}: a 'lowrank' layer trains all {layout['channels']} output "
+            f"channels of operator {op.index} ({op.name}), but "
+            f"{len(layer.channels)} are listed; list them all (channels=None)"
+        )
     most = min(layout["channels"], layout["weights_per_channel"])
     if layer.rank > most:
-        raise BadPlanError(f"layer {i}: rank {layer.rank} must be between 1 and {most}, the "
-                         f"smaller of operator {op.index}'s {layout['channels']} output "
-                         f"channels and {layout['weights_per_channel']} weights per channel")
+        raise BadPlanError(
+            f"layer {i}: rank {layer.rank} must be between 1 and {most}, the "
+            f"smaller of operator {op.index}'s {layout['channels']} output "
+            f"channels and {layout['weights_per_channel']} weights per channel"
+        )
 
 
 def lowrank_state_bytes(rows, cols, rank):
@@ -583,12 +764,18 @@ def _check_layer(graph, i, layer, logits):
     layout = parameter_layout(graph, layer.operator_index)
     op = graph.operators[layer.operator_index]
     if layer.update == "bias" and layout["bias"] is None:
-        raise BadPlanError(f"layer {i}: operator {op.index} ({op.name}) has no bias, so a "
-                         "bias-only update cannot train it; use update='weights'")
+        raise BadPlanError(
+            f"layer {i}: operator {op.index} ({op.name}) has no bias, so a "
+            "bias-only update cannot train it; use update='weights'"
+        )
     bad = [c for c in layer.channels if not 0 <= c < layout["channels"]]
     if bad:
-        raise BadPlanError(f"layer {i}: channel {bad[0]} is out of range; operator {op.index} "
-                         f"({op.name}) has output channels 0 to {layout['channels'] - 1}")
+        raise BadPlanError(
+            f"layer {i}: channel {bad[0]} is out of range; operator {op.index} "
+            f"({op.name}) has output channels 0 to {layout['channels'] - 1}"
+        )
     if not feeds(graph, op.index, logits):
-        raise BadPlanError(f"layer {i}: operator {op.index} ({op.name}) does not feed the logits "
-                         f"(tensor {logits}), so training it cannot change the loss")
+        raise BadPlanError(
+            f"layer {i}: operator {op.index} ({op.name}) does not feed the logits "
+            f"(tensor {logits}), so training it cannot change the loss"
+        )

@@ -47,19 +47,24 @@ class LayerSaturation:
     def describe(self):
         parts = []
         if self.weights:
-            parts.append(f"{self.weights_newly_pinned:.0%} of {self.weights} trained weights "
-                         f"newly pinned at +-{WEIGHT_LIMIT}")
+            parts.append(
+                f"{self.weights_newly_pinned:.0%} of {self.weights} trained weights "
+                f"newly pinned at +-{WEIGHT_LIMIT}"
+            )
         if self.biases:
-            parts.append(f"{self.biases_newly_pinned:.0%} of {self.biases} biases newly "
-                         "pinned at the int32 limits")
+            parts.append(
+                f"{self.biases_newly_pinned:.0%} of {self.biases} biases newly "
+                "pinned at the int32 limits"
+            )
         return f"operator {self.operator}: " + ", ".join(parts)
 
 
 def _values(model_bytes, tensor):
     dtype = np.int8 if tensor.type == tflite_graph.INT8 else np.int32
     count = tensor.data_size // np.dtype(dtype).itemsize
-    return np.frombuffer(model_bytes, dtype=dtype, count=count,
-                         offset=tensor.data_pos).reshape(tensor.shape)
+    return np.frombuffer(model_bytes, dtype=dtype, count=count, offset=tensor.data_pos).reshape(
+        tensor.shape
+    )
 
 
 def _shares(before, after, pinned):
@@ -84,15 +89,17 @@ def measure(model_bytes, trained_model_bytes, plan):
         weights = (0, 0.0, 0.0)
         if layer.update != "bias":
             tensor = graph.tensors[layout["weights"]]
-            before, after = (np.take(_values(m, tensor), channels, axis=axis)
-                             for m in (model_bytes, trained_model_bytes))
-            weights = _shares(before, after,
-                              lambda w: np.abs(w.astype(np.int32)) >= WEIGHT_LIMIT)
+            before, after = (
+                np.take(_values(m, tensor), channels, axis=axis)
+                for m in (model_bytes, trained_model_bytes)
+            )
+            weights = _shares(before, after, lambda w: np.abs(w.astype(np.int32)) >= WEIGHT_LIMIT)
         biases = (0, 0.0, 0.0)
         if layout["bias"] is not None:
             tensor = graph.tensors[layout["bias"]]
-            before, after = (_values(m, tensor).reshape(-1)[channels]
-                             for m in (model_bytes, trained_model_bytes))
+            before, after = (
+                _values(m, tensor).reshape(-1)[channels] for m in (model_bytes, trained_model_bytes)
+            )
             biases = _shares(before, after, lambda b: np.isin(b, BIAS_LIMITS))
         report.append(LayerSaturation(layer.operator_index, *weights, *biases))
     return report
@@ -108,8 +115,10 @@ def check(report, limit=DEFAULT_LIMIT):
     over = [layer for layer in report if layer.worst > limit]
     if over:
         raise SaturationError(
-            "training saturated the model: " + "; ".join(layer.describe() for layer in over)
-            + f" (more than {limit:.0%}); lower the learning rate")
+            "training saturated the model: "
+            + "; ".join(layer.describe() for layer in over)
+            + f" (more than {limit:.0%}); lower the learning rate"
+        )
 
 
 def as_dicts(report):

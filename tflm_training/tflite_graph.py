@@ -13,11 +13,25 @@ CONV_2D = 3
 DEPTHWISE_CONV_2D = 4
 FULLY_CONNECTED = 9
 SOFTMAX = 25
-OPERATOR_NAMES = {0: "ADD", 1: "AVERAGE_POOL_2D", 2: "CONCATENATION", CONV_2D: "CONV_2D",
-                  DEPTHWISE_CONV_2D: "DEPTHWISE_CONV_2D", 6: "DEQUANTIZE",
-                  FULLY_CONNECTED: "FULLY_CONNECTED", 17: "MAX_POOL_2D", 19: "RELU",
-                  21: "RELU6", 22: "RESHAPE", SOFTMAX: "SOFTMAX", 34: "PAD", 40: "MEAN",
-                  43: "SQUEEZE", 60: "PADV2", 114: "QUANTIZE"}
+OPERATOR_NAMES = {
+    0: "ADD",
+    1: "AVERAGE_POOL_2D",
+    2: "CONCATENATION",
+    CONV_2D: "CONV_2D",
+    DEPTHWISE_CONV_2D: "DEPTHWISE_CONV_2D",
+    6: "DEQUANTIZE",
+    FULLY_CONNECTED: "FULLY_CONNECTED",
+    17: "MAX_POOL_2D",
+    19: "RELU",
+    21: "RELU6",
+    22: "RESHAPE",
+    SOFTMAX: "SOFTMAX",
+    34: "PAD",
+    40: "MEAN",
+    43: "SQUEEZE",
+    60: "PADV2",
+    114: "QUANTIZE",
+}
 # TensorType codes.
 FLOAT32, INT32, INT8 = 0, 2, 9
 
@@ -35,7 +49,7 @@ class Tensor:
     buffer: int
     scales: tuple
     zero_points: tuple
-    data_pos: int   # file offset of the constant's bytes (-1 when none)
+    data_pos: int  # file offset of the constant's bytes (-1 when none)
     data_size: int
 
     @property
@@ -54,7 +68,7 @@ class Tensor:
 class Operator:
     index: int
     builtin_code: int
-    inputs: tuple   # tensor indices, -1 for an absent optional input
+    inputs: tuple  # tensor indices, -1 for an absent optional input
     outputs: tuple
 
     @property
@@ -131,7 +145,7 @@ class _Reader:
 
     def string(self, table, field):
         start, count = self.vector(table, field)
-        return self.data[start:start + count].decode("utf-8", "replace")
+        return self.data[start : start + count].decode("utf-8", "replace")
 
 
 def read_graph(model_bytes):
@@ -140,31 +154,40 @@ def read_graph(model_bytes):
     if len(r.data) < 8 or r.data[4:8] != b"TFL3":
         raise CorruptModelError("not a .tflite model (no TFL3 file identifier)")
     model = r.table(r._unpack("<I", 0))
-    codes = [max(r.scalar(c, 0, "<b", 0), r.scalar(c, 3, "<i", 0))
-             for c in r.tables(model, 1)]
+    codes = [max(r.scalar(c, 0, "<b", 0), r.scalar(c, 3, "<i", 0)) for c in r.tables(model, 1)]
     buffers = [r.vector(b, 0) for b in r.tables(model, 4)]
     subgraphs = r.tables(model, 2)
     if len(subgraphs) != 1:
-        raise UnsupportedModelError(f"the model has {len(subgraphs)} subgraphs; only one is supported")
+        raise UnsupportedModelError(
+            f"the model has {len(subgraphs)} subgraphs; only one is supported"
+        )
     subgraph = subgraphs[0]
     tensors = []
     for index, t in enumerate(r.tables(subgraph, 0)):
         quant = r.subtable(t, 4)
         buffer = r.scalar(t, 2, "<I", 0)
         data_pos, data_size = buffers[buffer] if 0 < buffer < len(buffers) else (0, 0)
-        tensors.append(Tensor(
-            index=index, name=r.string(t, 3), shape=r.numbers(t, 0, "<i"),
-            type=r.scalar(t, 1, "<b", FLOAT32), buffer=buffer,
-            scales=r.numbers(quant, 2, "<f") if quant else (),
-            zero_points=r.numbers(quant, 3, "<q") if quant else (),
-            data_pos=data_pos if data_size else -1, data_size=data_size))
+        tensors.append(
+            Tensor(
+                index=index,
+                name=r.string(t, 3),
+                shape=r.numbers(t, 0, "<i"),
+                type=r.scalar(t, 1, "<b", FLOAT32),
+                buffer=buffer,
+                scales=r.numbers(quant, 2, "<f") if quant else (),
+                zero_points=r.numbers(quant, 3, "<q") if quant else (),
+                data_pos=data_pos if data_size else -1,
+                data_size=data_size,
+            )
+        )
     operators = []
     for index, op in enumerate(r.tables(subgraph, 3)):
         opcode = r.scalar(op, 0, "<I", 0)
         if opcode >= len(codes):
             raise CorruptModelError(f"corrupt .tflite model: operator {index} has no operator code")
-        operators.append(Operator(index, codes[opcode], r.numbers(op, 1, "<i"),
-                                  r.numbers(op, 2, "<i")))
+        operators.append(
+            Operator(index, codes[opcode], r.numbers(op, 1, "<i"), r.numbers(op, 2, "<i"))
+        )
     return Graph(tensors, operators, r.numbers(subgraph, 1, "<i"), r.numbers(subgraph, 2, "<i"))
 
 

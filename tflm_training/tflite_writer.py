@@ -27,13 +27,48 @@ ALIGNMENT = 16  # the original file starts at a multiple of this
 
 # Fields of the tables a rewrite copies: {field index: struct format or OFFSET}
 # (tensorflow/lite/schema/schema.fbs).
-MODEL = {0: "I", 1: OFFSET, 2: OFFSET, 3: OFFSET, 4: OFFSET, 5: OFFSET, 6: OFFSET,
-         7: OFFSET, 8: OFFSET, 9: OFFSET}
+MODEL = {
+    0: "I",
+    1: OFFSET,
+    2: OFFSET,
+    3: OFFSET,
+    4: OFFSET,
+    5: OFFSET,
+    6: OFFSET,
+    7: OFFSET,
+    8: OFFSET,
+    9: OFFSET,
+}
 SUBGRAPH = {0: OFFSET, 1: OFFSET, 2: OFFSET, 3: OFFSET, 4: OFFSET, 5: "i"}
-TENSOR = {0: OFFSET, 1: "b", 2: "I", 3: OFFSET, 4: OFFSET, 5: "B", 6: OFFSET, 7: OFFSET,
-          8: "B", 9: OFFSET, 10: "I"}
-OPERATOR = {0: "I", 1: OFFSET, 2: OFFSET, 3: "B", 4: OFFSET, 5: OFFSET, 6: "b", 7: OFFSET,
-            8: OFFSET, 9: "Q", 10: "Q", 11: "B", 12: OFFSET, 13: "i"}
+TENSOR = {
+    0: OFFSET,
+    1: "b",
+    2: "I",
+    3: OFFSET,
+    4: OFFSET,
+    5: "B",
+    6: OFFSET,
+    7: OFFSET,
+    8: "B",
+    9: OFFSET,
+    10: "I",
+}
+OPERATOR = {
+    0: "I",
+    1: OFFSET,
+    2: OFFSET,
+    3: "B",
+    4: OFFSET,
+    5: OFFSET,
+    6: "b",
+    7: OFFSET,
+    8: OFFSET,
+    9: "Q",
+    10: "Q",
+    11: "B",
+    12: OFFSET,
+    13: "i",
+}
 BUFFER = {0: OFFSET, 1: "Q", 2: "Q"}
 
 
@@ -98,8 +133,9 @@ class Builder:
             else:
                 struct.pack_into("<" + fmt, body, at, value)
         count = max(fields) + 1 if fields else 0
-        vtable = struct.pack(f"<HH{count}H", 4 + 2 * count, table_size,
-                             *(positions.get(i, 0) for i in range(count)))
+        vtable = struct.pack(
+            f"<HH{count}H", 4 + 2 * count, table_size, *(positions.get(i, 0) for i in range(count))
+        )
         struct.pack_into("<i", body, 0, len(vtable))  # vtable = table - soffset
         self._prepend(body)
         self._prepend(vtable)
@@ -108,8 +144,10 @@ class Builder:
     @staticmethod
     def _forward(at, ref):
         if at - ref <= 0:
-            raise BadStateError("tflite_writer: a flatbuffer offset must point forward "
-                                "(tables are built children first)")
+            raise BadStateError(
+                "tflite_writer: a flatbuffer offset must point forward "
+                "(tables are built children first)"
+            )
         return at - ref
 
     def finish(self, root, identifier=b"TFL3"):
@@ -124,23 +162,26 @@ class Original:
     """The tables of the original file, for copying into a Builder."""
 
     def __init__(self, model_bytes):
-        self.reader = tflite_graph._Reader(model_bytes)  # pylint: disable=protected-access
+        self.reader = tflite_graph._Reader(model_bytes)
         r = self.reader
         if len(r.data) < 8 or r.data[4:8] != b"TFL3":
             raise UnsupportedModelError("not a .tflite model (no TFL3 file identifier)")
-        self.model = r.table(r._unpack("<I", 0))  # pylint: disable=protected-access
+        self.model = r.table(r._unpack("<I", 0))
         subgraphs = r.tables(self.model, 2)
         if len(subgraphs) != 1:
-            raise UnsupportedModelError(f"the model has {len(subgraphs)} subgraphs; only one "
-                                        "can be rewritten")
+            raise UnsupportedModelError(
+                f"the model has {len(subgraphs)} subgraphs; only one can be rewritten"
+            )
         self.subgraph = subgraphs[0]
         self.tensors = r.tables(self.subgraph, 0)
         self.operators = r.tables(self.subgraph, 3)
         self.buffers = r.tables(self.model, 4)
         for buffer in self.buffers:
             if r.scalar(buffer, 1, "<Q", 0):
-                raise UnsupportedModelError("the model keeps buffers outside its flatbuffer "
-                                            "(a model over 2 GB); it cannot be rewritten")
+                raise UnsupportedModelError(
+                    "the model keeps buffers outside its flatbuffer "
+                    "(a model over 2 GB); it cannot be rewritten"
+                )
 
     def fields(self, table, schema, what):
         """{field index: (format, value)} of every field `table` holds, an
@@ -150,15 +191,20 @@ class Original:
         pos, vtable, vtable_size = table
         fields = {}
         for index in range((vtable_size - 4) // 2):
-            at = r._field_pos(table, index)  # pylint: disable=protected-access
+            at = r._field_pos(table, index)
             if at is None:
                 continue
             fmt = schema.get(index)
             if fmt is None:
-                raise UnsupportedModelError(f"the model's {what} table has field {index}, which "
-                                            "this rewriter does not know (a newer schema)")
-            fields[index] = ((OFFSET, Builder.old(r._indirect(at)))  # pylint: disable=protected-access
-                             if fmt == OFFSET else (fmt, r._unpack("<" + fmt, at)))  # pylint: disable=protected-access
+                raise UnsupportedModelError(
+                    f"the model's {what} table has field {index}, which "
+                    "this rewriter does not know (a newer schema)"
+                )
+            fields[index] = (
+                (OFFSET, Builder.old(r._indirect(at)))
+                if fmt == OFFSET
+                else (fmt, r._unpack("<" + fmt, at))
+            )
         return fields
 
     @staticmethod

@@ -7,10 +7,8 @@ import numbers
 import numpy as np
 
 from tflm_training import _checks, _native, saturation, tflite_graph
-from tflm_training.errors import (ArenaTooSmallError, InputMismatchError,
-                                  InvalidArgumentError)
-from tflm_training.interpreter import (Interpreter, _aligned_bytes, measure_arena,
-                                      raise_for_status)
+from tflm_training.errors import ArenaTooSmallError, InputMismatchError, InvalidArgumentError
+from tflm_training.interpreter import Interpreter, _aligned_bytes, measure_arena, raise_for_status
 from tflm_training.plan import TrainingPlan, gradient_bits_of, parameter_layout
 
 
@@ -31,26 +29,38 @@ class Trainer:
     trained weights or biases at their integer limits (saturation.py).
     """
 
-    def __init__(self, model_bytes, plan, arena_size=None, atomic_steps=True,
-                 max_saturation=saturation.DEFAULT_LIMIT):
+    def __init__(
+        self,
+        model_bytes,
+        plan,
+        arena_size=None,
+        atomic_steps=True,
+        max_saturation=saturation.DEFAULT_LIMIT,
+    ):
         if not isinstance(model_bytes, (bytes, bytearray, memoryview)):
             raise InvalidArgumentError(
-                f"model_bytes must be bytes, got {type(model_bytes).__name__}")
+                f"model_bytes must be bytes, got {type(model_bytes).__name__}"
+            )
         self._model_bytes = bytes(model_bytes)
         self._model = _aligned_bytes(self._model_bytes, len(self._model_bytes))
         if isinstance(plan, TrainingPlan):
             plan = plan.to_bytes()
         if not isinstance(plan, (bytes, bytearray, memoryview)):
             raise InvalidArgumentError(
-                f"plan must be a TrainingPlan or bytes, got {type(plan).__name__}")
+                f"plan must be a TrainingPlan or bytes, got {type(plan).__name__}"
+            )
         self._plan_bytes = bytes(plan)
         # The runtime built for the plan's gradient width; a damaged plan
         # goes to the default one, whose parser says what is wrong.
         self._lib = _native.library(gradient_bits_of(self._plan_bytes))
-        if (not isinstance(max_saturation, numbers.Real) or isinstance(max_saturation, bool)
-                or not 0 <= max_saturation <= 1):
-            raise InvalidArgumentError(f"max_saturation must be a share in [0, 1], got "
-                                       f"{max_saturation!r}")
+        if (
+            not isinstance(max_saturation, numbers.Real)
+            or isinstance(max_saturation, bool)
+            or not 0 <= max_saturation <= 1
+        ):
+            raise InvalidArgumentError(
+                f"max_saturation must be a share in [0, 1], got {max_saturation!r}"
+            )
         self.max_saturation = float(max_saturation)
         arena_size = _checks.arena_size(arena_size)
         if arena_size is None:
@@ -60,22 +70,26 @@ class Trainer:
         except ArenaTooSmallError as error:
             need = self._measure_arena()
             raise ArenaTooSmallError(
-                f"{error}; this model and plan need exactly {need} bytes") from None
+                f"{error}; this model and plan need exactly {need} bytes"
+            ) from None
         self.plan = TrainingPlan.from_bytes(self._plan_bytes)
         self._graph = tflite_graph.read_graph(self._model_bytes)
         self._parameters = self._parameter_tensors()
         address = self._lib.tt_trainer_interpreter(self._state)
-        self.interpreter = Interpreter._attach(address, self._model, self._model_bytes,
-                                               self._parameters, self, self._lib)
+        self.interpreter = Interpreter._attach(
+            address, self._model, self._model_bytes, self._parameters, self, self._lib
+        )
         details = self.interpreter.get_input_details(0)
         self._input_shape = tuple(int(d) for d in details["shape"])
         self._input_dtype = np.dtype(details["dtype"])
         self._undo = None
         if atomic_steps:
-            self._undo = np.zeros(max(1, self._lib.tt_trainer_undo_bytes(self._state)),
-                                  dtype=np.uint8)
-            self._check(self._lib.tt_trainer_set_undo(self._state, self._undo.ctypes.data,
-                                                      len(self._undo)))
+            self._undo = np.zeros(
+                max(1, self._lib.tt_trainer_undo_bytes(self._state)), dtype=np.uint8
+            )
+            self._check(
+                self._lib.tt_trainer_set_undo(self._state, self._undo.ctypes.data, len(self._undo))
+            )
         self.losses = []
 
     # -- setup ---------------------------------------------------------------
@@ -85,8 +99,14 @@ class Trainer:
         self._state = ctypes.create_string_buffer(self._lib.tt_sizeof_trainer())
         plan = np.frombuffer(self._plan_bytes, dtype=np.uint8)
         status = self._lib.tt_trainer_init(
-            self._state, self._model.ctypes.data, len(self._model), plan.ctypes.data,
-            len(self._plan_bytes), self._arena.ctypes.data, arena_size)
+            self._state,
+            self._model.ctypes.data,
+            len(self._model),
+            plan.ctypes.data,
+            len(self._plan_bytes),
+            self._arena.ctypes.data,
+            arena_size,
+        )
         self._check(status)
 
     def _measure_arena(self):
@@ -117,8 +137,9 @@ class Trainer:
         total = 0.0
         self.interpreter._activations_valid = False
         for sample, label in zip(samples, labels):
-            status = self._lib.tt_trainer_step(self._state, sample.ctypes.data, sample.nbytes,
-                                               int(label), ctypes.byref(loss))
+            status = self._lib.tt_trainer_step(
+                self._state, sample.ctypes.data, sample.nbytes, int(label), ctypes.byref(loss)
+            )
             self.losses.append(loss.value if status == 0 else float("nan"))
             self._check(status)
             total += loss.value
@@ -133,8 +154,11 @@ class Trainer:
         does; plans without sampled layers are unaffected. With sampled
         layers an epoch starts on a batch boundary (BadStateError
         otherwise)."""
-        if (not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool)
-                or not 0 <= epoch < 2**32):
+        if (
+            not isinstance(epoch, numbers.Integral)
+            or isinstance(epoch, bool)
+            or not 0 <= epoch < 2**32
+        ):
             raise InvalidArgumentError(f"epoch must be an int in [0, 2**32), got {epoch!r}")
         self._check(self._lib.tt_trainer_begin_epoch(self._state, int(epoch)))
 
@@ -166,13 +190,21 @@ class Trainer:
         for sample, label in zip(samples, labels):
             weights[:] = 0
             biases[:] = 0
-            self._check(self._lib.tt_trainer_gradient_norms(
-                self._state, sample.ctypes.data, sample.nbytes, int(label),
-                weights.ctypes.data, biases.ctypes.data, None))
+            self._check(
+                self._lib.tt_trainer_gradient_norms(
+                    self._state,
+                    sample.ctypes.data,
+                    sample.nbytes,
+                    int(label),
+                    weights.ctypes.data,
+                    biases.ctypes.data,
+                    None,
+                )
+            )
             total += (biases if bias else weights)[:slots]
         result, start = {}, 0
         for op, channels in self.selected_channels().items():
-            result[op] = total[start:start + len(channels)]
+            result[op] = total[start : start + len(channels)]
             start += len(channels)
         return result
 
@@ -183,8 +215,11 @@ class Trainer:
         classes = np.empty(len(samples), dtype=np.int64)
         predicted = ctypes.c_int32()
         for i, sample in enumerate(samples):
-            self._check(self._lib.tt_trainer_predict(
-                self._state, sample.ctypes.data, sample.nbytes, ctypes.byref(predicted)))
+            self._check(
+                self._lib.tt_trainer_predict(
+                    self._state, sample.ctypes.data, sample.nbytes, ctypes.byref(predicted)
+                )
+            )
             classes[i] = predicted.value
         self.interpreter._activations_valid = True
         return int(classes[0]) if single else classes
@@ -255,11 +290,12 @@ class Trainer:
         parts, position = {}, 0
         for index in self.trained_tensors():
             size = self.get_tensor(index).nbytes
-            parts[index] = bytes(data[position:position + size])
+            parts[index] = bytes(data[position : position + size])
             position += size
         if position != len(data):
-            raise InvalidArgumentError(f"{len(data)} parameter bytes; this model and plan "
-                                       f"train {position}")
+            raise InvalidArgumentError(
+                f"{len(data)} parameter bytes; this model and plan train {position}"
+            )
         return parts
 
     # -- inspection ----------------------------------------------------------
@@ -298,27 +334,33 @@ class Trainer:
         """
         model = self._exported(parameters)
         if not force:
-            saturation.check(saturation.measure(self._model_bytes, model, self.plan),
-                             self.max_saturation)
+            saturation.check(
+                saturation.measure(self._model_bytes, model, self.plan), self.max_saturation
+            )
         return model
 
     def _exported(self, parameters):
         out = bytearray(self._model_bytes)
         for index in self._parameters:
             tensor = self._graph.tensors[index]
-            sharing = [t.index for t in self._graph.tensors
-                       if t.buffer == tensor.buffer and t.index != index]
+            sharing = [
+                t.index
+                for t in self._graph.tensors
+                if t.buffer == tensor.buffer and t.index != index
+            ]
             if sharing:
                 raise InvalidArgumentError(
                     f"tensor {index} shares its buffer with tensor {sharing[0]}; exporting "
-                    "it in place would change both")
+                    "it in place would change both"
+                )
             values = self.get_tensor(index).tobytes()
             if parameters is not None:
                 values = bytes(parameters[index])
             if len(values) != tensor.data_size:
-                raise InvalidArgumentError(f"tensor {index} has {len(values)} bytes but its "
-                                           f"buffer {tensor.data_size}")
-            out[tensor.data_pos:tensor.data_pos + tensor.data_size] = values
+                raise InvalidArgumentError(
+                    f"tensor {index} has {len(values)} bytes but its buffer {tensor.data_size}"
+                )
+            out[tensor.data_pos : tensor.data_pos + tensor.data_size] = values
         return bytes(out)
 
     # -- samples ---------------------------------------------------------------
@@ -330,19 +372,22 @@ class Trainer:
         if array.dtype != self._input_dtype:
             raise InputMismatchError(
                 f"samples must have dtype {self._input_dtype.name}, got {array.dtype.name}; "
-                "quantize them with the scale and zero point of input 0")
+                "quantize them with the scale and zero point of input 0"
+            )
         if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
             raise InputMismatchError("samples hold NaN or infinity; give finite values")
         if array.shape == shape or (shape[:1] == (1,) and array.shape == shape[1:]):
             return [np.ascontiguousarray(array.reshape(shape))], True
-        if array.ndim >= 1 and (array.shape[1:] == shape or
-                                (shape[:1] == (1,) and array.shape[1:] == shape[1:])):
+        if array.ndim >= 1 and (
+            array.shape[1:] == shape or (shape[:1] == (1,) and array.shape[1:] == shape[1:])
+        ):
             if len(array) == 0:
                 raise InvalidArgumentError("the batch holds no samples; give at least one")
             return [np.ascontiguousarray(s.reshape(shape)) for s in array], False
         raise InputMismatchError(
             f"samples must have shape {shape} (one) or (N, {', '.join(map(str, shape[1:]))}) "
-            f"(a batch), got {array.shape}")
+            f"(a batch), got {array.shape}"
+        )
 
     def _samples(self, x, y):
         samples, _ = self._as_samples(x)
@@ -350,12 +395,11 @@ class Trainer:
         if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 1:
             raise InvalidArgumentError("labels must be integers, one per sample")
         if len(labels) != len(samples):
-            raise InvalidArgumentError(
-                f"{len(samples)} samples but {len(labels)} labels")
+            raise InvalidArgumentError(f"{len(samples)} samples but {len(labels)} labels")
         classes = self.plan.num_classes
         outside = labels[(labels < 0) | (labels >= classes)]
         if len(outside):
-            raise InvalidArgumentError(f"label {outside[0]} is outside the model's classes 0 "
-                                       f"to {classes - 1}")
+            raise InvalidArgumentError(
+                f"label {outside[0]} is outside the model's classes 0 to {classes - 1}"
+            )
         return samples, labels.astype(np.int64)
-

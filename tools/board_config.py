@@ -4,6 +4,7 @@ A board with "emulates": "<other>" takes every key it does not set itself
 from the other board's board.json (so the emulator carries the real
 board's memory limits and CPU flags).
 """
+
 import dataclasses
 import json
 import pathlib
@@ -37,7 +38,7 @@ def _number(value, what):
             return int(value, 0)
         except ValueError:
             pass
-    raise BoardError(f"{what} must be an integer or a \"0x...\" string, got {value!r}")
+    raise BoardError(f'{what} must be an integer or a "0x..." string, got {value!r}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Board:
 
     def _get(self, key):
         if key not in self.data:
-            raise BoardError(f"{self.path / 'board.json'} has no \"{key}\"")
+            raise BoardError(f'{self.path / "board.json"} has no "{key}"')
         return self.data[key]
 
     @property
@@ -58,9 +59,10 @@ class Board:
     def memory(self, region):
         entry = self._get("memory").get(region)
         if entry is None:
-            raise BoardError(f"board {self.name} has no \"{region}\" memory")
-        return Region(_number(entry["origin"], f"{region} origin"),
-                      _number(entry["size"], f"{region} size"))
+            raise BoardError(f'board {self.name} has no "{region}" memory')
+        return Region(
+            _number(entry["origin"], f"{region} origin"), _number(entry["size"], f"{region} size")
+        )
 
     @property
     def flash(self):
@@ -84,7 +86,7 @@ class Board:
         """The "console", "exit" or "counter" object; "kind" names its driver."""
         entry = self._get(name)
         if "kind" not in entry:
-            raise BoardError(f"board {self.name}: \"{name}\" has no \"kind\"")
+            raise BoardError(f'board {self.name}: "{name}" has no "kind"')
         return entry
 
     @property
@@ -129,5 +131,4 @@ def emulator_board(name):
         candidate = load_board(other)
         if candidate.qemu and candidate.emulates == name:
             return candidate
-    raise BoardError(f"no board emulates {name!r} (none has \"qemu\" and "
-                     f"\"emulates\": \"{name}\")")
+    raise BoardError(f'no board emulates {name!r} (none has "qemu" and "emulates": "{name}")')

@@ -4,6 +4,7 @@ on a board (emulated in QEMU), and check the device against the host.
 Each step is a small function that either returns what the next one needs
 or raises DeployError with what went wrong and what to do next.
 """
+
 import dataclasses
 import itertools
 import math
@@ -14,18 +15,18 @@ import tokenize
 import zipfile
 import zlib
 
-from absl import flags
 import numpy as np
+from absl import flags
 
-from planning import cost_model
-from planning import datasets
-from planning import schemes
-from tools import board_config
-from tools import emulation
-from tools import firmware_build
-from tools import host_build
-from tools import learner_firmware
-from tools import output_folder
+from planning import cost_model, datasets, schemes
+from tools import (
+    board_config,
+    emulation,
+    firmware_build,
+    host_build,
+    learner_firmware,
+    output_folder,
+)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "examples" / "ds_cnn_fsdd.tflite"
@@ -84,8 +85,11 @@ def fail(error, log=print):
 def interrupted(error):
     """Says a run was stopped (Ctrl-C) with --out untouched; returns 130,
     the shell's status for SIGINT."""
-    print(f"interrupted: {output_folder.with_notes('--out is as it was before this run', error)}",
-          file=sys.stderr, flush=True)
+    print(
+        f"interrupted: {output_folder.with_notes('--out is as it was before this run', error)}",
+        file=sys.stderr,
+        flush=True,
+    )
     return 130
 
 
@@ -95,8 +99,9 @@ def run_tool(job, argv, user_errors, log=print):
     exit status 130. Anything else is a bug and keeps its traceback."""
     try:
         if len(argv) > 1:
-            raise DeployError(f"unexpected arguments {argv[1:]}; every option is a --flag "
-                              "(--helpfull lists them)")
+            raise DeployError(
+                f"unexpected arguments {argv[1:]}; every option is a --flag (--helpfull lists them)"
+            )
         return job()
     except user_errors as e:
         return fail(e, log)
@@ -135,19 +140,23 @@ def check_learning_rate(value):
     check_positive("learning_rate", value)
     low, high = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
     if not low <= value <= high:
-        raise DeployError(f"--learning_rate {value:g} does not fit a float32, which the plan "
-                          f"stores; give a value from {low:.3g} to {high:.3g} (e.g. 0.02)")
+        raise DeployError(
+            f"--learning_rate {value:g} does not fit a float32, which the plan "
+            f"stores; give a value from {low:.3g} to {high:.3g} (e.g. 0.02)"
+        )
 
 
 def check_seed(value):
     if not 0 <= value < 2**32:
-        raise DeployError(f"--seed must be from 0 to {2**32 - 1} (the plan stores it as a "
-                          f"uint32), not {value}")
+        raise DeployError(
+            f"--seed must be from 0 to {2**32 - 1} (the plan stores it as a uint32), not {value}"
+        )
 
 
 def _tflm():
     host_build.build_host_if_stale()
-    import tflm_training  # pylint: disable=import-outside-toplevel
+    import tflm_training
+
     return tflm_training
 
 
@@ -158,32 +167,39 @@ def load_board(name):
     try:
         return board_config.load_board(name)
     except board_config.BoardError as e:
-        raise DeployError(f"{e}. Pick one of the known boards with --board "
-                          f"(each is a folder under boards/ with a board.json).") from None
+        raise DeployError(
+            f"{e}. Pick one of the known boards with --board "
+            f"(each is a folder under boards/ with a board.json)."
+        ) from None
 
 
 def check_tools(board, emulate):
     """The ARM toolchain always; QEMU when emulating."""
     if shutil.which(firmware_build.GCC) is None or shutil.which(firmware_build.OBJCOPY) is None:
-        raise DeployError(f"the ARM toolchain ({firmware_build.GCC}) is not installed. Install "
-                          f"it with: sudo apt-get install {TOOLCHAIN_PACKAGES} "
-                          "(or run: bash tools/install.sh)")
+        raise DeployError(
+            f"the ARM toolchain ({firmware_build.GCC}) is not installed. Install "
+            f"it with: sudo apt-get install {TOOLCHAIN_PACKAGES} "
+            "(or run: bash tools/install.sh)"
+        )
     try:
         firmware_build.check_toolchain(board.cpu_flags)
     except firmware_build.BuildError as e:
         raise DeployError(str(e)) from None
     if emulate and shutil.which(emulation.QEMU) is None:
-        raise DeployError(f"{emulation.QEMU} is not installed, so the firmware cannot be "
-                          f"emulated. Install it with: sudo apt-get install {QEMU_PACKAGE} "
-                          "(or pass --noemulate to only build the firmware)")
+        raise DeployError(
+            f"{emulation.QEMU} is not installed, so the firmware cannot be "
+            f"emulated. Install it with: sudo apt-get install {QEMU_PACKAGE} "
+            "(or pass --noemulate to only build the firmware)"
+        )
 
 
 def emulator_board(board):
     try:
         return emulation.resolve_board(board.name)
     except board_config.BoardError as e:
-        raise DeployError(f"{e}; pass --noemulate to build the firmware for {board.name} "
-                          "without running it") from None
+        raise DeployError(
+            f"{e}; pass --noemulate to build the firmware for {board.name} without running it"
+        ) from None
 
 
 # -- data ------------------------------------------------------------------------
@@ -193,8 +209,19 @@ DATASET_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # What numpy and zipfile raise on a damaged .npz: a truncated or bit-flipped
 # archive, a mangled array header (parsed as a Python literal), a shape too
 # big to allocate, or an object array (pickles are never loaded).
-_NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, SyntaxError, tokenize.TokenError,
-               TypeError, MemoryError, OverflowError, zipfile.BadZipFile, zlib.error)
+_NPZ_ERRORS = (
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    SyntaxError,
+    tokenize.TokenError,
+    TypeError,
+    MemoryError,
+    OverflowError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
 
 
 @dataclasses.dataclass
@@ -212,24 +239,28 @@ def load_dataset(name_or_path):
     one-line DeployError."""
     if name_or_path in DATASETS:
         train_file, test_file = DATASETS[name_or_path]
-        name, arrays = name_or_path, {**_read_npz(train_file, DATASET_KEYS[:2]),
-                                      **_read_npz(test_file, DATASET_KEYS[2:])}
+        name, arrays = (
+            name_or_path,
+            {**_read_npz(train_file, DATASET_KEYS[:2]), **_read_npz(test_file, DATASET_KEYS[2:])},
+        )
     else:
         path = pathlib.Path(name_or_path)
         if not path.is_file():
-            raise DeployError(f"dataset {name_or_path!r} is neither a built-in dataset "
-                              f"({', '.join(DATASETS)}) nor an .npz file")
+            raise DeployError(
+                f"dataset {name_or_path!r} is neither a built-in dataset "
+                f"({', '.join(DATASETS)}) nor an .npz file"
+            )
         name, arrays = path.stem, _read_npz(path, DATASET_KEYS)
     for split in ("train", "test"):
-        arrays[f"y_{split}"] = check_split(name, split, arrays[f"x_{split}"],
-                                           arrays[f"y_{split}"])
+        arrays[f"y_{split}"] = check_split(name, split, arrays[f"x_{split}"], arrays[f"y_{split}"])
     return Dataset(name, **arrays)
 
 
 def _read_npz(path, keys):
     """{key: array} from an .npz written by numpy.savez."""
-    redo = ("; write it again with numpy.savez(path, x_train=..., y_train=..., x_test=..., "
-            "y_test=...)")
+    redo = (
+        "; write it again with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
+    )
     try:
         with open(path, "rb") as f:
             start = f.read(6)
@@ -237,16 +268,20 @@ def _read_npz(path, keys):
         if start == b"\x93NUMPY":
             raise DeployError(f"{path} holds a single array (.npy), not named arrays{redo}")
         if start[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
-            raise DeployError(f"{path} is not an .npz (it does not start like a zip archive: "
-                              f"damaged, or another format){redo}")
+            raise DeployError(
+                f"{path} is not an .npz (it does not start like a zip archive: "
+                f"damaged, or another format){redo}"
+            )
         data = np.load(path, allow_pickle=False)
     except _NPZ_ERRORS as e:
         raise DeployError(f"cannot read {path} as an .npz ({_why(e)}){redo}") from None
     with data:
         missing = [k for k in keys if k not in data.files]
         if missing:
-            raise DeployError(f"{path} lacks {', '.join(missing)}; it must hold "
-                              f"{', '.join(keys)} (it has {', '.join(data.files) or 'nothing'})")
+            raise DeployError(
+                f"{path} lacks {', '.join(missing)}; it must hold "
+                f"{', '.join(keys)} (it has {', '.join(data.files) or 'nothing'})"
+            )
         return {key: _read_array(data, key, path, redo) for key in keys}
 
 
@@ -255,11 +290,14 @@ def _read_array(data, key, path, redo):
         return data[key]
     except _NPZ_ERRORS as e:
         if isinstance(e, ValueError) and "allow_pickle" in str(e):
-            raise DeployError(f"{key} in {path} is an object array (Python objects, e.g. "
-                              "rows of different lengths); give a numeric array of shape "
-                              f"(N, ...){redo}") from None
-        raise DeployError(f"cannot read {key} from {path}: the file is damaged "
-                          f"({_why(e)}){redo}") from None
+            raise DeployError(
+                f"{key} in {path} is an object array (Python objects, e.g. "
+                "rows of different lengths); give a numeric array of shape "
+                f"(N, ...){redo}"
+            ) from None
+        raise DeployError(
+            f"cannot read {key} from {path}: the file is damaged ({_why(e)}){redo}"
+        ) from None
 
 
 def _why(error):
@@ -273,40 +311,56 @@ def check_split(name, split, x, y):
     x_key, y_key = f"x_{split}", f"y_{split}"
     where = f"dataset {name}: "
     if x.ndim == 0:
-        raise DeployError(f"{where}{x_key} is a single value (a 0-d array); it must hold "
-                          "samples, shaped (N, *the model's input shape)")
+        raise DeployError(
+            f"{where}{x_key} is a single value (a 0-d array); it must hold "
+            "samples, shaped (N, *the model's input shape)"
+        )
     if x.dtype.kind not in "uif":
-        raise DeployError(f"{where}{x_key} has dtype {x.dtype}; samples must be numbers: "
-                          "uint8 (0-255), already in the model input's dtype, or floats")
+        raise DeployError(
+            f"{where}{x_key} has dtype {x.dtype}; samples must be numbers: "
+            "uint8 (0-255), already in the model input's dtype, or floats"
+        )
     if len(x) == 0:
         raise DeployError(f"{where}{x_key} is empty; give at least one sample")
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
-        raise DeployError(f"{where}{x_key} holds NaN or infinite values in {len(bad)} "
-                          f"samples (the first is sample {bad[0]}); drop or fix them")
+        raise DeployError(
+            f"{where}{x_key} holds NaN or infinite values in {len(bad)} "
+            f"samples (the first is sample {bad[0]}); drop or fix them"
+        )
     return _check_labels(where, y_key, x_key, y, len(x))
 
 
 def _check_labels(where, y_key, x_key, y, count):
     if y.ndim == 0:
-        raise DeployError(f"{where}{y_key} is a single value (a 0-d array); give one "
-                          "integer class index per sample, shaped (N,)")
+        raise DeployError(
+            f"{where}{y_key} is a single value (a 0-d array); give one "
+            "integer class index per sample, shaped (N,)"
+        )
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
-        raise DeployError(f"{where}{y_key} has shape {y.shape}; labels must be (N,) or "
-                          "(N, 1), one class index per sample (for one-hot labels give "
-                          f"{y_key}.argmax(axis=1))")
+        raise DeployError(
+            f"{where}{y_key} has shape {y.shape}; labels must be (N,) or "
+            "(N, 1), one class index per sample (for one-hot labels give "
+            f"{y_key}.argmax(axis=1))"
+        )
     if y.dtype.kind not in "ui":
-        hint = f" ({y_key}.astype(np.int64) if they are whole numbers)" \
-            if y.dtype.kind == "f" else ""
-        raise DeployError(f"{where}{y_key} has dtype {y.dtype}; labels must be integer "
-                          f"class indices{hint}")
+        hint = (
+            f" ({y_key}.astype(np.int64) if they are whole numbers)" if y.dtype.kind == "f" else ""
+        )
+        raise DeployError(
+            f"{where}{y_key} has dtype {y.dtype}; labels must be integer class indices{hint}"
+        )
     y = y.reshape(-1)
     if len(y) != count:
-        raise DeployError(f"{where}{x_key} has {count} samples but {y_key} has {len(y)} "
-                          "labels; give one label per sample")
+        raise DeployError(
+            f"{where}{x_key} has {count} samples but {y_key} has {len(y)} "
+            "labels; give one label per sample"
+        )
     if y.min() < 0:
-        raise DeployError(f"{where}{y_key} holds the negative label {int(y.min())}; labels "
-                          "are class indices 0, 1, ...")
+        raise DeployError(
+            f"{where}{y_key} holds the negative label {int(y.min())}; labels "
+            "are class indices 0, 1, ..."
+        )
     return y
 
 
@@ -329,24 +383,30 @@ def model_input(model_bytes):
         raise DeployError(f"the runtime cannot run the model: {e}") from None
     dtype = np.dtype(details["dtype"])
     if dtype.kind not in "uif":
-        raise DeployError(f"the model's input is {dtype.name}; deploy feeds integer "
-                          "(quantized) or float32 inputs")
+        raise DeployError(
+            f"the model's input is {dtype.name}; deploy feeds integer (quantized) or float32 inputs"
+        )
     quantization = details["quantization_parameters"]
     scales, zero_points = quantization["scales"], quantization["zero_points"]
-    return ModelInput(tuple(int(d) for d in details["shape"][1:]), dtype,
-                      float(scales[0]) if len(scales) else 1.0,
-                      int(zero_points[0]) if len(zero_points) else 0,
-                      int(np.prod(output["shape"])))
+    return ModelInput(
+        tuple(int(d) for d in details["shape"][1:]),
+        dtype,
+        float(scales[0]) if len(scales) else 1.0,
+        int(zero_points[0]) if len(zero_points) else 0,
+        int(np.prod(output["shape"])),
+    )
 
 
 def check_learner_input(info):
     """Refuses a model whose samples the learner protocol cannot carry."""
-    from tflm_training import learner as wire  # pylint: disable=import-outside-toplevel
+    from tflm_training import learner as wire
+
     if info.dtype not in wire.TYPE_CODES:
         raise DeployError(
             f"the model's input is {info.dtype.name}, which the learner protocol cannot carry "
             f"to the device (it sends {', '.join(d.name for d in wire.TYPE_CODES)}); give a "
-            "model with an int8 or float32 input")
+            "model with an int8 or float32 input"
+        )
 
 
 def _check_shape(x, shape, key, dataset):
@@ -354,15 +414,18 @@ def _check_shape(x, shape, key, dataset):
         dims = ", ".join(map(str, shape))
         raise DeployError(
             f"dataset {dataset}: {key} has shape {x.shape}, but the model takes samples of "
-            f"shape {shape}, so {key} must be (N, {dims}); "
-            + _shape_hint(x.shape[1:], shape, key))
+            f"shape {shape}, so {key} must be (N, {dims}); " + _shape_hint(x.shape[1:], shape, key)
+        )
 
 
 def _shape_hint(got, shape, key):
     """How to turn samples of shape `got` into `shape`, when it is plain."""
     if len(got) == len(shape) <= 6 and sorted(got) == sorted(shape):
-        order = next(p for p in itertools.permutations(range(len(shape)))
-                     if tuple(got[i] for i in p) == shape)
+        order = next(
+            p
+            for p in itertools.permutations(range(len(shape)))
+            if tuple(got[i] for i in p) == shape
+        )
         axes = ", ".join(str(i + 1) for i in order)
         return f"it looks transposed: np.transpose({key}, (0, {axes}))"
     if got + (1,) == shape:
@@ -372,8 +435,10 @@ def _shape_hint(got, shape, key):
     if [d for d in got if d != 1] == [d for d in shape if d != 1]:
         return f"it differs only in size-1 axes: {key}.reshape((-1, {', '.join(map(str, shape))}))"
     if len(got) == len(shape) == 3 and got[2] == shape[2]:
-        return (f"both are images ({shape[2]} channels): pass --resize nearest or --resize "
-                "bilinear to resize them to the model's height and width")
+        return (
+            f"both are images ({shape[2]} channels): pass --resize nearest or --resize "
+            "bilinear to resize them to the model's height and width"
+        )
     return "give data made for this model"
 
 
@@ -398,24 +463,30 @@ def _real_values(x, info, key, dataset):
     if x.dtype == np.uint8:
         return x.astype(np.float32) / np.float32(255.0)
     if x.dtype.kind != "f":
-        raise DeployError(f"dataset {dataset}: {key} has dtype {x.dtype}; the model takes "
-                          f"{info.dtype.name}: give uint8 (0-255, fed as x / 255), real "
-                          f"values as floats, or {info.dtype.name} samples as they are")
+        raise DeployError(
+            f"dataset {dataset}: {key} has dtype {x.dtype}; the model takes "
+            f"{info.dtype.name}: give uint8 (0-255, fed as x / 255), real "
+            f"values as floats, or {info.dtype.name} samples as they are"
+        )
     with np.errstate(over="ignore"):
         real = x.astype(np.float32)
     if not np.isfinite(real).all():
-        raise DeployError(f"dataset {dataset}: {key} holds values beyond float32's "
-                          "range; scale the samples (e.g. to 0-1)")
+        raise DeployError(
+            f"dataset {dataset}: {key} holds values beyond float32's "
+            "range; scale the samples (e.g. to 0-1)"
+        )
     return np.ascontiguousarray(real)
 
 
 def _labels(y, info, key, dataset):
     if y.max() >= info.num_classes:
-        raise DeployError(f"dataset {dataset}: {key} holds labels {int(y.min())} to "
-                          f"{int(y.max())}, but the model has {info.num_classes} classes "
-                          f"(0 to {info.num_classes - 1}); give a model with a head for "
-                          f"this dataset's classes, or leave out --head keep to replace its "
-                          f"classifier with a fresh {int(y.max()) + 1}-class one")
+        raise DeployError(
+            f"dataset {dataset}: {key} holds labels {int(y.min())} to "
+            f"{int(y.max())}, but the model has {info.num_classes} classes "
+            f"(0 to {info.num_classes - 1}); give a model with a head for "
+            f"this dataset's classes, or leave out --head keep to replace its "
+            f"classifier with a fresh {int(y.max()) + 1}-class one"
+        )
     return y.astype(np.int64)
 
 
@@ -433,12 +504,15 @@ def resize_dataset(dataset, info, method):
     if method is None:
         return dataset
     if method not in RESIZE_METHODS:
-        raise DeployError(f"--resize {method!r} is not a method; pick one of "
-                          f"{', '.join(RESIZE_METHODS)}")
+        raise DeployError(
+            f"--resize {method!r} is not a method; pick one of {', '.join(RESIZE_METHODS)}"
+        )
     if len(info.shape) != 3:
-        raise DeployError(f"--resize resizes images, but the model's input has shape "
-                          f"{info.shape}, not (height, width, channels); give samples of "
-                          f"shape (N, {', '.join(map(str, info.shape))}) and leave out --resize")
+        raise DeployError(
+            f"--resize resizes images, but the model's input has shape "
+            f"{info.shape}, not (height, width, channels); give samples of "
+            f"shape (N, {', '.join(map(str, info.shape))}) and leave out --resize"
+        )
     arrays = {}
     for key in ("x_train", "x_test"):
         x = getattr(dataset, key)
@@ -446,7 +520,8 @@ def resize_dataset(dataset, info, method):
             raise DeployError(
                 f"--resize resizes images: dataset {dataset.name}: {key} has shape {x.shape}, "
                 f"not (N, height, width, {info.shape[2]}) images like the model's input "
-                f"{info.shape}")
+                f"{info.shape}"
+            )
         arrays[key] = _resize(x, info.shape[:2], method)
     return dataclasses.replace(dataset, **arrays)
 
@@ -459,16 +534,17 @@ def _resize(x, size, method):
     for axis, (old, new) in enumerate(zip(x.shape[1:3], size), start=1):
         centres = (np.arange(new, dtype=np.float64) + 0.5) * old / new
         if method == "nearest":
-            real = np.take(real, np.minimum(np.floor(centres), old - 1).astype(np.int64),
-                           axis=axis)
+            real = np.take(real, np.minimum(np.floor(centres), old - 1).astype(np.int64), axis=axis)
             continue
         position = np.clip(centres - 0.5, 0, old - 1)
         low = np.floor(position).astype(np.int64)
         high = np.minimum(low + 1, old - 1)
-        weight = (position - low).astype(np.float32).reshape(
-            [-1 if a == axis else 1 for a in range(4)])
-        real = np.take(real, low, axis=axis) * (1 - weight) + np.take(real, high,
-                                                                      axis=axis) * weight
+        weight = (
+            (position - low).astype(np.float32).reshape([-1 if a == axis else 1 for a in range(4)])
+        )
+        real = (
+            np.take(real, low, axis=axis) * (1 - weight) + np.take(real, high, axis=axis) * weight
+        )
     if x.dtype.kind == "f":
         return real.astype(x.dtype)
     limits = np.iinfo(x.dtype)
@@ -488,8 +564,9 @@ def wants_new_head(head, model_kind, dataset, info):
     if head == "new":
         return True
     classes = dataset_classes(dataset)
-    return (head == "auto" and model_kind == "tflite" and classes >= 2
-            and classes != info.num_classes)
+    return (
+        head == "auto" and model_kind == "tflite" and classes >= 2 and classes != info.num_classes
+    )
 
 
 def new_head(model_bytes, dataset, info, seed, log=print):
@@ -497,21 +574,27 @@ def new_head(model_bytes, dataset, info, seed, log=print):
     tflm_training.new_head.NewHead), ranges calibrated on a class-balanced
     subset of x_train (tflm_training.new_head)."""
     _tflm()
-    from tflm_training import new_head as heads  # pylint: disable=import-outside-toplevel
+    from tflm_training import new_head as heads
+
     classes = dataset_classes(dataset)
     if classes < 2:
-        raise DeployError(f"dataset {dataset.name}: a new head needs at least 2 classes, "
-                          "but every label is 0")
-    chosen = datasets.balanced_subset(dataset.y_train, CALIBRATION_SAMPLES,
-                                      np.random.default_rng(seed))
+        raise DeployError(
+            f"dataset {dataset.name}: a new head needs at least 2 classes, but every label is 0"
+        )
+    chosen = datasets.balanced_subset(
+        dataset.y_train, CALIBRATION_SAMPLES, np.random.default_rng(seed)
+    )
     x = _as_input(dataset.x_train[chosen], info, "x_train", dataset.name)
     try:
-        model, head = heads.replace_head(model_bytes, x, dataset.y_train[chosen], classes,
-                                         seed=seed)
+        model, head = heads.replace_head(
+            model_bytes, x, dataset.y_train[chosen], classes, seed=seed
+        )
     except heads.NoClassifierError as e:
-        raise DeployError(f"cannot replace this model's head for the dataset's {classes} "
-                          f"classes: {e}; give a model whose outputs are the dataset's classes "
-                          "(or --head keep to train the head it has)") from None
+        raise DeployError(
+            f"cannot replace this model's head for the dataset's {classes} "
+            f"classes: {e}; give a model whose outputs are the dataset's classes "
+            "(or --head keep to train the head it has)"
+        ) from None
     log(head.describe())
     return model, head
 
@@ -537,10 +620,19 @@ def prepare_samples(dataset, info, train_samples, test_samples, seed=0, heldout_
     train = datasets.balanced_subset(train_y, train_samples, rng)
     test = datasets.balanced_subset(test_y, test_samples, rng)
     rest = np.setdiff1d(np.arange(len(train_y)), train)
-    heldout = rest[datasets.balanced_subset(train_y[rest], heldout_samples, rng)] \
-        if heldout_samples and len(rest) else rest[:0]
-    return Samples(train_x[train], train_y[train], test_x[test], test_y[test],
-                   train_x[heldout], train_y[heldout])
+    heldout = (
+        rest[datasets.balanced_subset(train_y[rest], heldout_samples, rng)]
+        if heldout_samples and len(rest)
+        else rest[:0]
+    )
+    return Samples(
+        train_x[train],
+        train_y[train],
+        test_x[test],
+        test_y[test],
+        train_x[heldout],
+        train_y[heldout],
+    )
 
 
 # -- model -----------------------------------------------------------------------
@@ -554,12 +646,14 @@ def _checkpoint_prefix(path):
         found = [p for p in found if p.with_name(p.stem + ".weights.npz").is_file()]
         if len(found) != 1:
             names = ", ".join(str(p.with_suffix("")) for p in found) or "none"
-            raise DeployError(f"{path} holds {len(found)} checkpoints ({names}); pass one "
-                              "checkpoint's prefix with --model")
+            raise DeployError(
+                f"{path} holds {len(found)} checkpoints ({names}); pass one "
+                "checkpoint's prefix with --model"
+            )
         return found[0].with_suffix("")
     for suffix in (".json", ".weights.npz"):
         if path.name.endswith(suffix):
-            path = path.with_name(path.name[:-len(suffix)])
+            path = path.with_name(path.name[: -len(suffix)])
     if path.with_name(path.name + ".json").is_file():
         return path
     return None
@@ -567,11 +661,12 @@ def _checkpoint_prefix(path):
 
 def _pipeline():
     try:
-        # pylint: disable=import-outside-toplevel
         from pipeline import checkpoint, data, heads, qat
     except ImportError as e:
-        raise DeployError(f"converting a Keras model needs the pipeline extra ({e}); install "
-                          "it with: pip install '.[pipeline]', or pass a .tflite") from None
+        raise DeployError(
+            f"converting a Keras model needs the pipeline extra ({e}); install "
+            "it with: pip install '.[pipeline]', or pass a .tflite"
+        ) from None
     return checkpoint, data, heads, qat
 
 
@@ -580,8 +675,10 @@ def _downstream_float(float_model, dataset, what):
     _, data, _, _ = _pipeline()
     x = data.to_float(dataset.x_train)
     if x.shape[1:] != tuple(float_model.input_shape[1:]):
-        raise DeployError(f"dataset {dataset.name}: samples have shape {x.shape[1:]}, the "
-                          f"{what} takes {tuple(float_model.input_shape[1:])}")
+        raise DeployError(
+            f"dataset {dataset.name}: samples have shape {x.shape[1:]}, the "
+            f"{what} takes {tuple(float_model.input_shape[1:])}"
+        )
     return x
 
 
@@ -604,24 +701,31 @@ def convert_checkpoint(prefix, dataset, out_dir, log=print):
     """A pipeline checkpoint -> int8 .tflite with a new head for the dataset's
     classes (pipeline.qat + pipeline.heads; needs TensorFlow)."""
     checkpoint, data, _, qat = _pipeline()
-    log(f"converting checkpoint {prefix}: QAT (1 epoch) and a new head calibrated on "
-        f"{dataset.name} (TensorFlow; a few minutes)")
+    log(
+        f"converting checkpoint {prefix}: QAT (1 epoch) and a new head calibrated on "
+        f"{dataset.name} (TensorFlow; a few minutes)"
+    )
     float_model, info = checkpoint.load(str(prefix))
     x = _downstream_float(float_model, dataset, "checkpoint's model")
     name = info.get("dataset_file", "")
     folders = [REPO / "examples", pathlib.Path(data.SHARED_DATA_DIR)]
     found = [folder / name for folder in folders if name and (folder / name).is_file()]
     if not found:
-        raise DeployError(f"QAT of checkpoint {prefix} needs its upstream data ({name}) in "
-                          f"{' or '.join(str(f) for f in folders)}; convert it with "
-                          "`python tools/qat.py` and pass the .tflite instead")
+        raise DeployError(
+            f"QAT of checkpoint {prefix} needs its upstream data ({name}) in "
+            f"{' or '.join(str(f) for f in folders)}; convert it with "
+            "`python tools/qat.py` and pass the .tflite instead"
+        )
     upstream = found[0]
     with np.load(upstream) as up:
         qat_up = qat.quantization_aware_training(
-            float_model, data.to_float(up["x_train"]), up["y_train"].astype(np.int64),
-            epochs=1, log=lambda *a: None)
-    return _with_new_head(float_model, qat_up, x, dataset, pathlib.Path(prefix).name,
-                          out_dir, log)
+            float_model,
+            data.to_float(up["x_train"]),
+            up["y_train"].astype(np.int64),
+            epochs=1,
+            log=lambda *a: None,
+        )
+    return _with_new_head(float_model, qat_up, x, dataset, pathlib.Path(prefix).name, out_dir, log)
 
 
 def convert_keras_model(path, dataset, out_dir, log=print):
@@ -631,14 +735,19 @@ def convert_keras_model(path, dataset, out_dir, log=print):
     activation ranges calibrated on the dataset's samples, input range
     [0, 1]) and only the new head's ranges are fitted."""
     _, _, _, qat = _pipeline()
-    import tf_keras  # pylint: disable=import-outside-toplevel
-    log(f"converting Keras model {path}: int8 backbone as trained and a new head "
-        f"calibrated on {dataset.name} (TensorFlow)")
+    import tf_keras
+
+    log(
+        f"converting Keras model {path}: int8 backbone as trained and a new head "
+        f"calibrated on {dataset.name} (TensorFlow)"
+    )
     try:
         float_model = tf_keras.models.load_model(str(path), compile=False)
-    except Exception as e:  # pylint: disable=broad-except
-        raise DeployError(f"cannot load {path} with tf_keras ({type(e).__name__}: {e}); "
-                          "save the model with tf_keras (Keras 2), as tfmot requires") from None
+    except Exception as e:
+        raise DeployError(
+            f"cannot load {path} with tf_keras ({type(e).__name__}: {e}); "
+            "save the model with tf_keras (Keras 2), as tfmot requires"
+        ) from None
     x = _downstream_float(float_model, dataset, "Keras model")
     try:
         qat_model = qat.quantize(float_model)
@@ -659,12 +768,16 @@ def model_source(path):
         return "checkpoint", prefix
     kind = {".tflite": "tflite", ".keras": "keras", ".h5": "keras"}.get(path.suffix)
     if kind is None:
-        raise DeployError(f"--model {path} is neither a .tflite file, a Keras model file "
-                          "(.keras, .h5) nor a pipeline checkpoint (a prefix with .json and "
-                          ".weights.npz, as in pipeline/checkpoints/)")
+        raise DeployError(
+            f"--model {path} is neither a .tflite file, a Keras model file "
+            "(.keras, .h5) nor a pipeline checkpoint (a prefix with .json and "
+            ".weights.npz, as in pipeline/checkpoints/)"
+        )
     if not path.is_file():
-        raise DeployError(f"--model {path} does not exist; give an int8 .tflite, a Keras "
-                          "model file or a pipeline checkpoint")
+        raise DeployError(
+            f"--model {path} does not exist; give an int8 .tflite, a Keras "
+            "model file or a pipeline checkpoint"
+        )
     return kind, path
 
 
@@ -684,8 +797,12 @@ def load_model(path, dataset, out_dir, log=print):
 
 def plan_settings(learning_rate, gradient_bits=32):
     """The TrainingPlan settings every scheme's plan gets."""
-    return {"learning_rate": learning_rate, "momentum": MOMENTUM, "batch_size": BATCH_SIZE,
-            "gradient_bits": gradient_bits}
+    return {
+        "learning_rate": learning_rate,
+        "momentum": MOMENTUM,
+        "batch_size": BATCH_SIZE,
+        "gradient_bits": gradient_bits,
+    }
 
 
 def make_plan(model_bytes, scheme, learning_rate, gradient_bits=32):
@@ -694,8 +811,9 @@ def make_plan(model_bytes, scheme, learning_rate, gradient_bits=32):
     if scheme not in schemes.SCHEMES or schemes.SCHEMES[scheme].needs:
         raise DeployError(f"unknown scheme {scheme!r}; pick one of {', '.join(SCHEMES)}")
     try:
-        return schemes.build(scheme, model_bytes,
-                             schemes.Inputs(plan_settings(learning_rate, gradient_bits))).plan
+        return schemes.build(
+            scheme, model_bytes, schemes.Inputs(plan_settings(learning_rate, gradient_bits))
+        ).plan
     except ValueError as e:
         raise DeployError(f"cannot make a {scheme} plan for this model: {e}") from None
 
@@ -704,7 +822,8 @@ def learner_ram(model_bytes, info, heldout_samples, board):
     """RAM the learner firmware needs besides the arena (frame buffer,
     held-out samples, the link's receive ring on every board it may run
     on), for the largest plan this model can have."""
-    from tflm_training import plan as plan_module  # pylint: disable=import-outside-toplevel
+    from tflm_training import plan as plan_module
+
     layers = len(plan_module.trainable_operators(model_bytes))
     input_bytes = int(np.prod(info.shape)) * info.dtype.itemsize
     boards = [board]
@@ -723,8 +842,19 @@ def budget_bytes(board, budget_kb, reserved=0):
     return room if budget_kb is None else min(room, int(budget_kb * 1024))
 
 
-def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_dir,
-                log=print, metric="accuracy", trials=4, gradient_bits=32):
+def search_plan(
+    model_bytes,
+    scheme,
+    samples,
+    budget,
+    learning_rate,
+    seed,
+    out_dir,
+    log=print,
+    metric="accuracy",
+    trials=4,
+    gradient_bits=32,
+):
     """The plan of a searched scheme for `budget` bytes of training arena,
     found on the training samples only (the test samples stay unseen).
 
@@ -738,8 +868,8 @@ def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_d
     layers nearest the logits. gradient_bits: of the plan's stored
     activation gradients (the contribution analysis trains with 32).
     """
-    # pylint: disable=import-outside-toplevel
     from planning import contribution, trady
+
     settings = plan_settings(learning_rate, gradient_bits)
     analysis = {k: v for k, v in settings.items() if k != "gradient_bits"}
     x, y = samples.train_x, samples.train_y
@@ -749,21 +879,35 @@ def search_plan(model_bytes, scheme, samples, budget, learning_rate, seed, out_d
     inputs = schemes.Inputs(settings, budget=budget, seed=seed, log=log)
     try:
         if scheme == "sparse-search":
-            log(f"contribution analysis on {len(y)} training samples (cached in --out's "
-                f"{CONTRIBUTIONS_FILE}) ...")
+            log(
+                f"contribution analysis on {len(y)} training samples (cached in --out's "
+                f"{CONTRIBUTIONS_FILE}) ..."
+            )
             cache = str(pathlib.Path(out_dir) / CONTRIBUTIONS_FILE)
-            table = contribution.analyze(model_bytes, x, y, epochs=1, seeds=(seed,),
-                                         metric=metric, cache_path=cache, log=log, **analysis)
+            table = contribution.analyze(
+                model_bytes,
+                x,
+                y,
+                epochs=1,
+                seeds=(seed,),
+                metric=metric,
+                cache_path=cache,
+                log=log,
+                **analysis,
+            )
             trial_runs = (contribution.prepare_data(x, y), trials, cache) if trials else None
             inputs = dataclasses.replace(inputs, contributions=table, trials=trial_runs)
         if scheme == "trady":
             if len(y) % BATCH_SIZE:
                 # The runtime refuses to redraw inside a batch (tt_trainer.h).
-                raise DeployError(f"trady needs whole batches per epoch: give "
-                                  f"--train_samples as a multiple of {BATCH_SIZE} (the batch "
-                                  f"size), not {len(y)}")
-            ranking = trady.rank_layers(model_bytes, x, y, samples=min(len(y), 100),
-                                        seed=seed, **settings)
+                raise DeployError(
+                    f"trady needs whole batches per epoch: give "
+                    f"--train_samples as a multiple of {BATCH_SIZE} (the batch "
+                    f"size), not {len(y)}"
+                )
+            ranking = trady.rank_layers(
+                model_bytes, x, y, samples=min(len(y), 100), seed=seed, **settings
+            )
             _log_lines(log, ranking.describe())
             inputs = dataclasses.replace(inputs, ranking=ranking)
         built = schemes.build(scheme, model_bytes, inputs)
@@ -784,7 +928,8 @@ def check_scheme_budget(model_bytes, scheme, budget, learning_rate, gradient_bit
             f"{scheme}: the budget of {budget} bytes ({budget / 1024:.1f} KB) cannot hold its "
             f"smallest plan ({what}), which needs a {need}-byte training arena "
             f"({need / 1024:.1f} KB); give a budget of at least {math.ceil(need / 1024)} KB "
-            "(--budget_kb)")
+            "(--budget_kb)"
+        )
 
 
 def _scheme_minimum(model_bytes, scheme, learning_rate, gradient_bits=32):
@@ -792,25 +937,31 @@ def _scheme_minimum(model_bytes, scheme, learning_rate, gradient_bits=32):
     Every sparse-search and TraDy plan trains the classifier fully (TraDy
     adds sampled channels, so its real minimum is a little higher); lowrank
     trains the classifier and the nearest projectable layer at rank >= 1."""
-    from planning import lowrank  # pylint: disable=import-outside-toplevel
+    from planning import lowrank
+
     tflm = _tflm()
     settings = plan_settings(learning_rate, gradient_bits)
     try:
         if scheme != "lowrank":
             plan = tflm.TrainingPlan.classifier_only(model_bytes, **settings)
-            what = "the classifier alone" + (", before any sampled channel"
-                                             if scheme == "trady" else "")
+            what = "the classifier alone" + (
+                ", before any sampled channel" if scheme == "trady" else ""
+            )
             return training_arena(model_bytes, plan), what
         candidates = lowrank.candidate_layers(model_bytes)
         if not candidates:
-            raise DeployError("lowrank: the model has no FULLY_CONNECTED or pointwise CONV_2D "
-                              "layer before the classifier to train low-rank; pick another "
-                              "--scheme")
+            raise DeployError(
+                "lowrank: the model has no FULLY_CONNECTED or pointwise CONV_2D "
+                "layer before the classifier to train low-rank; pick another "
+                "--scheme"
+            )
         plan = lowrank.make_plan(model_bytes, {candidates[0]: 1}, **settings)
     except ValueError as e:
         raise DeployError(f"cannot make a {scheme} plan for this model: {e}") from None
-    return (training_arena(model_bytes, plan),
-            f"the classifier and operator {candidates[0]} at rank 1")
+    return (
+        training_arena(model_bytes, plan),
+        f"the classifier and operator {candidates[0]} at rank 1",
+    )
 
 
 def _log_lines(log, lines):
@@ -819,14 +970,21 @@ def _log_lines(log, lines):
 
 
 def describe_plan(model_bytes, plan):
-    from tflm_training import plan as plan_module  # pylint: disable=import-outside-toplevel
-    names = {op: (name, channels) for op, name, channels, _ in
-             plan_module.trainable_operators(model_bytes)}
+    from tflm_training import plan as plan_module
+
+    names = {
+        op: (name, channels)
+        for op, name, channels, _ in plan_module.trainable_operators(model_bytes)
+    }
     trained = []
     for layer in plan.layers:
-        entry = {"operator": layer.operator_index, "name": names[layer.operator_index][0],
-                 "update": layer.update, "channels": len(layer.channels),
-                 "of_channels": names[layer.operator_index][1]}
+        entry = {
+            "operator": layer.operator_index,
+            "name": names[layer.operator_index][0],
+            "update": layer.update,
+            "channels": len(layer.channels),
+            "of_channels": names[layer.operator_index][1],
+        }
         if layer.update == "sampled":
             entry["bytes_per_channel"] = layer.channel_cost
         if layer.update == "lowrank":
@@ -837,36 +995,45 @@ def describe_plan(model_bytes, plan):
 
 def describe_layer(entry):
     """One trained layer of describe_plan, for people."""
-    what = {"sampled": f"channels drawn every epoch from {entry['channels']}/"
-                       f"{entry['of_channels']}",
-            "lowrank": f"low-rank Adam, rank {entry.get('rank')}, "
-                       f"{entry['channels']}/{entry['of_channels']} channels"}.get(
-        entry["update"], f"{entry['update']}, {entry['channels']}/{entry['of_channels']} "
-                         "channels")
+    what = {
+        "sampled": f"channels drawn every epoch from {entry['channels']}/{entry['of_channels']}",
+        "lowrank": f"low-rank Adam, rank {entry.get('rank')}, "
+        f"{entry['channels']}/{entry['of_channels']} channels",
+    }.get(
+        entry["update"], f"{entry['update']}, {entry['channels']}/{entry['of_channels']} channels"
+    )
     return f"op {entry['operator']} {entry['name']} ({what})"
 
 
 def plan_summary(model_name, plan, trained, arena):
     """What will train, for people: the text written beside plan.bin."""
-    lines = [f"training plan for {model_name}",
-             f"SGD, learning rate {plan.learning_rate:g}, momentum {plan.momentum:g}, "
-             f"batch {plan.batch_size}, QAS {'on' if plan.qas else 'off'}, "
-             f"{plan.gradient_bits}-bit gradients",
-             f"training arena: {arena} bytes"]
+    lines = [
+        f"training plan for {model_name}",
+        f"SGD, learning rate {plan.learning_rate:g}, momentum {plan.momentum:g}, "
+        f"batch {plan.batch_size}, QAS {'on' if plan.qas else 'off'}, "
+        f"{plan.gradient_bits}-bit gradients",
+        f"training arena: {arena} bytes",
+    ]
     if plan.sample_budget:
-        lines.append(f"sampled layers: channels drawn anew every epoch (seed {plan.seed}) "
-                     f"while their optimizer state fits {plan.sample_budget} bytes")
+        lines.append(
+            f"sampled layers: channels drawn anew every epoch (seed {plan.seed}) "
+            f"while their optimizer state fits {plan.sample_budget} bytes"
+        )
     for layer, entry in zip(plan.layers, trained):
-        lines.append(f"operator {entry['operator']} {entry['name']}: "
-                     f"{_UPDATE_WORDS[entry['update']]} of {entry['channels']}/"
-                     f"{entry['of_channels']} output channels {list(layer.channels)}"
-                     + _layer_detail(layer))
+        lines.append(
+            f"operator {entry['operator']} {entry['name']}: "
+            f"{_UPDATE_WORDS[entry['update']]} of {entry['channels']}/"
+            f"{entry['of_channels']} output channels {list(layer.channels)}" + _layer_detail(layer)
+        )
     return "\n".join(lines) + "\n"
 
 
-_UPDATE_WORDS = {"weights": "weights and bias", "bias": "bias",
-                 "sampled": "weights and bias, sampled among",
-                 "lowrank": "weights (low-rank Adam) and bias"}
+_UPDATE_WORDS = {
+    "weights": "weights and bias",
+    "bias": "bias",
+    "sampled": "weights and bias, sampled among",
+    "lowrank": "weights (low-rank Adam) and bias",
+}
 
 
 def _layer_detail(layer):
@@ -880,7 +1047,8 @@ def _layer_detail(layer):
 def training_arena(model_bytes, plan):
     """Bytes of the trainer's arena (tflm_training.memory_model)."""
     tflm = _tflm()
-    from tflm_training import memory_model  # pylint: disable=import-outside-toplevel
+    from tflm_training import memory_model
+
     try:
         return memory_model.training_memory(model_bytes, plan).total
     except tflm.TflmTrainingError as e:
@@ -908,7 +1076,8 @@ def check_model_trains_on(model_bytes, board, reserved=0):
             f"({math.ceil(smallest / 1024)} KB), and the board's {board.ram.size // 1024} KB "
             f"RAM leaves {room} bytes for it (less the stack, other globals and {reserved} "
             "bytes for the learner's buffers). Use a smaller model or input (e.g. the "
-            "pipeline's mcunet or ds_cnn checkpoints)")
+            "pipeline's mcunet or ds_cnn checkpoints)"
+        )
 
 
 def check_budget(model_bytes, plan, scheme, board, budget_kb, reserved=0):
@@ -916,48 +1085,72 @@ def check_budget(model_bytes, plan, scheme, board, budget_kb, reserved=0):
     stack, other globals and `reserved`)."""
     need = training_arena(model_bytes, plan)
     room = cost_model.ram_room(board.name) - reserved
-    limits = [(room, f"the {board.name}'s {board.ram.size // 1024} KB RAM less its "
-                     f"{board.stack_size // 1024} KB stack, "
-                     f"{cost_model.RAM_RESERVE // 1024} KB for the firmware's other globals "
-                     f"and {reserved} bytes for the learner's frame buffer and held-out "
-                     "samples")]
+    limits = [
+        (
+            room,
+            f"the {board.name}'s {board.ram.size // 1024} KB RAM less its "
+            f"{board.stack_size // 1024} KB stack, "
+            f"{cost_model.RAM_RESERVE // 1024} KB for the firmware's other globals "
+            f"and {reserved} bytes for the learner's frame buffer and held-out "
+            "samples",
+        )
+    ]
     if budget_kb is not None:
         limits.append((int(budget_kb * 1024), f"--budget_kb {budget_kb:g}"))
     for limit, what in limits:
         if need > limit:
             smallest = smallest_arena(model_bytes)
-            hint = f"raise --budget_kb to at least {math.ceil(need / 1024)}" \
-                if "budget" in what else "pick a smaller --scheme"
+            hint = (
+                f"raise --budget_kb to at least {math.ceil(need / 1024)}"
+                if "budget" in what
+                else "pick a smaller --scheme"
+            )
             raise DeployError(
                 f"the {scheme} plan needs a {need}-byte training arena "
                 f"({math.ceil(need / 1024)} KB) but {what} leaves {limit} bytes; {hint} "
                 f"(the smallest plan, the classifier's biases only, needs {smallest} bytes "
-                f"= {math.ceil(smallest / 1024)} KB)")
+                f"= {math.ceil(smallest / 1024)} KB)"
+            )
     return need
 
 
 # -- firmware ------------------------------------------------------------------------
 
 
-def build_learner(board_name, model_bytes, plan, out_dir, heldout_samples, log=print,
-                  atomic_steps=False):
+def build_learner(
+    board_name, model_bytes, plan, out_dir, heldout_samples, log=print, atomic_steps=False
+):
     try:
-        return learner_firmware.build_learner_firmware(board_name, model_bytes, plan, out_dir,
-                                                       heldout_samples=heldout_samples,
-                                                       atomic_steps=atomic_steps)
+        return learner_firmware.build_learner_firmware(
+            board_name,
+            model_bytes,
+            plan,
+            out_dir,
+            heldout_samples=heldout_samples,
+            atomic_steps=atomic_steps,
+        )
     except firmware_build.OverLimitError as e:
         log(e.report)
-        raise DeployError(f"{e} Pick a smaller --scheme or --budget_kb, or fewer "
-                          "--heldout_samples (the size report is above).") from None
+        raise DeployError(
+            f"{e} Pick a smaller --scheme or --budget_kb, or fewer "
+            "--heldout_samples (the size report is above)."
+        ) from None
     except (firmware_build.BuildError, board_config.BoardError) as e:
         raise DeployError(str(e)) from None
 
 
 def memory_report(firmware, board):
     usage = firmware.usage
-    return {"board": board.name, "flash_used": usage.flash_bytes,
-            "flash_max": board.flash.size, "ram_static": usage.ram_bytes,
-            "ram_stack": usage.stack_bytes, "ram_max": board.ram.size,
-            "fits": (usage.flash_bytes <= board.flash.size
-                     and usage.ram_bytes + usage.stack_bytes <= board.ram.size),
-            "size_report": firmware.report}
+    return {
+        "board": board.name,
+        "flash_used": usage.flash_bytes,
+        "flash_max": board.flash.size,
+        "ram_static": usage.ram_bytes,
+        "ram_stack": usage.stack_bytes,
+        "ram_max": board.ram.size,
+        "fits": (
+            usage.flash_bytes <= board.flash.size
+            and usage.ram_bytes + usage.stack_bytes <= board.ram.size
+        ),
+        "size_report": firmware.report,
+    }

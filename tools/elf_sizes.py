@@ -5,6 +5,7 @@ stored in flash, including the initial values of .data; dynamic memory is
 .data + .bss. The stack reservation (.stack) is RAM but not a variable, so
 it is reported on its own.
 """
+
 import dataclasses
 import struct
 
@@ -33,16 +34,20 @@ def read_sections(elf_bytes):
         raise ValueError("not a 32-bit little-endian ELF file")
     (shoff,) = struct.unpack_from("<I", elf_bytes, 0x20)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf_bytes, 0x2E)
-    headers = [struct.unpack_from("<IIIIIIIIII", elf_bytes, shoff + i * shentsize)
-               for i in range(shnum)]
+    headers = [
+        struct.unpack_from("<IIIIIIIIII", elf_bytes, shoff + i * shentsize) for i in range(shnum)
+    ]
     names_offset = headers[shstrndx][4]
 
     def name(offset):
         start = names_offset + offset
-        return elf_bytes[start:elf_bytes.index(b"\0", start)].decode()
+        return elf_bytes[start : elf_bytes.index(b"\0", start)].decode()
 
-    return [Section(name(h[0]), h[3], h[5], h[1] != SHT_NOBITS)
-            for h in headers if h[2] & SHF_ALLOC and h[5] > 0]
+    return [
+        Section(name(h[0]), h[3], h[5], h[1] != SHT_NOBITS)
+        for h in headers
+        if h[2] & SHF_ALLOC and h[5] > 0
+    ]
 
 
 def usage(elf_bytes, flash, ram, stack_section=".stack"):
@@ -58,6 +63,7 @@ def usage(elf_bytes, flash, ram, stack_section=".stack"):
         elif flash.contains(section.address):
             flash_bytes += section.size
         else:
-            raise ValueError(f"section {section.name} at {section.address:#x} is in "
-                             "neither flash nor RAM")
+            raise ValueError(
+                f"section {section.name} at {section.address:#x} is in neither flash nor RAM"
+            )
     return Usage(flash_bytes, ram_bytes, stack_bytes)

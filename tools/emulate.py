@@ -18,6 +18,7 @@ with QEMU's -icount (boards/README.md).
   python tools/emulate.py --emulator renode --elf build/.../learner_app/firmware.elf
       # the learner; its UART on TCP --learner_port for learn.py --port socket://...
 """
+
 import json
 import pathlib
 import subprocess
@@ -27,41 +28,50 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from absl import app  # pylint: disable=g-import-not-at-top
-from absl import flags
+from absl import app, flags
 
-from tools import board_config
-from tools import deploy_steps
-from tools import emulation
-from tools import firmware_build
-from tools import renode
-from tools import training_firmware
+from tools import board_config, deploy_steps, emulation, firmware_build, renode, training_firmware
 
 _BOARD = flags.DEFINE_string("board", "mps2_an386", "Board to emulate.")
-_APP = flags.DEFINE_string(
-    "app", firmware_build.APP, "The app the default --elf was built with.")
+_APP = flags.DEFINE_string("app", firmware_build.APP, "The app the default --elf was built with.")
 _ELF = flags.DEFINE_string(
-    "elf", None, "Firmware ELF (default build/firmware/<emulated board>/firmware.elf, "
-    "or build/firmware/<emulated board>-<app>/firmware.elf for other apps).")
+    "elf",
+    None,
+    "Firmware ELF (default build/firmware/<emulated board>/firmware.elf, "
+    "or build/firmware/<emulated board>-<app>/firmware.elf for other apps).",
+)
 _TIMEOUT = flags.DEFINE_float("timeout", 60.0, "Seconds before QEMU is stopped.")
 _QUIET = flags.DEFINE_bool("quiet", False, "Do not echo the console.")
-_EVENTS_OUT = flags.DEFINE_string(
-    "events_out", None, "Write the parsed events to this JSON file.")
+_EVENTS_OUT = flags.DEFINE_string("events_out", None, "Write the parsed events to this JSON file.")
 _EMULATOR = flags.DEFINE_enum(
-    "emulator", "qemu", ["qemu", "renode"], "qemu: the emulator board (mps2_an386); "
-    "renode: the nrf52840 image itself under Renode (default --board nrf52840).")
+    "emulator",
+    "qemu",
+    ["qemu", "renode"],
+    "qemu: the emulator board (mps2_an386); "
+    "renode: the nrf52840 image itself under Renode (default --board nrf52840).",
+)
 _SCRIPTS_ONLY = flags.DEFINE_bool(
-    "renode_scripts_only", False, "Renode: write the .resc/.robot scripts, do not run them.")
+    "renode_scripts_only", False, "Renode: write the .resc/.robot scripts, do not run them."
+)
 _RENODE_OUT = flags.DEFINE_string(
-    "renode_out", None, "Renode: folder of the scripts and results (default "
-    "build/renode/<the ELF's folder name>).")
+    "renode_out",
+    None,
+    "Renode: folder of the scripts and results (default build/renode/<the ELF's folder name>).",
+)
 _EXPECT_EVENTS = flags.DEFINE_string(
-    "expect_events", None, "Renode: the events (--events_out of a QEMU run of the same "
+    "expect_events",
+    None,
+    "Renode: the events (--events_out of a QEMU run of the same "
     "model and inputs) whose lines the firmware must print; without it and without "
-    "--elf the reference is run here.")
+    "--elf the reference is run here.",
+)
 _LEARNER_PORT = flags.DEFINE_integer(
-    "learner_port", renode.DEFAULT_LEARNER_PORT, "Renode: TCP port of the learner "
-    "firmware's UART.", lower_bound=1, upper_bound=65535)
+    "learner_port",
+    renode.DEFAULT_LEARNER_PORT,
+    "Renode: TCP port of the learner firmware's UART.",
+    lower_bound=1,
+    upper_bound=65535,
+)
 
 
 def log(message):
@@ -76,8 +86,10 @@ def reference_events(board):
     result = emulation.run_firmware(firmware.elf, emulator.name, timeout=_TIMEOUT.value)
     if result.timed_out or result.log.exit_status is None:
         raise emulation.EmulationError(f"the reference run in QEMU failed: {result.note}")
-    log(f"reference: {len(result.log.events)} console lines from QEMU's {emulator.name} "
-        f"run (exit status {result.status})")
+    log(
+        f"reference: {len(result.log.events)} console lines from QEMU's {emulator.name} "
+        f"run (exit status {result.status})"
+    )
     return result.log.events
 
 
@@ -86,7 +98,8 @@ def run_renode():
     renode.platform_of(board)
     elf = _ELF.value
     learner = _APP.value == renode.LEARNER_APP or (
-        elf is not None and renode.built_app(elf) == renode.LEARNER_APP)
+        elf is not None and renode.built_app(elf) == renode.LEARNER_APP
+    )
     if not _SCRIPTS_ONLY.value:  # before any build
         renode.find(renode.RENODE if learner else renode.RENODE_TEST)
     events = renode.load_events(_EXPECT_EVENTS.value) if _EXPECT_EVENTS.value else None
@@ -104,25 +117,34 @@ def run_renode():
         expectations = renode.expectations_from_events(events, board)
     elif not learner:
         log("note: without --expect_events only the exit line is expected")
-    out = pathlib.Path(_RENODE_OUT.value or REPO / "build" / "renode" /
-                       pathlib.Path(elf).resolve().parent.name)
-    scripts = renode.write_scripts(out, elf, board, expectations, port=_LEARNER_PORT.value,
-                                   timeout_s=_TIMEOUT.value)
+    out = pathlib.Path(
+        _RENODE_OUT.value or REPO / "build" / "renode" / pathlib.Path(elf).resolve().parent.name
+    )
+    scripts = renode.write_scripts(
+        out, elf, board, expectations, port=_LEARNER_PORT.value, timeout_s=_TIMEOUT.value
+    )
     for path in (scripts.resc, scripts.robot):
         if path is not None:
             log(f"wrote {path}")
     if scripts.robot is None:
-        log(f"the learner's UART will be on TCP port {scripts.port}: python tools/learn.py "
-            f"--model M.tflite --plan P.bin --port socket://localhost:{scripts.port}")
+        log(
+            f"the learner's UART will be on TCP port {scripts.port}: python tools/learn.py "
+            f"--model M.tflite --plan P.bin --port socket://localhost:{scripts.port}"
+        )
     if _SCRIPTS_ONLY.value:
-        log(f"run: {renode.RENODE} {scripts.resc}" if scripts.robot is None else
-            f"run: {renode.RENODE_TEST} {scripts.robot}   (or {renode.RENODE} {scripts.resc})")
+        log(
+            f"run: {renode.RENODE} {scripts.resc}"
+            if scripts.robot is None
+            else f"run: {renode.RENODE_TEST} {scripts.robot}   (or {renode.RENODE} {scripts.resc})"
+        )
         return 0
     if scripts.robot is None:
         return subprocess.call(renode.renode_command(scripts.resc))
     returncode = subprocess.call(renode.robot_command(scripts.robot, out / "results"))
-    log(f"renode-test: {'every expected line appeared' if returncode == 0 else 'FAILED'} "
-        f"(results in {out / 'results'})")
+    log(
+        f"renode-test: {'every expected line appeared' if returncode == 0 else 'FAILED'} "
+        f"(results in {out / 'results'})"
+    )
     return 0 if returncode == 0 else 1
 
 
@@ -132,8 +154,12 @@ def main(argv):
     if _EMULATOR.value == "renode":
         try:
             return run_renode()
-        except (renode.RenodeError, emulation.EmulationError, board_config.BoardError,
-                firmware_build.BuildError) as e:
+        except (
+            renode.RenodeError,
+            emulation.EmulationError,
+            board_config.BoardError,
+            firmware_build.BuildError,
+        ) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
     try:
@@ -150,10 +176,12 @@ def main(argv):
         elif elf is None:
             elf = firmware_build.default_out_dir(board.name, _APP.value) / "firmware.elf"
         result = emulation.run_firmware(
-            elf, board.name, timeout=_TIMEOUT.value,
-            echo=None if _QUIET.value else lambda line: print(line, flush=True))
-    except (emulation.EmulationError, board_config.BoardError,
-            firmware_build.BuildError) as e:
+            elf,
+            board.name,
+            timeout=_TIMEOUT.value,
+            echo=None if _QUIET.value else lambda line: print(line, flush=True),
+        )
+    except (emulation.EmulationError, board_config.BoardError, firmware_build.BuildError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if _EVENTS_OUT.value:

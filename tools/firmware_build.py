@@ -5,6 +5,7 @@ The static arena is sized exactly: the host build of the same runtime
 reports how many bytes the model needs (arena records hold no pointers, so
 the count is the same on the host and on the MCU).
 """
+
 import concurrent.futures
 import dataclasses
 import json
@@ -16,12 +17,8 @@ import subprocess
 
 import numpy as np
 
-from tflm_training import interpreter
-from tflm_training import tflite_graph
-from tools import board_config
-from tools import elf_sizes
-from tools import host_build
-from tools import object_cache
+from tflm_training import interpreter, tflite_graph
+from tools import board_config, elf_sizes, host_build, object_cache
 
 REPO = host_build.REPO
 BOARDS_DIR = board_config.BOARDS_DIR
@@ -43,14 +40,27 @@ NM = "arm-none-eabi-nm"
 # Forward and backward kernels: archived, and linked only when a model uses
 # their operator (kernel_symbols; the registries refer to them weakly).
 KERNELS_DIR = host_build.RUNTIME / "kernels"
-TOOLCHAIN_HINT = ("On Debian/Ubuntu install it with: "
-                  "sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi")
+TOOLCHAIN_HINT = (
+    "On Debian/Ubuntu install it with: "
+    "sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
+)
 
 # -fno-schedule-insns: GCC's scheduling before register allocation hoists
 # the loads of the DSP kernels' unrolled loops and then spills registers
 # (5-15% more instructions on every model, measured under QEMU).
-C_FLAGS = ["-std=c11", "-O2", "-fno-schedule-insns", "-g", "-fwrapv", "-ffp-contract=off", "-Wall",
-           "-Wextra", "-Werror", "-ffunction-sections", "-fdata-sections"]
+C_FLAGS = [
+    "-std=c11",
+    "-O2",
+    "-fno-schedule-insns",
+    "-g",
+    "-fwrapv",
+    "-ffp-contract=off",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-ffunction-sections",
+    "-fdata-sections",
+]
 LINK_FLAGS = ["-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections"]
 # Drivers only some apps need (the learner: its link to the host, its flash).
 OPTIONAL_PARTS = ("link", "flash_store")
@@ -93,20 +103,24 @@ class Firmware:
 def check_toolchain(cpu_flags):
     missing = [tool for tool in (GCC, OBJCOPY) if shutil.which(tool) is None]
     if missing:
-        raise BuildError(f"the ARM toolchain is missing: {', '.join(missing)} not found "
-                         f"on PATH. {TOOLCHAIN_HINT}")
-    libc = subprocess.run([GCC, *cpu_flags, "--specs=nano.specs",
-                           "-print-file-name=libc_nano.a"],
-                          capture_output=True, text=True).stdout.strip()
+        raise BuildError(
+            f"the ARM toolchain is missing: {', '.join(missing)} not found "
+            f"on PATH. {TOOLCHAIN_HINT}"
+        )
+    libc = subprocess.run(
+        [GCC, *cpu_flags, "--specs=nano.specs", "-print-file-name=libc_nano.a"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     if not os.path.isabs(libc):
-        raise BuildError(f"{GCC} is installed but newlib (the C library) is not. "
-                         f"{TOOLCHAIN_HINT}")
+        raise BuildError(f"{GCC} is installed but newlib (the C library) is not. {TOOLCHAIN_HINT}")
 
 
 def model_facts(model_bytes):
     """Arena bytes and input layout, from the host build of the runtime."""
     host_build.build_host_if_stale()
-    import tflm_training  # pylint: disable=import-outside-toplevel
+    import tflm_training
+
     try:
         interpreter = tflm_training.Interpreter.from_bytes(model_bytes)
         details = interpreter.get_input_details(0)
@@ -114,8 +128,11 @@ def model_facts(model_bytes):
         raise BuildError(f"the runtime cannot load the model: {e}") from None
     if interpreter.num_inputs != 1:
         raise BuildError("the firmware app feeds models with exactly one input")
-    return ModelFacts(interpreter.arena_used_bytes(), tuple(int(d) for d in details["shape"]),
-                      np.dtype(details["dtype"]))
+    return ModelFacts(
+        interpreter.arena_used_bytes(),
+        tuple(int(d) for d in details["shape"]),
+        np.dtype(details["dtype"]),
+    )
 
 
 def input_samples(inputs, facts):
@@ -123,17 +140,20 @@ def input_samples(inputs, facts):
     inputs = np.asarray(inputs)
     shape = facts.input_shape
     if inputs.dtype != facts.input_dtype:
-        raise BuildError(f"inputs have dtype {inputs.dtype}, the model's input is "
-                         f"{facts.input_dtype}: quantize them with the input's scale and "
-                         "zero point first")
+        raise BuildError(
+            f"inputs have dtype {inputs.dtype}, the model's input is "
+            f"{facts.input_dtype}: quantize them with the input's scale and "
+            "zero point first"
+        )
     if inputs.shape == shape:
         return inputs[np.newaxis]
     if inputs.shape[1:] == shape:
         return inputs
     if shape and shape[0] == 1 and inputs.shape[1:] == shape[1:]:
         return inputs.reshape((-1,) + shape)
-    raise BuildError(f"inputs have shape {inputs.shape}; expected {shape} or "
-                     f"(N, {', '.join(map(str, shape))})")
+    raise BuildError(
+        f"inputs have shape {inputs.shape}; expected {shape} or (N, {', '.join(map(str, shape))})"
+    )
 
 
 def _define(name, value):
@@ -161,14 +181,21 @@ def board_sources(board, parts=()):
     drivers = BOARDS_DIR / "drivers"
     for part in ("console", "exit", "counter", *parts):
         if part in OPTIONAL_PARTS and not board.data.get(part):
-            raise BuildError(f"board {board.name} has no \"{part}\" in its board.json, which "
-                             f"this app needs")
+            raise BuildError(
+                f'board {board.name} has no "{part}" in its board.json, which this app needs'
+            )
         kind = board.part(part)["kind"]
-        found = sorted(p for p in drivers.iterdir() if p.suffix in (".c", ".S") and (
-            p.stem == f"{part}_{kind}" or p.stem.startswith(f"{part}_{kind}_")))
+        found = sorted(
+            p
+            for p in drivers.iterdir()
+            if p.suffix in (".c", ".S")
+            and (p.stem == f"{part}_{kind}" or p.stem.startswith(f"{part}_{kind}_"))
+        )
         if not found:
-            raise BuildError(f"board {board.name}: no driver for {part} kind {kind!r} "
-                             f"(expected {drivers}/{part}_{kind}.c)")
+            raise BuildError(
+                f"board {board.name}: no driver for {part} kind {kind!r} "
+                f"(expected {drivers}/{part}_{kind}.c)"
+            )
         sources += found
     return sources
 
@@ -181,8 +208,9 @@ def _object_name(source):
 def _run(command, what):
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if result.returncode != 0:
-        raise BuildError(f"{what} failed:\n{' '.join(map(str, command))}\n"
-                         f"{result.stdout}{result.stderr}")
+        raise BuildError(
+            f"{what} failed:\n{' '.join(map(str, command))}\n{result.stdout}{result.stderr}"
+        )
     return result
 
 
@@ -192,14 +220,25 @@ def _run(command, what):
 # support (startup, reports, faults):
 # optimized for size, since their speed does not matter and flash does.
 # Everything on the per-inference and per-step path stays at -O2.
-RUN_ONCE_RUNTIME_SOURCES = frozenset({
-    "memory/tt_arena.c", "memory/tt_buffer_planner.c", "model/tt_builtin_names.c",
-    "model/tt_flatbuffer.c", "model/tt_types.c", "kernels/common/tt_kernel_checks.c",
-    "kernels/common/tt_kernel_prepare.c", "kernels/common/tt_kernel_registry.c",
-    "interpreter/tt_model_reader.c", "training/tt_training_plan.c", "math/tt_crc.c",
-    "memory/tt_activation_planner.c", "tt_status.c", "training/tt_trainer_setup.c",
-    "kernels/common/tt_conv_params.c",
-})
+RUN_ONCE_RUNTIME_SOURCES = frozenset(
+    {
+        "memory/tt_arena.c",
+        "memory/tt_buffer_planner.c",
+        "model/tt_builtin_names.c",
+        "model/tt_flatbuffer.c",
+        "model/tt_types.c",
+        "kernels/common/tt_kernel_checks.c",
+        "kernels/common/tt_kernel_prepare.c",
+        "kernels/common/tt_kernel_registry.c",
+        "interpreter/tt_model_reader.c",
+        "training/tt_training_plan.c",
+        "math/tt_crc.c",
+        "memory/tt_activation_planner.c",
+        "tt_status.c",
+        "training/tt_trainer_setup.c",
+        "kernels/common/tt_conv_params.c",
+    }
+)
 SIZE_OPTIMIZATION = "-Os"
 
 
@@ -226,8 +265,10 @@ def compile_all(board, sources, out_dir, defines, app_defines, verbose):
     app's assembly goes through the object cache."""
     obj_dir = out_dir / "obj"
     obj_dir.mkdir(parents=True, exist_ok=True)
-    includes = [f"-I{d}" for d in (BOARDS_DIR / "common", BOARDS_DIR / "drivers",
-                                   *host_build.include_dirs())]
+    includes = [
+        f"-I{d}"
+        for d in (BOARDS_DIR / "common", BOARDS_DIR / "drivers", *host_build.include_dirs())
+    ]
     base = [GCC, *board.cpu_flags, *C_FLAGS, *includes, *defines]
     cache = object_cache.ObjectCache(OBJECT_CACHE)
     app_dir = BOARDS_DIR / "app"
@@ -259,13 +300,27 @@ def compile_all(board, sources, out_dir, defines, app_defines, verbose):
 def link(board, objects, elf, scale=1, state_bytes=0, required=()):
     """required: symbols to pull from the archives among the objects."""
     flash, ram = board.flash, board.ram
-    symbols = {"__flash_origin": flash.origin, "__flash_size": flash.size * scale,
-               "__ram_origin": ram.origin, "__ram_size": ram.size * scale,
-               "__stack_size": board.stack_size, "__state_size": state_bytes}
-    command = [GCC, *board.cpu_flags, *LINK_FLAGS, "-T", str(LINKER_SCRIPT),
-               *(f"-Wl,--defsym={k}={v}" for k, v in symbols.items()),
-               *(f"-Wl,--undefined={name}" for name in required),
-               f"-Wl,-Map={elf.with_suffix('.map')}", *map(str, objects), "-o", str(elf)]
+    symbols = {
+        "__flash_origin": flash.origin,
+        "__flash_size": flash.size * scale,
+        "__ram_origin": ram.origin,
+        "__ram_size": ram.size * scale,
+        "__stack_size": board.stack_size,
+        "__state_size": state_bytes,
+    }
+    command = [
+        GCC,
+        *board.cpu_flags,
+        *LINK_FLAGS,
+        "-T",
+        str(LINKER_SCRIPT),
+        *(f"-Wl,--defsym={k}={v}" for k, v in symbols.items()),
+        *(f"-Wl,--undefined={name}" for name in required),
+        f"-Wl,-Map={elf.with_suffix('.map')}",
+        *map(str, objects),
+        "-o",
+        str(elf),
+    ]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True)
 
 
@@ -275,16 +330,20 @@ OPTIONAL_RUNTIME_PARTS = {
     # The DSP path of depthwise layers with a depth multiplier above 1.
     "kernels/common/tt_depthwise_dsp_multiplied.c": (
         "tt_depthwise_dsp_group_multiplied",
-        lambda graph, op: _depth_multiplier(graph, op) > 1),
+        lambda graph, op: _depth_multiplier(graph, op) > 1,
+    ),
 }
 
 
 def _depth_multiplier(graph, op):
     """Output over input channels of a DEPTHWISE_CONV_2D (0 for others)."""
     tensors = len(graph.tensors)
-    if interpreter.builtin_name(op.builtin_code) != "DEPTHWISE_CONV_2D" or \
-            len(op.inputs) < 1 or len(op.outputs) < 1 or \
-            not (0 <= op.inputs[0] < tensors and 0 <= op.outputs[0] < tensors):
+    if (
+        interpreter.builtin_name(op.builtin_code) != "DEPTHWISE_CONV_2D"
+        or len(op.inputs) < 1
+        or len(op.outputs) < 1
+        or not (0 <= op.inputs[0] < tensors and 0 <= op.outputs[0] < tensors)
+    ):
         return 0  # a corrupt model: the runtime says what is wrong with it
     in_shape = graph.tensors[op.inputs[0]].shape
     out_shape = graph.tensors[op.outputs[0]].shape
@@ -300,8 +359,7 @@ def kernel_symbols(model_bytes, training=False):
     they use; operators the runtime lacks name symbols no archive defines,
     which is harmless."""
     graph = tflite_graph.read_graph(model_bytes)
-    names = sorted({interpreter.builtin_name(op.builtin_code).lower()
-                    for op in graph.operators})
+    names = sorted({interpreter.builtin_name(op.builtin_code).lower() for op in graph.operators})
     prefixes = ("tt_kernel_", "tt_backward_") if training else ("tt_kernel_",)
     symbols = [prefix + name for name in names for prefix in prefixes]
     for symbol, needed in OPTIONAL_RUNTIME_PARTS.values():
@@ -340,27 +398,33 @@ def code_bytes(elf):
 def size_report(usage, board):
     flash, ram = board.flash.size, board.ram.size
     left = ram - usage.ram_bytes
-    return "\n".join([
-        f"Sketch uses {usage.flash_bytes} bytes ({usage.flash_bytes * 100 // flash}%) "
-        f"of program storage space. Maximum is {flash} bytes.",
-        f"Global variables use {usage.ram_bytes} bytes ({usage.ram_bytes * 100 // ram}%) "
-        f"of dynamic memory, leaving {left} bytes for local variables. "
-        f"Maximum is {ram} bytes.",
-        f"Of the bytes left for local variables, the stack reserves {usage.stack_bytes} "
-        f"(stack_size in boards/{board.data.get('emulates', board.name)}/board.json).",
-    ])
+    return "\n".join(
+        [
+            f"Sketch uses {usage.flash_bytes} bytes ({usage.flash_bytes * 100 // flash}%) "
+            f"of program storage space. Maximum is {flash} bytes.",
+            f"Global variables use {usage.ram_bytes} bytes ({usage.ram_bytes * 100 // ram}%) "
+            f"of dynamic memory, leaving {left} bytes for local variables. "
+            f"Maximum is {ram} bytes.",
+            f"Of the bytes left for local variables, the stack reserves {usage.stack_bytes} "
+            f"(stack_size in boards/{board.data.get('emulates', board.name)}/board.json).",
+        ]
+    )
 
 
 def over_limit_message(usage, board, parts):
     problems = []
     if usage.flash_bytes > board.flash.size:
-        problems.append(f"program storage needs {usage.flash_bytes} bytes but the board has "
-                        f"{board.flash.size} (over by {usage.flash_bytes - board.flash.size})")
+        problems.append(
+            f"program storage needs {usage.flash_bytes} bytes but the board has "
+            f"{board.flash.size} (over by {usage.flash_bytes - board.flash.size})"
+        )
     ram_need = usage.ram_bytes + usage.stack_bytes
     if ram_need > board.ram.size:
-        problems.append(f"RAM needs {ram_need} bytes (globals {usage.ram_bytes} + stack "
-                        f"{usage.stack_bytes}) but the board has {board.ram.size} "
-                        f"(over by {ram_need - board.ram.size})")
+        problems.append(
+            f"RAM needs {ram_need} bytes (globals {usage.ram_bytes} + stack "
+            f"{usage.stack_bytes}) but the board has {board.ram.size} "
+            f"(over by {ram_need - board.ram.size})"
+        )
     message = f"the firmware does not fit the {board.name}: {'; '.join(problems)}"
     if parts:
         message += " (" + ", ".join(f"{k} {v} bytes" for k, v in parts.items()) + ")"
@@ -383,9 +447,19 @@ def default_out_dir(board_name, app=APP):
     return DEFAULT_OUT_ROOT / name
 
 
-def build_app(board_name, app, out_dir=None, defines=(), with_runtime=False,
-              embedded=None, verbose=False, parts=(), state_bytes=0, kernels=None,
-              gradient_bits=32):
+def build_app(
+    board_name,
+    app,
+    out_dir=None,
+    defines=(),
+    with_runtime=False,
+    embedded=None,
+    verbose=False,
+    parts=(),
+    state_bytes=0,
+    kernels=None,
+    gradient_bits=32,
+):
     """Compiles and links one app for a board; checks it fits.
 
     embedded: {name: byte size} of the big parts, for the over-limit message.
@@ -403,9 +477,14 @@ def build_app(board_name, app, out_dir=None, defines=(), with_runtime=False,
     sources = [*board_sources(board, parts), *app_sources(app)]
     if with_runtime:
         sources += host_build.runtime_sources()
-    objects = compile_all(board, sources, out_dir,
-                          board_defines(board) + host_build.gradient_flags(gradient_bits),
-                          defines, verbose)
+    objects = compile_all(
+        board,
+        sources,
+        out_dir,
+        board_defines(board) + host_build.gradient_flags(gradient_bits),
+        defines,
+        verbose,
+    )
     if with_runtime and kernels is not None:
         objects = _archive_kernels(objects, sources, out_dir / "obj")
 
@@ -416,15 +495,24 @@ def build_app(board_name, app, out_dir=None, defines=(), with_runtime=False,
         if "overflowed" not in result.stderr and "will not fit" not in result.stderr:
             raise BuildError(f"linking failed:\n{result.stdout}{result.stderr}")
         probe = out_dir / "oversized.elf"
-        if link(board, objects, probe, scale=OVERSIZE_FACTOR, state_bytes=state_bytes,
-                required=required).returncode != 0:
+        if (
+            link(
+                board,
+                objects,
+                probe,
+                scale=OVERSIZE_FACTOR,
+                state_bytes=state_bytes,
+                required=required,
+            ).returncode
+            != 0
+        ):
             raise BuildError(f"linking failed:\n{result.stdout}{result.stderr}")
-        usage = elf_sizes.usage(probe.read_bytes(), _scaled(board.flash),
-                                _scaled(board.ram))
+        usage = elf_sizes.usage(probe.read_bytes(), _scaled(board.flash), _scaled(board.ram))
         probe.unlink()
         elf.unlink(missing_ok=True)
-        raise OverLimitError(over_limit_message(usage, board, embedded or {}),
-                             size_report(usage, board))
+        raise OverLimitError(
+            over_limit_message(usage, board, embedded or {}), size_report(usage, board)
+        )
 
     usage = elf_sizes.usage(elf.read_bytes(), board.flash, board.ram)
     hex_path, bin_path = elf.with_suffix(".hex"), elf.with_suffix(".bin")
@@ -442,12 +530,14 @@ def build_app(board_name, app, out_dir=None, defines=(), with_runtime=False,
         "ram_size": board.ram.size,
     }
     (out_dir / "build.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return Firmware(board.name, out_dir, elf, hex_path, bin_path, usage,
-                    size_report(usage, board), summary)
+    return Firmware(
+        board.name, out_dir, elf, hex_path, bin_path, usage, size_report(usage, board), summary
+    )
 
 
-def build_firmware(board_name, model_path=None, inputs=None, out_dir=None,
-                   arena_bytes=None, verbose=False):
+def build_firmware(
+    board_name, model_path=None, inputs=None, out_dir=None, arena_bytes=None, verbose=False
+):
     """The inference app with a model and inputs (a .npy path or an array);
     None means the defaults."""
     board = board_config.load_board(board_name)
@@ -469,20 +559,27 @@ def build_firmware(board_name, model_path=None, inputs=None, out_dir=None,
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "model.tflite").write_bytes(model_bytes)
     (out_dir / "inputs.bin").write_bytes(np.ascontiguousarray(samples).tobytes())
-    embedded = {"model": len(model_bytes), "inputs": samples.nbytes,
-                "arena": arena_bytes}
-    firmware = build_app(board_name, APP, out_dir,
-                         defines=[f"-DAPP_ARENA_BYTES={arena_bytes}"],
-                         with_runtime=True, embedded=embedded, verbose=verbose,
-                         kernels=kernel_symbols(model_bytes))
-    firmware.summary.update({
-        "model": str(model_path),
-        "model_bytes": len(model_bytes),
-        "inputs": int(samples.shape[0]),
-        "input_shape": list(facts.input_shape),
-        "input_dtype": facts.input_dtype.name,
-        "arena_bytes": arena_bytes,
-    })
+    embedded = {"model": len(model_bytes), "inputs": samples.nbytes, "arena": arena_bytes}
+    firmware = build_app(
+        board_name,
+        APP,
+        out_dir,
+        defines=[f"-DAPP_ARENA_BYTES={arena_bytes}"],
+        with_runtime=True,
+        embedded=embedded,
+        verbose=verbose,
+        kernels=kernel_symbols(model_bytes),
+    )
+    firmware.summary.update(
+        {
+            "model": str(model_path),
+            "model_bytes": len(model_bytes),
+            "inputs": int(samples.shape[0]),
+            "input_shape": list(facts.input_shape),
+            "input_dtype": facts.input_dtype.name,
+            "arena_bytes": arena_bytes,
+        }
+    )
     (out_dir / "build.json").write_text(json.dumps(firmware.summary, indent=2) + "\n")
     return firmware
 

@@ -4,6 +4,7 @@ The line format is a contract (boards/README.md). Both tools/emulate.py
 (QEMU's output) and a serial reader on real hardware feed lines to
 `ConsoleLog`; other lines (boot noise, partial lines) are kept but ignored.
 """
+
 import dataclasses
 import json
 
@@ -24,11 +25,11 @@ def parse_line(line):
     if not line.startswith(PREFIX):
         return None
     try:
-        event = json.loads(line[len(PREFIX):])
+        event = json.loads(line[len(PREFIX) :])
     except json.JSONDecodeError as e:
         raise ConsoleFormatError(f"bad event line {line!r}: {e}") from None
     if not isinstance(event, dict) or not isinstance(event.get("event"), str):
-        raise ConsoleFormatError(f"event line without an \"event\" name: {line!r}")
+        raise ConsoleFormatError(f'event line without an "event" name: {line!r}')
     return event
 
 
@@ -48,6 +49,7 @@ def output_array(event):
 @dataclasses.dataclass
 class ConsoleLog:
     """Events in arrival order, with accessors for the inference app's ones."""
+
     events: list = dataclasses.field(default_factory=list)
     other_lines: list = dataclasses.field(default_factory=list)
     bad_lines: list = dataclasses.field(default_factory=list)  # "TT " but not JSON

@@ -1,4 +1,5 @@
 """Builds the runtime as a host shared library for the Python binding."""
+
 import pathlib
 import shutil
 import subprocess
@@ -13,11 +14,20 @@ LIBRARY_NAME = "libtflm_training.so"
 LOCK_NAME = ".lock"  # in BUILD_DIR: builds by concurrent processes take turns
 
 COMMON_FLAGS = [
-    "-std=c11", "-O2", "-fPIC", "-shared", "-fwrapv", "-ffp-contract=off",
-    "-Wall", "-Wextra", "-Werror",
+    "-std=c11",
+    "-O2",
+    "-fPIC",
+    "-shared",
+    "-fwrapv",
+    "-ffp-contract=off",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
 ]
 SANITIZE_FLAGS = [
-    "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+    "-g",
+    "-fno-omit-frame-pointer",
+    "-fsanitize=address,undefined",
     "-fno-sanitize-recover=all",
 ]
 
@@ -69,8 +79,7 @@ def _locked():
     return output_folder.file_lock(BUILD_DIR / LOCK_NAME)
 
 
-def build_host(sanitize=False, compiler="gcc", verbose=False, emulate_dsp=False,
-               gradient_bits=32):
+def build_host(sanitize=False, compiler="gcc", verbose=False, emulate_dsp=False, gradient_bits=32):
     """Compiles and links all runtime sources; returns the library path."""
     with _locked():
         return _build(sanitize, compiler, verbose, emulate_dsp, gradient_bits)

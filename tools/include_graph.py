@@ -8,6 +8,7 @@ of its own layer and of layers below it, never above; every include of a
 runtime header names it from the runtime root (`#include "math/tt_quant.h"`,
 one -I), and tt_records.h includes only standard headers.
 """
+
 import pathlib
 import re
 import sys
@@ -16,7 +17,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 
 from tools import host_build
 
@@ -50,15 +51,17 @@ def layer_of(path):
 
 
 def runtime_files(runtime=RUNTIME):
-    return sorted(p.relative_to(runtime).as_posix() for p in runtime.rglob("*")
-                  if p.suffix in (".c", ".h"))
+    return sorted(
+        p.relative_to(runtime).as_posix() for p in runtime.rglob("*") if p.suffix in (".c", ".h")
+    )
 
 
 def includes(runtime=RUNTIME):
     """{file: [(quoted, included path)]} for every runtime source and header."""
-    return {f: [(m.group(1) == '"', m.group(2))
-                for m in _INCLUDE.finditer((runtime / f).read_text())]
-            for f in runtime_files(runtime)}
+    return {
+        f: [(m.group(1) == '"', m.group(2)) for m in _INCLUDE.finditer((runtime / f).read_text())]
+        for f in runtime_files(runtime)
+    }
 
 
 def problems(runtime=RUNTIME):
@@ -76,10 +79,15 @@ def problems(runtime=RUNTIME):
                 found.append(f"{RECORDS} includes {target}: it may include only standard headers")
             elif target not in graph:
                 found.append(f"{path} includes {target}: not a path from the runtime root")
-            elif layer_of(path) is not None and layer_of(target) is not None and \
-                    layer_of(target) > layer_of(path):
-                found.append(f"{path} ({LAYERS[layer_of(path)][0]}) includes {target} "
-                             f"({LAYERS[layer_of(target)][0]}): an upward include")
+            elif (
+                layer_of(path) is not None
+                and layer_of(target) is not None
+                and layer_of(target) > layer_of(path)
+            ):
+                found.append(
+                    f"{path} ({LAYERS[layer_of(path)][0]}) includes {target} "
+                    f"({LAYERS[layer_of(target)][0]}): an upward include"
+                )
     return found
 
 
@@ -97,8 +105,9 @@ def layer_edges(runtime=RUNTIME):
 def graph_text(runtime=RUNTIME):
     """layer_edges as the runtime's README shows them, one layer a line."""
     width = max(len(name) for name, _ in LAYERS)
-    return "\n".join(f"{name:<{width}} -> {', '.join(targets)}"
-                     for name, targets in layer_edges(runtime).items())
+    return "\n".join(
+        f"{name:<{width}} -> {', '.join(targets)}" for name, targets in layer_edges(runtime).items()
+    )
 
 
 def main(argv):

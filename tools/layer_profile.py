@@ -6,20 +6,19 @@ beside each operator's MACs, live arena bytes and what it trains.
 
     rows = layer_profile.write_report(model, plan, x, y, "build/layers", "ds_cnn, TraDy")
 """
+
 import json
 import pathlib
 
 from planning import layer_report
-from tools import emulation
-from tools import training_firmware
+from tools import emulation, training_firmware
 
 # Steps measured: the first updates weights the second then reads.
 PROFILE_STEPS = 2
 PROFILE_TIMEOUT_S = 600.0
 
 
-def profile(model_bytes, plan, x, y, out_dir, board="mps2_an386",
-            timeout=PROFILE_TIMEOUT_S):
+def profile(model_bytes, plan, x, y, out_dir, board="mps2_an386", timeout=PROFILE_TIMEOUT_S):
     """{operator: {"forward": instructions, "backward": instructions}} per
     training step, the mean over the steps on the first PROFILE_STEPS of
     the samples (x quantized like the model's input, y class indices) on
@@ -28,34 +27,43 @@ def profile(model_bytes, plan, x, y, out_dir, board="mps2_an386",
     emulator, _ = emulation.resolve_board(board)
     count = min(PROFILE_STEPS, len(y))
     firmware = training_firmware.build_training_firmware(
-        emulator.name, model_bytes, plan, x[:count], y[:count], out_dir=out_dir,
-        profile_operators=True)
+        emulator.name,
+        model_bytes,
+        plan,
+        x[:count],
+        y[:count],
+        out_dir=out_dir,
+        profile_operators=True,
+    )
     result = emulation.run_firmware(firmware.elf, emulator.name, timeout=timeout)
     if result.status != 0 or result.timed_out:
         raise emulation.EmulationError(
-            f"the profiling run failed ({result.note or result.log.errors})")
+            f"the profiling run failed ({result.note or result.log.errors})"
+        )
     run = training_firmware.TrainingRun.from_log(result.log)
     per_step = {}
     for operator, event in run.operator_profile.items():
         steps = event["steps"]
         per_step[operator] = {
             phase: None if event[phase] is None else event[phase] / steps
-            for phase in ("forward", "backward")}
+            for phase in ("forward", "backward")
+        }
     return per_step
 
 
-def write_report(model_bytes, plan, x, y, out_dir, title, board="mps2_an386",
-                 emulate=True):
+def write_report(model_bytes, plan, x, y, out_dir, title, board="mps2_an386", emulate=True):
     """Profiles the plan (profile(); not when `emulate` is false: MACs and
     memory only), writes layers.md, layers.png and layers.json into
     out_dir, and returns the rows."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    counts = (profile(model_bytes, plan, x, y, out_dir / "profile_firmware", board)
-              if emulate else None)
+    counts = (
+        profile(model_bytes, plan, x, y, out_dir / "profile_firmware", board) if emulate else None
+    )
     rows = layer_report.layer_rows(model_bytes, plan, counts)
     (out_dir / "layers.md").write_text(f"# {title}\n\n" + layer_report.markdown(rows))
     (out_dir / "layers.json").write_text(
-        json.dumps([row.as_dict() for row in rows], indent=1) + "\n")
+        json.dumps([row.as_dict() for row in rows], indent=1) + "\n"
+    )
     layer_report.plot(rows, out_dir / "layers.png", title)
     return rows

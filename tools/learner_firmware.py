@@ -6,6 +6,7 @@ end of flash for two slots of learned state; RAM holds the training arena,
 one frame buffer and the held-out samples. Samples arrive at run time
 (tflm_training.learner speaks the protocol; tools/learn.py drives it).
 """
+
 import ctypes
 import dataclasses
 import json
@@ -21,10 +22,7 @@ import time
 
 import numpy as np
 
-from tools import board_config
-from tools import emulation
-from tools import firmware_build
-from tools import training_firmware
+from tools import board_config, emulation, firmware_build, training_firmware
 
 APP = "learner_app"
 PARTS = ("link", "flash_store")
@@ -37,6 +35,7 @@ MIN_PAYLOAD = 256
 @dataclasses.dataclass(frozen=True)
 class LearnerLayout:
     """Where the learner's bytes go, from the host build of the runtime."""
+
     arena_bytes: int
     state_bytes: int  # the learned state payload
     state_region_bytes: int  # flash for two slots, whole pages
@@ -62,10 +61,12 @@ def ram_besides_arena(input_bytes, plan_layers, heldout_samples=DEFAULT_HELDOUT_
     return buffer_bytes(input_bytes, plan_layers) + heldout_samples * (input_bytes + 4)
 
 
-def layout(model_bytes, plan_bytes, board, heldout_samples=DEFAULT_HELDOUT_SAMPLES,
-           atomic_steps=False):
-    tflm_training = training_firmware._tflm_training()  # pylint: disable=protected-access
-    from tflm_training import learner  # pylint: disable=import-outside-toplevel
+def layout(
+    model_bytes, plan_bytes, board, heldout_samples=DEFAULT_HELDOUT_SAMPLES, atomic_steps=False
+):
+    tflm_training = training_firmware._tflm_training()
+    from tflm_training import learner
+
     try:
         trainer = tflm_training.Trainer(model_bytes, plan_bytes)
     except (tflm_training.TflmTrainingError, ValueError) as e:
@@ -73,16 +74,26 @@ def layout(model_bytes, plan_bytes, board, heldout_samples=DEFAULT_HELDOUT_SAMPL
     facts = firmware_build.model_facts(model_bytes)
     input_bytes = int(np.prod(facts.input_shape)) * facts.input_dtype.itemsize
     page = int(board.data["flash_store"]["page_bytes"])
-    return LearnerLayout(trainer.arena_used_bytes(), trainer.state_bytes(),
-                         learner.region_bytes(trainer.state_bytes(), page),
-                         buffer_bytes(input_bytes, len(trainer.plan.layers)),
-                         int(heldout_samples) * (input_bytes + 4), input_bytes,
-                         learner.undo_bytes(trainer.state_bytes()) if atomic_steps else 0)
+    return LearnerLayout(
+        trainer.arena_used_bytes(),
+        trainer.state_bytes(),
+        learner.region_bytes(trainer.state_bytes(), page),
+        buffer_bytes(input_bytes, len(trainer.plan.layers)),
+        int(heldout_samples) * (input_bytes + 4),
+        input_bytes,
+        learner.undo_bytes(trainer.state_bytes()) if atomic_steps else 0,
+    )
 
 
-def build_learner_firmware(board_name, model_bytes, plan, out_dir=None,
-                           heldout_samples=DEFAULT_HELDOUT_SAMPLES, verbose=False,
-                           atomic_steps=False):
+def build_learner_firmware(
+    board_name,
+    model_bytes,
+    plan,
+    out_dir=None,
+    heldout_samples=DEFAULT_HELDOUT_SAMPLES,
+    verbose=False,
+    atomic_steps=False,
+):
     """Builds the learner app; returns (Firmware, LearnerLayout).
     atomic_steps: True gives it an undo buffer (the learned state's size in
     RAM again) so every training step is all or nothing; without one a
@@ -90,13 +101,12 @@ def build_learner_firmware(board_name, model_bytes, plan, out_dir=None,
     firmware still fits the board."""
     if atomic_steps == "auto":
         try:
-            return _build(board_name, model_bytes, plan, out_dir, heldout_samples, verbose,
-                          True)
+            return _build(board_name, model_bytes, plan, out_dir, heldout_samples, verbose, True)
         except firmware_build.OverLimitError:
-            return _build(board_name, model_bytes, plan, out_dir, heldout_samples, verbose,
-                          False)
-    return _build(board_name, model_bytes, plan, out_dir, heldout_samples, verbose,
-                  bool(atomic_steps))
+            return _build(board_name, model_bytes, plan, out_dir, heldout_samples, verbose, False)
+    return _build(
+        board_name, model_bytes, plan, out_dir, heldout_samples, verbose, bool(atomic_steps)
+    )
 
 
 def _build(board_name, model_bytes, plan, out_dir, heldout_samples, verbose, atomic_steps):
@@ -105,34 +115,54 @@ def _build(board_name, model_bytes, plan, out_dir, heldout_samples, verbose, ato
     plan_bytes = training_firmware.resolve_plan(plan, model_bytes)
     if not isinstance(heldout_samples, int) or heldout_samples < 0:
         raise firmware_build.BuildError(
-            f"held-out samples must be an integer >= 0, got {heldout_samples!r}")
+            f"held-out samples must be an integer >= 0, got {heldout_samples!r}"
+        )
     for part in PARTS:
         if not board.data.get(part):
             raise firmware_build.BuildError(
-                f"board {board.name} has no \"{part}\" in its board.json, which the learner "
-                "firmware needs (see boards/README.md)")
+                f'board {board.name} has no "{part}" in its board.json, which the learner '
+                "firmware needs (see boards/README.md)"
+            )
     sizes = layout(model_bytes, plan_bytes, board, heldout_samples, atomic_steps)
     out_dir = pathlib.Path(out_dir or firmware_build.default_out_dir(board.name, APP)).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "model.tflite").write_bytes(model_bytes)
     (out_dir / "plan.bin").write_bytes(plan_bytes)
-    defines = [f"-DAPP_ARENA_BYTES={sizes.arena_bytes}",
-               f"-DAPP_BUFFER_BYTES={sizes.buffer_bytes}",
-               f"-DAPP_HELDOUT_BYTES={max(4, sizes.heldout_bytes)}",
-               f"-DAPP_UNDO_BYTES={sizes.undo_bytes}"]
-    embedded = {"model": len(model_bytes), "plan": len(plan_bytes),
-                "learned state (2 slots)": sizes.state_region_bytes,
-                "arena": sizes.arena_bytes, "held-out samples": sizes.heldout_bytes,
-                "undo buffer": sizes.undo_bytes}
+    defines = [
+        f"-DAPP_ARENA_BYTES={sizes.arena_bytes}",
+        f"-DAPP_BUFFER_BYTES={sizes.buffer_bytes}",
+        f"-DAPP_HELDOUT_BYTES={max(4, sizes.heldout_bytes)}",
+        f"-DAPP_UNDO_BYTES={sizes.undo_bytes}",
+    ]
+    embedded = {
+        "model": len(model_bytes),
+        "plan": len(plan_bytes),
+        "learned state (2 slots)": sizes.state_region_bytes,
+        "arena": sizes.arena_bytes,
+        "held-out samples": sizes.heldout_bytes,
+        "undo buffer": sizes.undo_bytes,
+    }
     firmware = firmware_build.build_app(
-        board_name, APP, out_dir, defines=defines, with_runtime=True, embedded=embedded,
-        verbose=verbose, parts=PARTS, state_bytes=sizes.state_region_bytes,
+        board_name,
+        APP,
+        out_dir,
+        defines=defines,
+        with_runtime=True,
+        embedded=embedded,
+        verbose=verbose,
+        parts=PARTS,
+        state_bytes=sizes.state_region_bytes,
         kernels=firmware_build.kernel_symbols(model_bytes, training=True),
-        gradient_bits=training_firmware.gradient_bits(plan_bytes))
-    firmware.summary.update({
-        "model_bytes": len(model_bytes), "plan_bytes": len(plan_bytes),
-        "image_bytes": firmware.bin.stat().st_size,
-        **dataclasses.asdict(sizes)})
+        gradient_bits=training_firmware.gradient_bits(plan_bytes),
+    )
+    firmware.summary.update(
+        {
+            "model_bytes": len(model_bytes),
+            "plan_bytes": len(plan_bytes),
+            "image_bytes": firmware.bin.stat().st_size,
+            **dataclasses.asdict(sizes),
+        }
+    )
     (out_dir / "build.json").write_text(json.dumps(firmware.summary, indent=2) + "\n")
     return firmware, sizes
 
@@ -159,11 +189,20 @@ class EmulatedLearner:
     longer programs or erases.
     """
 
-    def __init__(self, elf, flash_path, board_name="mps2_an386", cut=None, worn_page=None,
-                 serial="socket", connect_timeout=30.0):
+    def __init__(
+        self,
+        elf,
+        flash_path,
+        board_name="mps2_an386",
+        cut=None,
+        worn_page=None,
+        serial="socket",
+        connect_timeout=30.0,
+    ):
         if shutil.which(emulation.QEMU) is None:
-            raise emulation.EmulationError(f"{emulation.QEMU} not found on PATH. "
-                                           f"{emulation.QEMU_HINT}")
+            raise emulation.EmulationError(
+                f"{emulation.QEMU} not found on PATH. {emulation.QEMU_HINT}"
+            )
         board, _ = emulation.resolve_board(board_name)
         emulation.check_elf(elf, board)
         self._dir = tempfile.TemporaryDirectory(prefix="tt-learner-")
@@ -172,7 +211,8 @@ class EmulatedLearner:
         if " " in flash_path:
             raise emulation.EmulationError(
                 f"the emulated flash file {flash_path} has a space in its path, which QEMU's "
-                "semihosting command line cannot carry; use a path without spaces (--out)")
+                "semihosting command line cannot carry; use a path without spaces (--out)"
+            )
         # QEMU's option syntax doubles a comma inside a value.
         args = ["learner", "flash=" + flash_path.replace(",", ",,")]
         if cut is not None:
@@ -180,21 +220,40 @@ class EmulatedLearner:
         if worn_page is not None:
             args.append(f"worn_page={int(worn_page)}")
         if serial == "socket":
-            uart = ["-chardev", f"socket,id=link,path={socket_path},server=on,wait=on",
-                    "-serial", "chardev:link"]
+            uart = [
+                "-chardev",
+                f"socket,id=link,path={socket_path},server=on,wait=on",
+                "-serial",
+                "chardev:link",
+            ]
         elif serial == "pty":
             uart = ["-serial", "pty"]
         else:
             raise ValueError(f"serial must be 'socket' or 'pty', not {serial!r}")
         qemu = board.qemu
-        command = [emulation.QEMU, "-M", qemu["machine"], "-kernel", str(elf),
-                   "-icount", f"shift={int(qemu['icount_shift'])}",
-                   "-display", "none", "-monitor", "none", *uart,
-                   "-semihosting-config",
-                   "enable=on,target=native," + ",".join(f"arg={a}" for a in args)]
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        preexec_fn=_die_with_parent)
+        command = [
+            emulation.QEMU,
+            "-M",
+            qemu["machine"],
+            "-kernel",
+            str(elf),
+            "-icount",
+            f"shift={int(qemu['icount_shift'])}",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            *uart,
+            "-semihosting-config",
+            "enable=on,target=native," + ",".join(f"arg={a}" for a in args),
+        ]
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent,
+        )
         self.pty_path = None
         self._socket = None
         deadline = time.monotonic() + connect_timeout
@@ -208,7 +267,8 @@ class EmulatedLearner:
             if self.process.poll() is not None:
                 raise emulation.EmulationError(
                     f"QEMU exited with {self.process.returncode}: "
-                    f"{self.process.stderr.read().decode(errors='replace')[-500:]}")
+                    f"{self.process.stderr.read().decode(errors='replace')[-500:]}"
+                )
             try:
                 link = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 link.connect(path)

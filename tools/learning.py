@@ -3,6 +3,7 @@ stream samples, save, power-cycle, pull the adapted model, and check
 every loss and parameter bit for bit against the host Trainer fed the
 same stream. tools/learn.py and tools/deploy.py drive it.
 """
+
 import dataclasses
 import pathlib
 import sys
@@ -15,10 +16,13 @@ import numpy as np
 from tflm_training import learner as wire
 from tools import learner_firmware
 
-
 # --guard of learn.py and deploy.py: what a save must not make worse.
-GUARDS = {"none": 0, "accuracy": wire.GUARD_ACCURACY, "loss": wire.GUARD_LOSS,
-          "both": wire.GUARD_ACCURACY | wire.GUARD_LOSS}
+GUARDS = {
+    "none": 0,
+    "accuracy": wire.GUARD_ACCURACY,
+    "loss": wire.GUARD_LOSS,
+    "both": wire.GUARD_ACCURACY | wire.GUARD_LOSS,
+}
 
 
 class SessionError(RuntimeError):
@@ -35,16 +39,20 @@ class SerialLink:
 
     def __init__(self, port, baudrate=115200):
         try:
-            import serial  # pylint: disable=import-outside-toplevel
+            import serial
         except ImportError:
-            raise SessionError("talking to a board needs pyserial: pip install pyserial==3.5 "
-                               "(or run: bash tools/install.sh)") from None
+            raise SessionError(
+                "talking to a board needs pyserial: pip install pyserial==3.5 "
+                "(or run: bash tools/install.sh)"
+            ) from None
         try:
             self.port = serial.serial_for_url(port, baudrate=baudrate, timeout=0.1)
         except (serial.SerialException, OSError, ValueError) as e:  # ValueError: bad URL
-            raise SessionError(f"cannot open serial port {port}: {e}. Check the board is "
-                               "connected and the port name (ls /dev/ttyACM* /dev/ttyUSB*), "
-                               "and that you may use it (group dialout)") from None
+            raise SessionError(
+                f"cannot open serial port {port}: {e}. Check the board is "
+                "connected and the port name (ls /dev/ttyACM* /dev/ttyUSB*), "
+                "and that you may use it (group dialout)"
+            ) from None
 
     def write(self, data):
         self.port.write(data)
@@ -62,8 +70,9 @@ class Device:
     """A learner device: emulated (QEMU, firmware `elf`, flash in
     `flash_path`) or a real board on a serial `port`."""
 
-    def __init__(self, elf=None, flash_path=None, port=None, baudrate=115200,
-                 timeout=60.0, serial="socket"):
+    def __init__(
+        self, elf=None, flash_path=None, port=None, baudrate=115200, timeout=60.0, serial="socket"
+    ):
         self.elf, self.flash_path, self.port = elf, flash_path, port
         self.baudrate, self.timeout, self.serial = baudrate, timeout, serial
         self.emulator = None
@@ -77,8 +86,9 @@ class Device:
 
     def power_on(self):
         if self.emulated:
-            self.emulator = learner_firmware.EmulatedLearner(self.elf, self.flash_path,
-                                                             serial=self.serial)
+            self.emulator = learner_firmware.EmulatedLearner(
+                self.elf, self.flash_path, serial=self.serial
+            )
             self.link = self.emulator
             if self.serial == "pty":
                 self.link = SerialLink(self.emulator.pty_path, self.baudrate)
@@ -89,8 +99,10 @@ class Device:
     def power_cycle(self):
         """Cuts the power (emulation: kills QEMU) and boots again."""
         if not self.emulated:
-            raise SessionError("a real board is power-cycled by hand (or with its reset "
-                               "button); --power_cycle works in emulation")
+            raise SessionError(
+                "a real board is power-cycled by hand (or with its reset "
+                "button); --power_cycle works in emulation"
+            )
         self.close()
         self.power_on()
 
@@ -117,8 +129,10 @@ class Progress:
     def update(self, done, text):
         rate = done / max(time.monotonic() - self.start, 1e-9)
         filled = 30 * done // max(self.total, 1)
-        line = (f"  [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} "
-                f"{rate:.1f} samples/s {text}")
+        line = (
+            f"  [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} "
+            f"{rate:.1f} samples/s {text}"
+        )
         if self.tty:
             self.stream.write("\r" + line)
             self.stream.flush()
@@ -148,7 +162,8 @@ def check_device(client, model_bytes, plan_bytes):
         raise SessionError(
             f"the device runs another model or plan (model CRC {info.model_crc32:#010x}, plan "
             f"{info.plan_crc32:#010x}; these are {zlib.crc32(model_bytes):#010x} and "
-            f"{zlib.crc32(plan_bytes):#010x}): flash the learner firmware built for them")
+            f"{zlib.crc32(plan_bytes):#010x}): flash the learner firmware built for them"
+        )
     return info
 
 
@@ -169,16 +184,21 @@ def evaluate(client, host, x, y, model=None):
     predicted = host_predicted
     if model is not None:
         predicted = predict_with(model, host.plan.logits_tensor, x)
-    result.update({"accuracy": float(np.mean(predicted == y)),
-                   "host_accuracy": float(np.mean(host_predicted == y)),
-                   "predictions_match_host": bool(np.array_equal(predicted, host_predicted))})
+    result.update(
+        {
+            "accuracy": float(np.mean(predicted == y)),
+            "host_accuracy": float(np.mean(host_predicted == y)),
+            "predictions_match_host": bool(np.array_equal(predicted, host_predicted)),
+        }
+    )
     return result
 
 
 def predict_with(model, logits_tensor, x):
     """The class with the largest logit, as Trainer.predict picks it, for
     each sample of x, run by a .tflite in the host runtime."""
-    from tflm_training import Interpreter  # pylint: disable=import-outside-toplevel
+    from tflm_training import Interpreter
+
     interpreter = Interpreter.from_bytes(model, preserve_all_tensors=True)
     shape = interpreter.get_input_details(0)["shape"]
     classes = []
@@ -194,9 +214,14 @@ class Session:
     the same steps, and records everything for the report."""
 
     def __init__(self, device, model_bytes, plan_bytes, log=print):
-        from tflm_training import Trainer  # pylint: disable=import-outside-toplevel
+        from tflm_training import Trainer
+
         self.device, self.model_bytes, self.plan_bytes, self.log = (
-            device, bytes(model_bytes), bytes(plan_bytes), log)
+            device,
+            bytes(model_bytes),
+            bytes(plan_bytes),
+            log,
+        )
         self.info = check_device(device.client, self.model_bytes, self.plan_bytes)
         self.host = Trainer(self.model_bytes, self.plan_bytes)
         self.mismatches = []
@@ -211,13 +236,21 @@ class Session:
             state = device.client.pull_state()
             self.host.load_state(state)
             self.saved_state = state if self.info.steps_since_save == 0 else None
-            log(f"the device holds learned state {self.info.state_sequence} "
-                f"({self.info.steps} steps); the host mirror starts from it")
+            log(
+                f"the device holds learned state {self.info.state_sequence} "
+                f"({self.info.steps} steps); the host mirror starts from it"
+            )
         unusable = [s for s in self.info.slot_status if s not in ("valid", "empty")]
         if unusable:
-            log(f"warning: the device's state slots were {' and '.join(self.info.slot_status)} "
-                "at boot; " + ("it restored the other one" if self.info.restored else
-                               "nothing was restored: it starts from the model's own weights"))
+            log(
+                f"warning: the device's state slots were {' and '.join(self.info.slot_status)} "
+                "at boot; "
+                + (
+                    "it restored the other one"
+                    if self.info.restored
+                    else "nothing was restored: it starts from the model's own weights"
+                )
+            )
 
     @property
     def client(self):
@@ -225,7 +258,8 @@ class Session:
 
     def factory_reset(self):
         pages = self.client.factory_reset()
-        from tflm_training import Trainer  # pylint: disable=import-outside-toplevel
+        from tflm_training import Trainer
+
         self.host = Trainer(self.model_bytes, self.plan_bytes)
         self.saved_state = None
         self.info = self.client.info()
@@ -242,8 +276,9 @@ class Session:
         info = self.client.info()
         host_crc = zlib.crc32(self.host.state())
         if info.state_crc32 != host_crc:
-            self.mismatches.append(f"{what}: device state CRC {info.state_crc32:#010x}, "
-                                   f"host {host_crc:#010x}")
+            self.mismatches.append(
+                f"{what}: device state CRC {info.state_crc32:#010x}, host {host_crc:#010x}"
+            )
         return info
 
     def save(self, guard=0, max_drop=0):
@@ -256,8 +291,7 @@ class Session:
         if result.saved:
             self.saved_state = self.host.state()
         else:
-            self.log(f"  device: rolled back to saved state {result.sequence}: "
-                     f"{result.reason}")
+            self.log(f"  device: rolled back to saved state {result.sequence}: {result.reason}")
             self._host_roll_back()
         self.saves.append(dataclasses.asdict(result))
         self.check_state(f"after save {len(self.saves)}")
@@ -265,7 +299,8 @@ class Session:
 
     def _host_roll_back(self):
         if self.saved_state is None:
-            from tflm_training import Trainer  # pylint: disable=import-outside-toplevel
+            from tflm_training import Trainer
+
             self.host = Trainer(self.model_bytes, self.plan_bytes)
         else:
             self.host.load_state(self.saved_state)
@@ -281,15 +316,19 @@ class Session:
             start_of_chunk = 0
             while start_of_chunk < len(y):
                 # A save waits for every step before it: streams end at saves.
-                end = len(y) if not save_every else min(
-                    len(y), start_of_chunk + save_every - since_save)
+                end = (
+                    len(y)
+                    if not save_every
+                    else min(len(y), start_of_chunk + save_every - since_save)
+                )
                 chunk = slice(start_of_chunk, end)
-                for i, step in enumerate(self.client.train_many(x[chunk], y[chunk]),
-                                         start_of_chunk):
+                for i, step in enumerate(
+                    self.client.train_many(x[chunk], y[chunk]), start_of_chunk
+                ):
                     self._check_step(step, x[i], y[i], losses)
                     done += 1
                     since_save += 1
-                    recent = np.mean(losses[-len(y):]) if losses else float("nan")
+                    recent = np.mean(losses[-len(y) :]) if losses else float("nan")
                     progress.update(done, f"epoch {epoch} loss {recent:.4f}")
                 if save_every and since_save >= save_every:
                     self.save(guard, max_drop)
@@ -311,8 +350,9 @@ class Session:
             return
         losses.append(float(step.loss))
         if step.loss.view(np.uint32) != host_loss.view(np.uint32):
-            self.mismatches.append(f"step {step.steps}: device loss {step.loss!r}, "
-                                   f"host {host_loss!r}")
+            self.mismatches.append(
+                f"step {step.steps}: device loss {step.loss!r}, host {host_loss!r}"
+            )
         if step.count >= 0:
             self.step_counts.append(step.count)
 
@@ -322,13 +362,15 @@ class Session:
         back to its saved state, and so does the host."""
         self.diverged_steps += 1
         if not np.isnan(host_loss):
-            self.mismatches.append(f"the device diverged on a step the host trained (loss "
-                                   f"{host_loss!r})")
+            self.mismatches.append(
+                f"the device diverged on a step the host trained (loss {host_loss!r})"
+            )
         if not self.info.undo_bytes:
             self._host_roll_back()
 
     def _host_step(self, x, y):
-        from tflm_training import DivergedError  # pylint: disable=import-outside-toplevel
+        from tflm_training import DivergedError
+
         try:
             return np.float32(self.host.train_step(x, y))
         except DivergedError:
@@ -340,18 +382,26 @@ class Session:
         self.device.power_cycle()
         after = self.client.info()
         expected = zlib.crc32(self.saved_state) if self.saved_state is not None else None
-        came_back = (after.restored and after.state_sequence == before.state_sequence
-                     and after.state_crc32 == expected)
+        came_back = (
+            after.restored
+            and after.state_sequence == before.state_sequence
+            and after.state_crc32 == expected
+        )
         if not came_back:
             self.mismatches.append(
                 f"after the power cycle the device holds state {after.state_sequence} "
                 f"(CRC {after.state_crc32:#010x}, restored {after.restored}); it saved "
-                f"{before.state_sequence} (CRC {expected or 0:#010x})")
+                f"{before.state_sequence} (CRC {expected or 0:#010x})"
+            )
         if self.saved_state is not None:
             self.host.load_state(self.saved_state)
         self.info = after
-        return {"restored": after.restored, "state_sequence": after.state_sequence,
-                "state_came_back": came_back, "restore_count": after.restore_count}
+        return {
+            "restored": after.restored,
+            "state_sequence": after.state_sequence,
+            "state_came_back": came_back,
+            "restore_count": after.restore_count,
+        }
 
     def pull_model(self):
         """(the adapted .tflite from the device's parameters, per trained
@@ -360,9 +410,15 @@ class Session:
         tensors = []
         for index, data in pulled.items():
             host = self.host.get_tensor(index).tobytes()
-            tensors.append({"tensor": index, "bytes": len(data),
-                            "device_crc32": zlib.crc32(data), "host_crc32": zlib.crc32(host),
-                            "equal": data == host})
+            tensors.append(
+                {
+                    "tensor": index,
+                    "bytes": len(data),
+                    "device_crc32": zlib.crc32(data),
+                    "host_crc32": zlib.crc32(host),
+                    "equal": data == host,
+                }
+            )
         if not all(t["equal"] for t in tensors):
             self.mismatches.append("the pulled parameters differ from the host's")
         # Saturation is reported (run_job), not refused, here.
@@ -373,8 +429,9 @@ def write_atomically(path, data):
     """Writes a whole file or nothing: a killed run leaves the old one, and
     concurrent writers each stage under their own name."""
     path = pathlib.Path(path)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
-                                     delete=False) as staging:
+    with tempfile.NamedTemporaryFile(
+        dir=path.parent, prefix=f".{path.name}.", delete=False
+    ) as staging:
         staging.write(data.encode() if isinstance(data, str) else data)
     staged = pathlib.Path(staging.name)
     staged.chmod(0o644)  # as a plain write would leave it, not the temporary's 0600
@@ -393,7 +450,7 @@ def loss_curve(losses, points=100):
     """The training loss for a report: {"steps_per_point": k, "mean_loss":
     the mean of every k consecutive steps}, at most `points` of them."""
     steps = max(1, -(-len(losses) // points))
-    means = [float(np.mean(losses[i:i + steps])) for i in range(0, len(losses), steps)]
+    means = [float(np.mean(losses[i : i + steps])) for i in range(0, len(losses), steps)]
     return {"steps_per_point": steps, "mean_loss": means}
 
 
@@ -401,7 +458,8 @@ def check_saturation(layers, limit, log=print):
     """A job report's "saturation": warns about every layer with more than
     saturation.WARNING_SHARE of its trained parameters newly pinned at their
     limits; SaturationError when one exceeds `limit`."""
-    from tflm_training import saturation  # pylint: disable=import-outside-toplevel
+    from tflm_training import saturation
+
     layers = saturation.from_dicts(layers)
     for layer in layers:
         if layer.worst > saturation.WARNING_SHARE:
@@ -434,49 +492,71 @@ def run_job(session, stream, settings, out_dir, log=print):
     # a factory reset, a state the host mirror loaded): the host's predictions.
     report["before"] = evaluate(session.client, session.host, stream.test_x, stream.test_y)
     first_epoch = session.info.epoch + (1 if session.info.steps else 0)
-    log(f"device: streaming {len(stream.train_y)} samples x {settings.epochs} epochs "
-        f"(host replays every step) ...")
-    losses = session.train(stream.train_x, stream.train_y, settings.epochs,
-                           settings.save_every, settings.guard, settings.max_drop,
-                           first_epoch=first_epoch)
+    log(
+        f"device: streaming {len(stream.train_y)} samples x {settings.epochs} epochs "
+        f"(host replays every step) ..."
+    )
+    losses = session.train(
+        stream.train_x,
+        stream.train_y,
+        settings.epochs,
+        settings.save_every,
+        settings.guard,
+        settings.max_drop,
+        first_epoch=first_epoch,
+    )
     if session.diverged_steps and not losses:
-        raise SessionError(f"all {session.diverged_steps} training steps diverged (NaN or "
-                           "infinity), so nothing was learned; lower the learning rate")
+        raise SessionError(
+            f"all {session.diverged_steps} training steps diverged (NaN or "
+            "infinity), so nothing was learned; lower the learning rate"
+        )
     if session.client.info().steps_since_save:
         final = session.save(settings.guard, settings.max_drop)
-        log(f"device: saved state {final.sequence} ({final.bytes_written} bytes, "
-            f"{final.pages_erased} pages erased)" if final.saved else
-            f"device: the final save rolled back ({final.reason})")
+        log(
+            f"device: saved state {final.sequence} ({final.bytes_written} bytes, "
+            f"{final.pages_erased} pages erased)"
+            if final.saved
+            else f"device: the final save rolled back ({final.reason})"
+        )
     if settings.power_cycle and session.device.emulated:
         log("device: power cycle ...")
         report["power_cycle"] = session.power_cycle()
-        log("device: the saved state came back" if report["power_cycle"]["state_came_back"]
-            else "device: the saved state did NOT come back")
+        log(
+            "device: the saved state came back"
+            if report["power_cycle"]["state_came_back"]
+            else "device: the saved state did NOT come back"
+        )
         if len(stream.heldout_y):  # held-out samples live in RAM
             session.load_heldout(stream.heldout_x, stream.heldout_y)
     model, tensors = session.pull_model()
     write_outputs(out_dir, model, session.saved_state)
-    from tflm_training import saturation  # pylint: disable=import-outside-toplevel
+    from tflm_training import saturation
+
     report["saturation"] = saturation.as_dicts(
-        saturation.measure(session.model_bytes, model, session.host.plan))
-    report["after"] = evaluate(session.client, session.host, stream.test_x, stream.test_y,
-                               model)
+        saturation.measure(session.model_bytes, model, session.host.plan)
+    )
+    report["after"] = evaluate(session.client, session.host, stream.test_x, stream.test_y, model)
     counts = session.step_counts
-    report.update({
-        "losses_mean_per_epoch": [float(np.mean(e)) for e in
-                                  np.array_split(np.array(losses), settings.epochs)] if losses else [],
-        "samples_per_second": session.samples_trained / max(session.train_seconds, 1e-9),
-        "counter_per_step": int(np.mean(counts)) if counts else None,
-        "loss_curve": loss_curve(losses),
-        "diverged_steps": session.diverged_steps,
-        "undo_bytes": session.info.undo_bytes,
-        "saves": session.saves,
-        "tensors": tensors,
-        "parameters_bit_identical": all(t["equal"] for t in tensors),
-        "losses_bit_identical": not any(m.startswith("step ") for m in session.mismatches),
-        "mismatches": session.mismatches,
-        "bit_identical": not session.mismatches,
-        "state_sequence": session.client.info().state_sequence,
-        "trained_device_tflite": str(pathlib.Path(out_dir) / "trained_device.tflite"),
-    })
+    report.update(
+        {
+            "losses_mean_per_epoch": [
+                float(np.mean(e)) for e in np.array_split(np.array(losses), settings.epochs)
+            ]
+            if losses
+            else [],
+            "samples_per_second": session.samples_trained / max(session.train_seconds, 1e-9),
+            "counter_per_step": int(np.mean(counts)) if counts else None,
+            "loss_curve": loss_curve(losses),
+            "diverged_steps": session.diverged_steps,
+            "undo_bytes": session.info.undo_bytes,
+            "saves": session.saves,
+            "tensors": tensors,
+            "parameters_bit_identical": all(t["equal"] for t in tensors),
+            "losses_bit_identical": not any(m.startswith("step ") for m in session.mismatches),
+            "mismatches": session.mismatches,
+            "bit_identical": not session.mismatches,
+            "state_sequence": session.client.info().state_sequence,
+            "trained_device_tflite": str(pathlib.Path(out_dir) / "trained_device.tflite"),
+        }
+    )
     return report

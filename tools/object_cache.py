@@ -4,6 +4,7 @@ inputs or output folders recompile nothing else).
 An entry is keyed by the exact compile command and stays valid while the
 source and every header it included (from gcc -MMD) hash the same.
 """
+
 import hashlib
 import json
 import os
@@ -30,7 +31,6 @@ def _dependencies(depfile_text):
 
 
 class ObjectCache:
-
     def __init__(self, root):
         self.root = pathlib.Path(root)
 

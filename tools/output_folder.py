@@ -16,6 +16,7 @@ exception carries a note naming it (with_notes).
 Each run replaces --out whole, so a folder these tools did not write (no
 MARKER inside, and not empty) is refused rather than deleted.
 """
+
 import contextlib
 import dataclasses
 import fcntl
@@ -27,8 +28,10 @@ import stat
 import tempfile
 
 MARKER = ".tflm_training_output"
-_MARKER_TEXT = ("Written by a tflm_training tool (tools/output_folder.py). A run of the tool "
-                "replaces this whole folder.\n")
+_MARKER_TEXT = (
+    "Written by a tflm_training tool (tools/output_folder.py). A run of the tool "
+    "replaces this whole folder.\n"
+)
 
 
 class OutputFolderError(RuntimeError):
@@ -50,17 +53,21 @@ def check(out):
     these tools did not write (a run replaces --out whole)."""
     out = pathlib.Path(out).resolve()
     if out.parent == out:
-        raise OutputFolderError(f"--out {out} is the filesystem root; give a folder for "
-                                "this run's outputs")
+        raise OutputFolderError(
+            f"--out {out} is the filesystem root; give a folder for this run's outputs"
+        )
     if _is_other_than_folder(out):
-        raise OutputFolderError(f"--out {out} is a file, not a folder; give a folder path "
-                                "(it is created, or replaced whole by this run)")
+        raise OutputFolderError(
+            f"--out {out} is a file, not a folder; give a folder path "
+            "(it is created, or replaced whole by this run)"
+        )
     if out.is_dir() and not _replaceable(out):
         names = sorted(p.name for p in out.iterdir())
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         raise OutputFolderError(
             f"--out {out} is a folder these tools did not write (it holds {shown}); a run "
-            "replaces --out whole, so give a new or empty folder for this run's outputs")
+            "replaces --out whole, so give a new or empty folder for this run's outputs"
+        )
     return out
 
 
@@ -90,7 +97,8 @@ def check_inputs_outside(out, inputs):
         if path == out or out in path.parents:
             raise OutputFolderError(
                 f"{flag} {path} lies inside --out {out}, which this run replaces whole; "
-                "copy it out of that folder first, or give another --out")
+                "copy it out of that folder first, or give another --out"
+            )
 
 
 @contextlib.contextmanager
@@ -115,15 +123,17 @@ def transaction(out, carry=()):
         out.parent.mkdir(parents=True, exist_ok=True)
         work = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     except OSError as e:
-        raise OutputFolderError(f"cannot create a folder beside --out {out}: "
-                                f"{e.strerror or e}") from None
+        raise OutputFolderError(
+            f"cannot create a folder beside --out {out}: {e.strerror or e}"
+        ) from None
     try:
         _seed(work, out, carry)
     except BaseException as e:
         shutil.rmtree(work, ignore_errors=True)
         if isinstance(e, OSError):
-            raise OutputFolderError(f"cannot copy the caches of --out {out}: "
-                                    f"{e.strerror or e}") from None
+            raise OutputFolderError(
+                f"cannot copy the caches of --out {out}: {e.strerror or e}"
+            ) from None
         raise
     seeded = _snapshot(work)
     try:

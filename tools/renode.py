@@ -18,6 +18,7 @@ consumes every line up to the matched one.
 
 Renode facts (renode/renode, renode/renode-infrastructure): boards/README.md.
 """
+
 import dataclasses
 import json
 import pathlib
@@ -28,9 +29,11 @@ from tools import firmware_console
 
 RENODE = "renode"
 RENODE_TEST = "renode-test"
-RENODE_HINT = ("install Renode from https://renode.io (the portable Linux package "
-               "or the .deb provides both `renode` and `renode-test`) and put it on PATH, "
-               "or pass --renode_scripts_only to only write the scripts")
+RENODE_HINT = (
+    "install Renode from https://renode.io (the portable Linux package "
+    "or the .deb provides both `renode` and `renode-test`) and put it on PATH, "
+    "or pass --renode_scripts_only to only write the scripts"
+)
 DEFAULT_BOARD = "nrf52840"
 DEFAULT_LEARNER_PORT = 3456
 DEFAULT_TIMEOUT_S = 120
@@ -45,13 +48,17 @@ class RenodeError(RuntimeError):
 class Platform:
     """A board's Renode platform: its .repl and the UART peripheral at each
     base address (platforms/cpus/nrf52840.repl)."""
+
     repl: str
     uarts: dict
     cpu_hz: int
 
 
-_NRF52840 = Platform("platforms/cpus/nrf52840.repl",
-                     {0x40002000: "sysbus.uart0", 0x40028000: "sysbus.uart1"}, 64_000_000)
+_NRF52840 = Platform(
+    "platforms/cpus/nrf52840.repl",
+    {0x40002000: "sysbus.uart0", 0x40028000: "sysbus.uart1"},
+    64_000_000,
+)
 # Boards whose image starts at 0x0, as Renode's CPU does; behind a
 # bootloader (app_offset) the image would need the bootloader too.
 PLATFORMS = {"nrf52840": _NRF52840, "nrf52840dk": _NRF52840}
@@ -105,14 +112,19 @@ def _value_text(value):
 
 def event_line(event):
     """The console line of an event, as the firmware prints it."""
-    return firmware_console.PREFIX + "{" + ",".join(
-        f"{_quoted(k)}:{_value_text(v)}" for k, v in event.items()) + "}"
+    return (
+        firmware_console.PREFIX
+        + "{"
+        + ",".join(f"{_quoted(k)}:{_value_text(v)}" for k, v in event.items())
+        + "}"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class Expectation:
     """One line the firmware must print: `pattern` (a regular expression)
     is found in it. `line` is the reference line it stands for."""
+
     pattern: str
     line: str
 
@@ -147,24 +159,33 @@ def expectations_from_events(events, board):
 
 def exit_expectations(status=0):
     """Only the exit line: what is known without a reference run."""
-    return [Expectation("^" + regex_escape(event_line({"event": "exit", "status": status}))
-                        + "$", event_line({"event": "exit", "status": status}))]
+    return [
+        Expectation(
+            "^" + regex_escape(event_line({"event": "exit", "status": status})) + "$",
+            event_line({"event": "exit", "status": status}),
+        )
+    ]
 
 
 def load_events(path):
     """Events written by `tools/emulate.py --events_out`."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise RenodeError(f"--expect_events {path} does not exist; write it with "
-                          "`python tools/emulate.py --events_out FILE` (QEMU)")
+        raise RenodeError(
+            f"--expect_events {path} does not exist; write it with "
+            "`python tools/emulate.py --events_out FILE` (QEMU)"
+        )
     try:
         events = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise RenodeError(f"--expect_events {path} is not JSON: {e}") from None
     if not isinstance(events, list) or not all(
-            isinstance(e, dict) and isinstance(e.get("event"), str) for e in events):
-        raise RenodeError(f"--expect_events {path} is not a list of events "
-                          "(as `tools/emulate.py --events_out` writes)")
+        isinstance(e, dict) and isinstance(e.get("event"), str) for e in events
+    ):
+        raise RenodeError(
+            f"--expect_events {path} is not a list of events "
+            "(as `tools/emulate.py --events_out` writes)"
+        )
     return events
 
 
@@ -178,7 +199,7 @@ def unmatched(expectations, lines):
         found = next((j for j, line in enumerate(remaining) if regex.search(line)), None)
         if found is None:
             return list(expectations[i:])
-        remaining = remaining[found + 1:]
+        remaining = remaining[found + 1 :]
     return []
 
 
@@ -186,8 +207,11 @@ def failing_patterns(expectations):
     """Console events that end the Robot test at once: an error or a fault
     the reference run did not have."""
     expected = " ".join(e.line for e in expectations)
-    return [regex_escape(firmware_console.PREFIX + '{"event":"' + name + '"')
-            for name in ("error", "fault") if f'"event":"{name}"' not in expected]
+    return [
+        regex_escape(firmware_console.PREFIX + '{"event":"' + name + '"')
+        for name in ("error", "fault")
+        if f'"event":"{name}"' not in expected
+    ]
 
 
 # -- the machine -----------------------------------------------------------------
@@ -196,8 +220,10 @@ def failing_patterns(expectations):
 def platform_of(board):
     platform = PLATFORMS.get(board.name)
     if platform is None:
-        raise RenodeError(f"board {board.name} has no Renode platform here; tools/renode.py "
-                          f"knows {', '.join(sorted(PLATFORMS))} (try --board {DEFAULT_BOARD})")
+        raise RenodeError(
+            f"board {board.name} has no Renode platform here; tools/renode.py "
+            f"knows {', '.join(sorted(PLATFORMS))} (try --board {DEFAULT_BOARD})"
+        )
     return platform
 
 
@@ -206,30 +232,39 @@ def uart_of(board, part):
     platform = platform_of(board)
     entry = board.part(part)
     if entry["kind"] != "uarte0":
-        raise RenodeError(f"board {board.name}: its {part} is {entry['kind']!r}; the Renode "
-                          "scripts need a UARTE console (kind \"uarte0\")")
+        raise RenodeError(
+            f"board {board.name}: its {part} is {entry['kind']!r}; the Renode "
+            'scripts need a UARTE console (kind "uarte0")'
+        )
     base = int(entry["base"], 0) if isinstance(entry["base"], str) else int(entry["base"])
     if base not in platform.uarts:
-        raise RenodeError(f"board {board.name}: no UART of {platform.repl} is at "
-                          f"{base:#x}, its {part}'s base")
+        raise RenodeError(
+            f"board {board.name}: no UART of {platform.repl} is at {base:#x}, its {part}'s base"
+        )
     return platform.uarts[base]
 
 
 def check_elf(elf, board):
     elf = pathlib.Path(elf)
     if not elf.is_file():
-        raise RenodeError(f"firmware {elf} does not exist; build it with "
-                          f"`python tools/build.py --board {board.name}`")
+        raise RenodeError(
+            f"firmware {elf} does not exist; build it with "
+            f"`python tools/build.py --board {board.name}`"
+        )
     if re.search(r"[\s\"'@$]", str(elf.resolve())):
-        raise RenodeError(f"the firmware path {elf.resolve()} has a space, quote, @ or $, "
-                          "which the scripts cannot pass to Renode's monitor; move it")
+        raise RenodeError(
+            f"the firmware path {elf.resolve()} has a space, quote, @ or $, "
+            "which the scripts cannot pass to Renode's monitor; move it"
+        )
     summary = elf.parent / "build.json"
     if summary.is_file():
         built_for = json.loads(summary.read_text()).get("board")
         if built_for and built_for != board.name:
-            raise RenodeError(f"{elf} was built for {built_for}, not {board.name}, whose "
-                              f"machine Renode runs; build it with `python tools/build.py "
-                              f"--board {board.name}`")
+            raise RenodeError(
+                f"{elf} was built for {built_for}, not {board.name}, whose "
+                f"machine Renode runs; build it with `python tools/build.py "
+                f"--board {board.name}`"
+            )
     return elf.resolve()
 
 
@@ -247,24 +282,26 @@ def _nvmc_script(page_bytes):
     page with 0xFF. Word writes land in flash as plain stores (flash is
     MappedMemory in the platform), so NOR programming (1 -> 0 only) is not
     modelled."""
-    return (f"if request.IsRead:\n"
-            f"    request.Value = 1 if request.Offset == {NVMC_READY:#x} else 0\n"
-            f"elif request.IsWrite and request.Offset == {NVMC_ERASEPAGE:#x}:\n"
-            f"    bus = self.GetMachine().SystemBus\n"
-            f"    page = int(request.Value) - int(request.Value) % {page_bytes}\n"
-            f"    for address in range(page, page + {page_bytes}, 4):\n"
-            f"        bus.WriteDoubleWord(address, 0xFFFFFFFF)\n")
+    return (
+        f"if request.IsRead:\n"
+        f"    request.Value = 1 if request.Offset == {NVMC_READY:#x} else 0\n"
+        f"elif request.IsWrite and request.Offset == {NVMC_ERASEPAGE:#x}:\n"
+        f"    bus = self.GetMachine().SystemBus\n"
+        f"    page = int(request.Value) - int(request.Value) % {page_bytes}\n"
+        f"    for address in range(page, page + {page_bytes}, 4):\n"
+        f"        bus.WriteDoubleWord(address, 0xFFFFFFFF)\n"
+    )
 
 
 def machine_commands(elf, board):
     """Monitor commands that create the board's machine and load the ELF."""
     platform = platform_of(board)
-    commands = [f'mach create "{board.name}"',
-                f"machine LoadPlatformDescription @{platform.repl}"]
+    commands = [f'mach create "{board.name}"', f"machine LoadPlatformDescription @{platform.repl}"]
     if board.part("counter")["kind"] == "dwt_cycles":
         commands.append(
             f'machine LoadPlatformDescriptionFromString "dwt: Miscellaneous.DWT @ sysbus '
-            f'0x{DWT_BASE:08X} {{ frequency: {platform.cpu_hz} }}"')
+            f'0x{DWT_BASE:08X} {{ frequency: {platform.cpu_hz} }}"'
+        )
     store = board.data.get("flash_store")
     if store and store.get("kind") == "nvmc" and built_app(elf) == LEARNER_APP:
         # The script starts at column 0, as in Renode's own .repl files.
@@ -275,7 +312,8 @@ def machine_commands(elf, board):
             "    size: 0x1000\n"
             "    initable: false\n"
             "    script: '''\n" + script + "'''\n"
-            '"""')
+            '"""'
+        )
     commands.append(f"sysbus LoadELF @{elf}")
     return commands
 
@@ -286,15 +324,18 @@ def machine_commands(elf, board):
 def console_resc(elf, board):
     """`renode <this>`: the firmware with an analyzer on its console UART."""
     uart = uart_of(board, "console")
-    return "\n".join([
-        f":name: {board.name} firmware",
-        f":description: {pathlib.Path(elf).name} on {platform_of(board).repl}, its console "
-        f"on {uart} (written by tools/renode.py)",
-        "",
-        *machine_commands(elf, board),
-        f"showAnalyzer {uart}",
-        "start",
-        ""])
+    return "\n".join(
+        [
+            f":name: {board.name} firmware",
+            f":description: {pathlib.Path(elf).name} on {platform_of(board).repl}, its console "
+            f"on {uart} (written by tools/renode.py)",
+            "",
+            *machine_commands(elf, board),
+            f"showAnalyzer {uart}",
+            "start",
+            "",
+        ]
+    )
 
 
 def learner_resc(elf, board, port=DEFAULT_LEARNER_PORT):
@@ -304,17 +345,20 @@ def learner_resc(elf, board, port=DEFAULT_LEARNER_PORT):
     if not 0 < int(port) < 65536:
         raise RenodeError(f"the learner's TCP port must be 1..65535, got {port}")
     uart = uart_of(board, "link")
-    return "\n".join([
-        f":name: {board.name} learner",
-        f":description: {pathlib.Path(elf).name} on {platform_of(board).repl}, its link "
-        f"{uart} on TCP port {port} (written by tools/renode.py); then run "
-        f"python tools/learn.py --port socket://localhost:{port} ...",
-        "",
-        *machine_commands(elf, board),
-        f'emulation CreateServerSocketTerminal {int(port)} "learner_link" false',
-        f"connector Connect {uart} learner_link",
-        "start",
-        ""])
+    return "\n".join(
+        [
+            f":name: {board.name} learner",
+            f":description: {pathlib.Path(elf).name} on {platform_of(board).repl}, its link "
+            f"{uart} on TCP port {port} (written by tools/renode.py); then run "
+            f"python tools/learn.py --port socket://localhost:{port} ...",
+            "",
+            *machine_commands(elf, board),
+            f'emulation CreateServerSocketTerminal {int(port)} "learner_link" false',
+            f"connector Connect {uart} learner_link",
+            "start",
+            "",
+        ]
+    )
 
 
 _ROBOT_SPECIAL = set("$@&%#=|")
@@ -365,15 +409,20 @@ def robot_suite(elf, board, expectations, timeout_s=DEFAULT_TIMEOUT_S):
     ]
     for command in machine_commands(elf, board):
         lines.append(_robot_line("Execute Command", robot_escape(command)))
-    lines.append(_robot_line("Create Terminal Tester", robot_escape(uart),
-                             f"timeout={int(timeout_s)}"))
+    lines.append(
+        _robot_line("Create Terminal Tester", robot_escape(uart), f"timeout={int(timeout_s)}")
+    )
     for pattern in failing_patterns(expectations):
-        lines.append(_robot_line("Register Failing Uart String", robot_escape(pattern),
-                                 "treatAsRegex=true"))
+        lines.append(
+            _robot_line("Register Failing Uart String", robot_escape(pattern), "treatAsRegex=true")
+        )
     lines.append(_robot_line("Start Emulation"))
     for expected in expectations:
-        lines.append(_robot_line("Wait For Line On Uart", robot_escape(expected.pattern),
-                                 "treatAsRegex=true"))
+        lines.append(
+            _robot_line(
+                "Wait For Line On Uart", robot_escape(expected.pattern), "treatAsRegex=true"
+            )
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -384,8 +433,9 @@ class Scripts:
     port: int = None  # the learner's TCP port
 
 
-def write_scripts(out_dir, elf, board, expectations=None, port=DEFAULT_LEARNER_PORT,
-                  timeout_s=DEFAULT_TIMEOUT_S):
+def write_scripts(
+    out_dir, elf, board, expectations=None, port=DEFAULT_LEARNER_PORT, timeout_s=DEFAULT_TIMEOUT_S
+):
     """Writes <out_dir>/firmware.resc and .robot, or learner.resc for the
     learner firmware; returns their paths."""
     elf = check_elf(elf, board)
@@ -397,8 +447,7 @@ def write_scripts(out_dir, elf, board, expectations=None, port=DEFAULT_LEARNER_P
         return Scripts(resc, port=int(port))
     resc, robot = out_dir / "firmware.resc", out_dir / "firmware.robot"
     resc.write_text(console_resc(elf, board))
-    robot.write_text(robot_suite(elf, board, expectations or exit_expectations(),
-                                 timeout_s))
+    robot.write_text(robot_suite(elf, board, expectations or exit_expectations(), timeout_s))
     return Scripts(resc, robot)
 
 

@@ -9,15 +9,14 @@ reads its console events back into a TrainingRun.
       --plan P.bin --train TRAIN.npz --test TEST.npz --epochs 3
   python tools/emulate.py --app training_app
 """
+
 import dataclasses
 import json
 import pathlib
 
 import numpy as np
 
-from tools import board_config
-from tools import firmware_build
-from tools import host_build
+from tools import board_config, firmware_build, host_build
 
 APP = "training_app"
 # --plan may name one of these instead of a plan file: the plan is then
@@ -27,7 +26,8 @@ PLAN_PRESETS = ("classifier_only", "bias_only")
 
 def _tflm_training():
     host_build.build_host_if_stale()
-    import tflm_training  # pylint: disable=import-outside-toplevel
+    import tflm_training
+
     return tflm_training
 
 
@@ -51,7 +51,8 @@ def resolve_plan(plan, model_bytes):
     path = pathlib.Path(plan)
     if not path.is_file():
         raise firmware_build.BuildError(
-            f"plan {plan} is neither a file nor one of {', '.join(PLAN_PRESETS)}")
+            f"plan {plan} is neither a file nor one of {', '.join(PLAN_PRESETS)}"
+        )
     return path.read_bytes()
 
 
@@ -76,7 +77,8 @@ def load_samples(path):
         if missing:
             raise firmware_build.BuildError(
                 f"{path} lacks {', '.join(sorted(missing))}: it must hold `x` (quantized "
-                "samples) and `y` (integer labels)")
+                "samples) and `y` (integer labels)"
+            )
         return data["x"], data["y"]
 
 
@@ -92,10 +94,21 @@ def _labels(y, count, what):
     return y.astype("<i4")
 
 
-def build_training_firmware(board_name, model_bytes, plan, train_x, train_y,
-                            out_dir=None, test_x=None, test_y=None, epochs=1,
-                            dump_parameters=False, arena_bytes=None, verbose=False,
-                            profile_operators=False):
+def build_training_firmware(
+    board_name,
+    model_bytes,
+    plan,
+    train_x,
+    train_y,
+    out_dir=None,
+    test_x=None,
+    test_y=None,
+    epochs=1,
+    dump_parameters=False,
+    arena_bytes=None,
+    verbose=False,
+    profile_operators=False,
+):
     """Builds the training app.
 
     plan: its bytes, a TrainingPlan, a preset name or a file path.
@@ -127,46 +140,77 @@ def build_training_firmware(board_name, model_bytes, plan, train_x, train_y,
         arena_bytes = training_arena_bytes(model_bytes, plan_bytes)
 
     board = board_config.load_board(board_name)
-    out_dir = pathlib.Path(
-        out_dir or firmware_build.default_out_dir(board.name, APP)).resolve()
+    out_dir = pathlib.Path(out_dir or firmware_build.default_out_dir(board.name, APP)).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {"model.tflite": model_bytes, "plan.bin": plan_bytes,
-             "train_inputs.bin": np.ascontiguousarray(train_x).tobytes(),
-             "train_labels.bin": train_y.tobytes(),
-             "test_inputs.bin": np.ascontiguousarray(test_x).tobytes(),
-             "test_labels.bin": test_y.tobytes()}
+    files = {
+        "model.tflite": model_bytes,
+        "plan.bin": plan_bytes,
+        "train_inputs.bin": np.ascontiguousarray(train_x).tobytes(),
+        "train_labels.bin": train_y.tobytes(),
+        "test_inputs.bin": np.ascontiguousarray(test_x).tobytes(),
+        "test_labels.bin": test_y.tobytes(),
+    }
     for name, data in files.items():
         (out_dir / name).write_bytes(data)
-    embedded = {"model": len(model_bytes), "plan": len(plan_bytes),
-                "training samples": train_x.nbytes + train_y.nbytes,
-                "test samples": test_x.nbytes + test_y.nbytes, "arena": arena_bytes}
-    defines = [f"-DAPP_ARENA_BYTES={int(arena_bytes)}", f"-DAPP_EPOCHS={epochs}",
-               f"-DAPP_DUMP_PARAMETERS={int(bool(dump_parameters))}",
-               f"-DAPP_PROFILE_OPERATORS={int(bool(profile_operators))}"]
-    firmware = firmware_build.build_app(board_name, APP, out_dir, defines=defines,
-                                        with_runtime=True, embedded=embedded,
-                                        verbose=verbose,
-                                        kernels=firmware_build.kernel_symbols(
-                                            model_bytes, training=True),
-                                        gradient_bits=gradient_bits(plan_bytes))
-    firmware.summary.update({
-        "model_bytes": len(model_bytes), "plan_bytes": len(plan_bytes),
-        "train_samples": int(len(train_x)), "test_samples": int(len(test_x)),
-        "epochs": epochs, "dump_parameters": bool(dump_parameters),
-        "profile_operators": bool(profile_operators),
-        "input_shape": list(facts.input_shape), "input_dtype": facts.input_dtype.name,
-        "arena_bytes": int(arena_bytes)})
+    embedded = {
+        "model": len(model_bytes),
+        "plan": len(plan_bytes),
+        "training samples": train_x.nbytes + train_y.nbytes,
+        "test samples": test_x.nbytes + test_y.nbytes,
+        "arena": arena_bytes,
+    }
+    defines = [
+        f"-DAPP_ARENA_BYTES={int(arena_bytes)}",
+        f"-DAPP_EPOCHS={epochs}",
+        f"-DAPP_DUMP_PARAMETERS={int(bool(dump_parameters))}",
+        f"-DAPP_PROFILE_OPERATORS={int(bool(profile_operators))}",
+    ]
+    firmware = firmware_build.build_app(
+        board_name,
+        APP,
+        out_dir,
+        defines=defines,
+        with_runtime=True,
+        embedded=embedded,
+        verbose=verbose,
+        kernels=firmware_build.kernel_symbols(model_bytes, training=True),
+        gradient_bits=gradient_bits(plan_bytes),
+    )
+    firmware.summary.update(
+        {
+            "model_bytes": len(model_bytes),
+            "plan_bytes": len(plan_bytes),
+            "train_samples": int(len(train_x)),
+            "test_samples": int(len(test_x)),
+            "epochs": epochs,
+            "dump_parameters": bool(dump_parameters),
+            "profile_operators": bool(profile_operators),
+            "input_shape": list(facts.input_shape),
+            "input_dtype": facts.input_dtype.name,
+            "arena_bytes": int(arena_bytes),
+        }
+    )
     (out_dir / "build.json").write_text(json.dumps(firmware.summary, indent=2) + "\n")
     return firmware
 
 
-def build_from_files(board_name, model_path, plan, train_path, test_path=None,
-                     out_dir=None, epochs=1, dump_parameters=False, arena_bytes=None,
-                     verbose=False):
+def build_from_files(
+    board_name,
+    model_path,
+    plan,
+    train_path,
+    test_path=None,
+    out_dir=None,
+    epochs=1,
+    dump_parameters=False,
+    arena_bytes=None,
+    verbose=False,
+):
     """build_training_firmware from files (tools/build.py --app training_app)."""
     if model_path is None or plan is None or train_path is None:
         raise firmware_build.BuildError(
-            f"--app {APP} needs --model, --plan and --train (and usually --test)")
+            f"--app {APP} needs --model, --plan and --train (and usually --test)"
+        )
     model_path = pathlib.Path(model_path)
     if not model_path.is_file():
         raise firmware_build.BuildError(f"model file {model_path} does not exist")
@@ -175,9 +219,19 @@ def build_from_files(board_name, model_path, plan, train_path, test_path=None,
     if test_path is not None:
         test_x, test_y = load_samples(test_path)
     return build_training_firmware(
-        board_name, model_path.read_bytes(), plan, train_x, train_y, out_dir=out_dir,
-        test_x=test_x, test_y=test_y, epochs=epochs, dump_parameters=dump_parameters,
-        arena_bytes=arena_bytes, verbose=verbose)
+        board_name,
+        model_path.read_bytes(),
+        plan,
+        train_x,
+        train_y,
+        out_dir=out_dir,
+        test_x=test_x,
+        test_y=test_y,
+        epochs=epochs,
+        dump_parameters=dump_parameters,
+        arena_bytes=arena_bytes,
+        verbose=verbose,
+    )
 
 
 # -- reading the console ------------------------------------------------------
@@ -186,6 +240,7 @@ def build_from_files(board_name, model_path, plan, train_path, test_path=None,
 @dataclasses.dataclass
 class TrainingRun:
     """The training app's events (firmware_console.ConsoleLog), decoded."""
+
     init: dict
     before: dict  # "evaluation" events: correct, total, counter, count
     after: dict
@@ -201,8 +256,7 @@ class TrainingRun:
     @classmethod
     def from_log(cls, log):
         def single(name, **match):
-            found = [e for e in log.named(name)
-                     if all(e.get(k) == v for k, v in match.items())]
+            found = [e for e in log.named(name) if all(e.get(k) == v for k, v in match.items())]
             if len(found) != 1:
                 raise ValueError(f"expected one {name} event {match or ''}, got {len(found)}")
             return found[0]
@@ -213,17 +267,22 @@ class TrainingRun:
             if "hex" in event:
                 event["data"] = bytes.fromhex(event["hex"])
             parameters[event["tensor"]] = event
-        return cls(single("training_init"), single("evaluation", phase="before"),
-                   single("evaluation", phase="after"), log.named("train_step"),
-                   [e["class"] for e in log.named("prediction")], parameters,
-                   single("stack"), single("ram"),
-                   {e["operator"]: e for e in log.named("operator_profile")})
+        return cls(
+            single("training_init"),
+            single("evaluation", phase="before"),
+            single("evaluation", phase="after"),
+            log.named("train_step"),
+            [e["class"] for e in log.named("prediction")],
+            parameters,
+            single("stack"),
+            single("ram"),
+            {e["operator"]: e for e in log.named("operator_profile")},
+        )
 
     @property
     def losses(self):
         """Per-step losses, exactly (float32)."""
-        return np.array([s["loss_bits"] for s in self.steps], dtype=np.uint32).view(
-            np.float32)
+        return np.array([s["loss_bits"] for s in self.steps], dtype=np.uint32).view(np.float32)
 
     @property
     def step_counts(self):
@@ -251,15 +310,17 @@ class TrainingRun:
         per_inference = self.count_per_inference()
         per_inference = "n/a" if per_inference is None else f"{int(per_inference):,}"
         arena = self.ram["arena_size"]
-        return "\n".join([
-            f"training: {len(self.steps)} steps ({epochs} epochs x "
-            f"{self.init['train_samples']} samples); mean loss per epoch "
-            + " -> ".join(f"{l:.4f}" for l in losses),
-            f"{self.init['test_set']} accuracy: {self.before['correct']}/"
-            f"{self.before['total']} before, {self.after['correct']}/"
-            f"{self.after['total']} after",
-            f"{unit}: {per_step} per training step, {per_inference} per inference",
-            f"peak RAM {self.ram['peak']} bytes = static {self.ram['static']} (arena "
-            f"{arena}, other {self.ram['static'] - arena}) + stack high-water "
-            f"{self.ram['stack_used']}",
-        ])
+        return "\n".join(
+            [
+                f"training: {len(self.steps)} steps ({epochs} epochs x "
+                f"{self.init['train_samples']} samples); mean loss per epoch "
+                + " -> ".join(f"{loss:.4f}" for loss in losses),
+                f"{self.init['test_set']} accuracy: {self.before['correct']}/"
+                f"{self.before['total']} before, {self.after['correct']}/"
+                f"{self.after['total']} after",
+                f"{unit}: {per_step} per training step, {per_inference} per inference",
+                f"peak RAM {self.ram['peak']} bytes = static {self.ram['static']} (arena "
+                f"{arena}, other {self.ram['static'] - arena}) + stack high-water "
+                f"{self.ram['stack_used']}",
+            ]
+        )

@@ -15,6 +15,7 @@ a 4-byte end magic, all little-endian:
 The Adafruit nRF52 bootloader takes only blocks with the family flag,
 256-byte payloads and 256-byte-aligned addresses.
 """
+
 import dataclasses
 import struct
 
@@ -54,19 +55,27 @@ def from_bin(image, base_address, family_id=NRF52840_FAMILY_ID):
     if not image:
         raise Uf2Error("the image is empty: nothing to write")
     if base_address % PAYLOAD_BYTES:
-        raise Uf2Error(f"base address {base_address:#x} is not a multiple of "
-                       f"{PAYLOAD_BYTES}, which UF2 bootloaders require")
+        raise Uf2Error(
+            f"base address {base_address:#x} is not a multiple of "
+            f"{PAYLOAD_BYTES}, which UF2 bootloaders require"
+        )
     if base_address < 0 or base_address + len(image) > 1 << 32:
-        raise Uf2Error(f"the image does not fit the 32-bit address space from "
-                       f"{base_address:#x}")
+        raise Uf2Error(f"the image does not fit the 32-bit address space from {base_address:#x}")
     total = (len(image) + PAYLOAD_BYTES - 1) // PAYLOAD_BYTES
     blocks = []
     for number in range(total):
-        payload = image[number * PAYLOAD_BYTES:(number + 1) * PAYLOAD_BYTES]
+        payload = image[number * PAYLOAD_BYTES : (number + 1) * PAYLOAD_BYTES]
         payload = payload.ljust(PAYLOAD_BYTES, bytes([PAD_BYTE]))
-        header = _HEADER.pack(MAGIC_START0, MAGIC_START1, FLAG_FAMILY_ID_PRESENT,
-                              base_address + number * PAYLOAD_BYTES, PAYLOAD_BYTES,
-                              number, total, family_id)
+        header = _HEADER.pack(
+            MAGIC_START0,
+            MAGIC_START1,
+            FLAG_FAMILY_ID_PRESENT,
+            base_address + number * PAYLOAD_BYTES,
+            PAYLOAD_BYTES,
+            number,
+            total,
+            family_id,
+        )
         blocks.append(header + payload.ljust(DATA_BYTES, b"\0") + _END.pack(MAGIC_END))
     return b"".join(blocks)
 
@@ -82,20 +91,22 @@ def read_blocks(data):
     """Every block of a UF2 file, each checked on its own: size, magic
     numbers, payload size. Raises Uf2Error naming the first bad block."""
     if not data or len(data) % BLOCK_BYTES:
-        raise Uf2Error(f"a UF2 file is whole {BLOCK_BYTES}-byte blocks; this one has "
-                       f"{len(data)} bytes")
+        raise Uf2Error(
+            f"a UF2 file is whole {BLOCK_BYTES}-byte blocks; this one has {len(data)} bytes"
+        )
     blocks = []
     for index in range(len(data) // BLOCK_BYTES):
-        raw = data[index * BLOCK_BYTES:(index + 1) * BLOCK_BYTES]
-        (start0, start1, flags, address, size, number, total,
-         family) = _HEADER.unpack_from(raw)
+        raw = data[index * BLOCK_BYTES : (index + 1) * BLOCK_BYTES]
+        (start0, start1, flags, address, size, number, total, family) = _HEADER.unpack_from(raw)
         (end,) = _END.unpack_from(raw, BLOCK_BYTES - _END.size)
         if (start0, start1, end) != (MAGIC_START0, MAGIC_START1, MAGIC_END):
-            raise Uf2Error(f"block {index}: wrong magic numbers "
-                           f"({start0:#010x} {start1:#010x} ... {end:#010x})")
+            raise Uf2Error(
+                f"block {index}: wrong magic numbers "
+                f"({start0:#010x} {start1:#010x} ... {end:#010x})"
+            )
         if not 0 < size <= DATA_BYTES:
             raise Uf2Error(f"block {index}: payload size {size} is outside 1..{DATA_BYTES}")
-        payload = raw[_HEADER.size:_HEADER.size + size]
+        payload = raw[_HEADER.size : _HEADER.size + size]
         blocks.append(Block(flags, address, payload, number, total, family))
     return blocks
 
@@ -110,20 +121,29 @@ def validate(data, base_address, family_id=NRF52840_FAMILY_ID):
     for index, block in enumerate(blocks):
         where = f"block {index}"
         if not block.flags & FLAG_FAMILY_ID_PRESENT or block.flags & FLAG_NOT_MAIN_FLASH:
-            raise Uf2Error(f"{where}: flags {block.flags:#x} lack the family-ID flag "
-                           f"({FLAG_FAMILY_ID_PRESENT:#x}) or mark it not for flash")
+            raise Uf2Error(
+                f"{where}: flags {block.flags:#x} lack the family-ID flag "
+                f"({FLAG_FAMILY_ID_PRESENT:#x}) or mark it not for flash"
+            )
         if block.family_id != family_id:
-            raise Uf2Error(f"{where}: family ID {block.family_id:#010x}, expected "
-                           f"{family_id:#010x}")
+            raise Uf2Error(
+                f"{where}: family ID {block.family_id:#010x}, expected {family_id:#010x}"
+            )
         if len(block.payload) != PAYLOAD_BYTES:
-            raise Uf2Error(f"{where}: payload of {len(block.payload)} bytes, the "
-                           f"bootloader takes only {PAYLOAD_BYTES}")
+            raise Uf2Error(
+                f"{where}: payload of {len(block.payload)} bytes, the "
+                f"bootloader takes only {PAYLOAD_BYTES}"
+            )
         expected = base_address + index * PAYLOAD_BYTES
         if block.address != expected:
-            raise Uf2Error(f"{where}: target address {block.address:#x}, expected "
-                           f"{expected:#x} (contiguous from {base_address:#x})")
+            raise Uf2Error(
+                f"{where}: target address {block.address:#x}, expected "
+                f"{expected:#x} (contiguous from {base_address:#x})"
+            )
         if (block.number, block.total) != (index, len(blocks)):
-            raise Uf2Error(f"{where}: numbered {block.number} of {block.total}, expected "
-                           f"{index} of {len(blocks)}")
+            raise Uf2Error(
+                f"{where}: numbered {block.number} of {block.total}, expected "
+                f"{index} of {len(blocks)}"
+            )
         image += block.payload
     return bytes(image)

@@ -196,7 +196,7 @@ enum { TT_SOFTMAX_BETA = 0 };      /* SoftmaxOptions */
 enum {
   TT_CONCAT_AXIS = 0,
   TT_CONCAT_ACTIVATION = 1
-};                                 /* ConcatenationOptions */
+}; /* ConcatenationOptions */
 enum { TT_RESHAPE_NEW_SHAPE = 0 }; /* ReshapeOptions */
 enum { TT_SQUEEZE_DIMS = 0 };      /* SqueezeOptions */
 enum { TT_MUL_ACTIVATION = 0 };    /* MulOptions */
