@@ -1,11 +1,15 @@
 """`Interpreter`: runs an int8 .tflite model in the C runtime, shaped like
 `tflite_micro.runtime.Interpreter`."""
 
+from __future__ import annotations
+
 import ctypes
 import numbers
+import os
 import pathlib
 
 import numpy as np
+import numpy.typing as npt
 
 from tflm_training import _checks, _native
 from tflm_training.errors import (
@@ -48,14 +52,14 @@ def measure_arena(init, arena_used, what):
     return arena_used()
 
 
-def builtin_name(code):
+def builtin_name(code: int) -> str:
     """The runtime's name of builtin operator `code` (e.g. 18: "MUL"), from
     its schema table (tt_builtin_names.c), the names its kernels carry."""
     code = _checks.c_int(code, "the builtin operator code", 0, _checks.INT32_MAX)
     return _native.library().tt_builtin_name(code).decode()
 
 
-def dsp_paths_enabled():
+def dsp_paths_enabled() -> bool:
     """Whether the loaded runtime library runs the Cortex-M4 DSP kernel
     paths: never in the normal host build; in the one `python
     tools/build.py --host --emulate_dsp` makes (TFLM_TRAINING_LIBRARY)."""
@@ -103,14 +107,24 @@ class Interpreter:
         self._init(arena_size)
 
     @classmethod
-    def from_file(cls, model_path, arena_size=None, preserve_all_tensors=False):
+    def from_file(
+        cls,
+        model_path: str | os.PathLike,
+        arena_size: int | None = None,
+        preserve_all_tensors: bool = False,
+    ) -> Interpreter:
         path = pathlib.Path(model_path)
         if not path.is_file():
             raise InvalidArgumentError(f"model file {path} does not exist")
         return cls(path.read_bytes(), arena_size, preserve_all_tensors)
 
     @classmethod
-    def from_bytes(cls, model_data, arena_size=None, preserve_all_tensors=False):
+    def from_bytes(
+        cls,
+        model_data: bytes | bytearray | memoryview,
+        arena_size: int | None = None,
+        preserve_all_tensors: bool = False,
+    ) -> Interpreter:
         return cls(model_data, arena_size, preserve_all_tensors)
 
     @classmethod
@@ -154,7 +168,7 @@ class Interpreter:
 
     # -- running -------------------------------------------------------------
 
-    def set_input(self, input_data, index):
+    def set_input(self, input_data: npt.ArrayLike, index: int) -> None:
         index = _checks.c_int(index, "the input index", 0, _checks.INT32_MAX)
         details = self.get_input_details(index)
         array = np.asarray(input_data)
@@ -173,14 +187,14 @@ class Interpreter:
             )
         )
 
-    def invoke(self):
+    def invoke(self) -> None:
         self._check(self._lib.tt_interpreter_invoke(self._state))
         self._activations_valid = True
 
-    def get_output(self, index):
+    def get_output(self, index: int) -> np.ndarray:
         return self.get_tensor(self._graph_tensor(index, output=True))
 
-    def get_tensor(self, tensor_index):
+    def get_tensor(self, tensor_index: int) -> np.ndarray:
         """A copy of any tensor: constants, inputs, outputs, intermediates."""
         record = self._record(tensor_index)
         if record.location == _DATA_NONE:
@@ -208,25 +222,25 @@ class Interpreter:
 
     # -- introspection -------------------------------------------------------
 
-    def get_input_details(self, index):
+    def get_input_details(self, index: int) -> dict:
         return self._details(self._graph_tensor(index, output=False))
 
-    def get_output_details(self, index):
+    def get_output_details(self, index: int) -> dict:
         return self._details(self._graph_tensor(index, output=True))
 
-    def arena_used_bytes(self):
+    def arena_used_bytes(self) -> int:
         return int(self._lib.tt_interpreter_arena_used(self._state))
 
     @property
-    def num_tensors(self):
+    def num_tensors(self) -> int:
         return int(self._lib.tt_interpreter_num_tensors(self._state))
 
     @property
-    def num_inputs(self):
+    def num_inputs(self) -> int:
         return int(self._lib.tt_interpreter_num_inputs(self._state))
 
     @property
-    def num_outputs(self):
+    def num_outputs(self) -> int:
         return int(self._lib.tt_interpreter_num_outputs(self._state))
 
     def _graph_tensor(self, index, output):

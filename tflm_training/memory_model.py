@@ -24,6 +24,8 @@ are measured from the runtime's 16-byte aligned arena start: a caller whose
 buffer is not 16-byte aligned needs up to 15 bytes more.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import functools
 import math
@@ -1262,13 +1264,13 @@ def for_model(model_bytes):
     return _cached_model(bytes(model_bytes))
 
 
-def inference_arena(model_bytes, preserve_all_tensors=False):
+def inference_arena(model_bytes: bytes, preserve_all_tensors: bool = False) -> InferenceArena:
     """The arena tt_interpreter_init uses for the model, to the byte
     (InferenceArena.total == Interpreter.arena_used_bytes())."""
     return for_model(model_bytes).inference_arena(preserve_all_tensors)
 
 
-def training_memory(model_bytes, plan):
+def training_memory(model_bytes: bytes, plan: TrainingPlan | bytes) -> TrainingMemory:
     """The arena tt_trainer_init uses for the model and plan, to the byte
     (TrainingMemory.as_dict() == Trainer.memory())."""
     return for_model(model_bytes).training_memory(plan)

@@ -17,6 +17,8 @@ on a rank-r projection of the gradient, biases by SGD: FULLY_CONNECTED and
 pointwise CONV_2D layers, all channels; runtime/optimizer/tt_lowrank.h).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import math
 import numbers
@@ -121,7 +123,7 @@ class TrainingPlan:
 
     # -- the binary format ---------------------------------------------------
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         self.validate()
         body = b"".join(
             _LAYER.pack(
@@ -169,7 +171,7 @@ class TrainingPlan:
         )
 
     @classmethod
-    def from_bytes(cls, data):
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> TrainingPlan:
         data = bytes(data)
         if len(data) < HEADER_SIZE:
             raise BadPlanError(f"a training plan has at least {HEADER_SIZE} bytes, got {len(data)}")
@@ -247,7 +249,7 @@ class TrainingPlan:
 
     # -- checks ----------------------------------------------------------------
 
-    def validate(self):
+    def validate(self) -> None:
         """Checks what can be checked without the model; BadPlanError if wrong."""
         if not _is_float32(self.learning_rate):
             raise BadPlanError(
@@ -367,7 +369,7 @@ class TrainingPlan:
         if not _is_float32(adam[2]):
             raise BadPlanError("adam_epsilon must be a positive finite number")
 
-    def check_model(self, model_bytes):
+    def check_model(self, model_bytes: bytes) -> None:
         """Checks the plan against the model it is for; BadPlanError if wrong."""
         self.validate()
         graph = tflite_graph.read_graph(model_bytes)
@@ -407,22 +409,22 @@ class TrainingPlan:
     @classmethod
     def for_model(
         cls,
-        model_bytes,
-        layers,
+        model_bytes: bytes,
+        layers: list[LayerPlan] | dict[int, object],
         *,
-        learning_rate=0.05,
-        momentum=0.0,
-        batch_size=1,
-        qas=True,
-        residual=True,
-        logits_tensor=None,
-        seed=0,
-        sample_budget=0,
-        adam_beta1=None,
-        adam_beta2=None,
-        adam_epsilon=None,
-        gradient_bits=32,
-    ):
+        learning_rate: float = 0.05,
+        momentum: float = 0.0,
+        batch_size: int = 1,
+        qas: bool = True,
+        residual: bool = True,
+        logits_tensor: int | None = None,
+        seed: int = 0,
+        sample_budget: int = 0,
+        adam_beta1: float | None = None,
+        adam_beta2: float | None = None,
+        adam_epsilon: float | None = None,
+        gradient_bits: int = 32,
+    ) -> TrainingPlan:
         """A checked plan for `model_bytes`.
 
         layers: LayerPlans, or a dict {operator index: channels} (channels
@@ -484,7 +486,16 @@ class TrainingPlan:
         return plan
 
     @classmethod
-    def sampled(cls, model_bytes, candidates, budget_bytes, seed=0, *, classifier=True, **settings):
+    def sampled(
+        cls,
+        model_bytes: bytes,
+        candidates: list[int],
+        budget_bytes: int,
+        seed: int = 0,
+        *,
+        classifier: bool = True,
+        **settings,
+    ) -> TrainingPlan:
         """A TraDy plan: the layers in `candidates` train channels drawn anew
         every epoch (channel_sampler.py) whose optimizer state shares
         `budget_bytes`; the classifier (the layer computing the logits)
@@ -532,7 +543,15 @@ class TrainingPlan:
         return cls.for_model(model_bytes, layers, seed=seed, sample_budget=budget_bytes, **settings)
 
     @classmethod
-    def lowrank(cls, model_bytes, layers, refresh_steps=10, *, static=(), **settings):
+    def lowrank(
+        cls,
+        model_bytes: bytes,
+        layers: dict[int, int],
+        refresh_steps: int = 10,
+        *,
+        static=(),
+        **settings,
+    ) -> TrainingPlan:
         """Low-rank layers (runtime/optimizer/tt_lowrank.h): the weights of each layer
         in `layers`, a dict {operator index: rank}, train by Adam on the
         rank-r projection of their gradient (projector refreshed every
@@ -560,7 +579,9 @@ class TrainingPlan:
         return cls.for_model(model_bytes, chosen + list(static), **settings)
 
     @classmethod
-    def classifier_only(cls, model_bytes, update="weights", **settings):
+    def classifier_only(
+        cls, model_bytes: bytes, update: str = "weights", **settings
+    ) -> TrainingPlan:
         """Trains only the operator that computes the logits (every channel)."""
         graph = tflite_graph.read_graph(model_bytes)
         producer = graph.producer(find_logits(graph))
@@ -572,7 +593,7 @@ class TrainingPlan:
         return cls.for_model(model_bytes, [LayerPlan(producer, update)], **settings)
 
     @classmethod
-    def bias_only(cls, model_bytes, first_operator=0, **settings):
+    def bias_only(cls, model_bytes: bytes, first_operator: int = 0, **settings) -> TrainingPlan:
         """Trains the biases of every layer with a bias from first_operator on."""
         graph = tflite_graph.read_graph(model_bytes)
         layers = [
@@ -586,7 +607,7 @@ class TrainingPlan:
         return cls.for_model(model_bytes, layers, **settings)
 
 
-def gradient_bits_of(plan_bytes):
+def gradient_bits_of(plan_bytes: bytes) -> int:
     """The activation gradient width plan bytes ask for (32 when they are
     too short to say), read without checking the rest."""
     if len(plan_bytes) < HEADER_SIZE:
@@ -629,7 +650,7 @@ def _float32(value):
     return value
 
 
-def trainable_operators(model_bytes):
+def trainable_operators(model_bytes: bytes) -> list[tuple[int, str, int, bool]]:
     """[(operator index, name, output channels, has bias)] of the layers a
     plan can select."""
     graph = tflite_graph.read_graph(model_bytes)

@@ -1,10 +1,13 @@
 """`Trainer`: on-device training of an int8 .tflite model in the C runtime
 (runtime/tt_trainer.h), following a TrainingPlan."""
 
+from __future__ import annotations
+
 import ctypes
 import numbers
 
 import numpy as np
+import numpy.typing as npt
 
 from tflm_training import _checks, _native, saturation, tflite_graph
 from tflm_training.errors import ArenaTooSmallError, InputMismatchError, InvalidArgumentError
@@ -128,7 +131,7 @@ class Trainer:
 
     # -- training ------------------------------------------------------------
 
-    def train_step(self, x, y):
+    def train_step(self, x: npt.ArrayLike, y: npt.ArrayLike) -> float:
         """One training step per sample, in order; returns the mean loss.
         A sample whose step diverges raises DivergedError: that step
         changed nothing, the samples before it keep their steps."""
@@ -145,7 +148,7 @@ class Trainer:
             total += loss.value
         return total / len(samples)
 
-    def begin_epoch(self, epoch):
+    def begin_epoch(self, epoch: int) -> None:
         """Starts epoch `epoch` (an int in [0, 2**32)): every "sampled"
         layer draws the channels it trains until the next call and restarts
         their optimizer state (runtime/training/tt_channel_sampler.h; the same draw
@@ -162,7 +165,7 @@ class Trainer:
             raise InvalidArgumentError(f"epoch must be an int in [0, 2**32), got {epoch!r}")
         self._check(self._lib.tt_trainer_begin_epoch(self._state, int(epoch)))
 
-    def selected_channels(self):
+    def selected_channels(self) -> dict[int, list[int]]:
         """{operator index: [output channels it trains now]}, read from the
         trainer's arena: the plan's channels for static layers, this
         epoch's draw for sampled ones."""
@@ -173,7 +176,9 @@ class Trainer:
             result[layer.operator_index] = [int(pointer[k]) for k in range(count.value)]
         return result
 
-    def gradient_norms(self, x, y, bias=False):
+    def gradient_norms(
+        self, x: npt.ArrayLike, y: npt.ArrayLike, bias: bool = False
+    ) -> dict[int, np.ndarray]:
         """The gradient probe: {operator index: squared L2 norms} of the
         real-valued gradient dL/dW of each channel the layer trains now
         (selected_channels() order), summed over the samples; with
@@ -208,7 +213,7 @@ class Trainer:
             start += len(channels)
         return result
 
-    def predict(self, x):
+    def predict(self, x: npt.ArrayLike) -> int | np.ndarray:
         """The class with the largest logit: an int for one sample, an array
         for a batch."""
         samples, single = self._as_samples(x)
@@ -224,12 +229,12 @@ class Trainer:
         self.interpreter._activations_valid = True
         return int(classes[0]) if single else classes
 
-    def evaluate(self, x, y):
+    def evaluate(self, x: npt.ArrayLike, y: npt.ArrayLike) -> float:
         """Fraction of samples whose predicted class is the label."""
         samples, labels = self._samples(x, y)
         return float(np.mean(self.predict(samples) == labels))
 
-    def logits(self, x):
+    def logits(self, x: npt.ArrayLike) -> np.ndarray:
         """The logits the loss reads (the output of the layer computing
         them, before SOFTMAX), dequantized: float64, (samples, classes)."""
         samples, _ = self._as_samples(x)
@@ -243,7 +248,7 @@ class Trainer:
             rows[i] = self.get_tensor(index).reshape(-1)
         return (rows - zero_point) * scale
 
-    def evaluate_loss(self, x, y):
+    def evaluate_loss(self, x: npt.ArrayLike, y: npt.ArrayLike) -> float:
         """Mean softmax cross-entropy (natural log) of the logits against
         the labels."""
         samples, labels = self._samples(x, y)
@@ -254,24 +259,24 @@ class Trainer:
 
     # -- learned state (runtime/training/tt_trainer_state.h) -------------------------
 
-    def state_bytes(self):
+    def state_bytes(self) -> int:
         """Bytes of the learned state: counters, trained parameters,
         optimizer state."""
         return int(self._lib.tt_trainer_state_bytes(self._state))
 
-    def state(self):
+    def state(self) -> bytes:
         """The learned state, as a device saves it to flash."""
         out = (ctypes.c_uint8 * self.state_bytes())()
         self._check(self._lib.tt_trainer_state_write(self._state, out, len(out)))
         return bytes(out)
 
-    def load_state(self, state):
+    def load_state(self, state: bytes) -> None:
         """Continues from a learned state (of this model and plan)."""
         data = np.frombuffer(bytes(state), dtype=np.uint8)
         self._check(self._lib.tt_trainer_state_load(self._state, data.ctypes.data, len(data)))
         self.interpreter._activations_valid = False
 
-    def trained_tensors(self):
+    def trained_tensors(self) -> list[int]:
         """The trained tensors in the runtime's order (plan order, weights
         before bias): the order a device's PULL answer concatenates them."""
         tensors = []
@@ -281,11 +286,11 @@ class Trainer:
                 return tensors
             tensors.append(int(index))
 
-    def trained_bytes(self):
+    def trained_bytes(self) -> bytes:
         """Every trained tensor's bytes, concatenated as PULL gives them."""
         return b"".join(self.get_tensor(t).tobytes() for t in self.trained_tensors())
 
-    def split_trained_bytes(self, data):
+    def split_trained_bytes(self, data: bytes) -> dict[int, bytes]:
         """{tensor index: bytes} of a PULL answer (trained_bytes' layout)."""
         parts, position = {}, 0
         for index in self.trained_tensors():
@@ -300,30 +305,30 @@ class Trainer:
 
     # -- inspection ----------------------------------------------------------
 
-    def memory(self):
+    def memory(self) -> dict[str, int]:
         """The arena breakdown (tt_training_memory) in bytes."""
         record = _native.TrainingMemory()
         self._lib.tt_trainer_memory(self._state, ctypes.byref(record))
         return {name: int(getattr(record, name)) for name, _ in record._fields_}
 
-    def arena_used_bytes(self):
+    def arena_used_bytes(self) -> int:
         return int(self._lib.tt_trainer_arena_used(self._state))
 
     @property
-    def parameter_tensors(self):
+    def parameter_tensors(self) -> list[int]:
         """Indices of the weight and bias tensors training updates."""
         return list(self._parameters)
 
-    def get_tensor(self, tensor_index):
+    def get_tensor(self, tensor_index: int) -> np.ndarray:
         """Any tensor; trained weights and biases hold their current values."""
         return self.interpreter.get_tensor(tensor_index)
 
-    def saturation(self, parameters=None):
+    def saturation(self, parameters: dict[int, bytes] | None = None) -> list:
         """[saturation.LayerSaturation] of the trained layers now (or of
         `parameters`, as for export)."""
         return saturation.measure(self._model_bytes, self._exported(parameters), self.plan)
 
-    def export(self, parameters=None, force=False):
+    def export(self, parameters: dict[int, bytes] | None = None, force: bool = False) -> bytes:
         """The original .tflite file with the trained weight and bias bytes
         written in place: a standard model any TFLite runtime runs.
 
