@@ -7,7 +7,7 @@ training arena and the layers each scheme picks, side by side.
       --narrow R/update_schemes_16bit.json [--out benchmarks/results/gradient_bits.md]
 
 (R = benchmarks/results/gradient_bits; the two runs must share every other
-setting.) With 16-bit gradients (runtime/tt_grad.h) every activation
+setting.) With 16-bit gradients (runtime/math/tt_grad.h) every activation
 gradient is stored as bfloat16, so a budget holds a deeper plan: where a
 scheme picks the same layers at both widths, the accuracy difference is
 the gradients' precision alone; where it picks others, it is also the

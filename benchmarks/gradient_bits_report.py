@@ -123,7 +123,7 @@ def render(rows, summary, wide, narrow):
         "```",
         "",
         "Every int8 scheme trains with 32-bit (float32) or 16-bit (bfloat16, rounded to "
-        "nearest even, `runtime/tt_grad.h`) activation gradients; weight gradients and "
+        "nearest even, `runtime/math/tt_grad.h`) activation gradients; weight gradients and "
         "optimizer state stay float32. Budgets are extra training memory beyond the "
         "model's inference arena; with 16-bit gradients a scheme may pick more layers "
         "within the same budget. Accuracy is on the task's test samples after training "
