@@ -46,17 +46,28 @@ def main(argv):
     try:
         wide, narrow = comparison.load(_WIDE.value, 32), comparison.load(_NARROW.value, 16)
         comparison.check_same_settings(wide, narrow)
-    except (OSError, comparison.MismatchError, KeyError, json.JSONDecodeError) as error:
+    except (OSError, comparison.MismatchError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     rows, summary = comparison.compare(wide, narrow)
     out = pathlib.Path(_OUT.value)
-    out.write_text(comparison.render(rows, summary, wide, narrow))
-    out.with_suffix(".json").write_text(
-        json.dumps({"summary": summary, "rows": rows}, indent=1) + "\n"
-    )
+    try:
+        _write_whole(out, comparison.render(rows, summary, wide, narrow))
+        numbers = json.dumps({"summary": summary, "rows": rows}, indent=1)
+        _write_whole(out.with_suffix(".json"), numbers + "\n")
+    except OSError as error:
+        print(f"error: cannot write the report: {error}", file=sys.stderr)
+        return 2
     print(f"wrote {out}")
     return 0
+
+
+def _write_whole(path, text):
+    """Writes beside `path`, then renames: a run cut short leaves the old
+    file or the new one, never half of one."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(text)
+    part.replace(path)
 
 
 if __name__ == "__main__":

@@ -27,15 +27,43 @@ SHARED = (
 
 
 class MismatchError(ValueError):
-    pass
+    """A file that is not a run of the width asked for, or two runs that
+    cannot be compared."""
 
 
 def load(path, bits):
-    data = json.loads(pathlib.Path(path).read_text())
+    try:
+        data = json.loads(pathlib.Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise MismatchError(f"{path} is not an update-scheme run's .json: {error}") from None
+    _check_run(path, data)
     got = data["config"]["settings"].get("gradient_bits", 32)
     if got != bits:
         raise MismatchError(f"{path} is a run with {got}-bit gradients, not {bits}")
     return data
+
+
+def _check_run(path, data):
+    """The parts of a run that compare() reads, there and of the right kind."""
+
+    def bad(what):
+        return MismatchError(f"{path} is not an update-scheme run's .json: {what}")
+
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        raise bad("no config")
+    if not isinstance(data["config"].get("settings"), dict):
+        raise bad("no config.settings")
+    if not isinstance(data.get("records"), list):
+        raise bad("no records")
+    for i, record in enumerate(data["records"]):
+        keys = ("task", "method", "budget_kb", "seed", "accuracy")
+        if not isinstance(record, dict) or any(k not in record for k in keys):
+            raise bad(f"record {i} lacks one of {', '.join(keys)}")
+        metrics = record.get("metrics")
+        if record["accuracy"] is not None and not (
+            isinstance(metrics, dict) and "training_arena" in metrics
+        ):
+            raise bad(f"record {i} has an accuracy but no metrics.training_arena")
 
 
 def check_same_settings(wide, narrow):
@@ -118,8 +146,8 @@ def render(rows, summary, wide, narrow):
         "script's docstring for the commands):",
         "",
         "```",
-        wide["command"],
-        narrow["command"],
+        wide.get("command", "?"),
+        narrow.get("command", "?"),
         "```",
         "",
         "Every int8 scheme trains with 32-bit (float32) or 16-bit (bfloat16, rounded to "
@@ -199,12 +227,9 @@ def render(rows, summary, wide, narrow):
         ),
         "",
     ]
-    env = narrow["environment"]
-    lines += [
-        "## Environment",
-        f"- 16-bit run: {env.get('date_utc')}, commit {env.get('git_commit')}",
-        f"- 32-bit run: {wide['environment'].get('date_utc')}, commit "
-        f"{wide['environment'].get('git_commit')}",
-        "",
-    ]
+    lines.append("## Environment")
+    for bits, run in ((16, narrow), (32, wide)):
+        env = run.get("environment") or {}
+        lines.append(f"- {bits}-bit run: {env.get('date_utc')}, commit {env.get('git_commit')}")
+    lines.append("")
     return "\n".join(lines)

@@ -83,3 +83,17 @@ def test_runs_of_the_wrong_width_or_other_settings_are_refused(tmp_path):
     faster["config"]["settings"]["learning_rate"] = 0.05
     with pytest.raises(gradient_bits.MismatchError, match="train differently"):
         gradient_bits.check_same_settings(WIDE, faster)
+
+
+def test_a_file_that_is_not_a_whole_run_is_refused_in_one_line(tmp_path):
+    whole = json.dumps(NARROW)
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(whole[: len(whole) // 2])
+    with pytest.raises(gradient_bits.MismatchError, match="not an update-scheme run's .json"):
+        gradient_bits.load(str(truncated), 16)
+    with pytest.raises(gradient_bits.MismatchError, match="no config"):
+        gradient_bits.load(_write(tmp_path, "list.json", [1, 2]), 16)
+    broken = json.loads(whole)
+    broken["records"][0]["metrics"] = None
+    with pytest.raises(gradient_bits.MismatchError, match="record 0 has an accuracy but no"):
+        gradient_bits.load(_write(tmp_path, "broken.json", broken), 16)
