@@ -5,6 +5,7 @@ import json
 import pathlib
 
 from benchmarks import report
+from benchmarks import update_schemes_methods as methods
 
 # Settings that must agree for the comparison to mean anything.
 SHARED = (
@@ -37,6 +38,7 @@ def load(path, bits):
     except json.JSONDecodeError as error:
         raise MismatchError(f"{path} is not an update-scheme run's .json: {error}") from None
     _check_run(path, data)
+    methods.with_current_names(data)
     got = data["config"]["settings"].get("gradient_bits", 32)
     if got != bits:
         raise MismatchError(f"{path} is a run with {got}-bit gradients, not {bits}")

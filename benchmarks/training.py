@@ -28,6 +28,7 @@ from absl import app, flags
 
 import tflm_training
 from benchmarks import environment, firmware, models, training_plans, training_report
+from planning import schemes
 from tflm_training import plan as tt_plan
 from tflm_training import tflite_graph
 from tools import board_config, firmware_build, host_build
@@ -122,8 +123,7 @@ def config():
         "firmware_steps": _FIRMWARE_STEPS.value,
         "firmware_tests": _FIRMWARE_TESTS.value,
         "board": _BOARD.value,
-        "sparse_layers": training_plans.SPARSE_LAYERS,
-        "sparse_stride": training_plans.SPARSE_STRIDE,
+        "sparse_fraction": schemes.SPARSE_FRACTION,
     }
 
 

@@ -2,14 +2,15 @@
 multiply-accumulates counted from the model's tensor shapes.
 
 Plans (all SGD with the TrainingPlan defaults: learning rate 0.05, batch
-size 1, QAS):
+size 1, QAS). The fixed ones are planning.schemes' plans of the same name,
+the registry tools/deploy.py uses:
 
 - classifier: the layer computing the logits, weights and biases of every
-  output channel (TrainingPlan.classifier_only);
-- bias: the bias of every layer that has one (TrainingPlan.bias_only);
-- sparse: the classifier, plus weights and biases of every SPARSE_STRIDE-th
-  output channel (0, 4, 8, ...: a quarter of them) of the SPARSE_LAYERS
-  trainable layers just before it;
+  output channel;
+- bias: the bias of every layer that has one;
+- sparse: the classifier, plus weights and biases of the first
+  1/schemes.SPARSE_FRACTION of the output channels of the trainable layer
+  just before it;
 - full: weights and biases of every channel of every CONV_2D,
   DEPTHWISE_CONV_2D and FULLY_CONNECTED layer (full backpropagation);
 - trady_64k: TraDy (planning/trady.py, the deploy default's scheme, with
@@ -19,12 +20,12 @@ size 1, QAS):
 """
 
 from benchmarks import models
-from tflm_training import Interpreter, TrainingPlan, tflite_graph
+from planning import schemes
+from tflm_training import Interpreter, tflite_graph
 from tflm_training import plan as tt_plan
 
-PLAN_KINDS = ("classifier", "bias", "sparse", "full", "trady_64k")
-SPARSE_LAYERS = 2
-SPARSE_STRIDE = 4
+FIXED_KINDS = ("classifier", "bias", "sparse", "full")
+PLAN_KINDS = (*FIXED_KINDS, "trady_64k")
 TRADY_EXTRA_BYTES = 64 * 1024
 TRADY_SETTINGS = {"learning_rate": 0.02, "momentum": 0.9, "batch_size": 5}
 RANK_SAMPLES = 100
@@ -32,25 +33,6 @@ RANK_SAMPLES = 100
 
 def _classifier_operator(graph):
     return graph.producer(tt_plan.find_logits(graph))
-
-
-def _sparse_layers(buffer):
-    graph = tflite_graph.read_graph(buffer)
-    classifier = _classifier_operator(graph)
-    before = [
-        (index, channels)
-        for index, _, channels, _ in tt_plan.trainable_operators(buffer)
-        if index < classifier
-    ]
-    layers = {
-        index: range(0, channels, SPARSE_STRIDE) for index, channels in before[-SPARSE_LAYERS:]
-    }
-    layers[classifier] = None
-    return layers
-
-
-def _full_layers(buffer):
-    return {index: None for index, *_ in tt_plan.trainable_operators(buffer)}
 
 
 def _trady_plan(buffer, labelled):
@@ -69,14 +51,8 @@ def make_plan(kind, buffer, labelled=None):
     `labelled` = (x, y) samples for the plans chosen from data."""
     if kind == "trady_64k":
         return _trady_plan(buffer, labelled)
-    if kind == "classifier":
-        return TrainingPlan.classifier_only(buffer)
-    if kind == "bias":
-        return TrainingPlan.bias_only(buffer)
-    if kind == "sparse":
-        return TrainingPlan.for_model(buffer, _sparse_layers(buffer))
-    if kind == "full":
-        return TrainingPlan.for_model(buffer, _full_layers(buffer))
+    if kind in FIXED_KINDS:
+        return schemes.build(kind, buffer, schemes.Inputs({})).plan
     raise ValueError(f"unknown plan kind {kind!r}; known: {PLAN_KINDS}")
 
 

@@ -1,7 +1,8 @@
 """Writes the training benchmark's results as markdown."""
 
-from benchmarks import report, training_plans
+from benchmarks import report
 from benchmarks.report import NA, fmt_int, fmt_ratio, table
+from planning import schemes
 
 _MEMORY_PARTS = (
     "interpreter_tables",
@@ -71,10 +72,10 @@ def plans_section(data):
             "0.05, batch size 1, QAS). `classifier`: the layer computing the "
             "logits (`TrainingPlan.classifier_only`). `bias`: the biases of "
             "every layer (`TrainingPlan.bias_only`); the gradient then flows "
-            "back to the first layer. `sparse`: the classifier plus every "
-            f"{training_plans.SPARSE_STRIDE}th output channel (weights and "
-            f"bias) of the {training_plans.SPARSE_LAYERS} trainable layers "
-            "before it. `full`: every channel of every CONV_2D, "
+            "back to the first layer. `sparse`: the classifier plus the first "
+            f"1/{schemes.SPARSE_FRACTION} of the output channels (weights and "
+            "bias) of the trainable layer before it. `full`: every channel of "
+            "every CONV_2D, "
             "DEPTHWISE_CONV_2D and FULLY_CONNECTED layer (full "
             "backpropagation). Layers are written `op <index> <operator> "
             "<update> <trained channels>/<channels>`.",

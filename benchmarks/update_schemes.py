@@ -292,8 +292,14 @@ def _check_flags():
         ("methods", _METHODS.value, methods.METHODS),
     ):
         unknown = sorted(set(given) - set(known))
+        renamed = [
+            f"{m} is now {methods.LEGACY_METHODS[m]}"
+            for m in unknown
+            if m in methods.LEGACY_METHODS
+        ]
         if unknown:
-            raise app.UsageError(f"unknown {name} {unknown}; known: {list(known)}")
+            hint = f" ({'; '.join(renamed)})" if renamed else ""
+            raise app.UsageError(f"unknown {name} {unknown}{hint}; known: {list(known)}")
 
 
 def output_paths(cfg):

@@ -10,14 +10,14 @@ Schemes:
 - classifier: the layer computing the logits, weights and biases of every
   channel (one plan for every budget; marked over budget where it does not
   fit).
-- bias: planning.schemes' last-biases: the classifier (weights and
-  biases) plus the biases of the last k trainable layers before it, k as
-  large as the budget allows (the key "bias" is the one earlier results
-  use).
+- last-biases: the classifier (weights and biases) plus the biases of
+  the last k trainable layers before it, k as large as the budget allows.
 - sparse-search, trady, lowrank: planning.schemes' plans of those names
-  (benchmarks/update_schemes_extra.py); results written before the
-  benchmark took the registry's names call sparse-search "sparse"
-  (LEGACY_METHODS).
+  (benchmarks/update_schemes_extra.py).
+
+Results written before the benchmark took the registry's names call
+last-biases "bias" and sparse-search "sparse" (LEGACY_METHODS); they are
+read under today's names.
 
 Every plan is built by planning.schemes, the registry tools/deploy.py and
 tools/analyze.py use.
@@ -49,12 +49,12 @@ from planning import cost_model, schemes
 from tflm_training import memory_model, tflite_graph
 from tflm_training import plan as tt_plan
 
-METHODS = ("float_full", "classifier", "bias", "sparse-search", "trady", "lowrank")
+METHODS = ("float_full", "classifier", "last-biases", "sparse-search", "trady", "lowrank")
 INT8_METHODS = METHODS[1:]
-BUDGETED = ("bias", "sparse-search", "trady", "lowrank")
+BUDGETED = ("last-biases", "sparse-search", "trady", "lowrank")
 # The method keys of results written before the benchmark named its methods
-# as planning.schemes does: "sparse" was the searched sparse update.
-LEGACY_METHODS = {"sparse": "sparse-search"}
+# as planning.schemes does.
+LEGACY_METHODS = {"bias": "last-biases", "sparse": "sparse-search"}
 UNTRAINABLE = (tflm_training.BadPlanError, tflm_training.UnsupportedModelError, ValueError)
 
 
@@ -124,11 +124,13 @@ def with_current_names(data):
     def name(method):
         return LEGACY_METHODS.get(method, method)
 
-    data["config"]["methods"] = [name(m) for m in data["config"]["methods"]]
-    data["summary"] = {
-        task: {name(m): entry for m, entry in by_method.items()}
-        for task, by_method in data["summary"].items()
-    }
+    if "methods" in data["config"]:
+        data["config"]["methods"] = [name(m) for m in data["config"]["methods"]]
+    if "summary" in data:
+        data["summary"] = {
+            task: {name(m): entry for m, entry in by_method.items()}
+            for task, by_method in data["summary"].items()
+        }
     for record in data["records"]:
         record["method"] = name(record["method"])
     return data
@@ -139,17 +141,17 @@ def classifier_scheme(model_bytes, settings):
     return Scheme("classifier", None, plan)
 
 
-def bias_scheme(model_bytes, budget, settings):
+def last_biases_scheme(model_bytes, budget, settings):
     """The deepest last-biases plan within `budget` bytes (arena)."""
     inputs = schemes.Inputs(settings.plan_settings(), budget=budget)
     try:
         built = schemes.build("last-biases", model_bytes, inputs)
     except schemes.InfeasibleBudgetError as error:
-        return Scheme("bias", budget, None, over_budget=True, reason=str(error))
+        return Scheme("last-biases", budget, None, over_budget=True, reason=str(error))
     except UNTRAINABLE as error:
-        return Scheme("bias", budget, None, reason=str(error))
+        return Scheme("last-biases", budget, None, reason=str(error))
     return Scheme(
-        "bias",
+        "last-biases",
         budget,
         built.plan,
         info={"bias_layers": built.result.depth, "arena": built.result.arena},

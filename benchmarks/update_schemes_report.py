@@ -5,7 +5,7 @@ from benchmarks.report import NA, fmt_int, table
 METHOD_NAMES = {
     "float_full": "float full fine-tuning (TensorFlow, no budget)",
     "classifier": "classifier only",
-    "bias": "bias only (+ classifier)",
+    "last-biases": "last layers' biases (+ classifier)",
     "sparse-search": "searched sparse update",
     "trady": "TraDy (resampled each epoch)",
     "lowrank": "low-rank (Adam)",
@@ -13,7 +13,7 @@ METHOD_NAMES = {
 SHORT = {
     "float_full": "float full FT",
     "classifier": "classifier",
-    "bias": "bias",
+    "last-biases": "last biases",
     "sparse-search": "sparse (searched)",
     "trady": "TraDy",
     "lowrank": "low-rank",

@@ -41,7 +41,7 @@ def make_jobs(task_names, method_names, seeds, budgets_kb):
     weight = {
         "float_full": 1.5,
         "classifier": 1.0,
-        "bias": 4.0,
+        "last-biases": 4.0,
         "sparse-search": 8.0,
         "trady": 5.0,
         "lowrank": 5.0,
@@ -161,8 +161,8 @@ def _schemes(job, model_bytes, samples, config, folder):
         return [(None, methods.classifier_scheme(model_bytes, settings))]
     inference = methods.inference_arena(model_bytes)
     budgets = [(kb, inference + kb * 1024) for kb in job.budgets_kb]
-    if job.method == "bias":
-        return [(kb, methods.bias_scheme(model_bytes, b, settings)) for kb, b in budgets]
+    if job.method == "last-biases":
+        return [(kb, methods.last_biases_scheme(model_bytes, b, settings)) for kb, b in budgets]
     if job.method == "sparse-search":
         cache = folder / "contribution" / f"seed{job.seed}-{_config_digest(config)}.json"
         table = extra.contribution_table(model_bytes, samples, settings, config, job.seed, cache)

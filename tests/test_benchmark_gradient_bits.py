@@ -39,16 +39,16 @@ def _run(bits, records, **config):
 WIDE = _run(
     32,
     [
-        _record("fsdd", "bias", 32, 0.80, 120_000, ["a", "b"]),
-        _record("fsdd", "bias", 64, 0.82, 150_000, ["a", "b", "c"]),
+        _record("fsdd", "last-biases", 32, 0.80, 120_000, ["a", "b"]),
+        _record("fsdd", "last-biases", 64, 0.82, 150_000, ["a", "b", "c"]),
         _record("fsdd", "trady", 32, None, None, None),
     ],
 )
 NARROW = _run(
     16,
     [
-        _record("fsdd", "bias", 32, 0.78, 90_000, ["a", "b"]),
-        _record("fsdd", "bias", 64, 0.86, 110_000, ["a", "b", "c", "d"]),
+        _record("fsdd", "last-biases", 32, 0.78, 90_000, ["a", "b"]),
+        _record("fsdd", "last-biases", 64, 0.86, 110_000, ["a", "b", "c", "d"]),
         _record("fsdd", "trady", 32, 0.70, 100_000, ["t"]),
     ],
 )
@@ -64,7 +64,10 @@ def test_compare_separates_same_plans_from_deeper_ones():
     assert summary["arena_saving_same_layers"] == pytest.approx(0.25)
     assert summary["only_16_bit"] == 1
     text = gradient_bits.render(rows, summary, WIDE, NARROW)
-    assert "| fsdd | bias | +32 KB | 0 | 0.800 | 120,000 | 2 | 0.780 | 90,000 | 2 | yes |" in text
+    assert (
+        "| fsdd | last-biases | +32 KB | 0 | 0.800 | 120,000 | 2 | 0.780 | 90,000 | 2 | yes |"
+        in text
+    )
 
 
 def _write(tmp_path, name, data):

@@ -3,6 +3,7 @@ tiny committed case, so the harness cannot rot: the DS-CNN transfer model
 (tests/models/transfer/ds_cnn_fsdd.tflite) and a few FSDD clips of
 tests/data. No TensorFlow, no timing assertions."""
 
+import copy
 import dataclasses
 import json
 import pathlib
@@ -106,11 +107,11 @@ def test_full_backprop_has_no_sparsity():
     assert metrics["saved_activation_bytes"] > 0
 
 
-def test_bias_scheme_goes_deeper_with_more_memory():
+def test_last_biases_scheme_goes_deeper_with_more_memory():
     inference = methods.inference_arena(MODEL)
     depths = []
     for extra_kb in (16, 64, 256):
-        scheme = methods.bias_scheme(MODEL, inference + extra_kb * 1024, SETTINGS)
+        scheme = methods.last_biases_scheme(MODEL, inference + extra_kb * 1024, SETTINGS)
         assert scheme.available
         assert methods.training_arena(MODEL, scheme.plan) <= inference + extra_kb * 1024
         assert scheme.plan.layers[-1].operator_index == CLASSIFIER
@@ -118,7 +119,7 @@ def test_bias_scheme_goes_deeper_with_more_memory():
         assert all(layer.update == "bias" for layer in scheme.plan.layers[:-1])
         depths.append(scheme.info["bias_layers"])
     assert depths == sorted(depths) and depths[-1] > depths[0]
-    too_small = methods.bias_scheme(MODEL, inference, SETTINGS)
+    too_small = methods.last_biases_scheme(MODEL, inference, SETTINGS)
     assert not too_small.available and too_small.over_budget
 
 
@@ -135,11 +136,11 @@ def _job(method, budgets=()):
 
 
 @pytest.mark.slow
-def test_int8_records_classifier_and_bias(samples, tmp_path):
+def test_int8_records_classifier_and_last_biases(samples, tmp_path):
     records = runs.int8_records(_job("classifier"), MODEL, samples, CONFIG, tmp_path)
     assert len(records) == 1 and records[0]["available"]
     assert 0.0 <= records[0]["accuracy_before"] <= 1.0
-    records = runs.int8_records(_job("bias", (0, 64)), MODEL, samples, CONFIG, tmp_path)
+    records = runs.int8_records(_job("last-biases", (0, 64)), MODEL, samples, CONFIG, tmp_path)
     assert [r["budget_kb"] for r in records] == [0, 64]
     assert not records[0]["available"] and records[0]["over_budget"]
     assert records[1]["available"] and records[1]["metrics"]["training_arena"] <= (
@@ -193,7 +194,7 @@ def _data(tmp_path):
     inference = 1000
     records = [_record("classifier", None, s, 0.5 + s / 10, inference + 40 * 1024) for s in (0, 1)]
     records += [
-        _record("bias", kb, s, 0.6, inference + kb * 512) for kb in (16, 64) for s in (0, 1)
+        _record("last-biases", kb, s, 0.6, inference + kb * 512) for kb in (16, 64) for s in (0, 1)
     ]
     records += [
         {
@@ -250,7 +251,7 @@ def _data(tmp_path):
         "date_utc": "today",
     }
     config = {
-        "methods": ["float_full", "classifier", "bias", "lowrank"],
+        "methods": ["float_full", "classifier", "last-biases", "lowrank"],
         "budgets_kb": [16, 64],
         "seeds": [0, 1],
         "epochs": 1,
@@ -286,7 +287,7 @@ def test_aggregate_marks_budgets(tmp_path):
     assert classifier["16"]["fits_budget"] is False and classifier["64"]["fits_budget"]
     assert classifier["16"]["accuracy_mean"] == pytest.approx(0.55)
     assert classifier["16"]["accuracy_std"] == pytest.approx(0.05)
-    assert summary["bias"]["64"]["fits_budget"]
+    assert summary["last-biases"]["64"]["fits_budget"]
     assert summary["float_full"]["none"]["accuracy_mean"] == pytest.approx(0.9)
     assert not summary["lowrank"]["16"]["available"]
 
@@ -363,7 +364,7 @@ def test_every_scheme_runs_on_a_task_given_on_the_command_line(tmp_path):
         "--task_data",
         str(data),
         "--methods",
-        "float_full,classifier,bias",
+        "float_full,classifier,last-biases",
     )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
@@ -371,10 +372,10 @@ def test_every_scheme_runs_on_a_task_given_on_the_command_line(tmp_path):
     assert report["config"]["user_task"]["model_file"] == str(model)
     assert report["models"]["digits"]["model_sha256"] == tasks.file_sha256(model)
     by_method = {r["method"]: r for r in report["records"]}
-    assert set(by_method) == {"float_full", "classifier", "bias"}
+    assert set(by_method) == {"float_full", "classifier", "last-biases"}
     assert by_method["float_full"]["accuracy"] is None
     assert "needs a Keras checkpoint" in by_method["float_full"]["reason"]
-    for method in ("classifier", "bias"):
+    for method in ("classifier", "last-biases"):
         assert 0.0 <= by_method[method]["accuracy"] <= 1.0
         assert by_method[method]["metrics"]["training_arena"] > 0
     text = (tmp_path / "report.md").read_text()
@@ -407,17 +408,29 @@ def test_a_task_that_does_not_fit_its_model_is_refused_with_the_reason(tmp_path,
     assert not (tmp_path / "report.md").exists()
 
 
-def test_results_written_before_the_registry_names_read_as_sparse_search():
-    """benchmarks/results/update_schemes.json calls the searched scheme
-    "sparse"; read back, it is planning.schemes' sparse-search."""
-    old = json.loads((TESTS.parent / "benchmarks" / "results" / "update_schemes.json").read_text())
-    searched = sum(r["method"] == "sparse" for r in old["records"])
-    data = methods.with_current_names(old)
-    assert "sparse" not in data["config"]["methods"]
-    assert "sparse-search" in data["config"]["methods"]
-    assert sum(r["method"] == "sparse-search" for r in data["records"]) == searched > 0
-    assert all(
-        "sparse-search" in by_method and "sparse" not in by_method
-        for by_method in data["summary"].values()
+def test_results_written_before_the_registry_names_read_under_todays_names():
+    """Results written before the benchmark took planning.schemes' names
+    (tests/benchmark_results/: one record per task and method of such a
+    run) call the searched scheme "sparse" and last-biases "bias";
+    read back, they carry today's names."""
+    old = json.loads(
+        (TESTS / "benchmark_results" / "update_schemes_before_registry_names.json").read_text()
     )
+    for legacy, current in (("sparse", "sparse-search"), ("bias", "last-biases")):
+        count = sum(r["method"] == legacy for r in old["records"])
+        data = methods.with_current_names(copy.deepcopy(old))
+        assert legacy not in data["config"]["methods"]
+        assert current in data["config"]["methods"]
+        assert sum(r["method"] == current for r in data["records"]) == count > 0
+        assert all(
+            current in by_method and legacy not in by_method
+            for by_method in data["summary"].values()
+        )
     assert "sparse (searched)" in report.render(data)
+    assert "last biases" in report.render(data)
+
+
+def test_an_old_method_name_is_refused_with_its_new_name(tmp_path):
+    result = _run_benchmark(tmp_path, "--methods", "classifier,bias")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "unknown methods ['bias'] (bias is now last-biases)" in result.stderr
