@@ -9,9 +9,20 @@ import shlex
 import subprocess
 import sys
 
-from tools import emulation, firmware_build, host_build
+from tflm_training import _native, host_build
+from tflm_training.errors import LibraryNotBuiltError
+from tools import emulation, firmware_build
 
 REPO = host_build.REPO
+
+
+def require_host_library():
+    """Exits with the fix, before any measuring, when the host library
+    (built by `pip install -e .`) is missing or out of date."""
+    try:
+        _native.check_built()
+    except LibraryNotBuiltError as error:
+        sys.exit(f"error: {error}")
 
 
 def _first_line(command):

@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import environment, firmware, host, models, report
-from tools import board_config, host_build
+from tools import board_config
 
 _MODELS = flags.DEFINE_list(
     "models", None, "Models of tests/models/manifest.json to run (default: all)."
@@ -203,7 +203,7 @@ def main(argv):
         models.load_models(_MODELS.value)
     except ValueError as error:
         raise app.UsageError(str(error)) from None
-    host_build.build_host_if_stale()  # the library is loaded lazily
+    environment.require_host_library()
     data = firmware.run_with_firmware_dir(
         run_all, _FIRMWARE.value, _FIRMWARE_DIR.value, "tt_bench_firmware_"
     )

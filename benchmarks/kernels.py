@@ -28,7 +28,7 @@ from tflite_micro.python.tflite_micro import runtime as tflm_runtime
 
 from benchmarks import environment, report
 from single_op_models import Tensor, TensorType, build_model, options
-from tools import board_config, emulation, firmware_build, host_build
+from tools import board_config, emulation, firmware_build
 
 _OUT = flags.DEFINE_string(
     "out", str(REPO / "benchmarks" / "results" / "kernels.md"), "Markdown report."
@@ -264,7 +264,7 @@ def main(argv):
         raise app.UsageError(
             f"board {board.name} is not emulated; use an emulated board such as mps2_an386"
         )
-    host_build.build_host_if_stale()
+    environment.require_host_library()
     load = environment.load_average()
     with tempfile.TemporaryDirectory(prefix="tt_kernels_") as tmp:
         data = measure(pathlib.Path(tmp))

@@ -31,7 +31,7 @@ from benchmarks import environment, firmware, models, training_plans, training_r
 from planning import schemes
 from tflm_training import plan as tt_plan
 from tflm_training import tflite_graph
-from tools import board_config, firmware_build, host_build
+from tools import board_config, firmware_build
 
 DEFAULT_MODELS = ("ds_cnn", "mobilenet_v2_block", "conv_stack", "mlp")
 DEFAULT_TRANSFER_MODELS = ("ds_cnn_fsdd",)
@@ -410,7 +410,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     _check_flags()
-    host_build.build_host_if_stale()  # the library is loaded lazily
+    environment.require_host_library()
     data = firmware.run_with_firmware_dir(
         run_all, _FIRMWARE.value, _FIRMWARE_DIR.value, "tt_bench_training_"
     )

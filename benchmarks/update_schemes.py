@@ -41,7 +41,6 @@ from benchmarks import update_schemes_report as report
 from benchmarks import update_schemes_runs as runs
 from benchmarks import update_schemes_tasks as tasks
 from planning import contribution
-from tools import host_build
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -387,7 +386,7 @@ def preload():
 def run_all(cfg):
     started = time.time()
     load_at_start = environment.load_average()
-    host_build.build_host_if_stale()
+    environment.require_host_library()
     for name in cfg["tasks"]:
         runs.ensure_model(cfg, name, cfg["vision_backbone"])
     other = [b for b in tasks.VISION_BACKBONES if b != cfg["vision_backbone"]]

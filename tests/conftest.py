@@ -1,6 +1,7 @@
-"""Test-session setup: the host library is rebuilt first when any runtime
-source is newer than it, so no test ever runs against a stale build (and a
-build failure fails the run)."""
+"""Test-session setup: the host library (built by `pip install -e .` or
+`python tools/build.py --host`) is checked first, so no test ever runs
+against a missing or out-of-date build: the run stops with the command that
+rebuilds it."""
 
 import pathlib
 import sys
@@ -11,9 +12,13 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tools import host_build
+from tflm_training import _native
+from tflm_training.errors import LibraryNotBuiltError
 
 
 @pytest.fixture(scope="session", autouse=True)
 def host_library():
-    return host_build.build_host_if_stale()
+    try:
+        _native.check_built()
+    except LibraryNotBuiltError as error:
+        pytest.exit(str(error), returncode=1)

@@ -31,7 +31,7 @@ def test_public_headers_are_declared_as_hdrs():
 
 def test_bazel_copts_carry_the_flags_bit_exactness_depends_on():
     copts = _string_list((RUNTIME / "BUILD").read_text(), "copts")
-    from tools import host_build
+    from tflm_training import host_build
 
     for flag in ("-std=c11", "-fwrapv", "-ffp-contract=off"):
         assert flag in copts and flag in host_build.COMMON_FLAGS, flag

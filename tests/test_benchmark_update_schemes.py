@@ -410,11 +410,11 @@ def test_a_task_that_does_not_fit_its_model_is_refused_with_the_reason(tmp_path,
 
 def test_results_written_before_the_registry_names_read_under_todays_names():
     """Results written before the benchmark took planning.schemes' names
-    (tests/benchmark_results/: one record per task and method of such a
-    run) call the searched scheme "sparse" and last-biases "bias";
-    read back, they carry today's names."""
+    (benchmarks/reference/update_schemes_9cb413e.json, one such run) call
+    the searched scheme "sparse" and last-biases "bias"; read back, they
+    carry today's names."""
     old = json.loads(
-        (TESTS / "benchmark_results" / "update_schemes_before_registry_names.json").read_text()
+        (TESTS.parent / "benchmarks" / "reference" / "update_schemes_9cb413e.json").read_text()
     )
     for legacy, current in (("sparse", "sparse-search"), ("bias", "last-biases")):
         count = sum(r["method"] == legacy for r in old["records"])

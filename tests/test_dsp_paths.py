@@ -27,7 +27,8 @@ REPO = TESTS.parent
 sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(REPO))
 import kernel_cases
-from tools import emulation, firmware_build, host_build
+from tflm_training import host_build
+from tools import emulation, firmware_build
 
 HOST_CASES = {"CONV_2D": 300, "DEPTHWISE_CONV_2D": 300, "FULLY_CONNECTED": 150}
 FIRMWARE_CASES = {"CONV_2D": 70, "DEPTHWISE_CONV_2D": 70, "FULLY_CONNECTED": 40}

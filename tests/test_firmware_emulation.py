@@ -21,7 +21,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tools import emulation, firmware_build, firmware_console, host_build
+from tflm_training import host_build
+from tools import emulation, firmware_build, firmware_console
 
 BOARD = "mps2_an386"
 MODELS_DIR = REPO / "tests" / "models"
@@ -30,11 +31,6 @@ MANIFEST = json.loads((MODELS_DIR / "manifest.json").read_text())["models"]
 INPUTS_PER_MODEL = 2
 TIMEOUT_S = 60
 TT_ERR_ARENA_TOO_SMALL = 4
-
-
-@pytest.fixture(scope="module", autouse=True)
-def host_library():
-    host_build.build_host_if_stale()
 
 
 def _interpreter(model_path):

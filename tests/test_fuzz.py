@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
+from tflm_training import host_build
 from tflm_training import plan as training_plan
-from tools import host_build
 
 pytestmark = pytest.mark.slow
 

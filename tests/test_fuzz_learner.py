@@ -19,8 +19,8 @@ import subprocess
 
 import pytest
 
+from tflm_training import host_build
 from tflm_training import plan as training_plan
-from tools import host_build
 
 TESTS = pathlib.Path(__file__).resolve().parent
 MLP = TESTS / "models" / "mlp.tflite"

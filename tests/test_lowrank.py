@@ -16,10 +16,18 @@ import numpy as np
 import pytest
 
 import training_helpers as th
-from tflm_training import Interpreter, Trainer, TrainingPlan, _native, memory_model, tflite_graph
+from tflm_training import (
+    Interpreter,
+    Trainer,
+    TrainingPlan,
+    _native,
+    host_build,
+    memory_model,
+    tflite_graph,
+)
 from tflm_training.errors import BadPlanError, DivergedError
 from tflm_training.plan import LayerPlan, lowrank_state_bytes
-from tools import board_config, firmware_build, host_build
+from tools import board_config, firmware_build
 
 TESTS = pathlib.Path(__file__).resolve().parent
 TRANSFER = th.MODELS / "transfer" / "ds_cnn_fsdd.tflite"

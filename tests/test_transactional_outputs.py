@@ -19,7 +19,9 @@ import threading
 
 import pytest
 
-from tools import deploy, deploy_steps, firmware_build, host_build, object_cache, output_folder
+from tflm_training import _native, host_build
+from tflm_training.errors import LibraryNotBuiltError
+from tools import deploy, deploy_steps, firmware_build, object_cache, output_folder
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MARKER = output_folder.MARKER
@@ -517,3 +519,49 @@ def test_ctrl_c_says_out_is_kept_without_a_traceback(tmp_path):
     partial = pathlib.Path(err.rsplit(" are in ", 1)[1].strip())
     assert (partial / "nrf52840").is_dir()
     assert subprocess.run(["pgrep", "-f", str(partial)], capture_output=True).returncode == 1
+
+
+def test_a_changed_runtime_file_makes_the_library_stale_and_a_rebuild_current(fake_host_build):
+    library = host_build.build_host_if_stale(gradient_bits=32)
+    flags = host_build.compile_flags()
+    assert host_build.staleness(library, flags) is None
+    (host_build.RUNTIME / "tt_one.h").write_text("int tt_one(void); /* changed */\n")
+    assert "other runtime sources" in host_build.staleness(library, flags)
+    assert "other runtime sources" in host_build.staleness(library, host_build.compile_flags(True))
+    host_build.build_host_if_stale(gradient_bits=32)
+    assert host_build.staleness(library, flags) is None
+    assert len(fake_host_build.read_text().splitlines()) == 2
+
+
+def test_the_binding_refuses_a_library_built_from_other_sources(fake_host_build, monkeypatch):
+    library = host_build.build_host_if_stale(gradient_bits=32)
+    (host_build.RUNTIME / "tt_one.c").write_text("int tt_one(void) { return 2; }\n")
+    monkeypatch.delenv(_native.LIBRARY_ENV, raising=False)
+    monkeypatch.setattr(_native, "DEFAULT_LIBRARY", library)
+    monkeypatch.setattr(_native, "_libraries", {})
+    with pytest.raises(LibraryNotBuiltError, match="out of date.*python tools/build.py --host"):
+        _native.library(32)
+    library.with_name(library.name + host_build.DIGEST_SUFFIX).unlink()
+    with pytest.raises(LibraryNotBuiltError, match="other runtime sources"):
+        _native.library(32)  # no record of its sources: refused too
+    library.unlink()
+    with pytest.raises(LibraryNotBuiltError, match="is missing.*python tools/build.py --host"):
+        _native.library(32)
+
+
+def test_the_package_build_can_load_the_host_builder_before_any_dependency(tmp_path):
+    """setup.py loads tflm_training/host_build.py by path in a build
+    environment without numpy or the package: it must need neither."""
+    source = str(REPO / "tflm_training" / "host_build.py")
+    script = textwrap.dedent(f"""\
+        import importlib.util, sys
+        sys.modules["numpy"] = None
+        sys.modules["tflm_training"] = None
+        spec = importlib.util.spec_from_file_location("hb", {source!r})
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        print(module.library_path(build_dir={str(tmp_path)!r}))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / host_build.LIBRARY_NAME)

@@ -4,16 +4,15 @@ import ctypes
 import os
 import pathlib
 
+from tflm_training import host_build
 from tflm_training.errors import LibraryNotBuiltError
 
 LIBRARY_ENV = "TFLM_TRAINING_LIBRARY"
-DEFAULT_LIBRARY = pathlib.Path(__file__).parent / "_build" / "libtflm_training.so"
+DEFAULT_LIBRARY = host_build.library_path()
 # The runtime built with 16-bit gradients (TT_GRADIENT_BITS=16), for plans
 # that ask for them; its own environment variable overrides it.
 GRADIENTS_16_LIBRARY_ENV = "TFLM_TRAINING_LIBRARY_GRADIENTS_16"
-GRADIENTS_16_LIBRARY = (
-    pathlib.Path(__file__).parent / "_build" / "gradients_16" / "libtflm_training.so"
-)
+GRADIENTS_16_LIBRARY = host_build.library_path(gradient_bits=16)
 
 MAX_RANK = 6
 ERROR_MESSAGE_SIZE = 200
@@ -165,20 +164,31 @@ def _declare(lib):
 
 def library(gradient_bits=32):
     """The loaded shared library whose activation gradients have
-    `gradient_bits` (32, or 16 for plans that ask for 16-bit gradients);
-    builds nothing, says how if it is missing."""
+    `gradient_bits` (32, or 16 for plans that ask for 16-bit gradients).
+    Builds nothing: a library that is missing, or was built from other
+    runtime sources than this package's, is refused with the command that
+    rebuilds it. One named by its environment variable is loaded as it is."""
     if gradient_bits not in _libraries:
         if gradient_bits == 16:
-            path = pathlib.Path(os.environ.get(GRADIENTS_16_LIBRARY_ENV, GRADIENTS_16_LIBRARY))
-            how = "python tools/build.py --host --gradient_bits 16"
+            variable, default = GRADIENTS_16_LIBRARY_ENV, GRADIENTS_16_LIBRARY
         else:
-            path = pathlib.Path(os.environ.get(LIBRARY_ENV, DEFAULT_LIBRARY))
-            how = "python tools/build.py --host"
+            variable, default = LIBRARY_ENV, DEFAULT_LIBRARY
+        how = host_build.REBUILD_HINT
+        path = pathlib.Path(os.environ.get(variable, default))
         if not path.is_file():
             raise LibraryNotBuiltError(
                 f"the tflm_training host library is not built ({path} is missing); "
-                f"run `{how}` from the repository root"
+                f"run `{how}` from the repository root (or `pip install -e .`)"
             )
+        if variable not in os.environ:
+            stale = host_build.staleness(
+                path, host_build.compile_flags(gradient_bits=gradient_bits)
+            )
+            if stale:
+                raise LibraryNotBuiltError(
+                    f"the tflm_training host library is out of date: {stale}; rebuild it "
+                    f"with `{how}` from the repository root (or `pip install -e .`)"
+                )
         lib = ctypes.CDLL(str(path))
         _declare(lib)
         if lib.tt_gradient_bits() != gradient_bits:
@@ -188,3 +198,10 @@ def library(gradient_bits=32):
             )
         _libraries[gradient_bits] = lib
     return _libraries[gradient_bits]
+
+
+def check_built():
+    """Loads the library of every gradient width: LibraryNotBuiltError, with
+    the command that fixes it, when one is missing or out of date."""
+    for bits in host_build.GRADIENT_BITS:
+        library(bits)

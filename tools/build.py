@@ -1,6 +1,6 @@
 """Builds the runtime: the host shared library, or a board's firmware.
 
-  python tools/build.py --host [--sanitize] [--emulate_dsp] [--gradient_bits 16]
+  python tools/build.py --host [--sanitize] [--emulate_dsp] [--gradient_bits 32|16]
   python tools/build.py --board nrf52840 [--model M.tflite --inputs I.npy --out DIR]
   python tools/build.py --board mps2_an386 --app training_app --model M.tflite \
       --plan P.bin --train TRAIN.npz [--test TEST.npz] [--epochs E]
@@ -19,14 +19,8 @@ if str(REPO) not in sys.path:
 
 from absl import app, flags
 
-from tools import (
-    board_config,
-    firmware_build,
-    host_build,
-    learner_firmware,
-    output_folder,
-    training_firmware,
-)
+from tflm_training import host_build
+from tools import board_config, firmware_build, learner_firmware, output_folder, training_firmware
 
 _HOST = flags.DEFINE_bool("host", False, "Build the host shared library.")
 _SANITIZE = flags.DEFINE_bool(
@@ -44,11 +38,12 @@ _EMULATE_DSP = flags.DEFINE_bool(
 )
 _GRADIENT_BITS = flags.DEFINE_enum(
     "gradient_bits",
-    "32",
+    None,
     ["32", "16"],
-    "With --host: the bits of a stored activation "
-    "gradient; 16 builds the runtime that trains plans made with gradient_bits=16, into "
-    f"{host_build.library_path(gradient_bits=16).relative_to(REPO)}. Firmware takes "
+    "With --host: build only the runtime whose stored activation gradients have "
+    "these bits (default: both, as installing the package does; 16 is the runtime "
+    "that trains plans made with gradient_bits=16, in "
+    f"{host_build.library_path(gradient_bits=16).relative_to(REPO)}). Firmware takes "
     "the plan's.",
 )
 _BOARD = flags.DEFINE_string(
@@ -126,13 +121,15 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "Print compiler commands.")
 
 
 def build_host():
-    path = host_build.build_host(
-        sanitize=_SANITIZE.value,
-        verbose=_VERBOSE.value,
-        emulate_dsp=_EMULATE_DSP.value,
-        gradient_bits=int(_GRADIENT_BITS.value),
-    )
-    print(f"built {path.relative_to(REPO)}")
+    widths = host_build.GRADIENT_BITS if _GRADIENT_BITS.value is None else [_GRADIENT_BITS.value]
+    for bits in widths:
+        path = host_build.build_host(
+            sanitize=_SANITIZE.value,
+            verbose=_VERBOSE.value,
+            emulate_dsp=_EMULATE_DSP.value,
+            gradient_bits=int(bits),
+        )
+        print(f"built {path.relative_to(REPO)}")
 
 
 def build_board():

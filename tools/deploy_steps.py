@@ -18,15 +18,9 @@ import zlib
 import numpy as np
 from absl import flags
 
+import tflm_training as tflm
 from planning import cost_model, datasets, schemes
-from tools import (
-    board_config,
-    emulation,
-    firmware_build,
-    host_build,
-    learner_firmware,
-    output_folder,
-)
+from tools import board_config, emulation, firmware_build, learner_firmware, output_folder
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "examples" / "ds_cnn_fsdd.tflite"
@@ -151,13 +145,6 @@ def check_seed(value):
         raise DeployError(
             f"--seed must be from 0 to {2**32 - 1} (the plan stores it as a uint32), not {value}"
         )
-
-
-def _tflm():
-    host_build.build_host_if_stale()
-    import tflm_training
-
-    return tflm_training
 
 
 # -- board and tools -------------------------------------------------------------
@@ -374,7 +361,6 @@ class ModelInput:
 
 
 def model_input(model_bytes):
-    tflm = _tflm()
     try:
         interpreter = tflm.Interpreter.from_bytes(model_bytes)
         details = interpreter.get_input_details(0)
@@ -573,7 +559,6 @@ def new_head(model_bytes, dataset, info, seed, log=print):
     """(the model with a fresh classifier for the dataset's classes, its
     tflm_training.new_head.NewHead), ranges calibrated on a class-balanced
     subset of x_train (tflm_training.new_head)."""
-    _tflm()
     from tflm_training import new_head as heads
 
     classes = dataset_classes(dataset)
@@ -913,7 +898,7 @@ def search_plan(
         built = schemes.build(scheme, model_bytes, inputs)
     except schemes.BUDGET_ERRORS as e:
         raise DeployError(f"{scheme}: {e} (--budget_kb)") from None
-    except (ValueError, _tflm().TflmTrainingError) as e:
+    except (ValueError, tflm.TflmTrainingError) as e:
         raise DeployError(f"cannot make a {scheme} plan for this model: {e}") from None
     _log_lines(log, built.describe())
     return built.plan
@@ -939,7 +924,6 @@ def _scheme_minimum(model_bytes, scheme, learning_rate, gradient_bits=32):
     trains the classifier and the nearest projectable layer at rank >= 1."""
     from planning import lowrank
 
-    tflm = _tflm()
     settings = plan_settings(learning_rate, gradient_bits)
     try:
         if scheme != "lowrank":
@@ -1046,7 +1030,6 @@ def _layer_detail(layer):
 
 def training_arena(model_bytes, plan):
     """Bytes of the trainer's arena (tflm_training.memory_model)."""
-    tflm = _tflm()
     from tflm_training import memory_model
 
     try:
@@ -1057,7 +1040,6 @@ def training_arena(model_bytes, plan):
 
 def smallest_arena(model_bytes):
     """The training arena of the cheapest plan: the classifier's biases only."""
-    tflm = _tflm()
     try:
         plan = tflm.TrainingPlan.classifier_only(model_bytes, update="bias")
     except ValueError as e:

@@ -17,8 +17,9 @@ import subprocess
 
 import numpy as np
 
-from tflm_training import interpreter, tflite_graph
-from tools import board_config, elf_sizes, host_build, object_cache
+import tflm_training
+from tflm_training import host_build, interpreter, tflite_graph
+from tools import board_config, elf_sizes, object_cache
 
 REPO = host_build.REPO
 BOARDS_DIR = board_config.BOARDS_DIR
@@ -118,9 +119,6 @@ def check_toolchain(cpu_flags):
 
 def model_facts(model_bytes):
     """Arena bytes and input layout, from the host build of the runtime."""
-    host_build.build_host_if_stale()
-    import tflm_training
-
     try:
         interpreter = tflm_training.Interpreter.from_bytes(model_bytes)
         details = interpreter.get_input_details(0)

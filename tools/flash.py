@@ -31,7 +31,8 @@ if str(REPO) not in sys.path:
 
 from absl import app, flags
 
-from tools import board_config, build, firmware_build, host_build, output_folder, uf2
+from tflm_training import host_build
+from tools import board_config, build, firmware_build, output_folder, uf2
 
 # tools/build.py's flags build the firmware; these show in --help (its
 # --host and the host library's flags do not apply here).

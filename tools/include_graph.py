@@ -19,7 +19,7 @@ if str(REPO) not in sys.path:
 
 from absl import app
 
-from tools import host_build
+from tflm_training import host_build
 
 RUNTIME = host_build.RUNTIME
 RECORDS = "tt_records.h"

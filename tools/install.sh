@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything tflm_training needs on Debian 12 and builds the host
-# library: the Arm toolchain and QEMU (Debian packages), the pinned Python
-# packages into the current Python environment, then the C runtime.
+# library: the Arm toolchain and QEMU (Debian packages), then the pinned Python
+# packages into the current Python environment; installing this package
+# compiles the C runtime (setup.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,10 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-echo "Installing Python packages (pinned in setup.cfg)"
+echo "Installing Python packages (pinned in setup.cfg) and building the host library"
 "$PYTHON" -m pip install -q --upgrade pip
 "$PYTHON" -m pip install -q -e ".[pipeline,planning,test]"
-
-echo "Building the host library"
-"$PYTHON" tools/build.py --host
 echo "Installed. Run the tests with: python -m pytest tests"

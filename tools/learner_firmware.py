@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+import tflm_training
+from tflm_training import learner
 from tools import board_config, emulation, firmware_build, training_firmware
 
 APP = "learner_app"
@@ -64,9 +66,6 @@ def ram_besides_arena(input_bytes, plan_layers, heldout_samples=DEFAULT_HELDOUT_
 def layout(
     model_bytes, plan_bytes, board, heldout_samples=DEFAULT_HELDOUT_SAMPLES, atomic_steps=False
 ):
-    tflm_training = training_firmware._tflm_training()
-    from tflm_training import learner
-
     try:
         trainer = tflm_training.Trainer(model_bytes, plan_bytes)
     except (tflm_training.TflmTrainingError, ValueError) as e:

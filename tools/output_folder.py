@@ -19,13 +19,14 @@ MARKER inside, and not empty) is refused rather than deleted.
 
 import contextlib
 import dataclasses
-import fcntl
 import glob
 import os
 import pathlib
 import shutil
 import stat
 import tempfile
+
+from tflm_training.host_build import file_lock
 
 MARKER = ".tflm_training_output"
 _MARKER_TEXT = (
@@ -99,14 +100,6 @@ def check_inputs_outside(out, inputs):
                 f"{flag} {path} lies inside --out {out}, which this run replaces whole; "
                 "copy it out of that folder first, or give another --out"
             )
-
-
-@contextlib.contextmanager
-def file_lock(path):
-    """An exclusive fcntl lock on `path` (created if missing) while inside."""
-    with open(path, "a", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def lock_path(out):

@@ -16,7 +16,8 @@ import pathlib
 
 import numpy as np
 
-from tools import board_config, firmware_build, host_build
+import tflm_training
+from tools import board_config, firmware_build
 
 APP = "training_app"
 # --plan may name one of these instead of a plan file: the plan is then
@@ -24,21 +25,13 @@ APP = "training_app"
 PLAN_PRESETS = ("classifier_only", "bias_only")
 
 
-def _tflm_training():
-    host_build.build_host_if_stale()
-    import tflm_training
-
-    return tflm_training
-
-
 def gradient_bits(plan_bytes):
     """The runtime's gradient width the plan needs (runtime/math/tt_grad.h)."""
-    return _tflm_training().plan.gradient_bits_of(plan_bytes)
+    return tflm_training.plan.gradient_bits_of(plan_bytes)
 
 
 def resolve_plan(plan, model_bytes):
     """Plan bytes from bytes, a TrainingPlan, a preset name or a file path."""
-    tflm_training = _tflm_training()
     if isinstance(plan, tflm_training.TrainingPlan):
         return plan.to_bytes()
     if isinstance(plan, (bytes, bytearray)):
@@ -59,7 +52,6 @@ def resolve_plan(plan, model_bytes):
 def training_arena_bytes(model_bytes, plan_bytes):
     """What the trainer needs, measured by the host build (arena records
     hold no pointers, so the MCU needs exactly the same)."""
-    tflm_training = _tflm_training()
     try:
         return tflm_training.Trainer(model_bytes, plan_bytes).arena_used_bytes()
     except (tflm_training.TflmTrainingError, ValueError) as e:
