@@ -9,27 +9,12 @@
 #include "kernels/common/tt_conv_dsp.h"
 #include "kernels/common/tt_conv_op_data.h"
 
-/* The valid taps of output pixel (out_y, out_x) as segments of *span
- * values that are contiguous in both the input and the filter. Without
- * horizontal dilation or groups the taps of a row are adjacent in both, so
- * each row becomes one segment. */
-static tt_conv_taps conv_segments(const tt_conv_geometry* geometry,
-                                  int32_t out_y, int32_t out_x, int32_t* span) {
-  tt_conv_taps taps = tt_conv_pixel_taps(geometry, out_y, out_x);
-  *span = geometry->tap_size;
-  if (taps.cols > 1 && taps.input_col_step == geometry->tap_size) {
-    *span *= taps.cols;
-    taps.cols = 1;
-  }
-  return taps;
-}
-
 /* All output channels of one output pixel, four at a time. */
 static void conv_pixel(const tt_conv_shape* s, const tt_conv_geometry* g,
                        const tt_conv_eval_view* view, const int8_t* image,
                        int32_t out_y, int32_t out_x, int8_t* out_px) {
-  int32_t span;
-  const tt_conv_taps taps = conv_segments(g, out_y, out_x, &span);
+  tt_conv_taps taps = tt_conv_pixel_taps(g, out_y, out_x);
+  const int32_t span = tt_conv_join_rows(&taps, g->tap_size);
   const int32_t filter_size = s->filter_h * s->filter_w * s->filter_depth;
   const int8_t* filters = view->filter + taps.filter_start;
   const int8_t* group_input = image + taps.input_start;

@@ -19,30 +19,29 @@ void tt_conv_input_grad(const tt_conv_shape* s, const tt_conv_window* w,
                         int32_t scale_step, const tt_grad* dy, tt_grad* dx) {
   const uint8_t* scale_bytes = (const uint8_t*)scales;
   const int32_t filter_size = s->filter_h * s->filter_w * s->filter_depth;
+  const tt_conv_geometry geometry = {
+      *w, s->in_h, s->in_w, s->in_c, s->filter_h, s->filter_w, s->filter_depth};
   for (int32_t b = 0; b < s->batches; ++b) {
+    tt_grad* dx_image = dx + b * s->in_h * s->in_w * s->in_c;
     for (int32_t y = 0; y < s->out_h; ++y) {
-      const int32_t in_y0 = y * w->stride_h - w->pad_h;
       for (int32_t x = 0; x < s->out_w; ++x) {
-        const int32_t in_x0 = x * w->stride_w - w->pad_w;
         const tt_grad* dy_px =
             dy + ((b * s->out_h + y) * s->out_w + x) * s->out_c;
+        const tt_conv_taps taps = tt_conv_pixel_taps(&geometry, y, x);
         for (int32_t oc = 0; oc < s->out_c; ++oc) {
           const float g = tt_grad_value(dy_px[oc]) *
                           tt_load_f32(scale_bytes + oc * scale_step);
           if (g == 0.0f) continue;
-          const int32_t group = oc / s->filters_per_group;
-          const int8_t* filter_oc = filter + oc * filter_size;
-          for (int32_t fy = 0; fy < s->filter_h; ++fy) {
-            const int32_t in_y = in_y0 + fy * w->dilation_h;
-            if (in_y < 0 || in_y >= s->in_h) continue;
-            for (int32_t fx = 0; fx < s->filter_w; ++fx) {
-              const int32_t in_x = in_x0 + fx * w->dilation_w;
-              if (in_x < 0 || in_x >= s->in_w) continue;
-              tt_grad* dx_px =
-                  dx + ((b * s->in_h + in_y) * s->in_w + in_x) * s->in_c +
-                  group * s->filter_depth;
-              const int8_t* f_px =
-                  filter_oc + (fy * s->filter_w + fx) * s->filter_depth;
+          tt_grad* dx_group = dx_image + taps.input_start +
+                              oc / s->filters_per_group * s->filter_depth;
+          const int8_t* filter_oc =
+              filter + oc * filter_size + taps.filter_start;
+          for (int32_t row = 0; row < taps.rows; ++row) {
+            for (int32_t col = 0; col < taps.cols; ++col) {
+              tt_grad* dx_px = dx_group + row * taps.input_row_step +
+                               col * taps.input_col_step;
+              const int8_t* f_px = filter_oc + row * taps.filter_row_step +
+                                   col * taps.filter_col_step;
               for (int32_t c = 0; c < s->filter_depth; ++c) {
                 tt_grad_add(&dx_px[c], g * (float)f_px[c]);
               }
@@ -88,44 +87,12 @@ void tt_conv_channel_grad(const tt_conv_shape* s, const tt_conv_window* w,
                           int32_t input_zero_point, float input_scale,
                           const tt_grad* dy, float* weight_grad,
                           float* bias_grad) {
-  const int32_t filter_size = s->filter_h * s->filter_w * s->filter_depth;
+  const tt_conv_geometry geometry = {
+      *w, s->in_h, s->in_w, s->in_c, s->filter_h, s->filter_w, s->filter_depth};
   const int32_t group = channel / s->filters_per_group;
-  if (weight_grad != NULL) {
-    for (int32_t i = 0; i < filter_size; ++i) weight_grad[i] = 0.0f;
-  }
-  float bias_sum = 0.0f;
-  for (int32_t b = 0; b < s->batches; ++b) {
-    for (int32_t y = 0; y < s->out_h; ++y) {
-      const int32_t in_y0 = y * w->stride_h - w->pad_h;
-      for (int32_t x = 0; x < s->out_w; ++x) {
-        const float g = tt_grad_value(
-            dy[((b * s->out_h + y) * s->out_w + x) * s->out_c + channel]);
-        bias_sum += g;
-        if (weight_grad == NULL || g == 0.0f) continue;
-        const int32_t in_x0 = x * w->stride_w - w->pad_w;
-        for (int32_t fy = 0; fy < s->filter_h; ++fy) {
-          const int32_t in_y = in_y0 + fy * w->dilation_h;
-          if (in_y < 0 || in_y >= s->in_h) continue;
-          for (int32_t fx = 0; fx < s->filter_w; ++fx) {
-            const int32_t in_x = in_x0 + fx * w->dilation_w;
-            if (in_x < 0 || in_x >= s->in_w) continue;
-            const int8_t* in_px =
-                input + ((b * s->in_h + in_y) * s->in_w + in_x) * s->in_c +
-                group * s->filter_depth;
-            float* g_px =
-                weight_grad + (fy * s->filter_w + fx) * s->filter_depth;
-            for (int32_t c = 0; c < s->filter_depth; ++c) {
-              g_px[c] += g * (float)((int32_t)in_px[c] - input_zero_point);
-            }
-          }
-        }
-      }
-    }
-  }
-  if (weight_grad != NULL) {
-    for (int32_t i = 0; i < filter_size; ++i) weight_grad[i] *= input_scale;
-  }
-  if (bias_grad != NULL) *bias_grad = bias_sum;
+  tt_window_channel_grad(&geometry, s->batches, s->out_h, s->out_w, s->out_c,
+                         dy + channel, input + group * s->filter_depth,
+                         input_zero_point, input_scale, weight_grad, bias_grad);
 }
 
 static void conv_shape(const void* op_data, tt_layer_shape* shape) {

@@ -148,41 +148,12 @@ void tt_depthwise_channel_grad(const tt_depthwise_shape* s,
                                const int8_t* input, int32_t input_zero_point,
                                float input_scale, const tt_grad* dy,
                                float* weight_grad, float* bias_grad) {
-  const int32_t filter_size = s->filter_h * s->filter_w;
-  const int32_t in_channel = channel / s->depth_multiplier;
-  if (weight_grad != NULL) {
-    for (int32_t i = 0; i < filter_size; ++i) weight_grad[i] = 0.0f;
-  }
-  float bias_sum = 0.0f;
-  for (int32_t b = 0; b < s->batches; ++b) {
-    for (int32_t y = 0; y < s->out_h; ++y) {
-      const int32_t in_y0 = y * w->stride_h - w->pad_h;
-      for (int32_t x = 0; x < s->out_w; ++x) {
-        const float g = tt_grad_value(
-            dy[((b * s->out_h + y) * s->out_w + x) * s->out_c + channel]);
-        bias_sum += g;
-        if (weight_grad == NULL || g == 0.0f) continue;
-        const int32_t in_x0 = x * w->stride_w - w->pad_w;
-        for (int32_t fy = 0; fy < s->filter_h; ++fy) {
-          const int32_t in_y = in_y0 + fy * w->dilation_h;
-          if (in_y < 0 || in_y >= s->in_h) continue;
-          for (int32_t fx = 0; fx < s->filter_w; ++fx) {
-            const int32_t in_x = in_x0 + fx * w->dilation_w;
-            if (in_x < 0 || in_x >= s->in_w) continue;
-            const int32_t value =
-                input[((b * s->in_h + in_y) * s->in_w + in_x) * s->in_c +
-                      in_channel];
-            weight_grad[fy * s->filter_w + fx] +=
-                g * (float)(value - input_zero_point);
-          }
-        }
-      }
-    }
-  }
-  if (weight_grad != NULL) {
-    for (int32_t i = 0; i < filter_size; ++i) weight_grad[i] *= input_scale;
-  }
-  if (bias_grad != NULL) *bias_grad = bias_sum;
+  /* Taps counted one by one: filter_start is a tap index. */
+  const tt_conv_geometry geometry = {*w,          s->in_h,     s->in_w, s->in_c,
+                                     s->filter_h, s->filter_w, 1};
+  tt_window_channel_grad(&geometry, s->batches, s->out_h, s->out_w, s->out_c,
+                         dy + channel, input + channel / s->depth_multiplier,
+                         input_zero_point, input_scale, weight_grad, bias_grad);
 }
 
 static void depthwise_shape(const void* op_data, tt_layer_shape* shape) {

@@ -124,6 +124,60 @@ void tt_depthwise_channel_grad(const tt_depthwise_shape* shape,
                                float input_scale, const tt_grad* dy,
                                float* weight_grad, float* bias_grad);
 
+/* The weight and bias gradients of one output channel of a sliding-window
+ * layer, as tt_conv_channel_grad and tt_depthwise_channel_grad define them:
+ * dy points at the channel's gradient in output pixel 0 of a [batches,
+ * out_h, out_w, out_c] array, input at the first of the g->tap_size
+ * adjacent channels the channel reads in image 0, and weight_grad (NULL for
+ * none) holds the channel's KH * KW * tap_size weights in filter order.
+ * Inline always, so that each caller's constant tap size folds in. */
+static inline __attribute__((always_inline)) void tt_window_channel_grad(
+    const tt_conv_geometry* g, int32_t batches, int32_t out_h, int32_t out_w,
+    int32_t out_c, const tt_grad* dy, const int8_t* input,
+    int32_t input_zero_point, float input_scale, float* weight_grad,
+    float* bias_grad) {
+  if (weight_grad == NULL) { /* the bias alone: no window to walk */
+    const int32_t pixels = batches * out_h * out_w;
+    float sum = 0.0f;
+    for (int32_t p = 0; p < pixels; ++p) sum += tt_grad_value(dy[p * out_c]);
+    if (bias_grad != NULL) *bias_grad = sum;
+    return;
+  }
+  float bias_sum = 0.0f;
+  const int32_t depth = g->tap_size;
+  const int32_t filter_size = g->filter_h * g->filter_w * depth;
+  for (int32_t i = 0; i < filter_size; ++i) weight_grad[i] = 0.0f;
+  int32_t at = 0; /* dy's index: pixels in increasing order */
+  for (int32_t b = 0; b < batches; ++b) {
+    const int8_t* image = input + b * g->in_h * g->in_w * g->in_c;
+    for (int32_t y = 0; y < out_h; ++y) {
+      for (int32_t x = 0; x < out_w; ++x) {
+        const float grad = tt_grad_value(dy[at]);
+        at += out_c;
+        bias_sum += grad;
+        if (grad == 0.0f) continue;
+        const tt_conv_taps taps = tt_conv_pixel_taps_inline(g, y, x);
+        const int8_t* in_window = image + taps.input_start;
+        float* grad_window = weight_grad + taps.filter_start;
+        for (int32_t row = 0; row < taps.rows; ++row) {
+          for (int32_t col = 0; col < taps.cols; ++col) {
+            const int8_t* in_px = in_window + row * taps.input_row_step +
+                                  col * taps.input_col_step;
+            float* grad_px = grad_window + row * taps.filter_row_step +
+                             col * taps.filter_col_step;
+            for (int32_t c = 0; c < depth; ++c) {
+              grad_px[c] +=
+                  grad * (float)((int32_t)in_px[c] - input_zero_point);
+            }
+          }
+        }
+      }
+    }
+  }
+  for (int32_t i = 0; i < filter_size; ++i) weight_grad[i] *= input_scale;
+  if (bias_grad != NULL) *bias_grad = bias_sum;
+}
+
 /* ADD and SUB with numpy broadcasting (the forward kernel's params): dx1 +=
  * dy and dx2 += dy (or -= dy when subtract), each summed over the output
  * elements it was broadcast to, in output order. Either may be NULL. */

@@ -74,17 +74,13 @@ static void column_from_pixel(const column_set* set, int32_t q,
                               const tt_conv_geometry* g, const int8_t* image,
                               int32_t out_y, int32_t out_x,
                               int32_t input_offset) {
-  const tt_conv_taps taps = tt_conv_pixel_taps_inline(g, out_y, out_x);
+  tt_conv_taps taps = tt_conv_pixel_taps_inline(g, out_y, out_x);
   if (taps.rows != g->filter_h || taps.cols != g->filter_w) {
     column_clear(set, q);
   }
-  /* Taps of a row are adjacent in the input without horizontal dilation;
-   * they always are in the filter. */
-  const bool joined = taps.cols == 1 || taps.input_col_step == g->in_c;
-  const int32_t span = joined ? taps.cols * g->in_c : g->in_c;
-  const int32_t pieces = joined ? 1 : taps.cols;
+  const int32_t span = tt_conv_join_rows(&taps, g->in_c);
   for (int32_t row = 0; row < taps.rows; ++row) {
-    for (int32_t piece = 0; piece < pieces; ++piece) {
+    for (int32_t piece = 0; piece < taps.cols; ++piece) {
       const int32_t j = taps.filter_start + row * taps.filter_row_step +
                         piece * taps.filter_col_step;
       const int8_t* src = image + taps.input_start + row * taps.input_row_step +

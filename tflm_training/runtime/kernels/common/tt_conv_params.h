@@ -228,6 +228,19 @@ static inline tt_conv_taps tt_conv_pixel_taps_inline(const tt_conv_geometry* g,
                               origin_x);
 }
 
+/* Joins each row of *taps into one tap of the returned number of values
+ * when its taps are adjacent in the input too (no horizontal dilation, no
+ * groups); they always are in the filter. cols is then 1. Without a join
+ * the taps stay as they are, tap_size values each. */
+static inline int32_t tt_conv_join_rows(tt_conv_taps* taps, int32_t tap_size) {
+  if (taps->cols > 1 && taps->input_col_step == tap_size) {
+    const int32_t span = tap_size * taps->cols;
+    taps->cols = 1;
+    return span;
+  }
+  return tap_size;
+}
+
 /* acc[k] = the sum over the taps of filters[k] * (input + input_offset),
  * for four filters at once; each tap is `span` values contiguous in both
  * the input and the filters (input and filters[k] point at the first
