@@ -115,7 +115,6 @@ def test_cost_model_equals_trainer_over_random_static_plans(path):
         assert cost_model.training_arena(model, plan) == cost.total
 
 
-@pytest.mark.tensorflow
 def test_cost_model_board_room_follows_board_json():
     from planning import footprint
 
