@@ -1,7 +1,9 @@
 """The benchmark's models and inputs: the committed test models (and the
-transfer-learning models of tests/models/transfer), real inputs from their
-datasets, MAC counts read from the flatbuffer, and a one-operator model that
-measures the cost of an invoke() call itself."""
+transfer-learning models of tests/models/transfer; the manifests' "file"
+entries say where each is, examples/ for those the tools read by default),
+real inputs from their datasets (tests/data, or examples/), MAC counts read
+from the flatbuffer, and a one-operator model that measures the cost of an
+invoke() call itself."""
 
 import dataclasses
 import json
@@ -16,6 +18,8 @@ from tflite_micro.tensorflow.lite.micro.python import (
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO / "tests" / "models"
 DATA_DIR = REPO / "tests" / "data"
+# The datasets the tools read by default live in examples/, not tests/data.
+EXAMPLES_DIR = REPO / "examples"
 MANIFEST_PATH = MODELS_DIR / "manifest.json"
 TRANSFER_DIR = MODELS_DIR / "transfer"
 TRANSFER_MANIFEST_PATH = TRANSFER_DIR / "manifest.json"
@@ -68,7 +72,7 @@ def load_models(names=None, include_transfer=False):
     models = []
     for name in names:
         folder, entry = entries[name]
-        path = folder / entry["file"]
+        path = (folder / entry["file"]).resolve()  # "file" may lead to examples/
         models.append(BenchModel(name, path, entry["dataset"], path.read_bytes()))
     return models
 
@@ -86,11 +90,17 @@ def _prepared(x, details):
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
+def dataset_path(name):
+    """examples/<name>.npz if the dataset is kept there, else tests/data/."""
+    path = EXAMPLES_DIR / f"{name}.npz"
+    return path if path.is_file() else DATA_DIR / f"{name}.npz"
+
+
 def dataset_inputs(model, details, count):
     """The first `count` test samples of the model's dataset, prepared as
     tests/models/README.md says: x / 255, then quantized with the input's
     scale and zero point for integer inputs. Shape (count, *input shape)."""
-    x = np.load(DATA_DIR / f"{model.dataset}.npz")["x_test"][:count]
+    x = np.load(dataset_path(model.dataset))["x_test"][:count]
     return _prepared(x, details)
 
 
@@ -98,7 +108,7 @@ def labelled_samples(model, details, count):
     """(x, y): `count` test samples spread evenly over the model's dataset
     (the subsets are stored class by class, so the first few would share
     a label), prepared like dataset_inputs; y the integer labels."""
-    with np.load(DATA_DIR / f"{model.dataset}.npz") as data:
+    with np.load(dataset_path(model.dataset)) as data:
         x, y = data["x_test"], data["y_test"]
     chosen = np.linspace(0, len(y) - 1, count).round().astype(np.int64)
     return _prepared(x[chosen], details), y[chosen].astype(np.int64)

@@ -223,10 +223,11 @@ def _models():
         title = tasks.make_tasks(backbone)[name].title
         models[f"{title} ({name})"] = ((folder / "model.tflite").read_bytes(), name)
     for name in TEST_MODELS:
-        models[f"tests/models/{name}.tflite"] = (
-            (REPO / "tests" / "models" / f"{name}.tflite").read_bytes(),
-            None,
-        )
+        # ds_cnn, a default of the tools, is kept in examples/.
+        path = REPO / "examples" / f"{name}.tflite"
+        if not path.is_file():
+            path = REPO / "tests" / "models" / f"{name}.tflite"
+        models[str(path.relative_to(REPO))] = (path.read_bytes(), None)
     return models
 
 

@@ -3,9 +3,9 @@ update kind, and FSDD samples quantized for it."""
 
 import tflm_training
 from tflm_training import learner
-from training_helpers import MODELS, quantized_split, shuffled
+from training_helpers import TRANSFER_MODEL, quantized_split, shuffled
 
-MODEL = (MODELS / "transfer" / "ds_cnn_fsdd.tflite").read_bytes()
+MODEL = TRANSFER_MODEL.read_bytes()
 SETTINGS = {"learning_rate": 0.02, "momentum": 0.9, "batch_size": 3}
 
 

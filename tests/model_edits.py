@@ -6,11 +6,13 @@ import pathlib
 import flatbuffers
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
+import training_helpers
+
 MODELS = pathlib.Path(__file__).resolve().parent / "models"
 
 
 def model_bytes(name):
-    return (MODELS / f"{name}.tflite").read_bytes()
+    return training_helpers.model_path(name).read_bytes()
 
 
 def load(name):

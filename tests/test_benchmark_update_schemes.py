@@ -1,7 +1,7 @@
 """The update-scheme benchmark's pieces (benchmarks/update_schemes*.py) on a
 tiny committed case, so the harness cannot rot: the DS-CNN transfer model
-(tests/models/transfer/ds_cnn_fsdd.tflite) and a few FSDD clips of
-tests/data. No TensorFlow, no timing assertions."""
+(examples/ds_cnn_fsdd.tflite) and a few FSDD clips of examples/fsdd*.npz.
+No TensorFlow, no timing assertions."""
 
 import copy
 import dataclasses
@@ -21,7 +21,8 @@ from planning import datasets
 from tflm_training import memory_model
 
 TESTS = pathlib.Path(__file__).resolve().parent
-MODEL = (TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite").read_bytes()
+EXAMPLES = TESTS.parent / "examples"
+MODEL = (EXAMPLES / "ds_cnn_fsdd.tflite").read_bytes()
 CLASSIFIER = 10
 SETTINGS = methods.Settings()
 CONFIG = {
@@ -42,8 +43,8 @@ CONFIG = {
 @pytest.fixture(scope="module")
 def samples():
     with (
-        np.load(TESTS / "data" / "fsdd_train.npz") as train,
-        np.load(TESTS / "data" / "fsdd.npz") as test,
+        np.load(EXAMPLES / "fsdd_train.npz") as train,
+        np.load(EXAMPLES / "fsdd.npz") as test,
     ):
         x_train, y_train = train["x_train"], train["y_train"].astype(np.int64)
         x_test, y_test = test["x_test"], test["y_test"].astype(np.int64)
@@ -312,7 +313,7 @@ SCRIPT = REPO / "benchmarks" / "update_schemes.py"
 def _digits(tmp_path, shape=None, labels=None):
     """The committed FSDD subset as a task dataset (optionally reshaped or
     relabelled)."""
-    with np.load(TESTS / "data" / "fsdd.npz") as data:
+    with np.load(EXAMPLES / "fsdd.npz") as data:
         arrays = {k: data[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     if shape is not None:
         arrays["x_train"] = arrays["x_train"].reshape((len(arrays["x_train"]),) + shape)
@@ -356,7 +357,7 @@ def _run_benchmark(tmp_path, *args):
 @pytest.mark.firmware
 def test_every_scheme_runs_on_a_task_given_on_the_command_line(tmp_path):
     data = _digits(tmp_path)
-    model = TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite"
+    model = EXAMPLES / "ds_cnn_fsdd.tflite"
     result = _run_benchmark(
         tmp_path,
         "--task_model",
@@ -393,7 +394,7 @@ def test_every_scheme_runs_on_a_task_given_on_the_command_line(tmp_path):
     ],
 )
 def test_a_task_that_does_not_fit_its_model_is_refused_with_the_reason(tmp_path, problem, message):
-    model = str(TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite")
+    model = str(EXAMPLES / "ds_cnn_fsdd.tflite")
     if problem == "shape":
         args = ["--task_model", model, "--task_data", str(_digits(tmp_path, shape=(40, 49, 1)))]
     elif problem == "labels":

@@ -1,7 +1,8 @@
 """Bit-exactness of our runtime (tflm_training) against tflite_micro.
 
-For every model in tests/models/ and N_INPUTS real test samples from
-tests/data/ (the model's dataset, per tests/models/manifest.json), both
+For every model of tests/models/manifest.json (in tests/models/, ds_cnn in
+examples/) and N_INPUTS real test samples of the model's dataset (from
+tests/data/, or examples/), both
 runtimes run the same int8 (or float32, for float_io) input and EVERY
 operator output tensor must be identical (np.array_equal). A failure names
 the model, the sample, and for each differing operator its index, builtin
@@ -31,9 +32,9 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 if TESTS_DIR not in sys.path:
     sys.path.insert(0, TESTS_DIR)
 import golden
+import training_helpers as th
 
 MODELS_DIR = os.path.join(TESTS_DIR, "models")
-DATA_DIR = os.path.join(TESTS_DIR, "data")
 N_INPUTS = 8
 
 
@@ -43,7 +44,11 @@ def _manifest():
 
 
 MANIFEST = _manifest()
-MODEL_FILES = sorted(f for f in os.listdir(MODELS_DIR) if f.endswith(".tflite"))
+# tests/models/*.tflite and ds_cnn, kept in examples/ (training_helpers).
+MODEL_FILES = sorted(
+    [f for f in os.listdir(MODELS_DIR) if f.endswith(".tflite")]
+    + [p.name for name, p in th.EXAMPLE_MODELS.items() if "/" not in name]
+)
 MODEL_NAMES = [f[: -len(".tflite")] for f in MODEL_FILES]
 
 _cache = {}
@@ -52,15 +57,14 @@ _cache = {}
 def _model_bytes(name):
     key = ("bytes", name)
     if key not in _cache:
-        with open(os.path.join(MODELS_DIR, name + ".tflite"), "rb") as f:
-            _cache[key] = f.read()
+        _cache[key] = th.model_bytes(name)
     return _cache[key]
 
 
 def _dataset(name):
     key = ("data", name)
     if key not in _cache:
-        _cache[key] = dict(np.load(os.path.join(DATA_DIR, name + ".npz")))
+        _cache[key] = dict(np.load(th.data_path(name)))
     return _cache[key]
 
 

@@ -212,7 +212,7 @@ def test_budget_too_small_names_the_minimum(tmp_path):
     result = _deploy("--scheme", "classifier", "--budget_kb", "10", "--out", str(tmp_path))
     assert result.returncode == 2
     assert "--budget_kb 10" in result.stderr
-    model = (th.MODELS / "transfer" / "ds_cnn_fsdd.tflite").read_bytes()
+    model = (th.TRANSFER_MODEL).read_bytes()
     need = deploy_steps.training_arena(
         model,
         TrainingPlan.classifier_only(

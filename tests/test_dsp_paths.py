@@ -27,6 +27,7 @@ REPO = TESTS.parent
 sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(REPO))
 import kernel_cases
+import training_helpers as th
 from tflm_training import host_build
 from tools import emulation, firmware_build
 
@@ -51,7 +52,7 @@ def test_images_link_the_multiplied_depthwise_path_only_when_needed(tmp_path):
     import tflm_training
 
     for name, needed in (("ds_cnn", False), ("depth_multiplier", True)):
-        model = REPO / "tests" / "models" / f"{name}.tflite"
+        model = th.model_path(name)
         details = tflm_training.Interpreter.from_bytes(model.read_bytes()).get_input_details(0)
         sample = np.zeros((1, *details["shape"]), details["dtype"])
         built = firmware_build.build_firmware(BOARD, model, sample, out_dir=tmp_path / name)

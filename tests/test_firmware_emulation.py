@@ -21,12 +21,12 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import training_helpers as th
 from tflm_training import host_build
 from tools import emulation, firmware_build, firmware_console
 
 BOARD = "mps2_an386"
 MODELS_DIR = REPO / "tests" / "models"
-DATA_DIR = REPO / "tests" / "data"
 MANIFEST = json.loads((MODELS_DIR / "manifest.json").read_text())["models"]
 INPUTS_PER_MODEL = 2
 TIMEOUT_S = 60
@@ -42,7 +42,7 @@ def _interpreter(model_path):
 def _dataset_inputs(spec, details, count):
     """The first test samples of the model's dataset, prepared as in
     tests/models/README.md: x / 255, quantized for int8 inputs."""
-    x = np.load(DATA_DIR / f"{spec['dataset']}.npz")["x_test"][:count]
+    x = np.load(th.data_path(spec["dataset"]))["x_test"][:count]
     x = x.astype(np.float32) / np.float32(255.0)
     x = x.reshape((count,) + tuple(int(d) for d in details["shape"][1:]))
     if np.dtype(details["dtype"]) == np.float32:

@@ -1,7 +1,7 @@
 """Low-rank training (runtime/optimizer/tt_lowrank.h) on the emulated nRF52840
 (mps2_an386 under QEMU) is bit-identical to the host Trainer.
 
-The transfer DS-CNN (tests/models/transfer/ds_cnn_fsdd.tflite) trains its
+The transfer DS-CNN (examples/ds_cnn_fsdd.tflite) trains its
 last pointwise CONV_2D (operator 8, 64 x 64 weights, rank 8) and its new
 FULLY_CONNECTED head (operator 10, 10 x 64, rank 4) by projected Adam, in
 batches of 2 with a projector refresh every 2 updates, so the run covers

@@ -2,11 +2,12 @@
 
 A real transfer task: a DS-CNN pretrained on Speech Commands gets a new
 10-class classifier for the Free Spoken Digit Dataset, and only that layer
-trains. The model is the transfer fixture tests/models/transfer/
-ds_cnn_fsdd.tflite (new head untrained) with tests/data/fsdd_train.npz when
-they exist; until then, tests/models/ds_cnn.tflite with its classifier zeroed
-(12 outputs, labels 0-9) and the training subset of tests/data/fsdd.npz.
-Test samples come from tests/data/fsdd.npz x_test either way.
+trains. The model is the transfer fixture examples/ds_cnn_fsdd.tflite (new
+head untrained; tests/models/transfer/manifest.json) with
+examples/fsdd_train.npz when they exist; until then, examples/ds_cnn.tflite
+with its classifier zeroed (12 outputs, labels 0-9) and the training subset
+of examples/fsdd.npz. Test samples come from examples/fsdd.npz x_test
+either way.
 
 The firmware (boards/app/training_app.c) embeds the model, the plan and
 class-balanced, shuffled subsets; it evaluates the test subset, trains
@@ -43,9 +44,9 @@ from tools import board_config, emulation, firmware_build, firmware_console, tra
 
 BOARD = "mps2_an386"
 REAL_BOARD = "nrf52840"
-TRANSFER_MODEL = th.MODELS / "transfer" / "ds_cnn_fsdd.tflite"
-TRANSFER_TRAIN = th.DATA / "fsdd_train.npz"
-FSDD = th.DATA / "fsdd.npz"
+TRANSFER_MODEL = th.TRANSFER_MODEL
+TRANSFER_TRAIN = th.data_path("fsdd_train")
+FSDD = th.data_path("fsdd")
 TRAIN_PER_CLASS = 4
 TEST_PER_CLASS = 5
 EPOCHS = 3

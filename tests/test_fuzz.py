@@ -12,13 +12,14 @@ import subprocess
 
 import pytest
 
+import training_helpers as th
 from tflm_training import host_build
 from tflm_training import plan as training_plan
 
 pytestmark = pytest.mark.slow
 
 TESTS = pathlib.Path(__file__).resolve().parent
-MODELS = sorted((TESTS / "models").rglob("*.tflite"))
+MODELS = th.every_model()
 SECONDS = 45
 PLAN_SEEDS = {
     "mlp": {2: range(0, 32, 3), 3: None},
@@ -108,7 +109,7 @@ def test_mutated_models_never_crash_the_dsp_paths(dsp_fuzzer):
 def test_mutated_plans_never_crash_the_trainer(fuzzer, tmp_path):
     files = []
     for name, layers in PLAN_SEEDS.items():
-        model = TESTS / "models" / f"{name}.tflite"
+        model = th.model_path(name)
         model_bytes = model.read_bytes()
         plans = [
             training_plan.TrainingPlan.for_model(model_bytes, layers, momentum=0.9),
@@ -120,7 +121,7 @@ def test_mutated_plans_never_crash_the_trainer(fuzzer, tmp_path):
             path.write_bytes(plan.to_bytes())
             files += [model, path]
     for name, ranks in LOWRANK_SEEDS.items():
-        model = TESTS / "models" / f"{name}.tflite"
+        model = th.model_path(name)
         plan = training_plan.TrainingPlan.lowrank(model.read_bytes(), ranks, refresh_steps=1)
         path = tmp_path / f"{name}_lowrank.bin"
         path.write_bytes(plan.to_bytes())

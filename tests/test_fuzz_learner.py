@@ -23,8 +23,9 @@ from tflm_training import host_build
 from tflm_training import plan as training_plan
 
 TESTS = pathlib.Path(__file__).resolve().parent
+EXAMPLES = TESTS.parent / "examples"
 MLP = TESTS / "models" / "mlp.tflite"
-DS_CNN = TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite"
+DS_CNN = EXAMPLES / "ds_cnn_fsdd.tflite"
 SEED = 20261206
 # Iterations per mode, each a few CPU seconds under the sanitizers.
 ITERATIONS = {"frames": 1200, "state": 300, "store": 900}

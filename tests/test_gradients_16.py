@@ -17,8 +17,6 @@ from tflm_training import Trainer, TrainingPlan, _native, memory_model
 from tflm_training.errors import BadPlanError
 from tflm_training.plan import gradient_bits_of
 
-pytestmark = pytest.mark.tensorflow  # via test_backward_ops, which imports TensorFlow
-
 TT_ERR_BAD_PLAN = 7
 
 

@@ -17,10 +17,10 @@ import hashlib
 import numpy as np
 import pytest
 
+import backward_kernels as bk
 import single_op_models as som
-import test_backward_ops as backward_ops
 import training_helpers as th
-from test_backward_ops import (
+from backward_kernels import (
     INT32,
     TT_OK,
     UPDATE_BIAS,
@@ -37,11 +37,9 @@ from test_firmware_training import train_on_mcu
 from tflm_training import Trainer, TrainingPlan, memory_model, tflite_graph
 from tflm_training.plan import LayerPlan, find_logits
 
-pytestmark = pytest.mark.tensorflow  # via test_backward_ops, which imports TensorFlow
-
-# The native library fixture, shared with test_backward_ops: pytest finds
-# fixtures by name in the module's namespace.
-lib = backward_ops.lib
+# The native library fixture (backward_kernels): pytest finds fixtures by
+# name in the module's namespace.
+lib = bk.lib
 
 RELU = 1
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs qemu-system-arm and gcc-arm-none-eabi (bash tools/install.sh)",
 )
 
-MODEL = th.MODELS / "transfer" / "ds_cnn_fsdd.tflite"
+MODEL = th.TRANSFER_MODEL
 
 
 def _learn(*args):

@@ -30,7 +30,7 @@ from tflm_training.plan import LayerPlan, lowrank_state_bytes
 from tools import board_config, firmware_build
 
 TESTS = pathlib.Path(__file__).resolve().parent
-TRANSFER = th.MODELS / "transfer" / "ds_cnn_fsdd.tflite"
+TRANSFER = th.TRANSFER_MODEL
 F32P = ctypes.POINTER(ctypes.c_float)
 U = 2.0**-24  # float32 unit roundoff
 HEADER_WORDS = 8

@@ -12,7 +12,8 @@ from tflm_training import Trainer, UnsupportedModelError, memory_model, tflite_g
 from tflm_training.plan import parameter_layout
 
 TESTS = pathlib.Path(__file__).resolve().parent
-MODEL = (TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite").read_bytes()
+EXAMPLES = TESTS.parent / "examples"
+MODEL = (EXAMPLES / "ds_cnn_fsdd.tflite").read_bytes()
 SETTINGS = {"learning_rate": 0.02, "momentum": 0.9, "batch_size": 5}
 INFERENCE = memory_model.inference_arena(MODEL).total
 
@@ -75,7 +76,7 @@ def test_too_small_a_budget_names_the_minimum_which_is_then_enough():
 
 @pytest.mark.slow
 def test_a_low_rank_plan_trains():
-    with np.load(TESTS / "data" / "fsdd_train.npz") as data:
+    with np.load(EXAMPLES / "fsdd_train.npz") as data:
         x = contribution.quantize_samples(MODEL, data["x_train"][:40])
         y = data["y_train"][:40].astype(np.int64)
     # A large Adam rate, so that three passes move whole quantization steps.

@@ -7,7 +7,7 @@ allocation (tables, index lists, each operator's op data, the trainer's
 tables, parameter copies, each optimizer state array) and of every planned
 buffer (activations, gradients, clamp masks, scratch), all read back from
 the runtime's own records in the arena. Models: every .tflite under
-tests/models/ for inference (also with preserve_all_tensors), random
+tests/models/ and those kept in examples/ for inference (also with preserve_all_tensors), random
 single-operator models of every kernel, and several hundred seeded random
 training plans (layers, update kinds, channel subsets, momentum, batch
 size) over the models with trainable layers. A plan the runtime rejects
@@ -28,6 +28,7 @@ import zlib
 import numpy as np
 import pytest
 
+import training_helpers as th
 from tflm_training import (
     Interpreter,
     LayerPlan,
@@ -48,7 +49,7 @@ from tflm_training.plan import (
 TESTS = pathlib.Path(__file__).resolve().parent
 REPO = TESTS.parent
 RUNTIME = REPO / "tflm_training" / "runtime"
-MODELS = sorted((TESTS / "models").rglob("*.tflite"))
+MODELS = th.every_model()
 TRAINING_MODELS = [p for p in MODELS if "extra_ops" not in p.parts]
 PLANS_PER_MODEL = 60
 SEED = 20260601

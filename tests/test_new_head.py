@@ -3,7 +3,7 @@ Python, runs in tflm_training and tflite_micro alike, trains, and deploys.
 
 The 2-class model is the committed DS-CNN transfer model (10 classes) with
 its head cut to its first 2 classes (tests/model_edits.py); the new head
-has the 10 classes of FSDD (tests/data).
+has the 10 classes of FSDD (examples/fsdd*.npz).
 """
 
 import json
@@ -21,6 +21,7 @@ from tflm_training import tflite_graph as tg
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
+EXAMPLES = REPO / "examples"
 FC_OPERATOR = 10  # the DS-CNN transfer model's classifier
 
 
@@ -88,7 +89,7 @@ def model_inputs(model, x_uint8):
 
 @pytest.fixture(scope="module")
 def fsdd():
-    with np.load(DATA / "fsdd_train.npz") as train, np.load(DATA / "fsdd.npz") as test:
+    with np.load(EXAMPLES / "fsdd_train.npz") as train, np.load(EXAMPLES / "fsdd.npz") as test:
         return train["x_train"][::5], train["y_train"][::5], test["x_test"][:20]
 
 

@@ -7,7 +7,7 @@ checkpoints round-trip; the committed checkpoints load and classify real
 test samples well above chance.
 
 Tiny models and a few training steps on the committed data subsets
-(tests/data) keep this fast.
+(tests/data and examples/) keep this fast.
 """
 
 import hashlib
@@ -24,6 +24,7 @@ import tf_keras as keras
 
 import golden
 import tflm_training
+import training_helpers as th
 from pipeline import checkpoint, heads, pretrain, qat, zoo
 from pipeline import data as datasets
 from planning import footprint
@@ -32,7 +33,6 @@ pytestmark = pytest.mark.tensorflow
 
 L = keras.layers
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-DATA_DIR = os.path.join(TESTS_DIR, "data")
 CHECKPOINTS_DIR = os.path.join(os.path.dirname(TESTS_DIR), "pipeline", "checkpoints")
 
 TINY = {
@@ -56,7 +56,7 @@ TINY_DATA = {"ds_cnn": "speech_commands12", "mcunet": "flowers32", "mobilenet_v2
 
 def _dataset(name, input_shape):
     """A committed subset, images cropped to the tiny input size."""
-    data = datasets.load(name, DATA_DIR)
+    data = datasets.load(str(th.data_path(name)))
     height, width = input_shape[:2]
     data.x_train = data.x_train[:, :height, :width]
     data.x_test = data.x_test[:, :height, :width]
@@ -283,7 +283,7 @@ def test_replace_head_float():
 
 def test_new_head_qat_has_classes_and_calibrated_ranges(tiny_ds_cnn):
     model, qat_model, _, _ = tiny_ds_cnn
-    fsdd = datasets.load("fsdd", DATA_DIR)
+    fsdd = datasets.load(str(th.data_path("fsdd")))
     x_calib = datasets.to_float(fsdd.x_train)
     down, report = heads.new_head_qat(model, qat_model, 10, x_calib, fsdd.y_train, probe_epochs=20)
     assert down.output_shape == (None, 10)
@@ -324,7 +324,7 @@ def test_head_ranges_come_from_the_trained_probe():
 
 
 def test_pretrain_saves_a_checkpoint_that_loads(tmp_path):
-    data = datasets.load("speech_commands12", DATA_DIR)
+    data = datasets.load(str(th.data_path("speech_commands12")))
     config = pretrain.model_config("ds_cnn", data, 0.125, {"block_strides": (2,)})
     prefix = str(tmp_path / "tiny")
     info = pretrain.pretrain(
@@ -373,7 +373,7 @@ def _checkpoints_with_subset():
     for name in _committed_checkpoints():
         with open(os.path.join(CHECKPOINTS_DIR, name + ".json")) as f:
             dataset = json.load(f)["dataset"]
-        if os.path.exists(os.path.join(DATA_DIR, dataset + ".npz")):
+        if th.data_path(dataset).is_file():
             found.append(name)
     return found
 
@@ -382,7 +382,7 @@ def _checkpoints_with_subset():
 def test_committed_checkpoint_beats_chance_on_real_data(name):
     keras.backend.clear_session()
     model, info = checkpoint.load(os.path.join(CHECKPOINTS_DIR, name))
-    data = datasets.load(info["dataset"], DATA_DIR)
+    data = datasets.load(str(th.data_path(info["dataset"])))
     predictions = model.predict(datasets.to_float(data.x_test), verbose=0)
     accuracy = float(np.mean(predictions.argmax(1) == data.y_test))
     assert accuracy > 5 * info["chance"], accuracy

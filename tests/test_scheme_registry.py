@@ -11,7 +11,7 @@ from planning import schemes
 from tools import deploy_steps
 
 MODEL = (
-    pathlib.Path(__file__).resolve().parent / "models" / "transfer" / "ds_cnn_fsdd.tflite"
+    pathlib.Path(__file__).resolve().parents[1] / "examples" / "ds_cnn_fsdd.tflite"
 ).read_bytes()
 SETTINGS = deploy_steps.plan_settings(0.02)
 

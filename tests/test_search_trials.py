@@ -13,7 +13,8 @@ from tflm_training import memory_model
 pytestmark = pytest.mark.slow
 
 TESTS = pathlib.Path(__file__).resolve().parent
-MODEL = (TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite").read_bytes()
+EXAMPLES = TESTS.parent / "examples"
+MODEL = (EXAMPLES / "ds_cnn_fsdd.tflite").read_bytes()
 SETTINGS = {"learning_rate": 0.02, "momentum": 0.9, "batch_size": 5}
 ANALYSIS = dict(samples=30, val_samples=30)
 BUDGET = cost_model.inference_arena(MODEL) + 32 * 1024
@@ -23,7 +24,7 @@ BUDGET = cost_model.inference_arena(MODEL) + 32 * 1024
 def analysed(tmp_path_factory):
     """(x, y, table, search result) of a small real analysis on FSDD clips
     (weights of ops 7 and 8, bias depths over all 9 layers)."""
-    with np.load(TESTS / "data" / "fsdd_train.npz") as data:
+    with np.load(EXAMPLES / "fsdd_train.npz") as data:
         x = contribution.quantize_samples(MODEL, data["x_train"])
         y = data["y_train"]
     table = contribution.analyze(

@@ -1,8 +1,8 @@
-"""On-device training on the host: real data (tests/data), real models
-(tests/models). Training lowers the loss and raises test accuracy, sparse
-plans touch only what they select, QAS scales updates, the NaN guard holds,
-memory adds up, and an exported model runs in tflite_micro exactly as in
-our runtime."""
+"""On-device training on the host: real data (tests/data, examples/), real
+models (tests/models, examples/). Training lowers the loss and raises test
+accuracy, sparse plans touch only what they select, QAS scales updates, the
+NaN guard holds, memory adds up, and an exported model runs in tflite_micro
+exactly as in our runtime."""
 
 import math
 

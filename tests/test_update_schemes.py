@@ -31,8 +31,9 @@ from tflm_training import (
 from tflm_training.plan import find_logits, trainable_operators
 
 TESTS = pathlib.Path(__file__).resolve().parent
+EXAMPLES = TESTS.parent / "examples"
 REPO = TESTS.parent
-MODEL_PATH = TESTS / "models" / "transfer" / "ds_cnn_fsdd.tflite"
+MODEL_PATH = EXAMPLES / "ds_cnn_fsdd.tflite"
 MODEL = MODEL_PATH.read_bytes()
 CLASSIFIER = 10
 SETTINGS = {"learning_rate": 0.02, "momentum": 0.9, "batch_size": 5}
@@ -46,7 +47,7 @@ COST_MODELS = [
 @pytest.fixture(scope="module")
 def fsdd():
     """The committed FSDD training clips quantized for the model."""
-    with np.load(TESTS / "data" / "fsdd_train.npz") as data:
+    with np.load(EXAMPLES / "fsdd_train.npz") as data:
         return contribution.quantize_samples(MODEL, data["x_train"]), data["y_train"]
 
 
@@ -115,7 +116,6 @@ def test_cost_model_equals_trainer_over_random_static_plans(path):
         assert cost_model.training_arena(model, plan) == cost.total
 
 
-@pytest.mark.tensorflow
 def test_cost_model_board_room_follows_board_json():
     from planning import footprint
 
