@@ -354,7 +354,7 @@ def environment_section(data):
         f"- arm-none-eabi-gcc: {env['arm_none_eabi_gcc']} (firmware flags: "
         f"`{env['firmware_cflags']}` + the board's CPU flags)",
         f"- QEMU: {env['qemu']}",
-        f"- Source: commit {env['git_commit']}; models from tests/models "
+        f"- Source: commit {env['git_commit']}; models of the tests/models manifests "
         "(their sha256 are in the .json file)",
     ]
     changed = env["runtime_uncommitted"]

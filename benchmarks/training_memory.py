@@ -52,7 +52,7 @@ from benchmarks import environment, report
 from benchmarks import update_schemes_methods as methods
 from benchmarks import update_schemes_runs as runs
 from benchmarks import update_schemes_tasks as tasks
-from planning import contribution, lowrank
+from planning import contribution, lowrank, schemes
 from tflm_training import memory_model
 
 _OUT = flags.DEFINE_string(
@@ -127,13 +127,17 @@ def _inference_arenas(model):
 
 def _plans(model, settings):
     """(name, plan) of the plans that do not depend on data."""
-    plans = [("classifier", methods.classifier_scheme(model, settings).plan)]
+    fixed = schemes.Inputs(settings.plan_settings())
+    plans = [("classifier", schemes.build("classifier", model, fixed).plan)]
     depths = sum(1 for *_, has_bias in contribution.candidate_layers(model) if has_bias)
     plans += [
-        (f"biases of {k} layer{'s' if k > 1 else ''}", methods.bias_plan(model, k, settings))
+        (
+            f"biases of {k} layer{'s' if k > 1 else ''}",
+            schemes.last_biases_plan(model, k, settings.plan_settings()),
+        )
         for k in range(1, depths + 1)
     ]
-    plans.append(("full backpropagation", methods.full_plan(model, settings)))
+    plans.append(("full backpropagation", schemes.build("full", model, fixed).plan))
     inference = methods.inference_arena(model)
     for kb in BUDGETS_KB:
         try:
@@ -153,7 +157,7 @@ def _deepest_bias(model, settings, budget, which):
     best = None
     depths = sum(1 for *_, has_bias in contribution.candidate_layers(model) if has_bias)
     for k in range(depths + 1):
-        plan = methods.bias_plan(model, k, settings)
+        plan = schemes.last_biases_plan(model, k, settings.plan_settings())
         now, before = _arenas(model, plan)
         arena = {"now": now, "before": before}.get(which) or _arena_16(model, plan)
         if arena <= budget:

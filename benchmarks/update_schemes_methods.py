@@ -41,6 +41,7 @@ Metrics of a plan (see weight_metrics, activation_metrics):
 """
 
 import dataclasses
+import re
 
 import numpy as np
 
@@ -133,6 +134,12 @@ def with_current_names(data):
         }
     for record in data["records"]:
         record["method"] = name(record["method"])
+    if "command" in data:  # the report's "reproduce with" line must run today
+        data["command"] = re.sub(
+            r"(--methods[ =])(\S+)",
+            lambda m: m.group(1) + ",".join(name(x) for x in m.group(2).split(",")),
+            data["command"],
+        )
     return data
 
 

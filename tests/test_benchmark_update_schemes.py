@@ -429,6 +429,10 @@ def test_results_written_before_the_registry_names_read_under_todays_names():
         )
     assert "sparse (searched)" in report.render(data)
     assert "last biases" in report.render(data)
+    old["command"] = "benchmarks/update_schemes.py --methods classifier,bias,sparse --seeds 0"
+    assert methods.with_current_names(old)["command"] == (
+        "benchmarks/update_schemes.py --methods classifier,last-biases,sparse-search --seeds 0"
+    )
 
 
 def test_an_old_method_name_is_refused_with_its_new_name(tmp_path):
