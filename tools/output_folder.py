@@ -81,10 +81,15 @@ def _is_other_than_folder(path):
 
 
 def _replaceable(folder):
+    # One listing: a run swapping --out renames whole folders, so a listing
+    # sees the old folder or the new one, never a mix of the two (a marker
+    # check and a listing apart could see the old one go and then the new
+    # one's files without its marker, and refuse a folder a tool wrote).
     try:
-        return (folder / MARKER).is_file() or not any(folder.iterdir())
+        names = [path.name for path in folder.iterdir()]
     except FileNotFoundError:  # another run is swapping it; _commit checks again
         return True
+    return MARKER in names or not names
 
 
 def check_inputs_outside(out, inputs):
