@@ -158,7 +158,8 @@ def render(rows, summary, wide, narrow):
         "model's inference arena; with 16-bit gradients a scheme may pick more layers "
         "within the same budget. Accuracy is on the task's test samples after training "
         "(one run per seed: differences of a few points are within the seed-to-seed "
-        "spread that results/update_schemes.md shows).",
+        "spread, a standard deviation of up to 0.11 over three seeds in the update-scheme "
+        "run of benchmarks/reference/update_schemes_9cb413e.json).",
         "",
         "## Summary",
         "",

@@ -15,7 +15,7 @@ new head; --task_data: its .npz). Methods: float full
 fine-tuning in TensorFlow (the reference, no budget), and in the int8
 runtime (tflm_training.Trainer on the host, bit-identical to the device):
 classifier-only, bias-only, searched sparse update, TraDy, low-rank.
-See benchmarks/README.md and benchmarks/results/update_schemes.md.
+See benchmarks/README.md and its results (README.md, "Measurements").
 
 Writes a markdown report (--out), the raw numbers (--json_out, default
 --out with .json) and a plot (--png_out, default --out with .png).

@@ -41,8 +41,8 @@ baseline's mean held-out cross-entropy (Trainer.evaluate_loss) minus the
 run's (means over the same seeds). Accuracy on a few hundred held-out
 samples moves in steps of 1/N and mostly measures which samples happen to
 flip; the loss sees every sample's confidence, so its gains grow smoothly
-with depth and ratio where accuracy's jump around (see
-benchmarks/results/update_schemes.md, which uses it). It is not always
+with depth and ratio where accuracy's jump around (the update-scheme
+benchmark uses it, benchmarks/update_schemes.py). It is not always
 the better guide: it also rewards confidence that does not change a
 decision (on deploy's default FSDD task it picked a weaker plan before
 the search trials, 0.75 against 0.85; with them it picks the better one,
