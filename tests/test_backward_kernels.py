@@ -151,20 +151,11 @@ def test_kernel_with_parameters(lib, op_name, per_channel):
             lib.tt_fc_channel_grad(
                 3, 6, 5, ch, ptr(x), x_zp, x_scale, ptr(dy), ptr(grad), ctypes.byref(bias)
             )
-        elif op_name == "CONV_2D":
-            lib.tt_conv_channel_grad(
-                ctypes.byref(s),
-                ctypes.byref(w),
-                ch,
-                ptr(x),
-                x_zp,
-                x_scale,
-                ptr(dy),
-                ptr(grad),
-                ctypes.byref(bias),
-            )
         else:
-            lib.tt_depthwise_channel_grad(
+            channel_grad = (
+                lib.tt_conv_channel_grad if op_name == "CONV_2D" else lib.tt_depthwise_channel_grad
+            )
+            channel_grad(
                 ctypes.byref(s),
                 ctypes.byref(w),
                 ch,
