@@ -17,7 +17,6 @@ import tflm_training
 
 OURS = "tflm_training"
 TFLM = "tflite_micro"
-RUNTIMES = (OURS, TFLM)
 
 _TOTAL_RE = re.compile(r"Arena allocation total (\d+) bytes")
 

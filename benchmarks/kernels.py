@@ -35,7 +35,7 @@ _OUT = flags.DEFINE_string(
 )
 _BOARD = flags.DEFINE_string("board", "mps2_an386", "Emulated board.")
 SEED = 20261207
-SAME, VALID = 0, 1
+SAME = 0  # the schema's Padding.SAME
 
 
 def _weights(rng, shape):

@@ -2,14 +2,6 @@
 
 from benchmarks.report import NA, fmt_int, table
 
-METHOD_NAMES = {
-    "float_full": "float full fine-tuning (TensorFlow, no budget)",
-    "classifier": "classifier only",
-    "last-biases": "last layers' biases (+ classifier)",
-    "sparse-search": "searched sparse update",
-    "trady": "TraDy (resampled each epoch)",
-    "lowrank": "low-rank (Adam)",
-}
 SHORT = {
     "float_full": "float full FT",
     "classifier": "classifier",

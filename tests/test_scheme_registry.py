@@ -21,8 +21,7 @@ def test_deploy_and_the_benchmark_name_registry_schemes():
     assert set(deploy_steps.SEARCHED_SCHEMES) == {
         name for name in deploy_steps.SCHEMES if schemes.SCHEMES[name].needs
     }
-    # The benchmark's "bias" is the registry's last-biases (its results' key).
-    assert set(methods.INT8_METHODS) - {"bias"} <= set(schemes.SCHEMES)
+    assert set(methods.INT8_METHODS) <= set(schemes.SCHEMES)
 
 
 def test_sparse_is_the_fixed_plan_and_sparse_search_needs_a_table():
