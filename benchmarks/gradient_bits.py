@@ -25,6 +25,7 @@ if str(REPO) not in sys.path:
 from absl import app, flags
 
 from benchmarks import gradient_bits_report as comparison
+from benchmarks import report
 
 RESULTS = REPO / "benchmarks" / "results" / "gradient_bits"
 _WIDE = flags.DEFINE_string(
@@ -52,22 +53,14 @@ def main(argv):
     rows, summary = comparison.compare(wide, narrow)
     out = pathlib.Path(_OUT.value)
     try:
-        _write_whole(out, comparison.render(rows, summary, wide, narrow))
+        report.write_whole(out, comparison.render(rows, summary, wide, narrow))
         numbers = json.dumps({"summary": summary, "rows": rows}, indent=1)
-        _write_whole(out.with_suffix(".json"), numbers + "\n")
+        report.write_whole(out.with_suffix(".json"), numbers + "\n")
     except OSError as error:
         print(f"error: cannot write the report: {error}", file=sys.stderr)
         return 2
     print(f"wrote {out}")
     return 0
-
-
-def _write_whole(path, text):
-    """Writes beside `path`, then renames: a run cut short leaves the old
-    file or the new one, never half of one."""
-    part = path.with_name(path.name + ".part")
-    part.write_text(text)
-    part.replace(path)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,6 @@
 """The comparison benchmarks/gradient_bits.py writes: two update-scheme
 runs that differ only in --gradient_bits, row by row, and its report."""
 
-import json
-import pathlib
-
 from benchmarks import report
 from benchmarks import update_schemes_methods as methods
 
@@ -34,38 +31,13 @@ class MismatchError(ValueError):
 
 def load(path, bits):
     try:
-        data = json.loads(pathlib.Path(path).read_text())
-    except json.JSONDecodeError as error:
-        raise MismatchError(f"{path} is not an update-scheme run's .json: {error}") from None
-    _check_run(path, data)
-    methods.with_current_names(data)
+        data = methods.load_run(path)
+    except methods.RunFileError as error:
+        raise MismatchError(str(error)) from None
     got = data["config"]["settings"].get("gradient_bits", 32)
     if got != bits:
         raise MismatchError(f"{path} is a run with {got}-bit gradients, not {bits}")
     return data
-
-
-def _check_run(path, data):
-    """The parts of a run that compare() reads, there and of the right kind."""
-
-    def bad(what):
-        return MismatchError(f"{path} is not an update-scheme run's .json: {what}")
-
-    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-        raise bad("no config")
-    if not isinstance(data["config"].get("settings"), dict):
-        raise bad("no config.settings")
-    if not isinstance(data.get("records"), list):
-        raise bad("no records")
-    for i, record in enumerate(data["records"]):
-        keys = ("task", "method", "budget_kb", "seed", "accuracy")
-        if not isinstance(record, dict) or any(k not in record for k in keys):
-            raise bad(f"record {i} lacks one of {', '.join(keys)}")
-        metrics = record.get("metrics")
-        if record["accuracy"] is not None and not (
-            isinstance(metrics, dict) and "training_arena" in metrics
-        ):
-            raise bad(f"record {i} has an accuracy but no metrics.training_arena")
 
 
 def check_same_settings(wide, narrow):

@@ -399,3 +399,12 @@ def render(data):
         environment_section(data),
     ]
     return "\n\n".join(part for part in parts if part) + "\n"
+
+
+def write_whole(path, text):
+    """Writes beside `path`, then renames: a run cut short leaves the old
+    file or the new one, never half of one."""
+    path = pathlib.Path(path)
+    part = path.with_name(path.name + ".part")
+    part.write_text(text)
+    part.replace(path)

@@ -358,8 +358,8 @@ def main(argv):
     }
     out = pathlib.Path(_OUT.value)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(data))
-    out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    report.write_whole(out, render(data))
+    report.write_whole(out.with_suffix(".json"), json.dumps(data, indent=1) + "\n")
     print(f"wrote {out}")
     return 0
 

@@ -36,6 +36,7 @@ if str(REPO) not in sys.path:
 from absl import app, flags
 
 from benchmarks import environment
+from benchmarks import report as common
 from benchmarks import update_schemes_methods as methods
 from benchmarks import update_schemes_report as report
 from benchmarks import update_schemes_runs as runs
@@ -474,13 +475,22 @@ def backbone_comparison(cfg, records, compare, other):
 
 
 def write_results(data, paths):
+    """The report, its numbers and its plot, each written whole (beside,
+    then renamed), all made before the first is written."""
     out, json_out, png_out = paths
+    data["outputs"] = {"markdown": str(out), "json": str(json_out), "png": str(png_out)}
+    text = report.render(data)
+    numbers = json.dumps(data, indent=1, default=_json_default) + "\n"
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
-    data["outputs"] = {"markdown": str(out), "json": str(json_out), "png": str(png_out)}
-    report.plot(data, png_out)
-    out.write_text(report.render(data))
-    json_out.write_text(json.dumps(data, indent=1, default=_json_default) + "\n")
+    plot = png_out.with_name(png_out.name + ".part")
+    try:
+        report.plot(data, plot)
+        plot.replace(png_out)
+    finally:
+        plot.unlink(missing_ok=True)
+    common.write_whole(out, text)
+    common.write_whole(json_out, numbers)
     print(f"wrote {out}, {json_out} and {png_out}")
 
 
@@ -495,8 +505,19 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     _check_flags()
     if _FROM_JSON.value:
-        data = methods.with_current_names(json.loads(pathlib.Path(_FROM_JSON.value).read_text()))
-        write_results(data, output_paths(data["config"]))
+        try:
+            data = methods.load_run(_FROM_JSON.value)
+            write_results(data, output_paths(data["config"]))
+        except (OSError, methods.RunFileError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except (KeyError, TypeError, ValueError) as error:
+            print(
+                f"error: {_FROM_JSON.value} lacks part of what the report reads "
+                f"({type(error).__name__}: {error}); give the .json an update-scheme run wrote",
+                file=sys.stderr,
+            )
+            return 2
         return 0
     try:
         cfg = config()

@@ -41,6 +41,8 @@ Metrics of a plan (see weight_metrics, activation_metrics):
 """
 
 import dataclasses
+import json
+import pathlib
 import re
 
 import numpy as np
@@ -117,6 +119,44 @@ class Scheme:
         return self.plan is not None or self.schedule is not None
 
 
+class RunFileError(ValueError):
+    """A file that is not an update-scheme run's .json."""
+
+
+def load_run(path):
+    """The run written to `path` (its .json), checked for the parts the
+    reports read and under today's method names."""
+    try:
+        data = json.loads(pathlib.Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise RunFileError(f"{path} is not an update-scheme run's .json: {error}") from None
+    _check_run(path, data)
+    return with_current_names(data)
+
+
+def _check_run(path, data):
+    def bad(what):
+        return RunFileError(f"{path} is not an update-scheme run's .json: {what}")
+
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        raise bad("no config")
+    if not isinstance(data["config"].get("settings"), dict):
+        raise bad("no config.settings")
+    if not isinstance(data.get("records"), list):
+        raise bad("no records")
+    if not isinstance(data.get("summary", {}), dict):
+        raise bad("its summary is not a table")
+    for i, record in enumerate(data["records"]):
+        keys = ("task", "method", "budget_kb", "seed", "accuracy")
+        if not isinstance(record, dict) or any(k not in record for k in keys):
+            raise bad(f"record {i} lacks one of {', '.join(keys)}")
+        metrics = record.get("metrics")
+        if record["accuracy"] is not None and not (
+            isinstance(metrics, dict) and "training_arena" in metrics
+        ):
+            raise bad(f"record {i} has an accuracy but no metrics.training_arena")
+
+
 def with_current_names(data):
     """A results file's data with its method keys (config["methods"],
     summary[task], records' "method") named as the benchmark names them
@@ -134,7 +174,7 @@ def with_current_names(data):
         }
     for record in data["records"]:
         record["method"] = name(record["method"])
-    if "command" in data:  # the report's "reproduce with" line must run today
+    if isinstance(data.get("command"), str):  # the report's "reproduce with" line must run today
         data["command"] = re.sub(
             r"(--methods[ =])(\S+)",
             lambda m: m.group(1) + ",".join(name(x) for x in m.group(2).split(",")),

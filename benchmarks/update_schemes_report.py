@@ -630,5 +630,5 @@ def plot(data, path):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, format="png")
     plt.close(figure)

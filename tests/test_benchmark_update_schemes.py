@@ -439,3 +439,27 @@ def test_an_old_method_name_is_refused_with_its_new_name(tmp_path):
     result = _run_benchmark(tmp_path, "--methods", "classifier,bias")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "unknown methods ['bias'] (bias is now last-biases)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"config": ', "is not an update-scheme run's .json: Expecting value"),
+        ("[1, 2]", "is not an update-scheme run's .json: no config"),
+        ('{"config": {"settings": {}}, "records": []}', "lacks part of what the report reads"),
+        (None, "No such file"),
+    ],
+)
+def test_from_json_refuses_a_file_no_run_wrote_and_writes_nothing(tmp_path, content, message):
+    given = tmp_path / "run.json"
+    if content is not None:
+        given.write_text(content)
+    out = tmp_path / "out" / "report.md"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--from_json", str(given), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not out.parent.exists()

@@ -542,11 +542,25 @@ def test_the_binding_refuses_a_library_built_from_other_sources(fake_host_build,
     with pytest.raises(LibraryNotBuiltError, match="out of date.*python tools/build.py --host"):
         _native.library(32)
     library.with_name(library.name + host_build.DIGEST_SUFFIX).unlink()
-    with pytest.raises(LibraryNotBuiltError, match="other runtime sources"):
+    with pytest.raises(LibraryNotBuiltError, match="no record of the sources"):
         _native.library(32)  # no record of its sources: refused too
     library.unlink()
     with pytest.raises(LibraryNotBuiltError, match="is missing.*python tools/build.py --host"):
         _native.library(32)
+
+
+def test_a_damaged_library_is_refused_before_the_loader_sees_it(fake_host_build, monkeypatch):
+    library = host_build.build_host_if_stale(gradient_bits=32)
+    library.write_bytes(library.read_bytes()[:3])  # truncated: dlopen would crash on it
+    flags = host_build.compile_flags()
+    assert "not the file that was built" in host_build.staleness(library, flags)
+    monkeypatch.delenv(_native.LIBRARY_ENV, raising=False)
+    monkeypatch.setattr(_native, "DEFAULT_LIBRARY", library)
+    monkeypatch.setattr(_native, "_libraries", {})
+    with pytest.raises(LibraryNotBuiltError, match="damaged or replaced.*python tools/build.py"):
+        _native.library(32)
+    host_build.build_host_if_stale(gradient_bits=32)  # a stale check rebuilds it
+    assert host_build.staleness(library, flags) is None
 
 
 def test_the_package_build_can_load_the_host_builder_before_any_dependency(tmp_path):

@@ -189,7 +189,12 @@ def library(gradient_bits=32):
                     f"the tflm_training host library is out of date: {stale}; rebuild it "
                     f"with `{how}` from the repository root (or `pip install -e .`)"
                 )
-        lib = ctypes.CDLL(str(path))
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError as error:
+            raise LibraryNotBuiltError(
+                f"{path} cannot be loaded ({error}); rebuild it with `{how}`"
+            ) from None
         _declare(lib)
         if lib.tt_gradient_bits() != gradient_bits:
             raise LibraryNotBuiltError(

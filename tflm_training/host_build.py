@@ -3,9 +3,10 @@
 The package build (setup.py) runs build_host_if_stale() for every gradient
 width, so `pip install -e .` leaves a loadable library; `python
 tools/build.py --host` rebuilds it by hand. Beside each library lies the
-SHA-256 of the sources and flags it was built from, which
-tflm_training._native compares before loading it: a library built from other
-sources is refused, never loaded by mistake.
+SHA-256 of the sources and flags it was built from and of the library file
+itself, which tflm_training._native compares before loading it: a library
+built from other sources, or damaged since, is refused, never loaded by
+mistake (the loader cannot survive a truncated one).
 
 Standard library only: setup.py loads this file before any dependency is
 installed.
@@ -24,7 +25,7 @@ REPO = PACKAGE.parent
 RUNTIME = PACKAGE / "runtime"
 BUILD_DIR = PACKAGE / "_build"
 LIBRARY_NAME = "libtflm_training.so"
-DIGEST_SUFFIX = ".sources"  # beside the library: the digest it was built from
+DIGEST_SUFFIX = ".sources"  # beside the library: what it was built from, and its own digest
 LOCK_NAME = ".lock"  # in BUILD_DIR: builds by concurrent processes take turns
 
 COMMON_FLAGS = [
@@ -118,28 +119,38 @@ def _digest_path(library):
     return library.with_name(library.name + DIGEST_SUFFIX)
 
 
-def built_digest(library):
-    """The digest `library` was built from, or None (no record of it)."""
+def _file_digest(path):
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def built_record(library):
+    """(sources digest, library digest) recorded when `library` was built,
+    or None (no record of it, or not one this module wrote)."""
     try:
-        return _digest_path(pathlib.Path(library)).read_text().strip()
-    except OSError:
+        lines = _digest_path(pathlib.Path(library)).read_text().split()
+    except (OSError, UnicodeDecodeError):
         return None
+    return tuple(lines) if len(lines) == 2 else None
 
 
 def staleness(library, flags):
-    """Why `library` is not the build of these sources with `flags`, or None
-    when it is. A package without its runtime sources (an installed wheel)
-    has nothing to compare: its library is taken as it is."""
+    """Why `library` is not the build of these sources with `flags`, intact,
+    or None when it is. A package without its runtime sources (an installed
+    wheel) has nothing to compare the sources with: its library is only
+    checked to be the file that was built."""
     library = pathlib.Path(library)
     if not library.is_file():
         return f"{library} is missing"
-    if not RUNTIME.is_dir():
-        return None
-    if built_digest(library) != sources_digest(flags):
+    record = built_record(library)
+    if record is None:
+        return f"{library} has no record of the sources it was built from"
+    if RUNTIME.is_dir() and record[0] != sources_digest(flags):
         return (
             f"{library} was built from other runtime sources than those in {RUNTIME} "
             "(a runtime file changed since it was built)"
         )
+    if record[1] != _file_digest(library):
+        return f"{library} is not the file that was built (damaged or replaced since)"
     return None
 
 
@@ -204,9 +215,10 @@ def _build(out, compiler, verbose, flags):
         # Renames, so a concurrently loading process never sees a half-written
         # file; the digest last, so a cut between the two leaves a library
         # that reads as stale and is rebuilt, never a stale one read as current.
+        built = _file_digest(tmp)
         tmp.replace(out)
         record = staging / (out.name + DIGEST_SUFFIX)
-        record.write_text(digest + "\n")
+        record.write_text(f"{digest}\n{built}\n")
         record.replace(_digest_path(out))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
